@@ -1,0 +1,44 @@
+# commap: every target bootstraps what it needs (uv, the locked virtualenv, stubs, npm packages).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV := .uv/bin/uv
+PY := .venv/bin/python
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+MAP_SPEC := maps/andorra/map.toml
+MAP_DIR := maps/andorra/built
+
+.PHONY: setup run test lint bench proto map clean
+
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON) --quiet
+	touch $@
+
+setup: .venv/.synced
+
+# The default map: built from the committed spec and source data, rebuilt when they change.
+$(MAP_DIR)/manifest.json: $(MAP_SPEC) $(wildcard maps/andorra/data/*) | .venv/.synced
+	$(PY) -m commap.cli build-map $(MAP_SPEC) --out $(MAP_DIR)
+
+map: setup $(MAP_DIR)/manifest.json
+
+run: map
+	$(PY) -m commap.cli route --map andorra --from 42.5063,1.5218 --to 42.5430,1.7330
+
+test: map
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check commap server tests bench
+	$(PY) -m ruff format --check commap server tests bench
+	$(PY) -m mypy
+
+bench: map
+	$(PY) -m bench --out bench/results
+
+clean:
+	rm -rf .venv .uv node_modules commap/v1 maps/*/built

@@ -1,0 +1,85 @@
+"""Coverage layers: one per network, all answering :class:`commap.quality.CoverageLayer`.
+
+A map spec (``map.toml``) gives each network a ``layer`` table whose ``type`` picks the module
+that builds it. Every layer module provides two functions:
+
+``prepare_layer(network, spec, ctx) -> dict``
+    Build time: read the sources under ``ctx.source_dir``, write whatever the layer needs into
+    ``ctx.built_dir`` (copied or generated files, e.g. placed cell sites), and return the layer spec
+    as the built map records it (file names relative to ``ctx.built_dir``).
+``load_layer(network, spec, ctx) -> CoverageLayer``
+    Load time: build the layer object from a prepared spec and files under ``ctx.built_dir``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from commap.errors import InvalidInputError
+from commap.networks import Network
+from commap.quality import CoverageLayer
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from commap.terrain import Terrain
+
+__all__ = ["LAYER_TYPES", "LayerContext", "load_layer", "prepare_layer"]
+
+# layer type -> module implementing prepare_layer / load_layer
+LAYER_TYPES: dict[str, str] = {
+    "terrestrial": "commap.layers.terrestrial",
+    "measured": "commap.layers.measured",
+    "leo": "commap.layers.satellite",
+    "geo": "commap.layers.satellite",
+}
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What a layer may use while it is prepared or loaded.
+
+    Attributes
+    ----------
+    source_dir : directory of the map spec (source files are relative to it).
+    built_dir : directory of the built map (prepared files are relative to it).
+    bbox : ``(lon_min, lat_min, lon_max, lat_max)`` of the map, WGS84.
+    terrain : elevation model, or None when the map has no terrain.
+    roads : the map's road graph, or None for maps without roads.
+    seed : the map's random seed (generated layouts must be reproducible).
+    """
+
+    source_dir: Path
+    built_dir: Path
+    bbox: tuple[float, float, float, float]
+    terrain: Terrain | None = None
+    roads: nx.MultiDiGraph | None = None
+    seed: int = 0
+
+
+def _module(spec: Mapping[str, Any], network: Network) -> ModuleType:
+    layer_type = spec.get("type")
+    if layer_type not in LAYER_TYPES:
+        raise InvalidInputError(
+            f"network {network.id}: unknown layer type {layer_type!r}; "
+            f"expected one of {sorted(LAYER_TYPES)}",
+            field="layer.type",
+        )
+    return importlib.import_module(LAYER_TYPES[str(layer_type)])
+
+
+def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> dict[str, Any]:
+    """Prepare the layer of ``network`` at build time (see module docstring)."""
+    result: dict[str, Any] = _module(spec, network).prepare_layer(network, spec, ctx)
+    return result
+
+
+def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> CoverageLayer:
+    """Load the layer of ``network`` from a built map (see module docstring)."""
+    layer: CoverageLayer = _module(spec, network).load_layer(network, spec, ctx)
+    return layer

@@ -1,0 +1,195 @@
+"""Quality values, their provenance, and the coverage-layer protocol.
+
+Conventions shared by every layer:
+
+* ``rsrp_dbm``: best-server reference signal received power. ``NO_SIGNAL_RSRP_DBM`` where
+  there is no usable signal; NaN for satellite networks (not applicable).
+* ``sinr_db``: best-server signal to interference plus noise ratio. ``NO_SIGNAL_SINR_DB`` where
+  there is no signal. Satellite layers fill an equivalent SINR from their link budget so that one
+  link model serves every network.
+* ``elevation_deg``: best satellite elevation (satellite layers), ``NO_SATELLITE_ELEVATION_DEG``
+  when none is visible or the sky is blocked; NaN for terrestrial networks.
+* ``confidence``: 0..1, how much to trust the value (modelled values get the layer's confidence,
+  measured values grow with the sample count).
+* ``provenance``: :class:`Provenance` code per value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from commap.errors import InvalidInputError
+
+__all__ = [
+    "NO_SATELLITE_ELEVATION_DEG",
+    "NO_SIGNAL_RSRP_DBM",
+    "NO_SIGNAL_SINR_DB",
+    "CoverageLayer",
+    "Provenance",
+    "Quality",
+    "QualityMatrix",
+    "as_points",
+]
+
+NO_SIGNAL_RSRP_DBM = -160.0
+NO_SIGNAL_SINR_DB = -30.0
+NO_SATELLITE_ELEVATION_DEG = -90.0
+
+FloatArray = NDArray[np.float64]
+BoolArray = NDArray[np.bool_]
+
+
+class Provenance(IntEnum):
+    """Where a quality value comes from."""
+
+    NONE = 0  # no source covers this point
+    MODELLED = 1
+    MEASURED = 2
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Quality of one network at ``n`` points (all arrays have shape ``(n,)``)."""
+
+    rsrp_dbm: FloatArray
+    sinr_db: FloatArray
+    elevation_deg: FloatArray
+    confidence: FloatArray
+    provenance: NDArray[np.int8]
+    sample_count: NDArray[np.int32]
+
+    def __len__(self) -> int:
+        return int(self.sinr_db.shape[0])
+
+    @classmethod
+    def empty(cls, n: int, *, satellite: bool = False) -> Quality:
+        """No signal anywhere (``n`` points), provenance NONE.
+
+        Examples
+        --------
+        >>> len(Quality.empty(0))
+        0
+        >>> float(Quality.empty(2).sinr_db[0])
+        -30.0
+        """
+        nan = np.full(n, np.nan)
+        return cls(
+            rsrp_dbm=nan.copy() if satellite else np.full(n, NO_SIGNAL_RSRP_DBM),
+            sinr_db=np.full(n, NO_SIGNAL_SINR_DB),
+            elevation_deg=np.full(n, NO_SATELLITE_ELEVATION_DEG) if satellite else nan.copy(),
+            confidence=np.zeros(n),
+            provenance=np.zeros(n, dtype=np.int8),
+            sample_count=np.zeros(n, dtype=np.int32),
+        )
+
+
+@runtime_checkable
+class CoverageLayer(Protocol):
+    """One network's coverage: quality for arrays of points and times.
+
+    ``lon``/``lat`` are WGS84 degrees, ``t_s`` seconds since the Unix epoch (UTC).
+    ``in_tunnel`` and ``under_bridge`` mark points whose sky (and, in tunnels, every
+    terrestrial signal) is blocked; both default to all False.
+    """
+
+    network_id: str
+
+    def sample(
+        self,
+        lon: FloatArray,
+        lat: FloatArray,
+        t_s: FloatArray,
+        *,
+        in_tunnel: BoolArray | None = None,
+        under_bridge: BoolArray | None = None,
+    ) -> Quality:
+        """Quality of this layer's network at the given points."""
+        ...
+
+
+@dataclass(frozen=True)
+class QualityMatrix:
+    """Quality of every network along a corridor: arrays of shape ``(segments, networks)``."""
+
+    network_ids: tuple[str, ...]
+    rsrp_dbm: FloatArray
+    sinr_db: FloatArray
+    elevation_deg: FloatArray
+    confidence: FloatArray
+    provenance: NDArray[np.int8]
+    sample_count: NDArray[np.int32]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(segments, networks)``."""
+        return (int(self.sinr_db.shape[0]), len(self.network_ids))
+
+    @classmethod
+    def from_columns(cls, network_ids: tuple[str, ...], columns: list[Quality]) -> QualityMatrix:
+        """Stack one :class:`Quality` per network into a matrix."""
+        if len(network_ids) != len(columns):
+            raise InvalidInputError("one quality column per network is required")
+
+        def stack(name: str, dtype: type) -> NDArray:  # type: ignore[type-arg]
+            if not columns:
+                return np.zeros((0, 0), dtype=dtype)
+            return np.stack([getattr(q, name) for q in columns], axis=1).astype(dtype)
+
+        return cls(
+            network_ids=network_ids,
+            rsrp_dbm=stack("rsrp_dbm", np.float64),
+            sinr_db=stack("sinr_db", np.float64),
+            elevation_deg=stack("elevation_deg", np.float64),
+            confidence=stack("confidence", np.float64),
+            provenance=stack("provenance", np.int8),
+            sample_count=stack("sample_count", np.int32),
+        )
+
+    def column(self, network_id: str) -> Quality:
+        """The quality of one network along the corridor."""
+        j = self.network_ids.index(network_id)
+        return Quality(
+            rsrp_dbm=self.rsrp_dbm[:, j],
+            sinr_db=self.sinr_db[:, j],
+            elevation_deg=self.elevation_deg[:, j],
+            confidence=self.confidence[:, j],
+            provenance=self.provenance[:, j],
+            sample_count=self.sample_count[:, j],
+        )
+
+
+def as_points(
+    lon: object, lat: object, t_s: object | None = None
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Validate and broadcast point arrays (WGS84 degrees, epoch seconds).
+
+    Raises
+    ------
+    InvalidInputError
+        On NaN/inf, out-of-range coordinates or mismatched shapes.
+
+    Examples
+    --------
+    >>> lon, lat, t = as_points([], [])
+    >>> lon.shape, t.shape
+    ((0,), (0,))
+    """
+    lon_a = np.atleast_1d(np.asarray(lon, dtype=np.float64))
+    lat_a = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    if lon_a.shape != lat_a.shape or lon_a.ndim != 1:
+        raise InvalidInputError("lon and lat must be 1-D arrays of the same length")
+    t_a = (
+        np.zeros_like(lon_a)
+        if t_s is None
+        else np.broadcast_to(np.asarray(t_s, dtype=np.float64), lon_a.shape).copy()
+    )
+    if not (np.isfinite(lon_a).all() and np.isfinite(lat_a).all() and np.isfinite(t_a).all()):
+        raise InvalidInputError("coordinates and times must be finite numbers")
+    if (np.abs(lat_a) > 90).any() or (np.abs(lon_a) > 180).any():
+        raise InvalidInputError("latitude must be within [-90, 90] and longitude within [-180, 180]")
+    return lon_a, lat_a, t_a
