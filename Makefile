@@ -5,8 +5,8 @@ UV := .uv/bin/uv
 PY := .venv/bin/python
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
-MAP_SPEC := maps/andorra/map.toml
-MAP_DIR := maps/andorra/built
+MAP_SPECS := $(wildcard maps/*/map.toml)
+BUILT_MAPS := $(MAP_SPECS:%/map.toml=%/built/manifest.json)
 
 .PHONY: setup run test lint bench proto map clean
 
@@ -20,11 +20,13 @@ $(UV):
 
 setup: .venv/.synced
 
-# The default map: built from the committed spec and source data, rebuilt when they change.
-$(MAP_DIR)/manifest.json: $(MAP_SPEC) $(wildcard maps/andorra/data/*) | .venv/.synced
-	$(PY) -m commap.cli build-map $(MAP_SPEC) --out $(MAP_DIR)
+# Maps (the default one is maps/andorra): built from the committed spec and source data,
+# rebuilt when they or the library change.
+.SECONDEXPANSION:
+maps/%/built/manifest.json: maps/%/map.toml $$(wildcard maps/%/data/*) $(wildcard commap/*.py commap/layers/*.py) | .venv/.synced
+	$(PY) -m commap.cli build-map $< --out $(@D)
 
-map: setup $(MAP_DIR)/manifest.json
+map: setup $(BUILT_MAPS)
 
 run: map
 	$(PY) -m commap.cli route --map andorra --from 42.5063,1.5218 --to 42.5430,1.7330

@@ -29,6 +29,8 @@ __all__ = [
     "NO_SATELLITE_ELEVATION_DEG",
     "NO_SIGNAL_RSRP_DBM",
     "NO_SIGNAL_SINR_DB",
+    "QIN_SINR_DB",
+    "QOUT_SINR_DB",
     "CoverageLayer",
     "Provenance",
     "Quality",
@@ -39,6 +41,9 @@ __all__ = [
 NO_SIGNAL_RSRP_DBM = -160.0
 NO_SIGNAL_SINR_DB = -30.0
 NO_SATELLITE_ELEVATION_DEG = -90.0
+# Radio link monitoring thresholds (DESIGN.md, Evaluation): out of sync below Qout, in sync above Qin.
+QOUT_SINR_DB = -5.0
+QIN_SINR_DB = -3.9
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

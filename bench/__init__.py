@@ -1,0 +1,1 @@
+"""commap benchmarks: every ``bench/bench_*.py`` module exposes ``run() -> dict``."""

@@ -1,0 +1,509 @@
+"""CommMap: a road graph, terrain and one coverage layer per network, built and loaded as a unit.
+
+A map has a *spec* (``map.toml``, source files beside it) and a *built* directory
+(``manifest.json`` + tables) made by :func:`build_map`. :meth:`CommMap.load` opens a built map by
+name (a directory under the maps directory) or path; :meth:`CommMap.quality` returns the
+quality of every network along a corridor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from numpy.typing import NDArray
+
+from commap import __version__
+from commap.config import Settings
+from commap.corridor import Corridor, Route
+from commap.errors import InvalidInputError, MapNotFoundError
+from commap.layers import LayerContext, load_layer, prepare_layer
+from commap.networks import Network, NetworkCatalogue, NetworkKind
+from commap.quality import CoverageLayer, QualityMatrix, as_points
+from commap.terrain import Terrain
+from commap.timeutil import parse_time
+
+__all__ = ["MANIFEST", "CommMap", "MapSpec", "build_map", "read_spec", "resolve_map_dir"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "commap-map/1"
+_MAP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NETWORK_FIELDS = (
+    "id",
+    "kind",
+    "operator",
+    "technology",
+    "latency_ms",
+    "cost_per_mb",
+    "frequency_mhz",
+    "min_elevation_deg",
+    "tle_file",
+    "orbital_longitude_deg",
+    "display_name",
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A parsed, validated ``map.toml``."""
+
+    path: Path
+    name: str
+    title: str
+    description: str
+    bbox: tuple[float, float, float, float]
+    segment_m: float
+    seed: int
+    default_departure_s: float
+    roads: Mapping[str, Any] | None
+    terrain: Mapping[str, Any] | None
+    networks: tuple[Mapping[str, Any], ...]
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def source_dir(self) -> Path:
+        """Directory the spec's file names are relative to."""
+        return self.path.parent
+
+
+def _bbox(value: Any, where: str) -> tuple[float, float, float, float]:
+    try:
+        lon0, lat0, lon1, lat1 = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{where}: bbox must be [lon_min, lat_min, lon_max, lat_max]") from None
+    as_points([lon0, lon1], [lat0, lat1])
+    if not (lon0 < lon1 and lat0 < lat1):
+        raise InvalidInputError(f"{where}: bbox minimum must be below maximum")
+    return (lon0, lat0, lon1, lat1)
+
+
+def read_spec(path: str | Path) -> MapSpec:
+    """Read and validate a map spec (``map.toml``).
+
+    Raises
+    ------
+    InvalidInputError
+        If the file is missing, not TOML, or misses required keys.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError(f"map spec {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInputError(f"map spec {path} is not valid TOML: {exc}") from None
+    name = str(raw.get("name", ""))
+    if not _MAP_NAME.match(name):
+        raise InvalidInputError(f"{path}: name {name!r} must match {_MAP_NAME.pattern}", field="name")
+    networks = raw.get("networks")
+    if not isinstance(networks, list) or not networks:
+        raise InvalidInputError(f"{path}: at least one [[networks]] entry is required")
+    for i, net in enumerate(networks):
+        if not isinstance(net, dict) or "layer" not in net or "id" not in net:
+            raise InvalidInputError(f"{path}: networks[{i}] needs an id and a [networks.layer] table")
+    segment_m = float(raw.get("segment_m", 50.0))
+    if not (1.0 <= segment_m <= 10_000.0):
+        raise InvalidInputError(f"{path}: segment_m must be within 1..10000 m", field="segment_m")
+    return MapSpec(
+        path=path,
+        name=name,
+        title=str(raw.get("title", name)),
+        description=str(raw.get("description", "")),
+        bbox=_bbox(raw.get("bbox"), str(path)),
+        segment_m=segment_m,
+        seed=int(raw.get("seed", 0)),
+        default_departure_s=parse_time(raw.get("default_departure", 0), field="default_departure"),
+        roads=raw.get("roads"),
+        terrain=raw.get("terrain"),
+        networks=tuple(networks),
+        raw=raw,
+    )
+
+
+def _network(entry: Mapping[str, Any]) -> Network:
+    values = {k: entry[k] for k in _NETWORK_FIELDS if k in entry}
+    try:
+        values["kind"] = NetworkKind(values.get("kind", ""))
+        return Network(**values)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"network {entry.get('id')!r}: {exc}") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str) -> list[str]:
+    out = []
+    (built / subdir).mkdir(exist_ok=True)
+    for name in files:
+        src = spec.source_dir / name
+        if not src.is_file():
+            raise InvalidInputError(f"{spec.path}: source file {name} does not exist")
+        dst = built / subdir / src.name
+        shutil.copyfile(src, dst)
+        out.append(f"{subdir}/{src.name}")
+    return out
+
+
+def _build_networks(
+    spec: MapSpec, ctx: LayerContext, progress: Progress
+) -> list[dict[str, Any]]:
+    built_networks = []
+    for entry in spec.networks:
+        network = _network(entry)
+        progress(f"network {network.id}: preparing {entry['layer'].get('type')} layer")
+        record: dict[str, Any] = {k: entry[k] for k in _NETWORK_FIELDS if k in entry}
+        record["layer"] = prepare_layer(network, entry["layer"], ctx)
+        if "measured" in entry:
+            from commap.layers.measured import prepare_measured
+
+            record["measured"] = prepare_measured(network, entry["measured"], ctx)
+        built_networks.append(record)
+    return built_networks
+
+
+def build_map(
+    spec_path: str | Path, out_dir: str | Path, *, progress: Progress | None = None
+) -> Path:
+    """Build a map from its spec into ``out_dir`` (replaced atomically when complete).
+
+    Parameters
+    ----------
+    spec_path : path of ``map.toml``.
+    out_dir : the built map directory.
+    progress : called with a short message at each step (for CLIs).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    say = progress or (lambda message: log.info("%s", message))
+    spec = read_spec(spec_path)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        manifest = _build_into(spec, tmp, say)
+        _write_json_atomic(tmp / MANIFEST, manifest)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"map {spec.name} built in {out}")
+    return out
+
+
+def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
+    from commap import roads as roads_mod
+
+    terrain = None
+    terrain_record = None
+    if spec.terrain:
+        say("terrain: loading SRTM tiles")
+        files = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
+        terrain = Terrain.from_files([built / f for f in files])
+        terrain_record = {"files": files, "attribution": spec.terrain.get("attribution", "")}
+    graph = None
+    roads_record = None
+    if spec.roads:
+        say(f"roads: reading {spec.roads['file']}")
+        graph = roads_mod.load_road_graph(spec.source_dir / spec.roads["file"], bbox=spec.bbox)
+        roads_mod.write_road_graph(graph, built / "roads")
+        length_km = sum(d["length_m"] for _, _, d in graph.edges(data=True)) / 1000.0
+        roads_record = {
+            "dir": "roads",
+            "source": Path(spec.roads["file"]).name,
+            "attribution": spec.roads.get("attribution", ""),
+            "nodes": graph.number_of_nodes(),
+            "edges": graph.number_of_edges(),
+            "edge_length_km": round(length_km, 3),
+        }
+        say(f"roads: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
+    ctx = LayerContext(
+        source_dir=spec.source_dir,
+        built_dir=built,
+        bbox=spec.bbox,
+        terrain=terrain,
+        roads=graph,
+        seed=spec.seed,
+    )
+    networks = _build_networks(spec, ctx, say)
+    files = sorted(p for p in built.rglob("*") if p.is_file())
+    return {
+        "format": FORMAT,
+        "commap_version": __version__,
+        "name": spec.name,
+        "title": spec.title,
+        "description": spec.description,
+        "bbox": list(spec.bbox),
+        "segment_m": spec.segment_m,
+        "seed": spec.seed,
+        "default_departure_s": spec.default_departure_s,
+        "roads": roads_record,
+        "terrain": terrain_record,
+        "networks": networks,
+        "attribution": _attributions(spec),
+        "files": {str(p.relative_to(built)): _sha256(p) for p in files},
+    }
+
+
+def _attributions(spec: MapSpec) -> list[str]:
+    found: list[str] = []
+    tables: list[Any] = [spec.roads, spec.terrain]
+    for net in spec.networks:
+        tables += [net.get("layer"), net.get("measured")]
+    for table in tables:
+        if isinstance(table, Mapping) and table.get("attribution"):
+            text = str(table["attribution"])
+            if text not in found:
+                found.append(text)
+    return found
+
+
+def _write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_map_dir(name_or_path: str | Path, settings: Settings | None = None) -> Path:
+    """Resolve a map name (a directory under the maps directory) or a path to a built map.
+
+    A name resolves to ``<maps_dir>/<name>/built`` (or ``<maps_dir>/<name>`` if that holds a
+    manifest). Names are matched against the directory listing, never joined into a path
+    unchecked.
+
+    Raises
+    ------
+    MapNotFoundError
+        If nothing built is found.
+    """
+    settings = settings or Settings()
+    text = str(name_or_path)
+    if _MAP_NAME.match(text):
+        known = {p.name for p in settings.maps_dir.iterdir() if p.is_dir()} if settings.maps_dir.is_dir() else set()
+        if text in known:
+            base = settings.maps_dir / text
+            for candidate in (base / "built", base):
+                if (candidate / MANIFEST).is_file():
+                    return candidate
+            raise MapNotFoundError(
+                f"map {text!r} is not built: run `commap build-map {base / 'map.toml'} --out {base / 'built'}`"
+            )
+        if not Path(text).is_dir():
+            names = sorted(known)
+            raise MapNotFoundError(f"unknown map {text!r}; known maps: {', '.join(names) or 'none'}")
+    path = Path(text)
+    if (path / MANIFEST).is_file():
+        return path
+    if (path / "built" / MANIFEST).is_file():
+        return path / "built"
+    raise MapNotFoundError(f"{path} is not a built map (no {MANIFEST})")
+
+
+class CommMap:
+    """A loaded communication map.
+
+    Use :meth:`load`; the constructor takes already-loaded parts (for tests and batch workers).
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        manifest: Mapping[str, Any],
+        catalogue: NetworkCatalogue,
+        layers: Mapping[str, CoverageLayer],
+        roads: nx.MultiDiGraph | None,
+        terrain: Terrain | None,
+    ) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.catalogue = catalogue
+        self.layers = dict(layers)
+        self.roads = roads
+        self.terrain = terrain
+        self.name: str = str(manifest["name"])
+        self.bbox: tuple[float, float, float, float] = _bbox(manifest["bbox"], self.name)
+        self.segment_m = float(manifest.get("segment_m", 50.0))
+        self.default_departure_s = float(manifest.get("default_departure_s", 0.0))
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, *, settings: Settings | None = None) -> CommMap:
+        """Load a built map by name or directory.
+
+        Raises
+        ------
+        MapNotFoundError
+            Unknown or unbuilt map.
+        InvalidInputError
+            The manifest or a table is corrupt.
+        """
+        from commap import roads as roads_mod
+
+        directory = resolve_map_dir(name_or_path, settings)
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{directory / MANIFEST}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise InvalidInputError(f"{directory / MANIFEST}: not a {FORMAT} manifest")
+        _verify_files(directory, manifest)
+        terrain = None
+        if manifest.get("terrain"):
+            terrain = Terrain.from_files([directory / f for f in manifest["terrain"]["files"]])
+        graph = None
+        if manifest.get("roads"):
+            graph = roads_mod.read_road_graph(directory / manifest["roads"]["dir"])
+        networks = [_network(entry) for entry in manifest["networks"]]
+        ctx = LayerContext(
+            source_dir=directory,
+            built_dir=directory,
+            bbox=_bbox(manifest["bbox"], str(directory)),
+            terrain=terrain,
+            roads=graph,
+            seed=int(manifest.get("seed", 0)),
+        )
+        layers: dict[str, CoverageLayer] = {}
+        for network, entry in zip(networks, manifest["networks"], strict=True):
+            layer = load_layer(network, entry["layer"], ctx)
+            if entry.get("measured"):
+                from commap.layers.measured import load_fused_layer
+
+                layer = load_fused_layer(network, layer, entry["measured"], ctx)
+            layers[network.id] = layer
+        log.info("loaded map %s from %s (%d networks)", manifest["name"], directory, len(networks))
+        return cls(
+            directory=directory,
+            manifest=manifest,
+            catalogue=NetworkCatalogue(networks),
+            layers=layers,
+            roads=graph,
+            terrain=terrain,
+        )
+
+    # -- geometry -----------------------------------------------------------------------------
+    def contains(self, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """True where points lie inside the map's bounding box."""
+        lon0, lat0, lon1, lat1 = self.bbox
+        return (lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)
+
+    def check_inside(self, lon: Any, lat: Any, *, field: str = "position") -> None:
+        """Raise :class:`InvalidInputError` naming ``field`` if any point lies outside the map."""
+        lon_a, lat_a, _ = as_points(lon, lat)
+        outside = ~self.contains(lon_a, lat_a)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise InvalidInputError(
+                f"{field}: point ({lat_a[i]:.5f}, {lon_a[i]:.5f}) lies outside map {self.name} "
+                f"(lon {self.bbox[0]}..{self.bbox[2]}, lat {self.bbox[1]}..{self.bbox[3]})",
+                field=field,
+            )
+
+    # -- routes and corridors -------------------------------------------------------------------
+    def routes(
+        self, origin: tuple[float, float], destination: tuple[float, float], *, k: int = 1
+    ) -> list[Route]:
+        """Up to ``k`` routes origin -> destination by travel time (``(lon, lat)`` tuples)."""
+        from commap import roads as roads_mod
+
+        if self.roads is None:
+            raise InvalidInputError(f"map {self.name} has no road graph: give the route as a polyline")
+        self.check_inside([origin[0]], [origin[1]], field="origin")
+        self.check_inside([destination[0]], [destination[1]], field="destination")
+        if k == 1:
+            return [roads_mod.shortest_route(self.roads, origin, destination)]
+        return roads_mod.k_routes(self.roads, origin, destination, k=k)
+
+    def corridor(
+        self, route: Route, *, departure_s: float | None = None, segment_m: float | None = None
+    ) -> Corridor:
+        """Cut ``route`` into this map's segments (checks the route lies inside the map)."""
+        from commap import corridor as corridor_mod
+        from commap import roads as roads_mod
+
+        self.check_inside(route.lon, route.lat, field="route")
+        overpasses = roads_mod.bridge_geometries(self.roads) if self.roads is not None else None
+        return corridor_mod.cut(
+            route,
+            segment_m=segment_m or self.segment_m,
+            departure_s=self.default_departure_s if departure_s is None else departure_s,
+            overpasses=overpasses,
+        )
+
+    # -- quality ----------------------------------------------------------------------------------
+    def quality(self, corridor: Corridor) -> QualityMatrix:
+        """Quality of every network (catalogue order) at every corridor segment."""
+        columns = [
+            self.layers[nid].sample(
+                corridor.lon,
+                corridor.lat,
+                corridor.t_s,
+                in_tunnel=corridor.in_tunnel,
+                under_bridge=corridor.under_bridge,
+            )
+            for nid in self.catalogue.ids
+        ]
+        return QualityMatrix.from_columns(self.catalogue.ids, columns)
+
+    def quality_at(self, lon: Any, lat: Any, t_s: Any | None = None) -> QualityMatrix:
+        """Quality of every network at free points (open sky, outside tunnels)."""
+        lon_a, lat_a, t_a = as_points(lon, lat, self.default_departure_s if t_s is None else t_s)
+        self.check_inside(lon_a, lat_a)
+        columns = [self.layers[nid].sample(lon_a, lat_a, t_a) for nid in self.catalogue.ids]
+        return QualityMatrix.from_columns(self.catalogue.ids, columns)
+
+    def describe(self) -> dict[str, Any]:
+        """Summary for listings: name, title, extent, networks, sources."""
+        return {
+            "name": self.name,
+            "title": self.manifest.get("title", self.name),
+            "bbox": list(self.bbox),
+            "networks": [dict(n) for n in self.manifest["networks"]],
+            "attribution": list(self.manifest.get("attribution", [])),
+        }
+
+
+def _verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
+    """Reject a map whose tables are missing or differ from the manifest (half-written maps)."""
+    for rel, digest in manifest.get("files", {}).items():
+        path = directory / rel
+        if not path.is_file():
+            raise InvalidInputError(f"map {directory}: file {rel} listed in the manifest is missing")
+        if path.stat().st_size < (1 << 26) and _sha256(path) != digest:
+            raise InvalidInputError(f"map {directory}: file {rel} does not match its checksum")

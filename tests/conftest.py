@@ -1,0 +1,46 @@
+"""Shared fixtures: the real default map (built by ``make map``) and paths to test data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from commap.comm_map import CommMap, build_map, resolve_map_dir
+from commap.errors import MapNotFoundError
+
+REPO = Path(__file__).resolve().parents[1]
+MAPS = REPO / "maps"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def _built(name: str, tmp_factory: pytest.TempPathFactory) -> Path:
+    """The built map ``name``: the one ``make map`` made, else a fresh build in a temp dir."""
+    try:
+        return resolve_map_dir(name)
+    except MapNotFoundError:
+        return build_map(MAPS / name / "map.toml", tmp_factory.mktemp(name) / "built")
+
+
+@pytest.fixture(scope="session")
+def andorra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the built default map."""
+    return _built("andorra", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def andorra(andorra_dir: Path) -> CommMap:
+    """The default map, loaded once per session."""
+    return CommMap.load(andorra_dir)
+
+
+@pytest.fixture(scope="session")
+def cork_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the built Cork map (real towers and drive tests)."""
+    return _built("cork", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cork(cork_dir: Path) -> CommMap:
+    """The Cork map, loaded once per session."""
+    return CommMap.load(cork_dir)
