@@ -18,7 +18,22 @@ $(UV):
 	$(UV) sync --frozen --python $(PYTHON) --quiet
 	touch $@
 
-setup: .venv/.synced
+# gRPC stubs: generated from protos/ (never committed; commap/v1/ is git-ignored).
+PROTOS := $(wildcard protos/commap/v1/*.proto)
+STUBS := commap/v1/commap_service_pb2.py
+
+$(STUBS): $(PROTOS) server/protogen.py | .venv/.synced
+	$(PY) -m server.protogen
+
+proto: .venv/.synced
+	$(PY) -m server.protogen
+
+# npm packages (Node test rig, buf) from the committed lock.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: .venv/.synced $(STUBS) node_modules/.installed
 
 # Maps (the default one is maps/andorra): built from the committed spec and source data,
 # rebuilt when they or the library change.
@@ -38,6 +53,7 @@ lint: setup
 	$(PY) -m ruff check commap server tests bench
 	$(PY) -m ruff format --check commap server tests bench
 	$(PY) -m mypy
+	npx --no-install buf lint protos
 
 bench: map
 	$(PY) -m bench --out bench/results

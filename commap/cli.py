@@ -83,7 +83,12 @@ def build_map_cmd(
     from commap.comm_map import build_map
 
     with console.status("building map") as status:
-        build_map(spec, out, progress=lambda msg: (status.update(msg), console.log(msg)))
+
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        build_map(spec, out, progress=progress)
     console.print(f"map built in [bold]{out}[/]")
 
 

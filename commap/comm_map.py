@@ -153,7 +153,7 @@ def _sha256(path: Path) -> str:
 
 
 def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str) -> list[str]:
-    out = []
+    out: list[str] = []
     (built / subdir).mkdir(exist_ok=True)
     for name in files:
         src = spec.source_dir / name
@@ -168,7 +168,7 @@ def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str)
 def _build_networks(
     spec: MapSpec, ctx: LayerContext, progress: Progress
 ) -> list[dict[str, Any]]:
-    built_networks = []
+    built_networks: list[dict[str, Any]] = []
     for entry in spec.networks:
         network = _network(entry)
         progress(f"network {network.id}: preparing {entry['layer'].get('type')} layer")
@@ -223,9 +223,9 @@ def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
     terrain_record = None
     if spec.terrain:
         say("terrain: loading SRTM tiles")
-        files = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
-        terrain = Terrain.from_files([built / f for f in files])
-        terrain_record = {"files": files, "attribution": spec.terrain.get("attribution", "")}
+        tiles = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
+        terrain = Terrain.from_files([built / f for f in tiles])
+        terrain_record = {"files": tiles, "attribution": spec.terrain.get("attribution", "")}
     graph = None
     roads_record = None
     if spec.roads:
@@ -251,7 +251,7 @@ def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
         seed=spec.seed,
     )
     networks = _build_networks(spec, ctx, say)
-    files = sorted(p for p in built.rglob("*") if p.is_file())
+    built_files = sorted(p for p in built.rglob("*") if p.is_file())
     return {
         "format": FORMAT,
         "commap_version": __version__,
@@ -266,7 +266,7 @@ def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
         "terrain": terrain_record,
         "networks": networks,
         "attribution": _attributions(spec),
-        "files": {str(p.relative_to(built)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(built)): _sha256(p) for p in built_files},
     }
 
 

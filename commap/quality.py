@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -140,7 +140,7 @@ class QualityMatrix:
         if len(network_ids) != len(columns):
             raise InvalidInputError("one quality column per network is required")
 
-        def stack(name: str, dtype: type) -> NDArray:  # type: ignore[type-arg]
+        def stack(name: str, dtype: type) -> NDArray[Any]:
             if not columns:
                 return np.zeros((0, 0), dtype=dtype)
             return np.stack([getattr(q, name) for q in columns], axis=1).astype(dtype)

@@ -1,0 +1,881 @@
+"""Measured coverage layers: drive tests, fleet reports and gridded measurements on H3 cells.
+
+Measurements are aggregated per H3 cell at build time (:func:`prepare_layer`) into one
+GeoParquet table per network (``measured/<network id>.parquet`` in the built map: cell, centre,
+``sample_count``, p10/median/p90 of ``rsrp_dbm``, ``sinr_db``, ``throughput_mbps``,
+``connected_ratio``, ``provenance = "measured"``). :class:`MeasuredLayer` answers
+:meth:`~MeasuredLayer.sample` from that table with provenance MEASURED and a confidence that
+grows with the sample count; :class:`FusedLayer` lets dense measurements override a modelled
+layer.
+
+Map spec
+--------
+A network is measured-only with ``[networks.layer] type = "measured"``, or modelled plus
+measured with a modelled ``[networks.layer]`` and a ``[networks.measured]`` table (same keys,
+``type`` optional, plus ``dense_min_samples``)::
+
+    [networks.layer]                       # or [networks.measured]
+    type = "measured"
+    format = "gnettrack"                   # records | gnettrack | grid
+    files = ["data/ucc5g_cork_driving.zip"]  # relative to map.toml; records: dirs allowed
+    h3_resolution = 11                     # default 11
+    network_modes = ["LTE", "5G"]          # gnettrack: keep these NetworkMode rows
+    utc_offset_h = 0.0                     # gnettrack: logged local time minus UTC
+    network_id = "op-a-lte"                # records: rows of this network (default: own id)
+    start = "2019-11-20T00:00:00Z"         # records/gnettrack: time window (optional)
+    end = "2020-01-07T00:00:00Z"
+    bandwidth_mhz = 20.0                   # grid: Shannon inversion bandwidth
+    rss_rat = "lte"                        # grid: rss_cell rows used for RSRP
+    min_cell_share = 0.05                  # grid: best-server eligibility
+    grid_deg = 0.0005                      # grid: square size
+    min_samples = 1                        # drop cells with fewer samples
+    confidence_half_samples = 5.0          # samples at which confidence reaches 0.5
+    neighbour_fallback = true              # k-ring-1 fallback (halved confidence)
+    dense_min_samples = 5                  # [networks.measured] only: measured wins from here
+    attribution = "..."
+
+Resolution: H3 resolution 11 cells have 28.7 m edges, about 50 m across flat-to-flat
+(2,150 m²), the size of a 50 m corridor segment, so one segment reads one cell. Resolution 10
+(~130 m across) mixes several serving cells per cell; resolution 12 (~19 m across) leaves a
+vehicle at 30 km/h with 2 samples per cell per pass.
+
+Confidence: ``c(n) = n / (n + n_half)`` with ``n_half = confidence_half_samples`` (default 5:
+1 sample 0.17, 5 samples 0.5, 20 samples 0.8, 100 samples 0.95), i.e. the weight a Bayesian
+average gives the measurement against a prior worth ``n_half`` samples. Values from the
+k-ring-1 fallback (the six neighbours of an empty cell, sample-weighted) get half of that.
+
+Tunnels: inside a tunnel only the exact cell's measurement counts (no neighbour fallback: the
+road outside the portal says nothing about the tube); a tunnel cell never measured gets the
+no-signal values of :meth:`Quality.empty` (provenance NONE).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h3
+import numpy as np
+import pandas as pd
+from h3.api import basic_int as h3i
+from numpy.typing import ArrayLike, NDArray
+
+from commap.errors import InvalidInputError
+from commap.layers import LayerContext
+from commap.measurements import (
+    STAT_COLUMNS,
+    read_gnettrack,
+    read_indianapolis_grid,
+    read_records_csv,
+    read_records_dir,
+)
+from commap.networks import Network
+from commap.quality import (
+    NO_SIGNAL_RSRP_DBM,
+    NO_SIGNAL_SINR_DB,
+    BoolArray,
+    CoverageLayer,
+    FloatArray,
+    Provenance,
+    Quality,
+    as_points,
+)
+from commap.timeutil import parse_time
+
+__all__ = [
+    "DEFAULT_H3_RESOLUTION",
+    "TABLE_COLUMNS",
+    "FusedLayer",
+    "MeasuredLayer",
+    "aggregate_grid",
+    "aggregate_records",
+    "confidence_from_count",
+    "load_fused_layer",
+    "load_layer",
+    "prepare_layer",
+    "prepare_measured",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_H3_RESOLUTION = 11
+FORMATS = ("records", "gnettrack", "grid")
+TABLE_COLUMNS: tuple[str, ...] = (
+    "h3_cell",
+    "lat",
+    "lon",
+    "sample_count",
+    *STAT_COLUMNS,
+    "connected_ratio",
+    "provenance",
+)
+_QUANTILES = {"p10": 0.1, "median": 0.5, "p90": 0.9}
+_FALLBACK_CONFIDENCE_FACTOR = 0.5
+_SPEC_KEYS = frozenset(
+    {
+        "type",
+        "format",
+        "files",
+        "h3_resolution",
+        "network_id",
+        "network_modes",
+        "utc_offset_h",
+        "start",
+        "end",
+        "bandwidth_mhz",
+        "rss_rat",
+        "min_cell_share",
+        "grid_deg",
+        "min_samples",
+        "confidence_half_samples",
+        "neighbour_fallback",
+        "dense_min_samples",
+        "attribution",
+        "description",
+    }
+)
+
+# keys that only make sense for some formats
+_FORMAT_KEYS: dict[str, tuple[str, ...]] = {
+    "network_modes": ("gnettrack",),
+    "utc_offset_h": ("gnettrack",),
+    "network_id": ("records",),
+    "start": ("records", "gnettrack"),
+    "end": ("records", "gnettrack"),
+    "bandwidth_mhz": ("grid",),
+    "rss_rat": ("grid",),
+    "min_cell_share": ("grid",),
+    "grid_deg": ("grid",),
+}
+
+
+def confidence_from_count(sample_count: Any, *, half_samples: float = 5.0) -> NDArray[np.float64]:
+    """Confidence of a measured value from its sample count: ``n / (n + half_samples)``.
+
+    Examples
+    --------
+    >>> confidence_from_count([0, 5, 20]).tolist()
+    [0.0, 0.5, 0.8]
+    >>> confidence_from_count([]).shape
+    (0,)
+    """
+    if not half_samples > 0:
+        raise InvalidInputError("confidence_half_samples must be > 0")
+    n = np.maximum(np.atleast_1d(np.asarray(sample_count, dtype=np.float64)), 0.0)
+    result: NDArray[np.float64] = n / (n + half_samples)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation onto H3 cells
+# ---------------------------------------------------------------------------------------------
+def _cells_of(lat: FloatArray, lon: FloatArray, resolution: int) -> NDArray[np.int64]:
+    return np.fromiter(
+        (
+            h3i.latlng_to_cell(a, b, resolution)
+            for a, b in zip(lat.tolist(), lon.tolist(), strict=True)
+        ),
+        dtype=np.int64,
+        count=len(lat),
+    )
+
+
+def _centres(cells: NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
+    latlng = np.array([h3i.cell_to_latlng(int(c)) for c in cells], dtype=np.float64)
+    latlng = latlng.reshape(-1, 2)
+    return latlng[:, 0], latlng[:, 1]
+
+
+def _finish_table(table: pd.DataFrame, cells: NDArray[np.int64]) -> pd.DataFrame:
+    """Add ids, centres and provenance; order columns; sort by cell id (spatially coherent)."""
+    order = np.argsort(cells, kind="stable")
+    cells = cells[order]
+    table = table.iloc[order].reset_index(drop=True)
+    lat, lon = _centres(cells)
+    table.insert(0, "h3_cell", [h3i.int_to_str(int(c)) for c in cells])
+    table.insert(1, "lat", lat)
+    table.insert(2, "lon", lon)
+    table["provenance"] = "measured"
+    table["sample_count"] = table["sample_count"].astype(np.int64)
+    return table[list(TABLE_COLUMNS)]
+
+
+def _empty_table() -> pd.DataFrame:
+    table = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in TABLE_COLUMNS})
+    return table.astype({"h3_cell": "str", "sample_count": np.int64, "provenance": "str"})
+
+
+def _check_resolution(h3_resolution: int) -> int:
+    if isinstance(h3_resolution, bool) or not isinstance(h3_resolution, int | np.integer):
+        raise InvalidInputError("h3_resolution must be an integer", field="h3_resolution")
+    if not 0 <= int(h3_resolution) <= 15:
+        raise InvalidInputError("h3_resolution must be within 0..15", field="h3_resolution")
+    return int(h3_resolution)
+
+
+def aggregate_records(
+    records: pd.DataFrame, *, h3_resolution: int = DEFAULT_H3_RESOLUTION
+) -> pd.DataFrame:
+    """Aggregate measurement records per H3 cell (one network's records).
+
+    Samples with ``connected == False`` count as no signal (``rsrp_dbm`` -160, ``sinr_db``
+    -30, throughput 0) so that a cell where the UE mostly lost the network has a no-signal
+    median. Percentiles skip missing values; ``sample_count`` counts every record of the cell.
+
+    Parameters
+    ----------
+    records : validated records (:func:`commap.measurements.validate_records`).
+    h3_resolution : H3 resolution of the cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`TABLE_COLUMNS`, one row per cell, sorted by cell id.
+
+    Examples
+    --------
+    >>> recs = pd.DataFrame({"lat": [51.9, 51.9, 51.9], "lon": [-8.4, -8.4, -8.4],
+    ...                      "rsrp_dbm": [-90.0, -100.0, -95.0]})
+    >>> t = aggregate_records(recs)
+    >>> t["sample_count"].tolist(), t["rsrp_dbm_median"].tolist()
+    ([3], [-95.0])
+    >>> len(aggregate_records(recs.iloc[:0]))
+    0
+    """
+    resolution = _check_resolution(h3_resolution)
+    for name in ("lat", "lon"):
+        if name not in records:
+            raise InvalidInputError(f"records need a {name!r} column", field=name)
+    if len(records) == 0:
+        return _empty_table()
+    values = pd.DataFrame(index=records.index)
+    lost = np.zeros(len(records), dtype=bool)
+    if "connected" in records:
+        lost = np.asarray(records["connected"].eq(False).fillna(False), dtype=bool)
+    no_signal = {
+        "rsrp_dbm": NO_SIGNAL_RSRP_DBM,
+        "sinr_db": NO_SIGNAL_SINR_DB,
+        "throughput_mbps": 0.0,
+    }
+    for name, floor in no_signal.items():
+        column = (
+            records[name].astype(np.float64)
+            if name in records
+            else pd.Series(np.nan, index=records.index)
+        )
+        values[name] = column.mask(lost, floor)
+    values["connected"] = (
+        records["connected"].astype("Float64").astype(np.float64)
+        if "connected" in records
+        else np.nan
+    )
+    cells = _cells_of(
+        records["lat"].to_numpy(np.float64), records["lon"].to_numpy(np.float64), resolution
+    )
+    values["cell"] = cells
+    grouped = values.groupby("cell", sort=True)
+    table = pd.DataFrame({"sample_count": grouped.size()})
+    quantiles = grouped[list(no_signal)].quantile(np.array(list(_QUANTILES.values())))
+    for name in no_signal:
+        for stat, q in _QUANTILES.items():
+            table[f"{name}_{stat}"] = quantiles[name].xs(q, level=1)
+    table["connected_ratio"] = grouped["connected"].mean()
+    return _finish_table(table.reset_index(drop=True), table.index.to_numpy(np.int64))
+
+
+def aggregate_grid(
+    grid: pd.DataFrame, *, h3_resolution: int = DEFAULT_H3_RESOLUTION, grid_deg: float = 0.0005
+) -> pd.DataFrame:
+    """Put grid-square values (:func:`commap.measurements.read_indianapolis_grid`) on H3 cells.
+
+    Every H3 cell whose centre falls in a grid square with data takes that square's values
+    and sample count (squares of 0.0005 deg, ~55 x 43 m, hold one or two resolution-11 cells).
+
+    Examples
+    --------
+    >>> g = pd.DataFrame({"lat": [39.77], "lon": [-86.15], "sample_count": [40],
+    ...                   "sinr_db_median": [8.0]})
+    >>> t = aggregate_grid(g)
+    >>> bool(len(t) >= 1 and (t["sinr_db_median"] == 8.0).all())
+    True
+    >>> len(aggregate_grid(g.iloc[:0]))
+    0
+    """
+    resolution = _check_resolution(h3_resolution)
+    if len(grid) == 0:
+        return _empty_table()
+    half = grid_deg / 2.0
+    lat0, lat1 = grid["lat"].min() - half, grid["lat"].max() + half
+    lon0, lon1 = grid["lon"].min() - half, grid["lon"].max() + half
+    shape = h3.LatLngPoly([(lat0, lon0), (lat0, lon1), (lat1, lon1), (lat1, lon0)])
+    cells = np.array(sorted(h3i.h3shape_to_cells(shape, resolution)), dtype=np.int64)
+    lat, lon = _centres(cells)
+    keys = pd.MultiIndex.from_arrays(
+        [np.round(lat / grid_deg).astype(np.int64), np.round(lon / grid_deg).astype(np.int64)]
+    )
+    squares = pd.MultiIndex.from_arrays(
+        [
+            np.round(grid["lat"].to_numpy() / grid_deg).astype(np.int64),
+            np.round(grid["lon"].to_numpy() / grid_deg).astype(np.int64),
+        ]
+    )
+    row = squares.get_indexer(keys)
+    found = row >= 0
+    picked = grid.iloc[row[found]].reset_index(drop=True)
+    table = pd.DataFrame({"sample_count": picked["sample_count"].to_numpy(np.int64)})
+    for c in STAT_COLUMNS:
+        table[c] = picked[c].to_numpy(np.float64) if c in picked else np.nan
+    table["connected_ratio"] = np.nan  # the grid has no connectivity flag per sample
+    return _finish_table(table, cells[found])
+
+
+# ---------------------------------------------------------------------------------------------
+# the layer
+# ---------------------------------------------------------------------------------------------
+class MeasuredLayer:
+    """Coverage of one network from measurements aggregated per H3 cell.
+
+    Parameters
+    ----------
+    network_id : the network.
+    table : :data:`TABLE_COLUMNS` table (from :func:`aggregate_records`/:func:`aggregate_grid`).
+    h3_resolution : resolution of the table's cells.
+    confidence_half_samples : see :func:`confidence_from_count`.
+    neighbour_fallback : answer points in empty cells from the six neighbours (outside
+        tunnels), with half the confidence.
+
+    Notes
+    -----
+    A cell serves values only if its median SINR is known; cells with RSRP but no SINR (e.g.
+    grid squares with RSRP but no throughput) stay in :attr:`table` but answer as no data.
+    ``rsrp_dbm`` is NaN where a served cell has no RSRP measurement (throughput-only grids).
+
+    Examples
+    --------
+    >>> recs = pd.DataFrame({"lat": [51.9] * 5, "lon": [-8.4] * 5, "sinr_db": [5.0] * 5})
+    >>> layer = MeasuredLayer("x", aggregate_records(recs))
+    >>> q = layer.sample([-8.4, 0.0], [51.9, 0.0], 0.0)
+    >>> q.provenance.tolist(), q.sinr_db.tolist(), q.confidence.tolist()
+    ([2, 0], [5.0, -30.0], [0.5, 0.0])
+    >>> len(layer.sample([], [], []))
+    0
+    """
+
+    def __init__(
+        self,
+        network_id: str,
+        table: pd.DataFrame,
+        *,
+        h3_resolution: int = DEFAULT_H3_RESOLUTION,
+        confidence_half_samples: float = 5.0,
+        neighbour_fallback: bool = True,
+    ) -> None:
+        missing = [
+            c
+            for c in ("h3_cell", "sample_count", "rsrp_dbm_median", "sinr_db_median")
+            if c not in table
+        ]
+        if missing:
+            raise InvalidInputError(
+                f"measured table of {network_id}: column {missing[0]!r} is missing"
+            )
+        self.network_id = network_id
+        self.table = table
+        self.h3_resolution = _check_resolution(h3_resolution)
+        self.confidence_half_samples = float(confidence_half_samples)
+        confidence_from_count(0, half_samples=self.confidence_half_samples)  # validates
+        self.neighbour_fallback = bool(neighbour_fallback)
+        served = table[
+            np.isfinite(table["sinr_db_median"].to_numpy(np.float64)) & (table["sample_count"] > 0)
+        ]
+        cells = self._parse_cells(served["h3_cell"])
+        order = np.argsort(cells, kind="stable")
+        self._cells = cells[order]
+        self._rsrp = served["rsrp_dbm_median"].to_numpy(np.float64)[order]
+        self._sinr = served["sinr_db_median"].to_numpy(np.float64)[order]
+        self._count = served["sample_count"].to_numpy(np.int64)[order]
+        # every cell within one ring of data (sorted), for the fallback's fast pre-check
+        ring = [c for cell in self._cells.tolist() for c in h3i.grid_disk(cell, 1)]
+        self._near = np.unique(np.array(ring, dtype=np.int64))
+
+    def _parse_cells(self, cells: pd.Series) -> NDArray[np.int64]:
+        try:
+            ids = np.array([h3i.str_to_int(str(c)) for c in cells], dtype=np.int64)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(
+                f"measured table of {self.network_id}: bad h3_cell ({exc})"
+            ) from None
+        if not all(h3i.is_valid_cell(int(c)) for c in ids):
+            raise InvalidInputError(f"measured table of {self.network_id}: invalid h3_cell values")
+        if len(ids) and h3i.get_resolution(int(ids[0])) != self.h3_resolution:
+            raise InvalidInputError(
+                f"measured table of {self.network_id}: cells have resolution "
+                f"{h3i.get_resolution(int(ids[0]))}, spec says {self.h3_resolution}",
+                field="h3_resolution",
+            )
+        return ids
+
+    @classmethod
+    def read(cls, path: str | Path, network_id: str, **options: Any) -> MeasuredLayer:
+        """Load a layer from a table written by :func:`prepare_layer`."""
+        path = Path(path)
+        try:
+            table = pd.read_parquet(path, columns=list(TABLE_COLUMNS))
+        except FileNotFoundError:
+            raise InvalidInputError(f"{path}: measured table does not exist") from None
+        except (OSError, ValueError, KeyError) as exc:
+            raise InvalidInputError(f"{path}: unreadable measured table ({exc})") from None
+        return cls(network_id, table, **options)
+
+    @property
+    def cell_count(self) -> int:
+        """Number of cells that serve values."""
+        return int(self._cells.shape[0])
+
+    def _find(self, cells: NDArray[np.int64]) -> tuple[NDArray[np.intp], BoolArray]:
+        if self._cells.shape[0] == 0:
+            return np.zeros(cells.shape, dtype=np.intp), np.zeros(cells.shape, dtype=bool)
+        idx = np.minimum(np.searchsorted(self._cells, cells), self._cells.shape[0] - 1)
+        return idx, self._cells[idx] == cells
+
+    def _neighbours(
+        self, cells: NDArray[np.int64]
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+        """Sample-weighted RSRP/SINR and summed count of the ring-1 neighbours of each cell."""
+        ring = np.zeros((cells.shape[0], 6), dtype=np.int64)  # 0 is no valid cell: pentagon pad
+        for i, cell in enumerate(cells.tolist()):
+            around = [c for c in h3i.grid_disk(cell, 1) if c != cell]
+            ring[i, : len(around)] = around
+        idx, hit = self._find(ring.ravel())
+        weight = np.where(hit, self._count[idx], 0).reshape(ring.shape).astype(np.float64)
+        count = weight.sum(axis=1)
+        sinr = self._sinr[idx].reshape(ring.shape)
+        rsrp = self._rsrp[idx].reshape(ring.shape)
+        rsrp_w = np.where(np.isfinite(rsrp), weight, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sinr_mean = (np.where(weight > 0, sinr, 0.0) * weight).sum(axis=1) / count
+            rsrp_mean = (np.nan_to_num(rsrp) * rsrp_w).sum(axis=1) / rsrp_w.sum(axis=1)
+        return rsrp_mean, sinr_mean, count.astype(np.int64)
+
+    def sample(
+        self,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
+        *,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
+    ) -> Quality:
+        """Measured quality at the points (time-invariant; see the module docstring)."""
+        lon_a, lat_a, _ = as_points(lon, lat, t_s)
+        n = lon_a.shape[0]
+        tunnel = _flags(in_tunnel, n, "in_tunnel")
+        q = Quality.empty(n)
+        rsrp, sinr, count = q.rsrp_dbm, q.sinr_db, q.sample_count
+        confidence, provenance = q.confidence, q.provenance
+        if n == 0 or self._cells.shape[0] == 0:
+            return q
+        cells = _cells_of(lat_a, lon_a, self.h3_resolution)
+        idx, hit = self._find(cells)
+        rsrp[hit], sinr[hit], count[hit] = (
+            self._rsrp[idx[hit]],
+            self._sinr[idx[hit]],
+            self._count[idx[hit]],
+        )
+        confidence[hit] = confidence_from_count(
+            count[hit], half_samples=self.confidence_half_samples
+        )
+        provenance[hit] = Provenance.MEASURED
+        miss = ~hit & ~tunnel
+        if self.neighbour_fallback and miss.any():
+            self._fill_from_neighbours(cells, miss, q)
+        return q
+
+    def _fill_from_neighbours(self, cells: NDArray[np.int64], miss: BoolArray, q: Quality) -> None:
+        # cheap vectorised pre-check: only cells next to data can get a fallback value
+        near = np.minimum(np.searchsorted(self._near, cells), max(self._near.shape[0] - 1, 0))
+        miss = miss & (self._near[near] == cells)
+        if not miss.any():
+            return
+        unique, inverse = np.unique(cells[miss], return_inverse=True)
+        rsrp_u, sinr_u, count_u = self._neighbours(unique)
+        rows = np.flatnonzero(miss)
+        found = count_u[inverse] > 0
+        rows, pick = rows[found], inverse[found]
+        q.rsrp_dbm[rows] = rsrp_u[pick]
+        q.sinr_db[rows] = sinr_u[pick]
+        q.sample_count[rows] = count_u[pick]
+        q.confidence[rows] = _FALLBACK_CONFIDENCE_FACTOR * confidence_from_count(
+            count_u[pick], half_samples=self.confidence_half_samples
+        )
+        q.provenance[rows] = Provenance.MEASURED
+
+    def lookup(self, lon: Any, lat: Any) -> pd.DataFrame:
+        """Table rows (all statistics, provenance) of the cells holding the points.
+
+        Points in cells without measurements get NaN statistics, ``sample_count`` 0 and
+        provenance ``"none"`` (no neighbour fallback here).
+
+        Examples
+        --------
+        >>> layer = MeasuredLayer("x", aggregate_records(pd.DataFrame(
+        ...     {"lat": [51.9], "lon": [-8.4], "sinr_db": [3.0]})))
+        >>> layer.lookup([-8.4, 0.0], [51.9, 0.0])["provenance"].tolist()
+        ['measured', 'none']
+        """
+        lon_a, lat_a, _ = as_points(lon, lat)
+        cells = [h3i.int_to_str(int(c)) for c in _cells_of(lat_a, lon_a, self.h3_resolution)]
+        indexed = self.table.set_index("h3_cell")
+        rows = indexed.reindex(cells)
+        rows["sample_count"] = rows["sample_count"].fillna(0).astype(np.int64)
+        rows["provenance"] = rows["provenance"].fillna("none")
+        return rows.reset_index()
+
+
+def _flags(values: ArrayLike | None, n: int, name: str) -> BoolArray:
+    if values is None:
+        return np.zeros(n, dtype=bool)
+    flags = np.asarray(values, dtype=bool)
+    if flags.shape != (n,):
+        raise InvalidInputError(f"{name} must have one flag per point ({n})", field=name)
+    return flags
+
+
+class FusedLayer:
+    """A modelled layer overridden by measurements where they are dense.
+
+    At each point the measured value is used when the measured layer reports provenance
+    MEASURED with ``sample_count >= dense_min_samples``; elsewhere the modelled layer's value
+    (with its own provenance, MODELLED) is used. Every field comes from one source per point,
+    so provenance, confidence and sample count stay consistent with the values.
+
+    Parameters
+    ----------
+    modelled : any coverage layer of the network (e.g. terrestrial).
+    measured : the network's measured layer.
+    dense_min_samples : samples a measured value needs to win.
+
+    Examples
+    --------
+    >>> recs = pd.DataFrame({"lat": [51.9] * 6, "lon": [-8.4] * 6, "sinr_db": [5.0] * 6})
+    >>> measured = MeasuredLayer("x", aggregate_records(recs), neighbour_fallback=False)
+    >>> fused = FusedLayer(measured, measured, dense_min_samples=7)
+    >>> fused.sample([-8.4], [51.9], [0.0]).sample_count.tolist()
+    [6]
+    >>> len(fused.sample([], [], []))
+    0
+    """
+
+    def __init__(
+        self, modelled: CoverageLayer, measured: CoverageLayer, *, dense_min_samples: int = 5
+    ) -> None:
+        if dense_min_samples < 1:
+            raise InvalidInputError("dense_min_samples must be >= 1", field="dense_min_samples")
+        self.modelled = modelled
+        self.measured = measured
+        self.dense_min_samples = int(dense_min_samples)
+        self.network_id = measured.network_id
+
+    def sample(
+        self,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
+        *,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
+    ) -> Quality:
+        """Measured quality where dense, modelled quality elsewhere."""
+        lon_a, lat_a, t_a = as_points(lon, lat, t_s)
+        n = lon_a.shape[0]
+        tunnel = _flags(in_tunnel, n, "in_tunnel")
+        bridge = _flags(under_bridge, n, "under_bridge")
+        meas = self.measured.sample(lon_a, lat_a, t_a, in_tunnel=tunnel, under_bridge=bridge)
+        dense = (meas.provenance == Provenance.MEASURED) & (
+            meas.sample_count >= self.dense_min_samples
+        )
+        rest = np.flatnonzero(~dense)
+        if rest.size == 0:
+            return meas
+        # the modelled layer only runs where measurements do not decide
+        mod = self.modelled.sample(
+            lon_a[rest], lat_a[rest], t_a[rest], in_tunnel=tunnel[rest], under_bridge=bridge[rest]
+        )
+        fields = (
+            "rsrp_dbm",
+            "sinr_db",
+            "elevation_deg",
+            "confidence",
+            "provenance",
+            "sample_count",
+        )
+        merged = {}
+        for name in fields:
+            values = getattr(meas, name).copy()
+            values[rest] = getattr(mod, name)
+            merged[name] = values
+        return Quality(**merged)
+
+
+# ---------------------------------------------------------------------------------------------
+# map-spec support
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Spec:
+    format: str
+    files: tuple[str, ...]
+    h3_resolution: int
+    min_samples: int
+    confidence_half_samples: float
+    neighbour_fallback: bool
+    dense_min_samples: int
+    raw: Mapping[str, Any]
+
+
+def _spec(network: Network, spec: Mapping[str, Any], where: str) -> _Spec:
+    unknown = sorted(set(spec) - _SPEC_KEYS)
+    if unknown:
+        raise InvalidInputError(
+            f"network {network.id}: {where}: unknown key {unknown[0]!r}; known keys: "
+            f"{', '.join(sorted(_SPEC_KEYS))}",
+            field=f"{where}.{unknown[0]}",
+        )
+    if spec.get("type", "measured") != "measured":
+        raise InvalidInputError(f"network {network.id}: {where}: type must be 'measured'")
+    fmt = spec.get("format")
+    if fmt not in FORMATS:
+        raise InvalidInputError(
+            f"network {network.id}: {where}: format {fmt!r} must be one of {', '.join(FORMATS)}",
+            field=f"{where}.format",
+        )
+    wrong = sorted(k for k, formats in _FORMAT_KEYS.items() if k in spec and fmt not in formats)
+    if wrong:
+        raise InvalidInputError(
+            f"network {network.id}: {where}: key {wrong[0]!r} does not apply to format {fmt!r}",
+            field=f"{where}.{wrong[0]}",
+        )
+    files = spec.get("files")
+    files = [files] if isinstance(files, str) else files
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+        raise InvalidInputError(
+            f"network {network.id}: {where}: files must be a non-empty list of file names",
+            field=f"{where}.files",
+        )
+    try:
+        return _Spec(
+            format=str(fmt),
+            files=tuple(files),
+            h3_resolution=_check_resolution(spec.get("h3_resolution", DEFAULT_H3_RESOLUTION)),
+            min_samples=_positive_int(spec.get("min_samples", 1), "min_samples"),
+            confidence_half_samples=float(spec.get("confidence_half_samples", 5.0)),
+            neighbour_fallback=bool(spec.get("neighbour_fallback", True)),
+            dense_min_samples=_positive_int(spec.get("dense_min_samples", 5), "dense_min_samples"),
+            raw=spec,
+        )
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"network {network.id}: {where}: {exc}", field=exc.field) from None
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be an integer >= 1", field=name)
+    return value
+
+
+def _source_paths(network: Network, spec: _Spec, ctx: LayerContext) -> list[Path]:
+    paths = []
+    for name in spec.files:
+        path = ctx.source_dir / name
+        if not path.exists():
+            raise InvalidInputError(f"network {network.id}: measured file {name} does not exist")
+        if path.is_dir() and spec.format != "records":
+            raise InvalidInputError(f"network {network.id}: {name} is a directory (records only)")
+        paths.append(path)
+    return paths
+
+
+def _time_window(records: pd.DataFrame, raw: Mapping[str, Any]) -> pd.DataFrame:
+    t_s = records["timestamp"].astype("int64").to_numpy() / 1e9
+    keep = np.ones(len(records), dtype=bool)
+    if "start" in raw:
+        keep &= t_s >= parse_time(raw["start"], field="start")
+    if "end" in raw:
+        keep &= t_s < parse_time(raw["end"], field="end")
+    return records[keep]
+
+
+def _read_records(network: Network, spec: _Spec, paths: Sequence[Path]) -> pd.DataFrame:
+    raw = spec.raw
+    frames = []
+    for path in paths:
+        if spec.format == "gnettrack":
+            modes = raw.get("network_modes")
+            frames.append(
+                read_gnettrack(
+                    path,
+                    network_id=network.id,
+                    utc_offset_h=float(raw.get("utc_offset_h", 0.0)),
+                    network_modes=None if modes is None else [str(m) for m in modes],
+                )
+            )
+        elif path.is_dir():
+            frames.append(read_records_dir(path))
+        else:
+            frames.append(read_records_csv(path))
+    records = pd.concat(frames, ignore_index=True)
+    wanted = str(raw.get("network_id", network.id))
+    if spec.format == "records":
+        found = sorted(set(records["network_id"]))
+        records = records[records["network_id"] == wanted]
+        if len(records) == 0:
+            raise InvalidInputError(
+                f"network {network.id}: no records of network {wanted!r} "
+                f"(found: {', '.join(found)})"
+            )
+    return _time_window(records, raw)
+
+
+def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.DataFrame:
+    lon0, lat0, lon1, lat1 = bbox
+    lat, lon = df["lat"], df["lon"]
+    return df[(lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)]
+
+
+def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFrame:
+    paths = _source_paths(network, spec, ctx)
+    raw = spec.raw
+    if spec.format == "grid":
+        grid_deg = float(raw.get("grid_deg", 0.0005))
+        grid = read_indianapolis_grid(
+            paths,
+            bandwidth_mhz=float(raw.get("bandwidth_mhz", 20.0)),
+            grid_deg=grid_deg,
+            rss_rat=str(raw.get("rss_rat", "lte")),
+            min_cell_share=float(raw.get("min_cell_share", 0.05)),
+        )
+        table = aggregate_grid(
+            _inside(grid, ctx.bbox), h3_resolution=spec.h3_resolution, grid_deg=grid_deg
+        )
+    else:
+        records = _inside(_read_records(network, spec, paths), ctx.bbox)
+        table = aggregate_records(records, h3_resolution=spec.h3_resolution)
+    table = _inside(table, ctx.bbox)
+    table = table[table["sample_count"] >= spec.min_samples].reset_index(drop=True)
+    if len(table) == 0:
+        raise InvalidInputError(
+            f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)}"
+        )
+    return table
+
+
+def _write_table(table: pd.DataFrame, path: Path) -> None:
+    """Write the table as GeoParquet (cell centres as points), atomically."""
+    import geopandas as gpd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = gpd.GeoDataFrame(
+        table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs="EPSG:4326"
+    )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        frame.to_parquet(tmp, index=False)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _prepare(
+    network: Network, spec: Mapping[str, Any], ctx: LayerContext, *, where: str, table_name: str
+) -> dict[str, Any]:
+    parsed = _spec(network, spec, where)
+    table = _build_table(network, parsed, ctx)
+    _write_table(table, ctx.built_dir / table_name)
+    samples = int(table["sample_count"].sum())
+    log.info(
+        "network %s: %s measurements -> %d H3 cells (res %d), %d samples",
+        network.id,
+        parsed.format,
+        len(table),
+        parsed.h3_resolution,
+        samples,
+    )
+    prepared: dict[str, Any] = {
+        "type": "measured",
+        "format": parsed.format,
+        "table": table_name,
+        "h3_resolution": parsed.h3_resolution,
+        "confidence_half_samples": parsed.confidence_half_samples,
+        "neighbour_fallback": parsed.neighbour_fallback,
+        "cells": len(table),
+        "samples": samples,
+        "sources": list(parsed.files),
+    }
+    for key in ("attribution", "description"):
+        if key in spec:
+            prepared[key] = str(spec[key])
+    return prepared
+
+
+def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> dict[str, Any]:
+    """Aggregate a network's measurements into ``measured/<id>.parquet`` (build time).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad spec key or value, missing or bad source file, nothing inside the map bbox.
+    """
+    return _prepare(network, spec, ctx, where="layer", table_name=f"measured/{network.id}.parquet")
+
+
+def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> MeasuredLayer:
+    """Load the measured layer prepared by :func:`prepare_layer` (load time)."""
+    if "table" not in spec:
+        raise InvalidInputError(
+            f"network {network.id}: measured layer spec has no table (not built?)"
+        )
+    try:
+        options = {
+            "h3_resolution": int(spec.get("h3_resolution", DEFAULT_H3_RESOLUTION)),
+            "confidence_half_samples": float(spec.get("confidence_half_samples", 5.0)),
+            "neighbour_fallback": bool(spec.get("neighbour_fallback", True)),
+        }
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"network {network.id}: bad measured layer spec ({exc})") from None
+    return MeasuredLayer.read(ctx.built_dir / str(spec["table"]), network.id, **options)
+
+
+def prepare_measured(
+    network: Network, measured_spec: Mapping[str, Any], ctx: LayerContext
+) -> dict[str, Any]:
+    """Prepare a ``[networks.measured]`` table that overrides a modelled layer (build time).
+
+    Writes ``measured/<id>.fused.parquet``; the returned spec keeps ``dense_min_samples``.
+    """
+    prepared = _prepare(
+        network,
+        measured_spec,
+        ctx,
+        where="measured",
+        table_name=f"measured/{network.id}.fused.parquet",
+    )
+    prepared["dense_min_samples"] = _spec(network, measured_spec, "measured").dense_min_samples
+    return prepared
+
+
+def load_fused_layer(
+    network: Network, layer: CoverageLayer, measured_spec: Mapping[str, Any], ctx: LayerContext
+) -> CoverageLayer:
+    """Wrap a network's modelled ``layer`` with its prepared measured table (load time)."""
+    measured = load_layer(network, measured_spec, ctx)
+    dense = measured_spec.get("dense_min_samples", 5)
+    if isinstance(dense, bool) or not isinstance(dense, int):
+        raise InvalidInputError(f"network {network.id}: dense_min_samples must be an integer")
+    return FusedLayer(layer, measured, dense_min_samples=dense)

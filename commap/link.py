@@ -1,0 +1,485 @@
+"""Link model: from quality values to outage probabilities, handover risk and cost.
+
+The planner does not look at signal levels directly. This module turns a
+:class:`~commap.quality.QualityMatrix` into
+
+* the *point* outage probability of every network at every segment (the chance that the link
+  is below the radio-link threshold at a given instant),
+* the *segment* drop probability (the chance that the link fails somewhere in the segment, which
+  is what the planner counts as an expected drop),
+* per pair of networks, the handover failure probability and interruption time by kind of
+  switch (:func:`commap.networks.switch_kind`),
+* per application class (:class:`AppProfile`), latency violations and satellite data volume.
+
+Every number is a documented, overridable field of :class:`LinkModel`; :class:`Objective` holds
+the weights that turn these quantities into one cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import ndtr
+
+from commap.errors import InvalidInputError
+from commap.networks import Network, NetworkKind, SwitchKind, switch_kind
+from commap.quality import (
+    NO_SATELLITE_ELEVATION_DEG,
+    NO_SIGNAL_RSRP_DBM,
+    NO_SIGNAL_SINR_DB,
+    QOUT_SINR_DB,
+    QualityMatrix,
+)
+
+__all__ = [
+    "APP_PROFILES",
+    "SWITCH_KINDS",
+    "AppProfile",
+    "LinkModel",
+    "Objective",
+    "SwitchTable",
+    "app_profile",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+# Column order of switch kinds in every per-kind count (index = code in SwitchTable.kind_code).
+SWITCH_KINDS: tuple[SwitchKind, ...] = tuple(SwitchKind)
+
+
+@dataclass(frozen=True)
+class AppProfile:
+    """An application class: its latency limit and data rate.
+
+    Parameters
+    ----------
+    name : str
+        Class name, e.g. ``"teleoperation"``.
+    max_latency_ms : float
+        Largest acceptable round-trip latency; a network slower than this violates the class.
+    data_rate_mbps : float
+        Sustained data rate; times the time on a satellite network gives satellite MB.
+
+    Examples
+    --------
+    >>> AppProfile("idle", max_latency_ms=float("inf"), data_rate_mbps=0.0).mb_per_s
+    0.0
+    """
+
+    name: str
+    max_latency_ms: float
+    data_rate_mbps: float
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise InvalidInputError("application profile needs a name", field="app.name")
+        if not self.max_latency_ms > 0:
+            raise InvalidInputError(
+                f"app {self.name}: max_latency_ms must be > 0", field="app.max_latency_ms"
+            )
+        if not (np.isfinite(self.data_rate_mbps) and self.data_rate_mbps >= 0):
+            raise InvalidInputError(
+                f"app {self.name}: data_rate_mbps must be a finite number >= 0",
+                field="app.data_rate_mbps",
+            )
+
+    @property
+    def mb_per_s(self) -> float:
+        """Megabytes per second at :attr:`data_rate_mbps` (megabits per second / 8)."""
+        return self.data_rate_mbps / 8.0
+
+
+# Typical classes. Teleoperation needs a round trip well under 100 ms (no GEO); telemetry is
+# small and tolerant; infotainment is video streaming with a client buffer.
+APP_PROFILES: dict[str, AppProfile] = {
+    "teleoperation": AppProfile("teleoperation", max_latency_ms=100.0, data_rate_mbps=8.0),
+    "telemetry": AppProfile("telemetry", max_latency_ms=1000.0, data_rate_mbps=0.05),
+    "infotainment": AppProfile("infotainment", max_latency_ms=2000.0, data_rate_mbps=5.0),
+}
+
+
+def app_profile(name: str) -> AppProfile:
+    """The predefined application class ``name``.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown class name.
+
+    Examples
+    --------
+    >>> app_profile("teleoperation").max_latency_ms
+    100.0
+    >>> app_profile("nope")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: unknown application class 'nope'; known: infotainment, teleoperation, telemetry
+    """
+    try:
+        return APP_PROFILES[name]
+    except KeyError:
+        known = ", ".join(sorted(APP_PROFILES))
+        raise InvalidInputError(
+            f"unknown application class {name!r}; known: {known}", field="app"
+        ) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Objective:
+    """Weights of the plan cost (all >= 0; the cost is their weighted sum).
+
+    The defaults order the terms: expected drops first, then handovers, interruption seconds,
+    satellite megabytes and latency violations. One handover weighs as much as 0.01 expected
+    drops, 10 s of interruption as one handover, 100 MB of satellite data as one handover.
+
+    Parameters
+    ----------
+    drops : float
+        Per expected drop (a link failure in a segment or a failed handover).
+    handovers : float
+        Per handover, whatever its kind.
+    interruption_s : float
+        Per second of planned interruption (handover execution, re-registration, LEO
+        reconfiguration).
+    sat_mb : float
+        Per megabyte sent over a satellite network.
+    latency_violation_s : float
+        Per second spent on a network slower than the application allows.
+
+    Examples
+    --------
+    >>> Objective().drops
+    1.0
+    >>> Objective(handovers=0.0).handovers
+    0.0
+    """
+
+    drops: float = 1.0
+    handovers: float = 0.01
+    interruption_s: float = 0.001
+    sat_mb: float = 1e-4
+    latency_violation_s: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (np.isfinite(value) and value >= 0):
+                raise InvalidInputError(
+                    f"objective weight {f.name} must be a finite number >= 0, got {value!r}",
+                    field=f"objective.{f.name}",
+                )
+
+
+@dataclass(frozen=True)
+class SwitchTable:
+    """Per ordered pair of networks: kind, failure probability and interruption of a switch.
+
+    All arrays are ``(N, N)`` with row = from, column = to; the diagonal is "no switch"
+    (kind NONE, probability 0, interruption 0).
+    """
+
+    kind_code: NDArray[np.int8]  # index into SWITCH_KINDS
+    failure_prob: FloatArray
+    interruption_s: FloatArray
+
+    def kind(self, a: int, b: int) -> SwitchKind:
+        """Switch kind from column ``a`` to column ``b``."""
+        return SWITCH_KINDS[int(self.kind_code[a, b])]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LinkModel:
+    """Parameters that turn quality into outage, handover risk and interruption.
+
+    Outage of a terrestrial network at a point: the SINR is taken as Normal(``sinr_db``,
+    sigma) and the link is out when it falls below ``qout_sinr_db`` (likewise RSRP below
+    ``min_rsrp_dbm``; both come from the same shadowing, so the larger probability counts).
+    Sigma shrinks from ``shadowing_sigma_db`` (a modelled or unmeasured value, confidence 0) to
+    ``measured_sigma_db`` (a dense measurement, confidence 1), linearly in the confidence.
+    ``NO_SIGNAL`` values give probability 1.
+
+    Outage of a satellite network at a point: the elevation margin over the network's
+    ``min_elevation_deg`` with a Normal spread of ``sat_elevation_sigma_deg`` (roadside
+    obstruction near the mask angle), combined with a constant ``sat_blockage_prob`` and with the
+    equivalent SINR where the layer gives one; no satellite in view gives probability 1.
+
+    A segment holds ``max(length_m / decorrelation_m, duration_s / decorrelation_s)``
+    independent looks at the field (shadowing decorrelates over distance; a stopped vehicle still
+    sees the channel change over time); the segment drop probability is
+    ``1 - (1 - p)**looks``.
+
+    Handovers: failure probability and interruption by kind of switch (the ``*_failure_prob``
+    and ``*_interruption_s`` fields). Between two terrestrial operators the handover is a real
+    inter-operator handover only for operator pairs listed in ``inter_operator_handover``; any
+    other pair re-registers on the new network (``reregistration_s``, seconds to minutes). The
+    failure probability grows by ``target_outage_failure_gain`` times the target's point outage
+    probability at the switch point (a first-order, union-bound approximation kept additive so
+    the planner's switch costs stay separable).
+
+    LEO constellations reconfigure every ``leo_reconfiguration_period_s`` (Starlink: 15 s),
+    each costing ``leo_reconfiguration_interruption_s``: a per-second interruption cost on
+    LEO segments.
+
+    Examples
+    --------
+    >>> LinkModel().sigma_db(np.array([0.0, 1.0])).tolist()
+    [8.0, 2.0]
+    >>> LinkModel(reregistration_s=60.0).reregistration_s
+    60.0
+    """
+
+    # -- outage of terrestrial links ---------------------------------------------------------
+    qout_sinr_db: float = QOUT_SINR_DB  # radio link "out of sync" threshold (DESIGN.md Evaluation)
+    min_rsrp_dbm: float = -124.0  # RSRP below which a UE cannot hold the cell (typical sensitivity)
+    shadowing_sigma_db: float = (
+        8.0  # log-normal shadowing sigma of a modelled value (38.901 RMa/UMa)
+    )
+    measured_sigma_db: float = 2.0  # residual spread of a dense measurement (fast-fading average)
+    decorrelation_m: float = 50.0  # shadowing decorrelation distance (38.901: 37-120 m)
+    decorrelation_s: float = 10.0  # temporal decorrelation for slow or stopped vehicles
+    unusable_outage_prob: float = 0.999  # point outage at or above this: the network is unusable
+    # -- outage of satellite links -----------------------------------------------------------
+    sat_elevation_sigma_deg: float = 5.0  # spread of the usable elevation around the mask angle
+    sat_blockage_prob: float = 0.01  # trees, poles, trucks: residual outage of a visible satellite
+    # -- handovers by kind -------------------------------------------------------------------
+    intra_operator_failure_prob: float = 0.005  # 3GPP-like intra-operator handover failure rate
+    intra_operator_interruption_s: float = 0.05  # ~50 ms handover interruption (TS 36.133)
+    inter_operator_handover: tuple[tuple[str, str], ...] = ()  # operator pairs with inter-op HO
+    inter_operator_failure_prob: float = 0.01
+    inter_operator_interruption_s: float = 0.1
+    reregistration_failure_prob: float = 0.02  # attach on a new PLMN can fail too
+    reregistration_s: float = 10.0  # detach, PLMN selection, attach: seconds to minutes
+    terrestrial_leo_failure_prob: float = 0.02
+    terrestrial_leo_interruption_s: float = 0.5  # path switch between modems (SD-WAN failover)
+    terrestrial_geo_failure_prob: float = 0.02
+    terrestrial_geo_interruption_s: float = 2.0  # GEO terminal: acquisition + long round trips
+    satellite_satellite_failure_prob: float = 0.02
+    satellite_satellite_interruption_s: float = 1.0
+    target_outage_failure_gain: float = 0.5  # added failure prob per unit target outage prob
+    # -- LEO reconfiguration -----------------------------------------------------------------
+    leo_reconfiguration_period_s: float = 15.0  # Starlink global scheduler interval
+    leo_reconfiguration_interruption_s: float = 0.05  # loss burst at each reconfiguration
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "inter_operator_handover":
+                self._check_pairs(value)
+                continue
+            if not np.isfinite(value):
+                raise InvalidInputError(f"link model {f.name} must be finite", field=f.name)
+            if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
+                raise InvalidInputError(f"link model {f.name} must lie in [0, 1]", field=f.name)
+            positive = ("sigma", "decorrelation", "period")
+            if any(p in f.name for p in positive) and not value > 0:
+                raise InvalidInputError(f"link model {f.name} must be > 0", field=f.name)
+            if f.name.endswith("_s") and value < 0:
+                raise InvalidInputError(f"link model {f.name} must be >= 0", field=f.name)
+        if self.measured_sigma_db > self.shadowing_sigma_db:
+            raise InvalidInputError(
+                "measured_sigma_db must not exceed shadowing_sigma_db", field="measured_sigma_db"
+            )
+        worst = max(self._failure_probs())
+        if worst + self.target_outage_failure_gain > 1.0:
+            raise InvalidInputError(
+                "target_outage_failure_gain plus the largest handover failure probability "
+                f"({worst}) must not exceed 1",
+                field="target_outage_failure_gain",
+            )
+
+    @staticmethod
+    def _check_pairs(value: object) -> None:
+        ok = isinstance(value, tuple) and all(
+            isinstance(p, tuple) and len(p) == 2 and all(isinstance(s, str) for s in p)
+            for p in value
+        )
+        if not ok:
+            raise InvalidInputError(
+                "inter_operator_handover must be a tuple of (operator, operator) pairs",
+                field="inter_operator_handover",
+            )
+
+    def _failure_probs(self) -> tuple[float, ...]:
+        return (
+            self.intra_operator_failure_prob,
+            self.inter_operator_failure_prob,
+            self.reregistration_failure_prob,
+            self.terrestrial_leo_failure_prob,
+            self.terrestrial_geo_failure_prob,
+            self.satellite_satellite_failure_prob,
+        )
+
+    # -- outage -----------------------------------------------------------------------------
+    def sigma_db(self, confidence: FloatArray) -> FloatArray:
+        """Spread of a quality value (dB) given its confidence (0..1; NaN counts as 0)."""
+        c = np.clip(np.nan_to_num(np.asarray(confidence, dtype=np.float64), nan=0.0), 0.0, 1.0)
+        return self.shadowing_sigma_db + c * (self.measured_sigma_db - self.shadowing_sigma_db)
+
+    def point_outage(self, matrix: QualityMatrix, networks: Sequence[Network]) -> FloatArray:
+        """Point outage probability ``(segments, networks)`` in [0, 1].
+
+        Parameters
+        ----------
+        matrix : QualityMatrix
+            Quality along the corridor; its columns follow ``networks``.
+        networks : sequence of Network
+            One per matrix column (kind and ``min_elevation_deg`` matter).
+
+        Examples
+        --------
+        >>> from commap.quality import Quality
+        >>> from commap.networks import Network, NetworkKind
+        >>> net = Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
+        ...               technology="lte", latency_ms=30)
+        >>> q = QualityMatrix.from_columns(("a",), [Quality.empty(2)])
+        >>> LinkModel().point_outage(q, [net]).tolist()
+        [[1.0], [1.0]]
+        >>> LinkModel().point_outage(QualityMatrix.from_columns(("a",), [Quality.empty(0)]),
+        ...                          [net]).shape
+        (0, 1)
+        """
+        if len(networks) != len(matrix.network_ids):
+            raise InvalidInputError("one network per quality-matrix column is required")
+        n_seg = matrix.shape[0]
+        out = np.empty((n_seg, len(networks)))
+        sigma = self.sigma_db(matrix.confidence.reshape(n_seg, -1))
+        for j, net in enumerate(networks):
+            if net.is_satellite:
+                out[:, j] = self._satellite_outage(matrix, j, net, sigma[:, j])
+            else:
+                out[:, j] = self._terrestrial_outage(matrix, j, sigma[:, j])
+        return out
+
+    def _terrestrial_outage(self, m: QualityMatrix, j: int, sigma: FloatArray) -> FloatArray:
+        sinr = m.sinr_db[:, j]
+        rsrp = m.rsrp_dbm[:, j]
+        p = ndtr((self.qout_sinr_db - np.nan_to_num(sinr, nan=NO_SIGNAL_SINR_DB)) / sigma)
+        has_rsrp = np.isfinite(rsrp)
+        p_rsrp = ndtr((self.min_rsrp_dbm - np.where(has_rsrp, rsrp, 0.0)) / sigma)
+        p = np.where(has_rsrp, np.maximum(p, p_rsrp), p)
+        # No signal is certain, whatever the confidence; a missing SINR counts as no signal.
+        dead = ~np.isfinite(sinr) | (sinr <= NO_SIGNAL_SINR_DB) | (rsrp <= NO_SIGNAL_RSRP_DBM)
+        return np.where(dead, 1.0, p)
+
+    def _satellite_outage(
+        self, m: QualityMatrix, j: int, net: Network, sigma: FloatArray
+    ) -> FloatArray:
+        elevation = m.elevation_deg[:, j]
+        seen = np.isfinite(elevation) & (elevation > NO_SATELLITE_ELEVATION_DEG)
+        margin = np.where(seen, elevation, NO_SATELLITE_ELEVATION_DEG) - net.min_elevation_deg
+        p_sky = ndtr(-margin / self.sat_elevation_sigma_deg)
+        sinr = m.sinr_db[:, j]
+        has_sinr = np.isfinite(sinr)
+        p_link = np.where(
+            has_sinr, ndtr((self.qout_sinr_db - np.where(has_sinr, sinr, 0.0)) / sigma), 0.0
+        )
+        p = 1.0 - (1.0 - p_sky) * (1.0 - self.sat_blockage_prob) * (1.0 - p_link)
+        dead = ~seen | (has_sinr & (sinr <= NO_SIGNAL_SINR_DB))
+        return np.where(dead, 1.0, p)
+
+    def segment_drop(
+        self, point_outage: FloatArray, length_m: FloatArray, duration_s: FloatArray
+    ) -> FloatArray:
+        """Probability that the link fails somewhere in each segment.
+
+        Parameters
+        ----------
+        point_outage : (S, N) array
+            From :meth:`point_outage`.
+        length_m, duration_s : (S,) arrays
+            Segment lengths and durations.
+
+        Examples
+        --------
+        >>> LinkModel().segment_drop(np.array([[0.1, 1.0]]), np.array([100.0]),
+        ...                          np.array([4.0])).round(3).tolist()
+        [[0.19, 1.0]]
+        >>> LinkModel().segment_drop(np.zeros((0, 2)), np.zeros(0), np.zeros(0)).shape
+        (0, 2)
+        """
+        looks = np.maximum(
+            np.asarray(length_m, dtype=np.float64) / self.decorrelation_m,
+            np.asarray(duration_s, dtype=np.float64) / self.decorrelation_s,
+        )
+        p = np.clip(point_outage, 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            # 1 - (1-p)^looks, computed via log1p for small p; p = 1 stays exactly 1.
+            drop = -np.expm1(looks[:, None] * np.log1p(-p))
+        return np.where(p >= 1.0, 1.0, drop)
+
+    # -- handovers --------------------------------------------------------------------------
+    def _operators_hand_over(self, a: str, b: str) -> bool:
+        return (a, b) in self.inter_operator_handover or (b, a) in self.inter_operator_handover
+
+    def switch(self, a: Network, b: Network) -> tuple[SwitchKind, float, float]:
+        """Kind, base failure probability and interruption (s) of a switch ``a -> b``.
+
+        Examples
+        --------
+        >>> from commap.networks import Network, NetworkKind
+        >>> a = Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="x", technology="lte",
+        ...             latency_ms=30)
+        >>> b = Network(id="b", kind=NetworkKind.TERRESTRIAL, operator="y", technology="lte",
+        ...             latency_ms=30)
+        >>> LinkModel().switch(a, b)
+        (<SwitchKind.INTER_OPERATOR: 'inter_operator'>, 0.02, 10.0)
+        >>> LinkModel().switch(a, a)
+        (<SwitchKind.NONE: 'none'>, 0.0, 0.0)
+        """
+        kind = switch_kind(a, b)
+        if kind is SwitchKind.NONE:
+            return kind, 0.0, 0.0
+        if kind is SwitchKind.INTRA_OPERATOR:
+            return kind, self.intra_operator_failure_prob, self.intra_operator_interruption_s
+        if kind is SwitchKind.INTER_OPERATOR:
+            if self._operators_hand_over(a.operator, b.operator):
+                return kind, self.inter_operator_failure_prob, self.inter_operator_interruption_s
+            return kind, self.reregistration_failure_prob, self.reregistration_s
+        if kind is SwitchKind.TERRESTRIAL_LEO:
+            return kind, self.terrestrial_leo_failure_prob, self.terrestrial_leo_interruption_s
+        if kind is SwitchKind.TERRESTRIAL_GEO:
+            return kind, self.terrestrial_geo_failure_prob, self.terrestrial_geo_interruption_s
+        return (
+            kind,
+            self.satellite_satellite_failure_prob,
+            self.satellite_satellite_interruption_s,
+        )
+
+    def switch_table(self, networks: Sequence[Network]) -> SwitchTable:
+        """:class:`SwitchTable` for every ordered pair of ``networks``.
+
+        Examples
+        --------
+        >>> LinkModel().switch_table([]).failure_prob.shape
+        (0, 0)
+        """
+        n = len(networks)
+        code = np.zeros((n, n), dtype=np.int8)
+        prob = np.zeros((n, n))
+        interruption = np.zeros((n, n))
+        for i, a in enumerate(networks):
+            for j, b in enumerate(networks):
+                kind, prob[i, j], interruption[i, j] = self.switch(a, b)
+                code[i, j] = SWITCH_KINDS.index(kind)
+        return SwitchTable(kind_code=code, failure_prob=prob, interruption_s=interruption)
+
+    def reconfiguration_s_per_s(self, network: Network) -> float:
+        """Interruption seconds per second of use from LEO reconfiguration (0 for others).
+
+        Examples
+        --------
+        >>> from commap.networks import Network, NetworkKind
+        >>> leo = Network(id="s", kind=NetworkKind.LEO, operator="s", technology="leo",
+        ...               latency_ms=40)
+        >>> round(LinkModel().reconfiguration_s_per_s(leo), 5)
+        0.00333
+        """
+        if network.kind is not NetworkKind.LEO:
+            return 0.0
+        return self.leo_reconfiguration_interruption_s / self.leo_reconfiguration_period_s

@@ -1,0 +1,515 @@
+"""The handover problem: per-segment and per-switch costs, constraints and run compression.
+
+A :class:`HandoverProblem` holds everything a solver needs, computed once from a corridor, its
+quality matrix, the network catalogue, a :class:`~commap.link.LinkModel`, an application class
+and the objective weights:
+
+* ``node_cost[i, n]``: cost of using network ``n`` on segment ``i`` (expected drops charged to
+  the segment where the serving network is out, LEO reconfiguration, satellite MB, latency);
+* ``entry_cost[i, n]``: extra cost of switching *into* ``n`` at the start of segment ``i`` (the
+  handover fails more often when the target is weak there);
+* ``switch_cost[m, n]``: cost of a switch ``m -> n`` (base failure, the handover itself,
+  interruption);
+* ``allowed[i, n]``: hard rules. A network that is unusable (outage probability at least
+  ``LinkModel.unusable_outage_prob``) is not allowed where another allowed network is usable;
+  with ``Constraints.strict_latency`` networks slower than the application are never allowed.
+
+A plan is an assignment ``a[i]`` (network column per segment); its cost is
+``sum node_cost[i, a[i]] + sum over switches (switch_cost[a[i-1], a[i]] + entry_cost[i, a[i]])``.
+
+Minimum dwell: after switching into ``n`` at segment ``i``, the next switch may come only at a
+segment ``j`` with ``eta_s[j] - eta_s[i] >= min_dwell_s`` and ``distance_m[j] - distance_m[i] >=
+min_dwell_m``, unless ``n`` is not allowed at ``j`` (a forced exit). :meth:`HandoverProblem.dwell_end`
+gives that earliest ``j``.
+
+Run compression (:func:`compress`) merges consecutive segments whose rows are identical into
+units. Without dwell and satellite budget it is exact when the switch costs obey the triangle
+inequality (checked, :attr:`HandoverProblem.triangle_ok`): an optimal plan then switches only at
+the first segment of a run, or at its last segment when the next run makes entering dearer; the
+last segment is split off as its own unit in that case.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+
+from commap.corridor import Corridor
+from commap.errors import InvalidInputError, NoFeasiblePlanError
+from commap.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
+from commap.networks import Network, NetworkCatalogue
+from commap.quality import QualityMatrix
+
+__all__ = ["Constraints", "HandoverProblem", "Units", "compress"]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+_TIME_EPS = 1e-9  # tolerance on dwell comparisons (seconds and metres)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Constraints:
+    """Hard requirements on a plan.
+
+    Parameters
+    ----------
+    min_dwell_s, min_dwell_m : float
+        Minimum time and distance on a network after switching into it (0: none); a forced exit
+        (the network becomes not allowed) is always permitted.
+    max_handovers : int, optional
+        Largest number of switches over the route.
+    sat_budget_mb : float, optional
+        Largest satellite data volume over the route.
+    strict_latency : bool
+        Never use a network slower than the application's ``max_latency_ms``.
+    avoid_unusable : bool
+        Do not use an unusable network where another allowed network is usable.
+    initial_network : str, optional
+        The network the vehicle is on at the first segment.
+
+    Examples
+    --------
+    >>> Constraints().is_global
+    False
+    >>> Constraints(max_handovers=0).is_global
+    True
+    """
+
+    min_dwell_s: float = 0.0
+    min_dwell_m: float = 0.0
+    max_handovers: int | None = None
+    sat_budget_mb: float | None = None
+    strict_latency: bool = False
+    avoid_unusable: bool = True
+    initial_network: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("min_dwell_s", "min_dwell_m"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"{name} must be a finite number >= 0", field=name)
+        if self.max_handovers is not None and (
+            isinstance(self.max_handovers, bool)
+            or not isinstance(self.max_handovers, int | np.integer)
+            or self.max_handovers < 0
+        ):
+            raise InvalidInputError("max_handovers must be an integer >= 0", field="max_handovers")
+        if self.sat_budget_mb is not None and not (
+            np.isfinite(self.sat_budget_mb) and self.sat_budget_mb >= 0
+        ):
+            raise InvalidInputError(
+                "sat_budget_mb must be a finite number >= 0", field="sat_budget_mb"
+            )
+
+    @property
+    def has_dwell(self) -> bool:
+        """True when a minimum dwell is set."""
+        return self.min_dwell_s > 0 or self.min_dwell_m > 0
+
+    @property
+    def is_global(self) -> bool:
+        """True when a constraint couples the whole route (handover limit or budget)."""
+        return self.max_handovers is not None or self.sat_budget_mb is not None
+
+
+@dataclass(frozen=True, eq=False)
+class HandoverProblem:
+    """Costs and rules of one planning request; build with :meth:`build`.
+
+    Every ``(S, N)`` array has one row per corridor segment and one column per network (in
+    :attr:`network_ids` order).
+    """
+
+    corridor: Corridor
+    networks: tuple[Network, ...]
+    link: LinkModel
+    app: AppProfile
+    objective: Objective
+    constraints: Constraints
+    provenance: NDArray[np.int8]
+    point_outage: FloatArray
+    drop_prob: FloatArray
+    sat_mb: FloatArray
+    reconfiguration_s: FloatArray
+    latency_violation_s: FloatArray
+    allowed: BoolArray
+    switch: SwitchTable
+    node_cost: FloatArray = field(repr=False)
+    entry_cost: FloatArray = field(repr=False)
+    switch_cost: FloatArray = field(repr=False)
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        corridor: Corridor,
+        matrix: QualityMatrix,
+        catalogue: NetworkCatalogue,
+        *,
+        link: LinkModel | None = None,
+        app: AppProfile | str = "telemetry",
+        objective: Objective | None = None,
+        constraints: Constraints | None = None,
+    ) -> HandoverProblem:
+        """Compute every cost array of a planning request.
+
+        Parameters
+        ----------
+        corridor : Corridor
+            The route cut into segments.
+        matrix : QualityMatrix
+            Quality per segment and network; its columns name networks of ``catalogue``.
+        catalogue : NetworkCatalogue
+            Network properties (kind, operator, latency).
+        link, objective, constraints : optional
+            Defaults when omitted.
+        app : AppProfile or str
+            Application class (a name from :data:`commap.link.APP_PROFILES`).
+
+        Raises
+        ------
+        InvalidInputError
+            Mismatched shapes, unknown networks, empty network set.
+        NoFeasiblePlanError
+            ``strict_latency`` with no network fast enough (``constraint="strict_latency"``),
+            or an ``initial_network`` that does not exist in the matrix.
+
+        Examples
+        --------
+        >>> from commap.networks import Network, NetworkKind, NetworkCatalogue
+        >>> from commap.quality import Quality
+        >>> cat = NetworkCatalogue([Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
+        ...                                 technology="lte", latency_ms=30)])
+        >>> empty = Corridor(*(np.zeros(0) for _ in range(7)), *(np.zeros(0, bool) for _ in
+        ...                  range(3)), departure_s=0.0)
+        >>> HandoverProblem.build(empty, QualityMatrix.from_columns(("a",), [Quality.empty(0)]),
+        ...                       cat).shape
+        (0, 1)
+        """
+        link = link or LinkModel()
+        objective = objective or Objective()
+        constraints = constraints or Constraints()
+        if isinstance(app, str):
+            app = APP_PROFILES.get(app) or _unknown_app(app)
+        networks = _networks(matrix, catalogue, len(corridor))
+        point = link.point_outage(matrix, networks)
+        drop = link.segment_drop(point, corridor.length_m, corridor.duration_s)
+        duration = np.asarray(corridor.duration_s, dtype=np.float64)
+        is_sat = np.array([n.is_satellite for n in networks])
+        sat_mb = np.outer(duration * app.mb_per_s, is_sat.astype(np.float64))
+        reconf = np.outer(duration, [link.reconfiguration_s_per_s(n) for n in networks])
+        too_slow = np.array([n.latency_ms > app.max_latency_ms for n in networks])
+        latency_s = np.outer(duration, too_slow.astype(np.float64))
+        allowed = _allowed(point, link, constraints, too_slow, matrix.network_ids)
+        table = link.switch_table(networks)
+        w = objective
+        node = w.drops * drop + w.interruption_s * reconf + w.sat_mb * sat_mb
+        node = node + w.latency_violation_s * latency_s
+        entry = w.drops * link.target_outage_failure_gain * point
+        off = 1.0 - np.eye(len(networks))
+        switch = (
+            w.drops * table.failure_prob
+            + w.handovers * off
+            + w.interruption_s * (table.interruption_s)
+        )
+        return cls(
+            corridor=corridor,
+            networks=networks,
+            link=link,
+            app=app,
+            objective=objective,
+            constraints=constraints,
+            provenance=np.asarray(matrix.provenance, dtype=np.int8).reshape(point.shape),
+            point_outage=point,
+            drop_prob=drop,
+            sat_mb=sat_mb,
+            reconfiguration_s=reconf,
+            latency_violation_s=latency_s,
+            allowed=allowed,
+            switch=table,
+            node_cost=node,
+            entry_cost=entry,
+            switch_cost=switch * off,
+        )
+
+    # -- derived properties -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(segments, networks)``."""
+        return (int(self.node_cost.shape[0]), len(self.networks))
+
+    @property
+    def network_ids(self) -> tuple[str, ...]:
+        """Network ids in column order."""
+        return tuple(n.id for n in self.networks)
+
+    @cached_property
+    def triangle_ok(self) -> bool:
+        """True when ``switch_cost[a, c] <= switch_cost[a, b] + switch_cost[b, c]`` everywhere."""
+        s = self.switch_cost
+        if s.size == 0:
+            return True
+        via = (s[:, :, None] + s[None, :, :]).min(axis=1)  # best two-step a -> b -> c
+        return bool((s <= via + 1e-12).all())
+
+    @cached_property
+    def dwell_end(self) -> IntArray:
+        """For a switch at segment ``i``: the first segment where the next switch may come."""
+        return dwell_end_index(
+            np.asarray(self.corridor.eta_s, dtype=np.float64),
+            np.asarray(self.corridor.distance_m, dtype=np.float64),
+            self.constraints.min_dwell_s,
+            self.constraints.min_dwell_m,
+        )
+
+    @cached_property
+    def next_disallowed(self) -> IntArray:
+        """``[i, n]``: first segment ``j > i`` where ``n`` is not allowed (``S`` if none)."""
+        return next_disallowed_index(self.allowed)
+
+
+def _unknown_app(name: str) -> AppProfile:
+    known = ", ".join(sorted(APP_PROFILES))
+    raise InvalidInputError(f"unknown application class {name!r}; known: {known}", field="app")
+
+
+def _networks(
+    matrix: QualityMatrix, catalogue: NetworkCatalogue, n_segments: int
+) -> tuple[Network, ...]:
+    if not matrix.network_ids:
+        raise InvalidInputError("the quality matrix has no network columns", field="matrix")
+    networks = tuple(catalogue[nid] for nid in matrix.network_ids)
+    rows, cols = matrix.shape
+    if rows != n_segments:
+        raise InvalidInputError(
+            f"quality matrix has {rows} rows but the corridor has {n_segments} segments",
+            field="matrix",
+        )
+    for name in ("rsrp_dbm", "sinr_db", "elevation_deg", "confidence", "provenance"):
+        if getattr(matrix, name).shape != (rows, cols):
+            raise InvalidInputError(
+                f"quality matrix field {name} has shape {getattr(matrix, name).shape}, "
+                f"expected {(rows, cols)}",
+                field=f"matrix.{name}",
+            )
+    return networks
+
+
+def _allowed(
+    point: FloatArray,
+    link: LinkModel,
+    constraints: Constraints,
+    too_slow: BoolArray,
+    ids: tuple[str, ...],
+) -> BoolArray:
+    base = np.ones(point.shape, dtype=bool)
+    if constraints.strict_latency:
+        if too_slow.all():
+            raise NoFeasiblePlanError(
+                "strict latency: no network is fast enough for the application",
+                constraint="strict_latency",
+            )
+        base &= ~too_slow[None, :]
+    allowed = base
+    if constraints.avoid_unusable:
+        usable = base & (point < link.unusable_outage_prob)
+        # Where no allowed network is usable every allowed one stays allowed (tunnels).
+        allowed = np.where(usable.any(axis=1, keepdims=True), usable, base)
+    if constraints.initial_network is not None and point.shape[0] > 0:
+        if constraints.initial_network not in ids:
+            raise InvalidInputError(
+                f"initial network {constraints.initial_network!r} is not in the quality matrix",
+                field="initial_network",
+            )
+        first = np.zeros(len(ids), dtype=bool)
+        first[ids.index(constraints.initial_network)] = True
+        allowed = allowed.copy()
+        allowed[0] = first  # the vehicle is on it, usable or not
+    return np.ascontiguousarray(allowed)
+
+
+def dwell_end_index(
+    t_s: FloatArray, distance_m: FloatArray, min_dwell_s: float, min_dwell_m: float
+) -> IntArray:
+    """For each start index ``i``: the first ``j > i`` at least the dwell time and distance on.
+
+    ``t_s`` and ``distance_m`` are non-decreasing start times and distances of the units. The
+    result is at most ``len(t_s)`` (the dwell runs past the end of the route).
+
+    Examples
+    --------
+    >>> dwell_end_index(np.array([0., 2., 4., 6.]), np.array([0., 50., 100., 150.]), 3.0,
+    ...                 0.0).tolist()
+    [2, 3, 4, 4]
+    >>> dwell_end_index(np.zeros(0), np.zeros(0), 5.0, 0.0).tolist()
+    []
+    """
+    idx = np.arange(t_s.shape[0])
+    by_time = np.searchsorted(t_s, t_s + min_dwell_s - _TIME_EPS, side="left")
+    by_dist = np.searchsorted(distance_m, distance_m + min_dwell_m - _TIME_EPS, side="left")
+    return np.maximum(np.maximum(by_time, by_dist), idx + 1).astype(np.int64)
+
+
+def next_disallowed_index(allowed: BoolArray) -> IntArray:
+    """``[i, n]``: the first ``j > i`` with ``allowed[j, n]`` False, else ``len(allowed)``.
+
+    Examples
+    --------
+    >>> next_disallowed_index(np.array([[True], [False], [True]])).ravel().tolist()
+    [1, 3, 3]
+    """
+    n_rows = allowed.shape[0]
+    marks = np.where(allowed, n_rows, np.arange(n_rows)[:, None])
+    # first disallowed at or after i, then shift by one to get "after i"
+    at_or_after = np.minimum.accumulate(marks[::-1], axis=0)[::-1]
+    out = np.full_like(at_or_after, n_rows)
+    out[:-1] = at_or_after[1:]
+    return out.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Units:
+    """Consecutive segment groups a solver treats as one step.
+
+    Attributes
+    ----------
+    start, stop : (U,) int
+        Segment range ``[start, stop)`` of each unit.
+    node_cost, sat_mb : (U, N)
+        Sums over the unit's segments.
+    entry_cost : (U, N)
+        Entry cost at the unit's first segment.
+    allowed : (U, N)
+        Allowed on every segment of the unit.
+    t_s, distance_m : (U,)
+        Start time and distance of each unit (for dwell).
+
+    Solving over units is exact for the objective and the handover limit (units are single
+    segments, or runs of identical rows under the triangle inequality); with a dwell or a
+    satellite budget it is exact only when every unit is one segment (:meth:`exact_for`).
+    """
+
+    start: IntArray
+    stop: IntArray
+    node_cost: FloatArray
+    entry_cost: FloatArray
+    sat_mb: FloatArray
+    allowed: BoolArray
+    t_s: FloatArray
+    distance_m: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    @property
+    def single(self) -> bool:
+        """True when every unit is one segment."""
+        return bool((self.stop - self.start == 1).all())
+
+    def exact_for(self, constraints: Constraints) -> bool:
+        """True when an optimum over units is an optimum over segments under ``constraints``."""
+        return self.single or not (constraints.has_dwell or constraints.sat_budget_mb is not None)
+
+    def expand(self, unit_assignment: IntArray) -> IntArray:
+        """Per-segment assignment from a per-unit one."""
+        return np.repeat(np.asarray(unit_assignment, dtype=np.int64), self.stop - self.start)
+
+    def restrict(self, assignment: IntArray) -> IntArray:
+        """Per-unit assignment from a per-segment one (network at each unit's first segment)."""
+        return np.asarray(assignment, dtype=np.int64)[self.start]
+
+    def fits(self, assignment: IntArray) -> bool:
+        """True when a per-segment assignment switches only at unit boundaries."""
+        a = np.asarray(assignment)
+        return bool((self.expand(a[self.start]) == a).all())
+
+
+def compress(problem: HandoverProblem, *, max_run: int | None = None) -> Units:
+    """Merge runs of identical cost rows into units.
+
+    Parameters
+    ----------
+    problem : HandoverProblem
+        The request.
+    max_run : int, optional
+        Cap on segments per unit (finer units give constrained solvers room to place switches).
+
+    Notes
+    -----
+    When the switch costs break the triangle inequality, merging is not exact and every segment
+    stays its own unit.
+
+    Examples
+    --------
+    >>> from commap.networks import Network, NetworkKind, NetworkCatalogue
+    >>> from commap.quality import Quality
+    >>> cat = NetworkCatalogue([Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
+    ...                                 technology="lte", latency_ms=30)])
+    >>> z = np.zeros(3)
+    >>> c = Corridor(z, z, np.arange(3) * 50.0, z + 50, np.arange(3) * 2.0, z + 2, z + 25,
+    ...              *(np.zeros(3, bool),) * 3, departure_s=0.0)
+    >>> p = HandoverProblem.build(c, QualityMatrix.from_columns(("a",), [Quality.empty(3)]), cat)
+    >>> len(compress(p)), len(compress(p, max_run=2))
+    (1, 2)
+    """
+    n_seg = problem.shape[0]
+    if max_run is not None and max_run < 1:
+        raise InvalidInputError("max_run must be >= 1", field="max_run")
+    if n_seg == 0 or not problem.triangle_ok:
+        if not problem.triangle_ok:
+            log.info("switch costs break the triangle inequality: no run compression")
+        return _units(problem, np.arange(n_seg))
+    changed = np.zeros(n_seg - 1, dtype=bool)
+    for arr in (problem.node_cost, problem.entry_cost, problem.sat_mb, problem.allowed):
+        changed |= (arr[1:] != arr[:-1]).any(axis=1)
+    changes = np.flatnonzero(changed) + 1
+    run_start = np.concatenate([[0], changes]).astype(np.int64)
+    run_stop = np.concatenate([changes, [n_seg]]).astype(np.int64)
+    return _units(problem, _unit_starts(problem.entry_cost, run_start, run_stop, max_run))
+
+
+def _unit_starts(
+    entry_cost: FloatArray, run_start: IntArray, run_stop: IntArray, max_run: int | None
+) -> IntArray:
+    """Unit starts: each run cut into chunks of at most ``max_run`` segments, and its last
+    segment on its own when entering at the next run may cost more than entering here."""
+    length = run_stop - run_start
+    nxt = np.minimum(run_stop, entry_cost.shape[0] - 1)
+    dearer = (entry_cost[nxt] > entry_cost[run_start]).any(axis=1)
+    tail = (length >= 2) & (run_stop < entry_cost.shape[0]) & dearer
+    body = length - tail
+    step = body if max_run is None else np.minimum(body, max_run)
+    chunks = -(-body // step)  # ceil
+    offsets = np.arange(int(chunks.sum())) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+    body_starts = np.repeat(run_start, chunks) + offsets * np.repeat(step, chunks)
+    starts = np.concatenate([body_starts, (run_stop - 1)[tail]])
+    return np.sort(starts, kind="stable").astype(np.int64)
+
+
+def _units(problem: HandoverProblem, start: IntArray) -> Units:
+    n_seg = problem.shape[0]
+    stop = np.concatenate([start[1:], [n_seg]]).astype(np.int64)
+    if len(start) == n_seg:  # no merging: avoid the reduction
+        node, mb, allowed = problem.node_cost, problem.sat_mb, problem.allowed
+    else:
+        node = np.add.reduceat(problem.node_cost, start, axis=0)
+        mb = np.add.reduceat(problem.sat_mb, start, axis=0)
+        allowed = np.logical_and.reduceat(problem.allowed, start, axis=0)
+    return Units(
+        start=np.asarray(start, dtype=np.int64),
+        stop=np.asarray(stop, dtype=np.int64),
+        node_cost=np.ascontiguousarray(node),
+        entry_cost=np.ascontiguousarray(problem.entry_cost[start]),
+        sat_mb=np.ascontiguousarray(mb),
+        allowed=np.ascontiguousarray(allowed),
+        t_s=np.asarray(problem.corridor.eta_s, dtype=np.float64)[start],
+        distance_m=np.asarray(problem.corridor.distance_m, dtype=np.float64)[start],
+    )

@@ -1,0 +1,966 @@
+"""Road graph from OpenStreetMap, snapping and routing.
+
+:func:`load_road_graph` reads an OSM extract (``.pbf``, ``.osm``, ``.osm.gz``, ``.osm.bz2``) with
+pyosmium and keeps the drivable ways, like the OSMnx/pyrosm "drive" network: the classes in
+:data:`DRIVABLE_HIGHWAYS` (no ``service``, ``track``, ``footway``, ...), without
+``access``/``motor_vehicle``/``motorcar`` = ``no``/``private``, parking aisles and driveways
+(``service=*``) and ``area=yes``. Ways are
+split at every node they share with another drivable way (intersections) and at their ends; every
+piece becomes one directed edge per allowed direction of a ``networkx.MultiDiGraph``.
+
+Graph attributes: ``crs`` (always ``"EPSG:4326"``), ``source`` (file name). Node attributes:
+``x`` (lon), ``y`` (lat). Edge attributes:
+
+``geometry``  shapely ``LineString`` in lon/lat, oriented in the direction of travel
+``length_m``  geodesic length on the WGS84 ellipsoid (``pyproj.Geod``)
+``speed_mps`` from ``maxspeed`` (``maxspeed:forward``/``:backward`` per direction; units
+              ``km/h`` (default), ``mph``, ``knots``; ``none``; lists ``a;b`` are averaged;
+              implicit values such as ``FR:urban``), else :data:`DEFAULT_SPEED_KMH` of the class
+``travel_time_s`` ``length_m / speed_mps``
+``highway``, ``name``, ``ref`` (empty string when untagged), ``osm_id``, ``oneway``,
+``tunnel``, ``bridge`` (bool)
+
+One-way rules: ``oneway`` = ``yes``/``true``/``1`` (forward only), ``-1``/``reverse`` (backward
+only), ``no``/``false``/``0``/``reversible``/``alternating`` (both: the direction of a reversible
+way changes over the day, so either may be used, as in OSMnx); untagged roundabouts
+(``junction=roundabout``/``circular``) and motorways (``motorway``, ``motorway_link``) are one-way.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import weakref
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import osmium
+import pandas as pd
+import pyarrow.parquet as pq
+import shapely
+from numpy.typing import NDArray
+from pyproj import Geod, Transformer
+from scipy.spatial import cKDTree
+from shapely.geometry import LineString
+
+from commap.corridor import Route, route_from_polyline
+from commap.errors import InvalidInputError
+from commap.routefile import read_route_file
+
+__all__ = [
+    "DEFAULT_SPEED_KMH",
+    "DRIVABLE_HIGHWAYS",
+    "EdgeKey",
+    "bridge_geometries",
+    "k_routes",
+    "load_road_graph",
+    "read_road_graph",
+    "read_route_file",
+    "route_from_edges",
+    "route_from_polyline",
+    "shortest_route",
+    "snap",
+    "write_road_graph",
+]
+
+log = logging.getLogger(__name__)
+
+EdgeKey = tuple[int, int, int]
+Weight = str | Callable[[Any, Any, dict[Any, Any]], float | None]
+
+CRS = "EPSG:4326"
+NODES_FILE = "roads_nodes.parquet"
+EDGES_FILE = "roads_edges.parquet"
+_GRAPH_META_KEY = b"commap.graph"
+
+# Default speeds (km/h) per highway class where a way has no usable maxspeed: typical
+# European limits, lowered for classes that are mostly urban or narrow.
+DEFAULT_SPEED_KMH: dict[str, float] = {
+    "motorway": 110.0,
+    "motorway_link": 60.0,
+    "trunk": 90.0,
+    "trunk_link": 50.0,
+    "primary": 70.0,
+    "primary_link": 50.0,
+    "secondary": 60.0,
+    "secondary_link": 45.0,
+    "tertiary": 50.0,
+    "tertiary_link": 40.0,
+    "unclassified": 40.0,
+    "residential": 30.0,
+    "living_street": 10.0,
+    "road": 30.0,
+}
+DRIVABLE_HIGHWAYS: frozenset[str] = frozenset(DEFAULT_SPEED_KMH)
+
+_EXCLUDED_ACCESS = frozenset({"no", "private"})
+# service=* values that mark parking lots and driveways even on a public road class (OSMnx "drive")
+_EXCLUDED_SERVICE = frozenset(
+    {"alley", "driveway", "emergency_access", "parking", "parking_aisle", "private"}
+)
+_ONEWAY_FORWARD = frozenset({"yes", "true", "1"})
+_ONEWAY_BACKWARD = frozenset({"-1", "reverse"})
+_ONEWAY_BOTH = frozenset({"no", "false", "0", "reversible", "alternating"})
+_IMPLIED_ONEWAY_HIGHWAYS = frozenset({"motorway", "motorway_link"})
+_ROUNDABOUTS = frozenset({"roundabout", "circular"})
+# tunnel=culvert is a pipe under the road, not the road in a tunnel
+_NOT_FLAG = frozenset({"no", "false", "0", "culvert"})
+
+_KMH_PER_MPH = 1.609344
+_KMH_PER_KNOT = 1.852
+_NO_LIMIT_KMH = 130.0  # "maxspeed=none": cruise at the German advisory speed
+_WALK_KMH = 7.0
+# implicit limits "CC:zone" (https://wiki.openstreetmap.org/wiki/Key:maxspeed#Implicit_maxspeed_values)
+_IMPLICIT_KMH: dict[str, float] = {
+    "urban": 50.0,
+    "rural": 90.0,
+    "trunk": 110.0,
+    "motorway": 130.0,
+    "living_street": 20.0,
+    "walk": _WALK_KMH,
+    "de:rural": 100.0,
+    "at:rural": 100.0,
+    "fr:rural": 80.0,
+    "gb:nsl_single": 60.0 * _KMH_PER_MPH,
+    "gb:nsl_dual": 70.0 * _KMH_PER_MPH,
+    "gb:motorway": 70.0 * _KMH_PER_MPH,
+}
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z/]*)\s*$")
+_ZONE = re.compile(r"zone:?(\d+)$")
+
+_GEOD = Geod(ellps="WGS84")
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Way:
+    """A drivable way with its node refs and coordinates copied out of pyosmium."""
+
+    osm_id: int
+    tags: dict[str, str]
+    refs: NDArray[np.int64]
+    lon: NDArray[np.float64]
+    lat: NDArray[np.float64]
+
+
+def _is_drivable(tags: Mapping[str, str]) -> bool:
+    if tags.get("highway") not in DRIVABLE_HIGHWAYS or tags.get("area") == "yes":
+        return False
+    if tags.get("service") in _EXCLUDED_SERVICE:
+        return False
+    return not any(
+        tags.get(key) in _EXCLUDED_ACCESS for key in ("access", "motor_vehicle", "motorcar")
+    )
+
+
+def _read_ways(path: Path) -> list[_Way]:
+    """All drivable ways of the file, with node locations; invalid locations become NaN."""
+    processor = (
+        osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
+        .with_locations()
+        .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
+        .with_filter(osmium.filter.KeyFilter("highway"))
+    )
+    ways: list[_Way] = []
+    # pyosmium reports truncated or corrupt input as RuntimeError while iterating (some
+    # format errors as ValueError/OSError)
+    try:
+        for way in processor:
+            if not isinstance(way, osmium.osm.Way):  # the entity filter passes ways only
+                continue
+            tags = {tag.k: tag.v for tag in way.tags}
+            if not _is_drivable(tags):
+                continue
+            refs = np.fromiter((n.ref for n in way.nodes), dtype=np.int64)
+            lonlat = np.array(
+                [(n.lon, n.lat) if n.location.valid() else (math.nan, math.nan) for n in way.nodes],
+                dtype=np.float64,
+            ).reshape(-1, 2)
+            ways.append(_Way(way.id, tags, refs, lonlat[:, 0], lonlat[:, 1]))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise InvalidInputError(f"{path}: cannot read OSM data ({exc})", field=str(path)) from None
+    return ways
+
+
+def _parse_number_kmh(text: str) -> float | None:
+    match = _NUMBER.match(text)
+    if match is None:
+        return None
+    value, unit = float(match.group(1)), match.group(2)
+    if unit in ("", "km/h", "kmh", "kph"):
+        return value
+    if unit == "mph":
+        return value * _KMH_PER_MPH
+    if unit == "knots":
+        return value * _KMH_PER_KNOT
+    return None
+
+
+def _parse_maxspeed_kmh(value: str | None) -> float | None:
+    """Parse an OSM ``maxspeed`` value to km/h; None when it carries no usable number.
+
+    Examples
+    --------
+    >>> _parse_maxspeed_kmh("50"), _parse_maxspeed_kmh("90;30")
+    (50.0, 60.0)
+    >>> round(_parse_maxspeed_kmh("30 mph"), 2), _parse_maxspeed_kmh("none")
+    (48.28, 130.0)
+    >>> _parse_maxspeed_kmh("signals") is None, _parse_maxspeed_kmh(None) is None
+    (True, True)
+    """
+    if value is None:
+        return None
+    speeds: list[float] = []
+    for part in value.lower().split(";"):
+        text = part.strip()
+        kmh = _parse_number_kmh(text)
+        if kmh is None:
+            if text == "none":
+                kmh = _NO_LIMIT_KMH
+            elif text == "walk":
+                kmh = _WALK_KMH
+            elif (zone := _ZONE.search(text)) is not None:
+                kmh = float(zone.group(1))
+            elif text in _IMPLICIT_KMH:
+                kmh = _IMPLICIT_KMH[text]
+            elif ":" in text:
+                kmh = _IMPLICIT_KMH.get(text.split(":", 1)[1])
+        if kmh is not None and kmh > 0:
+            speeds.append(kmh)
+    return sum(speeds) / len(speeds) if speeds else None
+
+
+def _speeds_mps(tags: Mapping[str, str]) -> tuple[float, float]:
+    """Forward and backward speed of a way in m/s."""
+    default = DEFAULT_SPEED_KMH[tags["highway"]]
+    both = _parse_maxspeed_kmh(tags.get("maxspeed"))
+    forward = _parse_maxspeed_kmh(tags.get("maxspeed:forward")) or both or default
+    backward = _parse_maxspeed_kmh(tags.get("maxspeed:backward")) or both or default
+    return forward / 3.6, backward / 3.6
+
+
+def _directions(tags: Mapping[str, str], osm_id: int) -> tuple[bool, bool]:
+    """Whether the way may be driven forward and backward."""
+    oneway = tags.get("oneway", "").strip().lower()
+    if oneway in _ONEWAY_FORWARD:
+        return True, False
+    if oneway in _ONEWAY_BACKWARD:
+        return False, True
+    if oneway in _ONEWAY_BOTH:
+        return True, True
+    if oneway:
+        log.debug("way %d: unknown oneway=%r, taken as two-way", osm_id, oneway)
+    implied = tags.get("junction") in _ROUNDABOUTS or tags["highway"] in _IMPLIED_ONEWAY_HIGHWAYS
+    return True, not implied
+
+
+def _flag(tags: Mapping[str, str], key: str) -> bool:
+    value = tags.get(key)
+    return value is not None and value.strip().lower() not in _NOT_FLAG
+
+
+def _split_points(ways: Sequence[_Way]) -> set[int]:
+    """Node ids where ways are split: shared by two ways (or twice in one) and way ends."""
+    counts: Counter[int] = Counter()
+    for way in ways:
+        counts.update(way.refs.tolist())
+    split = {node for node, count in counts.items() if count > 1}
+    for way in ways:
+        split.add(int(way.refs[0]))
+        split.add(int(way.refs[-1]))
+    return split
+
+
+def _valid_runs(way: _Way) -> list[slice]:
+    """Runs of consecutive nodes with a known location (extracts clip ways at their border)."""
+    ok = np.isfinite(way.lon) & np.isfinite(way.lat)
+    if ok.all():
+        return [slice(0, len(ok))]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], ok.astype(np.int8), [0]))))
+    return [slice(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _in_bbox(lon: NDArray[np.float64], lat: NDArray[np.float64], bbox: Sequence[float]) -> bool:
+    lon0, lat0, lon1, lat1 = bbox
+    return bool(((lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)).any())
+
+
+def _add_way(
+    graph: nx.MultiDiGraph, way: _Way, split: set[int], bbox: Sequence[float] | None
+) -> None:
+    """Add the edges of one way, split at ``split`` nodes and at unknown locations."""
+    tags = way.tags
+    forward_ok, backward_ok = _directions(tags, way.osm_id)
+    forward_mps, backward_mps = _speeds_mps(tags)
+    common = {
+        "osm_id": way.osm_id,
+        "highway": tags["highway"],
+        "name": tags.get("name", ""),
+        "ref": tags.get("ref", ""),
+        "oneway": forward_ok != backward_ok,
+        "tunnel": _flag(tags, "tunnel"),
+        "bridge": _flag(tags, "bridge"),
+    }
+    for run in _valid_runs(way):
+        refs, lon, lat = way.refs[run], way.lon[run], way.lat[run]
+        if len(refs) < 2:
+            continue
+        _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+        cum_m = np.concatenate(([0.0], np.cumsum(leg_m)))
+        cuts = [0] + [i for i in range(1, len(refs) - 1) if int(refs[i]) in split] + [len(refs) - 1]
+        for a, b in itertools.pairwise(cuts):
+            if bbox is not None and not _in_bbox(lon[a : b + 1], lat[a : b + 1], bbox):
+                continue
+            u, v = int(refs[a]), int(refs[b])
+            graph.add_node(u, x=float(lon[a]), y=float(lat[a]))
+            graph.add_node(v, x=float(lon[b]), y=float(lat[b]))
+            coords = np.column_stack((lon[a : b + 1], lat[a : b + 1]))
+            length_m = float(cum_m[b] - cum_m[a])
+            if forward_ok:
+                _add_edge(graph, u, v, LineString(coords), length_m, forward_mps, common)
+            if backward_ok:
+                _add_edge(graph, v, u, LineString(coords[::-1]), length_m, backward_mps, common)
+
+
+def _add_edge(
+    graph: nx.MultiDiGraph,
+    u: int,
+    v: int,
+    geometry: LineString,
+    length_m: float,
+    speed_mps: float,
+    common: Mapping[str, Any],
+) -> None:
+    graph.add_edge(
+        u,
+        v,
+        geometry=geometry,
+        length_m=length_m,
+        speed_mps=speed_mps,
+        travel_time_s=length_m / speed_mps,
+        **common,
+    )
+
+
+def _check_bbox(bbox: Sequence[float] | None) -> None:
+    if bbox is None:
+        return
+    values = [float(b) for b in bbox]
+    if (
+        len(values) != 4
+        or not all(math.isfinite(b) for b in values)
+        or not (values[0] < values[2] and values[1] < values[3])
+    ):
+        raise InvalidInputError(
+            f"bbox {bbox!r} must be (lon_min, lat_min, lon_max, lat_max) with min < max",
+            field="bbox",
+        )
+
+
+def load_road_graph(
+    path: str | os.PathLike[str], *, bbox: Sequence[float] | None = None
+) -> nx.MultiDiGraph:
+    """Read the drivable road network of an OSM file into a directed multigraph.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        OSM extract: ``.pbf``, ``.osm``, ``.osm.gz`` or ``.osm.bz2``.
+    bbox : (lon_min, lat_min, lon_max, lat_max), optional
+        Keep only edges with at least one vertex inside (kept whole, not clipped).
+
+    Returns
+    -------
+    networkx.MultiDiGraph
+        Nodes are OSM node ids; attributes as described in the module docstring.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing, truncated or corrupt file, or no drivable road (inside ``bbox``).
+
+    Examples
+    --------
+    >>> graph = load_road_graph("maps/andorra/data/andorra.osm.pbf")
+    >>> graph.graph["crs"], graph.number_of_nodes() > 1000
+    ('EPSG:4326', True)
+    >>> load_road_graph("maps/andorra/data/andorra.osm.pbf", bbox=(0.0, 0.0, 0.1, 0.1))
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: maps/andorra/data/andorra.osm.pbf: no drivable road ...
+    """
+    path = Path(path)
+    _check_bbox(bbox)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: road file not found", field=str(path))
+    ways = _read_ways(path)
+    split = _split_points(ways)
+    graph = nx.MultiDiGraph(crs=CRS, source=path.name)
+    for way in ways:
+        _add_way(graph, way, split, bbox)
+    if graph.number_of_edges() == 0:
+        where = "" if bbox is None else f" inside bbox {tuple(bbox)}"
+        raise InvalidInputError(f"{path}: no drivable road{where}", field=str(path))
+    log.info(
+        "%s: %d drivable ways -> %d nodes, %d edges",
+        path.name,
+        len(ways),
+        graph.number_of_nodes(),
+        graph.number_of_edges(),
+    )
+    return graph
+
+
+# -- GeoParquet ---------------------------------------------------------------------------------
+
+
+def _json_graph_attrs(graph: nx.MultiDiGraph) -> dict[str, Any]:
+    """Graph attributes that survive JSON (private ``_*`` caches are skipped)."""
+    attrs: dict[str, Any] = {}
+    for key, value in graph.graph.items():
+        if str(key).startswith("_"):
+            continue
+        try:
+            json.dumps(value)
+        except TypeError:
+            log.warning("graph attribute %r is not JSON serialisable; not written", key)
+            continue
+        attrs[str(key)] = value
+    return attrs
+
+
+def _write_parquet_atomic(frame: gpd.GeoDataFrame, target: Path, meta: bytes) -> None:
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        frame.to_parquet(tmp, index=False)
+        # add the graph attributes to the schema metadata (geopandas keeps its "geo" entry)
+        table = pq.read_table(tmp)
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), _GRAPH_META_KEY: meta}
+        )
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_road_graph(graph: nx.MultiDiGraph, directory: str | os.PathLike[str]) -> None:
+    """Write a road graph as GeoParquet ``roads_nodes.parquet`` and ``roads_edges.parquet``.
+
+    Each file is written under a temporary name and moved into place, so readers never see a
+    half-written file. Every edge attribute becomes a column; graph attributes go to the
+    schema metadata.
+
+    Raises
+    ------
+    InvalidInputError
+        If an edge has no ``geometry`` or a node no ``x``/``y``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> graph = load_road_graph("tests/data/roads/monaco.osm.gz")
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_road_graph(graph, d)
+    ...     read_road_graph(d).number_of_edges() == graph.number_of_edges()
+    True
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps(_json_graph_attrs(graph)).encode()
+    try:
+        node_ids = list(graph.nodes)
+        xs = [float(graph.nodes[n]["x"]) for n in node_ids]
+        ys = [float(graph.nodes[n]["y"]) for n in node_ids]
+        rows = [{"u": u, "v": v, "key": k, **d} for u, v, k, d in graph.edges(keys=True, data=True)]
+        geoms = [row.pop("geometry") for row in rows]
+    except KeyError as exc:
+        raise InvalidInputError(f"road graph lacks attribute {exc} needed to write it") from None
+    nodes = gpd.GeoDataFrame(
+        {"node_id": np.asarray(node_ids, dtype=np.int64), "x": xs, "y": ys},
+        geometry=shapely.points(xs, ys),
+        crs=graph.graph.get("crs", CRS),
+    )
+    table = (
+        pd.DataFrame(rows) if rows else pd.DataFrame({"u": [], "v": [], "key": []}, dtype=np.int64)
+    )
+    edges = gpd.GeoDataFrame(table, geometry=geoms, crs=graph.graph.get("crs", CRS))
+    _write_parquet_atomic(nodes, directory / NODES_FILE, meta)
+    _write_parquet_atomic(edges, directory / EDGES_FILE, meta)
+
+
+def _read_frame(path: Path, required: Iterable[str]) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+    try:
+        frame = gpd.read_parquet(path)
+        raw = pq.read_schema(path).metadata or {}
+        attrs = json.loads(raw.get(_GRAPH_META_KEY, b"{}"))
+    except (OSError, ValueError) as exc:  # pyarrow errors derive from these
+        raise InvalidInputError(f"{path}: unreadable road table ({exc})", field=str(path)) from None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"{path}: missing columns {missing}", field=str(path))
+    return frame, attrs
+
+
+def read_road_graph(directory: str | os.PathLike[str]) -> nx.MultiDiGraph:
+    """Read a road graph written by :func:`write_road_graph` (exact round trip).
+
+    Raises
+    ------
+    InvalidInputError
+        If a file is missing, unreadable or lacks a required column.
+    """
+    directory = Path(directory)
+    nodes, attrs = _read_frame(directory / NODES_FILE, ("node_id", "x", "y"))
+    edges, _ = _read_frame(directory / EDGES_FILE, ("u", "v", "key", "geometry"))
+    graph = nx.MultiDiGraph(**attrs)
+    graph.graph.setdefault("crs", CRS)
+    graph.add_nodes_from(
+        (int(n), {"x": x, "y": y})
+        for n, x, y in zip(
+            nodes["node_id"].tolist(), nodes["x"].tolist(), nodes["y"].tolist(), strict=True
+        )
+    )
+    columns = [c for c in edges.columns if c not in ("u", "v", "key")]
+    values = {c: edges[c].tolist() if c != "geometry" else list(edges.geometry) for c in columns}
+    for i, (u, v, k) in enumerate(
+        zip(edges["u"].tolist(), edges["v"].tolist(), edges["key"].tolist(), strict=True)
+    ):
+        if u not in graph or v not in graph:
+            raise InvalidInputError(
+                f"{directory / EDGES_FILE}: edge ({u}, {v}) references an unknown node"
+            )
+        graph.add_edge(u, v, key=k, **{c: values[c][i] for c in columns})
+    return graph
+
+
+# -- snapping -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SnapIndex:
+    n_nodes: int
+    node_ids: NDArray[np.int64]
+    tree: cKDTree
+    to_local: Transformer
+
+
+# one index per graph object; weak keys so that a dropped graph frees its tree
+_SNAP_CACHE: weakref.WeakKeyDictionary[nx.MultiDiGraph, _SnapIndex] = weakref.WeakKeyDictionary()
+
+
+def _snap_index(graph: nx.MultiDiGraph) -> _SnapIndex:
+    cached = _SNAP_CACHE.get(graph)
+    if cached is not None and cached.n_nodes == graph.number_of_nodes():
+        return cached
+    if graph.number_of_nodes() == 0:
+        raise InvalidInputError("road graph has no nodes to snap to")
+    node_ids = np.fromiter(graph.nodes, dtype=np.int64, count=graph.number_of_nodes())
+    x = np.array([graph.nodes[n]["x"] for n in node_ids.tolist()], dtype=np.float64)
+    y = np.array([graph.nodes[n]["y"] for n in node_ids.tolist()], dtype=np.float64)
+    lon0 = (float(x.min()) + float(x.max())) / 2.0
+    lat0 = (float(y.min()) + float(y.max())) / 2.0
+    # azimuthal equidistant around the graph centre: metric and accurate over a region
+    to_local = Transformer.from_crs(
+        CRS, f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m", always_xy=True
+    )
+    px, py = to_local.transform(x, y)
+    index = _SnapIndex(
+        graph.number_of_nodes(), node_ids, cKDTree(np.column_stack((px, py))), to_local
+    )
+    _SNAP_CACHE[graph] = index
+    return index
+
+
+def _check_lonlat(lon: float, lat: float, field: str) -> tuple[float, float]:
+    try:
+        lon_f, lat_f = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"{field}: ({lon!r}, {lat!r}) is not a position", field=field
+        ) from None
+    if not (math.isfinite(lon_f) and math.isfinite(lat_f)):
+        raise InvalidInputError(f"{field}: coordinates must be finite", field=field)
+    if not (-180.0 <= lon_f <= 180.0 and -90.0 <= lat_f <= 90.0):
+        raise InvalidInputError(
+            f"{field}: lon {lon_f} / lat {lat_f} out of range (lon -180..180, lat -90..90)",
+            field=field,
+        )
+    return lon_f, lat_f
+
+
+def snap(
+    graph: nx.MultiDiGraph,
+    lon: float,
+    lat: float,
+    *,
+    max_distance_m: float = 1000.0,
+    field: str = "position",
+) -> int:
+    """Id of the graph node nearest to ``(lon, lat)``.
+
+    A k-d tree over the nodes in a local metric projection is built on first use and cached
+    per graph object (rebuilt if the node count changes).
+
+    Parameters
+    ----------
+    graph : networkx.MultiDiGraph
+        Road graph with node attributes ``x`` (lon) and ``y`` (lat).
+    lon, lat : float
+        Position, WGS84 degrees.
+    max_distance_m : float
+        Largest accepted geodesic distance to the nearest node.
+    field : str
+        Name of the position in error messages (``"origin"``, ...).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad coordinates, or no node within ``max_distance_m``.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("maps/andorra/data/andorra.osm.pbf")
+    >>> node = snap(graph, 1.5218, 42.5063)
+    >>> abs(graph.nodes[node]["x"] - 1.5218) < 0.01
+    True
+    >>> snap(graph, 0.0, 0.0)
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: position: (0.00000, 0.00000) is ... km from the nearest ...
+    """
+    lon_f, lat_f = _check_lonlat(lon, lat, field)
+    if not max_distance_m > 0:
+        raise InvalidInputError(f"max_distance_m must be > 0, got {max_distance_m}")
+    index = _snap_index(graph)
+    px, py = index.to_local.transform(lon_f, lat_f)
+    _, i = index.tree.query((px, py))
+    node = int(index.node_ids[int(i)])
+    _, _, distance_m = _GEOD.inv(lon_f, lat_f, graph.nodes[node]["x"], graph.nodes[node]["y"])
+    if distance_m > max_distance_m:
+        raise InvalidInputError(
+            f"{field}: ({lat_f:.5f}, {lon_f:.5f}) is {distance_m / 1000:.1f} km from the nearest "
+            f"road node (limit {max_distance_m:.0f} m)",
+            field=field,
+        )
+    return node
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+
+def _weight_function(
+    graph: nx.MultiDiGraph, weight: Weight
+) -> Callable[[Any, Any, dict[Any, Any]], float]:
+    """networkx-style weight -> ``f(u, v, {key: attrs})``, the minimum over parallel edges."""
+    if callable(weight):
+        func = weight
+
+        def from_callable(u: Any, v: Any, data: dict[Any, Any]) -> float:
+            value = func(u, v, data)
+            return math.inf if value is None else float(value)
+
+        return from_callable
+    name = str(weight)
+    sample = next(iter(graph.edges(data=True)), None)
+    if sample is not None and name not in sample[2]:
+        raise InvalidInputError(f"edges have no attribute {name!r} to route by", field="weight")
+
+    def by_attribute(u: Any, v: Any, data: dict[Any, Any]) -> float:
+        return min(float(attrs[name]) for attrs in data.values())
+
+    return by_attribute
+
+
+def _best_key(graph: nx.MultiDiGraph, u: int, v: int, weight: Weight) -> int:
+    """Key of the parallel edge ``u -> v`` that a shortest path takes."""
+    parallel = graph[u][v]
+    if len(parallel) == 1:
+        return int(next(iter(parallel)))
+    func = _weight_function(graph, weight)
+    return int(min(parallel, key=lambda k: func(u, v, {k: parallel[k]})))
+
+
+def route_from_edges(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey], *, name: str = "") -> Route:
+    """Build a :class:`~commap.corridor.Route` from consecutive graph edges ``(u, v, key)``.
+
+    Vertices are the edges' geometries joined end to end; each leg carries its edge's
+    ``speed_mps``, ``tunnel`` and ``bridge``.
+
+    Raises
+    ------
+    InvalidInputError
+        No edges, an unknown edge, or edges that do not join up.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("tests/data/roads/monaco.osm.gz")
+    >>> u, v, k = next(iter(graph.edges(keys=True)))
+    >>> route = route_from_edges(graph, [(u, v, k)])
+    >>> len(route.lon) >= 2, route.edges == ((u, v, k),)
+    (True, True)
+    >>> route_from_edges(graph, [])
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: a route needs at least one edge
+    """
+    if not edges:
+        raise InvalidInputError("a route needs at least one edge")
+    coords: list[NDArray[np.float64]] = []
+    speed, tunnel, bridge = [], [], []
+    for i, (u, v, k) in enumerate(edges):
+        if not graph.has_edge(u, v, k):
+            raise InvalidInputError(f"edge ({u}, {v}, {k}) is not in the road graph")
+        if i and edges[i - 1][1] != u:
+            raise InvalidInputError(f"edge {i} ({u}, {v}) does not start where edge {i - 1} ends")
+        data = graph.edges[u, v, k]
+        xy = shapely.get_coordinates(data["geometry"])
+        coords.append(xy if i == 0 else xy[1:])  # drop the shared junction vertex
+        legs = len(xy) - 1
+        speed.append(np.full(legs, float(data["speed_mps"])))
+        tunnel.append(np.full(legs, bool(data["tunnel"])))
+        bridge.append(np.full(legs, bool(data["bridge"])))
+    xy = np.concatenate(coords)
+    return Route(
+        lon=xy[:, 0].copy(),
+        lat=xy[:, 1].copy(),
+        speed_mps=np.concatenate(speed),
+        in_tunnel=np.concatenate(tunnel),
+        on_bridge=np.concatenate(bridge),
+        edges=tuple((int(u), int(v), int(k)) for u, v, k in edges),
+        name=name,
+    )
+
+
+def _route_name(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey], most: int = 3) -> str:
+    """The longest-driven road refs/names, e.g. ``"CG-2, CG-3"``."""
+    by_name: dict[str, float] = {}
+    for u, v, k in edges:
+        data = graph.edges[u, v, k]
+        label = data.get("ref") or data.get("name") or ""
+        if label:
+            by_name[label] = by_name.get(label, 0.0) + float(data["length_m"])
+    ranked = sorted(by_name, key=lambda label: -by_name[label])
+    return ", ".join(ranked[:most])
+
+
+def _path_edges(graph: nx.MultiDiGraph, source: int, target: int, weight: Weight) -> list[EdgeKey]:
+    func = _weight_function(graph, weight)
+    try:
+        _, path = nx.bidirectional_dijkstra(graph, source, target, weight=func)
+    except nx.NetworkXNoPath:
+        raise InvalidInputError(
+            f"no drivable route from node {source} to node {target}", field="destination"
+        ) from None
+    return [(u, v, _best_key(graph, u, v, weight)) for u, v in itertools.pairwise(path)]
+
+
+def _endpoints(
+    graph: nx.MultiDiGraph,
+    origin: tuple[float, float],
+    destination: tuple[float, float],
+    max_snap_m: float,
+) -> tuple[int, int]:
+    source = snap(graph, origin[0], origin[1], max_distance_m=max_snap_m, field="origin")
+    target = snap(
+        graph, destination[0], destination[1], max_distance_m=max_snap_m, field="destination"
+    )
+    if source == target:
+        raise InvalidInputError(
+            "origin and destination snap to the same road node: the route would be empty",
+            field="destination",
+        )
+    return source, target
+
+
+def shortest_route(
+    graph: nx.MultiDiGraph,
+    origin_lonlat: tuple[float, float],
+    destination_lonlat: tuple[float, float],
+    *,
+    weight: Weight = "travel_time_s",
+    max_snap_m: float = 1000.0,
+) -> Route:
+    """Fastest (or least-``weight``) route between two positions.
+
+    Parameters
+    ----------
+    graph : networkx.MultiDiGraph
+        Road graph from :func:`load_road_graph`.
+    origin_lonlat, destination_lonlat : (lon, lat)
+        Snapped to the nearest node (:func:`snap`).
+    weight : str or callable
+        Edge attribute to minimise, or a networkx weight function ``f(u, v, {key: attrs})``.
+    max_snap_m : float
+        Largest accepted snapping distance.
+
+    Raises
+    ------
+    InvalidInputError
+        Positions too far from the graph, snapping to the same node, or no path.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("maps/andorra/data/andorra.osm.pbf")
+    >>> route = shortest_route(graph, (1.5218, 42.5063), (1.7330, 42.5430))
+    >>> bool(route.in_tunnel.any())
+    True
+    >>> shortest_route(graph, (1.5218, 42.5063), (1.5218, 42.5063))
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: origin and destination snap to the same road node: ...
+    """
+    source, target = _endpoints(graph, origin_lonlat, destination_lonlat, max_snap_m)
+    edges = _path_edges(graph, source, target, weight)
+    return route_from_edges(graph, edges, name=_route_name(graph, edges))
+
+
+def _edge_set(edges: Iterable[EdgeKey]) -> set[tuple[int, int]]:
+    """Undirected node pairs of the edges (both lanes of a road count as the same road)."""
+    return {(min(u, v), max(u, v)) for u, v, _ in edges}
+
+
+def _length_m(graph: nx.MultiDiGraph, edges: Iterable[EdgeKey]) -> float:
+    return float(sum(graph.edges[e]["length_m"] for e in edges))
+
+
+def _overlap(
+    graph: nx.MultiDiGraph, candidate: Sequence[EdgeKey], other: Sequence[EdgeKey]
+) -> float:
+    """Share of the candidate's length that it drives on roads of ``other``."""
+    shared = _edge_set(other)
+    common = [e for e in candidate if (min(e[0], e[1]), max(e[0], e[1])) in shared]
+    return _length_m(graph, common) / max(_length_m(graph, candidate), 1e-9)
+
+
+def k_routes(
+    graph: nx.MultiDiGraph,
+    origin: tuple[float, float],
+    destination: tuple[float, float],
+    k: int = 3,
+    *,
+    weight: str = "travel_time_s",
+    penalty: float = 1.4,
+    max_overlap: float = 0.9,
+    max_ratio: float = 1.6,
+    max_snap_m: float = 1000.0,
+) -> list[Route]:
+    """Up to ``k`` meaningfully different routes, fastest first.
+
+    Penalty method: after each route found, the weight of its roads (both directions) is
+    multiplied by ``penalty`` and the search repeated. A candidate is kept when at most
+    ``max_overlap`` of its length runs on the roads of any kept route and its true
+    ``weight`` is at most ``max_ratio`` times the best. Sparse networks (mountain valleys)
+    may have fewer than ``k`` such routes; then fewer are returned.
+
+    Parameters
+    ----------
+    graph, origin, destination, weight, max_snap_m
+        As for :func:`shortest_route` (``weight`` must be an edge attribute here).
+    k : int
+        Number of routes wanted (>= 1).
+    penalty : float
+        Weight factor (> 1) applied to the roads of every route found.
+    max_overlap : float
+        Largest accepted shared length fraction (0..1) with a kept route.
+    max_ratio : float
+        Largest accepted total weight relative to the best route (>= 1).
+
+    Returns
+    -------
+    list of Route
+        Sorted by total ``weight``; the first is :func:`shortest_route`.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad parameters, or as :func:`shortest_route`.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("maps/andorra/data/andorra.osm.pbf")
+    >>> routes = k_routes(graph, (1.5218, 42.5063), (1.7330, 42.5430), k=3)
+    >>> 1 <= len(routes) <= 3
+    True
+    >>> k_routes(graph, (1.5218, 42.5063), (1.7330, 42.5430), k=0)
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: k must be >= 1, got 0
+    """
+    if k < 1:
+        raise InvalidInputError(f"k must be >= 1, got {k}", field="k")
+    if not (penalty > 1.0 and 0.0 < max_overlap <= 1.0 and max_ratio >= 1.0):
+        raise InvalidInputError(
+            "k_routes needs penalty > 1, 0 < max_overlap <= 1 and max_ratio >= 1", field="penalty"
+        )
+    source, target = _endpoints(graph, origin, destination, max_snap_m)
+    _weight_function(graph, weight)  # validates the attribute name
+    factor: dict[tuple[int, int], float] = {}
+
+    def penalised(u: Any, v: Any, data: dict[Any, Any]) -> float:
+        scale = factor.get((min(u, v), max(u, v)), 1.0)
+        return scale * min(float(attrs[weight]) for attrs in data.values())
+
+    kept: list[list[EdgeKey]] = [_path_edges(graph, source, target, weight)]
+    best = _total(graph, kept[0], weight)
+    seen = {tuple(kept[0])}
+    last = kept[0]
+    for _ in range(6 * k):  # enough rounds to push the search into a few other corridors
+        if len(kept) == k:
+            break
+        for pair in _edge_set(last):
+            factor[pair] = factor.get(pair, 1.0) * penalty
+        last = _path_edges(graph, source, target, penalised)
+        if tuple(last) in seen:
+            continue
+        seen.add(tuple(last))
+        if _total(graph, last, weight) > max_ratio * best:
+            continue
+        if all(_overlap(graph, last, other) <= max_overlap for other in kept):
+            kept.append(last)
+    kept.sort(key=lambda edges: _total(graph, edges, weight))
+    return [route_from_edges(graph, edges, name=_route_name(graph, edges)) for edges in kept]
+
+
+def _total(graph: nx.MultiDiGraph, edges: Iterable[EdgeKey], weight: str) -> float:
+    return float(sum(float(graph.edges[e][weight]) for e in edges))
+
+
+# -- bridges ------------------------------------------------------------------------------------
+
+
+def bridge_geometries(graph: nx.MultiDiGraph) -> list[LineString]:
+    """Geometries (lon/lat) of the bridge edges, one per road (both lanes counted once).
+
+    Used by :func:`commap.corridor.cut` to find roads passing under a bridge.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("tests/data/roads/monaco.osm.gz")
+    >>> len(bridge_geometries(graph)) > 0
+    True
+    >>> bridge_geometries(nx.MultiDiGraph())
+    []
+    """
+    seen: set[tuple[Hashable, int, int]] = set()
+    found: list[LineString] = []
+    for u, v, data in graph.edges(data=True):
+        if not data.get("bridge"):
+            continue
+        key = (data.get("osm_id"), min(u, v), max(u, v))
+        if key not in seen:
+            seen.add(key)
+            found.append(data["geometry"])
+    return found

@@ -1,0 +1,54 @@
+"""``python -m server [--host H] [--port P] [--map NAME ...]``: run the commap gRPC server.
+
+Every flag can also be given as a ``COMMAP_*`` environment variable (``--port`` ->
+``COMMAP_PORT``); see ``python -m server --help``. ``--port 0`` picks a free port and logs it.
+Exit status: 0 after a graceful shutdown, 2 for a bad configuration, 1 when a map cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+from commap.errors import CommapError, InvalidInputError
+
+__all__ = ["main"]
+
+log = logging.getLogger("server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the configuration, serve until SIGTERM/SIGINT, and return the exit status."""
+    from server.config import load_config
+
+    try:
+        config = load_config(sys.argv[1:] if argv is None else argv)
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from server.app import channel_ready_hint, serve
+
+    def ready(port: int) -> None:
+        # one parseable line for scripts and tests, then how to query
+        print(f"LISTENING {config.host}:{port}", flush=True)
+        print(channel_ready_hint(config.host, port), flush=True)
+
+    try:
+        asyncio.run(serve(config, on_ready=ready))
+    except CommapError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    except RuntimeError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Server configuration: command-line flags, else ``COMMAP_*`` environment variables, else defaults.
+
+:func:`load_config` parses both into one frozen, validated :class:`ServerConfig`; every other
+server module reads its limits from that object only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from commap.config import DEFAULT_MAP, Settings
+from commap.errors import InvalidInputError
+
+__all__ = ["ServerConfig", "build_parser", "load_config"]
+
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    """Everything the server needs to start, validated once.
+
+    Parameters
+    ----------
+    host, port : where to listen; port 0 picks a free port (logged at start).
+    maps : names (or built-map directories) to serve; empty: the default map only.
+    settings : library settings (maps directory, default map).
+    measurements_dir : root of stored fleet measurements (one sub-directory per map); None:
+        ``maps/<name>/measurements`` beside the built map, which survives map rebuilds.
+    solve_workers : solves (plans, re-plans, coverage batches) running at once, in threads.
+    solve_queue : solves allowed to wait for a worker; beyond it calls get RESOURCE_EXHAUSTED.
+    max_drive_streams : concurrent Drive streams; beyond it RESOURCE_EXHAUSTED.
+    max_receive_message_bytes, max_send_message_bytes : gRPC message-size limits.
+    max_polyline_points, max_coverage_points, max_measurements_per_stream : request limits.
+    max_route_m : longest route a plan may cover.
+    default_solver_time_limit_s, max_solver_time_limit_s : solver time when the request gives
+        none, and the cap on what a request may ask for (the call deadline caps it too).
+    lead_time_s : minimum lead of a Drive handover instruction before its point.
+    off_route_distance_m : Drive re-plans when the vehicle is farther than this from its route.
+    min_replan_interval_s : fewest seconds (vehicle time) between two re-plans of one drive.
+    shutdown_grace_s : on SIGTERM, time given to running calls and streams before they are cut.
+    access_log : log one line per call (method, peer, status, latency).
+    log_level : root log level of the server process.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 50051
+    maps: tuple[str, ...] = ()
+    settings: Settings = field(default_factory=Settings)
+    measurements_dir: Path | None = None
+    solve_workers: int = 2
+    solve_queue: int = 32
+    max_drive_streams: int = 256
+    max_receive_message_bytes: int = 8 * _MIB
+    max_send_message_bytes: int = 64 * _MIB
+    max_polyline_points: int = 100_000
+    max_coverage_points: int = 10_000
+    max_measurements_per_stream: int = 200_000
+    max_route_m: float = 2_500_000.0
+    default_solver_time_limit_s: float = 5.0
+    max_solver_time_limit_s: float = 60.0
+    lead_time_s: float = 10.0
+    off_route_distance_m: float = 60.0
+    min_replan_interval_s: float = 5.0
+    shutdown_grace_s: float = 10.0
+    access_log: bool = True
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise InvalidInputError("host must not be empty", field="host")
+        if not 0 <= self.port <= 65535:
+            raise InvalidInputError(f"port {self.port} is not within 0..65535", field="port")
+        for name in (
+            "solve_workers",
+            "max_drive_streams",
+            "max_receive_message_bytes",
+            "max_send_message_bytes",
+            "max_polyline_points",
+            "max_coverage_points",
+            "max_measurements_per_stream",
+        ):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(f"{name} must be at least 1", field=name)
+        if self.solve_queue < 0:
+            raise InvalidInputError("solve_queue must be >= 0", field="solve_queue")
+        for name in (
+            "max_route_m",
+            "default_solver_time_limit_s",
+            "max_solver_time_limit_s",
+            "lead_time_s",
+            "off_route_distance_m",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise InvalidInputError(f"{name} must be a positive number", field=name)
+        for name in ("min_replan_interval_s", "shutdown_grace_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise InvalidInputError(f"{name} must be >= 0", field=name)
+        if self.default_solver_time_limit_s > self.max_solver_time_limit_s:
+            raise InvalidInputError(
+                "default_solver_time_limit_s exceeds max_solver_time_limit_s",
+                field="default_solver_time_limit_s",
+            )
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise InvalidInputError(f"unknown log level {self.log_level!r}", field="log_level")
+
+    @property
+    def map_names(self) -> tuple[str, ...]:
+        """The maps to serve: ``maps`` or, when empty, the default map."""
+        return self.maps or (self.settings.default_map,)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` to bind (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return f"{host}:{self.port}"
+
+
+# flag / env name -> (field, type); the env name is COMMAP_ + the upper-cased flag name.
+_SCALARS: dict[str, tuple[str, type]] = {
+    "host": ("host", str),
+    "port": ("port", int),
+    "solve-workers": ("solve_workers", int),
+    "solve-queue": ("solve_queue", int),
+    "max-drive-streams": ("max_drive_streams", int),
+    "max-receive-message-bytes": ("max_receive_message_bytes", int),
+    "max-send-message-bytes": ("max_send_message_bytes", int),
+    "max-polyline-points": ("max_polyline_points", int),
+    "max-coverage-points": ("max_coverage_points", int),
+    "max-measurements-per-stream": ("max_measurements_per_stream", int),
+    "max-route-m": ("max_route_m", float),
+    "default-solver-time-limit-s": ("default_solver_time_limit_s", float),
+    "max-solver-time-limit-s": ("max_solver_time_limit_s", float),
+    "lead-time-s": ("lead_time_s", float),
+    "off-route-distance-m": ("off_route_distance_m", float),
+    "min-replan-interval-s": ("min_replan_interval_s", float),
+    "shutdown-grace-s": ("shutdown_grace_s", float),
+    "log-level": ("log_level", str),
+}
+
+
+def _env_name(flag: str) -> str:
+    return "COMMAP_" + flag.upper().replace("-", "_")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m server`` argument parser (every flag also reads ``COMMAP_<FLAG>``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Serve commap maps and plans over gRPC.",
+        epilog="Every option can also be set as COMMAP_<OPTION> (e.g. COMMAP_PORT=0).",
+    )
+    for flag, (name, kind) in _SCALARS.items():
+        default = next(f.default for f in fields(ServerConfig) if f.name == name)
+        parser.add_argument(
+            f"--{flag}", type=str, default=None, help=f"{kind.__name__}, default {default}"
+        )
+    parser.add_argument(
+        "--map",
+        dest="maps",
+        action="append",
+        default=None,
+        help="map to serve (name under the maps directory, or a built-map directory); repeatable",
+    )
+    parser.add_argument("--maps-dir", default=None, help="directory holding one folder per map")
+    parser.add_argument("--default-map", default=None, help="map used when a request names none")
+    parser.add_argument("--measurements-dir", default=None, help="root of stored fleet measurements")
+    parser.add_argument(
+        "--no-access-log", action="store_true", default=None, help="do not log one line per call"
+    )
+    return parser
+
+
+def _convert(raw: str, kind: type, source: str, name: str) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidInputError(
+            f"{source}: {raw!r} is not a valid {kind.__name__}", field=name
+        ) from None
+
+
+def load_config(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """Build the server configuration from flags, then ``COMMAP_*`` variables, then defaults.
+
+    Parameters
+    ----------
+    argv : command-line arguments without the program name (``[]``: none).
+    environ : environment (default ``os.environ``).
+
+    Raises
+    ------
+    InvalidInputError
+        A value does not parse or is out of range (the message names the flag or variable).
+
+    Examples
+    --------
+    >>> load_config(["--port", "0"], {}).port
+    0
+    >>> load_config([], {"COMMAP_LEAD_TIME_S": "7.5"}).lead_time_s
+    7.5
+    >>> load_config([], {}).map_names
+    ('andorra',)
+    """
+    env = dict(os.environ if environ is None else environ)
+    try:
+        args = build_parser().parse_args(list(argv or []))
+    except SystemExit as exc:  # argparse already printed the problem
+        raise InvalidInputError(f"bad command line: {' '.join(argv or [])}") from exc
+    values: dict[str, Any] = {}
+    for flag, (name, kind) in _SCALARS.items():
+        raw = getattr(args, flag.replace("-", "_"))
+        source = f"--{flag}"
+        if raw is None and _env_name(flag) in env:
+            raw, source = env[_env_name(flag)], _env_name(flag)
+        if raw is not None:
+            values[name] = _convert(raw, kind, source, name)
+    maps = args.maps if args.maps is not None else _split(env.get("COMMAP_MAPS", ""))
+    values["maps"] = tuple(maps)
+    settings_kw: dict[str, Any] = {}
+    maps_dir = args.maps_dir or env.get("COMMAP_MAPS_DIR")
+    if maps_dir:
+        settings_kw["maps_dir"] = Path(maps_dir)
+    settings_kw["default_map"] = args.default_map or env.get("COMMAP_MAP") or DEFAULT_MAP
+    values["settings"] = Settings(**settings_kw)
+    measurements_dir = args.measurements_dir or env.get("COMMAP_MEASUREMENTS_DIR")
+    if measurements_dir:
+        values["measurements_dir"] = Path(measurements_dir)
+    if args.no_access_log:
+        values["access_log"] = False
+    elif "COMMAP_ACCESS_LOG" in env:
+        values["access_log"] = env["COMMAP_ACCESS_LOG"].strip().lower() not in ("0", "false", "no")
+    return ServerConfig(**values)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,448 @@
+"""Conversions between ``commap.v1`` messages and library objects.
+
+Every request field is validated here before the library sees it, so that errors name the
+field as the client wrote it (``endpoints.origin.latitude_deg``, ``points[3].time``). Proto
+optional numbers stand for "not applicable" (e.g. the RSRP of a satellite network), never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from google.protobuf.timestamp_pb2 import Timestamp
+from numpy.typing import NDArray
+
+from commap.comm_map import CommMap
+from commap.corridor import DEFAULT_SPEED_MPS, Route, route_from_polyline
+from commap.errors import InvalidInputError
+from commap.networks import NetworkKind, SwitchKind
+from commap.planning import PlanRequest
+from commap.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.v1 import commap_service_pb2 as pb
+from server.config import ServerConfig
+
+__all__ = [
+    "PROVENANCE_TO_PB",
+    "SWITCH_KIND_FROM_PB",
+    "SWITCH_KIND_TO_PB",
+    "coverage_response",
+    "coverage_points",
+    "latlon",
+    "map_info",
+    "measurements_frame",
+    "plan_request",
+    "seconds",
+    "timestamp",
+]
+
+FloatArray = NDArray[np.float64]
+
+NETWORK_KIND_TO_PB = {
+    NetworkKind.TERRESTRIAL: pb.NETWORK_KIND_TERRESTRIAL,
+    NetworkKind.LEO: pb.NETWORK_KIND_LEO,
+    NetworkKind.GEO: pb.NETWORK_KIND_GEO,
+}
+PROVENANCE_TO_PB = {
+    int(Provenance.NONE): pb.PROVENANCE_NONE,
+    int(Provenance.MODELLED): pb.PROVENANCE_MODELLED,
+    int(Provenance.MEASURED): pb.PROVENANCE_MEASURED,
+}
+SWITCH_KIND_TO_PB = {
+    SwitchKind.NONE: pb.SWITCH_KIND_UNSPECIFIED,
+    SwitchKind.INTRA_OPERATOR: pb.SWITCH_KIND_INTRA_OPERATOR,
+    SwitchKind.INTER_OPERATOR: pb.SWITCH_KIND_INTER_OPERATOR,
+    SwitchKind.TERRESTRIAL_LEO: pb.SWITCH_KIND_TERRESTRIAL_LEO,
+    SwitchKind.TERRESTRIAL_GEO: pb.SWITCH_KIND_TERRESTRIAL_GEO,
+    SwitchKind.SATELLITE_SATELLITE: pb.SWITCH_KIND_SATELLITE_SATELLITE,
+}
+SWITCH_KIND_FROM_PB = {v: k for k, v in SWITCH_KIND_TO_PB.items()}
+
+# google.protobuf.Timestamp range: 0001-01-01 .. 9999-12-31
+_MIN_TS_S = -62_135_596_800
+_MAX_TS_S = 253_402_300_799
+
+
+# -- scalars --------------------------------------------------------------------------------------
+def seconds(ts: Timestamp, *, field: str) -> float:
+    """Epoch seconds of a Timestamp, validated.
+
+    Examples
+    --------
+    >>> seconds(Timestamp(seconds=10, nanos=500_000_000), field="time")
+    10.5
+    >>> seconds(Timestamp(seconds=0, nanos=-1), field="time")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: time: nanos -1 outside 0..999999999
+    """
+    if not 0 <= ts.nanos <= 999_999_999:
+        raise InvalidInputError(f"{field}: nanos {ts.nanos} outside 0..999999999", field=field)
+    if not _MIN_TS_S <= ts.seconds <= _MAX_TS_S:
+        raise InvalidInputError(f"{field}: seconds {ts.seconds} outside the Timestamp range", field=field)
+    return ts.seconds + ts.nanos * 1e-9
+
+
+def timestamp(t_s: float) -> Timestamp:
+    """Timestamp of epoch seconds (nanosecond resolution).
+
+    Examples
+    --------
+    >>> ts = timestamp(10.25)
+    >>> (ts.seconds, ts.nanos)
+    (10, 250000000)
+    """
+    whole = math.floor(t_s)
+    nanos = int(round((t_s - whole) * 1e9))
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    return Timestamp(seconds=int(whole), nanos=nanos)
+
+
+def _finite(value: float, field: str) -> float:
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{field}: {value} is not a finite number", field=field)
+    return float(value)
+
+
+def latlon(msg: pb.LatLon, *, field: str) -> tuple[float, float]:
+    """``(lon, lat)`` of a LatLon message, validated (finite, within WGS84 ranges).
+
+    Examples
+    --------
+    >>> latlon(pb.LatLon(latitude_deg=42.5, longitude_deg=1.5), field="origin")
+    (1.5, 42.5)
+    >>> latlon(pb.LatLon(latitude_deg=91.0, longitude_deg=1.5), field="origin")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: origin.latitude_deg: 91.0 is outside -90..90
+    """
+    lat = _finite(msg.latitude_deg, f"{field}.latitude_deg")
+    lon = _finite(msg.longitude_deg, f"{field}.longitude_deg")
+    if abs(lat) > 90.0:
+        raise InvalidInputError(f"{field}.latitude_deg: {lat} is outside -90..90", field=f"{field}.latitude_deg")
+    if abs(lon) > 180.0:
+        raise InvalidInputError(
+            f"{field}.longitude_deg: {lon} is outside -180..180", field=f"{field}.longitude_deg"
+        )
+    return lon, lat
+
+
+def to_latlon(lon: float, lat: float) -> pb.LatLon:
+    """LatLon message of a ``(lon, lat)`` position."""
+    return pb.LatLon(latitude_deg=float(lat), longitude_deg=float(lon))
+
+
+# -- maps -----------------------------------------------------------------------------------------
+def map_info(cmap: CommMap, *, measurement_count: int = 0) -> pb.MapInfo:
+    """MapInfo of a loaded map."""
+    lon0, lat0, lon1, lat1 = cmap.bbox
+    layer_types = {
+        str(entry.get("id")): str(entry.get("layer", {}).get("type", ""))
+        for entry in cmap.manifest.get("networks", [])
+    }
+    roads = cmap.manifest.get("roads") or {}
+    info = pb.MapInfo(
+        map_name=cmap.name,
+        title=str(cmap.manifest.get("title", cmap.name)),
+        description=str(cmap.manifest.get("description", "")),
+        extent=pb.BoundingBox(
+            min_longitude_deg=lon0, min_latitude_deg=lat0, max_longitude_deg=lon1, max_latitude_deg=lat1
+        ),
+        attributions=[str(a) for a in cmap.manifest.get("attribution", [])],
+        segment_m=cmap.segment_m,
+        default_departure_time=timestamp(cmap.default_departure_s),
+        road_node_count=int(roads.get("nodes", 0)),
+        road_edge_count=int(roads.get("edges", 0)),
+        road_length_m=float(roads.get("edge_length_km", 0.0)) * 1000.0,
+        measurement_count=measurement_count,
+    )
+    for net in cmap.catalogue.networks:
+        info.networks.append(
+            pb.Network(
+                network_id=net.id,
+                kind=NETWORK_KIND_TO_PB[net.kind],
+                operator=net.operator,
+                technology=net.technology,
+                display_name=net.display_name or net.id,
+                latency_ms=net.latency_ms,
+                cost_per_mb=net.cost_per_mb,
+                frequency_mhz=net.frequency_mhz,
+                min_elevation_deg=net.min_elevation_deg,
+                layer_type=layer_types.get(net.id, ""),
+            )
+        )
+    return info
+
+
+# -- coverage -------------------------------------------------------------------------------------
+def coverage_points(
+    request: pb.QueryCoverageRequest, *, default_time_s: float, max_points: int
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """``(lon, lat, t_s)`` arrays of a coverage query, validated.
+
+    Raises
+    ------
+    InvalidInputError
+        No points, too many points, or a bad position or time (naming ``points[i]``).
+    """
+    n = len(request.points)
+    if n == 0:
+        raise InvalidInputError("points: at least one point is required", field="points")
+    if n > max_points:
+        raise InvalidInputError(f"points: {n} points exceed the limit of {max_points}", field="points")
+    lon = np.empty(n)
+    lat = np.empty(n)
+    t_s = np.empty(n)
+    for i, point in enumerate(request.points):
+        lon[i], lat[i] = latlon(point.position, field=f"points[{i}].position")
+        has_time = point.HasField("time")
+        t_s[i] = seconds(point.time, field=f"points[{i}].time") if has_time else default_time_s
+    return lon, lat, t_s
+
+
+def _optional(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def coverage_response(
+    map_name: str,
+    lon: FloatArray,
+    lat: FloatArray,
+    t_s: FloatArray,
+    quality: QualityMatrix,
+    network_ids: Sequence[str],
+) -> pb.QueryCoverageResponse:
+    """QueryCoverageResponse of a quality matrix (rows = points), restricted to ``network_ids``."""
+    columns = [quality.network_ids.index(nid) for nid in network_ids]
+    response = pb.QueryCoverageResponse(map_name=map_name)
+    for i in range(len(lon)):
+        point = response.points.add(position=to_latlon(lon[i], lat[i]), time=timestamp(float(t_s[i])))
+        for j in columns:
+            sinr = float(quality.sinr_db[i, j])
+            point.networks.append(
+                pb.NetworkQuality(
+                    network_id=quality.network_ids[j],
+                    rsrp_dbm=_optional(float(quality.rsrp_dbm[i, j])),
+                    sinr_db=sinr,
+                    elevation_deg=_optional(float(quality.elevation_deg[i, j])),
+                    confidence=float(quality.confidence[i, j]),
+                    provenance=PROVENANCE_TO_PB.get(int(quality.provenance[i, j]), pb.PROVENANCE_UNSPECIFIED),
+                    sample_count=int(quality.sample_count[i, j]),
+                    usable=sinr >= QOUT_SINR_DB,
+                )
+            )
+    return response
+
+
+def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[str]:
+    """The requested network ids (all when empty), validated against the map's catalogue."""
+    if not requested:
+        return list(known)
+    for i, nid in enumerate(requested):
+        if nid not in known:
+            raise InvalidInputError(
+                f"network_ids[{i}]: unknown network {nid!r}; known: {', '.join(known)}",
+                field=f"network_ids[{i}]",
+            )
+    return list(dict.fromkeys(requested))
+
+
+# -- planning -------------------------------------------------------------------------------------
+_POLYLINE_FIELDS = {
+    "lon": "polyline.points",
+    "lat": "polyline.points",
+    "t_s": "polyline.times",
+    "speed_mps": "polyline.speed_mps",
+}
+
+
+def _polyline_route(poly: pb.Polyline, *, max_points: int) -> Route:
+    n = len(poly.points)
+    if n > max_points:
+        raise InvalidInputError(
+            f"polyline.points: {n} points exceed the limit of {max_points}", field="polyline.points"
+        )
+    if n < 2:
+        raise InvalidInputError(f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points")
+    lon = np.empty(n)
+    lat = np.empty(n)
+    for i, point in enumerate(poly.points):
+        lon[i], lat[i] = latlon(point, field=f"polyline.points[{i}]")
+    t_s: FloatArray | None = None
+    if len(poly.times):
+        if len(poly.times) != n:
+            raise InvalidInputError(
+                f"polyline.times: {len(poly.times)} times for {n} points (give one per point or none)",
+                field="polyline.times",
+            )
+        t_s = np.array([seconds(ts, field=f"polyline.times[{i}]") for i, ts in enumerate(poly.times)])
+    speed = _finite(poly.speed_mps, "polyline.speed_mps") or DEFAULT_SPEED_MPS
+    try:
+        return route_from_polyline(lon, lat, t_s=t_s, speed_mps=speed, name="polyline")
+    except InvalidInputError as exc:
+        field = _POLYLINE_FIELDS.get(exc.field or "", "polyline")
+        raise InvalidInputError(f"{field}: {exc}", field=field) from None
+
+
+def _endpoints(ends: pb.Endpoints, *, max_points: int) -> dict[str, Any]:
+    if not ends.HasField("origin") or not ends.HasField("destination"):
+        missing = "endpoints.origin" if not ends.HasField("origin") else "endpoints.destination"
+        raise InvalidInputError(f"{missing}: required", field=missing)
+    if len(ends.waypoints) > max_points:
+        raise InvalidInputError(
+            f"endpoints.waypoints: {len(ends.waypoints)} exceed the limit of {max_points}",
+            field="endpoints.waypoints",
+        )
+    return {
+        "origin": latlon(ends.origin, field="endpoints.origin"),
+        "destination": latlon(ends.destination, field="endpoints.destination"),
+        "waypoints": tuple(
+            latlon(w, field=f"endpoints.waypoints[{i}]") for i, w in enumerate(ends.waypoints)
+        ),
+    }
+
+
+def _constraints(c: pb.Constraints) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    dwell = _finite(c.min_dwell_s, "constraints.min_dwell_s")
+    if dwell < 0:
+        raise InvalidInputError("constraints.min_dwell_s: must be >= 0", field="constraints.min_dwell_s")
+    out["min_dwell_s"] = dwell
+    if c.HasField("max_handovers"):
+        if c.max_handovers < 0:
+            raise InvalidInputError(
+                "constraints.max_handovers: must be >= 0", field="constraints.max_handovers"
+            )
+        out["max_handovers"] = int(c.max_handovers)
+    if c.HasField("satellite_budget_mb"):
+        budget = _finite(c.satellite_budget_mb, "constraints.satellite_budget_mb")
+        if budget < 0:
+            raise InvalidInputError(
+                "constraints.satellite_budget_mb: must be >= 0", field="constraints.satellite_budget_mb"
+            )
+        out["sat_budget_mb"] = budget
+    return out
+
+
+def _weights(weights: Mapping[str, float]) -> dict[str, float]:
+    out = {}
+    for name, value in sorted(weights.items()):
+        out[name] = _finite(value, f"weights[{name}]")
+        if out[name] < 0:
+            raise InvalidInputError(f"weights[{name}]: must be >= 0", field=f"weights[{name}]")
+    return out
+
+
+def plan_request(
+    request: pb.PlanRouteRequest,
+    *,
+    config: ServerConfig,
+    time_limit_s: float,
+) -> PlanRequest:
+    """The library request of a PlanRouteRequest, validated.
+
+    Parameters
+    ----------
+    request : the gRPC request.
+    config : server limits (polyline points, alternatives).
+    time_limit_s : solver time limit already derived from the request and the call deadline.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the offending field: no route, bad positions, bad times, limits exceeded.
+    """
+    which = request.WhichOneof("route")
+    if which is None:
+        raise InvalidInputError("route: give endpoints or a polyline", field="route")
+    kwargs: dict[str, Any] = {}
+    if which == "endpoints":
+        kwargs.update(_endpoints(request.endpoints, max_points=config.max_polyline_points))
+    else:
+        kwargs["route"] = _polyline_route(request.polyline, max_points=config.max_polyline_points)
+    if request.HasField("departure_time"):
+        kwargs["departure_s"] = seconds(request.departure_time, field="departure_time")
+    if request.application_class:
+        kwargs["app"] = request.application_class
+    if request.HasField("constraints"):
+        kwargs.update(_constraints(request.constraints))
+    alternatives = request.alternatives or 1
+    if not 1 <= alternatives <= 5:
+        raise InvalidInputError(f"alternatives: {alternatives} is not within 1..5", field="alternatives")
+    kwargs["alternatives"] = alternatives
+    kwargs["weights"] = _weights(request.weights)
+    kwargs["time_limit_s"] = time_limit_s
+    kwargs["seed"] = int(request.seed)
+    return PlanRequest(**kwargs)
+
+
+def requested_time_limit_s(request: pb.PlanRouteRequest, config: ServerConfig) -> float:
+    """Solver time the request asks for, within the server's bounds (before the deadline cap)."""
+    asked = _finite(request.solver_time_limit_s, "solver_time_limit_s")
+    if asked < 0:
+        raise InvalidInputError("solver_time_limit_s: must be >= 0", field="solver_time_limit_s")
+    return min(asked or config.default_solver_time_limit_s, config.max_solver_time_limit_s)
+
+
+# -- measurements ---------------------------------------------------------------------------------
+_OPTIONAL_QUALITY = ("rsrp_dbm", "sinr_db", "throughput_mbps")
+
+
+def measurements_frame(
+    measurements: Sequence[pb.Measurement],
+    *,
+    vehicle_id: str,
+    field: str = "measurements",
+    first_index: int = 0,
+) -> pd.DataFrame:
+    """Measurement records (commap.measurements schema) of Measurement messages.
+
+    Positions and times are validated here (naming ``measurements[i]``); value ranges and
+    network ids are validated by the library when the records are stored or fused.
+    """
+    n = len(measurements)
+    cols: dict[str, list[Any]] = {
+        name: [] for name in ("timestamp", "lat", "lon", "network_id", *_OPTIONAL_QUALITY, "connected")
+    }
+    for k, m in enumerate(measurements):
+        where = f"{field}[{first_index + k}]"
+        if not m.HasField("time"):
+            raise InvalidInputError(f"{where}.time: required", field=f"{where}.time")
+        if not m.HasField("position"):
+            raise InvalidInputError(f"{where}.position: required", field=f"{where}.position")
+        if not m.network_id:
+            raise InvalidInputError(f"{where}.network_id: required", field=f"{where}.network_id")
+        lon, lat = latlon(m.position, field=f"{where}.position")
+        cols["timestamp"].append(seconds(m.time, field=f"{where}.time"))
+        cols["lat"].append(lat)
+        cols["lon"].append(lon)
+        cols["network_id"].append(m.network_id)
+        present = False
+        for name in _OPTIONAL_QUALITY:
+            if m.HasField(name):
+                cols[name].append(_finite(getattr(m, name), f"{where}.{name}"))
+                present = True
+            else:
+                cols[name].append(np.nan)
+        cols["connected"].append(m.connected if m.HasField("connected") else pd.NA)
+        if not (present or m.HasField("connected")):
+            raise InvalidInputError(
+                f"{where}: carries no value (rsrp_dbm, sinr_db, throughput_mbps or connected)",
+                field=where,
+            )
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(np.asarray(cols["timestamp"], dtype=np.float64), unit="s", utc=True),
+            "lat": np.asarray(cols["lat"], dtype=np.float64),
+            "lon": np.asarray(cols["lon"], dtype=np.float64),
+            "network_id": pd.Series(cols["network_id"], dtype="str"),
+            **{name: np.asarray(cols[name], dtype=np.float64) for name in _OPTIONAL_QUALITY},
+            "connected": pd.array(cols["connected"], dtype="boolean"),
+            "trace": pd.Series([vehicle_id] * n, dtype="string"),
+        }
+    )
+    return frame

@@ -1,0 +1,310 @@
+"""Server parts without a running server: configuration, conversions, error mapping, solve pool."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from conftest_server import ensure_stubs
+
+ensure_stubs()
+
+from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
+
+from commap.errors import (  # noqa: E402
+    CommapError,
+    InvalidInputError,
+    MapNotFoundError,
+    NoFeasiblePlanError,
+    SolverTimeoutError,
+)
+from commap.v1 import commap_service_pb2 as pb  # noqa: E402
+from server import convert  # noqa: E402
+from server.config import ServerConfig, load_config  # noqa: E402
+from server.interceptors import status_for  # noqa: E402
+from server.pool import ServerOverloadedError, SolvePool  # noqa: E402
+
+
+# -- configuration --------------------------------------------------------------------------------
+def test_flags_override_environment_override_defaults() -> None:
+    env = {"COMMAP_PORT": "6000", "COMMAP_LEAD_TIME_S": "7", "COMMAP_MAPS": "andorra, cork"}
+    config = load_config(["--port", "0"], env)
+    assert config.port == 0  # flag wins
+    assert config.lead_time_s == 7.0  # environment
+    assert config.maps == ("andorra", "cork")
+    assert config.solve_workers == ServerConfig().solve_workers  # default
+
+
+def test_map_flag_repeats_and_default_map() -> None:
+    config = load_config(["--map", "a", "--map", "b", "--default-map", "b"], {})
+    assert config.map_names == ("a", "b")
+    assert config.settings.default_map == "b"
+    assert load_config([], {}).map_names == ("andorra",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "field"),
+    [
+        (["--port", "70000"], {}, "port"),
+        (["--port", "abc"], {}, "port"),
+        ([], {"COMMAP_SOLVE_WORKERS": "0"}, "solve_workers"),
+        (["--lead-time-s", "nan"], {}, "lead_time_s"),
+        (["--off-route-distance-m", "-5"], {}, "off_route_distance_m"),
+        (["--log-level", "LOUD"], {}, "log_level"),
+        (["--default-solver-time-limit-s", "90"], {}, "default_solver_time_limit_s"),
+    ],
+)
+def test_bad_configuration_names_the_field(argv: list[str], env: dict[str, str], field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_config(argv, env)
+    assert info.value.field == field
+
+
+def test_env_error_names_the_variable() -> None:
+    with pytest.raises(InvalidInputError, match="COMMAP_PORT"):
+        load_config([], {"COMMAP_PORT": "eighty"})
+
+
+def test_config_is_frozen() -> None:
+    config = ServerConfig()
+    with pytest.raises(AttributeError):
+        config.port = 1  # type: ignore[misc]
+
+
+def test_ipv6_address_is_bracketed() -> None:
+    assert ServerConfig(host="::1", port=5).address == "[::1]:5"
+
+
+# -- error mapping --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (InvalidInputError("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (MapNotFoundError("no map"), grpc.StatusCode.NOT_FOUND),
+        (NoFeasiblePlanError("no plan", constraint="max_handovers"), grpc.StatusCode.FAILED_PRECONDITION),
+        (SolverTimeoutError("slow"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (ServerOverloadedError("busy"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (CommapError("odd"), grpc.StatusCode.INTERNAL),
+        (KeyError("/secret/path"), grpc.StatusCode.INTERNAL),
+        (ZeroDivisionError(), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_status_for_every_branch_of_the_error_tree(exc: BaseException, code: grpc.StatusCode) -> None:
+    assert status_for(exc)[0] is code
+
+
+def test_internal_errors_hide_internals() -> None:
+    code, message, metadata = status_for(KeyError("/secret/path"))
+    assert "secret" not in message and "KeyError" not in message
+    assert "incident" in message and metadata[0][0] == "commap-incident"
+
+
+def test_invalid_argument_names_field_in_message_and_metadata() -> None:
+    code, message, metadata = status_for(InvalidInputError("must be finite", field="fix.time"))
+    assert message.startswith("fix.time:")
+    assert ("commap-field", "fix.time") in metadata
+    assert "max_handovers" in status_for(NoFeasiblePlanError("no plan", constraint="max_handovers"))[1]
+
+
+# -- conversions ----------------------------------------------------------------------------------
+def test_timestamp_round_trip() -> None:
+    for t_s in (0.0, 1737633600.25, 1.999999999, -1.5):
+        assert convert.seconds(convert.timestamp(t_s), field="t") == pytest.approx(t_s, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "field"),
+    [
+        (91.0, 1.5, "p.latitude_deg"),
+        (-90.5, 1.5, "p.latitude_deg"),
+        (42.5, 181.0, "p.longitude_deg"),
+        (math.nan, 1.5, "p.latitude_deg"),
+        (42.5, math.inf, "p.longitude_deg"),
+    ],
+)
+def test_latlon_rejects_out_of_range_and_non_finite(lat: float, lon: float, field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.latlon(pb.LatLon(latitude_deg=lat, longitude_deg=lon), field="p")
+    assert info.value.field == field
+
+
+def test_latlon_accepts_the_edges() -> None:
+    assert convert.latlon(pb.LatLon(latitude_deg=90.0, longitude_deg=-180.0), field="p") == (-180.0, 90.0)
+
+
+def _request(**kw: object) -> pb.PlanRouteRequest:
+    return pb.PlanRouteRequest(**kw)  # type: ignore[arg-type]
+
+
+def _ends() -> pb.Endpoints:
+    return pb.Endpoints(
+        origin=pb.LatLon(latitude_deg=42.5063, longitude_deg=1.5218),
+        destination=pb.LatLon(latitude_deg=42.5430, longitude_deg=1.7330),
+    )
+
+
+def test_plan_request_from_endpoints() -> None:
+    request = _request(
+        endpoints=_ends(),
+        departure_time=Timestamp(seconds=1737633600),
+        application_class="teleoperation",
+        constraints=pb.Constraints(min_dwell_s=5, max_handovers=3, satellite_budget_mb=10.0),
+        weights={"handovers": 0.1},
+        alternatives=2,
+        seed=7,
+    )
+    plan = convert.plan_request(request, config=ServerConfig(), time_limit_s=2.0)
+    assert plan.origin == (1.5218, 42.5063) and plan.destination == (1.7330, 42.5430)
+    assert plan.departure_s == 1737633600.0 and plan.app == "teleoperation"
+    assert (plan.min_dwell_s, plan.max_handovers, plan.sat_budget_mb) == (5.0, 3, 10.0)
+    assert plan.weights == {"handovers": 0.1} and plan.alternatives == 2 and plan.seed == 7
+    assert plan.time_limit_s == 2.0
+
+
+def test_plan_request_unset_optionals_stay_unset() -> None:
+    plan = convert.plan_request(_request(endpoints=_ends()), config=ServerConfig(), time_limit_s=1.0)
+    assert plan.max_handovers is None and plan.sat_budget_mb is None and plan.departure_s is None
+    assert plan.alternatives == 1
+
+
+def test_plan_request_from_polyline_with_times() -> None:
+    poly = pb.Polyline(
+        points=[pb.LatLon(latitude_deg=42.50, longitude_deg=1.50), pb.LatLon(latitude_deg=42.50, longitude_deg=1.51)],
+        times=[Timestamp(seconds=100), Timestamp(seconds=160)],
+    )
+    plan = convert.plan_request(_request(polyline=poly), config=ServerConfig(), time_limit_s=1.0)
+    assert plan.route is not None and plan.route.t_s is not None
+    assert plan.route.t_s.tolist() == [100.0, 160.0]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.PlanRouteRequest(), "route"),
+        (pb.PlanRouteRequest(endpoints=pb.Endpoints(origin=pb.LatLon())), "endpoints.destination"),
+        (pb.PlanRouteRequest(polyline=pb.Polyline(points=[pb.LatLon()])), "polyline.points"),
+        (
+            pb.PlanRouteRequest(
+                polyline=pb.Polyline(
+                    points=[
+                        pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+                        pb.LatLon(latitude_deg=42.5, longitude_deg=1.51),
+                    ],
+                    times=[Timestamp(seconds=5), Timestamp(seconds=4)],
+                )
+            ),
+            "polyline.times",
+        ),
+        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=9), "alternatives"),
+        (pb.PlanRouteRequest(endpoints=_ends(), weights={"drops": -1.0}), "weights[drops]"),
+        (
+            pb.PlanRouteRequest(endpoints=_ends(), constraints=pb.Constraints(min_dwell_s=math.nan)),
+            "constraints.min_dwell_s",
+        ),
+        (pb.PlanRouteRequest(endpoints=_ends(), departure_time=Timestamp(nanos=-5)), "departure_time"),
+    ],
+)
+def test_plan_request_errors_name_the_field(request_: pb.PlanRouteRequest, field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.plan_request(request_, config=ServerConfig(), time_limit_s=1.0)
+    assert info.value.field == field
+
+
+def test_polyline_point_limit() -> None:
+    points = [pb.LatLon(latitude_deg=42.5, longitude_deg=1.5 + i * 1e-4) for i in range(11)]
+    with pytest.raises(InvalidInputError, match="limit of 10") as info:
+        convert.plan_request(
+            _request(polyline=pb.Polyline(points=points)),
+            config=ServerConfig(max_polyline_points=10),
+            time_limit_s=1.0,
+        )
+    assert info.value.field == "polyline.points"
+
+
+def test_measurements_frame_keeps_unset_values_missing() -> None:
+    m = [
+        pb.Measurement(
+            time=Timestamp(seconds=1737633600),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+            network_id="ad-lte",
+            sinr_db=3.5,
+        ),
+        pb.Measurement(
+            time=Timestamp(seconds=1737633601),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+            network_id="ad-lte",
+            connected=False,
+        ),
+    ]
+    frame = convert.measurements_frame(m, vehicle_id="car-1")
+    assert frame["sinr_db"].iloc[0] == 3.5 and np.isnan(frame["rsrp_dbm"].iloc[0])
+    assert frame["connected"].isna().iloc[0] and not bool(frame["connected"].iloc[1])
+    assert frame["trace"].tolist() == ["car-1", "car-1"]
+    assert frame["timestamp"].iloc[0].isoformat() == "2025-01-23T12:00:00+00:00"
+
+
+def test_measurement_without_any_value_is_rejected() -> None:
+    m = pb.Measurement(
+        time=Timestamp(seconds=1), position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5), network_id="x"
+    )
+    with pytest.raises(InvalidInputError) as info:
+        convert.measurements_frame([m], vehicle_id="v", first_index=4)
+    assert info.value.field == "measurements[4]"
+
+
+# -- solve pool -----------------------------------------------------------------------------------
+def test_pool_refuses_work_beyond_capacity_and_recovers() -> None:
+    release = threading.Event()
+
+    async def scenario() -> tuple[int, bool, int]:
+        pool = SolvePool(workers=1, queue=1)
+        blocked = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = False
+        try:
+            await pool.run(lambda: 1)
+        except ServerOverloadedError:
+            refused = True
+        release.set()
+        await asyncio.gather(*blocked)
+        value = await pool.run(lambda: 42)
+        pool.shutdown()
+        return pool.in_flight, refused, value
+
+    in_flight, refused, value = asyncio.run(scenario())
+    assert refused and value == 42 and in_flight == 0
+
+
+def test_pool_timeout_keeps_the_slot_until_the_thread_ends() -> None:
+    release = threading.Event()
+
+    async def scenario() -> tuple[bool, int, int]:
+        pool = SolvePool(workers=1, queue=0)
+        timed_out = False
+        try:
+            await pool.run(release.wait, timeout_s=0.05)
+        except SolverTimeoutError:
+            timed_out = True
+        held = pool.in_flight  # the abandoned solve still occupies its worker
+        release.set()
+        for _ in range(100):
+            if pool.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        pool.shutdown()
+        return timed_out, held, pool.in_flight
+
+    assert asyncio.run(scenario()) == (True, 1, 0)
+
+
+def test_protogen_stubs_are_importable_as_package_modules() -> None:
+    from commap.v1 import commap_service_pb2_grpc
+
+    assert hasattr(commap_service_pb2_grpc, "CommapServiceStub")
+    assert (Path(pb.__file__).parent / "__init__.py").is_file()
