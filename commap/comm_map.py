@@ -29,6 +29,7 @@ from commap.config import Settings
 from commap.corridor import Corridor, Route
 from commap.errors import InvalidInputError, MapNotFoundError
 from commap.layers import LayerContext, load_layer, prepare_layer
+from commap.layers.cached import CachedLayer, road_sample_points, write_cache
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.quality import CoverageLayer, QualityMatrix, as_points
 from commap.terrain import Terrain
@@ -56,6 +57,8 @@ _NETWORK_FIELDS = (
 )
 
 Progress = Callable[[str], None]
+# Time-invariant layers sampled once along every road at build time (see layers/cached.py).
+CACHED_LAYER_TYPES = frozenset({"terrestrial"})
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,25 @@ def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str)
 def _build_networks(
     spec: MapSpec, ctx: LayerContext, progress: Progress
 ) -> list[dict[str, Any]]:
+    points: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+
+    def road_points() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        if not points:  # computed once, for the first cached layer
+            assert ctx.roads is not None
+            points.append(road_sample_points(ctx.roads, spacing_m=spec.segment_m / 2.0))
+        return points[0]
+
     built_networks: list[dict[str, Any]] = []
     for entry in spec.networks:
         network = _network(entry)
         progress(f"network {network.id}: preparing {entry['layer'].get('type')} layer")
         record: dict[str, Any] = {k: entry[k] for k in _NETWORK_FIELDS if k in entry}
         record["layer"] = prepare_layer(network, entry["layer"], ctx)
+        if ctx.roads is not None and record["layer"].get("type") in CACHED_LAYER_TYPES:
+            progress(f"network {network.id}: sampling coverage along every road")
+            cache = f"cache/{network.id}.parquet"
+            write_cache(load_layer(network, record["layer"], ctx), *road_points(), ctx.built_dir / cache)
+            record["cache"] = cache
         if "measured" in entry:
             from commap.layers.measured import prepare_measured
 
@@ -402,6 +418,8 @@ class CommMap:
         layers: dict[str, CoverageLayer] = {}
         for network, entry in zip(networks, manifest["networks"], strict=True):
             layer = load_layer(network, entry["layer"], ctx)
+            if entry.get("cache"):
+                layer = CachedLayer(layer, directory / entry["cache"])
             if entry.get("measured"):
                 from commap.layers.measured import load_fused_layer
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
     from commap.comm_map import CommMap
     from commap.corridor import Corridor
+    from commap.plan.problem import HandoverProblem
 
 __all__ = [
     "CLASSES",
@@ -73,6 +74,7 @@ __all__ = [
     "road_edges",
     "road_pieces",
     "sample_pieces",
+    "timeline_from_problem",
     "write_layers",
 ]
 
@@ -506,6 +508,67 @@ class RouteTimeline:
     def segment_end_m(self) -> FloatArray:
         """Distance along the route at the end of each segment."""
         return np.asarray(self.corridor.distance_m + self.corridor.length_m, dtype=np.float64)
+
+
+def timeline_from_problem(
+    problem: HandoverProblem,
+    assignment: Any,
+    *,
+    matrix: QualityMatrix | None = None,
+    name: str = "",
+) -> RouteTimeline:
+    """A :class:`RouteTimeline` from a handover problem and a network column per segment.
+
+    Handovers sit where a new network starts, at the boundary between the two segments
+    (midway between their centres); drop probabilities are the problem's per-segment drop
+    probabilities of the serving network. ``matrix`` (the quality the problem was built from)
+    gives the signal values to plots; without it they are NaN.
+
+    Raises
+    ------
+    InvalidInputError
+        An assignment of the wrong length or with columns outside the problem.
+    """
+    n_seg, n_net = problem.shape
+    a = np.asarray(assignment)
+    if a.shape != (n_seg,) or (n_seg and (a.min() < 0 or a.max() >= n_net)):
+        raise InvalidInputError(
+            f"assignment must hold {n_seg} network columns in 0..{n_net - 1}", field="assignment"
+        )
+    a = a.astype(np.int64)
+    ids = problem.network_ids
+    c = problem.corridor
+    rows = np.arange(n_seg)
+    matrix = matrix or QualityMatrix(
+        network_ids=ids,
+        rsrp_dbm=np.full((n_seg, n_net), np.nan),
+        sinr_db=np.full((n_seg, n_net), np.nan),
+        elevation_deg=np.full((n_seg, n_net), np.nan),
+        confidence=np.zeros((n_seg, n_net)),
+        provenance=problem.provenance,
+        sample_count=np.zeros((n_seg, n_net), dtype=np.int32),
+    )
+    handovers = [
+        {
+            "segment": int(i),
+            "from_network": ids[a[i - 1]],
+            "to_network": ids[a[i]],
+            "kind": problem.switch.kind(int(a[i - 1]), int(a[i])).value,
+            "distance_m": float(c.distance_m[i]),
+            "eta_s": float(c.eta_s[i]),
+            "lon": float((c.lon[i - 1] + c.lon[i]) / 2.0),
+            "lat": float((c.lat[i - 1] + c.lat[i]) / 2.0),
+        }
+        for i in np.flatnonzero(a[1:] != a[:-1]) + 1
+    ]
+    return RouteTimeline(
+        corridor=c,
+        matrix=matrix,
+        serving=tuple(ids[j] for j in a),
+        drop_prob=np.asarray(problem.drop_prob[rows, a], dtype=np.float64),
+        handovers=tuple(handovers),
+        name=name,
+    )
 
 
 def _runs(labels: Sequence[Any]) -> list[tuple[int, int]]:

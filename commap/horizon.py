@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
 from commap.terrain import Terrain
@@ -89,8 +89,8 @@ def ray_distances_m(
 
 def horizon_profile_deg(
     terrain: Terrain | None,
-    lon: FloatArray,
-    lat: FloatArray,
+    lon: ArrayLike,
+    lat: ArrayLike,
     *,
     n_azimuths: int = DEFAULT_AZIMUTHS,
     max_distance_m: float = DEFAULT_MAX_DISTANCE_M,
@@ -143,7 +143,7 @@ def horizon_profile_deg(
     return out
 
 
-def horizon_at_azimuth_deg(profile_deg: FloatArray, azimuth_deg: FloatArray) -> FloatArray:
+def horizon_at_azimuth_deg(profile_deg: FloatArray, azimuth_deg: ArrayLike) -> FloatArray:
     """Horizon in the direction ``azimuth_deg``, interpolated between a profile's azimuths.
 
     Parameters
@@ -205,12 +205,13 @@ class HorizonGrid:
             self.lat0 + (n_lat - 1) * self.dlat,
         )
 
-    def contains(self, lon: FloatArray, lat: FloatArray) -> NDArray[np.bool_]:
+    def contains(self, lon: ArrayLike, lat: ArrayLike) -> NDArray[np.bool_]:
         """True where a point lies inside the grid (lookups there need no ray-marching)."""
         lon_min, lat_min, lon_max, lat_max = self.bbox
-        return (lon >= lon_min) & (lon <= lon_max) & (lat >= lat_min) & (lat <= lat_max)
+        x, y = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+        return np.asarray((x >= lon_min) & (x <= lon_max) & (y >= lat_min) & (y <= lat_max))
 
-    def profile_deg(self, lon: FloatArray, lat: FloatArray) -> FloatArray:
+    def profile_deg(self, lon: ArrayLike, lat: ArrayLike) -> FloatArray:
         """Bilinear horizon profiles at points (clamped to the grid edge outside it).
 
         Returns
@@ -383,7 +384,7 @@ class Horizon:
         self.n_azimuths = grid.n_azimuths if grid is not None else n_azimuths
         _check_azimuths(self.n_azimuths)
 
-    def profile_deg(self, lon: FloatArray, lat: FloatArray) -> FloatArray:
+    def profile_deg(self, lon: ArrayLike, lat: ArrayLike) -> FloatArray:
         """Horizon profiles ``(n, n_azimuths)`` in degrees at WGS84 points."""
         lon = np.asarray(lon, dtype=np.float64).reshape(-1)
         lat = np.asarray(lat, dtype=np.float64).reshape(-1)

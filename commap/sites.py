@@ -155,7 +155,7 @@ def _frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for column in ("lon", "lat", "tx_power_dbm", "frequency_mhz", "antenna_height_m"):
         frame[column] = frame[column].astype(np.float64)
     for column in ("site_id", "environment", "source"):
-        frame[column] = frame[column].astype(object)
+        frame[column] = frame[column].astype("str")
     return frame
 
 
@@ -258,7 +258,7 @@ def _detect(first: list[str], path: Path) -> tuple[list[str], _Parser, bool]:
 def _open_text(path: Path) -> io.TextIOBase:
     if path.suffix.lower() == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")  # noqa: SIM115 (closed by the caller)
+    return open(path, encoding="utf-8", newline="")
 
 
 def _matches(row: Mapping[str, str], flt: Mapping[str, str]) -> bool:
@@ -280,7 +280,7 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
 def read_sites(
     path: str | os.PathLike[str],
     *,
-    filter: Mapping[str, Any] | None = None,  # noqa: A002 (the spec key is called filter)
+    filter: Mapping[str, Any] | None = None,  # the spec key is called filter
     tx_power_dbm: float = 46.0,
     frequency_mhz: float | None = None,
     antenna_height_m: float = 25.0,
@@ -327,7 +327,7 @@ def read_sites(
     >>> read_sites(p)[["site_id", "frequency_mhz", "tx_power_dbm"]].values.tolist()
     [['a', 2000.0, 37.0]]
     >>> _ = p.write_text("bs_id,bs_technology,bs_fc,bs_operator,bs_lat,bs_long,bs_power\\n")
-    >>> read_sites(p)
+    >>> read_sites(p)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     commap.errors.InvalidInputError: ...: no site rows
@@ -422,29 +422,20 @@ def write_opencellid_csv(
     lines = io.StringIO()
     writer = csv.writer(lines, lineterminator="\n")
     writer.writerow([*OPENCELLID_COLUMNS, *EXTRA_COLUMNS])
-    for i, site in enumerate(sites.itertuples(index=False), start=1):
+    numbers = {c: sites[c].to_numpy(np.float64) for c in SITE_COLUMNS[1:6]}
+    texts = {c: sites[c].astype(str).tolist() for c in ("site_id", "environment", "source")}
+    for i in range(len(sites)):
+        lon, lat, power, freq, height = (_fmt(float(numbers[c][i])) for c in SITE_COLUMNS[1:6])
+        opencellid = [radio, mcc, net, 0, i + 1, 0, lon, lat, 0, 0, 1, 0, 0, 0]
         writer.writerow(
             [
-                radio,
-                mcc,
-                net,
-                0,
-                i,
-                0,
-                _fmt(site.lon),
-                _fmt(site.lat),
-                0,
-                0,
-                1,
-                0,
-                0,
-                0,
-                site.site_id,
-                _fmt(site.tx_power_dbm),
-                _fmt(site.frequency_mhz),
-                _fmt(site.antenna_height_m),
-                site.environment,
-                site.source,
+                *opencellid,
+                texts["site_id"][i],
+                power,
+                freq,
+                height,
+                texts["environment"][i],
+                texts["source"][i],
             ]
         )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -499,9 +490,10 @@ def read_osm_masts(path: str | os.PathLike[str], region: Region | None = None) -
 
     Examples
     --------
-    >>> masts = read_osm_masts("maps/andorra/data/andorra.osm.pbf", (0.0, 0.0, 0.1, 0.1))
-    >>> len(masts)
-    0
+    >>> read_osm_masts("missing.osm.pbf")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.osm.pbf: cannot read OSM data (...)
     """
     import osmium
 
@@ -517,9 +509,9 @@ def read_osm_masts(path: str | os.PathLike[str], region: Region | None = None) -
             tags = {t.k: t.v for t in obj.tags}
             if not _is_communication_mast(tags):
                 continue
-            if obj.is_node() and obj.location.valid():
+            if isinstance(obj, osmium.osm.Node) and obj.location.valid():
                 lon, lat = obj.location.lon, obj.location.lat
-            elif obj.is_way():
+            elif isinstance(obj, osmium.osm.Way):
                 locs = [(n.lon, n.lat) for n in obj.nodes if n.location.valid()]
                 if not locs:
                     continue
@@ -738,42 +730,49 @@ def _coverage_radius_m(
     return float(d[ok[-1]]) if ok.size else 0.0
 
 
+@dataclass(frozen=True)
+class _Radio:
+    """What decides whether a site covers a road point during placement."""
+
+    radius_m: float
+    frequency_mhz: float
+    antenna_height_m: float
+    mobile_height_m: float
+    max_path_loss_db: float
+    model: str
+    terrain: Terrain | None
+
+
 def _coverage_matrix(
     s_lon: FloatArray,
     s_lat: FloatArray,
     s_env: NDArray[np.str_],
     pts: RoadPoints,
-    *,
-    radius_m: float,
-    frequency_mhz: float,
-    antenna_height_m: float,
-    mobile_height_m: float,
-    max_path_loss_db: float,
-    model: str,
-    terrain: Terrain | None,
+    radio: _Radio,
 ) -> sparse.csr_matrix:
     """Boolean (sites x road points): path loss incl. terrain within the design budget."""
     n_sites = s_lon.size
-    if n_sites == 0 or len(pts) == 0 or radius_m <= 0:
+    if n_sites == 0 or len(pts) == 0 or radio.radius_m <= 0:
         return sparse.csr_matrix((n_sites, len(pts)), dtype=bool)
     lat0 = float(np.mean(pts.lat))
     tree = cKDTree(_local_xy(pts.lon, pts.lat, lat0))
-    near = tree.query_ball_point(_local_xy(s_lon, s_lat, lat0), r=radius_m)
+    near = tree.query_ball_point(_local_xy(s_lon, s_lat, lat0), r=radio.radius_m)
     site_idx = np.repeat(np.arange(n_sites), [len(n) for n in near])
     pt_idx = np.concatenate([np.asarray(n, dtype=np.int64) for n in near])
     loss = link_loss_db(
         tx_lon=s_lon[site_idx],
         tx_lat=s_lat[site_idx],
-        tx_height_m=antenna_height_m,
+        tx_height_m=radio.antenna_height_m,
         rx_lon=pts.lon[pt_idx],
         rx_lat=pts.lat[pt_idx],
-        rx_height_m=mobile_height_m,
-        frequency_mhz=frequency_mhz,
+        rx_height_m=radio.mobile_height_m,
+        frequency_mhz=radio.frequency_mhz,
         environment=s_env[site_idx],
-        model=model,
-        terrain=terrain,
+        model=radio.model,
+        terrain=radio.terrain,
+        max_loss_db=radio.max_path_loss_db,
     )
-    ok = loss.total_db <= max_path_loss_db
+    ok = loss.total_db <= radio.max_path_loss_db
     return sparse.csr_matrix(
         (np.ones(int(ok.sum()), dtype=bool), (site_idx[ok], pt_idx[ok])),
         shape=(n_sites, len(pts)),
@@ -885,14 +884,9 @@ def place_sites(
         raise InvalidInputError("site_spacing_m must be > 0", field="site_spacing_m")
     pts = road_points(roads, region, step_m=road_step_m, include_tunnels=False)
     env_pts = road_points(roads, _buffered(region, ENV_RADIUS_M), step_m=road_step_m)
-    masts = masts if masts is not None else pd.DataFrame(columns=["osm_id", "lon", "lat"])
-    m_lon = masts["lon"].to_numpy(np.float64)
-    m_lat = masts["lat"].to_numpy(np.float64)
-    inside = _in_region(m_lon, m_lat, region)
-    masts = masts[inside].reset_index(drop=True)
-    keep = _spaced(m_lon[inside], m_lat[inside], spacing_m)
-    masts = masts.iloc[keep].reset_index(drop=True)
-    rng = _rng(seed, name)
+    masts = _masts_in(masts, region, spacing_m)
+    m_lon, m_lat = masts["lon"].to_numpy(np.float64), masts["lat"].to_numpy(np.float64)
+    c_lon, c_lat = np.zeros(0), np.zeros(0)
     if len(pts):
         c_lon, c_lat = _candidates(
             pts,
@@ -901,28 +895,19 @@ def place_sites(
             offset_m=min(spacing_m / 4.0, 750.0),
             n_offsets=8,
             terrain=terrain,
-            rng=rng,
+            rng=_rng(seed, name),
         )
-    else:
-        c_lon = c_lat = np.zeros(0)
-    radio = {
-        "frequency_mhz": frequency_mhz,
-        "antenna_height_m": antenna_height_m,
-        "mobile_height_m": mobile_height_m,
-        "max_path_loss_db": max_path_loss_db,
-        "model": model,
-        "terrain": terrain,
-        "radius_m": _coverage_radius_m(
-            model, frequency_mhz, antenna_height_m, max_path_loss_db, max_range_m
-        ),
-    }
-    mast_lon, mast_lat = masts["lon"].to_numpy(np.float64), masts["lat"].to_numpy(np.float64)
-    mast_env = classify_environment(mast_lon, mast_lat, env_pts)
-    cand_env = classify_environment(c_lon, c_lat, env_pts)
-    covered = np.asarray(
-        _coverage_matrix(mast_lon, mast_lat, mast_env, pts, **radio).sum(axis=0) > 0
-    ).ravel()
-    cover = _coverage_matrix(c_lon, c_lat, cand_env, pts, **radio)
+    radius_m = _coverage_radius_m(
+        model, frequency_mhz, antenna_height_m, max_path_loss_db, max_range_m
+    )
+    radio = _Radio(
+        radius_m, frequency_mhz, antenna_height_m, mobile_height_m, max_path_loss_db, model, terrain
+    )
+    m_env = classify_environment(m_lon, m_lat, env_pts)
+    c_env = classify_environment(c_lon, c_lat, env_pts)
+    covered = np.asarray(_coverage_matrix(m_lon, m_lat, m_env, pts, radio).sum(axis=0) > 0)
+    covered = covered.ravel()
+    cover = _coverage_matrix(c_lon, c_lat, c_env, pts, radio)
     elev = terrain.elevation_m(c_lon, c_lat) if terrain is not None else np.zeros(c_lon.size)
     chosen = _greedy(
         cover,
@@ -932,8 +917,8 @@ def place_sites(
         c_lat,
         elev,
         spacing_m=spacing_m,
-        taken_lon=mast_lon,
-        taken_lat=mast_lat,
+        taken_lon=m_lon,
+        taken_lat=m_lat,
         max_new=max(0, max_sites - len(masts)),
         coverage_goal=coverage_goal,
         min_gain_m=min_gain_fraction * pts.length_m,
@@ -942,19 +927,19 @@ def place_sites(
         covered |= cover[i].toarray().ravel()
     records = [
         {
-            "site_id": f"{name}-osm-{row.osm_id}",
-            "lon": row.lon,
-            "lat": row.lat,
+            "site_id": f"{name}-osm-{osm_id}",
+            "lon": lon,
+            "lat": lat,
             "environment": env,
             "source": "osm",
         }
-        for row, env in zip(masts.itertuples(index=False), mast_env, strict=True)
+        for osm_id, lon, lat, env in zip(masts["osm_id"], m_lon, m_lat, m_env, strict=True)
     ] + [
         {
             "site_id": f"{name}-g{k:03d}",
             "lon": float(c_lon[i]),
             "lat": float(c_lat[i]),
-            "environment": str(cand_env[i]),
+            "environment": str(c_env[i]),
             "source": "generated",
         }
         for k, i in enumerate(chosen, start=1)
@@ -983,6 +968,20 @@ def place_sites(
         placement.road_length_m / 1000.0,
     )
     return placement
+
+
+def _masts_in(masts: pd.DataFrame | None, region: Region, spacing_m: float) -> pd.DataFrame:
+    """Known masts inside the region, thinned (in id order) to the site spacing."""
+    if masts is None or masts.empty:
+        return pd.DataFrame(
+            {"osm_id": pd.Series(dtype="str"), "lon": np.zeros(0), "lat": np.zeros(0)}
+        )
+    lon, lat = masts["lon"].to_numpy(np.float64), masts["lat"].to_numpy(np.float64)
+    inside = masts[_in_region(lon, lat, region)].reset_index(drop=True)
+    keep = _spaced(
+        inside["lon"].to_numpy(np.float64), inside["lat"].to_numpy(np.float64), spacing_m
+    )
+    return inside.iloc[keep].reset_index(drop=True)
 
 
 def _greedy(

@@ -7,6 +7,7 @@ status codes. Nothing here catches an error to pick a status.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ import grpc
 import pandas as pd
 from grpc import aio
 
-from commap.drive_session import DriveOptions, DriveSession, Fix, ReplanReason
+from commap.drive_session import DriveOptions, DriveSession, ReplanReason
 from commap.errors import InvalidInputError, SolverTimeoutError
 from commap.planning import plan_route
 from commap.v1 import commap_service_pb2 as pb
@@ -75,7 +76,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         self.draining = False
 
     # -- maps ----------------------------------------------------------------------------------
-    async def ListMaps(self, request: pb.ListMapsRequest, context: Context) -> pb.ListMapsResponse:
+    async def ListMaps(self, request: pb.ListMapsRequest, context: Context) -> pb.ListMapsResponse:  # noqa: N802 (gRPC name)
         """The served maps."""
         infos = []
         for name in self._maps.names:
@@ -83,7 +84,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
             infos.append(convert.map_info(served.current, measurement_count=served.measurement_count))
         return pb.ListMapsResponse(maps=infos, default_map_name=self._maps.default_name)
 
-    async def GetMap(self, request: pb.GetMapRequest, context: Context) -> pb.GetMapResponse:
+    async def GetMap(self, request: pb.GetMapRequest, context: Context) -> pb.GetMapResponse:  # noqa: N802 (gRPC name)
         """One served map."""
         served = self._maps.get(request.map_name)
         return pb.GetMapResponse(
@@ -93,7 +94,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
     # -- coverage ------------------------------------------------------------------------------
     async def QueryCoverage(
         self, request: pb.QueryCoverageRequest, context: Context
-    ) -> pb.QueryCoverageResponse:
+    ) -> pb.QueryCoverageResponse:  # noqa: N802 (gRPC name)
         """Quality of every (requested) network at the given points."""
         cmap = self._maps.get(request.map_name).current
         lon, lat, t_s = convert.coverage_points(
@@ -109,7 +110,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         return convert.coverage_response(cmap.name, lon, lat, t_s, quality, network_ids)
 
     # -- planning ------------------------------------------------------------------------------
-    async def PlanRoute(self, request: pb.PlanRouteRequest, context: Context) -> pb.PlanRouteResponse:
+    async def PlanRoute(self, request: pb.PlanRouteRequest, context: Context) -> pb.PlanRouteResponse:  # noqa: N802 (gRPC name)
         """Plan the networks along a route."""
         cmap = self._maps.get(request.map_name).current
         time_limit_s, timeout_s = _budget(context, convert.requested_time_limit_s(request, self._config))
@@ -129,7 +130,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
     # -- measurements --------------------------------------------------------------------------
     async def ReportMeasurements(
         self, request_iterator: AsyncIterator[pb.ReportMeasurementsRequest], context: Context
-    ) -> pb.ReportMeasurementsResponse:
+    ) -> pb.ReportMeasurementsResponse:  # noqa: N802 (gRPC name)
         """Store a stream of measurements as one batch (all or nothing)."""
         frames: list[pd.DataFrame] = []
         map_name: str | None = None
@@ -171,7 +172,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
     # -- live drive ----------------------------------------------------------------------------
     async def Drive(
         self, request_iterator: AsyncIterator[pb.DriveRequest], context: Context
-    ) -> AsyncIterator[pb.DriveResponse]:
+    ) -> AsyncIterator[pb.DriveResponse]:  # noqa: N802 (gRPC name)
         """Follow a vehicle along its plan: instructions ahead of handovers, re-plans with reasons."""
         if self._drives >= self._config.max_drive_streams:
             raise ServerOverloadedError(
@@ -225,7 +226,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
                 # re-plans use the map as it is now (fleet measurements stored since the start)
                 current = self._maps.get(served.name).current
                 await self._pool.run(
-                    lambda: session.replan(replan, cmap=current),
+                    functools.partial(session.replan, replan, cmap=current),
                     timeout_s=self._config.max_solver_time_limit_s * 2,
                     what="re-plan",
                 )

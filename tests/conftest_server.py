@@ -62,7 +62,11 @@ class ServerProcess:
 
 
 def start_server(
-    map_dir: Path, work_dir: Path, *, extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None
+    map_dir: Path,
+    work_dir: Path,
+    *,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> ServerProcess:
     """Start ``python -m server --port 0`` on ``map_dir`` and wait until it is SERVING."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -99,7 +103,9 @@ def start_server(
     if not target:
         process.wait(timeout=10)
         raise RuntimeError(f"server did not start:\n{log_path.read_text(encoding='utf-8')}")
-    server = ServerProcess(target=target, process=process, log_path=log_path, measurements_dir=measurements_dir)
+    server = ServerProcess(
+        target=target, process=process, log_path=log_path, measurements_dir=measurements_dir
+    )
     with server.channel() as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + 60
@@ -114,7 +120,9 @@ def start_server(
 
 
 @pytest.fixture(scope="session")
-def grpc_server(andorra_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def grpc_server(
+    andorra_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
     """The real server on the default map, for the whole session."""
     server = start_server(andorra_dir, tmp_path_factory.mktemp("grpc-server"))
     yield server

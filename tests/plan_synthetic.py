@@ -26,18 +26,37 @@ T, LEO, GEO = NetworkKind.TERRESTRIAL, NetworkKind.LEO, NetworkKind.GEO
 NETWORKS = (
     Network(id="ad-lte", kind=T, operator="ad", technology="lte", latency_ms=35.0),
     Network(id="ad-nr", kind=T, operator="ad", technology="nr", latency_ms=20.0),
-    Network(id="es-lte", kind=T, operator="es", technology="lte", latency_ms=45.0, cost_per_mb=0.001),
-    Network(id="fr-lte", kind=T, operator="fr", technology="lte", latency_ms=45.0, cost_per_mb=0.001),
     Network(
-        id="starlink", kind=LEO, operator="starlink", technology="leo", latency_ms=45.0,
-        cost_per_mb=0.002, min_elevation_deg=25.0,
+        id="es-lte", kind=T, operator="es", technology="lte", latency_ms=45.0, cost_per_mb=0.001
     ),
     Network(
-        id="oneweb", kind=LEO, operator="oneweb", technology="leo", latency_ms=70.0,
-        cost_per_mb=0.003, min_elevation_deg=35.0,
+        id="fr-lte", kind=T, operator="fr", technology="lte", latency_ms=45.0, cost_per_mb=0.001
     ),
     Network(
-        id="geo", kind=GEO, operator="geo", technology="geo", latency_ms=600.0, cost_per_mb=0.01,
+        id="starlink",
+        kind=LEO,
+        operator="starlink",
+        technology="leo",
+        latency_ms=45.0,
+        cost_per_mb=0.002,
+        min_elevation_deg=25.0,
+    ),
+    Network(
+        id="oneweb",
+        kind=LEO,
+        operator="oneweb",
+        technology="leo",
+        latency_ms=70.0,
+        cost_per_mb=0.003,
+        min_elevation_deg=35.0,
+    ),
+    Network(
+        id="geo",
+        kind=GEO,
+        operator="geo",
+        technology="geo",
+        latency_ms=600.0,
+        cost_per_mb=0.01,
         min_elevation_deg=10.0,
     ),
 )
@@ -66,9 +85,17 @@ def corridor(
     if tunnel is not None:
         in_tunnel[tunnel[0] : tunnel[1]] = True
     return Corridor(
-        lon=lon, lat=lat, distance_m=distance, length_m=length, eta_s=eta, duration_s=duration,
-        speed_mps=speed, in_tunnel=in_tunnel, on_bridge=np.zeros(n_seg, dtype=bool),
-        under_bridge=np.zeros(n_seg, dtype=bool), departure_s=1_737_633_600.0,
+        lon=lon,
+        lat=lat,
+        distance_m=distance,
+        length_m=length,
+        eta_s=eta,
+        duration_s=duration,
+        speed_mps=speed,
+        in_tunnel=in_tunnel,
+        on_bridge=np.zeros(n_seg, dtype=bool),
+        under_bridge=np.zeros(n_seg, dtype=bool),
+        departure_s=1_737_633_600.0,
     )
 
 
@@ -116,7 +143,9 @@ def matrix(
         else:
             if net.kind is LEO:
                 seen = rng.random(k) < 0.7
-                e = np.where(seen, np.round(rng.uniform(40.0, 75.0, k)), np.round(rng.uniform(5, 20, k)))
+                e = np.where(
+                    seen, np.round(rng.uniform(40.0, 75.0, k)), np.round(rng.uniform(5, 20, k))
+                )
             else:
                 e = np.full(k, 38.0)
             elev[:, j] = e[run]
@@ -128,8 +157,12 @@ def matrix(
     rsrp[np.ix_(tunnel, ~sat)] = NO_SIGNAL_RSRP_DBM
     elev[np.ix_(tunnel, sat)] = NO_SATELLITE_ELEVATION_DEG
     return QualityMatrix(
-        network_ids=tuple(n.id for n in networks), rsrp_dbm=rsrp, sinr_db=sinr,
-        elevation_deg=elev, confidence=conf, provenance=prov,
+        network_ids=tuple(n.id for n in networks),
+        rsrp_dbm=rsrp,
+        sinr_db=sinr,
+        elevation_deg=elev,
+        confidence=conf,
+        provenance=prov,
         sample_count=np.where(prov == int(Provenance.MEASURED), 20, 0).astype(np.int32),
     )
 

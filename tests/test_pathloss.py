@@ -2,9 +2,10 @@
 
 References (the expected numbers below were computed step by step from these equations):
 
-* Free space: ITU-R P.525-4 eq. (4), L = 32.45 + 20 log f(MHz) + 20 log d(km).
-* COST-231 Hata: COST Action 231 final report (1999) §4.4.1 eq. 4.4.3, urban ``Cm = 0``;
-  suburban and open corrections of Hata (1980) eqs. 5-6. f = 1800 MHz, hb = 30 m, hm = 1.5 m:
+* Free space: ITU-R P.525-4 eq. (4), L = 32.45 + 20 log f(MHz) + 20 log d(km) (unrounded).
+* COST-231 Hata: COST 231 Final Report (Damosso ed., 1999) ch. 4, urban ``Cm = 0``;
+  suburban and open-area corrections of Hata (IEEE Trans. VT-29(3), 1980).
+  f = 1800 MHz, hb = 30 m, hm = 1.5 m:
   a(hm) = (1.1 log 1800 - 0.7) 1.5 - (1.56 log 1800 - 0.8) = 0.0430 dB,
   L(1 km) = 46.3 + 33.9 log 1800 - 13.82 log 30 - 0.0430 = 136.197 dB, slope
   44.9 - 6.55 log 30 = 35.225 dB/decade, suburban -11.939 dB, open -31.923 dB.
@@ -49,7 +50,9 @@ TOL_DB = 0.01
         (0.0, 800.0, 50.510),  # clamped at 10 m: 96.530 - 20 log 200 (46.021)
     ],
 )
-def test_free_space_matches_p525(distance_m: float, frequency_mhz: float, expected_db: float) -> None:
+def test_free_space_matches_p525(
+    distance_m: float, frequency_mhz: float, expected_db: float
+) -> None:
     assert free_space_db(distance_m, frequency_mhz) == pytest.approx(expected_db, abs=TOL_DB)
 
 
@@ -65,9 +68,12 @@ def test_free_space_matches_p525(distance_m: float, frequency_mhz: float, expect
         (5000.0, "rural", 128.895),
     ],
 )
-def test_cost231_hata_reference_values(distance_m: float, environment: str, expected_db: float) -> None:
-    got = cost231_hata_db(distance_m, 1800.0, base_height_m=30.0, mobile_height_m=1.5,
-                          environment=environment)
+def test_cost231_hata_reference_values(
+    distance_m: float, environment: str, expected_db: float
+) -> None:
+    got = cost231_hata_db(
+        distance_m, 1800.0, base_height_m=30.0, mobile_height_m=1.5, environment=environment
+    )
     assert got == pytest.approx(expected_db, abs=TOL_DB)
 
 
@@ -134,8 +140,9 @@ def test_loss_grows_with_distance(model: str, environment: str, frequency_mhz: f
 
 def test_auto_model_picks_uma_in_towns_and_rma_in_the_country() -> None:
     d = np.array([2000.0, 2000.0, 2000.0])
-    auto = model_loss_db("auto", d, 800.0, base_height_m=25.0,
-                         environment=["urban", "suburban", "rural"])
+    auto = model_loss_db(
+        "auto", d, 800.0, base_height_m=25.0, environment=["urban", "suburban", "rural"]
+    )
     rma = model_loss_db("rma", d, 800.0, base_height_m=25.0)
     uma = model_loss_db("uma", d, 800.0, base_height_m=25.0)
     assert auto.tolist() == [uma[0], uma[1], rma[2]]
@@ -146,10 +153,14 @@ def test_auto_model_picks_uma_in_towns_and_rma_in_the_country() -> None:
     ("call", "field"),
     [
         (lambda: model_loss_db("hata", [1.0], 800.0, base_height_m=25.0), "model"),
-        (lambda: model_loss_db("auto", [1.0], 800.0, base_height_m=25.0, environment="city"),
-         "environment"),
-        (lambda: cost231_hata_db([1.0], 800.0, base_height_m=25.0, environment=["x"]),
-         "environment"),
+        (
+            lambda: model_loss_db("auto", [1.0], 800.0, base_height_m=25.0, environment="city"),
+            "environment",
+        ),
+        (
+            lambda: cost231_hata_db([1.0], 800.0, base_height_m=25.0, environment=["x"]),
+            "environment",
+        ),
     ],
 )
 def test_bad_model_or_environment_is_rejected(call: object, field: str) -> None:
@@ -190,14 +201,17 @@ def test_clear_profile_has_no_loss_and_higher_ridges_lose_more() -> None:
     # smooth ground is the models' own reference: no extra loss, even though the ground near
     # the 1.5 m receiver grazes the Fresnel zone (plain Deygout counts that)
     assert terrain_diffraction_db(flat, [3000.0], [25.0], [1.5], 800.0)[0] == 0.0
-    assert terrain_diffraction_db(flat, [3000.0], [25.0], [1.5], 800.0,
-                                  smooth_reference=False)[0] > 0.0
+    assert (
+        terrain_diffraction_db(flat, [3000.0], [25.0], [1.5], 800.0, smooth_reference=False)[0]
+        > 0.0
+    )
     slope = np.linspace(0.0, 300.0, 33)[None, :]  # a uniform slope is smooth ground too
     assert terrain_diffraction_db(slope, [3000.0], [25.0], [1.5], 800.0)[0] == 0.0
     ridges = np.zeros((4, 33))
     ridges[:, 16] = [10.0, 40.0, 80.0, 160.0]
-    loss = terrain_diffraction_db(ridges, np.full(4, 3000.0), np.full(4, 25.0),
-                                  np.full(4, 1.5), 800.0)
+    loss = terrain_diffraction_db(
+        ridges, np.full(4, 3000.0), np.full(4, 25.0), np.full(4, 1.5), 800.0
+    )
     assert (np.diff(loss) > 0).all()
 
 
@@ -210,9 +224,13 @@ def test_deygout_adds_secondary_edges() -> None:
     bumps = one.copy()
     bumps[0, 1] = 80.0  # above the tx -> principal ray: a secondary edge
     bumps[0, 7] = 80.0
+
     def loss(profile: np.ndarray) -> float:
-        return float(terrain_diffraction_db(profile, [8000.0], [25.0], [1.5], 800.0,
-                                            smooth_reference=False)[0])
+        return float(
+            terrain_diffraction_db(profile, [8000.0], [25.0], [1.5], 800.0, smooth_reference=False)[
+                0
+            ]
+        )
 
     assert loss(three) == pytest.approx(loss(one))
     assert loss(bumps) > loss(one) + 3.0
@@ -225,13 +243,28 @@ def test_empty_and_degenerate_inputs() -> None:
         0.0,
         0.0,
     ]
-    loss = link_loss_db(tx_lon=[], tx_lat=[], tx_height_m=25.0, rx_lon=[], rx_lat=[],
-                        rx_height_m=1.5, frequency_mhz=800.0, environment=[])
+    loss = link_loss_db(
+        tx_lon=[],
+        tx_lat=[],
+        tx_height_m=25.0,
+        rx_lon=[],
+        rx_lat=[],
+        rx_height_m=1.5,
+        frequency_mhz=800.0,
+        environment=[],
+    )
     assert loss.total_db.shape == (0,)
     # a point on the site: finite (distance clamped at 10 m)
-    loss = link_loss_db(tx_lon=[1.5], tx_lat=[42.5], tx_height_m=25.0, rx_lon=[1.5],
-                        rx_lat=[42.5], rx_height_m=1.5, frequency_mhz=800.0,
-                        environment=["urban"])
+    loss = link_loss_db(
+        tx_lon=[1.5],
+        tx_lat=[42.5],
+        tx_height_m=25.0,
+        rx_lon=[1.5],
+        rx_lat=[42.5],
+        rx_height_m=1.5,
+        frequency_mhz=800.0,
+        environment=["urban"],
+    )
     assert np.isfinite(loss.total_db).all()
 
 

@@ -315,12 +315,18 @@ def test_quality_conventions_and_link_budget(starlink: LeoLayer) -> None:
     assert len(starlink.sample([], [], [])) == 0
 
 
-def test_times_far_from_the_epochs_warn_and_lose_confidence(
-    starlink: LeoLayer, caplog: pytest.LogCaptureFixture
+def test_times_far_from_the_epochs_warn_once_and_lose_confidence(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    layer = LeoLayer(ONEWEB_NET, read_tle_file(ONEWEB))
     with caplog.at_level(logging.WARNING, logger="commap.layers.satellite"):
-        q = starlink.sample([CORK[0]], [CORK[1]], [T0 + 30 * 86400.0])
-    assert "days away from the TLE epochs" in caplog.text
+        near = layer.sample([CORK[0]], [CORK[1]], [T_ONEWEB])
+        assert not caplog.records
+        q = layer.sample([CORK[0]], [CORK[1]], [T_ONEWEB + 30 * 86400.0])
+        layer.sample([CORK[0]], [CORK[1]], [T_ONEWEB + 30 * 86400.0])
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "29.6 days away from the TLE epochs" in caplog.text
+    assert near.confidence[0] == pytest.approx(0.8)
     assert q.confidence[0] == pytest.approx(0.4)
 
 
@@ -363,8 +369,8 @@ def test_low_satellites_behind_a_wall_are_blocked(starlink_sats: list[EarthSatel
 
 
 def test_geo_closed_form_matches_an_independent_form() -> None:
-    lat, lon = np.meshgrid(np.linspace(-75, 75, 16), np.linspace(-70, 90, 17))
-    lat, lon = lat.ravel(), lon.ravel()
+    lat_grid, lon_grid = np.meshgrid(np.linspace(-75, 75, 16), np.linspace(-70, 90, 17))
+    lat, lon = lat_grid.ravel(), lon_grid.ravel()
     el, az, range_km = geo_look_angles_deg(lon, lat, 9.0)
     # Pratt & Bostian's cosine form: cos(El) = sin(g) / sqrt(1 + q^2 - 2 q cos(g)), q = R / r
     q = R_EQ_KM / GEO_RADIUS_KM
@@ -467,7 +473,8 @@ def test_prepare_and_load_through_the_registry(tmp_path: Path, andorra_terrain: 
     assert q.elevation_deg[0] > 25.0
     # the map works without /work/shared or the sources once built
     moved = LayerContext(tmp_path / "elsewhere", ctx.built_dir, bbox, terrain=andorra_terrain)
-    assert len(load_layer(STARLINK_NET, built, moved).satellites) == 6909
+    reloaded = load_layer(STARLINK_NET, built, moved)
+    assert isinstance(reloaded, LeoLayer) and len(reloaded.satellites) == 6909
 
 
 def test_registry_rejects_bad_specs(tmp_path: Path) -> None:

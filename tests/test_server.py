@@ -60,7 +60,10 @@ def trip(**kw: object) -> pb.PlanRouteRequest:
 def assert_serving(channel: grpc.Channel) -> None:
     """The server still answers health and a real RPC."""
     health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     assert pb_grpc.CommapServiceStub(channel).ListMaps(pb.ListMapsRequest(), timeout=5).maps
 
 
@@ -108,7 +111,9 @@ def test_list_maps_and_get_map(stub: pb_grpc.CommapServiceStub, andorra: CommMap
     info = stub.GetMap(pb.GetMapRequest(map_name="andorra"), timeout=10).map
     assert [n.network_id for n in info.networks] == list(andorra.catalogue.ids)
     kinds = {n.network_id: n.kind for n in info.networks}
-    assert kinds["ad-lte"] == pb.NETWORK_KIND_TERRESTRIAL and kinds["starlink"] == pb.NETWORK_KIND_LEO
+    assert (
+        kinds["ad-lte"] == pb.NETWORK_KIND_TERRESTRIAL and kinds["starlink"] == pb.NETWORK_KIND_LEO
+    )
     assert kinds["geo"] == pb.NETWORK_KIND_GEO
     assert {n.layer_type for n in info.networks} == {"terrestrial", "leo", "geo"}
     assert (info.extent.min_longitude_deg, info.extent.max_latitude_deg) == (1.40, 42.68)
@@ -119,7 +124,9 @@ def test_list_maps_and_get_map(stub: pb_grpc.CommapServiceStub, andorra: CommMap
     assert stub.GetMap(pb.GetMapRequest(), timeout=10).map.map_name == "andorra"
 
 
-def test_unknown_map_is_not_found(stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel) -> None:
+def test_unknown_map_is_not_found(
+    stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
+) -> None:
     error = rpc_error(stub.GetMap, pb.GetMapRequest(map_name="atlantis"), timeout=10)
     assert error.code() is grpc.StatusCode.NOT_FOUND and "atlantis" in error.details()
     error = rpc_error(stub.PlanRoute, trip(map_name="atlantis"), timeout=10)
@@ -153,7 +160,11 @@ def test_query_coverage_equals_library(stub: pb_grpc.CommapServiceStub, andorra:
                 assert quality.rsrp_dbm == pytest.approx(rsrp)
             sat = andorra.catalogue[quality.network_id].is_satellite
             assert quality.HasField("elevation_deg") == sat
-            assert quality.provenance in (pb.PROVENANCE_MODELLED, pb.PROVENANCE_NONE, pb.PROVENANCE_MEASURED)
+            assert quality.provenance in (
+                pb.PROVENANCE_MODELLED,
+                pb.PROVENANCE_NONE,
+                pb.PROVENANCE_MEASURED,
+            )
 
 
 def test_query_coverage_network_filter_and_default_time(stub: pb_grpc.CommapServiceStub) -> None:
@@ -176,21 +187,27 @@ BAD_UNARY = [
     (
         "latitude 91",
         "PlanRoute",
-        pb.PlanRouteRequest(endpoints=pb.Endpoints(origin=latlon(1.52, 91.0), destination=latlon(*DESTINATION))),
+        pb.PlanRouteRequest(
+            endpoints=pb.Endpoints(origin=latlon(1.52, 91.0), destination=latlon(*DESTINATION))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "endpoints.origin.latitude_deg",
     ),
     (
         "NaN longitude",
         "PlanRoute",
-        pb.PlanRouteRequest(endpoints=pb.Endpoints(origin=latlon(math.nan, 42.5), destination=latlon(*DESTINATION))),
+        pb.PlanRouteRequest(
+            endpoints=pb.Endpoints(origin=latlon(math.nan, 42.5), destination=latlon(*DESTINATION))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "endpoints.origin.longitude_deg",
     ),
     (
         "outside the map",
         "PlanRoute",
-        pb.PlanRouteRequest(endpoints=pb.Endpoints(origin=latlon(2.35, 48.85), destination=latlon(*DESTINATION))),
+        pb.PlanRouteRequest(
+            endpoints=pb.Endpoints(origin=latlon(2.35, 48.85), destination=latlon(*DESTINATION))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "origin",
     ),
@@ -211,15 +228,25 @@ BAD_UNARY = [
     (
         "unknown network",
         "QueryCoverage",
-        pb.QueryCoverageRequest(points=[pb.CoveragePoint(position=latlon(*ORIGIN))], network_ids=["x"]),
+        pb.QueryCoverageRequest(
+            points=[pb.CoveragePoint(position=latlon(*ORIGIN))], network_ids=["x"]
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "network_ids[0]",
     ),
-    ("unknown map", "QueryCoverage", pb.QueryCoverageRequest(map_name="nowhere"), grpc.StatusCode.NOT_FOUND, ""),
+    (
+        "unknown map",
+        "QueryCoverage",
+        pb.QueryCoverageRequest(map_name="nowhere"),
+        grpc.StatusCode.NOT_FOUND,
+        "",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("label", "method", "request_", "code", "field"), BAD_UNARY, ids=[b[0] for b in BAD_UNARY])
+@pytest.mark.parametrize(
+    ("label", "method", "request_", "code", "field"), BAD_UNARY, ids=[b[0] for b in BAD_UNARY]
+)
 def test_bad_unary_requests(
     stub: pb_grpc.CommapServiceStub,
     grpc_channel: grpc.Channel,
@@ -247,7 +274,9 @@ def test_polyline_over_the_message_size_limit_is_resource_exhausted(
     assert_serving(grpc_channel)
 
 
-def _measurement(i: int, t_s: float, *, network_id: str = "ad-lte", sinr_db: float = 3.0) -> pb.Measurement:
+def _measurement(
+    i: int, t_s: float, *, network_id: str = "ad-lte", sinr_db: float = 3.0
+) -> pb.Measurement:
     return pb.Measurement(
         time=Timestamp(seconds=int(t_s), nanos=int((t_s % 1) * 1e9)),
         position=latlon(1.5218 + 1e-5 * i, 42.5063),
@@ -256,10 +285,16 @@ def _measurement(i: int, t_s: float, *, network_id: str = "ad-lte", sinr_db: flo
     )
 
 
-def test_report_measurements_empty_stream(stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel) -> None:
+def test_report_measurements_empty_stream(
+    stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
+) -> None:
     error = rpc_error(stub.ReportMeasurements, iter(()), timeout=10)
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("measurements")
-    error = rpc_error(stub.ReportMeasurements, iter([pb.ReportMeasurementsRequest(vehicle_id="v")]), timeout=10)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(
+        "measurements"
+    )
+    error = rpc_error(
+        stub.ReportMeasurements, iter([pb.ReportMeasurementsRequest(vehicle_id="v")]), timeout=10
+    )
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert_serving(grpc_channel)
 
@@ -269,7 +304,9 @@ def test_report_measurements_out_of_order_stores_nothing(
 ) -> None:
     before = sorted(grpc_server.measurements_dir.rglob("*.csv"))
     batches = [
-        pb.ReportMeasurementsRequest(vehicle_id="v-ooo", measurements=[_measurement(0, T0 + 10), _measurement(1, T0 + 11)]),
+        pb.ReportMeasurementsRequest(
+            vehicle_id="v-ooo", measurements=[_measurement(0, T0 + 10), _measurement(1, T0 + 11)]
+        ),
         pb.ReportMeasurementsRequest(vehicle_id="v-ooo", measurements=[_measurement(2, T0 + 5)]),
     ]
     error = rpc_error(stub.ReportMeasurements, iter(batches), timeout=10)
@@ -285,7 +322,9 @@ def test_report_measurements_bad_values_name_the_row(stub: pb_grpc.CommapService
     )
     error = rpc_error(stub.ReportMeasurements, iter([batch]), timeout=10)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "row 1" in error.details()
-    unknown = pb.ReportMeasurementsRequest(vehicle_id="v", measurements=[_measurement(0, T0, network_id="zz")])
+    unknown = pb.ReportMeasurementsRequest(
+        vehicle_id="v", measurements=[_measurement(0, T0, network_id="zz")]
+    )
     error = rpc_error(stub.ReportMeasurements, iter([unknown]), timeout=10)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "zz" in error.details()
 
@@ -295,31 +334,51 @@ def test_reported_measurements_are_stored_and_used(
 ) -> None:
     # a spot near Soldeu where the fleet finds ad-lte far worse than the model says
     spot = (1.6690, 42.5766)
-    before = stub.QueryCoverage(
-        pb.QueryCoverageRequest(points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]),
-        timeout=30,
-    ).points[0].networks[0]
+    before = (
+        stub.QueryCoverage(
+            pb.QueryCoverageRequest(
+                points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]
+            ),
+            timeout=30,
+        )
+        .points[0]
+        .networks[0]
+    )
     assert before.provenance != pb.PROVENANCE_MEASURED
     records = [
         pb.Measurement(
-            time=Timestamp(seconds=T0 + k), position=latlon(*spot), network_id="ad-lte", sinr_db=-12.0 - 0.1 * k, rsrp_dbm=-121.0
+            time=Timestamp(seconds=T0 + k),
+            position=latlon(*spot),
+            network_id="ad-lte",
+            sinr_db=-12.0 - 0.1 * k,
+            rsrp_dbm=-121.0,
         )
         for k in range(8)
     ]
     half = len(records) // 2
     stream = [
-        pb.ReportMeasurementsRequest(map_name="andorra", vehicle_id="fleet-7", measurements=records[:half]),
-        pb.ReportMeasurementsRequest(map_name="andorra", vehicle_id="fleet-7", measurements=records[half:]),
+        pb.ReportMeasurementsRequest(
+            map_name="andorra", vehicle_id="fleet-7", measurements=records[:half]
+        ),
+        pb.ReportMeasurementsRequest(
+            map_name="andorra", vehicle_id="fleet-7", measurements=records[half:]
+        ),
     ]
     ack = stub.ReportMeasurements(iter(stream), timeout=30)
     assert ack.accepted_count == 8 and ack.stored_count >= 8 and ack.batch_id
     stored = read_records_dir(grpc_server.measurements_dir / "andorra")
     mine = stored[stored["trace"] == "fleet-7"]
     assert len(mine) == 8 and mine["sinr_db"].max() == pytest.approx(-12.0)
-    after = stub.QueryCoverage(
-        pb.QueryCoverageRequest(points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]),
-        timeout=30,
-    ).points[0].networks[0]
+    after = (
+        stub.QueryCoverage(
+            pb.QueryCoverageRequest(
+                points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]
+            ),
+            timeout=30,
+        )
+        .points[0]
+        .networks[0]
+    )
     assert after.provenance == pb.PROVENANCE_MEASURED and after.sample_count >= 8
     assert after.sinr_db < -5.0 and not after.usable
     info = stub.GetMap(pb.GetMapRequest(), timeout=10).map

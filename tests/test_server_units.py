@@ -59,7 +59,9 @@ def test_map_flag_repeats_and_default_map() -> None:
         (["--default-solver-time-limit-s", "90"], {}, "default_solver_time_limit_s"),
     ],
 )
-def test_bad_configuration_names_the_field(argv: list[str], env: dict[str, str], field: str) -> None:
+def test_bad_configuration_names_the_field(
+    argv: list[str], env: dict[str, str], field: str
+) -> None:
     with pytest.raises(InvalidInputError) as info:
         load_config(argv, env)
     assert info.value.field == field
@@ -86,7 +88,10 @@ def test_ipv6_address_is_bracketed() -> None:
     [
         (InvalidInputError("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT),
         (MapNotFoundError("no map"), grpc.StatusCode.NOT_FOUND),
-        (NoFeasiblePlanError("no plan", constraint="max_handovers"), grpc.StatusCode.FAILED_PRECONDITION),
+        (
+            NoFeasiblePlanError("no plan", constraint="max_handovers"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
         (SolverTimeoutError("slow"), grpc.StatusCode.DEADLINE_EXCEEDED),
         (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
         (ServerOverloadedError("busy"), grpc.StatusCode.RESOURCE_EXHAUSTED),
@@ -95,7 +100,9 @@ def test_ipv6_address_is_bracketed() -> None:
         (ZeroDivisionError(), grpc.StatusCode.INTERNAL),
     ],
 )
-def test_status_for_every_branch_of_the_error_tree(exc: BaseException, code: grpc.StatusCode) -> None:
+def test_status_for_every_branch_of_the_error_tree(
+    exc: BaseException, code: grpc.StatusCode
+) -> None:
     assert status_for(exc)[0] is code
 
 
@@ -109,7 +116,9 @@ def test_invalid_argument_names_field_in_message_and_metadata() -> None:
     code, message, metadata = status_for(InvalidInputError("must be finite", field="fix.time"))
     assert message.startswith("fix.time:")
     assert ("commap-field", "fix.time") in metadata
-    assert "max_handovers" in status_for(NoFeasiblePlanError("no plan", constraint="max_handovers"))[1]
+    assert (
+        "max_handovers" in status_for(NoFeasiblePlanError("no plan", constraint="max_handovers"))[1]
+    )
 
 
 # -- conversions ----------------------------------------------------------------------------------
@@ -135,7 +144,10 @@ def test_latlon_rejects_out_of_range_and_non_finite(lat: float, lon: float, fiel
 
 
 def test_latlon_accepts_the_edges() -> None:
-    assert convert.latlon(pb.LatLon(latitude_deg=90.0, longitude_deg=-180.0), field="p") == (-180.0, 90.0)
+    assert convert.latlon(pb.LatLon(latitude_deg=90.0, longitude_deg=-180.0), field="p") == (
+        -180.0,
+        90.0,
+    )
 
 
 def _request(**kw: object) -> pb.PlanRouteRequest:
@@ -168,14 +180,19 @@ def test_plan_request_from_endpoints() -> None:
 
 
 def test_plan_request_unset_optionals_stay_unset() -> None:
-    plan = convert.plan_request(_request(endpoints=_ends()), config=ServerConfig(), time_limit_s=1.0)
+    plan = convert.plan_request(
+        _request(endpoints=_ends()), config=ServerConfig(), time_limit_s=1.0
+    )
     assert plan.max_handovers is None and plan.sat_budget_mb is None and plan.departure_s is None
     assert plan.alternatives == 1
 
 
 def test_plan_request_from_polyline_with_times() -> None:
     poly = pb.Polyline(
-        points=[pb.LatLon(latitude_deg=42.50, longitude_deg=1.50), pb.LatLon(latitude_deg=42.50, longitude_deg=1.51)],
+        points=[
+            pb.LatLon(latitude_deg=42.50, longitude_deg=1.50),
+            pb.LatLon(latitude_deg=42.50, longitude_deg=1.51),
+        ],
         times=[Timestamp(seconds=100), Timestamp(seconds=160)],
     )
     plan = convert.plan_request(_request(polyline=poly), config=ServerConfig(), time_limit_s=1.0)
@@ -204,10 +221,15 @@ def test_plan_request_from_polyline_with_times() -> None:
         (pb.PlanRouteRequest(endpoints=_ends(), alternatives=9), "alternatives"),
         (pb.PlanRouteRequest(endpoints=_ends(), weights={"drops": -1.0}), "weights[drops]"),
         (
-            pb.PlanRouteRequest(endpoints=_ends(), constraints=pb.Constraints(min_dwell_s=math.nan)),
+            pb.PlanRouteRequest(
+                endpoints=_ends(), constraints=pb.Constraints(min_dwell_s=math.nan)
+            ),
             "constraints.min_dwell_s",
         ),
-        (pb.PlanRouteRequest(endpoints=_ends(), departure_time=Timestamp(nanos=-5)), "departure_time"),
+        (
+            pb.PlanRouteRequest(endpoints=_ends(), departure_time=Timestamp(nanos=-5)),
+            "departure_time",
+        ),
     ],
 )
 def test_plan_request_errors_name_the_field(request_: pb.PlanRouteRequest, field: str) -> None:
@@ -251,7 +273,9 @@ def test_measurements_frame_keeps_unset_values_missing() -> None:
 
 def test_measurement_without_any_value_is_rejected() -> None:
     m = pb.Measurement(
-        time=Timestamp(seconds=1), position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5), network_id="x"
+        time=Timestamp(seconds=1),
+        position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+        network_id="x",
     )
     with pytest.raises(InvalidInputError) as info:
         convert.measurements_frame([m], vehicle_id="v", first_index=4)

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 from skyfield.iokit import parse_tle_file
@@ -295,7 +295,7 @@ class _Observers:
 
 
 def geo_look_angles_deg(
-    lon: FloatArray, lat: FloatArray, orbital_longitude_deg: float
+    lon: ArrayLike, lat: ArrayLike, orbital_longitude_deg: float
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Elevation, azimuth and slant range of a geostationary satellite (closed form).
 
@@ -356,7 +356,7 @@ class SatelliteSample:
     range_km: FloatArray
 
 
-def _flags(mask: object | None, n: int, name: str) -> BoolArray:
+def _flags(mask: ArrayLike | None, n: int, name: str) -> BoolArray:
     if mask is None:
         return np.zeros(n, dtype=bool)
     out = np.asarray(mask, dtype=bool).reshape(-1)
@@ -420,12 +420,12 @@ class _SatelliteLayerBase:
 
     def sample_detail(
         self,
-        lon: FloatArray,
-        lat: FloatArray,
-        t_s: FloatArray,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
         *,
-        in_tunnel: BoolArray | None = None,
-        under_bridge: BoolArray | None = None,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
     ) -> SatelliteSample:
         """Quality plus visible-satellite count and best-satellite geometry at points.
 
@@ -461,12 +461,12 @@ class _SatelliteLayerBase:
 
     def sample(
         self,
-        lon: FloatArray,
-        lat: FloatArray,
-        t_s: FloatArray,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
         *,
-        in_tunnel: BoolArray | None = None,
-        under_bridge: BoolArray | None = None,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
     ) -> Quality:
         """Quality of this satellite network at points (see :meth:`sample_detail`)."""
         detail = self.sample_detail(lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge)
@@ -474,12 +474,12 @@ class _SatelliteLayerBase:
 
     def visible_count(
         self,
-        lon: FloatArray,
-        lat: FloatArray,
-        t_s: FloatArray,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
         *,
-        in_tunnel: BoolArray | None = None,
-        under_bridge: BoolArray | None = None,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
     ) -> NDArray[np.int32]:
         """Number of usable satellites at points (see :meth:`sample_detail`)."""
         detail = self.sample_detail(lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge)
@@ -534,7 +534,7 @@ class GeoLayer(_SatelliteLayerBase):
         sinr_db: float = DEFAULT_GEO_SINR_DB,
         confidence: float = DEFAULT_GEO_CONFIDENCE,
     ) -> None:
-        super().__init__(network, horizon or Horizon(None), confidence)
+        super().__init__(network, horizon if horizon is not None else Horizon(None), confidence)
         self.orbital_longitude_deg = float(network.orbital_longitude_deg)
         if not -180.0 <= self.orbital_longitude_deg <= 360.0:
             raise InvalidInputError(
@@ -595,7 +595,7 @@ class LeoLayer(_SatelliteLayerBase):
         sinr_zenith_db: float = DEFAULT_LEO_SINR_ZENITH_DB,
         confidence: float = DEFAULT_LEO_CONFIDENCE,
     ) -> None:
-        super().__init__(network, horizon or Horizon(None), confidence)
+        super().__init__(network, horizon if horizon is not None else Horizon(None), confidence)
         if not satellites:
             raise InvalidInputError(
                 f"network {network.id}: a LEO layer needs at least one satellite"
@@ -613,6 +613,7 @@ class LeoLayer(_SatelliteLayerBase):
         self._apogee_km = np.array([(1.0 + m.alta) * m.radiusearthkm + 25.0 for m in models])
         self.reference_range_km = float(np.median(altitude_km))
         self.sinr_ref_db = float(sinr_zenith_db)
+        self._warned_stale = False
 
     def _sinr_db(self, range_km: FloatArray) -> FloatArray:
         return _fspl_sinr_db(range_km, self.reference_range_km, self.sinr_ref_db)
@@ -627,7 +628,11 @@ class LeoLayer(_SatelliteLayerBase):
         lo, hi = float(self.epochs_s.min()), float(self.epochs_s.max())
         worst_days = max(lo - float(t_s.min()), float(t_s.max()) - hi, 0.0) / _DAY_S
         if worst_days > STALE_TLE_DAYS:
-            log.warning(
+            # once per layer at WARNING: a served map would otherwise log it on every request
+            level = logging.DEBUG if self._warned_stale else logging.WARNING
+            self._warned_stale = True
+            log.log(
+                level,
                 "%s: times up to %.1f days away from the TLE epochs; SGP4 positions degrade "
                 "by kilometres per day",
                 self.network_id,
@@ -749,7 +754,7 @@ class _Propagator:
         """Satellites ``sats`` at ``t_s`` by Hermite interpolation of the coarse grid.
 
         Returns TEME positions (km), speeds (km/s) and an error bound (km): the cubic Hermite
-        remainder ``step**4 / 384 * max|x|`` with ``|x| = r * (v / r)**4`` on a
+        remainder ``step**4 / 384 * max|d4x/dt4|`` with ``|d4x/dt4| = r * (v / r)**4`` on a
         circular orbit, doubled for perturbations (about 35 km for Starlink at 900 s).
         """
         kc = math.floor(t_s / COARSE_STEP_S)

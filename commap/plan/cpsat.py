@@ -1,23 +1,25 @@
 """Constrained plans: CP-SAT on run-compressed units, bounded by a Lagrangian DP.
 
-Global constraints (handover limit, satellite budget) with minimum dwell and the hard rules:
+Global constraints (handover limit, satellite budget), with minimum dwell and the hard rules:
 
-1. Proofs of infeasibility first: the fewest handovers the coverage rules force and the least
-   satellite data terrestrial gaps force are exact DPs; a limit below them raises
+1. **Infeasibility proofs.** The fewest handovers the coverage rules force and the least
+   satellite data the terrestrial gaps force are exact DPs; a limit below them raises
    :class:`~commap.errors.NoFeasiblePlanError` naming the constraint.
-2. Lower bound: the Lagrangian dual of the global constraints, maximised over a refined grid of
-   multipliers by batched DPs (:func:`commap.plan.dp.lagrangian_search`); with a dwell, one more
-   exact dwell DP at the best multipliers tightens it.
-3. Hint: the best feasible plan among the DP plans met on the way (dwell DPs over the CP-SAT units
-   near the best multipliers).
-4. CP-SAT over run-compressed units capped at ``max_run`` segments, with change literals per
-   boundary per group of networks (network, operator, domain) when the switch costs decompose
-   over groups (``O(N)`` per boundary), else one literal per network pair; hinted, with a time
-   limit and a seed, stopped once within ``gap_limit`` of the bound. On two workers the
-   ``max_lp`` subsolver is added (the default 2-worker portfolio hardly moves the bound).
+2. **Lower bound.** The Lagrangian dual of the global constraints, maximised by cutting planes
+   over exact run-compressed DPs (:func:`commap.plan.dp.lagrangian_search`); with a dwell, exact
+   dwell DPs at the best multipliers tighten it. Valid for the unrestricted problem.
+3. **First plan.** DP plans near the best multipliers bracket the limits (some under, some over);
+   splicing a prefix of one to the suffix of another at the best point (checked for limits and
+   dwell) gives a feasible plan close to the bound.
+4. **CP-SAT** over run-compressed units capped at ``max_run`` segments (plus cuts at the first
+   plan's switches, so that it can be the hint), with change literals per boundary per group of
+   networks (network, operator, domain) when the switch costs decompose over groups (``O(N)``
+   per boundary), else one literal per network pair; always a time limit and a seed; stopped
+   once within ``gap_limit`` of the bound. On two workers the ``max_lp`` subsolver is added (the
+   default 2-worker portfolio hardly moves the bound).
 
-Units restrict switches to unit starts, so with a dwell or a budget the CP-SAT optimum is only an
-upper bound; the gap is always measured against a bound valid for the unrestricted problem.
+Units restrict switches to unit starts, so with a dwell or a budget CP-SAT's own bound holds only
+for the restricted model; the reported gap is always against a bound valid for the whole problem.
 """
 
 from __future__ import annotations
@@ -33,17 +35,16 @@ from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
-from commap.plan.dp import (
-    Weights,
-    lagrangian_search,
-    single_units,
-    solve_dp,
-    viterbi,
-    viterbi_dwell,
-)
+from commap.plan.dp import Weights, lagrangian_search, single_units, solve_dp, viterbi, viterbi_dwell
 from commap.plan.evaluate import evaluate
-from commap.plan.problem import HandoverProblem, Units, compress, dwell_end_index
-from commap.plan.problem import next_disallowed_index as _next_disallowed
+from commap.plan.problem import (
+    Constraints,
+    HandoverProblem,
+    Units,
+    compress,
+    dwell_end_index,
+    next_disallowed_index,
+)
 
 __all__ = ["CpSatResult", "SwitchGroups", "solve_cpsat", "switch_groups"]
 
@@ -51,10 +52,15 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
 
-_COST_SCALE = 1e6  # objective integer units per cost unit (1e-6 of an expected drop)
+_COST_SCALE = 1e7  # objective integer units per cost unit (1e-7 of an expected drop)
+# Integer costs are rounded down, so CP-SAT's bound is a bound on the real cost too; a plan
+# within this relative gap of it is reported OPTIMAL (the rest is rounding).
+_OPTIMAL_GAP = 1e-5
 _MB_SCALE = 1000.0  # budget in kB
 _MB_EPS = 1e-9
+_POOL = 6  # DP plans nearest the bound that get spliced
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,11 @@ class CpSatResult:
     gap : float
         ``(cost - bound) / cost`` (0 when proven optimal).
     cp_status : str
-        Raw CP-SAT status name (``"NOT_RUN"`` if CP-SAT was skipped).
+        Raw CP-SAT status name (``"NOT_RUN"`` when the first plan already met ``gap_limit``).
     source : str
-        ``"cp-sat"`` or ``"dp"``: which method produced the returned plan.
+        ``"cp-sat"``, ``"splice"`` or ``"dp"``: what produced the returned plan.
     units : int
-        Units in the CP-SAT model.
+        Units in the CP-SAT model (0 if not run).
     wall_s : float
         Total time.
     """
@@ -94,18 +100,24 @@ class CpSatResult:
     wall_s: float
 
 
+# -- switch-cost decomposition -------------------------------------------------------------------
 @dataclass(frozen=True)
 class SwitchGroups:
-    """Switch costs as group changes: ``cost(m -> n) = sum over groups g of in_cost[g] *
-    [n in g, m not in g] + out_cost[g] * [m in g, n not in g]``."""
+    """Switch costs as group changes.
+
+    ``cost(m -> n) = sum over groups g of enter[g] [n in g, m not in g]
+    + leave[g] [m in g, n not in g]``. One "entered" literal per boundary and group suffices:
+    leaving telescopes into end terms. Groups whose ``enter + leave`` is negative (a discount
+    for staying inside the group) need their literal pinned both ways.
+    """
 
     members: tuple[tuple[int, ...], ...]
-    in_cost: FloatArray
-    out_cost: FloatArray
+    enter: FloatArray
+    leave: FloatArray
 
 
 def switch_groups(problem: HandoverProblem) -> SwitchGroups | None:
-    """Decompose the switch costs over network / operator / domain groups, if exact.
+    """Decompose the switch costs over network / operator / domain groups, if exactly possible.
 
     Returns None when no exact decomposition exists (the model then uses pair literals).
 
@@ -116,36 +128,38 @@ def switch_groups(problem: HandoverProblem) -> SwitchGroups | None:
     """
     nets = problem.networks
     n = len(nets)
-    candidates: list[tuple[int, ...]] = [(i,) for i in range(n)]
-    keys = [
+    groups: list[tuple[int, ...]] = [(i,) for i in range(n)]
+    for key in (
         [x.operator for x in nets],
         [str(x.kind) for x in nets],
         ["sat" if x.is_satellite else "ter" for x in nets],
-    ]
-    for key in keys:
+    ):
         for value in sorted(set(key)):
             members = tuple(i for i in range(n) if key[i] == value)
-            if 1 < len(members) < n and members not in candidates:
-                candidates.append(members)
+            if 1 < len(members) < n and members not in groups:
+                groups.append(members)
+    g = len(groups)
     if n < 2:
-        return SwitchGroups(tuple(candidates), np.zeros(len(candidates)), np.zeros(len(candidates)))
+        return SwitchGroups(tuple(groups), np.zeros(g), np.zeros(g))
     rows, target = [], []
     for m in range(n):
         for k in range(n):
             if m != k:
-                rows.append(
-                    [float(k in g and m not in g) for g in candidates]
-                    + [float(m in g and k not in g) for g in candidates]
-                )
+                into = [float(k in grp and m not in grp) for grp in groups]
+                out = [float(m in grp and k not in grp) for grp in groups]
+                # unknowns: total = enter + leave (>= 0), then leave (free)
+                rows.append(into + [o - i for o, i in zip(out, into, strict=True)])
                 target.append(problem.switch_cost[m, k])
     a, b = np.asarray(rows), np.asarray(target)
-    x = np.linalg.lstsq(a, b, rcond=None)[0]
-    if np.abs(a @ x - b).max() > 1e-9 * max(1.0, float(np.abs(b).max())):
+    fit = np.linalg.lstsq(a, b, rcond=None)[0]
+    if np.abs(a @ fit - b).max() > 1e-9 * max(1.0, float(np.abs(b).max())):
         return None
-    g = len(candidates)
-    return SwitchGroups(tuple(candidates), x[:g], x[g:])
+    fit[np.abs(fit) < 1e-12] = 0.0  # numerical dust would add needless terms
+    total, leave = fit[:g], fit[g:]
+    return SwitchGroups(tuple(groups), total - leave, leave)
 
 
+# -- entry point --------------------------------------------------------------------------------
 def solve_cpsat(
     problem: HandoverProblem,
     *,
@@ -162,7 +176,7 @@ def solve_cpsat(
     Parameters
     ----------
     problem : HandoverProblem
-        The request (global constraints optional: without them CP-SAT checks the DP optimum).
+        The request (without global constraints CP-SAT re-checks the DP optimum).
     time_limit_s : float
         Wall-clock limit of the whole solve (DP phases and CP-SAT).
     seed : int
@@ -172,9 +186,9 @@ def solve_cpsat(
     max_run : int
         Cap on segments per unit in the CP-SAT model.
     gap_limit : float
-        Stop once the plan is within this relative gap of the bound.
+        Stop once the plan is within this relative gap of the bound (0: run CP-SAT to the end).
     use_hint : bool
-        Hint CP-SAT with the best DP plan.
+        Hint CP-SAT with the first plan (else CP-SAT starts cold; for tests).
     encoding : {"auto", "groups", "pairs"}
         Switch encoding; ``auto`` uses groups when they represent the costs exactly.
 
@@ -192,25 +206,33 @@ def solve_cpsat(
     """
     start = time.perf_counter()
     _check_params(time_limit_s, gap_limit, max_run, encoding)
-    deadline = start + time_limit_s
     if problem.shape[0] == 0:
         return CpSatResult(np.zeros(0, np.int64), "OPTIMAL", 0.0, 0.0, 0.0, "NOT_RUN", "dp", 0, 0.0)
+    search = _Search(problem, gap_limit, start + time_limit_s)
     exact_units = compress(problem)
-    cp_units = compress(problem, max_run=max_run)
     _check_forced(problem, exact_units)
-    bound, candidates = _bound_and_candidates(problem, exact_units, cp_units)
-    best = _best_feasible(problem, candidates)
-    state = _Search(problem, bound, best, gap_limit, deadline)
-    cp_status = "NOT_RUN"
-    if not state.good_enough():
-        cp_status = state.run_cpsat(cp_units, seed, num_workers, use_hint, encoding)
-        if state.best is None and cp_status == "INFEASIBLE":
-            state.diagnose_infeasible(cp_units, seed, num_workers, encoding)
-    if state.best is None:
+    pool = search.bound_and_pool(exact_units)
+    for plan in splice_pool(problem, pool):
+        search.offer(plan, "splice")
+    for plan in pool:
+        search.offer(plan, "dp")
+    cp_status, n_units = "NOT_RUN", 0
+    for run_cap in _refinements(max_run, problem.shape[0]):
+        if (use_hint and search.good_enough()) or not search.time_for(run_cap):
+            break
+        cuts = _switches(search.best[1]) if search.best is not None and use_hint else None
+        units = compress(problem, max_run=run_cap, cuts=cuts)
+        n_units = len(units)
+        cp_status = search.run_cpsat(units, seed, num_workers, use_hint, encoding)
+        if search.best is None and cp_status == "INFEASIBLE":
+            search.diagnose_infeasible(units, seed, num_workers, encoding)
+        if cp_status != "OPTIMAL" or units.exact_for(problem.constraints):
+            break  # out of time, or nothing finer to gain
+    if search.best is None:
         raise SolverTimeoutError(
             f"no plan met the constraints within {time_limit_s:g} s; raise the time limit"
         )
-    return state.result(cp_status, len(cp_units), time.perf_counter() - start)
+    return search.result(cp_status, n_units, time.perf_counter() - start)
 
 
 def _check_params(time_limit_s: float, gap_limit: float, max_run: int, encoding: str) -> None:
@@ -225,7 +247,12 @@ def _check_params(time_limit_s: float, gap_limit: float, max_run: int, encoding:
 
 
 def _check_forced(problem: HandoverProblem, units: Units) -> None:
-    """Raise when a global limit is below what the coverage rules force (exact DPs)."""
+    """Raise when a global limit is below what the plan rules force (exact DPs).
+
+    The fewest handovers ignore dwell safely: switching to the network that stays allowed the
+    longest is optimal and only ever leaves a network when it stops being allowed, which dwell
+    permits.
+    """
     c = problem.constraints
     if c.max_handovers is not None:
         forced = int(round(viterbi(units, problem.switch_cost, Weights.of(0.0, 0.0, 1.0)).value[0]))
@@ -245,87 +272,175 @@ def _check_forced(problem: HandoverProblem, units: Units) -> None:
             )
 
 
-def _bound_and_candidates(
-    problem: HandoverProblem, exact_units: Units, cp_units: Units
-) -> tuple[float, list[IntArray]]:
-    """Proven lower bound and candidate plans from the DPs."""
+def _refinements(max_run: int, n_seg: int) -> list[int]:
+    """Unit caps to try in turn: each CP-SAT run proven optimal on its units may leave a gap
+    that finer units (more places to switch) can close; one segment per unit is exact."""
+    caps = [max_run] + [c for c in (5, 1) if c < max_run]
+    return [c for c in caps if c <= max(n_seg, 1)] or [1]
+
+
+def _switches(plan: IntArray) -> IntArray:
+    return (np.flatnonzero(plan[1:] != plan[:-1]) + 1).astype(np.int64)
+
+
+# -- splicing -----------------------------------------------------------------------------------
+def splice_pool(problem: HandoverProblem, pool: list[IntArray], rounds: int = 2) -> list[IntArray]:
+    """Feasible plans made of a prefix of one pool plan and the suffix of another.
+
+    Lagrangian plans near the best multipliers straddle the limits; the best splice point of
+    two of them (cheapest among those meeting the limits and the dwell) is usually close to the
+    constrained optimum. Returns the best splice of every ordered pair, then of the best one
+    with every plan again (``rounds``), cheapest first.
+
+    Examples
+    --------
+    >>> splice_pool.__name__
+    'splice_pool'
+    """
+    if len(pool) < 2:
+        return []
+    stats = [_PlanStats(problem, p) for p in pool]
+    found: list[tuple[float, IntArray]] = []
+    for a in stats:
+        for b in stats:
+            if a is not b and (hit := _best_splice(problem, a, b)) is not None:
+                found.append(hit)
+    for _ in range(rounds - 1):
+        if not found:
+            break
+        best = _PlanStats(problem, min(found, key=lambda f: f[0])[1])
+        for other in stats:
+            for a, b in ((best, other), (other, best)):
+                if (hit := _best_splice(problem, a, b)) is not None:
+                    found.append(hit)
+    found.sort(key=lambda f: f[0])
+    return [plan for _, plan in found[:4]]
+
+
+class _PlanStats:
+    """Prefix sums of one plan's cost, handovers and satellite MB, and its switch positions."""
+
+    def __init__(self, problem: HandoverProblem, plan: IntArray) -> None:
+        n_seg = plan.shape[0]
+        rows = np.arange(n_seg)
+        self.plan = plan
+        switched = np.zeros(n_seg, dtype=bool)
+        switched[1:] = plan[1:] != plan[:-1]
+        prev = np.concatenate([[plan[0]], plan[:-1]])
+        self.switch_cost = np.where(
+            switched, problem.switch_cost[prev, plan] + problem.entry_cost[rows, plan], 0.0
+        )
+        self.cost = np.concatenate([[0.0], np.cumsum(problem.node_cost[rows, plan] + self.switch_cost)])
+        self.handovers = np.concatenate([[0], np.cumsum(switched)])
+        self.mb = np.concatenate([[0.0], np.cumsum(problem.sat_mb[rows, plan])])
+        self.switched = switched
+        idx = np.where(switched, rows, -1)
+        self.last_switch = np.maximum.accumulate(idx)  # last switch at or before i
+        after = np.where(switched, rows, n_seg)
+        at_or_after = np.minimum.accumulate(after[::-1])[::-1]
+        self.next_switch = np.concatenate([at_or_after[1:], [n_seg]])  # first switch after i
+
+
+def _best_splice(
+    problem: HandoverProblem, a: _PlanStats, b: _PlanStats
+) -> tuple[float, IntArray] | None:
+    """Cheapest feasible plan ``a[:j] + b[j:]`` over every cut ``j`` (None if there is none)."""
     c = problem.constraints
-    if not c.is_global:
-        plan = solve_dp(problem).assignment[0]  # exact: the bound is the optimum itself
-        return evaluate(problem, plan).cost, [plan]
-    lag = lagrangian_search(problem, exact_units, dwell=False)
-    bound = lag.bound
-    candidates: list[IntArray] = [] if c.has_dwell else list(lag.plans)
-    if c.has_dwell:
-        k_ho = float(c.max_handovers or 0)
-        b_mb = float(c.sat_budget_mb or 0.0)
-        at_best = Weights.of(1.0, lag.lambda_mb, lag.lambda_ho)
-        exact = viterbi_dwell(
-            single_units(problem), problem.switch_cost, c.min_dwell_s, c.min_dwell_m, at_best
-        )
-        bound = max(bound, float(exact.value[0]) - lag.lambda_ho * k_ho - lag.lambda_mb * b_mb)
-        candidates.append(exact.assignment[0])
-        near = _near(lag.lambda_ho, lag.lambda_mb, c.max_handovers is not None,
-                     c.sat_budget_mb is not None)
-        restricted = viterbi_dwell(
-            cp_units, problem.switch_cost, c.min_dwell_s, c.min_dwell_m, near
-        )
-        candidates.extend(restricted.assignment)
-    return bound, candidates
-
-
-def _near(lam_ho: float, lam_mb: float, has_ho: bool, has_mb: bool) -> Weights:
-    """Multipliers around the best ones (larger ones push plans towards feasibility)."""
-    factors = np.array([1.0, 1.1, 1.3, 1.7, 2.5, 4.0])
-    base_ho = lam_ho if lam_ho > 0 else 1e-3
-    base_mb = lam_mb if lam_mb > 0 else 1e-6
-    ho = base_ho * factors if has_ho else np.zeros(1)
-    mb = base_mb * factors if has_mb else np.zeros(1)
-    if has_ho and has_mb:
-        return Weights.of(1.0, np.concatenate([mb, mb]), np.concatenate([ho, ho[::-1]]))
-    return Weights.of(1.0, mb if has_mb else 0.0, ho if has_ho else 0.0)
-
-
-def _best_feasible(problem: HandoverProblem, plans: list[IntArray]) -> tuple[float, IntArray] | None:
-    """Cheapest candidate meeting the global limits, confirmed by the evaluator."""
-    if not plans:
+    n_seg = a.plan.shape[0]
+    if n_seg < 2:
         return None
-    a = np.unique(np.stack(plans), axis=0)
-    c = problem.constraints
-    rows = np.arange(a.shape[1])
-    h = (a[:, 1:] != a[:, :-1]).sum(axis=1)
-    mb = problem.sat_mb[rows[None, :], a].sum(axis=1)
-    ok = np.ones(a.shape[0], dtype=bool)
+    j = np.arange(1, n_seg)
+    left, right = a.plan[j - 1], b.plan[j]
+    joint = left != right
+    junction = np.where(joint, problem.switch_cost[left, right] + problem.entry_cost[j, right], 0.0)
+    cost = a.cost[j] + (b.cost[n_seg] - b.cost[j]) - b.switch_cost[j] + junction
+    handovers = a.handovers[j] + (b.handovers[n_seg] - b.handovers[j + 1]) + joint
+    mb = a.mb[j] + (b.mb[n_seg] - b.mb[j])
+    ok = np.ones(j.shape[0], dtype=bool)
     if c.max_handovers is not None:
-        ok &= h <= c.max_handovers
+        ok &= handovers <= c.max_handovers
     if c.sat_budget_mb is not None:
         ok &= mb <= c.sat_budget_mb + _MB_EPS
-    best: tuple[float, IntArray] | None = None
-    for plan in a[ok]:
-        ev = evaluate(problem, plan)
-        if ev.feasible and (best is None or ev.cost < best[0]):
-            best = (ev.cost, plan)
-    return best
+    if c.has_dwell:
+        ok &= _splice_dwell_ok(problem, a, b, j, joint)
+    if not ok.any():
+        return None
+    k = int(np.argmin(np.where(ok, cost, np.inf)))
+    cut = int(j[k])
+    return float(cost[k]), np.concatenate([a.plan[:cut], b.plan[cut:]])
 
 
+def _splice_dwell_ok(
+    problem: HandoverProblem, a: _PlanStats, b: _PlanStats, j: IntArray, joint: BoolArray
+) -> BoolArray:
+    """Dwell holds across cut ``j`` (each plan alone already meets it)."""
+    n_seg = a.plan.shape[0]
+    end = problem.dwell_end
+    allowed = problem.allowed
+    before = a.last_switch[j - 1]  # switch into the network a is on at the cut
+    after = b.next_switch[j]  # b's next switch after the cut
+    has_before = before >= 0
+    has_after = after < n_seg
+    safe_before = np.maximum(before, 0)
+    safe_after = np.minimum(after, n_seg - 1)
+    right = b.plan[j]
+    forced_after = ~allowed[safe_after, right]
+    # no switch at the cut: the network entered at `before` now leaves at `after`
+    same_ok = ~has_before | ~has_after | (after >= end[safe_before]) | forced_after
+    # a switch at the cut: a's network must have dwelt, b's network must dwell after it
+    left_ok = ~has_before | (j >= end[safe_before]) | ~allowed[j, a.plan[j - 1]]
+    right_ok = ~has_after | (after >= end[j]) | forced_after
+    return np.where(joint, left_ok & right_ok, same_ok)
+
+
+# -- search state -------------------------------------------------------------------------------
 class _Search:
     """Best plan so far, the bound, and the CP-SAT runs that try to close the gap."""
 
-    def __init__(
-        self,
-        problem: HandoverProblem,
-        bound: float,
-        best: tuple[float, IntArray] | None,
-        gap_limit: float,
-        deadline: float,
-    ) -> None:
+    def __init__(self, problem: HandoverProblem, gap_limit: float, deadline: float) -> None:
         self.problem = problem
-        self.bound = bound
-        self.best = best
+        self.bound = -math.inf
+        self.best: tuple[float, IntArray] | None = None
         self.source = "dp"
         self.gap_limit = gap_limit
         self.deadline = deadline
-        self.proven = False
+        self.seconds_per_unit = 0.0  # model build time per unit, measured on the first model
+        self.runs = 0
+
+    def time_for(self, run_cap: int) -> bool:
+        """True when a model with units capped at ``run_cap`` can be built and given time."""
+        remaining = self.deadline - time.perf_counter()
+        if self.runs == 0:
+            return remaining > 0
+        expected_units = self.problem.shape[0] / max(run_cap, 1)
+        return remaining > 3.0 * self.seconds_per_unit * expected_units + 0.05
+
+    def bound_and_pool(self, exact_units: Units) -> list[IntArray]:
+        """Set the Lagrangian bound; return the DP plans nearest it."""
+        p, c = self.problem, self.problem.constraints
+        if not c.is_global:
+            plan = solve_dp(p).assignment[0]  # exact: the bound is the optimum itself
+            self.bound = evaluate(p, plan).cost
+            return [plan]
+        budget = self.deadline - time.perf_counter()
+        lag = lagrangian_search(p, exact_units, deadline=time.perf_counter() + 0.4 * budget)
+        self.bound = lag.bound
+        if not c.has_dwell:
+            near = lag.near_best(1e-3)
+            order = np.argsort(lag.objective[near] + lag.lambda_ho * lag.handovers[near]
+                               + lag.lambda_mb * lag.sat_mb[near], kind="stable")
+            return [lag.plans[i] for i in near[order][:_POOL]]
+        # with a dwell: exact dwell DPs at the best multipliers and a little either side
+        k_ho, b_mb = float(c.max_handovers or 0), float(c.sat_budget_mb or 0.0)
+        factor = np.array([1.0, 0.9, 1.1, 0.75, 1.35])
+        lam_ho = lag.lambda_ho * factor if c.max_handovers is not None else np.zeros(5)
+        lam_mb = lag.lambda_mb * factor[[0, 2, 1, 4, 3]] if c.sat_budget_mb is not None else np.zeros(5)
+        dw = viterbi_dwell(
+            single_units(p), p.switch_cost, c.min_dwell_s, c.min_dwell_m,
+            Weights.of(1.0, lam_mb, lam_ho),
+        )
+        self.bound = max(self.bound, float((dw.value - lam_ho * k_ho - lam_mb * b_mb).max()))
+        return list(dw.assignment)
 
     def gap(self) -> float:
         if self.best is None:
@@ -337,35 +452,27 @@ class _Search:
         return self.best is not None and self.gap() <= self.gap_limit
 
     def offer(self, plan: IntArray, source: str) -> None:
+        """Keep ``plan`` if the evaluator finds it feasible and cheaper than the best so far."""
         ev = evaluate(self.problem, plan)
-        if not ev.feasible:
-            log.warning("%s plan rejected by the evaluator: %s", source, "; ".join(ev.violations))
-            return
-        if self.best is None or ev.cost < self.best[0] - 1e-12:
-            self.best, self.source = (ev.cost, plan), source
+        if ev.feasible and (self.best is None or ev.cost < self.best[0] - 1e-12):
+            self.best, self.source = (ev.cost, np.asarray(plan, dtype=np.int64)), source
 
     def run_cpsat(
-        self,
-        units: Units,
-        seed: int,
-        num_workers: int | None,
-        use_hint: bool,
-        encoding: str,
+        self, units: Units, seed: int, num_workers: int | None, use_hint: bool, encoding: str
     ) -> str:
-        remaining = self.deadline - time.perf_counter()
+        built = time.perf_counter()
         model = _CpModel(self.problem, units, encoding)
+        self.seconds_per_unit = (time.perf_counter() - built) / max(len(units), 1)
+        self.runs += 1
         if use_hint and self.best is not None and units.fits(self.best[1]):
             model.hint(units.restrict(self.best[1]))
         target = self.bound + self.gap_limit * abs(self.bound)
-        status, plan, cp_bound = model.solve(
-            max(remaining, 0.05), seed, num_workers, target, self.gap_limit
-        )
+        remaining = max(self.deadline - time.perf_counter(), 0.05)
+        status, plan, cp_bound = model.solve(remaining, seed, num_workers, target, self.gap_limit)
         if plan is not None:
             self.offer(units.expand(plan), "cp-sat")
-        exact = units.exact_for(self.problem.constraints)
-        if exact and cp_bound is not None:
+        if units.exact_for(self.problem.constraints) and cp_bound is not None:
             self.bound = max(self.bound, cp_bound)
-            self.proven = self.proven or (status == "OPTIMAL" and self.source == "cp-sat")
         return status
 
     def diagnose_infeasible(
@@ -375,8 +482,7 @@ class _Search:
         p, c = self.problem, self.problem.constraints
         if c.sat_budget_mb is not None and c.has_dwell:
             least = viterbi_dwell(
-                single_units(p), p.switch_cost, c.min_dwell_s, c.min_dwell_m,
-                Weights.of(0.0, 1.0),
+                single_units(p), p.switch_cost, c.min_dwell_s, c.min_dwell_m, Weights.of(0.0, 1.0)
             ).value[0]
             if least > c.sat_budget_mb + _MB_EPS:
                 raise NoFeasiblePlanError(
@@ -385,20 +491,18 @@ class _Search:
                     "over satellite networks",
                     constraint="sat_budget_mb",
                 )
-        if units.single:
-            raise _joint_infeasible(c)
-        exact_units = single_units(p)
-        status = self.run_cpsat(exact_units, seed, num_workers, False, encoding)
-        if status == "INFEASIBLE":
+        if units.single or self.run_cpsat(single_units(p), seed, num_workers, False, encoding) == (
+            "INFEASIBLE"
+        ):
             raise _joint_infeasible(c)
 
     def result(self, cp_status: str, n_units: int, wall_s: float) -> CpSatResult:
         assert self.best is not None
         cost, plan = self.best
         gap = self.gap()
-        optimal = self.proven or gap <= 1e-9
+        optimal = gap <= _OPTIMAL_GAP
         return CpSatResult(
-            assignment=np.asarray(plan, dtype=np.int64),
+            assignment=plan,
             status="OPTIMAL" if optimal else "FEASIBLE",
             cost=cost,
             bound=cost if optimal else self.bound,
@@ -410,22 +514,23 @@ class _Search:
         )
 
 
-def _joint_infeasible(c: object) -> NoFeasiblePlanError:
+def _joint_infeasible(c: Constraints) -> NoFeasiblePlanError:
     names = [
         name
         for name, active in (
-            ("max_handovers", getattr(c, "max_handovers", None) is not None),
-            ("sat_budget_mb", getattr(c, "sat_budget_mb", None) is not None),
-            ("min_dwell", getattr(c, "has_dwell", False)),
+            ("max_handovers", c.max_handovers is not None),
+            ("sat_budget_mb", c.sat_budget_mb is not None),
+            ("min_dwell", c.has_dwell),
         )
         if active
     ]
-    joined = "+".join(names)
     return NoFeasiblePlanError(
-        f"no plan meets {', '.join(names)} together (each alone can be met)", constraint=joined
+        f"no plan meets {', '.join(names)} together (each alone can be met)",
+        constraint="+".join(names),
     )
 
 
+# -- the CP-SAT model ---------------------------------------------------------------------------
 class _StopAtTarget(cp_model.CpSolverSolutionCallback):
     """Stop the search once a solution is within the target objective."""
 
@@ -438,166 +543,175 @@ class _StopAtTarget(cp_model.CpSolverSolutionCallback):
             self.stop_search()
 
 
+def _neg(index: int) -> int:
+    """CP-SAT literal for the negation of Boolean variable ``index``."""
+    return -index - 1
+
+
 class _CpModel:
-    """The CP-SAT model over units (see module docstring)."""
+    """CP-SAT model over units, written straight into the model proto (fast for large routes).
+
+    Variables: ``x[u, n]`` (unit ``u`` on network ``n``, only where allowed) and, per boundary,
+    one "entered" literal per group (or per network pair). Clauses push each entered literal up
+    when its group is entered; where its cost is non-negative the optimum sets it exactly, where
+    it is negative more clauses pin it down.
+    """
 
     def __init__(self, problem: HandoverProblem, units: Units, encoding: str) -> None:
-        self.problem = problem
-        self.units = units
+        self.problem, self.units = problem, units
         self.model = cp_model.CpModel()
-        n_units, n_net = units.node_cost.shape
-        self.x = np.full((n_units, n_net), -1, dtype=np.int64)  # proto index, -1 = not allowed
-        self.vars: dict[int, cp_model.IntVar] = {}
+        self.proto = self.model.proto
         groups = None if encoding == "pairs" else switch_groups(problem)
         if encoding == "groups" and groups is None:
             raise InvalidInputError(
                 "switch costs do not decompose over network groups; use encoding='pairs'",
                 field="encoding",
             )
-        self._variables()
-        terms = self._node_terms()
-        switch_terms, handovers = (
-            self._group_switches(groups) if groups is not None else self._pair_switches()
-        )
+        self.groups = groups
+        self.n_vars = 0
+        self.obj: dict[int, int] = {}
+        self.x = self._variables()
+        self.lits: list[tuple[int, int, tuple[int, ...]]] = []  # (var, boundary, members)
+        handovers = self._group_switches(groups) if groups is not None else self._pair_switches()
         self._global(handovers)
         self._dwell()
-        every = terms + switch_terms
-        self.model.minimize(
-            cp_model.LinearExpr.weighted_sum([v for v, _ in every], [k for _, k in every])
-        )
-        # terms a solution can switch on: one node per unit plus the switch literals per boundary
-        per_boundary = 2 * len(groups.members) if groups is not None else 1
-        self.max_terms = n_units + max(n_units - 1, 0) * per_boundary
+        objective = self.proto.objective
+        items = [(v, k) for v, k in self.obj.items() if k]
+        objective.vars.extend([v for v, _ in items])
+        objective.coeffs.extend([k for _, k in items])
 
-    # -- variables and objective --------------------------------------------------------------
-    def _variables(self) -> None:
-        m = self.model
-        for u, row in enumerate(self.units.allowed):
-            lits = []
-            for n in np.flatnonzero(row):
-                var = m.new_bool_var(f"x_{u}_{n}")
-                self.x[u, n] = var.index
-                self.vars[var.index] = var
-                lits.append(var)
-            m.add_exactly_one(lits)
+    def _new_vars(self, count: int) -> IntArray:
+        first = self.n_vars
+        for _ in range(count):
+            self.proto.variables.add().domain.extend([0, 1])
+        self.n_vars += count
+        return np.arange(first, first + count, dtype=np.int64)
 
-    def var(self, u: int, n: int) -> cp_model.IntVar | None:
-        idx = int(self.x[u, n])
-        return self.vars[idx] if idx >= 0 else None
+    def _cost(self, var: int, coef: float) -> None:
+        value = math.floor(coef * _COST_SCALE)
+        if value:
+            self.obj[var] = self.obj.get(var, 0) + value
 
-    def _node_terms(self) -> list[tuple[cp_model.IntVar, int]]:
-        cost = np.rint(self.units.node_cost * _COST_SCALE).astype(np.int64)
-        return [
-            (self.vars[int(i)], int(cost[u, n]))
-            for (u, n), i in np.ndenumerate(self.x)
-            if i >= 0 and cost[u, n] != 0
-        ]
+    def _clause(self, literals: list[int]) -> None:
+        self.proto.constraints.add().bool_or.literals.extend(literals)
 
-    def _group_switches(
-        self, groups: SwitchGroups
-    ) -> tuple[list[tuple[cp_model.IntVar, int]], list[cp_model.IntVar]]:
-        """Per boundary and group: enter/leave literals fixed by the membership change."""
-        m, units = self.model, self.units
-        n_units = len(units)
-        entry = np.rint(units.entry_cost * _COST_SCALE).astype(np.int64)
-        cin = np.rint(groups.in_cost * _COST_SCALE).astype(np.int64)
-        cout = np.rint(groups.out_cost * _COST_SCALE).astype(np.int64)
-        terms: list[tuple[cp_model.IntVar, int]] = []
-        handovers: list[cp_model.IntVar] = []
-        self.group_lits: list[list[tuple[cp_model.IntVar, cp_model.IntVar, tuple[int, ...]]]] = []
-        for u in range(1, n_units):
-            here = []
-            for g, members in enumerate(groups.members):
-                now = [v for k in members if (v := self.var(u, k)) is not None]
-                before = [v for k in members if (v := self.var(u - 1, k)) is not None]
-                if not now and not before:
+    def _variables(self) -> IntArray:
+        allowed = self.units.allowed
+        x = np.full(allowed.shape, -1, dtype=np.int64)
+        x[allowed] = self._new_vars(int(allowed.sum()))
+        for row in x.tolist():
+            self.proto.constraints.add().exactly_one.literals.extend([v for v in row if v >= 0])
+        cost = np.floor(self.units.node_cost * _COST_SCALE).astype(np.int64)
+        for v, k in zip(x[allowed].tolist(), cost[allowed].tolist(), strict=True):
+            if k:
+                self.obj[v] = k
+        return x
+
+    def _group_switches(self, groups: SwitchGroups) -> list[int]:
+        """Entered literal per boundary and group; leaving costs telescope into end terms."""
+        x, entry = self.x, self.units.entry_cost
+        n_units = x.shape[0]
+        total = groups.enter + groups.leave
+        handovers: list[int] = []
+        xs = x.tolist()
+        for g, members in enumerate(groups.members):
+            for u in range(1, n_units):
+                now = [xs[u][k] for k in members if xs[u][k] >= 0]
+                if not now:
                     continue
-                enter, leave = m.new_bool_var(f"in_{u}_{g}"), m.new_bool_var(f"out_{u}_{g}")
-                m.add(enter - leave == sum(now) - sum(before))
-                m.add_at_most_one(enter, leave)
-                here.append((enter, leave, members))
-                extra = int(entry[u, members[0]]) if len(members) == 1 else 0
-                if cin[g] + extra:
-                    terms.append((enter, int(cin[g]) + extra))
-                if cout[g]:
-                    terms.append((leave, int(cout[g])))
+                before = [xs[u - 1][k] for k in members if xs[u - 1][k] >= 0]
+                (lit,) = self._new_vars(1).tolist()
+                for v in now:  # entering the group forces the literal
+                    self._clause([lit, _neg(v), *before])
+                if total[g] < 0:  # a negative cost would lure the literal up: pin it down too
+                    self._clause([_neg(lit), *now])
+                    for v in before:
+                        self._clause([_neg(lit), _neg(v)])
+                extra = float(entry[u, members[0]]) if len(members) == 1 else 0.0
+                self._cost(lit, float(total[g]) + extra)
+                self.lits.append((lit, u, members))
                 if len(members) == 1:
-                    handovers.append(enter)
-            self.group_lits.append(here)
-        return terms, handovers
+                    handovers.append(lit)
+            # sum over boundaries of leave[g] * (in - out) telescopes to the end-point terms
+            for k in members:
+                if xs[n_units - 1][k] >= 0:
+                    self._cost(xs[n_units - 1][k], -float(groups.leave[g]))
+                if xs[0][k] >= 0:
+                    self._cost(xs[0][k], float(groups.leave[g]))
+        return handovers
 
-    def _pair_switches(self) -> tuple[list[tuple[cp_model.IntVar, int]], list[cp_model.IntVar]]:
-        """One literal per boundary and network pair, pushed up by both endpoints."""
-        m, units, p = self.model, self.units, self.problem
-        entry = np.rint(units.entry_cost * _COST_SCALE).astype(np.int64)
-        sw = np.rint(p.switch_cost * _COST_SCALE).astype(np.int64)
-        terms: list[tuple[cp_model.IntVar, int]] = []
-        handovers: list[cp_model.IntVar] = []
-        self.pair_lits: list[tuple[int, int, int, cp_model.IntVar]] = []
-        for u in range(1, len(units)):
-            for a in np.flatnonzero(units.allowed[u - 1]):
-                for b in np.flatnonzero(units.allowed[u]):
-                    if a == b:
+    def _pair_switches(self) -> list[int]:
+        """One literal per boundary and network pair, forced up by both endpoints."""
+        x, entry, sw = self.x, self.units.entry_cost, self.problem.switch_cost
+        handovers: list[int] = []
+        xs = x.tolist()
+        for u in range(1, x.shape[0]):
+            for a, va in enumerate(xs[u - 1]):
+                for b, vb in enumerate(xs[u]):
+                    if a == b or va < 0 or vb < 0:
                         continue
-                    y = m.new_bool_var(f"y_{u}_{a}_{b}")
-                    va, vb = self.var(u - 1, int(a)), self.var(u, int(b))
-                    assert va is not None and vb is not None
-                    m.add_bool_or(y, ~va, ~vb)
-                    terms.append((y, int(sw[a, b] + entry[u, b])))
-                    handovers.append(y)
-                    self.pair_lits.append((u, int(a), int(b), y))
-        return terms, handovers
+                    (lit,) = self._new_vars(1).tolist()
+                    self._clause([lit, _neg(va), _neg(vb)])
+                    self._cost(lit, float(sw[a, b] + entry[u, b]))
+                    self.lits.append((lit, u, (a, b)))
+                    handovers.append(lit)
+        return handovers
 
-    # -- constraints --------------------------------------------------------------------------
-    def _global(self, handovers: list[cp_model.IntVar]) -> None:
+    def _linear_le(self, variables: list[int], coefs: list[int], cap: int) -> None:
+        linear = self.proto.constraints.add().linear
+        linear.vars.extend(variables)
+        linear.coeffs.extend(coefs)
+        linear.domain.extend([-(2**62), cap])
+
+    def _global(self, handovers: list[int]) -> None:
         c = self.problem.constraints
-        if c.max_handovers is not None:
-            self.model.add(sum(handovers, cp_model.LinearExpr.constant(0)) <= c.max_handovers)
+        if c.max_handovers is not None and handovers:
+            self._linear_le(handovers, [1] * len(handovers), int(c.max_handovers))
         if c.sat_budget_mb is not None:
-            # round data up and the budget down: a CP-SAT plan always fits the real budget
+            # data rounded up and the budget down: a CP-SAT plan always fits the real budget
             kb = np.ceil(self.units.sat_mb * _MB_SCALE - 1e-9).astype(np.int64)
-            used = [
-                (self.vars[int(i)], int(kb[u, n]))
-                for (u, n), i in np.ndenumerate(self.x)
-                if i >= 0 and kb[u, n] > 0
-            ]
-            cap = math.floor(c.sat_budget_mb * _MB_SCALE + 1e-9)
-            if used:
-                self.model.add(sum((k * v for v, k in used), cp_model.LinearExpr.constant(0)) <= cap)
+            use = (self.x >= 0) & (kb > 0)
+            if use.any():
+                cap = math.floor(c.sat_budget_mb * _MB_SCALE + 1e-9)
+                self._linear_le(self.x[use].tolist(), kb[use].tolist(), cap)
 
     def _dwell(self) -> None:
+        """After entering ``n`` at ``u``, stay on it through ``land[u, n]`` (clauses)."""
         c = self.problem.constraints
         if not c.has_dwell:
             return
-        units = self.units
+        units, xs = self.units, self.x.tolist()
         end = dwell_end_index(units.t_s, units.distance_m, c.min_dwell_s, c.min_dwell_m)
-        land = np.minimum(end[:, None], _next_disallowed(units.allowed)) - 1
-        for (u, n), i in np.ndenumerate(self.x):
-            if u == 0 or i < 0 or land[u, n] <= u:
-                continue
-            here, before = self.vars[int(i)], self.var(u - 1, n)
-            for v in range(u + 1, int(land[u, n]) + 1):
-                later = self.var(v, n)
-                assert later is not None  # allowed up to land by construction
-                if before is None:
-                    self.model.add_implication(here, later)
-                else:
-                    self.model.add(later - here + before >= 0)
+        land = (np.minimum(end[:, None], next_disallowed_index(units.allowed)) - 1).tolist()
+        for u in range(1, len(xs)):
+            for n, here in enumerate(xs[u]):
+                if here < 0 or land[u][n] <= u:
+                    continue
+                before = xs[u - 1][n]
+                tail = [before] if before >= 0 else []
+                for v in range(u + 1, land[u][n] + 1):
+                    self._clause([xs[v][n], _neg(here), *tail])
 
-    # -- hint and solve -----------------------------------------------------------------------
     def hint(self, unit_plan: IntArray) -> None:
-        """Hint every literal with the values ``unit_plan`` gives them."""
-        m = self.model
-        for (u, n), i in np.ndenumerate(self.x):
-            if i >= 0:
-                m.add_hint(self.vars[int(i)], int(unit_plan[u] == n))
-        for u, lits in enumerate(getattr(self, "group_lits", []), start=1):
-            a, b = int(unit_plan[u - 1]), int(unit_plan[u])
-            for enter, leave, members in lits:
-                m.add_hint(enter, int(b in members and a not in members))
-                m.add_hint(leave, int(a in members and b not in members))
-        for u, a, b, y in getattr(self, "pair_lits", []):
-            m.add_hint(y, int(unit_plan[u - 1] == a and unit_plan[u] == b))
+        """Hint every variable with the value ``unit_plan`` gives it."""
+        plan = np.asarray(unit_plan, dtype=np.int64)
+        allowed = self.x >= 0
+        values = (np.arange(self.x.shape[1])[None, :] == plan[:, None])[allowed].astype(int)
+        variables = self.x[allowed].tolist()
+        hint = self.proto.solution_hint
+        hint.vars.extend(variables)
+        hint.values.extend(values.tolist())
+        lit_vars, lit_values = [], []
+        for lit, u, members in self.lits:
+            a, b = int(plan[u - 1]), int(plan[u])
+            if self.groups is not None:
+                on = b in members and a not in members
+            else:
+                on = (a, b) == members
+            lit_vars.append(lit)
+            lit_values.append(int(on))
+        hint.vars.extend(lit_vars)
+        hint.values.extend(lit_values)
 
     def solve(
         self,
@@ -621,8 +735,9 @@ class _CpModel:
         status = solver.solve(self.model, callback)
         name = solver.status_name(status)
         log.info(
-            "cp-sat %s in %.2f s: objective %s, bound %s",
-            name, solver.wall_time, solver.objective_value, solver.best_objective_bound,
+            "cp-sat %s in %.2f s over %d units: objective %.6g, bound %.6g",
+            name, solver.wall_time, len(self.units),
+            solver.objective_value / _COST_SCALE, solver.best_objective_bound / _COST_SCALE,
         )
         if status == cp_model.MODEL_INVALID:
             raise CommapError(f"internal error: CP-SAT rejected the model ({self.model.validate()})")
@@ -631,7 +746,5 @@ class _CpModel:
         values = np.asarray(solver.response_proto.solution, dtype=np.int64)
         picked = np.where(self.x >= 0, values[np.maximum(self.x, 0)], 0)
         plan = picked.argmax(axis=1).astype(np.int64)
-        # objective integers were rounded per term: widen the bound by the rounding slack
-        slack = 0.5 * self.max_terms / _COST_SCALE
-        bound = solver.best_objective_bound / _COST_SCALE - slack
-        return name, plan, bound
+        # every integer cost was rounded down: the integer bound bounds the real cost
+        return name, plan, solver.best_objective_bound / _COST_SCALE

@@ -22,10 +22,12 @@ the least satellite data, ``(0, 0, 1)`` the fewest handovers.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.optimize import linprog
 
 from commap.errors import InvalidInputError
 from commap.plan.problem import (
@@ -89,10 +91,26 @@ class Weights:
 
 @dataclass(frozen=True)
 class DPResult:
-    """Best plans of a batch: ``assignment`` ``(L, S)`` per segment, ``value`` ``(L,)``."""
+    """Best plans of a batch.
+
+    Attributes
+    ----------
+    assignment : (L, S) int array
+        Network column per segment, one row per weighting.
+    value : (L,) float array
+        Optimal weighted cost of each row.
+    unit_assignment : (L, U) int array
+        The same plans per unit.
+    """
 
     assignment: IntArray
     value: FloatArray
+    unit_assignment: IntArray
+
+
+def _empty(n_w: int) -> DPResult:
+    none = np.zeros((n_w, 0), dtype=np.int64)
+    return DPResult(none, np.zeros(n_w), none.copy())
 
 
 def single_units(problem: HandoverProblem) -> Units:
@@ -174,7 +192,7 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
     if n_units == 0:
-        return DPResult(np.zeros((n_w, 0), dtype=np.int64), np.zeros(n_w))
+        return _empty(n_w)
     _check_size(units, w)
     cube = _node_cube(units, w)
     mask = _mask(units)
@@ -192,11 +210,11 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     for u in range(1, n_units):  # the hot loop: two numpy calls per unit
         add(value[:, None, :], step[u], out=reached[u])
         smallest(reached[u], axis=2, out=value)
-    back = reached.argmin(axis=3)  # back[u, l, to] = best `from`
+    back = np.ascontiguousarray(reached.argmin(axis=3).transpose(1, 0, 2))  # [l, u, to] -> from
     ends = value.argmin(axis=1)
-    out = np.stack([_backtrack(back[:, k], int(ends[k])) for k in range(n_w)])
+    out = np.stack([_backtrack(back[k], int(ends[k])) for k in range(n_w)])
     expanded = np.stack([units.expand(row) for row in out])
-    return DPResult(expanded, value[np.arange(n_w), ends])
+    return DPResult(expanded, value[np.arange(n_w), ends], out)
 
 
 def _backtrack(back: IntArray, end: int) -> IntArray:
@@ -241,7 +259,7 @@ def viterbi_dwell(
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
     if n_units == 0:
-        return DPResult(np.zeros((n_w, 0), dtype=np.int64), np.zeros(n_w))
+        return _empty(n_w)
     _check_size(units, w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
@@ -285,7 +303,7 @@ def viterbi_dwell(
         ]
     )
     expanded = np.stack([units.expand(row) for row in out])
-    return DPResult(expanded, free[np.arange(n_w), ends])
+    return DPResult(expanded, free[np.arange(n_w), ends], out)
 
 
 def _backtrack_dwell(
@@ -350,32 +368,52 @@ class LagrangianResult:
     Attributes
     ----------
     bound : float
-        Best proven lower bound on the constrained optimum (``-inf`` if none).
+        Best proven lower bound on the constrained optimum.
     lambda_ho, lambda_mb : float
         Multipliers that gave it.
     plans : (P, S) int array
-        Every distinct plan the search met (feasible or not), for the caller to evaluate.
+        Every distinct plan the search met, feasible or not.
+    objective, handovers, sat_mb : (P,) arrays
+        Plain objective, switch count and satellite MB of each plan.
+    iterations : int
+        Cutting-plane iterations run.
     """
 
     bound: float
     lambda_ho: float
     lambda_mb: float
     plans: IntArray
+    objective: FloatArray
+    handovers: IntArray
+    sat_mb: FloatArray
+    iterations: int
+
+    def near_best(self, tolerance: float) -> IntArray:
+        """Indices of plans whose Lagrangian value at the best multipliers is within
+        ``tolerance`` (relative) of the bound: the plans an optimal mix is made of."""
+        c = self.objective + self.lambda_ho * self.handovers + self.lambda_mb * self.sat_mb
+        best = float(c.min(initial=np.inf))
+        return np.flatnonzero(c <= best + tolerance * max(abs(best), 1.0))
 
 
 def lagrangian_search(
     problem: HandoverProblem,
     units: Units,
     *,
-    dwell: bool,
-    rounds: int = 3,
-    grid: int = 6,
+    dwell: bool = False,
+    max_iter: int = 40,
+    tolerance: float = 1e-6,
+    deadline: float | None = None,
 ) -> LagrangianResult:
-    """Maximise the Lagrangian dual of the handover limit and satellite budget by grid refinement.
+    """Maximise the Lagrangian dual of the handover limit and satellite budget.
 
-    ``L(l_ho, l_mb) = min_plan objective + l_ho (H - K) + l_mb (MB - B)`` is a lower bound on the
-    constrained optimum for every ``l >= 0``, as long as the DP is exact over ``units`` for the
-    relaxed problem (run-compressed units without dwell; single segments with it).
+    ``L(l_ho, l_mb) = min over plans of objective + l_ho (H - K) + l_mb (MB - B)`` is a lower
+    bound on the constrained optimum for every ``l >= 0``, as long as the DP is exact over
+    ``units`` for the relaxed problem (run-compressed units without dwell; single segments with
+    it). ``L`` is concave and piecewise linear; Kelley's cutting-plane method maximises it: every
+    DP plan is a cut, a small LP over the cuts proposes the next multipliers (plus the midpoint
+    towards the best so far, for stability), until the LP's optimistic value meets the best
+    bound found.
 
     Parameters
     ----------
@@ -384,9 +422,13 @@ def lagrangian_search(
     units : Units
         Units the DP runs over.
     dwell : bool
-        Keep the minimum dwell in the DP (else it is relaxed, still a valid bound).
-    rounds, grid : int
-        Refinement rounds and grid points per multiplier per round.
+        Keep the minimum dwell in the DP (else it is relaxed: still a valid bound).
+    max_iter : int
+        Cutting-plane iterations at most.
+    tolerance : float
+        Stop when the LP's value is within this relative distance of the best bound.
+    deadline : float, optional
+        ``time.perf_counter()`` value at which to stop early.
 
     Examples
     --------
@@ -394,44 +436,84 @@ def lagrangian_search(
     'lagrangian_search'
     """
     c = problem.constraints
-    k_ho = float(c.max_handovers) if c.max_handovers is not None else None
-    b_mb = float(c.sat_budget_mb) if c.sat_budget_mb is not None else None
-    scale_ho = max(float(problem.switch_cost.max(initial=0.0)), problem.objective.drops, 1e-6)
-    scale_mb = max(problem.objective.sat_mb, 1e-6) * 10.0
-    axis_ho = _axis(k_ho is not None, scale_ho, grid)
-    axis_mb = _axis(b_mb is not None, scale_mb, grid)
-    best = (-_INF, 0.0, 0.0)
-    plans: list[IntArray] = []
-    for _ in range(rounds):
-        lam_ho, lam_mb = (a.ravel() for a in np.meshgrid(axis_ho, axis_mb, indexing="ij"))
-        result = _run(problem, units, Weights.of(1.0, lam_mb, lam_ho), dwell)
-        h, mb = _counts(problem, result.assignment)
-        # absent constraints keep a zero multiplier, so their terms vanish
-        bound = result.value - lam_ho * (k_ho or 0.0) - lam_mb * (b_mb or 0.0)
+    k_ho = float(c.max_handovers) if c.max_handovers is not None else 0.0
+    b_mb = float(c.sat_budget_mb) if c.sat_budget_mb is not None else 0.0
+    box = _box(problem, units)
+    cuts = _Cuts(k_ho, b_mb)
+    lam = np.zeros((1, 2))
+    best_l = (-_INF, 0.0, 0.0)
+    iterations = 0
+    for iterations in range(1, max_iter + 1):  # noqa: B007 (reported below)
+        result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell)
+        h, mb = _unit_counts(units, result.unit_assignment)
+        objective = result.value - lam[:, 0] * h - lam[:, 1] * mb
+        cuts.add(result.assignment, objective, h, mb)
+        bound = result.value - lam[:, 0] * k_ho - lam[:, 1] * b_mb
         k = int(np.argmax(bound))
-        if bound[k] > best[0]:
-            best = (float(bound[k]), float(lam_ho[k]), float(lam_mb[k]))
-        plans.extend(result.assignment)
-        axis_ho = _refine(axis_ho, best[1], grid) if k_ho is not None else axis_ho
-        axis_mb = _refine(axis_mb, best[2], grid) if b_mb is not None else axis_mb
-        log.debug("lagrangian round: bound %.6f at (%g, %g); h %s mb %s", *best, h, mb)
-    unique = np.unique(np.stack(plans), axis=0) if plans else np.zeros((0, problem.shape[0]))
-    return LagrangianResult(best[0], best[1], best[2], unique.astype(np.int64))
+        if bound[k] > best_l[0]:
+            best_l = (float(bound[k]), float(lam[k, 0]), float(lam[k, 1]))
+        proposal, optimistic = cuts.propose(box)
+        if optimistic - best_l[0] <= tolerance * max(1.0, abs(best_l[0])):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        centre = np.array([best_l[1], best_l[2]])
+        lam = np.stack([proposal, 0.5 * (proposal + centre)])
+    plans, objective, h, mb = cuts.arrays()
+    log.debug("lagrangian bound %.6f at %s after %d iterations", best_l[0], best_l[1:], iterations)
+    return LagrangianResult(best_l[0], best_l[1], best_l[2], plans, objective, h, mb, iterations)
 
 
-def _axis(active: bool, scale: float, grid: int) -> FloatArray:
-    if not active:
-        return np.zeros(1)
-    return np.concatenate([[0.0], scale * np.geomspace(1e-4, 10.0, grid - 1)])
+def _box(problem: HandoverProblem, units: Units) -> tuple[float, float]:
+    """Multipliers above these change nothing: no switch or MB can save more cost."""
+    c = problem.constraints
+    node = np.where(units.allowed, units.node_cost, np.nan)
+    spread = float(np.nansum(np.nanmax(node, axis=1) - np.nanmin(node, axis=1))) if len(units) else 0.0
+    most = spread + float(problem.switch_cost.max(initial=0.0)) + float(
+        units.entry_cost.max(initial=0.0)
+    ) + 1.0
+    positive = units.sat_mb[units.sat_mb > 0]
+    ho = most if c.max_handovers is not None else 0.0
+    mb = most / float(positive.min()) if c.sat_budget_mb is not None and positive.size else 0.0
+    return ho, mb
 
 
-def _refine(axis: FloatArray, centre: float, grid: int) -> FloatArray:
-    """A finer grid around ``centre`` between its neighbours on the current axis."""
-    below = axis[axis < centre]
-    above = axis[axis > centre]
-    lo = float(below.max()) if below.size else 0.0
-    hi = float(above.min()) if above.size else max(2.0 * centre, 1e-9)
-    return np.unique(np.concatenate([[centre], np.linspace(lo, hi, grid)]))
+class _Cuts:
+    """Plans met so far as cuts ``t <= objective + l_ho (H - K) + l_mb (MB - B)``."""
+
+    def __init__(self, k_ho: float, b_mb: float) -> None:
+        self.k_ho, self.b_mb = k_ho, b_mb
+        self.seen: dict[bytes, int] = {}
+        self.plans: list[IntArray] = []
+        self.rows: list[tuple[float, int, float]] = []
+
+    def add(self, plans: IntArray, objective: FloatArray, h: IntArray, mb: FloatArray) -> None:
+        for k in range(plans.shape[0]):
+            key = plans[k].tobytes()
+            if key not in self.seen:
+                self.seen[key] = len(self.plans)
+                self.plans.append(plans[k])
+                self.rows.append((float(objective[k]), int(h[k]), float(mb[k])))
+
+    def propose(self, box: tuple[float, float]) -> tuple[FloatArray, float]:
+        """Maximiser of the cutting-plane model over the box, and the model's value there."""
+        rows = np.asarray(self.rows)
+        # variables (l_ho, l_mb, t): maximise t subject to t - l.g_i <= objective_i
+        a_ub = np.column_stack(
+            [-(rows[:, 1] - self.k_ho), -(rows[:, 2] - self.b_mb), np.ones(len(rows))]
+        )
+        res = linprog(
+            c=[0.0, 0.0, -1.0], A_ub=a_ub, b_ub=rows[:, 0],
+            bounds=[(0.0, box[0]), (0.0, box[1]), (None, None)], method="highs",
+        )
+        if res.status != 0:  # cannot happen with a bounded box; fall back to the origin
+            return np.zeros(2), _INF
+        return np.asarray(res.x[:2], dtype=np.float64), float(-res.fun)
+
+    def arrays(self) -> tuple[IntArray, FloatArray, IntArray, FloatArray]:
+        rows = np.asarray(self.rows).reshape(-1, 3)
+        plans = np.stack(self.plans) if self.plans else np.zeros((0, 0), dtype=np.int64)
+        return plans, rows[:, 0], rows[:, 1].astype(np.int64), rows[:, 2]
 
 
 def _run(problem: HandoverProblem, units: Units, w: Weights, dwell: bool) -> DPResult:
@@ -441,10 +523,9 @@ def _run(problem: HandoverProblem, units: Units, w: Weights, dwell: bool) -> DPR
     return viterbi(units, problem.switch_cost, w)
 
 
-def _counts(problem: HandoverProblem, assignment: IntArray) -> tuple[IntArray, FloatArray]:
-    """Handovers and satellite MB of each plan in a ``(P, S)`` batch."""
-    a = np.atleast_2d(assignment)
+def _unit_counts(units: Units, unit_plans: IntArray) -> tuple[IntArray, FloatArray]:
+    """Handovers and satellite MB of each plan of a ``(P, U)`` batch of unit plans."""
+    a = np.atleast_2d(unit_plans)
     h = (a[:, 1:] != a[:, :-1]).sum(axis=1)
-    rows = np.arange(a.shape[1])
-    mb = problem.sat_mb[rows[None, :], a].sum(axis=1)
+    mb = units.sat_mb[np.arange(a.shape[1])[None, :], a].sum(axis=1)
     return h.astype(np.int64), mb

@@ -432,7 +432,9 @@ class Units:
         return bool((self.expand(a[self.start]) == a).all())
 
 
-def compress(problem: HandoverProblem, *, max_run: int | None = None) -> Units:
+def compress(
+    problem: HandoverProblem, *, max_run: int | None = None, cuts: IntArray | None = None
+) -> Units:
     """Merge runs of identical cost rows into units.
 
     Parameters
@@ -441,6 +443,8 @@ def compress(problem: HandoverProblem, *, max_run: int | None = None) -> Units:
         The request.
     max_run : int, optional
         Cap on segments per unit (finer units give constrained solvers room to place switches).
+    cuts : int array, optional
+        Extra segments where a unit must start (e.g. the switch points of a plan to hint with).
 
     Notes
     -----
@@ -466,14 +470,20 @@ def compress(problem: HandoverProblem, *, max_run: int | None = None) -> Units:
     if n_seg == 0 or not problem.triangle_ok:
         if not problem.triangle_ok:
             log.info("switch costs break the triangle inequality: no run compression")
-        return _units(problem, np.arange(n_seg))
+        return _units(problem, np.arange(n_seg, dtype=np.int64))
     changed = np.zeros(n_seg - 1, dtype=bool)
     for arr in (problem.node_cost, problem.entry_cost, problem.sat_mb, problem.allowed):
         changed |= (arr[1:] != arr[:-1]).any(axis=1)
     changes = np.flatnonzero(changed) + 1
     run_start = np.concatenate([[0], changes]).astype(np.int64)
     run_stop = np.concatenate([changes, [n_seg]]).astype(np.int64)
-    return _units(problem, _unit_starts(problem.entry_cost, run_start, run_stop, max_run))
+    starts = _unit_starts(problem.entry_cost, run_start, run_stop, max_run)
+    if cuts is not None and len(cuts):
+        extra = np.asarray(cuts, dtype=np.int64)
+        if extra.min() < 0 or extra.max() >= n_seg:
+            raise InvalidInputError("unit cuts must be segment indices", field="cuts")
+        starts = np.union1d(starts, extra).astype(np.int64)
+    return _units(problem, starts)
 
 
 def _unit_starts(

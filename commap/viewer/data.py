@@ -192,8 +192,8 @@ def plan_payload(
         if frame is None or frame.empty:
             continue
         records = pd.DataFrame(frame.drop(columns=frame.geometry.name)).to_dict("records")
-        for geom, props in zip(frame.geometry, records, strict=True):
-            props = {str(k): v for k, v in props.items()}
+        for geom, record in zip(frame.geometry, records, strict=True):
+            props: dict[str, Any] = {str(k): v for k, v in record.items()}
             props["layer"] = name
             if name == "route":
                 props["color"] = colors.get(str(props.get("network_id", "")), "#000000")

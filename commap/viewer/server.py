@@ -69,7 +69,7 @@ def find_leaflet_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     >>> find_leaflet_dir("/nonexistent")
     Traceback (most recent call last):
     ...
-    commap.errors.InvalidInputError: /nonexistent: no leaflet.js there; run `make setup` (npm ci) to install Leaflet
+    commap.errors.InvalidInputError: /nonexistent: no leaflet.js; run `make setup` to get Leaflet
     """
     if explicit is not None:
         candidates = [Path(explicit)]
@@ -82,7 +82,7 @@ def find_leaflet_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         if (path / "leaflet.js").is_file() and (path / "leaflet.css").is_file():
             return path.resolve()
     raise InvalidInputError(
-        f"{candidates[0]}: no leaflet.js there; run `make setup` (npm ci) to install Leaflet",
+        f"{candidates[0]}: no leaflet.js; run `make setup` to get Leaflet",
         field="leaflet_dir",
     )
 
@@ -101,10 +101,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         viewer = self.server.viewer
         url = urlsplit(self.path)
         status, body, ctype = viewer.respond(url.path, parse_qs(url.query))
@@ -183,7 +183,7 @@ class ViewerServer:
     ) -> None:
         if not _is_loopback(host):
             raise InvalidInputError(
-                f"viewer host {host!r} is not a loopback address; the viewer serves 127.0.0.1 only",
+                f"host {host!r} is not a loopback address (127.0.0.1 only)",
                 field="host",
             )
         if not (0 <= int(port) <= 65535):
@@ -213,7 +213,8 @@ class ViewerServer:
     @property
     def url(self) -> str:
         """The page's address."""
-        return f"http://{self._httpd.server_address[0]}:{self.port}/"
+        host = str(self._httpd.server_address[0])
+        return f"http://{host}:{self.port}/"
 
     def start(self) -> ViewerServer:
         """Serve in a background (daemon) thread; returns ``self``."""
@@ -232,7 +233,8 @@ class ViewerServer:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._httpd.shutdown() if self._thread is not None else None
+        if self._thread is not None:  # shutdown() blocks unless serve_forever is running
+            self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

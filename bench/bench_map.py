@@ -1,0 +1,100 @@
+"""Map-core benchmarks: building the default map, and the quality matrix of a 100 km corridor.
+
+Targets (issue "Communication map core"): quality matrix for 2,000 segments x all networks
+(satellites included) in under 1 s on one core; the default map built in under 2 minutes.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from commap.comm_map import CommMap, build_map
+from commap.corridor import Corridor, Route, cut
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "maps" / "andorra" / "map.toml"
+# A tour of the Andorran valleys, chained into one long drive (lat, lon).
+TOUR = [
+    (42.5063, 1.5218),  # Andorra la Vella
+    (42.5430, 1.7330),  # Pas de la Casa
+    (42.5580, 1.5170),  # La Massana / Ordino valley
+    (42.4640, 1.4930),  # Sant Julià de Lòria
+    (42.5680, 1.6050),  # Canillo
+    (42.5063, 1.5218),
+]
+
+
+def _chain(cmap: CommMap) -> Route:
+    legs = [cmap.routes((a[1], a[0]), (b[1], b[0]))[0] for a, b in zip(TOUR, TOUR[1:], strict=False)]
+    lon = np.concatenate([leg.lon if i == 0 else leg.lon[1:] for i, leg in enumerate(legs)])
+    lat = np.concatenate([leg.lat if i == 0 else leg.lat[1:] for i, leg in enumerate(legs)])
+    return Route(
+        lon=lon,
+        lat=lat,
+        speed_mps=np.concatenate([leg.speed_mps for leg in legs]),
+        in_tunnel=np.concatenate([leg.in_tunnel for leg in legs]),
+        on_bridge=np.concatenate([leg.on_bridge for leg in legs]),
+        name="andorra tour",
+    )
+
+
+def _first(corridor: Corridor, n: int) -> Corridor:
+    fields = {
+        name: getattr(corridor, name)[:n]
+        for name in (
+            "lon", "lat", "distance_m", "length_m", "eta_s", "duration_s", "speed_mps",
+            "in_tunnel", "on_bridge", "under_bridge",
+        )
+    }
+    return Corridor(**fields, departure_s=corridor.departure_s)
+
+
+def run() -> dict[str, float | str]:
+    """Build the default map once, then time the 2,000-segment quality matrix."""
+    figures: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        build_map(SPEC, Path(tmp) / "built")
+        figures["build_default_map_s"] = round(time.perf_counter() - start, 2)
+        cmap = CommMap.load(Path(tmp) / "built")
+        route = _chain(cmap)
+        corridor = cut(route, segment_m=50.0, departure_s=cmap.default_departure_s)
+        laps = 1 + 2000 // max(len(corridor), 1)
+        if laps > 1:  # repeat the tour until it is long enough
+            corridor = cut(
+                Route(
+                    lon=np.tile(route.lon, laps), lat=np.tile(route.lat, laps),
+                    speed_mps=np.concatenate([np.append(route.speed_mps, 13.9)] * laps)[:-1],
+                    in_tunnel=np.concatenate([np.append(route.in_tunnel, False)] * laps)[:-1],
+                    on_bridge=np.concatenate([np.append(route.on_bridge, False)] * laps)[:-1],
+                ),
+                segment_m=50.0,
+                departure_s=cmap.default_departure_s,
+            )
+        corridor = _first(corridor, 2000)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            qm = cmap.quality(corridor)
+            times.append(time.perf_counter() - start)
+        figures["quality_matrix_segments"] = qm.shape[0]
+        figures["quality_matrix_networks"] = qm.shape[1]
+        figures["quality_matrix_km"] = round(corridor.total_length_m / 1000, 1)
+        figures["quality_matrix_median_s"] = round(statistics.median(times), 3)
+        per_layer = {}
+        for nid, layer in cmap.layers.items():
+            lap = []
+            for _ in range(3):
+                start = time.perf_counter()
+                layer.sample(corridor.lon, corridor.lat, corridor.t_s,
+                             in_tunnel=corridor.in_tunnel, under_bridge=corridor.under_bridge)
+                lap.append(time.perf_counter() - start)
+            per_layer[nid] = statistics.median(lap)
+        for nid, seconds in per_layer.items():
+            figures[f"layer_{nid}_median_s"] = round(seconds, 4)
+    return figures

@@ -1,0 +1,496 @@
+"""Plans: the network per segment, handover events, totals, solver report, and their files.
+
+:func:`solve` runs the right solver for a :class:`~commap.plan.problem.HandoverProblem` (the
+exact DP when there is no global constraint, CP-SAT otherwise), sends the result through the
+independent evaluator and wraps it in a :class:`Plan`. :func:`plan_route` builds the problem
+first. :func:`write_plan` writes JSON, GeoJSON (EPSG:4326) or a GeoPackage (layers
+``stretches`` and ``handovers``), atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from commap.corridor import Corridor
+from commap.errors import CommapError, InvalidInputError
+from commap.link import AppProfile, LinkModel, Objective
+from commap.networks import NetworkCatalogue
+from commap.plan.cpsat import solve_cpsat
+from commap.plan.dp import solve_dp
+from commap.plan.evaluate import Evaluation, evaluate
+from commap.plan.problem import Constraints, HandoverProblem
+from commap.quality import Provenance, QualityMatrix
+
+__all__ = [
+    "SOLVERS",
+    "Handover",
+    "Plan",
+    "PlanTotals",
+    "SolverReport",
+    "make_plan",
+    "plan_route",
+    "solve",
+    "write_plan",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+SOLVERS = ("auto", "dp", "cpsat")
+_FORMAT = "commap-plan/1"
+
+
+@dataclass(frozen=True)
+class Handover:
+    """One planned switch, at the start of segment ``segment``.
+
+    ``lat``/``lon`` (WGS84) is the boundary between the two segments, ``distance_m`` and
+    ``eta_s`` are measured from the route start and the departure.
+    """
+
+    segment: int
+    lat: float
+    lon: float
+    distance_m: float
+    eta_s: float
+    from_network: str
+    to_network: str
+    kind: str
+    failure_prob: float
+    interruption_s: float
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    """How the plan was made and how good it is proven to be.
+
+    ``status`` is ``OPTIMAL`` or ``FEASIBLE``; ``gap`` is ``(objective - bound) / objective``.
+    """
+
+    name: str
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    time_s: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PlanTotals:
+    """Route totals of a plan (see :class:`commap.plan.evaluate.Evaluation`)."""
+
+    cost: float
+    expected_drops: float
+    outage_drops: float
+    handover_drops: float
+    handovers: int
+    handovers_by_kind: dict[str, int]
+    outage_s: float
+    interruption_s: float
+    sat_mb: float
+    latency_violation_s: float
+    time_share: dict[str, float]
+    length_m: float
+    duration_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A network per segment, its handovers, totals and the solver's report.
+
+    Per-segment arrays (one entry per corridor segment): ``assignment`` (network column),
+    ``lon``/``lat`` (segment centres, WGS84), ``distance_m``, ``length_m``, ``eta_s``,
+    ``duration_s``, ``provenance`` (of the chosen network's quality, :class:`Provenance` codes)
+    and ``outage_risk`` (drop probability of the chosen network in the segment).
+    """
+
+    network_ids: tuple[str, ...]
+    assignment: IntArray
+    lon: FloatArray
+    lat: FloatArray
+    distance_m: FloatArray
+    length_m: FloatArray
+    eta_s: FloatArray
+    duration_s: FloatArray
+    provenance: NDArray[np.int8]
+    outage_risk: FloatArray
+    handovers: tuple[Handover, ...]
+    totals: PlanTotals
+    solver: SolverReport
+    app: str
+    departure_s: float
+    constraints: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.assignment.shape[0])
+
+    @property
+    def segment_networks(self) -> list[str]:
+        """Network id of every segment."""
+        return [self.network_ids[i] for i in self.assignment.tolist()]
+
+    def stretches(self) -> Iterator[tuple[int, int, str]]:
+        """``(start, stop, network_id)`` of each run of segments on one network.
+
+        Examples
+        --------
+        >>> list(_empty_plan().stretches())
+        []
+        """
+        a = self.assignment
+        if a.size == 0:
+            return
+        starts = np.concatenate([[0], np.flatnonzero(a[1:] != a[:-1]) + 1])
+        stops = np.concatenate([starts[1:], [a.size]])
+        for s, e in zip(starts.tolist(), stops.tolist(), strict=True):
+            yield s, e, self.network_ids[int(a[s])]
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (NaN becomes null).
+
+        Examples
+        --------
+        >>> _empty_plan().to_dict()["segments"]["network_id"]
+        []
+        """
+        payload = {
+            "format": _FORMAT,
+            "app": self.app,
+            "departure_s": self.departure_s,
+            "network_ids": list(self.network_ids),
+            "constraints": self.constraints,
+            "solver": asdict(self.solver),
+            "totals": asdict(self.totals),
+            "handovers": [asdict(h) for h in self.handovers],
+            "segments": {
+                "network_id": self.segment_networks,
+                "provenance": [Provenance(int(p)).name.lower() for p in self.provenance],
+                "outage_risk": self.outage_risk.tolist(),
+                "lon": self.lon.tolist(),
+                "lat": self.lat.tolist(),
+                "distance_m": self.distance_m.tolist(),
+                "length_m": self.length_m.tolist(),
+                "eta_s": self.eta_s.tolist(),
+                "duration_s": self.duration_s.tolist(),
+            },
+        }
+        return _json_safe(payload)
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The plan as JSON text (:meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_geojson(self) -> dict[str, Any]:
+        """GeoJSON FeatureCollection (EPSG:4326): one LineString per stretch on one network,
+        one Point per handover; totals and solver report as a ``commap`` foreign member.
+
+        Examples
+        --------
+        >>> _empty_plan().to_geojson()["features"]
+        []
+        """
+        features = [self._stretch_feature(s, e, nid) for s, e, nid in self.stretches()]
+        features += [_handover_feature(h) for h in self.handovers]
+        meta = {"totals": asdict(self.totals), "solver": asdict(self.solver), "app": self.app}
+        return _json_safe({"type": "FeatureCollection", "features": features, "commap": meta})
+
+    def _boundary(self, i: int) -> list[float]:
+        """Position of the boundary before segment ``i`` (midpoint of the two centres)."""
+        return [
+            float((self.lon[i - 1] + self.lon[i]) / 2.0),
+            float((self.lat[i - 1] + self.lat[i]) / 2.0),
+        ]
+
+    def _stretch_feature(self, start: int, stop: int, network_id: str) -> dict[str, Any]:
+        coords = [[float(x), float(y)] for x, y in zip(self.lon[start:stop], self.lat[start:stop],
+                                                       strict=True)]
+        if start > 0:
+            coords.insert(0, self._boundary(start))
+        if stop < len(self):
+            coords.append(self._boundary(stop))
+        if len(coords) < 2:
+            coords.append(coords[0])  # a one-segment route: a degenerate but valid line
+        end = stop - 1
+        props = {
+            "feature": "stretch",
+            "network_id": network_id,
+            "start_segment": start,
+            "end_segment": end,
+            "start_distance_m": float(self.distance_m[start]),
+            "end_distance_m": float(self.distance_m[end] + self.length_m[end]),
+            "start_eta_s": float(self.eta_s[start]),
+            "end_eta_s": float(self.eta_s[end] + self.duration_s[end]),
+            "length_m": float(self.length_m[start:stop].sum()),
+            "duration_s": float(self.duration_s[start:stop].sum()),
+            "expected_drops": float(self.outage_risk[start:stop].sum()),
+            "max_outage_risk": float(self.outage_risk[start:stop].max()),
+            "measured_share": float(
+                (self.provenance[start:stop] == int(Provenance.MEASURED)).mean()
+            ),
+        }
+        return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
+                "properties": props}
+
+
+def _handover_feature(h: Handover) -> dict[str, Any]:
+    props = {"feature": "handover", **asdict(h)}
+    props.pop("lat")
+    props.pop("lon")
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [h.lon, h.lat]},
+            "properties": props}
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _empty_plan() -> Plan:
+    """A plan of zero segments (doctest helper)."""
+    z = np.zeros(0)
+    totals = PlanTotals(0.0, 0.0, 0.0, 0.0, 0, {}, 0.0, 0.0, 0.0, 0.0, {}, 0.0, 0.0)
+    return Plan(("a",), np.zeros(0, np.int64), z, z, z, z, z, z, np.zeros(0, np.int8), z, (),
+                totals, SolverReport("dp", "OPTIMAL", 0.0, 0.0, 0.0, 0.0), "telemetry", 0.0)
+
+
+# -- building plans -----------------------------------------------------------------------------
+def make_plan(problem: HandoverProblem, assignment: IntArray, report: SolverReport) -> Plan:
+    """Wrap an assignment into a :class:`Plan`, scored by the independent evaluator.
+
+    Raises
+    ------
+    CommapError
+        If the evaluator finds a broken constraint (a solver bug, never a user error).
+    """
+    ev = evaluate(problem, assignment)
+    if ev.violations:
+        raise CommapError(
+            f"internal error: {report.name} produced a plan that breaks constraints: "
+            + "; ".join(ev.violations)
+        )
+    a = np.asarray(assignment, dtype=np.int64)
+    cor = problem.corridor
+    rows = np.arange(a.size)
+    return Plan(
+        network_ids=problem.network_ids,
+        assignment=a,
+        lon=np.asarray(cor.lon, dtype=np.float64),
+        lat=np.asarray(cor.lat, dtype=np.float64),
+        distance_m=np.asarray(cor.distance_m, dtype=np.float64),
+        length_m=np.asarray(cor.length_m, dtype=np.float64),
+        eta_s=np.asarray(cor.eta_s, dtype=np.float64),
+        duration_s=np.asarray(cor.duration_s, dtype=np.float64),
+        provenance=problem.provenance[rows, a].astype(np.int8),
+        outage_risk=problem.drop_prob[rows, a],
+        handovers=_handovers(problem, a, ev),
+        totals=_totals(problem, ev),
+        solver=report,
+        app=problem.app.name,
+        departure_s=float(cor.departure_s),
+        constraints=_constraints_dict(problem.constraints),
+    )
+
+
+def _handovers(problem: HandoverProblem, a: IntArray, ev: Evaluation) -> tuple[Handover, ...]:
+    cor, ids, table = problem.corridor, problem.network_ids, problem.switch
+    gain = problem.link.target_outage_failure_gain
+    out = []
+    for i in ev.switch_at.tolist():
+        m, n = int(a[i - 1]), int(a[i])
+        out.append(
+            Handover(
+                segment=i,
+                lat=float((cor.lat[i - 1] + cor.lat[i]) / 2.0),
+                lon=float((cor.lon[i - 1] + cor.lon[i]) / 2.0),
+                distance_m=float(cor.distance_m[i]),
+                eta_s=float(cor.eta_s[i]),
+                from_network=ids[m],
+                to_network=ids[n],
+                kind=table.kind(m, n).value,
+                failure_prob=float(table.failure_prob[m, n] + gain * problem.point_outage[i, n]),
+                interruption_s=float(table.interruption_s[m, n]),
+            )
+        )
+    return tuple(out)
+
+
+def _totals(problem: HandoverProblem, ev: Evaluation) -> PlanTotals:
+    return PlanTotals(
+        cost=ev.cost,
+        expected_drops=ev.expected_drops,
+        outage_drops=ev.outage_drops,
+        handover_drops=ev.handover_drops,
+        handovers=ev.handovers,
+        handovers_by_kind=dict(ev.handovers_by_kind),
+        outage_s=ev.outage_s,
+        interruption_s=ev.interruption_s,
+        sat_mb=ev.sat_mb,
+        latency_violation_s=ev.latency_violation_s,
+        time_share=dict(ev.time_share),
+        length_m=problem.corridor.total_length_m if len(problem.corridor) else 0.0,
+        duration_s=problem.corridor.total_duration_s if len(problem.corridor) else 0.0,
+    )
+
+
+def _constraints_dict(c: Constraints) -> dict[str, Any]:
+    return {k: v for k, v in asdict(c).items() if v is not None}
+
+
+def solve(
+    problem: HandoverProblem,
+    *,
+    solver: str = "auto",
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+    num_workers: int | None = None,
+    gap_limit: float = 1e-3,
+) -> Plan:
+    """Plan a prepared problem.
+
+    Parameters
+    ----------
+    problem : HandoverProblem
+        Costs and constraints.
+    solver : {"auto", "dp", "cpsat"}
+        ``auto``: the exact DP without global constraints (handover limit, satellite budget),
+        CP-SAT with them.
+    time_limit_s, seed, num_workers, gap_limit
+        CP-SAT settings (see :func:`commap.plan.cpsat.solve_cpsat`).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown solver, or ``dp`` with a global constraint.
+    NoFeasiblePlanError
+        The constraints cannot be met (``constraint`` says which).
+    SolverTimeoutError
+        CP-SAT found no plan within the time limit.
+    """
+    if solver not in SOLVERS:
+        raise InvalidInputError(
+            f"unknown solver {solver!r}; expected one of {', '.join(SOLVERS)}", field="solver"
+        )
+    start = time.perf_counter()
+    if solver == "dp" or (solver == "auto" and not problem.constraints.is_global):
+        assignment = solve_dp(problem).assignment[0]
+        cost = evaluate(problem, assignment).cost
+        report = SolverReport("dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start,
+                              "exact Viterbi")
+        return make_plan(problem, assignment, report)
+    res = solve_cpsat(
+        problem, time_limit_s=time_limit_s, seed=seed, num_workers=num_workers,
+        gap_limit=gap_limit,
+    )
+    detail = f"plan from {res.source}; cp-sat {res.cp_status} over {res.units} units"
+    report = SolverReport("cp-sat", res.status, res.cost, res.bound, res.gap,
+                          time.perf_counter() - start, detail)
+    log.info("plan %s: cost %.6g, bound %.6g, gap %.2e", res.status, res.cost, res.bound, res.gap)
+    return make_plan(problem, res.assignment, report)
+
+
+def plan_route(
+    corridor: Corridor,
+    matrix: QualityMatrix,
+    catalogue: NetworkCatalogue,
+    *,
+    link: LinkModel | None = None,
+    app: AppProfile | str = "telemetry",
+    objective: Objective | None = None,
+    constraints: Constraints | None = None,
+    solver: str = "auto",
+    time_limit_s: float = 10.0,
+    seed: int = 0,
+) -> Plan:
+    """Build the problem for a corridor and plan it (:func:`solve`).
+
+    Examples
+    --------
+    >>> plan_route.__name__
+    'plan_route'
+    """
+    problem = HandoverProblem.build(
+        corridor, matrix, catalogue, link=link, app=app, objective=objective,
+        constraints=constraints,
+    )
+    return solve(problem, solver=solver, time_limit_s=time_limit_s, seed=seed)
+
+
+# -- files --------------------------------------------------------------------------------------
+def write_plan(plan: Plan, path: str | Path) -> Path:
+    """Write ``plan`` to ``path``; the suffix picks the format (.json, .geojson, .gpkg).
+
+    The file appears whole or not at all (written beside, then renamed).
+
+    Raises
+    ------
+    InvalidInputError
+        For another suffix.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix not in (".json", ".geojson", ".gpkg"):
+        raise InvalidInputError(
+            f"{target}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="out"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if suffix == ".json":
+            tmp.write_text(plan.to_json(indent=1) + "\n", encoding="utf-8")
+        elif suffix == ".geojson":
+            tmp.write_text(json.dumps(plan.to_geojson(), allow_nan=False) + "\n", encoding="utf-8")
+        else:
+            tmp.unlink()  # the GeoPackage driver wants to create the file itself
+            _write_gpkg(plan, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _write_gpkg(plan: Plan, path: Path) -> None:
+    import geopandas as gpd
+    from shapely.geometry import shape
+
+    collection = plan.to_geojson()
+    for layer, kind, geom_type in (
+        ("stretches", "stretch", "LineString"),
+        ("handovers", "handover", "Point"),
+    ):
+        feats = [f for f in collection["features"] if f["properties"]["feature"] == kind]
+        frame = gpd.GeoDataFrame(
+            [{k: _gpkg_value(v) for k, v in f["properties"].items()} for f in feats],
+            geometry=[shape(f["geometry"]) for f in feats],
+            crs="EPSG:4326",
+        )
+        frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio", geometry_type=geom_type)
+
+
+def _gpkg_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value

@@ -1,0 +1,378 @@
+"""Handover policies scored by the drive simulator on identical truth.
+
+* :class:`A3Policy` -- the **reactive 3GPP baseline**. On a terrestrial network it runs the A3
+  event (L3-filtered RSRP, hysteresis, time-to-trigger) among the networks of its serving
+  operator (intra-operator handovers only). It changes operator, or goes to a satellite, only
+  after a failure: network selection then tries the failed network's operator, the home
+  operator, the other terrestrial operators (best SINR), and last the satellites (lowest latency
+  first). Away from home it looks for the home operator every ``return_home_s`` (3GPP
+  higher-priority PLMN search, 6 min by default; TS 23.122) and returns when a home network is
+  suitable. ``a3_default`` is 3 dB / 256 ms; ``a3_tuned`` is the best of a hysteresis x TTT
+  sweep (:data:`A3_SWEEP`).
+* :class:`GreedyPolicy` -- always the best L3-filtered SINR among the suitable networks, no
+  hysteresis.
+* :class:`StickyPolicy` -- stays until a failure, then takes the best suitable network.
+* :class:`PlanPolicy` -- executes a plan (network per corridor segment): switches at the planned
+  points (the first step of each planned run), whatever the radio says. After a failure it
+  re-attaches to the planned network if suitable, else to the best suitable one, and comes
+  back to the plan when the planned network is ``rejoin_margin_db`` above Qin after a
+  ``min_dwell_s`` dwell (or at the next planned switch). ``commap`` executes the plan made on
+  the planner's map, ``oracle`` the plan made on the truth.
+
+"Suitable" is the UE's L1 SINR at or above Qin: policies see measurements, never the truth.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from commap.errors import InvalidInputError
+from commap.networks import NetworkKind
+from commap.sim.a3 import A3Params, A3Trigger
+from commap.sim.drive import DriveContext, Policy, next_true
+
+__all__ = [
+    "A3_DEFAULT",
+    "A3_SWEEP",
+    "POLICY_NAMES",
+    "A3Policy",
+    "GreedyPolicy",
+    "PlanPolicy",
+    "StickyPolicy",
+    "home_operator",
+]
+
+IntArray = NDArray[np.int64]
+
+POLICY_NAMES: tuple[str, ...] = ("a3_default", "a3_tuned", "greedy", "sticky", "commap", "oracle")
+A3_DEFAULT = A3Params()  # hysteresis 3 dB, TTT 256 ms, L1 200 ms, L3 k = 4 (DESIGN.md)
+# Sweep of the tuned baseline: RRC hysteresis values x RRC time-to-trigger values.
+A3_SWEEP: tuple[A3Params, ...] = tuple(
+    A3Params(hysteresis_db=h, ttt_s=t)
+    for h in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
+    for t in (0.0, 0.128, 0.256, 0.512, 1.024, 2.56)
+)
+_KIND_RANK = {NetworkKind.TERRESTRIAL: 0, NetworkKind.LEO: 1, NetworkKind.GEO: 2}
+
+
+def home_operator(ctx: DriveContext) -> str:
+    """The operator of the first terrestrial network (else of the first network).
+
+    Examples
+    --------
+    >>> home_operator.__name__
+    'home_operator'
+    """
+    for net in ctx.networks:
+        if not net.is_satellite:
+            return net.operator
+    if not ctx.networks:
+        raise InvalidInputError("no networks to drive on", field="networks")
+    return ctx.networks[0].operator
+
+
+def _best(values: NDArray[np.float64], candidates: Sequence[int]) -> int:
+    """Candidate with the highest finite value (-1 if none)."""
+    best, best_value = -1, -math.inf
+    for c in candidates:
+        v = float(values[c])
+        if math.isfinite(v) and v > best_value:
+            best, best_value = c, v
+    return best
+
+
+class _BestSuitable:
+    """Per step: the suitable network with the best L3 SINR (-1 where none)."""
+
+    def __init__(self, ctx: DriveContext) -> None:
+        m = ctx.measurements
+        score = np.where(m.suitable, np.nan_to_num(m.l3_sinr_db, nan=-np.inf), -np.inf)
+        choice = np.argmax(score, axis=1).astype(np.int64) if score.size else np.zeros(0, np.int64)
+        self.choice = np.where(m.suitable.any(axis=1), choice, -1)
+        self._next_other: dict[int, IntArray] = {}
+
+    def next_other(self, serving: int) -> IntArray:
+        """``(T + 1,)``: next step whose best suitable network is another one than ``serving``."""
+        if serving not in self._next_other:
+            self._next_other[serving] = next_true((self.choice != serving) & (self.choice >= 0))
+        return self._next_other[serving]
+
+
+class A3Policy(Policy):
+    """Reactive 3GPP baseline (see module docstring).
+
+    Examples
+    --------
+    >>> A3Policy().name, A3Policy(A3Params(hysteresis_db=1.0), name="x").params.hysteresis_db
+    ('a3_default', 1.0)
+    """
+
+    def __init__(
+        self,
+        params: A3Params = A3_DEFAULT,
+        *,
+        name: str = "a3_default",
+        home: str | None = None,
+        return_home_s: float = 360.0,
+    ) -> None:
+        if not return_home_s > 0:
+            raise InvalidInputError("return_home_s must be > 0", field="return_home_s")
+        self.params = params
+        self.name = name
+        self.home = home
+        self.return_home_s = return_home_s
+
+    def bind(self, ctx: DriveContext) -> None:
+        """Precompute per-operator candidate sets and masked RSRP."""
+        super().bind(ctx)
+        self.home = self.home or home_operator(ctx)
+        self.trigger = A3Trigger(self.params, step_s=ctx.config.step_s)
+        self.groups: dict[str, tuple[int, ...]] = {}
+        for j, net in enumerate(ctx.networks):
+            if not net.is_satellite:
+                self.groups.setdefault(net.operator, ())
+                self.groups[net.operator] += (j,)
+        rsrp = ctx.measurements.l3_rsrp_dbm
+        self.values: dict[str, NDArray[np.float64]] = {}
+        for op, cols in self.groups.items():
+            masked = np.full_like(rsrp, np.nan)
+            masked[:, cols] = rsrp[:, cols]
+            self.values[op] = masked
+        self.period_steps = max(1, round(self.return_home_s / ctx.config.step_s))
+        self.next_home_check = ctx.n_steps
+
+    def start(self) -> int:
+        """Best suitable network by the selection order (home first)."""
+        return self._select(0, -1)
+
+    def _select(self, k: int, failed: int) -> int:
+        nets = self.ctx.networks
+        m = self.ctx.measurements
+        suitable = np.flatnonzero(m.suitable[k]).tolist()
+        if not suitable:
+            return -1
+        ops: list[str] = []
+        if failed >= 0 and not nets[failed].is_satellite:
+            ops.append(nets[failed].operator)
+        if self.home is not None and self.home not in ops:
+            ops.append(self.home)
+        for op in ops:
+            choice = _best(m.l3_rsrp_dbm[k], [c for c in suitable if nets[c].operator == op
+                                             and not nets[c].is_satellite])
+            if choice >= 0:
+                return choice
+        terrestrial = [c for c in suitable if not nets[c].is_satellite]
+        if terrestrial:
+            return _best(m.l3_sinr_db[k], terrestrial)
+        rank = min(_KIND_RANK[nets[c].kind] for c in suitable)
+        tier = [c for c in suitable if _KIND_RANK[nets[c].kind] == rank]
+        fastest = min(nets[c].latency_ms for c in tier)
+        return _best(m.l3_sinr_db[k], [c for c in tier if nets[c].latency_ms == fastest])
+
+    def decide(self, k: int, serving: int) -> int | None:
+        """A3 within the serving operator; the periodic search for home when away."""
+        net = self.ctx.networks[serving]
+        if k >= self.next_home_check:
+            self.next_home_check += self.period_steps
+            home = self._best_home(k)
+            if home >= 0:
+                return home
+        if net.is_satellite:
+            return None
+        return self.trigger.step(k, serving, self.values[net.operator][k])
+
+    def _best_home(self, k: int) -> int:
+        m = self.ctx.measurements
+        cols = [c for c in self.groups.get(self.home or "", ()) if m.suitable[k, c]]
+        return _best(m.l3_rsrp_dbm[k], cols)
+
+    def next_check(self, k: int, serving: int) -> int:
+        """Running TTT: now; else the next A3 entering step or the next search for home."""
+        if self.trigger.running:
+            return k
+        net = self.ctx.networks[serving]
+        nxt = self.next_home_check
+        if not net.is_satellite:
+            margin = self.params.hysteresis_db + self.params.offset_db
+            entering = self.ctx.measurements.next_entering(serving, margin,
+                                                           self.groups[net.operator])
+            nxt = min(nxt, int(entering[k]))
+        return max(nxt, k)
+
+    def recover(self, k: int, failed: int) -> int:
+        """Network selection after a failure (see module docstring)."""
+        return self._select(k, failed)
+
+    def on_connect(self, k: int, network: int) -> None:
+        """Reset TTT timers; schedule the search for home when away from it."""
+        self.trigger.reset()
+        away = self.ctx.networks[network].operator != self.home
+        self.next_home_check = k + self.period_steps if away else self.ctx.n_steps
+
+
+class GreedyPolicy(Policy):
+    """Always the best L3 SINR among suitable networks (no hysteresis, no TTT).
+
+    Examples
+    --------
+    >>> GreedyPolicy().name
+    'greedy'
+    """
+
+    name = "greedy"
+
+    def bind(self, ctx: DriveContext) -> None:
+        """Precompute the best suitable network per step."""
+        super().bind(ctx)
+        self.best = _BestSuitable(ctx)
+
+    def start(self) -> int:
+        """Best suitable network at step 0."""
+        return int(self.best.choice[0])
+
+    def decide(self, k: int, serving: int) -> int | None:
+        """The best suitable network when it beats the serving one."""
+        c = int(self.best.choice[k])
+        l3 = self.ctx.measurements.l3_sinr_db[k]
+        if c >= 0 and c != serving and not l3[serving] >= l3[c]:
+            return c
+        return None
+
+    def next_check(self, k: int, serving: int) -> int:
+        """Next step where another network is the best suitable one."""
+        return int(self.best.next_other(serving)[k])
+
+    def recover(self, k: int, failed: int) -> int:
+        """Best suitable network now."""
+        return int(self.best.choice[k])
+
+
+class StickyPolicy(Policy):
+    """Stay until a failure, then take the best suitable network.
+
+    Examples
+    --------
+    >>> StickyPolicy().name
+    'sticky'
+    """
+
+    name = "sticky"
+
+    def bind(self, ctx: DriveContext) -> None:
+        """Precompute the best suitable network per step."""
+        super().bind(ctx)
+        self.best = _BestSuitable(ctx)
+
+    def start(self) -> int:
+        """Best suitable network at step 0."""
+        return int(self.best.choice[0])
+
+    def recover(self, k: int, failed: int) -> int:
+        """Best suitable network now."""
+        return int(self.best.choice[k])
+
+
+class PlanPolicy(Policy):
+    """Execute a plan: network per corridor segment (see module docstring).
+
+    Parameters
+    ----------
+    assignment : (S,) int array
+        Network column per corridor segment.
+    name : str
+        ``"commap"`` or ``"oracle"``.
+    min_dwell_s : float
+        Time on a recovery network before coming back to the plan.
+    rejoin_margin_db : float
+        L3 SINR margin over Qin the planned network needs before coming back to it.
+
+    Examples
+    --------
+    >>> PlanPolicy(np.array([0, 0, 1]), name="commap").name
+    'commap'
+    """
+
+    def __init__(
+        self,
+        assignment: Sequence[int] | IntArray,
+        *,
+        name: str = "commap",
+        min_dwell_s: float = 5.0,
+        rejoin_margin_db: float = 3.0,
+    ) -> None:
+        self.assignment = np.asarray(assignment, dtype=np.int64)
+        if self.assignment.ndim != 1 or self.assignment.size == 0:
+            raise InvalidInputError("a plan needs one network per segment", field="assignment")
+        self.name = name
+        self.min_dwell_s = min_dwell_s
+        self.rejoin_margin_db = rejoin_margin_db
+
+    def bind(self, ctx: DriveContext) -> None:
+        """Map the plan onto the steps."""
+        super().bind(ctx)
+        segment = ctx.truth.segment
+        if int(segment.max(initial=0)) >= self.assignment.size:
+            raise InvalidInputError(
+                f"plan has {self.assignment.size} segments, the truth needs "
+                f"{int(segment.max()) + 1}",
+                field="assignment",
+            )
+        if int(self.assignment.max()) >= len(ctx.networks) or int(self.assignment.min()) < 0:
+            raise InvalidInputError("plan names a network column that does not exist")
+        self.plan = self.assignment[segment]
+        change = np.concatenate(([True], self.plan[1:] != self.plan[:-1]))
+        self.run_id = np.cumsum(change) - 1
+        self.run_start = np.flatnonzero(change)
+        m = ctx.measurements
+        rows = np.arange(self.plan.size)
+        ok = m.l3_sinr_db[rows, self.plan] >= ctx.config.qin_sinr_db + self.rejoin_margin_db
+        self.next_plan_ok = next_true(ok & m.suitable[rows, self.plan])
+        self.best = _BestSuitable(ctx)
+        self.dwell_steps = max(0, math.ceil(self.min_dwell_s / ctx.config.step_s - 1e-9))
+        self.handled = -1
+        self.off_since = -1
+
+    def start(self) -> int:
+        """The planned network at step 0."""
+        self.handled = 0
+        return int(self.plan[0])
+
+    def decide(self, k: int, serving: int) -> int | None:
+        """The planned switch at the start of each planned run; rejoin the plan after recovery."""
+        desired = int(self.plan[k])
+        rid = int(self.run_id[k])
+        if rid != self.handled:
+            self.handled = rid
+            return desired if desired != serving else None
+        if serving != desired and k >= self.off_since + self.dwell_steps:
+            if int(self.next_plan_ok[k]) == k:
+                return desired
+        return None
+
+    def next_check(self, k: int, serving: int) -> int:
+        """The next planned switch (or the next chance to rejoin the plan)."""
+        rid = int(self.run_id[k])
+        if rid != self.handled:
+            return k
+        nxt = int(self.run_start[rid + 1]) if rid + 1 < self.run_start.size else self.ctx.n_steps
+        if serving != int(self.plan[k]):
+            earliest = min(max(k, self.off_since + self.dwell_steps), self.ctx.n_steps)
+            nxt = min(nxt, int(self.next_plan_ok[earliest]))
+        return nxt
+
+    def recover(self, k: int, failed: int) -> int:
+        """The planned network if suitable, else the best suitable one."""
+        desired = int(self.plan[k])
+        self.handled = int(self.run_id[k])
+        if self.ctx.measurements.suitable[k, desired]:
+            return desired
+        return int(self.best.choice[k])
+
+    def on_connect(self, k: int, network: int) -> None:
+        """Remember when the vehicle left the plan."""
+        if k < self.plan.size and network != int(self.plan[k]):
+            self.off_since = k

@@ -1,0 +1,441 @@
+"""Real traces as truth (issue 4, item 6).
+
+**Cork drive tests** (:func:`replay_cork`). A G-NetTrack trace logs only the serving cell's
+RSRP. To replay the A3 model on measured RSRP, every other cell's RSRP along the trace is taken
+from *reference* traces (other drives on the same streets): the median of that cell's
+reference samples within ``radius_m`` of the position (NaN where it was never measured there).
+The serving cell keeps its own measured value. The 1 Hz trace is held at the simulator's
+100 ms steps, the A3 chain (:func:`commap.sim.a3.a3_serving`, L1 200 ms, L3 k=4, hysteresis,
+TTT) runs from the real first cell, and its serving-cell changes are compared with the real
+ones: counts, and a one-to-one match within ``tolerance_s`` (precision, recall).
+
+**Starlink on the Autobahn** (:func:`starlink_bridges`). The measured 1 Hz run is cut into a
+corridor with the bridges of ``Bridges.csv`` as overpasses (:func:`commap.corridor.cut`, the
+same "under a bridge" test that blocks the satellite layer); every second whose position falls
+in an ``under_bridge`` segment is *blocked*. Blocked seconds are compared with the measured
+zero-throughput seconds (downlink below ``zero_mbps``): a per-second contingency table, and per
+event (a bridge passage, an outage) whether the other comes within ``tolerance_s``. As a
+bridge blocks the sky for well under a second at motorway speed, the share of *dips* (downlink
+below half its 21 s rolling median) in blocked and in open seconds is reported too.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from pyproj import Geod
+from scipy.spatial import cKDTree
+from shapely.geometry import LineString
+
+from commap.corridor import cut, route_from_polyline
+from commap.errors import InvalidInputError
+from commap.measurements import read_gnettrack
+from commap.sim.a3 import DEFAULT_STEP_S, A3Params, a3_serving
+
+__all__ = [
+    "CorkReplay",
+    "StarlinkBridges",
+    "match_events",
+    "read_autobahn_bridges",
+    "read_autobahn_throughput",
+    "replay_cork",
+    "starlink_bridges",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+_GEOD = Geod(ellps="WGS84")
+_EARTH_M_PER_DEG = 111_320.0
+
+
+def match_events(real_s: FloatArray, predicted_s: FloatArray, tolerance_s: float) -> int:
+    """Largest one-to-one matching of event times within ``tolerance_s`` (greedy in time order).
+
+    Examples
+    --------
+    >>> match_events(np.array([10.0, 50.0]), np.array([12.0, 13.0, 90.0]), 5.0)
+    1
+    >>> match_events(np.zeros(0), np.array([1.0]), 5.0)
+    0
+    """
+    real = np.sort(np.asarray(real_s, dtype=np.float64))
+    pred = np.sort(np.asarray(predicted_s, dtype=np.float64))
+    i = j = matched = 0
+    # two sorted lists: the earliest unmatched pair within tolerance is always safe to take
+    while i < real.size and j < pred.size:
+        if abs(real[i] - pred[j]) <= tolerance_s:
+            matched += 1
+            i += 1
+            j += 1
+        elif real[i] < pred[j]:
+            i += 1
+        else:
+            j += 1
+    return matched
+
+
+@dataclass(frozen=True)
+class CorkReplay:
+    """A3 on a measured trace vs the real network (per 1 Hz sample of the trace)."""
+
+    trace: str
+    params: A3Params
+    t_s: FloatArray  # seconds after the first sample
+    serving_rsrp_dbm: FloatArray
+    real_cell: IntArray
+    predicted_cell: IntArray
+    real_changes: IntArray  # sample indices where the real serving cell changes
+    predicted_changes: IntArray  # sample indices where the A3 model changes cell
+    tolerance_s: float
+    matched: int
+    mean_candidates: float  # cells with an RSRP value per sample
+
+    @property
+    def precision(self) -> float:
+        """Matched predicted changes / predicted changes (1 when none predicted)."""
+        return self.matched / self.predicted_changes.size if self.predicted_changes.size else 1.0
+
+    @property
+    def recall(self) -> float:
+        """Matched real changes / real changes (1 when there are none)."""
+        return self.matched / self.real_changes.size if self.real_changes.size else 1.0
+
+
+def _local_xy(lon: FloatArray, lat: FloatArray, lat0: float) -> FloatArray:
+    """Equirectangular metres around ``lat0`` (a city-sized area: error well under 1 %)."""
+    return np.column_stack([lon * _EARTH_M_PER_DEG * np.cos(np.radians(lat0)),
+                            lat * _EARTH_M_PER_DEG])
+
+
+def _reference_field(
+    reference: pd.DataFrame, xy: FloatArray, lat0: float, radius_m: float
+) -> tuple[list[int], FloatArray]:
+    """Per trace position and reference cell: median reference RSRP within ``radius_m``."""
+    ref = reference.dropna(subset=["cell_id", "rsrp_dbm"])
+    cells = sorted(int(c) for c in ref["cell_id"].unique())
+    out = np.full((xy.shape[0], len(cells)), np.nan)
+    for ci, cell in enumerate(cells):
+        rows = ref[ref["cell_id"] == cell]
+        tree = cKDTree(_local_xy(rows["lon"].to_numpy(), rows["lat"].to_numpy(), lat0))
+        values = rows["rsrp_dbm"].to_numpy(dtype=np.float64)
+        for i, near in enumerate(tree.query_ball_point(xy, r=radius_m)):
+            if near:
+                out[i, ci] = float(np.median(values[near]))
+    return cells, out
+
+
+def replay_cork(
+    trace_path: str | Path,
+    reference_path: str | Path,
+    *,
+    trace: str | None = None,
+    params: A3Params | None = None,
+    radius_m: float = 50.0,
+    tolerance_s: float = 5.0,
+    network_modes: Sequence[str] = ("LTE", "5G"),
+    step_s: float = DEFAULT_STEP_S,
+) -> CorkReplay:
+    """Replay A3 on a measured G-NetTrack trace (see module docstring).
+
+    Parameters
+    ----------
+    trace_path : path
+        G-NetTrack CSV or zip holding the trace to replay (held out from ``reference_path``).
+    reference_path : path
+        G-NetTrack traces that give the other cells' RSRP.
+    trace : str, optional
+        Trace name inside ``trace_path`` (default: the first).
+    params : A3Params, optional
+        A3 parameters (default 3 dB / 256 ms).
+    radius_m : float
+        Neighbourhood of a position in the reference traces.
+    tolerance_s : float
+        Time tolerance of a matched change.
+    network_modes : sequence of str
+        Rows kept (LTE and 5G NSA rows carry LTE serving cells and RSRP).
+    step_s : float
+        Simulator step.
+
+    Raises
+    ------
+    InvalidInputError
+        Unreadable files, an unknown trace name, or a trace without serving cells.
+
+    Examples
+    --------
+    >>> replay_cork("missing.zip", "missing.zip")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.zip: file does not exist
+    """
+    params = params or A3Params()
+    records = read_gnettrack(trace_path, network_id="cork", network_modes=network_modes)
+    names = list(dict.fromkeys(records["trace"]))
+    name = trace or names[0]
+    if name not in names:
+        raise InvalidInputError(f"{trace_path}: no trace {name!r}; traces: {', '.join(names)}",
+                                field="trace")
+    test = records[records["trace"] == name].dropna(subset=["cell_id", "rsrp_dbm"])
+    if len(test) < 2:
+        raise InvalidInputError(f"{trace_path}:{name}: fewer than 2 samples with a serving cell")
+    reference = read_gnettrack(reference_path, network_id="cork", network_modes=network_modes)
+    reference = reference[reference["trace"] != name]
+    lat0 = float(test["lat"].mean())
+    xy = _local_xy(test["lon"].to_numpy(), test["lat"].to_numpy(), lat0)
+    cells, field = _reference_field(reference, xy, lat0, radius_m)
+    real = test["cell_id"].to_numpy(dtype=np.int64)
+    for cell in dict.fromkeys(real.tolist()):
+        if cell not in cells:
+            cells.append(cell)
+            field = np.column_stack([field, np.full(len(test), np.nan)])
+    column = np.array([cells.index(c) for c in real])
+    rsrp = test["rsrp_dbm"].to_numpy(dtype=np.float64)
+    field[np.arange(len(test)), column] = rsrp  # the serving cell: its own measurement
+    t = (test["timestamp"] - test["timestamp"].iloc[0]).dt.total_seconds().to_numpy()
+    steps = np.arange(0.0, t[-1] + 1.0 - 1e-9, step_s)
+    hold = np.clip(np.searchsorted(t, steps + 1e-9, side="right") - 1, 0, len(t) - 1)
+    serving, at = a3_serving(field[hold], params, step_s=step_s, initial=int(column[0]))
+    # cell at the end of each sample's second, changes located in the sample they fall in
+    sample_end = np.clip(np.searchsorted(steps, t + 1.0 - 1e-9, side="left") - 1, 0,
+                         steps.size - 1)
+    predicted_cell = np.array(cells, dtype=np.int64)[serving[sample_end]]
+    predicted_changes = np.unique(np.clip(hold[at], 0, len(t) - 1))
+    real_changes = np.flatnonzero(real[1:] != real[:-1]) + 1
+    matched = match_events(t[real_changes], t[predicted_changes], tolerance_s)
+    log.info("cork replay %s: %d real vs %d A3 changes, %d matched", name, real_changes.size,
+             predicted_changes.size, matched)
+    return CorkReplay(
+        trace=name,
+        params=params,
+        t_s=t,
+        serving_rsrp_dbm=rsrp,
+        real_cell=real,
+        predicted_cell=predicted_cell,
+        real_changes=real_changes,
+        predicted_changes=predicted_changes,
+        tolerance_s=tolerance_s,
+        matched=matched,
+        mean_candidates=float(np.isfinite(field).sum(axis=1).mean()),
+    )
+
+
+# -- Starlink on the Autobahn ---------------------------------------------------------------------
+
+
+def _zip_csv(path: Path, member: str, **kwargs: object) -> pd.DataFrame:
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: file does not exist")
+    try:
+        with zipfile.ZipFile(path) as z:
+            data = z.read(member)
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        raise InvalidInputError(f"{path}: cannot read {member} ({exc})") from None
+    try:
+        return pd.read_csv(io.BytesIO(data), **kwargs)  # type: ignore[call-overload]
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InvalidInputError(f"{path}:{member}: not a readable CSV ({exc})") from None
+
+
+def read_autobahn_throughput(path: str | Path) -> pd.DataFrame:
+    """The Autobahn run: ``t_s`` (epoch s), ``lon``, ``lat``, ``download_mbps``; one row a second.
+
+    Rows without a GPS fix are dropped, and of a repeated second the first is kept.
+
+    Examples
+    --------
+    >>> read_autobahn_throughput("missing.zip")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.zip: file does not exist
+    """
+    path = Path(path)
+    raw = _zip_csv(path, "throughput.csv")
+    need = ("timestamp_gmt_iphone", "Latitude", "Longitude", "download")
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise InvalidInputError(f"{path}: throughput.csv lacks columns {missing}")
+    t = pd.to_datetime(raw["timestamp_gmt_iphone"], utc=True, errors="coerce")
+    df = pd.DataFrame({
+        "t_s": (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds(),
+        "lon": pd.to_numeric(raw["Longitude"], errors="coerce"),
+        "lat": pd.to_numeric(raw["Latitude"], errors="coerce"),
+        "download_mbps": pd.to_numeric(raw["download"], errors="coerce"),
+    })
+    df = df.dropna(subset=["t_s", "lon", "lat"]).sort_values("t_s", kind="stable")
+    return df.drop_duplicates(subset="t_s", keep="first").reset_index(drop=True)
+
+
+def read_autobahn_bridges(path: str | Path) -> list[LineString]:
+    """Bridges over the route as lon/lat segments (``Start Koordinate`` -> ``End Koordinate``).
+
+    Examples
+    --------
+    >>> read_autobahn_bridges("missing.zip")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.zip: file does not exist
+    """
+    path = Path(path)
+    raw = _zip_csv(path, "Bridges.csv", sep=";", decimal=",", thousands=".")
+    lines = []
+    for i, row in raw.iterrows():
+        try:
+            lat0, lon0 = (float(v) for v in str(row["Start Koordinate"]).split(","))
+            lat1, lon1 = (float(v) for v in str(row["End Koordinate"]).split(","))
+        except (KeyError, ValueError):
+            raise InvalidInputError(
+                f"{path}: Bridges.csv row {int(str(i)) + 2}: coordinates are not 'lat, lon'"
+            ) from None
+        lines.append(LineString([(lon0, lat0), (lon1, lat1)]))
+    return lines
+
+
+@dataclass(frozen=True)
+class StarlinkBridges:
+    """Bridge-blocked seconds vs measured zero-throughput seconds of the Autobahn run."""
+
+    t_s: FloatArray
+    lon: FloatArray
+    lat: FloatArray
+    download_mbps: FloatArray
+    zero: BoolArray
+    blocked: BoolArray
+    tolerance_s: float
+    contingency: tuple[tuple[int, int], tuple[int, int]]  # [blocked, open] x [zero, > 0]
+    passages: int  # contiguous blocked stretches
+    passages_confirmed: int  # ... with a zero second within the tolerance
+    outages: int  # contiguous zero-throughput stretches
+    outages_explained: int  # ... with a blocked second within the tolerance
+    bridges: int
+    dip_share_blocked: float  # blocked seconds with downlink < half the 21 s rolling median
+    dip_share_open: float  # the same share for the other seconds
+
+    @property
+    def precision(self) -> float:
+        """Bridge passages that show an outage, among all passages."""
+        return self.passages_confirmed / self.passages if self.passages else float("nan")
+
+    @property
+    def recall(self) -> float:
+        """Outages explained by a bridge passage, among all outages."""
+        return self.outages_explained / self.outages if self.outages else float("nan")
+
+
+def _pieces(t_s: FloatArray, max_gap_s: float) -> list[slice]:
+    breaks = np.flatnonzero(np.diff(t_s) > max_gap_s) + 1
+    edges = np.concatenate(([0], breaks, [t_s.size]))
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b - a >= 2]
+
+
+def _blocked_piece(
+    lon: FloatArray, lat: FloatArray, t_s: FloatArray, bridges: Sequence[LineString],
+    segment_m: float, under_bridge_m: float
+) -> BoolArray:
+    """``under_bridge`` of the corridor segment each sample falls in."""
+    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    if not (np.asarray(leg_m) > 1e-6).any():
+        return np.zeros(lon.size, dtype=bool)
+    route = route_from_polyline(lon, lat, t_s=t_s)
+    corridor = cut(route, segment_m=segment_m, departure_s=float(t_s[0]), overpasses=bridges,
+                   under_bridge_m=under_bridge_m)
+    distance = np.concatenate(([0.0], np.cumsum(leg_m)))
+    seg = np.clip(np.searchsorted(corridor.distance_m, distance, side="right") - 1, 0,
+                  len(corridor) - 1)
+    return np.asarray(corridor.under_bridge, dtype=bool)[seg]
+
+
+def _share(values: BoolArray, among: BoolArray) -> float:
+    return float(values[among].mean()) if among.any() else float("nan")
+
+
+def _runs(mask: BoolArray) -> list[tuple[int, int]]:
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _near(runs: list[tuple[int, int]], t_s: FloatArray, other: BoolArray, tol_s: float) -> int:
+    """Runs with a True of ``other`` within ``tol_s`` of their time span."""
+    other_t = t_s[other]
+    count = 0
+    for a, b in runs:
+        lo, hi = t_s[a] - tol_s, t_s[b - 1] + tol_s
+        i = np.searchsorted(other_t, lo, side="left")
+        if i < other_t.size and other_t[i] <= hi:
+            count += 1
+    return count
+
+
+def starlink_bridges(
+    throughput_zip: str | Path,
+    bridges_zip: str | Path,
+    *,
+    zero_mbps: float = 0.1,
+    segment_m: float = 50.0,
+    under_bridge_m: float = 10.0,
+    tolerance_s: float = 2.0,
+    max_gap_s: float = 10.0,
+) -> StarlinkBridges:
+    """Do the layer's bridge-blocked positions coincide with measured zero throughput?
+
+    Parameters
+    ----------
+    throughput_zip, bridges_zip : path
+        ``throughput.zip`` and ``Bridges.zip`` of the Starlink-on-the-Autobahn data set.
+    zero_mbps : float
+        A second below this downlink rate is a zero-throughput second.
+    segment_m, under_bridge_m : float
+        Corridor segment length and the "under a bridge" distance (the map's defaults).
+    tolerance_s : float
+        Time tolerance of the event comparison (GPS and iperf intervals are not aligned).
+    max_gap_s : float
+        The run is split where the log pauses longer than this.
+
+    Examples
+    --------
+    >>> starlink_bridges("missing.zip", "missing.zip")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.zip: file does not exist
+    """
+    run = read_autobahn_throughput(throughput_zip)
+    bridges = read_autobahn_bridges(bridges_zip)
+    t = run["t_s"].to_numpy(dtype=np.float64)
+    lon = run["lon"].to_numpy(dtype=np.float64)
+    lat = run["lat"].to_numpy(dtype=np.float64)
+    blocked = np.zeros(t.size, dtype=bool)
+    for part in _pieces(t, max_gap_s):
+        blocked[part] = _blocked_piece(lon[part], lat[part], t[part], bridges, segment_m,
+                                       under_bridge_m)
+    download = run["download_mbps"].to_numpy(dtype=np.float64)
+    measured = np.isfinite(download)
+    zero = measured & (download < zero_mbps)
+    b, z = blocked[measured], zero[measured]
+    table = ((int((b & z).sum()), int((b & ~z).sum())), (int((~b & z).sum()), int((~b & ~z).sum())))
+    passages, outages = _runs(blocked), _runs(zero)
+    local = pd.Series(download).rolling(21, center=True, min_periods=5).median().to_numpy()
+    dip = measured & (download < 0.5 * local)
+    result = StarlinkBridges(
+        t_s=t, lon=lon, lat=lat, download_mbps=download, zero=zero, blocked=blocked,
+        tolerance_s=tolerance_s, contingency=table,
+        passages=len(passages), passages_confirmed=_near(passages, t, zero, tolerance_s),
+        outages=len(outages), outages_explained=_near(outages, t, blocked, tolerance_s),
+        bridges=len(bridges),
+        dip_share_blocked=_share(dip, blocked & measured),
+        dip_share_open=_share(dip, ~blocked & measured),
+    )
+    log.info("starlink bridges: %d passages (%d with an outage), %d outages (%d at a bridge)",
+             result.passages, result.passages_confirmed, result.outages,
+             result.outages_explained)
+    return result

@@ -1,0 +1,370 @@
+"""The evaluation report folder: tables (CSV, Markdown) and charts (PNG, matplotlib Agg).
+
+:func:`write_report` writes, for an :class:`commap.sim.evaluate.EvaluationResult`:
+
+* ``summary.csv``: one row per policy (``policy``, ``rlf_per_hour``, ``hof_per_hour``,
+  ``avoidable_drops_per_hour``, ``handovers_per_hour``, ``ping_pong_ratio``,
+  ``outage_s_per_hour``, ``longest_outage_s``, ``satellite_mb`` first, then every other figure
+  with its ``_ci95`` half-width and the paired comparison against ``a3_default``);
+* ``runs.csv``: every run (policy x route x seed); ``a3_sweep.csv``: the tuned-A3 sweep;
+* ``summary.md``: the setup, the table with 95 % intervals, the bar and the tuned A3 choice;
+* ``drops_per_policy.png``, ``strip_chart.png``, ``outage_cdf.png``.
+
+Charts are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas (no pyplot
+state, no display needed). Every file is written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from commap.sim.evaluate import EvaluationResult, StripData
+    from commap.sim.replay import CorkReplay, StarlinkBridges
+
+__all__ = [
+    "plot_cork_replay",
+    "plot_drops",
+    "plot_outage_cdf",
+    "plot_starlink_bridges",
+    "plot_strip",
+    "summary_markdown",
+    "write_report",
+]
+
+log = logging.getLogger(__name__)
+
+FloatArray = NDArray[np.float64]
+
+_POLICY_COLORS = {
+    "a3_default": "#d62728",
+    "a3_tuned": "#ff7f0e",
+    "greedy": "#9467bd",
+    "sticky": "#8c564b",
+    "commap": "#2ca02c",
+    "oracle": "#1f77b4",
+}
+_TABLE = (
+    ("rlf_per_hour", "RLF/h"),
+    ("hof_per_hour", "HOF/h"),
+    ("avoidable_drops_per_hour", "avoidable drops/h"),
+    ("unavoidable_drops_per_hour", "unavoidable/h"),
+    ("avoidable_drops_per_100km", "avoidable/100 km"),
+    ("handovers_per_hour", "handovers/h"),
+    ("ping_pong_ratio", "ping-pong 1 s"),
+    ("ping_pong_ratio_5s", "ping-pong 5 s"),
+    ("outage_s_per_hour", "outage s/h"),
+    ("longest_outage_s", "longest outage s"),
+    ("satellite_mb", "satellite MB"),
+)
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _color(policy: str) -> str:
+    return _POLICY_COLORS.get(policy, "#7f7f7f")
+
+
+def write_report(result: EvaluationResult, out_dir: Path) -> list[Path]:
+    """Write every report file into ``out_dir`` (created); returns their paths.
+
+    Examples
+    --------
+    >>> write_report.__name__
+    'write_report'
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [
+        _write_text(out_dir / "summary.csv", result.summary.to_csv(index=False,
+                                                                  float_format="%.6g")),
+        _write_text(out_dir / "runs.csv", result.runs.to_csv(index=False, float_format="%.6g")),
+        _write_text(out_dir / "a3_sweep.csv", result.sweep.to_csv(index=False,
+                                                                 float_format="%.6g")),
+        _write_text(out_dir / "summary.md", summary_markdown(result)),
+        plot_drops(result.summary, out_dir / "drops_per_policy.png"),
+        plot_outage_cdf(result.outage_durations_s, out_dir / "outage_cdf.png"),
+    ]
+    if result.strip is not None:
+        files.append(plot_strip(result.strip, out_dir / "strip_chart.png"))
+    log.info("evaluation report written to %s (%d files)", out_dir, len(files))
+    return files
+
+
+def _fmt(value: Any, ci: Any = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = f"{float(value):.3g}" if abs(float(value)) < 1000 else f"{float(value):.0f}"
+    if ci is not None and isinstance(ci, float) and math.isfinite(ci):
+        text += f" ± {ci:.2g}"
+    return text
+
+
+def summary_markdown(result: EvaluationResult) -> str:
+    """The Markdown summary (setup, table with 95 % intervals, bar, tuned A3).
+
+    Examples
+    --------
+    >>> summary_markdown.__name__
+    'summary_markdown'
+    """
+    cfg = result.config
+    lines = [
+        f"# Drops benchmark: map `{result.map_name}`",
+        "",
+        f"{result.seeds} seeds x {len(result.scenarios)} routes, truth shadowing sigma "
+        f"{result.sigma_db:g} dB (decorrelation {cfg.truth.decorrelation_m:g} m), map "
+        f"over-reporting {cfg.truth.over_report_db:g} dB, application `{cfg.app}`, plans with "
+        f"a {cfg.min_dwell_s:g} s minimum dwell. Values: mean over seeds ± 95 % CI half-width; a "
+        "seed drives every route once. Wall time "
+        f"{result.wall_s:.0f} s.",
+        "",
+        "| route | km | min | segments | commap plan switches |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for sc in result.scenarios:
+        switches = int((sc.plan[1:] != sc.plan[:-1]).sum())
+        lines.append(f"| {sc.name} | {sc.length_km:.1f} | "
+                     f"{sc.corridor.total_duration_s / 60:.1f} | {len(sc.corridor)} | {switches} |")
+    lines += ["", "## Results", ""]
+    head = "| policy | " + " | ".join(label for _, label in _TABLE) + " | avoidable vs A3 |"
+    lines += [head, "|---" * (len(_TABLE) + 2) + "|"]
+    for _, row in result.summary.iterrows():
+        cells = [_fmt(row.get(c), row.get(f"{c}_ci95")) for c, _ in _TABLE]
+        vs = row.get("avoidable_vs_a3_pct")
+        vs_text = "-" if row["policy"] == "a3_default" or vs is None else f"{float(vs):+.0f} %"
+        lines.append(f"| {row['policy']} | " + " | ".join(cells) + f" | {vs_text} |")
+    lines += ["", "## The bar (issue 4)", ""]
+    lines += _bar_lines(result.bar)
+    if not result.sweep.empty and "chosen" in result.sweep.columns:
+        lines += ["", "## Tuned A3 (best of the hysteresis x TTT sweep per route)", "",
+                  "| route | hysteresis dB | TTT ms | avoidable drops per run | handovers per run |",
+                  "|---|---:|---:|---:|---:|"]
+        for _, row in result.sweep[result.sweep["chosen"]].iterrows():
+            lines.append(f"| {row['route']} | {row['hysteresis_db']:g} | {row['ttt_ms']:g} | "
+                         f"{row['avoidable_drops']:.2f} | {row['handovers']:.1f} |")
+    lines += ["", "Files: `summary.csv`, `runs.csv`, `a3_sweep.csv`, `drops_per_policy.png`, "
+              "`strip_chart.png`, `outage_cdf.png`.", ""]
+    return "\n".join(lines)
+
+
+def _bar_lines(bar: dict[str, Any]) -> list[str]:
+    if not bar:
+        return ["(commap or a3_default was not evaluated)"]
+
+    def mark(key: str) -> str:
+        return "yes" if bar.get(key) else "**no**"
+
+    lines = [
+        f"* avoidable RLF+HOF per hour: commap {bar['commap_avoidable_drops_per_hour']:.3g} vs "
+        f"A3 {bar['a3_avoidable_drops_per_hour']:.3g}: {bar['avoidable_reduction_pct']:.0f} % "
+        f"fewer (>= 50 %: {mark('fewer_avoidable_drops_50pct')})",
+        f"* handovers per hour: commap {bar['commap_handovers_per_hour']:.3g} vs A3 "
+        f"{bar['a3_handovers_per_hour']:.3g} (no more: {mark('no_more_handovers_than_a3')})",
+        f"* ping-pong ratio (1 s): commap {bar['commap_ping_pong_ratio']:.3g} "
+        f"(none: {mark('no_ping_pong')})",
+    ]
+    if "oracle_avoidable_drops_per_hour" in bar:
+        lines.append(
+            f"* oracle: {bar['oracle_avoidable_drops_per_hour']:.3g} avoidable drops per hour; "
+            f"commap {bar['commap_over_oracle_pct']:+.0f} % (within 10 %: "
+            f"{mark('within_10pct_of_oracle')})"
+        )
+    lines.append(f"* all criteria met: {mark('passed')}")
+    return lines
+
+
+def plot_drops(summary: pd.DataFrame, path: Path) -> Path:
+    """Bar chart: avoidable and unavoidable drops per hour per policy, 95 % CI error bars.
+
+    Examples
+    --------
+    >>> plot_drops.__name__
+    'plot_drops'
+    """
+    fig = Figure(figsize=(8, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(summary))
+    width = 0.38
+    for offset, column, label, hatch in (
+        (-width / 2, "avoidable_drops_per_hour", "avoidable", ""),
+        (width / 2, "unavoidable_drops_per_hour", "unavoidable", "//"),
+    ):
+        values = summary[column].to_numpy(dtype=np.float64)
+        ci = np.nan_to_num(summary.get(f"{column}_ci95", pd.Series(np.zeros(len(summary))))
+                           .to_numpy(dtype=np.float64))
+        ax.bar(x + offset, values, width, yerr=ci, capsize=3, label=label, hatch=hatch,
+               color=[_color(p) for p in summary["policy"]], edgecolor="black", linewidth=0.5,
+               alpha=1.0 if not hatch else 0.45)
+    ax.set_xticks(x, list(summary["policy"]))
+    ax.set_ylabel("RLF + HOF per hour")
+    ax.set_title("Connection drops per policy (mean over seeds, 95 % CI)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_outage_cdf(durations: dict[str, FloatArray], path: Path) -> Path:
+    """Empirical CDF of outage durations (every outage of every run) per policy.
+
+    Examples
+    --------
+    >>> plot_outage_cdf.__name__
+    'plot_outage_cdf'
+    """
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    for policy, values in durations.items():
+        v = np.sort(np.asarray(values, dtype=np.float64))
+        if v.size == 0:
+            continue
+        ax.step(v, np.arange(1, v.size + 1) / v.size, where="post", color=_color(policy),
+                label=f"{policy} ({v.size})")
+    ax.set_xscale("log")
+    ax.set_xlabel("outage duration (s)")
+    ax.set_ylabel("fraction of outages <= x")
+    ax.set_title("Outage durations (all routes and seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_strip(strip: StripData, path: Path) -> Path:
+    """Strip chart along one route: truth (and map) SINR per network; serving network per policy.
+
+    Examples
+    --------
+    >>> plot_strip.__name__
+    'plot_strip'
+    """
+    fig = Figure(figsize=(11, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    km = strip.distance_m / 1000.0
+    thin = max(1, km.size // 4000)  # keep the PNG light on long routes
+    cmap = _network_colors(strip.network_ids)
+    for j, nid in enumerate(strip.network_ids):
+        top.plot(km[::thin], np.maximum(strip.sinr_db[::thin, j], -32), lw=0.7, color=cmap[j],
+                 label=f"{nid} (truth)")
+        top.plot(strip.segment_distance_m / 1000.0, np.maximum(strip.planned_sinr_db[:, j], -32),
+                 lw=0.6, ls="--", color=cmap[j], alpha=0.6)
+    top.axhline(-5.0, color="black", lw=0.8, ls=":", label="Qout -5 dB")
+    top.set_ylabel("SINR dB (dashed: map)")
+    top.set_title(f"Route {strip.route}, seed {strip.seed}: quality and serving network")
+    top.legend(fontsize=7, ncol=4, loc="upper right")
+    top.grid(alpha=0.3)
+    policies = list(strip.serving)
+    for row, policy in enumerate(policies):
+        serving = strip.serving[policy]
+        _draw_serving(bottom, km, serving, row, cmap)
+        fails = strip.failures.get(policy, np.zeros(0)) / 1000.0
+        bottom.plot(fails, np.full(fails.size, row), "kx", ms=5)
+    bottom.set_yticks(range(len(policies)), policies)
+    bottom.set_ylim(-0.6, len(policies) - 0.4)
+    bottom.set_xlabel("distance along the route (km); x: RLF/HOF, white: no service")
+    return _save(fig, path)
+
+
+def _network_colors(ids: Sequence[str]) -> list[Any]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return [palette(j % 10) for j in range(len(ids))]
+
+
+def _draw_serving(ax: Any, km: FloatArray, serving: NDArray[np.int64], row: int,
+                  colors: list[Any]) -> None:
+    if serving.size == 0:
+        return
+    change = np.flatnonzero(np.diff(serving)) + 1
+    starts = np.concatenate(([0], change))
+    stops = np.concatenate((change, [serving.size]))
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        net = int(serving[a])
+        if net < 0:
+            continue
+        end = km[b] if b < km.size else km[-1]
+        ax.barh(row, end - km[a], left=km[a], height=0.7, color=colors[net], linewidth=0)
+
+
+def plot_cork_replay(replay: CorkReplay, path: Path) -> Path:
+    """Measured serving RSRP with real and A3-predicted serving-cell changes along the trace.
+
+    Examples
+    --------
+    >>> plot_cork_replay.__name__
+    'plot_cork_replay'
+    """
+    fig = Figure(figsize=(11, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    t_min = replay.t_s / 60.0
+    ax.plot(t_min, replay.serving_rsrp_dbm, lw=0.7, color="#555555", label="serving RSRP")
+    low, high = float(np.nanmin(replay.serving_rsrp_dbm)), float(np.nanmax(replay.serving_rsrp_dbm))
+    ax.vlines(replay.t_s[replay.real_changes] / 60.0, high, high + 4, color="#1f77b4",
+              label=f"real changes ({replay.real_changes.size})")
+    ax.vlines(replay.t_s[replay.predicted_changes] / 60.0, low - 4, low, color="#d62728",
+              label=f"A3-predicted ({replay.predicted_changes.size})")
+    ax.set_xlabel("minutes into the trace")
+    ax.set_ylabel("RSRP dBm")
+    ax.set_title(f"Cork drive test {replay.trace}: serving-cell changes, real vs A3 "
+                 f"(matched within {replay.tolerance_s:g} s: precision {replay.precision:.2f}, "
+                 f"recall {replay.recall:.2f})")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_starlink_bridges(result: StarlinkBridges, path: Path) -> Path:
+    """Measured Starlink downlink along the Autobahn run with bridge-blocked and zero seconds.
+
+    Examples
+    --------
+    >>> plot_starlink_bridges.__name__
+    'plot_starlink_bridges'
+    """
+    fig = Figure(figsize=(11, 5))
+    ax, tab = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 1.3]})
+    minutes = (result.t_s - result.t_s[0]) / 60.0
+    ax.plot(minutes, result.download_mbps, lw=0.4, color="#555555", label="downlink Mbit/s")
+    zero = result.zero
+    ax.plot(minutes[zero], np.zeros(zero.sum()), "o", ms=3, color="#d62728",
+            label=f"zero-throughput seconds ({int(zero.sum())})")
+    blocked = result.blocked
+    ax.plot(minutes[blocked], np.full(blocked.sum(), -15.0), "|", ms=8, color="#1f77b4",
+            label=f"layer: under a bridge ({int(blocked.sum())})")
+    ax.set_xlabel("minutes into the run (gaps skipped in time, not in the axis)")
+    ax.set_ylabel("Mbit/s")
+    ax.set_title("Starlink on the Autobahn: bridges vs measured zero throughput")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+    tab.axis("off")
+    table = result.contingency
+    cells = [[str(table[0][0]), str(table[0][1])], [str(table[1][0]), str(table[1][1])]]
+    t = tab.table(cellText=cells, rowLabels=["blocked", "open"], colLabels=["zero", "> 0"],
+                  loc="center")
+    t.scale(1.0, 1.6)
+    tab.set_title(f"±{result.tolerance_s:g} s: precision {result.precision:.2f}\n"
+                  f"recall {result.recall:.2f}", fontsize=9)
+    return _save(fig, path)
