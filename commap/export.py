@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from commap.comm_map import CommMap
     from commap.corridor import Corridor
-    from commap.plan.problem import HandoverProblem
+    from commap.plan import Plan
 
 __all__ = [
     "CLASSES",
@@ -71,10 +71,12 @@ __all__ = [
     "map_layers",
     "network_colors",
     "plan_layers",
+    "read_plan",
+    "read_plan_layers",
     "road_edges",
     "road_pieces",
     "sample_pieces",
-    "timeline_from_problem",
+    "timeline_from_plan",
     "write_layers",
 ]
 
@@ -510,65 +512,289 @@ class RouteTimeline:
         return np.asarray(self.corridor.distance_m + self.corridor.length_m, dtype=np.float64)
 
 
-def timeline_from_problem(
-    problem: HandoverProblem,
-    assignment: Any,
+def _bare_corridor(
+    lon: Any,
+    lat: Any,
+    distance_m: Any,
+    length_m: Any,
+    eta_s: Any,
+    duration_s: Any,
+    departure_s: float,
+) -> Corridor:
+    """A corridor from per-segment arrays (no route polyline, no tunnel or bridge flags)."""
+    from commap.corridor import Corridor
+
+    arrays = [
+        np.asarray(v, dtype=np.float64) for v in (lon, lat, distance_m, length_m, eta_s, duration_s)
+    ]
+    n = arrays[0].shape[0]
+    if any(a.shape != (n,) for a in arrays):
+        raise InvalidInputError("plan segment arrays differ in length", field="plan")
+    flags = np.zeros(n, dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        speed = np.where(arrays[5] > 0, arrays[3] / arrays[5], 0.0)
+    return Corridor(
+        lon=arrays[0],
+        lat=arrays[1],
+        distance_m=arrays[2],
+        length_m=arrays[3],
+        eta_s=arrays[4],
+        duration_s=arrays[5],
+        speed_mps=speed,
+        in_tunnel=flags,
+        on_bridge=flags.copy(),
+        under_bridge=flags.copy(),
+        departure_s=float(departure_s),
+    )
+
+
+def _nan_matrix(ids: tuple[str, ...], n: int, provenance: NDArray[np.int8] | None) -> QualityMatrix:
+    """A quality matrix without values (plans read from files carry no signal levels)."""
+    k = len(ids)
+    return QualityMatrix(
+        network_ids=ids,
+        rsrp_dbm=np.full((n, k), np.nan),
+        sinr_db=np.full((n, k), np.nan),
+        elevation_deg=np.full((n, k), np.nan),
+        confidence=np.zeros((n, k)),
+        provenance=np.zeros((n, k), dtype=np.int8) if provenance is None else provenance,
+        sample_count=np.zeros((n, k), dtype=np.int32),
+    )
+
+
+def timeline_from_plan(
+    plan: Plan,
     *,
+    corridor: Corridor | None = None,
     matrix: QualityMatrix | None = None,
     name: str = "",
 ) -> RouteTimeline:
-    """A :class:`RouteTimeline` from a handover problem and a network column per segment.
+    """A :class:`RouteTimeline` of a :class:`commap.plan.Plan`.
 
-    Handovers sit where a new network starts, at the boundary between the two segments
-    (midway between their centres); drop probabilities are the problem's per-segment drop
-    probabilities of the serving network. ``matrix`` (the quality the problem was built from)
-    gives the signal values to plots; without it they are NaN.
+    Parameters
+    ----------
+    plan : Plan
+        The solver's plan.
+    corridor : Corridor, optional
+        The corridor the plan was made on (gives the exact route line and the tunnel flags);
+        default rebuilt from the plan's segment arrays.
+    matrix : QualityMatrix, optional
+        The quality the plan was made on (signal levels for the strip chart); without it the
+        values are NaN and the provenance is the chosen network's.
+    name : str
+        Label of the route (default the corridor's route name).
 
     Raises
     ------
     InvalidInputError
-        An assignment of the wrong length or with columns outside the problem.
+        A corridor or matrix whose length differs from the plan's.
     """
-    n_seg, n_net = problem.shape
-    a = np.asarray(assignment)
-    if a.shape != (n_seg,) or (n_seg and (a.min() < 0 or a.max() >= n_net)):
-        raise InvalidInputError(
-            f"assignment must hold {n_seg} network columns in 0..{n_net - 1}", field="assignment"
+    n = len(plan)
+    if corridor is None:
+        corridor = _bare_corridor(
+            plan.lon,
+            plan.lat,
+            plan.distance_m,
+            plan.length_m,
+            plan.eta_s,
+            plan.duration_s,
+            plan.departure_s,
         )
-    a = a.astype(np.int64)
-    ids = problem.network_ids
-    c = problem.corridor
-    rows = np.arange(n_seg)
-    matrix = matrix or QualityMatrix(
-        network_ids=ids,
-        rsrp_dbm=np.full((n_seg, n_net), np.nan),
-        sinr_db=np.full((n_seg, n_net), np.nan),
-        elevation_deg=np.full((n_seg, n_net), np.nan),
-        confidence=np.zeros((n_seg, n_net)),
-        provenance=problem.provenance,
-        sample_count=np.zeros((n_seg, n_net), dtype=np.int32),
-    )
-    handovers = [
-        {
-            "segment": int(i),
-            "from_network": ids[a[i - 1]],
-            "to_network": ids[a[i]],
-            "kind": problem.switch.kind(int(a[i - 1]), int(a[i])).value,
-            "distance_m": float(c.distance_m[i]),
-            "eta_s": float(c.eta_s[i]),
-            "lon": float((c.lon[i - 1] + c.lon[i]) / 2.0),
-            "lat": float((c.lat[i - 1] + c.lat[i]) / 2.0),
-        }
-        for i in np.flatnonzero(a[1:] != a[:-1]) + 1
-    ]
+    if matrix is None:
+        prov = np.zeros((n, len(plan.network_ids)), dtype=np.int8)
+        prov[np.arange(n), plan.assignment] = plan.provenance
+        matrix = _nan_matrix(tuple(plan.network_ids), n, prov)
+    handovers = tuple({k: getattr(h, k) for k in _HANDOVER_KEYS} for h in plan.handovers)
+    label = name or (corridor.route.name if corridor.route is not None else "")
     return RouteTimeline(
-        corridor=c,
+        corridor=corridor,
         matrix=matrix,
-        serving=tuple(ids[j] for j in a),
-        drop_prob=np.asarray(problem.drop_prob[rows, a], dtype=np.float64),
-        handovers=tuple(handovers),
-        name=name,
+        serving=tuple(plan.segment_networks),
+        drop_prob=np.asarray(plan.outage_risk, dtype=np.float64),
+        handovers=handovers,
+        name=label,
     )
+
+
+_HANDOVER_KEYS = (
+    "segment",
+    "from_network",
+    "to_network",
+    "kind",
+    "distance_m",
+    "eta_s",
+    "lon",
+    "lat",
+)
+
+
+def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
+    """A plan written by :func:`commap.plan.write_plan` as JSON (``commap-plan/1``).
+
+    The JSON file holds every segment; the route line is rebuilt from the segment centres and
+    signal levels are unknown (NaN).
+
+    Raises
+    ------
+    InvalidInputError
+        Unreadable file, not a commap plan, or missing fields (named).
+
+    Examples
+    --------
+    >>> read_plan("missing.json")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.json: cannot read plan (file does not exist)
+    """
+    import json
+
+    source = Path(path)
+    if not source.is_file():
+        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
+    try:
+        doc = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{source}: cannot read plan ({exc})", field="plan") from None
+    if not isinstance(doc, dict) or doc.get("format") != "commap-plan/1":
+        raise InvalidInputError(
+            f"{source}: not a commap plan JSON (format commap-plan/1); write one with "
+            "`commap plan ... --out plan.json`",
+            field="plan",
+        )
+    try:
+        seg = doc["segments"]
+        ids = tuple(str(i) for i in doc["network_ids"])
+        serving = tuple(str(v) for v in seg["network_id"])
+        corridor = _bare_corridor(
+            seg["lon"],
+            seg["lat"],
+            seg["distance_m"],
+            seg["length_m"],
+            seg["eta_s"],
+            seg["duration_s"],
+            float(doc["departure_s"]),
+        )
+        risk = np.array([np.nan if v is None else v for v in seg["outage_risk"]], dtype=np.float64)
+        handovers = tuple({k: h[k] for k in _HANDOVER_KEYS} for h in doc["handovers"])
+        codes = {p.name.lower(): int(p) for p in Provenance}
+        prov = np.zeros((len(serving), len(ids)), dtype=np.int8)
+        for i, (nid, p) in enumerate(zip(serving, seg["provenance"], strict=True)):
+            if nid in ids:
+                prov[i, ids.index(nid)] = codes.get(str(p), 0)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{source}: plan field missing or malformed: {exc}", field="plan"
+        ) from None
+    return RouteTimeline(
+        corridor=corridor,
+        matrix=_nan_matrix(ids, len(serving), prov),
+        serving=serving,
+        drop_prob=risk,
+        handovers=handovers,
+        name=source.stem,
+    )
+
+
+def read_plan_layers(
+    path: str | os.PathLike[str], *, drop_risk_prob: float = 0.05
+) -> dict[str, gpd.GeoDataFrame]:
+    """The ``route``/``handovers``/``drop_risk`` layers of any plan file.
+
+    Accepts the plan JSON of :func:`commap.plan.write_plan` (full detail), its GeoJSON and
+    GeoPackage (stretches and handovers; drop-risk stretches are then whole stretches whose
+    worst segment reaches ``drop_risk_prob``), and the files of :func:`export_plan`.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown suffix, unreadable file or a file that is not a plan.
+    """
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix == ".json":
+        return plan_layers(read_plan(source), drop_risk_prob=drop_risk_prob)
+    if suffix not in (".geojson", ".gpkg"):
+        raise InvalidInputError(
+            f"{source}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="plan"
+        )
+    if not source.is_file():
+        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
+    try:
+        layers = (
+            {
+                name: gpd.read_file(source, layer=name, engine="pyogrio")
+                for name in pyogrio.list_layers(source)[:, 0]
+            }
+            if suffix == ".gpkg"
+            else {"all": gpd.read_file(source, engine="pyogrio")}
+        )
+    except Exception as exc:  # GDAL's errors are many; the user needs the file and the reason
+        raise InvalidInputError(f"{source}: cannot read plan ({exc})", field="plan") from None
+    frames = list(layers.values())
+    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _layers_from_features(
+        gpd.GeoDataFrame(merged, geometry="geometry", crs=CRS), source, drop_risk_prob
+    )
+
+
+def _layers_from_features(
+    frame: gpd.GeoDataFrame, source: Path, drop_risk_prob: float
+) -> dict[str, gpd.GeoDataFrame]:
+    if "layer" in frame.columns:  # written by export_plan
+        return {
+            name: frame[frame["layer"] == name].drop(columns="layer").reset_index(drop=True)
+            for name in ("route", "handovers", "drop_risk")
+        }
+    if "feature" not in frame.columns:
+        raise InvalidInputError(
+            f"{source}: not a commap plan (no stretch/handover features)", field="plan"
+        )
+    ids = tuple(dict.fromkeys(frame.loc[frame["feature"] == "stretch", "network_id"].astype(str)))
+    colors = network_colors(ids)
+    st = frame[frame["feature"] == "stretch"].reset_index(drop=True)
+    route = gpd.GeoDataFrame(
+        {
+            "network_id": st["network_id"].astype(str),
+            "start_m": st["start_distance_m"].astype(float),
+            "end_m": st["end_distance_m"].astype(float),
+            "start_eta_s": st["start_eta_s"].astype(float),
+            "end_eta_s": st["end_eta_s"].astype(float),
+            "drop_expected": st["expected_drops"].astype(float),
+            "label": st["network_id"].astype(str),
+            "color": st["network_id"].astype(str).map(colors),
+        },
+        geometry=st.geometry.values,
+        crs=CRS,
+    )
+    ho = frame[frame["feature"] == "handover"].reset_index(drop=True)
+    hand = gpd.GeoDataFrame(
+        {
+            "from_network": ho["from_network"].astype(str),
+            "to_network": ho["to_network"].astype(str),
+            "kind": ho["kind"].astype(str),
+            "distance_m": ho["distance_m"].astype(float),
+            "eta_s": ho["eta_s"].astype(float),
+            "label": ho["from_network"].astype(str) + " -> " + ho["to_network"].astype(str),
+            "color": ho["to_network"].astype(str).map(colors).fillna(NO_NETWORK_COLOR),
+        },
+        geometry=ho.geometry.values,
+        crs=CRS,
+    )
+    risky = st[st["max_outage_risk"].astype(float) >= drop_risk_prob].reset_index(drop=True)
+    drop = gpd.GeoDataFrame(
+        {
+            "start_m": risky["start_distance_m"].astype(float),
+            "end_m": risky["end_distance_m"].astype(float),
+            "max_drop_prob": risky["max_outage_risk"].astype(float),
+            "drop_expected": risky["expected_drops"].astype(float),
+            "network_id": risky["network_id"].astype(str),
+            "label": "drop risk",
+            "color": DROP_RISK_COLOR,
+        },
+        geometry=risky.geometry.values,
+        crs=CRS,
+    )
+    return {"route": route, "handovers": hand, "drop_risk": drop}
 
 
 def _runs(labels: Sequence[Any]) -> list[tuple[int, int]]:

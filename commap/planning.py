@@ -2,17 +2,31 @@
 
 Front doors (CLI, gRPC server) call :func:`plan_route`; it resolves the route (origin ->
 destination on the road graph, explicit waypoints or a polyline), cuts the corridor, samples
-the map and runs the solver.
+the map and runs the solver; with ``alternatives > 1`` it plans each alternative route and
+picks by the travel-time / expected-drops trade-off.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from commap.corridor import Route
+import numpy as np
 
-__all__ = ["PlanRequest"]
+from commap.comm_map import CommMap
+from commap.corridor import Corridor, Route
+from commap.errors import InvalidInputError
+from commap.link import LinkModel, Objective, app_profile
+from commap.plan import Constraints, Plan, RouteCandidate, RouteChoice, choose_route
+from commap.plan import plan_route as solve_corridor
+from commap.quality import QualityMatrix
+
+__all__ = ["DEFAULT_APP", "PlanRequest", "PlanResult", "plan_route", "resolve_routes"]
+
+DEFAULT_APP = "telemetry"
+MAX_ALTERNATIVES = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -20,7 +34,9 @@ class PlanRequest:
     """What a user asks for. Positions are ``(lon, lat)`` WGS84 degrees.
 
     Exactly one of ``origin``+``destination`` (optionally with ``waypoints`` between them) or
-    ``route`` (an explicit polyline / recorded drive) must be given.
+    ``route`` (an explicit polyline / recorded drive) must be given. ``departure_s`` defaults
+    to the recorded drive's first timestamp, else the map's default departure.
+    ``weights`` overrides :class:`commap.link.Objective` fields by name.
     """
 
     origin: tuple[float, float] | None = None
@@ -28,12 +44,161 @@ class PlanRequest:
     waypoints: tuple[tuple[float, float], ...] = ()
     route: Route | None = None
     departure_s: float | None = None
-    app: str = "default"
+    app: str = DEFAULT_APP
     min_dwell_s: float = 0.0
+    min_dwell_m: float = 0.0
     max_handovers: int | None = None
     sat_budget_mb: float | None = None
     alternatives: int = 1
+    seconds_per_drop: float = 60.0
     weights: dict[str, float] = field(default_factory=dict)
     time_limit_s: float = 5.0
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        has_od = self.origin is not None or self.destination is not None
+        if has_od == (self.route is not None):
+            raise InvalidInputError(
+                "give either origin and destination (with optional waypoints) or a route polyline",
+                field="route",
+            )
+        if has_od and (self.origin is None or self.destination is None):
+            raise InvalidInputError("origin and destination must both be given", field="destination")
+        if self.route is not None and self.waypoints:
+            raise InvalidInputError("waypoints go with origin/destination, not a polyline", field="waypoints")
+        _check_number(self.min_dwell_s, "min_dwell_s", low=0.0)
+        _check_number(self.min_dwell_m, "min_dwell_m", low=0.0)
+        _check_number(self.seconds_per_drop, "seconds_per_drop", low=0.0)
+        _check_number(self.time_limit_s, "time_limit_s", low=1e-3)
+        if self.sat_budget_mb is not None:
+            _check_number(self.sat_budget_mb, "sat_budget_mb", low=0.0)
+        if self.max_handovers is not None and self.max_handovers < 0:
+            raise InvalidInputError("max_handovers must be >= 0", field="max_handovers")
+        if not 1 <= self.alternatives <= MAX_ALTERNATIVES:
+            raise InvalidInputError(
+                f"alternatives must be within 1..{MAX_ALTERNATIVES}", field="alternatives"
+            )
+        if self.alternatives > 1 and (self.route is not None or self.waypoints):
+            raise InvalidInputError(
+                "route alternatives need origin and destination without waypoints", field="alternatives"
+            )
+        app_profile(self.app)  # raises for an unknown class
+        self.objective()  # raises for unknown weight names
+
+    def objective(self) -> Objective:
+        """The objective with this request's weight overrides."""
+        known = {f.name for f in dataclasses.fields(Objective)}
+        unknown = sorted(set(self.weights) - known)
+        if unknown:
+            raise InvalidInputError(
+                f"unknown objective weight(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                field="weights",
+            )
+        for name, value in self.weights.items():
+            _check_number(value, f"weights.{name}", low=0.0)
+        return Objective(**self.weights)
+
+    def constraints(self) -> Constraints:
+        """The hard constraints of this request."""
+        return Constraints(
+            min_dwell_s=self.min_dwell_s,
+            min_dwell_m=self.min_dwell_m,
+            max_handovers=self.max_handovers,
+            sat_budget_mb=self.sat_budget_mb,
+        )
+
+
+def _check_number(value: float, name: str, *, low: float) -> None:
+    if not isinstance(value, int | float) or not math.isfinite(value) or value < low:
+        raise InvalidInputError(f"{name} must be a finite number >= {low}", field=name)
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The chosen plan with what it was made from, and the route trade-off when asked."""
+
+    plan: Plan
+    route: Route
+    corridor: Corridor
+    matrix: QualityMatrix
+    choice: RouteChoice | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Short JSON-ready summary (route length, time, totals, solver)."""
+        return {
+            "route": self.route.name,
+            "length_m": self.corridor.total_length_m,
+            "travel_time_s": self.corridor.total_duration_s,
+            "segments": len(self.corridor),
+            "handovers": len(self.plan.handovers),
+            "totals": dataclasses.asdict(self.plan.totals),
+        }
+
+
+def _join(routes: list[Route]) -> Route:
+    """Concatenate consecutive legs into one route (shared vertices dropped)."""
+    if len(routes) == 1:
+        return routes[0]
+    keep = [slice(None)] + [slice(1, None)] * (len(routes) - 1)
+    return Route(
+        lon=np.concatenate([r.lon[k] for r, k in zip(routes, keep, strict=True)]),
+        lat=np.concatenate([r.lat[k] for r, k in zip(routes, keep, strict=True)]),
+        speed_mps=np.concatenate([r.speed_mps for r in routes]),
+        in_tunnel=np.concatenate([r.in_tunnel for r in routes]),
+        on_bridge=np.concatenate([r.on_bridge for r in routes]),
+        edges=tuple(e for r in routes for e in r.edges),
+        name=" / ".join(r.name for r in routes if r.name),
+    )
+
+
+def resolve_routes(cmap: CommMap, request: PlanRequest) -> list[Route]:
+    """The candidate routes of a request (one, or up to ``alternatives``)."""
+    if request.route is not None:
+        cmap.check_inside(request.route.lon, request.route.lat, field="route")
+        return [request.route]
+    assert request.origin is not None and request.destination is not None
+    if request.alternatives > 1:
+        return cmap.routes(request.origin, request.destination, k=request.alternatives)
+    stops = [request.origin, *request.waypoints, request.destination]
+    legs = [cmap.routes(a, b)[0] for a, b in zip(stops, stops[1:], strict=False)]
+    return [_join(legs)]
+
+
+def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = None) -> PlanResult:
+    """Resolve the route(s), sample the map and plan.
+
+    Raises
+    ------
+    InvalidInputError
+        Bad request (positions outside the map, unknown app, ...).
+    NoFeasiblePlanError
+        The constraints cannot be met on any candidate route.
+    SolverTimeoutError
+        No plan within ``time_limit_s``.
+    """
+    routes = resolve_routes(cmap, request)
+    settings: dict[str, Any] = {
+        "link": link,
+        "app": request.app,
+        "objective": request.objective(),
+        "constraints": request.constraints(),
+        "time_limit_s": request.time_limit_s,
+        "seed": request.seed,
+    }
+    candidates = []
+    for route in routes:
+        departure_s = request.departure_s
+        if departure_s is None and route.t_s is None:
+            departure_s = cmap.default_departure_s
+        corridor = cmap.corridor(route, departure_s=departure_s)
+        candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))
+    if len(candidates) == 1:
+        only = candidates[0]
+        plan = solve_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
+        return PlanResult(plan, only.route, only.corridor, only.matrix)
+    choice = choose_route(
+        candidates, cmap.catalogue, seconds_per_drop=request.seconds_per_drop, **settings
+    )
+    picked = candidates[choice.best]
+    assert choice.picked.plan is not None
+    return PlanResult(choice.picked.plan, picked.route, picked.corridor, picked.matrix, choice)

@@ -17,9 +17,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
 from commap.comm_map import CommMap
-from commap.corridor import DEFAULT_SPEED_MPS, Route, route_from_polyline
+from commap.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
 from commap.errors import InvalidInputError
 from commap.networks import NetworkKind, SwitchKind
+from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.planning import PlanRequest
 from commap.quality import QOUT_SINR_DB, Provenance, QualityMatrix
 from commap.v1 import commap_service_pb2 as pb
@@ -446,3 +447,141 @@ def measurements_frame(
         }
     )
     return frame
+
+
+# -- plans ----------------------------------------------------------------------------------------
+_SOLVER_STATUS = {"OPTIMAL": pb.SOLVER_STATUS_OPTIMAL, "FEASIBLE": pb.SOLVER_STATUS_FEASIBLE}
+
+
+def _switch_kind(value: str) -> int:
+    try:
+        return SWITCH_KIND_TO_PB[SwitchKind(value)]
+    except ValueError:
+        return pb.SWITCH_KIND_UNSPECIFIED
+
+
+def handover_message(handover: Handover, departure_s: float) -> pb.Handover:
+    """Handover message of a plan's handover."""
+    return pb.Handover(
+        position=to_latlon(handover.lon, handover.lat),
+        distance_m=handover.distance_m,
+        eta_s=handover.eta_s,
+        time=timestamp(departure_s + handover.eta_s),
+        from_network_id=handover.from_network,
+        to_network_id=handover.to_network,
+        kind=_switch_kind(handover.kind),
+        failure_probability=handover.failure_prob,
+        interruption_s=handover.interruption_s,
+        segment_index=handover.segment,
+    )
+
+
+def _totals(totals: PlanTotals) -> pb.PlanTotals:
+    by_kind = [
+        pb.HandoverCount(kind=_switch_kind(kind), count=int(count))
+        for kind, count in sorted(totals.handovers_by_kind.items())
+    ]
+    return pb.PlanTotals(
+        length_m=totals.length_m,
+        duration_s=totals.duration_s,
+        handover_count=int(totals.handovers),
+        handovers_by_kind=by_kind,
+        expected_drops=totals.expected_drops,
+        outage_drops=totals.outage_drops,
+        handover_drops=totals.handover_drops,
+        outage_s=totals.outage_s,
+        interruption_s=totals.interruption_s,
+        satellite_mb=totals.sat_mb,
+        latency_violation_s=totals.latency_violation_s,
+        objective=totals.cost,
+        time_share={str(k): float(v) for k, v in totals.time_share.items()},
+    )
+
+
+def _solver(report: SolverReport, time_limit_s: float) -> pb.SolverReport:
+    return pb.SolverReport(
+        solver=report.name,
+        status=_SOLVER_STATUS.get(report.status.upper(), pb.SOLVER_STATUS_UNSPECIFIED),
+        gap=report.gap if math.isfinite(report.gap) else 0.0,
+        wall_time_s=report.time_s,
+        time_limit_s=time_limit_s,
+        objective=report.objective,
+        bound=report.bound if math.isfinite(report.bound) else 0.0,
+        detail=report.detail,
+    )
+
+
+def _plan_constraints(values: Mapping[str, Any]) -> pb.Constraints:
+    out = pb.Constraints(min_dwell_s=float(values.get("min_dwell_s", 0.0)))
+    if values.get("max_handovers") is not None:
+        out.max_handovers = int(values["max_handovers"])
+    if values.get("sat_budget_mb") is not None:
+        out.satellite_budget_mb = float(values["sat_budget_mb"])
+    return out
+
+
+def _route_summary(route: Route | None, corridor: Corridor | None, plan: Plan) -> pb.RouteSummary:
+    summary = pb.RouteSummary(length_m=plan.totals.length_m, duration_s=plan.totals.duration_s)
+    if corridor is not None and len(corridor):
+        summary.tunnel_length_m = float(corridor.length_m[corridor.in_tunnel].sum())
+    if route is not None:
+        summary.name = route.name
+        summary.points.extend(to_latlon(x, y) for x, y in zip(route.lon.tolist(), route.lat.tolist(), strict=True))
+    return summary
+
+
+def plan_message(
+    plan: Plan,
+    *,
+    map_name: str,
+    time_limit_s: float,
+    route: Route | None = None,
+    corridor: Corridor | None = None,
+    segment_m: float = 0.0,
+    include_segments: bool = True,
+) -> pb.Plan:
+    """Plan message of a library plan (segments only when ``include_segments``)."""
+    message = pb.Plan(
+        map_name=map_name,
+        departure_time=timestamp(plan.departure_s),
+        application_class=plan.app,
+        route=_route_summary(route, corridor, plan),
+        segment_m=segment_m,
+        handovers=[handover_message(h, plan.departure_s) for h in plan.handovers],
+        totals=_totals(plan.totals),
+        solver=_solver(plan.solver, time_limit_s),
+        constraints=_plan_constraints(plan.constraints),
+    )
+    if include_segments:
+        tunnel = (
+            corridor.in_tunnel if corridor is not None and len(corridor) == len(plan) else np.zeros(len(plan), bool)
+        )
+        ids = plan.segment_networks
+        provenance = [PROVENANCE_TO_PB.get(int(p), pb.PROVENANCE_UNSPECIFIED) for p in plan.provenance.tolist()]
+        message.segments.extend(
+            pb.PlanSegment(
+                position=pb.LatLon(latitude_deg=lat, longitude_deg=lon),
+                distance_m=d,
+                length_m=length,
+                eta_s=eta,
+                duration_s=dur,
+                network_id=nid,
+                provenance=prov,
+                outage_probability=risk,
+                in_tunnel=tun,
+            )
+            for lon, lat, d, length, eta, dur, nid, prov, risk, tun in zip(
+                plan.lon.tolist(),
+                plan.lat.tolist(),
+                plan.distance_m.tolist(),
+                plan.length_m.tolist(),
+                plan.eta_s.tolist(),
+                plan.duration_s.tolist(),
+                ids,
+                provenance,
+                plan.outage_risk.tolist(),
+                np.asarray(tunnel, dtype=bool).tolist(),
+                strict=True,
+            )
+        )
+    return message

@@ -349,14 +349,19 @@ def _stretches(
     return [(float(s), float(s + L)) for s, L in zip(starts, lengths, strict=True)]
 
 
-def _interp_columns(distance_m: FloatArray, centre_m: FloatArray, values: FloatArray) -> FloatArray:
-    out = np.empty((distance_m.size, values.shape[1]))
+def _interp_columns(
+    distance_m: FloatArray, centre_m: FloatArray, values: FloatArray, dead: BoolArray
+) -> FloatArray:
+    """Linear interpolation between the centres of the segments with signal, per column.
+
+    Dead segments (no signal on the map) are left out so that a blockage stays a step, not a
+    ramp; the dead mask is applied afterwards by segment.
+    """
+    out = np.full((distance_m.size, values.shape[1]), np.nan)
     for j in range(values.shape[1]):
-        column = values[:, j]
-        if np.isnan(column).all():
-            out[:, j] = np.nan
-        else:
-            out[:, j] = np.interp(distance_m, centre_m, np.nan_to_num(column, nan=-1e3))
+        keep = ~dead[:, j] & np.isfinite(values[:, j])
+        if keep.any():
+            out[:, j] = np.interp(distance_m, centre_m[keep], values[keep, j])
     return out
 
 
@@ -411,9 +416,9 @@ def make_truth(
     centre_m = corridor.distance_m + corridor.length_m / 2.0
     map_dead = (matrix.sinr_db <= NO_SIGNAL_SINR_DB) | ~np.isfinite(matrix.sinr_db)
     dead = map_dead[segment]
-    rsrp = _interp_columns(distance_m, centre_m, matrix.rsrp_dbm)
-    sinr = _interp_columns(distance_m, centre_m, matrix.sinr_db)
-    elevation = _interp_columns(distance_m, centre_m, matrix.elevation_deg)
+    rsrp = _interp_columns(distance_m, centre_m, matrix.rsrp_dbm, map_dead)
+    sinr = _interp_columns(distance_m, centre_m, matrix.sinr_db, map_dead)
+    elevation = _interp_columns(distance_m, centre_m, matrix.elevation_deg, map_dead)
     is_sat = np.array([n.is_satellite for n in networks])
     offset = _terrestrial_offsets(distance_m, networks, cfg, rngs[0], rngs[1])
     offset[:, is_sat] = correlated_shadowing_db(

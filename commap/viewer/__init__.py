@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
 
     from commap.comm_map import CommMap
+    from commap.plan import Plan
 
 __all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir", "serve"]
 
@@ -32,7 +33,7 @@ __all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir", "serve"]
 def serve(
     cmap: CommMap,
     *,
-    plan: RouteTimeline | Mapping[str, gpd.GeoDataFrame] | None = None,
+    plan: Plan | RouteTimeline | Mapping[str, gpd.GeoDataFrame] | None = None,
     host: str = "127.0.0.1",
     port: int = 8765,
     spacing_m: float = 200.0,
@@ -47,9 +48,10 @@ def serve(
     ----------
     cmap : CommMap
         The map.
-    plan : RouteTimeline or mapping of GeoDataFrame, optional
-        A plan to draw (a timeline, or the layers of a plan file from
-        :func:`commap.export.read_plan_layers`).
+    plan : Plan, RouteTimeline or mapping of GeoDataFrame, optional
+        A plan to draw: a :class:`commap.plan.Plan`, a timeline
+        (:func:`commap.export.timeline_from_plan`, keeps the exact route line and signal
+        levels), or the layers of a plan file (:func:`commap.export.read_plan_layers`).
     host, port : str, int
         Loopback address and port (0: any free port; read it from ``.port`` / ``.url``).
     spacing_m : float

@@ -36,13 +36,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from commap.errors import CommapError, InvalidInputError
-from commap.export import RouteTimeline, network_colors, plan_layers
+from commap.export import RouteTimeline, network_colors, plan_layers, timeline_from_plan
 from commap.viewer import data
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
     from commap.comm_map import CommMap
+    from commap.plan import Plan
+
+    PlanLike = Plan | RouteTimeline | Mapping[str, gpd.GeoDataFrame]
 
 __all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir"]
 
@@ -147,8 +150,8 @@ class ViewerServer:
     ----------
     cmap : CommMap
         The map to show.
-    plan : RouteTimeline or mapping of GeoDataFrame, optional
-        A plan (:class:`commap.export.RouteTimeline`, or layers as read from a plan file).
+    plan : Plan, RouteTimeline or mapping of GeoDataFrame, optional
+        A plan (see :meth:`set_plan`).
     host : str
         A loopback address (default ``127.0.0.1``); other addresses are refused.
     port : int
@@ -173,7 +176,7 @@ class ViewerServer:
         self,
         cmap: CommMap,
         *,
-        plan: RouteTimeline | Mapping[str, gpd.GeoDataFrame] | None = None,
+        plan: PlanLike | None = None,
         host: str = "127.0.0.1",
         port: int = 8765,
         spacing_m: float = 200.0,
@@ -252,8 +255,16 @@ class ViewerServer:
         self.stop()
 
     # -- live data ------------------------------------------------------------------------------
-    def set_plan(self, plan: RouteTimeline | Mapping[str, gpd.GeoDataFrame] | None) -> None:
-        """Show ``plan`` (replaces the previous one; the page reloads it within a second)."""
+    def set_plan(self, plan: PlanLike | None) -> None:
+        """Show ``plan`` (replaces the previous one; a live page reloads it within a second).
+
+        ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.export.RouteTimeline` or
+        plan layers (:func:`commap.export.read_plan_layers`); None removes the plan.
+        """
+        from commap.plan import Plan
+
+        if isinstance(plan, Plan):
+            plan = timeline_from_plan(plan)
         layers = plan_layers(plan) if isinstance(plan, RouteTimeline) else plan
         with self._lock:
             self._plan_layers = layers
