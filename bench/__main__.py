@@ -10,8 +10,8 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import pkgutil
+import platform
 import sys
 import time
 import traceback
@@ -22,7 +22,9 @@ from typing import Any
 
 def _modules(only: list[str]) -> list[str]:
     package_dir = Path(__file__).parent
-    names = sorted(m.name for m in pkgutil.iter_modules([str(package_dir)]) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules([str(package_dir)]) if m.name.startswith("bench_")
+    )
     if only:
         names = [n for n in names if n.removeprefix("bench_") in only or n in only]
     return names
@@ -42,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "benchmarks": {},
     }
     failed = 0
@@ -66,7 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     _write_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     lines = [f"# commap benchmarks ({results['when']}, {results['machine']['cpus']} cpus)", ""]
     for name, entry in results["benchmarks"].items():
-        lines += [f"## {name} ({entry['status']}, {entry['wall_s']} s)", "", "| figure | value |", "|---|---|"]
+        lines += [
+            f"## {name} ({entry['status']}, {entry['wall_s']} s)",
+            "",
+            "| figure | value |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v} |" for k, v in entry["figures"].items()]
         lines.append("")
     _write_atomic(args.out / "results.md", "\n".join(lines))

@@ -6,6 +6,7 @@ Targets (issue "Communication map core"): quality matrix for 2,000 segments x al
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
@@ -30,7 +31,9 @@ TOUR = [
 
 
 def _chain(cmap: CommMap) -> Route:
-    legs = [cmap.routes((a[1], a[0]), (b[1], b[0]))[0] for a, b in zip(TOUR, TOUR[1:], strict=False)]
+    legs = [
+        cmap.routes((a[1], a[0]), (b[1], b[0]))[0] for a, b in itertools.pairwise(TOUR)
+    ]
     lon = np.concatenate([leg.lon if i == 0 else leg.lon[1:] for i, leg in enumerate(legs)])
     lat = np.concatenate([leg.lat if i == 0 else leg.lat[1:] for i, leg in enumerate(legs)])
     return Route(
@@ -47,8 +50,16 @@ def _first(corridor: Corridor, n: int) -> Corridor:
     fields = {
         name: getattr(corridor, name)[:n]
         for name in (
-            "lon", "lat", "distance_m", "length_m", "eta_s", "duration_s", "speed_mps",
-            "in_tunnel", "on_bridge", "under_bridge",
+            "lon",
+            "lat",
+            "distance_m",
+            "length_m",
+            "eta_s",
+            "duration_s",
+            "speed_mps",
+            "in_tunnel",
+            "on_bridge",
+            "under_bridge",
         )
     }
     return Corridor(**fields, departure_s=corridor.departure_s)
@@ -68,7 +79,8 @@ def run() -> dict[str, float | str]:
         if laps > 1:  # repeat the tour until it is long enough
             corridor = cut(
                 Route(
-                    lon=np.tile(route.lon, laps), lat=np.tile(route.lat, laps),
+                    lon=np.tile(route.lon, laps),
+                    lat=np.tile(route.lat, laps),
                     speed_mps=np.concatenate([np.append(route.speed_mps, 13.9)] * laps)[:-1],
                     in_tunnel=np.concatenate([np.append(route.in_tunnel, False)] * laps)[:-1],
                     on_bridge=np.concatenate([np.append(route.on_bridge, False)] * laps)[:-1],
@@ -91,8 +103,13 @@ def run() -> dict[str, float | str]:
             lap = []
             for _ in range(3):
                 start = time.perf_counter()
-                layer.sample(corridor.lon, corridor.lat, corridor.t_s,
-                             in_tunnel=corridor.in_tunnel, under_bridge=corridor.under_bridge)
+                layer.sample(
+                    corridor.lon,
+                    corridor.lat,
+                    corridor.t_s,
+                    in_tunnel=corridor.in_tunnel,
+                    under_bridge=corridor.under_bridge,
+                )
                 lap.append(time.perf_counter() - start)
             per_layer[nid] = statistics.median(lap)
         for nid, seconds in per_layer.items():

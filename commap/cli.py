@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from commap.errors import CommapError, InvalidInputError
+from commap.planning import DEFAULT_MIN_DWELL_S
 from commap.quality import QOUT_SINR_DB, Provenance
 
 app = typer.Typer(
@@ -32,7 +33,9 @@ console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-MapOpt = Annotated[str, typer.Option("--map", "-m", help="Map name under maps/ or a built map directory.")]
+MapOpt = Annotated[
+    str, typer.Option("--map", "-m", help="Map name under maps/ or a built map directory.")
+]
 
 
 def _friendly(func: F) -> F:
@@ -58,14 +61,18 @@ def parse_latlon(text: str, *, field: str) -> tuple[float, float]:
     try:
         lat, lon = (float(p) for p in parts)
     except ValueError:
-        raise InvalidInputError(f"{field}: expected LAT,LON in degrees, got {text!r}", field=field) from None
+        raise InvalidInputError(
+            f"{field}: expected LAT,LON in degrees, got {text!r}", field=field
+        ) from None
     if not (np.isfinite(lat) and np.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
         raise InvalidInputError(f"{field}: {text!r} is not a valid latitude,longitude", field=field)
     return (lon, lat)
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+) -> None:
     """commap command line."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -144,7 +151,9 @@ def route(
     o = parse_latlon(origin, field="--from")
     d = parse_latlon(destination, field="--to")
     cmap = CommMap.load(map_name)
-    departure_s = cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
+    departure_s = (
+        cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
+    )
     for i, r in enumerate(cmap.routes(o, d, k=alternatives)):
         corridor = cmap.corridor(r, departure_s=departure_s)
         qm = cmap.quality(corridor)
@@ -169,8 +178,181 @@ def route(
                 _fmt(float(np.median(qm.sinr_db[:, j]))),
             )
         any_usable = (qm.sinr_db >= QOUT_SINR_DB).any(axis=1)
-        table.caption = f"no network usable on {100 * float(weights[~any_usable].sum()):.1f} % of the route"
+        table.caption = (
+            f"no network usable on {100 * float(weights[~any_usable].sum()):.1f} % of the route"
+        )
         console.print(table)
+
+
+def _plan_request(
+    *,
+    origin: str | None,
+    destination: str | None,
+    via: list[str],
+    route_file: Path | None,
+    depart: str | None,
+    app_class: str,
+    min_dwell_s: float,
+    max_handovers: int | None,
+    sat_budget_mb: float | None,
+    alternatives: int,
+    time_limit_s: float,
+) -> Any:
+    from commap.planning import PlanRequest
+    from commap.routefile import read_route_file
+    from commap.timeutil import parse_time
+
+    if route_file is not None and (origin or destination or via):
+        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
+    return PlanRequest(
+        origin=parse_latlon(origin, field="--from") if origin else None,
+        destination=parse_latlon(destination, field="--to") if destination else None,
+        waypoints=tuple(parse_latlon(v, field="--via") for v in via),
+        route=read_route_file(route_file) if route_file is not None else None,
+        departure_s=parse_time(depart, field="--depart") if depart else None,
+        app=app_class,
+        min_dwell_s=min_dwell_s,
+        max_handovers=max_handovers,
+        sat_budget_mb=sat_budget_mb,
+        alternatives=alternatives,
+        time_limit_s=time_limit_s,
+    )
+
+
+@app.command()
+@_friendly
+def plan(
+    map_name: MapOpt = "andorra",
+    origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
+    destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
+    via: Annotated[
+        list[str] | None, typer.Option("--via", help="LAT,LON waypoint (repeat)")
+    ] = None,
+    route_file: Annotated[
+        Path | None, typer.Option("--route", help="GeoJSON LineString or CSV lat,lon[,timestamp]")
+    ] = None,
+    depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
+    app_class: Annotated[
+        str, typer.Option("--app", help="teleoperation|telemetry|infotainment")
+    ] = "telemetry",
+    min_dwell_s: Annotated[float, typer.Option("--min-dwell-s", min=0.0)] = DEFAULT_MIN_DWELL_S,
+    max_handovers: Annotated[int | None, typer.Option("--max-handovers", min=0)] = None,
+    sat_budget_mb: Annotated[float | None, typer.Option("--sat-budget-mb", min=0.0)] = None,
+    alternatives: Annotated[int, typer.Option("--alternatives", "-k", min=1, max=10)] = 1,
+    time_limit_s: Annotated[float, typer.Option("--time-limit-s", min=0.01)] = 5.0,
+    fmt: Annotated[str, typer.Option("--format", help="table|json|geojson")] = "table",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write .json/.geojson/.gpkg")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="HOST:PORT of a commap server")
+    ] = None,
+) -> None:
+    """Plan the network for every stretch of a route, and the handover points."""
+    import json
+
+    from commap.plan import write_plan
+
+    if fmt not in ("table", "json", "geojson"):
+        raise InvalidInputError(
+            f"--format must be table, json or geojson, not {fmt!r}", field="--format"
+        )
+    request = _plan_request(
+        origin=origin,
+        destination=destination,
+        via=via or [],
+        route_file=route_file,
+        depart=depart,
+        app_class=app_class,
+        min_dwell_s=min_dwell_s,
+        max_handovers=max_handovers,
+        sat_budget_mb=sat_budget_mb,
+        alternatives=alternatives,
+        time_limit_s=time_limit_s,
+    )
+    if server:
+        from server.client import plan_remote
+
+        result = plan_remote(server, map_name, request)
+    else:
+        from commap.comm_map import CommMap
+        from commap.planning import plan_route
+
+        result = plan_route(CommMap.load(map_name), request)
+    if out is not None:
+        write_plan(result.plan, out)
+        err_console.print(f"plan written to {out}")
+    if fmt == "json":
+        payload = result.plan.to_dict()
+        if result.choice is not None:
+            payload["alternatives"] = result.choice.table()
+        typer.echo(json.dumps(payload, indent=2, allow_nan=False))
+    elif fmt == "geojson":
+        typer.echo(json.dumps(result.plan.to_geojson(), indent=2, allow_nan=False))
+    else:
+        _print_plan(result)
+
+
+def _print_plan(result: Any) -> None:
+    from commap.timeutil import format_time
+
+    p = result.plan
+    t = p.totals
+    console.print(
+        f"[bold]{result.route.name or 'route'}[/]: {t.length_m / 1000:.1f} km, "
+        f"{t.duration_s / 60:.1f} min from {format_time(p.departure_s)}, app {p.app}; "
+        f"solver {p.solver.name} {p.solver.status} (gap {100 * p.solver.gap:.2f} %, "
+        f"{p.solver.time_s * 1000:.0f} ms)"
+    )
+    console.print(
+        f"expected drops {t.expected_drops:.2f}, handovers {t.handovers} "
+        f"({', '.join(f'{k} {v}' for k, v in t.handovers_by_kind.items()) or 'none'}), "
+        f"outage {t.outage_s:.1f} s, interruption {t.interruption_s:.1f} s, satellite {t.sat_mb:.1f} MB"
+    )
+    stretches = Table(title="networks along the route")
+    for col in ("from km", "to km", "network", "share"):
+        stretches.add_column(col)
+    for start, stop, nid in p.stretches():
+        km0 = p.distance_m[start] / 1000
+        km1 = (p.distance_m[stop - 1] + p.length_m[stop - 1]) / 1000
+        stretches.add_row(
+            f"{km0:.2f}",
+            f"{km1:.2f}",
+            nid,
+            f"{100 * (km1 - km0) * 1000 / max(t.length_m, 1e-9):.0f} %",
+        )
+    console.print(stretches)
+    if p.handovers:
+        table = Table(title="handovers")
+        for col in ("km", "eta", "lat, lon", "from", "to", "kind", "failure p"):
+            table.add_column(col)
+        for h in p.handovers:
+            table.add_row(
+                f"{h.distance_m / 1000:.2f}",
+                f"{h.eta_s / 60:.1f} min",
+                f"{h.lat:.5f}, {h.lon:.5f}",
+                h.from_network,
+                h.to_network,
+                h.kind,
+                f"{h.failure_prob:.3f}",
+            )
+        console.print(table)
+    if result.choice is not None:
+        alt = Table(title="route alternatives (score = travel time + drops x seconds_per_drop)")
+        for col in ("#", "route", "km", "min", "exp. drops", "handovers", "score s", "picked"):
+            alt.add_column(col)
+        for row in result.choice.table():
+            alt.add_row(
+                str(row["index"] + 1),
+                row["name"],
+                f"{row['length_m'] / 1000:.1f}",
+                f"{row['travel_time_s'] / 60:.1f}",
+                f"{row['expected_drops']:.2f}",
+                str(row["handovers"]),
+                f"{row['score_s']:.0f}",
+                "*" if row["picked"] else "",
+            )
+        console.print(alt)
 
 
 def run() -> None:

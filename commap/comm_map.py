@@ -88,7 +88,9 @@ def _bbox(value: Any, where: str) -> tuple[float, float, float, float]:
     try:
         lon0, lat0, lon1, lat1 = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{where}: bbox must be [lon_min, lat_min, lon_max, lat_max]") from None
+        raise InvalidInputError(
+            f"{where}: bbox must be [lon_min, lat_min, lon_max, lat_max]"
+        ) from None
     as_points([lon0, lon1], [lat0, lat1])
     if not (lon0 < lon1 and lat0 < lat1):
         raise InvalidInputError(f"{where}: bbox minimum must be below maximum")
@@ -112,13 +114,17 @@ def read_spec(path: str | Path) -> MapSpec:
         raise InvalidInputError(f"map spec {path} is not valid TOML: {exc}") from None
     name = str(raw.get("name", ""))
     if not _MAP_NAME.match(name):
-        raise InvalidInputError(f"{path}: name {name!r} must match {_MAP_NAME.pattern}", field="name")
+        raise InvalidInputError(
+            f"{path}: name {name!r} must match {_MAP_NAME.pattern}", field="name"
+        )
     networks = raw.get("networks")
     if not isinstance(networks, list) or not networks:
         raise InvalidInputError(f"{path}: at least one [[networks]] entry is required")
     for i, net in enumerate(networks):
         if not isinstance(net, dict) or "layer" not in net or "id" not in net:
-            raise InvalidInputError(f"{path}: networks[{i}] needs an id and a [networks.layer] table")
+            raise InvalidInputError(
+                f"{path}: networks[{i}] needs an id and a [networks.layer] table"
+            )
     segment_m = float(raw.get("segment_m", 50.0))
     if not (1.0 <= segment_m <= 10_000.0):
         raise InvalidInputError(f"{path}: segment_m must be within 1..10000 m", field="segment_m")
@@ -168,9 +174,7 @@ def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str)
     return out
 
 
-def _build_networks(
-    spec: MapSpec, ctx: LayerContext, progress: Progress
-) -> list[dict[str, Any]]:
+def _build_networks(spec: MapSpec, ctx: LayerContext, progress: Progress) -> list[dict[str, Any]]:
     points: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
 
     def road_points() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -188,7 +192,9 @@ def _build_networks(
         if ctx.roads is not None and record["layer"].get("type") in CACHED_LAYER_TYPES:
             progress(f"network {network.id}: sampling coverage along every road")
             cache = f"cache/{network.id}.parquet"
-            write_cache(load_layer(network, record["layer"], ctx), *road_points(), ctx.built_dir / cache)
+            write_cache(
+                load_layer(network, record["layer"], ctx), *road_points(), ctx.built_dir / cache
+            )
             record["cache"] = cache
         if "measured" in entry:
             from commap.layers.measured import prepare_measured
@@ -332,7 +338,11 @@ def resolve_map_dir(name_or_path: str | Path, settings: Settings | None = None) 
     settings = settings or Settings()
     text = str(name_or_path)
     if _MAP_NAME.match(text):
-        known = {p.name for p in settings.maps_dir.iterdir() if p.is_dir()} if settings.maps_dir.is_dir() else set()
+        known = (
+            {p.name for p in settings.maps_dir.iterdir() if p.is_dir()}
+            if settings.maps_dir.is_dir()
+            else set()
+        )
         if text in known:
             base = settings.maps_dir / text
             for candidate in (base / "built", base):
@@ -343,7 +353,9 @@ def resolve_map_dir(name_or_path: str | Path, settings: Settings | None = None) 
             )
         if not Path(text).is_dir():
             names = sorted(known)
-            raise MapNotFoundError(f"unknown map {text!r}; known maps: {', '.join(names) or 'none'}")
+            raise MapNotFoundError(
+                f"unknown map {text!r}; known maps: {', '.join(names) or 'none'}"
+            )
     path = Path(text)
     if (path / MANIFEST).is_file():
         return path
@@ -396,7 +408,9 @@ class CommMap:
         try:
             manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"{directory / MANIFEST}: unreadable manifest ({exc})") from None
+            raise InvalidInputError(
+                f"{directory / MANIFEST}: unreadable manifest ({exc})"
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise InvalidInputError(f"{directory / MANIFEST}: not a {FORMAT} manifest")
         _verify_files(directory, manifest)
@@ -461,7 +475,9 @@ class CommMap:
         from commap import roads as roads_mod
 
         if self.roads is None:
-            raise InvalidInputError(f"map {self.name} has no road graph: give the route as a polyline")
+            raise InvalidInputError(
+                f"map {self.name} has no road graph: give the route as a polyline"
+            )
         self.check_inside([origin[0]], [origin[1]], field="origin")
         self.check_inside([destination[0]], [destination[1]], field="destination")
         if k == 1:
@@ -522,6 +538,8 @@ def _verify_files(directory: Path, manifest: Mapping[str, Any]) -> None:
     for rel, digest in manifest.get("files", {}).items():
         path = directory / rel
         if not path.is_file():
-            raise InvalidInputError(f"map {directory}: file {rel} listed in the manifest is missing")
+            raise InvalidInputError(
+                f"map {directory}: file {rel} listed in the manifest is missing"
+            )
         if path.stat().st_size < (1 << 26) and _sha256(path) != digest:
             raise InvalidInputError(f"map {directory}: file {rel} does not match its checksum")

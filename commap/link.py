@@ -348,7 +348,7 @@ class LinkModel:
             raise InvalidInputError("one network per quality-matrix column is required")
         n_seg = matrix.shape[0]
         out = np.empty((n_seg, len(networks)))
-        sigma = self.sigma_db(matrix.confidence.reshape(n_seg, -1))
+        sigma = self.sigma_db(matrix.confidence.reshape(n_seg, len(networks)))
         for j, net in enumerate(networks):
             if net.is_satellite:
                 out[:, j] = self._satellite_outage(matrix, j, net, sigma[:, j])

@@ -9,6 +9,7 @@ picks by the travel-time / expected-drops trade-off.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,19 @@ from commap.plan import Constraints, Plan, RouteCandidate, RouteChoice, choose_r
 from commap.plan import plan_route as solve_corridor
 from commap.quality import QualityMatrix
 
-__all__ = ["DEFAULT_APP", "PlanRequest", "PlanResult", "plan_route", "resolve_routes"]
+__all__ = [
+    "DEFAULT_APP",
+    "DEFAULT_MIN_DWELL_S",
+    "PlanRequest",
+    "PlanResult",
+    "plan_route",
+    "resolve_routes",
+]
 
 DEFAULT_APP = "telemetry"
+# A network is kept at least this long after switching to it unless it becomes unusable:
+# no ping-pong by default (DESIGN.md counts a return within 1 s as ping-pong; 10 s is safe).
+DEFAULT_MIN_DWELL_S = 10.0
 MAX_ALTERNATIVES = 10
 
 
@@ -45,7 +56,7 @@ class PlanRequest:
     route: Route | None = None
     departure_s: float | None = None
     app: str = DEFAULT_APP
-    min_dwell_s: float = 0.0
+    min_dwell_s: float = DEFAULT_MIN_DWELL_S
     min_dwell_m: float = 0.0
     max_handovers: int | None = None
     sat_budget_mb: float | None = None
@@ -63,9 +74,13 @@ class PlanRequest:
                 field="route",
             )
         if has_od and (self.origin is None or self.destination is None):
-            raise InvalidInputError("origin and destination must both be given", field="destination")
+            raise InvalidInputError(
+                "origin and destination must both be given", field="destination"
+            )
         if self.route is not None and self.waypoints:
-            raise InvalidInputError("waypoints go with origin/destination, not a polyline", field="waypoints")
+            raise InvalidInputError(
+                "waypoints go with origin/destination, not a polyline", field="waypoints"
+            )
         _check_number(self.min_dwell_s, "min_dwell_s", low=0.0)
         _check_number(self.min_dwell_m, "min_dwell_m", low=0.0)
         _check_number(self.seconds_per_drop, "seconds_per_drop", low=0.0)
@@ -80,7 +95,8 @@ class PlanRequest:
             )
         if self.alternatives > 1 and (self.route is not None or self.waypoints):
             raise InvalidInputError(
-                "route alternatives need origin and destination without waypoints", field="alternatives"
+                "route alternatives need origin and destination without waypoints",
+                field="alternatives",
             )
         app_profile(self.app)  # raises for an unknown class
         self.objective()  # raises for unknown weight names
@@ -160,7 +176,7 @@ def resolve_routes(cmap: CommMap, request: PlanRequest) -> list[Route]:
     if request.alternatives > 1:
         return cmap.routes(request.origin, request.destination, k=request.alternatives)
     stops = [request.origin, *request.waypoints, request.destination]
-    legs = [cmap.routes(a, b)[0] for a, b in zip(stops, stops[1:], strict=False)]
+    legs = [cmap.routes(a, b)[0] for a, b in itertools.pairwise(stops)]
     return [_join(legs)]
 
 

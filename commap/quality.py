@@ -196,5 +196,7 @@ def as_points(
     if not (np.isfinite(lon_a).all() and np.isfinite(lat_a).all() and np.isfinite(t_a).all()):
         raise InvalidInputError("coordinates and times must be finite numbers")
     if (np.abs(lat_a) > 90).any() or (np.abs(lon_a) > 180).any():
-        raise InvalidInputError("latitude must be within [-90, 90] and longitude within [-180, 180]")
+        raise InvalidInputError(
+            "latitude must be within [-90, 90] and longitude within [-180, 180]"
+        )
     return lon_a, lat_a, t_a

@@ -65,7 +65,7 @@ def load_hgt(path: str | Path) -> HgtTile:
             raw = path.read_bytes()
     except (OSError, zipfile.BadZipFile) as exc:
         raise InvalidInputError(f"{path}: cannot read terrain tile ({exc})") from exc
-    n = int(round((len(raw) // 2) ** 0.5))
+    n = round((len(raw) // 2) ** 0.5)
     if n * n * 2 != len(raw) or n not in (1201, 3601):
         raise InvalidInputError(f"{path}: {len(raw)} bytes is not an SRTM1/SRTM3 tile")
     heights = np.frombuffer(raw, ">i2").reshape(n, n).astype(np.float32)
@@ -98,7 +98,9 @@ class Terrain:
         """The loaded tiles."""
         return list(self._tiles.values())
 
-    def elevation_m(self, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> NDArray[np.float64]:
+    def elevation_m(
+        self, lon: NDArray[np.float64], lat: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
         """Bilinear elevation at WGS84 points (metres; 0 outside the tiles)."""
         lon = np.asarray(lon, dtype=np.float64)
         lat = np.asarray(lat, dtype=np.float64)

@@ -69,7 +69,9 @@ def road_sample_points(
     return np.concatenate(lons), np.concatenate(lats)
 
 
-def write_cache(layer: CoverageLayer, lon: NDArray[np.float64], lat: NDArray[np.float64], path: Path) -> None:
+def write_cache(
+    layer: CoverageLayer, lon: NDArray[np.float64], lat: NDArray[np.float64], path: Path
+) -> None:
     """Sample ``layer`` at the points (open road, t = 0) and write the table atomically."""
     quality = layer.sample(lon, lat, np.zeros_like(lon))
     frame = pd.DataFrame({"lon": lon, "lat": lat} | {c: getattr(quality, c) for c in _COLUMNS})
@@ -98,7 +100,9 @@ class CachedLayer:
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"{path}: unreadable coverage cache ({exc})") from None
         self._lat0 = float(frame["lat"].mean()) if len(frame) else 0.0
-        self._tree = cKDTree(_local_xy(frame["lon"].to_numpy(), frame["lat"].to_numpy(), self._lat0))
+        self._tree = cKDTree(
+            _local_xy(frame["lon"].to_numpy(), frame["lat"].to_numpy(), self._lat0)
+        )
         self._values = {c: frame[c].to_numpy() for c in _COLUMNS}
 
     def sample(
@@ -124,7 +128,10 @@ class CachedLayer:
         miss = ~hit
         if miss.any():
             live = self.inner.sample(
-                lon[miss], lat[miss], np.asarray(t_s)[miss], in_tunnel=tunnel[miss],
+                lon[miss],
+                lat[miss],
+                np.asarray(t_s)[miss],
+                in_tunnel=tunnel[miss],
                 under_bridge=bridge[miss],
             )
             for c in _COLUMNS:
