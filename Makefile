@@ -44,7 +44,8 @@ maps/%/built/manifest.json: maps/%/map.toml $$(wildcard maps/%/data/*) $(wildcar
 map: setup $(BUILT_MAPS)
 
 run: map
-	$(PY) -m commap.cli route --map andorra --from 42.5063,1.5218 --to 42.5430,1.7330
+	@echo "commap gRPC server on 127.0.0.1:50051 (Ctrl-C stops it); it prints how to query it once ready"
+	$(PY) -m server --host 127.0.0.1 --port 50051
 
 test: map
 	$(PY) -m pytest

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
@@ -33,6 +35,7 @@ from commap.quality import (
 
 __all__ = ["run", "synthetic_corridor"]
 
+R = TypeVar("R")
 T, LEO, GEO = NetworkKind.TERRESTRIAL, NetworkKind.LEO, NetworkKind.GEO
 NETWORKS = (
     Network(id="ad-lte", kind=T, operator="ad", technology="lte", latency_ms=35.0),
@@ -40,12 +43,30 @@ NETWORKS = (
     Network(id="es-lte", kind=T, operator="es", technology="lte", latency_ms=45.0),
     Network(id="es-nr", kind=T, operator="es", technology="nr", latency_ms=25.0),
     Network(id="fr-lte", kind=T, operator="fr", technology="lte", latency_ms=45.0),
-    Network(id="starlink", kind=LEO, operator="starlink", technology="leo", latency_ms=45.0,
-            min_elevation_deg=25.0),
-    Network(id="oneweb", kind=LEO, operator="oneweb", technology="leo", latency_ms=70.0,
-            min_elevation_deg=35.0),
-    Network(id="geo", kind=GEO, operator="geo", technology="geo", latency_ms=600.0,
-            min_elevation_deg=10.0),
+    Network(
+        id="starlink",
+        kind=LEO,
+        operator="starlink",
+        technology="leo",
+        latency_ms=45.0,
+        min_elevation_deg=25.0,
+    ),
+    Network(
+        id="oneweb",
+        kind=LEO,
+        operator="oneweb",
+        technology="leo",
+        latency_ms=70.0,
+        min_elevation_deg=35.0,
+    ),
+    Network(
+        id="geo",
+        kind=GEO,
+        operator="geo",
+        technology="geo",
+        latency_ms=600.0,
+        min_elevation_deg=10.0,
+    ),
 )
 
 
@@ -66,9 +87,16 @@ def synthetic_corridor(
     tunnel[14_000:14_012] = True
     centre = distance + 25.0
     cor = Corridor(
-        lon=1.0 + centre / 80_000.0, lat=42.0 + centre / 111_320.0, distance_m=distance,
-        length_m=length, eta_s=eta, duration_s=duration, speed_mps=speed, in_tunnel=tunnel,
-        on_bridge=np.zeros(n_seg, dtype=bool), under_bridge=np.zeros(n_seg, dtype=bool),
+        lon=1.0 + centre / 80_000.0,
+        lat=42.0 + centre / 111_320.0,
+        distance_m=distance,
+        length_m=length,
+        eta_s=eta,
+        duration_s=duration,
+        speed_mps=speed,
+        in_tunnel=tunnel,
+        on_bridge=np.zeros(n_seg, dtype=bool),
+        under_bridge=np.zeros(n_seg, dtype=bool),
         departure_s=1_737_633_600.0,
     )
     return cor, _matrix(rng, run, k, tunnel), NetworkCatalogue(NETWORKS)
@@ -98,17 +126,21 @@ def _matrix(rng: np.random.Generator, run: np.ndarray, k: int, tunnel: np.ndarra
     rsrp[np.ix_(tunnel, ~sat)] = NO_SIGNAL_RSRP_DBM
     elev[np.ix_(tunnel, sat)] = NO_SATELLITE_ELEVATION_DEG
     return QualityMatrix(
-        network_ids=tuple(n.id for n in NETWORKS), rsrp_dbm=rsrp, sinr_db=sinr,
-        elevation_deg=elev, confidence=conf, provenance=prov,
+        network_ids=tuple(n.id for n in NETWORKS),
+        rsrp_dbm=rsrp,
+        sinr_db=sinr,
+        elevation_deg=elev,
+        confidence=conf,
+        provenance=prov,
         sample_count=np.where(prov == int(Provenance.MEASURED), 20, 0).astype(np.int32),
     )
 
 
-def _median_time(fn: object, repeats: int) -> tuple[float, object]:
-    times, result = [], None
+def _median_time(fn: Callable[[], R], repeats: int) -> tuple[float, R]:
+    times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = fn()  # type: ignore[operator]
+        result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
@@ -118,34 +150,37 @@ def run() -> dict[str, float | str]:
     cor, matrix, catalogue = synthetic_corridor()
     app = "infotainment"
     build_s, base = _median_time(lambda: HandoverProblem.build(cor, matrix, catalogue, app=app), 5)
-    assert isinstance(base, HandoverProblem)
     dp_s, dp = _median_time(lambda: solve_dp(base), 11)
-    dwell = HandoverProblem.build(cor, matrix, catalogue, app=app,
-                                  constraints=Constraints(min_dwell_s=10.0))
+    dwell = HandoverProblem.build(
+        cor, matrix, catalogue, app=app, constraints=Constraints(min_dwell_s=10.0)
+    )
     dwell_s, dwell_plan = _median_time(lambda: solve_dp(dwell), 3)
-    ref = evaluate(dwell, dwell_plan.assignment[0])  # type: ignore[union-attr]
-    cons = Constraints(min_dwell_s=10.0, max_handovers=int(0.8 * ref.handovers),
-                       sat_budget_mb=round(0.8 * ref.sat_mb, 1))
+    ref = evaluate(dwell, dwell_plan.assignment[0])
+    cons = Constraints(
+        min_dwell_s=10.0,
+        max_handovers=int(0.8 * ref.handovers),
+        sat_budget_mb=round(0.8 * ref.sat_mb, 1),
+    )
     problem = HandoverProblem.build(cor, matrix, catalogue, app=app, constraints=cons)
     cp_s, res = _median_time(
         lambda: solve_cpsat(problem, time_limit_s=10.0, seed=0, num_workers=2, gap_limit=1e-3), 3
     )
-    final = evaluate(problem, res.assignment)  # type: ignore[union-attr]
+    final = evaluate(problem, res.assignment)
     return {
         "segments": float(len(cor)),
         "networks": float(len(catalogue)),
         "cpus": float(os.cpu_count() or 1),
         "problem_build_s": round(build_s, 4),
         "dp_plain_s": round(dp_s, 4),
-        "dp_plain_handovers": float(evaluate(base, dp.assignment[0]).handovers),  # type: ignore[union-attr]
+        "dp_plain_handovers": float(evaluate(base, dp.assignment[0]).handovers),
         "dp_dwell10s_s": round(dwell_s, 4),
         "constrained_max_handovers": float(cons.max_handovers or 0),
         "constrained_sat_budget_mb": float(cons.sat_budget_mb or 0.0),
         "constrained_s": round(cp_s, 3),
-        "constrained_status": res.status,  # type: ignore[union-attr]
-        "constrained_gap": float(f"{res.gap:.3g}"),  # type: ignore[union-attr]
-        "constrained_cost": round(res.cost, 4),  # type: ignore[union-attr]
-        "constrained_bound": round(res.bound, 4),  # type: ignore[union-attr]
-        "constrained_plan_from": f"{res.source} (cp-sat {res.cp_status})",  # type: ignore[union-attr]
+        "constrained_status": res.status,
+        "constrained_gap": float(f"{res.gap:.3g}"),
+        "constrained_cost": round(res.cost, 4),
+        "constrained_bound": round(res.bound, 4),
+        "constrained_plan_from": f"{res.source} (cp-sat {res.cp_status})",
         "constrained_feasible": str(final.feasible),
     }

@@ -3,7 +3,7 @@
 Starts the real server (``python -m server --port 0``) on the built default map and measures,
 from clients in this process:
 
-* PlanRoute latency p50 / p99 for a ~50 km route (road-graph endpoints with a waypoint) and a
+* PlanRoute latency p50 / p99 for a ~50 km route (road-graph endpoints) and a
   ~1,000 km route (a polyline driving the valleys back and forth);
 * PlanRoute throughput with 16 concurrent clients (plans per second);
 * Drive: 50 vehicles streaming 10 position updates per second each (vehicle time runs 10x, so
@@ -33,10 +33,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 T0 = 1737633600  # the map's default departure (2025-01-23T12:00:00Z)
-# ~50 km: Sant Julia de Loria -> Arinsal (via Andorra la Vella) -> back to Escaldes
-ORIGIN_50 = (1.4913, 42.4637)
-WAYPOINT_50 = (1.4846, 42.5722)
-DESTINATION_50 = (1.5400, 42.5090)
+# ~50 km (48.5 km): El Serrat (north end of the Ordino valley) -> Pas de la Casa (French border)
+ORIGIN_50 = (1.5440, 42.6210)
+DESTINATION_50 = (1.7330, 42.5430)
 # the long route is built from the trip across the country, driven forth and back
 ORIGIN_LONG = (1.5218, 42.5063)
 DESTINATION_LONG = (1.7330, 42.5430)
@@ -126,18 +125,25 @@ def _time_calls(call: Callable[[], Any], repeats: int) -> list[float]:
     return out
 
 
-def _plan_figures(stub: Any, pb: Any, long_lon: np.ndarray, long_lat: np.ndarray) -> dict[str, float]:
+def _plan_figures(
+    stub: Any, pb: Any, long_lon: np.ndarray, long_lat: np.ndarray
+) -> dict[str, float]:
     from google.protobuf.timestamp_pb2 import Timestamp
 
     def ll(p: tuple[float, float]) -> Any:
         return pb.LatLon(latitude_deg=p[1], longitude_deg=p[0])
 
     req50 = pb.PlanRouteRequest(
-        endpoints=pb.Endpoints(origin=ll(ORIGIN_50), destination=ll(DESTINATION_50), waypoints=[ll(WAYPOINT_50)]),
+        endpoints=pb.Endpoints(origin=ll(ORIGIN_50), destination=ll(DESTINATION_50)),
         departure_time=Timestamp(seconds=T0),
     )
     req_long = pb.PlanRouteRequest(
-        polyline=pb.Polyline(points=[pb.LatLon(latitude_deg=y, longitude_deg=x) for x, y in zip(long_lon, long_lat, strict=True)]),
+        polyline=pb.Polyline(
+            points=[
+                pb.LatLon(latitude_deg=y, longitude_deg=x)
+                for x, y in zip(long_lon, long_lat, strict=True)
+            ]
+        ),
         departure_time=Timestamp(seconds=T0),
         omit_segments=True,
     )
@@ -187,7 +193,10 @@ def _throughput(stub: Any, request: Any) -> tuple[int, float]:
     return done[0], time.perf_counter() - start
 
 
-async def _vehicle(stub: Any, pb: Any, index: int, latencies: list[float], counts: dict[str, int]) -> None:
+async def _vehicle(
+    stub: Any, pb: Any, index: int, latencies: list[float], counts: dict[str, int]
+) -> None:
+    import grpc
     from google.protobuf.timestamp_pb2 import Timestamp
 
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -203,7 +212,9 @@ async def _vehicle(stub: Any, pb: Any, index: int, latencies: list[float], count
     trip = pb.PlanRouteRequest(
         endpoints=pb.Endpoints(
             origin=pb.LatLon(latitude_deg=ORIGIN_LONG[1], longitude_deg=ORIGIN_LONG[0]),
-            destination=pb.LatLon(latitude_deg=DESTINATION_LONG[1], longitude_deg=DESTINATION_LONG[0]),
+            destination=pb.LatLon(
+                latitude_deg=DESTINATION_LONG[1], longitude_deg=DESTINATION_LONG[0]
+            ),
         ),
         departure_time=Timestamp(seconds=T0),
     )
@@ -220,9 +231,15 @@ async def _vehicle(stub: Any, pb: Any, index: int, latencies: list[float], count
     lat = np.array([s.position.latitude_deg for s in segments])
 
     async def reader() -> None:
-        async for response in call:
+        while True:
+            response = await call.read()
+            if response is grpc.aio.EOF:  # type: ignore[attr-defined]
+                return
             if response.WhichOneof("event") == "instruction":
-                key = response.progress.fix_time.seconds * 1000 + response.progress.fix_time.nanos // 1_000_000
+                key = (
+                    response.progress.fix_time.seconds * 1000
+                    + response.progress.fix_time.nanos // 1_000_000
+                )
                 if key in sent_at:
                     latencies.append(time.perf_counter() - sent_at[key])
                 counts["instructions"] += 1
@@ -236,7 +253,7 @@ async def _vehicle(stub: Any, pb: Any, index: int, latencies: list[float], count
         t_vehicle += period * DRIVE_TIME_LAPSE
         i = min(int(np.searchsorted(eta, t_vehicle)), len(eta) - 1)
         t_s = departure + t_vehicle
-        ms = int(round(t_s * 1000))
+        ms = round(t_s * 1000)
         sent_at[ms] = time.perf_counter()
         await queue.put(
             pb.DriveRequest(
@@ -268,7 +285,9 @@ async def _drive_figures(target: str) -> dict[str, float]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.CommapServiceStub(channel)
         start = time.perf_counter()
-        await asyncio.gather(*(_vehicle(stub, pb, i, latencies, counts) for i in range(DRIVE_VEHICLES)))
+        await asyncio.gather(
+            *(_vehicle(stub, pb, i, latencies, counts) for i in range(DRIVE_VEHICLES))
+        )
         elapsed = time.perf_counter() - start
     p50, p99 = _percentiles_ms(latencies) if latencies else (float("nan"), float("nan"))
     return {
@@ -292,9 +311,14 @@ def run() -> dict[str, float | str]:
     with tempfile.TemporaryDirectory(prefix="bench-server-") as work:
         server = _Server(map_dir, Path(work))
         try:
-            options = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+            options = [
+                ("grpc.max_send_message_length", 64 << 20),
+                ("grpc.max_receive_message_length", 64 << 20),
+            ]
             with grpc.insecure_channel(server.target, options=options) as channel:
-                figures: dict[str, float | str] = dict(_plan_figures(pb_grpc.CommapServiceStub(channel), pb, long_lon, long_lat))
+                figures: dict[str, float | str] = dict(
+                    _plan_figures(pb_grpc.CommapServiceStub(channel), pb, long_lon, long_lat)
+                )
             figures.update(asyncio.run(_drive_figures(server.target)))
         finally:
             server.stop()

@@ -355,6 +355,169 @@ def _print_plan(result: Any) -> None:
         console.print(alt)
 
 
+def _timeline(
+    cmap: Any, origin: str | None, destination: str | None, plan_file: Path | None, app_class: str
+) -> Any:
+    """The plan to draw: from a plan file (.json best) or planned now from --from/--to."""
+    from commap.export import read_plan, timeline_from_plan, with_map_quality
+    from commap.planning import PlanRequest, plan_route
+
+    if plan_file is not None:
+        if origin or destination:
+            raise InvalidInputError("give --plan or --from/--to, not both", field="--plan")
+        if plan_file.suffix.lower() != ".json":
+            raise InvalidInputError(
+                "plots need the plan as .json (commap plan ... --out plan.json)", field="--plan"
+            )
+        return with_map_quality(read_plan(plan_file), cmap)
+    if not (origin and destination):
+        raise InvalidInputError("give --from and --to, or --plan FILE", field="--from")
+    request = PlanRequest(
+        origin=parse_latlon(origin, field="--from"),
+        destination=parse_latlon(destination, field="--to"),
+        app=app_class,
+    )
+    return timeline_from_plan(plan_route(cmap, request))
+
+
+@app.command()
+@_friendly
+def view(
+    map_name: MapOpt = "andorra",
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Plan file (.json, .geojson, .gpkg) to draw.")
+    ] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0: any free port")] = 8765,
+    spacing_m: Annotated[float, typer.Option("--spacing-m", min=20.0)] = 200.0,
+    time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
+) -> None:
+    """Serve the offline map viewer on http://127.0.0.1 (Ctrl-C stops it)."""
+    from commap.comm_map import CommMap
+    from commap.export import read_plan_layers
+    from commap.timeutil import parse_time
+    from commap.viewer import ViewerServer
+
+    cmap = CommMap.load(map_name)
+    plan = read_plan_layers(plan_file) if plan_file is not None else None
+    t_s = None if time is None else parse_time(time, field="--time")
+    server = ViewerServer(cmap, plan=plan, port=port, spacing_m=spacing_m, t_s=t_s)
+    console.print(f"viewer of map [bold]{cmap.name}[/] at [bold]{server.url}[/] (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+@app.command()
+@_friendly
+def plot(
+    map_name: MapOpt = "andorra",
+    origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
+    destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
+    plan_file: Annotated[Path | None, typer.Option("--plan", help="Plan .json")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png")] = Path("plan.png"),
+    kind: Annotated[str, typer.Option("--kind", help="map|strip|coverage|all")] = "all",
+    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+) -> None:
+    """PNGs: the route map (FILE.png), the strip chart (FILE-strip.png), coverage (FILE-coverage.png)."""
+    from commap import plot as plots
+    from commap.comm_map import CommMap
+
+    if kind not in ("map", "strip", "coverage", "all"):
+        raise InvalidInputError(
+            f"--kind must be map, strip, coverage or all, not {kind!r}", field="--kind"
+        )
+    cmap = CommMap.load(map_name)
+    timeline = _timeline(cmap, origin, destination, plan_file, app_class)
+    written = []
+    if kind in ("map", "all"):
+        written.append(plots.plot_route_map(cmap, timeline, out))
+    if kind in ("strip", "all"):
+        written.append(
+            plots.plot_strip(
+                timeline, out if kind == "strip" else out.with_name(f"{out.stem}-strip.png")
+            )
+        )
+    if kind in ("coverage", "all"):
+        target = out if kind == "coverage" else out.with_name(f"{out.stem}-coverage.png")
+        written.append(plots.plot_coverage(cmap, target, timeline=timeline))
+    for path in written:
+        console.print(f"wrote [bold]{path}[/]")
+
+
+@app.command()
+@_friendly
+def report(
+    map_name: MapOpt = "andorra",
+    trace: Annotated[Path | None, typer.Option("--trace", help="G-NetTrack CSV or zip")] = None,
+    trace_name: Annotated[str | None, typer.Option("--trace-name", help="Trace in a zip")] = None,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network", help="Network the trace measured (default: the map's measured one)"
+        ),
+    ] = None,
+    origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
+    destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
+    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory")] = Path("report"),
+    generated_at: Annotated[
+        str | None, typer.Option("--date", help="Date printed on the report (default none)")
+    ] = None,
+) -> None:
+    """Route connectivity test report: report.html (self-contained), report.json, PNGs."""
+    from commap.comm_map import CommMap
+    from commap.planning import PlanRequest
+    from commap.report import measured_network, read_trace, route_report
+
+    cmap = CommMap.load(map_name)
+    if (trace is None) == (origin is None and destination is None):
+        raise InvalidInputError("give --trace FILE, or --from and --to", field="--trace")
+    if trace is not None:
+        network_id = network or measured_network(cmap)
+        records = read_trace(trace, network_id=network_id, trace_name=trace_name)
+        files = route_report(cmap, out, trace=records, generated_at=generated_at)
+    else:
+        if not (origin and destination):
+            raise InvalidInputError("give both --from and --to", field="--to")
+        request = PlanRequest(
+            origin=parse_latlon(origin, field="--from"),
+            destination=parse_latlon(destination, field="--to"),
+            app=app_class,
+        )
+        files = route_report(cmap, out, request=request, generated_at=generated_at)
+    console.print(f"report written to [bold]{files.html}[/] and {files.json.name}")
+
+
+@app.command()
+@_friendly
+def export(
+    map_name: MapOpt = "andorra",
+    out: Annotated[Path, typer.Option("--out", "-o", help=".gpkg, .geojson or .kml")] = Path(
+        "map.gpkg"
+    ),
+    plan_file: Annotated[
+        Path | None, typer.Option("--plan", help="Export this plan (.json) instead of the map")
+    ] = None,
+    spacing_m: Annotated[float, typer.Option("--spacing-m", min=20.0)] = 200.0,
+    time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
+) -> None:
+    """Export the map (roads + coverage along them) or a plan for QGIS / Google Earth."""
+    from commap.comm_map import CommMap
+    from commap.export import export_map, read_plan_layers, write_layers
+    from commap.timeutil import parse_time
+
+    if plan_file is not None:
+        path = write_layers(read_plan_layers(plan_file), out)
+    else:
+        cmap = CommMap.load(map_name)
+        t_s = None if time is None else parse_time(time, field="--time")
+        path = export_map(cmap, out, spacing_m=spacing_m, t_s=t_s)
+    console.print(f"wrote [bold]{path}[/]")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

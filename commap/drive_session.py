@@ -30,10 +30,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,10 +41,11 @@ from numpy.typing import NDArray
 from pyproj import Geod
 
 from commap.comm_map import CommMap
-from commap.corridor import Corridor, Route
+from commap.corridor import Route
 from commap.errors import InvalidInputError
+from commap.plan.plan import Handover
 from commap.planning import PlanRequest, PlanResult, plan_route
-from commap.quality import CoverageLayer, QOUT_SINR_DB
+from commap.quality import QOUT_SINR_DB, CoverageLayer
 
 __all__ = [
     "DriveOptions",
@@ -66,8 +67,12 @@ _GEOD = Geod(ellps="WGS84")
 _M_PER_DEG = 111_320.0  # metres per degree of latitude (local projection of one fix)
 _WINDOW_BACK_M = 300.0  # route searched behind the last position ...
 _WINDOW_AHEAD_M = 3_000.0  # ... and ahead of it, before a search of the whole route
+# metres of offset that one metre along the route ahead of / behind the last position is worth
+_AHEAD_WEIGHT = 0.05
+_BEHIND_WEIGHT = 0.5
 _MIN_SPEED_MPS = 0.5  # below: the vehicle is taken as stopped
-_SPEED_SMOOTHING = 0.3  # weight of the newest speed in the moving average
+_SPEED_WINDOW_S = 3.0  # speed from the progress over about this long ...
+_MIN_SPEED_SPAN_S = 0.5  # ... once fixes span at least this long
 _UNUSABLE_RSRP_DBM = -125.0  # RSRP-only reports: below this the link is taken as unusable
 _MAX_SESSION_RECORDS = 20_000  # measurements kept for re-plans (the newest)
 
@@ -115,7 +120,9 @@ class DriveOptions:
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{f.name} must be a finite number >= 0", field=f.name)
         if self.off_route_distance_m <= 0:
-            raise InvalidInputError("off_route_distance_m must be > 0", field="off_route_distance_m")
+            raise InvalidInputError(
+                "off_route_distance_m must be > 0", field="off_route_distance_m"
+            )
         if self.contradiction_samples < 1 or self.measurement_dense_samples < 1:
             raise InvalidInputError("sample counts must be >= 1", field="contradiction_samples")
 
@@ -144,11 +151,12 @@ class Progress:
 class Instruction:
     """Switch networks at a planned point.
 
-    ``handover`` is the plan's handover object (lat, lon, distance_m, eta_s, from/to, kind).
+    ``handover`` is the plan's :class:`~commap.plan.plan.Handover` (lat, lon, distance_m,
+    eta_s, from/to network, kind).
     """
 
     plan_version: int
-    handover: Any
+    handover: Handover
     distance_to_go_m: float
     time_to_go_s: float
     expected_t_s: float
@@ -189,8 +197,14 @@ class _Track:
     def length_m(self) -> float:
         return float(self.cum_m[-1])
 
-    def _nearest(self, lon: float, lat: float, lo: int, hi: int) -> tuple[float, float]:
-        """(along-route distance, offset) of the nearest point on legs ``lo..hi-1``."""
+    def _nearest(
+        self, lon: float, lat: float, lo: int, hi: int, hint_m: float | None = None
+    ) -> tuple[float, float]:
+        """(along-route distance, offset) of the nearest point on legs ``lo..hi-1``.
+
+        With a hint, candidates far along the route from it pay a small penalty, so that where
+        the route passes the same place twice the pass the vehicle is on wins.
+        """
         scale = math.cos(math.radians(lat)) * _M_PER_DEG
         ax = (self.lon[lo:hi] - lon) * scale
         ay = (self.lat[lo:hi] - lat) * _M_PER_DEG
@@ -200,10 +214,17 @@ class _Track:
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.clip(np.where(d2 > 0, -(ax * dx + ay * dy) / d2, 0.0), 0.0, 1.0)
         off = np.hypot(ax + t * dx, ay + t * dy)
-        i = int(np.argmin(off))
-        return float(self.cum_m[lo + i] + t[i] * self.leg_m[lo + i]), float(off[i])
+        along = self.cum_m[lo:hi] + t * self.leg_m[lo:hi]
+        score = off
+        if hint_m is not None:  # vehicles move forward: going back along the route costs more
+            ahead = along - hint_m
+            score = off + np.where(ahead >= 0, _AHEAD_WEIGHT * ahead, -_BEHIND_WEIGHT * ahead)
+        i = int(np.argmin(score))
+        return float(along[i]), float(off[i])
 
-    def locate(self, lon: float, lat: float, hint_m: float | None, near_m: float) -> tuple[float, float]:
+    def locate(
+        self, lon: float, lat: float, hint_m: float | None, near_m: float
+    ) -> tuple[float, float]:
         """Along-route distance and distance from the route of a position.
 
         With a hint, legs within a window around it are searched first; the whole route only
@@ -213,37 +234,32 @@ class _Track:
         if hint_m is not None:
             lo = max(int(np.searchsorted(self.cum_m, hint_m - _WINDOW_BACK_M, "right")) - 1, 0)
             hi = min(int(np.searchsorted(self.cum_m, hint_m + _WINDOW_AHEAD_M, "left")) + 1, n_legs)
-            along, off = self._nearest(lon, lat, lo, max(hi, lo + 1))
+            along, off = self._nearest(lon, lat, lo, max(hi, lo + 1), hint_m)
             if off <= near_m or (lo == 0 and hi == n_legs):
                 return along, off
-            far_along, far_off = self._nearest(lon, lat, 0, n_legs)
+            far_along, far_off = self._nearest(lon, lat, 0, n_legs, hint_m)
             return (far_along, far_off) if far_off < off else (along, off)
         return self._nearest(lon, lat, 0, n_legs)
 
 
 # -- plan access --------------------------------------------------------------------------------
-def _corridor(result: PlanResult) -> Corridor:
-    corridor: Corridor = result.plan.corridor
-    return corridor
+def _handovers(result: PlanResult) -> list[Handover]:
+    return sorted(result.plan.handovers, key=lambda h: h.distance_m)
 
 
-def _segment_networks(result: PlanResult) -> tuple[str, ...]:
-    return tuple(result.plan.network_ids)
-
-
-def _handovers(result: PlanResult) -> list[Any]:
-    return sorted(result.plan.handovers, key=lambda h: float(h.distance_m))
-
-
-def _track_of(corridor: Corridor) -> _Track:
-    route = corridor.route
-    if route is not None and len(route.lon) >= 2:
-        return _Track(np.asarray(route.lon), np.asarray(route.lat))
-    return _Track(corridor.lon, corridor.lat)
+def _track_of(result: PlanResult) -> _Track:
+    route = result.route
+    if len(route.lon) >= 2:
+        return _Track(
+            np.asarray(route.lon, dtype=np.float64), np.asarray(route.lat, dtype=np.float64)
+        )
+    return _Track(result.corridor.lon, result.corridor.lat)
 
 
 # -- measurements -------------------------------------------------------------------------------
-def with_measurements(cmap: CommMap, records: pd.DataFrame, *, dense_min_samples: int = 5) -> CommMap:
+def with_measurements(
+    cmap: CommMap, records: pd.DataFrame, *, dense_min_samples: int = 5
+) -> CommMap:
     """``cmap`` whose measured networks' layers are fused with ``records``.
 
     Each network with records gets a :class:`~commap.layers.measured.FusedLayer` over its
@@ -272,7 +288,9 @@ def with_measurements(cmap: CommMap, records: pd.DataFrame, *, dense_min_samples
     for network_id, rows in records.groupby("network_id", sort=True):
         nid = str(network_id)
         if nid not in layers:
-            raise InvalidInputError(f"measurements name unknown network {nid!r}", field="network_id")
+            raise InvalidInputError(
+                f"measurements name unknown network {nid!r}", field="network_id"
+            )
         measured = MeasuredLayer(nid, aggregate_records(rows.reset_index(drop=True)))
         layers[nid] = FusedLayer(layers[nid], measured, dense_min_samples=dense_min_samples)
     return CommMap(
@@ -360,15 +378,16 @@ class DriveSession:
     # -- state ------------------------------------------------------------------------------------
     def _install(self, result: PlanResult, departure_s: float | None) -> None:
         self.result = result
-        corridor = _corridor(result)
+        corridor = result.corridor
         self._corridor = corridor
-        self._track = _track_of(corridor)
-        self._networks = _segment_networks(result)
+        self._track = _track_of(result)
+        self._networks = tuple(result.plan.segment_networks)
         self._handovers = _handovers(result)
         self._next_handover = 0
         self._along_m: float | None = None
         self._off_since_t_s: float | None = None
         self._speed_mps: float | None = None
+        self._history: deque[tuple[float, float]] = deque()
         self._strikes: dict[str, int] = {}
         self._departure_s = corridor.departure_s if departure_s is None else departure_s
 
@@ -397,17 +416,21 @@ class DriveSession:
             )
 
     def _update_speed(self, fix: Fix, along_m: float) -> None:
+        """Ground speed: the receiver's, else along-route progress over the last few seconds.
+
+        A window rather than successive fixes: at 10 Hz, metres of position noise between two
+        fixes would read as tens of m/s.
+        """
+        history = self._history
+        history.append((fix.t_s, along_m))
+        while len(history) > 2 and fix.t_s - history[1][0] >= _SPEED_WINDOW_S:
+            history.popleft()
         if fix.speed_mps is not None and math.isfinite(fix.speed_mps) and fix.speed_mps >= 0:
             self._speed_mps = fix.speed_mps
             return
-        last = self._last_fix
-        if last is None or self._along_m is None:
-            return
-        observed = max(along_m - self._along_m, 0.0) / (fix.t_s - last.t_s)
-        if self._speed_mps is None:
-            self._speed_mps = observed
-        else:
-            self._speed_mps += _SPEED_SMOOTHING * (observed - self._speed_mps)
+        t0, along0 = history[0]
+        if fix.t_s - t0 >= _MIN_SPEED_SPAN_S:
+            self._speed_mps = max(along_m - along0, 0.0) / (fix.t_s - t0)
 
     def observe(self, fix: Fix, measurements: pd.DataFrame | None = None) -> DriveUpdate:
         """Take one fix (and the measurements reported with it).
@@ -439,7 +462,10 @@ class DriveSession:
             if replan is None:
                 replan = self._contradiction(fix, along_m, measurements)
         instructions = self._due(fix, along_m) if off_m <= self.options.off_route_distance_m else ()
-        if replan is not None and fix.t_s - self._last_replan_t_s < self.options.min_replan_interval_s:
+        if (
+            replan is not None
+            and fix.t_s - self._last_replan_t_s < self.options.min_replan_interval_s
+        ):
             log.debug("re-plan (%s) suppressed: last re-plan too recent", replan.reason)
             replan = None
         return DriveUpdate(progress=progress, instructions=instructions, replan=replan)
@@ -472,12 +498,16 @@ class DriveSession:
             self._next_handover += 1
         return tuple(out)
 
-    def _time_to_go(self, handover: Any, along_m: float, to_go_m: float, measured_mps: float) -> float:
+    def _time_to_go(
+        self, handover: Handover, along_m: float, to_go_m: float, measured_mps: float
+    ) -> float:
         if measured_mps >= _MIN_SPEED_MPS:
             return to_go_m / measured_mps
         # stopped or unknown speed: the plan's own timing from here to the point
         i = self._segment(along_m)
-        frac = (along_m - float(self._corridor.distance_m[i])) / max(float(self._corridor.length_m[i]), 1e-9)
+        frac = (along_m - float(self._corridor.distance_m[i])) / max(
+            float(self._corridor.length_m[i]), 1e-9
+        )
         eta_here = float(self._corridor.eta_s[i]) + frac * float(self._corridor.duration_s[i])
         return max(float(handover.eta_s) - eta_here, 0.0)
 
@@ -532,7 +562,11 @@ class DriveSession:
                 )
             verdict, sinr = _measured_usable(rows, margin)
             predicted = self._map_sinr(nid, rows, along_m)
-            map_verdict = np.where(predicted >= QOUT_SINR_DB + margin, 1, np.where(predicted < QOUT_SINR_DB - margin, -1, 0))
+            map_verdict = np.where(
+                predicted >= QOUT_SINR_DB + margin,
+                1,
+                np.where(predicted < QOUT_SINR_DB - margin, -1, 0),
+            )
             # matters for the plan: the planned network fails, or another one works where the
             # map wrote it off
             relevant = (nid == planned) & (verdict == -1) & (map_verdict == 1)
@@ -543,7 +577,14 @@ class DriveSession:
                 self._strikes[nid] = 0
                 return Replan(
                     reason=ReplanReason.MEASUREMENT_CONTRADICTION,
-                    explanation=_contradiction_text(nid, planned, sinr[-1], predicted[-1], along_m, self.options.contradiction_samples),
+                    explanation=_contradiction_text(
+                        nid,
+                        planned,
+                        sinr[-1],
+                        predicted[-1],
+                        along_m,
+                        self.options.contradiction_samples,
+                    ),
                     fix=fix,
                 )
         return None
@@ -567,10 +608,13 @@ class DriveSession:
         lat = np.concatenate(([lat0], track.lat[i:]))
         along = np.concatenate(([along_m], track.cum_m[i:]))
         if track.length_m - along_m < 1.0:
-            raise InvalidInputError("the vehicle is at the end of its route: nothing to re-plan", field="fix")
+            raise InvalidInputError(
+                "the vehicle is at the end of its route: nothing to re-plan", field="fix"
+            )
         # speed and flags of each leg from the corridor segment under the leg's middle
         segments = np.clip(
-            np.searchsorted(self._corridor.distance_m, (along[:-1] + along[1:]) / 2, side="right") - 1,
+            np.searchsorted(self._corridor.distance_m, (along[:-1] + along[1:]) / 2, side="right")
+            - 1,
             0,
             len(self._corridor) - 1,
         )
@@ -600,10 +644,16 @@ class DriveSession:
             if destination is None:
                 destination = (float(self._track.lon[-1]), float(self._track.lat[-1]))
             return dataclasses.replace(
-                base, origin=(fix.lon, fix.lat), destination=destination, waypoints=self._remaining_waypoints(), route=None
+                base,
+                origin=(fix.lon, fix.lat),
+                destination=destination,
+                waypoints=self._remaining_waypoints(),
+                route=None,
             )
         along = self._along_m if self._along_m is not None else 0.0
-        return dataclasses.replace(base, origin=None, destination=None, waypoints=(), route=self._remaining_route(along))
+        return dataclasses.replace(
+            base, origin=None, destination=None, waypoints=(), route=self._remaining_route(along)
+        )
 
     def replan(self, replan: Replan, *, cmap: CommMap | None = None) -> PlanResult:
         """Make and install a new plan (blocking: it runs the planner).
@@ -622,7 +672,9 @@ class DriveSession:
         """
         base_map = cmap if cmap is not None else self.cmap
         records = self.session_records()
-        planning_map = with_measurements(base_map, records, dense_min_samples=self.options.measurement_dense_samples)
+        planning_map = with_measurements(
+            base_map, records, dense_min_samples=self.options.measurement_dense_samples
+        )
         request = self.replan_request(replan)
         result = self._planner(planning_map, request)
         self.cmap = base_map
@@ -631,18 +683,31 @@ class DriveSession:
         self.explanation = replan.explanation
         self._last_replan_t_s = replan.fix.t_s
         self._install(result, departure_s=replan.fix.t_s)
-        log.info("drive re-planned (version %d, %s): %s", self.plan_version, replan.reason, replan.explanation)
+        log.info(
+            "drive re-planned (version %d, %s): %s",
+            self.plan_version,
+            replan.reason,
+            replan.explanation,
+        )
         return result
 
 
 def _contradiction_text(
-    network_id: str, planned: str, measured_sinr_db: float, map_sinr_db: float, along_m: float, samples: int
+    network_id: str,
+    planned: str,
+    measured_sinr_db: float,
+    map_sinr_db: float,
+    along_m: float,
+    samples: int,
 ) -> str:
-    measured = "no connection" if not math.isfinite(measured_sinr_db) else f"SINR {measured_sinr_db:.1f} dB"
+    measured = (
+        "no connection"
+        if not math.isfinite(measured_sinr_db)
+        else f"SINR {measured_sinr_db:.1f} dB"
+    )
     what = "the planned network" if network_id == planned else f"{network_id} (plan uses {planned})"
     return (
         f"{samples} successive measurements of {what} at {along_m / 1000:.2f} km contradict the map: "
         f"measured {measured}, map {map_sinr_db:.1f} dB (Qout {QOUT_SINR_DB:.1f} dB); "
         "re-planned the rest of the route with this drive's measurements"
     )
-

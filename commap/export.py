@@ -23,6 +23,7 @@ per layer), ``.geojson``/``.json`` (one collection, a ``layer`` property names t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from commap.comm_map import CommMap
     from commap.corridor import Corridor
     from commap.plan import Plan
+    from commap.planning import PlanResult
 
 __all__ = [
     "CLASSES",
@@ -77,6 +79,7 @@ __all__ = [
     "road_pieces",
     "sample_pieces",
     "timeline_from_plan",
+    "with_map_quality",
     "write_layers",
 ]
 
@@ -563,7 +566,7 @@ def _nan_matrix(ids: tuple[str, ...], n: int, provenance: NDArray[np.int8] | Non
 
 
 def timeline_from_plan(
-    plan: Plan,
+    plan: Plan | PlanResult,
     *,
     corridor: Corridor | None = None,
     matrix: QualityMatrix | None = None,
@@ -573,8 +576,9 @@ def timeline_from_plan(
 
     Parameters
     ----------
-    plan : Plan
-        The solver's plan.
+    plan : Plan or PlanResult
+        The solver's plan, or the planning facade's result (:func:`commap.planning.plan_route`),
+        whose corridor and quality matrix are then used.
     corridor : Corridor, optional
         The corridor the plan was made on (gives the exact route line and the tunnel flags);
         default rebuilt from the plan's segment arrays.
@@ -589,6 +593,12 @@ def timeline_from_plan(
     InvalidInputError
         A corridor or matrix whose length differs from the plan's.
     """
+    from commap.planning import PlanResult
+
+    if isinstance(plan, PlanResult):
+        corridor = plan.corridor if corridor is None else corridor
+        matrix = plan.matrix if matrix is None else matrix
+        plan = plan.plan
     n = len(plan)
     if corridor is None:
         corridor = _bare_corridor(
@@ -614,6 +624,38 @@ def timeline_from_plan(
         handovers=handovers,
         name=label,
     )
+
+
+def with_map_quality(timeline: RouteTimeline, cmap: CommMap) -> RouteTimeline:
+    """The timeline with every network's quality sampled from ``cmap`` at its segments.
+
+    For plans read from files (no signal levels): the strip chart then shows each network's
+    SINR. The file's segments carry no tunnel flags, so tunnels count as open road here.
+
+    Raises
+    ------
+    InvalidInputError
+        Segments outside the map, or a plan naming networks the map does not have.
+    """
+    missing = set(timeline.matrix.network_ids) - set(cmap.catalogue.ids)
+    if missing:
+        raise InvalidInputError(
+            f"plan networks {sorted(missing)} are not in map {cmap.name}", field="plan"
+        )
+    c = timeline.corridor
+    cmap.check_inside(c.lon, c.lat, field="plan")
+    fresh = cmap.quality(c)
+    keep = np.array([fresh.network_ids.index(n) for n in timeline.matrix.network_ids], dtype=int)
+    matrix = QualityMatrix(
+        network_ids=timeline.matrix.network_ids,
+        rsrp_dbm=fresh.rsrp_dbm[:, keep],
+        sinr_db=fresh.sinr_db[:, keep],
+        elevation_deg=fresh.elevation_deg[:, keep],
+        confidence=fresh.confidence[:, keep],
+        provenance=fresh.provenance[:, keep],
+        sample_count=fresh.sample_count[:, keep],
+    )
+    return dataclasses.replace(timeline, matrix=matrix)
 
 
 _HANDOVER_KEYS = (

@@ -722,7 +722,11 @@ def plot_evaluation(
     if not results:
         raise InvalidInputError("nothing to compare: no policy results", field="results")
     names = list(results)
-    chosen = list(metrics) if metrics is not None else [(k, k) for k in results[names[0]]]
+    chosen = (
+        list(metrics)
+        if metrics is not None
+        else [(k, k.replace("_", " ").replace("100km", "100 km")) for k in results[names[0]]]
+    )
     if not chosen:
         raise InvalidInputError("no metric to chart", field="metrics")
     for name in names:

@@ -61,6 +61,7 @@ from commap.timeutil import format_time
 
 if TYPE_CHECKING:
     from commap.comm_map import CommMap
+    from commap.planning import PlanRequest
 
 __all__ = [
     "DEFAULT_MAX_GAP_S",
@@ -68,6 +69,9 @@ __all__ = [
     "ReportFiles",
     "compare_trace",
     "coverage_by_provenance",
+    "measured_network",
+    "read_trace",
+    "route_report",
     "score_plan",
     "score_trace",
     "trace_route",
@@ -348,6 +352,69 @@ def coverage_by_provenance(timeline: RouteTimeline) -> dict[str, dict[str, float
 
 
 # -- trace against the map ---------------------------------------------------------------------
+
+
+def measured_network(cmap: CommMap) -> str:
+    """The first network of ``cmap`` with a measured layer (what a drive test of it measured).
+
+    Raises
+    ------
+    InvalidInputError
+        The map has no measured network (name the network explicitly).
+    """
+    for entry in cmap.manifest.get("networks", []):
+        if entry.get("layer", {}).get("type") == "measured" or entry.get("measured"):
+            return str(entry["id"])
+    raise InvalidInputError(
+        f"map {cmap.name} has no measured network; name the network the trace measured",
+        field="network_id",
+    )
+
+
+def read_trace(
+    path: str | os.PathLike[str],
+    *,
+    network_id: str,
+    trace_name: str | None = None,
+    network_modes: Sequence[str] | None = ("LTE", "5G"),
+) -> pd.DataFrame:
+    """One drive-test trace from a G-NetTrack CSV or zip (:func:`commap.measurements.read_gnettrack`).
+
+    Parameters
+    ----------
+    path : path
+        G-NetTrack ``.csv`` or ``.zip`` of them.
+    network_id : str
+        The map network the trace measured.
+    trace_name : str, optional
+        Which trace of a zip (file name without ``.csv``); needed when it holds several.
+    network_modes : sequence of str, optional
+        Rows kept (default LTE and 5G NSA: in 3G rows the RSRP column holds RSCP); None keeps all.
+
+    Raises
+    ------
+    InvalidInputError
+        Unreadable file, unknown trace name, or several traces and no name.
+    """
+    from commap.measurements import read_gnettrack
+
+    records = read_gnettrack(
+        Path(path),
+        network_id=network_id,
+        network_modes=None if network_modes is None else list(network_modes),
+    )
+    names = sorted(map(str, records["trace"].unique()))
+    if trace_name is None:
+        if len(names) > 1:
+            raise InvalidInputError(
+                f"{path} holds {len(names)} traces; pick one: {', '.join(names)}", field="trace"
+            )
+        return records.reset_index(drop=True)
+    if trace_name not in names:
+        raise InvalidInputError(
+            f"{path}: no trace {trace_name!r}; traces: {', '.join(names)}", field="trace"
+        )
+    return records[records["trace"] == trace_name].reset_index(drop=True)
 
 
 def trace_route(records: pd.DataFrame, *, name: str = "") -> Route:
@@ -796,3 +863,46 @@ def _html(data: Mapping[str, Any], figures: Mapping[str, bytes]) -> str:
         + ". Made with commap; the same numbers are in report.json.</footer></body></html>\n",
     ]
     return "".join(parts)
+
+
+def route_report(
+    cmap: CommMap,
+    out_dir: str | os.PathLike[str],
+    *,
+    request: PlanRequest | None = None,
+    trace: pd.DataFrame | None = None,
+    trace_network_id: str | None = None,
+    title: str | None = None,
+    generated_at: str | None = None,
+    ping_pong_s: float = DEFAULT_PING_PONG_S,
+) -> ReportFiles:
+    """Plan a route with :func:`commap.planning.plan_route` and write its report.
+
+    Give a ``request`` (origin/destination or a route; its application is used), or a
+    ``trace``: the plan is then made on the trace's own route and departure (the default
+    request, telemetry application) and compared with what the trace measured.
+
+    Raises
+    ------
+    InvalidInputError
+        Neither a request nor a trace, or any error of planning and :func:`write_report`.
+    """
+    from commap.export import timeline_from_plan
+    from commap.planning import PlanRequest, plan_route
+
+    if request is None:
+        if trace is None:
+            raise InvalidInputError("give a plan request or a drive-test trace", field="trace")
+        request = PlanRequest(route=trace_route(trace))
+    result = plan_route(cmap, request)
+    return write_report(
+        cmap,
+        timeline_from_plan(result),
+        out_dir,
+        trace=trace,
+        trace_network_id=trace_network_id,
+        app=request.app,
+        title=title,
+        generated_at=generated_at,
+        ping_pong_s=ping_pong_s,
+    )

@@ -79,7 +79,11 @@ class CommapServer:
         pb_grpc.add_CommapServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
             server,
         )
         return server
@@ -110,7 +114,11 @@ class CommapServer:
             raise RuntimeError(f"cannot listen on {self.config.address}: {exc}") from None
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.start()
-        log.info("listening on %s:%d (health NOT_SERVING until maps are loaded)", self.config.host, self.port)
+        log.info(
+            "listening on %s:%d (health NOT_SERVING until maps are loaded)",
+            self.config.host,
+            self.port,
+        )
         if load_maps:
             try:
                 await asyncio.to_thread(self.maps.load_all)
@@ -118,7 +126,9 @@ class CommapServer:
                 await self.stop(grace_s=0)
                 raise
             await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-            log.info("SERVING maps %s on %s:%d", ", ".join(self.maps.names), self.config.host, self.port)
+            log.info(
+                "SERVING maps %s on %s:%d", ", ".join(self.maps.names), self.config.host, self.port
+            )
         return self.port
 
     async def stop(self, *, grace_s: float | None = None) -> None:

@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--maps-dir", default=None, help="directory holding one folder per map")
     parser.add_argument("--default-map", default=None, help="map used when a request names none")
-    parser.add_argument("--measurements-dir", default=None, help="root of stored fleet measurements")
+    parser.add_argument(
+        "--measurements-dir", default=None, help="root of stored fleet measurements"
+    )
     parser.add_argument(
         "--no-access-log", action="store_true", default=None, help="do not log one line per call"
     )

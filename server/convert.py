@@ -15,13 +15,16 @@ import numpy as np
 import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
+from pyproj import Geod
 
 from commap.comm_map import CommMap
 from commap.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
+from commap.drive_session import Fix, Instruction, Progress
 from commap.errors import InvalidInputError
 from commap.networks import NetworkKind, SwitchKind
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
-from commap.planning import PlanRequest
+from commap.plan.routes import RouteOption
+from commap.planning import PlanRequest, PlanResult
 from commap.quality import QOUT_SINR_DB, Provenance, QualityMatrix
 from commap.v1 import commap_service_pb2 as pb
 from server.config import ServerConfig
@@ -30,8 +33,8 @@ __all__ = [
     "PROVENANCE_TO_PB",
     "SWITCH_KIND_FROM_PB",
     "SWITCH_KIND_TO_PB",
-    "coverage_response",
     "coverage_points",
+    "coverage_response",
     "latlon",
     "map_info",
     "measurements_frame",
@@ -83,7 +86,9 @@ def seconds(ts: Timestamp, *, field: str) -> float:
     if not 0 <= ts.nanos <= 999_999_999:
         raise InvalidInputError(f"{field}: nanos {ts.nanos} outside 0..999999999", field=field)
     if not _MIN_TS_S <= ts.seconds <= _MAX_TS_S:
-        raise InvalidInputError(f"{field}: seconds {ts.seconds} outside the Timestamp range", field=field)
+        raise InvalidInputError(
+            f"{field}: seconds {ts.seconds} outside the Timestamp range", field=field
+        )
     return ts.seconds + ts.nanos * 1e-9
 
 
@@ -97,7 +102,7 @@ def timestamp(t_s: float) -> Timestamp:
     (10, 250000000)
     """
     whole = math.floor(t_s)
-    nanos = int(round((t_s - whole) * 1e9))
+    nanos = round((t_s - whole) * 1e9)
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
     return Timestamp(seconds=int(whole), nanos=nanos)
@@ -124,7 +129,9 @@ def latlon(msg: pb.LatLon, *, field: str) -> tuple[float, float]:
     lat = _finite(msg.latitude_deg, f"{field}.latitude_deg")
     lon = _finite(msg.longitude_deg, f"{field}.longitude_deg")
     if abs(lat) > 90.0:
-        raise InvalidInputError(f"{field}.latitude_deg: {lat} is outside -90..90", field=f"{field}.latitude_deg")
+        raise InvalidInputError(
+            f"{field}.latitude_deg: {lat} is outside -90..90", field=f"{field}.latitude_deg"
+        )
     if abs(lon) > 180.0:
         raise InvalidInputError(
             f"{field}.longitude_deg: {lon} is outside -180..180", field=f"{field}.longitude_deg"
@@ -151,7 +158,10 @@ def map_info(cmap: CommMap, *, measurement_count: int = 0) -> pb.MapInfo:
         title=str(cmap.manifest.get("title", cmap.name)),
         description=str(cmap.manifest.get("description", "")),
         extent=pb.BoundingBox(
-            min_longitude_deg=lon0, min_latitude_deg=lat0, max_longitude_deg=lon1, max_latitude_deg=lat1
+            min_longitude_deg=lon0,
+            min_latitude_deg=lat0,
+            max_longitude_deg=lon1,
+            max_latitude_deg=lat1,
         ),
         attributions=[str(a) for a in cmap.manifest.get("attribution", [])],
         segment_m=cmap.segment_m,
@@ -194,7 +204,9 @@ def coverage_points(
     if n == 0:
         raise InvalidInputError("points: at least one point is required", field="points")
     if n > max_points:
-        raise InvalidInputError(f"points: {n} points exceed the limit of {max_points}", field="points")
+        raise InvalidInputError(
+            f"points: {n} points exceed the limit of {max_points}", field="points"
+        )
     lon = np.empty(n)
     lat = np.empty(n)
     t_s = np.empty(n)
@@ -221,7 +233,9 @@ def coverage_response(
     columns = [quality.network_ids.index(nid) for nid in network_ids]
     response = pb.QueryCoverageResponse(map_name=map_name)
     for i in range(len(lon)):
-        point = response.points.add(position=to_latlon(lon[i], lat[i]), time=timestamp(float(t_s[i])))
+        point = response.points.add(
+            position=to_latlon(lon[i], lat[i]), time=timestamp(float(t_s[i]))
+        )
         for j in columns:
             sinr = float(quality.sinr_db[i, j])
             point.networks.append(
@@ -231,7 +245,9 @@ def coverage_response(
                     sinr_db=sinr,
                     elevation_deg=_optional(float(quality.elevation_deg[i, j])),
                     confidence=float(quality.confidence[i, j]),
-                    provenance=PROVENANCE_TO_PB.get(int(quality.provenance[i, j]), pb.PROVENANCE_UNSPECIFIED),
+                    provenance=PROVENANCE_TO_PB.get(
+                        int(quality.provenance[i, j]), pb.PROVENANCE_UNSPECIFIED
+                    ),
                     sample_count=int(quality.sample_count[i, j]),
                     usable=sinr >= QOUT_SINR_DB,
                 )
@@ -253,6 +269,8 @@ def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[st
 
 
 # -- planning -------------------------------------------------------------------------------------
+_GEOD = Geod(ellps="WGS84")
+_MAX_ALTERNATIVES = 5
 _POLYLINE_FIELDS = {
     "lon": "polyline.points",
     "lat": "polyline.points",
@@ -261,14 +279,16 @@ _POLYLINE_FIELDS = {
 }
 
 
-def _polyline_route(poly: pb.Polyline, *, max_points: int) -> Route:
+def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -> Route:
     n = len(poly.points)
     if n > max_points:
         raise InvalidInputError(
             f"polyline.points: {n} points exceed the limit of {max_points}", field="polyline.points"
         )
     if n < 2:
-        raise InvalidInputError(f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points")
+        raise InvalidInputError(
+            f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points"
+        )
     lon = np.empty(n)
     lat = np.empty(n)
     for i, point in enumerate(poly.points):
@@ -280,13 +300,24 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int) -> Route:
                 f"polyline.times: {len(poly.times)} times for {n} points (give one per point or none)",
                 field="polyline.times",
             )
-        t_s = np.array([seconds(ts, field=f"polyline.times[{i}]") for i, ts in enumerate(poly.times)])
+        t_s = np.array(
+            [seconds(ts, field=f"polyline.times[{i}]") for i, ts in enumerate(poly.times)]
+        )
     speed = _finite(poly.speed_mps, "polyline.speed_mps") or DEFAULT_SPEED_MPS
     try:
-        return route_from_polyline(lon, lat, t_s=t_s, speed_mps=speed, name="polyline")
+        route = route_from_polyline(lon, lat, t_s=t_s, speed_mps=speed, name="polyline")
     except InvalidInputError as exc:
         field = _POLYLINE_FIELDS.get(exc.field or "", "polyline")
         raise InvalidInputError(f"{field}: {exc}", field=field) from None
+    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    length_m = float(np.sum(leg_m))
+    if length_m > max_route_m:
+        raise InvalidInputError(
+            f"polyline.points: route of {length_m / 1000:.0f} km exceeds the limit of "
+            f"{max_route_m / 1000:.0f} km",
+            field="polyline.points",
+        )
+    return route
 
 
 def _endpoints(ends: pb.Endpoints, *, max_points: int) -> dict[str, Any]:
@@ -309,10 +340,20 @@ def _endpoints(ends: pb.Endpoints, *, max_points: int) -> dict[str, Any]:
 
 def _constraints(c: pb.Constraints) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    dwell = _finite(c.min_dwell_s, "constraints.min_dwell_s")
-    if dwell < 0:
-        raise InvalidInputError("constraints.min_dwell_s: must be >= 0", field="constraints.min_dwell_s")
-    out["min_dwell_s"] = dwell
+    if c.HasField("min_dwell_s"):
+        dwell = _finite(c.min_dwell_s, "constraints.min_dwell_s")
+        if dwell < 0:
+            raise InvalidInputError(
+                "constraints.min_dwell_s: must be >= 0", field="constraints.min_dwell_s"
+            )
+        out["min_dwell_s"] = dwell
+    if c.HasField("min_dwell_m"):
+        dwell_m = _finite(c.min_dwell_m, "constraints.min_dwell_m")
+        if dwell_m < 0:
+            raise InvalidInputError(
+                "constraints.min_dwell_m: must be >= 0", field="constraints.min_dwell_m"
+            )
+        out["min_dwell_m"] = dwell_m
     if c.HasField("max_handovers"):
         if c.max_handovers < 0:
             raise InvalidInputError(
@@ -323,7 +364,8 @@ def _constraints(c: pb.Constraints) -> dict[str, Any]:
         budget = _finite(c.satellite_budget_mb, "constraints.satellite_budget_mb")
         if budget < 0:
             raise InvalidInputError(
-                "constraints.satellite_budget_mb: must be >= 0", field="constraints.satellite_budget_mb"
+                "constraints.satellite_budget_mb: must be >= 0",
+                field="constraints.satellite_budget_mb",
             )
         out["sat_budget_mb"] = budget
     return out
@@ -364,7 +406,9 @@ def plan_request(
     if which == "endpoints":
         kwargs.update(_endpoints(request.endpoints, max_points=config.max_polyline_points))
     else:
-        kwargs["route"] = _polyline_route(request.polyline, max_points=config.max_polyline_points)
+        kwargs["route"] = _polyline_route(
+            request.polyline, max_points=config.max_polyline_points, max_route_m=config.max_route_m
+        )
     if request.HasField("departure_time"):
         kwargs["departure_s"] = seconds(request.departure_time, field="departure_time")
     if request.application_class:
@@ -372,13 +416,39 @@ def plan_request(
     if request.HasField("constraints"):
         kwargs.update(_constraints(request.constraints))
     alternatives = request.alternatives or 1
-    if not 1 <= alternatives <= 5:
-        raise InvalidInputError(f"alternatives: {alternatives} is not within 1..5", field="alternatives")
+    if not 1 <= alternatives <= _MAX_ALTERNATIVES:
+        raise InvalidInputError(
+            f"alternatives: {alternatives} is not within 1..{_MAX_ALTERNATIVES}",
+            field="alternatives",
+        )
     kwargs["alternatives"] = alternatives
     kwargs["weights"] = _weights(request.weights)
+    if request.HasField("seconds_per_drop"):
+        kwargs["seconds_per_drop"] = _finite(request.seconds_per_drop, "seconds_per_drop")
     kwargs["time_limit_s"] = time_limit_s
     kwargs["seed"] = int(request.seed)
-    return PlanRequest(**kwargs)
+    try:
+        return PlanRequest(**kwargs)
+    except InvalidInputError as exc:  # name the field as the client wrote it
+        field = _REQUEST_FIELDS.get((exc.field or "").split(".")[0], exc.field or "")
+        message = str(exc)
+        raise InvalidInputError(
+            message if message.startswith(field) else f"{field}: {message}", field=field
+        ) from None
+
+
+# PlanRequest field -> PlanRouteRequest field, for error messages
+_REQUEST_FIELDS = {
+    "app": "application_class",
+    "min_dwell_s": "constraints.min_dwell_s",
+    "min_dwell_m": "constraints.min_dwell_m",
+    "max_handovers": "constraints.max_handovers",
+    "sat_budget_mb": "constraints.satellite_budget_mb",
+    "time_limit_s": "solver_time_limit_s",
+    "destination": "endpoints.destination",
+    "origin": "endpoints.origin",
+    "waypoints": "endpoints.waypoints",
+}
 
 
 def requested_time_limit_s(request: pb.PlanRouteRequest, config: ServerConfig) -> float:
@@ -407,7 +477,8 @@ def measurements_frame(
     """
     n = len(measurements)
     cols: dict[str, list[Any]] = {
-        name: [] for name in ("timestamp", "lat", "lon", "network_id", *_OPTIONAL_QUALITY, "connected")
+        name: []
+        for name in ("timestamp", "lat", "lon", "network_id", *_OPTIONAL_QUALITY, "connected")
     }
     for k, m in enumerate(measurements):
         where = f"{field}[{first_index + k}]"
@@ -437,7 +508,9 @@ def measurements_frame(
             )
     frame = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(np.asarray(cols["timestamp"], dtype=np.float64), unit="s", utc=True),
+            "timestamp": pd.to_datetime(
+                np.asarray(cols["timestamp"], dtype=np.float64), unit="s", utc=True
+            ),
             "lat": np.asarray(cols["lat"], dtype=np.float64),
             "lon": np.asarray(cols["lon"], dtype=np.float64),
             "network_id": pd.Series(cols["network_id"], dtype="str"),
@@ -453,7 +526,7 @@ def measurements_frame(
 _SOLVER_STATUS = {"OPTIMAL": pb.SOLVER_STATUS_OPTIMAL, "FEASIBLE": pb.SOLVER_STATUS_FEASIBLE}
 
 
-def _switch_kind(value: str) -> int:
+def _switch_kind(value: str) -> pb.SwitchKind:
     try:
         return SWITCH_KIND_TO_PB[SwitchKind(value)]
     except ValueError:
@@ -512,7 +585,10 @@ def _solver(report: SolverReport, time_limit_s: float) -> pb.SolverReport:
 
 
 def _plan_constraints(values: Mapping[str, Any]) -> pb.Constraints:
-    out = pb.Constraints(min_dwell_s=float(values.get("min_dwell_s", 0.0)))
+    out = pb.Constraints(
+        min_dwell_s=float(values.get("min_dwell_s", 0.0)),
+        min_dwell_m=float(values.get("min_dwell_m", 0.0)),
+    )
     if values.get("max_handovers") is not None:
         out.max_handovers = int(values["max_handovers"])
     if values.get("sat_budget_mb") is not None:
@@ -526,7 +602,9 @@ def _route_summary(route: Route | None, corridor: Corridor | None, plan: Plan) -
         summary.tunnel_length_m = float(corridor.length_m[corridor.in_tunnel].sum())
     if route is not None:
         summary.name = route.name
-        summary.points.extend(to_latlon(x, y) for x, y in zip(route.lon.tolist(), route.lat.tolist(), strict=True))
+        summary.points.extend(
+            to_latlon(x, y) for x, y in zip(route.lon.tolist(), route.lat.tolist(), strict=True)
+        )
     return summary
 
 
@@ -554,10 +632,15 @@ def plan_message(
     )
     if include_segments:
         tunnel = (
-            corridor.in_tunnel if corridor is not None and len(corridor) == len(plan) else np.zeros(len(plan), bool)
+            corridor.in_tunnel
+            if corridor is not None and len(corridor) == len(plan)
+            else np.zeros(len(plan), bool)
         )
         ids = plan.segment_networks
-        provenance = [PROVENANCE_TO_PB.get(int(p), pb.PROVENANCE_UNSPECIFIED) for p in plan.provenance.tolist()]
+        provenance = [
+            PROVENANCE_TO_PB.get(int(p), pb.PROVENANCE_UNSPECIFIED)
+            for p in plan.provenance.tolist()
+        ]
         message.segments.extend(
             pb.PlanSegment(
                 position=pb.LatLon(latitude_deg=lat, longitude_deg=lon),
@@ -585,3 +668,126 @@ def plan_message(
             )
         )
     return message
+
+
+def _alternative(
+    option: RouteOption, *, picked: int, map_name: str, time_limit_s: float
+) -> pb.RouteAlternative:
+    message = pb.RouteAlternative(
+        index=option.index,
+        name=option.name,
+        length_m=option.length_m,
+        travel_time_s=option.travel_time_s,
+        expected_drops=_or_zero(option.expected_drops),
+        handover_count=option.handovers,
+        outage_s=_or_zero(option.outage_s),
+        satellite_mb=_or_zero(option.sat_mb),
+        score_s=_or_zero(option.score_s),
+        feasible=option.feasible,
+        reason=option.reason,
+        picked=option.index == picked,
+    )
+    if option.plan is not None:
+        message.plan.CopyFrom(
+            plan_message(
+                option.plan, map_name=map_name, time_limit_s=time_limit_s, include_segments=False
+            )
+        )
+    return message
+
+
+def _or_zero(value: float) -> float:
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def plan_response(
+    result: PlanResult,
+    *,
+    map_name: str,
+    time_limit_s: float,
+    segment_m: float,
+    include_segments: bool = True,
+) -> pb.PlanRouteResponse:
+    """PlanRouteResponse of a planning result: the chosen plan, and the alternatives table."""
+    response = pb.PlanRouteResponse(
+        plan=plan_message(
+            result.plan,
+            map_name=map_name,
+            time_limit_s=time_limit_s,
+            route=result.route,
+            corridor=result.corridor,
+            segment_m=segment_m,
+            include_segments=include_segments,
+        )
+    )
+    if result.choice is not None:
+        response.alternatives.extend(
+            _alternative(o, picked=result.choice.best, map_name=map_name, time_limit_s=time_limit_s)
+            for o in result.choice.options
+        )
+    return response
+
+
+# -- live drive -----------------------------------------------------------------------------------
+def positive_or_default(value: float, default: float, field: str) -> float:
+    """A client override of a positive setting (0: the server default)."""
+    value = _finite(value, field)
+    if value < 0:
+        raise InvalidInputError(f"{field}: must be >= 0 (0: server default)", field=field)
+    return value or default
+
+
+def position_fix(fix: pb.PositionFix, *, field: str = "update.fix") -> Fix:
+    """Library fix of a PositionFix message, validated."""
+    if not fix.HasField("time"):
+        raise InvalidInputError(f"{field}.time: required", field=f"{field}.time")
+    if not fix.HasField("position"):
+        raise InvalidInputError(f"{field}.position: required", field=f"{field}.position")
+    lon, lat = latlon(fix.position, field=f"{field}.position")
+    speed = None
+    if fix.HasField("speed_mps"):
+        speed = _finite(fix.speed_mps, f"{field}.speed_mps")
+        if speed < 0:
+            raise InvalidInputError(f"{field}.speed_mps: must be >= 0", field=f"{field}.speed_mps")
+    return Fix(t_s=seconds(fix.time, field=f"{field}.time"), lon=lon, lat=lat, speed_mps=speed)
+
+
+def progress_message(progress: Progress) -> pb.DriveProgress:
+    """DriveProgress of the session's progress."""
+    return pb.DriveProgress(
+        fix_time=timestamp(progress.t_s),
+        distance_m=progress.distance_m,
+        off_route_m=progress.off_route_m,
+        network_id=progress.network_id,
+    )
+
+
+def instruction_response(
+    instruction: Instruction, progress: Progress, departure_s: float
+) -> pb.DriveResponse:
+    """DriveResponse carrying one handover instruction."""
+    return pb.DriveResponse(
+        progress=progress_message(progress),
+        instruction=pb.HandoverInstruction(
+            plan_version=instruction.plan_version,
+            handover=handover_message(instruction.handover, departure_s),
+            distance_to_go_m=instruction.distance_to_go_m,
+            time_to_go_s=instruction.time_to_go_s,
+            expected_time=timestamp(instruction.expected_t_s),
+        ),
+    )
+
+
+def prefixed(exc: InvalidInputError, prefix: str) -> InvalidInputError:
+    """``exc`` with its field named under ``prefix`` (``fix.time`` -> ``update.fix.time``).
+
+    Examples
+    --------
+    >>> prefixed(InvalidInputError("late", field="fix.time"), "update").field
+    'update.fix.time'
+    """
+    field = f"{prefix}.{exc.field}" if exc.field else prefix
+    message = str(exc)
+    if exc.field and message.startswith(exc.field):
+        message = message[len(exc.field) :].lstrip(": ")
+    return InvalidInputError(f"{field}: {message}", field=field)

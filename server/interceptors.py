@@ -78,7 +78,11 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ()
     incident = uuid.uuid4().hex[:12]
     kind = "library error" if isinstance(exc, CommapError) else "internal error"
-    return grpc.StatusCode.INTERNAL, f"{kind}, incident {incident}", (("commap-incident", incident),)
+    return (
+        grpc.StatusCode.INTERNAL,
+        f"{kind}, incident {incident}",
+        (("commap-incident", incident),),
+    )
 
 
 class _CallLog:
@@ -124,7 +128,7 @@ def _cancelled_code(context: aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     return grpc.StatusCode.CANCELLED
 
 
-class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorMappingInterceptor(aio.ServerInterceptor):
     """Map exceptions of commap handlers to status codes and log every call.
 
     Parameters
@@ -171,7 +175,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):  # type: ignore[misc]
 
 
 def _unary(
-    behaviour: Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]],
+    behaviour: Any,  # the servicer's coroutine function (request or request iterator, context)
     method: str,
     enabled: bool,
 ) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]:
@@ -196,7 +200,7 @@ def _unary(
 
 
 def _streaming(
-    behaviour: Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]],
+    behaviour: Any,  # the servicer's async generator function (request or iterator, context)
     method: str,
     enabled: bool,
 ) -> Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Any]]:

@@ -115,7 +115,9 @@ class MapStore:
             base = CommMap.load(name, settings=self._config.settings)
             if base.name in maps:
                 raise InvalidInputError(f"map {base.name!r} is configured twice", field="maps")
-            served = ServedMap(base=base, measurements_dir=self._measurements_dir(base), current=base)
+            served = ServedMap(
+                base=base, measurements_dir=self._measurements_dir(base), current=base
+            )
             self._refresh(served)
             maps[base.name] = served
             log.info(
@@ -141,7 +143,9 @@ class MapStore:
             return self._maps[key]
         except KeyError:
             served = ", ".join(self._maps) or "none"
-            raise MapNotFoundError(f"map {key!r} is not served here; served maps: {served}") from None
+            raise MapNotFoundError(
+                f"map {key!r} is not served here; served maps: {served}"
+            ) from None
 
     def _stored_records(self, served: ServedMap) -> pd.DataFrame:
         from commap.measurements import empty_records, read_records_dir
@@ -172,7 +176,9 @@ class MapStore:
 
         served = self.get(name)
         with served.lock:  # one writer per map: parts and the fused map stay in step
-            part = append_records(records, served.measurements_dir, known_networks=served.base.catalogue.ids)
+            part = append_records(
+                records, served.measurements_dir, known_networks=served.base.catalogue.ids
+            )
             log.info("map %s: stored %d measurements in %s", served.name, len(records), part.name)
             try:
                 self._refresh(served)

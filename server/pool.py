@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from commap.errors import SolverTimeoutError
 
@@ -52,13 +52,15 @@ class SolvePool:
         """Most solves admitted at once."""
         return self._capacity
 
-    def _release(self, future: asyncio.Future[object]) -> None:
+    def _release(self, future: asyncio.Future[Any]) -> None:
         self._in_flight -= 1
         if not future.cancelled() and future.exception() is not None:
             # retrieved here so an abandoned (timed-out) solve's error is logged, not warned about
             log.debug("abandoned solve ended with %r", future.exception())
 
-    async def run(self, func: Callable[[], T], *, timeout_s: float | None = None, what: str = "solve") -> T:
+    async def run(
+        self, func: Callable[[], T], *, timeout_s: float | None = None, what: str = "solve"
+    ) -> T:
         """Run ``func()`` in a worker thread and await its result.
 
         Raises

@@ -54,11 +54,13 @@ def _budget(context: Context, asked_s: float) -> tuple[float, float | None]:
     if remaining is None or not math.isfinite(remaining):
         return asked_s, None
     if remaining < _MIN_BUDGET_S:
-        raise SolverTimeoutError(f"deadline too short: {remaining * 1000:.0f} ms left, nothing started")
+        raise SolverTimeoutError(
+            f"deadline too short: {remaining * 1000:.0f} ms left, nothing started"
+        )
     return min(asked_s, remaining * _SOLVER_SHARE), max(remaining - _DEADLINE_MARGIN_S, 0.0)
 
 
-class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
+class CommapServicer(pb_grpc.CommapServiceServicer):
     """Async implementation of every RPC of ``commap.v1.CommapService``.
 
     Parameters
@@ -81,7 +83,9 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         infos = []
         for name in self._maps.names:
             served = self._maps.get(name)
-            infos.append(convert.map_info(served.current, measurement_count=served.measurement_count))
+            infos.append(
+                convert.map_info(served.current, measurement_count=served.measurement_count)
+            )
         return pb.ListMapsResponse(maps=infos, default_map_name=self._maps.default_name)
 
     async def GetMap(self, request: pb.GetMapRequest, context: Context) -> pb.GetMapResponse:  # noqa: N802 (gRPC name)
@@ -92,13 +96,15 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         )
 
     # -- coverage ------------------------------------------------------------------------------
-    async def QueryCoverage(
+    async def QueryCoverage(  # noqa: N802 (gRPC name)
         self, request: pb.QueryCoverageRequest, context: Context
-    ) -> pb.QueryCoverageResponse:  # noqa: N802 (gRPC name)
+    ) -> pb.QueryCoverageResponse:
         """Quality of every (requested) network at the given points."""
         cmap = self._maps.get(request.map_name).current
         lon, lat, t_s = convert.coverage_points(
-            request, default_time_s=cmap.default_departure_s, max_points=self._config.max_coverage_points
+            request,
+            default_time_s=cmap.default_departure_s,
+            max_points=self._config.max_coverage_points,
         )
         network_ids = convert.network_selection(list(request.network_ids), cmap.catalogue.ids)
         for i in range(len(lon)):
@@ -110,27 +116,30 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         return convert.coverage_response(cmap.name, lon, lat, t_s, quality, network_ids)
 
     # -- planning ------------------------------------------------------------------------------
-    async def PlanRoute(self, request: pb.PlanRouteRequest, context: Context) -> pb.PlanRouteResponse:  # noqa: N802 (gRPC name)
+    async def PlanRoute(  # noqa: N802 (gRPC name)
+        self, request: pb.PlanRouteRequest, context: Context
+    ) -> pb.PlanRouteResponse:
         """Plan the networks along a route."""
         cmap = self._maps.get(request.map_name).current
-        time_limit_s, timeout_s = _budget(context, convert.requested_time_limit_s(request, self._config))
+        time_limit_s, timeout_s = _budget(
+            context, convert.requested_time_limit_s(request, self._config)
+        )
         plan_request = convert.plan_request(request, config=self._config, time_limit_s=time_limit_s)
         result = await self._pool.run(
             lambda: plan_route(cmap, plan_request), timeout_s=timeout_s, what="plan"
         )
-        convert.check_route_length(result, self._config.max_route_m)
         return convert.plan_response(
             result,
             map_name=cmap.name,
-            app=request.application_class,
             time_limit_s=time_limit_s,
+            segment_m=cmap.segment_m,
             include_segments=not request.omit_segments,
         )
 
     # -- measurements --------------------------------------------------------------------------
-    async def ReportMeasurements(
+    async def ReportMeasurements(  # noqa: N802 (gRPC name)
         self, request_iterator: AsyncIterator[pb.ReportMeasurementsRequest], context: Context
-    ) -> pb.ReportMeasurementsResponse:  # noqa: N802 (gRPC name)
+    ) -> pb.ReportMeasurementsResponse:
         """Store a stream of measurements as one batch (all or nothing)."""
         frames: list[pd.DataFrame] = []
         map_name: str | None = None
@@ -158,21 +167,27 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
             frames.append(frame)
             index += len(message.measurements)
         if map_name is None or count == 0:
-            raise InvalidInputError("measurements: the stream carried no measurements", field="measurements")
+            raise InvalidInputError(
+                "measurements: the stream carried no measurements", field="measurements"
+            )
         served = self._maps.get(map_name)
         records = pd.concat(frames, ignore_index=True)
         from commap.measurements import validate_records
 
-        records = validate_records(records, source="measurements", known_networks=served.base.catalogue.ids)
+        records = validate_records(
+            records, source="measurements", known_networks=served.base.catalogue.ids
+        )
         batch_id, stored = await self._pool.run(
             lambda: self._maps.store_measurements(served.name, records), what="measurement store"
         )
-        return pb.ReportMeasurementsResponse(accepted_count=len(records), batch_id=batch_id, stored_count=stored)
+        return pb.ReportMeasurementsResponse(
+            accepted_count=len(records), batch_id=batch_id, stored_count=stored
+        )
 
     # -- live drive ----------------------------------------------------------------------------
-    async def Drive(
+    async def Drive(  # noqa: N802 (gRPC name)
         self, request_iterator: AsyncIterator[pb.DriveRequest], context: Context
-    ) -> AsyncIterator[pb.DriveResponse]:  # noqa: N802 (gRPC name)
+    ) -> AsyncIterator[pb.DriveResponse]:
         """Follow a vehicle along its plan: instructions ahead of handovers, re-plans with reasons."""
         if self._drives >= self._config.max_drive_streams:
             raise ServerOverloadedError(
@@ -190,22 +205,27 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
     ) -> AsyncIterator[pb.DriveResponse]:
         first = await anext(aiter(request_iterator), None)
         if first is None:
-            raise InvalidInputError("start: the stream ended before its start message", field="start")
+            raise InvalidInputError(
+                "start: the stream ended before its start message", field="start"
+            )
         if first.WhichOneof("message") != "start":
-            raise InvalidInputError("start: the first message of a drive must be start", field="start")
+            raise InvalidInputError(
+                "start: the first message of a drive must be start", field="start"
+            )
         start = first.start
         served = self._maps.get(start.plan.map_name)
         cmap = served.current
         asked = convert.requested_time_limit_s(start.plan, self._config)
         time_limit_s, timeout_s = _budget(context, asked)
-        plan_request = convert.plan_request(start.plan, config=self._config, time_limit_s=time_limit_s)
+        plan_request = convert.plan_request(
+            start.plan, config=self._config, time_limit_s=time_limit_s
+        )
         options = self._drive_options(start)
         session = await self._pool.run(
             lambda: DriveSession.start(cmap, plan_request, options=options),
             timeout_s=timeout_s,
             what="drive plan",
         )
-        convert.check_route_length(session.result, self._config.max_route_m)
         yield self._plan_message(session, start, time_limit_s)
         async for message in request_iterator:
             if self.draining:
@@ -216,24 +236,41 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
             measurements = None
             if len(message.update.measurements):
                 measurements = convert.measurements_frame(
-                    message.update.measurements, vehicle_id=start.vehicle_id, field="update.measurements"
+                    message.update.measurements,
+                    vehicle_id=start.vehicle_id,
+                    field="update.measurements",
                 )
-            update = session.observe(fix, measurements)
+            try:
+                if measurements is None:
+                    update = session.observe(fix)  # cheap: stays on the event loop
+                else:
+                    # checking measurements samples the map's layers: off the loop
+                    update = await self._pool.run(
+                        functools.partial(session.observe, fix, measurements),
+                        what="measurement check",
+                    )
+            except InvalidInputError as exc:  # name the field as it is in the stream message
+                raise convert.prefixed(exc, "update") from None
             for instruction in update.instructions:
-                yield convert.instruction_response(instruction, update.progress)
+                yield convert.instruction_response(
+                    instruction, update.progress, session.result.plan.departure_s
+                )
             if update.replan is not None:
-                replan = update.replan
                 # re-plans use the map as it is now (fleet measurements stored since the start)
                 current = self._maps.get(served.name).current
                 await self._pool.run(
-                    functools.partial(session.replan, replan, cmap=current),
+                    functools.partial(session.replan, update.replan, cmap=current),
                     timeout_s=self._config.max_solver_time_limit_s * 2,
                     what="re-plan",
                 )
-                yield self._plan_message(session, start, session.request.time_limit_s, update.progress)
+                yield self._plan_message(
+                    session, start, session.request.time_limit_s, update.progress
+                )
 
     def _drive_options(self, start: pb.DriveStart) -> DriveOptions:
-        lead = convert.positive_or_default(start.lead_time_s, self._config.lead_time_s, "lead_time_s")
+        lead = convert.positive_or_default(
+            start.lead_time_s, self._config.lead_time_s, "lead_time_s"
+        )
         off = convert.positive_or_default(
             start.off_route_distance_m, self._config.off_route_distance_m, "off_route_distance_m"
         )
@@ -253,8 +290,8 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         plan = convert.plan_response(
             session.result,
             map_name=session.cmap.name,
-            app=start.plan.application_class,
             time_limit_s=time_limit_s,
+            segment_m=session.cmap.segment_m,
             include_segments=not start.plan.omit_segments,
         ).plan
         response = pb.DriveResponse(
@@ -270,7 +307,9 @@ class CommapServicer(pb_grpc.CommapServiceServicer):  # type: ignore[misc]
         return response
 
 
-def _check_order(frame: pd.DataFrame, vehicle_id: str, last_t_s: dict[str, float], first_index: int) -> None:
+def _check_order(
+    frame: pd.DataFrame, vehicle_id: str, last_t_s: dict[str, float], first_index: int
+) -> None:
     """Reject measurements that go back in time for one vehicle within a stream."""
     times = frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
     previous = last_t_s.get(vehicle_id, -math.inf)

@@ -27,6 +27,7 @@ from commap.export import (
     road_edges,
     road_pieces,
     timeline_from_plan,
+    with_map_quality,
     write_layers,
 )
 from commap.plan import Plan, plan_route, write_plan
@@ -181,8 +182,9 @@ def test_write_layers_rejects_bad_requests(
 
 
 def test_export_map_writes_file(andorra: CommMap, tmp_path: Path) -> None:
-    out = export_map(andorra, tmp_path / "sub" / "map.gpkg", spacing_m=2000.0,
-                     network_ids=["ad-lte"])
+    out = export_map(
+        andorra, tmp_path / "sub" / "map.gpkg", spacing_m=2000.0, network_ids=["ad-lte"]
+    )
     coverage = gpd.read_file(out, layer="coverage", engine="pyogrio")
     assert set(coverage["network_id"]) == {"ad-lte"}
 
@@ -216,7 +218,9 @@ def test_export_plan_formats(
     if suffix == ".geojson":
         back = read_plan_layers(out)
     else:
-        back = {n: gpd.read_file(out, layer=n, engine="pyogrio") for n in pyogrio.list_layers(out)[:, 0]}
+        back = {
+            n: gpd.read_file(out, layer=n, engine="pyogrio") for n in pyogrio.list_layers(out)[:, 0]
+        }
     assert len(back["handovers"]) == len(plan.handovers)
     assert len(back["route"]) == len(list(plan.stretches()))
 
@@ -233,6 +237,18 @@ def test_read_plan_files_of_the_planner(
         layers = read_plan_layers(write_plan(plan, tmp_path / f"p{suffix}"))
         assert len(layers["handovers"]) == len(plan.handovers)
         assert list(layers["route"]["network_id"]) == [n for _, _, n in plan.stretches()]
+
+
+def test_plan_file_gets_signal_levels_back_from_the_map(
+    andorra: CommMap, plan_and_timeline: tuple[Plan, RouteTimeline], tmp_path: Path
+) -> None:
+    plan, timeline = plan_and_timeline
+    bare = read_plan(write_plan(plan, tmp_path / "plan.json"))
+    assert np.isnan(bare.matrix.sinr_db).all()
+    filled = with_map_quality(bare, andorra)
+    open_road = ~timeline.corridor.in_tunnel & ~timeline.corridor.under_bridge
+    # the same segments, the same map: the same values away from tunnels and bridges
+    assert np.allclose(filled.matrix.sinr_db[open_road], timeline.matrix.sinr_db[open_road])
 
 
 def test_read_plan_rejects_other_files(tmp_path: Path) -> None:

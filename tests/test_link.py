@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from commap.errors import InvalidInputError
 from commap.link import APP_PROFILES, AppProfile, LinkModel, Objective, app_profile
-from commap.networks import Network, NetworkKind, SwitchKind
+from commap.networks import SwitchKind
 from commap.plan.problem import Constraints, HandoverProblem
 from commap.quality import (
     NO_SATELLITE_ELEVATION_DEG,
@@ -25,7 +25,9 @@ STARLINK = syn.NETWORKS[4]
 GEO_NET = syn.NETWORKS[6]
 
 
-def _terrestrial(sinr: list[float], conf: list[float], rsrp: list[float] | None = None) -> QualityMatrix:
+def _terrestrial(
+    sinr: list[float], conf: list[float], rsrp: list[float] | None = None
+) -> QualityMatrix:
     n = len(sinr)
     q = Quality(
         rsrp_dbm=np.asarray(rsrp if rsrp is not None else [-90.0] * n, dtype=float),
@@ -63,14 +65,18 @@ def test_dense_measurement_is_more_certain_than_a_model() -> None:
 
 
 def test_no_signal_is_certain_whatever_the_confidence() -> None:
-    m = _terrestrial([NO_SIGNAL_SINR_DB, np.nan, 10.0], [0.0, 1.0, 1.0],
-                     rsrp=[NO_SIGNAL_RSRP_DBM, -90.0, NO_SIGNAL_RSRP_DBM])
+    m = _terrestrial(
+        [NO_SIGNAL_SINR_DB, np.nan, 10.0],
+        [0.0, 1.0, 1.0],
+        rsrp=[NO_SIGNAL_RSRP_DBM, -90.0, NO_SIGNAL_RSRP_DBM],
+    )
     assert LinkModel().point_outage(m, [LTE])[:, 0].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_weak_rsrp_counts_even_with_good_sinr() -> None:
-    p = LinkModel().point_outage(_terrestrial([15.0, 15.0], [1.0, 1.0], rsrp=[-135.0, -80.0]),
-                                 [LTE])[:, 0]
+    p = LinkModel().point_outage(
+        _terrestrial([15.0, 15.0], [1.0, 1.0], rsrp=[-135.0, -80.0]), [LTE]
+    )[:, 0]
     assert p[0] > 0.99 and p[1] < 1e-6
 
 
@@ -194,8 +200,9 @@ def test_problem_latency_violations_and_satellite_megabytes() -> None:
     assert np.allclose(np.delete(p.latency_violation_s, geo, axis=1), 0.0)
     assert np.allclose(p.sat_mb[:, starlink], 8.0 / 8.0 * 2.5)  # 8 Mbit/s for 2.5 s = 2.5 MB
     assert np.allclose(p.sat_mb[:, 0], 0.0)
-    strict = HandoverProblem.build(cor, m, syn.CATALOGUE, app="teleoperation",
-                                   constraints=Constraints(strict_latency=True))
+    strict = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app="teleoperation", constraints=Constraints(strict_latency=True)
+    )
     assert not strict.allowed[:, geo].any()
 
 

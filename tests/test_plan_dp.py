@@ -33,8 +33,9 @@ def _random_problem(seed: int, *, dwell: bool, link: LinkModel | None = None) ->
     n_seg, n_net = int(rng.integers(1, 7)), int(rng.integers(1, 4))
     cor, m = syn.random_instance(rng, n_seg, n_net)
     cons = Constraints(min_dwell_s=float(rng.choice([0.0, 3.0, 8.0])) if dwell else 0.0)
-    return HandoverProblem.build(cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)),
-                                 constraints=cons, link=link)
+    return HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)), constraints=cons, link=link
+    )
 
 
 @pytest.mark.parametrize("seed", range(120))
@@ -84,8 +85,10 @@ def test_run_compression_is_exact(seed: int) -> None:
         slow = viterbi(single, p.switch_cost, weights)
         assert np.allclose(fast.value, slow.value, atol=1e-9)
     # the dwell DP with no dwell is the plain DP
-    assert np.allclose(viterbi_dwell(single, p.switch_cost, 0.0, 0.0, weights).value,
-                       viterbi(single, p.switch_cost, weights).value)
+    assert np.allclose(
+        viterbi_dwell(single, p.switch_cost, 0.0, 0.0, weights).value,
+        viterbi(single, p.switch_cost, weights).value,
+    )
 
 
 def test_batched_weights_equal_single_runs() -> None:
@@ -107,14 +110,17 @@ def test_no_handover_closer_than_min_dwell(dwell_s: float, dwell_m: float) -> No
     cor = syn.corridor(2000, speed_mps=rng.choice([14.0, 25.0, 33.0], size=2000))
     m = syn.matrix(cor, rng, run_lo=1, run_hi=6)
     free = HandoverProblem.build(cor, m, syn.CATALOGUE)
-    p = HandoverProblem.build(cor, m, syn.CATALOGUE,
-                              constraints=Constraints(min_dwell_s=dwell_s, min_dwell_m=dwell_m))
+    p = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, constraints=Constraints(min_dwell_s=dwell_s, min_dwell_m=dwell_m)
+    )
     a = solve_dp(p).assignment[0]
     # direct recount: consecutive switches are far enough apart unless the network had to go
     switches = np.flatnonzero(a[1:] != a[:-1]) + 1
     for i, j in itertools.pairwise(switches.tolist()):
-        too_soon = (cor.eta_s[j] - cor.eta_s[i] < dwell_s - 1e-9
-                    or cor.distance_m[j] - cor.distance_m[i] < dwell_m - 1e-9)
+        too_soon = (
+            cor.eta_s[j] - cor.eta_s[i] < dwell_s - 1e-9
+            or cor.distance_m[j] - cor.distance_m[i] < dwell_m - 1e-9
+        )
         if too_soon:
             assert not p.allowed[j, a[i]], f"voluntary switch {j} only {j - i} segments after {i}"
     assert evaluate(p, a).feasible
@@ -140,8 +146,9 @@ def _gap_matrix(cor: syn.Corridor) -> syn.QualityMatrix:
 @pytest.mark.parametrize("dwell_s", [0.0, 10.0])
 def test_switches_before_a_coverage_gap_not_after(dwell_s: float) -> None:
     cor = syn.corridor(120)
-    plan = plan_route(cor, _gap_matrix(cor), syn.CATALOGUE,
-                      constraints=Constraints(min_dwell_s=dwell_s))
+    plan = plan_route(
+        cor, _gap_matrix(cor), syn.CATALOGUE, constraints=Constraints(min_dwell_s=dwell_s)
+    )
     sat = {n.id for n in syn.NETWORKS if n.is_satellite}
     on = plan.segment_networks
     assert all(on[i] in sat for i in range(GAP.start, GAP.stop))  # covered through the gap
@@ -168,8 +175,9 @@ def test_strict_latency_keeps_teleoperation_off_geo() -> None:
     rng = np.random.default_rng(2)
     cor = syn.corridor(400)
     m = syn.matrix(cor, rng, gap_rate=0.4)
-    plan = plan_route(cor, m, syn.CATALOGUE, app="teleoperation",
-                      constraints=Constraints(strict_latency=True))
+    plan = plan_route(
+        cor, m, syn.CATALOGUE, app="teleoperation", constraints=Constraints(strict_latency=True)
+    )
     assert "geo" not in set(plan.segment_networks)
     assert plan.totals.latency_violation_s == 0.0
 
@@ -196,8 +204,12 @@ def test_degenerate_inputs() -> None:
 
 def test_dp_refuses_global_constraints() -> None:
     cor = syn.corridor(5)
-    p = HandoverProblem.build(cor, syn.matrix(cor, np.random.default_rng(0)), syn.CATALOGUE,
-                              constraints=Constraints(max_handovers=1))
+    p = HandoverProblem.build(
+        cor,
+        syn.matrix(cor, np.random.default_rng(0)),
+        syn.CATALOGUE,
+        constraints=Constraints(max_handovers=1),
+    )
     with pytest.raises(InvalidInputError, match="cpsat"):
         solve_dp(p)
 
@@ -206,10 +218,10 @@ def test_initial_network_is_kept_at_the_start() -> None:
     rng = np.random.default_rng(8)
     cor = syn.corridor(50)
     m = syn.matrix(cor, rng)
-    p = HandoverProblem.build(cor, m, syn.CATALOGUE,
-                              constraints=Constraints(initial_network="geo"))
+    p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=Constraints(initial_network="geo"))
     a = solve_dp(p).assignment[0]
     assert p.network_ids[a[0]] == "geo"
     with pytest.raises(InvalidInputError):
-        HandoverProblem.build(cor, m, syn.CATALOGUE,
-                              constraints=Constraints(initial_network="nope"))
+        HandoverProblem.build(
+            cor, m, syn.CATALOGUE, constraints=Constraints(initial_network="nope")
+        )

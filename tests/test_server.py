@@ -7,8 +7,8 @@ gRPC are compared with plans the library makes in this process for the same requ
 from __future__ import annotations
 
 import math
+import queue
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,14 +17,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest_server import (  # noqa: F401  (fixtures)
-    ServerProcess,
-    ensure_stubs,
-    grpc_channel,
-    grpc_server,
-    start_server,
-    stub,
-)
+from server_harness import ServerProcess, ensure_stubs, start_server
+
+pytest_plugins = ("conftest_server",)  # the grpc_server / grpc_channel / stub fixtures
 
 ensure_stubs()
 
@@ -34,7 +29,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from commap.comm_map import CommMap  # noqa: E402
 from commap.measurements import read_records_dir  # noqa: E402
 from commap.planning import PlanRequest, plan_route  # noqa: E402
-from commap.quality import Provenance  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from commap.v1 import commap_service_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -65,6 +59,11 @@ def assert_serving(channel: grpc.Channel) -> None:
         == health_pb2.HealthCheckResponse.SERVING
     )
     assert pb_grpc.CommapServiceStub(channel).ListMaps(pb.ListMapsRequest(), timeout=5).maps
+
+
+def details(error: grpc.RpcError) -> str:
+    """The status details of a failed call ('' when none)."""
+    return error.details() or ""
 
 
 def rpc_error(call: object, *args: object, **kwargs: object) -> grpc.RpcError:
@@ -128,7 +127,7 @@ def test_unknown_map_is_not_found(
     stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
 ) -> None:
     error = rpc_error(stub.GetMap, pb.GetMapRequest(map_name="atlantis"), timeout=10)
-    assert error.code() is grpc.StatusCode.NOT_FOUND and "atlantis" in error.details()
+    assert error.code() is grpc.StatusCode.NOT_FOUND and "atlantis" in details(error)
     error = rpc_error(stub.PlanRoute, trip(map_name="atlantis"), timeout=10)
     assert error.code() is grpc.StatusCode.NOT_FOUND
     assert_serving(grpc_channel)
@@ -257,9 +256,9 @@ def test_bad_unary_requests(
     field: str,
 ) -> None:
     error = rpc_error(getattr(stub, method), request_, timeout=30)
-    assert error.code() is code, error.details()
+    assert error.code() is code, details(error)
     if field:
-        assert error.details().startswith(field), error.details()
+        assert details(error).startswith(field), details(error)
         assert ("commap-field", field) in tuple(error.trailing_metadata() or ())
     assert_serving(grpc_channel)
 
@@ -289,7 +288,7 @@ def test_report_measurements_empty_stream(
     stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
 ) -> None:
     error = rpc_error(stub.ReportMeasurements, iter(()), timeout=10)
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and details(error).startswith(
         "measurements"
     )
     error = rpc_error(
@@ -311,7 +310,7 @@ def test_report_measurements_out_of_order_stores_nothing(
     ]
     error = rpc_error(stub.ReportMeasurements, iter(batches), timeout=10)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details().startswith("measurements[2].time") and "out of order" in error.details()
+    assert details(error).startswith("measurements[2].time") and "out of order" in details(error)
     assert sorted(grpc_server.measurements_dir.rglob("*.csv")) == before  # all or nothing
     assert_serving(grpc_channel)
 
@@ -321,19 +320,20 @@ def test_report_measurements_bad_values_name_the_row(stub: pb_grpc.CommapService
         vehicle_id="v", measurements=[_measurement(0, T0), _measurement(1, T0 + 1, sinr_db=500.0)]
     )
     error = rpc_error(stub.ReportMeasurements, iter([batch]), timeout=10)
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "row 1" in error.details()
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "row 1" in details(error)
     unknown = pb.ReportMeasurementsRequest(
         vehicle_id="v", measurements=[_measurement(0, T0, network_id="zz")]
     )
     error = rpc_error(stub.ReportMeasurements, iter([unknown]), timeout=10)
-    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "zz" in error.details()
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT and "zz" in details(error)
 
 
 def test_reported_measurements_are_stored_and_used(
     stub: pb_grpc.CommapServiceStub, grpc_server: ServerProcess
 ) -> None:
-    # a spot near Soldeu where the fleet finds ad-lte far worse than the model says
-    spot = (1.6690, 42.5766)
+    # a spot in Arinsal (off the trip the plan tests use, so their map stays the library's)
+    # where the fleet finds ad-lte far worse than the model says
+    spot = (1.4846, 42.5722)
     before = (
         stub.QueryCoverage(
             pb.QueryCoverageRequest(
@@ -383,3 +383,351 @@ def test_reported_measurements_are_stored_and_used(
     assert after.sinr_db < -5.0 and not after.usable
     info = stub.GetMap(pb.GetMapRequest(), timeout=10).map
     assert info.measurement_count >= 8
+
+
+# -- planning --------------------------------------------------------------------------------------
+def test_plan_over_grpc_equals_library_plan(
+    stub: pb_grpc.CommapServiceStub, andorra: CommMap
+) -> None:
+    from server.client import plan_from_message
+
+    response = stub.PlanRoute(trip(application_class="teleoperation"), timeout=60)
+    local = plan_route(
+        andorra,
+        PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=T0, app="teleoperation"),
+    )
+    remote = plan_from_message(response.plan, andorra.catalogue.ids)
+    expected = local.plan
+    assert remote.segment_networks == expected.segment_networks
+    assert len(remote) == len(expected) > 500
+    for name in ("lon", "lat", "distance_m", "length_m", "eta_s", "duration_s", "outage_risk"):
+        np.testing.assert_allclose(
+            getattr(remote, name), getattr(expected, name), rtol=1e-12, atol=1e-9
+        )
+    np.testing.assert_array_equal(remote.provenance, expected.provenance)
+    assert remote.handovers == expected.handovers
+    assert remote.totals == expected.totals
+    assert (remote.solver.name, remote.solver.status) == (
+        expected.solver.name,
+        expected.solver.status,
+    )
+    assert remote.solver.objective == pytest.approx(expected.solver.objective)
+    assert remote.app == "teleoperation" and remote.departure_s == T0
+    # the route and its tunnels come along
+    plan = response.plan
+    assert plan.route.name == local.route.name and len(plan.route.points) == len(local.route.lon)
+    assert plan.route.tunnel_length_m == pytest.approx(
+        float(local.corridor.length_m[local.corridor.in_tunnel].sum())
+    )
+    assert sum(s.in_tunnel for s in plan.segments) == int(local.corridor.in_tunnel.sum()) > 0
+    assert plan.segment_m == 50.0 and plan.map_name == "andorra"
+    assert plan.handovers[0].time.seconds == int(T0 + expected.handovers[0].eta_s)
+
+
+def test_python_client_returns_the_library_plan(
+    grpc_server: ServerProcess, andorra: CommMap
+) -> None:
+    from server.client import plan_remote
+
+    request = PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=T0, max_handovers=6)
+    remote = plan_remote(grpc_server.target, request, timeout_s=120)
+    local = plan_route(andorra, request)
+    assert remote.plan.segment_networks == local.plan.segment_networks
+    assert remote.plan.handovers == local.plan.handovers
+    assert remote.plan.totals == local.plan.totals
+    assert remote.plan.totals.handovers <= 6 and remote.plan.solver.name == "cp-sat"
+    assert remote.summary()["segments"] == local.summary()["segments"]
+    assert remote.plan.to_dict()["segments"] == local.plan.to_dict()["segments"]
+
+
+def test_python_client_maps_statuses_to_library_errors(grpc_server: ServerProcess) -> None:
+    from commap.errors import InvalidInputError, MapNotFoundError
+    from server.client import plan_remote
+
+    request = PlanRequest(origin=ORIGIN, destination=DESTINATION)
+    with pytest.raises(MapNotFoundError):
+        plan_remote(grpc_server.target, request, map_name="atlantis")
+    with pytest.raises(InvalidInputError) as info:
+        plan_remote(grpc_server.target, PlanRequest(origin=(2.35, 48.85), destination=DESTINATION))
+    assert info.value.field == "origin"
+
+
+def test_plan_route_alternatives(stub: pb_grpc.CommapServiceStub) -> None:
+    response = stub.PlanRoute(trip(alternatives=3, omit_segments=True), timeout=120)
+    alternatives = response.alternatives
+    assert len(alternatives) >= 2 and sum(a.picked for a in alternatives) == 1
+    picked = next(a for a in alternatives if a.picked)
+    feasible = [a for a in alternatives if a.feasible]
+    assert picked.score_s == min(a.score_s for a in feasible)
+    assert response.plan.totals.length_m == pytest.approx(picked.length_m)
+    assert not response.plan.segments and all(not a.plan.segments for a in alternatives)
+    assert all(a.plan.totals.handover_count == a.handover_count for a in feasible)
+
+
+def test_infeasible_constraints_fail_precondition(
+    stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
+) -> None:
+    # the Envalira tunnel and the valleys force at least one switch on this trip
+    error = rpc_error(
+        stub.PlanRoute, trip(constraints=pb.Constraints(max_handovers=0)), timeout=120
+    )
+    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, details(error)
+    assert "max_handovers" in details(error)
+    assert_serving(grpc_channel)
+
+
+def test_unknown_application_class_names_the_field(stub: pb_grpc.CommapServiceStub) -> None:
+    error = rpc_error(stub.PlanRoute, trip(application_class="karaoke"), timeout=30)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert details(error).startswith("application_class") and "teleoperation" in details(error)
+
+
+def test_too_short_deadline_is_deadline_exceeded_not_a_hang(
+    stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
+) -> None:
+    for timeout_s in (0.001, 0.05, 0.2):
+        start = time.monotonic()
+        error = rpc_error(stub.PlanRoute, trip(alternatives=3), timeout=timeout_s)
+        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - start < timeout_s + 2.0
+    assert_serving(grpc_channel)
+
+
+# -- live drive ------------------------------------------------------------------------------------
+def _ts(t_s: float) -> Timestamp:
+    whole = math.floor(t_s)
+    return Timestamp(seconds=whole, nanos=min(round((t_s - whole) * 1e9), 999_999_999))
+
+
+def _update(
+    t_s: float, lon: float, lat: float, measurements: tuple[pb.Measurement, ...] = ()
+) -> pb.DriveRequest:
+    return pb.DriveRequest(
+        update=pb.PositionUpdate(
+            fix=pb.PositionFix(time=_ts(t_s), position=latlon(lon, lat)), measurements=measurements
+        )
+    )
+
+
+class DriveCall:
+    """A Drive stream fed from a queue so that the test can react to what the server says."""
+
+    def __init__(
+        self, stub: pb_grpc.CommapServiceStub, start: pb.DriveStart, timeout_s: float = 120.0
+    ) -> None:
+        self._queue: queue.Queue[pb.DriveRequest | None] = queue.Queue()
+        self._queue.put(pb.DriveRequest(start=start))
+        self.responses = stub.Drive(iter(self._queue.get, None), timeout=timeout_s)
+
+    def send(self, request: pb.DriveRequest) -> None:
+        self._queue.put(request)
+
+    def close(self) -> list[pb.DriveResponse]:
+        self._queue.put(None)
+        return list(self.responses)
+
+
+def _segment_fixes(plan: pb.Plan) -> list[tuple[float, float, float]]:
+    """(t_s, lon, lat) at every segment centre, at the planned times."""
+    departure = plan.departure_time.seconds + plan.departure_time.nanos * 1e-9
+    return [
+        (departure + s.eta_s + s.duration_s / 2, s.position.longitude_deg, s.position.latitude_deg)
+        for s in plan.segments
+    ]
+
+
+def test_drive_announces_every_handover_ahead_of_time(stub: pb_grpc.CommapServiceStub) -> None:
+    call = DriveCall(stub, pb.DriveStart(plan=trip(), vehicle_id="car-1", lead_time_s=8.0))
+    first = next(call.responses)
+    assert first.WhichOneof("event") == "plan"
+    assert first.plan.plan_version == 0 and first.plan.reason == pb.PLAN_REASON_INITIAL
+    plan = first.plan.plan
+    for t_s, lon, lat in _segment_fixes(plan):
+        call.send(_update(t_s, lon, lat))
+    rest = call.close()
+    instructions = [r for r in rest if r.WhichOneof("event") == "instruction"]
+    assert all(
+        r.WhichOneof("event") == "instruction" for r in rest
+    )  # no re-plan on the planned route
+    assert [i.instruction.handover.distance_m for i in instructions] == [
+        h.distance_m for h in plan.handovers
+    ]
+    for r in instructions:
+        ins = r.instruction
+        assert ins.plan_version == 0
+        assert ins.handover.from_network_id != ins.handover.to_network_id
+        assert r.progress.off_route_m < 30.0
+        assert ins.distance_to_go_m == pytest.approx(
+            ins.handover.distance_m - r.progress.distance_m
+        )
+        if ins.handover.eta_s > 15.0:
+            assert ins.time_to_go_s >= 8.0
+    assert call.responses.code() is grpc.StatusCode.OK
+
+
+def test_drive_replans_when_the_vehicle_leaves_its_route(stub: pb_grpc.CommapServiceStub) -> None:
+    call = DriveCall(stub, pb.DriveStart(plan=trip(omit_segments=False), off_route_distance_m=80.0))
+    plan = next(call.responses).plan.plan
+    fixes = _segment_fixes(plan)[100:140]
+    for t_s, lon, lat in fixes:
+        call.send(_update(t_s, lon, lat))
+    t_s, lon, lat = fixes[-1]
+    for k in range(1, 8):  # 400 m east of the road, for 7 s
+        call.send(_update(t_s + k, lon + 0.005, lat))
+    rest = call.close()
+    plans = [r for r in rest if r.WhichOneof("event") == "plan"]
+    assert len(plans) == 1, [r.WhichOneof("event") for r in rest]
+    new = plans[0].plan
+    assert new.plan_version == 1 and new.reason == pb.PLAN_REASON_OFF_ROUTE
+    assert "from the planned route" in new.explanation
+    assert plans[0].progress.off_route_m > 80.0
+    assert new.plan.departure_time.seconds >= int(t_s)
+    end = new.plan.route.points[-1]
+    assert (
+        abs(end.longitude_deg - DESTINATION[0]) < 0.01
+        and abs(end.latitude_deg - DESTINATION[1]) < 0.01
+    )
+
+
+def test_drive_replans_when_measurements_contradict_the_map(
+    stub: pb_grpc.CommapServiceStub, andorra: CommMap
+) -> None:
+    call = DriveCall(stub, pb.DriveStart(plan=trip()))
+    plan = next(call.responses).plan.plan
+    j = andorra.catalogue.index("ad-lte")
+    fixes = _segment_fixes(plan)
+    # a stretch mid-route that the plan covers with ad-lte and the map rates clearly usable
+    spot = next(
+        i
+        for i in range(len(fixes) // 3, len(fixes) - 5)
+        if all(plan.segments[i + k].network_id == "ad-lte" for k in range(5))
+        and andorra.quality_at([fixes[i][1]], [fixes[i][2]], [fixes[i][0]]).sinr_db[0, j] > 5.0
+    )
+    for t_s, lon, lat in fixes[spot - 10 : spot]:
+        call.send(_update(t_s, lon, lat))
+    for t_s, lon, lat in fixes[spot : spot + 4]:
+        bad = pb.Measurement(
+            time=_ts(t_s),
+            position=latlon(lon, lat),
+            network_id="ad-lte",
+            sinr_db=-14.0,
+            connected=False,
+        )
+        call.send(_update(t_s, lon, lat, (bad,)))
+    rest = call.close()
+    plans = [r.plan for r in rest if r.WhichOneof("event") == "plan"]
+    assert len(plans) == 1
+    assert plans[0].reason == pb.PLAN_REASON_MEASUREMENT_CONTRADICTION
+    assert "contradict the map" in plans[0].explanation
+    # the new plan starts where the vehicle is, and believes the vehicle: not on ad-lte there
+    assert plans[0].plan.segments[0].network_id != "ad-lte"
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        ((), "start"),
+        ((_update(T0, *ORIGIN),), "start"),
+        (
+            (
+                pb.DriveRequest(start=pb.DriveStart(plan=trip())),
+                pb.DriveRequest(start=pb.DriveStart(plan=trip())),
+            ),
+            "start",
+        ),
+        (
+            (
+                pb.DriveRequest(start=pb.DriveStart(plan=trip())),
+                _update(T0 + 10, *ORIGIN),
+                _update(T0 + 5, *ORIGIN),
+            ),
+            "update.fix.time",
+        ),
+        (
+            (pb.DriveRequest(start=pb.DriveStart(plan=trip())), _update(T0 + 10, math.nan, 42.5)),
+            "update.fix.position.longitude_deg",
+        ),
+        ((pb.DriveRequest(start=pb.DriveStart(plan=pb.PlanRouteRequest())),), "route"),
+    ],
+    ids=["empty stream", "no start", "second start", "out-of-order fixes", "NaN fix", "no route"],
+)
+def test_bad_drive_streams(
+    stub: pb_grpc.CommapServiceStub,
+    grpc_channel: grpc.Channel,
+    messages: tuple[pb.DriveRequest, ...],
+    field: str,
+) -> None:
+    error = rpc_error(stub.Drive, iter(messages), timeout=60)
+    assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, details(error)
+    assert details(error).startswith(field), details(error)
+    assert_serving(grpc_channel)
+
+
+# -- limits and shutdown (a small server of its own) ----------------------------------------------
+@pytest.fixture(scope="module")
+def small_server(
+    andorra_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    server = start_server(
+        andorra_dir,
+        tmp_path_factory.mktemp("small-server"),
+        extra_args=("--solve-workers", "1", "--solve-queue", "0", "--max-drive-streams", "1"),
+        env={"COMMAP_SHUTDOWN_GRACE_S": "5"},
+    )
+    yield server
+    server.stop()
+
+
+def test_overload_is_resource_exhausted_and_the_server_recovers(
+    small_server: ServerProcess,
+) -> None:
+    with small_server.channel() as channel:
+        stub = pb_grpc.CommapServiceStub(channel)
+
+        def plan() -> grpc.StatusCode:
+            try:
+                stub.PlanRoute(trip(alternatives=3, omit_segments=True), timeout=120)
+            except grpc.RpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(lambda _: plan(), range(6)))
+        assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and grpc.StatusCode.OK in codes
+        assert set(codes) <= {grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.OK}
+        assert plan() is grpc.StatusCode.OK  # capacity is back once the solves finished
+        assert_serving(channel)
+
+
+def test_drive_stream_limit(small_server: ServerProcess) -> None:
+    with small_server.channel() as channel:
+        stub = pb_grpc.CommapServiceStub(channel)
+        first = DriveCall(stub, pb.DriveStart(plan=trip(omit_segments=True)))
+        assert next(first.responses).WhichOneof("event") == "plan"
+        error = rpc_error(
+            stub.Drive, iter([pb.DriveRequest(start=pb.DriveStart(plan=trip()))]), timeout=30
+        )
+        assert error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        first.close()
+        assert first.responses.code() is grpc.StatusCode.OK
+
+
+def test_sigterm_stops_gracefully(small_server: ServerProcess) -> None:
+    """Health turns NOT_SERVING, an open drive is told to reconnect, the process exits 0."""
+    with small_server.channel() as channel:
+        stub = pb_grpc.CommapServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        drive = DriveCall(stub, pb.DriveStart(plan=trip(omit_segments=True)))
+        plan = next(drive.responses).plan.plan
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        small_server.process.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        drive.send(_update(T0 + 1, *ORIGIN))
+        with pytest.raises(grpc.RpcError) as info:
+            drive.close()
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE, details(info.value)
+        assert plan.segments == []
+    assert small_server.process.wait(timeout=30) == 0
+    log = small_server.log_text()
+    assert "shutting down" in log and "stopped" in log

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from conftest_server import ensure_stubs
+from server_harness import ensure_stubs
 
 ensure_stubs()
 
@@ -107,13 +107,13 @@ def test_status_for_every_branch_of_the_error_tree(
 
 
 def test_internal_errors_hide_internals() -> None:
-    code, message, metadata = status_for(KeyError("/secret/path"))
+    _code, message, metadata = status_for(KeyError("/secret/path"))
     assert "secret" not in message and "KeyError" not in message
     assert "incident" in message and metadata[0][0] == "commap-incident"
 
 
 def test_invalid_argument_names_field_in_message_and_metadata() -> None:
-    code, message, metadata = status_for(InvalidInputError("must be finite", field="fix.time"))
+    _code, message, metadata = status_for(InvalidInputError("must be finite", field="fix.time"))
     assert message.startswith("fix.time:")
     assert ("commap-field", "fix.time") in metadata
     assert (

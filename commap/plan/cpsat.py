@@ -29,13 +29,21 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
-from commap.plan.dp import Weights, lagrangian_search, single_units, solve_dp, viterbi, viterbi_dwell
+from commap.plan.dp import (
+    Weights,
+    lagrangian_search,
+    single_units,
+    solve_dp,
+    viterbi,
+    viterbi_dwell,
+)
 from commap.plan.evaluate import evaluate
 from commap.plan.problem import (
     Constraints,
@@ -61,6 +69,7 @@ _OPTIMAL_GAP = 1e-5
 _MB_SCALE = 1000.0  # budget in kB
 _MB_EPS = 1e-9
 _POOL = 6  # DP plans nearest the bound that get spliced
+_SMALL_MODEL = 2000  # segments x networks up to which CP-SAT gets the exact model at once
 
 
 @dataclass(frozen=True)
@@ -217,11 +226,13 @@ def solve_cpsat(
     for plan in pool:
         search.offer(plan, "dp")
     cp_status, n_units = "NOT_RUN", 0
-    for run_cap in _refinements(max_run, problem.shape[0]):
+    for run_cap in _refinements(max_run, problem.shape):
         if (use_hint and search.good_enough()) or not search.time_for(run_cap):
             break
         cuts = _switches(search.best[1]) if search.best is not None and use_hint else None
         units = compress(problem, max_run=run_cap, cuts=cuts)
+        if len(units) == n_units:
+            continue  # the same partition as the last run: nothing new to find
         n_units = len(units)
         cp_status = search.run_cpsat(units, seed, num_workers, use_hint, encoding)
         if search.best is None and cp_status == "INFEASIBLE":
@@ -255,7 +266,8 @@ def _check_forced(problem: HandoverProblem, units: Units) -> None:
     """
     c = problem.constraints
     if c.max_handovers is not None:
-        forced = int(round(viterbi(units, problem.switch_cost, Weights.of(0.0, 0.0, 1.0)).value[0]))
+        fewest = viterbi(units, problem.switch_cost, Weights.of(0.0, 0.0, 1.0)).value[0]
+        forced = round(float(fewest))
         if forced > c.max_handovers:
             raise NoFeasiblePlanError(
                 f"max_handovers={c.max_handovers} cannot be met: coverage gaps and the plan "
@@ -272,11 +284,13 @@ def _check_forced(problem: HandoverProblem, units: Units) -> None:
             )
 
 
-def _refinements(max_run: int, n_seg: int) -> list[int]:
+def _refinements(max_run: int, shape: tuple[int, int]) -> list[int]:
     """Unit caps to try in turn: each CP-SAT run proven optimal on its units may leave a gap
-    that finer units (more places to switch) can close; one segment per unit is exact."""
-    caps = [max_run] + [c for c in (5, 1) if c < max_run]
-    return [c for c in caps if c <= max(n_seg, 1)] or [1]
+    that finer units (more places to switch) can close; one segment per unit is exact, and
+    small problems start there."""
+    if shape[0] * shape[1] <= _SMALL_MODEL:
+        return [1]
+    return [max_run] + [c for c in (5, 1) if c < max_run]
 
 
 def _switches(plan: IntArray) -> IntArray:
@@ -330,7 +344,9 @@ class _PlanStats:
         self.switch_cost = np.where(
             switched, problem.switch_cost[prev, plan] + problem.entry_cost[rows, plan], 0.0
         )
-        self.cost = np.concatenate([[0.0], np.cumsum(problem.node_cost[rows, plan] + self.switch_cost)])
+        self.cost = np.concatenate(
+            [[0.0], np.cumsum(problem.node_cost[rows, plan] + self.switch_cost)]
+        )
         self.handovers = np.concatenate([[0], np.cumsum(switched)])
         self.mb = np.concatenate([[0.0], np.cumsum(problem.sat_mb[rows, plan])])
         self.switched = switched
@@ -427,16 +443,25 @@ class _Search:
         self.bound = lag.bound
         if not c.has_dwell:
             near = lag.near_best(1e-3)
-            order = np.argsort(lag.objective[near] + lag.lambda_ho * lag.handovers[near]
-                               + lag.lambda_mb * lag.sat_mb[near], kind="stable")
+            order = np.argsort(
+                lag.objective[near]
+                + lag.lambda_ho * lag.handovers[near]
+                + lag.lambda_mb * lag.sat_mb[near],
+                kind="stable",
+            )
             return [lag.plans[i] for i in near[order][:_POOL]]
         # with a dwell: exact dwell DPs at the best multipliers and a little either side
         k_ho, b_mb = float(c.max_handovers or 0), float(c.sat_budget_mb or 0.0)
         factor = np.array([1.0, 0.9, 1.1, 0.75, 1.35])
         lam_ho = lag.lambda_ho * factor if c.max_handovers is not None else np.zeros(5)
-        lam_mb = lag.lambda_mb * factor[[0, 2, 1, 4, 3]] if c.sat_budget_mb is not None else np.zeros(5)
+        lam_mb = (
+            lag.lambda_mb * factor[[0, 2, 1, 4, 3]] if c.sat_budget_mb is not None else np.zeros(5)
+        )
         dw = viterbi_dwell(
-            single_units(p), p.switch_cost, c.min_dwell_s, c.min_dwell_m,
+            single_units(p),
+            p.switch_cost,
+            c.min_dwell_s,
+            c.min_dwell_m,
             Weights.of(1.0, lam_mb, lam_ho),
         )
         self.bound = max(self.bound, float((dw.value - lam_ho * k_ho - lam_mb * b_mb).max()))
@@ -599,7 +624,8 @@ class _CpModel:
         allowed = self.units.allowed
         x = np.full(allowed.shape, -1, dtype=np.int64)
         x[allowed] = self._new_vars(int(allowed.sum()))
-        for row in x.tolist():
+        rows = cast(list[list[int]], x.tolist())
+        for row in rows:
             self.proto.constraints.add().exactly_one.literals.extend([v for v in row if v >= 0])
         cost = np.floor(self.units.node_cost * _COST_SCALE).astype(np.int64)
         for v, k in zip(x[allowed].tolist(), cost[allowed].tolist(), strict=True):
@@ -620,7 +646,7 @@ class _CpModel:
                 if not now:
                     continue
                 before = [xs[u - 1][k] for k in members if xs[u - 1][k] >= 0]
-                (lit,) = self._new_vars(1).tolist()
+                lit = int(self._new_vars(1)[0])
                 for v in now:  # entering the group forces the literal
                     self._clause([lit, _neg(v), *before])
                 if total[g] < 0:  # a negative cost would lure the literal up: pin it down too
@@ -650,7 +676,7 @@ class _CpModel:
                 for b, vb in enumerate(xs[u]):
                     if a == b or va < 0 or vb < 0:
                         continue
-                    (lit,) = self._new_vars(1).tolist()
+                    lit = int(self._new_vars(1)[0])
                     self._clause([lit, _neg(va), _neg(vb)])
                     self._cost(lit, float(sw[a, b] + entry[u, b]))
                     self.lits.append((lit, u, (a, b)))
@@ -704,10 +730,8 @@ class _CpModel:
         lit_vars, lit_values = [], []
         for lit, u, members in self.lits:
             a, b = int(plan[u - 1]), int(plan[u])
-            if self.groups is not None:
-                on = b in members and a not in members
-            else:
-                on = (a, b) == members
+            grouped = self.groups is not None
+            on = (b in members and a not in members) if grouped else (a, b) == members
             lit_vars.append(lit)
             lit_values.append(int(on))
         hint.vars.extend(lit_vars)
@@ -728,19 +752,27 @@ class _CpModel:
         prm.random_seed = int(seed)
         workers = num_workers or min(os.cpu_count() or 1, 8)
         prm.num_workers = int(workers)
-        if workers <= 2:
+        if workers == 1:
+            prm.linearization_level = 2  # the single worker needs the full LP to move the bound
+        elif workers == 2:
             prm.extra_subsolvers.append("max_lp")
         prm.relative_gap_limit = float(gap_limit)
-        callback = _StopAtTarget(math.floor(target_cost * _COST_SCALE))
+        # stop at the external bound's target, unless asked to run to the end (gap_limit 0)
+        callback = _StopAtTarget(math.floor(target_cost * _COST_SCALE)) if gap_limit > 0 else None
         status = solver.solve(self.model, callback)
         name = solver.status_name(status)
         log.info(
             "cp-sat %s in %.2f s over %d units: objective %.6g, bound %.6g",
-            name, solver.wall_time, len(self.units),
-            solver.objective_value / _COST_SCALE, solver.best_objective_bound / _COST_SCALE,
+            name,
+            solver.wall_time,
+            len(self.units),
+            solver.objective_value / _COST_SCALE,
+            solver.best_objective_bound / _COST_SCALE,
         )
         if status == cp_model.MODEL_INVALID:
-            raise CommapError(f"internal error: CP-SAT rejected the model ({self.model.validate()})")
+            raise CommapError(
+                f"internal error: CP-SAT rejected the model ({self.model.validate()})"
+            )
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return name, None, None
         values = np.asarray(solver.response_proto.solution, dtype=np.int64)

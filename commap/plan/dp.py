@@ -270,8 +270,7 @@ def viterbi_dwell(
     # block[u, l, n]: cost of the dwell block entered at u (the entry unit's mask is in `enter`)
     block = np.take_along_axis(prefix, (land + 1)[:, None, :], axis=0) - prefix[:-1]
     enter = _switch_batch(switch_cost, w)[None] + (
-        w.alpha[None, :, None, None] * units.entry_cost[:, None, :, None]
-        + mask[:, None, :, None]
+        w.alpha[None, :, None, None] * units.entry_cost[:, None, :, None] + mask[:, None, :, None]
     )
     stay_cost = cube + mask[:, None, :]
     lanes = np.arange(n_w * n_net)
@@ -468,10 +467,15 @@ def _box(problem: HandoverProblem, units: Units) -> tuple[float, float]:
     """Multipliers above these change nothing: no switch or MB can save more cost."""
     c = problem.constraints
     node = np.where(units.allowed, units.node_cost, np.nan)
-    spread = float(np.nansum(np.nanmax(node, axis=1) - np.nanmin(node, axis=1))) if len(units) else 0.0
-    most = spread + float(problem.switch_cost.max(initial=0.0)) + float(
-        units.entry_cost.max(initial=0.0)
-    ) + 1.0
+    spread = (
+        float(np.nansum(np.nanmax(node, axis=1) - np.nanmin(node, axis=1))) if len(units) else 0.0
+    )
+    most = (
+        spread
+        + float(problem.switch_cost.max(initial=0.0))
+        + float(units.entry_cost.max(initial=0.0))
+        + 1.0
+    )
     positive = units.sat_mb[units.sat_mb > 0]
     ho = most if c.max_handovers is not None else 0.0
     mb = most / float(positive.min()) if c.sat_budget_mb is not None and positive.size else 0.0
@@ -503,8 +507,11 @@ class _Cuts:
             [-(rows[:, 1] - self.k_ho), -(rows[:, 2] - self.b_mb), np.ones(len(rows))]
         )
         res = linprog(
-            c=[0.0, 0.0, -1.0], A_ub=a_ub, b_ub=rows[:, 0],
-            bounds=[(0.0, box[0]), (0.0, box[1]), (None, None)], method="highs",
+            c=[0.0, 0.0, -1.0],
+            A_ub=a_ub,
+            b_ub=rows[:, 0],
+            bounds=[(0.0, box[0]), (0.0, box[1]), (None, None)],
+            method="highs",
         )
         if res.status != 0:  # cannot happen with a bounded box; fall back to the origin
             return np.zeros(2), _INF

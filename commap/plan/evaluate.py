@@ -103,8 +103,10 @@ def evaluate(problem: HandoverProblem, assignment: object) -> Evaluation:
     link, w, table = problem.link, problem.objective, problem.switch
     outage_drops = float(problem.drop_prob[rows, a].sum())
     handover_drops = float(
-        (table.failure_prob[prev, new] + link.target_outage_failure_gain
-         * problem.point_outage[switch_at, new]).sum()
+        (
+            table.failure_prob[prev, new]
+            + link.target_outage_failure_gain * problem.point_outage[switch_at, new]
+        ).sum()
     )
     interruption = float(
         table.interruption_s[prev, new].sum() + problem.reconfiguration_s[rows, a].sum()
@@ -163,7 +165,9 @@ def _by_kind(codes: NDArray[np.int8]) -> dict[str, int]:
     }
 
 
-def _time_share(problem: HandoverProblem, a: IntArray, duration: NDArray[np.float64]) -> dict[str, float]:
+def _time_share(
+    problem: HandoverProblem, a: IntArray, duration: NDArray[np.float64]
+) -> dict[str, float]:
     total = float(duration.sum())
     per = np.bincount(a, weights=duration, minlength=problem.shape[1])
     if total <= 0:
@@ -195,18 +199,24 @@ def _rule_violations(problem: HandoverProblem, a: IntArray) -> list[str]:
     if c.strict_latency:
         slow = np.array([n.latency_ms > problem.app.max_latency_ms for n in problem.networks])
         for i in np.flatnonzero(slow[a])[:_MAX_REPORTED]:
-            out.append(f"strict_latency: {ids[a[i]]} at segment {i} is slower than {problem.app.name} allows")
+            out.append(
+                f"strict_latency: {ids[a[i]]} at segment {i} is slower than {problem.app.name} allows"
+            )
     if c.initial_network is not None and a.size and ids[a[0]] != c.initial_network:
         out.append(f"initial_network: plan starts on {ids[a[0]]}, not {c.initial_network}")
     if c.avoid_unusable:
         usable = problem.point_outage < problem.link.unusable_outage_prob
         if c.strict_latency:
-            usable &= ~np.array([n.latency_ms > problem.app.max_latency_ms for n in problem.networks])
+            usable &= ~np.array(
+                [n.latency_ms > problem.app.max_latency_ms for n in problem.networks]
+            )
         bad = ~usable[rows, a] & usable.any(axis=1)
         if c.initial_network is not None:
             bad[:1] = False
         for i in np.flatnonzero(bad)[:_MAX_REPORTED]:
-            out.append(f"avoid_unusable: {ids[a[i]]} is unusable at segment {i} while another network is usable")
+            out.append(
+                f"avoid_unusable: {ids[a[i]]} is unusable at segment {i} while another network is usable"
+            )
     return out
 
 

@@ -218,8 +218,10 @@ class Plan:
         ]
 
     def _stretch_feature(self, start: int, stop: int, network_id: str) -> dict[str, Any]:
-        coords = [[float(x), float(y)] for x, y in zip(self.lon[start:stop], self.lat[start:stop],
-                                                       strict=True)]
+        coords = [
+            [float(x), float(y)]
+            for x, y in zip(self.lon[start:stop], self.lat[start:stop], strict=True)
+        ]
         if start > 0:
             coords.insert(0, self._boundary(start))
         if stop < len(self):
@@ -244,16 +246,22 @@ class Plan:
                 (self.provenance[start:stop] == int(Provenance.MEASURED)).mean()
             ),
         }
-        return {"type": "Feature", "geometry": {"type": "LineString", "coordinates": coords},
-                "properties": props}
+        return {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": coords},
+            "properties": props,
+        }
 
 
 def _handover_feature(h: Handover) -> dict[str, Any]:
     props = {"feature": "handover", **asdict(h)}
     props.pop("lat")
     props.pop("lon")
-    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [h.lon, h.lat]},
-            "properties": props}
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [h.lon, h.lat]},
+        "properties": props,
+    }
 
 
 def _json_safe(value: Any) -> Any:
@@ -273,8 +281,23 @@ def _empty_plan() -> Plan:
     """A plan of zero segments (doctest helper)."""
     z = np.zeros(0)
     totals = PlanTotals(0.0, 0.0, 0.0, 0.0, 0, {}, 0.0, 0.0, 0.0, 0.0, {}, 0.0, 0.0)
-    return Plan(("a",), np.zeros(0, np.int64), z, z, z, z, z, z, np.zeros(0, np.int8), z, (),
-                totals, SolverReport("dp", "OPTIMAL", 0.0, 0.0, 0.0, 0.0), "telemetry", 0.0)
+    return Plan(
+        ("a",),
+        np.zeros(0, np.int64),
+        z,
+        z,
+        z,
+        z,
+        z,
+        z,
+        np.zeros(0, np.int8),
+        z,
+        (),
+        totals,
+        SolverReport("dp", "OPTIMAL", 0.0, 0.0, 0.0, 0.0),
+        "telemetry",
+        0.0,
+    )
 
 
 # -- building plans -----------------------------------------------------------------------------
@@ -398,16 +421,21 @@ def solve(
     if solver == "dp" or (solver == "auto" and not problem.constraints.is_global):
         assignment = solve_dp(problem).assignment[0]
         cost = evaluate(problem, assignment).cost
-        report = SolverReport("dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start,
-                              "exact Viterbi")
+        report = SolverReport(
+            "dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start, "exact Viterbi"
+        )
         return make_plan(problem, assignment, report)
     res = solve_cpsat(
-        problem, time_limit_s=time_limit_s, seed=seed, num_workers=num_workers,
+        problem,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        num_workers=num_workers,
         gap_limit=gap_limit,
     )
     detail = f"plan from {res.source}; cp-sat {res.cp_status} over {res.units} units"
-    report = SolverReport("cp-sat", res.status, res.cost, res.bound, res.gap,
-                          time.perf_counter() - start, detail)
+    report = SolverReport(
+        "cp-sat", res.status, res.cost, res.bound, res.gap, time.perf_counter() - start, detail
+    )
     log.info("plan %s: cost %.6g, bound %.6g, gap %.2e", res.status, res.cost, res.bound, res.gap)
     return make_plan(problem, res.assignment, report)
 
@@ -433,7 +461,12 @@ def plan_route(
     'plan_route'
     """
     problem = HandoverProblem.build(
-        corridor, matrix, catalogue, link=link, app=app, objective=objective,
+        corridor,
+        matrix,
+        catalogue,
+        link=link,
+        app=app,
+        objective=objective,
         constraints=constraints,
     )
     return solve(problem, solver=solver, time_limit_s=time_limit_s, seed=seed)

@@ -145,28 +145,46 @@ def choose_route(
     if not candidates:
         raise InvalidInputError("choose_route needs at least one candidate route", field="routes")
     if not (math.isfinite(seconds_per_drop) and seconds_per_drop >= 0):
-        raise InvalidInputError("seconds_per_drop must be a finite number >= 0",
-                                field="seconds_per_drop")
+        raise InvalidInputError(
+            "seconds_per_drop must be a finite number >= 0", field="seconds_per_drop"
+        )
     options = []
     for i, cand in enumerate(candidates):
         c = cand if isinstance(cand, RouteCandidate) else RouteCandidate(*cand)
         options.append(
-            _option(i, c, catalogue, seconds_per_drop, link=link, app=app, objective=objective,
-                    constraints=constraints, solver=solver, time_limit_s=time_limit_s, seed=seed)
+            _option(
+                i,
+                c,
+                catalogue,
+                seconds_per_drop,
+                link=link,
+                app=app,
+                objective=objective,
+                constraints=constraints,
+                solver=solver,
+                time_limit_s=time_limit_s,
+                seed=seed,
+            )
         )
     feasible = [o for o in options if o.feasible]
     if not feasible:
         reasons = "; ".join(f"route {o.index}: {o.reason}" for o in options)
-        raise NoFeasiblePlanError(f"no candidate route meets the constraints ({reasons})",
-                                  constraint=_first_constraint(options))
+        raise NoFeasiblePlanError(
+            f"no candidate route meets the constraints ({reasons})",
+            constraint=_first_constraint(options),
+        )
     best = min(feasible, key=lambda o: (o.score_s, o.index))
-    log.info("route choice: %d of %d routes feasible, picked %d", len(feasible), len(options),
-             best.index)
+    log.info(
+        "route choice: %d of %d routes feasible, picked %d", len(feasible), len(options), best.index
+    )
     return RouteChoice(tuple(options), best.index, seconds_per_drop)
 
 
 def _option(
-    index: int, cand: RouteCandidate, catalogue: NetworkCatalogue, seconds_per_drop: float,
+    index: int,
+    cand: RouteCandidate,
+    catalogue: NetworkCatalogue,
+    seconds_per_drop: float,
     **settings: Any,
 ) -> RouteOption:
     cor = cand.corridor
@@ -176,12 +194,36 @@ def _option(
     try:
         plan = plan_route(cor, cand.matrix, catalogue, **settings)
     except NoFeasiblePlanError as exc:
-        return RouteOption(index, name, length, travel, math.nan, 0, math.nan, math.nan,
-                           math.inf, False, f"{exc.constraint}: {exc}", None)
+        return RouteOption(
+            index,
+            name,
+            length,
+            travel,
+            math.nan,
+            0,
+            math.nan,
+            math.nan,
+            math.inf,
+            False,
+            f"{exc.constraint}: {exc}",
+            None,
+        )
     t = plan.totals
     score = travel + seconds_per_drop * t.expected_drops
-    return RouteOption(index, name, length, travel, t.expected_drops, t.handovers, t.outage_s,
-                       t.sat_mb, score, True, "", plan)
+    return RouteOption(
+        index,
+        name,
+        length,
+        travel,
+        t.expected_drops,
+        t.handovers,
+        t.outage_s,
+        t.sat_mb,
+        score,
+        True,
+        "",
+        plan,
+    )
 
 
 def _first_constraint(options: list[RouteOption]) -> str | None:

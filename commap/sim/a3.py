@@ -292,8 +292,9 @@ def a3_serving(
     serving = np.zeros(n_steps, dtype=np.int64)
     if n_steps == 0:
         return serving, np.zeros(0, dtype=np.int64)
-    l3 = l3_filter(l1_average(x, window_s=params.l1_window_s, step_s=step_s), k=params.l3_k,
-                   step_s=step_s)
+    l3 = l3_filter(
+        l1_average(x, window_s=params.l1_window_s, step_s=step_s), k=params.l3_k, step_s=step_s
+    )
     current = int(np.nanargmax(np.nan_to_num(l3[0], nan=-np.inf))) if initial is None else initial
     if not 0 <= current < n_cells:
         raise InvalidInputError(f"initial cell {current} is not a column of measured")

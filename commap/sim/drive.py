@@ -40,7 +40,7 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
 from commap.link import LinkModel
@@ -117,7 +117,7 @@ class SimConfig:
         return max(1, round(self.step_s / self.indication_period_s))
 
 
-def next_true(mask: BoolArray) -> IntArray:
+def next_true(mask: ArrayLike) -> IntArray:
     """``[k]``: the first index ``>= k`` where ``mask`` is True along axis 0, else ``len``.
 
     The result has one extra row (index ``len``) so that ``out[len] == len``.
@@ -133,7 +133,7 @@ def next_true(mask: BoolArray) -> IntArray:
     n = m.shape[0]
     idx = np.arange(n).reshape((n,) + (1,) * (m.ndim - 1))
     marks = np.where(m, idx, n)
-    out = np.full((n + 1,) + m.shape[1:], n, dtype=np.int64)
+    out = np.full((n + 1, *m.shape[1:]), n, dtype=np.int64)
     if n:
         out[:n] = np.minimum.accumulate(marks[::-1], axis=0)[::-1]
     return out
@@ -142,10 +142,15 @@ def next_true(mask: BoolArray) -> IntArray:
 class Measurements:
     """The UE's filtered measurements of every network on one truth (shared by policies).
 
+    A network without any signal at a step (the truth's NO_SIGNAL) is not measurable there: its
+    sample is NaN, not a very low number, so that the L1 average of a network that has just
+    appeared holds only its own samples and its L3 filter restarts (``F_0 = M_1``).
+
     Attributes
     ----------
     l1_sinr_db, l3_sinr_db, l3_rsrp_dbm : (T, N) arrays
-        L1-averaged SINR, L3-filtered SINR and RSRP (NaN RSRP for satellites).
+        L1-averaged SINR, L3-filtered SINR and RSRP (NaN where not measurable; RSRP NaN for
+        satellites). NaN counts as below every threshold.
     suitable : (T, N) bool
         L1 SINR at or above Qin (a network the UE may attach to).
     """
@@ -158,16 +163,19 @@ class Measurements:
         self.truth = truth
         self.config = config
         step = config.step_s
-        self.l1_sinr_db = l1_average(truth.sample_sinr_db, window_s=config.l1_window_s,
-                                     step_s=step)
+        dead = truth.dead
+        sinr = np.where(dead, np.nan, truth.sample_sinr_db)
+        rsrp = np.where(dead, np.nan, truth.sample_rsrp_dbm)
+        self.l1_sinr_db = l1_average(sinr, window_s=config.l1_window_s, step_s=step)
         self.l3_sinr_db = l3_filter(self.l1_sinr_db, k=config.l3_k, step_s=step)
         self.l3_rsrp_dbm = l3_filter(
-            l1_average(truth.sample_rsrp_dbm, window_s=config.l1_window_s, step_s=step),
+            l1_average(rsrp, window_s=config.l1_window_s, step_s=step),
             k=config.l3_k,
             step_s=step,
         )
-        self.oos = self.l1_sinr_db < config.qout_sinr_db
-        self.suitable = self.l1_sinr_db >= config.qin_sinr_db
+        with np.errstate(invalid="ignore"):
+            self.oos: BoolArray = np.asarray(~(self.l1_sinr_db >= config.qout_sinr_db))
+            self.suitable: BoolArray = np.asarray(self.l1_sinr_db >= config.qin_sinr_db)
         self._entering: dict[tuple[int, float, tuple[int, ...]], IntArray] = {}
 
     def __len__(self) -> int:
@@ -183,7 +191,9 @@ class Measurements:
         """``(T + 1,)``: next step where some network is suitable."""
         return next_true(self.suitable.any(axis=1))
 
-    def next_entering(self, serving: int, margin_db: float, candidates: tuple[int, ...]) -> IntArray:
+    def next_entering(
+        self, serving: int, margin_db: float, candidates: tuple[int, ...]
+    ) -> IntArray:
         """``(T + 1,)``: next step where a candidate's L3 RSRP exceeds the serving one by margin.
 
         Cached per ``(serving, margin, candidates)``; used to skip idle A3 steps.
@@ -310,7 +320,7 @@ class _Run:
         self.outage = np.zeros(self.n)
         self.events: list[Event] = []
         self.l1 = self.m.l1_sinr_db
-        self.usable_any = ctx.truth.usable.any(axis=1)
+        self.usable_any: BoolArray = np.asarray(ctx.truth.usable.any(axis=1))
         self._reset_rlm()
 
     def _reset_rlm(self) -> None:
@@ -318,10 +328,15 @@ class _Run:
         self.n_in = 0
         self.t310_start: float | None = None
 
-    def event(self, kind: EventKind, k: int, source: int, target: int, interruption_s: float) -> None:
+    def event(
+        self, kind: EventKind, k: int, source: int, target: int, interruption_s: float
+    ) -> None:
         nets = self.ctx.networks
-        sk = switch_kind(nets[source], nets[target]) if source >= 0 and target >= 0 else (
-            SwitchKind.NONE)
+        sk = (
+            switch_kind(nets[source], nets[target])
+            if source >= 0 and target >= 0
+            else (SwitchKind.NONE)
+        )
         k_at = min(k, self.n - 1)
         self.events.append(
             Event(
@@ -339,7 +354,7 @@ class _Run:
 
     def interrupt(self, k: int, duration_s: float) -> int:
         """No service from step ``k`` for ``duration_s``; returns the step service resumes in."""
-        full = int(math.floor(duration_s / self.step + _EPS))
+        full = math.floor(duration_s / self.step + _EPS)
         stop = min(k + full, self.n)
         self.outage[k:stop] = self.step
         self.serving[k:stop] = -1
@@ -353,7 +368,7 @@ class _Run:
         cfg = self.cfg
         sinr = self.l1[k, s]
         per = cfg.indications_per_step
-        if sinr < cfg.qout_sinr_db:
+        if not sinr >= cfg.qout_sinr_db:  # NaN (nothing measurable) is out of sync too
             self.n_in = 0
             if self.t310_start is None:
                 before = self.n_oos
@@ -473,7 +488,7 @@ def _switch(run: _Run, k: int, s: int, target: int) -> tuple[int, int, int]:
     """Execute ``s -> target`` at step ``k``: returns (next step, serving, failed network)."""
     nets = run.ctx.networks
     _, _, interruption = run.ctx.link.switch(nets[s], nets[target])
-    if run.l1[k, target] < run.cfg.qout_sinr_db:
+    if not run.l1[k, target] >= run.cfg.qout_sinr_db:
         lost = min(interruption, run.cfg.t304_s)
         run.event("hof", k, s, target, lost)
         resume = run.interrupt(k, max(lost, run.step))
@@ -507,5 +522,5 @@ def _mark_link_outage(run: _Run) -> None:
     """Steps served by a link below Qout carry no traffic: full-step outage."""
     served = run.serving >= 0
     idx = np.flatnonzero(served)
-    below = run.l1[idx, run.serving[idx]] < run.cfg.qout_sinr_db
+    below = ~(run.l1[idx, run.serving[idx]] >= run.cfg.qout_sinr_db)
     run.outage[idx[below]] = run.step

@@ -24,6 +24,7 @@ change and a Wilcoxon signed-rank p-value.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -109,7 +110,7 @@ def ping_pong_count(changes: Sequence[tuple[float, int, int]], window_s: float) 
     (0, 0)
     """
     count = 0
-    for (t1, a1, b1), (t2, a2, b2) in zip(changes[:-1], changes[1:], strict=True):
+    for (t1, a1, b1), (t2, a2, b2) in itertools.pairwise(changes):
         if a2 == b1 and b2 == a1 and t2 - t1 <= window_s + 1e-9:
             count += 1
     return count
@@ -230,9 +231,17 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     seed["longest_outage_s"] = g["longest_outage_s"].max()
     hours = seed["duration_s"] / 3600.0
     per100 = seed["distance_km"] / 100.0
-    for name in ("rlf", "hof", "drops", "avoidable_drops", "unavoidable_drops", "handovers",
-                 *SWITCH_COLUMNS):
-        seed[f"{name}_per_hour"] = seed[name] / hours
+    for name in (
+        "rlf",
+        "hof",
+        "drops",
+        "avoidable_drops",
+        "unavoidable_drops",
+        "handovers",
+        *SWITCH_COLUMNS,
+    ):
+        if name in seed.columns:
+            seed[f"{name}_per_hour"] = seed[name] / hours
     for name in ("rlf", "hof", "drops", "avoidable_drops"):
         seed[f"{name}_per_100km"] = seed[name] / per100
     seed["outage_s_per_hour"] = seed["outage_s"] / hours

@@ -18,6 +18,11 @@
   back to the plan when the planned network is ``rejoin_margin_db`` above Qin after a
   ``min_dwell_s`` dwell (or at the next planned switch). ``commap`` executes the plan made on
   the planner's map, ``oracle`` the plan made on the truth.
+* :class:`FallbackPlanPolicy` -- the same plan in a closed loop (what the gRPC ``Drive`` stream
+  is for: act when the measurements contradict the map): a planned switch waits until the
+  target measures well, and a weak serving link is left before it fails.
+  ``commap_fallback`` and ``oracle_fallback`` (:data:`EXTRA_POLICY_NAMES`) drive the commap and
+  the oracle plans this way.
 
 "Suitable" is the UE's L1 SINR at or above Qin: policies see measurements, never the truth.
 """
@@ -38,8 +43,10 @@ from commap.sim.drive import DriveContext, Policy, next_true
 __all__ = [
     "A3_DEFAULT",
     "A3_SWEEP",
+    "EXTRA_POLICY_NAMES",
     "POLICY_NAMES",
     "A3Policy",
+    "FallbackPlanPolicy",
     "GreedyPolicy",
     "PlanPolicy",
     "StickyPolicy",
@@ -49,6 +56,8 @@ __all__ = [
 IntArray = NDArray[np.int64]
 
 POLICY_NAMES: tuple[str, ...] = ("a3_default", "a3_tuned", "greedy", "sticky", "commap", "oracle")
+# Optional policies (not in the default evaluation): the plan with a measured safety net.
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("commap_fallback", "oracle_fallback")
 A3_DEFAULT = A3Params()  # hysteresis 3 dB, TTT 256 ms, L1 200 ms, L3 k = 4 (DESIGN.md)
 # Sweep of the tuned baseline: RRC hysteresis values x RRC time-to-trigger values.
 A3_SWEEP: tuple[A3Params, ...] = tuple(
@@ -161,8 +170,10 @@ class A3Policy(Policy):
         if self.home is not None and self.home not in ops:
             ops.append(self.home)
         for op in ops:
-            choice = _best(m.l3_rsrp_dbm[k], [c for c in suitable if nets[c].operator == op
-                                             and not nets[c].is_satellite])
+            choice = _best(
+                m.l3_rsrp_dbm[k],
+                [c for c in suitable if nets[c].operator == op and not nets[c].is_satellite],
+            )
             if choice >= 0:
                 return choice
         terrestrial = [c for c in suitable if not nets[c].is_satellite]
@@ -198,8 +209,9 @@ class A3Policy(Policy):
         nxt = self.next_home_check
         if not net.is_satellite:
             margin = self.params.hysteresis_db + self.params.offset_db
-            entering = self.ctx.measurements.next_entering(serving, margin,
-                                                           self.groups[net.operator])
+            entering = self.ctx.measurements.next_entering(
+                serving, margin, self.groups[net.operator]
+            )
             nxt = min(nxt, int(entering[k]))
         return max(nxt, k)
 
@@ -348,10 +360,8 @@ class PlanPolicy(Policy):
         if rid != self.handled:
             self.handled = rid
             return desired if desired != serving else None
-        if serving != desired and k >= self.off_since + self.dwell_steps:
-            if int(self.next_plan_ok[k]) == k:
-                return desired
-        return None
+        rejoin = serving != desired and k >= self.off_since + self.dwell_steps
+        return desired if rejoin and int(self.next_plan_ok[k]) == k else None
 
     def next_check(self, k: int, serving: int) -> int:
         """The next planned switch (or the next chance to rejoin the plan)."""
@@ -376,3 +386,85 @@ class PlanPolicy(Policy):
         """Remember when the vehicle left the plan."""
         if k < self.plan.size and network != int(self.plan[k]):
             self.off_since = k
+
+
+class FallbackPlanPolicy(PlanPolicy):
+    """A plan with a measured safety net (the closed loop of the gRPC ``Drive`` stream).
+
+    Executes the plan like :class:`PlanPolicy`, with two rules for when the measurements
+    contradict the map: a planned switch waits (within its planned run) until the target's L3
+    SINR is ``rejoin_margin_db`` over Qin; and when the serving network's L3 SINR stays below
+    ``weak_sinr_db`` for ``weak_ttt_s``, it switches before the link fails to the suitable
+    network with that margin that costs the shortest interruption (then the best SINR), and
+    comes back to the plan after the dwell like after a recovery.
+
+    Examples
+    --------
+    >>> FallbackPlanPolicy(np.array([0, 1]), name="commap_fallback").weak_sinr_db
+    -3.0
+    """
+
+    def __init__(
+        self,
+        assignment: Sequence[int] | IntArray,
+        *,
+        name: str = "commap_fallback",
+        min_dwell_s: float = 5.0,
+        rejoin_margin_db: float = 3.0,
+        weak_sinr_db: float = -3.0,
+        weak_ttt_s: float = 0.256,
+    ) -> None:
+        super().__init__(
+            assignment, name=name, min_dwell_s=min_dwell_s, rejoin_margin_db=rejoin_margin_db
+        )
+        self.weak_sinr_db = weak_sinr_db
+        self.weak_ttt_s = weak_ttt_s
+
+    def bind(self, ctx: DriveContext) -> None:
+        """Precompute weak-link steps and the fallback candidates."""
+        super().bind(ctx)
+        m = ctx.measurements
+        with np.errstate(invalid="ignore"):
+            self.weak = ~(m.l3_sinr_db >= self.weak_sinr_db)
+            self.good = m.suitable & (
+                m.l3_sinr_db >= ctx.config.qin_sinr_db + self.rejoin_margin_db
+            )
+        self.next_weak = next_true(self.weak)
+        self.weak_steps = math.ceil(self.weak_ttt_s / ctx.config.step_s - 1e-9)
+        nets = ctx.networks
+        self.interruption = np.array([[ctx.link.switch(a, b)[2] for b in nets] for a in nets])
+        self.weak_since = -1
+
+    def decide(self, k: int, serving: int) -> int | None:
+        """The plan's switch once the target measures well, else a fallback on a weak link."""
+        desired = int(self.plan[k])
+        rid = int(self.run_id[k])
+        if rid != self.handled and desired != serving and not self.good[k, desired]:
+            pass  # the planned target measures badly: hold the switch (checked every step)
+        else:
+            planned = super().decide(k, serving)
+            if planned is not None:
+                return planned
+        if not self.weak[k, serving]:
+            self.weak_since = -1
+            return None
+        if self.weak_since < 0:
+            self.weak_since = k
+        if k - self.weak_since < self.weak_steps:
+            return None
+        candidates = [c for c in np.flatnonzero(self.good[k]).tolist() if c != serving]
+        if not candidates:
+            return None
+        l3 = self.ctx.measurements.l3_sinr_db[k]
+        return min(candidates, key=lambda c: (self.interruption[serving, c], -float(l3[c])))
+
+    def next_check(self, k: int, serving: int) -> int:
+        """As the plan, or now while the serving link is weak or a planned switch waits."""
+        if self.weak_since >= 0 or int(self.run_id[k]) != self.handled:
+            return k
+        return min(super().next_check(k, serving), int(self.next_weak[k, serving]))
+
+    def on_connect(self, k: int, network: int) -> None:
+        """Reset the weak-link timer."""
+        super().on_connect(k, network)
+        self.weak_since = -1

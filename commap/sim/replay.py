@@ -22,6 +22,7 @@ below half its 21 s rolling median) in blocked and in open seconds is reported t
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import zipfile
 from collections.abc import Sequence
@@ -115,8 +116,9 @@ class CorkReplay:
 
 def _local_xy(lon: FloatArray, lat: FloatArray, lat0: float) -> FloatArray:
     """Equirectangular metres around ``lat0`` (a city-sized area: error well under 1 %)."""
-    return np.column_stack([lon * _EARTH_M_PER_DEG * np.cos(np.radians(lat0)),
-                            lat * _EARTH_M_PER_DEG])
+    return np.column_stack(
+        [lon * _EARTH_M_PER_DEG * np.cos(np.radians(lat0)), lat * _EARTH_M_PER_DEG]
+    )
 
 
 def _reference_field(
@@ -185,8 +187,9 @@ def replay_cork(
     names = list(dict.fromkeys(records["trace"]))
     name = trace or names[0]
     if name not in names:
-        raise InvalidInputError(f"{trace_path}: no trace {name!r}; traces: {', '.join(names)}",
-                                field="trace")
+        raise InvalidInputError(
+            f"{trace_path}: no trace {name!r}; traces: {', '.join(names)}", field="trace"
+        )
     test = records[records["trace"] == name].dropna(subset=["cell_id", "rsrp_dbm"])
     if len(test) < 2:
         raise InvalidInputError(f"{trace_path}:{name}: fewer than 2 samples with a serving cell")
@@ -208,14 +211,18 @@ def replay_cork(
     hold = np.clip(np.searchsorted(t, steps + 1e-9, side="right") - 1, 0, len(t) - 1)
     serving, at = a3_serving(field[hold], params, step_s=step_s, initial=int(column[0]))
     # cell at the end of each sample's second, changes located in the sample they fall in
-    sample_end = np.clip(np.searchsorted(steps, t + 1.0 - 1e-9, side="left") - 1, 0,
-                         steps.size - 1)
+    sample_end = np.clip(np.searchsorted(steps, t + 1.0 - 1e-9, side="left") - 1, 0, steps.size - 1)
     predicted_cell = np.array(cells, dtype=np.int64)[serving[sample_end]]
     predicted_changes = np.unique(np.clip(hold[at], 0, len(t) - 1))
     real_changes = np.flatnonzero(real[1:] != real[:-1]) + 1
     matched = match_events(t[real_changes], t[predicted_changes], tolerance_s)
-    log.info("cork replay %s: %d real vs %d A3 changes, %d matched", name, real_changes.size,
-             predicted_changes.size, matched)
+    log.info(
+        "cork replay %s: %d real vs %d A3 changes, %d matched",
+        name,
+        real_changes.size,
+        predicted_changes.size,
+        matched,
+    )
     return CorkReplay(
         trace=name,
         params=params,
@@ -267,12 +274,14 @@ def read_autobahn_throughput(path: str | Path) -> pd.DataFrame:
     if missing:
         raise InvalidInputError(f"{path}: throughput.csv lacks columns {missing}")
     t = pd.to_datetime(raw["timestamp_gmt_iphone"], utc=True, errors="coerce")
-    df = pd.DataFrame({
-        "t_s": (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds(),
-        "lon": pd.to_numeric(raw["Longitude"], errors="coerce"),
-        "lat": pd.to_numeric(raw["Latitude"], errors="coerce"),
-        "download_mbps": pd.to_numeric(raw["download"], errors="coerce"),
-    })
+    df = pd.DataFrame(
+        {
+            "t_s": (t - pd.Timestamp(0, tz="UTC")).dt.total_seconds(),
+            "lon": pd.to_numeric(raw["Longitude"], errors="coerce"),
+            "lat": pd.to_numeric(raw["Latitude"], errors="coerce"),
+            "download_mbps": pd.to_numeric(raw["download"], errors="coerce"),
+        }
+    )
     df = df.dropna(subset=["t_s", "lon", "lat"]).sort_values("t_s", kind="stable")
     return df.drop_duplicates(subset="t_s", keep="first").reset_index(drop=True)
 
@@ -336,23 +345,33 @@ class StarlinkBridges:
 def _pieces(t_s: FloatArray, max_gap_s: float) -> list[slice]:
     breaks = np.flatnonzero(np.diff(t_s) > max_gap_s) + 1
     edges = np.concatenate(([0], breaks, [t_s.size]))
-    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b - a >= 2]
+    return [slice(a, b) for a, b in itertools.pairwise(edges.tolist()) if b - a >= 2]
 
 
 def _blocked_piece(
-    lon: FloatArray, lat: FloatArray, t_s: FloatArray, bridges: Sequence[LineString],
-    segment_m: float, under_bridge_m: float
+    lon: FloatArray,
+    lat: FloatArray,
+    t_s: FloatArray,
+    bridges: Sequence[LineString],
+    segment_m: float,
+    under_bridge_m: float,
 ) -> BoolArray:
     """``under_bridge`` of the corridor segment each sample falls in."""
     _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     if not (np.asarray(leg_m) > 1e-6).any():
         return np.zeros(lon.size, dtype=bool)
     route = route_from_polyline(lon, lat, t_s=t_s)
-    corridor = cut(route, segment_m=segment_m, departure_s=float(t_s[0]), overpasses=bridges,
-                   under_bridge_m=under_bridge_m)
+    corridor = cut(
+        route,
+        segment_m=segment_m,
+        departure_s=float(t_s[0]),
+        overpasses=bridges,
+        under_bridge_m=under_bridge_m,
+    )
     distance = np.concatenate(([0.0], np.cumsum(leg_m)))
-    seg = np.clip(np.searchsorted(corridor.distance_m, distance, side="right") - 1, 0,
-                  len(corridor) - 1)
+    seg = np.clip(
+        np.searchsorted(corridor.distance_m, distance, side="right") - 1, 0, len(corridor) - 1
+    )
     return np.asarray(corridor.under_bridge, dtype=bool)[seg]
 
 
@@ -416,8 +435,9 @@ def starlink_bridges(
     lat = run["lat"].to_numpy(dtype=np.float64)
     blocked = np.zeros(t.size, dtype=bool)
     for part in _pieces(t, max_gap_s):
-        blocked[part] = _blocked_piece(lon[part], lat[part], t[part], bridges, segment_m,
-                                       under_bridge_m)
+        blocked[part] = _blocked_piece(
+            lon[part], lat[part], t[part], bridges, segment_m, under_bridge_m
+        )
     download = run["download_mbps"].to_numpy(dtype=np.float64)
     measured = np.isfinite(download)
     zero = measured & (download < zero_mbps)
@@ -427,15 +447,27 @@ def starlink_bridges(
     local = pd.Series(download).rolling(21, center=True, min_periods=5).median().to_numpy()
     dip = measured & (download < 0.5 * local)
     result = StarlinkBridges(
-        t_s=t, lon=lon, lat=lat, download_mbps=download, zero=zero, blocked=blocked,
-        tolerance_s=tolerance_s, contingency=table,
-        passages=len(passages), passages_confirmed=_near(passages, t, zero, tolerance_s),
-        outages=len(outages), outages_explained=_near(outages, t, blocked, tolerance_s),
+        t_s=t,
+        lon=lon,
+        lat=lat,
+        download_mbps=download,
+        zero=zero,
+        blocked=blocked,
+        tolerance_s=tolerance_s,
+        contingency=table,
+        passages=len(passages),
+        passages_confirmed=_near(passages, t, zero, tolerance_s),
+        outages=len(outages),
+        outages_explained=_near(outages, t, blocked, tolerance_s),
         bridges=len(bridges),
         dip_share_blocked=_share(dip, blocked & measured),
         dip_share_open=_share(dip, ~blocked & measured),
     )
-    log.info("starlink bridges: %d passages (%d with an outage), %d outages (%d at a bridge)",
-             result.passages, result.passages_confirmed, result.outages,
-             result.outages_explained)
+    log.info(
+        "starlink bridges: %d passages (%d with an outage), %d outages (%d at a bridge)",
+        result.passages,
+        result.passages_confirmed,
+        result.outages,
+        result.outages_explained,
+    )
     return result

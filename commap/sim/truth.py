@@ -181,8 +181,11 @@ class TruthField:
     @property
     def sample_rsrp_dbm(self) -> FloatArray:
         """``(T, N)``: RSRP samples (slow truth + fast fading; NaN for satellites)."""
-        return np.where(self.dead & np.isfinite(self.rsrp_dbm), NO_SIGNAL_RSRP_DBM,
-                        self.rsrp_dbm + self.fading_db)
+        return np.where(
+            self.dead & np.isfinite(self.rsrp_dbm),
+            NO_SIGNAL_RSRP_DBM,
+            self.rsrp_dbm + self.fading_db,
+        )
 
     def step_matrix(self) -> QualityMatrix:
         """The slow truth as a quality matrix with one row per 100 ms step (MEASURED, conf. 1)."""
@@ -216,8 +219,9 @@ class TruthField:
         seg = self.segment
         counts = np.bincount(seg, minlength=n_segments)[:n_segments]
         # steps that represent an empty segment: the last step before it
-        fallback = np.clip(np.searchsorted(seg, np.arange(n_segments), side="left") - 1, 0,
-                           max(len(self) - 1, 0))
+        fallback = np.clip(
+            np.searchsorted(seg, np.arange(n_segments), side="left") - 1, 0, max(len(self) - 1, 0)
+        )
         out = {}
         for name in ("rsrp_dbm", "sinr_db", "elevation_deg"):
             values = getattr(self, name)
@@ -262,8 +266,9 @@ def _segment_quantile(
     return out
 
 
-def step_grid(corridor: Corridor, step_s: float = DEFAULT_STEP_S) -> tuple[FloatArray, FloatArray,
-                                                                            IntArray]:
+def step_grid(
+    corridor: Corridor, step_s: float = DEFAULT_STEP_S
+) -> tuple[FloatArray, FloatArray, IntArray]:
     """Times, distances and segments of the simulator steps along a corridor.
 
     Step ``k`` starts ``k * step_s`` after departure; the position follows the corridor's
@@ -283,14 +288,20 @@ def step_grid(corridor: Corridor, step_s: float = DEFAULT_STEP_S) -> tuple[Float
     if len(corridor) == 0:
         raise InvalidInputError("the corridor has no segments", field="corridor")
     edges_t = np.concatenate((corridor.eta_s, [corridor.eta_s[-1] + corridor.duration_s[-1]]))
-    edges_d = np.concatenate((corridor.distance_m, [corridor.distance_m[-1]
-                                                    + corridor.length_m[-1]]))
+    edges_d = np.concatenate(
+        (corridor.distance_m, [corridor.distance_m[-1] + corridor.length_m[-1]])
+    )
     n_steps = max(1, math.ceil(corridor.total_duration_s / step_s - 1e-9))
     t_s = np.arange(n_steps) * step_s
     distance_m = np.interp(t_s, edges_t, edges_d)
-    segment = np.clip(np.searchsorted(corridor.distance_m, distance_m, side="right") - 1, 0,
-                      len(corridor) - 1)
-    return t_s, distance_m, segment.astype(np.int64)
+    segment = np.clip(
+        np.searchsorted(corridor.distance_m, distance_m, side="right") - 1, 0, len(corridor) - 1
+    )
+    return (
+        np.asarray(t_s, dtype=np.float64),
+        np.asarray(distance_m, dtype=np.float64),
+        np.asarray(segment, dtype=np.int64),
+    )
 
 
 def correlated_shadowing_db(
@@ -422,8 +433,11 @@ def make_truth(
     is_sat = np.array([n.is_satellite for n in networks])
     offset = _terrestrial_offsets(distance_m, networks, cfg, rngs[0], rngs[1])
     offset[:, is_sat] = correlated_shadowing_db(
-        distance_m, sigma_db=cfg.sat_sigma_db, decorrelation_m=cfg.decorrelation_m,
-        rng=rngs[2], count=int(is_sat.sum())
+        distance_m,
+        sigma_db=cfg.sat_sigma_db,
+        decorrelation_m=cfg.decorrelation_m,
+        rng=rngs[2],
+        count=int(is_sat.sum()),
     )
     rsrp = rsrp + offset
     sinr = sinr + offset
@@ -485,11 +499,16 @@ def _terrestrial_offsets(
     """Shadowing (own + operator-shared) plus per-network bias, ``(T, N)`` dB."""
     n = len(networks)
     operators = sorted({net.operator for net in networks})
-    own = correlated_shadowing_db(distance_m, sigma_db=1.0, decorrelation_m=cfg.decorrelation_m,
-                                  rng=rng_shadow, count=n)
-    shared = correlated_shadowing_db(distance_m, sigma_db=1.0,
-                                     decorrelation_m=cfg.decorrelation_m, rng=rng_shadow,
-                                     count=len(operators))
+    own = correlated_shadowing_db(
+        distance_m, sigma_db=1.0, decorrelation_m=cfg.decorrelation_m, rng=rng_shadow, count=n
+    )
+    shared = correlated_shadowing_db(
+        distance_m,
+        sigma_db=1.0,
+        decorrelation_m=cfg.decorrelation_m,
+        rng=rng_shadow,
+        count=len(operators),
+    )
     rho = cfg.operator_correlation
     bias = rng_bias.normal(-cfg.over_report_db, cfg.bias_sigma_db, n)
     out = np.empty((distance_m.size, n))
@@ -524,8 +543,9 @@ def _phantom(
 
 def _bridge_only(corridor: Corridor, map_dead: BoolArray) -> BoolArray:
     """``(S, N)``: dead on the map only because of a bridge (alive on both neighbours)."""
-    flagged = np.asarray(corridor.under_bridge, dtype=bool) & ~np.asarray(corridor.in_tunnel,
-                                                                         dtype=bool)
+    flagged = np.asarray(corridor.under_bridge, dtype=bool) & ~np.asarray(
+        corridor.in_tunnel, dtype=bool
+    )
     alive = ~map_dead
     before = np.vstack([alive[:1], alive[:-1]])
     after = np.vstack([alive[1:], alive[-1:]])

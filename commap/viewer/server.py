@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import mimetypes
 import os
 import threading
@@ -44,8 +45,9 @@ if TYPE_CHECKING:
 
     from commap.comm_map import CommMap
     from commap.plan import Plan
+    from commap.planning import PlanResult
 
-    PlanLike = Plan | RouteTimeline | Mapping[str, gpd.GeoDataFrame]
+    PlanLike = Plan | PlanResult | RouteTimeline | Mapping[str, gpd.GeoDataFrame]
 
 __all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir"]
 
@@ -191,6 +193,8 @@ class ViewerServer:
             )
         if not (0 <= int(port) <= 65535):
             raise InvalidInputError(f"port {port} is outside 0..65535", field="port")
+        if not (math.isfinite(spacing_m) and spacing_m > 0):
+            raise InvalidInputError(f"spacing_m must be > 0, got {spacing_m}", field="spacing_m")
         self.cmap = cmap
         self.spacing_m = float(spacing_m)
         self.t_s = cmap.default_departure_s if t_s is None else float(t_s)
@@ -258,12 +262,14 @@ class ViewerServer:
     def set_plan(self, plan: PlanLike | None) -> None:
         """Show ``plan`` (replaces the previous one; a live page reloads it within a second).
 
-        ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.export.RouteTimeline` or
-        plan layers (:func:`commap.export.read_plan_layers`); None removes the plan.
+        ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.planning.PlanResult` (e.g. a
+        drive session's ``result``), a :class:`commap.export.RouteTimeline` or plan layers
+        (:func:`commap.export.read_plan_layers`); None removes the plan.
         """
         from commap.plan import Plan
+        from commap.planning import PlanResult
 
-        if isinstance(plan, Plan):
+        if isinstance(plan, Plan | PlanResult):
             plan = timeline_from_plan(plan)
         layers = plan_layers(plan) if isinstance(plan, RouteTimeline) else plan
         with self._lock:

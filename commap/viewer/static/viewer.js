@@ -321,6 +321,10 @@
       html += row(swatchDot('#fff'), 'handover (fill: new network)');
       html += row(swatchLine('#d7191c', 12), 'drop risk');
     }
+    if (meta.live) {
+      html += row('<svg width="34" height="16" aria-hidden="true"><circle cx="17" cy="8" r="6" ' +
+        'fill="#ffeb3b" stroke="#000" stroke-width="3"/></svg>', 'vehicle (live)');
+    }
     html += '<div class="legend-title">Roads</div>';
     html += row(swatchLine('#8a8a8a', 2), 'road');
     html += row(swatchLine('#8c6d46', 2, '3 4'), 'tunnel (no signal)');

@@ -1,0 +1,322 @@
+"""The offline web viewer: its JSON API, its local server and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from commap.comm_map import CommMap
+from commap.errors import InvalidInputError
+from commap.export import RouteTimeline, network_colors, timeline_from_plan
+from commap.plan import Plan, plan_route
+from commap.planning import PlanRequest
+from commap.planning import plan_route as plan_request_route
+from commap.viewer import ViewerServer, find_leaflet_dir, serve
+
+pytestmark = pytest.mark.viewer
+
+ORIGIN = (1.5218, 42.5063)  # Andorra la Vella
+DESTINATION = (1.7330, 42.5430)  # Pas de la Casa
+WINDOW = (1280, 800)
+
+
+@pytest.fixture(scope="module")
+def plan_timeline(andorra: CommMap) -> tuple[Plan, RouteTimeline]:
+    corridor = andorra.corridor(andorra.routes(ORIGIN, DESTINATION)[0])
+    matrix = andorra.quality(corridor)
+    plan = plan_route(corridor, matrix, andorra.catalogue, app="infotainment")
+    return plan, timeline_from_plan(plan, corridor=corridor, matrix=matrix)
+
+
+@pytest.fixture(scope="module")
+def server(andorra: CommMap, plan_timeline: tuple[Plan, RouteTimeline]) -> Iterator[ViewerServer]:
+    with serve(andorra, plan=plan_timeline[1], port=0, spacing_m=500.0, live=True) as srv:
+        yield srv
+
+
+def get(server: ViewerServer, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(server.url.rstrip("/") + path, timeout=30) as r:
+            return int(r.status), r.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+# -- API -----------------------------------------------------------------------------------------
+
+
+def test_meta_lists_networks_classes_and_attribution(
+    server: ViewerServer, andorra: CommMap
+) -> None:
+    status, body = get(server, "/api/meta")
+    meta = json.loads(body)
+    assert status == 200
+    assert [n["id"] for n in meta["networks"]] == list(andorra.catalogue.ids)
+    assert {"rsrp_dbm", "sinr_db", "elevation_deg"} <= set(meta["classes"])
+    assert any("OpenStreetMap" in a for a in meta["attribution"])
+    assert meta["has_plan"] and meta["live"]
+
+
+def test_coverage_has_one_value_per_piece_and_network(server: ViewerServer) -> None:
+    cov = json.loads(get(server, "/api/coverage")[1])
+    n = len(cov["pieces"])
+    assert n > 500
+    for values in cov["networks"].values():
+        assert len(values["sinr_class"]) == len(values["provenance"]) == n
+    # satellites have no RSRP class, terrestrial networks no visibility class
+    assert set(cov["networks"]["starlink"]["rsrp_class"]) == {-1}
+    assert set(cov["networks"]["ad-lte"]["visibility_class"]) == {-1}
+    # tunnel pieces are out of sync for every network
+    tunnel = np.array(cov["tunnel"], dtype=bool)
+    assert tunnel.any()
+    for values in cov["networks"].values():
+        assert (np.array(values["sinr_class"])[tunnel] == 4).all()
+
+
+def test_plan_payload_matches_plan(
+    server: ViewerServer, plan_timeline: tuple[Plan, RouteTimeline]
+) -> None:
+    plan, _ = plan_timeline
+    fc = json.loads(get(server, "/api/plan")[1])
+    layers = [f["properties"]["layer"] for f in fc["features"]]
+    assert layers.count("handovers") == len(plan.handovers)
+    assert layers.count("route") == len(list(plan.stretches()))
+    assert layers.count("drop_risk") >= 1
+
+
+def test_quality_at_a_point_and_bad_queries(server: ViewerServer) -> None:
+    status, body = get(server, "/api/quality?lat=42.5063&lon=1.5218")
+    assert status == 200
+    rows = {r["id"]: r for r in json.loads(body)["networks"]}
+    assert rows["ad-lte"]["usable"] and rows["ad-lte"]["provenance"] == "modelled"
+    assert get(server, "/api/quality?lat=x&lon=1")[0] == 400
+    assert get(server, "/api/quality?lat=48.0&lon=2.0")[0] == 400  # Paris is outside the map
+    assert get(server, "/nope")[0] == 404
+    assert get(server, "/leaflet/../../package.json")[0] == 404
+    assert get(server, "/static/../server.py")[0] == 404
+
+
+def test_live_vehicles(server: ViewerServer) -> None:
+    server.update_vehicle("car-1", lon=1.55, lat=42.51, t_s=1.0, network_id="ad-lte")
+    vehicles = json.loads(get(server, "/api/vehicles")[1])["vehicles"]
+    assert vehicles == [
+        {"id": "car-1", "lon": 1.55, "lat": 42.51, "t_s": 1.0, "network_id": "ad-lte", "note": ""}
+    ]
+    server.remove_vehicle("car-1")
+    assert json.loads(get(server, "/api/vehicles")[1])["vehicles"] == []
+    with pytest.raises(InvalidInputError):
+        server.update_vehicle("car-2", lon=200.0, lat=0.0)
+
+
+def test_set_plan_accepts_a_plan_and_bumps_the_version(
+    andorra: CommMap, plan_timeline: tuple[Plan, RouteTimeline]
+) -> None:
+    srv = ViewerServer(andorra, port=0)
+    try:
+        assert json.loads(srv.respond("/api/plan", {})[1])["features"] == []
+        srv.set_plan(plan_timeline[0])
+        assert json.loads(srv.respond("/api/vehicles", {})[1])["plan_version"] == 2
+        assert json.loads(srv.respond("/api/plan", {})[1])["features"]
+        # a planning result (what a drive session holds) is accepted as well
+        result = plan_request_route(andorra, PlanRequest(origin=ORIGIN, destination=DESTINATION))
+        srv.set_plan(result)
+        handovers = [
+            f
+            for f in json.loads(srv.respond("/api/plan", {})[1])["features"]
+            if f["properties"]["layer"] == "handovers"
+        ]
+        assert len(handovers) == len(result.plan.handovers)
+    finally:
+        srv.stop()
+
+
+def test_refuses_non_loopback_hosts_and_missing_leaflet(andorra: CommMap, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="loopback"):
+        ViewerServer(andorra, host="0.0.0.0", port=0)
+    with pytest.raises(InvalidInputError, match="leaflet"):
+        find_leaflet_dir(tmp_path)
+
+
+def test_page_references_only_its_own_server(server: ViewerServer) -> None:
+    page = get(server, "/")[1].decode()
+    js = get(server, "/static/viewer.js")[1].decode()
+    assert '<script src="/leaflet/leaflet.js">' in page
+    for text in (page, js, get(server, "/leaflet/leaflet.css")[1].decode()):
+        assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
+        assert not re.search(r"url\(\s*[\"']?(https?:)?//", text)
+
+
+# -- the page in a browser -----------------------------------------------------------------------
+
+
+# Chromium's own services (component updates, sign-in, network time) that some builds call
+# whatever the flags; matched by exact host name. A page request to anything else (a CDN, a
+# tile server, a font service) fails the test.
+CHROMIUM_OWN_HOSTS = frozenset(
+    {
+        "update.googleapis.com",
+        "accounts.google.com",
+        "clients2.google.com",
+        "clients2.googleusercontent.com",
+        "redirector.gvt1.com",
+        "edgedl.me.gvt1.com",
+    }
+)
+
+
+def requested_host(first_bytes: bytes) -> str:
+    """Host of a proxied request line: ``CONNECT host:443`` or ``GET http://host/...``."""
+    line = first_bytes.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split()
+    if len(parts) < 2:
+        return line
+    target = parts[1]
+    if parts[0] == "CONNECT":
+        return target.rsplit(":", 1)[0]
+    return re.sub(r"^[a-z]+://", "", target).split("/", 1)[0].split(":", 1)[0]
+
+
+class _ProxyTrap:
+    """A TCP listener standing in for a proxy: any request to leave 127.0.0.1 arrives here."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.connections: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    self.connections.append(conn.recv(512))
+                except OSError:
+                    self.connections.append(b"")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+def chromium(
+    url: str, profile: Path, proxy_port: int, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe is not None
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        # everything not on the loopback interface would go through this "proxy"
+        f"--proxy-server=http://127.0.0.1:{proxy_port}",
+        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,Translate",
+        "--disable-default-apps",
+        "--no-pings",
+        "--disable-domain-reliability",
+        "--disable-client-side-phishing-detection",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        # virtual time stops while requests are pending: the page loads all its layers first
+        "--virtual-time-budget=20000",
+        *extra,
+        url,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="headless Chromium is not installed (Debian package `chromium`)",
+)
+def test_page_draws_route_and_markers_offline(
+    andorra: CommMap, plan_timeline: tuple[Plan, RouteTimeline], tmp_path: Path
+) -> None:
+    plan, timeline = plan_timeline
+    trap = _ProxyTrap()
+    try:
+        with serve(andorra, plan=timeline, port=0, spacing_m=500.0, live=True) as srv:
+            # a live vehicle (as the gRPC Drive stream feeds it) at the route start
+            srv.update_vehicle("car-1", lon=ORIGIN[0], lat=ORIGIN[1], network_id="ad-lte")
+            dom = chromium(srv.url, tmp_path / "p1", trap.port, "--dump-dom")
+            shot = tmp_path / "viewer.png"
+            chromium(srv.url, tmp_path / "p2", trap.port, f"--screenshot={shot}")
+            requests = list(srv.requests)
+    finally:
+        trap.close()
+    html = dom.stdout
+    # the page finished: every layer drawn, the counts match the plan
+    status = re.search(r'<p id="status"([^>]*)>([^<]*)</p>', html)
+    assert status is not None, dom.stderr[-2000:]
+    assert 'data-ready="1"' in status.group(1), status.group(2)
+    assert f'data-handovers="{len(plan.handovers)}"' in status.group(1)
+    assert f'data-route-pieces="{len(list(plan.stretches()))}"' in status.group(1)
+    # SVG paths: roads, coverage, the route (casing + colour per stretch) and one per handover
+    route_pane = re.search(r'leaflet-route-pane".*?</svg>', html, re.S)
+    marks_pane = re.search(r'leaflet-marks-pane".*?</svg>', html, re.S)
+    assert route_pane and route_pane.group(0).count("<path") == 2 * len(list(plan.stretches()))
+    # one circle per handover and one for the live vehicle
+    assert marks_pane and marks_pane.group(0).count("<path") == len(plan.handovers) + 1
+    assert "OpenStreetMap contributors" in html  # attribution in the corner
+    # nothing left 127.0.0.1: the page asked the proxy for nothing (Chromium's own update and
+    # sign-in pings aside), every request went from and to the local server
+    hosts = {requested_host(c) for c in trap.connections}
+    assert hosts <= CHROMIUM_OWN_HOSTS, hosts
+    assert requests and {r.client for r in requests} == {"127.0.0.1"}
+    paths = {r.path for r in requests}
+    assert {"/", "/leaflet/leaflet.js", "/api/roads", "/api/coverage", "/api/plan"} <= paths
+    assert "/api/vehicles" in paths
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    # the screenshot shows a drawn map, with the route in its networks' colours
+    px = np.asarray(mpimg.imread(shot))[:, :, :3]
+    assert px.shape[:2] == (WINDOW[1], WINDOW[0])
+    assert px.std() > 0.1
+    colors = network_colors(timeline.matrix.network_ids)
+    main = max(set(timeline.serving), key=timeline.serving.count)
+    rgb = np.array([int(colors[main][i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    assert (np.abs(px - rgb).max(axis=2) < 0.05).mean() > 0.003
+    dark = (px.max(axis=2) < 0.12).mean()  # the route's dark casing and marker outlines
+    assert dark > 0.003
+
+
+@pytest.mark.skipif(
+    not (shutil.which("chromium") or shutil.which("chromium-browser")),
+    reason="headless Chromium is not installed (Debian package `chromium`)",
+)
+def test_proxy_trap_catches_a_page_that_reaches_out(tmp_path: Path) -> None:
+    """The check above can fail: a page loading a tile from the internet is caught."""
+    trap = _ProxyTrap()
+    try:
+        page = "data:text/html,<img src='http://tile.openstreetmap.org/0/0/0.png'>"
+        chromium(page, tmp_path / "p", trap.port, "--dump-dom")
+    finally:
+        trap.close()
+    assert "tile.openstreetmap.org" in {requested_host(c) for c in trap.connections}
