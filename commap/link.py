@@ -119,7 +119,7 @@ def app_profile(name: str) -> AppProfile:
     >>> app_profile("nope")
     Traceback (most recent call last):
     ...
-    commap.errors.InvalidInputError: unknown application class 'nope'; known: infotainment, teleoperation, telemetry
+    commap.errors.InvalidInputError: unknown application class 'nope'; known: infotainment, telemetry, teleoperation
     """
     try:
         return APP_PROFILES[name]

@@ -9,13 +9,16 @@ come back as the library's own errors (INVALID_ARGUMENT -> InvalidInputError, ..
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import grpc
 import numpy as np
 from numpy.typing import NDArray
+from pyproj import Geod
 
+from commap.corridor import Route
 from commap.errors import (
     CommapError,
     InvalidInputError,
@@ -24,18 +27,20 @@ from commap.errors import (
     SolverTimeoutError,
 )
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
+from commap.plan.routes import RouteChoice, RouteOption
 from commap.planning import PlanRequest
 from commap.quality import Provenance
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server.convert import SWITCH_KIND_FROM_PB, seconds, timestamp
 
-__all__ = ["RemotePlanResult", "plan_remote", "plan_request_message"]
+__all__ = ["RemotePlanResult", "plan_from_message", "plan_remote", "plan_request_message"]
 
 log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
+_GEOD = Geod(ellps="WGS84")
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _PROVENANCE_FROM_PB = {
     pb.PROVENANCE_NONE: int(Provenance.NONE),
@@ -52,21 +57,19 @@ class RemotePlanResult:
     Attributes
     ----------
     plan : the chosen plan (the same type and values as a local ``plan_route(...).plan``).
-    route_name : name of the planned route.
-    route_lon, route_lat : the route's vertices (WGS84).
-    alternatives : the route trade-off table (``RouteChoice.table()`` rows) when asked for.
+    route : the planned route (vertices, and per-leg speed and tunnel flags from the plan).
+    choice : the route trade-off (as :class:`commap.plan.RouteChoice`) when alternatives were
+        asked for, else None; alternative routes' plans come without segments.
     """
 
     plan: Plan
-    route_name: str
-    route_lon: FloatArray
-    route_lat: FloatArray
-    alternatives: tuple[dict[str, Any], ...] = ()
+    route: Route
+    choice: RouteChoice | None = None
 
     def summary(self) -> dict[str, Any]:
         """The same summary as :meth:`commap.planning.PlanResult.summary`."""
         return {
-            "route": self.route_name,
+            "route": self.route.name,
             "length_m": self.plan.totals.length_m,
             "travel_time_s": self.plan.totals.duration_s,
             "segments": len(self.plan),
@@ -248,33 +251,78 @@ def _library_error(error: grpc.RpcError) -> CommapError:
     return CommapError(f"server error {code.name}: {details}")
 
 
-def _alternative_row(a: pb.RouteAlternative) -> dict[str, Any]:
-    return {
-        "index": a.index,
-        "name": a.name,
-        "length_m": a.length_m,
-        "travel_time_s": a.travel_time_s,
-        "expected_drops": a.expected_drops if a.feasible else float("nan"),
-        "handovers": a.handover_count,
-        "outage_s": a.outage_s if a.feasible else float("nan"),
-        "sat_mb": a.satellite_mb if a.feasible else float("nan"),
-        "score_s": a.score_s if a.feasible else float("inf"),
-        "feasible": a.feasible,
-        "reason": a.reason,
-        "picked": a.picked,
-    }
+def _route(message: pb.Plan, plan: Plan) -> Route:
+    """The route of a plan message; per-leg speed and tunnel flags from the plan's segments."""
+    points = message.route.points
+    lon = np.array([p.longitude_deg for p in points], dtype=np.float64)
+    lat = np.array([p.latitude_deg for p in points], dtype=np.float64)
+    legs = max(len(lon) - 1, 0)
+    if legs == 0 or len(plan) == 0:
+        return Route(
+            lon=lon, lat=lat, speed_mps=np.zeros(legs), in_tunnel=np.zeros(legs, bool),
+            on_bridge=np.zeros(legs, bool), name=message.route.name,
+        )  # fmt: skip
+    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    cum = np.concatenate(([0.0], np.cumsum(leg_m)))
+    mid = (cum[:-1] + cum[1:]) / 2
+    seg = np.clip(np.searchsorted(plan.distance_m, mid, side="right") - 1, 0, len(plan) - 1)
+    speed = plan.length_m / np.maximum(plan.duration_s, 1e-9)
+    tunnel = np.array([s.in_tunnel for s in message.segments], dtype=bool)
+    return Route(
+        lon=lon,
+        lat=lat,
+        speed_mps=speed[seg],
+        in_tunnel=tunnel[seg],
+        on_bridge=np.zeros(legs, dtype=bool),  # not carried by the API
+        name=message.route.name,
+    )
+
+
+def _choice(
+    response: pb.PlanRouteResponse,
+    plan: Plan,
+    network_ids: tuple[str, ...],
+    seconds_per_drop: float,
+) -> RouteChoice | None:
+    if not response.alternatives:
+        return None
+    options = []
+    best = 0
+    for a in response.alternatives:
+        if a.picked:
+            best = a.index
+        option_plan = (
+            plan if a.picked else (plan_from_message(a.plan, network_ids) if a.feasible else None)
+        )
+        options.append(
+            RouteOption(
+                index=a.index,
+                name=a.name,
+                length_m=a.length_m,
+                travel_time_s=a.travel_time_s,
+                expected_drops=a.expected_drops if a.feasible else math.nan,
+                handovers=a.handover_count,
+                outage_s=a.outage_s if a.feasible else math.nan,
+                sat_mb=a.satellite_mb if a.feasible else math.nan,
+                score_s=a.score_s if a.feasible else math.inf,
+                feasible=a.feasible,
+                reason=a.reason,
+                plan=option_plan,
+            )
+        )
+    return RouteChoice(tuple(options), best, seconds_per_drop)
 
 
 def plan_remote(
-    target: str, request: PlanRequest, *, map_name: str = "", timeout_s: float = 120.0
+    target: str, map_name: str, request: PlanRequest, *, timeout_s: float = 120.0
 ) -> RemotePlanResult:
     """Plan on a commap server.
 
     Parameters
     ----------
     target : ``HOST:PORT`` of the server.
-    request : what to plan (as for :func:`commap.planning.plan_route`).
     map_name : map to plan on (empty: the server's default map).
+    request : what to plan (as for :func:`commap.planning.plan_route`).
     timeout_s : call deadline; it also bounds the server's solver time.
 
     Raises
@@ -294,11 +342,9 @@ def plan_remote(
         except grpc.RpcError as exc:
             raise _library_error(exc) from None
     network_ids = tuple(n.network_id for n in info.map.networks)
-    route = response.plan.route
+    plan = plan_from_message(response.plan, network_ids)
     return RemotePlanResult(
-        plan=plan_from_message(response.plan, network_ids),
-        route_name=route.name,
-        route_lon=np.array([p.longitude_deg for p in route.points], dtype=np.float64),
-        route_lat=np.array([p.latitude_deg for p in route.points], dtype=np.float64),
-        alternatives=tuple(_alternative_row(a) for a in response.alternatives),
+        plan=plan,
+        route=_route(response.plan, plan),
+        choice=_choice(response, plan, network_ids, request.seconds_per_drop),
     )

@@ -51,8 +51,8 @@ def test_plan_switches_before_a_coverage_gap(envalira: tuple[HandoverProblem, Pl
     # wherever some network is usable, the plan is on a usable one
     assert usable[rows, a][usable.any(axis=1)].all()
     sat = np.array([n.is_satellite for n in problem.networks])
-    gap = ~usable[:, ~sat].any(axis=1) & usable[:, sat].any(axis=1)
-    starts = np.flatnonzero(gap & ~np.r_[False, gap[:-1]])
+    gap = np.asarray(~usable[:, ~sat].any(axis=1) & usable[:, sat].any(axis=1), dtype=bool)
+    starts = np.flatnonzero(gap & ~np.concatenate([[False], gap[:-1]]))
     assert starts.size
     for s in starts.tolist():
         # already on a satellite at the first segment of the gap: the switch came before it

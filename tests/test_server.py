@@ -430,14 +430,32 @@ def test_python_client_returns_the_library_plan(
     from server.client import plan_remote
 
     request = PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=T0, max_handovers=6)
-    remote = plan_remote(grpc_server.target, request, timeout_s=120)
+    remote = plan_remote(grpc_server.target, "andorra", request, timeout_s=120)
     local = plan_route(andorra, request)
     assert remote.plan.segment_networks == local.plan.segment_networks
     assert remote.plan.handovers == local.plan.handovers
     assert remote.plan.totals == local.plan.totals
     assert remote.plan.totals.handovers <= 6 and remote.plan.solver.name == "cp-sat"
-    assert remote.summary()["segments"] == local.summary()["segments"]
     assert remote.plan.to_dict()["segments"] == local.plan.to_dict()["segments"]
+    assert remote.summary() == {**local.summary(), "length_m": remote.summary()["length_m"]}
+    assert remote.summary()["length_m"] == pytest.approx(local.summary()["length_m"])
+    assert remote.route.name == local.route.name and remote.choice is None
+    np.testing.assert_allclose(remote.route.lon, local.route.lon)
+    assert (
+        remote.route.in_tunnel.any() and remote.route.speed_mps.shape == local.route.speed_mps.shape
+    )
+
+
+def test_python_client_alternatives_table(grpc_server: ServerProcess, andorra: CommMap) -> None:
+    from server.client import plan_remote
+
+    request = PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=T0, alternatives=3)
+    remote = plan_remote(grpc_server.target, "", request, timeout_s=120)
+    local = plan_route(andorra, request)
+    assert remote.choice is not None and local.choice is not None
+    assert remote.choice.best == local.choice.best
+    for r, e in zip(remote.choice.table(), local.choice.table(), strict=True):
+        assert r == pytest.approx(e)
 
 
 def test_python_client_maps_statuses_to_library_errors(grpc_server: ServerProcess) -> None:
@@ -446,9 +464,11 @@ def test_python_client_maps_statuses_to_library_errors(grpc_server: ServerProces
 
     request = PlanRequest(origin=ORIGIN, destination=DESTINATION)
     with pytest.raises(MapNotFoundError):
-        plan_remote(grpc_server.target, request, map_name="atlantis")
+        plan_remote(grpc_server.target, "atlantis", request)
     with pytest.raises(InvalidInputError) as info:
-        plan_remote(grpc_server.target, PlanRequest(origin=(2.35, 48.85), destination=DESTINATION))
+        plan_remote(
+            grpc_server.target, "", PlanRequest(origin=(2.35, 48.85), destination=DESTINATION)
+        )
     assert info.value.field == "origin"
 
 
@@ -731,3 +751,44 @@ def test_sigterm_stops_gracefully(small_server: ServerProcess) -> None:
     assert small_server.process.wait(timeout=30) == 0
     log = small_server.log_text()
     assert "shutting down" in log and "stopped" in log
+
+
+def test_access_log_has_one_line_per_call_with_latency(
+    stub: pb_grpc.CommapServiceStub, grpc_server: ServerProcess
+) -> None:
+    stub.GetMap(pb.GetMapRequest(), timeout=10)
+    rpc_error(stub.GetMap, pb.GetMapRequest(map_name="nowhere-for-the-log"), timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [line for line in grpc_server.log_text().splitlines() if "server.access" in line]
+        if any("status=NOT_FOUND" in line for line in lines):
+            break
+        time.sleep(0.05)
+    assert any(
+        "GetMap peer=ipv4:127.0.0.1" in line and "status=OK latency_ms=" in line for line in lines
+    )
+    assert any("GetMap" in line and "status=NOT_FOUND" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [(("--port", "99999"), 2, "port"), (("--port", "0", "--map", "atlantis"), 1, "atlantis")],
+)
+def test_server_refuses_to_start_misconfigured(
+    args: tuple[str, ...], status: int, message: str
+) -> None:
+    import subprocess
+    import sys
+
+    from server_harness import REPO
+
+    run = subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == status
+    assert message in run.stderr

@@ -39,6 +39,7 @@ from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, S
 from commap.plan.dp import (
     Weights,
     lagrangian_search,
+    max_batch,
     single_units,
     solve_dp,
     viterbi,
@@ -452,13 +453,14 @@ class _Search:
             return [lag.plans[i] for i in near[order][:_POOL]]
         # with a dwell: exact dwell DPs at the best multipliers and a little either side
         k_ho, b_mb = float(c.max_handovers or 0), float(c.sat_budget_mb or 0.0)
-        factor = np.array([1.0, 0.9, 1.1, 0.75, 1.35])
-        lam_ho = lag.lambda_ho * factor if c.max_handovers is not None else np.zeros(5)
-        lam_mb = (
-            lag.lambda_mb * factor[[0, 2, 1, 4, 3]] if c.sat_budget_mb is not None else np.zeros(5)
-        )
+        segments = single_units(p)
+        lanes = min(5, max_batch(segments))
+        factor = np.array([1.0, 0.9, 1.1, 0.75, 1.35])[:lanes]
+        lam_ho = lag.lambda_ho * factor if c.max_handovers is not None else np.zeros(lanes)
+        swapped = np.array([1.0, 1.1, 0.9, 1.35, 0.75])[:lanes]
+        lam_mb = lag.lambda_mb * swapped if c.sat_budget_mb is not None else np.zeros(lanes)
         dw = viterbi_dwell(
-            single_units(p),
+            segments,
             p.switch_cost,
             c.min_dwell_s,
             c.min_dwell_m,

@@ -43,6 +43,7 @@ __all__ = [
     "LagrangianResult",
     "Weights",
     "lagrangian_search",
+    "max_batch",
     "single_units",
     "solve_dp",
     "viterbi",
@@ -121,7 +122,7 @@ def single_units(problem: HandoverProblem) -> Units:
     >>> single_units.__name__
     'single_units'
     """
-    return compress(problem, max_run=1) if problem.triangle_ok else compress(problem)
+    return compress(problem, max_run=1)
 
 
 def _switch_batch(switch_cost: FloatArray, w: Weights) -> FloatArray:
@@ -143,6 +144,12 @@ def _node_cube(units: Units, w: Weights) -> FloatArray:
 
 def _mask(units: Units) -> FloatArray:
     return np.where(units.allowed, 0.0, _INF)
+
+
+def max_batch(units: Units) -> int:
+    """Largest batch of weightings one DP call over ``units`` may take (memory cap)."""
+    n_units, n_net = units.node_cost.shape
+    return max(1, _CUBE_ELEMENTS // max(n_units * n_net * n_net, 1))
 
 
 def _check_size(units: Units, w: Weights) -> None:

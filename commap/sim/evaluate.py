@@ -585,7 +585,7 @@ def evaluate_map(
 
     Examples
     --------
-    >>> evaluate_map(None, seeds=0, out_dir=None)  # doctest: +SKIP
+    >>> evaluate_map(None, seeds=0, out_dir=None)  # checked before the map is used
     Traceback (most recent call last):
     ...
     commap.errors.InvalidInputError: seeds must be >= 1, got 0

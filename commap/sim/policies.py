@@ -16,8 +16,9 @@
   points (the first step of each planned run), whatever the radio says. After a failure it
   re-attaches to the planned network if suitable, else to the best suitable one, and comes
   back to the plan when the planned network is ``rejoin_margin_db`` above Qin after a
-  ``min_dwell_s`` dwell (or at the next planned switch). ``commap`` executes the plan made on
-  the planner's map, ``oracle`` the plan made on the truth.
+  ``min_dwell_s`` dwell and its planned run lasts at least that dwell more (or at the next
+  planned switch). ``commap`` executes the plan made on the planner's map, ``oracle`` the
+  plan made on the truth.
 * :class:`FallbackPlanPolicy` -- the same plan in a closed loop (what the gRPC ``Drive`` stream
   is for: act when the measurements contradict the map): a planned switch waits until the
   target measures well, and a weak serving link is left before it fails.
@@ -339,6 +340,7 @@ class PlanPolicy(Policy):
         change = np.concatenate(([True], self.plan[1:] != self.plan[:-1]))
         self.run_id = np.cumsum(change) - 1
         self.run_start = np.flatnonzero(change)
+        self.run_stop = np.append(self.run_start[1:], self.plan.size)
         m = ctx.measurements
         rows = np.arange(self.plan.size)
         ok = m.l3_sinr_db[rows, self.plan] >= ctx.config.qin_sinr_db + self.rejoin_margin_db
@@ -361,6 +363,8 @@ class PlanPolicy(Policy):
             self.handled = rid
             return desired if desired != serving else None
         rejoin = serving != desired and k >= self.off_since + self.dwell_steps
+        # not for a planned run that ends within the dwell (that would be a ping-pong)
+        rejoin = rejoin and self.run_stop[rid] - k >= self.dwell_steps
         return desired if rejoin and int(self.next_plan_ok[k]) == k else None
 
     def next_check(self, k: int, serving: int) -> int:
@@ -392,11 +396,13 @@ class FallbackPlanPolicy(PlanPolicy):
     """A plan with a measured safety net (the closed loop of the gRPC ``Drive`` stream).
 
     Executes the plan like :class:`PlanPolicy`, with two rules for when the measurements
-    contradict the map: a planned switch waits (within its planned run) until the target's L3
-    SINR is ``rejoin_margin_db`` over Qin; and when the serving network's L3 SINR stays below
-    ``weak_sinr_db`` for ``weak_ttt_s``, it switches before the link fails to the suitable
-    network with that margin that costs the shortest interruption (then the best SINR), and
-    comes back to the plan after the dwell like after a recovery.
+    contradict the map: a planned switch waits until the target's L3 SINR is
+    ``rejoin_margin_db`` over Qin (and is dropped if its planned run would then last less than
+    the dwell); and when the serving network's L3 SINR stays below ``weak_sinr_db`` for
+    ``weak_ttt_s``, it switches before the link fails to the suitable network with that margin
+    that costs the shortest interruption (then the best SINR), and comes back to the plan after
+    the dwell like after a recovery. Within the dwell after a switch it leaves again only a
+    link that is out of sync (no ping-pong on a merely weak link).
 
     Examples
     --------
@@ -434,17 +440,27 @@ class FallbackPlanPolicy(PlanPolicy):
         nets = ctx.networks
         self.interruption = np.array([[ctx.link.switch(a, b)[2] for b in nets] for a in nets])
         self.weak_since = -1
+        self.connected_at = 0
 
     def decide(self, k: int, serving: int) -> int | None:
         """The plan's switch once the target measures well, else a fallback on a weak link."""
         desired = int(self.plan[k])
         rid = int(self.run_id[k])
-        if rid != self.handled and desired != serving and not self.good[k, desired]:
-            pass  # the planned target measures badly: hold the switch (checked every step)
+        if rid != self.handled and desired != serving:
+            if self.run_stop[rid] - k < self.dwell_steps:
+                # held too long: the planned run ends within the dwell, skip this switch
+                self.handled, self.off_since = rid, k
+            elif self.good[k, desired]:
+                self.handled = rid
+                return desired
+            # else: the planned target measures badly, hold the switch (checked every step)
         else:
             planned = super().decide(k, serving)
             if planned is not None:
                 return planned
+        return self._fallback(k, serving)
+
+    def _fallback(self, k: int, serving: int) -> int | None:
         if not self.weak[k, serving]:
             self.weak_since = -1
             return None
@@ -452,6 +468,8 @@ class FallbackPlanPolicy(PlanPolicy):
             self.weak_since = k
         if k - self.weak_since < self.weak_steps:
             return None
+        if k - self.connected_at < self.dwell_steps and not self.ctx.measurements.oos[k, serving]:
+            return None  # just arrived: leave again only if the link is really failing
         candidates = [c for c in np.flatnonzero(self.good[k]).tolist() if c != serving]
         if not candidates:
             return None
@@ -468,3 +486,4 @@ class FallbackPlanPolicy(PlanPolicy):
         """Reset the weak-link timer."""
         super().on_connect(k, network)
         self.weak_since = -1
+        self.connected_at = k

@@ -123,7 +123,8 @@ def _fmt(value: Any, ci: Any = None) -> str:
         return "-"
     text = f"{float(value):.3g}" if abs(float(value)) < 1000 else f"{float(value):.0f}"
     if ci is not None and isinstance(ci, float) and math.isfinite(ci):
-        text += f" ± {ci:.2g}"
+        # float noise of identical values (e.g. the same tunnel in every seed) is no spread
+        text += f" ± {ci:.2g}" if ci > 1e-9 * max(1.0, abs(float(value))) else " ± 0"
     return text
 
 
