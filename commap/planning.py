@@ -47,7 +47,8 @@ class PlanRequest:
     Exactly one of ``origin``+``destination`` (optionally with ``waypoints`` between them) or
     ``route`` (an explicit polyline / recorded drive) must be given. ``departure_s`` defaults
     to the recorded drive's first timestamp, else the map's default departure.
-    ``weights`` overrides :class:`commap.link.Objective` fields by name.
+    ``weights`` overrides :class:`commap.link.Objective` fields by name. ``initial_network`` is
+    the network the vehicle is on at the start (re-plans during a drive).
     """
 
     origin: tuple[float, float] | None = None
@@ -65,6 +66,7 @@ class PlanRequest:
     weights: dict[str, float] = field(default_factory=dict)
     time_limit_s: float = 5.0
     seed: int = 0
+    initial_network: str | None = None
 
     def __post_init__(self) -> None:
         has_od = self.origin is not None or self.destination is not None
@@ -121,6 +123,7 @@ class PlanRequest:
             min_dwell_m=self.min_dwell_m,
             max_handovers=self.max_handovers,
             sat_budget_mb=self.sat_budget_mb,
+            initial_network=self.initial_network,
         )
 
 

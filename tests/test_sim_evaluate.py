@@ -18,6 +18,7 @@ from commap.sim.evaluate import (
 )
 from commap.sim.metrics import SUMMARY_COLUMNS
 from commap.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES
+from commap.sim.replay import RealTraces
 
 REPORT_FILES = (
     "summary.md",
@@ -64,6 +65,21 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     assert rows["unavoidable_drops_per_hour"].min() > 0  # the Envalira / dos Valires tunnels
     assert result.bar["no_ping_pong"]
     assert set(result.files) == {tmp_path / n for n in REPORT_FILES}
+
+
+def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    cfg = EvaluationConfig(
+        policies=("a3_default", "commap"), a3_sweep=(), real_traces=RealTraces.in_repository(repo)
+    )
+    result = evaluate_map(
+        andorra, seeds=1, out_dir=tmp_path, routes=default_routes(andorra)[2:], config=cfg
+    )
+    assert result.cork is not None and result.autobahn is not None
+    for name in ("cork_a3_replay.png", "starlink_bridges.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    text = (tmp_path / "summary.md").read_text()
+    assert "Cork drive test" in text and "Autobahn bridges" in text
 
 
 def test_evaluation_is_reproducible(andorra: CommMap) -> None:

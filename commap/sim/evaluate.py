@@ -58,6 +58,7 @@ from commap.sim.policies import (
     PlanPolicy,
     StickyPolicy,
 )
+from commap.sim.replay import CorkReplay, RealTraces, StarlinkBridges, run_replays
 from commap.sim.truth import TruthConfig, TruthField, make_truth
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class EvaluationConfig:
     a3_sweep: tuple[A3Params, ...] = A3_SWEEP
     return_home_s: float = 360.0
     strip_seed: int = 0  # seed drawn in the strip chart
+    real_traces: RealTraces | None = None  # replay real traces too (item 6)
 
     def __post_init__(self) -> None:
         known = POLICY_NAMES + EXTRA_POLICY_NAMES
@@ -182,6 +184,8 @@ class EvaluationResult:
     outage_durations_s: dict[str, FloatArray]
     wall_s: float
     files: list[Path] = field(default_factory=list)
+    cork: CorkReplay | None = None
+    autobahn: StarlinkBridges | None = None
 
 
 def default_routes(cmap: CommMap) -> list[Route]:
@@ -414,6 +418,9 @@ def evaluate_scenarios(
                 strip.serving["a3_tuned"] = first["_serving"].iloc[0]
                 strip.failures["a3_tuned"] = first["_failures"].iloc[0]
     order = {p: i for i, p in enumerate(config.policies)}
+    if strip is not None:  # chart rows in the configured order
+        for name in sorted(strip.serving, key=lambda p: order.get(p, len(order))):
+            strip.serving[name] = strip.serving.pop(name)
     runs = runs.sort_values(
         ["route", "seed", "policy"],
         key=lambda s: s.map(order) if s.name == "policy" else s,
@@ -572,7 +579,7 @@ def evaluate_map(
     progress : callable, optional
         Called with one line per step.
     config : EvaluationConfig, optional
-        Everything else.
+        Everything else (with ``real_traces`` the Cork and Autobahn replays join the report).
 
     Returns
     -------
@@ -623,6 +630,8 @@ def evaluate_map(
         outage_durations_s=outages,
         wall_s=time.perf_counter() - start,
     )
+    if cfg.real_traces is not None:
+        result.cork, result.autobahn = run_replays(cfg.real_traces)
     if out_dir is not None:
         from commap.sim.report import write_report
 

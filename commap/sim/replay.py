@@ -43,11 +43,13 @@ from commap.sim.a3 import DEFAULT_STEP_S, A3Params, a3_serving
 
 __all__ = [
     "CorkReplay",
+    "RealTraces",
     "StarlinkBridges",
     "match_events",
     "read_autobahn_bridges",
     "read_autobahn_throughput",
     "replay_cork",
+    "run_replays",
     "starlink_bridges",
 ]
 
@@ -471,3 +473,52 @@ def starlink_bridges(
         result.outages_explained,
     )
     return result
+
+
+@dataclass(frozen=True)
+class RealTraces:
+    """Where the real traces of item 6 are (files in the repository, never downloaded).
+
+    Attributes
+    ----------
+    cork_trace : G-NetTrack zip with the held-out drive test to replay.
+    cork_reference : G-NetTrack zip of the other drives (neighbour cells' RSRP).
+    autobahn_dir : folder with ``throughput.zip`` and ``Bridges.zip``.
+    """
+
+    cork_trace: Path
+    cork_reference: Path
+    autobahn_dir: Path
+
+    @classmethod
+    def in_repository(cls, root: str | Path) -> RealTraces:
+        """The copies shipped with commap (``tests/data``, ``maps/cork/data``) under ``root``.
+
+        Examples
+        --------
+        >>> RealTraces.in_repository("/repo").autobahn_dir.as_posix()
+        '/repo/tests/data/starlink_autobahn'
+        """
+        base = Path(root)
+        return cls(
+            cork_trace=base / "tests" / "data" / "measured" / "ucc5g_cork_heldout.zip",
+            cork_reference=base / "maps" / "cork" / "data" / "ucc5g_cork_driving.zip",
+            autobahn_dir=base / "tests" / "data" / "starlink_autobahn",
+        )
+
+
+def run_replays(traces: RealTraces) -> tuple[CorkReplay, StarlinkBridges]:
+    """Both replays with their default parameters.
+
+    Examples
+    --------
+    >>> run_replays(RealTraces.in_repository("/nowhere"))
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: /nowhere/tests/data/measured/ucc5g_cork_heldout.zip: file does not exist
+    """
+    cork = replay_cork(traces.cork_trace, traces.cork_reference)
+    sky = starlink_bridges(
+        traces.autobahn_dir / "throughput.zip", traces.autobahn_dir / "Bridges.zip"
+    )
+    return cork, sky
