@@ -273,7 +273,7 @@ def plan(
     if server:
         from server.client import plan_remote
 
-        result = plan_remote(server, map_name, request)
+        result: Any = plan_remote(server, map_name, request)
     else:
         from commap.comm_map import CommMap
         from commap.planning import plan_route

@@ -28,19 +28,28 @@ from commap.sim.metrics import aggregate, run_metrics
 from commap.sim.policies import (
     A3_DEFAULT,
     A3_SWEEP,
+    EXTRA_POLICY_NAMES,
     POLICY_NAMES,
     A3Policy,
+    FallbackPlanPolicy,
     GreedyPolicy,
     PlanPolicy,
     StickyPolicy,
 )
-from commap.sim.replay import CorkReplay, StarlinkBridges, replay_cork, starlink_bridges
+from commap.sim.replay import (
+    CorkReplay,
+    RealTraces,
+    StarlinkBridges,
+    replay_cork,
+    starlink_bridges,
+)
 from commap.sim.truth import TruthConfig, TruthField, make_truth
 
 __all__ = [
     "A3_DEFAULT",
     "A3_SWEEP",
     "DEFAULT_ROUTES",
+    "EXTRA_POLICY_NAMES",
     "POLICY_NAMES",
     "A3Params",
     "A3Policy",
@@ -50,10 +59,12 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "Event",
+    "FallbackPlanPolicy",
     "GreedyPolicy",
     "Measurements",
     "PlanPolicy",
     "Policy",
+    "RealTraces",
     "SimConfig",
     "StarlinkBridges",
     "StickyPolicy",
