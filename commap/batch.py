@@ -465,32 +465,28 @@ def _cut_edge(state: _MapState, edge: EdgeKey, reference_s: float) -> _EdgeCut:
     return _EdgeCut(edge, corridor, _segment_lines(route, corridor.distance_m, end_m))
 
 
-_CORRIDOR_ARRAYS = (
-    "lon",
-    "lat",
-    "length_m",
-    "duration_s",
-    "speed_mps",
-    "in_tunnel",
-    "on_bridge",
-    "under_bridge",
-)
-
-
 def _join(cuts: Sequence[_EdgeCut], departure_s: float) -> Corridor:
     """One corridor along consecutive edges (each keeps its own segments)."""
     offset_m = np.cumsum([0.0] + [c.corridor.total_length_m for c in cuts[:-1]])
     offset_s = np.cumsum([0.0] + [c.corridor.total_duration_s for c in cuts[:-1]])
-    arrays = {
-        name: np.concatenate([getattr(c.corridor, name) for c in cuts]) for name in _CORRIDOR_ARRAYS
-    }
+
+    def joined(name: str) -> NDArray[Any]:
+        return np.concatenate([getattr(c.corridor, name) for c in cuts])
+
     return Corridor(
+        lon=joined("lon"),
+        lat=joined("lat"),
         distance_m=np.concatenate(
             [c.corridor.distance_m + m for c, m in zip(cuts, offset_m, strict=True)]
         ),
+        length_m=joined("length_m"),
         eta_s=np.concatenate([c.corridor.eta_s + s for c, s in zip(cuts, offset_s, strict=True)]),
+        duration_s=joined("duration_s"),
+        speed_mps=joined("speed_mps"),
+        in_tunnel=joined("in_tunnel"),
+        on_bridge=joined("on_bridge"),
+        under_bridge=joined("under_bridge"),
         departure_s=departure_s,
-        **arrays,
     )
 
 
@@ -823,6 +819,8 @@ def _finished(map_dir: Path, tiles: Iterable[str], record: _PartLog) -> set[str]
 
 def _clean_parts(map_dir: Path, tiles: Iterable[str]) -> None:
     """Remove temporaries of killed writers and parts of tiles this build does not have."""
+    for stale in (map_dir / EDGES_DIR).glob(".*.tmp-*"):
+        stale.unlink()
     parts = map_dir / PARTS_DIR
     if not parts.is_dir():
         return
@@ -1193,7 +1191,7 @@ def _hilbert_gaps(
 def _section(map_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     from commap.comm_map import MANIFEST, resolve_map_dir
 
-    directory = resolve_map_dir(map_dir)
+    directory = resolve_map_dir(Path(map_dir))
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -518,6 +518,34 @@ def export(
     console.print(f"wrote [bold]{path}[/]")
 
 
+@app.command()
+@_friendly
+def evaluate(
+    map_name: MapOpt = "andorra",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Truth seeds.")] = 20,
+    sigma_db: Annotated[
+        float, typer.Option("--sigma-db", min=0.0, help="Map-error sigma (dB).")
+    ] = 6.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
+) -> None:
+    """Score every handover policy on a truth field the planner did not see; write a report."""
+    from commap.comm_map import CommMap
+    from commap.sim import evaluate_map
+    from commap.sim.report import summary_markdown
+
+    cmap = CommMap.load(map_name)
+    with console.status("evaluating") as status:
+        result = evaluate_map(
+            cmap,
+            seeds=seeds,
+            sigma_db=sigma_db,
+            out_dir=out,
+            progress=lambda msg: status.update(msg),
+        )
+    console.print(summary_markdown(result))
+    console.print(f"report written to [bold]{out}[/]")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

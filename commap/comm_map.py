@@ -8,6 +8,8 @@ quality of every network along a corridor.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -15,10 +17,10 @@ import os
 import re
 import shutil
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -27,13 +29,18 @@ from numpy.typing import NDArray
 from commap import __version__
 from commap.config import Settings
 from commap.corridor import Corridor, Route
-from commap.errors import InvalidInputError, MapNotFoundError
+from commap.errors import CommapError, InvalidInputError, MapNotFoundError
 from commap.layers import LayerContext, load_layer, prepare_layer
 from commap.layers.cached import CachedLayer, road_sample_points, write_cache
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.quality import CoverageLayer, QualityMatrix, as_points
 from commap.terrain import Terrain
 from commap.timeutil import parse_time
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from commap.batch import BatchProgress, TileParams
 
 __all__ = ["MANIFEST", "CommMap", "MapSpec", "build_map", "read_spec", "resolve_map_dir"]
 
@@ -205,37 +212,186 @@ def _build_networks(spec: MapSpec, ctx: LayerContext, progress: Progress) -> lis
 
 
 def build_map(
-    spec_path: str | Path, out_dir: str | Path, *, progress: Progress | None = None
+    spec_path: str | Path,
+    out_dir: str | Path,
+    *,
+    progress: Progress | BatchProgress | None = None,
+    executor: str = "serial",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    edges: bool = True,
+    tile_params: TileParams | None = None,
 ) -> Path:
     """Build a map from its spec into ``out_dir`` (replaced atomically when complete).
+
+    The build runs in a partial directory beside ``out_dir``, ``.<name>.partial-<key>``, whose
+    key hashes the spec, every input file it names, the commap code and the batch parameters.
+    A build that was killed resumes from it: the base tables (roads, layers, caches) when they
+    were complete, and every edge-table part already recorded. A failure on bad input
+    (:class:`~commap.errors.CommapError`) removes it; ``out_dir`` appears only complete.
 
     Parameters
     ----------
     spec_path : path of ``map.toml``.
     out_dir : the built map directory.
-    progress : called with a short message at each step (for CLIs).
+    progress : called with a short message at each step (for CLIs), or a
+        :class:`commap.batch.BatchProgress` (tile counts for a progress bar as well).
+    executor : ``serial``, ``processes`` or ``dask``: where the edge-table tiles run.
+    workers : worker processes for ``processes`` and a dask ``LocalCluster`` (default: CPUs).
+    scheduler : address of an existing dask scheduler (``tcp://host:port``; dask only).
+    edges : build the per-edge table (:mod:`commap.batch`) for maps with roads.
+    tile_params : tiling and planning parameters of the edge table (default
+        :class:`commap.batch.TileParams`).
 
     Returns
     -------
     Path
         ``out_dir``.
+
+    Raises
+    ------
+    InvalidInputError
+        A bad spec, a missing or corrupt input file, bad executor options, or another build
+        writing ``out_dir`` at the same time.
     """
-    say = progress or (lambda message: log.info("%s", message))
+    from commap import batch
+
+    report = batch.as_progress(progress)
     spec = read_spec(spec_path)
+    batch.check_executor(executor, workers, scheduler)
+    params = tile_params or batch.TileParams()
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        manifest = _build_into(spec, tmp, say)
-        _write_json_atomic(tmp / MANIFEST, manifest)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    say(f"map {spec.name} built in {out}")
+    inputs = _inputs(spec)
+    key = _build_key(inputs, params.as_dict() if edges else None)
+    partial = out.parent / f".{out.name}.partial-{key[:16]}"
+    with _exclusive(out):
+        _drop_stale_partials(out, keep=partial)
+        try:
+            manifest = _base_stage(spec, partial, key, inputs, report.message)
+            if edges and manifest.get("roads"):
+                manifest["edges"] = batch.run_batch(
+                    partial,
+                    params,
+                    executor=executor,
+                    workers=workers,
+                    scheduler=scheduler,
+                    progress=report,
+                )
+            manifest["files"] = _file_checksums(partial)
+            _write_json_atomic(partial / MANIFEST, manifest)
+            _replace_dir(partial, out)
+        except CommapError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        except BaseException:
+            log.warning("build of %s stopped; run it again to resume from %s", out, partial)
+            raise
+    report.message(f"map {spec.name} built in {out}")
     return out
+
+
+def _inputs(spec: MapSpec) -> dict[str, Any]:
+    """The spec and every file (or directory of files) its values name, with checksums."""
+    found: dict[str, str] = {}
+
+    def visit(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                visit(item)
+        elif isinstance(value, str) and value and "\n" not in value and len(value) < 1024:
+            path = spec.source_dir / value
+            try:
+                if path.is_file():
+                    found[value] = _sha256(path)
+                elif path.is_dir() and value not in (".", ".."):
+                    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                        found[f"{value}/{item.relative_to(path)}"] = _sha256(item)
+            except OSError:  # a text value that is no file name (too long, ...)
+                pass
+
+    visit(spec.raw)
+    return {
+        "spec": {"file": spec.path.name, "sha256": _sha256(spec.path)},
+        "files": dict(sorted(found.items())),
+    }
+
+
+def _code_digest() -> str:
+    """Checksum of the commap sources: a partial build of other code is never resumed."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _build_key(inputs: Mapping[str, Any], edge_params: Mapping[str, Any] | None) -> str:
+    payload = {
+        "format": FORMAT,
+        "commap": __version__,
+        "code": _code_digest(),
+        "inputs": inputs,
+        "edges": edge_params,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``out``: one build of a directory at a time."""
+    lock = out.parent / f".{out.name}.lock"
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidInputError(
+                f"{out}: another build is writing this map (lock {lock})", field="out"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # still held: no other build got it in between
+
+
+def _drop_stale_partials(out: Path, *, keep: Path) -> None:
+    """Partial builds of other inputs or code can never be resumed: remove them."""
+    for path in out.parent.glob(f".{out.name}.partial-*"):
+        if path != keep:
+            log.info("removing stale partial build %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _base_stage(
+    spec: MapSpec, partial: Path, key: str, inputs: Mapping[str, Any], say: Progress
+) -> dict[str, Any]:
+    """The map without its edge table, reused from ``partial`` when complete there."""
+    manifest_path = partial / MANIFEST
+    if manifest_path.is_file():
+        try:
+            previous = json.loads(manifest_path.read_text(encoding="utf-8"))
+            if previous.get("build_key") == key and previous.get("format") == FORMAT:
+                _verify_files(partial, previous)
+                say(f"resuming the partial build in {partial}")
+                return {k: v for k, v in previous.items() if k not in ("edges", "files")}
+        except (OSError, ValueError, AttributeError, CommapError) as exc:
+            log.info("partial build %s is not reusable (%s): starting again", partial, exc)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    manifest = _build_into(spec, partial, say)
+    manifest.update(inputs=dict(inputs), build_key=key)
+    # loadable from here on (batch workers open it); also marks the base stage as complete
+    _write_json_atomic(manifest_path, manifest)
+    return {k: v for k, v in manifest.items() if k != "files"}
+
+
+def _file_checksums(built: Path) -> dict[str, str]:
+    files = sorted(p for p in built.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {str(p.relative_to(built)): _sha256(p) for p in files}
 
 
 def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
@@ -521,6 +677,44 @@ class CommMap:
         self.check_inside(lon_a, lat_a)
         columns = [self.layers[nid].sample(lon_a, lat_a, t_a) for nid in self.catalogue.ids]
         return QualityMatrix.from_columns(self.catalogue.ids, columns)
+
+    # -- edge table (batch build) -------------------------------------------------------------
+    @property
+    def has_edge_table(self) -> bool:
+        """True when the map was built with its per-edge table (:mod:`commap.batch`)."""
+        edges = self.manifest.get("edges")
+        return isinstance(edges, Mapping) and bool(edges.get("tiles"))
+
+    def edge_table(
+        self,
+        *,
+        bbox: tuple[float, float, float, float] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> gpd.GeoDataFrame:
+        """Per-segment quality, recommended network and handovers of every directed edge.
+
+        See :func:`commap.batch.read_edge_table` (``bbox`` and ``columns`` filter the read).
+
+        Raises
+        ------
+        InvalidInputError
+            The map was built without an edge table.
+        """
+        from commap.batch import read_edge_table
+
+        return read_edge_table(self.directory, bbox=bbox, columns=columns)
+
+    def coverage_gaps(self) -> gpd.GeoDataFrame:
+        """Stretches of road where no network is usable (:func:`commap.batch.read_gaps`)."""
+        from commap.batch import read_gaps
+
+        return read_gaps(self.directory)
+
+    def coverage_stats(self) -> dict[str, Any]:
+        """Region coverage statistics per network (:func:`commap.batch.read_coverage_stats`)."""
+        from commap.batch import read_coverage_stats
+
+        return read_coverage_stats(self.directory)
 
     def describe(self) -> dict[str, Any]:
         """Summary for listings: name, title, extent, networks, sources."""
