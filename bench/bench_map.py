@@ -21,19 +21,17 @@ REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "maps" / "andorra" / "map.toml"
 # A tour of the Andorran valleys, chained into one long drive (lat, lon).
 TOUR = [
+    (42.4384, 1.4766),  # Spanish border
+    (42.5430, 1.7330),  # Pas de la Casa (French border)
     (42.5063, 1.5218),  # Andorra la Vella
-    (42.5430, 1.7330),  # Pas de la Casa
-    (42.5580, 1.5170),  # La Massana / Ordino valley
-    (42.4640, 1.4930),  # Sant Julià de Lòria
-    (42.5680, 1.6050),  # Canillo
-    (42.5063, 1.5218),
+    (42.6213, 1.5393),  # El Serrat
+    (42.5350, 1.5800),  # Encamp
+    (42.5720, 1.4850),  # Arinsal
 ]
 
 
 def _chain(cmap: CommMap) -> Route:
-    legs = [
-        cmap.routes((a[1], a[0]), (b[1], b[0]))[0] for a, b in itertools.pairwise(TOUR)
-    ]
+    legs = [cmap.routes((a[1], a[0]), (b[1], b[0]))[0] for a, b in itertools.pairwise(TOUR)]
     lon = np.concatenate([leg.lon if i == 0 else leg.lon[1:] for i, leg in enumerate(legs)])
     lat = np.concatenate([leg.lat if i == 0 else leg.lat[1:] for i, leg in enumerate(legs)])
     return Route(

@@ -319,8 +319,9 @@ def plot_drops(summary: pd.DataFrame, path: Path) -> Path:
             linewidth=0.5,
             alpha=1.0 if not hatch else 0.45,
         )
-    ax.set_xticks(x, list(summary["policy"]))
+    ax.set_xticks(x, list(summary["policy"]), rotation=25, ha="right")
     ax.set_ylabel("RLF + HOF per hour")
+    ax.set_ylim(bottom=0.0)  # a rate cannot be negative; wide CIs of few seeds are cut at 0
     ax.set_title("Connection drops per policy (mean over seeds, 95 % CI)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
