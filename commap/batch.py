@@ -59,6 +59,7 @@ import h3
 import networkx as nx
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 from numpy.typing import NDArray
 from pyproj import Geod
@@ -109,7 +110,7 @@ PART_LOG = f"{EDGES_DIR}/parts.log"
 DEFAULT_TILE_RESOLUTION = 6
 # A road continues "through" a junction onto an edge turning at most this much.
 MAX_THROUGH_TURN_DEG = 60.0
-CRS = "EPSG:4326"
+CRS = pyproj.CRS.from_epsg(4326)  # parsed once: every GeoDataFrame shares it
 
 _GEOD = Geod(ellps="WGS84")
 _PLANNER = "exact DP (commap.plan.solve, solver='dp') per through-chain of directed edges in a tile"
@@ -1033,13 +1034,16 @@ def _gaps(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
                 "segments": stop - start,
             }
         )
-    return gpd.GeoDataFrame(pd.DataFrame(rows, columns=_GAP_COLUMNS), geometry=lines, crs=CRS)
+    table = pd.DataFrame(rows, columns=list(_GAP_TYPES)).astype(_GAP_TYPES)
+    return gpd.GeoDataFrame(table, geometry=lines, crs=CRS)
 
 
-_GAP_COLUMNS = [
-    "tile", "chain", "from_u", "from_v", "from_key", "from_m", "to_u", "to_v", "to_key",
-    "to_m", "length_m", "tunnel_m", "segments",
-]  # fmt: skip
+_GAP_TYPES = {
+    "tile": str, "chain": np.int32, "from_u": np.int64, "from_v": np.int64,
+    "from_key": np.int64, "from_m": np.float64, "to_u": np.int64, "to_v": np.int64,
+    "to_key": np.int64, "to_m": np.float64, "length_m": np.float64, "tunnel_m": np.float64,
+    "segments": np.int32,
+}  # fmt: skip
 
 
 def _handover_points(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -1076,7 +1080,12 @@ _HANDOVER_TYPES = {
 
 
 class _GpkgWriter:
-    """GeoPackage export, reproducible: GDAL stamps ``last_change`` with OGR_CURRENT_DATE."""
+    """GeoPackage export, written beside its target and renamed when complete.
+
+    Reproducible bytes: GDAL stamps ``last_change`` with OGR_CURRENT_DATE (set to the reference
+    time while writing). Segment rows are buffered into large batches: every write call costs a
+    transaction, whatever its size.
+    """
 
     def __init__(self, path: Path, reference_s: float) -> None:
         import pyogrio
@@ -1087,6 +1096,19 @@ class _GpkgWriter:
         self.tmp.unlink(missing_ok=True)
         self.date = pd.Timestamp(reference_s, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
         self.layers: set[str] = set()
+        self.pending: list[gpd.GeoDataFrame] = []
+        self.pending_rows = 0
+
+    def add_segments(self, frame: gpd.GeoDataFrame) -> None:
+        self.pending.append(frame)
+        self.pending_rows += len(frame)
+        if self.pending_rows >= _GPKG_BATCH_ROWS:
+            self.flush_segments()
+
+    def flush_segments(self) -> None:
+        if self.pending:
+            self.write(pd.concat(self.pending, ignore_index=True), "segments", "LineString")
+        self.pending, self.pending_rows = [], 0
 
     def write(self, frame: gpd.GeoDataFrame, layer: str, geometry_type: str) -> None:
         previous = self.pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
@@ -1105,10 +1127,14 @@ class _GpkgWriter:
         self.layers.add(layer)
 
     def commit(self) -> None:
+        self.flush_segments()
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
         self.tmp.unlink(missing_ok=True)
+
+
+_GPKG_BATCH_ROWS = 200_000
 
 
 def _write_json_atomic(path: Path, payload: Any) -> None:
@@ -1132,7 +1158,7 @@ def _merge(root: Path, state: _MapState, params: TileParams, record: _PartLog) -
             stats.add(frame)
             gaps.append(_gaps(frame))
             handovers.append(_handover_points(frame))
-            gpkg.write(frame, "segments", "LineString")
+            gpkg.add_segments(frame)
             tiles.append(
                 {
                     "id": tile,
@@ -1143,6 +1169,7 @@ def _merge(root: Path, state: _MapState, params: TileParams, record: _PartLog) -
                 }
             )
         gap_frame = _hilbert_gaps(gaps, state.bounds)
+        gpkg.flush_segments()
         gpkg.write(gap_frame, "gaps", "LineString")
         gpkg.write(pd.concat(handovers, ignore_index=True), "handovers", "Point")
         gpkg.commit()
