@@ -15,11 +15,12 @@
 4. :func:`commap.sim.metrics.aggregate`, the bar (:func:`check_bar`) and the report folder
    (:mod:`commap.sim.report`).
 
-Besides the issue's six policies the default evaluation drives ``commap_fallback`` and
-``oracle_fallback``: the same two plans executed in a closed loop
-(:class:`commap.sim.policies.FallbackPlanPolicy`). The open-loop ``commap`` cannot react to map
-errors (missing sites, unmapped obstructions, bias) that the oracle sees; the pair shows what
-acting on measurements recovers.
+``commap`` and ``oracle`` execute their plans the way commap does in a vehicle: in a closed loop
+(:class:`commap.sim.policies.FallbackPlanPolicy`; the execution rules travel with the plan).
+Besides the issue's six policies the default evaluation drives ``commap_open_loop`` and
+``oracle_open_loop``: the same two plans switched at the planned points only. The open-loop plan
+cannot react to map errors (missing sites, unmapped obstructions, bias) that the oracle sees; the
+pair shows what acting on measurements recovers.
 
 The planner and the simulator share one :class:`commap.link.LinkModel`: the interruption of
 every kind of switch is the same number in the plan cost and in the drive.
@@ -353,13 +354,13 @@ class _SeedRun:
         if name == "sticky":
             return StickyPolicy()
         if name == "commap":
-            return PlanPolicy(self.scenario.plan, name=name, min_dwell_s=cfg.min_dwell_s)
-        if name == "commap_fallback":
             return FallbackPlanPolicy(self.scenario.plan, name=name, min_dwell_s=cfg.min_dwell_s)
+        if name == "commap_open_loop":
+            return PlanPolicy(self.scenario.plan, name=name, min_dwell_s=cfg.min_dwell_s)
         if name == "oracle":
-            return PlanPolicy(self.oracle_plan(), name=name, min_dwell_s=cfg.min_dwell_s)
-        if name == "oracle_fallback":
             return FallbackPlanPolicy(self.oracle_plan(), name=name, min_dwell_s=cfg.min_dwell_s)
+        if name == "oracle_open_loop":
+            return PlanPolicy(self.oracle_plan(), name=name, min_dwell_s=cfg.min_dwell_s)
         raise InvalidInputError(f"no direct policy {name!r}")
 
 
@@ -514,9 +515,9 @@ def _pair_bar(
 def check_bar(summary: pd.DataFrame) -> dict[str, Any]:
     """The issue's bar: commap vs a3_default and oracle (avoidable drops, handovers, ping-pong).
 
-    Keys without a prefix are about ``commap`` (the open-loop plan, the issue's bar; ``passed``
-    for all its criteria); keys starting with ``fallback_`` are the same figures for
-    ``commap_fallback`` against ``oracle_fallback`` (the closed-loop execution), when evaluated.
+    Keys without a prefix are about ``commap`` (the plan as commap executes it, closed loop;
+    ``passed`` for all its criteria); keys starting with ``open_loop_`` are the same figures for
+    ``commap_open_loop`` against ``oracle_open_loop``, when evaluated.
 
     Examples
     --------
@@ -546,9 +547,9 @@ def check_bar(summary: pd.DataFrame) -> dict[str, Any]:
             "over_oracle_pct",
         )
         bar[f"commap_{key}" if named else key] = value
-    if "commap_fallback" in policies:
-        fallback = _pair_bar(get, "commap_fallback", "oracle_fallback", policies)
-        bar.update({f"fallback_{key}": value for key, value in fallback.items()})
+    if "commap_open_loop" in policies:
+        open_loop = _pair_bar(get, "commap_open_loop", "oracle_open_loop", policies)
+        bar.update({f"open_loop_{key}": value for key, value in open_loop.items()})
     return bar
 
 

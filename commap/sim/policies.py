@@ -22,8 +22,10 @@
 * :class:`FallbackPlanPolicy` -- the same plan in a closed loop (what the gRPC ``Drive`` stream
   is for: act when the measurements contradict the map): a planned switch waits until the
   target measures well, and a weak serving link is left before it fails.
-  ``commap_fallback`` and ``oracle_fallback`` (:data:`EXTRA_POLICY_NAMES`) drive the commap and
-  the oracle plans this way.
+  This is how commap executes a plan (the rules travel with the plan to the vehicle), so
+  ``commap`` and ``oracle`` drive the commap and the oracle plans this way, and
+  ``commap_open_loop`` and ``oracle_open_loop`` (:data:`EXTRA_POLICY_NAMES`) drive the same
+  plans open loop, to show what the closed loop adds.
 
 "Suitable" is the UE's L1 SINR at or above Qin: policies see measurements, never the truth.
 """
@@ -37,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
+from commap.execution import DEFAULT_EXECUTION_RULES
 from commap.networks import NetworkKind
 from commap.sim.a3 import A3Params, A3Trigger
 from commap.sim.drive import DriveContext, Policy, next_true
@@ -58,7 +61,7 @@ IntArray = NDArray[np.int64]
 
 POLICY_NAMES: tuple[str, ...] = ("a3_default", "a3_tuned", "greedy", "sticky", "commap", "oracle")
 # Optional policies (not in the default evaluation): the plan with a measured safety net.
-EXTRA_POLICY_NAMES: tuple[str, ...] = ("commap_fallback", "oracle_fallback")
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("commap_open_loop", "oracle_open_loop")
 A3_DEFAULT = A3Params()  # hysteresis 3 dB, TTT 256 ms, L1 200 ms, L3 k = 4 (DESIGN.md)
 # Sweep of the tuned baseline: RRC hysteresis values x RRC time-to-trigger values.
 A3_SWEEP: tuple[A3Params, ...] = tuple(
@@ -305,15 +308,15 @@ class PlanPolicy(Policy):
 
     Examples
     --------
-    >>> PlanPolicy(np.array([0, 0, 1]), name="commap").name
-    'commap'
+    >>> PlanPolicy(np.array([0, 0, 1]), name="commap_open_loop").name
+    'commap_open_loop'
     """
 
     def __init__(
         self,
         assignment: Sequence[int] | IntArray,
         *,
-        name: str = "commap",
+        name: str = "commap_open_loop",
         min_dwell_s: float = 5.0,
         rejoin_margin_db: float = 3.0,
     ) -> None:
@@ -393,7 +396,7 @@ class PlanPolicy(Policy):
 
 
 class FallbackPlanPolicy(PlanPolicy):
-    """A plan with a measured safety net (the closed loop of the gRPC ``Drive`` stream).
+    """A plan with a measured safety net: :mod:`commap.execution`, as vehicles execute plans.
 
     Executes the plan like :class:`PlanPolicy`, with two rules for when the measurements
     contradict the map: a planned switch waits until the target's L3 SINR is
@@ -406,7 +409,7 @@ class FallbackPlanPolicy(PlanPolicy):
 
     Examples
     --------
-    >>> FallbackPlanPolicy(np.array([0, 1]), name="commap_fallback").weak_sinr_db
+    >>> FallbackPlanPolicy(np.array([0, 1]), name="commap").weak_sinr_db
     -3.0
     """
 
@@ -414,11 +417,11 @@ class FallbackPlanPolicy(PlanPolicy):
         self,
         assignment: Sequence[int] | IntArray,
         *,
-        name: str = "commap_fallback",
-        min_dwell_s: float = 5.0,
-        rejoin_margin_db: float = 3.0,
-        weak_sinr_db: float = -3.0,
-        weak_ttt_s: float = 0.256,
+        name: str = "commap",
+        min_dwell_s: float = DEFAULT_EXECUTION_RULES.min_dwell_s,
+        rejoin_margin_db: float = DEFAULT_EXECUTION_RULES.rejoin_margin_db,
+        weak_sinr_db: float = DEFAULT_EXECUTION_RULES.weak_sinr_db,
+        weak_ttt_s: float = DEFAULT_EXECUTION_RULES.weak_ttt_s,
     ) -> None:
         super().__init__(
             assignment, name=name, min_dwell_s=min_dwell_s, rejoin_margin_db=rejoin_margin_db

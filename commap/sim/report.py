@@ -54,8 +54,8 @@ _POLICY_COLORS = {
     "sticky": "#8c564b",
     "commap": "#2ca02c",
     "oracle": "#1f77b4",
-    "commap_fallback": "#17becf",
-    "oracle_fallback": "#393b79",
+    "commap_open_loop": "#17becf",
+    "oracle_open_loop": "#393b79",
 }
 _TABLE = (
     ("rlf_per_hour", "RLF/h"),
@@ -239,19 +239,22 @@ def _bar_lines(bar: dict[str, Any]) -> list[str]:
     if not bar:
         return ["(commap or a3_default was not evaluated)"]
     lines = [
-        "The issue's bar is about `commap`, the plan executed open loop (switches at the",
-        "planned points only):",
+        "The bar is about `commap`: the plan made on the planner's map, executed the way commap",
+        "executes it (closed loop: a planned switch waits until the target measures well, a weak",
+        "link is left before it fails), against `oracle`, the plan made on the truth, executed alike:",
         "",
     ]
     lines += _pair_lines(bar, "commap_", "", "commap", "oracle")
-    if "fallback_passed" in bar:
+    if "open_loop_passed" in bar:
         lines += [
             "",
-            "The same figures for the closed loop, `commap_fallback` against",
-            "`oracle_fallback` (same execution rules on the truth's plan):",
+            "The same figures open loop (switches at the planned points only),",
+            "`commap_open_loop` against `oracle_open_loop`:",
             "",
         ]
-        lines += _pair_lines(bar, "fallback_", "fallback_", "commap_fallback", "oracle_fallback")
+        lines += _pair_lines(
+            bar, "open_loop_", "open_loop_", "commap_open_loop", "oracle_open_loop"
+        )
     return lines
 
 

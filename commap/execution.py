@@ -1,0 +1,56 @@
+"""How a vehicle executes a commap plan: the closed-loop rules that travel with every plan.
+
+A plan is made on the map, and the map is wrong in places (shadowing, missing sites, unmapped
+obstructions). The vehicle therefore follows the plan with two measured safety rules, and the
+evaluation (:class:`commap.sim.policies.FallbackPlanPolicy`) drives plans with the very same
+rules:
+
+1. a planned switch is executed only once the target network's filtered SINR is
+   ``rejoin_margin_db`` above Qin (else the switch waits; it is skipped when the planned stay on
+   the target would then be shorter than ``min_dwell_s``);
+2. when the serving network's filtered SINR stays below ``weak_sinr_db`` for ``weak_ttt_s``, the
+   vehicle leaves it before the link fails, for the network that measures well and costs the
+   shortest interruption, and returns to the plan after ``min_dwell_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commap.errors import InvalidInputError
+from commap.quality import QIN_SINR_DB
+
+__all__ = ["DEFAULT_EXECUTION_RULES", "ExecutionRules"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionRules:
+    """Closed-loop execution rules sent with a plan.
+
+    Examples
+    --------
+    >>> ExecutionRules().min_target_sinr_db
+    -0.8999999999999999
+    >>> ExecutionRules(weak_ttt_s=-1)
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: weak_ttt_s must be >= 0
+    """
+
+    min_dwell_s: float = 5.0
+    rejoin_margin_db: float = 3.0
+    weak_sinr_db: float = -3.0
+    weak_ttt_s: float = 0.256
+
+    def __post_init__(self) -> None:
+        for name in ("min_dwell_s", "rejoin_margin_db", "weak_ttt_s"):
+            if not getattr(self, name) >= 0:
+                raise InvalidInputError(f"{name} must be >= 0", field=name)
+
+    @property
+    def min_target_sinr_db(self) -> float:
+        """Filtered SINR a planned target must show before the switch is executed."""
+        return QIN_SINR_DB + self.rejoin_margin_db
+
+
+DEFAULT_EXECUTION_RULES = ExecutionRules()
