@@ -171,12 +171,15 @@ class TileParams:
 class BatchProgress(Protocol):
     """Progress callbacks of a batch build (a CLI progress bar implements them)."""
 
-    def total(self, tiles: int) -> None:
-        """The number of tiles of the build (called once, before any :meth:`advance`)."""
+    def total(self, tiles: int, done: int = 0) -> None:
+        """The build has ``tiles`` tiles, ``done`` of them finished by an earlier run.
+
+        Called once, before any :meth:`advance`.
+        """
         ...
 
     def advance(self, tiles: int = 1) -> None:
-        """``tiles`` more tiles are finished (or were found finished by a resumed build)."""
+        """``tiles`` more tiles are finished."""
         ...
 
     def message(self, text: str) -> None:
@@ -192,8 +195,8 @@ class _MessageProgress:
         self._total = 0
         self._done = 0
 
-    def total(self, tiles: int) -> None:
-        self._total = tiles
+    def total(self, tiles: int, done: int = 0) -> None:
+        self._total, self._done = tiles, done
 
     def advance(self, tiles: int = 1) -> None:
         self._done += tiles
@@ -213,9 +216,9 @@ def as_progress(progress: BatchProgress | Callable[[str], None] | None) -> Batch
     --------
     >>> seen = []
     >>> p = as_progress(seen.append)
-    >>> p.total(2); p.advance(2); p.message("done")
+    >>> p.total(3, done=1); p.advance(2); p.message("done")
     >>> seen
-    ['edges: 2/2 tiles done', 'done']
+    ['edges: 3/3 tiles done', 'done']
     >>> isinstance(as_progress(None), BatchProgress)
     True
     """
@@ -279,13 +282,26 @@ def assign_tiles(graph: nx.MultiDiGraph, resolution: int) -> dict[str, list[Edge
     >>> assign_tiles(g, 6)
     {'86396238fffffff': [(1, 2, 0)]}
     """
+    keys = [(int(u), int(v), int(k)) for u, v, k in graph.edges(keys=True)]
+    return _tiles_of(keys, [g for _, _, g in graph.edges(data="geometry")], resolution)
+
+
+def _tiles_of(
+    keys: Sequence[EdgeKey], geometries: Sequence[shapely.LineString], resolution: int
+) -> dict[str, list[EdgeKey]]:
     tiles: dict[str, list[EdgeKey]] = {}
-    for u, v, k, geometry in graph.edges(keys=True, data="geometry"):
+    for key, geometry in zip(keys, geometries, strict=True):
         lon, lat = _midpoint(geometry)
-        tiles.setdefault(h3.latlng_to_cell(lat, lon, resolution), []).append(
-            (int(u), int(v), int(k))
-        )
+        tiles.setdefault(h3.latlng_to_cell(lat, lon, resolution), []).append(key)
     return {tile: sorted(edges) for tile, edges in sorted(tiles.items())}
+
+
+def _map_bounds(
+    geometries: Sequence[shapely.LineString], bbox: Sequence[float]
+) -> tuple[float, float, float, float]:
+    """The map bbox widened to every edge (edges are kept whole): fixed Hilbert bounds."""
+    lon0, lat0, lon1, lat1 = shapely.total_bounds(geometries) if len(geometries) else bbox
+    return (min(lon0, bbox[0]), min(lat0, bbox[1]), max(lon1, bbox[2]), max(lat1, bbox[3]))
 
 
 def _bearing_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
@@ -361,12 +377,78 @@ def through_chains(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey]) -> list[lis
     return chains
 
 
-# -- per-worker state -----------------------------------------------------------------------------
+# -- per-process state ----------------------------------------------------------------------------
+
+
+def _stamp(map_dir: Path) -> tuple[str, tuple[int, int]]:
+    """Resolved map directory and its manifest's (mtime, size): the key of the caches below."""
+    from commap.comm_map import MANIFEST
+
+    manifest = Path(map_dir).resolve() / MANIFEST
+    try:
+        info = manifest.stat()
+    except OSError:
+        raise InvalidInputError(f"{map_dir} is not a built map (no {MANIFEST})") from None
+    return str(manifest.parent), (info.st_mtime_ns, info.st_size)
+
+
+@dataclass(frozen=True)
+class _Index:
+    """What the coordinating process needs: tiles and map facts, without loading the layers."""
+
+    name: str
+    network_ids: tuple[str, ...]
+    segment_m: float
+    default_departure_s: float
+    tiles: dict[str, list[EdgeKey]]
+    tile_km: dict[str, float]
+    bounds: tuple[float, float, float, float]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Index:
+    from commap.comm_map import MANIFEST
+    from commap.roads import EDGES_FILE
+
+    del stamp  # cache key only
+    root = Path(map_dir)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        roads = manifest.get("roads")
+        if not roads:
+            raise InvalidInputError(f"map {map_dir} has no road graph: no edge table to build")
+        frame = gpd.read_parquet(
+            root / roads["dir"] / EDGES_FILE, columns=["u", "v", "key", "length_m", "geometry"]
+        )
+        ids = tuple(str(n["id"]) for n in manifest["networks"])
+        facts = (str(manifest["name"]), float(manifest["segment_m"]), list(manifest["bbox"]))
+        departure_s = float(manifest["default_departure_s"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"map {map_dir}: unreadable manifest or road table ({exc})"
+        ) from None
+    keys = list(zip(*(frame[c].astype(np.int64).tolist() for c in ("u", "v", "key")), strict=True))
+    geometries = list(frame.geometry)
+    tiles = _tiles_of(keys, geometries, resolution)
+    length = dict(zip(keys, frame["length_m"].astype(float).tolist(), strict=True))
+    return _Index(
+        name=facts[0],
+        network_ids=ids,
+        segment_m=facts[1],
+        default_departure_s=departure_s,
+        tiles=tiles,
+        tile_km={t: sum(length[e] for e in edges) / 1000.0 for t, edges in tiles.items()},
+        bounds=_map_bounds(geometries, facts[2]),
+    )
+
+
+def _index(map_dir: Path, resolution: int) -> _Index:
+    return _cached_index(*_stamp(map_dir), resolution)
 
 
 @dataclass(frozen=True)
 class _MapState:
-    """A loaded map plus what every tile of it needs (built once per process)."""
+    """A loaded map plus what every tile of it needs (built once per worker process)."""
 
     cmap: Any  # commap.comm_map.CommMap (imported lazily: comm_map imports this module)
     tiles: dict[str, list[EdgeKey]]
@@ -377,45 +459,32 @@ class _MapState:
 
 @functools.lru_cache(maxsize=2)
 def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapState:
-    """The map at ``map_dir``; ``stamp`` (manifest mtime and size) is only a cache key."""
     from commap import roads as roads_mod
     from commap.comm_map import CommMap
 
-    del stamp
+    del stamp  # cache key only
     cmap = CommMap.load(Path(map_dir))
     if cmap.roads is None:
         raise InvalidInputError(f"map {map_dir} has no road graph: no edge table to build")
-    geoms = [g for _, _, g in cmap.roads.edges(data="geometry")]
-    lon0, lat0, lon1, lat1 = shapely.total_bounds(geoms) if geoms else cmap.bbox
-    bbox = cmap.bbox
-    bridges = np.empty(0, dtype=object)
     found = roads_mod.bridge_geometries(cmap.roads)
-    if found:
-        bridges = np.empty(len(found), dtype=object)
-        bridges[:] = found
+    bridges = np.empty(len(found), dtype=object)
+    bridges[:] = found
     return _MapState(
         cmap=cmap,
         tiles=assign_tiles(cmap.roads, resolution),
-        # fixed for the whole map: Hilbert keys must not depend on the tile
-        bounds=(min(lon0, bbox[0]), min(lat0, bbox[1]), max(lon1, bbox[2]), max(lat1, bbox[3])),
+        bounds=_map_bounds([g for _, _, g in cmap.roads.edges(data="geometry")], cmap.bbox),
         bridges=bridges,
         bridge_tree=shapely.STRtree(bridges),
     )
 
 
 def _state(map_dir: Path, resolution: int) -> _MapState:
-    from commap.comm_map import MANIFEST
-
-    manifest = Path(map_dir).resolve() / MANIFEST
-    try:
-        info = manifest.stat()
-    except OSError:
-        raise InvalidInputError(f"{map_dir} is not a built map (no {MANIFEST})") from None
-    return _map_state(str(manifest.parent), (info.st_mtime_ns, info.st_size), resolution)
+    return _map_state(*_stamp(map_dir), resolution)
 
 
 def _clear_state() -> None:
     _map_state.cache_clear()
+    _cached_index.cache_clear()
 
 
 # -- one tile -------------------------------------------------------------------------------------
@@ -543,6 +612,19 @@ def _plan_chain(
     return _ChainPlan(ids[plan.assignment], plan.outage_risk, frm, kind)
 
 
+def _plan_chains(
+    chains: Sequence[Corridor], matrix: QualityMatrix, catalogue: NetworkCatalogue, app: str
+) -> list[_ChainPlan]:
+    """Plan every chain on its rows of the tile's quality matrix (chains in row order)."""
+    plans: list[_ChainPlan] = []
+    start = 0
+    for corridor in chains:
+        rows = slice(start, start + len(corridor))
+        plans.append(_plan_chain(corridor, _rows(matrix, rows), catalogue, app))
+        start = rows.stop
+    return plans
+
+
 def _edge_columns(graph: nx.MultiDiGraph, cuts: Sequence[_EdgeCut]) -> dict[str, Any]:
     counts = [len(c.corridor) for c in cuts]
 
@@ -590,12 +672,7 @@ def _tile_frame(
     joined = [_join(c, reference_s) for c in cuts]
     everything = _join([cut_ for chain in cuts for cut_ in chain], reference_s)
     matrix = _quality(cmap, everything, reference_s)
-    plans: list[_ChainPlan] = []
-    start = 0
-    for corridor in joined:
-        rows = slice(start, start + len(corridor))
-        plans.append(_plan_chain(corridor, _rows(matrix, rows), cmap.catalogue, params.app))
-        start = rows.stop
+    plans = _plan_chains(joined, matrix, cmap.catalogue, params.app)
     flat = [cut_ for chain in cuts for cut_ in chain]
     usable = (matrix.sinr_db >= QOUT_SINR_DB).sum(axis=1).astype(np.int8)
     columns: dict[str, Any] = {
@@ -639,7 +716,6 @@ def _hilbert_sorted(
 
 
 def _write_atomic_parquet(frame: gpd.GeoDataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         frame.to_parquet(tmp, index=False, write_covering_bbox=True)
@@ -693,6 +769,13 @@ def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams
         )
     frame = _tile_frame(state, tile_id, edges, params)
     path = part_path(map_dir, tile_id)
+    try:
+        # never with parents: a task still running after its build was abandoned (and its
+        # directory removed) must not bring the directory back
+        path.parent.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise InvalidInputError(f"map directory {map_dir} no longer exists") from None
     _write_atomic_parquet(frame, path)
     log.debug("tile %s: %d edges, %d segments -> %s", tile_id, len(edges), len(frame), path)
     return path
@@ -728,12 +811,15 @@ def _run_processes(
             raise
 
 
+_SCHEDULER_TIMEOUT_S = 20.0  # connecting to an existing scheduler
+
+
 def _dask_client(workers: int, scheduler: str | None) -> Any:
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
         try:
-            return Client(scheduler, timeout=20)
+            return Client(scheduler, timeout=_SCHEDULER_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise InvalidInputError(
                 f"cannot reach the dask scheduler at {scheduler}: {exc}", field="scheduler"
@@ -831,11 +917,6 @@ def _clean_parts(map_dir: Path, tiles: Iterable[str]) -> None:
             path.unlink()
 
 
-def _tile_km(state: _MapState, tile: str) -> float:
-    graph = state.cmap.roads
-    return sum(float(graph.edges[e]["length_m"]) for e in state.tiles[tile]) / 1000.0
-
-
 def run_batch(
     map_dir: str | os.PathLike[str],
     params: TileParams | None = None,
@@ -881,24 +962,22 @@ def run_batch(
     report = as_progress(progress)
     root = Path(map_dir).resolve()
     params = params or TileParams()
-    state = _state(root, params.resolution)
+    index = _index(root, params.resolution)
     if params.reference_s is None:
         params = TileParams(
-            resolution=params.resolution,
-            app=params.app,
-            reference_s=float(state.cmap.default_departure_s),
+            resolution=params.resolution, app=params.app, reference_s=index.default_departure_s
         )
-    tiles = list(state.tiles)
+    tiles = list(index.tiles)
+    (root / PARTS_DIR).mkdir(parents=True, exist_ok=True)
     record = _PartLog(root / PART_LOG)
     _clean_parts(root, tiles)
     finished = _finished(root, tiles, record)
     # largest tiles first: the last tile to start is a small one, so workers finish together
-    todo = sorted((t for t in tiles if t not in finished), key=lambda t: (-_tile_km(state, t), t))
+    todo = sorted((t for t in tiles if t not in finished), key=lambda t: (-index.tile_km[t], t))
     report.message(
         f"edges: {len(tiles)} tiles ({len(finished)} already built), executor {executor}"
     )
-    report.total(len(tiles))
-    report.advance(len(finished))
+    report.total(len(tiles), done=len(finished))
 
     def done(tile: str, path: Path) -> None:
         record.add(tile, _sha256(path))
@@ -912,7 +991,7 @@ def run_batch(
         else:
             _run_dask(root, todo, params, workers_n, scheduler, done)
     report.message("edges: merging gaps, statistics and the GeoPackage")
-    section = _merge(root, state, params, record)
+    section = _merge(root, index, params, record)
     (root / PART_LOG).unlink(missing_ok=True)
     _clear_state()
     return section
@@ -926,8 +1005,8 @@ _PROVENANCE_NAMES = {int(p): p.name.lower() for p in Provenance}
 class _Stats:
     """Region totals accumulated part by part (in tile order, so sums are reproducible)."""
 
-    def __init__(self, catalogue: NetworkCatalogue) -> None:
-        self.ids = catalogue.ids
+    def __init__(self, network_ids: Sequence[str]) -> None:
+        self.ids = tuple(network_ids)
         self.edge_m = 0.0
         self.tunnel_m = 0.0
         self.segments = 0
@@ -1143,16 +1222,16 @@ def _write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
-def _merge(root: Path, state: _MapState, params: TileParams, record: _PartLog) -> dict[str, Any]:
+def _merge(root: Path, index: _Index, params: TileParams, record: _PartLog) -> dict[str, Any]:
     """Gap list, statistics and GeoPackage from the parts; the manifest's ``edges`` section."""
     assert params.reference_s is not None
-    stats = _Stats(state.cmap.catalogue)
+    stats = _Stats(index.network_ids)
     gaps: list[gpd.GeoDataFrame] = []
     handovers: list[gpd.GeoDataFrame] = []
     tiles: list[dict[str, Any]] = []
     gpkg = _GpkgWriter(root / GPKG_FILE, params.reference_s)
     try:
-        for tile in state.tiles:
+        for tile in index.tiles:
             path = part_path(root, tile)
             frame = gpd.read_parquet(path)
             stats.add(frame)
@@ -1163,12 +1242,12 @@ def _merge(root: Path, state: _MapState, params: TileParams, record: _PartLog) -
                 {
                     "id": tile,
                     "part": str(path.relative_to(root)),
-                    "edges": len(state.tiles[tile]),
+                    "edges": len(index.tiles[tile]),
                     "segments": len(frame),
                     "sha256": record.done[tile],
                 }
             )
-        gap_frame = _hilbert_gaps(gaps, state.bounds)
+        gap_frame = _hilbert_gaps(gaps, index.bounds)
         gpkg.flush_segments()
         gpkg.write(gap_frame, "gaps", "LineString")
         gpkg.write(pd.concat(handovers, ignore_index=True), "handovers", "Point")
@@ -1182,7 +1261,7 @@ def _merge(root: Path, state: _MapState, params: TileParams, record: _PartLog) -
         "format": EDGES_FORMAT,
         "parameters": {
             **params.as_dict(),
-            "segment_m": state.cmap.segment_m,
+            "segment_m": index.segment_m,
             "usable_sinr_db": QOUT_SINR_DB,
             "through_turn_deg": MAX_THROUGH_TURN_DEG,
             "planner": _PLANNER,
@@ -1252,14 +1331,17 @@ def read_edge_table(
 
     Raises
     ------
+    MapNotFoundError
+        ``map_dir`` is no built map.
     InvalidInputError
         The map has no edge table, or a part is unreadable.
 
     Examples
     --------
-    >>> table = read_edge_table("maps/andorra/built", bbox=(0.0, 0.0, 0.001, 0.001))
-    >>> len(table), table.crs.to_epsg()
-    (0, 4326)
+    >>> read_edge_table("no/such/map")
+    Traceback (most recent call last):
+    ...
+    commap.errors.MapNotFoundError: no/such/map is not a built map (no manifest.json)
     """
     directory, section = _section(map_dir)
     wanted = None if columns is None else [*columns, "geometry"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,7 +17,19 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
 from commap.planning import DEFAULT_MIN_DWELL_S
@@ -80,23 +93,87 @@ def main(
     )
 
 
+class _TileRate(ProgressColumn):
+    """Tiles per second (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("-- tiles/s" if speed is None else f"{speed:.2f} tiles/s", style="cyan")
+
+
+class _TileProgressBar:
+    """commap.batch.BatchProgress as a rich bar on stderr: tiles, tiles/s, ETA."""
+
+    def __init__(self, out: Console) -> None:
+        self.console = out
+        self.bar = Progress(
+            TextColumn("[bold]edge table"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _TileRate(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=out,
+        )
+        self.task: TaskID | None = None
+
+    def total(self, tiles: int, done: int = 0) -> None:
+        # tiles of a resumed build count as done from the start, not as a burst of speed
+        self.task = self.bar.add_task("tiles", total=tiles, completed=done)
+        self.bar.start()
+
+    def advance(self, tiles: int = 1) -> None:
+        if self.task is not None:
+            self.bar.advance(self.task, tiles)
+
+    def message(self, text: str) -> None:
+        self.console.log(text)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
 @app.command("build-map")
 @_friendly
 def build_map_cmd(
     spec: Annotated[Path, typer.Argument(help="Map spec (map.toml).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Built map directory.")],
+    executor: Annotated[
+        str, typer.Option("--executor", "-e", help="Where edge tiles run: serial, processes, dask.")
+    ] = "serial",
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-w", min=1, help="Worker processes (default: CPUs).")
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Existing dask scheduler, tcp://HOST:PORT (dask only)."),
+    ] = None,
 ) -> None:
-    """Build a map from its spec: roads, terrain, layers, manifest."""
+    """Build a map from its spec: roads, terrain, layers, per-edge table, manifest."""
+    from commap.batch import read_coverage_stats, summary_lines
     from commap.comm_map import build_map
 
-    with console.status("building map") as status:
-
-        def progress(message: str) -> None:
-            status.update(message)
-            console.log(message)
-
-        build_map(spec, out, progress=progress)
-    console.print(f"map built in [bold]{out}[/]")
+    start = time.perf_counter()
+    bar = _TileProgressBar(err_console) if err_console.is_terminal else None
+    try:
+        build_map(
+            spec,
+            out,
+            progress=bar or err_console.log,
+            executor=executor,
+            workers=workers,
+            scheduler=scheduler,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    console.print(f"map built in [bold]{out}[/] ({time.perf_counter() - start:.1f} s)")
+    try:
+        for line in summary_lines(read_coverage_stats(out)):
+            console.print(f"  {line}")
+    except InvalidInputError:  # a map without roads has no edge table to summarise
+        pass
 
 
 @app.command()

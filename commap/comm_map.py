@@ -513,11 +513,19 @@ def resolve_map_dir(name_or_path: str | Path, settings: Settings | None = None) 
                 f"unknown map {text!r}; known maps: {', '.join(names) or 'none'}"
             )
     path = Path(text)
-    if (path / MANIFEST).is_file():
-        return path
-    if (path / "built" / MANIFEST).is_file():
-        return path / "built"
-    raise MapNotFoundError(f"{path} is not a built map (no {MANIFEST})")
+    for candidate in (path, path / "built"):
+        if _is_file(candidate / MANIFEST):
+            return candidate
+    shown = text if len(text) <= 200 else f"{text[:200]}... ({len(text)} characters)"
+    raise MapNotFoundError(f"{shown} is not a built map (no {MANIFEST})")
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the OS refuses (too long, NUL, no permission)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 class CommMap:

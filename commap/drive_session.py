@@ -635,10 +635,29 @@ class DriveSession:
                 ahead.append((lon, lat))
         return tuple(ahead)
 
+    def current_network(self) -> str:
+        """The network the vehicle is on: the plan's network where it was last located.
+
+        Before the first fix, the plan's first network. Instructions are sent ahead of each
+        planned switch, so the vehicle follows the plan: the plan is the best knowledge of it.
+        """
+        along = self._along_m if self._along_m is not None else 0.0
+        return self.network_at(along)
+
     def replan_request(self, replan: Replan) -> PlanRequest:
-        """The request for a new plan from the vehicle's position (see :meth:`replan`)."""
+        """The request for a new plan from the vehicle's position (see :meth:`replan`).
+
+        The new plan starts on :meth:`current_network` (``initial_network``): a vehicle on a
+        failing network still has to switch away from it, and that switch is a handover the
+        new plan must contain, announce and pay for.
+        """
         fix = replan.fix
-        base = dataclasses.replace(self.request, departure_s=fix.t_s, alternatives=1)
+        base = dataclasses.replace(
+            self.request,
+            departure_s=fix.t_s,
+            alternatives=1,
+            initial_network=self.current_network(),
+        )
         if replan.reason is ReplanReason.OFF_ROUTE:
             destination = self.request.destination
             if destination is None:
@@ -676,6 +695,9 @@ class DriveSession:
             base_map, records, dense_min_samples=self.options.measurement_dense_samples
         )
         request = self.replan_request(replan)
+        if request.initial_network not in planning_map.catalogue.ids:
+            # the map was reloaded without that network: the vehicle is not bound to it
+            request = dataclasses.replace(request, initial_network=None)
         result = self._planner(planning_map, request)
         self.cmap = base_map
         self.plan_version += 1

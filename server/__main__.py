@@ -2,7 +2,9 @@
 
 Every flag can also be given as a ``COMMAP_*`` environment variable (``--port`` ->
 ``COMMAP_PORT``); see ``python -m server --help``. ``--port 0`` picks a free port and logs it.
-Exit status: 0 after a graceful shutdown, 2 for a bad configuration, 1 when a map cannot be loaded.
+Prints ``LISTENING host:port`` once serving (and, with ``--viewer-port``, ``VIEWER <url>`` just
+before). SIGHUP reloads the maps. Exit status: 0 after a graceful shutdown, 2 for a bad
+configuration, 1 when a map (or the TLS files, or the viewer) cannot be loaded.
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from server.app import channel_ready_hint, serve
+    from server.app import CommapServer, channel_ready_hint, serve
+
+    def started(server: CommapServer) -> None:
+        if server.viewer_url:  # parseable, before LISTENING (scripts read up to that line)
+            print(f"VIEWER {server.viewer_url}", flush=True)
 
     def ready(port: int) -> None:
         # one parseable line for scripts and tests, then how to query
         print(f"LISTENING {config.host}:{port}", flush=True)
-        print(channel_ready_hint(config.host, port), flush=True)
+        print(channel_ready_hint(config.host, port, tls=config.tls), flush=True)
 
     try:
-        asyncio.run(serve(config, on_ready=ready))
+        asyncio.run(serve(config, on_ready=ready, on_started=started))
     except CommapError as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -1,17 +1,25 @@
 """The commap gRPC server on ``grpc.aio``: assembly, start-up, readiness and graceful shutdown.
 
-Start-up: bind (port 0 picks a free port), start with health NOT_SERVING, load the maps in a
-thread, then report SERVING. Shutdown (SIGTERM/SIGINT or :meth:`CommapServer.stop`): health
-NOT_SERVING at once, Drive streams told to reconnect elsewhere, calls in flight given
-``shutdown_grace_s`` to finish, then the server stops.
+Start-up: bind (port 0 picks a free port; TLS or mutual TLS when configured, then there is no
+plaintext port), start with health NOT_SERVING, load the maps in a thread, start the live
+viewer if asked, then report SERVING. SIGHUP reloads every map (:meth:`CommapServer.reload`:
+atomic, a map that fails its checks keeps its previous version). Shutdown (SIGTERM/SIGINT or
+:meth:`CommapServer.stop`): health NOT_SERVING at once, Drive streams told to reconnect
+elsewhere, calls in flight given ``shutdown_grace_s`` to finish, then the server stops.
+
+Access control: with bearer tokens configured (:mod:`server.auth`) every call but health needs
+a token; reflection can be switched off (``--no-reflection``). Health always answers without
+a token, so probes work; it reveals only SERVING / NOT_SERVING.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from grpc import aio
@@ -19,11 +27,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from commap.errors import InvalidInputError
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
+from server.auth import AuthInterceptor
 from server.config import ServerConfig
 from server.interceptors import ErrorMappingInterceptor
-from server.maps import MapStore
+from server.live import LiveView
+from server.maps import MapStore, ReloadResult
 from server.pool import SolvePool
 from server.servicer import CommapServicer
 
@@ -62,12 +73,27 @@ class CommapServer:
         self.health = HealthServicer()
         self.servicer = CommapServicer(config, self.maps, self.pool)
         self.port = 0
+        self.live: LiveView | None = None
         self._server: aio.Server | None = None
         self._stopped = asyncio.Event()
 
+    def _interceptors(self) -> list[aio.ServerInterceptor]:
+        # error mapping first (outermost): calls the auth check rejects are access-logged too
+        interceptors: list[aio.ServerInterceptor] = [
+            ErrorMappingInterceptor(access_log_enabled=self.config.access_log)
+        ]
+        policy = self.config.auth
+        if policy is not None:
+            interceptors.append(AuthInterceptor(policy))
+            log.info(
+                "bearer-token authentication on: clients %s",
+                ", ".join(c.name for c in policy.clients),
+            )
+        return interceptors
+
     def _build(self) -> aio.Server:
         server = aio.server(
-            interceptors=[ErrorMappingInterceptor(access_log_enabled=self.config.access_log)],
+            interceptors=self._interceptors(),
             options=[
                 ("grpc.max_receive_message_length", self.config.max_receive_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_send_message_bytes),
@@ -78,15 +104,28 @@ class CommapServer:
         )
         pb_grpc.add_CommapServiceServicer_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (
-                SERVICE_NAME,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
-            server,
-        )
+        if self.config.reflection:
+            reflection.enable_server_reflection(
+                (
+                    SERVICE_NAME,
+                    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                    reflection.SERVICE_NAME,
+                ),
+                server,
+            )
         return server
+
+    def _listen(self, server: aio.Server) -> int:
+        """Add the one listening port: TLS when configured, plaintext otherwise."""
+        if not self.config.tls:
+            if self.config.auth is not None and not _is_loopback(self.config.host):
+                log.warning("bearer tokens over plaintext on %s: configure TLS", self.config.host)
+            return server.add_insecure_port(self.config.address)
+        credentials = server_credentials(self.config)
+        mode = "mutual TLS" if self.config.tls_client_ca is not None else "TLS"
+        port = server.add_secure_port(self.config.address, credentials)
+        log.info("%s on %s", mode, self.config.address)
+        return port
 
     async def _set_health(self, status: int) -> None:
         for service in _HEALTH_SERVICES:
@@ -109,7 +148,7 @@ class CommapServer:
         """
         self._server = self._build()
         try:
-            self.port = self._server.add_insecure_port(self.config.address)
+            self.port = self._listen(self._server)
         except RuntimeError as exc:
             raise RuntimeError(f"cannot listen on {self.config.address}: {exc}") from None
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -122,6 +161,8 @@ class CommapServer:
         if load_maps:
             try:
                 await asyncio.to_thread(self.maps.load_all)
+                if self.config.viewer_port is not None:
+                    await asyncio.to_thread(self._start_viewer, self.config.viewer_port)
             except BaseException:
                 await self.stop(grace_s=0)
                 raise
@@ -130,6 +171,22 @@ class CommapServer:
                 "SERVING maps %s on %s:%d", ", ".join(self.maps.names), self.config.host, self.port
             )
         return self.port
+
+    def _start_viewer(self, port: int) -> None:
+        """Serve the live viewer of the default map (blocking: call in a thread)."""
+        served = self.maps.get("")
+        self.live = LiveView.start(served.current, port=port)
+        self.servicer.live = self.live
+        log.info("live viewer of map %s at %s", self.live.map_name, self.live.url)
+
+    @property
+    def viewer_url(self) -> str:
+        """The live viewer's address ('' without a viewer)."""
+        return self.live.url if self.live is not None else ""
+
+    async def reload(self) -> list[ReloadResult]:
+        """Reload every served map from disk (SIGHUP); rejected maps keep their version."""
+        return await self.servicer.reload()
 
     async def stop(self, *, grace_s: float | None = None) -> None:
         """Graceful shutdown: NOT_SERVING, drain streams, stop (idempotent)."""
@@ -141,6 +198,8 @@ class CommapServer:
         self.servicer.draining = True
         await self._server.stop(grace)
         self.pool.shutdown()
+        if self.live is not None:
+            await asyncio.to_thread(self.live.stop)
         self._stopped.set()
         log.info("stopped")
 
@@ -149,20 +208,37 @@ class CommapServer:
         await self._stopped.wait()
 
 
-async def serve(config: ServerConfig, *, on_ready: Callable[[int], None] | None = None) -> None:
-    """Run a server until SIGTERM or SIGINT, then shut it down gracefully.
+async def serve(
+    config: ServerConfig,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+    on_started: Callable[[CommapServer], None] | None = None,
+) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully; SIGHUP reloads maps.
 
     Parameters
     ----------
     config : server configuration.
     on_ready : called with the bound port once the maps are loaded.
+    on_started : called with the server once the maps are loaded (before ``on_ready``).
     """
     server = CommapServer(config)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_requested.set)
+    reloads: set[asyncio.Task[list[ReloadResult]]] = set()
+
+    def reload_requested() -> None:
+        log.info("SIGHUP: reloading maps")
+        task = loop.create_task(server.reload())
+        reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_requested)
     port = await server.start()
+    if on_started is not None:
+        on_started(server)
     if on_ready is not None:
         on_ready(port)
     await stop_requested.wait()
@@ -170,14 +246,63 @@ async def serve(config: ServerConfig, *, on_ready: Callable[[int], None] | None 
     await server.stop()
 
 
-def channel_ready_hint(host: str, port: int) -> str:
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """TLS (or, with a client CA, mutual TLS) credentials from the configured PEM files.
+
+    Raises
+    ------
+    InvalidInputError
+        A file cannot be read or is not PEM (the message names the file, never its content).
+    """
+    assert config.tls_cert is not None and config.tls_key is not None
+    cert = _pem(config.tls_cert, "tls_cert", b"CERTIFICATE")
+    key = _pem(config.tls_key, "tls_key", b"PRIVATE KEY")
+    ca = None
+    if config.tls_client_ca is not None:
+        ca = _pem(config.tls_client_ca, "tls_client_ca", b"CERTIFICATE")
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def _pem(path: Path, field: str, kind: bytes) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"{field}: cannot read {path} ({exc.strerror})", field=field
+        ) from None
+    if b"-----BEGIN " not in data or kind not in data:
+        raise InvalidInputError(
+            f"{field}: {path} holds no PEM {kind.decode()}", field=field
+        ) from None
+    return data
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def channel_ready_hint(host: str, port: int, *, tls: bool = False) -> str:
     """How to query a running server (printed by ``python -m server``)."""
     target = f"{host}:{port}"
+    if tls:
+        return (
+            f"commap gRPC server ready on {target} (TLS)\n"
+            f"  health:  grpcurl -cacert CA.pem {target} grpc.health.v1.Health/Check\n"
+            f"  maps:    grpcurl -cacert CA.pem -H 'authorization: Bearer TOKEN' {target} "
+            "commap.v1.CommapService/ListMaps"
+        )
     return (
         f"commap gRPC server ready on {target}\n"
         f"  health:  grpcurl -plaintext {target} grpc.health.v1.Health/Check\n"
         f"  maps:    grpcurl -plaintext {target} commap.v1.CommapService/ListMaps\n"
         f"  plan:    commap plan --server {target} --from 42.5063,1.5218 --to 42.5430,1.7330\n"
+        f"  reload:  kill -HUP <pid>, or grpcurl -plaintext {target} "
+        "commap.v1.CommapService/ReloadMaps\n"
         f"  Node:    node clients/node/rig.mjs --target {target}"
     )
 

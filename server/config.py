@@ -16,6 +16,7 @@ from typing import Any
 
 from commap.config import DEFAULT_MAP, Settings
 from commap.errors import InvalidInputError
+from server.auth import AuthClient, AuthPolicy, parse_token_entries, read_token_file
 
 __all__ = ["ServerConfig", "build_parser", "load_config"]
 
@@ -47,6 +48,14 @@ class ServerConfig:
     shutdown_grace_s : on SIGTERM, time given to running calls and streams before they are cut.
     access_log : log one line per call (method, peer, status, latency).
     log_level : root log level of the server process.
+    tls_cert, tls_key : PEM certificate chain and private key; both given: TLS only (no
+        plaintext port).
+    tls_client_ca : PEM CA bundle; given: mutual TLS (clients must present a certificate
+        signed by it).
+    auth_clients : bearer-token clients (see :mod:`server.auth`); empty: no authentication.
+    reflection : serve gRPC server reflection.
+    viewer_port : serve the live web viewer of the default map on 127.0.0.1 at this port
+        (0: any free port); None: no viewer.
     """
 
     host: str = "127.0.0.1"
@@ -71,6 +80,12 @@ class ServerConfig:
     shutdown_grace_s: float = 10.0
     access_log: bool = True
     log_level: str = "INFO"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    auth_clients: tuple[AuthClient, ...] = ()
+    reflection: bool = True
+    viewer_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -111,6 +126,38 @@ class ServerConfig:
             )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise InvalidInputError(f"unknown log level {self.log_level!r}", field="log_level")
+        self._check_tls()
+        if self.auth_clients:
+            AuthPolicy(self.auth_clients)  # duplicate names or tokens
+        if self.viewer_port is not None and not 0 <= self.viewer_port <= 65535:
+            raise InvalidInputError(
+                f"viewer_port {self.viewer_port} is not within 0..65535", field="viewer_port"
+            )
+
+    def _check_tls(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInputError(
+                "TLS needs both tls_cert and tls_key",
+                field="tls_cert" if self.tls_key else "tls_key",
+            )
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise InvalidInputError(
+                "mutual TLS (tls_client_ca) needs tls_cert and tls_key", field="tls_client_ca"
+            )
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise InvalidInputError(f"{name}: {path} is not a file", field=name)
+
+    @property
+    def tls(self) -> bool:
+        """True when the server listens with TLS."""
+        return self.tls_cert is not None
+
+    @property
+    def auth(self) -> AuthPolicy | None:
+        """The token policy, or None when calls need no token."""
+        return AuthPolicy(self.auth_clients) if self.auth_clients else None
 
     @property
     def map_names(self) -> tuple[str, ...]:
@@ -144,6 +191,14 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "min-replan-interval-s": ("min_replan_interval_s", float),
     "shutdown-grace-s": ("shutdown_grace_s", float),
     "log-level": ("log_level", str),
+    "viewer-port": ("viewer_port", int),
+}
+# path options: flag -> field (env COMMAP_<FLAG>)
+_PATHS: dict[str, str] = {
+    "tls-cert": "tls_cert",
+    "tls-key": "tls_key",
+    "tls-client-ca": "tls_client_ca",
+    "tokens-file": "tokens_file",
 }
 
 
@@ -163,6 +218,21 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument(
             f"--{flag}", type=str, default=None, help=f"{kind.__name__}, default {default}"
         )
+    helps = {
+        "tls-cert": "PEM certificate chain: serve TLS only (with --tls-key)",
+        "tls-key": "PEM private key of --tls-cert",
+        "tls-client-ca": "PEM CA bundle: require client certificates signed by it (mutual TLS)",
+        "tokens-file": "TOML file of bearer-token clients (see server/auth.py); tokens are "
+        "also read from COMMAP_TOKENS, never from the command line",
+    }
+    for flag, text in helps.items():
+        parser.add_argument(f"--{flag}", default=None, help=text)
+    parser.add_argument(
+        "--no-reflection",
+        action="store_true",
+        default=None,
+        help="do not serve gRPC server reflection",
+    )
     parser.add_argument(
         "--map",
         dest="maps",
@@ -241,8 +311,31 @@ def load_config(
     if args.no_access_log:
         values["access_log"] = False
     elif "COMMAP_ACCESS_LOG" in env:
-        values["access_log"] = env["COMMAP_ACCESS_LOG"].strip().lower() not in ("0", "false", "no")
+        values["access_log"] = _truthy(env["COMMAP_ACCESS_LOG"])
+    if args.no_reflection:
+        values["reflection"] = False
+    elif "COMMAP_REFLECTION" in env:
+        values["reflection"] = _truthy(env["COMMAP_REFLECTION"])
+    paths = {
+        name: Path(raw)
+        for flag, name in _PATHS.items()
+        if (raw := getattr(args, flag.replace("-", "_")) or env.get(_env_name(flag)))
+    }
+    tokens_file = paths.pop("tokens_file", None)
+    values.update(paths)
+    values["auth_clients"] = _auth_clients(tokens_file, env.get("COMMAP_TOKENS", ""))
     return ServerConfig(**values)
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _auth_clients(tokens_file: Path | None, env_tokens: str) -> tuple[AuthClient, ...]:
+    clients = parse_token_entries(env_tokens, "COMMAP_TOKENS")
+    if tokens_file is not None:
+        clients += read_token_file(tokens_file)
+    return clients
 
 
 def _split(text: str) -> list[str]:

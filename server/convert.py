@@ -40,6 +40,7 @@ __all__ = [
     "measurements_frame",
     "plan_request",
     "seconds",
+    "shown",
     "timestamp",
 ]
 
@@ -71,6 +72,26 @@ _MAX_TS_S = 253_402_300_799
 
 
 # -- scalars --------------------------------------------------------------------------------------
+_SHOWN_CHARS = 64
+
+
+def shown(text: str) -> str:
+    """A client-supplied string as error messages quote it: ``repr``, at most 64 characters.
+
+    Examples
+    --------
+    >>> shown("andorra")
+    "'andorra'"
+    >>> shown("x" * 100)
+    "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... (100 characters)"
+    >>> shown("")
+    "''"
+    """
+    if len(text) <= _SHOWN_CHARS:
+        return repr(text)
+    return f"{text[:_SHOWN_CHARS]!r}... ({len(text)} characters)"
+
+
 def seconds(ts: Timestamp, *, field: str) -> float:
     """Epoch seconds of a Timestamp, validated.
 
@@ -262,7 +283,7 @@ def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[st
     for i, nid in enumerate(requested):
         if nid not in known:
             raise InvalidInputError(
-                f"network_ids[{i}]: unknown network {nid!r}; known: {', '.join(known)}",
+                f"network_ids[{i}]: unknown network {shown(nid)}; known: {', '.join(known)}",
                 field=f"network_ids[{i}]",
             )
     return list(dict.fromkeys(requested))

@@ -12,9 +12,17 @@ exception                                      status
 :class:`~commap.errors.SolverTimeoutError`,    DEADLINE_EXCEEDED
 ``TimeoutError``
 :class:`~server.pool.ServerOverloadedError`    RESOURCE_EXHAUSTED
+:class:`~server.auth.UnauthenticatedError`     UNAUTHENTICATED
+:class:`~server.auth.PermissionDeniedError`    PERMISSION_DENIED
+a request that is not a valid message          INVALID_ARGUMENT (field ``request``)
+(``DecodeError``)
 anything else                                  INTERNAL, with an incident id only (the
                                                traceback goes to the server log)
 =============================================  =====================================
+
+Requests that do not parse as their message type reach the handler as a marker, not as a
+transport error, so that they too get INVALID_ARGUMENT (grpc itself would answer UNKNOWN
+and name the exception class).
 
 Every call is logged once (method, peer, status, latency) at INFO on ``server.access``.
 """
@@ -29,6 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from commap.errors import (
@@ -38,9 +47,10 @@ from commap.errors import (
     NoFeasiblePlanError,
     SolverTimeoutError,
 )
+from server.auth import PermissionDeniedError, UnauthenticatedError
 from server.pool import ServerOverloadedError
 
-__all__ = ["FIELD_METADATA_KEY", "ErrorMappingInterceptor", "status_for"]
+__all__ = ["FIELD_METADATA_KEY", "ErrorMappingInterceptor", "MalformedRequest", "status_for"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("server.access")
@@ -59,11 +69,35 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
     >>> status_for(KeyError("secret"))[0]
     <StatusCode.INTERNAL: (13, 'internal')>
     """
+    code, message, metadata = _status_for(exc)
+    return code, _bounded(message, MAX_DETAILS_CHARS), metadata
+
+
+# Status details and metadata echo client input (names, ids): bounded, so that a huge or
+# binary field cannot make the answer itself fail (header size limits, ASCII-only metadata).
+MAX_DETAILS_CHARS = 1000
+_MAX_FIELD_CHARS = 200
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _metadata_value(text: str) -> str:
+    """Printable ASCII (non-ASCII and control characters escaped), bounded."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    escaped = "".join(c if 32 <= ord(c) < 127 else f"\\x{ord(c):02x}" for c in escaped)
+    return _bounded(escaped, _MAX_FIELD_CHARS)
+
+
+def _status_for(
+    exc: BaseException,
+) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str], ...]]:
     if isinstance(exc, InvalidInputError):
         message = str(exc)
         if exc.field and not message.startswith(exc.field):
             message = f"{exc.field}: {message}"
-        metadata = ((FIELD_METADATA_KEY, exc.field),) if exc.field else ()
+        metadata = ((FIELD_METADATA_KEY, _metadata_value(exc.field)),) if exc.field else ()
         return grpc.StatusCode.INVALID_ARGUMENT, message, metadata
     if isinstance(exc, MapNotFoundError):
         return grpc.StatusCode.NOT_FOUND, str(exc), ()
@@ -76,6 +110,16 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded", ()
     if isinstance(exc, ServerOverloadedError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ()
+    if isinstance(exc, UnauthenticatedError):
+        return grpc.StatusCode.UNAUTHENTICATED, str(exc), ()
+    if isinstance(exc, PermissionDeniedError):
+        return grpc.StatusCode.PERMISSION_DENIED, str(exc), ()
+    if isinstance(exc, DecodeError):
+        return (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request: not a valid protobuf message of this method's request type",
+            ((FIELD_METADATA_KEY, "request"),),
+        )
     incident = uuid.uuid4().hex[:12]
     kind = "library error" if isinstance(exc, CommapError) else "internal error"
     return (
@@ -83,6 +127,58 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
         f"{kind}, incident {incident}",
         (("commap-incident", incident),),
     )
+
+
+class MalformedRequest:
+    """Stands for a request message that did not parse (the handler raises for it).
+
+    Examples
+    --------
+    >>> MalformedRequest("commap.v1.GetMapRequest").check()
+    Traceback (most recent call last):
+    ...
+    google.protobuf.message.DecodeError: request is not a valid commap.v1.GetMapRequest
+    """
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+    def check(self) -> None:
+        """Raise the decode error this marker stands for."""
+        raise DecodeError(f"request is not a valid {self.type_name}")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """``deserializer`` returning a :class:`MalformedRequest` instead of raising."""
+    if deserializer is None:
+        return None
+    type_name = getattr(getattr(deserializer, "__self__", None), "DESCRIPTOR", None)
+    name = type_name.full_name if type_name is not None else "request message"
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return MalformedRequest(name)
+
+    return deserialize
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A request stream that raises at the first malformed message."""
+    async for request in requests:
+        if isinstance(request, MalformedRequest):
+            request.check()
+        yield request
+
+
+def _checked_request(request: Any) -> Any:
+    """The request, or a checking stream of it; raises for a malformed unary request."""
+    if isinstance(request, MalformedRequest):
+        request.check()
+    if hasattr(request, "__aiter__"):
+        return _checked(request)
+    return request
 
 
 class _CallLog:
@@ -154,7 +250,7 @@ class ErrorMappingInterceptor(aio.ServerInterceptor):
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         enabled = self._access
         common = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
@@ -182,7 +278,7 @@ def _unary(
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         call = _CallLog(method, context, enabled)
         try:
-            response = await behaviour(request, context)
+            response = await behaviour(_checked_request(request), context)
             call.messages_out = 1
             return response
         except aio.AbortError:
@@ -207,7 +303,7 @@ def _streaming(
     async def handle(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         call = _CallLog(method, context, enabled)
         try:
-            async for response in behaviour(request, context):
+            async for response in behaviour(_checked_request(request), context):
                 call.messages_out += 1
                 yield response
         except aio.AbortError:

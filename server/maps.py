@@ -8,22 +8,41 @@ records, so calls in flight keep a consistent map and later calls see the new da
 
 Measurements live in ``<maps_dir>/<name>/measurements/`` beside the built map (a map rebuild
 replaces ``built/`` but must not lose fleet data), or under ``--measurements-dir/<name>/``.
+
+:meth:`MapStore.reload` reads a map again from where it was configured (after a rebuild) and
+swaps it in only once it has loaded completely, every file matches the manifest's checksums,
+the manifest did not change during the load, and the new map answers a probe query; otherwise
+the previous version keeps serving and the reason is logged and returned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from commap.comm_map import CommMap
+from commap.comm_map import MANIFEST, CommMap, resolve_map_dir
 from commap.errors import InvalidInputError, MapNotFoundError
 from server.config import ServerConfig
+from server.convert import shown
 
-__all__ = ["FLEET_DENSE_MIN_SAMPLES", "MapStore", "ServedMap", "fuse_measurements"]
+__all__ = [
+    "FLEET_DENSE_MIN_SAMPLES",
+    "MapStore",
+    "ReloadOutcome",
+    "ReloadResult",
+    "ServedMap",
+    "fuse_measurements",
+    "remove_stale_temp_parts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +56,9 @@ class ServedMap:
     current: CommMap
     measurement_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    source: str = ""  # the configured name or directory: where reloads read the map again
+    manifest_sha256: str = ""
+    generation: int = 1  # versions served since start
 
     @property
     def name(self) -> str:
@@ -65,6 +87,86 @@ def fuse_measurements(base: CommMap, records: pd.DataFrame) -> CommMap:
     from commap.drive_session import with_measurements
 
     return with_measurements(base, records, dense_min_samples=FLEET_DENSE_MIN_SAMPLES)
+
+
+class ReloadOutcome(StrEnum):
+    """What a reload did to one map."""
+
+    RELOADED = "reloaded"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """The outcome of reloading one map (``error`` says why it was rejected)."""
+
+    map_name: str
+    outcome: ReloadOutcome
+    manifest_sha256: str
+    generation: int
+    error: str = ""
+
+
+def _manifest_sha256(directory: Path) -> str:
+    try:
+        return hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise InvalidInputError(f"{directory / MANIFEST}: unreadable ({exc.strerror})") from None
+
+
+def _probe(cmap: CommMap) -> None:
+    """Query every layer once at the map's centre: a map that loads but cannot answer fails."""
+    lon0, lat0, lon1, lat1 = cmap.bbox
+    quality = cmap.quality_at([(lon0 + lon1) / 2], [(lat0 + lat1) / 2])
+    if quality.sinr_db.shape != (1, len(cmap.catalogue)) or np.isnan(quality.sinr_db).any():
+        raise InvalidInputError(f"map {cmap.name}: the probe query at the map centre failed")
+
+
+# temporary part files of a write that never finished: ".<part>.tmp-<pid>-<hex>"
+_TEMP_PART = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+
+
+def remove_stale_temp_parts(directory: Path) -> int:
+    """Delete temporary part files left by writers that died before their rename.
+
+    Such a part was never acknowledged (the rename comes before the acknowledgement), so
+    nothing is lost; files of writers that are still running are kept.
+
+    Returns
+    -------
+    int
+        Files removed.
+
+    Examples
+    --------
+    >>> remove_stale_temp_parts(Path("/nonexistent"))
+    0
+    """
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for path in directory.iterdir():
+        match = _TEMP_PART.match(path.name)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("%s: removed %d unfinished part file(s) of crashed writers", directory, removed)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 class MapStore:
@@ -112,12 +214,19 @@ class MapStore:
         """
         maps: dict[str, ServedMap] = {}
         for name in self._config.map_names:
-            base = CommMap.load(name, settings=self._config.settings)
+            directory = resolve_map_dir(name, self._config.settings)
+            digest = _manifest_sha256(directory)
+            base = CommMap.load(directory)
             if base.name in maps:
                 raise InvalidInputError(f"map {base.name!r} is configured twice", field="maps")
             served = ServedMap(
-                base=base, measurements_dir=self._measurements_dir(base), current=base
+                base=base,
+                measurements_dir=self._measurements_dir(base),
+                current=base,
+                source=name,
+                manifest_sha256=digest,
             )
+            remove_stale_temp_parts(served.measurements_dir)
             self._refresh(served)
             maps[base.name] = served
             log.info(
@@ -144,15 +253,11 @@ class MapStore:
         except KeyError:
             served = ", ".join(self._maps) or "none"
             raise MapNotFoundError(
-                f"map {key!r} is not served here; served maps: {served}"
+                f"map {shown(key)} is not served here; served maps: {served}"
             ) from None
 
     def _stored_records(self, served: ServedMap) -> pd.DataFrame:
-        from commap.measurements import empty_records, read_records_dir
-
-        if not served.measurements_dir.is_dir():
-            return empty_records()
-        return read_records_dir(served.measurements_dir, known_networks=served.base.catalogue.ids)
+        return self._stored_records_for(served.base, served.measurements_dir)
 
     def _refresh(self, served: ServedMap) -> None:
         records = self._stored_records(served)
@@ -185,3 +290,67 @@ class MapStore:
             except Exception:  # stored data is safe; the fused view catches up on the next batch
                 log.exception("map %s: measurements stored but not yet fused", served.name)
         return part.stem, served.measurement_count
+
+    # -- hot reload --------------------------------------------------------------------------
+    def _load_checked(self, served: ServedMap) -> tuple[CommMap, str]:
+        """The map at the served map's source, loaded and checked (raises when unusable)."""
+        directory = resolve_map_dir(served.source, self._config.settings)
+        before = _manifest_sha256(directory)
+        cmap = CommMap.load(directory)  # manifest format, every file present and checksummed
+        if cmap.name != served.name:
+            raise InvalidInputError(
+                f"{directory}: the manifest names map {cmap.name!r}, not {served.name!r}"
+            )
+        _probe(cmap)
+        if _manifest_sha256(directory) != before:
+            raise InvalidInputError(f"{directory}: the map changed while it was being loaded")
+        return cmap, before
+
+    def reload(self, name: str) -> ReloadResult:
+        """Load map ``name`` again from disk and serve it if it passes every check.
+
+        Blocking (call in a thread). Calls in flight keep the map they started with; the old
+        version keeps serving when the new one is rejected.
+
+        Raises
+        ------
+        MapNotFoundError
+            ``name`` is not a served map (it is never used as a path).
+        """
+        served = self.get(name)
+        try:
+            cmap, digest = self._load_checked(served)
+            with served.lock:  # no measurement batch is fused into the old map meanwhile
+                if digest == served.manifest_sha256:
+                    outcome = ReloadOutcome.UNCHANGED
+                else:
+                    records = self._stored_records_for(cmap, served.measurements_dir)
+                    current = fuse_measurements(cmap, records)
+                    served.base, served.current = cmap, current
+                    served.measurement_count = len(records)
+                    served.manifest_sha256 = digest
+                    served.generation += 1
+                    outcome = ReloadOutcome.RELOADED
+        except Exception as exc:  # whatever breaks the new version, the old one keeps serving
+            log.warning(
+                "map %s: reload rejected, version %d keeps serving: %s",
+                served.name,
+                served.generation,
+                exc,
+            )
+            return ReloadResult(
+                served.name,
+                ReloadOutcome.REJECTED,
+                served.manifest_sha256,
+                served.generation,
+                error=str(exc) or type(exc).__name__,
+            )
+        log.info("map %s: reload %s (version %d)", served.name, outcome, served.generation)
+        return ReloadResult(served.name, outcome, served.manifest_sha256, served.generation)
+
+    def _stored_records_for(self, cmap: CommMap, directory: Path) -> pd.DataFrame:
+        from commap.measurements import empty_records, read_records_dir
+
+        if not directory.is_dir():
+            return empty_records()
+        return read_records_dir(directory, known_networks=cmap.catalogue.ids)

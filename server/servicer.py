@@ -7,24 +7,27 @@ status codes. Nothing here catches an error to pick a status.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 import pandas as pd
 from grpc import aio
 
-from commap.drive_session import DriveOptions, DriveSession, ReplanReason
+from commap.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.errors import InvalidInputError, SolverTimeoutError
-from commap.planning import plan_route
+from commap.planning import PlanRequest, plan_route
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
+from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
-from server.maps import MapStore
+from server.live import LiveView
+from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
 from server.pool import ServerOverloadedError, SolvePool
 
 __all__ = ["CommapServicer"]
@@ -46,6 +49,11 @@ _PLAN_REASON = {
     ReplanReason.OFF_ROUTE: pb.PLAN_REASON_OFF_ROUTE,
     ReplanReason.MEASUREMENT_CONTRADICTION: pb.PLAN_REASON_MEASUREMENT_CONTRADICTION,
 }
+_RELOAD_OUTCOME = {
+    ReloadOutcome.RELOADED: pb.RELOAD_OUTCOME_RELOADED,
+    ReloadOutcome.UNCHANGED: pb.RELOAD_OUTCOME_UNCHANGED,
+    ReloadOutcome.REJECTED: pb.RELOAD_OUTCOME_REJECTED,
+}
 
 
 def _budget(context: Context, asked_s: float) -> tuple[float, float | None]:
@@ -65,23 +73,53 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
 
     Parameters
     ----------
-    config : server configuration (limits, drive options).
+    config : server configuration (limits, drive options, token policy).
     maps : the loaded maps.
     pool : where blocking library calls run.
+    live : the live viewer, if the server runs one (Drive streams on its map show there).
     """
 
-    def __init__(self, config: ServerConfig, maps: MapStore, pool: SolvePool) -> None:
+    def __init__(
+        self, config: ServerConfig, maps: MapStore, pool: SolvePool, live: LiveView | None = None
+    ) -> None:
         self._config = config
         self._maps = maps
         self._pool = pool
+        self._auth = config.auth
         self._drives = 0
+        self._reload_lock = asyncio.Lock()
+        self.live = live
         self.draining = False
+
+    # -- access ----------------------------------------------------------------------------------
+    def _client(self, context: Context) -> AuthClient | None:
+        """The calling client (the interceptor has already authenticated it); None: no auth."""
+        if self._auth is None:
+            return None
+        return self._auth.authenticate(context.invocation_metadata())
+
+    def _served(self, name: str, context: Context) -> ServedMap:
+        """The served map ``name`` (empty: default), if the caller may use it.
+
+        Permission is checked before existence, so a client learns nothing about maps it may
+        not use; the name is only ever a key, never a path.
+        """
+        key = name or self._maps.default_name
+        client = self._client(context)
+        if client is not None and not client.may_use_map(key):
+            raise PermissionDeniedError(
+                f"client {client.name!r} may not use map {convert.shown(key)}"
+            )
+        return self._maps.get(key)
 
     # -- maps ----------------------------------------------------------------------------------
     async def ListMaps(self, request: pb.ListMapsRequest, context: Context) -> pb.ListMapsResponse:  # noqa: N802 (gRPC name)
-        """The served maps."""
+        """The served maps (those the caller may use)."""
+        client = self._client(context)
         infos = []
         for name in self._maps.names:
+            if client is not None and not client.may_use_map(name):
+                continue
             served = self._maps.get(name)
             infos.append(
                 convert.map_info(served.current, measurement_count=served.measurement_count)
@@ -90,17 +128,49 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
 
     async def GetMap(self, request: pb.GetMapRequest, context: Context) -> pb.GetMapResponse:  # noqa: N802 (gRPC name)
         """One served map."""
-        served = self._maps.get(request.map_name)
+        served = self._served(request.map_name, context)
         return pb.GetMapResponse(
             map=convert.map_info(served.current, measurement_count=served.measurement_count)
         )
+
+    async def ReloadMaps(  # noqa: N802 (gRPC name)
+        self, request: pb.ReloadMapsRequest, context: Context
+    ) -> pb.ReloadMapsResponse:
+        """Load maps again from disk; each is swapped in only if it passes its checks."""
+        names = list(dict.fromkeys(request.map_names)) or list(self._maps.names)
+        keys = [self._served(name, context).name for name in names]  # all known before any work
+        results = await self.reload(keys)
+        return pb.ReloadMapsResponse(
+            maps=[
+                pb.MapReload(
+                    map_name=r.map_name,
+                    outcome=_RELOAD_OUTCOME[r.outcome],
+                    error=r.error,
+                    manifest_sha256=r.manifest_sha256,
+                    generation=r.generation,
+                )
+                for r in results
+            ]
+        )
+
+    async def reload(self, names: Sequence[str] = ()) -> list[ReloadResult]:
+        """Reload served maps (all when ``names`` is empty), one reload at a time.
+
+        Used by ``ReloadMaps`` and by SIGHUP. Loading runs in a thread, not in the solve pool:
+        an overloaded server can still take a new map.
+        """
+        async with self._reload_lock:
+            results = []
+            for name in dict.fromkeys(names or self._maps.names):
+                results.append(await asyncio.to_thread(self._maps.reload, name))
+            return results
 
     # -- coverage ------------------------------------------------------------------------------
     async def QueryCoverage(  # noqa: N802 (gRPC name)
         self, request: pb.QueryCoverageRequest, context: Context
     ) -> pb.QueryCoverageResponse:
         """Quality of every (requested) network at the given points."""
-        cmap = self._maps.get(request.map_name).current
+        cmap = self._served(request.map_name, context).current
         lon, lat, t_s = convert.coverage_points(
             request,
             default_time_s=cmap.default_departure_s,
@@ -120,7 +190,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self, request: pb.PlanRouteRequest, context: Context
     ) -> pb.PlanRouteResponse:
         """Plan the networks along a route."""
-        cmap = self._maps.get(request.map_name).current
+        cmap = self._served(request.map_name, context).current
         time_limit_s, timeout_s = _budget(
             context, convert.requested_time_limit_s(request, self._config)
         )
@@ -170,7 +240,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             raise InvalidInputError(
                 "measurements: the stream carried no measurements", field="measurements"
             )
-        served = self._maps.get(map_name)
+        served = self._served(map_name, context)
         records = pd.concat(frames, ignore_index=True)
         from commap.measurements import validate_records
 
@@ -213,7 +283,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 "start: the first message of a drive must be start", field="start"
             )
         start = first.start
-        served = self._maps.get(start.plan.map_name)
+        served = self._served(start.plan.map_name, context)
         cmap = served.current
         asked = convert.requested_time_limit_s(start.plan, self._config)
         time_limit_s, timeout_s = _budget(context, asked)
@@ -221,12 +291,34 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             start.plan, config=self._config, time_limit_s=time_limit_s
         )
         options = self._drive_options(start)
-        session = await self._pool.run(
-            lambda: DriveSession.start(cmap, plan_request, options=options),
-            timeout_s=timeout_s,
-            what="drive plan",
-        )
-        yield self._plan_message(session, start, time_limit_s)
+        live = self.live if self.live is not None and self.live.map_name == served.name else None
+        key = live.acquire(start.vehicle_id) if live is not None else ""
+        try:
+            session = await self._pool.run(
+                functools.partial(_open_session, cmap, plan_request, options, live),
+                timeout_s=timeout_s,
+                what="drive plan",
+            )
+            yield self._plan_message(session, start, time_limit_s)
+            async for response in self._follow(
+                session, request_iterator, context, start, served, live, key
+            ):
+                yield response
+        finally:
+            if live is not None:
+                live.release(key)
+
+    async def _follow(
+        self,
+        session: DriveSession,
+        request_iterator: AsyncIterator[pb.DriveRequest],
+        context: Context,
+        start: pb.DriveStart,
+        served: ServedMap,
+        live: LiveView | None,
+        key: str,
+    ) -> AsyncIterator[pb.DriveResponse]:
+        """The position updates of a drive: instructions, and plans after re-plans."""
         async for message in request_iterator:
             if self.draining:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "server shutting down: reconnect")
@@ -251,15 +343,23 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                     )
             except InvalidInputError as exc:  # name the field as it is in the stream message
                 raise convert.prefixed(exc, "update") from None
+            if live is not None:
+                live.vehicle(
+                    key,
+                    lon=fix.lon,
+                    lat=fix.lat,
+                    t_s=fix.t_s,
+                    network_id=update.progress.network_id,
+                )
             for instruction in update.instructions:
                 yield convert.instruction_response(
                     instruction, update.progress, session.result.plan.departure_s
                 )
             if update.replan is not None:
-                # re-plans use the map as it is now (fleet measurements stored since the start)
+                # re-plans use the map as it is now (fleet measurements, reloads since the start)
                 current = self._maps.get(served.name).current
                 await self._pool.run(
-                    functools.partial(session.replan, update.replan, cmap=current),
+                    functools.partial(_replan, session, update.replan, current, live),
                     timeout_s=self._config.max_solver_time_limit_s * 2,
                     what="re-plan",
                 )
@@ -305,6 +405,23 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         if progress is not None:
             response.progress.CopyFrom(convert.progress_message(progress))
         return response
+
+
+def _open_session(
+    cmap: Any, request: PlanRequest, options: DriveOptions, live: LiveView | None
+) -> DriveSession:
+    """Plan the trip and open its session; show the plan live (blocking: a pool job)."""
+    session = DriveSession.start(cmap, request, options=options)
+    if live is not None:
+        live.plan(session.result)
+    return session
+
+
+def _replan(session: DriveSession, replan: Replan, cmap: Any, live: LiveView | None) -> None:
+    """Re-plan a drive on ``cmap`` and show the new plan live (blocking: a pool job)."""
+    session.replan(replan, cmap=cmap)
+    if live is not None:
+        live.plan(session.result)
 
 
 def _check_order(

@@ -1,8 +1,10 @@
 """Run the real gRPC server (``python -m server``) on a free port, for tests.
 
 The server runs as a subprocess on a built map, with fleet measurements written to a temporary
-directory; :meth:`ServerProcess.stop` stops it with SIGTERM (the graceful path). The pytest
-fixtures built on this live in ``conftest_server.py``.
+directory; :meth:`ServerProcess.stop` stops it with SIGTERM (the graceful path),
+:meth:`ServerProcess.kill` with SIGKILL (a crash). TLS servers are reached with the
+``credentials`` given to :func:`start_server`. The pytest fixtures built on this live in
+``conftest_server.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ def ensure_stubs() -> None:
         protogen.generate()
 
 
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
 @dataclass
 class ServerProcess:
     """A running server: its address, process and log file."""
@@ -36,12 +41,36 @@ class ServerProcess:
     process: subprocess.Popen[str]
     log_path: Path
     measurements_dir: Path
+    credentials: grpc.ChannelCredentials | None = None
+    viewer_url: str = ""
 
     def channel(self) -> grpc.Channel:
-        """A new insecure channel to the server (close it when done)."""
-        return grpc.insecure_channel(
-            self.target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        )
+        """A new channel to the server (TLS with ``credentials``; close it when done)."""
+        if self.credentials is not None:
+            return grpc.secure_channel(
+                self.target,
+                self.credentials,
+                options=[*CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "localhost")],
+            )
+        return grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the server."""
+        return int(self.process.pid)
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the server process (Linux ``/proc``)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: no shutdown code runs) and reap the process."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=30)
 
     def log_text(self) -> str:
         """Everything the server logged so far."""
@@ -65,14 +94,21 @@ def start_server(
     *,
     extra_args: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    measurements_dir: Path | None = None,
+    log_name: str = "server.log",
 ) -> ServerProcess:
-    """Start ``python -m server --port 0`` on ``map_dir`` and wait until it is SERVING."""
+    """Start ``python -m server --port 0`` on ``map_dir`` and wait until it is SERVING.
+
+    ``credentials``: how to reach a TLS server. ``measurements_dir``: default
+    ``work_dir/measurements`` (give the same one to a restarted server).
+    """
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     ensure_stubs()
     work_dir.mkdir(parents=True, exist_ok=True)
-    log_path = work_dir / "server.log"
-    measurements_dir = work_dir / "measurements"
+    log_path = work_dir / log_name
+    measurements_dir = measurements_dir or work_dir / "measurements"
     args = [
         sys.executable,
         "-m",
@@ -93,8 +129,10 @@ def start_server(
             args, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True, env=full_env
         )
     assert process.stdout is not None
-    target = ""
+    target = viewer_url = ""
     for line in process.stdout:  # blocks until the server prints its address (maps loaded)
+        if line.startswith("VIEWER "):
+            viewer_url = line.split()[1]
         if line.startswith("LISTENING "):
             target = line.split()[1]
             break
@@ -102,7 +140,12 @@ def start_server(
         process.wait(timeout=10)
         raise RuntimeError(f"server did not start:\n{log_path.read_text(encoding='utf-8')}")
     server = ServerProcess(
-        target=target, process=process, log_path=log_path, measurements_dir=measurements_dir
+        target=target,
+        process=process,
+        log_path=log_path,
+        measurements_dir=measurements_dir,
+        credentials=credentials,
+        viewer_url=viewer_url,
     )
     with server.channel() as channel:
         stub = health_pb2_grpc.HealthStub(channel)

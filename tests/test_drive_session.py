@@ -143,6 +143,8 @@ def test_off_route_replans_from_the_vehicle_to_the_destination(
     assert start_gap_m < 1000.0  # the new route starts at the road nearest the vehicle
     end = (new.route.lon[-1], new.route.lat[-1])
     assert abs(end[0] - DESTINATION[0]) < 0.01 and abs(end[1] - DESTINATION[1]) < 0.01
+    # the new plan starts on the network the vehicle was on when it left its route
+    assert new.plan.segment_networks[0] == result.plan.segment_networks[segment_at(result, last)]
     # a fix where the vehicle now is lies on the new route
     assert (
         drive.observe(
@@ -150,6 +152,63 @@ def test_off_route_replans_from_the_vehicle_to_the_destination(
         ).progress.off_route_m
         < 20
     )
+
+
+def segment_at(result: PlanResult, fix: Fix) -> int:
+    """Index of the plan segment nearest a fix."""
+    plan = result.plan
+    return int(np.argmin(np.hypot(plan.lon - fix.lon, plan.lat - fix.lat)))
+
+
+def test_replan_starts_on_the_current_network(
+    andorra: CommMap, request_: PlanRequest, result: PlanResult
+) -> None:
+    drive = session(andorra, request_, result, off_route_persist_s=0.0)
+    assert drive.current_network() == result.plan.segment_networks[0]  # before any fix
+    plan = result.plan
+    # a stretch planned on a network other than the first one, then off route from there
+    i = next(k for k in range(len(plan)) if plan.segment_networks[k] != plan.segment_networks[0])
+    fix = Fix(
+        T0 + float(plan.eta_s[i] + plan.duration_s[i] / 2), float(plan.lon[i]), float(plan.lat[i])
+    )
+    drive.observe(fix)
+    assert drive.current_network() == plan.segment_networks[i]
+    away = Fix(fix.t_s + 1, fix.lon + 0.01, fix.lat)
+    replan = drive.observe(away).replan
+    assert replan is not None
+    assert drive.replan_request(replan).initial_network == plan.segment_networks[i]
+    new = drive.replan(replan)
+    assert new.plan.segment_networks[0] == plan.segment_networks[i]
+
+
+def test_replan_on_a_map_without_the_current_network_starts_free(
+    andorra: CommMap, request_: PlanRequest, result: PlanResult
+) -> None:
+    drive = session(andorra, request_, result, off_route_persist_s=0.0)
+    seen: list[str | None] = []
+
+    def planner(cmap: CommMap, request: PlanRequest) -> PlanResult:
+        seen.append(request.initial_network)
+        return result
+
+    drive._planner = planner  # a map reloaded without the vehicle's network
+    fix = drive_fixes(result, 1.0, 100.0, 101.0)[0]
+    replan = drive.observe(Fix(fix.t_s, fix.lon + 0.01, fix.lat)).replan
+    assert replan is not None
+    current = drive.current_network()
+    from commap.networks import NetworkCatalogue
+
+    reduced = CommMap(
+        directory=andorra.directory,
+        manifest=andorra.manifest,
+        catalogue=NetworkCatalogue([n for n in andorra.catalogue.networks if n.id != current]),
+        layers={k: v for k, v in andorra.layers.items() if k != current},
+        roads=andorra.roads,
+        terrain=andorra.terrain,
+    )
+    drive.replan(replan, cmap=reduced)
+    drive.replan(replan, cmap=andorra)
+    assert seen == [None, current]
 
 
 def _contradiction_spot(result: PlanResult, andorra: CommMap) -> int:
@@ -207,9 +266,13 @@ def test_measurements_contradicting_the_map_trigger_a_replan_that_uses_them(
     assert new.corridor.total_length_m == pytest.approx(
         float(plan.distance_m[-1] + plan.length_m[-1]) - drive_distance(plan, i + 2), abs=60.0
     )
-    # the new plan trusts the measurements: ad-lte is not used where the vehicle measured it bad
-    assert new.plan.segment_networks[0] != "ad-lte"
-    assert new.matrix.provenance[0, andorra.catalogue.index("ad-lte")] == Provenance.MEASURED
+    # the new plan starts on the network the vehicle is on (a switch away would be a handover
+    # the plan must contain), and it trusts the measurements: ad-lte is measured, and failing,
+    # where the vehicle is
+    j = andorra.catalogue.index("ad-lte")
+    assert new.plan.segment_networks[0] == "ad-lte"
+    assert new.matrix.provenance[0, j] == Provenance.MEASURED
+    assert new.matrix.sinr_db[0, j] < QOUT_SINR_DB and new.plan.outage_risk[0] > 0.5
     assert t_s < new.plan.departure_s
 
 

@@ -99,6 +99,7 @@ def test_reflection_lists_and_describes_the_service(grpc_channel: grpc.Channel) 
         "PlanRoute",
         "Drive",
         "ReportMeasurements",
+        "ReloadMaps",
     }
 
 
@@ -639,8 +640,11 @@ def test_drive_replans_when_measurements_contradict_the_map(
     assert len(plans) == 1
     assert plans[0].reason == pb.PLAN_REASON_MEASUREMENT_CONTRADICTION
     assert "contradict the map" in plans[0].explanation
-    # the new plan starts where the vehicle is, and believes the vehicle: not on ad-lte there
-    assert plans[0].plan.segments[0].network_id != "ad-lte"
+    # the new plan starts where the vehicle is, on the network it is on (leaving it would be a
+    # handover of the new plan), and believes the vehicle: ad-lte measured failing there
+    first = plans[0].plan.segments[0]
+    assert first.network_id == "ad-lte" and first.provenance == pb.PROVENANCE_MEASURED
+    assert first.outage_probability > 0.5
 
 
 @pytest.mark.parametrize(

@@ -332,3 +332,211 @@ def test_protogen_stubs_are_importable_as_package_modules() -> None:
 
     assert hasattr(commap_service_pb2_grpc, "CommapServiceStub")
     assert (Path(pb.__file__).parent / "__init__.py").is_file()
+
+
+# -- access control, malformed requests, live viewer, stale temp parts (issue 8) -------------------
+TOKEN = "unit-test-token-0123456789"
+
+
+def test_token_entries_from_the_environment() -> None:
+    from server.auth import ADMIN_RPCS, parse_token_entries, rpc_names, token_digest
+
+    a, b, c = parse_token_entries(
+        f"a:{TOKEN}, b:{TOKEN}x:PlanRoute+Drive:andorra+cork ,c:{TOKEN}y:*:*", "COMMAP_TOKENS"
+    )
+    assert a.token_sha256 == token_digest(TOKEN) and TOKEN not in repr(a)
+    assert a.rpcs == frozenset(rpc_names()) - ADMIN_RPCS and a.maps is None
+    assert b.rpcs == {"PlanRoute", "Drive"} and b.maps == {"andorra", "cork"}
+    assert "ReloadMaps" in c.rpcs and c.maps is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nocolon", "expected NAME:TOKEN"),
+        (f"bad name:{TOKEN}", "client name"),
+        ("a:short", "at least 16 characters"),
+        ("a:has space inside token", "bearer token"),
+        (f"a:{TOKEN}:Fly", r"unknown RPC\(s\) Fly"),
+    ],
+)
+def test_bad_token_entries_never_echo_the_token(text: str, message: str) -> None:
+    from server.auth import parse_token_entries
+
+    with pytest.raises(InvalidInputError, match=message) as info:
+        parse_token_entries(text, "COMMAP_TOKENS")
+    secret = text.split(":")[1] if ":" in text else text
+    assert secret not in str(info.value)
+
+
+def test_token_file(tmp_path: Path) -> None:
+    from server.auth import read_token_file, token_digest
+
+    path = tmp_path / "tokens.toml"
+    path.write_text(
+        f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\nmaps = ["andorra"]\n'
+        f'[[client]]\nname = "b"\ntoken_sha256 = "{token_digest("other-token-123456").upper()}"\n'
+        'rpcs = ["GetMap"]\n',
+        encoding="utf-8",
+    )
+    a, b = read_token_file(path)
+    assert (a.name, a.maps, b.rpcs) == ("a", {"andorra"}, {"GetMap"})
+    assert b.token_sha256 == token_digest("other-token-123456")
+    for body, message in (
+        ("", "no \\[\\[client\\]\\] tables"),
+        (
+            f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\ntoken_sha256 = "{"0" * 64}"\n',
+            "exactly one",
+        ),
+        ('[[client]]\nname = "a"\ntoken_sha256 = "xyz"\n', "64 hex digits"),
+        (f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\nrole = "root"\n', "unknown key"),
+        (f'[[client]]\nname = "a"\ntoken = "{TOKEN}\n', "not valid TOML"),
+    ):
+        path.write_text(body, encoding="utf-8")
+        with pytest.raises(InvalidInputError, match=message) as info:
+            read_token_file(path)
+        assert TOKEN not in str(info.value)
+
+
+def test_policy_authenticates_and_refuses() -> None:
+    from server.auth import AuthPolicy, UnauthenticatedError, parse_token_entries
+
+    policy = AuthPolicy(parse_token_entries(f"a:{TOKEN},b:{TOKEN}-b", "env"))
+    assert policy.authenticate([("authorization", f"Bearer {TOKEN}")]).name == "a"
+    assert policy.authenticate([("Authorization", f"bearer  {TOKEN}-b ")]).name == "b"
+    for metadata in (
+        [],
+        [("authorization", f"Bearer {TOKEN}-c")],
+        [("authorization", TOKEN)],
+        [("authorization", "Bearer ")],
+        [("authorization", f"Bearer {TOKEN}"), ("authorization", f"Bearer {TOKEN}")],
+    ):
+        with pytest.raises(UnauthenticatedError) as info:
+            policy.authenticate(metadata)
+        assert TOKEN not in str(info.value)
+    with pytest.raises(InvalidInputError, match="share one token"):
+        AuthPolicy(parse_token_entries(f"a:{TOKEN},b:{TOKEN}", "env"))
+    with pytest.raises(InvalidInputError, match="configured twice"):
+        AuthPolicy(parse_token_entries(f"a:{TOKEN},a:{TOKEN}-b", "env"))
+
+
+def test_security_configuration(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x", encoding="ascii")
+    key.write_text("x", encoding="ascii")
+    config = load_config(
+        ["--tls-cert", str(cert), "--tls-key", str(key), "--no-reflection", "--viewer-port", "0"],
+        {"COMMAP_TOKENS": f"a:{TOKEN}"},
+    )
+    assert config.tls and not config.reflection and config.viewer_port == 0
+    assert config.auth is not None and [c.name for c in config.auth.clients] == ["a"]
+    assert TOKEN not in repr(config)
+    assert load_config([], {"COMMAP_REFLECTION": "0"}).reflection is False
+    assert load_config([], {}).auth is None and load_config([], {}).viewer_port is None
+    env = {"COMMAP_TLS_CERT": str(cert), "COMMAP_TLS_KEY": str(key)}
+    assert load_config([], env).tls_key == key
+    for argv, field in (
+        (["--tls-cert", str(cert)], "tls_key"),
+        (["--tls-client-ca", str(cert)], "tls_client_ca"),
+        (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.pem")], "tls_key"),
+        (["--viewer-port", "70000"], "viewer_port"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            load_config(argv, {})
+        assert info.value.field == field
+
+
+def test_new_statuses_and_bounded_details() -> None:
+    from google.protobuf.message import DecodeError
+
+    from server.auth import PermissionDeniedError, UnauthenticatedError
+    from server.interceptors import FIELD_METADATA_KEY
+
+    assert status_for(UnauthenticatedError("no"))[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert status_for(PermissionDeniedError("no"))[0] is grpc.StatusCode.PERMISSION_DENIED
+    code, message, metadata = status_for(DecodeError("bad"))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and message.startswith("request:")
+    assert metadata == ((FIELD_METADATA_KEY, "request"),)
+    code, message, metadata = status_for(
+        InvalidInputError("unknown", field="weights[ü\x00" + "x" * 500 + "]")
+    )
+    assert len(message) <= 1000
+    value = dict(metadata)[FIELD_METADATA_KEY]
+    assert value.isascii() and value.isprintable() and len(value) <= 200
+    assert value.startswith("weights[\\xfc\\x00")
+
+
+def test_malformed_request_marker() -> None:
+    from server.interceptors import MalformedRequest, _checked_request, _tolerant
+
+    deserialize = _tolerant(pb.GetMapRequest.FromString)
+    assert deserialize is not None
+    assert deserialize(pb.GetMapRequest(map_name="a").SerializeToString()).map_name == "a"
+    marker = deserialize(b"\xff\xff")
+    assert isinstance(marker, MalformedRequest) and marker.type_name == "commap.v1.GetMapRequest"
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(DecodeError):
+        _checked_request(marker)
+
+    async def stream() -> list[object]:
+        async def items():  # type: ignore[no-untyped-def]
+            yield pb.GetMapRequest()
+            yield marker
+
+        out = []
+        with pytest.raises(DecodeError):
+            async for item in _checked_request(items()):
+                out.append(item)
+        return out
+
+    assert len(asyncio.run(stream())) == 1
+
+
+def test_stale_temp_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from server.maps import remove_stale_temp_parts
+
+    dead = subprocess.run(["true"], check=True)  # a pid that has exited
+    del dead
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = tmp_path / f".records-x.csv.tmp-{finished.pid}-abcdef12"
+    alive = tmp_path / f".records-y.csv.tmp-{os.getpid()}-abcdef12"
+    part = tmp_path / "records-z.csv"
+    for path in (stale, alive, part):
+        path.write_text("x", encoding="utf-8")
+    assert remove_stale_temp_parts(tmp_path) == 1
+    assert not stale.exists() and alive.exists() and part.exists()
+
+
+def test_live_view_survives_viewer_failures(caplog: pytest.LogCaptureFixture) -> None:
+    from server.live import LiveView
+
+    class Broken:
+        class cmap:  # noqa: N801 (stands for a map object)
+            name = "andorra"
+
+        url = "http://127.0.0.1:1/"
+
+        def set_plan(self, plan: object) -> None:
+            raise RuntimeError("viewer down")
+
+        def update_vehicle(self, vehicle_id: str, **kw: object) -> None:
+            raise RuntimeError("viewer down")
+
+        def remove_vehicle(self, vehicle_id: str) -> None:
+            raise RuntimeError("viewer down")
+
+        def stop(self) -> None:
+            raise RuntimeError("viewer down")
+
+    live = LiveView(Broken())  # type: ignore[arg-type]
+    key = live.acquire("")
+    live.plan(None)  # type: ignore[arg-type]
+    live.vehicle(key, lon=1.5, lat=42.5, t_s=0.0, network_id="ad-lte")
+    live.release(key)
+    live.stop()
+    assert caplog.text.count("live viewer:") == 4 and live.map_name == "andorra"

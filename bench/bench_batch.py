@@ -1,0 +1,306 @@
+"""Batch map generation benchmarks (issue 6): the per-edge table of whole regions.
+
+* Default map (Andorra, 752 directed edge-km): the edge stage (:func:`commap.batch.run_batch`)
+  serial versus a 2-worker dask ``LocalCluster`` (and a 2-process pool), in edge-km per second
+  per core; the whole build (``build_map``, base tables + edge table) on 2 cores against the
+  2-minute target. Every run is a fresh process on a fresh copy of the base tables, so map loading
+  in each worker is included; the dask cluster is started first and its start timed apart
+  (``dask2_cluster_start_s``); medians of 3 runs.
+* Memory: peak resident set of the serial process and of a dask worker (``getrusage``), and
+  the traced Python peak (``tracemalloc``) of the largest tile.
+* Fixed costs: the map load of one process, and the tile throughput of a warm process
+  (``warm_tiles_edge_km_per_s_per_core``: no interpreter start, map load or merge).
+* Region size: the edge stage (serial, median of 3) for the bench-only Monaco spec (OSM extract from
+  ``tests/data/roads``, no terrain) and three nested Andorra boxes, all with one four-network
+  spec (two modelled layers, Starlink, GEO); time per edge-km and the
+  log-log slope of time over size (1.0 is linear).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from commap import batch
+from commap.comm_map import build_map
+
+__all__ = ["run"]
+
+REPO = Path(__file__).resolve().parents[1]
+ANDORRA = REPO / "maps" / "andorra"
+MONACO_OSM = REPO / "tests" / "data" / "roads" / "monaco.osm.gz"
+REPEATS = 3
+# Nested boxes around Andorra la Vella, smallest first (the last is the default map's bbox).
+ANDORRA_BOXES = {
+    "andorra_s": [1.50, 42.49, 1.56, 42.53],
+    "andorra_m": [1.46, 42.44, 1.64, 42.60],
+    "andorra_l": [1.40, 42.38, 1.80, 42.68],
+}
+# Region-size series: one spec for every region (same four networks), only roads, terrain and
+# bbox differ, so times per edge-km compare.
+SIZE_SPEC = """
+name = "{name}"
+title = "{name} (bench only): two modelled operator layers, Starlink, GEO"
+bbox = {bbox}
+segment_m = 50.0
+seed = 1
+default_departure = "2025-01-23T12:00:00Z"
+
+[roads]
+file = "{osm}"
+{terrain}
+[[networks]]
+id = "op-lte"
+kind = "terrestrial"
+operator = "op"
+technology = "lte"
+latency_ms = 35.0
+frequency_mhz = 800.0
+[networks.layer]
+type = "terrestrial"
+sites = "generated"
+site_spacing_m = 3000.0
+
+[[networks]]
+id = "op-nr"
+kind = "terrestrial"
+operator = "op"
+technology = "nr"
+latency_ms = 20.0
+frequency_mhz = 3500.0
+[networks.layer]
+type = "terrestrial"
+sites = "generated"
+site_spacing_m = 1500.0
+tx_power_dbm = 43.0
+
+[[networks]]
+id = "starlink"
+kind = "leo"
+operator = "starlink"
+technology = "leo"
+latency_ms = 45.0
+cost_per_mb = 0.002
+min_elevation_deg = 25.0
+[networks.layer]
+type = "leo"
+tle_file = "{tle}"
+
+[[networks]]
+id = "geo"
+kind = "geo"
+operator = "geo"
+technology = "geo"
+latency_ms = 600.0
+cost_per_mb = 0.01
+min_elevation_deg = 10.0
+orbital_longitude_deg = 9.0
+[networks.layer]
+type = "geo"
+"""
+MONACO_BBOX = [7.38, 43.51, 7.51, 43.76]
+# Runs in a fresh interpreter: one edge stage, then its wall time and peak memory as JSON.
+_EDGE_STAGE = """
+import json, resource, sys, time
+from commap.batch import run_batch
+map_dir, executor, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+scheduler, start_s = None, 0.0
+if executor == "dask":  # a cluster of its own, started first: its start is timed apart
+    from dask.distributed import LocalCluster
+    start = time.perf_counter()
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    scheduler, start_s = cluster.scheduler_address, time.perf_counter() - start
+start = time.perf_counter()
+section = run_batch(map_dir, executor=executor, workers=workers, scheduler=scheduler,
+                    progress=lambda message: None)
+wall_s = time.perf_counter() - start
+if executor == "dask":
+    cluster.close()  # workers end and are reaped: their peak memory shows in RUSAGE_CHILDREN
+print(json.dumps({
+    "wall_s": wall_s,
+    "cluster_start_s": start_s,
+    "edge_km": section["totals"]["edge_km"],
+    "segments": section["totals"]["segments"],
+    "tiles": len(section["tiles"]),
+    "self_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+}))
+"""
+_FULL_BUILD = """
+import json, sys, time
+from commap.comm_map import build_map
+start = time.perf_counter()
+build_map(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]))
+print(json.dumps({"wall_s": time.perf_counter() - start}))
+"""
+
+
+def _python(code: str, *args: str) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter (repository on the path); its last stdout line."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _default_spec(directory: Path) -> Path:
+    """The default map's spec, its data files referenced by absolute path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = (ANDORRA / "map.toml").read_text(encoding="utf-8")
+    path = directory / "map.toml"
+    path.write_text(text.replace('"data/', f'"{ANDORRA}/data/'), encoding="utf-8")
+    return path
+
+
+def _size_spec(directory: Path, name: str) -> Path:
+    """A region of the size series: Monaco (no terrain) or an Andorra box."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = ANDORRA / "data"
+    if name == "monaco":
+        osm, bbox, terrain = MONACO_OSM, MONACO_BBOX, ""
+    else:
+        osm, bbox = data / "andorra.osm.pbf", ANDORRA_BOXES[name]
+        terrain = f'\n[terrain]\nfiles = ["{data / "N42E001.hgt.zip"}"]\n'
+    text = SIZE_SPEC.format(
+        name=name.replace("_", "-"), bbox=bbox, osm=osm, terrain=terrain, tle=data / "starlink.txt"
+    )
+    path = directory / "map.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _edge_stage(base: Path, work: Path, executor: str, workers: int) -> dict[str, Any]:
+    """The edge stage on a fresh copy of the base tables ``base``."""
+    copy = work / f"{executor}-{workers}-{time.monotonic_ns()}"
+    shutil.copytree(base, copy)
+    try:
+        return _python(_EDGE_STAGE, str(copy), executor, str(workers))
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def _median_runs(base: Path, work: Path, executor: str, workers: int) -> dict[str, Any]:
+    runs = [_edge_stage(base, work, executor, workers) for _ in range(REPEATS)]
+    best = dict(runs[0])
+    for key in ("wall_s", "cluster_start_s", "self_rss_mb", "children_rss_mb"):
+        best[key] = statistics.median(r[key] for r in runs)
+    return best
+
+
+def _traced_peak_mb(base: Path, work: Path) -> float:
+    """tracemalloc peak of the largest tile of the map at ``base`` (Python allocations)."""
+    copy = work / "traced"
+    shutil.copytree(base, copy)
+    state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+    largest = max(state.tiles, key=lambda t: len(state.tiles[t]))
+    params = batch.TileParams(reference_s=state.cmap.default_departure_s)
+    tracemalloc.start()
+    try:
+        batch.build_tile(copy, largest, params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        batch._clear_state()
+        shutil.rmtree(copy, ignore_errors=True)
+    return peak / 2**20
+
+
+def _warm_rates(base: Path, work: Path) -> tuple[float, float]:
+    """Map load time and tile throughput (edge-km/s) of one warm process, in this process."""
+    copy = work / "warm"
+    shutil.copytree(base, copy)
+    try:
+        start = time.perf_counter()
+        state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+        load_s = time.perf_counter() - start
+        params = batch.TileParams(reference_s=state.cmap.default_departure_s)
+        start = time.perf_counter()
+        for tile in state.tiles:
+            batch.build_tile(copy, tile, params)
+        tiles_s = time.perf_counter() - start
+        length_m = sum(d["length_m"] for _, _, d in state.cmap.roads.edges(data=True))
+    finally:
+        batch._clear_state()
+        shutil.rmtree(copy, ignore_errors=True)
+    return load_s, length_m / 1000.0 / tiles_s
+
+
+def _default_map(work: Path, figures: dict[str, float | str]) -> None:
+    base = build_map(_default_spec(work / "spec-default"), work / "default-base", edges=False)
+    serial = _median_runs(base, work, "serial", 1)
+    dask2 = _median_runs(base, work, "dask", 2)
+    procs2 = _edge_stage(base, work, "processes", 2)
+    km = float(serial["edge_km"])
+    figures["default_edge_km"] = km
+    figures["default_tiles"] = serial["tiles"]
+    figures["default_segments"] = serial["segments"]
+    figures["serial_edges_s"] = round(serial["wall_s"], 2)
+    figures["serial_edge_km_per_s_per_core"] = round(km / serial["wall_s"], 1)
+    figures["dask2_cluster_start_s"] = round(dask2["cluster_start_s"], 2)
+    figures["dask2_edges_s"] = round(dask2["wall_s"], 2)
+    figures["dask2_edge_km_per_s_per_core"] = round(km / dask2["wall_s"] / 2, 1)
+    figures["dask2_speedup"] = round(serial["wall_s"] / dask2["wall_s"], 2)
+    figures["processes2_edges_s"] = round(procs2["wall_s"], 2)
+    figures["processes2_edge_km_per_s_per_core"] = round(km / procs2["wall_s"] / 2, 1)
+    figures["serial_peak_rss_mb"] = round(serial["self_rss_mb"], 0)
+    figures["dask2_worker_peak_rss_mb"] = round(dask2["children_rss_mb"], 0)
+    figures["processes2_worker_peak_rss_mb"] = round(procs2["children_rss_mb"], 0)
+    figures["largest_tile_traced_peak_mb"] = round(_traced_peak_mb(base, work), 1)
+    load_s, warm_rate = _warm_rates(base, work)
+    figures["map_load_s"] = round(load_s, 2)
+    figures["warm_tiles_edge_km_per_s_per_core"] = round(warm_rate, 1)
+    for executor in ("processes", "dask"):
+        full = _python(_FULL_BUILD, str(work / "spec-default" / "map.toml"),
+                       str(work / f"full-{executor}"), executor, "2")  # fmt: skip
+        figures[f"default_map_build_2cores_{executor}_s"] = round(full["wall_s"], 1)
+
+
+def _scaling(work: Path, figures: dict[str, float | str]) -> None:
+    sizes: list[float] = []
+    times: list[float] = []
+    for name in ("monaco", *ANDORRA_BOXES):
+        spec = _size_spec(work / f"spec-{name}", name)
+        base = build_map(spec, work / f"{name}-base", edges=False)
+        result = _median_runs(base, work, "serial", 1)
+        km, wall = float(result["edge_km"]), float(result["wall_s"])
+        figures[f"size_{name}_edge_km"] = km
+        figures[f"size_{name}_edges_s"] = round(wall, 2)
+        figures[f"size_{name}_ms_per_edge_km"] = round(1000 * wall / km, 1)
+        sizes.append(km)
+        times.append(wall)
+    slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+    figures["size_loglog_slope"] = round(float(slope), 2)
+    # the fixed cost of a run (interpreter, imports, map load), from a linear fit
+    per_km, fixed = np.polyfit(sizes, times, 1)
+    figures["size_fit_fixed_s"] = round(float(fixed), 2)
+    figures["size_fit_ms_per_edge_km"] = round(1000 * float(per_km), 2)
+
+
+def run() -> dict[str, float | str]:
+    """Measure the edge stage of the default map, memory, and growth with region size."""
+    figures: dict[str, float | str] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        work = Path(tmp)
+        _default_map(work, figures)
+        _scaling(work, figures)
+    if not all(math.isfinite(v) for v in figures.values() if isinstance(v, float)):
+        raise RuntimeError(f"non-finite figure in {figures}")
+    return figures
