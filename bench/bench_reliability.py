@@ -128,6 +128,7 @@ def _fuzz(map_dir: Path, work: Path) -> dict[str, float | int | str]:
     problems: Counter[str] = Counter()
     examples: list[str] = []
     slowest = 0.0
+    rss_mb: list[float] = []  # after each quarter of the requests: bounded, or growing?
     try:
         with server.channel() as channel:
             caller = Caller(channel, deadline_s=FUZZ_DEADLINE_S)
@@ -135,17 +136,19 @@ def _fuzz(map_dir: Path, work: Path) -> dict[str, float | int | str]:
             rss_before = server.rss_bytes()
             began = time.perf_counter()
             with ThreadPoolExecutor(FUZZ_THREADS) as pool:
-                for outcome in pool.map(lambda c: caller.call(*c), calls):
-                    outcomes[outcome.code.name] += 1
-                    slowest = max(slowest, outcome.elapsed_s)
-                    if outcome.problem:
-                        problems[outcome.problem] += 1
-                        if len(examples) < 5:
-                            examples.append(
-                                f"{outcome.rpc} {outcome.code.name} {outcome.details[:80]}"
-                            )
+                quarter = -(-len(calls) // 4)
+                for start in range(0, len(calls), quarter):
+                    chunk = calls[start : start + quarter]
+                    for outcome in pool.map(lambda c: caller.call(*c), chunk):
+                        outcomes[outcome.code.name] += 1
+                        slowest = max(slowest, outcome.elapsed_s)
+                        if outcome.problem:
+                            problems[outcome.problem] += 1
+                            if len(examples) < 5:
+                                text = f"{outcome.rpc} {outcome.code.name} {outcome.details[:80]}"
+                                examples.append(text)
+                    rss_mb.append(round(server.rss_bytes() / 2**20, 1))
             elapsed = time.perf_counter() - began
-            rss_after = server.rss_bytes()
             alive = server.process.poll() is None
     finally:
         server.stop()
@@ -158,7 +161,8 @@ def _fuzz(map_dir: Path, work: Path) -> dict[str, float | int | str]:
         "fuzz_requests_per_s": round(len(calls) / elapsed, 1),
         "fuzz_slowest_call_ms": round(1000 * slowest, 1),
         "fuzz_rss_before_mb": round(rss_before / 2**20, 1),
-        "fuzz_rss_after_mb": round(rss_after / 2**20, 1),
+        "fuzz_rss_after_mb": rss_mb[-1],
+        "fuzz_rss_by_quarter_mb": " / ".join(str(r) for r in rss_mb),
     }
     for code, count in sorted(outcomes.items()):
         figures[f"fuzz_status_{code}"] = count

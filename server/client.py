@@ -314,7 +314,13 @@ def _choice(
 
 
 def plan_remote(
-    target: str, map_name: str, request: PlanRequest, *, timeout_s: float = 120.0
+    target: str,
+    map_name: str,
+    request: PlanRequest,
+    *,
+    timeout_s: float = 120.0,
+    credentials: grpc.ChannelCredentials | None = None,
+    token: str | None = None,
 ) -> RemotePlanResult:
     """Plan on a commap server.
 
@@ -324,6 +330,8 @@ def plan_remote(
     map_name : map to plan on (empty: the server's default map).
     request : what to plan (as for :func:`commap.planning.plan_route`).
     timeout_s : call deadline; it also bounds the server's solver time.
+    credentials : TLS credentials (``grpc.ssl_channel_credentials``) for a TLS server.
+    token : bearer token for a server with token authentication.
 
     Raises
     ------
@@ -334,11 +342,21 @@ def plan_remote(
     """
     message = plan_request_message(request, map_name=map_name)
     options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES)]
-    with grpc.insecure_channel(target, options=options) as channel:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    channel = (
+        grpc.secure_channel(target, credentials, options=options)
+        if credentials is not None
+        else grpc.insecure_channel(target, options=options)
+    )
+    with channel:
         stub = pb_grpc.CommapServiceStub(channel)
         try:
-            response = stub.PlanRoute(message, timeout=timeout_s)
-            info = stub.GetMap(pb.GetMapRequest(map_name=response.plan.map_name), timeout=timeout_s)
+            response = stub.PlanRoute(message, timeout=timeout_s, metadata=metadata)
+            info = stub.GetMap(
+                pb.GetMapRequest(map_name=response.plan.map_name),
+                timeout=timeout_s,
+                metadata=metadata,
+            )
         except grpc.RpcError as exc:
             raise _library_error(exc) from None
     network_ids = tuple(n.network_id for n in info.map.networks)

@@ -8,6 +8,7 @@ optional numbers stand for "not applicable" (e.g. the RSRP of a satellite networ
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = [
     "seconds",
     "shown",
     "timestamp",
+    "vehicle_id",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -69,6 +71,12 @@ SWITCH_KIND_FROM_PB = {v: k for k, v in SWITCH_KIND_TO_PB.items()}
 # google.protobuf.Timestamp range: 0001-01-01 .. 9999-12-31
 _MIN_TS_S = -62_135_596_800
 _MAX_TS_S = 253_402_300_799
+# measurement records are stored with nanosecond timestamps: 1677-09-22 .. 2262-04-11
+_MIN_RECORD_S = -9_223_286_400
+_MAX_RECORD_S = 9_223_286_400
+# CP-SAT takes a 32-bit random seed
+_SEED_RANGE = (-(2**31), 2**31 - 1)
+MAX_VEHICLE_ID_CHARS = 128
 
 
 # -- scalars --------------------------------------------------------------------------------------
@@ -127,6 +135,35 @@ def timestamp(t_s: float) -> Timestamp:
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, nanos - 1_000_000_000
     return Timestamp(seconds=int(whole), nanos=nanos)
+
+
+def vehicle_id(value: str, *, field: str) -> str:
+    """A vehicle id, checked: at most 128 characters, no control characters.
+
+    Ids are stored with measurement records (CSV) and written to logs: a line break or an
+    escape sequence in one must not split a record or forge a log line.
+
+    Examples
+    --------
+    >>> vehicle_id("car-7 (Ü)", field="vehicle_id")
+    'car-7 (Ü)'
+    >>> vehicle_id("", field="vehicle_id")
+    ''
+    >>> vehicle_id("a\\rb", field="vehicle_id")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: vehicle_id: control character U+000D at position 1
+    """
+    if len(value) > MAX_VEHICLE_ID_CHARS:
+        raise InvalidInputError(
+            f"{field}: {len(value)} characters, at most {MAX_VEHICLE_ID_CHARS}", field=field
+        )
+    for i, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            raise InvalidInputError(
+                f"{field}: control character U+{ord(char):04X} at position {i}", field=field
+            )
+    return value
 
 
 def _finite(value: float, field: str) -> float:
@@ -447,6 +484,11 @@ def plan_request(
     if request.HasField("seconds_per_drop"):
         kwargs["seconds_per_drop"] = _finite(request.seconds_per_drop, "seconds_per_drop")
     kwargs["time_limit_s"] = time_limit_s
+    if not _SEED_RANGE[0] <= request.seed <= _SEED_RANGE[1]:
+        raise InvalidInputError(
+            f"seed: {request.seed} does not fit in 32 bits ({_SEED_RANGE[0]}..{_SEED_RANGE[1]})",
+            field="seed",
+        )
     kwargs["seed"] = int(request.seed)
     try:
         return PlanRequest(**kwargs)
@@ -493,8 +535,9 @@ def measurements_frame(
 ) -> pd.DataFrame:
     """Measurement records (commap.measurements schema) of Measurement messages.
 
-    Positions and times are validated here (naming ``measurements[i]``); value ranges and
-    network ids are validated by the library when the records are stored or fused.
+    Positions, times (within the records' nanosecond range, 1677..2262) and the vehicle id are
+    validated here (naming ``measurements[i]``); value ranges and network ids are validated by
+    the library when the records are stored or fused.
     """
     n = len(measurements)
     cols: dict[str, list[Any]] = {
@@ -510,7 +553,13 @@ def measurements_frame(
         if not m.network_id:
             raise InvalidInputError(f"{where}.network_id: required", field=f"{where}.network_id")
         lon, lat = latlon(m.position, field=f"{where}.position")
-        cols["timestamp"].append(seconds(m.time, field=f"{where}.time"))
+        t_s = seconds(m.time, field=f"{where}.time")
+        if not _MIN_RECORD_S <= t_s <= _MAX_RECORD_S:
+            raise InvalidInputError(
+                f"{where}.time: {t_s:.0f} s is outside the measurement range (1677..2262)",
+                field=f"{where}.time",
+            )
+        cols["timestamp"].append(t_s)
         cols["lat"].append(lat)
         cols["lon"].append(lon)
         cols["network_id"].append(m.network_id)

@@ -8,6 +8,9 @@ records, so calls in flight keep a consistent map and later calls see the new da
 
 Measurements live in ``<maps_dir>/<name>/measurements/`` beside the built map (a map rebuild
 replaces ``built/`` but must not lose fleet data), or under ``--measurements-dir/<name>/``.
+A batch is acknowledged only once its part file is durable and reads back; at start, parts
+that cannot be read are set aside (``*.csv.unreadable``, logged) instead of keeping the server
+down, and temporary files of writers that crashed mid-write are removed.
 
 :meth:`MapStore.reload` reads a map again from where it was configured (after a rebuild) and
 swaps it in only once it has loaded completely, every file matches the manifest's checksums,
@@ -277,13 +280,22 @@ class MapStore:
         InvalidInputError
             The batch does not validate (nothing is stored).
         """
-        from commap.measurements import append_records
+        from commap.measurements import append_records, read_records_csv
 
         served = self.get(name)
         with served.lock:  # one writer per map: parts and the fused map stay in step
             part = append_records(
                 records, served.measurements_dir, known_networks=served.base.catalogue.ids
             )
+            try:  # acknowledged means readable: a batch that does not read back is not kept
+                read_records_csv(part)
+            except InvalidInputError as exc:
+                part.unlink(missing_ok=True)
+                log.error("map %s: batch %s did not read back, removed: %s", name, part.name, exc)
+                raise InvalidInputError(
+                    "measurements: the batch does not survive storage unchanged; nothing stored",
+                    field="measurements",
+                ) from None
             log.info("map %s: stored %d measurements in %s", served.name, len(records), part.name)
             try:
                 self._refresh(served)
@@ -349,8 +361,35 @@ class MapStore:
         return ReloadResult(served.name, outcome, served.manifest_sha256, served.generation)
 
     def _stored_records_for(self, cmap: CommMap, directory: Path) -> pd.DataFrame:
-        from commap.measurements import empty_records, read_records_dir
+        """Every stored record of the map's networks.
+
+        A part that cannot be read is set aside (renamed ``*.csv.unreadable``, logged as an
+        error) rather than keeping the server from starting; records of networks the map no
+        longer has are skipped, their files kept.
+        """
+        from commap.measurements import empty_records, read_records_csv
 
         if not directory.is_dir():
             return empty_records()
-        return read_records_dir(directory, known_networks=cmap.catalogue.ids)
+        frames = []
+        for path in sorted(p for p in directory.glob("*.csv") if p.is_file()):
+            try:
+                frames.append(read_records_csv(path))
+            except InvalidInputError as exc:
+                aside = path.with_name(path.name + ".unreadable")
+                os.replace(path, aside)
+                log.error(
+                    "map %s: unreadable measurements set aside as %s: %s", cmap.name, aside, exc
+                )
+        if not frames:
+            return empty_records()
+        records = pd.concat(frames, ignore_index=True)
+        known = records["network_id"].isin(cmap.catalogue.ids)
+        if not known.all():
+            log.warning(
+                "map %s: %d stored measurements name networks the map does not have: skipped",
+                cmap.name,
+                int((~known).sum()),
+            )
+            records = records[known].reset_index(drop=True)
+        return records

@@ -136,9 +136,16 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
     async def ReloadMaps(  # noqa: N802 (gRPC name)
         self, request: pb.ReloadMapsRequest, context: Context
     ) -> pb.ReloadMapsResponse:
-        """Load maps again from disk; each is swapped in only if it passes its checks."""
-        names = list(dict.fromkeys(request.map_names)) or list(self._maps.names)
-        keys = [self._served(name, context).name for name in names]  # all known before any work
+        """Load maps again from disk; each is swapped in only if it passes its checks.
+
+        No names: every served map the caller may use. Every name is checked (permission,
+        then existence) before any map is loaded.
+        """
+        client = self._client(context)
+        names = list(dict.fromkeys(request.map_names)) or [
+            n for n in self._maps.names if client is None or client.may_use_map(n)
+        ]
+        keys = [self._served(name, context).name for name in names]
         results = await self.reload(keys)
         return pb.ReloadMapsResponse(
             maps=[
@@ -224,6 +231,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                     f"map_name: changed within the stream ({map_name!r} -> {message.map_name!r})",
                     field="map_name",
                 )
+            convert.vehicle_id(message.vehicle_id, field="vehicle_id")
             count += len(message.measurements)
             if count > self._config.max_measurements_per_stream:
                 raise InvalidInputError(
@@ -283,6 +291,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 "start: the first message of a drive must be start", field="start"
             )
         start = first.start
+        convert.vehicle_id(start.vehicle_id, field="start.vehicle_id")
         served = self._served(start.plan.map_name, context)
         cmap = served.current
         asked = convert.requested_time_limit_s(start.plan, self._config)

@@ -59,7 +59,8 @@ class _Writers:
     attempted: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
-    first_ack: threading.Event = field(default_factory=threading.Event)
+    kill_after_acks: int = 1
+    enough_acks: threading.Event = field(default_factory=threading.Event)
 
 
 def _stream(vehicle: str, t0: int, pause_s: float) -> list[pb.ReportMeasurementsRequest]:
@@ -107,7 +108,8 @@ def _writer(server: ServerProcess, state: _Writers, index: int, pause_s: float) 
                 return  # the server died (or the stream was cut): not acknowledged
             with state.lock:
                 state.acked[vehicle] = int(ack.accepted_count)
-            state.first_ack.set()
+                if len(state.acked) >= state.kill_after_acks:
+                    state.enough_acks.set()
 
 
 def run_cycle(
@@ -120,18 +122,17 @@ def run_cycle(
     rng: random.Random,
 ) -> tuple[_Writers, str]:
     """Write to a running server and SIGKILL it; returns what the writers saw."""
-    state = _Writers(cycle=cycle)
+    state = _Writers(cycle=cycle, kill_after_acks=rng.randint(1, 8))
     threads = [
         threading.Thread(target=_writer, args=(server, state, w, pause_s), daemon=True)
         for w in range(writers)
     ]
     for thread in threads:
         thread.start()
-    if after_ack:
-        state.first_ack.wait(timeout=30)  # right after an acknowledgement ...
-        time.sleep(rng.uniform(0.0, 0.3))  # ... or a little later, streams in flight
-    else:
-        time.sleep(rng.uniform(0.05, 0.6))  # in the middle of whatever is in flight
+    if after_ack:  # right after the n-th acknowledgement (others are in flight)
+        state.enough_acks.wait(timeout=60)
+    else:  # at a random moment: in the middle of whatever is in flight
+        time.sleep(rng.uniform(0.3, 2.0))
     server.kill()
     state.stop.set()
     for thread in threads:

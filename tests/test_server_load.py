@@ -36,8 +36,8 @@ def small_server(
 def test_mixed_load_has_no_errors_and_bounded_memory(grpc_server: ServerProcess) -> None:
     report = run_load(
         grpc_server,
-        duration_s=6.0,
-        warmup_s=2.0,
+        duration_s=5.0,
+        warmup_s=1.5,
         planners=2,
         coverage=2,
         drivers=3,

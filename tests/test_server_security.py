@@ -282,6 +282,19 @@ def test_tokens_from_env_and_file_with_their_permissions(tls_server: ServerProce
         assert [r.outcome for r in reload.maps] == [pb.RELOAD_OUTCOME_UNCHANGED]
 
 
+def test_python_client_with_tls_and_token(tls_server: ServerProcess, pki: Pki) -> None:
+    from commap.errors import CommapError
+    from commap.planning import PlanRequest
+    from server.client import plan_remote
+
+    request = PlanRequest(origin=(1.5218, 42.5063), destination=(1.5600, 42.5100))
+    target = tls_server.target.replace("127.0.0.1", "localhost")
+    remote = plan_remote(target, "", request, credentials=pki.credentials(), token=RIG_TOKEN)
+    assert len(remote.plan) > 50
+    with pytest.raises(CommapError, match="UNAUTHENTICATED"):
+        plan_remote(target, "", request, credentials=pki.credentials())
+
+
 def test_health_needs_no_token_and_reflection_can_be_off(
     tls_server: ServerProcess, mtls_server: ServerProcess
 ) -> None:
@@ -347,27 +360,37 @@ def _run_server(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
 
 
 def test_bad_token_configuration_is_refused_without_echoing_the_token(tmp_path: Path) -> None:
+    from commap.errors import InvalidInputError
+    from server.config import load_config
+
     short = "tiny-Secret9"
-    run = _run_server(env={"COMMAP_TOKENS": f"rig:{short}"})
+    run = _run_server(env={"COMMAP_TOKENS": f"rig:{short}"})  # the real process: exit 2
     assert run.returncode == 2 and "at least 16 characters" in run.stderr
     assert short not in run.stderr + run.stdout
     bad_toml = tmp_path / "tokens.toml"
     bad_toml.write_text(f'[[client]]\nname = "a"\ntoken = "{RIG_TOKEN}\n', encoding="utf-8")
-    run = _run_server("--tokens-file", str(bad_toml))
-    assert run.returncode == 2 and "not valid TOML" in run.stderr
-    assert RIG_TOKEN not in run.stderr + run.stdout
-    run = _run_server(env={"COMMAP_TOKENS": f"rig:{RIG_TOKEN}:Teleport"})
-    assert run.returncode == 2 and "unknown RPC(s) Teleport" in run.stderr
-    assert RIG_TOKEN not in run.stderr
+    for argv, env, message in (
+        (["--tokens-file", str(bad_toml)], {}, "not valid TOML"),
+        ([], {"COMMAP_TOKENS": f"rig:{RIG_TOKEN}:Teleport"}, r"unknown RPC\(s\) Teleport"),
+        ([], {"COMMAP_TOKENS": f"a:{RIG_TOKEN},b:{RIG_TOKEN}"}, "share one token"),
+    ):
+        with pytest.raises(InvalidInputError, match=message) as info:
+            load_config(argv, env)
+        assert RIG_TOKEN not in str(info.value)
 
 
 def test_bad_tls_files_are_refused_without_echoing_the_key(tmp_path: Path, pki: Pki) -> None:
-    run = _run_server("--tls-cert", str(pki.server_cert))
-    assert run.returncode == 2 and "tls_key" in run.stderr
+    from commap.errors import InvalidInputError
+    from server.app import server_credentials
+    from server.config import ServerConfig
+
+    with pytest.raises(InvalidInputError, match="tls_key"):
+        ServerConfig(tls_cert=pki.server_cert)
     not_pem = tmp_path / "key.pem"
     not_pem.write_text("secret-key-material-1234\n", encoding="ascii")
-    run = _run_server(
-        "--tls-cert", str(pki.server_cert), "--tls-key", str(not_pem), "--map", "andorra"
-    )
-    assert run.returncode == 1 and "tls_key" in run.stderr and "no PEM PRIVATE KEY" in run.stderr
-    assert "secret-key-material" not in run.stderr + run.stdout
+    with pytest.raises(InvalidInputError, match="no PEM PRIVATE KEY") as info:
+        server_credentials(ServerConfig(tls_cert=pki.server_cert, tls_key=not_pem))
+    assert "secret-key-material" not in str(info.value)
+    with pytest.raises(InvalidInputError, match="no PEM CERTIFICATE"):
+        server_credentials(ServerConfig(tls_cert=not_pem, tls_key=pki.server_key))
+    assert server_credentials(ServerConfig(tls_cert=pki.server_cert, tls_key=pki.server_key))

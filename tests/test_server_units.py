@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import pandas as pd
 import pytest
 from server_harness import ensure_stubs
 
@@ -16,6 +17,7 @@ ensure_stubs()
 
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 
+from commap.comm_map import CommMap  # noqa: E402
 from commap.errors import (  # noqa: E402
     CommapError,
     InvalidInputError,
@@ -27,6 +29,7 @@ from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from server import convert  # noqa: E402
 from server.config import ServerConfig, load_config  # noqa: E402
 from server.interceptors import status_for  # noqa: E402
+from server.maps import MapStore  # noqa: E402
 from server.pool import ServerOverloadedError, SolvePool  # noqa: E402
 
 
@@ -499,9 +502,7 @@ def test_stale_temp_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
 
     from server.maps import remove_stale_temp_parts
 
-    dead = subprocess.run(["true"], check=True)  # a pid that has exited
-    del dead
-    finished = subprocess.Popen(["true"])
+    finished = subprocess.Popen(["true"])  # a writer that has died: its pid is free
     finished.wait()
     stale = tmp_path / f".records-x.csv.tmp-{finished.pid}-abcdef12"
     alive = tmp_path / f".records-y.csv.tmp-{os.getpid()}-abcdef12"
@@ -540,3 +541,98 @@ def test_live_view_survives_viewer_failures(caplog: pytest.LogCaptureFixture) ->
     live.release(key)
     live.stop()
     assert caplog.text.count("live viewer:") == 4 and live.map_name == "andorra"
+
+
+# -- found by fuzzing (bench_reliability): each was an INTERNAL error or a poisoned store --------
+def test_seed_must_fit_the_solver() -> None:
+    config = ServerConfig(port=0)
+    request = pb.PlanRouteRequest(
+        endpoints=pb.Endpoints(
+            origin=pb.LatLon(latitude_deg=42.5, longitude_deg=1.52),
+            destination=pb.LatLon(latitude_deg=42.54, longitude_deg=1.73),
+        ),
+    )
+    for seed in (-(2**31), 0, 2**31 - 1):
+        request.seed = seed
+        assert convert.plan_request(request, config=config, time_limit_s=1.0).seed == seed
+    for seed in (2**31, -(2**31) - 1, -4331230718):
+        request.seed = seed
+        with pytest.raises(InvalidInputError) as info:
+            convert.plan_request(request, config=config, time_limit_s=1.0)
+        assert info.value.field == "seed"
+
+
+def test_measurement_times_must_fit_the_records() -> None:
+    def measurement(seconds: int) -> pb.Measurement:
+        return pb.Measurement(
+            time=Timestamp(seconds=seconds),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.52),
+            network_id="ad-lte",
+            sinr_db=1.0,
+        )
+
+    frame = convert.measurements_frame([measurement(9_000_000_000)], vehicle_id="v")
+    assert frame["timestamp"].iloc[0].year == 2255
+    for seconds in (58_270_000_000, -10_000_000_000):  # years 3816 and 1653
+        with pytest.raises(InvalidInputError) as info:
+            convert.measurements_frame([measurement(seconds)], vehicle_id="v")
+        assert info.value.field == "measurements[0].time"
+
+
+@pytest.mark.parametrize("bad", ["a\rb", "a\nb", "\x00", "\x1b[31m", "a\u2028b", "x" * 129])
+def test_vehicle_ids_that_would_break_records_or_logs(bad: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.vehicle_id(bad, field="vehicle_id")
+    assert info.value.field == "vehicle_id"
+    assert convert.vehicle_id("Fahrzeug-Ü 7 (test rig)", field="vehicle_id")
+
+
+def _store(andorra: CommMap, directory: Path) -> MapStore:
+    from server.maps import MapStore, ServedMap
+
+    store = MapStore(ServerConfig(port=0))
+    served = ServedMap(base=andorra, measurements_dir=directory, current=andorra)
+    store._maps = {"andorra": served}
+    store._default = "andorra"
+    return store
+
+
+def _records(trace: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([1737633600.0, 1737633601.0], unit="s", utc=True),
+            "lat": [42.5063, 42.5063],
+            "lon": [1.5218, 1.5219],
+            "network_id": ["ad-lte", "ad-lte"],
+            "sinr_db": [3.0, 4.0],
+            "trace": pd.Series([trace, trace], dtype="string"),
+        }
+    )
+
+
+def test_a_batch_that_does_not_read_back_is_not_acknowledged(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    store = _store(andorra, tmp_path)
+    batch_id, count = store.store_measurements("andorra", _records("fine"))
+    assert count == 2 and (tmp_path / f"{batch_id}.csv").is_file()
+    with pytest.raises(InvalidInputError, match="nothing stored"):
+        store.store_measurements("andorra", _records("a\rb"))
+    assert len(list(tmp_path.glob("*.csv"))) == 1  # the bad batch left nothing behind
+
+
+def test_unreadable_parts_are_set_aside_and_the_rest_served(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    from commap.measurements import append_records
+
+    good = append_records(_records("good"), tmp_path)
+    bad = tmp_path / "records-20250101T000000000000Z-000000000000.csv"
+    bad.write_text("timestamp,lat,lon,network_id,sinr_db\nnot a time,1,2,ad-lte,3\n", "utf-8")
+    other = append_records(_records("gone-network").assign(network_id="ad-lte"), tmp_path)
+    other.write_text(other.read_text("utf-8").replace("ad-lte", "xx-5g"), "utf-8")
+    store = _store(andorra, tmp_path)
+    records = store._stored_records_for(andorra, tmp_path)
+    assert list(records["trace"].astype(str)) == ["good", "good"]
+    assert not bad.exists() and bad.with_name(bad.name + ".unreadable").is_file()
+    assert good.is_file() and other.is_file()  # unknown networks: skipped, file kept
