@@ -22,6 +22,7 @@ from commap.comm_map import CommMap
 from commap.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
 from commap.drive_session import Fix, Instruction, Progress
 from commap.errors import InvalidInputError
+from commap.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.networks import NetworkKind, SwitchKind
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
@@ -844,7 +845,18 @@ def instruction_response(
             distance_to_go_m=instruction.distance_to_go_m,
             time_to_go_s=instruction.time_to_go_s,
             expected_time=timestamp(instruction.expected_t_s),
+            min_target_sinr_db=DEFAULT_EXECUTION_RULES.min_target_sinr_db,
         ),
+    )
+
+
+def execution_rules_message(rules: ExecutionRules = DEFAULT_EXECUTION_RULES) -> pb.ExecutionRules:
+    """The closed-loop execution rules sent with every Drive plan."""
+    return pb.ExecutionRules(
+        min_dwell_s=rules.min_dwell_s,
+        min_target_sinr_db=rules.min_target_sinr_db,
+        weak_sinr_db=rules.weak_sinr_db,
+        weak_ttt_s=rules.weak_ttt_s,
     )
 
 

@@ -409,6 +409,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 reason=_PLAN_REASON[session.reason],
                 explanation=session.explanation,
                 plan=plan,
+                execution_rules=convert.execution_rules_message(),
             )
         )
         if progress is not None:

@@ -27,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from commap.comm_map import CommMap  # noqa: E402
+from commap.execution import DEFAULT_EXECUTION_RULES  # noqa: E402
 from commap.measurements import read_records_dir  # noqa: E402
 from commap.planning import PlanRequest, plan_route  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
@@ -573,9 +574,15 @@ def test_drive_announces_every_handover_ahead_of_time(stub: pb_grpc.CommapServic
     assert [i.instruction.handover.distance_m for i in instructions] == [
         h.distance_m for h in plan.handovers
     ]
+    # the closed-loop rules the evaluation drives plans with travel with the plan
+    rules = first.plan.execution_rules
+    assert rules.min_target_sinr_db == pytest.approx(DEFAULT_EXECUTION_RULES.min_target_sinr_db)
+    assert rules.weak_sinr_db == pytest.approx(DEFAULT_EXECUTION_RULES.weak_sinr_db)
+    assert rules.weak_ttt_s == pytest.approx(DEFAULT_EXECUTION_RULES.weak_ttt_s)
     for r in instructions:
         ins = r.instruction
         assert ins.plan_version == 0
+        assert ins.min_target_sinr_db == pytest.approx(rules.min_target_sinr_db)
         assert ins.handover.from_network_id != ins.handover.to_network_id
         assert r.progress.off_route_m < 30.0
         assert ins.distance_to_go_m == pytest.approx(
