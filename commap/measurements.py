@@ -415,7 +415,9 @@ def _to_csv_text(df: pd.DataFrame) -> str:
     out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if "connected" in out:
         out["connected"] = out["connected"].map({True: "true", False: "false"}).fillna("")
-    text: str = out.to_csv(index=False, lineterminator="\n", na_rep="")
+    # "\r\n" as the terminator makes the csv writer quote any text holding a bare \r or \n
+    # (a network or vehicle id), so every written file reads back.
+    text: str = out.to_csv(index=False, lineterminator="\r\n", na_rep="")
     return text
 
 
