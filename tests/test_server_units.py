@@ -610,14 +610,31 @@ def _records(trace: str) -> pd.DataFrame:
     )
 
 
+def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_path: Path) -> None:
+    from commap.measurements import read_records_csv
+
+    store = _store(andorra, tmp_path)
+    batch_id, count = store.store_measurements("andorra", _records("a\rb\nc"))
+    assert count == 2
+    back = read_records_csv(tmp_path / f"{batch_id}.csv")
+    assert list(back["trace"]) == ["a\rb\nc", "a\rb\nc"]
+
+
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
-    andorra: CommMap, tmp_path: Path
+    andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import commap.measurements
+
     store = _store(andorra, tmp_path)
     batch_id, count = store.store_measurements("andorra", _records("fine"))
     assert count == 2 and (tmp_path / f"{batch_id}.csv").is_file()
+
+    def unreadable(path: object, **kwargs: object) -> None:
+        raise InvalidInputError(f"{path}: damaged on the way to the disk")
+
+    monkeypatch.setattr(commap.measurements, "read_records_csv", unreadable)
     with pytest.raises(InvalidInputError, match="nothing stored"):
-        store.store_measurements("andorra", _records("a\rb"))
+        store.store_measurements("andorra", _records("lost"))
     assert len(list(tmp_path.glob("*.csv"))) == 1  # the bad batch left nothing behind
 
 
