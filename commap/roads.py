@@ -155,6 +155,10 @@ class _Way:
     lat: NDArray[np.float64]
 
 
+# Tag values that mark a missing name rather than name a road (OSM mappers' to-do notes).
+_PLACEHOLDER_LABELS = frozenset({"FIXME", "TODO", "?"})
+
+
 def _is_drivable(tags: Mapping[str, str]) -> bool:
     if tags.get("highway") not in DRIVABLE_HIGHWAYS or tags.get("area") == "yes":
         return False
@@ -297,6 +301,18 @@ def _in_bbox(lon: NDArray[np.float64], lat: NDArray[np.float64], bbox: Sequence[
     return bool(((lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)).any())
 
 
+def _label(tags: Mapping[str, str], key: str) -> str:
+    """A ``name``/``ref`` tag, or "" for mappers' placeholders such as ``name=FIXME``.
+
+    Examples
+    --------
+    >>> _label({"name": "FIXME"}, "name"), _label({"ref": "CG-2"}, "ref"), _label({}, "name")
+    ('', 'CG-2', '')
+    """
+    value = tags.get(key, "").strip()
+    return "" if value.upper() in _PLACEHOLDER_LABELS else value
+
+
 def _add_way(
     graph: nx.MultiDiGraph, way: _Way, split: set[int], bbox: Sequence[float] | None
 ) -> None:
@@ -307,8 +323,8 @@ def _add_way(
     common = {
         "osm_id": way.osm_id,
         "highway": tags["highway"],
-        "name": tags.get("name", ""),
-        "ref": tags.get("ref", ""),
+        "name": _label(tags, "name"),
+        "ref": _label(tags, "ref"),
         "oneway": forward_ok != backward_ok,
         "tunnel": _flag(tags, "tunnel"),
         "bridge": _flag(tags, "bridge"),

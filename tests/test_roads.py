@@ -530,3 +530,12 @@ def test_bridge_geometries(andorra: nx.MultiDiGraph) -> None:
     assert all(g.geom_type == "LineString" for g in found)
     assert sum(GEOD.geometry_length(g) for g in found) / 1000.0 == pytest.approx(4.3, abs=0.1)
     assert roads.bridge_geometries(nx.MultiDiGraph()) == []
+
+
+def test_placeholder_names_do_not_name_routes() -> None:
+    # The Andorra extract has a way tagged name=FIXME on an alternative route to Pas de la Casa.
+    graph = roads.load_road_graph(ANDORRA_PBF)
+    names = {d["name"] for _, _, d in graph.edges(data=True)}
+    assert "FIXME" not in names
+    for route in roads.k_routes(graph, ANDORRA_LA_VELLA, PAS_DE_LA_CASA, k=3):
+        assert "FIXME" not in route.name
