@@ -7,6 +7,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 MAP_SPECS := $(wildcard maps/*/map.toml)
 BUILT_MAPS := $(MAP_SPECS:%/map.toml=%/built/manifest.json)
+# The library code a built map depends on: a change to it rebuilds the maps.
+MAP_CODE := $(wildcard commap/*.py commap/geo/*.py commap/radio/*.py commap/radio/layers/*.py commap/map/*.py commap/plan/*.py)
 
 .PHONY: setup run test lint bench proto map clean
 
@@ -38,7 +40,7 @@ setup: .venv/.synced $(STUBS) node_modules/.installed
 # Maps (the default one is maps/andorra): built from the committed spec and source data,
 # rebuilt when they or the library change.
 .SECONDEXPANSION:
-maps/%/built/manifest.json: maps/%/map.toml $$(wildcard maps/%/data/*) $(wildcard commap/*.py commap/layers/*.py) | .venv/.synced
+maps/%/built/manifest.json: maps/%/map.toml $$(wildcard maps/%/data/*) $(MAP_CODE) | .venv/.synced
 	$(PY) -m commap.cli build-map $< --out $(@D)
 
 map: setup $(BUILT_MAPS)

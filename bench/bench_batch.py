@@ -1,6 +1,6 @@
 """Batch map generation benchmarks (issue 6): the per-edge table of whole regions.
 
-* Default map (Andorra, 752 directed edge-km): the edge stage (:func:`commap.batch.run_batch`)
+* Default map (Andorra, 752 directed edge-km): the edge stage (:func:`commap.map.build.run_batch`)
   serial versus a 2-worker dask ``LocalCluster`` (and a 2-process pool), in edge-km per second
   per core; the whole build (``build_map``, base tables + edge table) on 2 cores against the
   2-minute target. Every run is a fresh process on a fresh copy of the base tables, so map loading
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from commap import batch
-from commap.comm_map import build_map
+from commap.map import build as batch
+from commap.map.comm_map import build_map
 
 __all__ = ["run"]
 
@@ -114,7 +114,7 @@ MONACO_BBOX = [7.38, 43.51, 7.51, 43.76]
 # Runs in a fresh interpreter: one edge stage, then its wall time and peak memory as JSON.
 _EDGE_STAGE = """
 import json, resource, sys, time
-from commap.batch import run_batch
+from commap.map.build import run_batch
 map_dir, executor, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 scheduler, start_s = None, 0.0
 if executor == "dask":  # a cluster of its own, started first: its start is timed apart
@@ -140,7 +140,7 @@ print(json.dumps({
 """
 _FULL_BUILD = """
 import json, sys, time
-from commap.comm_map import build_map
+from commap.map.comm_map import build_map
 start = time.perf_counter()
 build_map(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]))
 print(json.dumps({"wall_s": time.perf_counter() - start}))

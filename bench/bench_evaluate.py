@@ -18,7 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from commap.comm_map import CommMap
+from commap.map.comm_map import CommMap
+from commap.out.evaluation_report import write_evaluation_report
 from commap.sim.evaluate import EvaluationConfig, evaluate_map
 from commap.sim.replay import CorkReplay, RealTraces, StarlinkBridges
 
@@ -33,7 +34,8 @@ SIGMA_DB = 6.0
 def _evaluation(out: Path) -> dict[str, Any]:
     cmap = CommMap.load("andorra")
     config = EvaluationConfig(real_traces=RealTraces.in_repository(REPO))
-    result = evaluate_map(cmap, seeds=SEEDS, sigma_db=SIGMA_DB, out_dir=out, config=config)
+    result = evaluate_map(cmap, seeds=SEEDS, sigma_db=SIGMA_DB, config=config)
+    write_evaluation_report(result, out)
     figures: dict[str, Any] = {
         "seeds": SEEDS,
         "routes_km": round(sum(s.length_km for s in result.scenarios), 1),

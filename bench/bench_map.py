@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from commap.comm_map import CommMap, build_map
-from commap.corridor import Corridor, Route, cut
+from commap.geo.corridor import Corridor, Route, cut
+from commap.map.comm_map import CommMap, build_map
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "maps" / "andorra" / "map.toml"

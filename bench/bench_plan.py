@@ -22,10 +22,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from commap.corridor import Corridor
+from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.plan import Constraints, HandoverProblem, evaluate, solve_cpsat, solve_dp
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,

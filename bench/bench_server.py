@@ -52,8 +52,8 @@ DRIVE_TIME_LAPSE = 10.0  # vehicle seconds per wall-clock second
 
 
 def _built_map() -> Path:
-    from commap.comm_map import build_map, resolve_map_dir
     from commap.errors import MapNotFoundError
+    from commap.map.comm_map import build_map, resolve_map_dir
 
     try:
         return resolve_map_dir("andorra")
@@ -102,7 +102,7 @@ def _percentiles_ms(samples_s: list[float]) -> tuple[float, float]:
 
 def _long_polyline(map_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """A ~1,000 km polyline: the road route across Andorra driven forth and back."""
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
 
     cmap = CommMap.load(map_dir)
     route = cmap.routes(ORIGIN_LONG, DESTINATION_LONG)[0]

@@ -32,8 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
-from commap.planning import DEFAULT_MIN_DWELL_S
-from commap.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.service.planning import DEFAULT_MIN_DWELL_S
 
 app = typer.Typer(
     name="commap",
@@ -102,7 +102,7 @@ class _TileRate(ProgressColumn):
 
 
 class _TileProgressBar:
-    """commap.batch.BatchProgress as a rich bar on stderr: tiles, tiles/s, ETA."""
+    """commap.map.build.BatchProgress as a rich bar on stderr: tiles, tiles/s, ETA."""
 
     def __init__(self, out: Console) -> None:
         self.console = out
@@ -151,8 +151,8 @@ def build_map_cmd(
     ] = None,
 ) -> None:
     """Build a map from its spec: roads, terrain, layers, per-edge table, manifest."""
-    from commap.batch import read_coverage_stats, summary_lines
-    from commap.comm_map import build_map
+    from commap.map.build import read_coverage_stats, summary_lines
+    from commap.map.comm_map import build_map
 
     start = time.perf_counter()
     bar = _TileProgressBar(err_console) if err_console.is_terminal else None
@@ -184,7 +184,7 @@ def coverage(
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
 ) -> None:
     """Quality of every network at one point."""
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
     from commap.timeutil import format_time, parse_time
 
     lon, lat = parse_latlon(at, field="--at")
@@ -222,7 +222,7 @@ def route(
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
     from commap.timeutil import format_time, parse_time
 
     o = parse_latlon(origin, field="--from")
@@ -275,8 +275,8 @@ def _plan_request(
     alternatives: int,
     time_limit_s: float,
 ) -> Any:
-    from commap.planning import PlanRequest
-    from commap.routefile import read_route_file
+    from commap.geo.routefile import read_route_file
+    from commap.service.planning import PlanRequest
     from commap.timeutil import parse_time
 
     if route_file is not None and (origin or destination or via):
@@ -352,8 +352,8 @@ def plan(
 
         result: Any = plan_remote(server, map_name, request)
     else:
-        from commap.comm_map import CommMap
-        from commap.planning import plan_route
+        from commap.map.comm_map import CommMap
+        from commap.service.planning import plan_route
 
         result = plan_route(CommMap.load(map_name), request)
     if out is not None:
@@ -436,8 +436,8 @@ def _timeline(
     cmap: Any, origin: str | None, destination: str | None, plan_file: Path | None, app_class: str
 ) -> Any:
     """The plan to draw: from a plan file (.json best) or planned now from --from/--to."""
-    from commap.export import read_plan, timeline_from_plan, with_map_quality
-    from commap.planning import PlanRequest, plan_route
+    from commap.out.timeline import read_plan, timeline_from_plan, with_map_quality
+    from commap.service.planning import PlanRequest, plan_route
 
     if plan_file is not None:
         if origin or destination:
@@ -469,10 +469,10 @@ def view(
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
 ) -> None:
     """Serve the offline map viewer on http://127.0.0.1 (Ctrl-C stops it)."""
-    from commap.comm_map import CommMap
-    from commap.export import read_plan_layers
+    from commap.map.comm_map import CommMap
+    from commap.out.timeline import read_plan_layers
+    from commap.out.viewer import ViewerServer
     from commap.timeutil import parse_time
-    from commap.viewer import ViewerServer
 
     cmap = CommMap.load(map_name)
     plan = read_plan_layers(plan_file) if plan_file is not None else None
@@ -499,8 +499,8 @@ def plot(
     app_class: Annotated[str, typer.Option("--app")] = "telemetry",
 ) -> None:
     """PNGs: the route map (FILE.png), the strip chart (FILE-strip.png), coverage (FILE-coverage.png)."""
-    from commap import plot as plots
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
+    from commap.out import plot as plots
 
     if kind not in ("map", "strip", "coverage", "all"):
         raise InvalidInputError(
@@ -545,9 +545,9 @@ def report(
     ] = None,
 ) -> None:
     """Route connectivity test report: report.html (self-contained), report.json, PNGs."""
-    from commap.comm_map import CommMap
-    from commap.planning import PlanRequest
-    from commap.report import measured_network, read_trace, route_report
+    from commap.map.comm_map import CommMap
+    from commap.out.route_report import measured_network, read_trace, route_report
+    from commap.service.planning import PlanRequest
 
     cmap = CommMap.load(map_name)
     if (trace is None) == (origin is None and destination is None):
@@ -582,8 +582,8 @@ def export(
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
 ) -> None:
     """Export the map (roads + coverage along them) or a plan for QGIS / Google Earth."""
-    from commap.comm_map import CommMap
-    from commap.export import export_map, read_plan_layers, write_layers
+    from commap.map.comm_map import CommMap
+    from commap.out.timeline import export_map, read_plan_layers, write_layers
     from commap.timeutil import parse_time
 
     if plan_file is not None:
@@ -606,9 +606,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
 ) -> None:
     """Score every handover policy on a truth field the planner did not see; write a report."""
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
+    from commap.out.evaluation_report import summary_markdown, write_evaluation_report
     from commap.sim import evaluate_map
-    from commap.sim.report import summary_markdown
 
     cmap = CommMap.load(map_name)
     with console.status("evaluating") as status:
@@ -616,9 +616,9 @@ def evaluate(
             cmap,
             seeds=seeds,
             sigma_db=sigma_db,
-            out_dir=out,
             progress=lambda msg: status.update(msg),
         )
+        write_evaluation_report(result, out)
     console.print(summary_markdown(result))
     console.print(f"report written to [bold]{out}[/]")
 

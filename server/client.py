@@ -1,6 +1,6 @@
 """Python client of the commap gRPC service: ``commap plan --server HOST:PORT`` calls this.
 
-:func:`plan_remote` sends a :class:`~commap.planning.PlanRequest` to a server and rebuilds the
+:func:`plan_remote` sends a :class:`~commap.service.planning.PlanRequest` to a server and rebuilds the
 answer as the same :class:`~commap.plan.plan.Plan` the library returns locally, so a front door
 prints, writes (``write_plan``) and compares remote plans exactly like local ones. gRPC errors
 come back as the library's own errors (INVALID_ARGUMENT -> InvalidInputError, ...).
@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap.corridor import Route
 from commap.errors import (
     CommapError,
     InvalidInputError,
@@ -26,10 +25,11 @@ from commap.errors import (
     NoFeasiblePlanError,
     SolverTimeoutError,
 )
+from commap.geo.corridor import Route
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteChoice, RouteOption
-from commap.planning import PlanRequest
-from commap.quality import Provenance
+from commap.radio.quality import Provenance
+from commap.service.planning import PlanRequest
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server.convert import SWITCH_KIND_FROM_PB, seconds, timestamp
@@ -67,7 +67,7 @@ class RemotePlanResult:
     choice: RouteChoice | None = None
 
     def summary(self) -> dict[str, Any]:
-        """The same summary as :meth:`commap.planning.PlanResult.summary`."""
+        """The same summary as :meth:`commap.service.planning.PlanResult.summary`."""
         return {
             "route": self.route.name,
             "length_m": self.plan.totals.length_m,
@@ -328,7 +328,7 @@ def plan_remote(
     ----------
     target : ``HOST:PORT`` of the server.
     map_name : map to plan on (empty: the server's default map).
-    request : what to plan (as for :func:`commap.planning.plan_route`).
+    request : what to plan (as for :func:`commap.service.planning.plan_route`).
     timeout_s : call deadline; it also bounds the server's solver time.
     credentials : TLS credentials (``grpc.ssl_channel_credentials``) for a TLS server.
     token : bearer token for a server with token authentication.

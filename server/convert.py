@@ -18,16 +18,16 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap.comm_map import CommMap
-from commap.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
-from commap.drive_session import Fix, Instruction, Progress
 from commap.errors import InvalidInputError
-from commap.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
+from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
+from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
+from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
-from commap.planning import PlanRequest, PlanResult
-from commap.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.service.drive_session import Fix, Instruction, Progress
+from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
 from server.config import ServerConfig
 
@@ -534,7 +534,7 @@ def measurements_frame(
     field: str = "measurements",
     first_index: int = 0,
 ) -> pd.DataFrame:
-    """Measurement records (commap.measurements schema) of Measurement messages.
+    """Measurement records (commap.radio.measurements schema) of Measurement messages.
 
     Positions, times (within the records' nanosecond range, 1677..2262) and the vehicle id are
     validated here (naming ``measurements[i]``); value ranges and network ids are validated by

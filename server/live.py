@@ -1,6 +1,6 @@
 """The live web viewer inside the gRPC server (``--viewer-port``): Drive streams shown on a map.
 
-:class:`LiveView` wraps a :class:`commap.viewer.ViewerServer` of the default map started with
+:class:`LiveView` wraps a :class:`commap.out.viewer.ViewerServer` of the default map started with
 ``live=True``: each Drive stream on that map shows its vehicle (position, time, planned
 network) and its current plan (the last plan made or re-made by any stream). The viewer is a
 side show: its failures are logged and never fail a drive, and it listens on 127.0.0.1 only.
@@ -13,9 +13,9 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from commap.comm_map import CommMap
-    from commap.planning import PlanResult
-    from commap.viewer import ViewerServer
+    from commap.map.comm_map import CommMap
+    from commap.out.viewer import ViewerServer
+    from commap.service.planning import PlanResult
 
 __all__ = ["LiveView"]
 
@@ -58,7 +58,7 @@ class LiveView:
         InvalidInputError
             A bad port, or Leaflet not installed (``make setup``).
         """
-        from commap.viewer import serve
+        from commap.out.viewer import serve
 
         return cls(serve(cmap, port=port, live=True))
 

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from commap.comm_map import MANIFEST, CommMap, resolve_map_dir
 from commap.errors import InvalidInputError, MapNotFoundError
+from commap.map.comm_map import MANIFEST, CommMap, resolve_map_dir
 from server.config import ServerConfig
 from server.convert import shown
 
@@ -81,13 +81,13 @@ def fuse_measurements(base: CommMap, records: pd.DataFrame) -> CommMap:
 
     Examples
     --------
-    >>> from commap.measurements import empty_records
+    >>> from commap.radio.measurements import empty_records
     >>> fuse_measurements(None, empty_records()) is None  # no records: the map as it is
     True
     """
     if len(records) == 0:
         return base
-    from commap.drive_session import with_measurements
+    from commap.service.drive_session import with_measurements
 
     return with_measurements(base, records, dense_min_samples=FLEET_DENSE_MIN_SAMPLES)
 
@@ -280,7 +280,7 @@ class MapStore:
         InvalidInputError
             The batch does not validate (nothing is stored).
         """
-        from commap.measurements import append_records, read_records_csv
+        from commap.radio.measurements import append_records, read_records_csv
 
         served = self.get(name)
         with served.lock:  # one writer per map: parts and the fused map stay in step
@@ -367,7 +367,7 @@ class MapStore:
         error) rather than keeping the server from starting; records of networks the map no
         longer has are skipped, their files kept.
         """
-        from commap.measurements import empty_records, read_records_csv
+        from commap.radio.measurements import empty_records, read_records_csv
 
         if not directory.is_dir():
             return empty_records()

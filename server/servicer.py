@@ -18,9 +18,9 @@ import grpc
 import pandas as pd
 from grpc import aio
 
-from commap.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.errors import InvalidInputError, SolverTimeoutError
-from commap.planning import PlanRequest, plan_route
+from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
+from commap.service.planning import PlanRequest, plan_route
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
@@ -250,7 +250,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             )
         served = self._served(map_name, context)
         records = pd.concat(frames, ignore_index=True)
-        from commap.measurements import validate_records
+        from commap.radio.measurements import validate_records
 
         records = validate_records(
             records, source="measurements", known_networks=served.base.catalogue.ids

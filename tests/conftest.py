@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from commap.comm_map import CommMap, build_map, resolve_map_dir
 from commap.errors import MapNotFoundError
+from commap.map.comm_map import CommMap, build_map, resolve_map_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MAPS = REPO / "maps"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from commap.corridor import Corridor
+from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue, NetworkKind
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,

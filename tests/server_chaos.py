@@ -27,7 +27,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from server_harness import ServerProcess
 
-from commap.measurements import read_records_dir
+from commap.radio.measurements import read_records_dir
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 

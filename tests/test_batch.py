@@ -1,4 +1,4 @@
-"""Batch map generation (commap.batch + the edge stage of commap.comm_map.build_map).
+"""Batch map generation (commap.map.build + the edge stage of commap.map.comm_map.build_map).
 
 Most tests build a sub-bbox of the default Andorra map (Andorra la Vella and Escaldes: 814
 directed edges, 150 edge-km) at H3 resolution 8, so that there are enough tiles (23) for a
@@ -26,12 +26,12 @@ import pyogrio
 import pytest
 import shapely
 
-from commap import batch
-from commap.batch import BatchProgress, TileParams
-from commap.comm_map import CommMap, build_map
 from commap.errors import InvalidInputError
-from commap.quality import QOUT_SINR_DB
-from commap.roads import route_from_edges
+from commap.geo.roads import route_from_edges
+from commap.map import build as batch
+from commap.map.build import BatchProgress, TileParams
+from commap.map.comm_map import CommMap, build_map
+from commap.radio.quality import QOUT_SINR_DB
 
 REPO = Path(__file__).resolve().parents[1]
 ANDORRA = REPO / "maps" / "andorra"
@@ -448,8 +448,8 @@ def test_killed_build_resumes_with_identical_checksums(
 ) -> None:
     out = tmp_path / "built"
     code = (
-        "from commap.comm_map import build_map\n"
-        "from commap.batch import TileParams\n"
+        "from commap.map.comm_map import build_map\n"
+        "from commap.map.build import TileParams\n"
         f"build_map({str(sub_spec)!r}, {str(out)!r}, tile_params=TileParams(resolution=8))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

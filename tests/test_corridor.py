@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from pyproj import Geod
 from shapely.geometry import LineString
 
-from commap import roads
-from commap.corridor import Corridor, Route, cut, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.routefile import read_route_file
+from commap.geo import roads
+from commap.geo.corridor import Corridor, Route, cut, route_from_polyline
+from commap.geo.routefile import read_route_file
 
 REPO = Path(__file__).resolve().parents[1]
 ANDORRA_PBF = REPO / "maps" / "andorra" / "data" / "andorra.osm.pbf"

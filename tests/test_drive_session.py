@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commap.comm_map import CommMap
-from commap.drive_session import (
+from commap.errors import InvalidInputError
+from commap.map.comm_map import CommMap
+from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.service.drive_session import (
     DriveOptions,
     DriveSession,
     Fix,
@@ -19,9 +21,7 @@ from commap.drive_session import (
     ReplanReason,
     with_measurements,
 )
-from commap.errors import InvalidInputError
-from commap.planning import PlanRequest, PlanResult, plan_route
-from commap.quality import QOUT_SINR_DB, Provenance
+from commap.service.planning import PlanRequest, PlanResult, plan_route
 
 ORIGIN = (1.5218, 42.5063)  # Andorra la Vella
 DESTINATION = (1.7330, 42.5430)  # Pas de la Casa
@@ -345,7 +345,7 @@ def test_a_route_driven_twice_is_followed_in_order(andorra: CommMap) -> None:
     )
     lon = np.concatenate([forth.route.lon, forth.route.lon[::-1][1:]])
     lat = np.concatenate([forth.route.lat, forth.route.lat[::-1][1:]])
-    from commap.corridor import route_from_polyline
+    from commap.geo.corridor import route_from_polyline
 
     request = PlanRequest(route=route_from_polyline(lon, lat), departure_s=T0)
     result = plan_route(andorra, request)

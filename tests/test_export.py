@@ -11,9 +11,9 @@ import numpy as np
 import pyogrio
 import pytest
 
-from commap.comm_map import CommMap
 from commap.errors import InvalidInputError
-from commap.export import (
+from commap.map.comm_map import CommMap
+from commap.out.timeline import (
     CLASSES,
     RouteTimeline,
     classify,
@@ -31,7 +31,7 @@ from commap.export import (
     write_layers,
 )
 from commap.plan import Plan, plan_route, write_plan
-from commap.quality import QOUT_SINR_DB
+from commap.radio.quality import QOUT_SINR_DB
 
 # Andorra la Vella -> Pas de la Casa (the CG-2 over the Envalira pass, into France)
 ORIGIN = (1.5218, 42.5063)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.horizon import (
+from commap.geo.horizon import (
     ANTENNA_HEIGHT_M,
     EARTH_RADIUS_M,
     Horizon,
@@ -19,7 +19,7 @@ from commap.horizon import (
     horizon_profile_deg,
     ray_distances_m,
 )
-from commap.terrain import HgtTile, Terrain
+from commap.geo.terrain import HgtTile, Terrain
 
 ANDORRA_HGT = Path(__file__).resolve().parents[1] / "maps" / "andorra" / "data" / "N42E001.hgt.zip"
 VALLEY = (1.5218, 42.5063)  # Andorra la Vella, Gran Valira valley floor, ~1,020 m

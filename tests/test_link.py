@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commap.errors import InvalidInputError
-from commap.link import APP_PROFILES, AppProfile, LinkModel, Objective, app_profile
 from commap.networks import SwitchKind
 from commap.plan.problem import Constraints, HandoverProblem
-from commap.quality import (
+from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, app_profile
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,

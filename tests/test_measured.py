@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from h3.api import basic_int as h3i
 
-from commap.comm_map import MapSpec, read_spec
 from commap.errors import InvalidInputError
-from commap.layers import LayerContext
-from commap.layers import load_layer as registry_load_layer
-from commap.layers.measured import (
+from commap.map.comm_map import MapSpec, read_spec
+from commap.networks import Network, NetworkKind
+from commap.radio.layers import LayerContext
+from commap.radio.layers import load_layer as registry_load_layer
+from commap.radio.layers.measured import (
     TABLE_COLUMNS,
     FusedLayer,
     MeasuredLayer,
@@ -27,9 +28,8 @@ from commap.layers.measured import (
     prepare_layer,
     prepare_measured,
 )
-from commap.measurements import append_records, read_gnettrack, read_indianapolis_grid
-from commap.networks import Network, NetworkKind
-from commap.quality import (
+from commap.radio.measurements import append_records, read_gnettrack, read_indianapolis_grid
+from commap.radio.quality import (
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
     CoverageLayer,
@@ -441,7 +441,7 @@ def test_indianapolis_cells_carry_their_grid_square(
 
 @pytest.mark.integration
 def test_indianapolis_map_builds_and_keeps_provenance(tmp_path: Path) -> None:
-    from commap.comm_map import CommMap, build_map
+    from commap.map.comm_map import CommMap, build_map
 
     built = build_map(MAPS / "indianapolis" / "map.toml", tmp_path / "built")
     cmap = CommMap.load(built)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.measurements import (
+from commap.radio.measurements import (
     KEY_COLUMNS,
     QUALITY_COLUMNS,
     RECORD_COLUMNS,

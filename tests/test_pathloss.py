@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.pathloss import (
+from commap.radio.pathloss import (
     ENVIRONMENTS,
     cost231_hata_db,
     earth_bulge_m,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from commap.corridor import Corridor
 from commap.errors import NoFeasiblePlanError
+from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
 from commap.plan import (
     Constraints,
@@ -22,7 +22,7 @@ from commap.plan import (
 )
 from commap.plan.cpsat import switch_groups
 from commap.plan.problem import compress
-from commap.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, Quality, QualityMatrix
+from commap.radio.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, Quality, QualityMatrix
 from tests import plan_synthetic as syn
 from tests.test_plan_dp import brute_force
 

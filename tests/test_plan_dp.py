@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.link import LinkModel
 from commap.plan import Constraints, HandoverProblem, compress, evaluate, plan_route, solve_dp
 from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell
-from commap.quality import NO_SATELLITE_ELEVATION_DEG, NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB
+from commap.radio.link import LinkModel
+from commap.radio.quality import NO_SATELLITE_ELEVATION_DEG, NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB
 from tests import plan_synthetic as syn
 
 APPS = ("telemetry", "teleoperation", "infotainment")

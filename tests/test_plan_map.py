@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from commap.comm_map import CommMap
+from commap.map.comm_map import CommMap
 from commap.plan import Constraints, HandoverProblem, Plan, evaluate, solve
 
 ANDORRA_LA_VELLA = (1.5218, 42.5063)  # (lon, lat)

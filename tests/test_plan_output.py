@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from shapely.geometry import LineString, Point
 
-from commap.corridor import Route
 from commap.errors import InvalidInputError, NoFeasiblePlanError
+from commap.geo.corridor import Route
 from commap.plan import (
     Constraints,
     HandoverProblem,

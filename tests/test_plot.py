@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from commap import plot
-from commap.comm_map import CommMap
 from commap.errors import InvalidInputError
-from commap.export import DROP_RISK_COLOR, RouteTimeline, network_colors, timeline_from_plan
-from commap.measurements import read_gnettrack
+from commap.map.comm_map import CommMap
+from commap.out import plot
+from commap.out.route_report import compare_trace
+from commap.out.timeline import DROP_RISK_COLOR, RouteTimeline, network_colors, timeline_from_plan
 from commap.plan import plan_route
-from commap.report import compare_trace
+from commap.radio.measurements import read_gnettrack
 from tests.conftest import TEST_DATA
 
 ORIGIN = (1.5218, 42.5063)  # Andorra la Vella

@@ -10,14 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commap.comm_map import CommMap
-from commap.corridor import cut, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.export import RouteTimeline, timeline_from_plan
-from commap.measurements import read_gnettrack
-from commap.planning import PlanRequest, plan_route
-from commap.quality import Quality, QualityMatrix
-from commap.report import (
+from commap.geo.corridor import cut, route_from_polyline
+from commap.map.comm_map import CommMap
+from commap.out.route_report import (
     compare_trace,
     coverage_by_provenance,
     measured_network,
@@ -26,8 +22,12 @@ from commap.report import (
     score_plan,
     score_trace,
     trace_route,
-    write_report,
+    write_route_report,
 )
+from commap.out.timeline import RouteTimeline, timeline_from_plan
+from commap.radio.measurements import read_gnettrack
+from commap.radio.quality import Quality, QualityMatrix
+from commap.service.planning import PlanRequest, plan_route
 from tests.conftest import TEST_DATA
 
 
@@ -167,8 +167,8 @@ def test_coverage_by_provenance_on_cork(cork_timeline: RouteTimeline) -> None:
 def test_report_files_are_complete_and_deterministic(
     cork: CommMap, cork_timeline: RouteTimeline, trace: pd.DataFrame, tmp_path: Path
 ) -> None:
-    a = write_report(cork, cork_timeline, tmp_path / "a", trace=trace)
-    b = write_report(cork, cork_timeline, tmp_path / "b", trace=trace)
+    a = write_route_report(cork, cork_timeline, tmp_path / "a", trace=trace)
+    b = write_route_report(cork, cork_timeline, tmp_path / "b", trace=trace)
     for fa, fb in zip([a.html, a.json, *a.figures], [b.html, b.json, *b.figures], strict=True):
         assert fa.read_bytes() == fb.read_bytes(), fa.name
     assert sorted(p.name for p in a.figures) == ["comparison.png", "map.png", "strip.png"]
@@ -213,7 +213,7 @@ def test_report_of_a_plan_only(andorra: CommMap, tmp_path: Path) -> None:
     assert data["plan"]["longest_outage_s"] >= tunnel_s - 1e-6
     assert "Generated 2025-01-23" in files.html.read_text(encoding="utf-8")
     with pytest.raises(InvalidInputError, match="application"):
-        write_report(andorra, timeline_from_plan(result), tmp_path / "x", app="gaming")
+        write_route_report(andorra, timeline_from_plan(result), tmp_path / "x", app="gaming")
     with pytest.raises(InvalidInputError, match="request or a drive-test trace"):
         route_report(andorra, tmp_path / "y")
 

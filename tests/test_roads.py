@@ -13,9 +13,9 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from commap import roads
-from commap.corridor import Route
 from commap.errors import InvalidInputError
+from commap.geo import roads
+from commap.geo.corridor import Route
 
 REPO = Path(__file__).resolve().parents[1]
 ANDORRA_PBF = REPO / "maps" / "andorra" / "data" / "andorra.osm.pbf"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from commap import roads
 from commap.errors import InvalidInputError
-from commap.routefile import read_route_file
+from commap.geo import roads
+from commap.geo.routefile import read_route_file
 
 TRACE_CSV = Path(__file__).resolve().parent / "data" / "corridor" / "autobahn_a30_trace.csv"
 

@@ -20,14 +20,16 @@ from skyfield.api import EarthSatellite, load, wgs84
 from skyfield.iokit import parse_tle_file
 
 from commap.errors import InvalidInputError
-from commap.horizon import (
+from commap.geo.horizon import (
     ANTENNA_HEIGHT_M,
     Horizon,
     horizon_at_azimuth_deg,
     horizon_profile_deg,
 )
-from commap.layers import LayerContext, load_layer, prepare_layer
-from commap.layers.satellite import (
+from commap.geo.terrain import HgtTile, Terrain
+from commap.networks import Network, NetworkKind
+from commap.radio.layers import LayerContext, load_layer, prepare_layer
+from commap.radio.layers.satellite import (
     GEO_RADIUS_KM,
     GeoLayer,
     LeoLayer,
@@ -35,14 +37,12 @@ from commap.layers.satellite import (
     read_tle_file,
     tle_checksum,
 )
-from commap.networks import Network, NetworkKind
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_SINR_DB,
     CoverageLayer,
     Provenance,
 )
-from commap.terrain import HgtTile, Terrain
 
 REPO = Path(__file__).resolve().parents[1]
 MAP_DIR = REPO / "maps" / "andorra"
@@ -319,7 +319,7 @@ def test_times_far_from_the_epochs_warn_once_and_lose_confidence(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     layer = LeoLayer(ONEWEB_NET, read_tle_file(ONEWEB))
-    with caplog.at_level(logging.WARNING, logger="commap.layers.satellite"):
+    with caplog.at_level(logging.WARNING, logger="commap.radio.layers.satellite"):
         near = layer.sample([CORK[0]], [CORK[1]], [T_ONEWEB])
         assert not caplog.records
         q = layer.sample([CORK[0]], [CORK[1]], [T_ONEWEB + 30 * 86400.0])

@@ -26,10 +26,10 @@ ensure_stubs()
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from commap.comm_map import CommMap  # noqa: E402
-from commap.execution import DEFAULT_EXECUTION_RULES  # noqa: E402
-from commap.measurements import read_records_dir  # noqa: E402
-from commap.planning import PlanRequest, plan_route  # noqa: E402
+from commap.map.comm_map import CommMap  # noqa: E402
+from commap.plan.execution import DEFAULT_EXECUTION_RULES  # noqa: E402
+from commap.radio.measurements import read_records_dir  # noqa: E402
+from commap.service.planning import PlanRequest, plan_route  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from commap.v1 import commap_service_pb2_grpc as pb_grpc  # noqa: E402
 

@@ -284,7 +284,7 @@ def test_tokens_from_env_and_file_with_their_permissions(tls_server: ServerProce
 
 def test_python_client_with_tls_and_token(tls_server: ServerProcess, pki: Pki) -> None:
     from commap.errors import CommapError
-    from commap.planning import PlanRequest
+    from commap.service.planning import PlanRequest
     from server.client import plan_remote
 
     request = PlanRequest(origin=(1.5218, 42.5063), destination=(1.5600, 42.5100))

@@ -17,7 +17,6 @@ ensure_stubs()
 
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 
-from commap.comm_map import CommMap  # noqa: E402
 from commap.errors import (  # noqa: E402
     CommapError,
     InvalidInputError,
@@ -25,6 +24,7 @@ from commap.errors import (  # noqa: E402
     NoFeasiblePlanError,
     SolverTimeoutError,
 )
+from commap.map.comm_map import CommMap  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from server import convert  # noqa: E402
 from server.config import ServerConfig, load_config  # noqa: E402
@@ -611,7 +611,7 @@ def _records(trace: str) -> pd.DataFrame:
 
 
 def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_path: Path) -> None:
-    from commap.measurements import read_records_csv
+    from commap.radio.measurements import read_records_csv
 
     store = _store(andorra, tmp_path)
     batch_id, count = store.store_measurements("andorra", _records("a\rb\nc"))
@@ -623,7 +623,7 @@ def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_pa
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import commap.measurements
+    import commap.radio.measurements
 
     store = _store(andorra, tmp_path)
     batch_id, count = store.store_measurements("andorra", _records("fine"))
@@ -632,7 +632,7 @@ def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     def unreadable(path: object, **kwargs: object) -> None:
         raise InvalidInputError(f"{path}: damaged on the way to the disk")
 
-    monkeypatch.setattr(commap.measurements, "read_records_csv", unreadable)
+    monkeypatch.setattr(commap.radio.measurements, "read_records_csv", unreadable)
     with pytest.raises(InvalidInputError, match="nothing stored"):
         store.store_measurements("andorra", _records("lost"))
     assert len(list(tmp_path.glob("*.csv"))) == 1  # the bad batch left nothing behind
@@ -641,7 +641,7 @@ def test_a_batch_that_does_not_read_back_is_not_acknowledged(
 def test_unreadable_parts_are_set_aside_and_the_rest_served(
     andorra: CommMap, tmp_path: Path
 ) -> None:
-    from commap.measurements import append_records
+    from commap.radio.measurements import append_records
 
     good = append_records(_records("good"), tmp_path)
     bad = tmp_path / "records-20250101T000000000000Z-000000000000.csv"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.link import LinkModel
 from commap.networks import Network, NetworkKind, SwitchKind
+from commap.radio.link import LinkModel
 from commap.sim.a3 import A3Params
 from commap.sim.drive import Measurements, SimConfig, next_true, simulate
 from commap.sim.policies import (

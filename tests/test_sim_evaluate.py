@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from commap.comm_map import CommMap
 from commap.errors import InvalidInputError
+from commap.map.comm_map import CommMap
+from commap.out.evaluation_report import write_evaluation_report
 from commap.sim.evaluate import (
     DEFAULT_ROUTES,
     EvaluationConfig,
@@ -41,7 +42,8 @@ def test_default_routes_of_the_default_map(andorra: CommMap) -> None:
 
 
 def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: Path) -> None:
-    result = evaluate_map(andorra, seeds=2, sigma_db=6.0, out_dir=tmp_path)
+    result = evaluate_map(andorra, seeds=2, sigma_db=6.0)
+    files = write_evaluation_report(result, tmp_path)
     for name in REPORT_FILES:
         assert (tmp_path / name).stat().st_size > 200, name
     for name in REPORT_FILES[-3:]:
@@ -68,7 +70,7 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     )
     assert rows["unavoidable_drops_per_hour"].min() > 0  # the Envalira / dos Valires tunnels
     assert result.bar["no_ping_pong"]
-    assert set(result.files) == {tmp_path / n for n in REPORT_FILES}
+    assert set(files) == {tmp_path / n for n in REPORT_FILES}
 
 
 def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
@@ -76,9 +78,8 @@ def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
     cfg = EvaluationConfig(
         policies=("a3_default", "commap"), a3_sweep=(), real_traces=RealTraces.in_repository(repo)
     )
-    result = evaluate_map(
-        andorra, seeds=1, out_dir=tmp_path, routes=default_routes(andorra)[2:], config=cfg
-    )
+    result = evaluate_map(andorra, seeds=1, routes=default_routes(andorra)[2:], config=cfg)
+    write_evaluation_report(result, tmp_path)
     assert result.cork is not None and result.autobahn is not None
     for name in ("cork_a3_replay.png", "starlink_bridges.png"):
         assert (tmp_path / name).stat().st_size > 10_000
@@ -89,14 +90,14 @@ def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
 def test_evaluation_is_reproducible(andorra: CommMap) -> None:
     route = default_routes(andorra)[2:]  # the shortest route
     cfg = EvaluationConfig(policies=("a3_default", "commap"), a3_sweep=())
-    one = evaluate_map(andorra, seeds=2, out_dir=None, routes=route, config=cfg)
-    two = evaluate_map(andorra, seeds=2, out_dir=None, routes=route, config=cfg)
+    one = evaluate_map(andorra, seeds=2, routes=route, config=cfg)
+    two = evaluate_map(andorra, seeds=2, routes=route, config=cfg)
     pd.testing.assert_frame_equal(one.runs, two.runs)
 
 
 @pytest.mark.slow
 def test_bar_on_the_default_map_at_sigma_6db(andorra: CommMap) -> None:
-    result = evaluate_map(andorra, seeds=20, sigma_db=6.0, out_dir=None)
+    result = evaluate_map(andorra, seeds=20, sigma_db=6.0)
     bar = result.bar
     # commap, as it executes plans (closed loop), meets the whole bar against the oracle
     assert bar["avoidable_reduction_pct"] >= 50.0
@@ -113,11 +114,11 @@ def test_bar_on_the_default_map_at_sigma_6db(andorra: CommMap) -> None:
 
 def test_bad_inputs(andorra: CommMap) -> None:
     with pytest.raises(InvalidInputError, match="seeds"):
-        evaluate_map(andorra, seeds=0, out_dir=None)
+        evaluate_map(andorra, seeds=0)
     with pytest.raises(InvalidInputError, match="sigma_db"):
-        evaluate_map(andorra, seeds=1, sigma_db=-1.0, out_dir=None)
+        evaluate_map(andorra, seeds=1, sigma_db=-1.0)
     with pytest.raises(InvalidInputError, match="routes"):
-        evaluate_map(andorra, seeds=1, out_dir=None, routes=[])
+        evaluate_map(andorra, seeds=1, routes=[])
     with pytest.raises(InvalidInputError, match="unknown policies"):
         EvaluationConfig(policies=("a3_default", "nope"))
     assert check_bar(pd.DataFrame({"policy": ["greedy"]})) == {}

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.link import AppProfile
 from commap.networks import Network, NetworkKind, SwitchKind
+from commap.radio.link import AppProfile
 from commap.sim.drive import DriveLog, Event
 from commap.sim.metrics import (
     SUMMARY_COLUMNS,

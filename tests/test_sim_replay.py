@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
+from commap.out.evaluation_report import plot_cork_replay, plot_starlink_bridges
 from commap.sim.a3 import A3Params
 from commap.sim.replay import (
     match_events,
@@ -16,7 +17,6 @@ from commap.sim.replay import (
     replay_cork,
     starlink_bridges,
 )
-from commap.sim.report import plot_cork_replay, plot_starlink_bridges
 
 DATA = Path(__file__).resolve().parent / "data"
 HELDOUT = DATA / "measured" / "ucc5g_cork_heldout.zip"

@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from commap.corridor import Corridor, cut, route_from_polyline
 from commap.errors import InvalidInputError
+from commap.geo.corridor import Corridor, cut, route_from_polyline
 from commap.networks import Network, NetworkKind
-from commap.quality import QIN_SINR_DB, Provenance, Quality, QualityMatrix
+from commap.radio.quality import QIN_SINR_DB, Provenance, Quality, QualityMatrix
 from commap.sim.truth import TruthConfig, correlated_shadowing_db, make_truth, step_grid
 
 NETS = (

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.pathloss import ground_distance_m
-from commap.roads import load_road_graph
-from commap.sites import (
+from commap.geo.roads import load_road_graph
+from commap.geo.terrain import Terrain
+from commap.radio.pathloss import ground_distance_m
+from commap.radio.sites import (
     OPENCELLID_COLUMNS,
     SITE_COLUMNS,
     classify_environment,
@@ -24,7 +25,6 @@ from commap.sites import (
     road_points,
     write_opencellid_csv,
 )
-from commap.terrain import Terrain
 
 REPO = Path(__file__).resolve().parents[1]
 ANDORRA = REPO / "maps" / "andorra" / "data"
@@ -113,7 +113,7 @@ def test_few_bad_rows_are_skipped_and_counted(
     lines[5] = "bs_x,gsm,900"  # line 6: too few fields
     path = tmp_path / "cork.csv"
     path.write_text("\n".join(lines) + "\n")
-    with caplog.at_level(logging.WARNING, logger="commap.sites"):
+    with caplog.at_level(logging.WARNING, logger="commap.radio.sites"):
         sites = read_sites(path)
     assert len(sites) == 28
     assert "skipped 2 malformed site rows (first at line 3" in caplog.text

@@ -11,10 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from commap import layers
 from commap.errors import InvalidInputError
-from commap.layers import LayerContext
-from commap.layers.terrestrial import (
+from commap.geo.roads import load_road_graph
+from commap.geo.terrain import Terrain
+from commap.networks import Network, NetworkKind
+from commap.radio import layers
+from commap.radio.layers import LayerContext
+from commap.radio.layers.terrestrial import (
     MAX_SINR_DB,
     MODELLED_CONFIDENCE,
     TERRAIN_SHADOWED_CONFIDENCE,
@@ -24,12 +27,9 @@ from commap.layers.terrestrial import (
     prepare_layer,
     radio_params,
 )
-from commap.networks import Network, NetworkKind
-from commap.pathloss import EARTH_RADIUS_M, K_FACTOR, ground_distance_m
-from commap.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, CoverageLayer, Provenance
-from commap.roads import load_road_graph
-from commap.sites import SITE_COLUMNS, read_sites, road_points
-from commap.terrain import Terrain
+from commap.radio.pathloss import EARTH_RADIUS_M, K_FACTOR, ground_distance_m
+from commap.radio.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, CoverageLayer, Provenance
+from commap.radio.sites import SITE_COLUMNS, read_sites, road_points
 
 REPO = Path(__file__).resolve().parents[1]
 ANDORRA = REPO / "maps" / "andorra"

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from commap.comm_map import CommMap
 from commap.errors import InvalidInputError
-from commap.export import RouteTimeline, network_colors, timeline_from_plan
+from commap.map.comm_map import CommMap
+from commap.out.timeline import RouteTimeline, network_colors, timeline_from_plan
+from commap.out.viewer import ViewerServer, find_leaflet_dir, serve
 from commap.plan import Plan, plan_route
-from commap.planning import PlanRequest
-from commap.planning import plan_route as plan_request_route
-from commap.viewer import ViewerServer, find_leaflet_dir, serve
+from commap.service.planning import PlanRequest
+from commap.service.planning import plan_route as plan_request_route
 
 pytestmark = pytest.mark.viewer
 

@@ -10,7 +10,7 @@ Typical use::
 
 from commap.plan.cpsat import CpSatResult, solve_cpsat
 from commap.plan.dp import DPResult, LagrangianResult, lagrangian_search, solve_dp
-from commap.plan.evaluate import Evaluation, evaluate
+from commap.plan.evaluator import Evaluation, evaluate
 from commap.plan.plan import (
     SOLVERS,
     Handover,

@@ -45,7 +45,7 @@ from commap.plan.dp import (
     viterbi,
     viterbi_dwell,
 )
-from commap.plan.evaluate import evaluate
+from commap.plan.evaluator import evaluate
 from commap.plan.problem import (
     Constraints,
     HandoverProblem,

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from commap.corridor import Corridor
 from commap.errors import CommapError, InvalidInputError
-from commap.link import AppProfile, LinkModel, Objective
+from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
 from commap.plan.cpsat import solve_cpsat
 from commap.plan.dp import solve_dp
-from commap.plan.evaluate import Evaluation, evaluate
+from commap.plan.evaluator import Evaluation, evaluate
 from commap.plan.problem import Constraints, HandoverProblem
-from commap.quality import Provenance, QualityMatrix
+from commap.radio.link import AppProfile, LinkModel, Objective
+from commap.radio.quality import Provenance, QualityMatrix
 
 __all__ = [
     "SOLVERS",
@@ -92,7 +92,7 @@ class SolverReport:
 
 @dataclass(frozen=True)
 class PlanTotals:
-    """Route totals of a plan (see :class:`commap.plan.evaluate.Evaluation`)."""
+    """Route totals of a plan (see :class:`commap.plan.evaluator.Evaluation`)."""
 
     cost: float
     expected_drops: float

@@ -1,7 +1,7 @@
 """The handover problem: per-segment and per-switch costs, constraints and run compression.
 
 A :class:`HandoverProblem` holds everything a solver needs, computed once from a corridor, its
-quality matrix, the network catalogue, a :class:`~commap.link.LinkModel`, an application class
+quality matrix, the network catalogue, a :class:`~commap.radio.link.LinkModel`, an application class
 and the objective weights:
 
 * ``node_cost[i, n]``: cost of using network ``n`` on segment ``i`` (expected drops charged to
@@ -38,11 +38,11 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
-from commap.corridor import Corridor
 from commap.errors import InvalidInputError, NoFeasiblePlanError
-from commap.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
+from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue
-from commap.quality import QualityMatrix
+from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
+from commap.radio.quality import QualityMatrix
 
 __all__ = ["Constraints", "HandoverProblem", "Units", "compress"]
 
@@ -172,7 +172,7 @@ class HandoverProblem:
         link, objective, constraints : optional
             Defaults when omitted.
         app : AppProfile or str
-            Application class (a name from :data:`commap.link.APP_PROFILES`).
+            Application class (a name from :data:`commap.radio.link.APP_PROFILES`).
 
         Raises
         ------
@@ -185,7 +185,7 @@ class HandoverProblem:
         Examples
         --------
         >>> from commap.networks import Network, NetworkKind, NetworkCatalogue
-        >>> from commap.quality import Quality
+        >>> from commap.radio.quality import Quality
         >>> cat = NetworkCatalogue([Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
         ...                                 technology="lte", latency_ms=30)])
         >>> empty = Corridor(*(np.zeros(0) for _ in range(7)), *(np.zeros(0, bool) for _ in
@@ -454,7 +454,7 @@ def compress(
     Examples
     --------
     >>> from commap.networks import Network, NetworkKind, NetworkCatalogue
-    >>> from commap.quality import Quality
+    >>> from commap.radio.quality import Quality
     >>> cat = NetworkCatalogue([Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
     ...                                 technology="lte", latency_ms=30)])
     >>> z = np.zeros(3)

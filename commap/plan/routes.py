@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from commap.corridor import Corridor, Route
 from commap.errors import InvalidInputError, NoFeasiblePlanError
-from commap.link import AppProfile, LinkModel, Objective
+from commap.geo.corridor import Corridor, Route
 from commap.networks import NetworkCatalogue
 from commap.plan.plan import Plan, plan_route
 from commap.plan.problem import Constraints
-from commap.quality import QualityMatrix
+from commap.radio.link import AppProfile, LinkModel, Objective
+from commap.radio.quality import QualityMatrix
 
 __all__ = ["RouteCandidate", "RouteChoice", "RouteOption", "choose_route"]
 

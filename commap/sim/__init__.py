@@ -2,16 +2,16 @@
 
 Typical use (the ``commap evaluate`` command)::
 
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
     from commap.sim import evaluate_map
-    result = evaluate_map(CommMap.load("andorra"), seeds=20, sigma_db=6.0, out_dir="eval")
+    result = evaluate_map(CommMap.load("andorra"), seeds=20, sigma_db=6.0)
     print(result.bar)
 
 Modules: :mod:`~commap.sim.a3` (measurement chain and A3 event), :mod:`~commap.sim.truth`
 (seeded truth field), :mod:`~commap.sim.drive` (100 ms simulator with RLF/HOF),
 :mod:`~commap.sim.policies`, :mod:`~commap.sim.metrics`, :mod:`~commap.sim.evaluate`,
 :mod:`~commap.sim.replay` (Cork drive tests, Starlink on the Autobahn) and
-:mod:`~commap.sim.report` (CSV, Markdown, PNG).
+:mod:`~commap.out.evaluation_report` (CSV, Markdown, PNG).
 """
 
 from commap.sim.a3 import A3Params, A3Trigger, a3_serving, two_cell_handover_m

@@ -11,7 +11,7 @@ policy whether to switch, executes switches and recovers from failures:
   out-of-sync indications start ``T310``; ``N311`` consecutive in-sync indications stop it;
   ``T310`` expiring is a **radio link failure** (RLF).
 * **Handover execution**: a switch ``a -> b`` interrupts service for the interruption time of
-  its kind, taken from :meth:`commap.link.LinkModel.switch` (so planner and simulator agree).
+  its kind, taken from :meth:`commap.radio.link.LinkModel.switch` (so planner and simulator agree).
   It is a **handover failure** (HOF) when the target's L1 SINR is below Qout at execution;
   the failure is detected after ``min(interruption, t304_s)``.
 * **Recovery**: after an RLF or HOF the policy picks the network to re-attach to
@@ -43,9 +43,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
-from commap.link import LinkModel
 from commap.networks import Network, SwitchKind, switch_kind
-from commap.quality import QIN_SINR_DB, QOUT_SINR_DB
+from commap.radio.link import LinkModel
+from commap.radio.quality import QIN_SINR_DB, QOUT_SINR_DB
 from commap.sim.a3 import DEFAULT_STEP_S, l1_average, l3_filter
 from commap.sim.truth import TruthField
 

@@ -4,7 +4,7 @@
 
 1. routes: the given ones, else :func:`default_routes` (a fixed list per known map, else routes
    between the far corners of the road graph); each is cut into the map's corridor and sampled
-   (the planner's map, :meth:`commap.comm_map.CommMap.quality`);
+   (the planner's map, :meth:`commap.map.comm_map.CommMap.quality`);
 2. the ``commap`` plan is made once per route on the planner's map
    (:class:`commap.plan.problem.HandoverProblem` with the evaluation's link model, objective,
    application class and a minimum dwell against ping-pong);
@@ -13,7 +13,7 @@
    on the same truth and ``a3_tuned`` takes, per route, the sweep entry with the fewest mean
    avoidable drops (then fewest handovers);
 4. :func:`commap.sim.metrics.aggregate`, the bar (:func:`check_bar`) and the report folder
-   (:mod:`commap.sim.report`).
+   (:mod:`commap.out.evaluation_report`).
 
 ``commap`` and ``oracle`` execute their plans the way commap does in a vehicle: in a closed loop
 (:class:`commap.sim.policies.FallbackPlanPolicy`; the execution rules travel with the plan).
@@ -22,7 +22,7 @@ Besides the issue's six policies the default evaluation drives ``commap_open_loo
 cannot react to map errors (missing sites, unmapped obstructions, bias) that the oracle sees; the
 pair shows what acting on measurements recovers.
 
-The planner and the simulator share one :class:`commap.link.LinkModel`: the interruption of
+The planner and the simulator share one :class:`commap.radio.link.LinkModel`: the interruption of
 every kind of switch is the same number in the plan cost and in the drive.
 """
 
@@ -33,18 +33,17 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from commap.corridor import Corridor, Route
 from commap.errors import InvalidInputError
-from commap.link import AppProfile, LinkModel, Objective, app_profile
+from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
-from commap.quality import QualityMatrix
+from commap.radio.link import AppProfile, LinkModel, Objective, app_profile
+from commap.radio.quality import QualityMatrix
 from commap.sim.a3 import A3Params
 from commap.sim.drive import DriveLog, Measurements, Policy, SimConfig, simulate
 from commap.sim.metrics import aggregate, outage_durations_s, run_metrics
@@ -63,7 +62,7 @@ from commap.sim.replay import CorkReplay, RealTraces, StarlinkBridges, run_repla
 from commap.sim.truth import TruthConfig, TruthField, make_truth
 
 if TYPE_CHECKING:
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
 
 __all__ = [
     "DEFAULT_ROUTES",
@@ -184,7 +183,6 @@ class EvaluationResult:
     strip: StripData | None
     outage_durations_s: dict[str, FloatArray]
     wall_s: float
-    files: list[Path] = field(default_factory=list)
     cork: CorkReplay | None = None
     autobahn: StarlinkBridges | None = None
 
@@ -558,12 +556,12 @@ def evaluate_map(
     *,
     seeds: int = 20,
     sigma_db: float = 6.0,
-    out_dir: str | Path | None,
     routes: Sequence[Route] | None = None,
     progress: Progress | None = None,
     config: EvaluationConfig | None = None,
 ) -> EvaluationResult:
-    """Run the drops benchmark on a map and write the report folder (``commap evaluate``).
+    """Run the drops benchmark on a map (``commap evaluate``; the report is written by
+    :func:`commap.out.evaluation_report.write_evaluation_report`).
 
     Parameters
     ----------
@@ -573,8 +571,6 @@ def evaluate_map(
         Truth seeds (>= 1; the issue's figures use >= 20).
     sigma_db : float
         Map-error shadowing sigma of the truth (overrides ``config.truth.sigma_db``).
-    out_dir : path or None
-        Report folder (created); None writes nothing.
     routes : sequence of Route, optional
         Routes to drive (default :func:`default_routes`).
     progress : callable, optional
@@ -593,7 +589,7 @@ def evaluate_map(
 
     Examples
     --------
-    >>> evaluate_map(None, seeds=0, out_dir=None)  # checked before the map is used
+    >>> evaluate_map(None, seeds=0)  # checked before the map is used
     Traceback (most recent call last):
     ...
     commap.errors.InvalidInputError: seeds must be >= 1, got 0
@@ -633,8 +629,4 @@ def evaluate_map(
     )
     if cfg.real_traces is not None:
         result.cork, result.autobahn = run_replays(cfg.real_traces)
-    if out_dir is not None:
-        from commap.sim.report import write_report
-
-        result.files = write_report(result, Path(out_dir))
     return result

@@ -35,8 +35,8 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from commap.errors import InvalidInputError
-from commap.link import AppProfile
 from commap.networks import Network, SwitchKind
+from commap.radio.link import AppProfile
 from commap.sim.drive import DriveLog
 from commap.sim.truth import TruthField
 

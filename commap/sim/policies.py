@@ -39,8 +39,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
-from commap.execution import DEFAULT_EXECUTION_RULES
 from commap.networks import NetworkKind
+from commap.plan.execution import DEFAULT_EXECUTION_RULES
 from commap.sim.a3 import A3Params, A3Trigger
 from commap.sim.drive import DriveContext, Policy, next_true
 
@@ -396,7 +396,7 @@ class PlanPolicy(Policy):
 
 
 class FallbackPlanPolicy(PlanPolicy):
-    """A plan with a measured safety net: :mod:`commap.execution`, as vehicles execute plans.
+    """A plan with a measured safety net: :mod:`commap.plan.execution`, as vehicles execute plans.
 
     Executes the plan like :class:`PlanPolicy`, with two rules for when the measurements
     contradict the map: a planned switch waits until the target's L3 SINR is

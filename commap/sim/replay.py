@@ -10,7 +10,7 @@ TTT) runs from the real first cell, and its serving-cell changes are compared wi
 ones: counts, and a one-to-one match within ``tolerance_s`` (precision, recall).
 
 **Starlink on the Autobahn** (:func:`starlink_bridges`). The measured 1 Hz run is cut into a
-corridor with the bridges of ``Bridges.csv`` as overpasses (:func:`commap.corridor.cut`, the
+corridor with the bridges of ``Bridges.csv`` as overpasses (:func:`commap.geo.corridor.cut`, the
 same "under a bridge" test that blocks the satellite layer); every second whose position falls
 in an ``under_bridge`` segment is *blocked*. Blocked seconds are compared with the measured
 zero-throughput seconds (downlink below ``zero_mbps``): a per-second contingency table, and per
@@ -36,9 +36,9 @@ from pyproj import Geod
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
-from commap.corridor import cut, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.measurements import read_gnettrack
+from commap.geo.corridor import cut, route_from_polyline
+from commap.radio.measurements import read_gnettrack
 from commap.sim.a3 import DEFAULT_STEP_S, A3Params, a3_serving
 
 __all__ = [

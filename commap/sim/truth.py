@@ -47,10 +47,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import lfilter
 
-from commap.corridor import Corridor
 from commap.errors import InvalidInputError
+from commap.geo.corridor import Corridor
 from commap.networks import Network
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
@@ -276,7 +276,7 @@ def step_grid(
 
     Examples
     --------
-    >>> from commap.corridor import cut, route_from_polyline
+    >>> from commap.geo.corridor import cut, route_from_polyline
     >>> c = cut(route_from_polyline([1.5, 1.5025], [42.5, 42.5], speed_mps=20.0),
     ...         departure_s=0.0)
     >>> t, d, seg = step_grid(c)
@@ -409,9 +409,9 @@ def make_truth(
 
     Examples
     --------
-    >>> from commap.corridor import cut, route_from_polyline
+    >>> from commap.geo.corridor import cut, route_from_polyline
     >>> from commap.networks import Network, NetworkKind
-    >>> from commap.quality import Quality
+    >>> from commap.radio.quality import Quality
     >>> c = cut(route_from_polyline([1.5, 1.51], [42.5, 42.5]), departure_s=0.0)
     >>> net = Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a", technology="lte",
     ...               latency_ms=30)

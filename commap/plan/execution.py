@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commap.errors import InvalidInputError
-from commap.quality import QIN_SINR_DB
+from commap.radio.quality import QIN_SINR_DB
 
 __all__ = ["DEFAULT_EXECUTION_RULES", "ExecutionRules"]
 

@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from commap.errors import CommapError, InvalidInputError
-from commap.export import RouteTimeline, network_colors, plan_layers, timeline_from_plan
-from commap.viewer import data
+from commap.out.timeline import RouteTimeline, network_colors, plan_layers, timeline_from_plan
+from commap.out.viewer import data
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
     from commap.plan import Plan
-    from commap.planning import PlanResult
+    from commap.service.planning import PlanResult
 
     PlanLike = Plan | PlanResult | RouteTimeline | Mapping[str, gpd.GeoDataFrame]
 
@@ -262,12 +262,12 @@ class ViewerServer:
     def set_plan(self, plan: PlanLike | None) -> None:
         """Show ``plan`` (replaces the previous one; a live page reloads it within a second).
 
-        ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.planning.PlanResult` (e.g. a
-        drive session's ``result``), a :class:`commap.export.RouteTimeline` or plan layers
-        (:func:`commap.export.read_plan_layers`); None removes the plan.
+        ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.service.planning.PlanResult` (e.g. a
+        drive session's ``result``), a :class:`commap.out.timeline.RouteTimeline` or plan layers
+        (:func:`commap.out.timeline.read_plan_layers`); None removes the plan.
         """
         from commap.plan import Plan
-        from commap.planning import PlanResult
+        from commap.service.planning import PlanResult
 
         if isinstance(plan, Plan | PlanResult):
             plan = timeline_from_plan(plan)

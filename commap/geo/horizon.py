@@ -14,7 +14,7 @@ about ``d**2 / (8 R)``, which does not apply to a path leaving the atmosphere at
 
 Two ways to get it:
 
-* :func:`horizon_profile_deg` ray-marches :class:`commap.terrain.Terrain` (bilinear heights)
+* :func:`horizon_profile_deg` ray-marches :class:`commap.geo.terrain.Terrain` (bilinear heights)
   for arbitrary points: exact but about 1 ms per point.
 * :func:`compute_horizon_grid` computes a :class:`HorizonGrid` once over a map's bounding box
   (done at map build time, about 1 s for Andorra) by shifting the height raster itself along
@@ -36,7 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
-from commap.terrain import Terrain
+from commap.geo.terrain import Terrain
 
 __all__ = [
     "ANTENNA_HEIGHT_M",

@@ -1,7 +1,7 @@
 """Link model: from quality values to outage probabilities, handover risk and cost.
 
 The planner does not look at signal levels directly. This module turns a
-:class:`~commap.quality.QualityMatrix` into
+:class:`~commap.radio.quality.QualityMatrix` into
 
 * the *point* outage probability of every network at every segment (the chance that the link
   is below the radio-link threshold at a given instant),
@@ -27,7 +27,7 @@ from scipy.special import ndtr
 
 from commap.errors import InvalidInputError
 from commap.networks import Network, NetworkKind, SwitchKind, switch_kind
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
@@ -333,7 +333,7 @@ class LinkModel:
 
         Examples
         --------
-        >>> from commap.quality import Quality
+        >>> from commap.radio.quality import Quality
         >>> from commap.networks import Network, NetworkKind
         >>> net = Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
         ...               technology="lte", latency_ms=30)

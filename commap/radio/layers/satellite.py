@@ -2,7 +2,7 @@
 
 A satellite network is usable at a point when a satellite stands at or above the network's
 minimum elevation (Starlink 25 deg) *and* above the terrain horizon in its azimuth
-(:mod:`commap.horizon`), and the point is neither in a tunnel nor under a bridge.
+(:mod:`commap.geo.horizon`), and the point is neither in a tunnel nor under a bridge.
 
 LEO (:class:`LeoLayer`)
     TLEs are checked line by line (format and mod-10 checksum) and parsed with skyfield
@@ -34,7 +34,7 @@ zenith and 5.8 dB at 25 deg (1,124 km). For GEO ``d_ref`` = 35,786 km and 10 dB 
 with confidence 0.8 (LEO; halved 14 days away from the TLEs' median epoch, linearly from 3
 days, as SGP4 errors grow by kilometres per day) and 0.9 (GEO geometry is exact).
 
-Only the visibility count of usable satellites does not fit :class:`commap.quality.Quality`;
+Only the visibility count of usable satellites does not fit :class:`commap.radio.quality.Quality`;
 :meth:`LeoLayer.sample_detail` returns it with the quality in a :class:`SatelliteSample`.
 """
 
@@ -57,16 +57,16 @@ from skyfield.api import EarthSatellite, load
 from skyfield.iokit import parse_tle_file
 
 from commap.errors import InvalidInputError
-from commap.horizon import (
+from commap.geo.horizon import (
     ANTENNA_HEIGHT_M,
     Horizon,
     HorizonGrid,
     compute_horizon_grid,
     horizon_at_azimuth_deg,
 )
-from commap.layers import LayerContext
 from commap.networks import Network, NetworkKind
-from commap.quality import (
+from commap.radio.layers import LayerContext
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_SINR_DB,
     Provenance,

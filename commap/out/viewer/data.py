@@ -17,12 +17,12 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from commap.errors import InvalidInputError
-from commap.export import CLASSES, classify, network_colors, road_edges, road_pieces
+from commap.out.timeline import CLASSES, classify, network_colors, road_edges, road_pieces
 from commap.networks import NetworkKind
-from commap.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import QOUT_SINR_DB, Provenance
 
 if TYPE_CHECKING:
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
 
 __all__ = [
     "coverage_payload",
@@ -123,7 +123,7 @@ def coverage_payload(
         ``pieces``: list of ``[[lat, lon], ...]`` (Leaflet order); ``tunnel``: 0/1 per piece;
         ``networks``: ``{id: {"rsrp_class", "sinr_class", "visibility_class", "provenance",
         "rsrp_dbm", "sinr_db", "elevation_deg"}}`` with one entry per piece (class index,
-        -1 where not applicable; provenance code of :class:`~commap.quality.Provenance`).
+        -1 where not applicable; provenance code of :class:`~commap.radio.quality.Provenance`).
     """
     if cmap.roads is None:
         return {"pieces": [], "tunnel": [], "networks": {}, "spacing_m": spacing_m}
@@ -176,7 +176,7 @@ def _feature(geom: BaseGeometry, props: Mapping[str, Any]) -> dict[str, Any]:
 def plan_payload(
     layers: Mapping[str, gpd.GeoDataFrame] | None, colors: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A plan's layers (:func:`commap.export.plan_layers`) as one GeoJSON FeatureCollection.
+    """A plan's layers (:func:`commap.out.timeline.plan_layers`) as one GeoJSON FeatureCollection.
 
     Every feature gets ``layer`` (``route`` / ``handovers`` / ``drop_risk``) and, on route
     pieces, the ``color`` of its network.

@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike, NDArray
 from commap.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from commap.terrain import Terrain
+    from commap.geo.terrain import Terrain
 
 __all__ = [
     "EARTH_RADIUS_M",

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
-from commap.quality import CoverageLayer, Quality
+from commap.radio.quality import CoverageLayer, Quality
 
 __all__ = ["CachedLayer", "road_sample_points", "write_cache"]
 

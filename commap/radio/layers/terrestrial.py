@@ -2,7 +2,7 @@
 
 Map spec (``[networks.layer]`` with ``type = "terrestrial"``), keys and defaults:
 
-``sites``                ``"generated"`` (placed by :func:`commap.sites.place_sites`) or a CSV
+``sites``                ``"generated"`` (placed by :func:`commap.radio.sites.place_sites`) or a CSV
                          path relative to the spec (OpenCelliD or Irish base-station format)
 ``filter``               for CSV sites: raw column values to keep, e.g.
                          ``{bs_operator = "mno_1", bs_technology = "3g"}``
@@ -13,7 +13,7 @@ Map spec (``[networks.layer]`` with ``type = "terrestrial"``), keys and defaults
 ``tx_power_dbm``         46; total carrier power (CSV files may give it per site)
 ``antenna_height_m``     25; above ground
 ``model``                ``auto`` | ``cost231`` | ``rma`` | ``uma`` (see
-                         :func:`commap.pathloss.model_loss_db`)
+                         :func:`commap.radio.pathloss.model_loss_db`)
 ``shadowing_margin_db``  0; subtracted from every RSRP (log-normal fade margin; 0 keeps the
                          median prediction, the planner's truth field adds its own shadowing)
 ``antenna_gain_dbi``     15; site antenna gain net of feeder loss
@@ -52,17 +52,18 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
-from commap.layers import LayerContext
+from commap.geo.terrain import Terrain
 from commap.networks import Network
-from commap.pathloss import ENVIRONMENTS, MODELS, ground_distance_m, link_loss_db
-from commap.quality import (
+from commap.radio.layers import LayerContext
+from commap.radio.pathloss import ENVIRONMENTS, MODELS, ground_distance_m, link_loss_db
+from commap.radio.quality import (
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
     Provenance,
     Quality,
     as_points,
 )
-from commap.sites import (
+from commap.radio.sites import (
     classify_environment,
     place_sites,
     read_osm_masts,
@@ -70,7 +71,6 @@ from commap.sites import (
     road_points,
     write_opencellid_csv,
 )
-from commap.terrain import Terrain
 
 __all__ = [
     "MAX_SINR_DB",
@@ -190,7 +190,7 @@ class TerrestrialLayer:
     network_id : str
         The network this layer answers for.
     sites : pandas.DataFrame
-        Site table (:data:`commap.sites.SITE_COLUMNS`); empty environments count as suburban.
+        Site table (:data:`commap.radio.sites.SITE_COLUMNS`); empty environments count as suburban.
     params : RadioParams
         Link budget.
     terrain : Terrain, optional
@@ -198,7 +198,7 @@ class TerrestrialLayer:
 
     Examples
     --------
-    >>> from commap.sites import empty_sites
+    >>> from commap.radio.sites import empty_sites
     >>> layer = TerrestrialLayer("x", empty_sites(), RadioParams())
     >>> q = layer.sample(np.array([1.5]), np.array([42.5]), np.array([0.0]))
     >>> float(q.rsrp_dbm[0]), int(q.provenance[0])
@@ -276,7 +276,7 @@ class TerrestrialLayer:
 
         Examples
         --------
-        >>> from commap.sites import empty_sites
+        >>> from commap.radio.sites import empty_sites
         >>> TerrestrialLayer("x", empty_sites(), RadioParams()).site_rsrp_dbm(
         ...     np.array([1.5]), np.array([42.5])).shape
         (1, 0)
@@ -482,7 +482,7 @@ def _generated_sites(
         max_range_m=params.max_range_m,
     )
     figures = {
-        "method": "osm masts + seeded greedy road cover (commap.sites.place_sites)",
+        "method": "osm masts + seeded greedy road cover (commap.radio.sites.place_sites)",
         "seed": ctx.seed,
         "osm_file": osm.name if osm is not None else None,
         "osm_sites": placement.osm_sites,

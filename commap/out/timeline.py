@@ -45,7 +45,7 @@ from shapely.ops import substring
 
 from commap.errors import InvalidInputError
 from commap.networks import NetworkKind
-from commap.quality import (
+from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
     QOUT_SINR_DB,
@@ -56,10 +56,10 @@ from commap.quality import (
 if TYPE_CHECKING:
     import networkx as nx
 
-    from commap.comm_map import CommMap
-    from commap.corridor import Corridor
+    from commap.map.comm_map import CommMap
+    from commap.geo.corridor import Corridor
     from commap.plan import Plan
-    from commap.planning import PlanResult
+    from commap.service.planning import PlanResult
 
 __all__ = [
     "CLASSES",
@@ -242,7 +242,7 @@ def road_edges(graph: nx.MultiDiGraph) -> gpd.GeoDataFrame:
     Parameters
     ----------
     graph : networkx.MultiDiGraph
-        A road graph of :mod:`commap.roads` (edges with ``geometry`` and attributes).
+        A road graph of :mod:`commap.geo.roads` (edges with ``geometry`` and attributes).
 
     Returns
     -------
@@ -525,7 +525,7 @@ def _bare_corridor(
     departure_s: float,
 ) -> Corridor:
     """A corridor from per-segment arrays (no route polyline, no tunnel or bridge flags)."""
-    from commap.corridor import Corridor
+    from commap.geo.corridor import Corridor
 
     arrays = [
         np.asarray(v, dtype=np.float64) for v in (lon, lat, distance_m, length_m, eta_s, duration_s)
@@ -577,7 +577,7 @@ def timeline_from_plan(
     Parameters
     ----------
     plan : Plan or PlanResult
-        The solver's plan, or the planning facade's result (:func:`commap.planning.plan_route`),
+        The solver's plan, or the planning facade's result (:func:`commap.service.planning.plan_route`),
         whose corridor and quality matrix are then used.
     corridor : Corridor, optional
         The corridor the plan was made on (gives the exact route line and the tunnel flags);
@@ -593,7 +593,7 @@ def timeline_from_plan(
     InvalidInputError
         A corridor or matrix whose length differs from the plan's.
     """
-    from commap.planning import PlanResult
+    from commap.service.planning import PlanResult
 
     if isinstance(plan, PlanResult):
         corridor = plan.corridor if corridor is None else corridor
@@ -880,7 +880,7 @@ def plan_layers(
     Parameters
     ----------
     timeline : RouteTimeline
-        The plan (see :func:`commap.report.timeline_from_plan` to convert a solver plan).
+        The plan (see :func:`commap.out.route_report.timeline_from_plan` to convert a solver plan).
     drop_risk_prob : float
         Segments whose serving link drops with at least this probability form the
         ``drop_risk`` stretches (default 5 %).

@@ -14,9 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
-from commap.link import SWITCH_KINDS
 from commap.networks import SwitchKind
 from commap.plan.problem import HandoverProblem
+from commap.radio.link import SWITCH_KINDS
 
 __all__ = ["Evaluation", "evaluate"]
 
@@ -33,7 +33,7 @@ class Evaluation:
     Attributes
     ----------
     cost : float
-        Weighted objective (:class:`commap.link.Objective`).
+        Weighted objective (:class:`commap.radio.link.Objective`).
     cost_terms : dict
         Weighted contribution of each objective term.
     expected_drops : float

@@ -1,6 +1,6 @@
 """Routes from files: GeoJSON line strings and CSV traces (``lat,lon[,timestamp]``).
 
-Both give a :class:`~commap.corridor.Route` through :func:`commap.corridor.route_from_polyline`,
+Both give a :class:`~commap.geo.corridor.Route` through :func:`commap.geo.corridor.route_from_polyline`,
 so the same checks apply (at least 2 points, finite and in-range coordinates, strictly
 increasing timestamps).
 
@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from commap.corridor import DEFAULT_SPEED_MPS, Route, route_from_polyline
 from commap.errors import InvalidInputError
+from commap.geo.corridor import DEFAULT_SPEED_MPS, Route, route_from_polyline
 from commap.timeutil import parse_time
 
 __all__ = ["read_route_file"]

@@ -1,4 +1,4 @@
-"""Coverage layers: one per network, all answering :class:`commap.quality.CoverageLayer`.
+"""Coverage layers: one per network, all answering :class:`commap.radio.quality.CoverageLayer`.
 
 A map spec (``map.toml``) gives each network a ``layer`` table whose ``type`` picks the module
 that builds it. Every layer module provides two functions:
@@ -22,21 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from commap.errors import InvalidInputError
 from commap.networks import Network
-from commap.quality import CoverageLayer
+from commap.radio.quality import CoverageLayer
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from commap.terrain import Terrain
+    from commap.geo.terrain import Terrain
 
 __all__ = ["LAYER_TYPES", "LayerContext", "load_layer", "prepare_layer"]
 
 # layer type -> module implementing prepare_layer / load_layer
 LAYER_TYPES: dict[str, str] = {
-    "terrestrial": "commap.layers.terrestrial",
-    "measured": "commap.layers.measured",
-    "leo": "commap.layers.satellite",
-    "geo": "commap.layers.satellite",
+    "terrestrial": "commap.radio.layers.terrestrial",
+    "measured": "commap.radio.layers.measured",
+    "leo": "commap.radio.layers.satellite",
+    "geo": "commap.radio.layers.satellite",
 }
 
 

@@ -66,16 +66,16 @@ from h3.api import basic_int as h3i
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
-from commap.layers import LayerContext
-from commap.measurements import (
+from commap.networks import Network
+from commap.radio.layers import LayerContext
+from commap.radio.measurements import (
     STAT_COLUMNS,
     read_gnettrack,
     read_indianapolis_grid,
     read_records_csv,
     read_records_dir,
 )
-from commap.networks import Network
-from commap.quality import (
+from commap.radio.quality import (
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
     BoolArray,
@@ -229,7 +229,7 @@ def aggregate_records(
 
     Parameters
     ----------
-    records : validated records (:func:`commap.measurements.validate_records`).
+    records : validated records (:func:`commap.radio.measurements.validate_records`).
     h3_resolution : H3 resolution of the cells.
 
     Returns
@@ -291,7 +291,7 @@ def aggregate_records(
 def aggregate_grid(
     grid: pd.DataFrame, *, h3_resolution: int = DEFAULT_H3_RESOLUTION, grid_deg: float = 0.0005
 ) -> pd.DataFrame:
-    """Put grid-square values (:func:`commap.measurements.read_indianapolis_grid`) on H3 cells.
+    """Put grid-square values (:func:`commap.radio.measurements.read_indianapolis_grid`) on H3 cells.
 
     Every H3 cell whose centre falls in a grid square with data takes that square's values
     and sample count (squares of 0.0005 deg, ~55 x 43 m, hold one or two resolution-11 cells).

@@ -21,7 +21,7 @@ threads). It holds the current plan and follows the vehicle:
   on a map that includes this drive's measurements.
 
 :meth:`DriveSession.observe` is cheap (numpy on a window of the route) and never plans;
-:meth:`DriveSession.replan` does the blocking work through :func:`commap.planning.plan_route`,
+:meth:`DriveSession.replan` does the blocking work through :func:`commap.service.planning.plan_route`,
 so a server can run it off its event loop.
 """
 
@@ -40,12 +40,12 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap.comm_map import CommMap
-from commap.corridor import Route
 from commap.errors import InvalidInputError
+from commap.geo.corridor import Route
+from commap.map.comm_map import CommMap
 from commap.plan.plan import Handover
-from commap.planning import PlanRequest, PlanResult, plan_route
-from commap.quality import QOUT_SINR_DB, CoverageLayer
+from commap.radio.quality import QOUT_SINR_DB, CoverageLayer
+from commap.service.planning import PlanRequest, PlanResult, plan_route
 
 __all__ = [
     "DriveOptions",
@@ -262,19 +262,19 @@ def with_measurements(
 ) -> CommMap:
     """``cmap`` whose measured networks' layers are fused with ``records``.
 
-    Each network with records gets a :class:`~commap.layers.measured.FusedLayer` over its
+    Each network with records gets a :class:`~commap.radio.layers.measured.FusedLayer` over its
     current layer: measured values win where a cell holds ``dense_min_samples`` records. The
     map object and other layers are shared, not copied.
 
     Parameters
     ----------
     cmap : a loaded map.
-    records : validated measurement records (:func:`commap.measurements.validate_records`).
+    records : validated measurement records (:func:`commap.radio.measurements.validate_records`).
     dense_min_samples : records an H3 cell needs for its values to override the layer.
 
     Examples
     --------
-    >>> from commap.measurements import empty_records
+    >>> from commap.radio.measurements import empty_records
     >>> class _Map: pass
     >>> m = _Map()
     >>> with_measurements(m, empty_records()) is m  # no records: the same map
@@ -282,7 +282,7 @@ def with_measurements(
     """
     if len(records) == 0:
         return cmap
-    from commap.layers.measured import FusedLayer, MeasuredLayer, aggregate_records
+    from commap.radio.layers.measured import FusedLayer, MeasuredLayer, aggregate_records
 
     layers: dict[str, CoverageLayer] = dict(cmap.layers)
     for network_id, rows in records.groupby("network_id", sort=True):
@@ -339,7 +339,7 @@ class DriveSession:
     request : the trip as first requested.
     result : the current plan.
     options : reaction settings.
-    planner : the planning function (default :func:`commap.planning.plan_route`).
+    planner : the planning function (default :func:`commap.service.planning.plan_route`).
     """
 
     def __init__(
@@ -592,7 +592,7 @@ class DriveSession:
     # -- re-planning --------------------------------------------------------------------------------
     def session_records(self) -> pd.DataFrame:
         """Measurements reported during this drive (the newest, bounded)."""
-        from commap.measurements import empty_records
+        from commap.radio.measurements import empty_records
 
         return pd.concat(self._records, ignore_index=True) if self._records else empty_records()
 

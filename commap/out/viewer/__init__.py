@@ -18,13 +18,13 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from commap.export import RouteTimeline
-from commap.viewer.server import LoggedRequest, ViewerServer, find_leaflet_dir
+from commap.out.timeline import RouteTimeline
+from commap.out.viewer.server import LoggedRequest, ViewerServer, find_leaflet_dir
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
     from commap.plan import Plan
 
 __all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir", "serve"]
@@ -50,8 +50,8 @@ def serve(
         The map.
     plan : Plan, RouteTimeline or mapping of GeoDataFrame, optional
         A plan to draw: a :class:`commap.plan.Plan`, a timeline
-        (:func:`commap.export.timeline_from_plan`, keeps the exact route line and signal
-        levels), or the layers of a plan file (:func:`commap.export.read_plan_layers`).
+        (:func:`commap.out.timeline.timeline_from_plan`, keeps the exact route line and signal
+        levels), or the layers of a plan file (:func:`commap.out.timeline.read_plan_layers`).
     host, port : str, int
         Loopback address and port (0: any free port; read it from ``.port`` / ``.url``).
     spacing_m : float

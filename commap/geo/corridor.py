@@ -346,7 +346,7 @@ def cut(
         Departure, epoch seconds. Required without ``route.t_s``; for a recorded drive the
         first timestamp is the departure and segment times are interpolated from the trace.
     overpasses : sequence of shapely geometries, optional
-        Bridges (lon/lat), e.g. :func:`commap.roads.bridge_geometries`. A segment is
+        Bridges (lon/lat), e.g. :func:`commap.geo.roads.bridge_geometries`. A segment is
         ``under_bridge`` when the route passes beneath one of them inside the segment or
         within ``under_bridge_m`` of its centre. Passing beneath means crossing the bridge
         line at more than 20 degrees, at least 2 m from its ends, while the route is not on a

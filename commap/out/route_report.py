@@ -27,7 +27,7 @@ gives one, for a plan (what commap expects) and, for a drive-test trace, for wha
     values (bias, mean absolute error, agreement on usable / unusable), and the scores side
     by side.
 
-:func:`write_report` writes ``report.html`` (self-contained: figures embedded as PNG data
+:func:`write_route_report` writes ``report.html`` (self-contained: figures embedded as PNG data
 URIs), ``report.json`` (every number of the page) and the figures as PNG files. The output
 depends only on the inputs: no clock is read (pass ``generated_at`` to print a date).
 """
@@ -52,16 +52,16 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap import plot
-from commap.corridor import Route, route_from_polyline
+from commap.out import plot
+from commap.geo.corridor import Route, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.export import PROVENANCE_NAMES, RouteTimeline
-from commap.quality import QOUT_SINR_DB
+from commap.out.timeline import PROVENANCE_NAMES, RouteTimeline
+from commap.radio.quality import QOUT_SINR_DB
 from commap.timeutil import format_time
 
 if TYPE_CHECKING:
-    from commap.comm_map import CommMap
-    from commap.planning import PlanRequest
+    from commap.map.comm_map import CommMap
+    from commap.service.planning import PlanRequest
 
 __all__ = [
     "DEFAULT_MAX_GAP_S",
@@ -75,7 +75,7 @@ __all__ = [
     "score_plan",
     "score_trace",
     "trace_route",
-    "write_report",
+    "write_route_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def score_trace(
     Parameters
     ----------
     records : DataFrame
-        Measurement records (:mod:`commap.measurements`) of one trace: ``timestamp``,
+        Measurement records (:mod:`commap.radio.measurements`) of one trace: ``timestamp``,
         ``lat``, ``lon``, ``network_id`` and any of ``connected``, ``sinr_db``, ``rsrp_dbm``,
         ``throughput_mbps``, ``cell_id``, ``network_mode``.
     ping_pong_s : float
@@ -378,7 +378,7 @@ def read_trace(
     trace_name: str | None = None,
     network_modes: Sequence[str] | None = ("LTE", "5G"),
 ) -> pd.DataFrame:
-    """One drive-test trace from a G-NetTrack CSV or zip (:func:`commap.measurements.read_gnettrack`).
+    """One drive-test trace from a G-NetTrack CSV or zip (:func:`commap.radio.measurements.read_gnettrack`).
 
     Parameters
     ----------
@@ -396,7 +396,7 @@ def read_trace(
     InvalidInputError
         Unreadable file, unknown trace name, or several traces and no name.
     """
-    from commap.measurements import read_gnettrack
+    from commap.radio.measurements import read_gnettrack
 
     records = read_gnettrack(
         Path(path),
@@ -423,7 +423,7 @@ def trace_route(records: pd.DataFrame, *, name: str = "") -> Route:
     Raises
     ------
     InvalidInputError
-        See :func:`score_trace` and :func:`commap.corridor.route_from_polyline`.
+        See :func:`score_trace` and :func:`commap.geo.corridor.route_from_polyline`.
     """
     df = _check_trace(records)
     t = df["timestamp"].astype("int64").to_numpy() / 1e9
@@ -505,7 +505,7 @@ def compare_trace(
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What :func:`write_report` wrote."""
+    """What :func:`write_route_report` wrote."""
 
     html: Path
     json: Path
@@ -540,7 +540,7 @@ def _write_text(path: Path, text: str) -> None:
         raise
 
 
-def write_report(
+def write_route_report(
     cmap: CommMap,
     timeline: RouteTimeline,
     out_dir: str | os.PathLike[str],
@@ -569,7 +569,7 @@ def write_report(
     trace_network_id : str, optional
         Map network the trace measured (default the records' ``network_id``).
     app : str
-        Application class (:data:`commap.link.APP_PROFILES`): its data rate gives the data per
+        Application class (:data:`commap.radio.link.APP_PROFILES`): its data rate gives the data per
         network of the plan.
     title : str, optional
         Page title (default from the map and the route).
@@ -589,7 +589,7 @@ def write_report(
     InvalidInputError
         Unknown application, a trace that does not fit (see :func:`score_trace`), bad options.
     """
-    from commap.link import app_profile
+    from commap.radio.link import app_profile
 
     profile = app_profile(app)
     out = Path(out_dir)
@@ -876,7 +876,7 @@ def route_report(
     generated_at: str | None = None,
     ping_pong_s: float = DEFAULT_PING_PONG_S,
 ) -> ReportFiles:
-    """Plan a route with :func:`commap.planning.plan_route` and write its report.
+    """Plan a route with :func:`commap.service.planning.plan_route` and write its report.
 
     Give a ``request`` (origin/destination or a route; its application is used), or a
     ``trace``: the plan is then made on the trace's own route and departure (the default
@@ -885,17 +885,17 @@ def route_report(
     Raises
     ------
     InvalidInputError
-        Neither a request nor a trace, or any error of planning and :func:`write_report`.
+        Neither a request nor a trace, or any error of planning and :func:`write_route_report`.
     """
-    from commap.export import timeline_from_plan
-    from commap.planning import PlanRequest, plan_route
+    from commap.out.timeline import timeline_from_plan
+    from commap.service.planning import PlanRequest, plan_route
 
     if request is None:
         if trace is None:
             raise InvalidInputError("give a plan request or a drive-test trace", field="trace")
         request = PlanRequest(route=trace_route(trace))
     result = plan_route(cmap, request)
-    return write_report(
+    return write_route_report(
         cmap,
         timeline_from_plan(result),
         out_dir,

@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
-from commap.export import (
+from commap.out.timeline import (
     CLASSES,
     DROP_RISK_COLOR,
     NO_NETWORK_COLOR,
@@ -43,12 +43,12 @@ from commap.export import (
     road_edges,
     road_pieces,
 )
-from commap.quality import QOUT_SINR_DB
+from commap.radio.quality import QOUT_SINR_DB
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from commap.comm_map import CommMap
+    from commap.map.comm_map import CommMap
 
 __all__ = [
     "DEFAULT_SIZE_PX",
@@ -627,7 +627,7 @@ def plot_trace_comparison(
     Parameters
     ----------
     comparison : mapping
-        From :func:`commap.report.compare_trace` (``distance_m``, ``measured_sinr_db``,
+        From :func:`commap.out.route_report.compare_trace` (``distance_m``, ``measured_sinr_db``,
         ``map_sinr_db``, ``measured_rsrp_dbm``, ``map_rsrp_dbm``, ``network_id`` and the
         per-metric ``bias_db`` / ``mae_db``).
 

@@ -25,7 +25,7 @@ existing scheduler; dask is imported only there), skips parts whose checksum is 
 recorded (resume after a crash), and merges the region outputs: the gap list
 (``edges/gaps.parquet``), per-network coverage statistics (``edges/stats.json``) and a
 GeoPackage for QGIS (``edges/edges.gpkg``: layers ``segments``, ``gaps``, ``handovers``).
-:func:`commap.comm_map.build_map` calls it as the last stage of a map build.
+:func:`commap.map.comm_map.build_map` calls it as the last stage of a map build.
 
 Part columns (one row per segment of a directed edge; lengths along the edge):
 ``tile``, ``chain``, ``chain_pos`` (segment order along the chain), ``u``, ``v``, ``key``,
@@ -33,10 +33,10 @@ Part columns (one row per segment of a directed edge; lengths along the edge):
 ``end_m``, ``length_m``, ``in_tunnel``, ``on_bridge``, ``under_bridge``, ``network`` (the
 recommended one), ``outage_risk`` (its drop probability in the segment), ``handover_from`` and
 ``handover_kind`` (a planned switch at the start of the segment, else ``""``),
-``usable_networks`` (networks with SINR >= :data:`commap.quality.QOUT_SINR_DB`), ``gap`` (no
+``usable_networks`` (networks with SINR >= :data:`commap.radio.quality.QOUT_SINR_DB`), ``gap`` (no
 usable network), and per network ``<id>_sinr_db``, ``<id>_rsrp_dbm`` (terrestrial) or
 ``<id>_elevation_deg`` (satellite), ``<id>_confidence`` (float32) and ``<id>_provenance``
-(:class:`commap.quality.Provenance` code).
+(:class:`commap.radio.quality.Provenance` code).
 """
 
 from __future__ import annotations
@@ -64,11 +64,11 @@ import shapely
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap.corridor import Corridor, Route, cut
 from commap.errors import InvalidInputError
-from commap.link import APP_PROFILES
+from commap.geo.corridor import Corridor, Route, cut
 from commap.networks import NetworkCatalogue
-from commap.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.radio.link import APP_PROFILES
+from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
 
 __all__ = [
     "DEFAULT_TILE_RESOLUTION",
@@ -129,7 +129,7 @@ class TileParams:
         H3 resolution of the tiles (0..15).
     app : str
         Application class the recommended network is planned for (see
-        :data:`commap.link.APP_PROFILES`).
+        :data:`commap.radio.link.APP_PROFILES`).
     reference_s : float, optional
         Epoch seconds at which satellite visibility is evaluated for every segment; None takes
         the map's default departure (:func:`run_batch` resolves it before it hands it out).
@@ -382,7 +382,7 @@ def through_chains(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey]) -> list[lis
 
 def _stamp(map_dir: Path) -> tuple[str, tuple[int, int]]:
     """Resolved map directory and its manifest's (mtime, size): the key of the caches below."""
-    from commap.comm_map import MANIFEST
+    from commap.map.comm_map import MANIFEST
 
     manifest = Path(map_dir).resolve() / MANIFEST
     try:
@@ -407,8 +407,8 @@ class _Index:
 
 @functools.lru_cache(maxsize=2)
 def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Index:
-    from commap.comm_map import MANIFEST
-    from commap.roads import EDGES_FILE
+    from commap.geo.roads import EDGES_FILE
+    from commap.map.comm_map import MANIFEST
 
     del stamp  # cache key only
     root = Path(map_dir)
@@ -450,7 +450,7 @@ def _index(map_dir: Path, resolution: int) -> _Index:
 class _MapState:
     """A loaded map plus what every tile of it needs (built once per worker process)."""
 
-    cmap: Any  # commap.comm_map.CommMap (imported lazily: comm_map imports this module)
+    cmap: Any  # commap.map.comm_map.CommMap (imported lazily: comm_map imports this module)
     tiles: dict[str, list[EdgeKey]]
     bounds: tuple[float, float, float, float]
     bridges: NDArray[np.object_]
@@ -459,8 +459,8 @@ class _MapState:
 
 @functools.lru_cache(maxsize=2)
 def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapState:
-    from commap import roads as roads_mod
-    from commap.comm_map import CommMap
+    from commap.geo import roads as roads_mod
+    from commap.map.comm_map import CommMap
 
     del stamp  # cache key only
     cmap = CommMap.load(Path(map_dir))
@@ -520,7 +520,7 @@ def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDAr
 
 
 def _cut_edge(state: _MapState, edge: EdgeKey, reference_s: float) -> _EdgeCut:
-    from commap import roads as roads_mod
+    from commap.geo import roads as roads_mod
 
     graph = state.cmap.roads
     route = roads_mod.route_from_edges(graph, [edge])
@@ -1295,7 +1295,7 @@ def _hilbert_gaps(
 
 
 def _section(map_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    from commap.comm_map import MANIFEST, resolve_map_dir
+    from commap.map.comm_map import MANIFEST, resolve_map_dir
 
     directory = resolve_map_dir(Path(map_dir))
     try:

@@ -40,12 +40,12 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
-from commap.pathloss import EARTH_RADIUS_M, ENVIRONMENTS, link_loss_db, model_loss_db
+from commap.radio.pathloss import EARTH_RADIUS_M, ENVIRONMENTS, link_loss_db, model_loss_db
 
 if TYPE_CHECKING:
     import networkx as nx
 
-    from commap.terrain import Terrain
+    from commap.geo.terrain import Terrain
 
 __all__ = [
     "IRISH_COLUMNS",
@@ -853,7 +853,7 @@ def place_sites(
     masts : pandas.DataFrame, optional
         Known masts (``osm_id``, ``lon``, ``lat``).
     model, mobile_height_m, max_range_m
-        Path-loss model (see :func:`commap.pathloss.model_loss_db`), UE height, link range.
+        Path-loss model (see :func:`commap.radio.pathloss.model_loss_db`), UE height, link range.
     max_sites, coverage_goal, min_gain_fraction, road_step_m
         Stopping rules and road sampling, see above.
 

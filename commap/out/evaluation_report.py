@@ -1,6 +1,6 @@
 """The evaluation report folder: tables (CSV, Markdown) and charts (PNG, matplotlib Agg).
 
-:func:`write_report` writes, for an :class:`commap.sim.evaluate.EvaluationResult`:
+:func:`write_evaluation_report` writes, for an :class:`commap.sim.evaluate.EvaluationResult`:
 
 * ``summary.csv``: one row per policy (``policy``, ``rlf_per_hour``, ``hof_per_hour``,
   ``avoidable_drops_per_hour``, ``handovers_per_hour``, ``ping_pong_ratio``,
@@ -38,9 +38,9 @@ __all__ = [
     "plot_drops",
     "plot_outage_cdf",
     "plot_starlink_bridges",
-    "plot_strip",
+    "plot_evaluation_strip",
     "summary_markdown",
-    "write_report",
+    "write_evaluation_report",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,13 +91,13 @@ def _color(policy: str) -> str:
     return _POLICY_COLORS.get(policy, "#7f7f7f")
 
 
-def write_report(result: EvaluationResult, out_dir: Path) -> list[Path]:
+def write_evaluation_report(result: EvaluationResult, out_dir: Path) -> list[Path]:
     """Write every report file into ``out_dir`` (created); returns their paths.
 
     Examples
     --------
-    >>> write_report.__name__
-    'write_report'
+    >>> write_evaluation_report.__name__
+    'write_evaluation_report'
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [
@@ -113,7 +113,7 @@ def write_report(result: EvaluationResult, out_dir: Path) -> list[Path]:
         plot_outage_cdf(result.outage_durations_s, out_dir / "outage_cdf.png"),
     ]
     if result.strip is not None:
-        files.append(plot_strip(result.strip, out_dir / "strip_chart.png"))
+        files.append(plot_evaluation_strip(result.strip, out_dir / "strip_chart.png"))
     if result.cork is not None:
         files.append(plot_cork_replay(result.cork, out_dir / "cork_a3_replay.png"))
     if result.autobahn is not None:
@@ -361,13 +361,13 @@ def plot_outage_cdf(durations: dict[str, FloatArray], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_strip(strip: StripData, path: Path) -> Path:
+def plot_evaluation_strip(strip: StripData, path: Path) -> Path:
     """Strip chart along one route: truth (and map) SINR per network; serving network per policy.
 
     Examples
     --------
-    >>> plot_strip.__name__
-    'plot_strip'
+    >>> plot_evaluation_strip.__name__
+    'plot_evaluation_strip'
     """
     fig = Figure(figsize=(11, 6.5))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})

@@ -28,19 +28,19 @@ from numpy.typing import NDArray
 
 from commap import __version__
 from commap.config import Settings
-from commap.corridor import Corridor, Route
 from commap.errors import CommapError, InvalidInputError, MapNotFoundError
-from commap.layers import LayerContext, load_layer, prepare_layer
-from commap.layers.cached import CachedLayer, road_sample_points, write_cache
+from commap.geo.corridor import Corridor, Route
+from commap.geo.terrain import Terrain
 from commap.networks import Network, NetworkCatalogue, NetworkKind
-from commap.quality import CoverageLayer, QualityMatrix, as_points
-from commap.terrain import Terrain
+from commap.radio.layers import LayerContext, load_layer, prepare_layer
+from commap.radio.layers.cached import CachedLayer, road_sample_points, write_cache
+from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
 from commap.timeutil import parse_time
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from commap.batch import BatchProgress, TileParams
+    from commap.map.build import BatchProgress, TileParams
 
 __all__ = ["MANIFEST", "CommMap", "MapSpec", "build_map", "read_spec", "resolve_map_dir"]
 
@@ -204,7 +204,7 @@ def _build_networks(spec: MapSpec, ctx: LayerContext, progress: Progress) -> lis
             )
             record["cache"] = cache
         if "measured" in entry:
-            from commap.layers.measured import prepare_measured
+            from commap.radio.layers.measured import prepare_measured
 
             record["measured"] = prepare_measured(network, entry["measured"], ctx)
         built_networks.append(record)
@@ -235,13 +235,13 @@ def build_map(
     spec_path : path of ``map.toml``.
     out_dir : the built map directory.
     progress : called with a short message at each step (for CLIs), or a
-        :class:`commap.batch.BatchProgress` (tile counts for a progress bar as well).
+        :class:`commap.map.build.BatchProgress` (tile counts for a progress bar as well).
     executor : ``serial``, ``processes`` or ``dask``: where the edge-table tiles run.
     workers : worker processes for ``processes`` and a dask ``LocalCluster`` (default: CPUs).
     scheduler : address of an existing dask scheduler (``tcp://host:port``; dask only).
-    edges : build the per-edge table (:mod:`commap.batch`) for maps with roads.
+    edges : build the per-edge table (:mod:`commap.map.build`) for maps with roads.
     tile_params : tiling and planning parameters of the edge table (default
-        :class:`commap.batch.TileParams`).
+        :class:`commap.map.build.TileParams`).
 
     Returns
     -------
@@ -254,7 +254,7 @@ def build_map(
         A bad spec, a missing or corrupt input file, bad executor options, or another build
         writing ``out_dir`` at the same time.
     """
-    from commap import batch
+    from commap.map import build as batch
 
     report = batch.as_progress(progress)
     spec = read_spec(spec_path)
@@ -395,7 +395,7 @@ def _file_checksums(built: Path) -> dict[str, str]:
 
 
 def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
-    from commap import roads as roads_mod
+    from commap.geo import roads as roads_mod
 
     terrain = None
     terrain_record = None
@@ -566,7 +566,7 @@ class CommMap:
         InvalidInputError
             The manifest or a table is corrupt.
         """
-        from commap import roads as roads_mod
+        from commap.geo import roads as roads_mod
 
         directory = resolve_map_dir(name_or_path, settings)
         try:
@@ -599,7 +599,7 @@ class CommMap:
             if entry.get("cache"):
                 layer = CachedLayer(layer, directory / entry["cache"])
             if entry.get("measured"):
-                from commap.layers.measured import load_fused_layer
+                from commap.radio.layers.measured import load_fused_layer
 
                 layer = load_fused_layer(network, layer, entry["measured"], ctx)
             layers[network.id] = layer
@@ -636,7 +636,7 @@ class CommMap:
         self, origin: tuple[float, float], destination: tuple[float, float], *, k: int = 1
     ) -> list[Route]:
         """Up to ``k`` routes origin -> destination by travel time (``(lon, lat)`` tuples)."""
-        from commap import roads as roads_mod
+        from commap.geo import roads as roads_mod
 
         if self.roads is None:
             raise InvalidInputError(
@@ -652,8 +652,8 @@ class CommMap:
         self, route: Route, *, departure_s: float | None = None, segment_m: float | None = None
     ) -> Corridor:
         """Cut ``route`` into this map's segments (checks the route lies inside the map)."""
-        from commap import corridor as corridor_mod
-        from commap import roads as roads_mod
+        from commap.geo import corridor as corridor_mod
+        from commap.geo import roads as roads_mod
 
         self.check_inside(route.lon, route.lat, field="route")
         overpasses = roads_mod.bridge_geometries(self.roads) if self.roads is not None else None
@@ -689,7 +689,7 @@ class CommMap:
     # -- edge table (batch build) -------------------------------------------------------------
     @property
     def has_edge_table(self) -> bool:
-        """True when the map was built with its per-edge table (:mod:`commap.batch`)."""
+        """True when the map was built with its per-edge table (:mod:`commap.map.build`)."""
         edges = self.manifest.get("edges")
         return isinstance(edges, Mapping) and bool(edges.get("tiles"))
 
@@ -701,26 +701,26 @@ class CommMap:
     ) -> gpd.GeoDataFrame:
         """Per-segment quality, recommended network and handovers of every directed edge.
 
-        See :func:`commap.batch.read_edge_table` (``bbox`` and ``columns`` filter the read).
+        See :func:`commap.map.build.read_edge_table` (``bbox`` and ``columns`` filter the read).
 
         Raises
         ------
         InvalidInputError
             The map was built without an edge table.
         """
-        from commap.batch import read_edge_table
+        from commap.map.build import read_edge_table
 
         return read_edge_table(self.directory, bbox=bbox, columns=columns)
 
     def coverage_gaps(self) -> gpd.GeoDataFrame:
-        """Stretches of road where no network is usable (:func:`commap.batch.read_gaps`)."""
-        from commap.batch import read_gaps
+        """Stretches of road where no network is usable (:func:`commap.map.build.read_gaps`)."""
+        from commap.map.build import read_gaps
 
         return read_gaps(self.directory)
 
     def coverage_stats(self) -> dict[str, Any]:
-        """Region coverage statistics per network (:func:`commap.batch.read_coverage_stats`)."""
-        from commap.batch import read_coverage_stats
+        """Region coverage statistics per network (:func:`commap.map.build.read_coverage_stats`)."""
+        from commap.map.build import read_coverage_stats
 
         return read_coverage_stats(self.directory)
 

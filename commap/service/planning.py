@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from commap.comm_map import CommMap
-from commap.corridor import Corridor, Route
 from commap.errors import InvalidInputError
-from commap.link import LinkModel, Objective, app_profile
+from commap.geo.corridor import Corridor, Route
+from commap.map.comm_map import CommMap
 from commap.plan import Constraints, Plan, RouteCandidate, RouteChoice, choose_route
 from commap.plan import plan_route as solve_corridor
-from commap.quality import QualityMatrix
+from commap.radio.link import LinkModel, Objective, app_profile
+from commap.radio.quality import QualityMatrix
 
 __all__ = [
     "DEFAULT_APP",
@@ -47,7 +47,7 @@ class PlanRequest:
     Exactly one of ``origin``+``destination`` (optionally with ``waypoints`` between them) or
     ``route`` (an explicit polyline / recorded drive) must be given. ``departure_s`` defaults
     to the recorded drive's first timestamp, else the map's default departure.
-    ``weights`` overrides :class:`commap.link.Objective` fields by name. ``initial_network`` is
+    ``weights`` overrides :class:`commap.radio.link.Objective` fields by name. ``initial_network`` is
     the network the vehicle is on at the start (re-plans during a drive).
     """
 

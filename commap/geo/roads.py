@@ -53,9 +53,9 @@ from pyproj import Geod, Transformer
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
-from commap.corridor import Route, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.routefile import read_route_file
+from commap.geo.corridor import Route, route_from_polyline
+from commap.geo.routefile import read_route_file
 
 __all__ = [
     "DEFAULT_SPEED_KMH",
@@ -710,7 +710,7 @@ def _best_key(graph: nx.MultiDiGraph, u: int, v: int, weight: Weight) -> int:
 
 
 def route_from_edges(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey], *, name: str = "") -> Route:
-    """Build a :class:`~commap.corridor.Route` from consecutive graph edges ``(u, v, key)``.
+    """Build a :class:`~commap.geo.corridor.Route` from consecutive graph edges ``(u, v, key)``.
 
     Vertices are the edges' geometries joined end to end; each leg carries its edge's
     ``speed_mps``, ``tunnel`` and ``bridge``.
@@ -960,7 +960,7 @@ def _total(graph: nx.MultiDiGraph, edges: Iterable[EdgeKey], weight: str) -> flo
 def bridge_geometries(graph: nx.MultiDiGraph) -> list[LineString]:
     """Geometries (lon/lat) of the bridge edges, one per road (both lanes counted once).
 
-    Used by :func:`commap.corridor.cut` to find roads passing under a bridge.
+    Used by :func:`commap.geo.corridor.cut` to find roads passing under a bridge.
 
     Examples
     --------
