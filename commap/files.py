@@ -142,10 +142,9 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     >>> target.read_bytes()
     b''
     """
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> None:
