@@ -56,6 +56,7 @@ lint: setup
 	$(PY) -m ruff check commap server tests bench
 	$(PY) -m ruff format --check commap server tests bench
 	$(PY) -m mypy
+	.venv/bin/lint-imports --no-cache
 	npx --no-install buf lint protos
 
 bench: map
