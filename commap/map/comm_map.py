@@ -16,9 +16,7 @@ import logging
 import os
 import re
 import shutil
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +29,11 @@ from commap.config import Settings
 from commap.errors import CommapError, InvalidInputError, MapNotFoundError
 from commap.geo.corridor import Corridor, Route
 from commap.geo.terrain import Terrain
+from commap.map.spec import MapSpec, read_spec
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
 from commap.radio.layers.cached import CachedLayer, road_sample_points, write_cache
 from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
-from commap.timeutil import parse_time
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -68,29 +66,6 @@ Progress = Callable[[str], None]
 CACHED_LAYER_TYPES = frozenset({"terrestrial"})
 
 
-@dataclass(frozen=True)
-class MapSpec:
-    """A parsed, validated ``map.toml``."""
-
-    path: Path
-    name: str
-    title: str
-    description: str
-    bbox: tuple[float, float, float, float]
-    segment_m: float
-    seed: int
-    default_departure_s: float
-    roads: Mapping[str, Any] | None
-    terrain: Mapping[str, Any] | None
-    networks: tuple[Mapping[str, Any], ...]
-    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def source_dir(self) -> Path:
-        """Directory the spec's file names are relative to."""
-        return self.path.parent
-
-
 def _bbox(value: Any, where: str) -> tuple[float, float, float, float]:
     try:
         lon0, lat0, lon1, lat1 = (float(v) for v in value)
@@ -102,53 +77,6 @@ def _bbox(value: Any, where: str) -> tuple[float, float, float, float]:
     if not (lon0 < lon1 and lat0 < lat1):
         raise InvalidInputError(f"{where}: bbox minimum must be below maximum")
     return (lon0, lat0, lon1, lat1)
-
-
-def read_spec(path: str | Path) -> MapSpec:
-    """Read and validate a map spec (``map.toml``).
-
-    Raises
-    ------
-    InvalidInputError
-        If the file is missing, not TOML, or misses required keys.
-    """
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInputError(f"map spec {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidInputError(f"map spec {path} is not valid TOML: {exc}") from None
-    name = str(raw.get("name", ""))
-    if not _MAP_NAME.match(name):
-        raise InvalidInputError(
-            f"{path}: name {name!r} must match {_MAP_NAME.pattern}", field="name"
-        )
-    networks = raw.get("networks")
-    if not isinstance(networks, list) or not networks:
-        raise InvalidInputError(f"{path}: at least one [[networks]] entry is required")
-    for i, net in enumerate(networks):
-        if not isinstance(net, dict) or "layer" not in net or "id" not in net:
-            raise InvalidInputError(
-                f"{path}: networks[{i}] needs an id and a [networks.layer] table"
-            )
-    segment_m = float(raw.get("segment_m", 50.0))
-    if not (1.0 <= segment_m <= 10_000.0):
-        raise InvalidInputError(f"{path}: segment_m must be within 1..10000 m", field="segment_m")
-    return MapSpec(
-        path=path,
-        name=name,
-        title=str(raw.get("title", name)),
-        description=str(raw.get("description", "")),
-        bbox=_bbox(raw.get("bbox"), str(path)),
-        segment_m=segment_m,
-        seed=int(raw.get("seed", 0)),
-        default_departure_s=parse_time(raw.get("default_departure", 0), field="default_departure"),
-        roads=raw.get("roads"),
-        terrain=raw.get("terrain"),
-        networks=tuple(networks),
-        raw=raw,
-    )
 
 
 def _network(entry: Mapping[str, Any]) -> Network:

@@ -14,6 +14,7 @@ that builds it. Every layer module provides two functions:
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from commap.geo.terrain import Terrain
 
-__all__ = ["LAYER_TYPES", "LayerContext", "load_layer", "prepare_layer"]
+__all__ = ["LAYER_TYPES", "LayerContext", "layer_number", "load_layer", "prepare_layer"]
 
 # layer type -> module implementing prepare_layer / load_layer
 LAYER_TYPES: dict[str, str] = {
@@ -60,6 +61,35 @@ class LayerContext:
     terrain: Terrain | None = None
     roads: nx.MultiDiGraph | None = None
     seed: int = 0
+
+
+def layer_number(network: Network, spec: Mapping[str, Any], key: str, default: float) -> float:
+    """The number under ``key`` of a layer spec, else ``default``.
+
+    The map spec schema (:mod:`commap.map.spec`) checks ``map.toml`` with ranges and units;
+    this check stays for specs that do not come from it (a built manifest, a direct call).
+
+    Raises
+    ------
+    InvalidInputError
+        If the value is not a finite number.
+
+    Examples
+    --------
+    >>> from commap.networks import NetworkKind
+    >>> net = Network(id="x", kind=NetworkKind.GEO, operator="x", technology="geo",
+    ...               latency_ms=600.0)
+    >>> layer_number(net, {"sinr_db": 8}, "sinr_db", 10.0)
+    8.0
+    """
+    value = spec.get(key, default)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (is_number and math.isfinite(value)):
+        raise InvalidInputError(
+            f"network {network.id}: layer.{key} must be a number, got {value!r}",
+            field=f"layer.{key}",
+        )
+    return float(value)
 
 
 def _module(spec: Mapping[str, Any], network: Network) -> ModuleType:

@@ -65,7 +65,7 @@ from commap.geo.horizon import (
     horizon_at_azimuth_deg,
 )
 from commap.networks import Network, NetworkKind
-from commap.radio.layers import LayerContext
+from commap.radio.layers import LayerContext, layer_number
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_SINR_DB,
@@ -893,20 +893,6 @@ def _prepare_horizon(ctx: LayerContext) -> str:
     return _HORIZON_FILE
 
 
-def _float(spec: Mapping[str, Any], key: str, default: float, network: Network) -> float:
-    value = spec.get(key, default)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        out = math.nan
-    if not math.isfinite(out):
-        raise InvalidInputError(
-            f"network {network.id}: layer.{key} must be a number, got {value!r}",
-            field=f"layer.{key}",
-        )
-    return out
-
-
 def _tle_source(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> Path:
     name = str(spec.get("tle_file") or network.tle_file or "")
     if not name:
@@ -953,11 +939,11 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
         return GeoLayer(
             network,
             horizon,
-            sinr_db=_float(spec, "sinr_db", DEFAULT_GEO_SINR_DB, network),
-            confidence=_float(spec, "confidence", DEFAULT_GEO_CONFIDENCE, network),
+            sinr_db=layer_number(network, spec, "sinr_db", DEFAULT_GEO_SINR_DB),
+            confidence=layer_number(network, spec, "confidence", DEFAULT_GEO_CONFIDENCE),
         )
-    sinr_zenith_db = _float(spec, "sinr_zenith_db", DEFAULT_LEO_SINR_ZENITH_DB, network)
-    confidence = _float(spec, "confidence", DEFAULT_LEO_CONFIDENCE, network)
+    sinr_zenith_db = layer_number(network, spec, "sinr_zenith_db", DEFAULT_LEO_SINR_ZENITH_DB)
+    confidence = layer_number(network, spec, "confidence", DEFAULT_LEO_CONFIDENCE)
     path = ctx.built_dir / str(spec.get("tle_file") or "")
     if not spec.get("tle_file") or not path.is_file():
         raise InvalidInputError(

@@ -54,7 +54,7 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError
 from commap.geo.terrain import Terrain
 from commap.networks import Network
-from commap.radio.layers import LayerContext
+from commap.radio.layers import LayerContext, layer_number
 from commap.radio.pathloss import ENVIRONMENTS, MODELS, ground_distance_m, link_loss_db
 from commap.radio.quality import (
     NO_SIGNAL_RSRP_DBM,
@@ -73,6 +73,11 @@ from commap.radio.sites import (
 )
 
 __all__ = [
+    "DEFAULT_ANTENNA_HEIGHT_M",
+    "DEFAULT_MAX_SITES",
+    "DEFAULT_SITE_SPACING_M",
+    "DEFAULT_TARGET_RSRP_DBM",
+    "DEFAULT_TX_POWER_DBM",
     "MAX_SINR_DB",
     "MODELLED_CONFIDENCE",
     "TERRAIN_SHADOWED_CONFIDENCE",
@@ -114,6 +119,12 @@ _CARRIERS: Final = {
     "gsm": (0.2, 1.0, 15.0),
 }
 _MCC: Final = {"AD": 213, "ES": 214, "FR": 208, "IE": 272, "PT": 268, "DE": 262, "US": 310}
+# Defaults of the layer's spec keys (the map spec schema, commap.map.spec, documents them).
+DEFAULT_TX_POWER_DBM: Final = 46.0
+DEFAULT_ANTENNA_HEIGHT_M: Final = 25.0
+DEFAULT_SITE_SPACING_M: Final = 3000.0
+DEFAULT_MAX_SITES: Final = 200
+DEFAULT_TARGET_RSRP_DBM: Final = -105.0
 # The largest (points x sites) block evaluated at once; link_loss_db chunks profiles itself.
 _MAX_PAIRS_PER_CHUNK: Final = 200_000
 
@@ -363,19 +374,6 @@ def _where(network: Network, key: str) -> str:
     return f"network {network.id}: layer.{key}"
 
 
-def _float(spec: Mapping[str, Any], key: str, default: float, network: Network) -> float:
-    value = spec.get(key, default)
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"{_where(network, key)} must be a number, not {value!r}", field=f"layer.{key}"
-        ) from None
-    if not math.isfinite(out):
-        raise InvalidInputError(f"{_where(network, key)} must be finite", field=f"layer.{key}")
-    return out
-
-
 def _region(
     spec: Mapping[str, Any], key: str, default: tuple[float, float, float, float], network: Network
 ) -> tuple[float, float, float, float]:
@@ -416,18 +414,18 @@ def radio_params(network: Network, spec: Mapping[str, Any]) -> RadioParams:
     try:
         return RadioParams(
             model=str(spec.get("model", base.model)),
-            antenna_gain_dbi=_float(spec, "antenna_gain_dbi", base.antenna_gain_dbi, network),
-            noise_figure_db=_float(spec, "noise_figure_db", base.noise_figure_db, network),
-            ue_height_m=_float(spec, "ue_height_m", base.ue_height_m, network),
-            load_factor=_float(spec, "load_factor", base.load_factor, network),
-            shadowing_margin_db=_float(
-                spec, "shadowing_margin_db", base.shadowing_margin_db, network
+            antenna_gain_dbi=layer_number(network, spec, "antenna_gain_dbi", base.antenna_gain_dbi),
+            noise_figure_db=layer_number(network, spec, "noise_figure_db", base.noise_figure_db),
+            ue_height_m=layer_number(network, spec, "ue_height_m", base.ue_height_m),
+            load_factor=layer_number(network, spec, "load_factor", base.load_factor),
+            shadowing_margin_db=layer_number(
+                network, spec, "shadowing_margin_db", base.shadowing_margin_db
             ),
-            min_rsrp_dbm=_float(spec, "min_rsrp_dbm", base.min_rsrp_dbm, network),
-            max_range_m=_float(spec, "max_range_m", base.max_range_m, network),
-            bandwidth_mhz=_float(spec, "bandwidth_mhz", bandwidth, network),
+            min_rsrp_dbm=layer_number(network, spec, "min_rsrp_dbm", base.min_rsrp_dbm),
+            max_range_m=layer_number(network, spec, "max_range_m", base.max_range_m),
+            bandwidth_mhz=layer_number(network, spec, "bandwidth_mhz", bandwidth),
             occupied_share=share,
-            subcarrier_khz=_float(spec, "subcarrier_khz", scs, network),
+            subcarrier_khz=layer_number(network, spec, "subcarrier_khz", scs),
         )
     except InvalidInputError as exc:
         raise InvalidInputError(f"network {network.id}: layer: {exc}", field=exc.field) from None
@@ -460,25 +458,25 @@ def _generated_sites(
             field="frequency_mhz",
         )
     region = _region(spec, "placement_region", ctx.bbox, network)
-    tx_power = _float(spec, "tx_power_dbm", 46.0, network)
-    target = _float(spec, "target_rsrp_dbm", -105.0, network)
+    tx_power = layer_number(network, spec, "tx_power_dbm", DEFAULT_TX_POWER_DBM)
+    target = layer_number(network, spec, "target_rsrp_dbm", DEFAULT_TARGET_RSRP_DBM)
     osm = _osm_file(spec, ctx)
     masts = read_osm_masts(osm, region) if osm is not None and osm.is_file() else None
     placement = place_sites(
         region=region,
         roads=ctx.roads,
         terrain=ctx.terrain,
-        spacing_m=_float(spec, "site_spacing_m", 3000.0, network),
+        spacing_m=layer_number(network, spec, "site_spacing_m", DEFAULT_SITE_SPACING_M),
         max_path_loss_db=float(params.rs_eirp_dbm(tx_power)) - target - params.shadowing_margin_db,
         frequency_mhz=network.frequency_mhz,
         tx_power_dbm=tx_power,
-        antenna_height_m=_float(spec, "antenna_height_m", 25.0, network),
+        antenna_height_m=layer_number(network, spec, "antenna_height_m", DEFAULT_ANTENNA_HEIGHT_M),
         seed=ctx.seed,
         name=network.id,
         masts=masts,
         model=params.model,
         mobile_height_m=params.ue_height_m,
-        max_sites=int(_float(spec, "max_sites", 200, network)),
+        max_sites=int(layer_number(network, spec, "max_sites", DEFAULT_MAX_SITES)),
         max_range_m=params.max_range_m,
     )
     figures = {
@@ -506,9 +504,9 @@ def _csv_sites(
     sites = read_sites(
         ctx.source_dir / source,
         filter=flt,
-        tx_power_dbm=_float(spec, "tx_power_dbm", 46.0, network),
+        tx_power_dbm=layer_number(network, spec, "tx_power_dbm", DEFAULT_TX_POWER_DBM),
         frequency_mhz=network.frequency_mhz or None,
-        antenna_height_m=_float(spec, "antenna_height_m", 25.0, network),
+        antenna_height_m=layer_number(network, spec, "antenna_height_m", DEFAULT_ANTENNA_HEIGHT_M),
     )
     missing = sites["environment"] == ""
     if missing.any() and ctx.roads is not None:
@@ -565,8 +563,8 @@ def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) 
         sites,
         ctx.built_dir / name,
         technology=network.technology,
-        mcc=int(_float(spec, "mcc", _MCC.get(country, 0), network)),
-        net=int(_float(spec, "mnc", 0, network)),
+        mcc=int(layer_number(network, spec, "mcc", _MCC.get(country, 0))),
+        net=int(layer_number(network, spec, "mnc", 0)),
     )
     built: dict[str, Any] = dict(spec)
     built.update(
