@@ -185,6 +185,7 @@ def coverage(
 ) -> None:
     """Quality of every network at one point."""
     from commap.map.comm_map import CommMap
+    from commap.out.style import PROVENANCE_NAMES
     from commap.timeutil import format_time, parse_time
 
     lon, lat = parse_latlon(at, field="--at")
@@ -203,7 +204,7 @@ def coverage(
             _fmt(qm.sinr_db[0, j]),
             _fmt(qm.elevation_deg[0, j]),
             "yes" if qm.sinr_db[0, j] >= QOUT_SINR_DB else "no",
-            Provenance(int(qm.provenance[0, j])).name.lower(),
+            PROVENANCE_NAMES[int(qm.provenance[0, j])],
         )
     console.print(table)
 
@@ -470,7 +471,7 @@ def view(
 ) -> None:
     """Serve the offline map viewer on http://127.0.0.1 (Ctrl-C stops it)."""
     from commap.map.comm_map import CommMap
-    from commap.out.timeline import read_plan_layers
+    from commap.out.gis import read_plan_layers
     from commap.out.viewer import ViewerServer
     from commap.timeutil import parse_time
 
@@ -583,7 +584,7 @@ def export(
 ) -> None:
     """Export the map (roads + coverage along them) or a plan for QGIS / Google Earth."""
     from commap.map.comm_map import CommMap
-    from commap.out.timeline import export_map, read_plan_layers, write_layers
+    from commap.out.gis import export_map, read_plan_layers, write_layers
     from commap.timeutil import parse_time
 
     if plan_file is not None:

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import numpy as np
 from numpy.typing import NDArray
-from pyproj import Geod
 
 from commap.errors import (
     CommapError,
@@ -26,6 +25,7 @@ from commap.errors import (
     SolverTimeoutError,
 )
 from commap.geo.corridor import Route
+from commap.geo.geodesy import GEOD
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteChoice, RouteOption
 from commap.radio.quality import Provenance
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-_GEOD = Geod(ellps="WGS84")
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _PROVENANCE_FROM_PB = {
     pb.PROVENANCE_NONE: int(Provenance.NONE),
@@ -262,7 +261,7 @@ def _route(message: pb.Plan, plan: Plan) -> Route:
             lon=lon, lat=lat, speed_mps=np.zeros(legs), in_tunnel=np.zeros(legs, bool),
             on_bridge=np.zeros(legs, bool), name=message.route.name,
         )  # fmt: skip
-    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     cum = np.concatenate(([0.0], np.cumsum(leg_m)))
     mid = (cum[:-1] + cum[1:]) / 2
     seg = np.clip(np.searchsorted(plan.distance_m, mid, side="right") - 1, 0, len(plan) - 1)

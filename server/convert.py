@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
-from pyproj import Geod
 
 from commap.errors import InvalidInputError
 from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
+from commap.geo.geodesy import GEOD
 from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
 from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
@@ -328,7 +328,6 @@ def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[st
 
 
 # -- planning -------------------------------------------------------------------------------------
-_GEOD = Geod(ellps="WGS84")
 _MAX_ALTERNATIVES = 5
 _POLYLINE_FIELDS = {
     "lon": "polyline.points",
@@ -368,7 +367,7 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
     except InvalidInputError as exc:
         field = _POLYLINE_FIELDS.get(exc.field or "", "polyline")
         raise InvalidInputError(f"{field}: {exc}", field=field) from None
-    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     length_m = float(np.sum(leg_m))
     if length_m > max_route_m:
         raise InvalidInputError(

@@ -13,22 +13,23 @@ import pytest
 
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
-from commap.out.timeline import (
-    CLASSES,
-    RouteTimeline,
-    classify,
+from commap.out.gis import (
     export_map,
     export_plan,
     map_layers,
-    network_colors,
     plan_layers,
-    read_plan,
     read_plan_layers,
+    write_layers,
+)
+from commap.out.style import CLASSES, network_colors
+from commap.out.timeline import (
+    RouteTimeline,
+    classify,
+    read_plan,
     road_edges,
     road_pieces,
     timeline_from_plan,
     with_map_quality,
-    write_layers,
 )
 from commap.plan import Plan, plan_route, write_plan
 from commap.radio.quality import QOUT_SINR_DB

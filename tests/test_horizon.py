@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import EARTH_RADIUS_M
 from commap.geo.horizon import (
     ANTENNA_HEIGHT_M,
-    EARTH_RADIUS_M,
     Horizon,
     HorizonGrid,
     compute_horizon_grid,

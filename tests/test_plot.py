@@ -13,7 +13,8 @@ from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
 from commap.out import plot
 from commap.out.route_report import compare_trace
-from commap.out.timeline import DROP_RISK_COLOR, RouteTimeline, network_colors, timeline_from_plan
+from commap.out.style import DROP_RISK_COLOR, network_colors
+from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.plan import plan_route
 from commap.radio.measurements import read_gnettrack
 from tests.conftest import TEST_DATA

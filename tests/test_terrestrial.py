@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import EARTH_RADIUS_M
 from commap.geo.roads import load_road_graph
 from commap.geo.terrain import Terrain
 from commap.networks import Network, NetworkKind
@@ -27,7 +28,7 @@ from commap.radio.layers.terrestrial import (
     prepare_layer,
     radio_params,
 )
-from commap.radio.pathloss import EARTH_RADIUS_M, K_FACTOR, ground_distance_m
+from commap.radio.pathloss import K_FACTOR, ground_distance_m
 from commap.radio.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, CoverageLayer, Provenance
 from commap.radio.sites import SITE_COLUMNS, read_sites, road_points
 

@@ -19,7 +19,8 @@ from matplotlib import image as mpimg
 
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
-from commap.out.timeline import RouteTimeline, network_colors, timeline_from_plan
+from commap.out.style import network_colors
+from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.out.viewer import ViewerServer, find_leaflet_dir, serve
 from commap.plan import Plan, plan_route
 from commap.service.planning import PlanRequest

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyproj
 import shapely
 from numpy.typing import ArrayLike, NDArray
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import GEOD, offset_deg, utm_crs
 
 __all__ = ["DEFAULT_SPEED_MPS", "Corridor", "Route", "cut", "route_from_polyline"]
 
@@ -103,7 +105,6 @@ class Corridor:
         return float(self.duration_s.sum())
 
 
-_GEOD = Geod(ellps="WGS84")
 _MIN_LEG_M = 1e-6  # legs shorter than this are repeated positions (a GPS fix while stopped)
 _MIN_CROSSING_DEG = 20.0  # a trace wobbling along a bridge is not passing under it
 _MIN_OVERHANG_M = 2.0  # an overpass reaches at least this far beyond the road under it
@@ -162,7 +163,7 @@ def _check_times(t_s: FloatArray, n: int) -> None:
 
 def _leg_lengths_m(lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Geodesic length and forward azimuth of every leg."""
-    azimuth, _, length_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    azimuth, _, length_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     return np.asarray(length_m, dtype=np.float64), np.asarray(azimuth, dtype=np.float64)
 
 
@@ -398,7 +399,7 @@ def cut(
     leg = np.clip(
         np.searchsorted(legs.cum_m, centre_m, side="right") - 1, 0, legs.length_m.size - 1
     )
-    lon, lat, _ = _GEOD.fwd(
+    lon, lat, _ = GEOD.fwd(
         legs.lon[leg], legs.lat[leg], legs.azimuth_deg[leg], centre_m - legs.cum_m[leg]
     )
     eta_s = _time_at(legs, start_m)
@@ -424,24 +425,24 @@ def cut(
 
 
 @functools.lru_cache(maxsize=16)
-def _utm_transformer(zone: int, north: bool) -> Transformer:
-    epsg = (32600 if north else 32700) + zone
-    return Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
+def _utm_transformer(utm: pyproj.CRS) -> Transformer:
+    return Transformer.from_crs("EPSG:4326", utm, always_xy=True)
 
 
 def _utm_for(lon: FloatArray, lat: FloatArray) -> Transformer:
     """Transformer to the standard UTM zone of the bbox centre (WGS 84 / UTM)."""
     lon_c = (float(lon.min()) + float(lon.max())) / 2.0
     lat_c = (float(lat.min()) + float(lat.max())) / 2.0
-    zone = min(60, max(1, int((lon_c + 180.0) // 6.0) + 1))
-    return _utm_transformer(zone, lat_c >= 0.0)
+    return _utm_transformer(utm_crs(lon_c, lat_c))
 
 
 def _near_route(geoms: NDArray[np.object_], legs: _Legs, margin_m: float) -> NDArray[np.object_]:
     """The geometries whose bbox touches the route's bbox widened by ``margin_m``."""
     bounds = shapely.bounds(geoms)
-    dlat = margin_m / 111_000.0
-    dlon = dlat / max(math.cos(math.radians(float(np.abs(legs.lat).max()))), 0.01)
+    # widened for the route's highest latitude, capped where a degree of longitude is 1 % of
+    # one of latitude (a bound even at the poles)
+    lat_far = min(float(np.abs(legs.lat).max()), 89.4)
+    dlon, dlat = (float(d) for d in offset_deg(margin_m, margin_m, lat0=lat_far))
     near = (
         (bounds[:, 0] <= legs.lon.max() + dlon)
         & (bounds[:, 2] >= legs.lon.min() - dlon)

@@ -36,11 +36,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import EARTH_RADIUS_M, offset_deg
 from commap.geo.terrain import Terrain
 
 __all__ = [
     "ANTENNA_HEIGHT_M",
-    "EARTH_RADIUS_M",
     "Horizon",
     "HorizonGrid",
     "compute_horizon_grid",
@@ -53,7 +53,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-EARTH_RADIUS_M = 6_371_000.0  # true mean radius: optical geometry, no k-factor (see module doc)
 ANTENNA_HEIGHT_M = 1.5  # vehicle roof antenna above the ground
 DEFAULT_AZIMUTHS = 36  # 10 deg sectors
 DEFAULT_MAX_DISTANCE_M = 20_000.0
@@ -136,8 +135,8 @@ def horizon_profile_deg(
         dnorth = np.cos(az)[:, None] * dist[None, :]  # (n_az, n_d)
         deast = np.sin(az)[:, None] * dist[None, :]
         # local flat offsets: within 20 km the lon/lat error is far below one raster cell
-        lat_r = lat[i] + np.degrees(dnorth / EARTH_RADIUS_M)
-        lon_r = lon[i] + np.degrees(deast / (EARTH_RADIUS_M * math.cos(math.radians(lat[i]))))
+        dlon, dlat = offset_deg(deast, dnorth, lat0=float(lat[i]))
+        lon_r, lat_r = lon[i] + dlon, lat[i] + dlat
         rise_m = terrain.elevation_m(lon_r, lat_r) - h_obs[i] - dist**2 / (2 * EARTH_RADIUS_M)
         out[i] = np.degrees(np.arctan((rise_m / dist).max(axis=1)))
     return out

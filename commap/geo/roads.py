@@ -49,12 +49,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import shapely
 from numpy.typing import NDArray
-from pyproj import Geod, Transformer
+from pyproj import Transformer
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
 from commap.errors import InvalidInputError
+from commap.files import atomic_path
 from commap.geo.corridor import Route, route_from_polyline
+from commap.geo.geodesy import GEOD
 from commap.geo.routefile import read_route_file
 
 __all__ = [
@@ -137,8 +139,6 @@ _IMPLICIT_KMH: dict[str, float] = {
 }
 _NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z/]*)\s*$")
 _ZONE = re.compile(r"zone:?(\d+)$")
-
-_GEOD = Geod(ellps="WGS84")
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def _add_way(
         refs, lon, lat = way.refs[run], way.lon[run], way.lat[run]
         if len(refs) < 2:
             continue
-        _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+        _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
         cum_m = np.concatenate(([0.0], np.cumsum(leg_m)))
         cuts = [0] + [i for i in range(1, len(refs) - 1) if int(refs[i]) in split] + [len(refs) - 1]
         for a, b in itertools.pairwise(cuts):
@@ -458,8 +458,7 @@ def _json_graph_attrs(graph: nx.MultiDiGraph) -> dict[str, Any]:
 
 
 def _write_parquet_atomic(frame: gpd.GeoDataFrame, target: Path, meta: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(target, keep_suffix=True) as tmp:
         frame.to_parquet(tmp, index=False)
         # add the graph attributes to the schema metadata (geopandas keeps its "geo" entry)
         table = pq.read_table(tmp)
@@ -467,9 +466,6 @@ def _write_parquet_atomic(frame: gpd.GeoDataFrame, target: Path, meta: bytes) ->
             {**(table.schema.metadata or {}), _GRAPH_META_KEY: meta}
         )
         pq.write_table(table, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_road_graph(graph: nx.MultiDiGraph, directory: str | os.PathLike[str]) -> None:
@@ -664,7 +660,7 @@ def snap(
     px, py = index.to_local.transform(lon_f, lat_f)
     _, i = index.tree.query((px, py))
     node = int(index.node_ids[int(i)])
-    _, _, distance_m = _GEOD.inv(lon_f, lat_f, graph.nodes[node]["x"], graph.nodes[node]["y"])
+    _, _, distance_m = GEOD.inv(lon_f, lat_f, graph.nodes[node]["x"], graph.nodes[node]["y"])
     if distance_m > max_distance_m:
         raise InvalidInputError(
             f"{field}: ({lat_f:.5f}, {lon_f:.5f}) is {distance_m / 1000:.1f} km from the nearest "

@@ -62,10 +62,10 @@ import pandas as pd
 import pyproj
 import shapely
 from numpy.typing import NDArray
-from pyproj import Geod
 
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route, cut
+from commap.geo.geodesy import GEOD
 from commap.networks import NetworkCatalogue
 from commap.radio.link import APP_PROFILES
 from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
@@ -112,7 +112,6 @@ DEFAULT_TILE_RESOLUTION = 6
 MAX_THROUGH_TURN_DEG = 60.0
 CRS = pyproj.CRS.from_epsg(4326)  # parsed once: every GeoDataFrame shares it
 
-_GEOD = Geod(ellps="WGS84")
 _PLANNER = "exact DP (commap.plan.solve, solver='dp') per through-chain of directed edges in a tile"
 
 
@@ -500,7 +499,7 @@ class _EdgeCut:
 def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDArray[np.object_]:
     """LineString of every segment: the route between ``start_m`` and ``end_m``."""
     lon, lat = route.lon, route.lat
-    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     cum = np.concatenate(([0.0], np.cumsum(leg_m)))
     a = np.column_stack((np.interp(start_m, cum, lon), np.interp(start_m, cum, lat)))
     b = np.column_stack((np.interp(end_m, cum, lon), np.interp(end_m, cum, lat)))

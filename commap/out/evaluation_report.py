@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from commap.files import atomic_path, write_text_atomic
+from commap.out.style import network_colors, policy_color
+
 if TYPE_CHECKING:
     from commap.sim.evaluate import EvaluationResult, StripData
     from commap.sim.replay import CorkReplay, StarlinkBridges
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_cork_replay",
     "plot_drops",
+    "plot_evaluation_strip",
     "plot_outage_cdf",
     "plot_starlink_bridges",
-    "plot_evaluation_strip",
     "summary_markdown",
     "write_evaluation_report",
 ]
@@ -47,16 +48,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-_POLICY_COLORS = {
-    "a3_default": "#d62728",
-    "a3_tuned": "#ff7f0e",
-    "greedy": "#9467bd",
-    "sticky": "#8c564b",
-    "commap": "#2ca02c",
-    "oracle": "#1f77b4",
-    "commap_open_loop": "#17becf",
-    "oracle_open_loop": "#393b79",
-}
 _TABLE = (
     ("rlf_per_hour", "RLF/h"),
     ("hof_per_hour", "HOF/h"),
@@ -73,22 +64,15 @@ _TABLE = (
 
 
 def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
     return path
 
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
     return path
-
-
-def _color(policy: str) -> str:
-    return _POLICY_COLORS.get(policy, "#7f7f7f")
 
 
 def write_evaluation_report(result: EvaluationResult, out_dir: Path) -> list[Path]:
@@ -317,7 +301,7 @@ def plot_drops(summary: pd.DataFrame, path: Path) -> Path:
             capsize=3,
             label=label,
             hatch=hatch,
-            color=[_color(p) for p in summary["policy"]],
+            color=[policy_color(p) for p in summary["policy"]],
             edgecolor="black",
             linewidth=0.5,
             alpha=1.0 if not hatch else 0.45,
@@ -349,7 +333,7 @@ def plot_outage_cdf(durations: dict[str, FloatArray], path: Path) -> Path:
             v,
             np.arange(1, v.size + 1) / v.size,
             where="post",
-            color=_color(policy),
+            color=policy_color(policy),
             label=f"{policy} ({v.size})",
         )
     ax.set_xscale("log")
@@ -373,13 +357,14 @@ def plot_evaluation_strip(strip: StripData, path: Path) -> Path:
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     km = strip.distance_m / 1000.0
     thin = max(1, km.size // 4000)  # keep the PNG light on long routes
-    cmap = _network_colors(strip.network_ids)
+    by_id = network_colors(strip.network_ids)
+    colors = [by_id[nid] for nid in strip.network_ids]  # serving codes index networks
     for j, nid in enumerate(strip.network_ids):
         top.plot(
             km[::thin],
             np.maximum(strip.sinr_db[::thin, j], -32),
             lw=0.7,
-            color=cmap[j],
+            color=colors[j],
             label=f"{nid} (truth)",
         )
         top.plot(
@@ -387,7 +372,7 @@ def plot_evaluation_strip(strip: StripData, path: Path) -> Path:
             np.maximum(strip.planned_sinr_db[:, j], -32),
             lw=0.6,
             ls="--",
-            color=cmap[j],
+            color=colors[j],
             alpha=0.6,
         )
     top.axhline(-5.0, color="black", lw=0.8, ls=":", label="Qout -5 dB")
@@ -398,7 +383,7 @@ def plot_evaluation_strip(strip: StripData, path: Path) -> Path:
     policies = list(strip.serving)
     for row, policy in enumerate(policies):
         serving = strip.serving[policy]
-        _draw_serving(bottom, km, serving, row, cmap)
+        _draw_serving(bottom, km, serving, row, colors)
         fails = strip.failures.get(policy, np.zeros(0)) / 1000.0
         bottom.plot(fails, np.full(fails.size, row), "kx", ms=5)
     bottom.set_yticks(range(len(policies)), policies)
@@ -407,15 +392,8 @@ def plot_evaluation_strip(strip: StripData, path: Path) -> Path:
     return _save(fig, path)
 
 
-def _network_colors(ids: Sequence[str]) -> list[Any]:
-    from matplotlib import colormaps
-
-    palette = colormaps["tab10"]
-    return [palette(j % 10) for j in range(len(ids))]
-
-
 def _draw_serving(
-    ax: Any, km: FloatArray, serving: NDArray[np.int64], row: int, colors: list[Any]
+    ax: Any, km: FloatArray, serving: NDArray[np.int64], row: int, colors: list[str]
 ) -> None:
     if serving.size == 0:
         return

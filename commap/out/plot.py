@@ -15,7 +15,6 @@ import io
 import logging
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,18 +31,20 @@ from matplotlib.patches import Patch
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
-from commap.out.timeline import (
+from commap.files import write_bytes_atomic
+from commap.geo.geodesy import to_local_m
+from commap.out.style import (
     CLASSES,
     DROP_RISK_COLOR,
     NO_NETWORK_COLOR,
+    PROVENANCE_COLORS,
+    PROVENANCE_NAMES,
     ROAD_COLOR,
-    RouteTimeline,
-    classify,
+    TUNNEL_COLOR,
     network_colors,
-    road_edges,
-    road_pieces,
 )
-from commap.radio.quality import QOUT_SINR_DB
+from commap.out.timeline import RouteTimeline, classify, road_edges, road_pieces
+from commap.radio.quality import QOUT_SINR_DB, Provenance
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -59,6 +60,9 @@ __all__ = [
     "plot_strip",
     "plot_trace_comparison",
 ]
+
+_MEASURED_EDGE = PROVENANCE_COLORS[Provenance.MEASURED]
+_MODELLED = PROVENANCE_COLORS[Provenance.MODELLED]
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +109,7 @@ def figure_png(fig: Figure) -> bytes:
 def _write(png: bytes, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(png)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(target, png)
     log.info("wrote %s", target)
     return target
 
@@ -140,7 +138,8 @@ def _scale_bar(ax: Axes) -> None:
     """A 1-2-5 kilometre bar in the lower right corner."""
     lon0, lon1 = ax.get_xlim()
     lat0, lat1 = ax.get_ylim()
-    km_per_deg = 111.32 * math.cos(math.radians((lat0 + lat1) / 2.0))
+    x_m, _ = to_local_m(1.0, 0.0, lat0=(lat0 + lat1) / 2.0)  # one degree of longitude
+    km_per_deg = float(x_m) / 1000.0
     width_km = (lon1 - lon0) * km_per_deg
     target = width_km / 5.0
     step = 10 ** math.floor(math.log10(target))
@@ -274,13 +273,13 @@ def plot_coverage(
         values = q.elevation_deg if net.is_satellite else getattr(q, metric)
         codes = classify(m, values)
         colors = [CLASSES[m][c].color if c >= 0 else NO_NETWORK_COLOR for c in codes.tolist()]
-        measured = q.provenance == 2
+        measured = q.provenance == Provenance.MEASURED
         _geo_axes(ax, cmap.bbox)
         if measured.any():
             ax.add_collection(
                 LineCollection(
                     [ln for ln, k in zip(lines, measured, strict=True) if k],
-                    colors="#1a1a1a",
+                    colors=_MEASURED_EDGE,
                     linewidths=3.2,
                     zorder=2,
                 )
@@ -301,17 +300,17 @@ def plot_coverage(
     if any(cmap.catalogue[n].is_satellite for n in ids):
         handles += _class_legend("elevation_deg")
     handles += [
-        Line2D([], [], color="#74add1", lw=1, label="modelled"),
+        Line2D([], [], color=_MODELLED, lw=1, label=PROVENANCE_NAMES[Provenance.MODELLED]),
         Line2D(
             [],
             [],
-            color="#74add1",
+            color=_MODELLED,
             lw=2.0,
             path_effects=[
-                patheffects.Stroke(linewidth=3.6, foreground="#1a1a1a"),
+                patheffects.Stroke(linewidth=3.6, foreground=_MEASURED_EDGE),
                 patheffects.Normal(),
             ],
-            label="measured",
+            label=PROVENANCE_NAMES[Provenance.MEASURED],
         ),
     ]
     fig.legend(
@@ -533,7 +532,7 @@ def plot_strip(
     colors = network_colors(timeline.matrix.network_ids)
     _shade_tunnels(ax_q, timeline)
     for j, nid in enumerate(timeline.matrix.network_ids):
-        measured = float(np.mean(timeline.matrix.provenance[:, j] == 2))
+        measured = float(np.mean(timeline.matrix.provenance[:, j] == Provenance.MEASURED))
         source = "measured" if measured >= 0.5 else "modelled"
         ax_q.plot(
             x_km,
@@ -580,7 +579,7 @@ def _shade_tunnels(ax: Axes, t: RouteTimeline) -> None:
     first = True
     for i in np.flatnonzero(c.in_tunnel):
         ax.axvspan(
-            start[i], end[i], color="#d9c7a7", alpha=0.6, lw=0, label="tunnel" if first else None
+            start[i], end[i], color=TUNNEL_COLOR, alpha=0.3, lw=0, label="tunnel" if first else None
         )
         first = False
 

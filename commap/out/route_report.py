@@ -50,12 +50,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyproj import Geod
 
-from commap.out import plot
-from commap.geo.corridor import Route, route_from_polyline
 from commap.errors import InvalidInputError
-from commap.out.timeline import PROVENANCE_NAMES, RouteTimeline
+from commap.files import write_bytes_atomic, write_text_atomic
+from commap.geo.corridor import Route, route_from_polyline
+from commap.geo.geodesy import GEOD
+from commap.out import plot
+from commap.out.style import PROVENANCE_NAMES
+from commap.out.timeline import RouteTimeline
 from commap.radio.quality import QOUT_SINR_DB
 from commap.timeutil import format_time
 
@@ -86,7 +88,6 @@ DEFAULT_MAX_GAP_S = 5.0
 # Without a SINR value a measured sample is taken as out of service below this RSRP (the
 # lower end of the RSRP range where LTE still holds a link, cf. TS 36.133 reporting range).
 UNUSABLE_RSRP_DBM = -125.0
-_GEOD = Geod(ellps="WGS84")
 _FIGURE_SIZE_PX = (1400, 900)
 
 
@@ -229,7 +230,7 @@ def _trace_arrays(records: pd.DataFrame, max_gap_s: float) -> tuple[FloatArray, 
     duration = np.minimum(np.concatenate([step, [last]]), max_gap_s)
     lon = records["lon"].to_numpy(dtype=np.float64)
     lat = records["lat"].to_numpy(dtype=np.float64)
-    _, _, leg = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     return duration, np.concatenate([[0.0], np.asarray(leg, dtype=np.float64)])
 
 
@@ -530,16 +531,6 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_route_report(
     cmap: CommMap,
     timeline: RouteTimeline,
@@ -636,13 +627,15 @@ def write_route_report(
     paths = []
     for name, png in figures.items():
         path = out / f"{name}.png"
-        _write_bytes(path, png)
+        write_bytes_atomic(path, png)
         paths.append(path)
     clean = _clean(data)
     json_path = out / "report.json"
-    _write_text(json_path, json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text_atomic(
+        json_path, json.dumps(clean, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    )
     html_path = out / "report.html"
-    _write_text(html_path, _html(clean, figures))
+    write_text_atomic(html_path, _html(clean, figures))
     log.info("report written to %s", out)
     return ReportFiles(html=html_path, json=json_path, figures=tuple(paths))
 
@@ -655,16 +648,6 @@ def _png(draw: Any, out: Path) -> bytes:
         return tmp.read_bytes()
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _definitions(ping_pong_s: float) -> dict[str, str]:

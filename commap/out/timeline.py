@@ -1,24 +1,16 @@
-"""Maps and plans as GIS layers: GeoPackage, GeoJSON and KML files for QGIS and Google Earth.
+"""The route timeline: the presentation model plots, the viewer, reports and exports read.
 
-A map is exported as two layers:
+A :class:`RouteTimeline` holds what is shown of a plan, independent of the solver's classes:
+the corridor, the quality of every network per segment, the serving network, the drop risk and
+the handovers. It is built from a solver plan (:func:`timeline_from_plan`) or from a plan file
+(:func:`read_plan`), and split into stretches on one network (:func:`runs`,
+:func:`stretch_geometry`).
 
-``roads``
-    The drivable road graph, one line per road piece in both directions (WGS84).
-``coverage``
-    The quality of every network sampled along the roads: the roads are cut into pieces of
-    about ``spacing_m`` metres (:func:`road_pieces`), each piece is sampled at its midpoint at
-    one time (:func:`sample_pieces`), one row per piece and network with the values, their
-    provenance (``measured`` / ``modelled`` / ``none``) and a quality class
-    (:func:`classify`) for styling.
-
-A plan (anything with a corridor, a serving network per segment and handovers; see
-:func:`plan_layers`) is exported as ``route`` (one line per run of segments on one network),
-``handovers`` (points) and ``drop_risk`` (stretches where the serving link is likely to drop).
-
-Every file is written atomically: into a temporary file beside the target, then renamed, so a
-reader never sees a half-written export. The format follows the suffix: ``.gpkg`` (one table
-per layer), ``.geojson``/``.json`` (one collection, a ``layer`` property names the layer) and
-``.kml`` (one folder per layer, written by GDAL's LIBKML or KML driver).
+The map side of the same model: the road graph as lines (:func:`road_edges`), cut into pieces of
+about ``spacing_m`` metres (:func:`road_pieces`) and sampled at one time
+(:func:`sample_pieces`), with every value put into a quality class (:func:`classify`). How
+classes, networks and sources look is :mod:`commap.out.style`; the GIS files are
+:mod:`commap.out.gis`.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ import itertools
 import logging
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +28,15 @@ from typing import TYPE_CHECKING, Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyogrio
 import shapely
 from numpy.typing import NDArray
 from shapely.geometry import LineString, Point
 from shapely.ops import substring
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import utm_crs
 from commap.networks import NetworkKind
+from commap.out.style import CLASSES, PROVENANCE_NAMES
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
@@ -56,31 +48,25 @@ from commap.radio.quality import (
 if TYPE_CHECKING:
     import networkx as nx
 
-    from commap.map.comm_map import CommMap
     from commap.geo.corridor import Corridor
+    from commap.map.comm_map import CommMap
     from commap.plan import Plan
     from commap.service.planning import PlanResult
 
 __all__ = [
-    "CLASSES",
-    "FORMATS",
-    "PROVENANCE_NAMES",
-    "QualityClass",
+    "CRS",
     "RouteTimeline",
+    "class_names",
     "classify",
-    "export_map",
-    "export_plan",
-    "map_layers",
-    "network_colors",
-    "plan_layers",
     "read_plan",
-    "read_plan_layers",
     "road_edges",
     "road_pieces",
+    "route_line",
+    "runs",
     "sample_pieces",
+    "stretch_geometry",
     "timeline_from_plan",
     "with_map_quality",
-    "write_layers",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,64 +74,8 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 CRS = "EPSG:4326"
 
-# suffix -> GDAL driver
-FORMATS: dict[str, str] = {
-    ".gpkg": "GPKG",
-    ".geojson": "GeoJSON",
-    ".json": "GeoJSON",
-    ".kml": "LIBKML",
-}
-PROVENANCE_NAMES: dict[int, str] = {int(p): p.name.lower() for p in Provenance}
-PROVENANCE_NAMES[int(Provenance.MODELLED)] = "modelled"
-
 
 # -- quality classes ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QualityClass:
-    """One legend entry: values ``>= lower`` (and below the previous class) fall into it.
-
-    Attributes
-    ----------
-    label : short text for legends, e.g. ``">= -80 dBm"``.
-    name : word for the class, e.g. ``"excellent"``.
-    lower : lower bound in the metric's unit (``-inf`` for the last class).
-    color : ``#rrggbb``.
-    """
-
-    label: str
-    name: str
-    lower: float
-    color: str
-
-
-# Classes best first. RSRP and SINR steps are the usual drive-test buckets; the SINR floor is
-# the radio-link-monitoring out-of-sync threshold Qout. Colours run blue (good) to red (bad),
-# readable with the common colour-vision deficiencies; grey means no signal at all.
-CLASSES: dict[str, tuple[QualityClass, ...]] = {
-    "rsrp_dbm": (
-        QualityClass(">= -80 dBm", "excellent", -80.0, "#2c7bb6"),
-        QualityClass("-90 to -80 dBm", "good", -90.0, "#74add1"),
-        QualityClass("-100 to -90 dBm", "fair", -100.0, "#fee090"),
-        QualityClass("-110 to -100 dBm", "poor", -110.0, "#f46d43"),
-        QualityClass("-120 to -110 dBm", "very poor", -120.0, "#a50026"),
-        QualityClass("no signal", "none", -math.inf, "#595959"),
-    ),
-    "sinr_db": (
-        QualityClass(">= 20 dB", "excellent", 20.0, "#2c7bb6"),
-        QualityClass("13 to 20 dB", "good", 13.0, "#74add1"),
-        QualityClass("0 to 13 dB", "fair", 0.0, "#fee090"),
-        QualityClass(f"{QOUT_SINR_DB:g} to 0 dB", "poor", QOUT_SINR_DB, "#f46d43"),
-        QualityClass(f"< {QOUT_SINR_DB:g} dB (out of sync)", "unusable", -math.inf, "#595959"),
-    ),
-    "elevation_deg": (
-        QualityClass("satellite >= 60 deg", "high", 60.0, "#3f007d"),
-        QualityClass("satellite 40 to 60 deg", "mid", 40.0, "#807dba"),
-        QualityClass("satellite < 40 deg", "low", -89.0, "#bcbddc"),
-        QualityClass("no satellite usable", "none", -math.inf, "#595959"),
-    ),
-}
 
 
 def classify(metric: str, values: Any) -> NDArray[np.int8]:
@@ -184,43 +114,14 @@ def classify(metric: str, values: Any) -> NDArray[np.int8]:
     return out
 
 
-# Okabe-Ito colours (distinguishable with colour-vision deficiencies), most visible first.
-_NETWORK_PALETTE = (
-    "#0072B2",
-    "#D55E00",
-    "#009E73",
-    "#CC79A7",
-    "#E69F00",
-    "#56B4E9",
-    "#000000",
-    "#F0E442",
-)
-DROP_RISK_COLOR = "#d7191c"
-NO_NETWORK_COLOR = "#595959"
-ROAD_COLOR = "#9e9e9e"
-
-
-def network_colors(network_ids: Sequence[str]) -> dict[str, str]:
-    """A stable colour per network, by position in ``network_ids`` (catalogue order).
+def class_names(metric: str, codes: NDArray[np.int8]) -> list[str]:
+    """The class name of every class index of :func:`classify` (``""`` for -1).
 
     Examples
     --------
-    >>> network_colors(["a", "b"])
-    {'a': '#0072B2', 'b': '#D55E00'}
-    >>> network_colors([])
-    {}
+    >>> class_names("sinr_db", classify("sinr_db", [25.0, float("nan")]))
+    ['excellent', '']
     """
-    out = {}
-    for i, nid in enumerate(network_ids):
-        base = _NETWORK_PALETTE[i % len(_NETWORK_PALETTE)]
-        if i >= len(_NETWORK_PALETTE):  # darken repeats so that they differ from the first round
-            rgb = [int(base[k : k + 2], 16) * 2 // 3 for k in (1, 3, 5)]
-            base = "#{:02X}{:02X}{:02X}".format(*rgb)
-        out[nid] = base
-    return out
-
-
-def _labels(metric: str, codes: NDArray[np.int8]) -> list[str]:
     names = [c.name for c in CLASSES[metric]]
     return [names[c] if c >= 0 else "" for c in codes.tolist()]
 
@@ -228,12 +129,6 @@ def _labels(metric: str, codes: NDArray[np.int8]) -> list[str]:
 # -- roads -------------------------------------------------------------------------------------
 
 _EDGE_COLUMNS = ("highway", "name", "ref", "tunnel", "bridge", "length_m", "osm_id")
-
-
-def _check_graph(graph: nx.MultiDiGraph | None, what: str) -> nx.MultiDiGraph:
-    if graph is None:
-        raise InvalidInputError(f"{what}: the map has no road graph", field="roads")
-    return graph
 
 
 def road_edges(graph: nx.MultiDiGraph) -> gpd.GeoDataFrame:
@@ -317,7 +212,8 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
         return gpd.GeoDataFrame(
             pd.DataFrame(columns=[*columns, "geometry"]), geometry="geometry", crs=CRS
         )
-    utm = edges.estimate_utm_crs()
+    lon0, lat0, lon1, lat1 = edges.total_bounds
+    utm = utm_crs((lon0 + lon1) / 2.0, (lat0 + lat1) / 2.0)
     metric = edges.geometry.to_crs(utm)
     parts: list[LineString] = []
     owner: list[int] = []
@@ -412,9 +308,9 @@ def sample_pieces(
                 "provenance": [PROVENANCE_NAMES.get(int(p), "none") for p in q.provenance],
                 "rsrp_class": [""] * len(lon)
                 if sat
-                else _labels("rsrp_dbm", classify("rsrp_dbm", q.rsrp_dbm)),
-                "sinr_class": _labels("sinr_db", classify("sinr_db", q.sinr_db)),
-                "visibility_class": _labels(
+                else class_names("rsrp_dbm", classify("rsrp_dbm", q.rsrp_dbm)),
+                "sinr_class": class_names("sinr_db", classify("sinr_db", q.sinr_db)),
+                "visibility_class": class_names(
                     "elevation_deg", classify("elevation_deg", q.elevation_deg)
                 )
                 if sat
@@ -426,50 +322,6 @@ def sample_pieces(
     if not frames:
         raise InvalidInputError("no network to sample", field="network_ids")
     return pd.concat(frames, ignore_index=True)
-
-
-def map_layers(
-    cmap: CommMap,
-    *,
-    spacing_m: float = 200.0,
-    t_s: float | None = None,
-    network_ids: Sequence[str] | None = None,
-) -> dict[str, gpd.GeoDataFrame]:
-    """The ``roads`` and ``coverage`` layers of a map (see the module docstring).
-
-    Raises
-    ------
-    InvalidInputError
-        The map has no road graph (coverage is sampled along roads), or a bad option.
-    """
-    graph = _check_graph(cmap.roads, f"map {cmap.name}")
-    roads = road_edges(graph)
-    pieces = road_pieces(graph, spacing_m=spacing_m)
-    values = sample_pieces(cmap, pieces, t_s=t_s, network_ids=network_ids)
-    geometry = pieces.set_index("piece_id").geometry
-    attrs = pieces[["piece_id", "highway", "name", "tunnel", "bridge", "length_m"]]
-    coverage = values.merge(attrs, on="piece_id", how="left")
-    coverage["label"] = coverage["network_id"] + ": " + _class_text(coverage)
-    coverage["color"] = _class_color(coverage)
-    coverage = gpd.GeoDataFrame(
-        coverage, geometry=geometry.loc[coverage["piece_id"]].values, crs=CRS
-    )
-    roads = roads.drop(columns=["u", "v"]).assign(label=roads["name"], color=ROAD_COLOR)
-    return {"roads": roads, "coverage": coverage}
-
-
-def _class_text(coverage: pd.DataFrame) -> pd.Series:
-    sat = coverage["kind"] != NetworkKind.TERRESTRIAL.value
-    return coverage["visibility_class"].where(sat, "SINR " + coverage["sinr_class"])
-
-
-def _class_color(coverage: pd.DataFrame) -> pd.Series:
-    """Satellites by visibility class, terrestrial networks by SINR class."""
-    by_name = {metric: {c.name: c.color for c in classes} for metric, classes in CLASSES.items()}
-    sat = coverage["kind"] != NetworkKind.TERRESTRIAL.value
-    sinr = coverage["sinr_class"].map(by_name["sinr_db"])
-    vis = coverage["visibility_class"].map(by_name["elevation_deg"])
-    return vis.where(sat, sinr).fillna(NO_NETWORK_COLOR)
 
 
 # -- plans -------------------------------------------------------------------------------------
@@ -737,110 +589,16 @@ def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
     )
 
 
-def read_plan_layers(
-    path: str | os.PathLike[str], *, drop_risk_prob: float = 0.05
-) -> dict[str, gpd.GeoDataFrame]:
-    """The ``route``/``handovers``/``drop_risk`` layers of any plan file.
+def runs(labels: Sequence[Any]) -> list[tuple[int, int]]:
+    """``[start, end)`` index ranges of consecutive equal labels (the stretches of a plan).
 
-    Accepts the plan JSON of :func:`commap.plan.write_plan` (full detail), its GeoJSON and
-    GeoPackage (stretches and handovers; drop-risk stretches are then whole stretches whose
-    worst segment reaches ``drop_risk_prob``), and the files of :func:`export_plan`.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown suffix, unreadable file or a file that is not a plan.
+    Examples
+    --------
+    >>> runs(["a", "a", "b", "a"])
+    [(0, 2), (2, 3), (3, 4)]
+    >>> runs([])
+    []
     """
-    source = Path(path)
-    suffix = source.suffix.lower()
-    if suffix == ".json":
-        return plan_layers(read_plan(source), drop_risk_prob=drop_risk_prob)
-    if suffix not in (".geojson", ".gpkg"):
-        raise InvalidInputError(
-            f"{source}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="plan"
-        )
-    if not source.is_file():
-        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
-    try:
-        layers = (
-            {
-                name: gpd.read_file(source, layer=name, engine="pyogrio")
-                for name in pyogrio.list_layers(source)[:, 0]
-            }
-            if suffix == ".gpkg"
-            else {"all": gpd.read_file(source, engine="pyogrio")}
-        )
-    except Exception as exc:  # GDAL's errors are many; the user needs the file and the reason
-        raise InvalidInputError(f"{source}: cannot read plan ({exc})", field="plan") from None
-    frames = list(layers.values())
-    merged = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return _layers_from_features(
-        gpd.GeoDataFrame(merged, geometry="geometry", crs=CRS), source, drop_risk_prob
-    )
-
-
-def _layers_from_features(
-    frame: gpd.GeoDataFrame, source: Path, drop_risk_prob: float
-) -> dict[str, gpd.GeoDataFrame]:
-    if "layer" in frame.columns:  # written by export_plan
-        return {
-            name: frame[frame["layer"] == name].drop(columns="layer").reset_index(drop=True)
-            for name in ("route", "handovers", "drop_risk")
-        }
-    if "feature" not in frame.columns:
-        raise InvalidInputError(
-            f"{source}: not a commap plan (no stretch/handover features)", field="plan"
-        )
-    ids = tuple(dict.fromkeys(frame.loc[frame["feature"] == "stretch", "network_id"].astype(str)))
-    colors = network_colors(ids)
-    st = frame[frame["feature"] == "stretch"].reset_index(drop=True)
-    route = gpd.GeoDataFrame(
-        {
-            "network_id": st["network_id"].astype(str),
-            "start_m": st["start_distance_m"].astype(float),
-            "end_m": st["end_distance_m"].astype(float),
-            "start_eta_s": st["start_eta_s"].astype(float),
-            "end_eta_s": st["end_eta_s"].astype(float),
-            "drop_expected": st["expected_drops"].astype(float),
-            "label": st["network_id"].astype(str),
-            "color": st["network_id"].astype(str).map(colors),
-        },
-        geometry=st.geometry.values,
-        crs=CRS,
-    )
-    ho = frame[frame["feature"] == "handover"].reset_index(drop=True)
-    hand = gpd.GeoDataFrame(
-        {
-            "from_network": ho["from_network"].astype(str),
-            "to_network": ho["to_network"].astype(str),
-            "kind": ho["kind"].astype(str),
-            "distance_m": ho["distance_m"].astype(float),
-            "eta_s": ho["eta_s"].astype(float),
-            "label": ho["from_network"].astype(str) + " -> " + ho["to_network"].astype(str),
-            "color": ho["to_network"].astype(str).map(colors).fillna(NO_NETWORK_COLOR),
-        },
-        geometry=ho.geometry.values,
-        crs=CRS,
-    )
-    risky = st[st["max_outage_risk"].astype(float) >= drop_risk_prob].reset_index(drop=True)
-    drop = gpd.GeoDataFrame(
-        {
-            "start_m": risky["start_distance_m"].astype(float),
-            "end_m": risky["end_distance_m"].astype(float),
-            "max_drop_prob": risky["max_outage_risk"].astype(float),
-            "drop_expected": risky["expected_drops"].astype(float),
-            "network_id": risky["network_id"].astype(str),
-            "label": "drop risk",
-            "color": DROP_RISK_COLOR,
-        },
-        geometry=risky.geometry.values,
-        crs=CRS,
-    )
-    return {"route": route, "handovers": hand, "drop_risk": drop}
-
-
-def _runs(labels: Sequence[Any]) -> list[tuple[int, int]]:
-    """``[start, end)`` index ranges of consecutive equal labels."""
     out: list[tuple[int, int]] = []
     start = 0
     for i in range(1, len(labels) + 1):
@@ -850,14 +608,15 @@ def _runs(labels: Sequence[Any]) -> list[tuple[int, int]]:
     return out
 
 
-def _route_line(timeline: RouteTimeline) -> LineString | None:
+def route_line(timeline: RouteTimeline) -> LineString | None:
+    """The route polyline of a timeline (None for plans read from files, which have none)."""
     route = timeline.corridor.route
     if route is None:
         return None
     return LineString(np.column_stack([route.lon, route.lat]))
 
 
-def _stretch(
+def stretch_geometry(
     timeline: RouteTimeline, line: LineString | None, start: int, end: int
 ) -> LineString | Point:
     """Geometry of segments ``[start, end)``: the route between their ends, else their centres."""
@@ -870,257 +629,3 @@ def _stretch(
         return substring(line, a_m / total_m, b_m / total_m, normalized=True)
     pts = np.column_stack([c.lon[start:end], c.lat[start:end]])
     return LineString(pts) if len(pts) > 1 else Point(pts[0])
-
-
-def plan_layers(
-    timeline: RouteTimeline, *, drop_risk_prob: float = 0.05
-) -> dict[str, gpd.GeoDataFrame]:
-    """The ``route``, ``handovers`` and ``drop_risk`` layers of a plan.
-
-    Parameters
-    ----------
-    timeline : RouteTimeline
-        The plan (see :func:`commap.out.route_report.timeline_from_plan` to convert a solver plan).
-    drop_risk_prob : float
-        Segments whose serving link drops with at least this probability form the
-        ``drop_risk`` stretches (default 5 %).
-
-    Returns
-    -------
-    dict of GeoDataFrame
-        ``route``: one line per run on one network (``network_id``, ``start_m``, ``end_m``,
-        ``start_eta_s``, ``end_eta_s``, ``segments``, ``mean_sinr_db``, ``drop_expected``).
-        ``handovers``: points with ``from_network``, ``to_network``, ``kind``, ``distance_m``,
-        ``eta_s``. ``drop_risk``: lines with ``start_m``, ``end_m``, ``max_drop_prob``,
-        ``drop_expected``, ``network_id``. Every layer has a ``label`` and a ``color``.
-
-    Raises
-    ------
-    InvalidInputError
-        ``drop_risk_prob`` outside (0, 1].
-    """
-    if not (0.0 < drop_risk_prob <= 1.0):
-        raise InvalidInputError("drop_risk_prob must be in (0, 1]", field="drop_risk_prob")
-    colors = network_colors(timeline.matrix.network_ids)
-    line = _route_line(timeline)
-    return {
-        "route": _route_layer(timeline, line, colors),
-        "handovers": _handover_layer(timeline, colors),
-        "drop_risk": _drop_layer(timeline, line, drop_risk_prob),
-    }
-
-
-def _frame(rows: list[dict[str, Any]], columns: list[str]) -> gpd.GeoDataFrame:
-    """Rows as a GeoDataFrame; the empty frame keeps the columns (readers want the schema)."""
-    frame = pd.DataFrame(rows, columns=[*columns, "label", "color", "geometry"])
-    return gpd.GeoDataFrame(frame, geometry="geometry", crs=CRS)
-
-
-def _route_layer(
-    timeline: RouteTimeline, line: LineString | None, colors: Mapping[str, str]
-) -> gpd.GeoDataFrame:
-    c = timeline.corridor
-    end_m = timeline.segment_end_m
-    ids = timeline.matrix.network_ids
-    rows = []
-    for a, b in _runs(timeline.serving):
-        nid = timeline.serving[a]
-        sinr = timeline.matrix.sinr_db[a:b, ids.index(nid)] if nid in ids else np.array([np.nan])
-        rows.append(
-            {
-                "network_id": nid,
-                "start_m": float(c.distance_m[a]),
-                "end_m": float(end_m[b - 1]),
-                "start_eta_s": float(c.eta_s[a]),
-                "end_eta_s": float(c.eta_s[b - 1] + c.duration_s[b - 1]),
-                "segments": b - a,
-                "mean_sinr_db": float(np.mean(sinr)),
-                "drop_expected": float(np.nansum(timeline.drop_prob[a:b])),
-                "label": nid or "no network",
-                "color": colors.get(nid, NO_NETWORK_COLOR),
-                "geometry": _stretch(timeline, line, a, b),
-            }
-        )
-    columns = ["network_id", "start_m", "end_m", "start_eta_s", "end_eta_s", "segments"]
-    return _frame(rows, [*columns, "mean_sinr_db", "drop_expected"])
-
-
-def _handover_layer(timeline: RouteTimeline, colors: Mapping[str, str]) -> gpd.GeoDataFrame:
-    rows = [
-        {
-            "from_network": str(h["from_network"]),
-            "to_network": str(h["to_network"]),
-            "kind": str(h["kind"]),
-            "distance_m": float(h["distance_m"]),
-            "eta_s": float(h["eta_s"]),
-            "label": f"{h['from_network']} -> {h['to_network']}",
-            "color": colors.get(str(h["to_network"]), NO_NETWORK_COLOR),
-            "geometry": Point(float(h["lon"]), float(h["lat"])),
-        }
-        for h in timeline.handovers
-    ]
-    return _frame(rows, ["from_network", "to_network", "kind", "distance_m", "eta_s"])
-
-
-def _drop_layer(
-    timeline: RouteTimeline, line: LineString | None, drop_risk_prob: float
-) -> gpd.GeoDataFrame:
-    c = timeline.corridor
-    end_m = timeline.segment_end_m
-    risky = np.nan_to_num(timeline.drop_prob) >= drop_risk_prob
-    rows = []
-    for a, b in _runs(risky.tolist()):
-        if not risky[a]:
-            continue
-        worst = float(np.max(timeline.drop_prob[a:b]))
-        rows.append(
-            {
-                "start_m": float(c.distance_m[a]),
-                "end_m": float(end_m[b - 1]),
-                "max_drop_prob": worst,
-                "drop_expected": float(np.sum(timeline.drop_prob[a:b])),
-                "network_id": ",".join(dict.fromkeys(timeline.serving[a:b])),
-                "label": f"drop risk up to {100 * worst:.0f} % per segment",
-                "color": DROP_RISK_COLOR,
-                "geometry": _stretch(timeline, line, a, b),
-            }
-        )
-    columns = ["start_m", "end_m", "max_drop_prob", "drop_expected", "network_id"]
-    return _frame(rows, columns)
-
-
-# -- writing -----------------------------------------------------------------------------------
-
-
-def _driver(path: Path, driver: str | None) -> str:
-    if driver is not None:
-        return driver
-    suffix = path.suffix.lower()
-    if suffix not in FORMATS:
-        raise InvalidInputError(
-            f"{path}: unknown export format {suffix!r}; use one of {', '.join(sorted(FORMATS))}",
-            field="out",
-        )
-    wanted = FORMATS[suffix]
-    available = pyogrio.list_drivers(write=True)
-    if wanted == "LIBKML" and wanted not in available:
-        wanted = "KML"
-    if wanted not in available:
-        raise InvalidInputError(f"{path}: GDAL has no {wanted} driver for writing", field="out")
-    return wanted
-
-
-_KML_WIDTH_PX = {"roads": 1, "coverage": 3, "route": 5, "drop_risk": 9}
-
-
-def _for_gdal(frame: gpd.GeoDataFrame, *, kml: bool, layer: str = "") -> gpd.GeoDataFrame:
-    """Booleans as 0/1 integers; for KML a style per feature from ``color`` and a name."""
-    out = frame.copy()
-    for col in out.columns:
-        if col != out.geometry.name and out[col].dtype == bool:
-            out[col] = out[col].astype(np.int32)
-    if kml and "color" in out.columns:
-        points = out.geometry.geom_type == "Point"
-        width = _KML_WIDTH_PX.get(layer, 3)
-        # GDAL feature style strings; a SYMBOL without an id crashes LIBKML, so points get a
-        # coloured label instead of an icon
-        pen = "PEN(c:" + out["color"].astype(str) + f",w:{width}px)"
-        label = "LABEL(c:" + out["color"].astype(str) + ")"
-        out["OGR_STYLE"] = label.where(points, pen)
-    if kml and "label" in out.columns and "name" not in out.columns:
-        out = out.rename(columns={"label": "name"})
-    return out
-
-
-def write_layers(
-    layers: Mapping[str, gpd.GeoDataFrame],
-    path: str | os.PathLike[str],
-    *,
-    driver: str | None = None,
-) -> Path:
-    """Write named layers to one file, atomically (format from the suffix, see :data:`FORMATS`).
-
-    GeoPackage and KML keep one table / folder per layer; GeoJSON holds one collection, so
-    the layers are stacked with a ``layer`` column naming each feature's layer.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown suffix, no layer, or a layer that is not in EPSG:4326.
-
-    Examples
-    --------
-    >>> write_layers({}, "out.gpkg")
-    Traceback (most recent call last):
-    ...
-    commap.errors.InvalidInputError: out.gpkg: nothing to export (no layers)
-    """
-    target = Path(path)
-    if not layers:
-        raise InvalidInputError(f"{target}: nothing to export (no layers)", field="layers")
-    drv = _driver(target, driver)
-    for name, frame in layers.items():
-        if frame.crs is None or not frame.crs.equals(CRS):
-            raise InvalidInputError(f"layer {name}: CRS must be EPSG:4326", field=name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-    try:
-        if drv == "GeoJSON":
-            stacked = pd.concat(
-                [f.assign(layer=name) for name, f in layers.items()], ignore_index=True
-            )
-            frame = gpd.GeoDataFrame(stacked, geometry="geometry", crs=CRS)
-            pyogrio.write_dataframe(
-                _for_gdal(frame, kml=False),
-                tmp,
-                driver=drv,
-                layer=target.stem,
-                COORDINATE_PRECISION=7,
-            )
-        else:
-            for i, (name, frame) in enumerate(layers.items()):
-                kml = drv in ("KML", "LIBKML")
-                pyogrio.write_dataframe(
-                    _for_gdal(frame, kml=kml, layer=name), tmp, driver=drv, layer=name, append=i > 0
-                )
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    log.info("wrote %s (%s, layers %s)", target, drv, ", ".join(layers))
-    return target
-
-
-def export_map(
-    cmap: CommMap,
-    path: str | os.PathLike[str],
-    *,
-    spacing_m: float = 200.0,
-    t_s: float | None = None,
-    network_ids: Sequence[str] | None = None,
-) -> Path:
-    """Write a map's ``roads`` and ``coverage`` layers (see :func:`map_layers`) to ``path``.
-
-    Returns
-    -------
-    Path
-        The written file.
-    """
-    layers = map_layers(cmap, spacing_m=spacing_m, t_s=t_s, network_ids=network_ids)
-    return write_layers(layers, path)
-
-
-def export_plan(
-    timeline: RouteTimeline,
-    path: str | os.PathLike[str],
-    *,
-    drop_risk_prob: float = 0.05,
-) -> Path:
-    """Write a plan's ``route``, ``handovers`` and ``drop_risk`` layers to ``path``.
-
-    Returns
-    -------
-    Path
-        The written file.
-    """
-    return write_layers(plan_layers(timeline, drop_risk_prob=drop_risk_prob), path)

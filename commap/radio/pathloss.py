@@ -29,12 +29,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
+from commap.geo.geodesy import EARTH_RADIUS_M
 
 if TYPE_CHECKING:
     from commap.geo.terrain import Terrain
 
 __all__ = [
-    "EARTH_RADIUS_M",
     "ENVIRONMENTS",
     "K_FACTOR",
     "MODELS",
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 
 SPEED_OF_LIGHT_MPS: Final = 299_792_458.0
-EARTH_RADIUS_M: Final = 6_371_000.0
 # Median effective earth-radius factor (ITU-R P.834, P.526 §1): bends the ray over long paths.
 K_FACTOR: Final = 4.0 / 3.0
 ENVIRONMENTS: Final = ("urban", "suburban", "rural")

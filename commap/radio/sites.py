@@ -40,7 +40,8 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
-from commap.radio.pathloss import EARTH_RADIUS_M, ENVIRONMENTS, link_loss_db, model_loss_db
+from commap.geo.geodesy import offset_deg, to_local_m
+from commap.radio.pathloss import ENVIRONMENTS, link_loss_db, model_loss_db
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -611,10 +612,8 @@ def road_points(
 
 
 def _local_xy(lon: FloatArray, lat: FloatArray, lat0: float) -> NDArray[np.float64]:
-    """Equirectangular metres around latitude ``lat0`` (for neighbour searches only)."""
-    x = np.radians(lon) * np.cos(np.radians(lat0)) * EARTH_RADIUS_M
-    y = np.radians(lat) * EARTH_RADIUS_M
-    return np.column_stack([x, y])
+    """Local metres around latitude ``lat0`` as ``(n, 2)`` rows (neighbour searches, grids)."""
+    return np.column_stack(to_local_m(lon, lat, lat0=lat0))
 
 
 def classify_environment(lon: FloatArray, lat: FloatArray, roads: RoadPoints) -> NDArray[np.str_]:
@@ -666,8 +665,9 @@ class Placement:
 
 
 def _buffered(region: Region, margin_m: float) -> Region:
-    dlat = np.degrees(margin_m / EARTH_RADIUS_M)
-    dlon = dlat / np.cos(np.radians((region[1] + region[3]) / 2.0))
+    dlon, dlat = (
+        float(d) for d in offset_deg(margin_m, margin_m, lat0=(region[1] + region[3]) / 2.0)
+    )
     return (region[0] - dlon, region[1] - dlat, region[2] + dlon, region[3] + dlat)
 
 
@@ -698,8 +698,7 @@ def _candidates(
     if terrain is not None and n_offsets > 0:
         radius = offset_m * np.sqrt(rng.random((anchors.size, n_offsets)))
         angle = rng.random((anchors.size, n_offsets)) * 2.0 * np.pi
-        dlat = np.degrees(radius * np.sin(angle) / EARTH_RADIUS_M)
-        dlon = np.degrees(radius * np.cos(angle) / EARTH_RADIUS_M) / np.cos(np.radians(lat0))
+        dlon, dlat = offset_deg(radius * np.cos(angle), radius * np.sin(angle), lat0=lat0)
         o_lon, o_lat = a_lon[:, None] + dlon, a_lat[:, None] + dlat
         best = np.argmax(terrain.elevation_m(o_lon, o_lat), axis=1)
         rows = np.arange(anchors.size)

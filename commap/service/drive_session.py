@@ -38,10 +38,10 @@ from enum import StrEnum
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyproj import Geod
 
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Route
+from commap.geo.geodesy import GEOD, to_local_m
 from commap.map.comm_map import CommMap
 from commap.plan.plan import Handover
 from commap.radio.quality import QOUT_SINR_DB, CoverageLayer
@@ -63,8 +63,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = NDArray[np.float64]
 
-_GEOD = Geod(ellps="WGS84")
-_M_PER_DEG = 111_320.0  # metres per degree of latitude (local projection of one fix)
 _WINDOW_BACK_M = 300.0  # route searched behind the last position ...
 _WINDOW_AHEAD_M = 3_000.0  # ... and ahead of it, before a search of the whole route
 # metres of offset that one metre along the route ahead of / behind the last position is worth
@@ -185,7 +183,7 @@ class _Track:
     """The planned route as a polyline with geodesic cumulative distances."""
 
     def __init__(self, lon: FloatArray, lat: FloatArray) -> None:
-        _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+        _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
         keep = np.concatenate(([True], np.asarray(leg_m) > 1e-6))
         self.lon = np.asarray(lon, dtype=np.float64)[keep]
         self.lat = np.asarray(lat, dtype=np.float64)[keep]
@@ -205,11 +203,10 @@ class _Track:
         With a hint, candidates far along the route from it pay a small penalty, so that where
         the route passes the same place twice the pass the vehicle is on wins.
         """
-        scale = math.cos(math.radians(lat)) * _M_PER_DEG
-        ax = (self.lon[lo:hi] - lon) * scale
-        ay = (self.lat[lo:hi] - lat) * _M_PER_DEG
-        dx = (self.lon[lo + 1 : hi + 1] - lon) * scale - ax
-        dy = (self.lat[lo + 1 : hi + 1] - lat) * _M_PER_DEG - ay
+        # route points in local metres relative to the fix: legs run from a to a + d
+        x, y = to_local_m(self.lon[lo : hi + 1] - lon, self.lat[lo : hi + 1] - lat, lat0=lat)
+        ax, ay = x[:-1], y[:-1]
+        dx, dy = np.diff(x), np.diff(y)
         d2 = dx * dx + dy * dy
         with np.errstate(invalid="ignore", divide="ignore"):
             t = np.clip(np.where(d2 > 0, -(ax * dx + ay * dy) / d2, 0.0), 0.0, 1.0)

@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyproj import Geod
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
 from commap.errors import InvalidInputError
 from commap.geo.corridor import cut, route_from_polyline
+from commap.geo.geodesy import GEOD, to_local_m
 from commap.radio.measurements import read_gnettrack
 from commap.sim.a3 import DEFAULT_STEP_S, A3Params, a3_serving
 
@@ -58,9 +58,6 @@ log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
-
-_GEOD = Geod(ellps="WGS84")
-_EARTH_M_PER_DEG = 111_320.0
 
 
 def match_events(real_s: FloatArray, predicted_s: FloatArray, tolerance_s: float) -> int:
@@ -116,11 +113,11 @@ class CorkReplay:
         return self.matched / self.real_changes.size if self.real_changes.size else 1.0
 
 
-def _local_xy(lon: FloatArray, lat: FloatArray, lat0: float) -> FloatArray:
-    """Equirectangular metres around ``lat0`` (a city-sized area: error well under 1 %)."""
-    return np.column_stack(
-        [lon * _EARTH_M_PER_DEG * np.cos(np.radians(lat0)), lat * _EARTH_M_PER_DEG]
-    )
+def _local_xy(
+    lon: NDArray[np.float64], lat: NDArray[np.float64], lat0: float
+) -> NDArray[np.float64]:
+    """Local metres around ``lat0`` as ``(n, 2)`` rows, for nearest-point look-ups."""
+    return np.column_stack(to_local_m(lon, lat, lat0=lat0))
 
 
 def _reference_field(
@@ -359,7 +356,7 @@ def _blocked_piece(
     under_bridge_m: float,
 ) -> BoolArray:
     """``under_bridge`` of the corridor segment each sample falls in."""
-    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     if not (np.asarray(leg_m) > 1e-6).any():
         return np.zeros(lon.size, dtype=bool)
     route = route_from_polyline(lon, lat, t_s=t_s)

@@ -51,7 +51,7 @@ def serve(
     plan : Plan, RouteTimeline or mapping of GeoDataFrame, optional
         A plan to draw: a :class:`commap.plan.Plan`, a timeline
         (:func:`commap.out.timeline.timeline_from_plan`, keeps the exact route line and signal
-        levels), or the layers of a plan file (:func:`commap.out.timeline.read_plan_layers`).
+        levels), or the layers of a plan file (:func:`commap.out.gis.read_plan_layers`).
     host, port : str, int
         Loopback address and port (0: any free port; read it from ``.port`` / ``.url``).
     spacing_m : float

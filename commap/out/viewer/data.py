@@ -17,8 +17,19 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from commap.errors import InvalidInputError
-from commap.out.timeline import CLASSES, classify, network_colors, road_edges, road_pieces
 from commap.networks import NetworkKind
+from commap.out.style import (
+    CLASSES,
+    DROP_RISK_COLOR,
+    KIND_NAMES,
+    NO_NETWORK_COLOR,
+    PROVENANCE_COLORS,
+    PROVENANCE_NAMES,
+    ROAD_COLOR,
+    TUNNEL_COLOR,
+    network_colors,
+)
+from commap.out.timeline import classify, road_edges, road_pieces
 from commap.radio.quality import QOUT_SINR_DB, Provenance
 
 if TYPE_CHECKING:
@@ -47,7 +58,7 @@ def _coords(geom: BaseGeometry) -> list[list[float]]:
 
 
 def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> dict[str, Any]:
-    """Map name, extent, networks with colours, legend classes and attributions.
+    """Map name, extent, networks with colours, legend classes, display colours and attributions.
 
     Examples
     --------
@@ -70,6 +81,7 @@ def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> di
                 "technology": n.technology,
                 "display_name": n.display_name or n.id,
                 "color": colors[n.id],
+                "kind_name": KIND_NAMES[n.kind],
                 "satellite": n.kind is not NetworkKind.TERRESTRIAL,
             }
             for n in cmap.catalogue.networks
@@ -77,6 +89,14 @@ def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> di
         "classes": {
             metric: [{"label": c.label, "name": c.name, "color": c.color} for c in classes]
             for metric, classes in CLASSES.items()
+        },
+        "style": {
+            "road": ROAD_COLOR,
+            "tunnel": TUNNEL_COLOR,
+            "drop_risk": DROP_RISK_COLOR,
+            "no_network": NO_NETWORK_COLOR,
+            "measured": PROVENANCE_COLORS[Provenance.MEASURED],
+            "modelled": PROVENANCE_COLORS[Provenance.MODELLED],
         },
         "qout_sinr_db": QOUT_SINR_DB,
         "has_plan": has_plan,
@@ -176,7 +196,7 @@ def _feature(geom: BaseGeometry, props: Mapping[str, Any]) -> dict[str, Any]:
 def plan_payload(
     layers: Mapping[str, gpd.GeoDataFrame] | None, colors: Mapping[str, str]
 ) -> dict[str, Any]:
-    """A plan's layers (:func:`commap.out.timeline.plan_layers`) as one GeoJSON FeatureCollection.
+    """A plan's layers (:func:`commap.out.gis.plan_layers`) as one GeoJSON FeatureCollection.
 
     Every feature gets ``layer`` (``route`` / ``handovers`` / ``drop_risk``) and, on route
     pieces, the ``color`` of its network.
@@ -196,7 +216,7 @@ def plan_payload(
             props: dict[str, Any] = {str(k): v for k, v in record.items()}
             props["layer"] = name
             if name == "route":
-                props["color"] = colors.get(str(props.get("network_id", "")), "#000000")
+                props["color"] = colors.get(str(props.get("network_id", "")), NO_NETWORK_COLOR)
             features.append(_feature(geom, props))
     return {"type": "FeatureCollection", "features": features}
 
@@ -218,7 +238,7 @@ def quality_payload(cmap: CommMap, lon: float, lat: float, t_s: float) -> dict[s
                 "rsrp_dbm": _num(qm.rsrp_dbm[0, j]),
                 "sinr_db": _num(qm.sinr_db[0, j]),
                 "elevation_deg": _num(qm.elevation_deg[0, j]),
-                "provenance": Provenance(int(qm.provenance[0, j])).name.lower(),
+                "provenance": PROVENANCE_NAMES[int(qm.provenance[0, j])],
                 "confidence": _num(qm.confidence[0, j], 2),
                 "usable": bool(qm.sinr_db[0, j] >= QOUT_SINR_DB),
             }

@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from commap.errors import CommapError, InvalidInputError
-from commap.out.timeline import RouteTimeline, network_colors, plan_layers, timeline_from_plan
+from commap.out.gis import plan_layers
+from commap.out.style import network_colors
+from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.out.viewer import data
 
 if TYPE_CHECKING:
@@ -264,7 +266,7 @@ class ViewerServer:
 
         ``plan`` is a :class:`commap.plan.Plan`, a :class:`commap.service.planning.PlanResult` (e.g. a
         drive session's ``result``), a :class:`commap.out.timeline.RouteTimeline` or plan layers
-        (:func:`commap.out.timeline.read_plan_layers`); None removes the plan.
+        (:func:`commap.out.gis.read_plan_layers`); None removes the plan.
         """
         from commap.plan import Plan
         from commap.service.planning import PlanResult

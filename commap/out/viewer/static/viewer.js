@@ -73,7 +73,7 @@
       style: function (f) {
         var p = f.properties;
         return {
-          color: p.tunnel ? '#8c6d46' : '#8a8a8a',
+          color: p.tunnel ? state.meta.style.tunnel : state.meta.style.road,
           weight: MAJOR[p.highway] || 1,
           opacity: 0.9,
           dashArray: p.tunnel ? '3 4' : null
@@ -116,7 +116,7 @@
         var c = classes[Number(parts[0])];
         var measured = parts[1] === '1';
         if (measured) {  // measured values: bold with a dark edge; modelled: thin and plain
-          L.polyline(buckets[key], { pane: 'coverage', color: '#1a1a1a', weight: 9,
+          L.polyline(buckets[key], { pane: 'coverage', color: state.meta.style.measured, weight: 9,
             opacity: 0.9, interactive: false }).addTo(group);
         }
         var line = L.polyline(buckets[key], {
@@ -156,7 +156,7 @@
         nRoute += 1;
       } else if (p.layer === 'drop_risk') {
         var risk = L.geoJSON(f, { pane: 'risk',
-          style: { color: '#d7191c', weight: 26, opacity: 0.5, lineCap: 'round' } });
+          style: { color: state.meta.style.drop_risk, weight: 26, opacity: 0.5, lineCap: 'round' } });
         risk.bindTooltip('drop risk: up to ' + fmt(100 * p.max_drop_prob, '%', 0) +
           ' per segment, ' + fmt(p.drop_expected, 'expected drops', 2), { sticky: true });
         state.layers.risk.addLayer(risk);
@@ -183,7 +183,7 @@
 
   function networkColor(id) {
     var found = state.meta.networks.filter(function (n) { return n.id === id; })[0];
-    return found ? found.color : '#595959';
+    return found ? found.color : state.meta.style.no_network;
   }
 
   // -- point details ---------------------------------------------------------------------------
@@ -278,7 +278,8 @@
   }
   function swatchMeasured() {
     return '<svg width="34" height="12" aria-hidden="true"><line x1="2" y1="6" x2="32" y2="6" ' +
-      'stroke="#1a1a1a" stroke-width="9"/><line x1="3" y1="6" x2="31" y2="6" stroke="#74add1" ' +
+      'stroke="' + state.meta.style.measured + '" stroke-width="9"/><line x1="3" y1="6" x2="31" ' +
+      'y2="6" stroke="' + state.meta.style.modelled + '" ' +
       'stroke-width="6"/></svg>';
   }
   function routeSwatch(color) {
@@ -310,7 +311,7 @@
     }
     html += '<div class="legend-title">Source</div>';
     html += row(swatchMeasured(), 'measured (drive tests)');
-    html += row(swatchLine('#74add1', 3.5), 'modelled');
+    html += row(swatchLine(meta.style.modelled, 3.5), 'modelled');
     if (state.counts.route) {
       html += '<div class="legend-title">Plan: serving network</div>';
       var used = {};
@@ -319,15 +320,15 @@
       });
       Object.keys(used).sort().forEach(function (id) { html += row(routeSwatch(used[id]), escapeHtml(id)); });
       html += row(swatchDot('#fff'), 'handover (fill: new network)');
-      html += row(swatchLine('#d7191c', 12), 'drop risk');
+      html += row(swatchLine(meta.style.drop_risk, 12), 'drop risk');
     }
     if (meta.live) {
       html += row('<svg width="34" height="16" aria-hidden="true"><circle cx="17" cy="8" r="6" ' +
         'fill="#ffeb3b" stroke="#000" stroke-width="3"/></svg>', 'vehicle (live)');
     }
     html += '<div class="legend-title">Roads</div>';
-    html += row(swatchLine('#8a8a8a', 2), 'road');
-    html += row(swatchLine('#8c6d46', 2, '3 4'), 'tunnel (no signal)');
+    html += row(swatchLine(meta.style.road, 2), 'road');
+    html += row(swatchLine(meta.style.tunnel, 2, '3 4'), 'tunnel (no signal)');
     legendBox.innerHTML = html;
   }
 
