@@ -1,0 +1,1 @@
+"""Outputs: the route timeline every output reads, styles, GIS files, plots, reports and the viewer."""
