@@ -102,7 +102,7 @@ class _TileRate(ProgressColumn):
 
 
 class _TileProgressBar:
-    """commap.map.build.BatchProgress as a rich bar on stderr: tiles, tiles/s, ETA."""
+    """A :class:`commap.progress.Progress` as a rich bar on stderr: tiles, tiles/s, ETA."""
 
     def __init__(self, out: Console) -> None:
         self.console = out
@@ -118,14 +118,14 @@ class _TileProgressBar:
         )
         self.task: TaskID | None = None
 
-    def total(self, tiles: int, done: int = 0) -> None:
+    def total(self, steps: int, done: int = 0) -> None:
         # tiles of a resumed build count as done from the start, not as a burst of speed
-        self.task = self.bar.add_task("tiles", total=tiles, completed=done)
+        self.task = self.bar.add_task("tiles", total=steps, completed=done)
         self.bar.start()
 
-    def advance(self, tiles: int = 1) -> None:
+    def advance(self, steps: int = 1) -> None:
         if self.task is not None:
-            self.bar.advance(self.task, tiles)
+            self.bar.advance(self.task, steps)
 
     def message(self, text: str) -> None:
         self.console.log(text)

@@ -26,7 +26,7 @@ from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
 from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
-from commap.service.drive_session import Fix, Instruction, Progress
+from commap.service.drive_session import Fix, Instruction, RouteProgress
 from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
 from server.config import ServerConfig
@@ -823,7 +823,7 @@ def position_fix(fix: pb.PositionFix, *, field: str = "update.fix") -> Fix:
     return Fix(t_s=seconds(fix.time, field=f"{field}.time"), lon=lon, lat=lat, speed_mps=speed)
 
 
-def progress_message(progress: Progress) -> pb.DriveProgress:
+def progress_message(progress: RouteProgress) -> pb.DriveProgress:
     """DriveProgress of the session's progress."""
     return pb.DriveProgress(
         fix_time=timestamp(progress.t_s),
@@ -834,7 +834,7 @@ def progress_message(progress: Progress) -> pb.DriveProgress:
 
 
 def instruction_response(
-    instruction: Instruction, progress: Progress, departure_s: float
+    instruction: Instruction, progress: RouteProgress, departure_s: float
 ) -> pb.DriveResponse:
     """DriveResponse carrying one handover instruction."""
     return pb.DriveResponse(

@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
+from commap.progress import ProgressArg, as_progress
 from commap.radio.link import AppProfile, LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 from commap.sim.a3 import A3Params
@@ -82,7 +83,6 @@ log = logging.getLogger(__name__)
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
-Progress = Callable[[str], None]
 
 # Evaluation routes per map: (name, origin (lon, lat), destination (lon, lat)).
 DEFAULT_ROUTES: dict[str, tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = {
@@ -259,10 +259,10 @@ def prepare_scenarios(
     cmap: CommMap,
     routes: Sequence[Route],
     config: EvaluationConfig,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> list[Scenario]:
     """Corridor, planner's map and commap plan of every route."""
-    say = progress or (lambda message: log.info("%s", message))
+    report = as_progress(progress, label="evaluation", unit="route drives")
     scenarios = []
     for i, route in enumerate(routes):
         name = route.name or f"route{i + 1}"
@@ -277,7 +277,7 @@ def prepare_scenarios(
             app=config.app,
             min_dwell_s=config.min_dwell_s,
         )
-        say(
+        report.message(
             f"route {name}: {corridor.total_length_m / 1000:.1f} km, {len(corridor)} segments, "
             f"commap plan with {int((plan[1:] != plan[:-1]).sum())} switches"
         )
@@ -368,10 +368,14 @@ def evaluate_scenarios(
     *,
     seeds: int,
     config: EvaluationConfig,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, StripData | None, dict[str, FloatArray]]:
-    """Drive every policy on every (route, seed): ``runs``, ``sweep``, strip data, outages."""
-    say = progress or (lambda message: log.info("%s", message))
+    """Drive every policy on every (route, seed): ``runs``, ``sweep``, strip data, outages.
+
+    ``progress`` counts (route, seed) pairs; each drives every policy on one truth.
+    """
+    report = as_progress(progress, label="evaluation", unit="route drives")
+    report.total(len(scenarios) * seeds)
     networks = tuple(catalogue.networks)
     rows: list[dict[str, Any]] = []
     sweep_rows: list[dict[str, Any]] = []
@@ -402,7 +406,7 @@ def evaluate_scenarios(
                     sweep_rows.append(row)
             if ri == 0 and seed == config.strip_seed:
                 strip = _strip(scenario, run.truth, logs)
-            say(f"route {scenario.name}: seed {seed + 1}/{seeds} done")
+            report.advance()
     runs = pd.DataFrame(rows)
     sweep = pd.DataFrame(sweep_rows)
     if not sweep.empty:
@@ -557,7 +561,7 @@ def evaluate_map(
     seeds: int = 20,
     sigma_db: float = 6.0,
     routes: Sequence[Route] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
     config: EvaluationConfig | None = None,
 ) -> EvaluationResult:
     """Run the drops benchmark on a map (``commap evaluate``; the report is written by
@@ -573,8 +577,8 @@ def evaluate_map(
         Map-error shadowing sigma of the truth (overrides ``config.truth.sigma_db``).
     routes : sequence of Route, optional
         Routes to drive (default :func:`default_routes`).
-    progress : callable, optional
-        Called with one line per step.
+    progress : commap.progress.Progress or callable(str), optional
+        Status lines and the count of (route, seed) drives done; default: the log.
     config : EvaluationConfig, optional
         Everything else (with ``real_traces`` the Cork and Autobahn replays join the report).
 
@@ -606,9 +610,10 @@ def evaluate_map(
     chosen = list(routes) if routes is not None else default_routes(cmap)
     if not chosen:
         raise InvalidInputError("no routes to evaluate", field="routes")
-    scenarios = prepare_scenarios(cmap, chosen, cfg, progress)
+    report = as_progress(progress, label="evaluation", unit="route drives")
+    scenarios = prepare_scenarios(cmap, chosen, cfg, report)
     runs, sweep, strip, outages = evaluate_scenarios(
-        scenarios, cmap.catalogue, seeds=seeds, config=cfg, progress=progress
+        scenarios, cmap.catalogue, seeds=seeds, config=cfg, progress=report
     )
     summary = aggregate(runs)
     order = {p: i for i, p in enumerate(cfg.policies)}
