@@ -32,8 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
+from commap.plan import defaults
 from commap.radio.quality import QOUT_SINR_DB, Provenance
-from commap.service.planning import DEFAULT_MIN_DWELL_S
 
 app = typer.Typer(
     name="commap",
@@ -218,7 +218,9 @@ def route(
     map_name: MapOpt = "andorra",
     origin: Annotated[str, typer.Option("--from", help="LAT,LON")] = "",
     destination: Annotated[str, typer.Option("--to", help="LAT,LON")] = "",
-    alternatives: Annotated[int, typer.Option("--alternatives", "-k", min=1, max=10)] = 1,
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
+    ] = defaults.ALTERNATIVES,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
@@ -311,12 +313,20 @@ def plan(
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
     app_class: Annotated[
         str, typer.Option("--app", help="teleoperation|telemetry|infotainment")
-    ] = "telemetry",
-    min_dwell_s: Annotated[float, typer.Option("--min-dwell-s", min=0.0)] = DEFAULT_MIN_DWELL_S,
-    max_handovers: Annotated[int | None, typer.Option("--max-handovers", min=0)] = None,
-    sat_budget_mb: Annotated[float | None, typer.Option("--sat-budget-mb", min=0.0)] = None,
-    alternatives: Annotated[int, typer.Option("--alternatives", "-k", min=1, max=10)] = 1,
-    time_limit_s: Annotated[float, typer.Option("--time-limit-s", min=0.01)] = 5.0,
+    ] = defaults.APP,
+    min_dwell_s: Annotated[float, typer.Option("--min-dwell-s", min=0.0)] = defaults.MIN_DWELL_S,
+    max_handovers: Annotated[
+        int | None, typer.Option("--max-handovers", min=0)
+    ] = defaults.MAX_HANDOVERS,
+    sat_budget_mb: Annotated[
+        float | None, typer.Option("--sat-budget-mb", min=0.0)
+    ] = defaults.SAT_BUDGET_MB,
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
+    ] = defaults.ALTERNATIVES,
+    time_limit_s: Annotated[
+        float, typer.Option("--time-limit-s", min=0.01)
+    ] = defaults.SOLVER_TIME_LIMIT_S,
     fmt: Annotated[str, typer.Option("--format", help="table|json|geojson")] = "table",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write .json/.geojson/.gpkg")
@@ -496,7 +506,7 @@ def plot(
     plan_file: Annotated[Path | None, typer.Option("--plan", help="Plan .json")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png")] = Path("plan.png"),
     kind: Annotated[str, typer.Option("--kind", help="map|strip|coverage|all")] = "all",
-    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+    app_class: Annotated[str, typer.Option("--app")] = defaults.APP,
 ) -> None:
     """PNGs: the route map (FILE.png), the strip chart (FILE-strip.png), coverage (FILE-coverage.png)."""
     from commap.map.comm_map import CommMap
@@ -538,7 +548,7 @@ def report(
     ] = None,
     origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
     destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
-    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+    app_class: Annotated[str, typer.Option("--app")] = defaults.APP,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory")] = Path("report"),
     generated_at: Annotated[
         str | None, typer.Option("--date", help="Date printed on the report (default none)")

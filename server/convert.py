@@ -22,6 +22,7 @@ from commap.errors import InvalidInputError
 from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
 from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
+from commap.plan import defaults
 from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
@@ -329,7 +330,6 @@ def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[st
 
 # -- planning -------------------------------------------------------------------------------------
 _GEOD = Geod(ellps="WGS84")
-_MAX_ALTERNATIVES = 5
 _POLYLINE_FIELDS = {
     "lon": "polyline.points",
     "lat": "polyline.points",
@@ -474,10 +474,10 @@ def plan_request(
         kwargs["app"] = request.application_class
     if request.HasField("constraints"):
         kwargs.update(_constraints(request.constraints))
-    alternatives = request.alternatives or 1
-    if not 1 <= alternatives <= _MAX_ALTERNATIVES:
+    alternatives = request.alternatives or defaults.ALTERNATIVES
+    if not 1 <= alternatives <= defaults.MAX_ALTERNATIVES:
         raise InvalidInputError(
-            f"alternatives: {alternatives} is not within 1..{_MAX_ALTERNATIVES}",
+            f"alternatives: {alternatives} is not within 1..{defaults.MAX_ALTERNATIVES}",
             field="alternatives",
         )
     kwargs["alternatives"] = alternatives

@@ -221,7 +221,7 @@ def test_plan_request_from_polyline_with_times() -> None:
             ),
             "polyline.times",
         ),
-        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=9), "alternatives"),
+        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=11), "alternatives"),
         (pb.PlanRouteRequest(endpoints=_ends(), weights={"drops": -1.0}), "weights[drops]"),
         (
             pb.PlanRouteRequest(

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
+from commap.plan import defaults
 from commap.plan.dp import (
     Weights,
     lagrangian_search,
@@ -173,8 +174,8 @@ def switch_groups(problem: HandoverProblem) -> SwitchGroups | None:
 def solve_cpsat(
     problem: HandoverProblem,
     *,
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
     num_workers: int | None = None,
     max_run: int = 25,
     gap_limit: float = 1e-3,

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from commap.errors import CommapError, InvalidInputError
 from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
+from commap.plan import defaults
 from commap.plan.cpsat import solve_cpsat
 from commap.plan.dp import solve_dp
 from commap.plan.evaluator import Evaluation, evaluate
@@ -295,7 +296,7 @@ def _empty_plan() -> Plan:
         (),
         totals,
         SolverReport("dp", "OPTIMAL", 0.0, 0.0, 0.0, 0.0),
-        "telemetry",
+        defaults.APP,
         0.0,
     )
 
@@ -386,9 +387,9 @@ def _constraints_dict(c: Constraints) -> dict[str, Any]:
 def solve(
     problem: HandoverProblem,
     *,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    solver: str = defaults.SOLVER,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
     num_workers: int | None = None,
     gap_limit: float = 1e-3,
 ) -> Plan:
@@ -446,12 +447,12 @@ def plan_route(
     catalogue: NetworkCatalogue,
     *,
     link: LinkModel | None = None,
-    app: AppProfile | str = "telemetry",
+    app: AppProfile | str = defaults.APP,
     objective: Objective | None = None,
     constraints: Constraints | None = None,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    solver: str = defaults.SOLVER,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
 ) -> Plan:
     """Build the problem for a corridor and plan it (:func:`solve`).
 

@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
+from commap.plan import defaults
 from commap.progress import ProgressArg, as_progress
 from commap.radio.link import AppProfile, LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
@@ -113,8 +114,9 @@ class EvaluationConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     link: LinkModel = field(default_factory=LinkModel)
     objective: Objective = field(default_factory=Objective)
-    app: str = "telemetry"
-    min_dwell_s: float = 5.0  # the plans' minimum dwell (no ping-pong)
+    app: str = defaults.APP
+    # the plans' minimum dwell and the dwell of their closed-loop execution (no ping-pong)
+    min_dwell_s: float = defaults.EXECUTION_MIN_DWELL_S
     policies: tuple[str, ...] = POLICY_NAMES + EXTRA_POLICY_NAMES
     a3_sweep: tuple[A3Params, ...] = A3_SWEEP
     return_home_s: float = 360.0
