@@ -83,7 +83,7 @@ def parse_latlon(text: str, *, field: str) -> tuple[float, float]:
 
 
 @app.callback()
-def main(
+def common_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """commap command line."""
@@ -605,9 +605,9 @@ def export(
     console.print(f"wrote [bold]{path}[/]")
 
 
-@app.command()
+@app.command("evaluate")
 @_friendly
-def evaluate(
+def evaluate_command(
     map_name: MapOpt = "andorra",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Truth seeds.")] = 20,
     sigma_db: Annotated[

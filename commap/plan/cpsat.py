@@ -46,7 +46,7 @@ from commap.plan.dp import (
     viterbi,
     viterbi_dwell,
 )
-from commap.plan.evaluator import evaluate
+from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import (
     Constraints,
     HandoverProblem,
@@ -438,7 +438,7 @@ class _Search:
         p, c = self.problem, self.problem.constraints
         if not c.is_global:
             plan = solve_dp(p).assignment[0]  # exact: the bound is the optimum itself
-            self.bound = evaluate(p, plan).cost
+            self.bound = evaluate_plan(p, plan).cost
             return [plan]
         budget = self.deadline - time.perf_counter()
         lag = lagrangian_search(p, exact_units, deadline=time.perf_counter() + 0.4 * budget)
@@ -481,7 +481,7 @@ class _Search:
 
     def offer(self, plan: IntArray, source: str) -> None:
         """Keep ``plan`` if the evaluator finds it feasible and cheaper than the best so far."""
-        ev = evaluate(self.problem, plan)
+        ev = evaluate_plan(self.problem, plan)
         if ev.feasible and (self.best is None or ev.cost < self.best[0] - 1e-12):
             self.best, self.source = (ev.cost, np.asarray(plan, dtype=np.int64)), source
 

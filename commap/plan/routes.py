@@ -22,7 +22,7 @@ from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import NetworkCatalogue
 from commap.plan import defaults
-from commap.plan.plan import Plan, plan_route
+from commap.plan.plan import Plan, plan_corridor
 from commap.plan.problem import Constraints
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import QualityMatrix
@@ -193,7 +193,7 @@ def _option(
     length = cor.total_length_m if len(cor) else 0.0
     travel = cor.total_duration_s if len(cor) else 0.0
     try:
-        plan = plan_route(cor, cand.matrix, catalogue, **settings)
+        plan = plan_corridor(cor, cand.matrix, catalogue, **settings)
     except NoFeasiblePlanError as exc:
         return RouteOption(
             index,

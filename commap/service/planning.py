@@ -19,8 +19,15 @@ import numpy as np
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.map.comm_map import CommMap
-from commap.plan import Constraints, Plan, RouteCandidate, RouteChoice, choose_route, defaults
-from commap.plan import plan_route as solve_corridor
+from commap.plan import (
+    Constraints,
+    Plan,
+    RouteCandidate,
+    RouteChoice,
+    choose_route,
+    defaults,
+    plan_corridor,
+)
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 
@@ -212,7 +219,7 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))
     if len(candidates) == 1:
         only = candidates[0]
-        plan = solve_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
+        plan = plan_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
         return PlanResult(plan, only.route, only.corridor, only.matrix)
     choice = choose_route(
         candidates, cmap.catalogue, seconds_per_drop=request.seconds_per_drop, **settings

@@ -234,7 +234,7 @@ def plan_assignment(
 ) -> IntArray:
     """The optimizer's plan (network column per segment) on ``matrix``.
 
-    :func:`commap.plan.plan_route` with the exact DP and a minimum dwell (no global
+    :func:`commap.plan.plan_corridor` with the exact DP and a minimum dwell (no global
     constraints, so the DP is optimal).
 
     Examples
@@ -242,9 +242,9 @@ def plan_assignment(
     >>> plan_assignment.__name__
     'plan_assignment'
     """
-    from commap.plan import Constraints, plan_route
+    from commap.plan import Constraints, plan_corridor
 
-    plan = plan_route(
+    plan = plan_corridor(
         corridor,
         matrix,
         catalogue,
