@@ -9,7 +9,7 @@ recommended network with the exact DP planner, flags coverage gaps, and writes o
 part (one LineString row per segment, EPSG:4326, Hilbert-sorted) under a temporary name that is
 then renamed into place. The same inputs give a byte-identical part, whichever process runs it.
 
-Planning unit (the choice the issue asks to document): **through-chains inside a tile**. At
+Planning unit: **through-chains inside a tile**. At
 every node a directed edge continues onto the out-edge of the same tile that turns least
 (at most :data:`MAX_THROUGH_TURN_DEG`, no U-turn); where several edges would continue onto one,
 the straightest wins. The chains partition the tile's directed edges; each chain is planned as
