@@ -337,7 +337,7 @@ def test_protogen_stubs_are_importable_as_package_modules() -> None:
     assert (Path(pb.__file__).parent / "__init__.py").is_file()
 
 
-# -- access control, malformed requests, live viewer, stale temp parts (issue 8) -------------------
+# -- access control, malformed requests, live viewer, stale temp parts ------------------------------
 TOKEN = "unit-test-token-0123456789"
 
 

@@ -12,12 +12,12 @@
    ``(seed, route index)``), the oracle plan on it, and one drive per policy; the A3 sweep runs
    on the same truth and ``a3_tuned`` takes, per route, the sweep entry with the fewest mean
    avoidable drops (then fewest handovers);
-4. :func:`commap.sim.metrics.aggregate`, the bar (:func:`check_bar`) and the report folder
+4. :func:`commap.sim.metrics.aggregate`, the targets (:func:`check_bar`) and the report folder
    (:mod:`commap.out.evaluation_report`).
 
 ``commap`` and ``oracle`` execute their plans the way commap does in a vehicle: in a closed loop
 (:class:`commap.sim.policies.FallbackPlanPolicy`; the execution rules travel with the plan).
-Besides the issue's six policies the default evaluation drives ``commap_open_loop`` and
+Besides the six policies of :data:`commap.sim.policies.POLICY_NAMES` the default evaluation drives ``commap_open_loop`` and
 ``oracle_open_loop``: the same two plans switched at the planned points only. The open-loop plan
 cannot react to map errors (missing sites, unmapped obstructions, bias) that the oracle sees; the
 pair shows what acting on measurements recovers.
@@ -121,7 +121,7 @@ class EvaluationConfig:
     a3_sweep: tuple[A3Params, ...] = A3_SWEEP
     return_home_s: float = 360.0
     strip_seed: int = 0  # seed drawn in the strip chart
-    real_traces: RealTraces | None = None  # replay real traces too (item 6)
+    real_traces: RealTraces | None = None  # replay real traces too
 
     def __post_init__(self) -> None:
         known = POLICY_NAMES + EXTRA_POLICY_NAMES
@@ -489,7 +489,7 @@ def _pick_tuned(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _pair_bar(
     get: Callable[[str, str], float], plan: str, oracle: str, policies: set[str]
 ) -> dict[str, Any]:
-    """The bar's figures and criteria for one plan policy (and its oracle, if evaluated)."""
+    """The target figures and criteria for one plan policy (and its oracle, if evaluated)."""
     a3_drops = get("a3_default", "avoidable_drops_per_hour")
     drops = get(plan, "avoidable_drops_per_hour")
     reduction = 1.0 - drops / a3_drops if a3_drops > 0 else (0.0 if drops > 0 else 1.0)
@@ -517,7 +517,7 @@ def _pair_bar(
 
 
 def check_bar(summary: pd.DataFrame) -> dict[str, Any]:
-    """The issue's bar: commap vs a3_default and oracle (avoidable drops, handovers, ping-pong).
+    """The targets: commap vs a3_default and oracle (avoidable drops, handovers, ping-pong).
 
     Keys without a prefix are about ``commap`` (the plan as commap executes it, closed loop;
     ``passed`` for all its criteria); keys starting with ``open_loop_`` are the same figures for
@@ -574,7 +574,7 @@ def evaluate_map(
     cmap : CommMap
         The loaded map (its layers are the planner's map).
     seeds : int
-        Truth seeds (>= 1; the issue's figures use >= 20).
+        Truth seeds (>= 1; the published figures use 20).
     sigma_db : float
         Map-error shadowing sigma of the truth (overrides ``config.truth.sigma_db``).
     routes : sequence of Route, optional
