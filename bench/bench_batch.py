@@ -1,4 +1,4 @@
-"""Batch map generation benchmarks (issue 6): the per-edge table of whole regions.
+"""Batch map generation benchmarks: the per-edge table of whole regions.
 
 * Default map (Andorra, 752 directed edge-km): the edge stage (:func:`commap.map.build.run_batch`)
   serial versus a 2-worker dask ``LocalCluster`` (and a 2-process pool), in edge-km per second

@@ -1,4 +1,4 @@
-"""Drops benchmark (issue 4): every policy on the default map's routes, plus the real traces.
+"""Drops benchmark: every policy on the default map's routes, plus the real traces.
 
 * The evaluation of ``commap evaluate --map andorra --seeds 20 --sigma-db 6``: three routes
   (about 75 km, 66 min per seed), 20 seeds, six policies and the 36-entry A3 sweep. The report
@@ -9,7 +9,7 @@
   Autobahn run (bridge-blocked seconds vs measured zero-throughput seconds,
   ``starlink_bridges.png``), in the same report.
 
-Figures: the bar (avoidable RLF+HOF per hour, handovers, ping-pong, distance to the oracle), the
+Figures: the targets (avoidable RLF+HOF per hour, handovers, ping-pong, distance to the oracle), the
 main rates per policy, the replay figures and wall times.
 """
 

@@ -1,6 +1,6 @@
 """Map-core benchmarks: building the default map, and the quality matrix of a 100 km corridor.
 
-Targets (issue "Communication map core"): quality matrix for 2,000 segments x all networks
+Targets: quality matrix for 2,000 segments x all networks
 (satellites included) in under 1 s on one core; the default map built in under 2 minutes.
 """
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue, NetworkKind
-from commap.plan import Constraints, HandoverProblem, evaluate, solve_cpsat, solve_dp
+from commap.plan import Constraints, HandoverProblem, evaluate_plan, solve_cpsat, solve_dp
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
@@ -155,7 +155,7 @@ def run() -> dict[str, float | str]:
         cor, matrix, catalogue, app=app, constraints=Constraints(min_dwell_s=10.0)
     )
     dwell_s, dwell_plan = _median_time(lambda: solve_dp(dwell), 3)
-    ref = evaluate(dwell, dwell_plan.assignment[0])
+    ref = evaluate_plan(dwell, dwell_plan.assignment[0])
     cons = Constraints(
         min_dwell_s=10.0,
         max_handovers=int(0.8 * ref.handovers),
@@ -165,14 +165,14 @@ def run() -> dict[str, float | str]:
     cp_s, res = _median_time(
         lambda: solve_cpsat(problem, time_limit_s=10.0, seed=0, num_workers=2, gap_limit=1e-3), 3
     )
-    final = evaluate(problem, res.assignment)
+    final = evaluate_plan(problem, res.assignment)
     return {
         "segments": float(len(cor)),
         "networks": float(len(catalogue)),
         "cpus": float(os.cpu_count() or 1),
         "problem_build_s": round(build_s, 4),
         "dp_plain_s": round(dp_s, 4),
-        "dp_plain_handovers": float(evaluate(base, dp.assignment[0]).handovers),
+        "dp_plain_handovers": float(evaluate_plan(base, dp.assignment[0]).handovers),
         "dp_dwell10s_s": round(dwell_s, 4),
         "constrained_max_handovers": float(cons.max_handovers or 0),
         "constrained_sat_budget_mb": float(cons.sat_budget_mb or 0.0),

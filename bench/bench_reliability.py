@@ -1,4 +1,4 @@
-"""Reliability benchmark (issue 8): fuzzing, sustained load, overload, crashes and map reloads.
+"""Reliability benchmark: fuzzing, sustained load, overload, crashes and map reloads.
 
 Against real servers (``python -m server --port 0`` on the built default map):
 

@@ -32,8 +32,8 @@ from rich.table import Table
 from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
+from commap.plan import defaults
 from commap.radio.quality import QOUT_SINR_DB, Provenance
-from commap.service.planning import DEFAULT_MIN_DWELL_S
 
 app = typer.Typer(
     name="commap",
@@ -83,7 +83,7 @@ def parse_latlon(text: str, *, field: str) -> tuple[float, float]:
 
 
 @app.callback()
-def main(
+def common_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """commap command line."""
@@ -102,7 +102,7 @@ class _TileRate(ProgressColumn):
 
 
 class _TileProgressBar:
-    """commap.map.build.BatchProgress as a rich bar on stderr: tiles, tiles/s, ETA."""
+    """A :class:`commap.progress.Progress` as a rich bar on stderr: tiles, tiles/s, ETA."""
 
     def __init__(self, out: Console) -> None:
         self.console = out
@@ -118,14 +118,14 @@ class _TileProgressBar:
         )
         self.task: TaskID | None = None
 
-    def total(self, tiles: int, done: int = 0) -> None:
+    def total(self, steps: int, done: int = 0) -> None:
         # tiles of a resumed build count as done from the start, not as a burst of speed
-        self.task = self.bar.add_task("tiles", total=tiles, completed=done)
+        self.task = self.bar.add_task("tiles", total=steps, completed=done)
         self.bar.start()
 
-    def advance(self, tiles: int = 1) -> None:
+    def advance(self, steps: int = 1) -> None:
         if self.task is not None:
-            self.bar.advance(self.task, tiles)
+            self.bar.advance(self.task, steps)
 
     def message(self, text: str) -> None:
         self.console.log(text)
@@ -219,7 +219,9 @@ def route(
     map_name: MapOpt = "andorra",
     origin: Annotated[str, typer.Option("--from", help="LAT,LON")] = "",
     destination: Annotated[str, typer.Option("--to", help="LAT,LON")] = "",
-    alternatives: Annotated[int, typer.Option("--alternatives", "-k", min=1, max=10)] = 1,
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
+    ] = defaults.ALTERNATIVES,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
@@ -312,12 +314,20 @@ def plan(
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
     app_class: Annotated[
         str, typer.Option("--app", help="teleoperation|telemetry|infotainment")
-    ] = "telemetry",
-    min_dwell_s: Annotated[float, typer.Option("--min-dwell-s", min=0.0)] = DEFAULT_MIN_DWELL_S,
-    max_handovers: Annotated[int | None, typer.Option("--max-handovers", min=0)] = None,
-    sat_budget_mb: Annotated[float | None, typer.Option("--sat-budget-mb", min=0.0)] = None,
-    alternatives: Annotated[int, typer.Option("--alternatives", "-k", min=1, max=10)] = 1,
-    time_limit_s: Annotated[float, typer.Option("--time-limit-s", min=0.01)] = 5.0,
+    ] = defaults.APP,
+    min_dwell_s: Annotated[float, typer.Option("--min-dwell-s", min=0.0)] = defaults.MIN_DWELL_S,
+    max_handovers: Annotated[
+        int | None, typer.Option("--max-handovers", min=0)
+    ] = defaults.MAX_HANDOVERS,
+    sat_budget_mb: Annotated[
+        float | None, typer.Option("--sat-budget-mb", min=0.0)
+    ] = defaults.SAT_BUDGET_MB,
+    alternatives: Annotated[
+        int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
+    ] = defaults.ALTERNATIVES,
+    time_limit_s: Annotated[
+        float, typer.Option("--time-limit-s", min=0.01)
+    ] = defaults.SOLVER_TIME_LIMIT_S,
     fmt: Annotated[str, typer.Option("--format", help="table|json|geojson")] = "table",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write .json/.geojson/.gpkg")
@@ -497,7 +507,7 @@ def plot(
     plan_file: Annotated[Path | None, typer.Option("--plan", help="Plan .json")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png")] = Path("plan.png"),
     kind: Annotated[str, typer.Option("--kind", help="map|strip|coverage|all")] = "all",
-    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+    app_class: Annotated[str, typer.Option("--app")] = defaults.APP,
 ) -> None:
     """PNGs: the route map (FILE.png), the strip chart (FILE-strip.png), coverage (FILE-coverage.png)."""
     from commap.map.comm_map import CommMap
@@ -539,7 +549,7 @@ def report(
     ] = None,
     origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
     destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
-    app_class: Annotated[str, typer.Option("--app")] = "telemetry",
+    app_class: Annotated[str, typer.Option("--app")] = defaults.APP,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory")] = Path("report"),
     generated_at: Annotated[
         str | None, typer.Option("--date", help="Date printed on the report (default none)")
@@ -596,9 +606,9 @@ def export(
     console.print(f"wrote [bold]{path}[/]")
 
 
-@app.command()
+@app.command("evaluate")
 @_friendly
-def evaluate(
+def evaluate_command(
     map_name: MapOpt = "andorra",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Truth seeds.")] = 20,
     sigma_db: Annotated[

@@ -16,6 +16,7 @@ from typing import Any
 
 from commap.config import DEFAULT_MAP, Settings
 from commap.errors import InvalidInputError
+from commap.plan import defaults
 from server.auth import AuthClient, AuthPolicy, parse_token_entries, read_token_file
 
 __all__ = ["ServerConfig", "build_parser", "load_config"]
@@ -72,7 +73,7 @@ class ServerConfig:
     max_coverage_points: int = 10_000
     max_measurements_per_stream: int = 200_000
     max_route_m: float = 2_500_000.0
-    default_solver_time_limit_s: float = 5.0
+    default_solver_time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S
     max_solver_time_limit_s: float = 60.0
     lead_time_s: float = 10.0
     off_route_distance_m: float = 60.0

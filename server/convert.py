@@ -22,11 +22,12 @@ from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_p
 from commap.geo.geodesy import GEOD
 from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
+from commap.plan import defaults
 from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
 from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
-from commap.service.drive_session import Fix, Instruction, Progress
+from commap.service.drive_session import Fix, Instruction, RouteProgress
 from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
 from server.config import ServerConfig
@@ -328,7 +329,6 @@ def network_selection(requested: Sequence[str], known: Sequence[str]) -> list[st
 
 
 # -- planning -------------------------------------------------------------------------------------
-_MAX_ALTERNATIVES = 5
 _POLYLINE_FIELDS = {
     "lon": "polyline.points",
     "lat": "polyline.points",
@@ -473,10 +473,10 @@ def plan_request(
         kwargs["app"] = request.application_class
     if request.HasField("constraints"):
         kwargs.update(_constraints(request.constraints))
-    alternatives = request.alternatives or 1
-    if not 1 <= alternatives <= _MAX_ALTERNATIVES:
+    alternatives = request.alternatives or defaults.ALTERNATIVES
+    if not 1 <= alternatives <= defaults.MAX_ALTERNATIVES:
         raise InvalidInputError(
-            f"alternatives: {alternatives} is not within 1..{_MAX_ALTERNATIVES}",
+            f"alternatives: {alternatives} is not within 1..{defaults.MAX_ALTERNATIVES}",
             field="alternatives",
         )
     kwargs["alternatives"] = alternatives
@@ -822,7 +822,7 @@ def position_fix(fix: pb.PositionFix, *, field: str = "update.fix") -> Fix:
     return Fix(t_s=seconds(fix.time, field=f"{field}.time"), lon=lon, lat=lat, speed_mps=speed)
 
 
-def progress_message(progress: Progress) -> pb.DriveProgress:
+def progress_message(progress: RouteProgress) -> pb.DriveProgress:
     """DriveProgress of the session's progress."""
     return pb.DriveProgress(
         fix_time=timestamp(progress.t_s),
@@ -833,7 +833,7 @@ def progress_message(progress: Progress) -> pb.DriveProgress:
 
 
 def instruction_response(
-    instruction: Instruction, progress: Progress, departure_s: float
+    instruction: Instruction, progress: RouteProgress, departure_s: float
 ) -> pb.DriveResponse:
     """DriveResponse carrying one handover instruction."""
     return pb.DriveResponse(

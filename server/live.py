@@ -58,9 +58,9 @@ class LiveView:
         InvalidInputError
             A bad port, or Leaflet not installed (``make setup``).
         """
-        from commap.out.viewer import serve
+        from commap.out.viewer import serve_viewer
 
-        return cls(serve(cmap, port=port, live=True))
+        return cls(serve_viewer(cmap, port=port, live=True))
 
     @property
     def map_name(self) -> str:

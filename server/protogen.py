@@ -78,7 +78,7 @@ def generate() -> list[Path]:
     return out
 
 
-def main() -> int:
+def _main() -> int:
     """Command-line entry point: generate and list the stubs."""
     for path in generate():
         print(path.relative_to(REPO))
@@ -86,4 +86,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

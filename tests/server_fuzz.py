@@ -200,7 +200,7 @@ def plan_requests(draw: st.DrawFn) -> pb.PlanRouteRequest:
     )
     request.weights.update(draw(weights))
     request.alternatives = draw(
-        mostly(st.integers(0, 3), st.one_of(st.integers(4, 6), st.integers(-(2**31), 2**31 - 1)))
+        mostly(st.integers(0, 3), st.one_of(st.integers(9, 11), st.integers(-(2**31), 2**31 - 1)))
     )
     request.seed = draw(st.integers(-(2**63), 2**63 - 1))
     request.solver_time_limit_s = draw(mostly(st.sampled_from([0.0, 0.5, 2.0]), any_float))

@@ -29,8 +29,9 @@ import shapely
 from commap.errors import InvalidInputError
 from commap.geo.roads import route_from_edges
 from commap.map import build as batch
-from commap.map.build import BatchProgress, TileParams
+from commap.map.build import TileParams
 from commap.map.comm_map import CommMap, build_map
+from commap.progress import Progress
 from commap.radio.quality import QOUT_SINR_DB
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +131,7 @@ def _leftovers(out: Path) -> list[Path]:
 
 
 class RecordingProgress:
-    """A BatchProgress that remembers every call."""
+    """A Progress that remembers every call."""
 
     def __init__(self) -> None:
         self.totals: list[int] = []
@@ -138,12 +139,12 @@ class RecordingProgress:
         self.advanced = 0
         self.messages: list[str] = []
 
-    def total(self, tiles: int, done: int = 0) -> None:
-        self.totals.append(tiles)
+    def total(self, steps: int, done: int = 0) -> None:
+        self.totals.append(steps)
         self.resumed = done
 
-    def advance(self, tiles: int = 1) -> None:
-        self.advanced += tiles
+    def advance(self, steps: int = 1) -> None:
+        self.advanced += steps
 
     def message(self, text: str) -> None:
         self.messages.append(text)
@@ -382,7 +383,7 @@ def test_manifest_records_inputs_parameters_and_checksums(
     for tile in manifest["edges"]["tiles"]:
         assert manifest["files"][tile["part"]] == tile["sha256"]
     assert "edges/parts.log" not in manifest["files"]
-    assert isinstance(progress, BatchProgress)
+    assert isinstance(progress, Progress)
     n_tiles = len(manifest["edges"]["tiles"])
     assert progress.totals == [n_tiles] and progress.advanced == n_tiles
     assert _leftovers(out) == []

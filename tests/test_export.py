@@ -31,7 +31,7 @@ from commap.out.timeline import (
     timeline_from_plan,
     with_map_quality,
 )
-from commap.plan import Plan, plan_route, write_plan
+from commap.plan import Plan, plan_corridor, write_plan
 from commap.radio.quality import QOUT_SINR_DB
 
 # Andorra la Vella -> Pas de la Casa (the CG-2 over the Envalira pass, into France)
@@ -44,7 +44,7 @@ def plan_and_timeline(andorra: CommMap) -> tuple[Plan, RouteTimeline]:
     route = andorra.routes(ORIGIN, DESTINATION)[0]
     corridor = andorra.corridor(route)
     matrix = andorra.quality(corridor)
-    plan = plan_route(corridor, matrix, andorra.catalogue, app="infotainment")
+    plan = plan_corridor(corridor, matrix, andorra.catalogue, app="infotainment")
     return plan, timeline_from_plan(plan, corridor=corridor, matrix=matrix)
 
 

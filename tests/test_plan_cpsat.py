@@ -14,7 +14,7 @@ from commap.networks import NetworkCatalogue
 from commap.plan import (
     Constraints,
     HandoverProblem,
-    evaluate,
+    evaluate_plan,
     lagrangian_search,
     solve,
     solve_cpsat,
@@ -72,7 +72,7 @@ def test_cpsat_equals_dp_when_constraints_are_slack(seed: int, encoding: str) ->
         app="infotainment",
         constraints=Constraints(min_dwell_s=dwell, max_handovers=10_000, sat_budget_mb=1e9),
     )
-    best = evaluate(plain, solve_dp(plain).assignment[0]).cost
+    best = evaluate_plan(plain, solve_dp(plain).assignment[0]).cost
     res = solve_cpsat(
         slack, use_hint=False, gap_limit=0.0, encoding=encoding, seed=seed, time_limit_s=60.0
     )
@@ -87,7 +87,7 @@ def test_cpsat_equals_brute_force_under_binding_constraints(seed: int) -> None:
     n_seg, n_net = int(rng.integers(2, 7)), int(rng.integers(2, 4))
     cor, m = syn.random_instance(rng, n_seg, n_net)
     free = HandoverProblem.build(cor, m, syn.CATALOGUE, app="infotainment")
-    ref = evaluate(free, solve_dp(free).assignment[0])
+    ref = evaluate_plan(free, solve_dp(free).assignment[0])
     cons = Constraints(
         max_handovers=max(ref.handovers - 1, 0) if seed % 3 != 1 else None,
         sat_budget_mb=round(0.6 * ref.sat_mb, 3) if seed % 3 != 0 else None,
@@ -109,7 +109,7 @@ def test_cpsat_equals_brute_force_under_binding_constraints(seed: int) -> None:
 def test_every_constrained_plan_meets_every_constraint(seed: int) -> None:
     cor, m = _instance(100 + seed, 600)
     free = HandoverProblem.build(cor, m, syn.CATALOGUE, app="teleoperation")
-    ref = evaluate(free, solve_dp(free).assignment[0])
+    ref = evaluate_plan(free, solve_dp(free).assignment[0])
     cons = Constraints(
         min_dwell_s=10.0 if seed % 2 else 0.0,
         min_dwell_m=200.0 if seed % 4 == 3 else 0.0,
@@ -121,7 +121,7 @@ def test_every_constrained_plan_meets_every_constraint(seed: int) -> None:
     p = HandoverProblem.build(cor, m, syn.CATALOGUE, app=app, constraints=cons)
     plan = solve(p, time_limit_s=1.5, seed=seed, gap_limit=0.01)
     a = plan.assignment
-    ev = evaluate(p, a)
+    ev = evaluate_plan(p, a)
     assert ev.feasible, ev.violations
     handovers, mb = _recount(p, a)
     assert cons.max_handovers is not None and cons.sat_budget_mb is not None
@@ -145,7 +145,7 @@ def test_lagrangian_bound_is_below_the_optimum() -> None:
         rng = np.random.default_rng(900 + seed)
         cor, m = syn.random_instance(rng, 6, 3)
         free = HandoverProblem.build(cor, m, syn.CATALOGUE, app="infotainment")
-        ref = evaluate(free, solve_dp(free).assignment[0])
+        ref = evaluate_plan(free, solve_dp(free).assignment[0])
         p = HandoverProblem.build(
             cor,
             m,
@@ -250,7 +250,7 @@ def test_strict_latency_without_a_fast_network_raises() -> None:
 def test_same_input_same_plan() -> None:
     cor, m = _instance(43, 80)
     free = HandoverProblem.build(cor, m, syn.CATALOGUE, app="infotainment")
-    ref = evaluate(free, solve_dp(free).assignment[0])
+    ref = evaluate_plan(free, solve_dp(free).assignment[0])
     cons = Constraints(
         min_dwell_s=6.0, max_handovers=ref.handovers - 2, sat_budget_mb=round(0.7 * ref.sat_mb, 1)
     )

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.plan import Constraints, HandoverProblem, compress, evaluate, plan_route, solve_dp
+from commap.plan import (
+    Constraints,
+    HandoverProblem,
+    compress,
+    evaluate_plan,
+    plan_corridor,
+    solve_dp,
+)
 from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell
 from commap.radio.link import LinkModel
 from commap.radio.quality import NO_SATELLITE_ELEVATION_DEG, NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB
@@ -22,7 +29,7 @@ def brute_force(problem: HandoverProblem) -> tuple[float, tuple[int, ...]]:
     n_seg, n_net = problem.shape
     best: tuple[float, tuple[int, ...]] = (np.inf, ())
     for a in itertools.product(range(n_net), repeat=n_seg):
-        ev = evaluate(problem, np.array(a))
+        ev = evaluate_plan(problem, np.array(a))
         if ev.feasible and ev.cost < best[0] - 1e-12:
             best = (ev.cost, a)
     return best
@@ -43,7 +50,7 @@ def test_dp_equals_brute_force(seed: int) -> None:
     p = _random_problem(seed, dwell=False)
     result = solve_dp(p)
     cost, _ = brute_force(p)
-    ev = evaluate(p, result.assignment[0])
+    ev = evaluate_plan(p, result.assignment[0])
     assert ev.feasible
     assert ev.cost == pytest.approx(cost, abs=1e-9)
     assert result.value[0] == pytest.approx(ev.cost, abs=1e-9)  # DP value = evaluator score
@@ -54,7 +61,7 @@ def test_dwell_dp_equals_brute_force(seed: int) -> None:
     p = _random_problem(seed, dwell=True)
     result = solve_dp(p)
     cost, _ = brute_force(p)
-    ev = evaluate(p, result.assignment[0])
+    ev = evaluate_plan(p, result.assignment[0])
     assert ev.feasible, ev.violations
     assert ev.cost == pytest.approx(cost, abs=1e-9)
 
@@ -66,7 +73,7 @@ def test_dp_without_triangle_inequality_equals_brute_force() -> None:
     for seed in range(40):
         p = _random_problem(2000 + seed, dwell=False, link=link)
         seen_broken += not p.triangle_ok
-        assert evaluate(p, solve_dp(p).assignment[0]).cost == pytest.approx(brute_force(p)[0])
+        assert evaluate_plan(p, solve_dp(p).assignment[0]).cost == pytest.approx(brute_force(p)[0])
     assert seen_broken > 0
     assert len(compress(p)) == p.shape[0] or p.triangle_ok
 
@@ -123,9 +130,9 @@ def test_no_handover_closer_than_min_dwell(dwell_s: float, dwell_m: float) -> No
         )
         if too_soon:
             assert not p.allowed[j, a[i]], f"voluntary switch {j} only {j - i} segments after {i}"
-    assert evaluate(p, a).feasible
+    assert evaluate_plan(p, a).feasible
     # the dwell really binds on this route: the free plan ping-pongs more
-    assert evaluate(free, solve_dp(free).assignment[0]).handovers > switches.size
+    assert evaluate_plan(free, solve_dp(free).assignment[0]).handovers > switches.size
 
 
 GAP = slice(40, 70)
@@ -146,7 +153,7 @@ def _gap_matrix(cor: syn.Corridor) -> syn.QualityMatrix:
 @pytest.mark.parametrize("dwell_s", [0.0, 10.0])
 def test_switches_before_a_coverage_gap_not_after(dwell_s: float) -> None:
     cor = syn.corridor(120)
-    plan = plan_route(
+    plan = plan_corridor(
         cor, _gap_matrix(cor), syn.CATALOGUE, constraints=Constraints(min_dwell_s=dwell_s)
     )
     sat = {n.id for n in syn.NETWORKS if n.is_satellite}
@@ -175,7 +182,7 @@ def test_strict_latency_keeps_teleoperation_off_geo() -> None:
     rng = np.random.default_rng(2)
     cor = syn.corridor(400)
     m = syn.matrix(cor, rng, gap_rate=0.4)
-    plan = plan_route(
+    plan = plan_corridor(
         cor, m, syn.CATALOGUE, app="teleoperation", constraints=Constraints(strict_latency=True)
     )
     assert "geo" not in set(plan.segment_networks)

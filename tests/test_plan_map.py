@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from commap.map.comm_map import CommMap
-from commap.plan import Constraints, HandoverProblem, Plan, evaluate, solve
+from commap.plan import Constraints, HandoverProblem, Plan, evaluate_plan, solve
 
 ANDORRA_LA_VELLA = (1.5218, 42.5063)  # (lon, lat)
 ENVALIRA_EAST_PORTAL = (1.7331, 42.5468)  # through the Envalira road tunnel
@@ -69,7 +69,7 @@ def test_no_useless_switch_in_the_tunnel(envalira: tuple[HandoverProblem, Plan])
 
 def test_dwell_is_respected_on_the_map(envalira: tuple[HandoverProblem, Plan]) -> None:
     problem, plan = envalira
-    assert evaluate(problem, plan.assignment).feasible
+    assert evaluate_plan(problem, plan.assignment).feasible
     for h, nxt in itertools.pairwise(plan.handovers):
         if nxt.eta_s - h.eta_s < DWELL_S:
             # only a forced exit: the network entered at h stops being allowed at nxt

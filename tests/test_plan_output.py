@@ -18,8 +18,8 @@ from commap.plan import (
     Plan,
     RouteCandidate,
     choose_route,
-    evaluate,
-    plan_route,
+    evaluate_plan,
+    plan_corridor,
     solve,
     write_plan,
 )
@@ -31,7 +31,7 @@ def plan() -> Plan:
     rng = np.random.default_rng(21)
     cor = syn.corridor(400, tunnel=(150, 170))
     m = syn.matrix(cor, rng)
-    return plan_route(
+    return plan_corridor(
         cor,
         m,
         syn.CATALOGUE,
@@ -68,7 +68,7 @@ def test_plan_segments_handovers_and_totals(plan: Plan) -> None:
         app="infotainment",
         constraints=Constraints(min_dwell_s=10.0, max_handovers=12),
     )
-    assert evaluate(rebuilt, plan.assignment).cost == pytest.approx(plan.totals.cost)
+    assert evaluate_plan(rebuilt, plan.assignment).cost == pytest.approx(plan.totals.cost)
 
 
 def test_json_round_trip(plan: Plan, tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_geopackage_layers(plan: Plan, tmp_path: Path) -> None:
 
 def test_one_segment_plan_writes_every_format(tmp_path: Path) -> None:
     cor = syn.corridor(1)
-    p = plan_route(cor, syn.matrix(cor, np.random.default_rng(0)), syn.CATALOGUE)
+    p = plan_corridor(cor, syn.matrix(cor, np.random.default_rng(0)), syn.CATALOGUE)
     assert len(p) == 1 and not p.handovers
     for suffix in ("json", "geojson", "gpkg"):
         write_plan(p, tmp_path / f"one.{suffix}")

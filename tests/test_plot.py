@@ -15,7 +15,7 @@ from commap.out import plot
 from commap.out.route_report import compare_trace
 from commap.out.style import DROP_RISK_COLOR, network_colors
 from commap.out.timeline import RouteTimeline, timeline_from_plan
-from commap.plan import plan_route
+from commap.plan import plan_corridor
 from commap.radio.measurements import read_gnettrack
 from tests.conftest import TEST_DATA
 
@@ -28,7 +28,7 @@ SIZE = (900, 600)
 def timeline(andorra: CommMap) -> RouteTimeline:
     corridor = andorra.corridor(andorra.routes(ORIGIN, DESTINATION)[0])
     matrix = andorra.quality(corridor)
-    plan = plan_route(corridor, matrix, andorra.catalogue, app="infotainment")
+    plan = plan_corridor(corridor, matrix, andorra.catalogue, app="infotainment")
     return timeline_from_plan(plan, corridor=corridor, matrix=matrix)
 
 

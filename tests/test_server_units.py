@@ -221,7 +221,7 @@ def test_plan_request_from_polyline_with_times() -> None:
             ),
             "polyline.times",
         ),
-        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=9), "alternatives"),
+        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=11), "alternatives"),
         (pb.PlanRouteRequest(endpoints=_ends(), weights={"drops": -1.0}), "weights[drops]"),
         (
             pb.PlanRouteRequest(
@@ -337,7 +337,7 @@ def test_protogen_stubs_are_importable_as_package_modules() -> None:
     assert (Path(pb.__file__).parent / "__init__.py").is_file()
 
 
-# -- access control, malformed requests, live viewer, stale temp parts (issue 8) -------------------
+# -- access control, malformed requests, live viewer, stale temp parts ------------------------------
 TOKEN = "unit-test-token-0123456789"
 
 

@@ -1,4 +1,4 @@
-"""A3 measurement chain: the calibration of issue 4 item 5, filters, time-to-trigger."""
+"""A3 measurement chain: the two-cell calibration, filters, time-to-trigger."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from commap.sim.a3 import (
     two_cell_handover_m,
 )
 
-# (hysteresis dB, TTT s, speed m/s, reference handover position m): issue 4, item 5
+# (hysteresis dB, TTT s, speed m/s, reference handover position m) of the two-cell calibration
 REFERENCE = [
     (0.0, 0.0, 20.0, 258.0),
     (3.0, 0.256, 20.0, 307.0),

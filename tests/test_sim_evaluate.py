@@ -56,7 +56,7 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     sweep = pd.read_csv(tmp_path / "a3_sweep.csv")
     assert int(sweep["chosen"].sum()) == 3  # one tuned A3 per route
     text = (tmp_path / "summary.md").read_text()
-    assert "| commap |" in text and "The bar" in text
+    assert "| commap |" in text and "## Targets" in text
     # every policy drove the same truth: the same tunnel drops, and the planner's value shows
     rows = summary.set_index("policy")
     assert (

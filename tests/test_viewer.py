@@ -21,10 +21,9 @@ from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
 from commap.out.style import network_colors
 from commap.out.timeline import RouteTimeline, timeline_from_plan
-from commap.out.viewer import ViewerServer, find_leaflet_dir, serve
-from commap.plan import Plan, plan_route
-from commap.service.planning import PlanRequest
-from commap.service.planning import plan_route as plan_request_route
+from commap.out.viewer import ViewerServer, find_leaflet_dir, serve_viewer
+from commap.plan import Plan, plan_corridor
+from commap.service.planning import PlanRequest, plan_route
 
 pytestmark = pytest.mark.viewer
 
@@ -37,13 +36,13 @@ WINDOW = (1280, 800)
 def plan_timeline(andorra: CommMap) -> tuple[Plan, RouteTimeline]:
     corridor = andorra.corridor(andorra.routes(ORIGIN, DESTINATION)[0])
     matrix = andorra.quality(corridor)
-    plan = plan_route(corridor, matrix, andorra.catalogue, app="infotainment")
+    plan = plan_corridor(corridor, matrix, andorra.catalogue, app="infotainment")
     return plan, timeline_from_plan(plan, corridor=corridor, matrix=matrix)
 
 
 @pytest.fixture(scope="module")
 def server(andorra: CommMap, plan_timeline: tuple[Plan, RouteTimeline]) -> Iterator[ViewerServer]:
-    with serve(andorra, plan=plan_timeline[1], port=0, spacing_m=500.0, live=True) as srv:
+    with serve_viewer(andorra, plan=plan_timeline[1], port=0, spacing_m=500.0, live=True) as srv:
         yield srv
 
 
@@ -131,7 +130,7 @@ def test_set_plan_accepts_a_plan_and_bumps_the_version(
         assert json.loads(srv.respond("/api/vehicles", {})[1])["plan_version"] == 2
         assert json.loads(srv.respond("/api/plan", {})[1])["features"]
         # a planning result (what a drive session holds) is accepted as well
-        result = plan_request_route(andorra, PlanRequest(origin=ORIGIN, destination=DESTINATION))
+        result = plan_route(andorra, PlanRequest(origin=ORIGIN, destination=DESTINATION))
         srv.set_plan(result)
         handovers = [
             f
@@ -264,7 +263,7 @@ def test_page_draws_route_and_markers_offline(
     plan, timeline = plan_timeline
     trap = _ProxyTrap()
     try:
-        with serve(andorra, plan=timeline, port=0, spacing_m=500.0, live=True) as srv:
+        with serve_viewer(andorra, plan=timeline, port=0, spacing_m=500.0, live=True) as srv:
             # a live vehicle (as the gRPC Drive stream feeds it) at the route start
             srv.update_vehicle("car-1", lon=ORIGIN[0], lat=ORIGIN[1], network_id="ad-lte")
             dom = chromium(srv.url, tmp_path / "p1", trap.port, "--dump-dom")

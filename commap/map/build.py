@@ -9,7 +9,7 @@ recommended network with the exact DP planner, flags coverage gaps, and writes o
 part (one LineString row per segment, EPSG:4326, Hilbert-sorted) under a temporary name that is
 then renamed into place. The same inputs give a byte-identical part, whichever process runs it.
 
-Planning unit (the choice the issue asks to document): **through-chains inside a tile**. At
+Planning unit: **through-chains inside a tile**. At
 every node a directed edge continues onto the out-edge of the same tile that turns least
 (at most :data:`MAX_THROUGH_TURN_DEG`, no U-turn); where several edges would continue onto one,
 the straightest wins. The chains partition the tile's directed edges; each chain is planned as
@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import geopandas as gpd
 import h3
@@ -67,6 +67,7 @@ from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route, cut
 from commap.geo.geodesy import GEOD
 from commap.networks import NetworkCatalogue
+from commap.progress import ProgressArg, as_progress
 from commap.radio.link import APP_PROFILES
 from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
 
@@ -76,9 +77,7 @@ __all__ = [
     "EDGES_FORMAT",
     "EXECUTORS",
     "MAX_THROUGH_TURN_DEG",
-    "BatchProgress",
     "TileParams",
-    "as_progress",
     "assign_tiles",
     "build_tile",
     "check_executor",
@@ -164,66 +163,6 @@ class TileParams:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready parameters (what the build key and the manifest record)."""
         return {"tiling": "h3", **asdict(self)}
-
-
-@runtime_checkable
-class BatchProgress(Protocol):
-    """Progress callbacks of a batch build (a CLI progress bar implements them)."""
-
-    def total(self, tiles: int, done: int = 0) -> None:
-        """The build has ``tiles`` tiles, ``done`` of them finished by an earlier run.
-
-        Called once, before any :meth:`advance`.
-        """
-        ...
-
-    def advance(self, tiles: int = 1) -> None:
-        """``tiles`` more tiles are finished."""
-        ...
-
-    def message(self, text: str) -> None:
-        """A short status line (a build step)."""
-        ...
-
-
-class _MessageProgress:
-    """Adapts a plain ``callable(message)`` (or the log) to :class:`BatchProgress`."""
-
-    def __init__(self, say: Callable[[str], None] | None) -> None:
-        self._say = say or (lambda text: log.info("%s", text))
-        self._total = 0
-        self._done = 0
-
-    def total(self, tiles: int, done: int = 0) -> None:
-        self._total, self._done = tiles, done
-
-    def advance(self, tiles: int = 1) -> None:
-        self._done += tiles
-        # a status line per tenth of the work: enough for a log, not a flood
-        step = max(1, self._total // 10)
-        if tiles and (self._done % step < tiles or self._done == self._total):
-            self._say(f"edges: {self._done}/{self._total} tiles done")
-
-    def message(self, text: str) -> None:
-        self._say(text)
-
-
-def as_progress(progress: BatchProgress | Callable[[str], None] | None) -> BatchProgress:
-    """A :class:`BatchProgress` from a progress object, a ``callable(message)`` or None (log).
-
-    Examples
-    --------
-    >>> seen = []
-    >>> p = as_progress(seen.append)
-    >>> p.total(3, done=1); p.advance(2); p.message("done")
-    >>> seen
-    ['edges: 3/3 tiles done', 'done']
-    >>> isinstance(as_progress(None), BatchProgress)
-    True
-    """
-    if isinstance(progress, BatchProgress):
-        return progress
-    return _MessageProgress(progress)
 
 
 def check_executor(executor: str, workers: int | None, scheduler: str | None) -> int:
@@ -923,7 +862,7 @@ def run_batch(
     executor: str = "serial",
     workers: int | None = None,
     scheduler: str | None = None,
-    progress: BatchProgress | Callable[[str], None] | None = None,
+    progress: ProgressArg = None,
 ) -> dict[str, Any]:
     """Build every missing tile of a map and merge the region outputs.
 
@@ -943,7 +882,7 @@ def run_batch(
         Worker processes for ``processes`` and a dask ``LocalCluster`` (default: CPU count).
     scheduler : str, optional
         Address of an existing dask scheduler (``tcp://host:port``), dask only.
-    progress : BatchProgress or callable(str), optional
+    progress : commap.progress.Progress or callable(str), optional
         Progress callbacks; a plain callable receives status lines. Default: the log.
 
     Returns
@@ -958,7 +897,7 @@ def run_batch(
         Bad executor options, a map without roads, or an input a tile cannot use.
     """
     workers_n = check_executor(executor, workers, scheduler)
-    report = as_progress(progress)
+    report = as_progress(progress, label="edges", unit="tiles")
     root = Path(map_dir).resolve()
     params = params or TileParams()
     index = _index(root, params.resolution)

@@ -31,6 +31,7 @@ from commap.geo.corridor import Corridor, Route
 from commap.geo.terrain import Terrain
 from commap.map.spec import MapSpec, read_spec
 from commap.networks import Network, NetworkCatalogue, NetworkKind
+from commap.progress import ProgressArg, as_progress
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
 from commap.radio.layers.cached import CachedLayer, road_sample_points, write_cache
 from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
@@ -38,7 +39,7 @@ from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from commap.map.build import BatchProgress, TileParams
+    from commap.map.build import TileParams
 
 __all__ = ["MANIFEST", "CommMap", "MapSpec", "build_map", "read_spec", "resolve_map_dir"]
 
@@ -61,7 +62,8 @@ _NETWORK_FIELDS = (
     "display_name",
 )
 
-Progress = Callable[[str], None]
+# A status-line callback of the build steps (Progress.message).
+_Say = Callable[[str], None]
 # Time-invariant layers sampled once along every road at build time (see layers/cached.py).
 CACHED_LAYER_TYPES = frozenset({"terrestrial"})
 
@@ -109,7 +111,7 @@ def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str)
     return out
 
 
-def _build_networks(spec: MapSpec, ctx: LayerContext, progress: Progress) -> list[dict[str, Any]]:
+def _build_networks(spec: MapSpec, ctx: LayerContext, progress: _Say) -> list[dict[str, Any]]:
     points: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
 
     def road_points() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -143,7 +145,7 @@ def build_map(
     spec_path: str | Path,
     out_dir: str | Path,
     *,
-    progress: Progress | BatchProgress | None = None,
+    progress: ProgressArg = None,
     executor: str = "serial",
     workers: int | None = None,
     scheduler: str | None = None,
@@ -163,7 +165,7 @@ def build_map(
     spec_path : path of ``map.toml``.
     out_dir : the built map directory.
     progress : called with a short message at each step (for CLIs), or a
-        :class:`commap.map.build.BatchProgress` (tile counts for a progress bar as well).
+        :class:`commap.progress.Progress` (tile counts for a progress bar as well).
     executor : ``serial``, ``processes`` or ``dask``: where the edge-table tiles run.
     workers : worker processes for ``processes`` and a dask ``LocalCluster`` (default: CPUs).
     scheduler : address of an existing dask scheduler (``tcp://host:port``; dask only).
@@ -184,7 +186,7 @@ def build_map(
     """
     from commap.map import build as batch
 
-    report = batch.as_progress(progress)
+    report = as_progress(progress, label="edges", unit="tiles")
     spec = read_spec(spec_path)
     batch.check_executor(executor, workers, scheduler)
     params = tile_params or batch.TileParams()
@@ -295,7 +297,7 @@ def _drop_stale_partials(out: Path, *, keep: Path) -> None:
 
 
 def _base_stage(
-    spec: MapSpec, partial: Path, key: str, inputs: Mapping[str, Any], say: Progress
+    spec: MapSpec, partial: Path, key: str, inputs: Mapping[str, Any], say: _Say
 ) -> dict[str, Any]:
     """The map without its edge table, reused from ``partial`` when complete there."""
     manifest_path = partial / MANIFEST
@@ -322,7 +324,7 @@ def _file_checksums(built: Path) -> dict[str, str]:
     return {str(p.relative_to(built)): _sha256(p) for p in files}
 
 
-def _build_into(spec: MapSpec, built: Path, say: Progress) -> dict[str, Any]:
+def _build_into(spec: MapSpec, built: Path, say: _Say) -> dict[str, Any]:
     from commap.geo import roads as roads_mod
 
     terrain = None

@@ -7,7 +7,7 @@
   ``outage_s_per_hour``, ``longest_outage_s``, ``satellite_mb`` first, then every other figure
   with its ``_ci95`` half-width and the paired comparison against ``a3_default``);
 * ``runs.csv``: every run (policy x route x seed); ``a3_sweep.csv``: the tuned-A3 sweep;
-* ``summary.md``: the setup, the table with 95 % intervals, the bar and the tuned A3 choice;
+* ``summary.md``: the setup, the table with 95 % intervals, the targets and the tuned A3 choice;
 * ``drops_per_policy.png``, ``strip_chart.png``, ``outage_cdf.png``.
 
 Charts are drawn on :class:`matplotlib.figure.Figure` objects with the Agg canvas (no pyplot
@@ -117,7 +117,7 @@ def _fmt(value: Any, ci: Any = None) -> str:
 
 
 def summary_markdown(result: EvaluationResult) -> str:
-    """The Markdown summary (setup, table with 95 % intervals, bar, tuned A3).
+    """The Markdown summary (setup, table with 95 % intervals, targets, tuned A3).
 
     Examples
     --------
@@ -152,7 +152,7 @@ def summary_markdown(result: EvaluationResult) -> str:
         vs = row.get("avoidable_vs_a3_pct")
         vs_text = "-" if row["policy"] == "a3_default" or vs is None else f"{float(vs):+.0f} %"
         lines.append(f"| {row['policy']} | " + " | ".join(cells) + f" | {vs_text} |")
-    lines += ["", "## The bar (issue 4)", ""]
+    lines += ["", "## Targets", ""]
     lines += _bar_lines(result.bar)
     if not result.sweep.empty and "chosen" in result.sweep.columns:
         lines += [
@@ -223,9 +223,10 @@ def _bar_lines(bar: dict[str, Any]) -> list[str]:
     if not bar:
         return ["(commap or a3_default was not evaluated)"]
     lines = [
-        "The bar is about `commap`: the plan made on the planner's map, executed the way commap",
-        "executes it (closed loop: a planned switch waits until the target measures well, a weak",
-        "link is left before it fails), against `oracle`, the plan made on the truth, executed alike:",
+        "The targets are about `commap`: the plan made on the planner's map, executed the way",
+        "commap executes it (closed loop: a planned switch waits until the target measures well, a",
+        "weak link is left before it fails), against `oracle`, the plan made on the truth, executed",
+        "alike:",
         "",
     ]
     lines += _pair_lines(bar, "commap_", "", "commap", "oracle")

@@ -2,15 +2,15 @@
 
 Typical use::
 
-    from commap.plan import Constraints, plan_route, write_plan
-    plan = plan_route(corridor, matrix, catalogue, app="teleoperation",
+    from commap.plan import Constraints, plan_corridor, write_plan
+    plan = plan_corridor(corridor, matrix, catalogue, app="teleoperation",
                       constraints=Constraints(min_dwell_s=10, max_handovers=5))
     write_plan(plan, "plan.geojson")
 """
 
 from commap.plan.cpsat import CpSatResult, solve_cpsat
 from commap.plan.dp import DPResult, LagrangianResult, lagrangian_search, solve_dp
-from commap.plan.evaluator import Evaluation, evaluate
+from commap.plan.evaluator import Evaluation, evaluate_plan
 from commap.plan.plan import (
     SOLVERS,
     Handover,
@@ -18,7 +18,7 @@ from commap.plan.plan import (
     PlanTotals,
     SolverReport,
     make_plan,
-    plan_route,
+    plan_corridor,
     solve,
     write_plan,
 )
@@ -43,10 +43,10 @@ __all__ = [
     "Units",
     "choose_route",
     "compress",
-    "evaluate",
+    "evaluate_plan",
     "lagrangian_search",
     "make_plan",
-    "plan_route",
+    "plan_corridor",
     "solve",
     "solve_cpsat",
     "solve_dp",

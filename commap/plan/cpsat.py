@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
+from commap.plan import defaults
 from commap.plan.dp import (
     Weights,
     lagrangian_search,
@@ -45,7 +46,7 @@ from commap.plan.dp import (
     viterbi,
     viterbi_dwell,
 )
-from commap.plan.evaluator import evaluate
+from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import (
     Constraints,
     HandoverProblem,
@@ -173,8 +174,8 @@ def switch_groups(problem: HandoverProblem) -> SwitchGroups | None:
 def solve_cpsat(
     problem: HandoverProblem,
     *,
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
     num_workers: int | None = None,
     max_run: int = 25,
     gap_limit: float = 1e-3,
@@ -437,7 +438,7 @@ class _Search:
         p, c = self.problem, self.problem.constraints
         if not c.is_global:
             plan = solve_dp(p).assignment[0]  # exact: the bound is the optimum itself
-            self.bound = evaluate(p, plan).cost
+            self.bound = evaluate_plan(p, plan).cost
             return [plan]
         budget = self.deadline - time.perf_counter()
         lag = lagrangian_search(p, exact_units, deadline=time.perf_counter() + 0.4 * budget)
@@ -480,7 +481,7 @@ class _Search:
 
     def offer(self, plan: IntArray, source: str) -> None:
         """Keep ``plan`` if the evaluator finds it feasible and cheaper than the best so far."""
-        ev = evaluate(self.problem, plan)
+        ev = evaluate_plan(self.problem, plan)
         if ev.feasible and (self.best is None or ev.cost < self.best[0] - 1e-12):
             self.best, self.source = (ev.cost, np.asarray(plan, dtype=np.int64)), source
 

@@ -1,6 +1,6 @@
 """The one independent evaluator: scores any assignment and checks every constraint.
 
-Every plan, whatever solver made it, goes through :func:`evaluate`. It recomputes the cost from
+Every plan, whatever solver made it, goes through :func:`evaluate_plan`. It recomputes the cost from
 the link-model quantities of the problem (drop probabilities, handover failure and interruption,
 satellite MB, latency violations), not from the solvers' cost arrays, and checks the constraints
 directly on segment times and distances.
@@ -18,7 +18,7 @@ from commap.networks import SwitchKind
 from commap.plan.problem import HandoverProblem
 from commap.radio.link import SWITCH_KINDS
 
-__all__ = ["Evaluation", "evaluate"]
+__all__ = ["Evaluation", "evaluate_plan"]
 
 IntArray = NDArray[np.int64]
 
@@ -83,7 +83,7 @@ class Evaluation:
         return not self.violations
 
 
-def evaluate(problem: HandoverProblem, assignment: object) -> Evaluation:
+def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
     """Score ``assignment`` (network column per segment) and check every constraint.
 
     Raises
@@ -93,8 +93,8 @@ def evaluate(problem: HandoverProblem, assignment: object) -> Evaluation:
 
     Examples
     --------
-    >>> evaluate.__name__
-    'evaluate'
+    >>> evaluate_plan.__name__
+    'evaluate_plan'
     """
     a = _check(problem, assignment)
     rows = np.arange(a.shape[0])

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from commap.errors import InvalidInputError
+from commap.plan import defaults
 from commap.radio.quality import QIN_SINR_DB
 
 __all__ = ["DEFAULT_EXECUTION_RULES", "ExecutionRules"]
@@ -37,7 +38,7 @@ class ExecutionRules:
     commap.errors.InvalidInputError: weak_ttt_s must be >= 0
     """
 
-    min_dwell_s: float = 5.0
+    min_dwell_s: float = defaults.EXECUTION_MIN_DWELL_S
     rejoin_margin_db: float = 3.0
     weak_sinr_db: float = -3.0
     weak_ttt_s: float = 0.256

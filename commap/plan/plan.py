@@ -2,7 +2,7 @@
 
 :func:`solve` runs the right solver for a :class:`~commap.plan.problem.HandoverProblem` (the
 exact DP when there is no global constraint, CP-SAT otherwise), sends the result through the
-independent evaluator and wraps it in a :class:`Plan`. :func:`plan_route` builds the problem
+independent evaluator and wraps it in a :class:`Plan`. :func:`plan_corridor` builds the problem
 first. :func:`write_plan` writes JSON, GeoJSON (EPSG:4326) or a GeoPackage (layers
 ``stretches`` and ``handovers``), atomically.
 """
@@ -26,9 +26,10 @@ from numpy.typing import NDArray
 from commap.errors import CommapError, InvalidInputError
 from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
+from commap.plan import defaults
 from commap.plan.cpsat import solve_cpsat
 from commap.plan.dp import solve_dp
-from commap.plan.evaluator import Evaluation, evaluate
+from commap.plan.evaluator import Evaluation, evaluate_plan
 from commap.plan.problem import Constraints, HandoverProblem
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import Provenance, QualityMatrix
@@ -40,7 +41,7 @@ __all__ = [
     "PlanTotals",
     "SolverReport",
     "make_plan",
-    "plan_route",
+    "plan_corridor",
     "solve",
     "write_plan",
 ]
@@ -295,7 +296,7 @@ def _empty_plan() -> Plan:
         (),
         totals,
         SolverReport("dp", "OPTIMAL", 0.0, 0.0, 0.0, 0.0),
-        "telemetry",
+        defaults.APP,
         0.0,
     )
 
@@ -309,7 +310,7 @@ def make_plan(problem: HandoverProblem, assignment: IntArray, report: SolverRepo
     CommapError
         If the evaluator finds a broken constraint (a solver bug, never a user error).
     """
-    ev = evaluate(problem, assignment)
+    ev = evaluate_plan(problem, assignment)
     if ev.violations:
         raise CommapError(
             f"internal error: {report.name} produced a plan that breaks constraints: "
@@ -386,9 +387,9 @@ def _constraints_dict(c: Constraints) -> dict[str, Any]:
 def solve(
     problem: HandoverProblem,
     *,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    solver: str = defaults.SOLVER,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
     num_workers: int | None = None,
     gap_limit: float = 1e-3,
 ) -> Plan:
@@ -420,7 +421,7 @@ def solve(
     start = time.perf_counter()
     if solver == "dp" or (solver == "auto" and not problem.constraints.is_global):
         assignment = solve_dp(problem).assignment[0]
-        cost = evaluate(problem, assignment).cost
+        cost = evaluate_plan(problem, assignment).cost
         report = SolverReport(
             "dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start, "exact Viterbi"
         )
@@ -440,25 +441,25 @@ def solve(
     return make_plan(problem, res.assignment, report)
 
 
-def plan_route(
+def plan_corridor(
     corridor: Corridor,
     matrix: QualityMatrix,
     catalogue: NetworkCatalogue,
     *,
     link: LinkModel | None = None,
-    app: AppProfile | str = "telemetry",
+    app: AppProfile | str = defaults.APP,
     objective: Objective | None = None,
     constraints: Constraints | None = None,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    solver: str = defaults.SOLVER,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
 ) -> Plan:
     """Build the problem for a corridor and plan it (:func:`solve`).
 
     Examples
     --------
-    >>> plan_route.__name__
-    'plan_route'
+    >>> plan_corridor.__name__
+    'plan_corridor'
     """
     problem = HandoverProblem.build(
         corridor,

@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue
+from commap.plan import defaults
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
 from commap.radio.quality import QualityMatrix
 
@@ -155,7 +156,7 @@ class HandoverProblem:
         catalogue: NetworkCatalogue,
         *,
         link: LinkModel | None = None,
-        app: AppProfile | str = "telemetry",
+        app: AppProfile | str = defaults.APP,
         objective: Objective | None = None,
         constraints: Constraints | None = None,
     ) -> HandoverProblem:

@@ -21,7 +21,8 @@ from typing import Any
 from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import NetworkCatalogue
-from commap.plan.plan import Plan, plan_route
+from commap.plan import defaults
+from commap.plan.plan import Plan, plan_corridor
 from commap.plan.problem import Constraints
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import QualityMatrix
@@ -101,14 +102,14 @@ def choose_route(
     candidates: Sequence[RouteCandidate | tuple[Route, Corridor, QualityMatrix]],
     catalogue: NetworkCatalogue,
     *,
-    seconds_per_drop: float = 60.0,
+    seconds_per_drop: float = defaults.SECONDS_PER_DROP,
     link: LinkModel | None = None,
-    app: AppProfile | str = "telemetry",
+    app: AppProfile | str = defaults.APP,
     objective: Objective | None = None,
     constraints: Constraints | None = None,
-    solver: str = "auto",
-    time_limit_s: float = 10.0,
-    seed: int = 0,
+    solver: str = defaults.SOLVER,
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
+    seed: int = defaults.SEED,
 ) -> RouteChoice:
     """Plan every candidate route and pick the best travel-time / drops trade-off.
 
@@ -192,7 +193,7 @@ def _option(
     length = cor.total_length_m if len(cor) else 0.0
     travel = cor.total_duration_s if len(cor) else 0.0
     try:
-        plan = plan_route(cor, cand.matrix, catalogue, **settings)
+        plan = plan_corridor(cor, cand.matrix, catalogue, **settings)
     except NoFeasiblePlanError as exc:
         return RouteOption(
             index,

@@ -53,9 +53,9 @@ __all__ = [
     "DriveUpdate",
     "Fix",
     "Instruction",
-    "Progress",
     "Replan",
     "ReplanReason",
+    "RouteProgress",
     "with_measurements",
 ]
 
@@ -136,8 +136,8 @@ class Fix:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """Where the vehicle is on the current plan."""
+class RouteProgress:
+    """Where the vehicle is on the current plan's route."""
 
     t_s: float
     distance_m: float
@@ -173,7 +173,7 @@ class Replan:
 class DriveUpdate:
     """What one fix produced: progress, instructions to send, and maybe a re-plan request."""
 
-    progress: Progress
+    progress: RouteProgress
     instructions: tuple[Instruction, ...] = ()
     replan: Replan | None = None
 
@@ -435,7 +435,7 @@ class DriveSession:
         Returns
         -------
         DriveUpdate
-            Progress, the instructions due now, and a :class:`Replan` when a new plan is needed
+            Route progress, the instructions due now, and a :class:`Replan` when a new plan is needed
             (call :meth:`replan` with it; until then the current plan stays in force).
 
         Raises
@@ -450,7 +450,7 @@ class DriveSession:
         self._update_speed(fix, along_m)
         self._along_m = along_m
         self._last_fix = fix
-        progress = Progress(
+        progress = RouteProgress(
             t_s=fix.t_s, distance_m=along_m, off_route_m=off_m, network_id=self.network_at(along_m)
         )
         replan = self._off_route(fix, off_m)

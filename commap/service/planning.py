@@ -19,25 +19,24 @@ import numpy as np
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.map.comm_map import CommMap
-from commap.plan import Constraints, Plan, RouteCandidate, RouteChoice, choose_route
-from commap.plan import plan_route as solve_corridor
+from commap.plan import (
+    Constraints,
+    Plan,
+    RouteCandidate,
+    RouteChoice,
+    choose_route,
+    defaults,
+    plan_corridor,
+)
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 
 __all__ = [
-    "DEFAULT_APP",
-    "DEFAULT_MIN_DWELL_S",
     "PlanRequest",
     "PlanResult",
     "plan_route",
     "resolve_routes",
 ]
-
-DEFAULT_APP = "telemetry"
-# A network is kept at least this long after switching to it unless it becomes unusable:
-# no ping-pong by default (DESIGN.md counts a return within 1 s as ping-pong; 10 s is safe).
-DEFAULT_MIN_DWELL_S = 10.0
-MAX_ALTERNATIVES = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +47,14 @@ class PlanRequest:
     ``route`` (an explicit polyline / recorded drive) must be given. ``departure_s`` defaults
     to the recorded drive's first timestamp, else the map's default departure.
     ``weights`` overrides :class:`commap.radio.link.Objective` fields by name. ``initial_network`` is
-    the network the vehicle is on at the start (re-plans during a drive).
+    the network the vehicle is on at the start (re-plans during a drive). Unset options take
+    the planning defaults of :mod:`commap.plan.defaults`.
+
+    Examples
+    --------
+    >>> request = PlanRequest(origin=(1.52, 42.51), destination=(1.73, 42.54))
+    >>> request.min_dwell_s, request.time_limit_s, request.alternatives
+    (10.0, 5.0, 1)
     """
 
     origin: tuple[float, float] | None = None
@@ -56,16 +62,16 @@ class PlanRequest:
     waypoints: tuple[tuple[float, float], ...] = ()
     route: Route | None = None
     departure_s: float | None = None
-    app: str = DEFAULT_APP
-    min_dwell_s: float = DEFAULT_MIN_DWELL_S
-    min_dwell_m: float = 0.0
-    max_handovers: int | None = None
-    sat_budget_mb: float | None = None
-    alternatives: int = 1
-    seconds_per_drop: float = 60.0
+    app: str = defaults.APP
+    min_dwell_s: float = defaults.MIN_DWELL_S
+    min_dwell_m: float = defaults.MIN_DWELL_M
+    max_handovers: int | None = defaults.MAX_HANDOVERS
+    sat_budget_mb: float | None = defaults.SAT_BUDGET_MB
+    alternatives: int = defaults.ALTERNATIVES
+    seconds_per_drop: float = defaults.SECONDS_PER_DROP
     weights: dict[str, float] = field(default_factory=dict)
-    time_limit_s: float = 5.0
-    seed: int = 0
+    time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S
+    seed: int = defaults.SEED
     initial_network: str | None = None
 
     def __post_init__(self) -> None:
@@ -91,9 +97,9 @@ class PlanRequest:
             _check_number(self.sat_budget_mb, "sat_budget_mb", low=0.0)
         if self.max_handovers is not None and self.max_handovers < 0:
             raise InvalidInputError("max_handovers must be >= 0", field="max_handovers")
-        if not 1 <= self.alternatives <= MAX_ALTERNATIVES:
+        if not 1 <= self.alternatives <= defaults.MAX_ALTERNATIVES:
             raise InvalidInputError(
-                f"alternatives must be within 1..{MAX_ALTERNATIVES}", field="alternatives"
+                f"alternatives must be within 1..{defaults.MAX_ALTERNATIVES}", field="alternatives"
             )
         if self.alternatives > 1 and (self.route is not None or self.waypoints):
             raise InvalidInputError(
@@ -213,7 +219,7 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))
     if len(candidates) == 1:
         only = candidates[0]
-        plan = solve_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
+        plan = plan_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
         return PlanResult(plan, only.route, only.corridor, only.matrix)
     choice = choose_route(
         candidates, cmap.catalogue, seconds_per_drop=request.seconds_per_drop, **settings

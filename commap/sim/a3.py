@@ -17,7 +17,7 @@ The chain follows TS 36.331 / 38.331 (RRC) and TS 36.133 (requirements):
 The same :class:`A3Trigger` drives the cell-level replays (calibration, Cork drive tests) and the
 network-level baseline policy of the drive simulator (:mod:`commap.sim.policies`).
 
-Calibration (issue 4, item 5): two cells at ``x = 0`` and ``x = 500`` m, Friis path loss,
+Calibration: two cells at ``x = 0`` and ``x = 500`` m, Friis path loss,
 30 dBm, UE from ``(50, 10)`` moving along +x, no fading. :func:`two_cell_handover_m` reproduces
 the five reference handover positions within 2.5 m (see ``tests/test_sim_a3.py``).
 """

@@ -12,12 +12,12 @@
    ``(seed, route index)``), the oracle plan on it, and one drive per policy; the A3 sweep runs
    on the same truth and ``a3_tuned`` takes, per route, the sweep entry with the fewest mean
    avoidable drops (then fewest handovers);
-4. :func:`commap.sim.metrics.aggregate`, the bar (:func:`check_bar`) and the report folder
+4. :func:`commap.sim.metrics.aggregate`, the targets (:func:`check_bar`) and the report folder
    (:mod:`commap.out.evaluation_report`).
 
 ``commap`` and ``oracle`` execute their plans the way commap does in a vehicle: in a closed loop
 (:class:`commap.sim.policies.FallbackPlanPolicy`; the execution rules travel with the plan).
-Besides the issue's six policies the default evaluation drives ``commap_open_loop`` and
+Besides the six policies of :data:`commap.sim.policies.POLICY_NAMES` the default evaluation drives ``commap_open_loop`` and
 ``oracle_open_loop``: the same two plans switched at the planned points only. The open-loop plan
 cannot react to map errors (missing sites, unmapped obstructions, bias) that the oracle sees; the
 pair shows what acting on measurements recovers.
@@ -42,6 +42,8 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
+from commap.plan import defaults
+from commap.progress import ProgressArg, as_progress
 from commap.radio.link import AppProfile, LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 from commap.sim.a3 import A3Params
@@ -82,7 +84,6 @@ log = logging.getLogger(__name__)
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
-Progress = Callable[[str], None]
 
 # Evaluation routes per map: (name, origin (lon, lat), destination (lon, lat)).
 DEFAULT_ROUTES: dict[str, tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = {
@@ -113,13 +114,14 @@ class EvaluationConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     link: LinkModel = field(default_factory=LinkModel)
     objective: Objective = field(default_factory=Objective)
-    app: str = "telemetry"
-    min_dwell_s: float = 5.0  # the plans' minimum dwell (no ping-pong)
+    app: str = defaults.APP
+    # the plans' minimum dwell and the dwell of their closed-loop execution (no ping-pong)
+    min_dwell_s: float = defaults.EXECUTION_MIN_DWELL_S
     policies: tuple[str, ...] = POLICY_NAMES + EXTRA_POLICY_NAMES
     a3_sweep: tuple[A3Params, ...] = A3_SWEEP
     return_home_s: float = 360.0
     strip_seed: int = 0  # seed drawn in the strip chart
-    real_traces: RealTraces | None = None  # replay real traces too (item 6)
+    real_traces: RealTraces | None = None  # replay real traces too
 
     def __post_init__(self) -> None:
         known = POLICY_NAMES + EXTRA_POLICY_NAMES
@@ -232,7 +234,7 @@ def plan_assignment(
 ) -> IntArray:
     """The optimizer's plan (network column per segment) on ``matrix``.
 
-    :func:`commap.plan.plan_route` with the exact DP and a minimum dwell (no global
+    :func:`commap.plan.plan_corridor` with the exact DP and a minimum dwell (no global
     constraints, so the DP is optimal).
 
     Examples
@@ -240,9 +242,9 @@ def plan_assignment(
     >>> plan_assignment.__name__
     'plan_assignment'
     """
-    from commap.plan import Constraints, plan_route
+    from commap.plan import Constraints, plan_corridor
 
-    plan = plan_route(
+    plan = plan_corridor(
         corridor,
         matrix,
         catalogue,
@@ -259,10 +261,10 @@ def prepare_scenarios(
     cmap: CommMap,
     routes: Sequence[Route],
     config: EvaluationConfig,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> list[Scenario]:
     """Corridor, planner's map and commap plan of every route."""
-    say = progress or (lambda message: log.info("%s", message))
+    report = as_progress(progress, label="evaluation", unit="route drives")
     scenarios = []
     for i, route in enumerate(routes):
         name = route.name or f"route{i + 1}"
@@ -277,7 +279,7 @@ def prepare_scenarios(
             app=config.app,
             min_dwell_s=config.min_dwell_s,
         )
-        say(
+        report.message(
             f"route {name}: {corridor.total_length_m / 1000:.1f} km, {len(corridor)} segments, "
             f"commap plan with {int((plan[1:] != plan[:-1]).sum())} switches"
         )
@@ -368,10 +370,14 @@ def evaluate_scenarios(
     *,
     seeds: int,
     config: EvaluationConfig,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, StripData | None, dict[str, FloatArray]]:
-    """Drive every policy on every (route, seed): ``runs``, ``sweep``, strip data, outages."""
-    say = progress or (lambda message: log.info("%s", message))
+    """Drive every policy on every (route, seed): ``runs``, ``sweep``, strip data, outages.
+
+    ``progress`` counts (route, seed) pairs; each drives every policy on one truth.
+    """
+    report = as_progress(progress, label="evaluation", unit="route drives")
+    report.total(len(scenarios) * seeds)
     networks = tuple(catalogue.networks)
     rows: list[dict[str, Any]] = []
     sweep_rows: list[dict[str, Any]] = []
@@ -402,7 +408,7 @@ def evaluate_scenarios(
                     sweep_rows.append(row)
             if ri == 0 and seed == config.strip_seed:
                 strip = _strip(scenario, run.truth, logs)
-            say(f"route {scenario.name}: seed {seed + 1}/{seeds} done")
+            report.advance()
     runs = pd.DataFrame(rows)
     sweep = pd.DataFrame(sweep_rows)
     if not sweep.empty:
@@ -483,7 +489,7 @@ def _pick_tuned(sweep: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _pair_bar(
     get: Callable[[str, str], float], plan: str, oracle: str, policies: set[str]
 ) -> dict[str, Any]:
-    """The bar's figures and criteria for one plan policy (and its oracle, if evaluated)."""
+    """The target figures and criteria for one plan policy (and its oracle, if evaluated)."""
     a3_drops = get("a3_default", "avoidable_drops_per_hour")
     drops = get(plan, "avoidable_drops_per_hour")
     reduction = 1.0 - drops / a3_drops if a3_drops > 0 else (0.0 if drops > 0 else 1.0)
@@ -511,7 +517,7 @@ def _pair_bar(
 
 
 def check_bar(summary: pd.DataFrame) -> dict[str, Any]:
-    """The issue's bar: commap vs a3_default and oracle (avoidable drops, handovers, ping-pong).
+    """The targets: commap vs a3_default and oracle (avoidable drops, handovers, ping-pong).
 
     Keys without a prefix are about ``commap`` (the plan as commap executes it, closed loop;
     ``passed`` for all its criteria); keys starting with ``open_loop_`` are the same figures for
@@ -557,7 +563,7 @@ def evaluate_map(
     seeds: int = 20,
     sigma_db: float = 6.0,
     routes: Sequence[Route] | None = None,
-    progress: Progress | None = None,
+    progress: ProgressArg = None,
     config: EvaluationConfig | None = None,
 ) -> EvaluationResult:
     """Run the drops benchmark on a map (``commap evaluate``; the report is written by
@@ -568,13 +574,13 @@ def evaluate_map(
     cmap : CommMap
         The loaded map (its layers are the planner's map).
     seeds : int
-        Truth seeds (>= 1; the issue's figures use >= 20).
+        Truth seeds (>= 1; the published figures use 20).
     sigma_db : float
         Map-error shadowing sigma of the truth (overrides ``config.truth.sigma_db``).
     routes : sequence of Route, optional
         Routes to drive (default :func:`default_routes`).
-    progress : callable, optional
-        Called with one line per step.
+    progress : commap.progress.Progress or callable(str), optional
+        Status lines and the count of (route, seed) drives done; default: the log.
     config : EvaluationConfig, optional
         Everything else (with ``real_traces`` the Cork and Autobahn replays join the report).
 
@@ -606,9 +612,10 @@ def evaluate_map(
     chosen = list(routes) if routes is not None else default_routes(cmap)
     if not chosen:
         raise InvalidInputError("no routes to evaluate", field="routes")
-    scenarios = prepare_scenarios(cmap, chosen, cfg, progress)
+    report = as_progress(progress, label="evaluation", unit="route drives")
+    scenarios = prepare_scenarios(cmap, chosen, cfg, report)
     runs, sweep, strip, outages = evaluate_scenarios(
-        scenarios, cmap.catalogue, seeds=seeds, config=cfg, progress=progress
+        scenarios, cmap.catalogue, seeds=seeds, config=cfg, progress=report
     )
     summary = aggregate(runs)
     order = {p: i for i, p in enumerate(cfg.policies)}

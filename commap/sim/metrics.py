@@ -55,7 +55,7 @@ FloatArray = NDArray[np.float64]
 
 PING_PONG_WINDOWS_S: tuple[float, ...] = (1.0, 2.0, 5.0)
 SWITCH_COLUMNS = tuple(f"handovers_{k.value}" for k in SwitchKind if k is not SwitchKind.NONE)
-# Columns of summary.csv required by the issue (more follow them).
+# The leading columns of summary.csv, in this order (more follow them).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "policy",
     "rlf_per_hour",

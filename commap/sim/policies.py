@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
 from commap.networks import NetworkKind
+from commap.plan import defaults
 from commap.plan.execution import DEFAULT_EXECUTION_RULES
 from commap.sim.a3 import A3Params, A3Trigger
 from commap.sim.drive import DriveContext, Policy, next_true
@@ -317,7 +318,7 @@ class PlanPolicy(Policy):
         assignment: Sequence[int] | IntArray,
         *,
         name: str = "commap_open_loop",
-        min_dwell_s: float = 5.0,
+        min_dwell_s: float = defaults.EXECUTION_MIN_DWELL_S,
         rejoin_margin_db: float = 3.0,
     ) -> None:
         self.assignment = np.asarray(assignment, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Real traces as truth (issue 4, item 6).
+"""Real traces as truth: the A3 model on measured drives, satellites under real bridges.
 
 **Cork drive tests** (:func:`replay_cork`). A G-NetTrack trace logs only the serving cell's
 RSRP. To replay the A3 model on measured RSRP, every other cell's RSRP along the trace is taken
@@ -474,7 +474,7 @@ def starlink_bridges(
 
 @dataclass(frozen=True)
 class RealTraces:
-    """Where the real traces of item 6 are (files in the repository, never downloaded).
+    """Where the real traces are (files in the repository, never downloaded).
 
     Attributes
     ----------

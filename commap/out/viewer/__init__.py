@@ -1,6 +1,6 @@
 """Offline web viewer of a map and a plan: a local page built on Leaflet, no internet needed.
 
-:func:`serve` starts a :class:`ViewerServer` on ``127.0.0.1``. The page draws the road graph
+:func:`serve_viewer` starts a :class:`ViewerServer` on ``127.0.0.1``. The page draws the road graph
 itself (no background tiles), coverage per network along the roads (RSRP / SINR classes,
 satellite visibility; measured and modelled values styled differently), a plan's route coloured
 by serving network with its handovers and drop-risk stretches, toggles by technology and
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from commap.map.comm_map import CommMap
     from commap.plan import Plan
 
-__all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir", "serve"]
+__all__ = ["LoggedRequest", "ViewerServer", "find_leaflet_dir", "serve_viewer"]
 
 
-def serve(
+def serve_viewer(
     cmap: CommMap,
     *,
     plan: Plan | RouteTimeline | Mapping[str, gpd.GeoDataFrame] | None = None,
@@ -78,7 +78,7 @@ def serve(
 
     Examples
     --------
-    >>> serve(None, host="0.0.0.0")  # the host is checked before the map is used
+    >>> serve_viewer(None, host="0.0.0.0")  # the host is checked before the map is used
     Traceback (most recent call last):
     ...
     commap.errors.InvalidInputError: host '0.0.0.0' is not a loopback address (127.0.0.1 only)
