@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from commap.files import write_text_atomic
+
 
 def _modules(only: list[str]) -> list[str]:
     package_dir = Path(__file__).parent
@@ -28,12 +30,6 @@ def _modules(only: list[str]) -> list[str]:
     if only:
         names = [n for n in names if n.removeprefix("bench_") in only or n in only]
     return names
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for key, value in figures.items():
             print(f"    {key}: {value}", flush=True)
-    _write_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     lines = [f"# commap benchmarks ({results['when']}, {results['machine']['cpus']} cpus)", ""]
     for name, entry in results["benchmarks"].items():
         lines += [
@@ -80,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         lines += [f"| {k} | {v} |" for k, v in entry["figures"].items()]
         lines.append("")
-    _write_atomic(args.out / "results.md", "\n".join(lines))
+    write_text_atomic(args.out / "results.md", "\n".join(lines))
     print(f"[bench] results in {args.out}/results.json and results.md")
     return 1 if failed else 0
 

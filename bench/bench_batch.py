@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from commap.map import build as batch
-from commap.map.comm_map import build_map
+from commap.map.build import build_map
 
 __all__ = ["run"]
 
@@ -140,7 +140,7 @@ print(json.dumps({
 """
 _FULL_BUILD = """
 import json, sys, time
-from commap.map.comm_map import build_map
+from commap.map.build import build_map
 start = time.perf_counter()
 build_map(sys.argv[1], sys.argv[2], executor=sys.argv[3], workers=int(sys.argv[4]))
 print(json.dumps({"wall_s": time.perf_counter() - start}))
@@ -236,7 +236,7 @@ def _warm_rates(base: Path, work: Path) -> tuple[float, float]:
         for tile in state.tiles:
             batch.build_tile(copy, tile, params)
         tiles_s = time.perf_counter() - start
-        length_m = sum(d["length_m"] for _, _, d in state.cmap.roads.edges(data=True))
+        length_m = sum(d["length_m"] for _, _, d in state.roads.edges(data=True))
     finally:
         batch._clear_state()
         shutil.rmtree(copy, ignore_errors=True)

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from commap.geo.corridor import Corridor, Route, cut
-from commap.map.comm_map import CommMap, build_map
+from commap.map.build import build_map
+from commap.map.comm_map import CommMap
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "maps" / "andorra" / "map.toml"

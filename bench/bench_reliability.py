@@ -58,7 +58,8 @@ KILL_CYCLES = 20
 
 def _built_map() -> Path:
     from commap.errors import MapNotFoundError
-    from commap.map.comm_map import build_map, resolve_map_dir
+    from commap.map.build import build_map
+    from commap.map.manifest import resolve_map_dir
 
     try:
         return resolve_map_dir("andorra")

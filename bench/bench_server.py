@@ -53,7 +53,8 @@ DRIVE_TIME_LAPSE = 10.0  # vehicle seconds per wall-clock second
 
 def _built_map() -> Path:
     from commap.errors import MapNotFoundError
-    from commap.map.comm_map import build_map, resolve_map_dir
+    from commap.map.build import build_map
+    from commap.map.manifest import resolve_map_dir
 
     try:
         return resolve_map_dir("andorra")

@@ -1,7 +1,7 @@
 """commap: communication maps for connected vehicles and network-switch planning.
 
 The package is a plain library: no gRPC, CLI or dask imports outside their own modules
-(``commap/cli.py``, ``commap/batch.py`` imports dask lazily, generated ``commap/v1``).
+(``commap/cli.py``, ``commap/map/executors.py`` imports dask lazily, generated ``commap/v1``).
 """
 
 from commap.errors import (

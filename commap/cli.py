@@ -151,8 +151,8 @@ def build_map_cmd(
     ] = None,
 ) -> None:
     """Build a map from its spec: roads, terrain, layers, per-edge table, manifest."""
-    from commap.map.build import read_coverage_stats, summary_lines
-    from commap.map.comm_map import build_map
+    from commap.map.build import build_map
+    from commap.map.region import read_coverage_stats, summary_lines
 
     start = time.perf_counter()
     bar = _TileProgressBar(err_console) if err_console.is_terminal else None

@@ -75,10 +75,11 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
 
 
 def _temporary_name(target: Path, keep_suffix: bool) -> Path:
-    token = secrets.token_hex(4)
+    # the pid lets a cleaner tell a crashed writer's leftovers from a running writer's file
+    token = f"tmp-{os.getpid()}-{secrets.token_hex(4)}"
     if keep_suffix:
-        return target.with_name(f".{target.stem}.{token}.tmp{target.suffix}")
-    return target.with_name(f".{target.name}.{token}.tmp")
+        return target.with_name(f".{target.stem}.{token}{target.suffix}")
+    return target.with_name(f".{target.name}.{token}")
 
 
 @contextlib.contextmanager

@@ -208,27 +208,24 @@ def to_latlon(lon: float, lat: float) -> pb.LatLon:
 def map_info(cmap: CommMap, *, measurement_count: int = 0) -> pb.MapInfo:
     """MapInfo of a loaded map."""
     lon0, lat0, lon1, lat1 = cmap.bbox
-    layer_types = {
-        str(entry.get("id")): str(entry.get("layer", {}).get("type", ""))
-        for entry in cmap.manifest.get("networks", [])
-    }
-    roads = cmap.manifest.get("roads") or {}
+    manifest = cmap.manifest
+    layer_types = {entry.id: entry.layer_type for entry in manifest.networks}
     info = pb.MapInfo(
         map_name=cmap.name,
-        title=str(cmap.manifest.get("title", cmap.name)),
-        description=str(cmap.manifest.get("description", "")),
+        title=manifest.display_title,
+        description=manifest.description,
         extent=pb.BoundingBox(
             min_longitude_deg=lon0,
             min_latitude_deg=lat0,
             max_longitude_deg=lon1,
             max_latitude_deg=lat1,
         ),
-        attributions=[str(a) for a in cmap.manifest.get("attribution", [])],
+        attributions=list(manifest.attribution),
         segment_m=cmap.segment_m,
         default_departure_time=timestamp(cmap.default_departure_s),
-        road_node_count=int(roads.get("nodes", 0)),
-        road_edge_count=int(roads.get("edges", 0)),
-        road_length_m=float(roads.get("edge_length_km", 0.0)) * 1000.0,
+        road_node_count=manifest.roads.nodes if manifest.roads else 0,
+        road_edge_count=manifest.roads.edges if manifest.roads else 0,
+        road_length_m=manifest.roads.edge_length_km * 1000.0 if manifest.roads else 0.0,
         measurement_count=measurement_count,
     )
     for net in cmap.catalogue.networks:

@@ -20,7 +20,6 @@ the previous version keeps serving and the reason is logged and returned.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -33,7 +32,9 @@ import numpy as np
 import pandas as pd
 
 from commap.errors import InvalidInputError, MapNotFoundError
-from commap.map.comm_map import MANIFEST, CommMap, resolve_map_dir
+from commap.files import sha256_file
+from commap.map.comm_map import CommMap
+from commap.map.manifest import MANIFEST, resolve_map_dir
 from server.config import ServerConfig
 from server.convert import shown
 
@@ -113,7 +114,7 @@ class ReloadResult:
 
 def _manifest_sha256(directory: Path) -> str:
     try:
-        return hashlib.sha256((directory / MANIFEST).read_bytes()).hexdigest()
+        return sha256_file(directory / MANIFEST)
     except OSError as exc:
         raise InvalidInputError(f"{directory / MANIFEST}: unreadable ({exc.strerror})") from None
 

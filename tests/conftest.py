@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from commap.errors import MapNotFoundError
-from commap.map.comm_map import CommMap, build_map, resolve_map_dir
+from commap.map.build import build_map
+from commap.map.comm_map import CommMap
+from commap.map.manifest import resolve_map_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MAPS = REPO / "maps"

@@ -1,4 +1,4 @@
-"""Batch map generation (commap.map.build + the edge stage of commap.map.comm_map.build_map).
+"""Batch map generation (commap.map.build, executors and region).
 
 Most tests build a sub-bbox of the default Andorra map (Andorra la Vella and Escaldes: 814
 directed edges, 150 edge-km) at H3 resolution 8, so that there are enough tiles (23) for a
@@ -27,10 +27,12 @@ import pytest
 import shapely
 
 from commap.errors import InvalidInputError
+from commap.files import sha256_file
 from commap.geo.roads import route_from_edges
 from commap.map import build as batch
-from commap.map.build import TileParams
-from commap.map.comm_map import CommMap, build_map
+from commap.map import executors, region
+from commap.map.build import TileParams, build_map
+from commap.map.comm_map import CommMap
 from commap.progress import Progress
 from commap.radio.quality import QOUT_SINR_DB
 
@@ -193,10 +195,10 @@ def test_tile_params_and_executor_options_are_validated() -> None:
     with pytest.raises(InvalidInputError, match="resolution"):
         TileParams(resolution=-1)
     with pytest.raises(InvalidInputError, match="workers"):
-        batch.check_executor("processes", 0, None)
+        executors.check_executor("processes", 0, None)
     with pytest.raises(InvalidInputError, match="scheduler"):
-        batch.check_executor("processes", 2, "tcp://127.0.0.1:8786")
-    assert batch.check_executor("dask", None, "tcp://127.0.0.1:8786") >= 1
+        executors.check_executor("processes", 2, "tcp://127.0.0.1:8786")
+    assert executors.check_executor("dask", None, "tcp://127.0.0.1:8786") >= 1
 
 
 def test_build_map_rejects_bad_executor_before_building(sub_spec: Path, tmp_path: Path) -> None:
@@ -318,12 +320,12 @@ def test_gap_list_and_statistics_add_up(sub_map: CommMap, table: Any) -> None:
         covered = table.loc[table[f"{nid}_sinr_db"] >= QOUT_SINR_DB, "length_m"].sum() / 1000.0
         assert net["covered_km"] == pytest.approx(covered, abs=1e-3)
         assert sum(net["covered_km_by_provenance"].values()) == pytest.approx(covered, abs=0.01)
-    assert batch.summary_lines(stats)[0].startswith(f"{stats['edge_km']} edge-km")
+    assert region.summary_lines(stats)[0].startswith(f"{stats['edge_km']} edge-km")
 
 
 def test_parts_are_hilbert_sorted_geoparquet(serial_map: Path, sub_map: CommMap) -> None:
     section = _manifest(serial_map)["edges"]
-    assert section["format"] == batch.EDGES_FORMAT
+    assert section["format"] == region.EDGES_FORMAT
     for tile in section["tiles"]:
         part = gpd.read_parquet(serial_map / tile["part"])
         assert part.crs.to_epsg() == 4326 and len(part) == tile["segments"]
@@ -399,9 +401,7 @@ def test_processes_executor_gives_identical_edge_tables(
     assert section == _manifest(serial_map)["edges"]
     expected = {k: v for k, v in _checksums(serial_map).items() if k.startswith("edges/")}
     found = {
-        str(p.relative_to(copy)): batch._sha256(p)
-        for p in (copy / "edges").rglob("*")
-        if p.is_file()
+        str(p.relative_to(copy)): sha256_file(p) for p in (copy / "edges").rglob("*") if p.is_file()
     }
     assert found == expected
 
@@ -425,7 +425,7 @@ def test_dask_executor_gives_identical_output(
 def test_unreachable_scheduler_is_a_clear_error(
     sub_spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batch, "_SCHEDULER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(executors, "_SCHEDULER_TIMEOUT_S", 1.0)
     out = tmp_path / "built"
     with pytest.raises(InvalidInputError, match="dask scheduler"):
         build_map(sub_spec, out, tile_params=PARAMS, executor="dask", scheduler="tcp://127.0.0.1:9")
@@ -449,8 +449,7 @@ def test_killed_build_resumes_with_identical_checksums(
 ) -> None:
     out = tmp_path / "built"
     code = (
-        "from commap.map.comm_map import build_map\n"
-        "from commap.map.build import TileParams\n"
+        "from commap.map.build import TileParams, build_map\n"
         f"build_map({str(sub_spec)!r}, {str(out)!r}, tile_params=TileParams(resolution=8))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -13,7 +13,7 @@ import pytest
 from h3.api import basic_int as h3i
 
 from commap.errors import InvalidInputError
-from commap.map.comm_map import MapSpec, read_spec
+from commap.map.spec import MapSpec, read_spec
 from commap.networks import Network, NetworkKind
 from commap.radio.layers import LayerContext
 from commap.radio.layers import load_layer as registry_load_layer
@@ -441,7 +441,8 @@ def test_indianapolis_cells_carry_their_grid_square(
 
 @pytest.mark.integration
 def test_indianapolis_map_builds_and_keeps_provenance(tmp_path: Path) -> None:
-    from commap.map.comm_map import CommMap, build_map
+    from commap.map.build import build_map
+    from commap.map.comm_map import CommMap
 
     built = build_map(MAPS / "indianapolis" / "map.toml", tmp_path / "built")
     cmap = CommMap.load(built)

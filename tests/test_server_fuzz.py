@@ -37,7 +37,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from commap.config import Settings  # noqa: E402
 from commap.errors import MapNotFoundError  # noqa: E402
-from commap.map.comm_map import MANIFEST, CommMap, resolve_map_dir  # noqa: E402
+from commap.map.comm_map import CommMap  # noqa: E402
+from commap.map.manifest import MANIFEST, resolve_map_dir  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from server.convert import shown  # noqa: E402
 

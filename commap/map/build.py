@@ -1,4 +1,8 @@
-"""Batch map generation: the per-edge communication table of a whole region, tile by tile.
+"""Building a map: spec -> built map directory, and the per-edge table of its region, tile by tile.
+
+:func:`build_map` reads the spec (``map.toml``, :func:`read_spec`), builds the base tables (roads,
+terrain, one layer per network, road-sample caches) and the edge table, and writes the
+:class:`~commap.map.manifest.Manifest`; the directory appears only complete.
 
 The drivable edges of a built map are split into tiles (H3 cells at
 :attr:`TileParams.resolution`; an edge belongs to the cell of its midpoint). :func:`build_tile`
@@ -19,13 +23,10 @@ plan restart at every junction). A chain ends at the tile boundary: a vehicle cr
 fresh plan there. With H3 resolution 6 (cells of about 36 km^2) such breaks are a few per
 through road.
 
-:func:`run_batch` runs the missing tiles with an executor (``serial``, ``processes``: a
-``concurrent.futures`` process pool, ``dask``: ``dask.distributed``, a ``LocalCluster`` or an
-existing scheduler; dask is imported only there), skips parts whose checksum is already
-recorded (resume after a crash), and merges the region outputs: the gap list
-(``edges/gaps.parquet``), per-network coverage statistics (``edges/stats.json``) and a
-GeoPackage for QGIS (``edges/edges.gpkg``: layers ``segments``, ``gaps``, ``handovers``).
-:func:`commap.map.comm_map.build_map` calls it as the last stage of a map build.
+:func:`run_batch` runs the missing tiles with an executor (:mod:`commap.map.executors`),
+skips parts whose checksum is already recorded (resume after a crash), and merges the region
+outputs (:mod:`commap.map.region`): the gap list, per-network coverage statistics and a
+GeoPackage. :func:`build_map` calls it as the last stage of a map build.
 
 Part columns (one row per segment of a directed edge; lengths along the edge):
 ``tile``, ``chain``, ``chain_pos`` (segment order along the chain), ``u``, ``v``, ``key``,
@@ -41,16 +42,17 @@ usable network), and per network ``<id>_sinr_db``, ``<id>_rsrp_dbm`` (terrestria
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import asdict, dataclass
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,35 +60,53 @@ import geopandas as gpd
 import h3
 import networkx as nx
 import numpy as np
-import pandas as pd
-import pyproj
 import shapely
 from numpy.typing import NDArray
+from pyproj import Geod
 
-from commap.errors import InvalidInputError
+from commap import __version__
+from commap.errors import CommapError, InvalidInputError
+from commap.files import fsync_dir, sha256_file
 from commap.geo.corridor import Corridor, Route, cut
-from commap.geo.geodesy import GEOD
+from commap.geo.terrain import Terrain
+from commap.map.comm_map import CommMap, verify_files
+from commap.map.executors import PartLog, check_executor, run_tiles
+from commap.map.manifest import (
+    FORMAT,
+    MANIFEST,
+    NETWORK_FIELDS,
+    BuildInputs,
+    Manifest,
+    NetworkEntry,
+    RoadsSource,
+    TerrainSource,
+)
+from commap.map.region import (
+    CRS,
+    EDGES_DIR,
+    EDGES_FORMAT,
+    PARTS_DIR,
+    merge_region,
+    part_path,
+    write_geoparquet,
+)
+from commap.map.spec import MapSpec, read_spec
 from commap.networks import NetworkCatalogue
 from commap.progress import ProgressArg, as_progress
+from commap.radio.layers import LayerContext, load_layer, prepare_layer
+from commap.radio.layers.cached import road_sample_points, write_cache
 from commap.radio.link import APP_PROFILES
-from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.radio.quality import QOUT_SINR_DB, QualityMatrix
 
 __all__ = [
+    "CACHED_LAYER_TYPES",
     "DEFAULT_TILE_RESOLUTION",
-    "EDGES_DIR",
-    "EDGES_FORMAT",
-    "EXECUTORS",
     "MAX_THROUGH_TURN_DEG",
     "TileParams",
     "assign_tiles",
+    "build_map",
     "build_tile",
-    "check_executor",
-    "part_path",
-    "read_coverage_stats",
-    "read_edge_table",
-    "read_gaps",
     "run_batch",
-    "summary_lines",
     "through_chains",
 ]
 
@@ -94,27 +114,23 @@ log = logging.getLogger(__name__)
 
 EdgeKey = tuple[int, int, int]
 FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
+# A status-line callback of the build steps (Progress.message).
+_Say = Callable[[str], None]
 
-EXECUTORS = ("serial", "processes", "dask")
-EDGES_FORMAT = "commap-edges/1"
-EDGES_DIR = "edges"
-PARTS_DIR = f"{EDGES_DIR}/parts"
-GAPS_FILE = f"{EDGES_DIR}/gaps.parquet"
-STATS_FILE = f"{EDGES_DIR}/stats.json"
-GPKG_FILE = f"{EDGES_DIR}/edges.gpkg"
 # Completion log of a running build (tile + checksum per line); deleted once the map is whole.
 PART_LOG = f"{EDGES_DIR}/parts.log"
 # H3 resolution 6: cells of ~36 km^2, 17 tiles for Andorra, ~10,000 for Germany.
 DEFAULT_TILE_RESOLUTION = 6
 # A road continues "through" a junction onto an edge turning at most this much.
 MAX_THROUGH_TURN_DEG = 60.0
-CRS = pyproj.CRS.from_epsg(4326)  # parsed once: every GeoDataFrame shares it
+# Time-invariant layers sampled once along every road at build time (see layers/cached.py).
+CACHED_LAYER_TYPES = frozenset({"terrestrial"})
 
+_GEOD = Geod(ellps="WGS84")
 _PLANNER = "exact DP (commap.plan.solve, solver='dp') per through-chain of directed edges in a tile"
 
 
-# -- parameters and progress --------------------------------------------------------------------
+# -- the edge table: parameters ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,40 +179,6 @@ class TileParams:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready parameters (what the build key and the manifest record)."""
         return {"tiling": "h3", **asdict(self)}
-
-
-def check_executor(executor: str, workers: int | None, scheduler: str | None) -> int:
-    """Validate executor options; return the number of workers to start.
-
-    Raises
-    ------
-    InvalidInputError
-        Unknown executor, fewer than one worker, or a scheduler address without ``dask``.
-
-    Examples
-    --------
-    >>> check_executor("serial", None, None)
-    1
-    >>> check_executor("processes", 2, None)
-    2
-    >>> check_executor("threads", None, None)
-    Traceback (most recent call last):
-    ...
-    commap.errors.InvalidInputError: unknown executor 'threads'; expected serial, processes, dask
-    """
-    if executor not in EXECUTORS:
-        raise InvalidInputError(
-            f"unknown executor {executor!r}; expected {', '.join(EXECUTORS)}", field="executor"
-        )
-    if workers is not None and (
-        isinstance(workers, bool) or int(workers) != workers or workers < 1
-    ):
-        raise InvalidInputError(f"workers must be an integer >= 1, got {workers}", field="workers")
-    if scheduler and executor != "dask":
-        raise InvalidInputError("a scheduler address needs the dask executor", field="scheduler")
-    if executor == "serial":
-        return 1
-    return int(workers) if workers is not None else (os.cpu_count() or 1)
 
 
 # -- tiles and chains -----------------------------------------------------------------------------
@@ -320,8 +302,6 @@ def through_chains(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey]) -> list[lis
 
 def _stamp(map_dir: Path) -> tuple[str, tuple[int, int]]:
     """Resolved map directory and its manifest's (mtime, size): the key of the caches below."""
-    from commap.map.comm_map import MANIFEST
-
     manifest = Path(map_dir).resolve() / MANIFEST
     try:
         info = manifest.stat()
@@ -346,37 +326,31 @@ class _Index:
 @functools.lru_cache(maxsize=2)
 def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Index:
     from commap.geo.roads import EDGES_FILE
-    from commap.map.comm_map import MANIFEST
 
     del stamp  # cache key only
     root = Path(map_dir)
+    manifest = Manifest.read(root / MANIFEST)
+    if manifest.roads is None:
+        raise InvalidInputError(f"map {map_dir} has no road graph: no edge table to build")
     try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-        roads = manifest.get("roads")
-        if not roads:
-            raise InvalidInputError(f"map {map_dir} has no road graph: no edge table to build")
         frame = gpd.read_parquet(
-            root / roads["dir"] / EDGES_FILE, columns=["u", "v", "key", "length_m", "geometry"]
+            root / manifest.roads.dir / EDGES_FILE,
+            columns=["u", "v", "key", "length_m", "geometry"],
         )
-        ids = tuple(str(n["id"]) for n in manifest["networks"])
-        facts = (str(manifest["name"]), float(manifest["segment_m"]), list(manifest["bbox"]))
-        departure_s = float(manifest["default_departure_s"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(
-            f"map {map_dir}: unreadable manifest or road table ({exc})"
-        ) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"map {map_dir}: unreadable road table ({exc})") from None
     keys = list(zip(*(frame[c].astype(np.int64).tolist() for c in ("u", "v", "key")), strict=True))
     geometries = list(frame.geometry)
     tiles = _tiles_of(keys, geometries, resolution)
     length = dict(zip(keys, frame["length_m"].astype(float).tolist(), strict=True))
     return _Index(
-        name=facts[0],
-        network_ids=ids,
-        segment_m=facts[1],
-        default_departure_s=departure_s,
+        name=manifest.name,
+        network_ids=manifest.network_ids,
+        segment_m=manifest.segment_m,
+        default_departure_s=manifest.default_departure_s,
         tiles=tiles,
         tile_km={t: sum(length[e] for e in edges) / 1000.0 for t, edges in tiles.items()},
-        bounds=_map_bounds(geometries, facts[2]),
+        bounds=_map_bounds(geometries, manifest.bbox),
     )
 
 
@@ -388,7 +362,8 @@ def _index(map_dir: Path, resolution: int) -> _Index:
 class _MapState:
     """A loaded map plus what every tile of it needs (built once per worker process)."""
 
-    cmap: Any  # commap.map.comm_map.CommMap (imported lazily: comm_map imports this module)
+    cmap: CommMap
+    roads: nx.MultiDiGraph  # cmap.roads, known to be there
     tiles: dict[str, list[EdgeKey]]
     bounds: tuple[float, float, float, float]
     bridges: NDArray[np.object_]
@@ -398,7 +373,6 @@ class _MapState:
 @functools.lru_cache(maxsize=2)
 def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapState:
     from commap.geo import roads as roads_mod
-    from commap.map.comm_map import CommMap
 
     del stamp  # cache key only
     cmap = CommMap.load(Path(map_dir))
@@ -409,6 +383,7 @@ def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapSta
     bridges[:] = found
     return _MapState(
         cmap=cmap,
+        roads=cmap.roads,
         tiles=assign_tiles(cmap.roads, resolution),
         bounds=_map_bounds([g for _, _, g in cmap.roads.edges(data="geometry")], cmap.bbox),
         bridges=bridges,
@@ -438,7 +413,7 @@ class _EdgeCut:
 def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDArray[np.object_]:
     """LineString of every segment: the route between ``start_m`` and ``end_m``."""
     lon, lat = route.lon, route.lat
-    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     cum = np.concatenate(([0.0], np.cumsum(leg_m)))
     a = np.column_stack((np.interp(start_m, cum, lon), np.interp(start_m, cum, lat)))
     b = np.column_stack((np.interp(end_m, cum, lon), np.interp(end_m, cum, lat)))
@@ -460,7 +435,7 @@ def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDAr
 def _cut_edge(state: _MapState, edge: EdgeKey, reference_s: float) -> _EdgeCut:
     from commap.geo import roads as roads_mod
 
-    graph = state.cmap.roads
+    graph = state.roads
     route = roads_mod.route_from_edges(graph, [edge])
     near = state.bridge_tree.query(graph.edges[edge]["geometry"].buffer(0.002))
     corridor = cut(
@@ -508,22 +483,6 @@ def _rows(matrix: QualityMatrix, rows: slice) -> QualityMatrix:
         provenance=matrix.provenance[rows],
         sample_count=matrix.sample_count[rows],
     )
-
-
-def _quality(cmap: Any, corridor: Corridor, reference_s: float) -> QualityMatrix:
-    """Quality of every network at every segment, all at the reference time."""
-    t_s = np.full(len(corridor), reference_s)
-    columns = [
-        cmap.layers[nid].sample(
-            corridor.lon,
-            corridor.lat,
-            t_s,
-            in_tunnel=corridor.in_tunnel,
-            under_bridge=corridor.under_bridge,
-        )
-        for nid in cmap.catalogue.ids
-    ]
-    return QualityMatrix.from_columns(cmap.catalogue.ids, columns)
 
 
 @dataclass(frozen=True)
@@ -609,7 +568,7 @@ def _tile_frame(
     cuts = [[_cut_edge(state, e, reference_s) for e in chain] for chain in chains]
     joined = [_join(c, reference_s) for c in cuts]
     everything = _join([cut_ for chain in cuts for cut_ in chain], reference_s)
-    matrix = _quality(cmap, everything, reference_s)
+    matrix = cmap.quality(everything, reference_s=reference_s)
     plans = _plan_chains(joined, matrix, cmap.catalogue, params.app)
     flat = [cut_ for chain in cuts for cut_ in chain]
     usable = (matrix.sinr_db >= QOUT_SINR_DB).sum(axis=1).astype(np.int8)
@@ -651,20 +610,6 @@ def _hilbert_sorted(
         )
     )
     return frame.iloc[order].reset_index(drop=True)
-
-
-def _write_atomic_parquet(frame: gpd.GeoDataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        frame.to_parquet(tmp, index=False, write_covering_bbox=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def part_path(map_dir: str | os.PathLike[str], tile: str) -> Path:
-    """Where the part of ``tile`` lives in a (partial or built) map directory."""
-    return Path(map_dir) / PARTS_DIR / f"{tile}.parquet"
 
 
 def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams) -> Path:
@@ -714,130 +659,20 @@ def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams
         path.parent.mkdir(exist_ok=True)
     except FileNotFoundError:
         raise InvalidInputError(f"map directory {map_dir} no longer exists") from None
-    _write_atomic_parquet(frame, path)
+    write_geoparquet(frame, path)
     log.debug("tile %s: %d edges, %d segments -> %s", tile_id, len(edges), len(frame), path)
     return path
 
 
-# -- executors ------------------------------------------------------------------------------------
-
-_Done = Callable[[str, Path], None]
+# -- the edge stage: every tile, resumable --------------------------------------------------------
 
 
-def _run_serial(map_dir: Path, todo: Sequence[str], params: TileParams, done: _Done) -> None:
-    for tile in todo:
-        done(tile, build_tile(map_dir, tile, params))
-
-
-def _run_processes(
-    map_dir: Path, todo: Sequence[str], params: TileParams, workers: int, done: _Done
-) -> None:
-    # spawn, not fork: workers start clean (no inherited threads or locks of the caller)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures: dict[Future[Path], str] = {
-            pool.submit(build_tile, str(map_dir), tile, params): tile for tile in todo
-        }
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(finished, key=lambda f: futures[f]):
-                    done(futures[future], future.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-
-
-_SCHEDULER_TIMEOUT_S = 20.0  # connecting to an existing scheduler
-
-
-def _dask_client(workers: int, scheduler: str | None) -> Any:
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        try:
-            return Client(scheduler, timeout=_SCHEDULER_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
-            raise InvalidInputError(
-                f"cannot reach the dask scheduler at {scheduler}: {exc}", field="scheduler"
-            ) from None
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    return Client(cluster)
-
-
-def _run_dask(
-    map_dir: Path,
-    todo: Sequence[str],
-    params: TileParams,
-    workers: int,
-    scheduler: str | None,
-    done: _Done,
-) -> None:
-    from dask.distributed import as_completed
-
-    client = _dask_client(workers, scheduler)
-    cluster = None if scheduler else client.cluster
-    try:
-        # pure=False: random task keys, so two builds on one shared cluster never share results
-        futures = [client.submit(build_tile, str(map_dir), t, params, pure=False) for t in todo]
-        tiles = {f.key: t for f, t in zip(futures, todo, strict=True)}
-        try:
-            for future in as_completed(futures):
-                done(tiles[future.key], Path(future.result()))
-        except BaseException:
-            client.cancel(futures)
-            raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-
-
-# -- resumable build ------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class _PartLog:
-    """Append-only record of finished parts (``tile sha256`` per line, fsynced).
-
-    Appending keeps the cost per tile constant for any number of tiles; a line torn by a kill
-    is ignored (its tile is built again).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[str, str] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                fields = line.split()
-                if len(fields) == 2 and len(fields[1]) == 64:
-                    self.done[fields[0]] = fields[1]
-
-    def add(self, tile: str, sha256: str) -> None:
-        self.done[tile] = sha256
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(f"{tile} {sha256}\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _finished(map_dir: Path, tiles: Iterable[str], record: _PartLog) -> set[str]:
+def _finished(map_dir: Path, tiles: Iterable[str], record: PartLog) -> set[str]:
     """Tiles whose part exists and matches its recorded checksum."""
     ok = set()
     for tile in tiles:
         path = part_path(map_dir, tile)
-        if tile in record.done and path.is_file() and _sha256(path) == record.done[tile]:
+        if tile in record.done and path.is_file() and sha256_file(path) == record.done[tile]:
             ok.add(tile)
     return ok
 
@@ -907,7 +742,7 @@ def run_batch(
         )
     tiles = list(index.tiles)
     (root / PARTS_DIR).mkdir(parents=True, exist_ok=True)
-    record = _PartLog(root / PART_LOG)
+    record = PartLog(root / PART_LOG)
     _clean_parts(root, tiles)
     finished = _finished(root, tiles, record)
     # largest tiles first: the last tile to start is a small one, so workers finish together
@@ -918,284 +753,30 @@ def run_batch(
     report.total(len(tiles), done=len(finished))
 
     def done(tile: str, path: Path) -> None:
-        record.add(tile, _sha256(path))
+        record.add(tile, sha256_file(path))
         report.advance(1)
 
-    if todo:
-        if executor == "serial":
-            _run_serial(root, todo, params, done)
-        elif executor == "processes":
-            _run_processes(root, todo, params, workers_n, done)
-        else:
-            _run_dask(root, todo, params, workers_n, scheduler, done)
+    run_tiles(
+        build_tile,
+        root,
+        todo,
+        params,
+        executor=executor,
+        workers=workers_n,
+        scheduler=scheduler,
+        done=done,
+    )
     report.message("edges: merging gaps, statistics and the GeoPackage")
-    section = _merge(root, index, params, record)
-    (root / PART_LOG).unlink(missing_ok=True)
-    _clear_state()
-    return section
-
-
-# -- region outputs -------------------------------------------------------------------------------
-
-_PROVENANCE_NAMES = {int(p): p.name.lower() for p in Provenance}
-
-
-class _Stats:
-    """Region totals accumulated part by part (in tile order, so sums are reproducible)."""
-
-    def __init__(self, network_ids: Sequence[str]) -> None:
-        self.ids = tuple(network_ids)
-        self.edge_m = 0.0
-        self.tunnel_m = 0.0
-        self.segments = 0
-        self.gap_m = 0.0
-        self.handovers: dict[str, int] = {}
-        self.covered_m = dict.fromkeys(self.ids, 0.0)
-        self.recommended_m = dict.fromkeys(self.ids, 0.0)
-        self.by_provenance = {
-            nid: dict.fromkeys(_PROVENANCE_NAMES.values(), 0.0) for nid in self.ids
-        }
-
-    def add(self, frame: pd.DataFrame) -> None:
-        length = frame["length_m"].to_numpy()
-        self.edge_m += float(length.sum())
-        self.tunnel_m += float(length[frame["in_tunnel"].to_numpy()].sum())
-        self.segments += len(frame)
-        self.gap_m += float(length[frame["gap"].to_numpy()].sum())
-        kinds = frame["handover_kind"].to_numpy()
-        for kind in sorted(set(kinds.tolist()) - {""}):
-            self.handovers[kind] = self.handovers.get(kind, 0) + int((kinds == kind).sum())
-        recommended = frame["network"].to_numpy()
-        for nid in self.ids:
-            covered = frame[f"{nid}_sinr_db"].to_numpy() >= QOUT_SINR_DB
-            self.covered_m[nid] += float(length[covered].sum())
-            self.recommended_m[nid] += float(length[recommended == nid].sum())
-            provenance = frame[f"{nid}_provenance"].to_numpy()
-            for code, name in _PROVENANCE_NAMES.items():
-                self.by_provenance[nid][name] += float(length[covered & (provenance == code)].sum())
-
-    def as_dict(self, gaps: int) -> dict[str, Any]:
-        def km(metres: float) -> float:
-            return round(metres / 1000.0, 3)
-
-        total = max(self.edge_m, 1e-9)
-        return {
-            "length_unit": "directed edge-km (a two-way road counts once per direction)",
-            "edge_km": km(self.edge_m),
-            "tunnel_km": km(self.tunnel_m),
-            "segments": self.segments,
-            "gap_km": km(self.gap_m),
-            "gap_share": round(self.gap_m / total, 4),
-            "gaps": gaps,
-            "handovers": sum(self.handovers.values()),
-            "handovers_by_kind": dict(sorted(self.handovers.items())),
-            "networks": {
-                nid: {
-                    "covered_km": km(self.covered_m[nid]),
-                    "covered_share": round(self.covered_m[nid] / total, 4),
-                    "covered_km_by_provenance": {
-                        name: km(m) for name, m in self.by_provenance[nid].items()
-                    },
-                    "recommended_km": km(self.recommended_m[nid]),
-                    "recommended_share": round(self.recommended_m[nid] / total, 4),
-                }
-                for nid in self.ids
-            },
-        }
-
-
-def _runs(flags: BoolArray, groups: NDArray[np.int64]) -> list[tuple[int, int]]:
-    """``[start, stop)`` of each run of True within one group (rows already in order)."""
-    if flags.size == 0:
-        return []
-    new_group = np.concatenate(([True], groups[1:] != groups[:-1]))
-    starts = flags & (new_group | ~np.concatenate(([False], flags[:-1])))
-    last = np.concatenate((new_group[1:], [True]))
-    stops = flags & (last | ~np.concatenate((flags[1:], [False])))
-    return list(
-        zip(np.flatnonzero(starts).tolist(), (np.flatnonzero(stops) + 1).tolist(), strict=True)
-    )
-
-
-def _gaps(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Stretches of consecutive gap segments along each chain of one part."""
-    ordered = frame.sort_values(["chain", "chain_pos"], kind="stable").reset_index(drop=True)
-    runs = _runs(ordered["gap"].to_numpy(), ordered["chain"].to_numpy().astype(np.int64))
-    rows: list[dict[str, Any]] = []
-    lines = []
-    for start, stop in runs:
-        first, last = ordered.iloc[start], ordered.iloc[stop - 1]
-        part = ordered.iloc[start:stop]
-        coords = shapely.get_coordinates(part.geometry.to_numpy())
-        keep = np.concatenate(([True], np.any(np.diff(coords, axis=0) != 0, axis=1)))
-        lines.append(
-            shapely.linestrings(coords[keep])
-            if keep.sum() >= 2
-            else shapely.linestrings(coords[:2])
-        )
-        length = part["length_m"].to_numpy()
-        rows.append(
-            {
-                "tile": first["tile"],
-                "chain": int(first["chain"]),
-                "from_u": int(first["u"]),
-                "from_v": int(first["v"]),
-                "from_key": int(first["key"]),
-                "from_m": float(first["start_m"]),
-                "to_u": int(last["u"]),
-                "to_v": int(last["v"]),
-                "to_key": int(last["key"]),
-                "to_m": float(last["end_m"]),
-                "length_m": float(length.sum()),
-                "tunnel_m": float(length[part["in_tunnel"].to_numpy()].sum()),
-                "segments": stop - start,
-            }
-        )
-    table = pd.DataFrame(rows, columns=list(_GAP_TYPES)).astype(_GAP_TYPES)
-    return gpd.GeoDataFrame(table, geometry=lines, crs=CRS)
-
-
-_GAP_TYPES = {
-    "tile": str, "chain": np.int32, "from_u": np.int64, "from_v": np.int64,
-    "from_key": np.int64, "from_m": np.float64, "to_u": np.int64, "to_v": np.int64,
-    "to_key": np.int64, "to_m": np.float64, "length_m": np.float64, "tunnel_m": np.float64,
-    "segments": np.int32,
-}  # fmt: skip
-
-
-def _handover_points(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    switched = frame[frame["handover_kind"] != ""]
-    columns = [
-        "tile",
-        "chain",
-        "u",
-        "v",
-        "key",
-        "start_m",
-        "handover_from",
-        "network",
-        "handover_kind",
-    ]
-    points = shapely.points(
-        shapely.get_coordinates(shapely.get_point(switched.geometry.to_numpy(), 0))
-    )
-    table = pd.DataFrame(switched[columns].to_numpy(), columns=columns).rename(
-        columns={
-            "start_m": "at_m",
-            "handover_from": "from_network",
-            "network": "to_network",
-            "handover_kind": "kind",
-        }
-    )
-    return gpd.GeoDataFrame(table.astype(_HANDOVER_TYPES), geometry=points, crs=CRS)
-
-
-_HANDOVER_TYPES = {
-    "tile": str, "chain": np.int32, "u": np.int64, "v": np.int64, "key": np.int64,
-    "at_m": np.float64, "from_network": str, "to_network": str, "kind": str,
-}  # fmt: skip
-
-
-class _GpkgWriter:
-    """GeoPackage export, written beside its target and renamed when complete.
-
-    Reproducible bytes: GDAL stamps ``last_change`` with OGR_CURRENT_DATE (set to the reference
-    time while writing). Segment rows are buffered into large batches: every write call costs a
-    transaction, whatever its size.
-    """
-
-    def __init__(self, path: Path, reference_s: float) -> None:
-        import pyogrio
-
-        self.pyogrio = pyogrio
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-        self.tmp.unlink(missing_ok=True)
-        self.date = pd.Timestamp(reference_s, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.layers: set[str] = set()
-        self.pending: list[gpd.GeoDataFrame] = []
-        self.pending_rows = 0
-
-    def add_segments(self, frame: gpd.GeoDataFrame) -> None:
-        self.pending.append(frame)
-        self.pending_rows += len(frame)
-        if self.pending_rows >= _GPKG_BATCH_ROWS:
-            self.flush_segments()
-
-    def flush_segments(self) -> None:
-        if self.pending:
-            self.write(pd.concat(self.pending, ignore_index=True), "segments", "LineString")
-        self.pending, self.pending_rows = [], 0
-
-    def write(self, frame: gpd.GeoDataFrame, layer: str, geometry_type: str) -> None:
-        previous = self.pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-        self.pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": self.date})
-        try:
-            self.pyogrio.write_dataframe(
-                frame,
-                self.tmp,
-                layer=layer,
-                driver="GPKG",
-                append=layer in self.layers,
-                geometry_type=geometry_type,
-            )
-        finally:
-            self.pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
-        self.layers.add(layer)
-
-    def commit(self) -> None:
-        self.flush_segments()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-
-
-_GPKG_BATCH_ROWS = 200_000
-
-
-def _write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _merge(root: Path, index: _Index, params: TileParams, record: _PartLog) -> dict[str, Any]:
-    """Gap list, statistics and GeoPackage from the parts; the manifest's ``edges`` section."""
     assert params.reference_s is not None
-    stats = _Stats(index.network_ids)
-    gaps: list[gpd.GeoDataFrame] = []
-    handovers: list[gpd.GeoDataFrame] = []
-    tiles: list[dict[str, Any]] = []
-    gpkg = _GpkgWriter(root / GPKG_FILE, params.reference_s)
-    try:
-        for tile in index.tiles:
-            path = part_path(root, tile)
-            frame = gpd.read_parquet(path)
-            stats.add(frame)
-            gaps.append(_gaps(frame))
-            handovers.append(_handover_points(frame))
-            gpkg.add_segments(frame)
-            tiles.append(
-                {
-                    "id": tile,
-                    "part": str(path.relative_to(root)),
-                    "edges": len(index.tiles[tile]),
-                    "segments": len(frame),
-                    "sha256": record.done[tile],
-                }
-            )
-        gap_frame = _hilbert_gaps(gaps, index.bounds)
-        gpkg.flush_segments()
-        gpkg.write(gap_frame, "gaps", "LineString")
-        gpkg.write(pd.concat(handovers, ignore_index=True), "handovers", "Point")
-        gpkg.commit()
-    finally:
-        gpkg.discard()
-    _write_atomic_parquet(gap_frame, root / GAPS_FILE)
-    totals = stats.as_dict(gaps=len(gap_frame))
-    _write_json_atomic(root / STATS_FILE, totals)
-    return {
+    region = merge_region(
+        root,
+        tiles={tile: len(index.tiles[tile]) for tile in index.tiles},
+        checksums=record.done,
+        network_ids=index.network_ids,
+        bounds=index.bounds,
+        reference_s=params.reference_s,
+    )
+    section = {
         "format": EDGES_FORMAT,
         "parameters": {
             **params.as_dict(),
@@ -1204,146 +785,316 @@ def _merge(root: Path, index: _Index, params: TileParams, record: _PartLog) -> d
             "through_turn_deg": MAX_THROUGH_TURN_DEG,
             "planner": _PLANNER,
         },
-        "outputs": {"parts": PARTS_DIR, "gaps": GAPS_FILE, "stats": STATS_FILE, "gpkg": GPKG_FILE},
-        "totals": {k: totals[k] for k in ("edge_km", "segments", "gap_km", "gaps", "handovers")},
-        "tiles": tiles,
+        **region,
     }
+    (root / PART_LOG).unlink(missing_ok=True)
+    _clear_state()
+    return section
 
 
-def _hilbert_gaps(
-    gaps: Sequence[gpd.GeoDataFrame], bounds: tuple[float, float, float, float]
-) -> gpd.GeoDataFrame:
-    frame = gpd.GeoDataFrame(pd.concat(gaps, ignore_index=True), geometry="geometry", crs=CRS)
-    if frame.empty:
-        return frame
-    distance = frame.geometry.hilbert_distance(total_bounds=bounds).to_numpy()
-    order = np.lexsort(
-        (
-            frame["from_m"].to_numpy(),
-            frame["from_key"].to_numpy(),
-            frame["from_v"].to_numpy(),
-            frame["from_u"].to_numpy(),
-            distance,
-        )
-    )
-    return frame.iloc[order].reset_index(drop=True)
+# -- the whole map --------------------------------------------------------------------------------
 
 
-# -- reading a built map's edge table ---------------------------------------------------------------
-
-
-def _section(map_dir: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
-    from commap.map.comm_map import MANIFEST, resolve_map_dir
-
-    directory = resolve_map_dir(Path(map_dir))
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{directory / MANIFEST}: unreadable manifest ({exc})") from None
-    section = manifest.get("edges") if isinstance(manifest, dict) else None
-    if not isinstance(section, dict) or section.get("format") != EDGES_FORMAT:
-        raise InvalidInputError(
-            f"map {directory} has no edge table (built without roads or before batch builds); "
-            "rebuild it with `commap build-map`",
-            field="edges",
-        )
-    return directory, section
-
-
-def read_edge_table(
-    map_dir: str | os.PathLike[str],
+def build_map(
+    spec_path: str | Path,
+    out_dir: str | Path,
     *,
-    bbox: tuple[float, float, float, float] | None = None,
-    columns: Sequence[str] | None = None,
-) -> gpd.GeoDataFrame:
-    """The per-segment edge table of a built map (all parts, in tile order).
+    progress: ProgressArg = None,
+    executor: str = "serial",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    edges: bool = True,
+    tile_params: TileParams | None = None,
+) -> Path:
+    """Build a map from its spec into ``out_dir`` (replaced atomically when complete).
+
+    The build runs in a partial directory beside ``out_dir``, ``.<name>.partial-<key>``, whose
+    key hashes the spec, every input file it names, the commap code and the batch parameters.
+    A build that was killed resumes from it: the base tables (roads, layers, caches) when they
+    were complete, and every edge-table part already recorded. A failure on bad input
+    (:class:`~commap.errors.CommapError`) removes it; ``out_dir`` appears only complete.
 
     Parameters
     ----------
-    map_dir : path-like
-        A built map (name or directory).
-    bbox : (lon_min, lat_min, lon_max, lat_max), optional
-        Only segments whose bounding box intersects it (read with the parts' bbox covering).
-    columns : sequence of str, optional
-        Columns to read (the geometry is always read).
+    spec_path : path of ``map.toml``.
+    out_dir : the built map directory.
+    progress : called with a short message at each step (for CLIs), or a
+        :class:`commap.progress.Progress` (tile counts for a progress bar as well).
+    executor : ``serial``, ``processes`` or ``dask``: where the edge-table tiles run.
+    workers : worker processes for ``processes`` and a dask ``LocalCluster`` (default: CPUs).
+    scheduler : address of an existing dask scheduler (``tcp://host:port``; dask only).
+    edges : build the per-edge table for maps with roads.
+    tile_params : tiling and planning parameters of the edge table (default
+        :class:`TileParams`).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
 
     Raises
     ------
-    MapNotFoundError
-        ``map_dir`` is no built map.
     InvalidInputError
-        The map has no edge table, or a part is unreadable.
+        A bad spec, a missing or corrupt input file, bad executor options, or another build
+        writing ``out_dir`` at the same time.
 
     Examples
     --------
-    >>> read_edge_table("no/such/map")
+    >>> build_map("no/such/map.toml", "built")
     Traceback (most recent call last):
     ...
-    commap.errors.MapNotFoundError: no/such/map is not a built map (no manifest.json)
+    commap.errors.InvalidInputError: map spec no/such/map.toml does not exist
     """
-    directory, section = _section(map_dir)
-    wanted = None if columns is None else [*columns, "geometry"]
-    frames = []
-    for tile in section["tiles"]:
-        path = directory / tile["part"]
+    report = as_progress(progress, label="edges", unit="tiles")
+    spec = read_spec(spec_path)
+    check_executor(executor, workers, scheduler)
+    params = tile_params or TileParams()
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(spec)
+    key = _build_key(inputs, params.as_dict() if edges else None)
+    partial = out.parent / f".{out.name}.partial-{key[:16]}"
+    with _exclusive(out):
+        _drop_stale_partials(out, keep=partial)
         try:
-            frames.append(gpd.read_parquet(path, columns=wanted, bbox=bbox))
-        except (OSError, ValueError) as exc:
-            raise InvalidInputError(f"{path}: unreadable edge table part ({exc})") from None
-    if not frames:
-        return gpd.GeoDataFrame(geometry=[], crs=CRS)
-    return gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), geometry="geometry", crs=CRS)
+            manifest = _base_stage(spec, partial, key, inputs, report.message)
+            if edges and manifest.roads is not None:
+                section = run_batch(
+                    partial,
+                    params,
+                    executor=executor,
+                    workers=workers,
+                    scheduler=scheduler,
+                    progress=report,
+                )
+                manifest = replace(manifest, edges=section)
+            replace(manifest, files=_file_checksums(partial)).write(partial / MANIFEST)
+            _replace_dir(partial, out)
+        except CommapError:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        except BaseException:
+            log.warning("build of %s stopped; run it again to resume from %s", out, partial)
+            raise
+    report.message(f"map {spec.name} built in {out}")
+    return out
 
 
-def read_gaps(map_dir: str | os.PathLike[str]) -> gpd.GeoDataFrame:
-    """The coverage-gap list of a built map (stretches where no network is usable).
+def _inputs(spec: MapSpec) -> BuildInputs:
+    """The spec and every file (or directory of files) its values name, with checksums."""
+    found: dict[str, str] = {}
 
-    Raises
-    ------
-    InvalidInputError
-        The map has no edge table.
-    """
-    directory, section = _section(map_dir)
-    try:
-        return gpd.read_parquet(directory / section["outputs"]["gaps"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"map {directory}: unreadable gap list ({exc})") from None
+    def visit(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                visit(item)
+        elif isinstance(value, str) and value and "\n" not in value and len(value) < 1024:
+            path = spec.source_dir / value
+            try:
+                if path.is_file():
+                    found[value] = sha256_file(path)
+                elif path.is_dir() and value not in (".", ".."):
+                    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                        found[f"{value}/{item.relative_to(path)}"] = sha256_file(item)
+            except OSError:  # a text value that is no file name (too long, ...)
+                pass
+
+    visit(spec.raw)
+    return BuildInputs(
+        spec_file=spec.path.name,
+        spec_sha256=sha256_file(spec.path),
+        files=dict(sorted(found.items())),
+    )
 
 
-def read_coverage_stats(map_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Per-network coverage statistics of a built map's region (``edges/stats.json``).
+def _code_digest() -> str:
+    """Checksum of the commap sources: a partial build of other code is never resumed."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent.parent  # the whole commap package
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
-    Raises
-    ------
-    InvalidInputError
-        The map has no edge table.
-    """
-    directory, section = _section(map_dir)
-    try:
-        payload: dict[str, Any] = json.loads(
-            (directory / section["outputs"]["stats"]).read_text(encoding="utf-8")
+
+def _build_key(inputs: BuildInputs, edge_params: Mapping[str, Any] | None) -> str:
+    payload = {
+        "format": FORMAT,
+        "commap": __version__,
+        "code": _code_digest(),
+        "inputs": inputs.to_dict(),
+        "edges": edge_params,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """Hold ``.<name>.lock`` beside ``out``: one build of a directory at a time."""
+    lock = out.parent / f".{out.name}.lock"
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InvalidInputError(
+                f"{out}: another build is writing this map (lock {lock})", field="out"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)  # still held: no other build got it in between
+
+
+def _drop_stale_partials(out: Path, *, keep: Path) -> None:
+    """Partial builds of other inputs or code can never be resumed: remove them."""
+    for path in out.parent.glob(f".{out.name}.partial-*"):
+        if path != keep:
+            log.info("removing stale partial build %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _base_stage(
+    spec: MapSpec, partial: Path, key: str, inputs: BuildInputs, say: _Say
+) -> Manifest:
+    """The map without its edge table, reused from ``partial`` when complete there."""
+    manifest_path = partial / MANIFEST
+    if manifest_path.is_file():
+        try:
+            previous = Manifest.read(manifest_path)
+            if previous.build_key == key:
+                verify_files(partial, previous.files)
+                say(f"resuming the partial build in {partial}")
+                return replace(previous, edges=None, files={})
+        except (OSError, CommapError) as exc:
+            log.info("partial build %s is not reusable (%s): starting again", partial, exc)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    manifest = replace(_build_into(spec, partial, say), inputs=inputs, build_key=key)
+    # loadable from here on (batch workers open it); also marks the base stage as complete
+    manifest.write(manifest_path)
+    return replace(manifest, files={})
+
+
+def _file_checksums(built: Path) -> dict[str, str]:
+    files = sorted(p for p in built.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {str(p.relative_to(built)): sha256_file(p) for p in files}
+
+
+def _copy_sources(spec: MapSpec, files: Sequence[str], built: Path, subdir: str) -> list[str]:
+    out: list[str] = []
+    (built / subdir).mkdir(exist_ok=True)
+    for name in files:
+        src = spec.source_dir / name
+        if not src.is_file():
+            raise InvalidInputError(f"{spec.path}: source file {name} does not exist")
+        dst = built / subdir / src.name
+        shutil.copyfile(src, dst)
+        out.append(f"{subdir}/{src.name}")
+    return out
+
+
+def _build_networks(spec: MapSpec, ctx: LayerContext, progress: _Say) -> list[NetworkEntry]:
+    points: list[tuple[NDArray[np.float64], NDArray[np.float64]]] = []
+
+    def road_points() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        if not points:  # computed once, for the first cached layer
+            assert ctx.roads is not None
+            points.append(road_sample_points(ctx.roads, spacing_m=spec.segment_m / 2.0))
+        return points[0]
+
+    built_networks: list[NetworkEntry] = []
+    for raw in spec.networks:
+        entry = NetworkEntry(fields={k: raw[k] for k in NETWORK_FIELDS if k in raw}, layer={})
+        network = entry.network()
+        progress(f"network {network.id}: preparing {raw['layer'].get('type')} layer")
+        layer = prepare_layer(network, raw["layer"], ctx)
+        cache = None
+        if ctx.roads is not None and layer.get("type") in CACHED_LAYER_TYPES:
+            progress(f"network {network.id}: sampling coverage along every road")
+            cache = f"cache/{network.id}.parquet"
+            write_cache(load_layer(network, layer, ctx), *road_points(), ctx.built_dir / cache)
+        measured = None
+        if "measured" in raw:
+            from commap.radio.layers.measured import prepare_measured
+
+            measured = prepare_measured(network, raw["measured"], ctx)
+        built_networks.append(replace(entry, layer=layer, cache=cache, measured=measured))
+    return built_networks
+
+
+def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
+    from commap.geo import roads as roads_mod
+
+    terrain = None
+    terrain_source = None
+    if spec.terrain:
+        say("terrain: loading SRTM tiles")
+        tiles = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
+        terrain = Terrain.from_files([built / f for f in tiles])
+        terrain_source = TerrainSource(tuple(tiles), str(spec.terrain.get("attribution", "")))
+    graph = None
+    roads_source = None
+    if spec.roads:
+        say(f"roads: reading {spec.roads['file']}")
+        graph = roads_mod.load_road_graph(spec.source_dir / spec.roads["file"], bbox=spec.bbox)
+        roads_mod.write_road_graph(graph, built / "roads")
+        length_km = sum(d["length_m"] for _, _, d in graph.edges(data=True)) / 1000.0
+        roads_source = RoadsSource(
+            dir="roads",
+            source=Path(spec.roads["file"]).name,
+            attribution=str(spec.roads.get("attribution", "")),
+            nodes=graph.number_of_nodes(),
+            edges=graph.number_of_edges(),
+            edge_length_km=round(length_km, 3),
         )
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"map {directory}: unreadable statistics ({exc})") from None
-    return payload
+        say(f"roads: {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges")
+    ctx = LayerContext(
+        source_dir=spec.source_dir,
+        built_dir=built,
+        bbox=spec.bbox,
+        terrain=terrain,
+        roads=graph,
+        seed=spec.seed,
+    )
+    networks = _build_networks(spec, ctx, say)
+    return Manifest(
+        commap_version=__version__,
+        name=spec.name,
+        title=spec.title,
+        description=spec.description,
+        bbox=spec.bbox,
+        segment_m=spec.segment_m,
+        seed=spec.seed,
+        default_departure_s=spec.default_departure_s,
+        roads=roads_source,
+        terrain=terrain_source,
+        networks=tuple(networks),
+        attribution=tuple(_attributions(spec)),
+        files=_file_checksums(built),
+    )
 
 
-def summary_lines(stats: Mapping[str, Any]) -> list[str]:
-    """Human-readable summary of :func:`read_coverage_stats` output (for CLIs).
+def _attributions(spec: MapSpec) -> list[str]:
+    found: list[str] = []
+    tables: list[Any] = [spec.roads, spec.terrain]
+    for net in spec.networks:
+        tables += [net.get("layer"), net.get("measured")]
+    for table in tables:
+        if isinstance(table, Mapping) and table.get("attribution"):
+            text = str(table["attribution"])
+            if text not in found:
+                found.append(text)
+    return found
 
-    Examples
-    --------
-    >>> summary_lines({"edge_km": 0.0, "segments": 0, "gap_km": 0.0, "gaps": 0,
-    ...                "handovers": 0, "networks": {}})
-    ['0.0 edge-km in 0 segments; 0 gaps over 0.0 km; 0 planned handovers']
-    """
-    lines = [
-        f"{stats['edge_km']} edge-km in {stats['segments']} segments; {stats['gaps']} gaps "
-        f"over {stats['gap_km']} km; {stats['handovers']} planned handovers"
-    ]
-    for nid, net in stats["networks"].items():
-        lines.append(
-            f"{nid}: covers {net['covered_km']} km ({net['covered_share']:.0%}), "
-            f"recommended on {net['recommended_km']} km"
-        )
-    return lines
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Swap the complete ``new`` directory in for ``target`` (two renames, then clean up)."""
+    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)

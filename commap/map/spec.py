@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from commap.errors import InvalidInputError
+from commap.map.manifest import MAP_NAME
 from commap.networks import NetworkKind
 from commap.radio.layers.measured import DEFAULT_H3_RESOLUTION
 from commap.radio.layers.satellite import (
@@ -61,7 +62,6 @@ __all__ = [
     "reference_markdown",
 ]
 
-MAP_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NETWORK_ID: Final = re.compile(r"^\S+$")
 MEASURED_FORMATS: Final = ("records", "gnettrack", "grid")
 # Which layer types a network of each kind may use.

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from commap.errors import CommapError, InvalidInputError
+from commap.files import atomic_path, write_text_atomic
 from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
 from commap.plan import defaults
@@ -491,20 +490,13 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
             f"{target}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="out"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        if suffix == ".json":
-            tmp.write_text(plan.to_json(indent=1) + "\n", encoding="utf-8")
-        elif suffix == ".geojson":
-            tmp.write_text(json.dumps(plan.to_geojson(), allow_nan=False) + "\n", encoding="utf-8")
-        else:
-            tmp.unlink()  # the GeoPackage driver wants to create the file itself
+    if suffix == ".json":
+        write_text_atomic(target, plan.to_json(indent=1) + "\n")
+    elif suffix == ".geojson":
+        write_text_atomic(target, json.dumps(plan.to_geojson(), allow_nan=False) + "\n")
+    else:
+        with atomic_path(target, keep_suffix=True) as tmp:
             _write_gpkg(plan, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

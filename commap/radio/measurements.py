@@ -19,7 +19,6 @@ per-grid-square table with the same statistics columns as the measured layer's H
 from __future__ import annotations
 
 import logging
-import os
 import re
 import uuid
 import zipfile
@@ -34,6 +33,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
+from commap.files import write_text_atomic
 
 __all__ = [
     "GNETTRACK_COLUMNS",
@@ -421,35 +421,6 @@ def _to_csv_text(df: pd.DataFrame) -> str:
     return text
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` durably: temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # the rename is durable only once the directory entry is on disk (POSIX)
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_records_csv(
     df: pd.DataFrame, path: str | Path, *, known_networks: Collection[str] | None = None
 ) -> Path:
@@ -471,7 +442,7 @@ def write_records_csv(
     path = Path(path)
     records = validate_records(df, source=str(path), known_networks=known_networks)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, _to_csv_text(records))
+    write_text_atomic(path, _to_csv_text(records))  # fsyncs the file and the directory
     return path
 
 
@@ -499,7 +470,7 @@ def append_records(
     directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = directory / f"records-{stamp}-{uuid.uuid4().hex[:12]}.csv"
-    _write_atomic(path, _to_csv_text(records))
+    write_text_atomic(path, _to_csv_text(records))  # fsyncs the file and the directory
     log.debug("appended %d records to %s", len(records), path)
     return path
 

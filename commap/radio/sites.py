@@ -25,7 +25,6 @@ import gzip
 import io
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from scipy import sparse
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
+from commap.files import write_text_atomic
 from commap.geo.geodesy import offset_deg, to_local_m
 from commap.radio.pathloss import ENVIRONMENTS, link_loss_db, model_loss_db
 
@@ -440,16 +440,7 @@ def write_opencellid_csv(
             ]
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(lines.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, lines.getvalue())
     return path
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.map import comm_map
 from commap.map.spec import (
     LAYER_SECTIONS,
     TYPE_WORDS,
@@ -117,10 +116,6 @@ def test_base_spec_reads_with_typed_defaults(tmp_path: Path) -> None:
     assert leo.layer.sinr_zenith_db == 12.0 and geo.layer.confidence == 0.9
     assert spec.title == "tiny" and spec.default_departure_s == 0.0
     assert spec.roads == {"file": "data/roads.osm.pbf"} and spec.terrain is None
-
-
-def test_comm_map_re_exports_read_spec() -> None:
-    assert comm_map.read_spec is read_spec
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:

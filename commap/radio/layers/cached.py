@@ -9,7 +9,6 @@ off the roads and points in tunnels, whose quality depends on the tunnel flag).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import networkx as nx
@@ -19,6 +18,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
+from commap.files import atomic_path
 from commap.radio.quality import CoverageLayer, Quality
 
 __all__ = ["CachedLayer", "road_sample_points", "write_cache"]
@@ -76,9 +76,8 @@ def write_cache(
     quality = layer.sample(lon, lat, np.zeros_like(lon))
     frame = pd.DataFrame({"lon": lon, "lat": lat} | {c: getattr(quality, c) for c in _COLUMNS})
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
 
 
 class CachedLayer:

@@ -52,8 +52,6 @@ no-signal values of :meth:`Quality.empty` (provenance NONE).
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +64,7 @@ from h3.api import basic_int as h3i
 from numpy.typing import ArrayLike, NDArray
 
 from commap.errors import InvalidInputError
+from commap.files import atomic_path
 from commap.networks import Network
 from commap.radio.layers import LayerContext
 from commap.radio.measurements import (
@@ -781,15 +780,8 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
     frame = gpd.GeoDataFrame(
         table, geometry=gpd.points_from_xy(table["lon"], table["lat"]), crs="EPSG:4326"
     )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _prepare(

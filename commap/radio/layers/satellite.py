@@ -57,6 +57,7 @@ from skyfield.api import EarthSatellite, load
 from skyfield.iokit import parse_tle_file
 
 from commap.errors import InvalidInputError
+from commap.files import atomic_path
 from commap.geo.horizon import (
     ANTENNA_HEIGHT_M,
     Horizon,
@@ -887,9 +888,8 @@ def _prepare_horizon(ctx: LayerContext) -> str:
             log.warning("%s: unreadable horizon grid, recomputing", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid = compute_horizon_grid(ctx.terrain, ctx.bbox)
-    tmp = path.with_name("horizon.tmp.npz")
-    grid.save(tmp)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written grid behind
+    with atomic_path(path, keep_suffix=True) as tmp:  # numpy appends .npz to other names
+        grid.save(tmp)
     return _HORIZON_FILE
 
 
