@@ -250,7 +250,7 @@ def test_every_directed_edge_is_cut_into_map_segments(sub_map: CommMap, table: A
     assert (per_edge["max"] <= sub_map.segment_m + 1e-9).all()
     assert per_edge["count"].sum() == len(table)
     stats = sub_map.coverage_stats()
-    assert stats["edge_km"] == pytest.approx(sub_map.manifest["roads"]["edge_length_km"], abs=1e-3)
+    assert stats["edge_km"] == pytest.approx(sub_map.manifest.roads.edge_length_km, abs=1e-3)
     assert stats["segments"] == len(table)
 
 
@@ -258,7 +258,7 @@ def test_quality_columns_match_the_map_layers(sub_map: CommMap, table: Any) -> N
     """The table holds what the layers say at the segment centres, at the reference time."""
     graph = sub_map.roads
     assert graph is not None
-    reference_s = sub_map.manifest["edges"]["parameters"]["reference_s"]
+    reference_s = sub_map.manifest.edges["parameters"]["reference_s"]
     assert reference_s == sub_map.default_departure_s
     box = shapely.box(*SUB_BBOX)
     inside = [e for e in graph.edges(keys=True) if box.contains(graph.edges[e]["geometry"])]
@@ -359,8 +359,8 @@ def test_edge_table_reads_a_bbox_and_columns(sub_map: CommMap, table: Any) -> No
 def test_map_without_edge_table_says_so(base_map: Path, serial_map: Path) -> None:
     out = base_map
     cmap = CommMap.load(out)
-    assert not cmap.has_edge_table and "edges" not in cmap.manifest
-    assert not any(name.startswith("edges/") for name in cmap.manifest["files"])
+    assert not cmap.has_edge_table and cmap.manifest.edges is None
+    assert not any(name.startswith("edges/") for name in cmap.manifest.files)
     with pytest.raises(InvalidInputError, match="no edge table"):
         cmap.edge_table()
     # the base tables do not depend on the edge stage
@@ -542,7 +542,7 @@ def test_whole_default_map_on_two_processes(tmp_path: Path) -> None:
     cmap = CommMap.load(out)
     assert cmap.roads is not None and cmap.has_edge_table
     stats = cmap.coverage_stats()
-    assert stats["edge_km"] == pytest.approx(cmap.manifest["roads"]["edge_length_km"], abs=1e-3)
+    assert stats["edge_km"] == pytest.approx(cmap.manifest.roads.edge_length_km, abs=1e-3)
     table = cmap.edge_table(columns=["u", "v", "key", "network", "gap", "in_tunnel"])
     edges = set(map(tuple, table[["u", "v", "key"]].drop_duplicates().to_numpy().tolist()))
     assert edges == set(cmap.roads.edges(keys=True))

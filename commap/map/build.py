@@ -956,9 +956,7 @@ def _drop_stale_partials(out: Path, *, keep: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _base_stage(
-    spec: MapSpec, partial: Path, key: str, inputs: BuildInputs, say: _Say
-) -> Manifest:
+def _base_stage(spec: MapSpec, partial: Path, key: str, inputs: BuildInputs, say: _Say) -> Manifest:
     """The map without its edge table, reused from ``partial`` when complete there."""
     manifest_path = partial / MANIFEST
     if manifest_path.is_file():

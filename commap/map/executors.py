@@ -37,8 +37,6 @@ TileTask = Callable[[str, str, P], Path]
 Done = Callable[[str, Path], None]
 
 
-
-
 def check_executor(executor: str, workers: int | None, scheduler: str | None) -> int:
     """Validate executor options; return the number of workers to start.
 

@@ -30,12 +30,11 @@ commap.errors.InvalidInputError: .../manifest.json: missing key 'segment_m'
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,12 +248,8 @@ class BuildInputs:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Manifest(Mapping[str, Any]):
-    """Everything ``manifest.json`` of a built map records.
-
-    It is also a read-only mapping over its JSON form (``manifest["title"]``) for readers that
-    have not moved to the attributes yet.
-    """
+class Manifest:
+    """Everything ``manifest.json`` of a built map records."""
 
     name: str
     commap_version: str
@@ -372,20 +367,6 @@ class Manifest(Mapping[str, Any]):
             edges=top.get("edges", dict, None),
             files=top.string_map("files", {}),
         )
-
-    # -- read-only mapping over the JSON form ---------------------------------------------------
-    @functools.cached_property
-    def _json(self) -> dict[str, Any]:
-        return self.to_dict()
-
-    def __getitem__(self, key: str) -> Any:
-        return self._json[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._json)
-
-    def __len__(self) -> int:
-        return len(self._json)
 
 
 def _bbox(top: _Fields) -> tuple[float, float, float, float]:

@@ -177,7 +177,7 @@ def _attribution(cmap: CommMap | None) -> str:
     if cmap is None:
         return _OSM_SRTM
     found = []
-    for text in cmap.manifest.get("attribution", []):
+    for text in cmap.manifest.attribution:
         short = str(text).split(" (http")[0]
         # long citations: keep the source and authors' first name, the page footer has the rest
         short = short if len(short) <= 70 else short.split(",")[0] + " et al."
@@ -322,8 +322,7 @@ def plot_coverage(
     )
     when = _utc(time_s)
     fig.suptitle(
-        f"{cmap.manifest.get('title', cmap.name)}: {_METRIC_TITLE[metric]} coverage "
-        f"along the roads ({when})",
+        f"{cmap.manifest.display_title}: {_METRIC_TITLE[metric]} coverage along the roads ({when})",
         fontsize=12,
     )
     _footer(fig, _attribution(cmap))

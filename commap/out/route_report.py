@@ -363,9 +363,9 @@ def measured_network(cmap: CommMap) -> str:
     InvalidInputError
         The map has no measured network (name the network explicitly).
     """
-    for entry in cmap.manifest.get("networks", []):
-        if entry.get("layer", {}).get("type") == "measured" or entry.get("measured"):
-            return str(entry["id"])
+    for entry in cmap.manifest.networks:
+        if entry.layer_type == "measured" or entry.measured:
+            return entry.id
     raise InvalidInputError(
         f"map {cmap.name} has no measured network; name the network the trace measured",
         field="network_id",
@@ -590,7 +590,7 @@ def write_route_report(
     data: dict[str, Any] = {
         "title": title,
         "map": cmap.name,
-        "map_title": str(cmap.manifest.get("title", cmap.name)),
+        "map_title": cmap.manifest.display_title,
         "route": route_name,
         "departure_utc": format_time(timeline.corridor.departure_s),
         "app": {"name": profile.name, "data_rate_mbps": profile.data_rate_mbps},
@@ -600,7 +600,7 @@ def write_route_report(
             timeline, data_rate_mbps=profile.data_rate_mbps, ping_pong_s=ping_pong_s
         ),
         "coverage_by_provenance": coverage_by_provenance(timeline),
-        "attribution": [str(a) for a in cmap.manifest.get("attribution", [])],
+        "attribution": list(cmap.manifest.attribution),
     }
     figures: dict[str, bytes] = {}
     figures["map"] = _png(

@@ -133,8 +133,8 @@ def test_unreadable_manifest(tmp_path: Path) -> None:
         Manifest.read(path)
 
 
-def test_mapping_view_reads_like_the_json(tmp_path: Path) -> None:
+def test_typed_view_matches_the_json(tmp_path: Path) -> None:
     manifest = Manifest.read(_write(tmp_path, _valid()))
-    assert manifest["roads"]["nodes"] == 2
-    assert manifest.get("edges") is None and "edges" not in manifest
-    assert dict(manifest) == _valid()
+    assert manifest.roads is not None and manifest.roads.nodes == 2
+    assert manifest.edges is None
+    assert manifest.to_dict() == _valid()

@@ -66,10 +66,10 @@ def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> di
     'meta_payload'
     """
     colors = network_colors(cmap.catalogue.ids)
-    attribution = [str(a) for a in cmap.manifest.get("attribution", [])]
+    attribution = list(cmap.manifest.attribution)
     return {
         "name": cmap.name,
-        "title": str(cmap.manifest.get("title", cmap.name)),
+        "title": cmap.manifest.display_title,
         "bbox": [float(v) for v in cmap.bbox],
         "t_s": float(t_s),
         "attribution": attribution,
