@@ -8,10 +8,9 @@ import pytest
 
 from commap.errors import MapNotFoundError
 from commap.map.comm_map import CommMap, build_map, resolve_map_dir
+from tests.support.paths import MAPS
 
-REPO = Path(__file__).resolve().parents[1]
-MAPS = REPO / "maps"
-TEST_DATA = Path(__file__).resolve().parent / "data"
+pytest_plugins = ("tests.support.conftest_server",)  # the real gRPC server, for tests/server
 
 
 def _built(name: str, tmp_factory: pytest.TempPathFactory) -> Path:
