@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 __all__ = [
     "plot_cork_replay",
     "plot_drops",
+    "plot_evaluation_strip",
     "plot_outage_cdf",
     "plot_starlink_bridges",
-    "plot_evaluation_strip",
     "summary_markdown",
     "write_evaluation_report",
 ]

@@ -52,9 +52,9 @@ import pandas as pd
 from numpy.typing import NDArray
 from pyproj import Geod
 
-from commap.out import plot
-from commap.geo.corridor import Route, route_from_polyline
 from commap.errors import InvalidInputError
+from commap.geo.corridor import Route, route_from_polyline
+from commap.out import plot
 from commap.out.timeline import PROVENANCE_NAMES, RouteTimeline
 from commap.radio.quality import QOUT_SINR_DB
 from commap.timeutil import format_time

@@ -56,8 +56,8 @@ from commap.radio.quality import (
 if TYPE_CHECKING:
     import networkx as nx
 
-    from commap.map.comm_map import CommMap
     from commap.geo.corridor import Corridor
+    from commap.map.comm_map import CommMap
     from commap.plan import Plan
     from commap.service.planning import PlanResult
 

@@ -17,8 +17,8 @@ import pandas as pd
 from shapely.geometry.base import BaseGeometry
 
 from commap.errors import InvalidInputError
-from commap.out.timeline import CLASSES, classify, network_colors, road_edges, road_pieces
 from commap.networks import NetworkKind
+from commap.out.timeline import CLASSES, classify, network_colors, road_edges, road_pieces
 from commap.radio.quality import QOUT_SINR_DB, Provenance
 
 if TYPE_CHECKING:
