@@ -35,12 +35,14 @@ import numpy as np
 
 from commap.map import build as batch
 from commap.map.build import build_map
+from tests.support.paths import MAPS, REPO, TEST_DATA
+from tests.support.specs import default_spec, subregion_spec
 
 __all__ = ["run"]
 
-REPO = Path(__file__).resolve().parents[1]
-ANDORRA = REPO / "maps" / "andorra"
-MONACO_OSM = REPO / "tests" / "data" / "roads" / "monaco.osm.gz"
+MONACO_OSM = TEST_DATA / "roads" / "monaco.osm.gz"
+ANDORRA_DATA = MAPS / "andorra" / "data"
+ANDORRA_HGT = ANDORRA_DATA / "N42E001.hgt.zip"
 REPEATS = 3
 # Nested boxes around Andorra la Vella, smallest first (the last is the default map's bbox).
 ANDORRA_BOXES = {
@@ -48,68 +50,6 @@ ANDORRA_BOXES = {
     "andorra_m": [1.46, 42.44, 1.64, 42.60],
     "andorra_l": [1.40, 42.38, 1.80, 42.68],
 }
-# Region-size series: one spec for every region (same four networks), only roads, terrain and
-# bbox differ, so times per edge-km compare.
-SIZE_SPEC = """
-name = "{name}"
-title = "{name} (bench only): two modelled operator layers, Starlink, GEO"
-bbox = {bbox}
-segment_m = 50.0
-seed = 1
-default_departure = "2025-01-23T12:00:00Z"
-
-[roads]
-file = "{osm}"
-{terrain}
-[[networks]]
-id = "op-lte"
-kind = "terrestrial"
-operator = "op"
-technology = "lte"
-latency_ms = 35.0
-frequency_mhz = 800.0
-[networks.layer]
-type = "terrestrial"
-sites = "generated"
-site_spacing_m = 3000.0
-
-[[networks]]
-id = "op-nr"
-kind = "terrestrial"
-operator = "op"
-technology = "nr"
-latency_ms = 20.0
-frequency_mhz = 3500.0
-[networks.layer]
-type = "terrestrial"
-sites = "generated"
-site_spacing_m = 1500.0
-tx_power_dbm = 43.0
-
-[[networks]]
-id = "starlink"
-kind = "leo"
-operator = "starlink"
-technology = "leo"
-latency_ms = 45.0
-cost_per_mb = 0.002
-min_elevation_deg = 25.0
-[networks.layer]
-type = "leo"
-tle_file = "{tle}"
-
-[[networks]]
-id = "geo"
-kind = "geo"
-operator = "geo"
-technology = "geo"
-latency_ms = 600.0
-cost_per_mb = 0.01
-min_elevation_deg = 10.0
-orbital_longitude_deg = 9.0
-[networks.layer]
-type = "geo"
-"""
 MONACO_BBOX = [7.38, 43.51, 7.51, 43.76]
 # Runs in a fresh interpreter: one edge stage, then its wall time and peak memory as JSON.
 _EDGE_STAGE = """
@@ -161,30 +101,28 @@ def _python(code: str, *args: str) -> dict[str, Any]:
     return result
 
 
-def _default_spec(directory: Path) -> Path:
-    """The default map's spec, its data files referenced by absolute path."""
-    directory.mkdir(parents=True, exist_ok=True)
-    text = (ANDORRA / "map.toml").read_text(encoding="utf-8")
-    path = directory / "map.toml"
-    path.write_text(text.replace('"data/', f'"{ANDORRA}/data/'), encoding="utf-8")
-    return path
-
-
 def _size_spec(directory: Path, name: str) -> Path:
-    """A region of the size series: Monaco (no terrain) or an Andorra box."""
-    directory.mkdir(parents=True, exist_ok=True)
-    data = ANDORRA / "data"
+    """A region of the size series: Monaco (no terrain) or an Andorra box.
+
+    One spec for every region (two modelled layers of one operator, Starlink, GEO): only roads,
+    terrain and bbox differ, so times per edge-km compare.
+    """
     if name == "monaco":
-        osm, bbox, terrain = MONACO_OSM, MONACO_BBOX, ""
+        bbox, roads, terrain = MONACO_BBOX, MONACO_OSM, None
     else:
-        osm, bbox = data / "andorra.osm.pbf", ANDORRA_BOXES[name]
-        terrain = f'\n[terrain]\nfiles = ["{data / "N42E001.hgt.zip"}"]\n'
-    text = SIZE_SPEC.format(
-        name=name.replace("_", "-"), bbox=bbox, osm=osm, terrain=terrain, tle=data / "starlink.txt"
+        bbox, roads, terrain = ANDORRA_BOXES[name], ANDORRA_DATA / "andorra.osm.pbf", ANDORRA_HGT
+    region = name.replace("_", "-")
+    return subregion_spec(
+        directory,
+        name=region,
+        title=f"{region} (bench only): two modelled operator layers, Starlink, GEO",
+        bbox=bbox,
+        roads=roads,
+        terrain=terrain,
+        seed=1,
+        operator="op",
+        country=None,
     )
-    path = directory / "map.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _edge_stage(base: Path, work: Path, executor: str, workers: int) -> dict[str, Any]:
@@ -244,7 +182,7 @@ def _warm_rates(base: Path, work: Path) -> tuple[float, float]:
 
 
 def _default_map(work: Path, figures: dict[str, float | str]) -> None:
-    base = build_map(_default_spec(work / "spec-default"), work / "default-base", edges=False)
+    base = build_map(default_spec(work / "spec-default"), work / "default-base", edges=False)
     serial = _median_runs(base, work, "serial", 1)
     dask2 = _median_runs(base, work, "dask", 2)
     procs2 = _edge_stage(base, work, "processes", 2)

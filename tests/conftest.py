@@ -10,10 +10,9 @@ from commap.errors import MapNotFoundError
 from commap.map.build import build_map
 from commap.map.comm_map import CommMap
 from commap.map.manifest import resolve_map_dir
+from tests.support.paths import MAPS
 
-REPO = Path(__file__).resolve().parents[1]
-MAPS = REPO / "maps"
-TEST_DATA = Path(__file__).resolve().parent / "data"
+pytest_plugins = ("tests.support.conftest_server",)  # the real gRPC server, for tests/server
 
 
 def _built(name: str, tmp_factory: pytest.TempPathFactory) -> Path:

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from commap.cli import app
-from tests.conftest import MAPS
+from tests.support.paths import MAPS
+from tests.support.specs import default_spec
 
 runner = CliRunner()
 
@@ -117,8 +118,7 @@ def test_build_map_with_a_truncated_pbf_fails_cleanly(tmp_path: Path) -> None:
     pbf = (source / "data" / "andorra.osm.pbf").read_bytes()
     (spec_dir / "data" / "andorra.osm.pbf").write_bytes(pbf[: len(pbf) // 3])
     shutil.copy(source / "data" / "N42E001.hgt.zip", spec_dir / "data")
-    spec = (source / "map.toml").read_text().replace('name = "andorra"', 'name = "broken"')
-    (spec_dir / "map.toml").write_text(spec)
+    default_spec(spec_dir, name="broken", data_dir=None)  # reads the broken copies in data/
     out_dir = tmp_path / "built"
     code, out = _run("build-map", str(spec_dir / "map.toml"), "--out", str(out_dir))
     assert code == 2, out

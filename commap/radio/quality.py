@@ -156,7 +156,18 @@ class QualityMatrix:
         )
 
     def column(self, network_id: str) -> Quality:
-        """The quality of one network along the corridor."""
+        """The quality of one network along the corridor.
+
+        Raises
+        ------
+        InvalidInputError
+            ``network_id`` is not a column of this matrix.
+        """
+        if network_id not in self.network_ids:
+            raise InvalidInputError(
+                f"unknown network {network_id!r}; known: {', '.join(self.network_ids)}",
+                field="network_id",
+            )
         j = self.network_ids.index(network_id)
         return Quality(
             rsrp_dbm=self.rsrp_dbm[:, j],

@@ -19,7 +19,7 @@ network-level baseline policy of the drive simulator (:mod:`commap.sim.policies`
 
 Calibration: two cells at ``x = 0`` and ``x = 500`` m, Friis path loss,
 30 dBm, UE from ``(50, 10)`` moving along +x, no fading. :func:`two_cell_handover_m` reproduces
-the five reference handover positions within 2.5 m (see ``tests/test_sim_a3.py``).
+the five reference handover positions within 2.5 m (see ``tests/sim/test_a3.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import typer
-from server_harness import ensure_stubs
+
+from tests.support.server_harness import ensure_stubs
 
 ensure_stubs()
 

@@ -1,0 +1,453 @@
+"""Measured coverage layers and fusion, on the Cork drive tests and the Indianapolis grid."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+from h3.api import basic_int as h3i
+
+from commap.errors import InvalidInputError
+from commap.map.spec import MapSpec, read_spec
+from commap.networks import Network, NetworkKind
+from commap.radio.layers import LayerContext
+from commap.radio.layers import load_layer as registry_load_layer
+from commap.radio.layers.measured import (
+    TABLE_COLUMNS,
+    FusedLayer,
+    MeasuredLayer,
+    aggregate_records,
+    confidence_from_count,
+    load_fused_layer,
+    load_layer,
+    prepare_layer,
+    prepare_measured,
+)
+from commap.radio.measurements import append_records, read_gnettrack, read_indianapolis_grid
+from commap.radio.quality import (
+    NO_SIGNAL_RSRP_DBM,
+    NO_SIGNAL_SINR_DB,
+    CoverageLayer,
+    Provenance,
+    Quality,
+    QualityMatrix,
+)
+from tests.support.paths import MAPS, TEST_DATA
+
+HELDOUT = TEST_DATA / "measured" / "ucc5g_cork_heldout.zip"
+FAR_FROM_ROUTES = (-8.574, 51.959)  # north-west corner of the Cork map: no drive test there
+
+
+def network(network_id: str) -> Network:
+    return Network(
+        id=network_id, kind=NetworkKind.TERRESTRIAL, operator="op", technology="lte", latency_ms=40
+    )
+
+
+def layer_spec(spec: MapSpec, network_id: str) -> Mapping[str, Any]:
+    entry = next(n for n in spec.networks if n["id"] == network_id)
+    layer: Mapping[str, Any] = entry["layer"]
+    return layer
+
+
+class ConstantLayer:
+    """A real (if simple) modelled layer: the same quality everywhere; counts its points."""
+
+    def __init__(self, network_id: str, *, rsrp_dbm: float, sinr_db: float) -> None:
+        self.network_id = network_id
+        self.rsrp_dbm = rsrp_dbm
+        self.sinr_db = sinr_db
+        self.points_sampled = 0
+
+    def sample(
+        self,
+        lon: np.ndarray,
+        lat: np.ndarray,
+        t_s: np.ndarray,
+        *,
+        in_tunnel: np.ndarray | None = None,
+        under_bridge: np.ndarray | None = None,
+    ) -> Quality:
+        n = len(lon)
+        self.points_sampled += n
+        return Quality(
+            rsrp_dbm=np.full(n, self.rsrp_dbm),
+            sinr_db=np.full(n, self.sinr_db),
+            elevation_deg=np.full(n, np.nan),
+            confidence=np.full(n, 0.3),
+            provenance=np.full(n, Provenance.MODELLED, dtype=np.int8),
+            sample_count=np.zeros(n, dtype=np.int32),
+        )
+
+
+# --- the Cork map's measured network ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def cork_spec() -> MapSpec:
+    return read_spec(MAPS / "cork" / "map.toml")
+
+
+@pytest.fixture(scope="module")
+def cork_ctx(cork_spec: MapSpec, tmp_path_factory: pytest.TempPathFactory) -> LayerContext:
+    built = tmp_path_factory.mktemp("cork-built")
+    return LayerContext(source_dir=cork_spec.source_dir, built_dir=built, bbox=cork_spec.bbox)
+
+
+@pytest.fixture(scope="module")
+def cork_prepared(cork_spec: MapSpec, cork_ctx: LayerContext) -> dict[str, Any]:
+    return prepare_layer(network("ie-b-lte"), layer_spec(cork_spec, "ie-b-lte"), cork_ctx)
+
+
+@pytest.fixture(scope="module")
+def cork_layer(cork_prepared: dict[str, Any], cork_ctx: LayerContext) -> MeasuredLayer:
+    return load_layer(network("ie-b-lte"), cork_prepared, cork_ctx)
+
+
+@pytest.fixture(scope="module")
+def cork_records(cork_spec: MapSpec) -> pd.DataFrame:
+    spec = layer_spec(cork_spec, "ie-b-lte")
+    return read_gnettrack(
+        cork_spec.source_dir / spec["files"][0],
+        network_id="ie-b-lte",
+        network_modes=spec["network_modes"],
+    )
+
+
+def test_prepared_table_is_geoparquet_with_provenance(
+    cork_prepared: dict[str, Any], cork_ctx: LayerContext, cork_records: pd.DataFrame
+) -> None:
+    assert cork_prepared["table"] == "measured/ie-b-lte.parquet"
+    assert cork_prepared["h3_resolution"] == 11
+    table = gpd.read_parquet(cork_ctx.built_dir / cork_prepared["table"])
+    assert list(table.columns) == [*TABLE_COLUMNS, "geometry"]
+    assert table.crs.to_epsg() == 4326
+    assert (table["provenance"] == "measured").all()
+    assert cork_prepared["cells"] == len(table) > 500
+    assert cork_prepared["samples"] == int(table["sample_count"].sum()) == len(cork_records)
+    np.testing.assert_allclose(table.geometry.x, table["lon"])
+    assert all(h3i.get_resolution(h3i.str_to_int(c)) == 11 for c in table["h3_cell"])
+
+
+def test_cell_medians_are_the_records_medians(
+    cork_layer: MeasuredLayer, cork_records: pd.DataFrame
+) -> None:
+    cells = [
+        h3i.int_to_str(h3i.latlng_to_cell(a, b, 11))
+        for a, b in zip(cork_records["lat"], cork_records["lon"], strict=True)
+    ]
+    expected = cork_records.groupby(pd.Series(cells, index=cork_records.index))["rsrp_dbm"]
+    table = cork_layer.table.set_index("h3_cell")
+    np.testing.assert_allclose(table["rsrp_dbm_median"], expected.median().loc[table.index])
+    np.testing.assert_array_equal(table["sample_count"], expected.size().loc[table.index])
+    np.testing.assert_allclose(table["rsrp_dbm_p10"], expected.quantile(0.1).loc[table.index])
+
+
+def test_serving_cell_median_rsrp_is_reproduced(
+    cork_layer: MeasuredLayer, cork_records: pd.DataFrame
+) -> None:
+    """Per serving cell (RAWCELLID), median RSRP of the traces vs of the layer at its samples.
+
+    Not exact by construction: an H3 cell (~50 m) holds samples of several serving cells
+    (handover zones, 5G anchor changes, other days), so the layer returns the cell's pooled
+    median, not the serving cell's own; both medians agree within 1-2 dB.
+    """
+    q = cork_layer.sample(cork_records["lon"].to_numpy(), cork_records["lat"].to_numpy(), 0.0)
+    assert (q.provenance == Provenance.MEASURED).all()
+    per_cell = (
+        cork_records.assign(layer_rsrp_dbm=q.rsrp_dbm)
+        .groupby("cell_id")
+        .agg(
+            n=("rsrp_dbm", "size"), trace=("rsrp_dbm", "median"), layer=("layer_rsrp_dbm", "median")
+        )
+    )
+    busy = per_cell[per_cell["n"] >= 50]
+    error_db = (busy["layer"] - busy["trace"]).abs()
+    assert len(busy) >= 40
+    assert error_db.median() <= 1.5
+    assert np.average(error_db, weights=busy["n"]) <= 2.0
+    assert abs((busy["layer"] - busy["trace"]).mean()) <= 1.0  # no bias
+
+
+def test_provenance_measured_on_route_none_elsewhere(
+    cork_layer: MeasuredLayer, cork_records: pd.DataFrame
+) -> None:
+    on = cork_records.iloc[::97]
+    lon = np.r_[on["lon"].to_numpy(), FAR_FROM_ROUTES[0]]
+    lat = np.r_[on["lat"].to_numpy(), FAR_FROM_ROUTES[1]]
+    q = cork_layer.sample(lon, lat, np.zeros_like(lon))
+    assert (q.provenance[:-1] == Provenance.MEASURED).all()
+    assert (q.sample_count[:-1] >= 1).all() and (q.confidence[:-1] > 0).all()
+    assert q.provenance[-1] == Provenance.NONE
+    assert (q.rsrp_dbm[-1], q.sinr_db[-1], q.confidence[-1], q.sample_count[-1]) == (
+        NO_SIGNAL_RSRP_DBM,
+        NO_SIGNAL_SINR_DB,
+        0.0,
+        0,
+    )
+    assert np.isnan(q.elevation_deg).all()
+
+
+def test_confidence_grows_with_sample_count(cork_layer: MeasuredLayer) -> None:
+    table = cork_layer.table.sort_values("sample_count")
+    q = cork_layer.sample(table["lon"].to_numpy(), table["lat"].to_numpy(), 0.0)
+    np.testing.assert_array_equal(q.sample_count, table["sample_count"])
+    assert np.all(np.diff(q.confidence) >= 0)
+    assert q.confidence[0] < 0.5 < q.confidence[-1] < 1.0
+    np.testing.assert_allclose(q.confidence, confidence_from_count(q.sample_count))
+    assert confidence_from_count([1, 5, 20, 100]).round(2).tolist() == [0.17, 0.5, 0.8, 0.95]
+
+
+def _empty_cell_next_to_data(layer: MeasuredLayer) -> int:
+    measured = {h3i.str_to_int(c) for c in layer.table["h3_cell"]}
+    for cell in sorted(measured):
+        for neighbour in h3i.grid_disk(cell, 1):
+            if neighbour not in measured:
+                return int(neighbour)
+    raise AssertionError("no empty neighbour")
+
+
+def test_neighbour_fallback_and_tunnels(
+    cork_layer: MeasuredLayer, cork_prepared: dict[str, Any], cork_ctx: LayerContext
+) -> None:
+    cell = _empty_cell_next_to_data(cork_layer)
+    lat, lon = h3i.cell_to_latlng(cell)
+    ring = cork_layer.table[
+        cork_layer.table["h3_cell"].isin([h3i.int_to_str(c) for c in h3i.grid_disk(cell, 1)])
+    ]
+    q = cork_layer.sample([lon, lon], [lat, lat], [0.0, 0.0], in_tunnel=np.array([False, True]))
+    assert q.provenance.tolist() == [Provenance.MEASURED, Provenance.NONE]
+    assert q.sample_count[0] == ring["sample_count"].sum()
+    assert q.confidence[0] == pytest.approx(0.5 * confidence_from_count(q.sample_count[0])[0])
+    weights = ring["sample_count"].to_numpy()
+    assert q.sinr_db[0] == pytest.approx(np.average(ring["sinr_db_median"], weights=weights))
+    # a tunnel never measured has no signal: the road outside says nothing about the tube
+    assert (q.rsrp_dbm[1], q.sinr_db[1]) == (NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB)
+    strict = load_layer(
+        network("ie-b-lte"), {**cork_prepared, "neighbour_fallback": False}, cork_ctx
+    )
+    assert strict.sample([lon], [lat], [0.0]).provenance.tolist() == [Provenance.NONE]
+
+
+def test_measured_tunnel_cell_keeps_its_measurement(cork_layer: MeasuredLayer) -> None:
+    row = cork_layer.table.iloc[0]
+    q = cork_layer.sample([row["lon"]], [row["lat"]], [0.0], in_tunnel=np.array([True]))
+    assert q.provenance.tolist() == [Provenance.MEASURED]
+    assert q.rsrp_dbm[0] == row["rsrp_dbm_median"]
+
+
+def test_lookup_keeps_throughput_and_provenance(
+    cork_layer: MeasuredLayer, cork_records: pd.DataFrame
+) -> None:
+    rec = cork_records.iloc[1000]
+    rows = cork_layer.lookup([rec["lon"], FAR_FROM_ROUTES[0]], [rec["lat"], FAR_FROM_ROUTES[1]])
+    assert rows["provenance"].tolist() == ["measured", "none"]
+    assert rows["sample_count"].iloc[1] == 0
+    assert np.isfinite(rows["throughput_mbps_median"].iloc[0])
+    assert rows["throughput_mbps_p10"].iloc[0] <= rows["throughput_mbps_p90"].iloc[0]
+
+
+def test_heldout_drive_is_predicted(cork_layer: MeasuredLayer) -> None:
+    held = read_gnettrack(HELDOUT, network_id="ie-b-lte", network_modes=["LTE", "5G"])
+    q = cork_layer.sample(held["lon"].to_numpy(), held["lat"].to_numpy(), 0.0)
+    measured = q.provenance == Provenance.MEASURED
+    assert measured.mean() > 0.8
+    error_db = np.abs(q.rsrp_dbm[measured] - held["rsrp_dbm"].to_numpy()[measured])
+    constant_db = np.abs(held["rsrp_dbm"] - held["rsrp_dbm"].median())
+    assert np.median(error_db) < 0.5 * np.median(constant_db)
+
+
+def test_sample_validates_inputs(cork_layer: MeasuredLayer) -> None:
+    assert len(cork_layer.sample([], [], [])) == 0
+    with pytest.raises(InvalidInputError):
+        cork_layer.sample([np.nan], [51.9], [0.0])
+    with pytest.raises(InvalidInputError, match="in_tunnel"):
+        cork_layer.sample([-8.4], [51.9], [0.0], in_tunnel=np.array([True, False]))
+    assert isinstance(cork_layer, CoverageLayer)
+
+
+# --- fusion ------------------------------------------------------------------------------------
+def test_fused_layer_measured_where_dense_modelled_elsewhere(cork_layer: MeasuredLayer) -> None:
+    modelled = ConstantLayer("ie-b-lte", rsrp_dbm=-99.5, sinr_db=3.25)
+    fused = FusedLayer(modelled, cork_layer, dense_min_samples=10)
+    table = cork_layer.table
+    dense = table[table["sample_count"] >= 10].iloc[:50]
+    sparse = table[table["sample_count"] < 10].iloc[:50]
+    lon = np.r_[dense["lon"], sparse["lon"], FAR_FROM_ROUTES[0]]
+    lat = np.r_[dense["lat"], sparse["lat"], FAR_FROM_ROUTES[1]]
+    q = fused.sample(lon, lat, np.zeros_like(lon))
+    n = len(dense)
+    assert (q.provenance[:n] == Provenance.MEASURED).all()
+    np.testing.assert_array_equal(q.rsrp_dbm[:n], dense["rsrp_dbm_median"])
+    assert (q.provenance[n:] == Provenance.MODELLED).all()
+    assert (q.rsrp_dbm[n:] == -99.5).all() and (q.sinr_db[n:] == 3.25).all()
+    assert (q.sample_count[n:] == 0).all()
+    assert modelled.points_sampled == len(sparse) + 1  # modelled only where needed
+    # provenance survives into the corridor quality matrix
+    matrix = QualityMatrix.from_columns(("ie-b-lte",), [q])
+    assert matrix.column("ie-b-lte").provenance.tolist() == q.provenance.tolist()
+    assert isinstance(fused, CoverageLayer) and fused.network_id == "ie-b-lte"
+
+
+def test_fused_layer_rejects_bad_threshold(cork_layer: MeasuredLayer) -> None:
+    with pytest.raises(InvalidInputError, match="dense_min_samples"):
+        FusedLayer(cork_layer, cork_layer, dense_min_samples=0)
+
+
+def test_measured_table_from_fleet_records(tmp_path: Path) -> None:
+    """[networks.measured] from a directory of fleet-report parts, fused with a modelled layer."""
+    held = read_gnettrack(HELDOUT, network_id="ie-b-lte", network_modes=["LTE", "5G"])
+    fleet = tmp_path / "src" / "data" / "fleet"
+    append_records(held.iloc[:800], fleet)
+    append_records(held.iloc[800:], fleet)
+    other = held.iloc[:50].assign(network_id="other-net")
+    append_records(other, fleet)
+    ctx = LayerContext(
+        source_dir=tmp_path / "src", built_dir=tmp_path / "built", bbox=(-8.6, 51.85, -8.3, 52.0)
+    )
+    net = network("ie-b-lte")
+    spec = {"format": "records", "files": ["data/fleet"], "dense_min_samples": 3}
+    prepared = prepare_measured(net, spec, ctx)
+    assert prepared["table"] == "measured/ie-b-lte.fused.parquet"
+    assert prepared["dense_min_samples"] == 3
+    assert prepared["samples"] == len(held)  # the other network's rows are not mixed in
+    modelled = ConstantLayer("ie-b-lte", rsrp_dbm=-120.0, sinr_db=-2.0)
+    fused = load_fused_layer(net, modelled, prepared, ctx)
+    lon = np.r_[held["lon"].to_numpy(), FAR_FROM_ROUTES[0]]
+    lat = np.r_[held["lat"].to_numpy(), FAR_FROM_ROUTES[1]]
+    q = fused.sample(lon, lat, np.zeros_like(lon))
+    assert q.provenance[-1] == Provenance.MODELLED and q.rsrp_dbm[-1] == -120.0
+    dense = q.provenance == Provenance.MEASURED
+    assert (q.sample_count[dense] >= 3).all() and dense.mean() > 0.7
+    assert set(q.provenance.tolist()) == {Provenance.MEASURED, Provenance.MODELLED}
+
+
+def test_aggregate_counts_disconnected_samples_as_no_signal() -> None:
+    records = pd.DataFrame(
+        {
+            "lat": [51.9] * 3,
+            "lon": [-8.4] * 3,
+            "rsrp_dbm": [-90.0, -92.0, np.nan],
+            "sinr_db": [10.0, 12.0, np.nan],
+            "connected": pd.array([True, False, False], dtype="boolean"),
+        }
+    )
+    table = aggregate_records(records)
+    assert table["sample_count"].tolist() == [3]
+    assert table["rsrp_dbm_median"].tolist() == [NO_SIGNAL_RSRP_DBM]
+    assert table["connected_ratio"].tolist() == [pytest.approx(1 / 3)]
+
+
+# --- spec errors -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"format": "kml"}, "format 'kml' must be one of"),
+        ({"files": []}, "files must be a non-empty list"),
+        ({"files": ["data/nope.zip"]}, "data/nope.zip does not exist"),
+        ({"h3_resolution": 16}, "h3_resolution must be within 0..15"),
+        ({"min_samples": 0}, "min_samples must be an integer >= 1"),
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"type": "terrestrial"}, "type must be 'measured'"),
+        ({"bandwidth_mhz": 10.0}, "'bandwidth_mhz' does not apply to format 'gnettrack'"),
+        ({"network_modes": ["GPRS"]}, "no usable G-NetTrack rows"),
+        ({"start": "2030-01-01T00:00:00Z"}, "no measurements inside the map bbox"),
+    ],
+)
+def test_spec_errors(
+    cork_spec: MapSpec, cork_ctx: LayerContext, change: dict[str, Any], problem: str
+) -> None:
+    spec = {**layer_spec(cork_spec, "ie-b-lte"), **change}
+    with pytest.raises(InvalidInputError, match=problem):
+        prepare_layer(network("ie-b-lte"), spec, cork_ctx)
+
+
+def test_nothing_inside_bbox(cork_spec: MapSpec, tmp_path: Path) -> None:
+    ctx = LayerContext(source_dir=cork_spec.source_dir, built_dir=tmp_path, bbox=(0, 0, 1, 1))
+    with pytest.raises(InvalidInputError, match="no measurements inside the map bbox"):
+        prepare_layer(network("ie-b-lte"), layer_spec(cork_spec, "ie-b-lte"), ctx)
+
+
+def test_load_errors(cork_ctx: LayerContext, cork_prepared: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError, match="no table"):
+        load_layer(network("x"), {"type": "measured"}, cork_ctx)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_layer(network("x"), {**cork_prepared, "table": "measured/none.parquet"}, cork_ctx)
+    with pytest.raises(InvalidInputError, match="resolution 11, spec says 10"):
+        load_layer(network("x"), {**cork_prepared, "h3_resolution": 10}, cork_ctx)
+
+
+# --- Indianapolis: three operators measured on one grid ----------------------------------------
+@pytest.fixture(scope="module")
+def indy_spec() -> MapSpec:
+    return read_spec(MAPS / "indianapolis" / "map.toml")
+
+
+@pytest.fixture(scope="module")
+def indy_layers(
+    indy_spec: MapSpec, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, MeasuredLayer]:
+    ctx = LayerContext(
+        source_dir=indy_spec.source_dir,
+        built_dir=tmp_path_factory.mktemp("indy-built"),
+        bbox=indy_spec.bbox,
+    )
+    layers = {}
+    for entry in indy_spec.networks:
+        net = network(entry["id"])
+        prepared = prepare_layer(net, entry["layer"], ctx)
+        layer = registry_load_layer(net, prepared, ctx)  # through the layer registry
+        assert isinstance(layer, MeasuredLayer)
+        layers[net.id] = layer
+    return layers
+
+
+def test_indianapolis_three_operators(
+    indy_layers: dict[str, MeasuredLayer], indy_spec: MapSpec
+) -> None:
+    assert sorted(indy_layers) == ["att", "tmobile", "verizon"]
+    lon0, lat0, lon1, lat1 = indy_spec.bbox
+    for layer in indy_layers.values():
+        table = layer.table
+        assert layer.cell_count > 300
+        assert table["lat"].between(lat0, lat1).all() and table["lon"].between(lon0, lon1).all()
+    assert indy_layers["att"].table["rsrp_dbm_median"].isna().all()
+    tmo = indy_layers["tmobile"].table
+    assert tmo["rsrp_dbm_median"].notna().mean() > 0.9
+    # one street point, three operators, three different measured qualities
+    lat, lon = 39.7705, -86.1575
+    values = {k: v.sample([lon], [lat], [0.0]) for k, v in indy_layers.items()}
+    assert all(q.provenance[0] == Provenance.MEASURED for q in values.values())
+    assert len({round(float(q.sinr_db[0]), 3) for q in values.values()}) == 3
+
+
+def test_indianapolis_cells_carry_their_grid_square(
+    indy_layers: dict[str, MeasuredLayer], indy_spec: MapSpec
+) -> None:
+    entry = next(n for n in indy_spec.networks if n["id"] == "verizon")
+    grid = read_indianapolis_grid([indy_spec.source_dir / f for f in entry["layer"]["files"]])
+    table = indy_layers["verizon"].table
+    keys = list(zip(np.round(table["lat"] / 0.0005), np.round(table["lon"] / 0.0005), strict=True))
+    by_square = grid.set_index([np.round(grid["lat"] / 0.0005), np.round(grid["lon"] / 0.0005)])
+    expected = by_square.loc[keys]
+    np.testing.assert_allclose(table["sinr_db_median"], expected["sinr_db_median"])
+    np.testing.assert_array_equal(table["sample_count"], expected["sample_count"])
+    np.testing.assert_allclose(table["throughput_mbps_median"], expected["throughput_mbps_median"])
+
+
+@pytest.mark.integration
+def test_indianapolis_map_builds_and_keeps_provenance(tmp_path: Path) -> None:
+    from commap.map.build import build_map
+    from commap.map.comm_map import CommMap
+
+    built = build_map(MAPS / "indianapolis" / "map.toml", tmp_path / "built")
+    cmap = CommMap.load(built)
+    matrix = cmap.quality_at([-86.1575, -86.1445], [39.7705, 39.7650])
+    assert matrix.network_ids == ("att", "tmobile", "verizon")
+    assert (matrix.provenance[0] == Provenance.MEASURED).all()
+    assert (matrix.sample_count[0] > 0).all()
+    described = {n["id"]: n for n in cmap.describe()["networks"]}
+    assert described["tmobile"]["layer"]["format"] == "grid"

@@ -1,0 +1,656 @@
+"""Server parts without a running server: configuration, conversions, error mapping, solve pool."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support.server_harness import ensure_stubs
+
+ensure_stubs()
+
+from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
+
+from commap.errors import (  # noqa: E402
+    CommapError,
+    InvalidInputError,
+    MapNotFoundError,
+    NoFeasiblePlanError,
+    SolverTimeoutError,
+)
+from commap.map.comm_map import CommMap  # noqa: E402
+from commap.v1 import commap_service_pb2 as pb  # noqa: E402
+from server import convert  # noqa: E402
+from server.config import ServerConfig, load_config  # noqa: E402
+from server.interceptors import status_for  # noqa: E402
+from server.maps import MapStore  # noqa: E402
+from server.pool import ServerOverloadedError, SolvePool  # noqa: E402
+
+
+# -- configuration --------------------------------------------------------------------------------
+def test_flags_override_environment_override_defaults() -> None:
+    env = {"COMMAP_PORT": "6000", "COMMAP_LEAD_TIME_S": "7", "COMMAP_MAPS": "andorra, cork"}
+    config = load_config(["--port", "0"], env)
+    assert config.port == 0  # flag wins
+    assert config.lead_time_s == 7.0  # environment
+    assert config.maps == ("andorra", "cork")
+    assert config.solve_workers == ServerConfig().solve_workers  # default
+
+
+def test_map_flag_repeats_and_default_map() -> None:
+    config = load_config(["--map", "a", "--map", "b", "--default-map", "b"], {})
+    assert config.map_names == ("a", "b")
+    assert config.settings.default_map == "b"
+    assert load_config([], {}).map_names == ("andorra",)
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "field"),
+    [
+        (["--port", "70000"], {}, "port"),
+        (["--port", "abc"], {}, "port"),
+        ([], {"COMMAP_SOLVE_WORKERS": "0"}, "solve_workers"),
+        (["--lead-time-s", "nan"], {}, "lead_time_s"),
+        (["--off-route-distance-m", "-5"], {}, "off_route_distance_m"),
+        (["--log-level", "LOUD"], {}, "log_level"),
+        (["--default-solver-time-limit-s", "90"], {}, "default_solver_time_limit_s"),
+    ],
+)
+def test_bad_configuration_names_the_field(
+    argv: list[str], env: dict[str, str], field: str
+) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_config(argv, env)
+    assert info.value.field == field
+
+
+def test_env_error_names_the_variable() -> None:
+    with pytest.raises(InvalidInputError, match="COMMAP_PORT"):
+        load_config([], {"COMMAP_PORT": "eighty"})
+
+
+def test_config_is_frozen() -> None:
+    config = ServerConfig()
+    with pytest.raises(AttributeError):
+        config.port = 1  # type: ignore[misc]
+
+
+def test_ipv6_address_is_bracketed() -> None:
+    assert ServerConfig(host="::1", port=5).address == "[::1]:5"
+
+
+# -- error mapping --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (InvalidInputError("bad", field="x"), grpc.StatusCode.INVALID_ARGUMENT),
+        (MapNotFoundError("no map"), grpc.StatusCode.NOT_FOUND),
+        (
+            NoFeasiblePlanError("no plan", constraint="max_handovers"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (SolverTimeoutError("slow"), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (ServerOverloadedError("busy"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (CommapError("odd"), grpc.StatusCode.INTERNAL),
+        (KeyError("/secret/path"), grpc.StatusCode.INTERNAL),
+        (ZeroDivisionError(), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_status_for_every_branch_of_the_error_tree(
+    exc: BaseException, code: grpc.StatusCode
+) -> None:
+    assert status_for(exc)[0] is code
+
+
+def test_internal_errors_hide_internals() -> None:
+    _code, message, metadata = status_for(KeyError("/secret/path"))
+    assert "secret" not in message and "KeyError" not in message
+    assert "incident" in message and metadata[0][0] == "commap-incident"
+
+
+def test_invalid_argument_names_field_in_message_and_metadata() -> None:
+    _code, message, metadata = status_for(InvalidInputError("must be finite", field="fix.time"))
+    assert message.startswith("fix.time:")
+    assert ("commap-field", "fix.time") in metadata
+    assert (
+        "max_handovers" in status_for(NoFeasiblePlanError("no plan", constraint="max_handovers"))[1]
+    )
+
+
+# -- conversions ----------------------------------------------------------------------------------
+def test_timestamp_round_trip() -> None:
+    for t_s in (0.0, 1737633600.25, 1.999999999, -1.5):
+        assert convert.seconds(convert.timestamp(t_s), field="t") == pytest.approx(t_s, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "field"),
+    [
+        (91.0, 1.5, "p.latitude_deg"),
+        (-90.5, 1.5, "p.latitude_deg"),
+        (42.5, 181.0, "p.longitude_deg"),
+        (math.nan, 1.5, "p.latitude_deg"),
+        (42.5, math.inf, "p.longitude_deg"),
+    ],
+)
+def test_latlon_rejects_out_of_range_and_non_finite(lat: float, lon: float, field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.latlon(pb.LatLon(latitude_deg=lat, longitude_deg=lon), field="p")
+    assert info.value.field == field
+
+
+def test_latlon_accepts_the_edges() -> None:
+    assert convert.latlon(pb.LatLon(latitude_deg=90.0, longitude_deg=-180.0), field="p") == (
+        -180.0,
+        90.0,
+    )
+
+
+def _request(**kw: object) -> pb.PlanRouteRequest:
+    return pb.PlanRouteRequest(**kw)  # type: ignore[arg-type]
+
+
+def _ends() -> pb.Endpoints:
+    return pb.Endpoints(
+        origin=pb.LatLon(latitude_deg=42.5063, longitude_deg=1.5218),
+        destination=pb.LatLon(latitude_deg=42.5430, longitude_deg=1.7330),
+    )
+
+
+def test_plan_request_from_endpoints() -> None:
+    request = _request(
+        endpoints=_ends(),
+        departure_time=Timestamp(seconds=1737633600),
+        application_class="teleoperation",
+        constraints=pb.Constraints(min_dwell_s=5, max_handovers=3, satellite_budget_mb=10.0),
+        weights={"handovers": 0.1},
+        alternatives=2,
+        seed=7,
+    )
+    plan = convert.plan_request(request, config=ServerConfig(), time_limit_s=2.0)
+    assert plan.origin == (1.5218, 42.5063) and plan.destination == (1.7330, 42.5430)
+    assert plan.departure_s == 1737633600.0 and plan.app == "teleoperation"
+    assert (plan.min_dwell_s, plan.max_handovers, plan.sat_budget_mb) == (5.0, 3, 10.0)
+    assert plan.weights == {"handovers": 0.1} and plan.alternatives == 2 and plan.seed == 7
+    assert plan.time_limit_s == 2.0
+
+
+def test_plan_request_unset_optionals_stay_unset() -> None:
+    plan = convert.plan_request(
+        _request(endpoints=_ends()), config=ServerConfig(), time_limit_s=1.0
+    )
+    assert plan.max_handovers is None and plan.sat_budget_mb is None and plan.departure_s is None
+    assert plan.alternatives == 1
+
+
+def test_plan_request_from_polyline_with_times() -> None:
+    poly = pb.Polyline(
+        points=[
+            pb.LatLon(latitude_deg=42.50, longitude_deg=1.50),
+            pb.LatLon(latitude_deg=42.50, longitude_deg=1.51),
+        ],
+        times=[Timestamp(seconds=100), Timestamp(seconds=160)],
+    )
+    plan = convert.plan_request(_request(polyline=poly), config=ServerConfig(), time_limit_s=1.0)
+    assert plan.route is not None and plan.route.t_s is not None
+    assert plan.route.t_s.tolist() == [100.0, 160.0]
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (pb.PlanRouteRequest(), "route"),
+        (pb.PlanRouteRequest(endpoints=pb.Endpoints(origin=pb.LatLon())), "endpoints.destination"),
+        (pb.PlanRouteRequest(polyline=pb.Polyline(points=[pb.LatLon()])), "polyline.points"),
+        (
+            pb.PlanRouteRequest(
+                polyline=pb.Polyline(
+                    points=[
+                        pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+                        pb.LatLon(latitude_deg=42.5, longitude_deg=1.51),
+                    ],
+                    times=[Timestamp(seconds=5), Timestamp(seconds=4)],
+                )
+            ),
+            "polyline.times",
+        ),
+        (pb.PlanRouteRequest(endpoints=_ends(), alternatives=11), "alternatives"),
+        (pb.PlanRouteRequest(endpoints=_ends(), weights={"drops": -1.0}), "weights[drops]"),
+        (
+            pb.PlanRouteRequest(
+                endpoints=_ends(), constraints=pb.Constraints(min_dwell_s=math.nan)
+            ),
+            "constraints.min_dwell_s",
+        ),
+        (
+            pb.PlanRouteRequest(endpoints=_ends(), departure_time=Timestamp(nanos=-5)),
+            "departure_time",
+        ),
+    ],
+)
+def test_plan_request_errors_name_the_field(request_: pb.PlanRouteRequest, field: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.plan_request(request_, config=ServerConfig(), time_limit_s=1.0)
+    assert info.value.field == field
+
+
+def test_polyline_point_limit() -> None:
+    points = [pb.LatLon(latitude_deg=42.5, longitude_deg=1.5 + i * 1e-4) for i in range(11)]
+    with pytest.raises(InvalidInputError, match="limit of 10") as info:
+        convert.plan_request(
+            _request(polyline=pb.Polyline(points=points)),
+            config=ServerConfig(max_polyline_points=10),
+            time_limit_s=1.0,
+        )
+    assert info.value.field == "polyline.points"
+
+
+def test_measurements_frame_keeps_unset_values_missing() -> None:
+    m = [
+        pb.Measurement(
+            time=Timestamp(seconds=1737633600),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+            network_id="ad-lte",
+            sinr_db=3.5,
+        ),
+        pb.Measurement(
+            time=Timestamp(seconds=1737633601),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+            network_id="ad-lte",
+            connected=False,
+        ),
+    ]
+    frame = convert.measurements_frame(m, vehicle_id="car-1")
+    assert frame["sinr_db"].iloc[0] == 3.5 and np.isnan(frame["rsrp_dbm"].iloc[0])
+    assert frame["connected"].isna().iloc[0] and not bool(frame["connected"].iloc[1])
+    assert frame["trace"].tolist() == ["car-1", "car-1"]
+    assert frame["timestamp"].iloc[0].isoformat() == "2025-01-23T12:00:00+00:00"
+
+
+def test_measurement_without_any_value_is_rejected() -> None:
+    m = pb.Measurement(
+        time=Timestamp(seconds=1),
+        position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5),
+        network_id="x",
+    )
+    with pytest.raises(InvalidInputError) as info:
+        convert.measurements_frame([m], vehicle_id="v", first_index=4)
+    assert info.value.field == "measurements[4]"
+
+
+# -- solve pool -----------------------------------------------------------------------------------
+def test_pool_refuses_work_beyond_capacity_and_recovers() -> None:
+    release = threading.Event()
+
+    async def scenario() -> tuple[int, bool, int]:
+        pool = SolvePool(workers=1, queue=1)
+        blocked = [asyncio.ensure_future(pool.run(release.wait)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        refused = False
+        try:
+            await pool.run(lambda: 1)
+        except ServerOverloadedError:
+            refused = True
+        release.set()
+        await asyncio.gather(*blocked)
+        value = await pool.run(lambda: 42)
+        pool.shutdown()
+        return pool.in_flight, refused, value
+
+    in_flight, refused, value = asyncio.run(scenario())
+    assert refused and value == 42 and in_flight == 0
+
+
+def test_pool_timeout_keeps_the_slot_until_the_thread_ends() -> None:
+    release = threading.Event()
+
+    async def scenario() -> tuple[bool, int, int]:
+        pool = SolvePool(workers=1, queue=0)
+        timed_out = False
+        try:
+            await pool.run(release.wait, timeout_s=0.05)
+        except SolverTimeoutError:
+            timed_out = True
+        held = pool.in_flight  # the abandoned solve still occupies its worker
+        release.set()
+        for _ in range(100):
+            if pool.in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        pool.shutdown()
+        return timed_out, held, pool.in_flight
+
+    assert asyncio.run(scenario()) == (True, 1, 0)
+
+
+def test_protogen_stubs_are_importable_as_package_modules() -> None:
+    from commap.v1 import commap_service_pb2_grpc
+
+    assert hasattr(commap_service_pb2_grpc, "CommapServiceStub")
+    assert (Path(pb.__file__).parent / "__init__.py").is_file()
+
+
+# -- access control, malformed requests, live viewer, stale temp parts ------------------------------
+TOKEN = "unit-test-token-0123456789"
+
+
+def test_token_entries_from_the_environment() -> None:
+    from server.auth import ADMIN_RPCS, parse_token_entries, rpc_names, token_digest
+
+    a, b, c = parse_token_entries(
+        f"a:{TOKEN}, b:{TOKEN}x:PlanRoute+Drive:andorra+cork ,c:{TOKEN}y:*:*", "COMMAP_TOKENS"
+    )
+    assert a.token_sha256 == token_digest(TOKEN) and TOKEN not in repr(a)
+    assert a.rpcs == frozenset(rpc_names()) - ADMIN_RPCS and a.maps is None
+    assert b.rpcs == {"PlanRoute", "Drive"} and b.maps == {"andorra", "cork"}
+    assert "ReloadMaps" in c.rpcs and c.maps is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nocolon", "expected NAME:TOKEN"),
+        (f"bad name:{TOKEN}", "client name"),
+        ("a:short", "at least 16 characters"),
+        ("a:has space inside token", "bearer token"),
+        (f"a:{TOKEN}:Fly", r"unknown RPC\(s\) Fly"),
+    ],
+)
+def test_bad_token_entries_never_echo_the_token(text: str, message: str) -> None:
+    from server.auth import parse_token_entries
+
+    with pytest.raises(InvalidInputError, match=message) as info:
+        parse_token_entries(text, "COMMAP_TOKENS")
+    secret = text.split(":")[1] if ":" in text else text
+    assert secret not in str(info.value)
+
+
+def test_token_file(tmp_path: Path) -> None:
+    from server.auth import read_token_file, token_digest
+
+    path = tmp_path / "tokens.toml"
+    path.write_text(
+        f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\nmaps = ["andorra"]\n'
+        f'[[client]]\nname = "b"\ntoken_sha256 = "{token_digest("other-token-123456").upper()}"\n'
+        'rpcs = ["GetMap"]\n',
+        encoding="utf-8",
+    )
+    a, b = read_token_file(path)
+    assert (a.name, a.maps, b.rpcs) == ("a", {"andorra"}, {"GetMap"})
+    assert b.token_sha256 == token_digest("other-token-123456")
+    for body, message in (
+        ("", "no \\[\\[client\\]\\] tables"),
+        (
+            f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\ntoken_sha256 = "{"0" * 64}"\n',
+            "exactly one",
+        ),
+        ('[[client]]\nname = "a"\ntoken_sha256 = "xyz"\n', "64 hex digits"),
+        (f'[[client]]\nname = "a"\ntoken = "{TOKEN}"\nrole = "root"\n', "unknown key"),
+        (f'[[client]]\nname = "a"\ntoken = "{TOKEN}\n', "not valid TOML"),
+    ):
+        path.write_text(body, encoding="utf-8")
+        with pytest.raises(InvalidInputError, match=message) as info:
+            read_token_file(path)
+        assert TOKEN not in str(info.value)
+
+
+def test_policy_authenticates_and_refuses() -> None:
+    from server.auth import AuthPolicy, UnauthenticatedError, parse_token_entries
+
+    policy = AuthPolicy(parse_token_entries(f"a:{TOKEN},b:{TOKEN}-b", "env"))
+    assert policy.authenticate([("authorization", f"Bearer {TOKEN}")]).name == "a"
+    assert policy.authenticate([("Authorization", f"bearer  {TOKEN}-b ")]).name == "b"
+    for metadata in (
+        [],
+        [("authorization", f"Bearer {TOKEN}-c")],
+        [("authorization", TOKEN)],
+        [("authorization", "Bearer ")],
+        [("authorization", f"Bearer {TOKEN}"), ("authorization", f"Bearer {TOKEN}")],
+    ):
+        with pytest.raises(UnauthenticatedError) as info:
+            policy.authenticate(metadata)
+        assert TOKEN not in str(info.value)
+    with pytest.raises(InvalidInputError, match="share one token"):
+        AuthPolicy(parse_token_entries(f"a:{TOKEN},b:{TOKEN}", "env"))
+    with pytest.raises(InvalidInputError, match="configured twice"):
+        AuthPolicy(parse_token_entries(f"a:{TOKEN},a:{TOKEN}-b", "env"))
+
+
+def test_security_configuration(tmp_path: Path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x", encoding="ascii")
+    key.write_text("x", encoding="ascii")
+    config = load_config(
+        ["--tls-cert", str(cert), "--tls-key", str(key), "--no-reflection", "--viewer-port", "0"],
+        {"COMMAP_TOKENS": f"a:{TOKEN}"},
+    )
+    assert config.tls and not config.reflection and config.viewer_port == 0
+    assert config.auth is not None and [c.name for c in config.auth.clients] == ["a"]
+    assert TOKEN not in repr(config)
+    assert load_config([], {"COMMAP_REFLECTION": "0"}).reflection is False
+    assert load_config([], {}).auth is None and load_config([], {}).viewer_port is None
+    env = {"COMMAP_TLS_CERT": str(cert), "COMMAP_TLS_KEY": str(key)}
+    assert load_config([], env).tls_key == key
+    for argv, field in (
+        (["--tls-cert", str(cert)], "tls_key"),
+        (["--tls-client-ca", str(cert)], "tls_client_ca"),
+        (["--tls-cert", str(cert), "--tls-key", str(tmp_path / "none.pem")], "tls_key"),
+        (["--viewer-port", "70000"], "viewer_port"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            load_config(argv, {})
+        assert info.value.field == field
+
+
+def test_new_statuses_and_bounded_details() -> None:
+    from google.protobuf.message import DecodeError
+
+    from server.auth import PermissionDeniedError, UnauthenticatedError
+    from server.interceptors import FIELD_METADATA_KEY
+
+    assert status_for(UnauthenticatedError("no"))[0] is grpc.StatusCode.UNAUTHENTICATED
+    assert status_for(PermissionDeniedError("no"))[0] is grpc.StatusCode.PERMISSION_DENIED
+    code, message, metadata = status_for(DecodeError("bad"))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and message.startswith("request:")
+    assert metadata == ((FIELD_METADATA_KEY, "request"),)
+    code, message, metadata = status_for(
+        InvalidInputError("unknown", field="weights[ü\x00" + "x" * 500 + "]")
+    )
+    assert len(message) <= 1000
+    value = dict(metadata)[FIELD_METADATA_KEY]
+    assert value.isascii() and value.isprintable() and len(value) <= 200
+    assert value.startswith("weights[\\xfc\\x00")
+
+
+def test_malformed_request_marker() -> None:
+    from server.interceptors import MalformedRequest, _checked_request, _tolerant
+
+    deserialize = _tolerant(pb.GetMapRequest.FromString)
+    assert deserialize is not None
+    assert deserialize(pb.GetMapRequest(map_name="a").SerializeToString()).map_name == "a"
+    marker = deserialize(b"\xff\xff")
+    assert isinstance(marker, MalformedRequest) and marker.type_name == "commap.v1.GetMapRequest"
+    from google.protobuf.message import DecodeError
+
+    with pytest.raises(DecodeError):
+        _checked_request(marker)
+
+    async def stream() -> list[object]:
+        async def items():  # type: ignore[no-untyped-def]
+            yield pb.GetMapRequest()
+            yield marker
+
+        out = []
+        with pytest.raises(DecodeError):
+            async for item in _checked_request(items()):
+                out.append(item)
+        return out
+
+    assert len(asyncio.run(stream())) == 1
+
+
+def test_stale_temp_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from server.maps import remove_stale_temp_parts
+
+    finished = subprocess.Popen(["true"])  # a writer that has died: its pid is free
+    finished.wait()
+    stale = tmp_path / f".records-x.csv.tmp-{finished.pid}-abcdef12"
+    alive = tmp_path / f".records-y.csv.tmp-{os.getpid()}-abcdef12"
+    part = tmp_path / "records-z.csv"
+    for path in (stale, alive, part):
+        path.write_text("x", encoding="utf-8")
+    assert remove_stale_temp_parts(tmp_path) == 1
+    assert not stale.exists() and alive.exists() and part.exists()
+
+
+def test_live_view_survives_viewer_failures(caplog: pytest.LogCaptureFixture) -> None:
+    from server.live import LiveView
+
+    class Broken:
+        class cmap:  # noqa: N801 (stands for a map object)
+            name = "andorra"
+
+        url = "http://127.0.0.1:1/"
+
+        def set_plan(self, plan: object) -> None:
+            raise RuntimeError("viewer down")
+
+        def update_vehicle(self, vehicle_id: str, **kw: object) -> None:
+            raise RuntimeError("viewer down")
+
+        def remove_vehicle(self, vehicle_id: str) -> None:
+            raise RuntimeError("viewer down")
+
+        def stop(self) -> None:
+            raise RuntimeError("viewer down")
+
+    live = LiveView(Broken())  # type: ignore[arg-type]
+    key = live.acquire("")
+    live.plan(None)  # type: ignore[arg-type]
+    live.vehicle(key, lon=1.5, lat=42.5, t_s=0.0, network_id="ad-lte")
+    live.release(key)
+    live.stop()
+    assert caplog.text.count("live viewer:") == 4 and live.map_name == "andorra"
+
+
+# -- found by fuzzing (bench_reliability): each was an INTERNAL error or a poisoned store --------
+def test_seed_must_fit_the_solver() -> None:
+    config = ServerConfig(port=0)
+    request = pb.PlanRouteRequest(
+        endpoints=pb.Endpoints(
+            origin=pb.LatLon(latitude_deg=42.5, longitude_deg=1.52),
+            destination=pb.LatLon(latitude_deg=42.54, longitude_deg=1.73),
+        ),
+    )
+    for seed in (-(2**31), 0, 2**31 - 1):
+        request.seed = seed
+        assert convert.plan_request(request, config=config, time_limit_s=1.0).seed == seed
+    for seed in (2**31, -(2**31) - 1, -4331230718):
+        request.seed = seed
+        with pytest.raises(InvalidInputError) as info:
+            convert.plan_request(request, config=config, time_limit_s=1.0)
+        assert info.value.field == "seed"
+
+
+def test_measurement_times_must_fit_the_records() -> None:
+    def measurement(seconds: int) -> pb.Measurement:
+        return pb.Measurement(
+            time=Timestamp(seconds=seconds),
+            position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.52),
+            network_id="ad-lte",
+            sinr_db=1.0,
+        )
+
+    frame = convert.measurements_frame([measurement(9_000_000_000)], vehicle_id="v")
+    assert frame["timestamp"].iloc[0].year == 2255
+    for seconds in (58_270_000_000, -10_000_000_000):  # years 3816 and 1653
+        with pytest.raises(InvalidInputError) as info:
+            convert.measurements_frame([measurement(seconds)], vehicle_id="v")
+        assert info.value.field == "measurements[0].time"
+
+
+@pytest.mark.parametrize("bad", ["a\rb", "a\nb", "\x00", "\x1b[31m", "a\u2028b", "x" * 129])
+def test_vehicle_ids_that_would_break_records_or_logs(bad: str) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        convert.vehicle_id(bad, field="vehicle_id")
+    assert info.value.field == "vehicle_id"
+    assert convert.vehicle_id("Fahrzeug-Ü 7 (test rig)", field="vehicle_id")
+
+
+def _store(andorra: CommMap, directory: Path) -> MapStore:
+    from server.maps import MapStore, ServedMap
+
+    store = MapStore(ServerConfig(port=0))
+    served = ServedMap(base=andorra, measurements_dir=directory, current=andorra)
+    store._maps = {"andorra": served}
+    store._default = "andorra"
+    return store
+
+
+def _records(trace: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([1737633600.0, 1737633601.0], unit="s", utc=True),
+            "lat": [42.5063, 42.5063],
+            "lon": [1.5218, 1.5219],
+            "network_id": ["ad-lte", "ad-lte"],
+            "sinr_db": [3.0, 4.0],
+            "trace": pd.Series([trace, trace], dtype="string"),
+        }
+    )
+
+
+def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_path: Path) -> None:
+    from commap.radio.measurements import read_records_csv
+
+    store = _store(andorra, tmp_path)
+    batch_id, count = store.store_measurements("andorra", _records("a\rb\nc"))
+    assert count == 2
+    back = read_records_csv(tmp_path / f"{batch_id}.csv")
+    assert list(back["trace"]) == ["a\rb\nc", "a\rb\nc"]
+
+
+def test_a_batch_that_does_not_read_back_is_not_acknowledged(
+    andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import commap.radio.measurements
+
+    store = _store(andorra, tmp_path)
+    batch_id, count = store.store_measurements("andorra", _records("fine"))
+    assert count == 2 and (tmp_path / f"{batch_id}.csv").is_file()
+
+    def unreadable(path: object, **kwargs: object) -> None:
+        raise InvalidInputError(f"{path}: damaged on the way to the disk")
+
+    monkeypatch.setattr(commap.radio.measurements, "read_records_csv", unreadable)
+    with pytest.raises(InvalidInputError, match="nothing stored"):
+        store.store_measurements("andorra", _records("lost"))
+    assert len(list(tmp_path.glob("*.csv"))) == 1  # the bad batch left nothing behind
+
+
+def test_unreadable_parts_are_set_aside_and_the_rest_served(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    from commap.radio.measurements import append_records
+
+    good = append_records(_records("good"), tmp_path)
+    bad = tmp_path / "records-20250101T000000000000Z-000000000000.csv"
+    bad.write_text("timestamp,lat,lon,network_id,sinr_db\nnot a time,1,2,ad-lte,3\n", "utf-8")
+    other = append_records(_records("gone-network").assign(network_id="ad-lte"), tmp_path)
+    other.write_text(other.read_text("utf-8").replace("ad-lte", "xx-5g"), "utf-8")
+    store = _store(andorra, tmp_path)
+    records = store._stored_records_for(andorra, tmp_path)
+    assert list(records["trace"].astype(str)) == ["good", "good"]
+    assert not bad.exists() and bad.with_name(bad.name + ".unreadable").is_file()
+    assert good.is_file() and other.is_file()  # unknown networks: skipped, file kept
