@@ -16,10 +16,10 @@ import pytest
 from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.routefile import read_route_file
 from commap.map.comm_map import CommMap
-from commap.plan import evaluate
+from commap.plan import defaults, evaluate_plan
 from commap.plan.problem import HandoverProblem
 from commap.radio.pathloss import ground_distance_m
-from commap.service.planning import DEFAULT_MIN_DWELL_S, PlanRequest, PlanResult, plan_route
+from commap.service.planning import PlanRequest, PlanResult, plan_route
 from commap.timeutil import parse_time
 from tests.support.paths import TEST_DATA
 
@@ -119,7 +119,7 @@ def test_trip_departs_at_the_map_default_and_keeps_the_request(
 ) -> None:
     assert trip.plan.departure_s == andorra.default_departure_s
     assert trip.plan.app == "telemetry"
-    assert trip.plan.constraints["min_dwell_s"] == DEFAULT_MIN_DWELL_S
+    assert trip.plan.constraints["min_dwell_s"] == defaults.MIN_DWELL_S
 
 
 def test_trip_plan_is_feasible_and_uses_the_roaming_operator(trip: PlanResult) -> None:
@@ -167,7 +167,7 @@ def test_departure_and_handover_cap_are_applied(trip: PlanResult, andorra: CommM
         app="teleoperation",
         constraints=request.constraints(),
     )
-    assert evaluate(problem, capped.plan.assignment).feasible
+    assert evaluate_plan(problem, capped.plan.assignment).feasible
 
 
 def test_impossible_constraints_raise(andorra: CommMap) -> None:
