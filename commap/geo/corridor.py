@@ -26,15 +26,13 @@ from numpy.typing import ArrayLike, NDArray
 from pyproj import Transformer
 from shapely.geometry.base import BaseGeometry
 
+from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import GEOD, offset_deg, utm_crs
 
 __all__ = ["DEFAULT_SPEED_MPS", "Corridor", "Route", "cut", "route_from_polyline"]
 
 log = logging.getLogger(__name__)
-
-FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,9 @@ from typing import Any, Final
 
 import numpy as np
 import pyproj
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "utm_crs",
 ]
 
-FloatArray = NDArray[np.float64]
 
 GEOD: Final = pyproj.Geod(ellps="WGS84")
 EARTH_RADIUS_M: Final = 6_371_000.0

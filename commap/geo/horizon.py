@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import EARTH_RADIUS_M, offset_deg
 from commap.geo.terrain import Terrain
@@ -51,7 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 
 ANTENNA_HEIGHT_M = 1.5  # vehicle roof antenna above the ground
 DEFAULT_AZIMUTHS = 36  # 10 deg sectors

@@ -65,6 +65,7 @@ from numpy.typing import NDArray
 from pyproj import Geod
 
 from commap import __version__
+from commap.arrays import FloatArray
 from commap.errors import CommapError, InvalidInputError
 from commap.files import fsync_dir, sha256_file
 from commap.geo.corridor import Corridor, Route, cut
@@ -113,7 +114,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EdgeKey = tuple[int, int, int]
-FloatArray = NDArray[np.float64]
 # A status-line callback of the build steps (Progress.message).
 _Say = Callable[[str], None]
 

@@ -23,6 +23,7 @@ import pyproj
 import shapely
 from numpy.typing import NDArray
 
+from commap.arrays import BoolArray
 from commap.errors import InvalidInputError
 from commap.files import atomic_path, write_json_atomic
 from commap.map.manifest import MANIFEST, Manifest, resolve_map_dir
@@ -45,7 +46,6 @@ __all__ = [
     "write_geoparquet",
 ]
 
-BoolArray = NDArray[np.bool_]
 
 EDGES_FORMAT = "commap-edges/1"
 EDGES_DIR = "edges"

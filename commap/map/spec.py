@@ -1109,7 +1109,7 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     """``python -m commap.map.spec --markdown``: print the reference page."""
     parser = argparse.ArgumentParser(prog="python -m commap.map.spec", description=__doc__)
     parser.add_argument("--markdown", action="store_true", help="print the key reference")
@@ -1122,4 +1122,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(_main())

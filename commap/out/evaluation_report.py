@@ -27,6 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from commap.arrays import FloatArray
 from commap.files import atomic_path, write_text_atomic
 from commap.out.style import network_colors, policy_color
 
@@ -46,7 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 
 _TABLE = (
     ("rlf_per_hour", "RLF/h"),

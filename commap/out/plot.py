@@ -28,8 +28,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from numpy.typing import NDArray
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.files import write_bytes_atomic
 from commap.geo.geodesy import to_local_m
@@ -66,7 +66,6 @@ _MODELLED = PROVENANCE_COLORS[Provenance.MODELLED]
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 DEFAULT_SIZE_PX = (1600, 1000)
 _DPI = 100
 _OSM_SRTM = "Roads © OpenStreetMap contributors (ODbL). Terrain: SRTM, NASA/USGS."

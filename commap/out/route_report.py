@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.files import write_bytes_atomic, write_text_atomic
 from commap.geo.corridor import Route, route_from_polyline
@@ -82,7 +83,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 DEFAULT_PING_PONG_S = 1.0
 DEFAULT_MAX_GAP_S = 5.0
 # Without a SINR value a measured sample is taken as out of service below this RSRP (the

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from shapely.geometry import LineString, Point
 from shapely.ops import substring
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import utm_crs
 from commap.networks import NetworkKind
@@ -71,7 +72,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 CRS = "EPSG:4326"
 
 

@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
-from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
 from commap.plan import defaults
 from commap.plan.dp import (
@@ -60,9 +60,6 @@ __all__ = ["CpSatResult", "SwitchGroups", "solve_cpsat", "switch_groups"]
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 _COST_SCALE = 1e7  # objective integer units per cost unit (1e-7 of an expected drop)
 # Integer costs are rounded down, so CP-SAT's bound is a bound on the real cost too; a plan

@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.optimize import linprog
 
+from commap.arrays import FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.plan.problem import (
     HandoverProblem,
@@ -52,8 +52,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 _INF = np.inf
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import IntArray
 from commap.errors import InvalidInputError
 from commap.networks import SwitchKind
 from commap.plan.problem import HandoverProblem
@@ -20,7 +21,6 @@ from commap.radio.link import SWITCH_KINDS
 
 __all__ = ["Evaluation", "evaluate_plan"]
 
-IntArray = NDArray[np.int64]
 
 _EPS = 1e-9  # tolerance on dwell (s, m) and budget (MB) comparisons
 _MAX_REPORTED = 5  # violations listed per constraint

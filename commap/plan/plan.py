@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import FloatArray, IntArray
 from commap.errors import CommapError, InvalidInputError
 from commap.files import atomic_path, write_text_atomic
 from commap.geo.corridor import Corridor
@@ -47,8 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 SOLVERS = ("auto", "dp", "cpsat")
 _FORMAT = "commap-plan/1"

@@ -38,6 +38,7 @@ from functools import cached_property
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue
@@ -49,9 +50,6 @@ __all__ = ["Constraints", "HandoverProblem", "Units", "compress"]
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 _TIME_EPS = 1e-9  # tolerance on dwell comparisons (seconds and metres)
 

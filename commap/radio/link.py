@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.networks import Network, NetworkKind, SwitchKind, switch_kind
 from commap.radio.quality import (
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 
 # Column order of switch kinds in every per-kind count (index = code in SwitchTable.kind_code).
 SWITCH_KINDS: tuple[SwitchKind, ...] = tuple(SwitchKind)

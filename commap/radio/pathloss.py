@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import EARTH_RADIUS_M
 
@@ -58,7 +59,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 
 SPEED_OF_LIGHT_MPS: Final = 299_792_458.0
 # Median effective earth-radius factor (ITU-R P.834, P.526 §1): bends the ray over long paths.

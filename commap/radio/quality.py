@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 
 __all__ = [
@@ -44,9 +45,6 @@ NO_SATELLITE_ELEVATION_DEG = -90.0
 # Radio link monitoring thresholds (DESIGN.md, Evaluation): out of sync below Qout, in sync above Qin.
 QOUT_SINR_DB = -5.0
 QIN_SINR_DB = -3.9
-
-FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
 
 
 class Provenance(IntEnum):

@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 from scipy import sparse
 from scipy.spatial import cKDTree
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.files import write_text_atomic
 from commap.geo.geodesy import offset_deg, to_local_m
@@ -65,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 Region = tuple[float, float, float, float]
 
 SITE_COLUMNS: Final = (

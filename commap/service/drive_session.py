@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Route
 from commap.geo.geodesy import GEOD, to_local_m
@@ -61,7 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
 
 _WINDOW_BACK_M = 300.0  # route searched behind the last position ...
 _WINDOW_AHEAD_M = 3_000.0  # ... and ahead of it, before a search of the whole route

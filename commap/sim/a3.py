@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import lfilter
 
+from commap.arrays import FloatArray, IntArray
 from commap.errors import InvalidInputError
 
 __all__ = [
@@ -48,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 DEFAULT_STEP_S = 0.1  # drive simulator resolution (100 ms)
 L3_REFERENCE_PERIOD_S = 0.2  # the L3 coefficient is specified for one sample per 200 ms

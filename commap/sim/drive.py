@@ -40,8 +40,9 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.networks import Network, SwitchKind, switch_kind
 from commap.radio.link import LinkModel
@@ -62,9 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 EventKind = Literal["handover", "hof", "rlf", "recovery"]
 _EPS = 1e-9

@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
+from commap.arrays import FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
@@ -82,8 +82,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IntArray = NDArray[np.int64]
-FloatArray = NDArray[np.float64]
 
 # Evaluation routes per map: (name, origin (lon, lat), destination (lon, lat)).
 DEFAULT_ROUTES: dict[str, tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = {

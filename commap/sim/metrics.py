@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 from scipy import stats
 
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.networks import Network, SwitchKind
 from commap.radio.link import AppProfile
@@ -51,7 +51,6 @@ __all__ = [
     "run_metrics",
 ]
 
-FloatArray = NDArray[np.float64]
 
 PING_PONG_WINDOWS_S: tuple[float, ...] = (1.0, 2.0, 5.0)
 SWITCH_COLUMNS = tuple(f"handovers_{k.value}" for k in SwitchKind if k is not SwitchKind.NONE)

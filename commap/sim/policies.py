@@ -38,6 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import IntArray
 from commap.errors import InvalidInputError
 from commap.networks import NetworkKind
 from commap.plan import defaults
@@ -58,7 +59,6 @@ __all__ = [
     "home_operator",
 ]
 
-IntArray = NDArray[np.int64]
 
 POLICY_NAMES: tuple[str, ...] = ("a3_default", "a3_tuned", "greedy", "sticky", "commap", "oracle")
 # Optional policies (not in the default evaluation): the plan with a measured safety net.

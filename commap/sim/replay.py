@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import cut, route_from_polyline
 from commap.geo.geodesy import GEOD, to_local_m
@@ -54,10 +55,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 
 def match_events(real_s: FloatArray, predicted_s: FloatArray, tolerance_s: float) -> int:

@@ -44,9 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.signal import lfilter
 
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor
 from commap.networks import Network
@@ -64,9 +64,6 @@ __all__ = ["TruthConfig", "TruthField", "correlated_shadowing_db", "make_truth",
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
-BoolArray = NDArray[np.bool_]
 
 _ORACLE_QUANTILE = 0.25  # the oracle sees each segment at its 25th-percentile step
 _STREAMS = 7  # independent random streams (see make_truth)

@@ -56,6 +56,7 @@ from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 from skyfield.iokit import parse_tle_file
 
+from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.geo.horizon import (
@@ -89,8 +90,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
 
 WGS84_A_KM = 6378.137
 WGS84_F = 1.0 / 298.257223563

@@ -49,8 +49,8 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
+from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.terrain import Terrain
 from commap.networks import Network
@@ -90,8 +90,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
 
 # A path-loss model with generic sites is good to a few dB at best (38.901 shadow fading alone
 # is 4-8 dB): modelled values get half the trust of a dense measurement.
