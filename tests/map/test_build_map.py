@@ -12,60 +12,18 @@ from commap.geo.corridor import Route
 from commap.map.build import TileParams, build_map
 from commap.map.comm_map import CommMap
 from commap.map.manifest import MANIFEST, Manifest
+from tests.support.specs import subregion_spec
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "maps" / "andorra" / "data"
+# A corner of Andorra la Vella: a few tiles, every kind of layer the default map has.
 BBOX = (1.52, 42.50, 1.55, 42.52)
-
-
-def _spec(directory: Path) -> Path:
-    """A small spec over real Andorra data: roads, terrain, one terrestrial and one GEO network."""
-    text = f"""
-name = "andorra-tiny"
-bbox = {list(BBOX)}
-segment_m = 100.0
-seed = 3
-default_departure = "2025-01-23T12:00:00Z"
-
-[roads]
-file = "{DATA / "andorra.osm.pbf"}"
-
-[terrain]
-files = ["{DATA / "N42E001.hgt.zip"}"]
-
-[[networks]]
-id = "ad-lte"
-kind = "terrestrial"
-operator = "ad"
-technology = "lte"
-latency_ms = 35.0
-frequency_mhz = 800.0
-[networks.layer]
-type = "terrestrial"
-sites = "generated"
-country = "AD"
-site_spacing_m = 3000.0
-
-[[networks]]
-id = "geo"
-kind = "geo"
-operator = "geo"
-technology = "geo"
-latency_ms = 600.0
-min_elevation_deg = 10.0
-orbital_longitude_deg = 9.0
-[networks.layer]
-type = "geo"
-"""
-    path = directory / "map.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+NETWORKS = ("ad-lte", "ad-nr", "starlink", "geo")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    return build_map(_spec(root), root / "built", tile_params=TileParams(resolution=8))
+    spec = subregion_spec(root, name="andorra-tiny", bbox=BBOX)
+    return build_map(spec, root / "built", tile_params=TileParams(resolution=8))
 
 
 def test_manifest_checksums_match_the_files(built: Path) -> None:
@@ -76,7 +34,7 @@ def test_manifest_checksums_match_the_files(built: Path) -> None:
     assert set(manifest.files) == on_disk
     for rel, digest in manifest.files.items():
         assert sha256_file(built / rel) == digest, rel
-    assert manifest.network_ids == ("ad-lte", "geo")
+    assert manifest.network_ids == NETWORKS
     assert manifest.edges is not None and manifest.edges["tiles"]
     assert manifest.inputs is not None and manifest.build_key
     assert not list(built.parent.glob(".*"))  # no partial directory, lock or temporary left
@@ -94,8 +52,8 @@ def test_loaded_map_answers_a_quality_query(built: Path) -> None:
     )
     corridor = cmap.corridor(route)
     quality = cmap.quality(corridor)
-    assert quality.network_ids == ("ad-lte", "geo")
-    assert quality.sinr_db.shape == (len(corridor), 2)
+    assert quality.network_ids == NETWORKS
+    assert quality.sinr_db.shape == (len(corridor), len(NETWORKS))
     assert np.isfinite(quality.sinr_db).all()
     fixed = cmap.quality(corridor, reference_s=cmap.default_departure_s)
     assert fixed.sinr_db.shape == quality.sinr_db.shape
