@@ -473,18 +473,6 @@ def _join(cuts: Sequence[_EdgeCut], departure_s: float) -> Corridor:
     )
 
 
-def _rows(matrix: QualityMatrix, rows: slice) -> QualityMatrix:
-    return QualityMatrix(
-        network_ids=matrix.network_ids,
-        rsrp_dbm=matrix.rsrp_dbm[rows],
-        sinr_db=matrix.sinr_db[rows],
-        elevation_deg=matrix.elevation_deg[rows],
-        confidence=matrix.confidence[rows],
-        provenance=matrix.provenance[rows],
-        sample_count=matrix.sample_count[rows],
-    )
-
-
 @dataclass(frozen=True)
 class _ChainPlan:
     network: NDArray[np.object_]
@@ -517,7 +505,7 @@ def _plan_chains(
     start = 0
     for corridor in chains:
         rows = slice(start, start + len(corridor))
-        plans.append(_plan_chain(corridor, _rows(matrix, rows), catalogue, app))
+        plans.append(_plan_chain(corridor, matrix.take(rows), catalogue, app))
         start = rows.stop
     return plans
 

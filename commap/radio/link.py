@@ -204,6 +204,9 @@ class LinkModel:
     ``measured_sigma_db`` (a dense measurement, confidence 1), linearly in the confidence.
     ``NO_SIGNAL`` values give probability 1.
 
+    Where the quality matrix carries an ``outage_prob`` (a layer that predicts it, such as a map
+    learned from measurements), that probability is used as it is.
+
     Outage of a satellite network at a point: the elevation margin over the network's
     ``min_elevation_deg`` with a Normal spread of ``sat_elevation_sigma_deg`` (roadside
     obstruction near the mask angle), combined with a constant ``sat_blockage_prob`` and with the
@@ -354,7 +357,11 @@ class LinkModel:
                 out[:, j] = self._satellite_outage(matrix, j, net, sigma[:, j])
             else:
                 out[:, j] = self._terrestrial_outage(matrix, j, sigma[:, j])
-        return out
+        # A layer that predicts the outage itself (a map learned from measurements) is believed
+        # over the signal-level model; its unknown stretches carry the prior's probability.
+        predicted = np.asarray(matrix.outage_prob, dtype=np.float64).reshape(out.shape)
+        given = np.isfinite(predicted)
+        return np.where(given, np.clip(predicted, 0.0, 1.0), out)
 
     def _terrestrial_outage(self, m: QualityMatrix, j: int, sigma: FloatArray) -> FloatArray:
         sinr = m.sinr_db[:, j]

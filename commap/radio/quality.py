@@ -12,10 +12,16 @@ Conventions shared by every layer:
 * ``confidence``: 0..1, how much to trust the value (modelled values get the layer's confidence,
   measured values grow with the sample count).
 * ``provenance``: :class:`Provenance` code per value.
+* ``outage_prob``: the probability that the network cannot carry a link at the point, where the
+  layer predicts it directly (a learned map from measurements); NaN where the layer gives only
+  signal levels, and the link model derives it from them.
+* ``unknown``: True where the layer has no evidence near the point and answers with its prior
+  (a wide distribution, never "no coverage").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Protocol, runtime_checkable
@@ -47,6 +53,17 @@ QOUT_SINR_DB = -5.0
 QIN_SINR_DB = -3.9
 
 
+_ALL = slice(None)
+
+
+def _fill_optional(quality: Quality | QualityMatrix, shape: tuple[int, ...]) -> None:
+    """Fill the optional arrays of a (frozen) quality object: NaN outage, all known."""
+    if quality.outage_prob is None:
+        object.__setattr__(quality, "outage_prob", np.full(shape, np.nan))
+    if quality.unknown is None:
+        object.__setattr__(quality, "unknown", np.zeros(shape, dtype=np.bool_))
+
+
 class Provenance(IntEnum):
     """Where a quality value comes from."""
 
@@ -65,6 +82,11 @@ class Quality:
     confidence: FloatArray
     provenance: NDArray[np.int8]
     sample_count: NDArray[np.int32]
+    outage_prob: FloatArray | None = None
+    unknown: BoolArray | None = None
+
+    def __post_init__(self) -> None:
+        _fill_optional(self, self.sinr_db.shape)
 
     def __len__(self) -> int:
         return int(self.sinr_db.shape[0])
@@ -126,6 +148,11 @@ class QualityMatrix:
     confidence: FloatArray
     provenance: NDArray[np.int8]
     sample_count: NDArray[np.int32]
+    outage_prob: FloatArray | None = None
+    unknown: BoolArray | None = None
+
+    def __post_init__(self) -> None:
+        _fill_optional(self, self.sinr_db.shape)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -151,7 +178,50 @@ class QualityMatrix:
             confidence=stack("confidence", np.float64),
             provenance=stack("provenance", np.int8),
             sample_count=stack("sample_count", np.int32),
+            outage_prob=stack("outage_prob", np.float64),
+            unknown=stack("unknown", np.bool_),
         )
+
+    def take(
+        self, rows: slice | NDArray[np.intp] = _ALL, columns: Sequence[str] | None = None
+    ) -> QualityMatrix:
+        """The matrix restricted to ``rows`` (segments) and ``columns`` (network ids, in order).
+
+        Examples
+        --------
+        >>> m = QualityMatrix.from_columns(("a", "b"), [Quality.empty(3), Quality.empty(3)])
+        >>> m.take(slice(0, 2), ["b"]).shape
+        (2, 1)
+        >>> m.take(slice(0, 0)).shape
+        (0, 2)
+        """
+        ids = self.network_ids if columns is None else tuple(columns)
+        keep = np.array([self.network_ids.index(n) for n in ids], dtype=np.intp)
+
+        def cut(values: NDArray[Any]) -> NDArray[Any]:
+            return values[rows][:, keep]
+
+        return QualityMatrix(
+            network_ids=ids,
+            rsrp_dbm=cut(self.rsrp_dbm),
+            sinr_db=cut(self.sinr_db),
+            elevation_deg=cut(self.elevation_deg),
+            confidence=cut(self.confidence),
+            provenance=cut(self.provenance),
+            sample_count=cut(self.sample_count),
+            outage_prob=cut(self._outage_prob),
+            unknown=cut(self._unknown),
+        )
+
+    @property
+    def _outage_prob(self) -> FloatArray:
+        assert self.outage_prob is not None  # filled by __post_init__
+        return self.outage_prob
+
+    @property
+    def _unknown(self) -> BoolArray:
+        assert self.unknown is not None  # filled by __post_init__
+        return self.unknown
 
     def column(self, network_id: str) -> Quality:
         """The quality of one network along the corridor.
@@ -174,6 +244,8 @@ class QualityMatrix:
             confidence=self.confidence[:, j],
             provenance=self.provenance[:, j],
             sample_count=self.sample_count[:, j],
+            outage_prob=self._outage_prob[:, j],
+            unknown=self._unknown[:, j],
         )
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commap.errors import InvalidInputError
-from commap.networks import SwitchKind
+from commap.networks import Network, NetworkKind, SwitchKind
 from commap.plan.problem import Constraints, HandoverProblem
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, app_profile
 from commap.radio.quality import (
@@ -215,3 +215,25 @@ def test_handover_into_a_weak_network_costs_more() -> None:
     assert p.entry_cost[0, 0] > p.entry_cost[1, 0] > 0
     gain = p.link.target_outage_failure_gain
     assert p.entry_cost[0, 0] == pytest.approx(gain * p.point_outage[0, 0])
+
+
+def test_a_predicted_outage_is_believed_over_the_signal_model() -> None:
+    """A learned layer's outage probability is the planner's, even where the SINR says dead."""
+    net = Network(
+        id="a", kind=NetworkKind.TERRESTRIAL, operator="a", technology="lte", latency_ms=30
+    )
+    dead = Quality.empty(3)
+    learned = Quality(
+        rsrp_dbm=dead.rsrp_dbm,
+        sinr_db=dead.sinr_db,
+        elevation_deg=dead.elevation_deg,
+        confidence=dead.confidence,
+        provenance=dead.provenance,
+        sample_count=dead.sample_count,
+        outage_prob=np.array([0.02, np.nan, 0.5]),
+        unknown=np.array([False, False, True]),
+    )
+    matrix = QualityMatrix.from_columns(("a",), [learned])
+    outage = LinkModel().point_outage(matrix, [net])[:, 0]
+    assert outage.tolist() == [0.02, 1.0, 0.5]  # NaN: the signal model (no signal: certain)
+    assert matrix.take(slice(2, 3)).unknown.tolist() == [[True]]
