@@ -497,16 +497,8 @@ def with_map_quality(timeline: RouteTimeline, cmap: CommMap) -> RouteTimeline:
     c = timeline.corridor
     cmap.check_inside(c.lon, c.lat, field="plan")
     fresh = cmap.quality(c)
-    keep = np.array([fresh.network_ids.index(n) for n in timeline.matrix.network_ids], dtype=int)
-    matrix = QualityMatrix(
-        network_ids=timeline.matrix.network_ids,
-        rsrp_dbm=fresh.rsrp_dbm[:, keep],
-        sinr_db=fresh.sinr_db[:, keep],
-        elevation_deg=fresh.elevation_deg[:, keep],
-        confidence=fresh.confidence[:, keep],
-        provenance=fresh.provenance[:, keep],
-        sample_count=fresh.sample_count[:, keep],
-    )
+    ids = timeline.matrix.network_ids
+    matrix = QualityMatrix.from_columns(ids, [fresh.column(n) for n in ids])
     return dataclasses.replace(timeline, matrix=matrix)
 
 
