@@ -87,6 +87,7 @@ from commap.map.region import (
     EDGES_DIR,
     EDGES_FORMAT,
     PARTS_DIR,
+    hilbert_sorted,
     merge_region,
     part_path,
     write_geoparquet,
@@ -580,24 +581,8 @@ def _tile_frame(
         **_network_columns(matrix, cmap.catalogue),
     )
     frame = gpd.GeoDataFrame(columns, geometry=np.concatenate([c.lines for c in flat]), crs=CRS)
-    return _hilbert_sorted(frame, state.bounds)
-
-
-def _hilbert_sorted(
-    frame: gpd.GeoDataFrame, bounds: tuple[float, float, float, float]
-) -> gpd.GeoDataFrame:
-    """Rows in Hilbert order of their geometry (ties by edge and segment): spatial locality."""
-    distance = frame.geometry.hilbert_distance(total_bounds=bounds).to_numpy()
-    order = np.lexsort(
-        (
-            frame["seg"].to_numpy(),
-            frame["key"].to_numpy(),
-            frame["v"].to_numpy(),
-            frame["u"].to_numpy(),
-            distance,
-        )
-    )
-    return frame.iloc[order].reset_index(drop=True)
+    # spatial locality; ties by edge and segment
+    return hilbert_sorted(frame, state.bounds, ties=("u", "v", "key", "seg"))
 
 
 def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "GPKG_FILE",
     "PARTS_DIR",
     "STATS_FILE",
+    "hilbert_sorted",
     "merge_region",
     "part_path",
     "read_coverage_stats",
@@ -357,16 +358,42 @@ def _hilbert_gaps(
     frame = gpd.GeoDataFrame(pd.concat(gaps, ignore_index=True), geometry="geometry", crs=CRS)
     if frame.empty:
         return frame
+    return hilbert_sorted(frame, bounds, ties=("from_u", "from_v", "from_key", "from_m"))
+
+
+def hilbert_sorted(
+    frame: gpd.GeoDataFrame,
+    bounds: tuple[float, float, float, float],
+    *,
+    ties: Sequence[str] = (),
+) -> gpd.GeoDataFrame:
+    """Rows in Hilbert order of their geometry (spatial locality), ties broken by columns.
+
+    Parameters
+    ----------
+    frame : GeoDataFrame
+        Rows to order (not changed).
+    bounds : (lon_min, lat_min, lon_max, lat_max)
+        The extent the Hilbert curve spans.
+    ties : sequence of str
+        Columns that order rows of equal Hilbert distance, most significant first.
+
+    Returns
+    -------
+    GeoDataFrame
+        The rows in that order, with a fresh index.
+
+    Examples
+    --------
+    >>> from shapely.geometry import Point
+    >>> frame = gpd.GeoDataFrame({"k": [2, 1, 0]}, geometry=[Point(1, 1), Point(0, 0), Point(0, 0)])
+    >>> hilbert_sorted(frame, (0.0, 0.0, 1.0, 1.0), ties=("k",))["k"].tolist()
+    [0, 1, 2]
+    >>> len(hilbert_sorted(frame.iloc[:0], (0.0, 0.0, 1.0, 1.0)))
+    0
+    """
     distance = frame.geometry.hilbert_distance(total_bounds=bounds).to_numpy()
-    order = np.lexsort(
-        (
-            frame["from_m"].to_numpy(),
-            frame["from_key"].to_numpy(),
-            frame["from_v"].to_numpy(),
-            frame["from_u"].to_numpy(),
-            distance,
-        )
-    )
+    order = np.lexsort((*(frame[c].to_numpy() for c in reversed(ties)), distance))
     return frame.iloc[order].reset_index(drop=True)
 
 
@@ -438,11 +465,8 @@ def read_gaps(map_dir: str | os.PathLike[str]) -> gpd.GeoDataFrame:
     InvalidInputError
         The map has no edge table.
     """
-    directory, section = _section(map_dir)
-    try:
-        return gpd.read_parquet(directory / section["outputs"]["gaps"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"map {directory}: unreadable gap list ({exc})") from None
+    frame: gpd.GeoDataFrame = _read_output(map_dir, "gaps", "gap list", gpd.read_parquet)
+    return frame
 
 
 def read_coverage_stats(map_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -453,14 +477,21 @@ def read_coverage_stats(map_dir: str | os.PathLike[str]) -> dict[str, Any]:
     InvalidInputError
         The map has no edge table.
     """
+    payload: dict[str, Any] = _read_output(
+        map_dir, "stats", "statistics", lambda path: json.loads(path.read_text(encoding="utf-8"))
+    )
+    return payload
+
+
+def _read_output(
+    map_dir: str | os.PathLike[str], key: str, what: str, read: Callable[[Path], Any]
+) -> Any:
+    """``read`` applied to the edge-table output ``key`` of a built map."""
     directory, section = _section(map_dir)
     try:
-        payload: dict[str, Any] = json.loads(
-            (directory / section["outputs"]["stats"]).read_text(encoding="utf-8")
-        )
+        return read(directory / section["outputs"][key])
     except (OSError, ValueError, KeyError) as exc:
-        raise InvalidInputError(f"map {directory}: unreadable statistics ({exc})") from None
-    return payload
+        raise InvalidInputError(f"map {directory}: unreadable {what} ({exc})") from None
 
 
 def summary_lines(stats: Mapping[str, Any]) -> list[str]:

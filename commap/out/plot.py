@@ -118,6 +118,16 @@ def _check_png_path(path: str | os.PathLike[str]) -> None:
         raise InvalidInputError(f"{path}: plots are written as .png files", field="out")
 
 
+def _route_figure(
+    timeline: RouteTimeline, out: str | os.PathLike[str], size_px: tuple[int, int]
+) -> Figure:
+    """The empty figure of a route picture, once the output name and the route are checked."""
+    _check_png_path(out)
+    if len(timeline.corridor) == 0:
+        raise InvalidInputError("the route has no segments to draw", field="plan")
+    return _figure(size_px)
+
+
 # -- map helpers -------------------------------------------------------------------------------
 
 
@@ -362,11 +372,7 @@ def plot_route_map(
     InvalidInputError
         An empty route, bad size or a file name not ending in .png.
     """
-    _check_png_path(out)
-    c = timeline.corridor
-    if len(c) == 0:
-        raise InvalidInputError("the route has no segments to draw", field="plan")
-    fig = _figure(size_px)
+    fig = _route_figure(timeline, out, size_px)
     ax = fig.add_subplot()
     route_lon, route_lat = _route_xy(timeline)
     bbox = _padded_bbox(route_lon, route_lat)
@@ -520,11 +526,8 @@ def plot_strip(
     InvalidInputError
         An empty route, bad size or a file name not ending in .png.
     """
-    _check_png_path(out)
     c = timeline.corridor
-    if len(c) == 0:
-        raise InvalidInputError("the route has no segments to draw", field="plan")
-    fig = _figure(size_px)
+    fig = _route_figure(timeline, out, size_px)
     ax_q, ax_n, ax_d = fig.subplots(3, 1, sharex=True, height_ratios=[3.0, 1.0, 1.3])
     x_km = (c.distance_m + c.length_m / 2.0) / 1000.0
     colors = network_colors(timeline.matrix.network_ids)

@@ -150,7 +150,9 @@ def max_batch(units: Units) -> int:
     return max(1, _CUBE_ELEMENTS // max(n_units * n_net * n_net, 1))
 
 
-def _check_size(units: Units, w: Weights) -> None:
+def _checked_weights(units: Units, weights: Weights | None) -> Weights:
+    """The weightings of a DP call (default the plain objective), within the batch size limit."""
+    w = weights or Weights.of(1.0)
     n_units, n_net = units.node_cost.shape
     if n_units * len(w) * n_net * n_net > _CUBE_ELEMENTS:
         raise InvalidInputError(
@@ -158,6 +160,7 @@ def _check_size(units: Units, w: Weights) -> None:
             "use fewer weightings per call",
             field="weights",
         )
+    return w
 
 
 def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = None) -> DPResult:
@@ -193,12 +196,11 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     ...         np.zeros((2, 2))).assignment.shape
     (1, 0)
     """
-    w = weights or Weights.of(1.0)
+    w = _checked_weights(units, weights)
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
     if n_units == 0:
         return _empty(n_w)
-    _check_size(units, w)
     cube = _node_cube(units, w)
     mask = _mask(units)
     # step[u, l, to, from]: cost of reaching `to` at unit u from `from` at u-1, node cost
@@ -260,12 +262,11 @@ def viterbi_dwell(
     >>> viterbi_dwell(u, sw, 3.0, 0.0).assignment.tolist()  # 3 s dwell forbids it
     [[0, 0, 0, 0]]
     """
-    w = weights or Weights.of(1.0)
+    w = _checked_weights(units, weights)
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
     if n_units == 0:
         return _empty(n_w)
-    _check_size(units, w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
     cube = _node_cube(units, w)

@@ -43,6 +43,7 @@ __all__ = [
     "Quality",
     "QualityMatrix",
     "as_points",
+    "as_sample_points",
 ]
 
 NO_SIGNAL_RSRP_DBM = -160.0
@@ -281,3 +282,47 @@ def as_points(
             "latitude must be within [-90, 90] and longitude within [-180, 180]"
         )
     return lon_a, lat_a, t_a
+
+
+def as_sample_points(
+    lon: object,
+    lat: object,
+    t_s: object | None = None,
+    *,
+    in_tunnel: object | None = None,
+    under_bridge: object | None = None,
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
+    """:func:`as_points` plus the ``in_tunnel`` / ``under_bridge`` flags of a layer's ``sample``.
+
+    Missing flags are all False; given ones are flattened to one bool per point.
+
+    Raises
+    ------
+    InvalidInputError
+        Malformed points (see :func:`as_points`) or a flag array without one flag per point.
+
+    Examples
+    --------
+    >>> lon, lat, t, tunnel, bridge = as_sample_points([1.5], [42.5], 0.0, in_tunnel=[1])
+    >>> tunnel.tolist(), bridge.tolist()
+    ([True], [False])
+    >>> as_sample_points([], [])[3].shape
+    (0,)
+    >>> as_sample_points([1.5], [42.5], under_bridge=[True, False])
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: under_bridge must have one flag per point (1), got 2
+    """
+    lon_a, lat_a, t_a = as_points(lon, lat, t_s)
+    flags = []
+    for name, values in (("in_tunnel", in_tunnel), ("under_bridge", under_bridge)):
+        if values is None:
+            flags.append(np.zeros(lon_a.size, dtype=bool))
+            continue
+        flag = np.asarray(values, dtype=bool).reshape(-1)
+        if flag.shape != lon_a.shape:
+            raise InvalidInputError(
+                f"{name} must have one flag per point ({lon_a.size}), got {flag.size}", field=name
+            )
+        flags.append(flag)
+    return lon_a, lat_a, t_a, flags[0], flags[1]

@@ -44,7 +44,7 @@ from commap.geo.corridor import Corridor, Route
 from commap.networks import Network, NetworkCatalogue
 from commap.plan import defaults
 from commap.progress import ProgressArg, as_progress
-from commap.radio.link import AppProfile, LinkModel, Objective, app_profile
+from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 from commap.sim.a3 import A3Params
 from commap.sim.drive import DriveLog, Measurements, Policy, SimConfig, simulate
@@ -225,15 +225,12 @@ def plan_assignment(
     matrix: QualityMatrix,
     catalogue: NetworkCatalogue,
     *,
-    link: LinkModel,
-    objective: Objective,
-    app: AppProfile | str,
-    min_dwell_s: float,
+    config: EvaluationConfig,
 ) -> IntArray:
     """The optimizer's plan (network column per segment) on ``matrix``.
 
-    :func:`commap.plan.plan_corridor` with the exact DP and a minimum dwell (no global
-    constraints, so the DP is optimal).
+    :func:`commap.plan.plan_corridor` with the exact DP and the link model, objective,
+    application and minimum dwell of ``config`` (no global constraints, so the DP is optimal).
 
     Examples
     --------
@@ -246,10 +243,10 @@ def plan_assignment(
         corridor,
         matrix,
         catalogue,
-        link=link,
-        app=app,
-        objective=objective,
-        constraints=Constraints(min_dwell_s=min_dwell_s),
+        link=config.link,
+        app=config.app,
+        objective=config.objective,
+        constraints=Constraints(min_dwell_s=config.min_dwell_s),
         solver="dp",
     )
     return np.asarray(plan.assignment, dtype=np.int64)
@@ -268,15 +265,7 @@ def prepare_scenarios(
         name = route.name or f"route{i + 1}"
         corridor = cmap.corridor(route)
         matrix = cmap.quality(corridor)
-        plan = plan_assignment(
-            corridor,
-            matrix,
-            cmap.catalogue,
-            link=config.link,
-            objective=config.objective,
-            app=config.app,
-            min_dwell_s=config.min_dwell_s,
-        )
+        plan = plan_assignment(corridor, matrix, cmap.catalogue, config=config)
         report.message(
             f"route {name}: {corridor.total_length_m / 1000:.1f} km, {len(corridor)} segments, "
             f"commap plan with {int((plan[1:] != plan[:-1]).sum())} switches"
@@ -330,16 +319,9 @@ class _SeedRun:
     def oracle_plan(self) -> IntArray:
         """The plan made on the truth (cached: both oracle policies drive it)."""
         if self._oracle is None:
-            cfg = self.config
             truth_matrix = self.truth.segment_matrix(len(self.scenario.corridor))
             self._oracle = plan_assignment(
-                self.scenario.corridor,
-                truth_matrix,
-                self.catalogue,
-                link=cfg.link,
-                objective=cfg.objective,
-                app=cfg.app,
-                min_dwell_s=cfg.min_dwell_s,
+                self.scenario.corridor, truth_matrix, self.catalogue, config=self.config
             )
         return self._oracle
 

@@ -231,16 +231,8 @@ class A3Policy(Policy):
         self.next_home_check = k + self.period_steps if away else self.ctx.n_steps
 
 
-class GreedyPolicy(Policy):
-    """Always the best L3 SINR among suitable networks (no hysteresis, no TTT).
-
-    Examples
-    --------
-    >>> GreedyPolicy().name
-    'greedy'
-    """
-
-    name = "greedy"
+class _BestSuitablePolicy(Policy):
+    """Starts on, and recovers to, the best suitable network; never switches on its own."""
 
     def bind(self, ctx: DriveContext) -> None:
         """Precompute the best suitable network per step."""
@@ -250,6 +242,22 @@ class GreedyPolicy(Policy):
     def start(self) -> int:
         """Best suitable network at step 0."""
         return int(self.best.choice[0])
+
+    def recover(self, k: int, failed: int) -> int:
+        """Best suitable network now."""
+        return int(self.best.choice[k])
+
+
+class GreedyPolicy(_BestSuitablePolicy):
+    """Always the best L3 SINR among suitable networks (no hysteresis, no TTT).
+
+    Examples
+    --------
+    >>> GreedyPolicy().name
+    'greedy'
+    """
+
+    name = "greedy"
 
     def decide(self, k: int, serving: int) -> int | None:
         """The best suitable network when it beats the serving one."""
@@ -263,12 +271,8 @@ class GreedyPolicy(Policy):
         """Next step where another network is the best suitable one."""
         return int(self.best.next_other(serving)[k])
 
-    def recover(self, k: int, failed: int) -> int:
-        """Best suitable network now."""
-        return int(self.best.choice[k])
 
-
-class StickyPolicy(Policy):
+class StickyPolicy(_BestSuitablePolicy):
     """Stay until a failure, then take the best suitable network.
 
     Examples
@@ -278,19 +282,6 @@ class StickyPolicy(Policy):
     """
 
     name = "sticky"
-
-    def bind(self, ctx: DriveContext) -> None:
-        """Precompute the best suitable network per step."""
-        super().bind(ctx)
-        self.best = _BestSuitable(ctx)
-
-    def start(self) -> int:
-        """Best suitable network at step 0."""
-        return int(self.best.choice[0])
-
-    def recover(self, k: int, failed: int) -> int:
-        """Best suitable network now."""
-        return int(self.best.choice[k])
 
 
 class PlanPolicy(Policy):

@@ -95,10 +95,5 @@ def serve_viewer(
     )
     if background:
         return server.start()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    server.serve_until_interrupted()
     return server

@@ -19,6 +19,7 @@ to the network: the page references no external URL and draws no background tile
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -239,6 +240,14 @@ class ViewerServer:
         """Serve in the calling thread until :meth:`stop` (or Ctrl-C)."""
         log.info("viewer of map %s at %s", self.cmap.name, self.url)
         self._httpd.serve_forever()
+
+    def serve_until_interrupted(self) -> None:
+        """Serve in the calling thread until Ctrl-C, then :meth:`stop`."""
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                self.serve_forever()
+        finally:
+            self.stop()
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

@@ -56,7 +56,7 @@ from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 from skyfield.iokit import parse_tle_file
 
-from commap.arrays import BoolArray, FloatArray
+from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.geo.horizon import (
@@ -73,7 +73,7 @@ from commap.radio.quality import (
     NO_SIGNAL_SINR_DB,
     Provenance,
     Quality,
-    as_points,
+    as_sample_points,
 )
 
 __all__ = [
@@ -356,15 +356,6 @@ class SatelliteSample:
     range_km: FloatArray
 
 
-def _flags(mask: ArrayLike | None, n: int, name: str) -> BoolArray:
-    if mask is None:
-        return np.zeros(n, dtype=bool)
-    out = np.asarray(mask, dtype=bool).reshape(-1)
-    if out.shape != (n,):
-        raise InvalidInputError(f"{name} must have one flag per point ({n}), got {out.size}")
-    return out
-
-
 def _result(
     n: int,
     best_el: FloatArray,
@@ -438,9 +429,11 @@ class _SatelliteLayerBase:
         in_tunnel, under_bridge : array_like of bool, optional
             Points whose sky is blocked.
         """
-        lon_a, lat_a, t_a = as_points(lon, lat, t_s)
+        lon_a, lat_a, t_a, tunnel, bridge = as_sample_points(
+            lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge
+        )
         n = lon_a.size
-        open_sky = ~(_flags(in_tunnel, n, "in_tunnel") | _flags(under_bridge, n, "under_bridge"))
+        open_sky = ~(tunnel | bridge)
         best_el = np.full(n, NO_SATELLITE_ELEVATION_DEG)
         best_az = np.full(n, np.nan)
         best_range = np.full(n, np.nan)

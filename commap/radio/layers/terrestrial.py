@@ -62,6 +62,7 @@ from commap.radio.quality import (
     Provenance,
     Quality,
     as_points,
+    as_sample_points,
 )
 from commap.radio.sites import (
     classify_environment,
@@ -259,9 +260,8 @@ class TerrestrialLayer:
         InvalidInputError
             On malformed points or flag arrays of the wrong length.
         """
-        lon_a, lat_a, _ = as_points(lon, lat, t_s)
+        lon_a, lat_a, _, tunnel, _ = as_sample_points(lon, lat, t_s, in_tunnel=in_tunnel)
         n = lon_a.size
-        tunnel = _flags(in_tunnel, n, "in_tunnel")
         rsrp = np.full(n, NO_SIGNAL_RSRP_DBM)
         sinr = np.full(n, NO_SIGNAL_SINR_DB)
         confidence = np.full(n, MODELLED_CONFIDENCE)
@@ -354,15 +354,6 @@ class TerrestrialLayer:
             np.where(ok, np.clip(sinr, NO_SIGNAL_SINR_DB, MAX_SINR_DB), NO_SIGNAL_SINR_DB),
             shadowed,
         )
-
-
-def _flags(values: BoolArray | None, n: int, name: str) -> BoolArray:
-    if values is None:
-        return np.zeros(n, dtype=bool)
-    flags = np.asarray(values, dtype=bool).ravel()
-    if flags.shape != (n,):
-        raise InvalidInputError(f"{name} must have one flag per point ({n})", field=name)
-    return flags
 
 
 # --- spec handling ---------------------------------------------------------------------------
