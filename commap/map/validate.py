@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from commap.config import Settings
 from commap.errors import InvalidInputError
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
@@ -130,7 +131,12 @@ def _spec_of(cmap: CommMap) -> MapSpec:
     inputs = cmap.manifest.inputs
     if inputs is None:
         raise InvalidInputError(f"map {cmap.name}: its manifest does not name its spec file")
-    path = cmap.directory.parent / inputs.spec_file
+    # beside the built directory (maps/<name>/built), else in the maps directory
+    candidates = [
+        cmap.directory.parent / inputs.spec_file,
+        Settings().maps_dir / cmap.name / inputs.spec_file,
+    ]
+    path = next((p for p in candidates if p.is_file()), candidates[0])
     if not path.is_file():
         raise InvalidInputError(
             f"map {cmap.name}: its spec {inputs.spec_file} is not beside the built map "
