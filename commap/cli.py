@@ -634,6 +634,48 @@ def evaluate_command(
     console.print(f"report written to [bold]{out}[/]")
 
 
+@app.command("validate")
+@_friendly
+def validate_command(
+    map_name: MapOpt = "andorra",
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (>= 2).")] = 5,
+    group: Annotated[
+        str, typer.Option("--group", help="Fold groups: drive, day or block (never rows).")
+    ] = "drive",
+    block_m: Annotated[
+        float, typer.Option("--block-m", help="Block size for --group block (m).")
+    ] = 300.0,
+    network: Annotated[
+        list[str] | None, typer.Option("--network", "-n", help="Only this network (repeatable).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("validation"),
+) -> None:
+    """Cross-validate the learned map against baselines on the map's own measurements."""
+    from commap.map.comm_map import CommMap
+    from commap.map.validate import GROUPS, validate_map
+    from commap.out.validation_report import summary_markdown, write_validation_report
+
+    if group not in GROUPS:
+        raise InvalidInputError(f"--group {group!r} must be one of {', '.join(GROUPS)}")
+    if folds < 2:
+        raise InvalidInputError(f"--folds {folds}: need at least 2 folds")
+    if not block_m > 0:
+        raise InvalidInputError(f"--block-m {block_m}: must be > 0")
+    cmap = CommMap.load(map_name)
+    with console.status("validating") as status:
+        result = validate_map(
+            cmap,
+            folds=folds,
+            group=group,
+            block_m=block_m,
+            networks=network or None,
+            progress=lambda msg: status.update(msg),
+        )
+        write_validation_report(result, out)
+    console.print(summary_markdown(result))
+    console.print(f"report written to [bold]{out}[/]")
+
+
 def run() -> None:
     """Console-script entry point."""
     app()

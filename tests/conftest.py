@@ -45,3 +45,18 @@ def cork_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cork(cork_dir: Path) -> CommMap:
     """The Cork map, loaded once per session."""
     return CommMap.load(cork_dir)
+
+
+@pytest.fixture(scope="session")
+def indianapolis(tmp_path_factory: pytest.TempPathFactory) -> CommMap:
+    """The Indianapolis map (three operators, gridded measurements), loaded once per session."""
+    return CommMap.load(_built("indianapolis", tmp_path_factory))
+
+
+@pytest.fixture(scope="session")
+def hamburg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built measured-only map of the Hamburg - Bremen extract (spec beside the built map)."""
+    from tests.support.specs import hamburg_spec
+
+    spec = hamburg_spec(tmp_path_factory.mktemp("maps") / "hamburg")
+    return build_map(spec, spec.parent / "built")

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -124,3 +125,43 @@ def test_build_map_with_a_truncated_pbf_fails_cleanly(tmp_path: Path) -> None:
     assert code == 2, out
     assert "andorra.osm.pbf" in out
     assert not out_dir.exists()  # no half-written map
+
+
+def test_validate_writes_summary_and_reliability_diagrams(
+    hamburg_dir: Path, tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "validation"
+    code, out = _run(
+        "validate", "--map", str(hamburg_dir), "--group", "day", "--network", "de-telekom",
+        "--out", str(out_dir),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "de-telekom / rsrp_dbm" in out
+    summary = pd.read_csv(out_dir / "summary.csv")
+    assert {"network", "kpi", "model", "mae", "brier", "pinball", "coverage80", "n"} <= set(
+        summary.columns
+    )
+    assert set(summary["model"]) == {"learned", "constant", "knn1", "knn5"}
+    assert (out_dir / "summary.md").read_text().startswith("# Validation of the learned map")
+    png = out_dir / "reliability_de-telekom_rsrp_dbm.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--group", "week"], "--group 'week' must be one of drive, day, block"),
+        (["--folds", "1"], "--folds 1: need at least 2 folds"),
+        (["--network", "nope"], "--network nope"),
+        (["--block-m", "-5"], "--block-m -5.0: must be > 0"),
+    ],
+)
+def test_validate_bad_arguments_are_one_line(
+    hamburg_dir: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    code, out = _run("validate", "--map", str(hamburg_dir), *args, "--out", str(tmp_path / "v"))
+    line = " ".join(out.split())  # rich wraps the one message at the terminal width
+    assert code == 2, out
+    assert line.startswith("error:") and line.count("error:") == 1
+    assert message in line
+    assert "Traceback" not in out

@@ -24,12 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.paths import MAPS
+from tests.support.paths import MAPS, TEST_DATA
 
 __all__ = [
     "DEFAULT_MAP",
+    "HAMBURG_EXTRACT",
     "SUBREGION_BBOX",
     "default_spec",
+    "hamburg_spec",
     "read_default_spec",
     "read_spec_toml",
     "subregion_spec",
@@ -213,3 +215,49 @@ def _write(map_dir: Path, text: str) -> Path:
     path = map_dir / "map.toml"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+HAMBURG_EXTRACT = TEST_DATA / "measured_multi" / "hamburg_bremen_lte_extract.csv.gz"
+_HAMBURG_OPERATORS = (
+    ("de-telekom", "Telekom"),
+    ("de-vodafone", "Vodafone"),
+    ("de-telefonica", "Telefonica"),
+)
+
+
+def hamburg_spec(map_dir: Path, *, name: str = "hamburg") -> Path:
+    """A measured-only map of the Hamburg - Bremen extract (three operators, both days).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> spec = hamburg_spec(Path(tempfile.mkdtemp()) / "hamburg")
+    >>> [n["layer"]["network_id"] for n in read_spec_toml(spec)["networks"]]
+    ['de-telekom', 'de-vodafone', 'de-telefonica']
+    """
+    networks = "".join(
+        f"""
+[[networks]]
+id = "{nid}"
+kind = "terrestrial"
+operator = "{nid}"
+technology = "lte"
+display_name = "{label} LTE (measured, Bremen, Sep 2021)"
+latency_ms = 35.0
+[networks.layer]
+type = "measured"
+format = "records"
+files = ["{HAMBURG_EXTRACT.as_posix()}"]
+network_id = "{nid}"
+attribution = "Drive tests: ENQT GmbH / HAW Hamburg (CC BY-NC 4.0)"
+"""
+        for nid, label in _HAMBURG_OPERATORS
+    )
+    text = f"""name = "{name}"
+title = "Bremen: three operators measured on 13 and 17 Sep 2021"
+bbox = [8.85, 52.99, 8.97, 53.07]
+segment_m = 50.0
+seed = 20210913
+default_departure = "2021-09-17T12:00:00Z"
+{networks}"""
+    return _write(map_dir, text)

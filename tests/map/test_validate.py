@@ -1,0 +1,94 @@
+"""``validate_map`` on the real measured maps: grouped folds, the learned map against baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from commap.errors import InvalidInputError
+from commap.map.comm_map import CommMap
+from commap.map.validate import SUMMARY_COLUMNS, Validation, measured_sources, validate_map
+
+
+@pytest.fixture(scope="module")
+def indianapolis_blocks(indianapolis: CommMap) -> Validation:
+    return validate_map(indianapolis, folds=5, group="block", block_m=300.0)
+
+
+@pytest.fixture(scope="module")
+def hamburg_days(hamburg_dir: Path) -> Validation:
+    return validate_map(CommMap.load(hamburg_dir), group="day")
+
+
+def _figure(v: Validation, network: str, kpi: str, model: str, column: str) -> float:
+    rows = v.summary
+    row = rows[(rows["network"] == network) & (rows["kpi"] == kpi) & (rows["model"] == model)]
+    assert len(row) == 1, (network, kpi, model)
+    return float(row[column].iloc[0])
+
+
+def test_summary_has_one_row_per_network_kpi_and_model(indianapolis_blocks: Validation) -> None:
+    table = indianapolis_blocks.summary
+    assert list(table.columns) == list(SUMMARY_COLUMNS)
+    assert set(table["network"]) == {"att", "tmobile", "verizon"}
+    assert set(table["model"]) == {"learned", "constant", "knn1", "knn5"}  # no modelled layer
+    assert not table.duplicated(["network", "kpi", "model"]).any()
+    assert any("no modelled layer" in n for n in indianapolis_blocks.notes)
+    assert any("grid squares" in n for n in indianapolis_blocks.notes)
+
+
+def test_indianapolis_blocks_learned_beats_knn_on_throughput_for_every_operator(
+    indianapolis_blocks: Validation,
+) -> None:
+    for network in ("att", "tmobile", "verizon"):
+        learned = _figure(indianapolis_blocks, network, "throughput_dl_mbps", "learned", "mae")
+        for knn in ("knn1", "knn5"):
+            assert learned < _figure(indianapolis_blocks, network, "throughput_dl_mbps", knn, "mae")
+        assert learned < _figure(
+            indianapolis_blocks, network, "throughput_dl_mbps", "constant", "mae"
+        )
+
+
+def test_held_out_intervals_cover_about_80_percent(
+    indianapolis_blocks: Validation, hamburg_days: Validation
+) -> None:
+    for v in (indianapolis_blocks, hamburg_days):
+        learned = v.summary[v.summary["model"] == "learned"]
+        assert learned["coverage80"].between(0.70, 0.90).all(), learned
+
+
+def test_hamburg_day_to_day_learned_beats_constant_by_a_fifth(hamburg_days: Validation) -> None:
+    assert hamburg_days.settings["group"] == "day"
+    for network in ("de-telekom", "de-vodafone", "de-telefonica"):
+        learned = _figure(hamburg_days, network, "rsrp_dbm", "learned", "mae")
+        assert learned < 0.8 * _figure(hamburg_days, network, "rsrp_dbm", "constant", "mae")
+        # both days are held out once: every record is scored
+        assert _figure(hamburg_days, network, "rsrp_dbm", "learned", "n") > 3000
+
+
+def test_measured_sources_read_the_records_the_spec_names(hamburg_dir: Path) -> None:
+    sources = measured_sources(CommMap.load(hamburg_dir), networks=["de-vodafone"])
+    assert [s.network_id for s in sources] == ["de-vodafone"]
+    records = sources[0].records
+    assert {"drive_id", "rsrp_dbm", "timestamp"} <= set(records.columns)
+    days = pd.to_datetime(records["timestamp"]).dt.day.unique()
+    assert sorted(days.tolist()) == [13, 17]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"folds": 1}, "need at least 2 folds"),
+        ({"group": "week"}, "--group 'week' must be one of drive, day, block"),
+        ({"block_m": 0.0}, "--block-m"),
+        ({"group": "drive"}, "grid squares have no drives or days; use --group block"),
+        ({"group": "block", "networks": ["sprint"]}, "has no such network"),
+    ],
+)
+def test_bad_options_name_the_problem(
+    indianapolis: CommMap, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
+        validate_map(indianapolis, **options)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""The learned map on real drive tests: prior far from data, tight intervals where drives agree."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commap.errors import InvalidInputError
+from commap.radio.baselines import fit_constant, fit_nearest
+from commap.radio.learned import (
+    KPIS,
+    KpiModel,
+    OutageRule,
+    evidence_units,
+    fit_kpi,
+    fit_network,
+    group_folds,
+)
+from commap.radio.measurements import read_gnettrack, read_records_csv
+from commap.radio.quality import NO_SIGNAL_RSRP_DBM
+from tests.support.paths import TEST_DATA
+from tests.support.specs import HAMBURG_EXTRACT
+
+
+@pytest.fixture(scope="module")
+def telekom() -> pd.DataFrame:
+    records = read_records_csv(HAMBURG_EXTRACT)
+    return records[records["network_id"] == "de-telekom"].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def telekom_model(telekom: pd.DataFrame) -> KpiModel:
+    return fit_kpi(telekom, kpi="rsrp_dbm")
+
+
+def test_far_from_data_is_unknown_and_the_network_prior(
+    telekom: pd.DataFrame, telekom_model: KpiModel
+) -> None:
+    # 5 km north of the extract: nothing measured there
+    lon, lat = [float(telekom["lon"].mean())], [float(telekom["lat"].max()) + 0.045]
+    p = telekom_model.predict(lon, lat)
+    assert p.unknown.tolist() == [True]
+    assert p.distance_m[0] > 4000
+    assert p.n_drives_near[0] == 0
+    prior = telekom_model.prior_quantiles
+    assert [p.p10[0], p.p50[0], p.p90[0]] == pytest.approx(prior.tolist())
+    assert p.p50[0] == pytest.approx(np.median(telekom["rsrp_dbm"]), abs=2.0)
+    assert p.p10[0] > NO_SIGNAL_RSRP_DBM + 20  # never the no-signal sentinel
+    assert 0.0 < p.p_outage[0] < 0.05
+
+
+def test_near_dense_data_the_interval_is_tighter_than_the_prior(
+    telekom: pd.DataFrame, telekom_model: KpiModel
+) -> None:
+    p = telekom_model.predict(telekom["lon"], telekom["lat"])
+    assert not p.unknown.any()
+    dense = p.n_drives_near >= 3
+    assert dense.sum() > 100
+    prior_width = telekom_model.prior_quantiles[2] - telekom_model.prior_quantiles[0]
+    width = p.p90[dense] - p.p10[dense]
+    assert np.median(width) < 0.8 * prior_width
+    assert (p.p10 <= p.p50).all() and (p.p50 <= p.p90).all()
+
+
+def test_evidence_is_counted_in_drives_not_rows(telekom: pd.DataFrame) -> None:
+    one_pass = telekom[telekom["trace"] == telekom["trace"].iloc[0]]
+    units = evidence_units(one_pass.rename(columns={"trace": "drive_id"}))
+    model = fit_kpi(one_pass, kpi="rsrp_dbm", tune=False)
+    p = model.predict(one_pass["lon"], one_pass["lat"])
+    # one leg of one drive, cut into 10-minute passes: a handful of units, never one per row
+    assert p.n_drives_near.max() <= len(np.unique(units)) < len(one_pass) / 50
+
+
+def test_model_file_and_pickle_round_trip(telekom_model: KpiModel, tmp_path: Path) -> None:
+    path = tmp_path / "telekom_rsrp.npz"
+    telekom_model.write(path)
+    again = KpiModel.read(path)
+    copy = pickle.loads(pickle.dumps(telekom_model))
+    lon, lat = [8.90, 8.93, 9.5], [53.03, 53.04, 53.5]
+    expected = telekom_model.predict(lon, lat).to_frame()
+    pd.testing.assert_frame_equal(again.predict(lon, lat).to_frame(), expected)
+    pd.testing.assert_frame_equal(copy.predict(lon, lat).to_frame(), expected)
+    assert str(again.outage) == "< -115"
+    with pytest.raises(InvalidInputError, match=r"must end in \.npz"):
+        telekom_model.write(tmp_path / "model.bin")
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        KpiModel.read(tmp_path / "missing.npz")
+
+
+def test_a_stricter_outage_rule_raises_the_outage_probability(telekom: pd.DataFrame) -> None:
+    default = fit_kpi(telekom, kpi="rsrp_dbm", tune=False)
+    strict = fit_kpi(telekom, kpi="rsrp_dbm", outage=OutageRule("<", -95.0), tune=False)
+    lon, lat = telekom["lon"], telekom["lat"]
+    assert (
+        strict.predict(lon, lat).p_outage.mean() > default.predict(lon, lat).p_outage.mean() + 0.1
+    )
+
+
+def test_fit_network_learns_the_kpis_a_gnettrack_trace_carries() -> None:
+    records = read_gnettrack(TEST_DATA / "measured" / "ucc5g_cork_heldout.zip", network_id="b")
+    net = fit_network(records, "b", tune=False)
+    assert {"rsrp_dbm", "sinr_db", "throughput_dl_mbps"} <= set(net.models)
+    assert "rsrq_db" not in net.models and "rtt_ms" not in net.models
+    predictions = net.predict(records["lon"].iloc[:10], records["lat"].iloc[:10])
+    assert all(len(p) == 10 for p in predictions.values())
+    with pytest.raises(InvalidInputError, match="no records"):
+        fit_network(records, "other")
+
+
+def test_baselines_answer_like_the_learned_model(telekom: pd.DataFrame) -> None:
+    lon, lat = telekom["lon"].iloc[:50], telekom["lat"].iloc[:50]
+    constant = fit_constant(telekom, kpi="rsrp_dbm").predict(lon, lat)
+    nearest = fit_nearest(telekom, kpi="rsrp_dbm", k=1).predict(lon, lat)
+    assert np.unique(constant.p50).size == 1
+    # at a training point, the nearest record is the point itself
+    assert nearest.p50.tolist() == telekom["rsrp_dbm"].iloc[:50].tolist()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda df: fit_kpi(df, kpi="snr"), "unknown KPI 'snr'"),
+        (lambda df: fit_kpi(df, kpi="sinr_db"), "no sinr_db records"),
+        (lambda df: fit_kpi(df, kpi="rsrp_dbm", radii_m=[(50.0,)]), "radii"),
+        (lambda df: group_folds([1, 2], folds=1), "folds must be >= 2"),
+        (lambda df: fit_nearest(df, kpi="rsrp_dbm", k=0), "k must be >= 1"),
+    ],
+)
+def test_bad_arguments_are_named(telekom: pd.DataFrame, call: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        call(telekom)  # type: ignore[operator]
+
+
+def test_every_kpi_has_a_unit_and_an_outage_rule() -> None:
+    assert set(KPIS) == {
+        "sinr_db", "rsrp_dbm", "rsrq_db", "throughput_dl_mbps", "throughput_ul_mbps",
+        "rtt_ms", "connected",
+    }  # fmt: skip
+    assert KPIS["sinr_db"].outage([-6.0, -4.0]).tolist() == [1.0, 0.0]
+    assert KPIS["connected"].outage([0.0, 1.0]).tolist() == [1.0, 0.0]
