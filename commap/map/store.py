@@ -230,8 +230,8 @@ class FleetStore:
     def _write_part(self, directory: str, name: str, table: pa.Table) -> None:
         if self._root_path is not None:
             _make_dirs_durably(Path(directory), self._root_path)
-            with atomic_path(Path(directory) / name) as tmp:  # fsyncs file and directory
-                pq.write_table(table, tmp)
+            with atomic_path(Path(directory) / name) as local_tmp:  # fsyncs file and directory
+                pq.write_table(table, local_tmp)
             return
         self.fs.makedirs(directory, exist_ok=True)
         tmp = f"{directory}/.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
