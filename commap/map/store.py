@@ -272,6 +272,7 @@ class FleetStore:
         map_name: str,
         *,
         since: str | None = None,
+        until: str | None = None,
         networks: Collection[str] | None = None,
         set_aside_unreadable: bool = False,
     ) -> pd.DataFrame:
@@ -281,6 +282,8 @@ class FleetStore:
         ----------
         map_name : the map.
         since : a batch id: only batches stored after it (incremental refresh); None: all.
+        until : a batch id: only batches up to it (e.g. :meth:`last_batch_id` taken before, so
+            that a batch stored meanwhile is left for the next refresh); None: all.
         networks : only these networks' partitions; None: all.
         set_aside_unreadable : rename a part that cannot be read to ``*.unreadable`` (logged)
             and go on; False: raise.
@@ -300,6 +303,8 @@ class FleetStore:
         frames = []
         for part in self.parts(map_name):
             if since is not None and part.batch_id <= since:
+                continue
+            if until is not None and part.batch_id > until:
                 continue
             if wanted is not None and part.network_id not in wanted:
                 continue
