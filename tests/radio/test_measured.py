@@ -516,3 +516,46 @@ def test_measured_satellite_throughput_is_not_dead() -> None:
     far = layer.sample([FAR_FROM_ROUTES[0]], [FAR_FROM_ROUTES[1]], [0.0])
     unmeasured = LinkModel().point_outage(QualityMatrix.from_columns(("starlink",), [far]), [leo])
     assert unmeasured.tolist() == [[1.0]]
+
+
+# --- the ingest report ---------------------------------------------------------------------------
+def test_ingest_report_counts_match_hand_counts(tmp_path: Path) -> None:
+    held = read_gnettrack(HELDOUT, network_id="ie-b-lte")
+    mixed = pd.concat([held, held.iloc[:40].assign(network_id="ie-c-lte")], ignore_index=True)
+    source = tmp_path / "src"
+    source.mkdir()
+    mixed.to_parquet(source / "drive.parquet")
+    bbox = (-8.6, 51.85, -8.40, 52.0)  # cuts the drive's eastern part off
+    start, end = "2019-12-03T07:32:00Z", "2019-12-03T07:55:00Z"
+    ctx = LayerContext(source_dir=source, built_dir=tmp_path / "built", bbox=bbox)
+    spec = {"format": "records", "files": ["drive.parquet"], "start": start, "end": end}
+    ingest = prepare_layer(network("ie-b-lte"), spec, ctx)["ingest"]
+    # by hand
+    own = held
+    in_window = own["timestamp"].between(pd.Timestamp(start), pd.Timestamp(end), inclusive="left")
+    windowed = own[in_window]
+    inside = windowed["lon"].between(bbox[0], bbox[2]) & windowed["lat"].between(bbox[1], bbox[3])
+    kept = windowed[inside]
+    assert 0 < len(kept) < len(windowed) < len(own)
+    for field in ("rsrp_dbm", "sinr_db", "rtt_ms", "connected"):
+        has = lambda df, f=field: int(df[f].notna().sum())  # noqa: E731
+        expected_dropped = {
+            "wrong_network_id": 40 if field != "rtt_ms" else 0,
+            "out_of_time_window": has(own) - has(windowed),
+            "out_of_bbox": has(windowed) - has(kept),
+            "nan": len(kept) - has(kept),
+        }
+        assert ingest[field]["used"] == has(kept)
+        assert ingest[field]["dropped"] == {k: v for k, v in expected_dropped.items() if v}
+    assert ingest["rtt_ms"] == {"used": 0, "dropped": {"nan": len(kept)}}  # no ping test ran
+
+
+def test_records_that_feed_no_value_are_an_error(tmp_path: Path) -> None:
+    held = read_gnettrack(HELDOUT, network_id="ie-b-lte")
+    source = tmp_path / "src"
+    source.mkdir()
+    held[["timestamp", "lat", "lon", "network_id", "rtt_ms"]].to_parquet(source / "ping.parquet")
+    ctx = LayerContext(source_dir=source, built_dir=tmp_path / "built", bbox=(-9, 51, -8, 52))
+    spec = {"format": "records", "files": ["ping.parquet"]}
+    with pytest.raises(InvalidInputError, match=r"ie-b-lte: the records of ping\.parquet feed no"):
+        prepare_layer(network("ie-b-lte"), spec, ctx)

@@ -69,6 +69,7 @@ from commap.networks import Network
 from commap.radio.layers import LayerContext
 from commap.radio.measurements import (
     KPI_COLUMNS,
+    QUALITY_COLUMNS,
     STAT_COLUMNS,
     read_gnettrack,
     read_indianapolis_grid,
@@ -791,14 +792,14 @@ def _source_paths(network: Network, spec: _Spec, ctx: LayerContext) -> list[Path
     return paths
 
 
-def _time_window(records: pd.DataFrame, raw: Mapping[str, Any]) -> pd.DataFrame:
+def _in_time_window(records: pd.DataFrame, raw: Mapping[str, Any]) -> NDArray[np.bool_]:
     t_s = records["timestamp"].astype("int64").to_numpy() / 1e9
     keep = np.ones(len(records), dtype=bool)
     if "start" in raw:
         keep &= t_s >= parse_time(raw["start"], field="start")
     if "end" in raw:
         keep &= t_s < parse_time(raw["end"], field="end")
-    return records[keep]
+    return keep
 
 
 def _read_records(network: Network, spec: _Spec, paths: Sequence[Path]) -> pd.DataFrame:
@@ -817,17 +818,60 @@ def _read_records(network: Network, spec: _Spec, paths: Sequence[Path]) -> pd.Da
             )
         else:
             frames.append(read_records(path))
-    records = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+class _Ingest:
+    """Counts, per quality field, the records used and the records dropped by reason.
+
+    A row dropped by a filter counts against every field it had a value in; a kept row without
+    a value counts as ``nan`` for that field.
+    """
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        self.fields = [c for c in QUALITY_COLUMNS if c in records]
+        self.dropped: dict[str, dict[str, int]] = {f: {} for f in self.fields}
+
+    def keep(self, records: pd.DataFrame, keep: Any, reason: str) -> pd.DataFrame:
+        mask = np.asarray(keep, dtype=bool)
+        for f in self.fields:
+            n = int((~mask & records[f].notna().to_numpy()).sum())
+            if n:
+                self.dropped[f][reason] = self.dropped[f].get(reason, 0) + n
+        return records[mask]
+
+    def report(self, records: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        out = {}
+        for f in self.fields:
+            has = records[f].notna().to_numpy()
+            dropped = dict(self.dropped[f])
+            if (~has).any():
+                dropped["nan"] = int((~has).sum())
+            out[f] = {"used": int(has.sum()), "dropped": dropped}
+        return out
+
+
+def _filter_records(
+    network: Network, spec: _Spec, records: pd.DataFrame, bbox: tuple[float, float, float, float]
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The records a network's table is built from, and the ingest report (see :class:`_Ingest`)."""
+    raw = spec.raw
+    ingest = _Ingest(records)
     wanted = str(raw.get("network_id", network.id))
     if spec.format == "records":
         found = sorted(set(records["network_id"]))
-        records = records[records["network_id"] == wanted]
+        records = ingest.keep(records, records["network_id"] == wanted, "wrong_network_id")
         if len(records) == 0:
             raise InvalidInputError(
                 f"network {network.id}: no records of network {wanted!r} "
                 f"(found: {', '.join(found)})"
             )
-    return _time_window(records, raw)
+    records = ingest.keep(records, _in_time_window(records, raw), "out_of_time_window")
+    lon0, lat0, lon1, lat1 = bbox
+    lat, lon = records["lat"], records["lon"]
+    inside = (lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)
+    records = ingest.keep(records, inside, "out_of_bbox")
+    return records, ingest.report(records)
 
 
 def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.DataFrame:
@@ -836,9 +880,12 @@ def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.Dat
     return df[(lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)]
 
 
-def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFrame:
+def _build_table(
+    network: Network, spec: _Spec, ctx: LayerContext
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     paths = _source_paths(network, spec, ctx)
     raw = spec.raw
+    ingest: dict[str, dict[str, Any]] = {}
     if spec.format == "grid":
         grid_deg = float(raw.get("grid_deg", 0.0005))
         grid = read_indianapolis_grid(
@@ -852,7 +899,20 @@ def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFra
             _inside(grid, ctx.bbox), h3_resolution=spec.h3_resolution, grid_deg=grid_deg
         )
     else:
-        records = _inside(_read_records(network, spec, paths), ctx.bbox)
+        records, ingest = _filter_records(
+            network, spec, _read_records(network, spec, paths), ctx.bbox
+        )
+        if len(records) == 0:
+            dropped = next(iter(ingest.values()))["dropped"] if ingest else {}
+            raise InvalidInputError(
+                f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)} "
+                f"and time window (records of {', '.join(spec.files)} dropped: {dropped})"
+            )
+        if not any(counts["used"] for counts in ingest.values()):
+            raise InvalidInputError(
+                f"network {network.id}: the records of {', '.join(spec.files)} feed no quality "
+                f"value (every {', '.join(ingest)} value is missing: {ingest})"
+            )
         table = aggregate_records(records, h3_resolution=spec.h3_resolution)
     # no bbox filter on the cells: a cell at the edge holds data measured inside the bbox
     table = table[table["sample_count"] >= spec.min_samples].reset_index(drop=True)
@@ -860,7 +920,7 @@ def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFra
         raise InvalidInputError(
             f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)}"
         )
-    return table
+    return table, ingest
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -879,7 +939,7 @@ def _prepare(
     network: Network, spec: Mapping[str, Any], ctx: LayerContext, *, where: str, table_name: str
 ) -> dict[str, Any]:
     parsed = _spec(network, spec, where)
-    table = _build_table(network, parsed, ctx)
+    table, ingest = _build_table(network, parsed, ctx)
     _write_table(table, ctx.built_dir / table_name)
     samples = int(table["sample_count"].sum())
     log.info(
@@ -901,6 +961,8 @@ def _prepare(
         "samples": samples,
         "sources": list(parsed.files),
     }
+    if ingest:  # records and drive tests: per field, records used and dropped by reason
+        prepared["ingest"] = ingest
     for key in ("attribution", "description"):
         if key in spec:
             prepared[key] = str(spec[key])
