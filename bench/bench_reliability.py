@@ -214,7 +214,7 @@ def _crashes(map_dir: Path, work: Path) -> dict[str, float | int | str]:
             log_name=f"server-{next(counter)}.log",
         )
 
-    reports = kill_restart_cycles(start, measurements / "andorra", cycles=KILL_CYCLES)
+    reports = kill_restart_cycles(start, measurements, cycles=KILL_CYCLES)
     restart = np.array([r.restart_s for r in reports])
     return {
         "kill_cycles": len(reports),

@@ -33,8 +33,9 @@ class ServerConfig:
     host, port : where to listen; port 0 picks a free port (logged at start).
     maps : names (or built-map directories) to serve; empty: the default map only.
     settings : library settings (maps directory, default map).
-    measurements_dir : root of stored fleet measurements (one sub-directory per map); None:
-        ``maps/<name>/measurements`` beside the built map, which survives map rebuilds.
+    measurements_dir : root of the fleet store (a directory or an fsspec URL; partitions
+        ``map=<name>/...``); None: ``maps/<name>/measurements`` beside the built map, which
+        survives map rebuilds.
     solve_workers : solves (plans, re-plans, coverage batches) running at once, in threads.
     solve_queue : solves allowed to wait for a worker; beyond it calls get RESOURCE_EXHAUSTED.
     max_drive_streams : concurrent Drive streams; beyond it RESOURCE_EXHAUSTED.
@@ -63,7 +64,7 @@ class ServerConfig:
     port: int = 50051
     maps: tuple[str, ...] = ()
     settings: Settings = field(default_factory=Settings)
-    measurements_dir: Path | None = None
+    measurements_dir: Path | str | None = None
     solve_workers: int = 2
     solve_queue: int = 32
     max_drive_streams: int = 256
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--maps-dir", default=None, help="directory holding one folder per map")
     parser.add_argument("--default-map", default=None, help="map used when a request names none")
     parser.add_argument(
-        "--measurements-dir", default=None, help="root of stored fleet measurements"
+        "--measurements-dir",
+        default=None,
+        help="root of the fleet store: a directory or an fsspec URL",
     )
     parser.add_argument(
         "--no-access-log", action="store_true", default=None, help="do not log one line per call"
@@ -308,7 +311,9 @@ def load_config(
     values["settings"] = Settings(**settings_kw)
     measurements_dir = args.measurements_dir or env.get("COMMAP_MEASUREMENTS_DIR")
     if measurements_dir:
-        values["measurements_dir"] = Path(measurements_dir)
+        # a directory, or an fsspec URL of the fleet store (kept as text: a Path drops "//")
+        is_url = "://" in measurements_dir
+        values["measurements_dir"] = measurements_dir if is_url else Path(measurements_dir)
     if args.no_access_log:
         values["access_log"] = False
     elif "COMMAP_ACCESS_LOG" in env:

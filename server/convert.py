@@ -520,7 +520,23 @@ def requested_time_limit_s(request: pb.PlanRouteRequest, config: ServerConfig) -
 
 
 # -- measurements ---------------------------------------------------------------------------------
-_OPTIONAL_QUALITY = ("rsrp_dbm", "sinr_db", "throughput_mbps")
+_OPTIONAL_QUALITY = (
+    "rsrp_dbm",
+    "rsrq_db",
+    "sinr_db",
+    "throughput_dl_mbps",
+    "throughput_ul_mbps",
+    "rtt_ms",
+)
+
+
+def _measured(m: pb.Measurement, name: str, where: str) -> float:
+    """The value of one optional field (NaN when unset); the older ``throughput_mbps`` is DL."""
+    if name == "throughput_dl_mbps" and not m.HasField(name) and m.HasField("throughput_mbps"):
+        name = "throughput_mbps"
+    if not m.HasField(name):
+        return np.nan
+    return _finite(getattr(m, name), f"{where}.{name}")
 
 
 def measurements_frame(
@@ -534,12 +550,22 @@ def measurements_frame(
 
     Positions, times (within the records' nanosecond range, 1677..2262) and the vehicle id are
     validated here (naming ``measurements[i]``); value ranges and network ids are validated by
-    the library when the records are stored or fused.
+    the library when the records are stored or fused. A measurement without a ``drive_id``
+    belongs to the drive of ``vehicle_id``.
     """
-    n = len(measurements)
     cols: dict[str, list[Any]] = {
         name: []
-        for name in ("timestamp", "lat", "lon", "network_id", *_OPTIONAL_QUALITY, "connected")
+        for name in (
+            "timestamp",
+            "lat",
+            "lon",
+            "network_id",
+            *_OPTIONAL_QUALITY,
+            "connected",
+            "cell_id",
+            "network_mode",
+            "drive_id",
+        )
     }
     for k, m in enumerate(measurements):
         where = f"{field}[{first_index + k}]"
@@ -549,6 +575,11 @@ def measurements_frame(
             raise InvalidInputError(f"{where}.position: required", field=f"{where}.position")
         if not m.network_id:
             raise InvalidInputError(f"{where}.network_id: required", field=f"{where}.network_id")
+        if m.HasField("throughput_mbps") and m.HasField("throughput_dl_mbps"):
+            raise InvalidInputError(
+                f"{where}: set throughput_dl_mbps or its older name throughput_mbps, not both",
+                field=f"{where}.throughput_mbps",
+            )
         lon, lat = latlon(m.position, field=f"{where}.position")
         t_s = seconds(m.time, field=f"{where}.time")
         if not _MIN_RECORD_S <= t_s <= _MAX_RECORD_S:
@@ -560,19 +591,18 @@ def measurements_frame(
         cols["lat"].append(lat)
         cols["lon"].append(lon)
         cols["network_id"].append(m.network_id)
-        present = False
-        for name in _OPTIONAL_QUALITY:
-            if m.HasField(name):
-                cols[name].append(_finite(getattr(m, name), f"{where}.{name}"))
-                present = True
-            else:
-                cols[name].append(np.nan)
+        values = [_measured(m, name, where) for name in _OPTIONAL_QUALITY]
+        for name, value in zip(_OPTIONAL_QUALITY, values, strict=True):
+            cols[name].append(value)
         cols["connected"].append(m.connected if m.HasField("connected") else pd.NA)
-        if not (present or m.HasField("connected")):
+        if all(np.isnan(values)) and not m.HasField("connected"):
             raise InvalidInputError(
-                f"{where}: carries no value (rsrp_dbm, sinr_db, throughput_mbps or connected)",
+                f"{where}: carries no value ({', '.join(_OPTIONAL_QUALITY)} or connected)",
                 field=where,
             )
+        cols["cell_id"].append(m.cell_id if m.HasField("cell_id") else pd.NA)
+        cols["network_mode"].append(m.network_mode or pd.NA)
+        cols["drive_id"].append(m.drive_id or vehicle_id)
     frame = pd.DataFrame(
         {
             "timestamp": pd.to_datetime(
@@ -583,7 +613,9 @@ def measurements_frame(
             "network_id": pd.Series(cols["network_id"], dtype="str"),
             **{name: np.asarray(cols[name], dtype=np.float64) for name in _OPTIONAL_QUALITY},
             "connected": pd.array(cols["connected"], dtype="boolean"),
-            "trace": pd.Series([vehicle_id] * n, dtype="string"),
+            "cell_id": pd.array(cols["cell_id"], dtype="Int64"),
+            "network_mode": pd.Series(cols["network_mode"], dtype="string"),
+            "drive_id": pd.Series(cols["drive_id"], dtype="string"),
         }
     )
     return frame

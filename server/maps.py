@@ -6,11 +6,14 @@ values override modelled ones where dense). Storing a batch appends a durable pa
 before the call is acknowledged) and then swaps ``current`` for a map rebuilt from all stored
 records, so calls in flight keep a consistent map and later calls see the new data.
 
-Measurements live in ``<maps_dir>/<name>/measurements/`` beside the built map (a map rebuild
-replaces ``built/`` but must not lose fleet data), or under ``--measurements-dir/<name>/``.
-A batch is acknowledged only once its part file is durable and reads back; at start, parts
-that cannot be read are set aside (``*.csv.unreadable``, logged) instead of keeping the server
-down, and temporary files of writers that crashed mid-write are removed.
+Measurements live in a fleet store (:class:`commap.map.store.FleetStore`, a partitioned
+Parquet dataset: ``map=<name>/network=<id>/day=<YYYY-MM-DD>/part-*.parquet``) rooted at
+``<maps_dir>/<name>/measurements/`` beside the built map (a map rebuild replaces ``built/`` but
+must not lose fleet data), or at ``--measurements-dir`` (a directory or an fsspec URL). A batch
+is acknowledged only once its parts are durable and read back; later batches are read
+incrementally (only parts newer than the last one seen). At start, parts that cannot be read are
+set aside (``*.unreadable``, logged) instead of keeping the server down, and temporary files of
+writers that crashed mid-write are removed.
 
 :meth:`MapStore.reload` reads a map again from where it was configured (after a rebuild) and
 swaps it in only once it has loaded completely, every file matches the manifest's checksums,
@@ -21,8 +24,6 @@ the previous version keeps serving and the reason is logged and returned.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,6 +36,7 @@ from commap.errors import InvalidInputError, MapNotFoundError
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
 from commap.map.manifest import MANIFEST, resolve_map_dir
+from commap.map.store import FleetStore
 from server.config import ServerConfig
 from server.convert import shown
 
@@ -45,7 +47,6 @@ __all__ = [
     "ReloadResult",
     "ServedMap",
     "fuse_measurements",
-    "remove_stale_temp_parts",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,10 @@ class ServedMap:
     """One served map and its stored fleet measurements."""
 
     base: CommMap
-    measurements_dir: Path
+    store: FleetStore
     current: CommMap
-    measurement_count: int = 0
+    records: pd.DataFrame = field(default_factory=lambda: _no_records(), repr=False)
+    last_batch_id: str | None = None  # newest batch in ``records``: where refreshes go on
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     source: str = ""  # the configured name or directory: where reloads read the map again
     manifest_sha256: str = ""
@@ -68,6 +70,17 @@ class ServedMap:
     def name(self) -> str:
         """Map name."""
         return self.base.name
+
+    @property
+    def measurement_count(self) -> int:
+        """Stored records of the map's networks in use."""
+        return len(self.records)
+
+
+def _no_records() -> pd.DataFrame:
+    from commap.radio.measurements import empty_records
+
+    return empty_records()
 
 
 # Fleet data: a cell's measurements override the modelled value once it holds this many (one
@@ -127,52 +140,6 @@ def _probe(cmap: CommMap) -> None:
         raise InvalidInputError(f"map {cmap.name}: the probe query at the map centre failed")
 
 
-# temporary part files of a write that never finished: ".<part>.tmp-<pid>-<hex>"
-_TEMP_PART = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
-
-
-def remove_stale_temp_parts(directory: Path) -> int:
-    """Delete temporary part files left by writers that died before their rename.
-
-    Such a part was never acknowledged (the rename comes before the acknowledgement), so
-    nothing is lost; files of writers that are still running are kept.
-
-    Returns
-    -------
-    int
-        Files removed.
-
-    Examples
-    --------
-    >>> remove_stale_temp_parts(Path("/nonexistent"))
-    0
-    """
-    if not directory.is_dir():
-        return 0
-    removed = 0
-    for path in directory.iterdir():
-        match = _TEMP_PART.match(path.name)
-        if match is None or _pid_alive(int(match.group(1))):
-            continue
-        path.unlink(missing_ok=True)
-        removed += 1
-    if removed:
-        log.info("%s: removed %d unfinished part file(s) of crashed writers", directory, removed)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
 class MapStore:
     """Loads the configured maps and stores their fleet measurements.
 
@@ -201,12 +168,15 @@ class MapStore:
         """The map used when a request names none."""
         return self._default
 
-    def _measurements_dir(self, cmap: CommMap) -> Path:
-        if self._config.measurements_dir is not None:
-            return self._config.measurements_dir / cmap.name
+    def _store(self, cmap: CommMap) -> FleetStore:
+        root = self._config.measurements_dir
+        if root is not None:
+            return FleetStore(root)
         directory = cmap.directory
         # maps/<name>/built -> maps/<name>/measurements: survives `make map` rebuilds
-        return (directory.parent if directory.name == "built" else directory) / "measurements"
+        return FleetStore(
+            (directory.parent if directory.name == "built" else directory) / "measurements"
+        )
 
     def load_all(self) -> None:
         """Load every configured map and its stored measurements (blocking: call in a thread).
@@ -225,12 +195,12 @@ class MapStore:
                 raise InvalidInputError(f"map {base.name!r} is configured twice", field="maps")
             served = ServedMap(
                 base=base,
-                measurements_dir=self._measurements_dir(base),
+                store=self._store(base),
                 current=base,
                 source=name,
                 manifest_sha256=digest,
             )
-            remove_stale_temp_parts(served.measurements_dir)
+            served.store.remove_stale_temp_parts(base.name)
             self._refresh(served)
             maps[base.name] = served
             log.info(
@@ -260,13 +230,14 @@ class MapStore:
                 f"map {shown(key)} is not served here; served maps: {served}"
             ) from None
 
-    def _stored_records(self, served: ServedMap) -> pd.DataFrame:
-        return self._stored_records_for(served.base, served.measurements_dir)
-
     def _refresh(self, served: ServedMap) -> None:
-        records = self._stored_records(served)
+        """Read the batches stored since the last refresh (all at first) and fuse them in."""
+        new, last = self._stored_records_for(served.base, served.store, since=served.last_batch_id)
+        if len(new) == 0 and served.last_batch_id is not None:
+            return
+        records = new if served.last_batch_id is None else _concat(served.records, new)
         served.current = fuse_measurements(served.base, records)
-        served.measurement_count = len(records)
+        served.records, served.last_batch_id = records, last
 
     def store_measurements(self, name: str, records: pd.DataFrame) -> tuple[str, int]:
         """Store one batch durably, then let later requests use it (blocking: call in a thread).
@@ -274,35 +245,42 @@ class MapStore:
         Returns
         -------
         tuple of (str, int)
-            The batch id (part file name) and the number of records the map now holds.
+            The batch id and the number of records the map now holds.
 
         Raises
         ------
         InvalidInputError
             The batch does not validate (nothing is stored).
         """
-        from commap.radio.measurements import append_records, read_records_csv
-
         served = self.get(name)
         with served.lock:  # one writer per map: parts and the fused map stay in step
-            part = append_records(
-                records, served.measurements_dir, known_networks=served.base.catalogue.ids
+            batch = served.store.append(
+                served.name, records, known_networks=served.base.catalogue.ids
             )
             try:  # acknowledged means readable: a batch that does not read back is not kept
-                read_records_csv(part)
+                back = served.store.read_batch(served.name, batch.batch_id)
+                if len(back) != batch.record_count:
+                    raise InvalidInputError(f"{len(back)} of {batch.record_count} records read")
             except InvalidInputError as exc:
-                part.unlink(missing_ok=True)
-                log.error("map %s: batch %s did not read back, removed: %s", name, part.name, exc)
+                served.store.remove_batch(served.name, batch.batch_id)
+                log.error(
+                    "map %s: batch %s did not read back, removed: %s", name, batch.batch_id, exc
+                )
                 raise InvalidInputError(
                     "measurements: the batch does not survive storage unchanged; nothing stored",
                     field="measurements",
                 ) from None
-            log.info("map %s: stored %d measurements in %s", served.name, len(records), part.name)
+            log.info(
+                "map %s: stored %d measurements as batch %s",
+                served.name,
+                batch.record_count,
+                batch.batch_id,
+            )
             try:
                 self._refresh(served)
             except Exception:  # stored data is safe; the fused view catches up on the next batch
                 log.exception("map %s: measurements stored but not yet fused", served.name)
-        return part.stem, served.measurement_count
+        return batch.batch_id, served.measurement_count
 
     # -- hot reload --------------------------------------------------------------------------
     def _load_checked(self, served: ServedMap) -> tuple[CommMap, str]:
@@ -337,10 +315,10 @@ class MapStore:
                 if digest == served.manifest_sha256:
                     outcome = ReloadOutcome.UNCHANGED
                 else:
-                    records = self._stored_records_for(cmap, served.measurements_dir)
+                    records, last = self._stored_records_for(cmap, served.store)
                     current = fuse_measurements(cmap, records)
                     served.base, served.current = cmap, current
-                    served.measurement_count = len(records)
+                    served.records, served.last_batch_id = records, last
                     served.manifest_sha256 = digest
                     served.generation += 1
                     outcome = ReloadOutcome.RELOADED
@@ -361,30 +339,17 @@ class MapStore:
         log.info("map %s: reload %s (version %d)", served.name, outcome, served.generation)
         return ReloadResult(served.name, outcome, served.manifest_sha256, served.generation)
 
-    def _stored_records_for(self, cmap: CommMap, directory: Path) -> pd.DataFrame:
-        """Every stored record of the map's networks.
+    def _stored_records_for(
+        self, cmap: CommMap, store: FleetStore, *, since: str | None = None
+    ) -> tuple[pd.DataFrame, str | None]:
+        """Stored records of the map's networks (batches after ``since``), and the last batch id.
 
-        A part that cannot be read is set aside (renamed ``*.csv.unreadable``, logged as an
-        error) rather than keeping the server from starting; records of networks the map no
-        longer has are skipped, their files kept.
+        A part that cannot be read is set aside (renamed ``*.unreadable``, logged as an error)
+        rather than keeping the server from starting; records of networks the map no longer has
+        are skipped, their parts kept.
         """
-        from commap.radio.measurements import empty_records, read_records_csv
-
-        if not directory.is_dir():
-            return empty_records()
-        frames = []
-        for path in sorted(p for p in directory.glob("*.csv") if p.is_file()):
-            try:
-                frames.append(read_records_csv(path))
-            except InvalidInputError as exc:
-                aside = path.with_name(path.name + ".unreadable")
-                os.replace(path, aside)
-                log.error(
-                    "map %s: unreadable measurements set aside as %s: %s", cmap.name, aside, exc
-                )
-        if not frames:
-            return empty_records()
-        records = pd.concat(frames, ignore_index=True)
+        last = store.last_batch_id(cmap.name) or since
+        records = store.read(cmap.name, since=since, until=last, set_aside_unreadable=True)
         known = records["network_id"].isin(cmap.catalogue.ids)
         if not known.all():
             log.warning(
@@ -393,4 +358,8 @@ class MapStore:
                 int((~known).sum()),
             )
             records = records[known].reset_index(drop=True)
-        return records
+        return records, last
+
+
+def _concat(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([old, new], ignore_index=True)

@@ -77,6 +77,7 @@ from commap.map.manifest import (
     MANIFEST,
     NETWORK_FIELDS,
     BuildInputs,
+    IngestCount,
     Manifest,
     NetworkEntry,
     RoadsSource,
@@ -992,7 +993,18 @@ def _build_networks(spec: MapSpec, ctx: LayerContext, progress: _Say) -> list[Ne
             from commap.radio.layers.measured import prepare_measured
 
             measured = prepare_measured(network, raw["measured"], ctx)
-        built_networks.append(replace(entry, layer=layer, cache=cache, measured=measured))
+        report = layer.pop("ingest", None) or (measured or {}).pop("ingest", None)
+        ingest = None
+        if report is not None:
+            ingest = IngestCount.parse_report(report, f"network {network.id}")
+            for name, counts in ingest.items():
+                dropped = ", ".join(f"{n} {why}" for why, n in counts.dropped.items()) or "none"
+                progress(
+                    f"network {network.id}: {name}: {counts.used} records used, dropped: {dropped}"
+                )
+        built_networks.append(
+            replace(entry, layer=layer, cache=cache, measured=measured, ingest=ingest)
+        )
     return built_networks
 
 

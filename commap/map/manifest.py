@@ -50,6 +50,7 @@ __all__ = [
     "MAP_NAME",
     "NETWORK_FIELDS",
     "BuildInputs",
+    "IngestCount",
     "Manifest",
     "NetworkEntry",
     "RoadsSource",
@@ -138,6 +139,9 @@ class NetworkEntry:
     layer: Mapping[str, Any]
     cache: str | None = None
     measured: Mapping[str, Any] | None = None
+    # measured records behind the network's tables: {field: {"used": n, "dropped": {reason: n}}}
+    # (reasons: wrong_network_id, out_of_time_window, out_of_bbox, nan); None: nothing measured
+    ingest: Mapping[str, IngestCount] | None = None
 
     @property
     def id(self) -> str:
@@ -183,17 +187,65 @@ class NetworkEntry:
             out["cache"] = self.cache
         if self.measured is not None:
             out["measured"] = dict(self.measured)
+        if self.ingest is not None:
+            out["ingest"] = {
+                f: {"used": c.used, "dropped": dict(c.dropped)} for f, c in self.ingest.items()
+            }
         return out
 
     @classmethod
     def _parse(cls, entry: _Fields) -> NetworkEntry:
         entry.get("id", str)
+        ingest = entry.get("ingest", dict, None)
         return cls(
             fields={k: entry.value[k] for k in NETWORK_FIELDS if k in entry.value},
             layer=entry.get("layer", dict),
             cache=entry.get("cache", str, None),
             measured=entry.get("measured", dict, None),
+            ingest=None if ingest is None else IngestCount.parse_report(ingest, entry.source),
         )
+
+
+@dataclass(frozen=True)
+class IngestCount:
+    """How many records of one field a map build used, and how many it dropped, by reason.
+
+    Examples
+    --------
+    >>> report = IngestCount.parse_report({"rsrp_dbm": {"used": 3, "dropped": {"nan": 1}}}, "m")
+    >>> report["rsrp_dbm"].used, dict(report["rsrp_dbm"].dropped)
+    (3, {'nan': 1})
+    >>> IngestCount.parse_report({"rsrp_dbm": {"used": -1}}, "m")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: m: ingest of 'rsrp_dbm' is not {used: n, dropped: {reason: n}}
+    >>> IngestCount.parse_report({}, "m")
+    {}
+    """
+
+    used: int
+    dropped: Mapping[str, int]
+
+    @classmethod
+    def parse_report(cls, report: Mapping[str, Any], source: str) -> dict[str, IngestCount]:
+        """``{field: {"used": n, "dropped": {reason: n}}}`` as typed counts (checked)."""
+        out = {}
+        for name, counts in report.items():
+            dropped = counts.get("dropped", {}) if isinstance(counts, dict) else None
+            used = counts.get("used") if isinstance(counts, dict) else None
+            ok = (
+                isinstance(used, int)
+                and not isinstance(used, bool)
+                and used >= 0
+                and isinstance(dropped, dict)
+                and all(isinstance(v, int) and v >= 0 for v in dropped.values())
+            )
+            if not ok:
+                raise InvalidInputError(
+                    f"{source}: ingest of {name!r} is not {{used: n, dropped: {{reason: n}}}}"
+                )
+            out[str(name)] = cls(used=int(used), dropped=dict(dropped))  # type: ignore[arg-type]
+        return out
 
 
 @dataclass(frozen=True)

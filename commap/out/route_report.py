@@ -19,7 +19,7 @@ gives one, for a plan (what commap expects) and, for a drive-test trace, for wha
     (default 1 s, as in the evaluation of DESIGN.md).
 ``time_s`` / ``data_mb`` per network
     Plan: time on each network and the application's data volume there. Trace: time per
-    network mode and the data actually received (``throughput_mbps``).
+    network mode and the data actually received (``throughput_dl_mbps``).
 ``coverage by provenance``
     Share of the route where each network's value is measured, modelled or unknown.
 ``plan versus measured`` (trace only)
@@ -261,8 +261,8 @@ def _check_trace(records: pd.DataFrame) -> pd.DataFrame:
         raise InvalidInputError(
             f"a trace needs at least 2 samples, got {len(records)}", field="trace"
         )
-    if "trace" in records and records["trace"].nunique() > 1:
-        names = ", ".join(sorted(map(str, records["trace"].unique())))
+    if "drive_id" in records and records["drive_id"].nunique() > 1:
+        names = ", ".join(sorted(map(str, records["drive_id"].unique())))
         raise InvalidInputError(
             f"the records hold several traces ({names}); pick one", field="trace"
         )
@@ -282,7 +282,7 @@ def score_trace(
     records : DataFrame
         Measurement records (:mod:`commap.radio.measurements`) of one trace: ``timestamp``,
         ``lat``, ``lon``, ``network_id`` and any of ``connected``, ``sinr_db``, ``rsrp_dbm``,
-        ``throughput_mbps``, ``cell_id``, ``network_mode``.
+        ``throughput_dl_mbps``, ``cell_id``, ``network_mode``.
     ping_pong_s : float
         Ping-pong window.
     max_gap_s : float
@@ -316,8 +316,8 @@ def score_trace(
     net = df["network_id"].astype(str).to_numpy()
     keys = [f"{n}/{m}" for n, m in zip(net, mode, strict=True)] if mode is not None else net
     data: dict[str, float] = {}
-    if "throughput_mbps" in df:
-        rate = df["throughput_mbps"].to_numpy(dtype=np.float64, na_value=np.nan)
+    if "throughput_dl_mbps" in df:
+        rate = df["throughput_dl_mbps"].to_numpy(dtype=np.float64, na_value=np.nan)
         for key, mb in zip(keys, np.nan_to_num(rate) * duration / 8.0, strict=True):
             data[key] = data.get(key, 0.0) + float(mb)
     return _score(
@@ -404,7 +404,7 @@ def read_trace(
         network_id=network_id,
         network_modes=None if network_modes is None else list(network_modes),
     )
-    names = sorted(map(str, records["trace"].unique()))
+    names = sorted(map(str, records["drive_id"].unique()))
     if trace_name is None:
         if len(names) > 1:
             raise InvalidInputError(
@@ -415,7 +415,7 @@ def read_trace(
         raise InvalidInputError(
             f"{path}: no trace {trace_name!r}; traces: {', '.join(names)}", field="trace"
         )
-    return records[records["trace"] == trace_name].reset_index(drop=True)
+    return records[records["drive_id"] == trace_name].reset_index(drop=True)
 
 
 def trace_route(records: pd.DataFrame, *, name: str = "") -> Route:
@@ -428,7 +428,7 @@ def trace_route(records: pd.DataFrame, *, name: str = "") -> Route:
     """
     df = _check_trace(records)
     t = df["timestamp"].astype("int64").to_numpy() / 1e9
-    label = name or (str(df["trace"].iloc[0]) if "trace" in df else "trace")
+    label = name or (str(df["drive_id"].iloc[0]) if "drive_id" in df else "trace")
     return route_from_polyline(
         df["lon"].to_numpy(dtype=np.float64),
         df["lat"].to_numpy(dtype=np.float64),

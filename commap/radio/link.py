@@ -210,7 +210,9 @@ class LinkModel:
     Outage of a satellite network at a point: the elevation margin over the network's
     ``min_elevation_deg`` with a Normal spread of ``sat_elevation_sigma_deg`` (roadside
     obstruction near the mask angle), combined with a constant ``sat_blockage_prob`` and with the
-    equivalent SINR where the layer gives one; no satellite in view gives probability 1.
+    equivalent SINR where the layer gives one; no satellite in view gives probability 1. A value
+    without an elevation (NaN: a measured satellite network, e.g. throughput records) is judged
+    by its SINR alone, and is dead only without one.
 
     A segment holds ``max(length_m / decorrelation_m, duration_s / decorrelation_s)``
     independent looks at the field (shadowing decorrelates over distance; a stopped vehicle still
@@ -378,16 +380,20 @@ class LinkModel:
         self, m: QualityMatrix, j: int, net: Network, sigma: FloatArray
     ) -> FloatArray:
         elevation = m.elevation_deg[:, j]
-        seen = np.isfinite(elevation) & (elevation > NO_SATELLITE_ELEVATION_DEG)
+        # NaN elevation: not modelled (a measured satellite network): the link decides alone
+        modelled = np.isfinite(elevation)
+        seen = modelled & (elevation > NO_SATELLITE_ELEVATION_DEG)
         margin = np.where(seen, elevation, NO_SATELLITE_ELEVATION_DEG) - net.min_elevation_deg
-        p_sky = ndtr(-margin / self.sat_elevation_sigma_deg)
+        p_sky = np.where(modelled, ndtr(-margin / self.sat_elevation_sigma_deg), 0.0)
         sinr = m.sinr_db[:, j]
         has_sinr = np.isfinite(sinr)
         p_link = np.where(
             has_sinr, ndtr((self.qout_sinr_db - np.where(has_sinr, sinr, 0.0)) / sigma), 0.0
         )
         p = 1.0 - (1.0 - p_sky) * (1.0 - self.sat_blockage_prob) * (1.0 - p_link)
-        dead = ~seen | (has_sinr & (sinr <= NO_SIGNAL_SINR_DB))
+        dead = (
+            (modelled & ~seen) | (~modelled & ~has_sinr) | (has_sinr & (sinr <= NO_SIGNAL_SINR_DB))
+        )
         return np.where(dead, 1.0, p)
 
     def segment_drop(

@@ -1,15 +1,20 @@
-"""Measurement records: commap's own CSV, G-NetTrack drive tests and gridded measurements.
+"""Measurement records: commap's own CSV and Parquet, G-NetTrack drive tests, gridded measurements.
 
 A *measurement record* is one observation of one network at one place and time. It is the row
-of commap's plain measurement CSV, of the part files written by :func:`append_records` (the
-fleet reports that arrive over gRPC ``ReportMeasurements``) and of what :func:`read_gnettrack`
-returns. The schema is data (:data:`RECORD_COLUMNS`): name, pandas dtype, unit, range, role.
+of commap's plain measurement CSV or Parquet file, of the fleet store
+(:mod:`commap.map.store`, the reports that arrive over gRPC ``ReportMeasurements``) and of what
+:func:`read_gnettrack` returns. The schema is data (:data:`RECORD_COLUMNS`): name, pandas dtype,
+unit, range, role.
 
 * key columns, required: ``timestamp`` (UTC), ``lat``, ``lon`` (WGS84 degrees), ``network_id``;
-* quality columns, at least one present: ``rsrp_dbm``, ``sinr_db``, ``throughput_mbps``,
-  ``connected``; a missing value (empty cell, NaN) means "not measured";
+* quality columns, at least one present: ``rsrp_dbm``, ``rsrq_db``, ``sinr_db``,
+  ``throughput_dl_mbps``, ``throughput_ul_mbps``, ``rtt_ms`` (the numeric KPIs,
+  :data:`KPI_COLUMNS`) and ``connected``; a missing value (empty cell, NaN) means "not measured";
 * extra columns, optional: ``cell_id`` (serving cell identity), ``network_mode`` (``LTE``,
-  ``5G``, ...), ``trace`` (name of the source trace).
+  ``5G``, ...), ``drive_id`` (the drive or session: a G-NetTrack trace name, a vehicle id).
+
+Older column names are still read (:data:`COLUMN_ALIASES`): ``throughput_mbps`` is the downlink
+rate ``throughput_dl_mbps``, ``trace`` is ``drive_id``.
 
 Gridded measurements (:func:`read_indianapolis_grid`) are already aggregated; they come back as a
 per-grid-square table with the same statistics columns as the measured layer's H3 table
@@ -36,10 +41,14 @@ from commap.errors import InvalidInputError
 from commap.files import write_text_atomic
 
 __all__ = [
+    "COLUMN_ALIASES",
     "GNETTRACK_COLUMNS",
+    "GNETTRACK_OPTIONAL_COLUMNS",
     "KEY_COLUMNS",
+    "KPI_COLUMNS",
     "QUALITY_COLUMNS",
     "RECORD_COLUMNS",
+    "RECORD_SUFFIXES",
     "STATS",
     "STAT_COLUMNS",
     "Column",
@@ -47,8 +56,10 @@ __all__ = [
     "empty_records",
     "read_gnettrack",
     "read_indianapolis_grid",
+    "read_records",
     "read_records_csv",
     "read_records_dir",
+    "read_records_parquet",
     "sinr_from_throughput",
     "validate_records",
     "write_records_csv",
@@ -86,22 +97,29 @@ RECORD_COLUMNS: tuple[Column, ...] = (
     Column("lon", "float64", "deg", "key", -180.0, 180.0, "WGS84 longitude"),
     Column("network_id", "str", "", "key", description="network id of the map catalogue"),
     Column("rsrp_dbm", "float64", "dBm", "quality", -160.0, -20.0, "serving-cell RSRP"),
+    Column("rsrq_db", "float64", "dB", "quality", -40.0, 20.0, "serving-cell RSRQ"),
     Column("sinr_db", "float64", "dB", "quality", -50.0, 60.0, "serving-cell SINR (or SNR)"),
-    Column("throughput_mbps", "float64", "Mbit/s", "quality", 0.0, 1.0e5, "downlink rate"),
+    Column("throughput_dl_mbps", "float64", "Mbit/s", "quality", 0.0, 1.0e5, "downlink rate"),
+    Column("throughput_ul_mbps", "float64", "Mbit/s", "quality", 0.0, 1.0e5, "uplink rate"),
+    Column("rtt_ms", "float64", "ms", "quality", 0.0, 6.0e5, "round-trip time (ping)"),
     Column("connected", "boolean", "", "quality", description="UE had a serving cell"),
     Column("cell_id", "Int64", "", "extra", 0.0, 2.0**62, "serving cell identity"),
     Column("network_mode", "str", "", "extra", description="radio technology in use"),
-    Column("trace", "str", "", "extra", description="source trace name"),
+    Column("drive_id", "str", "", "extra", description="drive or session id (trace name)"),
 )
 _BY_NAME = {c.name: c for c in RECORD_COLUMNS}
 KEY_COLUMNS: tuple[str, ...] = tuple(c.name for c in RECORD_COLUMNS if c.role == "key")
 QUALITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in RECORD_COLUMNS if c.role == "quality")
+# the numeric quality columns: the key performance indicators a map keeps statistics of
+KPI_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in RECORD_COLUMNS if c.role == "quality" and c.dtype == "float64"
+)
+# older names still read: alias -> column
+COLUMN_ALIASES: dict[str, str] = {"throughput_mbps": "throughput_dl_mbps", "trace": "drive_id"}
 
 # statistics kept per aggregation unit (H3 cell, grid square) for each numeric quality
 STATS: tuple[str, ...] = ("p10", "median", "p90")
-STAT_COLUMNS: tuple[str, ...] = tuple(
-    f"{q}_{s}" for q in ("rsrp_dbm", "sinr_db", "throughput_mbps") for s in STATS
-)
+STAT_COLUMNS: tuple[str, ...] = tuple(f"{q}_{s}" for q in KPI_COLUMNS for s in STATS)
 
 # G-NetTrack Pro columns commap reads (others are ignored)
 GNETTRACK_COLUMNS: tuple[str, ...] = (
@@ -114,6 +132,12 @@ GNETTRACK_COLUMNS: tuple[str, ...] = (
     "DL_bitrate",
     "RAWCELLID",
 )
+# read when present (older logs lack some): G-NetTrack column -> record column
+GNETTRACK_OPTIONAL_COLUMNS: dict[str, str] = {
+    "RSRQ": "rsrq_db",
+    "UL_bitrate": "throughput_ul_mbps",
+    "PINGAVG": "rtt_ms",
+}
 _GNETTRACK_TIME_FORMAT = "%Y.%m.%d_%H.%M.%S"
 _RSRP_SENTINEL_DBM = -140.0  # G-NetTrack logs -200 and the like when it has no measurement
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
@@ -242,7 +266,13 @@ def _parse_column(raw: pd.Series, col: Column, where: _Where) -> pd.Series:
 
 
 def _check_columns(columns: Iterable[str], source: str) -> list[str]:
-    names = [str(c) for c in columns]
+    names = [COLUMN_ALIASES.get(str(c), str(c)) for c in columns]
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise InvalidInputError(
+            f"{source}: column {twice[0]!r} is given twice (under its old name too?)",
+            field=twice[0],
+        )
     unknown = [c for c in names if c not in _BY_NAME]
     if unknown:
         raise InvalidInputError(
@@ -310,6 +340,7 @@ def validate_records(
         raise InvalidInputError(f"{source}: holds no records")
     where = _Where(source, first_line=first_line)
     frame = df.reset_index(drop=True)
+    frame.columns = pd.Index(names)
     out = {
         c.name: _parse_column(frame[c.name], c, where) for c in RECORD_COLUMNS if c.name in names
     }
@@ -378,13 +409,78 @@ def read_records_csv(
     return validate_records(raw, source=str(path), known_networks=known_networks, first_line=2)
 
 
+def read_records_parquet(
+    path: str | Path, *, known_networks: Collection[str] | None = None
+) -> pd.DataFrame:
+    """Read and validate a measurement-record Parquet file (columns as in :data:`RECORD_COLUMNS`).
+
+    Typed columns are taken as they are (timestamps without a zone are UTC); text columns are
+    parsed like CSV text. Rows are named by 0-based position in error messages.
+
+    Raises
+    ------
+    InvalidInputError
+        If the file is missing, not Parquet, or has a bad row (naming file, row, column).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Path(d) / "r.parquet"
+    ...     pd.DataFrame({"timestamp": pd.to_datetime(["2020-01-01"], utc=True), "lat": [51.9],
+    ...                   "lon": [-8.4], "network_id": ["x"], "rtt_ms": [41.0]}).to_parquet(p)
+    ...     read_records_parquet(p)["rtt_ms"].tolist()
+    [41.0]
+    >>> read_records_parquet("missing.parquet")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.parquet: file does not exist
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: file does not exist")
+    try:
+        raw = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as exc:
+        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+    return validate_records(raw, source=str(path), known_networks=known_networks)
+
+
+RECORD_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+
+
+def read_records(
+    path: str | Path, *, known_networks: Collection[str] | None = None
+) -> pd.DataFrame:
+    """Read a record file by its suffix (``.csv``, ``.parquet``) or every record file of a directory.
+
+    Examples
+    --------
+    >>> read_records("r.txt")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: r.txt: not a record file (.csv, .parquet) or directory
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_records_dir(path, known_networks=known_networks)
+    if path.suffix.lower() == ".parquet":
+        return read_records_parquet(path, known_networks=known_networks)
+    if path.suffix.lower() == ".csv":
+        return read_records_csv(path, known_networks=known_networks)
+    raise InvalidInputError(f"{path}: not a record file (.csv, .parquet) or directory")
+
+
 def read_records_dir(
     directory: str | Path, *, known_networks: Collection[str] | None = None
 ) -> pd.DataFrame:
-    """Read every ``*.csv`` record file of a directory (e.g. :func:`append_records` parts).
+    """Read every ``*.csv`` and ``*.parquet`` record file of a directory (not its sub-directories).
 
-    Files are read in name order (part names sort by time). An empty directory gives an empty
-    table with the schema's columns.
+    Files are read in name order. An empty directory gives an empty table with the schema's
+    columns.
 
     Examples
     --------
@@ -396,12 +492,11 @@ def read_records_dir(
     directory = Path(directory)
     if not directory.is_dir():
         raise InvalidInputError(f"{directory}: not a directory")
-    frames = [read_records_csv(p, known_networks=known_networks) for p in _csv_files(directory)]
+    files = sorted(
+        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in RECORD_SUFFIXES
+    )
+    frames = [read_records(p, known_networks=known_networks) for p in files]
     return _concat(frames)
-
-
-def _csv_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.csv") if p.is_file())
 
 
 def _concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -525,7 +620,7 @@ def _gnettrack_numbers(raw: pd.DataFrame, name: str, where: _Where) -> NDArray[n
 
 
 def _gnettrack_to_records(
-    raw: pd.DataFrame, source: str, trace: str, network_id: str, utc_offset_h: float
+    raw: pd.DataFrame, source: str, drive_id: str, network_id: str, utc_offset_h: float
 ) -> pd.DataFrame:
     where = _Where(source, first_line=2)
     times = pd.to_datetime(
@@ -540,6 +635,12 @@ def _gnettrack_to_records(
     num = {
         c: _gnettrack_numbers(raw, c, where) for c in GNETTRACK_COLUMNS[1:] if c != "NetworkMode"
     }
+    optional = {
+        column: _gnettrack_numbers(raw, name, where)
+        if name in raw.columns
+        else np.full(len(raw), np.nan)
+        for name, column in GNETTRACK_OPTIONAL_COLUMNS.items()
+    }
     rsrp = num["RSRP"]
     cell = num["RAWCELLID"]
     mode = raw["NetworkMode"].str.strip()
@@ -550,13 +651,16 @@ def _gnettrack_to_records(
             "lon": num["Longitude"],
             "network_id": network_id,
             "rsrp_dbm": rsrp,
+            "rsrq_db": optional["rsrq_db"],
             "sinr_db": num["SNR"],
-            "throughput_mbps": num["DL_bitrate"] / 1000.0,  # kbit/s -> Mbit/s
+            "throughput_dl_mbps": num["DL_bitrate"] / 1000.0,  # kbit/s -> Mbit/s
+            "throughput_ul_mbps": optional["throughput_ul_mbps"] / 1000.0,
+            "rtt_ms": optional["rtt_ms"],
             # a row with a serving cell identity was attached to the network
             "connected": np.isfinite(cell) & (np.nan_to_num(cell) > 0),
             "cell_id": cell,
             "network_mode": mode.mask(mode.isin(["-", ""])),
-            "trace": trace,
+            "drive_id": drive_id,
         }
     )
 
@@ -592,9 +696,13 @@ def read_gnettrack(
 ) -> pd.DataFrame:
     """Read G-NetTrack Pro drive-test logs (a CSV file or a zip of them) as measurement records.
 
-    Mapping: ``rsrp_dbm`` = ``RSRP``, ``sinr_db`` = ``SNR``, ``throughput_mbps`` =
-    ``DL_bitrate`` / 1000, ``connected`` = a serving cell identity is logged, ``cell_id`` =
-    ``RAWCELLID``, ``network_mode`` = ``NetworkMode``, ``trace`` = file name without ``.csv``.
+    Mapping: ``rsrp_dbm`` = ``RSRP``, ``rsrq_db`` = ``RSRQ``, ``sinr_db`` = ``SNR``,
+    ``throughput_dl_mbps`` = ``DL_bitrate`` / 1000, ``throughput_ul_mbps`` = ``UL_bitrate`` /
+    1000 (kbit/s logged), ``rtt_ms`` = ``PINGAVG`` (``-`` unless a ping test ran),
+    ``connected`` = a serving cell identity is logged, ``cell_id`` = ``RAWCELLID``,
+    ``network_mode`` = ``NetworkMode``, ``drive_id`` = file name without ``.csv`` (the trace).
+    ``RSRQ``, ``UL_bitrate`` and ``PINGAVG`` may be absent (not measured); the other columns of
+    :data:`GNETTRACK_COLUMNS` are required.
     ``-`` marks missing values. Rows without a GPS fix and rows with ``RSRP`` below -140 dBm
     (logger sentinels down to -200) are dropped; of two rows in the same second the later one
     is kept.
@@ -610,7 +718,7 @@ def read_gnettrack(
     Returns
     -------
     pandas.DataFrame
-        Validated records sorted by trace and time.
+        Validated records sorted by drive (trace) and time.
 
     Raises
     ------
@@ -632,15 +740,14 @@ def read_gnettrack(
     for name, opener in _gnettrack_members(path):
         source = f"{path}:{name}" if path.suffix.lower() == ".zip" else str(path)
         raw = _read_gnettrack_member(source, opener)
-        trace = Path(name).stem
-        df = _gnettrack_to_records(raw, source, trace, network_id, utc_offset_h)
+        df = _gnettrack_to_records(raw, source, Path(name).stem, network_id, utc_offset_h)
         if network_modes is not None:
             df = df[df["network_mode"].isin(list(network_modes))]
         frames.append(_clean_gnettrack(df, source))
     records = pd.concat(frames, ignore_index=True)
     if len(records) == 0:
         raise InvalidInputError(f"{path}: no usable G-NetTrack rows (after filters)")
-    records = records.sort_values(["trace", "timestamp"], kind="stable")
+    records = records.sort_values(["drive_id", "timestamp"], kind="stable")
     return validate_records(records, source=str(path))
 
 
@@ -731,7 +838,7 @@ def _throughput_table(df: pd.DataFrame, grid_deg: float, bandwidth_mhz: float) -
     out["thput_samples"] = df["thput_sample_num"].to_numpy(np.float64)
     for stat, col in zip(STATS, ("all_thput_10", "all_thput_50", "all_thput_90"), strict=True):
         rate = df[col].to_numpy(np.float64)
-        out[f"throughput_mbps_{stat}"] = rate
+        out[f"throughput_dl_mbps_{stat}"] = rate
         out[f"sinr_db_{stat}"] = sinr_from_throughput(rate, bandwidth_mhz=bandwidth_mhz)
     return out.groupby(level=[0, 1]).first()
 
@@ -767,7 +874,7 @@ def read_indianapolis_grid(
     How a grid square becomes quality values:
 
     * ``thput_grid`` files (``_v3``: all phones, zero-rate samples included) give the sample
-      count (``thput_sample_num``) and ``throughput_mbps_p10/median/p90`` (``all_thput_10/50/90``);
+      count (``thput_sample_num``) and ``throughput_dl_mbps_p10/median/p90`` (``all_thput_10/50/90``);
       ``sinr_db_*`` is the SINR equivalent of those rates (:func:`sinr_from_throughput`, Shannon
       inverted over ``bandwidth_mhz``).
     * ``rss_cell`` files (T-Mobile only) give ``rsrp_dbm_p10/median/p90``: the percentiles of

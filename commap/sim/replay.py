@@ -180,17 +180,17 @@ def replay_cork(
     """
     params = params or A3Params()
     records = read_gnettrack(trace_path, network_id="cork", network_modes=network_modes)
-    names = list(dict.fromkeys(records["trace"]))
+    names = list(dict.fromkeys(records["drive_id"]))
     name = trace or names[0]
     if name not in names:
         raise InvalidInputError(
             f"{trace_path}: no trace {name!r}; traces: {', '.join(names)}", field="trace"
         )
-    test = records[records["trace"] == name].dropna(subset=["cell_id", "rsrp_dbm"])
+    test = records[records["drive_id"] == name].dropna(subset=["cell_id", "rsrp_dbm"])
     if len(test) < 2:
         raise InvalidInputError(f"{trace_path}:{name}: fewer than 2 samples with a serving cell")
     reference = read_gnettrack(reference_path, network_id="cork", network_modes=network_modes)
-    reference = reference[reference["trace"] != name]
+    reference = reference[reference["drive_id"] != name]
     lat0 = float(test["lat"].mean())
     xy = _local_xy(test["lon"].to_numpy(), test["lat"].to_numpy(), lat0)
     cells, field = _reference_field(reference, xy, lat0, radius_m)

@@ -131,14 +131,14 @@ def test_score_trace_of_the_held_out_drive(trace: pd.DataFrame) -> None:
     assert 10.0 < s["length_km"] < 11.5 and s["duration_s"] == pytest.approx(1773.0)
     assert sum(s["time_s_by_network"].values()) == pytest.approx(s["duration_s"])
     assert set(s["time_s_by_network"]) == {"ie-b-lte/LTE", "ie-b-lte/5G"}
-    received = float((trace["throughput_mbps"].fillna(0.0)).sum()) / 8.0
+    received = float((trace["throughput_dl_mbps"].fillna(0.0)).sum()) / 8.0
     assert sum(s["data_mb_by_network"].values()) == pytest.approx(received, rel=0.3)
 
 
 def test_trace_errors(trace: pd.DataFrame) -> None:
     with pytest.raises(InvalidInputError, match="at least 2 samples"):
         score_trace(trace.iloc[:1])
-    two = pd.concat([trace, trace.assign(trace="other")], ignore_index=True)
+    two = pd.concat([trace, trace.assign(drive_id="other")], ignore_index=True)
     with pytest.raises(InvalidInputError, match="several traces"):
         score_trace(two)
     with pytest.raises(InvalidInputError, match="lacks columns"):

@@ -12,6 +12,7 @@ import pytest
 from commap.errors import InvalidInputError
 from commap.radio.measurements import (
     KEY_COLUMNS,
+    KPI_COLUMNS,
     QUALITY_COLUMNS,
     RECORD_COLUMNS,
     STAT_COLUMNS,
@@ -20,6 +21,7 @@ from commap.radio.measurements import (
     read_indianapolis_grid,
     read_records_csv,
     read_records_dir,
+    read_records_parquet,
     sinr_from_throughput,
     validate_records,
     write_records_csv,
@@ -54,8 +56,18 @@ def write(tmp_path: Path, text: str, name: str = "r.csv") -> Path:
 def test_schema_is_data_with_units() -> None:
     by_name = {c.name: c for c in RECORD_COLUMNS}
     assert KEY_COLUMNS == ("timestamp", "lat", "lon", "network_id")
-    assert QUALITY_COLUMNS == ("rsrp_dbm", "sinr_db", "throughput_mbps", "connected")
-    assert by_name["rsrp_dbm"].unit == "dBm" and by_name["throughput_mbps"].unit == "Mbit/s"
+    assert QUALITY_COLUMNS == (
+        "rsrp_dbm",
+        "rsrq_db",
+        "sinr_db",
+        "throughput_dl_mbps",
+        "throughput_ul_mbps",
+        "rtt_ms",
+        "connected",
+    )
+    assert QUALITY_COLUMNS[:-1] == KPI_COLUMNS
+    assert by_name["rsrp_dbm"].unit == "dBm" and by_name["throughput_ul_mbps"].unit == "Mbit/s"
+    assert by_name["rtt_ms"].unit == "ms" and by_name["drive_id"].role == "extra"
     assert by_name["timestamp"].dtype == "datetime64[ns, UTC]"
     assert (by_name["lat"].min_value, by_name["lat"].max_value) == (-90.0, 90.0)
 
@@ -70,6 +82,63 @@ def test_round_trip_of_real_records(tmp_path: Path, heldout: pd.DataFrame) -> No
     pd.testing.assert_frame_equal(back, records.reset_index(drop=True))
     assert back["timestamp"].dt.tz is not None
     assert not list(tmp_path.glob("out/.*tmp*"))  # no temp file left behind
+
+
+def every_field(heldout: pd.DataFrame) -> pd.DataFrame:
+    """Real records with every schema column filled (rtt from the trace's time steps)."""
+    records = heldout.iloc[:200].copy()
+    records["rtt_ms"] = np.linspace(20.0, 80.0, len(records))  # the trace ran no ping test
+    records.loc[records.index[:4], "rsrq_db"] = np.nan
+    records.loc[records.index[:2], "connected"] = pd.NA
+    assert [c.name for c in RECORD_COLUMNS] == list(records.columns)
+    return records.reset_index(drop=True)
+
+
+def test_every_field_round_trips_through_csv_and_parquet(
+    tmp_path: Path, heldout: pd.DataFrame
+) -> None:
+    records = every_field(heldout)
+    csv = read_records_csv(write_records_csv(records, tmp_path / "r.csv"))
+    pd.testing.assert_frame_equal(csv, records)
+    records.to_parquet(tmp_path / "r.parquet")
+    pd.testing.assert_frame_equal(read_records_parquet(tmp_path / "r.parquet"), records)
+    both = read_records_dir(tmp_path)  # a directory of either
+    pd.testing.assert_frame_equal(both, pd.concat([records, records], ignore_index=True))
+
+
+def test_old_column_names_still_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "timestamp,lat,lon,network_id,throughput_mbps,trace\n2020-01-01T00:00:00Z,1,2,x,7.5,d1\n",
+    )
+    df = read_records_csv(path)
+    assert df["throughput_dl_mbps"].tolist() == [7.5] and df["drive_id"].tolist() == ["d1"]
+    twice = write(
+        tmp_path,
+        "timestamp,lat,lon,network_id,throughput_mbps,throughput_dl_mbps\n"
+        "2020-01-01T00:00:00Z,1,2,x,7.5,7.5\n",
+        "twice.csv",
+    )
+    with pytest.raises(InvalidInputError, match="'throughput_dl_mbps' is given twice"):
+        read_records_csv(twice)
+
+
+def test_parquet_errors_name_the_file(tmp_path: Path) -> None:
+    bad = write(tmp_path, "not parquet", "bad.parquet")
+    with pytest.raises(InvalidInputError, match=r"bad\.parquet: not a readable Parquet file"):
+        read_records_parquet(bad)
+    frame = pd.DataFrame(
+        {
+            "timestamp": ["2020-01-01T00:00:00Z"],
+            "lat": [1.0],
+            "lon": [2.0],
+            "network_id": ["x"],
+            "rsrq_db": [-45.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "range.parquet")
+    with pytest.raises(InvalidInputError, match="row 0, column 'rsrq_db': -45 is outside"):
+        read_records_parquet(tmp_path / "range.parquet")
 
 
 def test_read_minimal_file_and_naive_time_is_utc(tmp_path: Path) -> None:
@@ -159,7 +228,7 @@ def test_append_records_writes_new_durable_parts(tmp_path: Path, heldout: pd.Dat
     assert sorted(p.name for p in fleet.iterdir()) == sorted([first.name, second.name])
     back = read_records_dir(fleet)
     assert len(back) == 250
-    assert set(back["trace"]) == {"B_2019.12.03_07.29.22"}
+    assert set(back["drive_id"]) == {"B_2019.12.03_07.29.22"}
     with pytest.raises(InvalidInputError, match="holds no records"):
         append_records(heldout.iloc[:0], fleet)
     with pytest.raises(InvalidInputError, match="unknown network"):
@@ -189,8 +258,12 @@ def test_gnettrack_units_and_dedup_against_raw_csv(heldout: pd.DataFrame) -> Non
         raw = pd.read_csv(archive.open(name), na_values="-")
     assert len(heldout) == raw["Timestamp"].nunique()  # one row per second kept
     last = raw.drop_duplicates("Timestamp", keep="last").reset_index(drop=True)
-    np.testing.assert_allclose(heldout["throughput_mbps"], last["DL_bitrate"] / 1000.0)
+    np.testing.assert_allclose(heldout["throughput_dl_mbps"], last["DL_bitrate"] / 1000.0)
     np.testing.assert_array_equal(heldout["rsrp_dbm"], last["RSRP"])
+    np.testing.assert_array_equal(heldout["rsrq_db"], last["RSRQ"])
+    np.testing.assert_allclose(heldout["throughput_ul_mbps"], last["UL_bitrate"] / 1000.0)
+    assert heldout["rtt_ms"].isna().all() and last["PINGAVG"].isna().all()  # no ping test ran
+    assert heldout["drive_id"].eq(Path(name).stem).all()
     np.testing.assert_array_equal(heldout["sinr_db"].isna(), last["SNR"].isna())
 
 
@@ -210,7 +283,7 @@ def test_gnettrack_plain_csv_sentinels_and_modes(tmp_path: Path) -> None:
     assert set(everything["network_mode"]) == {"LTE", "5G"}
     lte = read_gnettrack(path, network_id="x", network_modes=["LTE"])
     assert set(lte["network_mode"]) == {"LTE"} and 0 < len(lte) < len(everything)
-    assert set(lte["trace"]) == {"B_test"}
+    assert set(lte["drive_id"]) == {"B_test"}
     shifted = read_gnettrack(path, network_id="x", utc_offset_h=1.0)
     assert (everything["timestamp"] - shifted["timestamp"] == pd.Timedelta(hours=1)).all()
 
@@ -234,8 +307,8 @@ def test_gnettrack_bad_files(tmp_path: Path) -> None:
 
 def test_gnettrack_zip_of_many_traces() -> None:
     df = read_gnettrack(CORK_TRACES, network_id="ie-b-lte", network_modes=["LTE", "5G"])
-    assert df["trace"].nunique() == 8
-    assert not df.duplicated(["trace", "timestamp"]).any()
+    assert df["drive_id"].nunique() == 8
+    assert not df.duplicated(["drive_id", "timestamp"]).any()
     assert set(df["network_mode"]) == {"LTE", "5G"}
 
 
@@ -253,7 +326,7 @@ def test_grid_swapped_columns_are_fixed(operator: str) -> None:
     served = grid["sinr_db_median"].notna()
     assert served.mean() > 0.75
     # throughput kept, and the SINR equivalent is monotonic in it
-    order = grid[served].sort_values("throughput_mbps_median")
+    order = grid[served].sort_values("throughput_dl_mbps_median")
     assert order["sinr_db_median"].is_monotonic_increasing
 
 

@@ -202,10 +202,10 @@ def test_acknowledged_measurements_survive_sigkill(andorra_dir: Path, tmp_path: 
             log_name=f"server-{next(starts)}.log",
         )
 
-    reports = kill_restart_cycles(start, measurements / "andorra", cycles=2)
+    reports = kill_restart_cycles(start, measurements, cycles=2)
     assert [r.kill for r in reports] == ["after ack", "mid-stream"]
     assert sum(r.acknowledged for r in reports) > 0
     assert sum(r.lost_records for r in reports) == 0
     assert sum(r.partial_streams for r in reports) == 0
     # crashed writers' temporary files are cleaned up at the next start, never read as data
-    assert not list((measurements / "andorra").glob(".*.tmp-*"))
+    assert not list((measurements / "map=andorra").rglob(".*.tmp-*"))

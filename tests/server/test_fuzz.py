@@ -228,11 +228,12 @@ def test_path_like_map_ids_are_not_found_over_grpc(name: str, caller: Caller) ->
 def test_server_map_lookup_never_touches_the_file_system(
     andorra: CommMap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from commap.map.store import FleetStore
     from server.config import ServerConfig
     from server.maps import MapStore, ServedMap
 
     store = MapStore(ServerConfig(port=0))
-    served = ServedMap(base=andorra, measurements_dir=Path("/nowhere"), current=andorra)
+    served = ServedMap(base=andorra, store=FleetStore("/nowhere"), current=andorra)
     store._maps = {"andorra": served}
     store._default = "andorra"
 

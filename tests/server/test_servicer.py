@@ -26,8 +26,8 @@ from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from commap.map.comm_map import CommMap  # noqa: E402
+from commap.map.store import FleetStore  # noqa: E402
 from commap.plan.execution import DEFAULT_EXECUTION_RULES  # noqa: E402
-from commap.radio.measurements import read_records_dir  # noqa: E402
 from commap.service.planning import PlanRequest, plan_route  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from commap.v1 import commap_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -302,7 +302,7 @@ def test_report_measurements_empty_stream(
 def test_report_measurements_out_of_order_stores_nothing(
     stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel, grpc_server: ServerProcess
 ) -> None:
-    before = sorted(grpc_server.measurements_dir.rglob("*.csv"))
+    before = sorted(grpc_server.measurements_dir.rglob("*.parquet"))
     batches = [
         pb.ReportMeasurementsRequest(
             vehicle_id="v-ooo", measurements=[_measurement(0, T0 + 10), _measurement(1, T0 + 11)]
@@ -312,7 +312,7 @@ def test_report_measurements_out_of_order_stores_nothing(
     error = rpc_error(stub.ReportMeasurements, iter(batches), timeout=10)
     assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert details(error).startswith("measurements[2].time") and "out of order" in details(error)
-    assert sorted(grpc_server.measurements_dir.rglob("*.csv")) == before  # all or nothing
+    assert sorted(grpc_server.measurements_dir.rglob("*.parquet")) == before  # all or nothing
     assert_serving(grpc_channel)
 
 
@@ -367,8 +367,8 @@ def test_reported_measurements_are_stored_and_used(
     ]
     ack = stub.ReportMeasurements(iter(stream), timeout=30)
     assert ack.accepted_count == 8 and ack.stored_count >= 8 and ack.batch_id
-    stored = read_records_dir(grpc_server.measurements_dir / "andorra")
-    mine = stored[stored["trace"] == "fleet-7"]
+    stored = FleetStore(grpc_server.measurements_dir).read("andorra")
+    mine = stored[stored["drive_id"] == "fleet-7"]
     assert len(mine) == 8 and mine["sinr_db"].max() == pytest.approx(-12.0)
     after = (
         stub.QueryCoverage(

@@ -6,6 +6,7 @@ import asyncio
 import math
 import threading
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -271,8 +272,51 @@ def test_measurements_frame_keeps_unset_values_missing() -> None:
     frame = convert.measurements_frame(m, vehicle_id="car-1")
     assert frame["sinr_db"].iloc[0] == 3.5 and np.isnan(frame["rsrp_dbm"].iloc[0])
     assert frame["connected"].isna().iloc[0] and not bool(frame["connected"].iloc[1])
-    assert frame["trace"].tolist() == ["car-1", "car-1"]
+    assert frame["drive_id"].tolist() == ["car-1", "car-1"]
     assert frame["timestamp"].iloc[0].isoformat() == "2025-01-23T12:00:00+00:00"
+
+
+def test_every_field_round_trips_through_the_measurement_message(tmp_path: Path) -> None:
+    from commap.map.store import FleetStore
+    from commap.radio.measurements import read_gnettrack, validate_records
+    from tests.support.paths import TEST_DATA
+
+    held = read_gnettrack(TEST_DATA / "measured" / "ucc5g_cork_heldout.zip", network_id="b")
+    records = held.iloc[:50].assign(rtt_ms=np.linspace(20.0, 60.0, 50)).reset_index(drop=True)
+    records.loc[:2, "connected"] = pd.NA
+    messages = []
+    row: dict[Any, Any]
+    for row in records.to_dict("records"):
+        m = pb.Measurement(
+            time=convert.timestamp(row["timestamp"].timestamp()),
+            position=pb.LatLon(latitude_deg=row["lat"], longitude_deg=row["lon"]),
+            network_id=str(row["network_id"]),
+            network_mode=str(row["network_mode"]),
+            drive_id=str(row["drive_id"]),
+            throughput_ul_mbps=float(row["throughput_ul_mbps"]),
+            rtt_ms=float(row["rtt_ms"]),
+            cell_id=int(row["cell_id"]),
+        )
+        for name in ("rsrp_dbm", "rsrq_db", "sinr_db", "throughput_dl_mbps"):
+            if not np.isnan(row[name]):
+                setattr(m, name, float(row[name]))
+        if not pd.isna(row["connected"]):
+            m.connected = bool(row["connected"])
+        messages.append(pb.Measurement.FromString(m.SerializeToString()))  # over the wire
+    frame = validate_records(convert.measurements_frame(messages, vehicle_id="car"))
+    pd.testing.assert_frame_equal(frame, records)
+    fleet = FleetStore(tmp_path)
+    fleet.append("cork", frame)
+    pd.testing.assert_frame_equal(fleet.read("cork"), records)
+    # the older throughput_mbps is read as the downlink rate; one of the two only
+    old = pb.Measurement(
+        time=convert.timestamp(1.6e9), position=pb.LatLon(latitude_deg=1.0), network_id="b"
+    )
+    old.throughput_mbps = 12.5
+    assert convert.measurements_frame([old], vehicle_id="v")["throughput_dl_mbps"][0] == 12.5
+    old.throughput_dl_mbps = 12.5
+    with pytest.raises(InvalidInputError, match="not both"):
+        convert.measurements_frame([old], vehicle_id="v")
 
 
 def test_measurement_without_any_value_is_rejected() -> None:
@@ -501,16 +545,18 @@ def test_stale_temp_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
     import os
     import subprocess
 
-    from server.maps import remove_stale_temp_parts
+    from commap.map.store import FleetStore
 
     finished = subprocess.Popen(["true"])  # a writer that has died: its pid is free
     finished.wait()
-    stale = tmp_path / f".records-x.csv.tmp-{finished.pid}-abcdef12"
-    alive = tmp_path / f".records-y.csv.tmp-{os.getpid()}-abcdef12"
-    part = tmp_path / "records-z.csv"
+    day = tmp_path / "map=andorra" / "network=ad-lte" / "day=2025-01-23"
+    day.mkdir(parents=True)
+    stale = day / f".part-x.parquet.tmp-{finished.pid}-abcdef12"
+    alive = day / f".part-y.parquet.tmp-{os.getpid()}-abcdef12"
+    part = day / "part-z.parquet"
     for path in (stale, alive, part):
         path.write_text("x", encoding="utf-8")
-    assert remove_stale_temp_parts(tmp_path) == 1
+    assert FleetStore(tmp_path).remove_stale_temp_parts("andorra") == 1
     assert not stale.exists() and alive.exists() and part.exists()
 
 
@@ -589,16 +635,17 @@ def test_vehicle_ids_that_would_break_records_or_logs(bad: str) -> None:
 
 
 def _store(andorra: CommMap, directory: Path) -> MapStore:
+    from commap.map.store import FleetStore
     from server.maps import MapStore, ServedMap
 
     store = MapStore(ServerConfig(port=0))
-    served = ServedMap(base=andorra, measurements_dir=directory, current=andorra)
+    served = ServedMap(base=andorra, store=FleetStore(directory), current=andorra)
     store._maps = {"andorra": served}
     store._default = "andorra"
     return store
 
 
-def _records(trace: str) -> pd.DataFrame:
+def _records(drive_id: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "timestamp": pd.to_datetime([1737633600.0, 1737633601.0], unit="s", utc=True),
@@ -606,51 +653,63 @@ def _records(trace: str) -> pd.DataFrame:
             "lon": [1.5218, 1.5219],
             "network_id": ["ad-lte", "ad-lte"],
             "sinr_db": [3.0, 4.0],
-            "trace": pd.Series([trace, trace], dtype="string"),
+            "drive_id": pd.Series([drive_id, drive_id], dtype="string"),
         }
     )
 
 
 def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_path: Path) -> None:
-    from commap.radio.measurements import read_records_csv
+    from commap.map.store import FleetStore
 
     store = _store(andorra, tmp_path)
     batch_id, count = store.store_measurements("andorra", _records("a\rb\nc"))
     assert count == 2
-    back = read_records_csv(tmp_path / f"{batch_id}.csv")
-    assert list(back["trace"]) == ["a\rb\nc", "a\rb\nc"]
+    back = FleetStore(tmp_path).read_batch("andorra", batch_id)
+    assert list(back["drive_id"]) == ["a\rb\nc", "a\rb\nc"]
+
+
+def test_later_batches_are_read_incrementally(andorra: CommMap, tmp_path: Path) -> None:
+    store = _store(andorra, tmp_path)
+    first, _ = store.store_measurements("andorra", _records("one"))
+    served = store.get("andorra")
+    assert served.last_batch_id == first
+    second, count = store.store_measurements("andorra", _records("two"))
+    assert count == 4 and served.last_batch_id == second
+    assert list(served.records["drive_id"]) == ["one", "one", "two", "two"]
 
 
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import commap.radio.measurements
+    from commap.map.store import FleetStore
 
     store = _store(andorra, tmp_path)
     batch_id, count = store.store_measurements("andorra", _records("fine"))
-    assert count == 2 and (tmp_path / f"{batch_id}.csv").is_file()
+    assert count == 2 and [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [batch_id]
 
-    def unreadable(path: object, **kwargs: object) -> None:
-        raise InvalidInputError(f"{path}: damaged on the way to the disk")
+    def truncated(self: FleetStore, map_name: str, batch_id: str) -> pd.DataFrame:
+        return _records("half").iloc[:1]  # as if a record had been lost on the way to the disk
 
-    monkeypatch.setattr(commap.radio.measurements, "read_records_csv", unreadable)
+    monkeypatch.setattr(FleetStore, "read_batch", truncated)
     with pytest.raises(InvalidInputError, match="nothing stored"):
         store.store_measurements("andorra", _records("lost"))
-    assert len(list(tmp_path.glob("*.csv"))) == 1  # the bad batch left nothing behind
+    monkeypatch.undo()
+    assert [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [batch_id]
 
 
 def test_unreadable_parts_are_set_aside_and_the_rest_served(
     andorra: CommMap, tmp_path: Path
 ) -> None:
-    from commap.radio.measurements import append_records
+    from commap.map.store import FleetStore
 
-    good = append_records(_records("good"), tmp_path)
-    bad = tmp_path / "records-20250101T000000000000Z-000000000000.csv"
-    bad.write_text("timestamp,lat,lon,network_id,sinr_db\nnot a time,1,2,ad-lte,3\n", "utf-8")
-    other = append_records(_records("gone-network").assign(network_id="ad-lte"), tmp_path)
-    other.write_text(other.read_text("utf-8").replace("ad-lte", "xx-5g"), "utf-8")
+    fleet = FleetStore(tmp_path)
+    good = fleet.append("andorra", _records("good"))
+    bad = fleet.append("andorra", _records("torn"))
+    Path(bad.parts[0]).write_bytes(b"PAR1 torn on the way to the disk")
+    other = fleet.append("andorra", _records("gone-network").assign(network_id="xx-5g"))
     store = _store(andorra, tmp_path)
-    records = store._stored_records_for(andorra, tmp_path)
-    assert list(records["trace"].astype(str)) == ["good", "good"]
-    assert not bad.exists() and bad.with_name(bad.name + ".unreadable").is_file()
-    assert good.is_file() and other.is_file()  # unknown networks: skipped, file kept
+    records, last = store._stored_records_for(andorra, fleet)
+    assert list(records["drive_id"].astype(str)) == ["good", "good"]
+    assert last == other.batch_id
+    assert not Path(bad.parts[0]).exists() and Path(bad.parts[0] + ".unreadable").is_file()
+    assert Path(good.parts[0]).is_file() and Path(other.parts[0]).is_file()  # kept

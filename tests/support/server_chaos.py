@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from commap.radio.measurements import read_records_dir
+from commap.map.store import FleetStore
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from tests.support.server_harness import ServerProcess
@@ -142,8 +142,8 @@ def run_cycle(
 
 def check_stored(measurements_dir: Path, state: _Writers, report: CycleReport) -> None:
     """Count acknowledged records missing, and streams stored in part."""
-    records = read_records_dir(measurements_dir)
-    counts = records["trace"].astype(str).value_counts().to_dict() if len(records) else {}
+    records = FleetStore(measurements_dir).read("andorra")
+    counts = records["drive_id"].astype(str).value_counts().to_dict() if len(records) else {}
     report.acknowledged = len(state.acked)
     report.unacknowledged = len(state.attempted) - len(state.acked)
     for vehicle, accepted in state.acked.items():
@@ -159,7 +159,7 @@ def kill_restart_cycles(
 ) -> list[CycleReport]:
     """Run ``cycles`` kill-and-restart cycles (each restart is the next cycle's server).
 
-    ``measurements_dir`` is where the servers store the map's parts (``<root>/<map>``).
+    ``measurements_dir`` is the root of the servers' fleet store (the map is ``andorra``).
     """
     rng = random.Random(seed)
     reports = []
@@ -173,7 +173,7 @@ def kill_restart_cycles(
             check_stored(measurements_dir, state, report)
             with server.channel() as channel:  # and the restarted server serves all of it
                 info = pb_grpc.CommapServiceStub(channel).GetMap(pb.GetMapRequest(), timeout=30)
-            on_disk = len(read_records_dir(measurements_dir))
+            on_disk = len(FleetStore(measurements_dir).read("andorra"))
             report.lost_records += abs(on_disk - int(info.map.measurement_count))
             reports.append(report)
     finally:

@@ -2,8 +2,9 @@
 
 Measurements are aggregated per H3 cell at build time (:func:`prepare_layer`) into one
 GeoParquet table per network (``measured/<network id>.parquet`` in the built map: cell, centre,
-``sample_count``, p10/median/p90 of ``rsrp_dbm``, ``sinr_db``, ``throughput_mbps``,
-``connected_ratio``, ``provenance = "measured"``). :class:`MeasuredLayer` answers
+``sample_count``, p10/median/p90 of every numeric KPI (``rsrp_dbm``, ``rsrq_db``, ``sinr_db``,
+``throughput_dl_mbps``, ``throughput_ul_mbps``, ``rtt_ms``), ``connected_ratio``,
+``link_sinr_db`` (the SINR the link model uses), ``provenance = "measured"``). :class:`MeasuredLayer` answers
 :meth:`~MeasuredLayer.sample` from that table with provenance MEASURED and a confidence that
 grows with the sample count; :class:`FusedLayer` lets dense measurements override a modelled
 layer.
@@ -17,7 +18,7 @@ measured with a modelled ``[networks.layer]`` and a ``[networks.measured]`` tabl
     [networks.layer]                       # or [networks.measured]
     type = "measured"
     format = "gnettrack"                   # records | gnettrack | grid
-    files = ["data/ucc5g_cork_driving.zip"]  # relative to map.toml; records: dirs allowed
+    files = ["data/ucc5g_cork_driving.zip"]  # relative to map.toml; records: .csv, .parquet, dirs
     h3_resolution = 11                     # default 11
     network_modes = ["LTE", "5G"]          # gnettrack: keep these NetworkMode rows
     utc_offset_h = 0.0                     # gnettrack: logged local time minus UTC
@@ -57,7 +58,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h3
 import numpy as np
 import pandas as pd
 from h3.api import basic_int as h3i
@@ -68,15 +68,18 @@ from commap.files import atomic_path
 from commap.networks import Network
 from commap.radio.layers import LayerContext
 from commap.radio.measurements import (
+    KPI_COLUMNS,
+    QUALITY_COLUMNS,
     STAT_COLUMNS,
     read_gnettrack,
     read_indianapolis_grid,
-    read_records_csv,
-    read_records_dir,
+    read_records,
+    sinr_from_throughput,
 )
 from commap.radio.quality import (
     NO_SIGNAL_RSRP_DBM,
     NO_SIGNAL_SINR_DB,
+    QIN_SINR_DB,
     BoolArray,
     CoverageLayer,
     FloatArray,
@@ -98,6 +101,7 @@ __all__ = [
     "load_layer",
     "prepare_layer",
     "prepare_measured",
+    "snr_from_rsrp",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,8 +115,16 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "sample_count",
     *STAT_COLUMNS,
     "connected_ratio",
+    "link_sinr_db",
     "provenance",
 )
+# a sample taken while the UE had lost the network counts as no signal
+_NO_SIGNAL: dict[str, float] = {
+    "rsrp_dbm": NO_SIGNAL_RSRP_DBM,
+    "sinr_db": NO_SIGNAL_SINR_DB,
+    "throughput_dl_mbps": 0.0,
+    "throughput_ul_mbps": 0.0,
+}
 _QUANTILES = {"p10": 0.1, "median": 0.5, "p90": 0.9}
 _FALLBACK_CONFIDENCE_FACTOR = 0.5
 _SPEC_KEYS = frozenset(
@@ -217,14 +229,64 @@ def _check_resolution(h3_resolution: int) -> int:
     return int(h3_resolution)
 
 
+def _link_sinr_db(values: pd.DataFrame, connected: pd.Series | None) -> FloatArray:
+    """Per sample, the SINR the link model uses: measured, else the best equivalent known.
+
+    Order: measured ``sinr_db``; the Shannon equivalent of ``throughput_dl_mbps``
+    (:func:`~commap.radio.measurements.sinr_from_throughput`); the noise-limited SNR of
+    ``rsrp_dbm`` (:func:`snr_from_rsrp`, an upper bound: interference is not known); for a
+    sample that only says the UE was connected, the in-sync threshold ``QIN_SINR_DB`` (the
+    least a held link has). Samples with ``connected == False`` are already at the no-signal
+    floor; samples that say nothing stay NaN.
+    """
+    sinr = values["sinr_db"].to_numpy(np.float64).copy()
+    for fill in (
+        sinr_from_throughput(values["throughput_dl_mbps"].to_numpy(np.float64)),
+        snr_from_rsrp(values["rsrp_dbm"].to_numpy(np.float64)),
+    ):
+        sinr = np.where(np.isnan(sinr), fill, sinr)
+    if connected is not None:
+        held = np.asarray(connected.eq(True).fillna(False), dtype=bool)
+        sinr = np.where(np.isnan(sinr) & held, QIN_SINR_DB, sinr)
+    return sinr
+
+
+def snr_from_rsrp(
+    rsrp_dbm: Any, *, noise_figure_db: float = 7.0, min_db: float = -10.0, max_db: float = 30.0
+) -> FloatArray:
+    """Noise-limited SNR of an RSRP: ``RSRP - (-174 dBm/Hz + 10 log10(15 kHz) + NF)``.
+
+    The reference signal's power per 15 kHz resource element against thermal noise in the same
+    bandwidth (-132.2 dBm) plus the receiver's noise figure (7 dB: -125.2 dBm), clipped to
+    ``[min_db, max_db]``. Without interference this is an upper bound of the SINR; it puts
+    RSRP-only records on the SINR scale the link model uses. NaN stays NaN.
+
+    Examples
+    --------
+    >>> snr_from_rsrp([-120.0, -100.0, float("nan")]).round(1).tolist()
+    [5.2, 25.2, nan]
+    >>> snr_from_rsrp([]).shape
+    (0,)
+    """
+    rsrp = np.atleast_1d(np.asarray(rsrp_dbm, dtype=np.float64))
+    noise_dbm = -174.0 + 10.0 * np.log10(15.0e3) + noise_figure_db
+    result: FloatArray = np.clip(rsrp - noise_dbm, min_db, max_db)
+    return result
+
+
 def aggregate_records(
     records: pd.DataFrame, *, h3_resolution: int = DEFAULT_H3_RESOLUTION
 ) -> pd.DataFrame:
     """Aggregate measurement records per H3 cell (one network's records).
 
-    Samples with ``connected == False`` count as no signal (``rsrp_dbm`` -160, ``sinr_db``
-    -30, throughput 0) so that a cell where the UE mostly lost the network has a no-signal
-    median. Percentiles skip missing values; ``sample_count`` counts every record of the cell.
+    Every numeric KPI (:data:`~commap.radio.measurements.KPI_COLUMNS`) gets its p10, median
+    and p90 per cell, skipping missing values; ``connected_ratio`` is the share of samples with
+    ``connected == True`` among those that say; ``sample_count`` counts every record of the
+    cell. Samples with ``connected == False`` count as no signal (``rsrp_dbm`` -160,
+    ``sinr_db`` -30, throughputs 0; their RSRQ and RTT are ignored) so that a cell where the
+    UE mostly lost the network has a no-signal median. ``link_sinr_db`` is the median of the
+    per-sample SINR the link model uses (see :func:`snr_from_rsrp` and the module docstring):
+    records with only a throughput, only an RSRP or only ``connected`` still give a value.
 
     Parameters
     ----------
@@ -241,8 +303,8 @@ def aggregate_records(
     >>> recs = pd.DataFrame({"lat": [51.9, 51.9, 51.9], "lon": [-8.4, -8.4, -8.4],
     ...                      "rsrp_dbm": [-90.0, -100.0, -95.0]})
     >>> t = aggregate_records(recs)
-    >>> t["sample_count"].tolist(), t["rsrp_dbm_median"].tolist()
-    ([3], [-95.0])
+    >>> t["sample_count"].tolist(), t["rsrp_dbm_median"].tolist(), t["link_sinr_db"].tolist()
+    ([3], [-95.0], [30.0])
     >>> len(aggregate_records(recs.iloc[:0]))
     0
     """
@@ -253,25 +315,20 @@ def aggregate_records(
     if len(records) == 0:
         return _empty_table()
     values = pd.DataFrame(index=records.index)
+    connected = records.get("connected")
     lost = np.zeros(len(records), dtype=bool)
-    if "connected" in records:
-        lost = np.asarray(records["connected"].eq(False).fillna(False), dtype=bool)
-    no_signal = {
-        "rsrp_dbm": NO_SIGNAL_RSRP_DBM,
-        "sinr_db": NO_SIGNAL_SINR_DB,
-        "throughput_mbps": 0.0,
-    }
-    for name, floor in no_signal.items():
+    if connected is not None:
+        lost = np.asarray(connected.eq(False).fillna(False), dtype=bool)
+    for name in KPI_COLUMNS:
         column = (
             records[name].astype(np.float64)
             if name in records
             else pd.Series(np.nan, index=records.index)
         )
-        values[name] = column.mask(lost, floor)
+        values[name] = column.mask(lost, _NO_SIGNAL.get(name, np.nan))
+    values["link_sinr_db"] = _link_sinr_db(values, connected)
     values["connected"] = (
-        records["connected"].astype("Float64").astype(np.float64)
-        if "connected" in records
-        else np.nan
+        connected.astype("Float64").astype(np.float64) if connected is not None else np.nan
     )
     cells = _cells_of(
         records["lat"].to_numpy(np.float64), records["lon"].to_numpy(np.float64), resolution
@@ -279,12 +336,17 @@ def aggregate_records(
     values["cell"] = cells
     grouped = values.groupby("cell", sort=True)
     table = pd.DataFrame({"sample_count": grouped.size()})
-    quantiles = grouped[list(no_signal)].quantile(np.array(list(_QUANTILES.values())))
-    for name in no_signal:
+    quantiles = grouped[list(KPI_COLUMNS)].quantile(np.array(list(_QUANTILES.values())))
+    for name in KPI_COLUMNS:
         for stat, q in _QUANTILES.items():
             table[f"{name}_{stat}"] = quantiles[name].xs(q, level=1)
     table["connected_ratio"] = grouped["connected"].mean()
+    table["link_sinr_db"] = grouped["link_sinr_db"].median()
     return _finish_table(table.reset_index(drop=True), table.index.to_numpy(np.int64))
+
+
+# points per side of the lattice that samples a grid square's area (25 points of 1/25 each)
+_SQUARE_LATTICE = 5
 
 
 def aggregate_grid(
@@ -292,8 +354,14 @@ def aggregate_grid(
 ) -> pd.DataFrame:
     """Put grid-square values (:func:`commap.radio.measurements.read_indianapolis_grid`) on H3 cells.
 
-    Every H3 cell whose centre falls in a grid square with data takes that square's values
-    and sample count (squares of 0.0005 deg, ~55 x 43 m, hold one or two resolution-11 cells).
+    By area, so that every square with data reaches the map: each square is sampled by a 5 x 5
+    lattice of points, each standing for 1/25 of its area, and every H3 cell a lattice point
+    falls in overlaps the square. A cell's statistics are the mean of its overlapping squares'
+    statistics weighted by overlap share x sample count (a mix of percentiles, not the
+    percentile of the pooled samples: the grid keeps no samples); its ``sample_count`` is the
+    overlap-weighted sum of the squares' counts (at least 1). Squares of 0.0005 deg (~55 x 43
+    m) overlap two to four resolution-11 cells. Taking only the cells whose *centre* falls in
+    a square would drop about one square in nine.
 
     Examples
     --------
@@ -302,40 +370,62 @@ def aggregate_grid(
     >>> t = aggregate_grid(g)
     >>> bool(len(t) >= 1 and (t["sinr_db_median"] == 8.0).all())
     True
+    >>> t["sample_count"].tolist()  # 40 samples spread by overlap over the square's cells
+    [5, 2, 2, 6, 26]
     >>> len(aggregate_grid(g.iloc[:0]))
     0
     """
     resolution = _check_resolution(h3_resolution)
     if len(grid) == 0:
         return _empty_table()
-    half = grid_deg / 2.0
-    lat0, lat1 = grid["lat"].min() - half, grid["lat"].max() + half
-    lon0, lon1 = grid["lon"].min() - half, grid["lon"].max() + half
-    shape = h3.LatLngPoly([(lat0, lon0), (lat0, lon1), (lat1, lon1), (lat1, lon0)])
-    cells = np.array(sorted(h3i.h3shape_to_cells(shape, resolution)), dtype=np.int64)
-    lat, lon = _centres(cells)
-    keys = pd.MultiIndex.from_arrays(
-        [np.round(lat / grid_deg).astype(np.int64), np.round(lon / grid_deg).astype(np.int64)]
+    k = _SQUARE_LATTICE
+    offsets = ((np.arange(k) + 0.5) / k - 0.5) * grid_deg
+    d_lat, d_lon = (a.ravel() for a in np.meshgrid(offsets, offsets, indexing="ij"))
+    square = np.repeat(np.arange(len(grid)), k * k)
+    lat = np.repeat(grid["lat"].to_numpy(np.float64), k * k) + np.tile(d_lat, len(grid))
+    lon = np.repeat(grid["lon"].to_numpy(np.float64), k * k) + np.tile(d_lon, len(grid))
+    pairs = pd.DataFrame({"square": square, "cell": _cells_of(lat, lon, resolution)})
+    overlap = pairs.groupby(["cell", "square"], sort=True).size().rename("points").reset_index()
+    count = grid["sample_count"].to_numpy(np.float64)[overlap["square"].to_numpy()]
+    share = overlap["points"].to_numpy(np.float64) / (k * k)
+    weight = share * count
+    by_cell = overlap["cell"].to_numpy(np.int64)
+    cells, inverse = np.unique(by_cell, return_inverse=True)
+    table = pd.DataFrame(
+        {"sample_count": np.maximum(np.rint(np.bincount(inverse, share * count)), 1)}
     )
-    squares = pd.MultiIndex.from_arrays(
-        [
-            np.round(grid["lat"].to_numpy() / grid_deg).astype(np.int64),
-            np.round(grid["lon"].to_numpy() / grid_deg).astype(np.int64),
-        ]
-    )
-    row = squares.get_indexer(keys)
-    found = row >= 0
-    picked = grid.iloc[row[found]].reset_index(drop=True)
-    table = pd.DataFrame({"sample_count": picked["sample_count"].to_numpy(np.int64)})
-    for c in STAT_COLUMNS:
-        table[c] = picked[c].to_numpy(np.float64) if c in picked else np.nan
+    for c in (*STAT_COLUMNS, "link_sinr_db"):
+        source = "sinr_db_median" if c == "link_sinr_db" else c
+        if source not in grid:
+            table[c] = np.nan
+            continue
+        v = grid[source].to_numpy(np.float64)[overlap["square"].to_numpy()]
+        w = np.where(np.isfinite(v), weight, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table[c] = np.bincount(inverse, w * np.nan_to_num(v)) / np.bincount(inverse, w)
     table["connected_ratio"] = np.nan  # the grid has no connectivity flag per sample
-    return _finish_table(table, cells[found])
+    return _finish_table(table, cells)
 
 
 # ---------------------------------------------------------------------------------------------
 # the layer
 # ---------------------------------------------------------------------------------------------
+_OLD_STAT_NAMES = {f"throughput_mbps_{s}": f"throughput_dl_mbps_{s}" for s in _QUANTILES}
+
+
+def _upgrade_table(table: pd.DataFrame) -> pd.DataFrame:
+    """A table of an older build with today's columns (renamed, NaN where not kept then)."""
+    if all(c in table for c in TABLE_COLUMNS):
+        return table[list(TABLE_COLUMNS)]
+    table = table.rename(columns=_OLD_STAT_NAMES)
+    if "link_sinr_db" not in table and "sinr_db_median" in table:
+        table = table.assign(link_sinr_db=table["sinr_db_median"])
+    for c in TABLE_COLUMNS:
+        if c not in table:
+            table[c] = np.nan
+    return table[list(TABLE_COLUMNS)]
+
+
 class MeasuredLayer:
     """Coverage of one network from measurements aggregated per H3 cell.
 
@@ -350,9 +440,12 @@ class MeasuredLayer:
 
     Notes
     -----
-    A cell serves values only if its median SINR is known; cells with RSRP but no SINR (e.g.
-    grid squares with RSRP but no throughput) stay in :attr:`table` but answer as no data.
-    ``rsrp_dbm`` is NaN where a served cell has no RSRP measurement (throughput-only grids).
+    A cell serves values if its ``link_sinr_db`` is known: measured SINR or its equivalent from
+    throughput, RSRP or the connected flag (:func:`aggregate_records`); grid squares with RSRP
+    but no throughput stay in :attr:`table` but answer as no data. ``rsrp_dbm`` is NaN where a
+    served cell has no RSRP measurement (throughput-only records and grids). Tables written
+    before ``link_sinr_db`` and the uplink, RSRQ and RTT statistics existed are read with
+    ``link_sinr_db`` = ``sinr_db_median`` and the missing statistics NaN.
 
     Examples
     --------
@@ -374,9 +467,10 @@ class MeasuredLayer:
         confidence_half_samples: float = 5.0,
         neighbour_fallback: bool = True,
     ) -> None:
+        table = _upgrade_table(table)
         missing = [
             c
-            for c in ("h3_cell", "sample_count", "rsrp_dbm_median", "sinr_db_median")
+            for c in ("h3_cell", "sample_count", "rsrp_dbm_median", "link_sinr_db")
             if c not in table
         ]
         if missing:
@@ -390,13 +484,13 @@ class MeasuredLayer:
         confidence_from_count(0, half_samples=self.confidence_half_samples)  # validates
         self.neighbour_fallback = bool(neighbour_fallback)
         served = table[
-            np.isfinite(table["sinr_db_median"].to_numpy(np.float64)) & (table["sample_count"] > 0)
+            np.isfinite(table["link_sinr_db"].to_numpy(np.float64)) & (table["sample_count"] > 0)
         ]
         cells = self._parse_cells(served["h3_cell"])
         order = np.argsort(cells, kind="stable")
         self._cells = cells[order]
         self._rsrp = served["rsrp_dbm_median"].to_numpy(np.float64)[order]
-        self._sinr = served["sinr_db_median"].to_numpy(np.float64)[order]
+        self._sinr = served["link_sinr_db"].to_numpy(np.float64)[order]
         self._count = served["sample_count"].to_numpy(np.int64)[order]
         # every cell within one ring of data (sorted), for the fallback's fast pre-check
         ring = [c for cell in self._cells.tolist() for c in h3i.grid_disk(cell, 1)]
@@ -424,7 +518,7 @@ class MeasuredLayer:
         """Load a layer from a table written by :func:`prepare_layer`."""
         path = Path(path)
         try:
-            table = pd.read_parquet(path, columns=list(TABLE_COLUMNS))
+            table = pd.read_parquet(path)
         except FileNotFoundError:
             raise InvalidInputError(f"{path}: measured table does not exist") from None
         except (OSError, ValueError, KeyError) as exc:
@@ -698,14 +792,14 @@ def _source_paths(network: Network, spec: _Spec, ctx: LayerContext) -> list[Path
     return paths
 
 
-def _time_window(records: pd.DataFrame, raw: Mapping[str, Any]) -> pd.DataFrame:
+def _in_time_window(records: pd.DataFrame, raw: Mapping[str, Any]) -> NDArray[np.bool_]:
     t_s = records["timestamp"].astype("int64").to_numpy() / 1e9
     keep = np.ones(len(records), dtype=bool)
     if "start" in raw:
         keep &= t_s >= parse_time(raw["start"], field="start")
     if "end" in raw:
         keep &= t_s < parse_time(raw["end"], field="end")
-    return records[keep]
+    return keep
 
 
 def _read_records(network: Network, spec: _Spec, paths: Sequence[Path]) -> pd.DataFrame:
@@ -722,21 +816,62 @@ def _read_records(network: Network, spec: _Spec, paths: Sequence[Path]) -> pd.Da
                     network_modes=None if modes is None else [str(m) for m in modes],
                 )
             )
-        elif path.is_dir():
-            frames.append(read_records_dir(path))
         else:
-            frames.append(read_records_csv(path))
-    records = pd.concat(frames, ignore_index=True)
+            frames.append(read_records(path))
+    return pd.concat(frames, ignore_index=True)
+
+
+class _Ingest:
+    """Counts, per quality field, the records used and the records dropped by reason.
+
+    A row dropped by a filter counts against every field it had a value in; a kept row without
+    a value counts as ``nan`` for that field.
+    """
+
+    def __init__(self, records: pd.DataFrame) -> None:
+        self.fields = [c for c in QUALITY_COLUMNS if c in records]
+        self.dropped: dict[str, dict[str, int]] = {f: {} for f in self.fields}
+
+    def keep(self, records: pd.DataFrame, keep: Any, reason: str) -> pd.DataFrame:
+        mask = np.asarray(keep, dtype=bool)
+        for f in self.fields:
+            n = int((~mask & records[f].notna().to_numpy()).sum())
+            if n:
+                self.dropped[f][reason] = self.dropped[f].get(reason, 0) + n
+        return records[mask]
+
+    def report(self, records: pd.DataFrame) -> dict[str, dict[str, Any]]:
+        out = {}
+        for f in self.fields:
+            has = records[f].notna().to_numpy()
+            dropped = dict(self.dropped[f])
+            if (~has).any():
+                dropped["nan"] = int((~has).sum())
+            out[f] = {"used": int(has.sum()), "dropped": dropped}
+        return out
+
+
+def _filter_records(
+    network: Network, spec: _Spec, records: pd.DataFrame, bbox: tuple[float, float, float, float]
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """The records a network's table is built from, and the ingest report (see :class:`_Ingest`)."""
+    raw = spec.raw
+    ingest = _Ingest(records)
     wanted = str(raw.get("network_id", network.id))
     if spec.format == "records":
         found = sorted(set(records["network_id"]))
-        records = records[records["network_id"] == wanted]
+        records = ingest.keep(records, records["network_id"] == wanted, "wrong_network_id")
         if len(records) == 0:
             raise InvalidInputError(
                 f"network {network.id}: no records of network {wanted!r} "
                 f"(found: {', '.join(found)})"
             )
-    return _time_window(records, raw)
+    records = ingest.keep(records, _in_time_window(records, raw), "out_of_time_window")
+    lon0, lat0, lon1, lat1 = bbox
+    lat, lon = records["lat"], records["lon"]
+    inside = (lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)
+    records = ingest.keep(records, inside, "out_of_bbox")
+    return records, ingest.report(records)
 
 
 def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.DataFrame:
@@ -745,9 +880,12 @@ def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.Dat
     return df[(lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)]
 
 
-def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFrame:
+def _build_table(
+    network: Network, spec: _Spec, ctx: LayerContext
+) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     paths = _source_paths(network, spec, ctx)
     raw = spec.raw
+    ingest: dict[str, dict[str, Any]] = {}
     if spec.format == "grid":
         grid_deg = float(raw.get("grid_deg", 0.0005))
         grid = read_indianapolis_grid(
@@ -761,15 +899,28 @@ def _build_table(network: Network, spec: _Spec, ctx: LayerContext) -> pd.DataFra
             _inside(grid, ctx.bbox), h3_resolution=spec.h3_resolution, grid_deg=grid_deg
         )
     else:
-        records = _inside(_read_records(network, spec, paths), ctx.bbox)
+        records, ingest = _filter_records(
+            network, spec, _read_records(network, spec, paths), ctx.bbox
+        )
+        if len(records) == 0:
+            dropped = next(iter(ingest.values()))["dropped"] if ingest else {}
+            raise InvalidInputError(
+                f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)} "
+                f"and time window (records of {', '.join(spec.files)} dropped: {dropped})"
+            )
+        if not any(counts["used"] for counts in ingest.values()):
+            raise InvalidInputError(
+                f"network {network.id}: the records of {', '.join(spec.files)} feed no quality "
+                f"value (every {', '.join(ingest)} value is missing: {ingest})"
+            )
         table = aggregate_records(records, h3_resolution=spec.h3_resolution)
-    table = _inside(table, ctx.bbox)
+    # no bbox filter on the cells: a cell at the edge holds data measured inside the bbox
     table = table[table["sample_count"] >= spec.min_samples].reset_index(drop=True)
     if len(table) == 0:
         raise InvalidInputError(
             f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)}"
         )
-    return table
+    return table, ingest
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -788,7 +939,7 @@ def _prepare(
     network: Network, spec: Mapping[str, Any], ctx: LayerContext, *, where: str, table_name: str
 ) -> dict[str, Any]:
     parsed = _spec(network, spec, where)
-    table = _build_table(network, parsed, ctx)
+    table, ingest = _build_table(network, parsed, ctx)
     _write_table(table, ctx.built_dir / table_name)
     samples = int(table["sample_count"].sum())
     log.info(
@@ -810,6 +961,8 @@ def _prepare(
         "samples": samples,
         "sources": list(parsed.files),
     }
+    if ingest:  # records and drive tests: per field, records used and dropped by reason
+        prepared["ingest"] = ingest
     for key in ("attribution", "description"):
         if key in spec:
             prepared[key] = str(spec[key])

@@ -1,0 +1,116 @@
+"""Fleet store benchmark: ingest of 10 million records, memory, and incremental refresh.
+
+* Ingest: ``TOTAL_RECORDS`` synthetic records (every field of the record schema, three networks,
+  ten days, positions over Andorra) appended to a local :class:`commap.map.store.FleetStore` in
+  batches of ``BATCH_RECORDS`` (the size of one large ``ReportMeasurements`` stream): records
+  per second, validation and fsyncs included; the first and last tenth of the batches are timed
+  apart to show the append cost does not grow with what is stored.
+* Memory: peak resident set of the process (``getrusage``) after the ingest and after the reads.
+* Refresh: :meth:`FleetStore.read` with ``since`` set so that the newest 1 %, 10 % and 100 % of
+  the stored records come back; seconds and records per second (median of 3 for 1 % and 10 %).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from commap.map.store import FleetStore
+
+TOTAL_RECORDS = 10_000_000
+BATCH_RECORDS = 100_000
+NETWORKS = ("ad-lte", "ad-nr", "starlink")
+T0 = pd.Timestamp("2025-01-20T00:00:00Z")
+
+
+def _batch(rng: np.random.Generator, k: int, n: int) -> pd.DataFrame:
+    """One vehicle's synthetic batch with every record field."""
+    t_ns = T0.value + rng.integers(0, 10 * 86_400, n).astype(np.int64) * 1_000_000_000
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(np.sort(t_ns), utc=True),
+            "lat": rng.uniform(42.43, 42.65, n),
+            "lon": rng.uniform(1.41, 1.78, n),
+            "network_id": np.asarray(NETWORKS, dtype=object)[rng.integers(0, 3, n)],
+            "rsrp_dbm": rng.uniform(-130.0, -60.0, n),
+            "rsrq_db": rng.uniform(-20.0, -3.0, n),
+            "sinr_db": rng.uniform(-10.0, 30.0, n),
+            "throughput_dl_mbps": rng.uniform(0.0, 300.0, n),
+            "throughput_ul_mbps": rng.uniform(0.0, 50.0, n),
+            "rtt_ms": rng.uniform(15.0, 120.0, n),
+            "connected": rng.random(n) > 0.02,
+            "cell_id": rng.integers(1, 2**28, n),
+            "network_mode": np.where(rng.random(n) > 0.5, "LTE", "5G"),
+            "drive_id": f"vehicle-{k}",
+        }
+    )
+
+
+def _peak_rss_mb() -> float:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return round(kib / (1024.0 if sys.platform != "darwin" else 1024.0**2), 1)
+
+
+def run(total_records: int = TOTAL_RECORDS, batch_records: int = BATCH_RECORDS) -> dict[str, Any]:
+    rng = np.random.default_rng(7)
+    n_batches = total_records // batch_records
+    with tempfile.TemporaryDirectory(prefix="commap-bench-store-") as tmp:
+        store = FleetStore(Path(tmp) / "fleet")
+        batch_ids: list[str] = []
+        append_s: list[float] = []
+        make_s = 0.0
+        for k in range(n_batches):
+            began = time.perf_counter()
+            records = _batch(rng, k, batch_records)
+            make_s += time.perf_counter() - began
+            began = time.perf_counter()
+            batch_ids.append(store.append("bench", records).batch_id)
+            append_s.append(time.perf_counter() - began)
+        ingest_s = sum(append_s)
+        tenth = max(n_batches // 10, 1)
+        rss_ingest = _peak_rss_mb()
+        parts = len(store.parts("bench"))
+        figures: dict[str, Any] = {
+            "records": n_batches * batch_records,
+            "batch_records": batch_records,
+            "batches": n_batches,
+            "parts": parts,
+            "ingest_s": round(ingest_s, 1),
+            "ingest_records_per_s": round(n_batches * batch_records / ingest_s),
+            "append_first_tenth_ms": round(1e3 * statistics.median(append_s[:tenth]), 1),
+            "append_last_tenth_ms": round(1e3 * statistics.median(append_s[-tenth:]), 1),
+            "synthesis_s (not in ingest)": round(make_s, 1),
+            "peak_rss_after_ingest_mb": rss_ingest,
+        }
+        for share in (0.01, 0.10, 1.0):
+            new_batches = max(round(n_batches * share), 1)
+            since = None if new_batches >= n_batches else batch_ids[-new_batches - 1]
+            repeats = 1 if share == 1.0 else 3
+            times = []
+            for _ in range(repeats):
+                began = time.perf_counter()
+                got = len(store.read("bench", since=since))
+                times.append(time.perf_counter() - began)
+            assert got == new_batches * batch_records
+            label = f"refresh_{round(share * 100)}pct"
+            figures[f"{label}_records"] = got
+            figures[f"{label}_s"] = round(statistics.median(times), 2)
+            figures[f"{label}_records_per_s"] = round(got / statistics.median(times))
+        figures["peak_rss_after_reads_mb"] = _peak_rss_mb()
+        figures["store_bytes_mb"] = round(
+            sum(p.stat().st_size for p in (Path(tmp) / "fleet").rglob("*.parquet")) / 2**20, 1
+        )
+    return figures
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"{key}: {value}")
