@@ -170,7 +170,7 @@ def _read_grid(network_id: str, spec: dict[str, Any], paths: list[Path]) -> pd.D
             "lat": grid["lat"].to_numpy(np.float64),
             "network_id": network_id,
             "rsrp_dbm": grid["rsrp_dbm_median"].to_numpy(np.float64),
-            "throughput_dl_mbps": grid["throughput_mbps_median"].to_numpy(np.float64),
+            "throughput_dl_mbps": grid["throughput_dl_mbps_median"].to_numpy(np.float64),
             "sample_count": grid["sample_count"].to_numpy(np.int64),
         }
     )
