@@ -8,32 +8,26 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
 from commap.plan import defaults
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+# Only light modules above: ``commap --help`` and argument errors must answer at once, so the
+# heavy libraries (numpy, pandas, scipy, networkx, OR-Tools) and the map code are imported inside
+# the commands that use them (tests/test_cli.py checks the import set).
 
 app = typer.Typer(
     name="commap",
@@ -41,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs more than the whole import
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -77,7 +72,7 @@ def parse_latlon(text: str, *, field: str) -> tuple[float, float]:
         raise InvalidInputError(
             f"{field}: expected LAT,LON in degrees, got {text!r}", field=field
         ) from None
-    if not (np.isfinite(lat) and np.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
         raise InvalidInputError(f"{field}: {text!r} is not a valid latitude,longitude", field=field)
     return (lon, lat)
 
@@ -93,24 +88,35 @@ def common_options(
     )
 
 
-class _TileRate(ProgressColumn):
-    """Tiles per second (rich's own speed column counts bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- tiles/s" if speed is None else f"{speed:.2f} tiles/s", style="cyan")
-
-
 class _TileProgressBar:
     """A :class:`commap.progress.Progress` as a rich bar on stderr: tiles, tiles/s, ETA."""
 
     def __init__(self, out: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class TileRate(ProgressColumn):
+            """Tiles per second (rich's own speed column counts bytes)."""
+
+            def render(self, task: Task) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("-- tiles/s" if speed is None else f"{speed:.2f} tiles/s", style="cyan")
+
         self.console = out
-        self.bar = Progress(
+        self.bar: Progress = Progress(
             TextColumn("[bold]edge table"),
             BarColumn(),
             MofNCompleteColumn(),
-            _TileRate(),
+            TileRate(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -184,11 +190,13 @@ def coverage(
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
 ) -> None:
     """Quality of every network at one point."""
+    lon, lat = parse_latlon(at, field="--at")
+
     from commap.map.comm_map import CommMap
     from commap.out.style import PROVENANCE_NAMES
+    from commap.radio.quality import QOUT_SINR_DB
     from commap.timeutil import format_time, parse_time
 
-    lon, lat = parse_latlon(at, field="--at")
     cmap = CommMap.load(map_name)
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
     qm = cmap.quality_at([lon], [lat], [t_s])
@@ -210,7 +218,7 @@ def coverage(
 
 
 def _fmt(value: float) -> str:
-    return "-" if not np.isfinite(value) else f"{value:.1f}"
+    return "-" if not math.isfinite(value) else f"{value:.1f}"
 
 
 @app.command()
@@ -225,11 +233,15 @@ def route(
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
-    from commap.map.comm_map import CommMap
-    from commap.timeutil import format_time, parse_time
-
     o = parse_latlon(origin, field="--from")
     d = parse_latlon(destination, field="--to")
+
+    import numpy as np
+
+    from commap.map.comm_map import CommMap
+    from commap.radio.quality import QOUT_SINR_DB, Provenance
+    from commap.timeutil import format_time, parse_time
+
     cmap = CommMap.load(map_name)
     departure_s = (
         cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
@@ -278,16 +290,21 @@ def _plan_request(
     alternatives: int,
     time_limit_s: float,
 ) -> Any:
+    if route_file is not None and (origin or destination or via):
+        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
+    # bad coordinates are reported before the planner is imported
+    start = parse_latlon(origin, field="--from") if origin else None
+    end = parse_latlon(destination, field="--to") if destination else None
+    waypoints = tuple(parse_latlon(v, field="--via") for v in via)
+
     from commap.geo.routefile import read_route_file
     from commap.service.planning import PlanRequest
     from commap.timeutil import parse_time
 
-    if route_file is not None and (origin or destination or via):
-        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
     return PlanRequest(
-        origin=parse_latlon(origin, field="--from") if origin else None,
-        destination=parse_latlon(destination, field="--to") if destination else None,
-        waypoints=tuple(parse_latlon(v, field="--via") for v in via),
+        origin=start,
+        destination=end,
+        waypoints=waypoints,
         route=read_route_file(route_file) if route_file is not None else None,
         departure_s=parse_time(depart, field="--depart") if depart else None,
         app=app_class,
@@ -339,8 +356,6 @@ def plan(
     """Plan the network for every stretch of a route, and the handover points."""
     import json
 
-    from commap.plan import write_plan
-
     if fmt not in ("table", "json", "geojson"):
         raise InvalidInputError(
             f"--format must be table, json or geojson, not {fmt!r}", field="--format"
@@ -368,6 +383,8 @@ def plan(
 
         result = plan_route(CommMap.load(map_name), request)
     if out is not None:
+        from commap.plan import write_plan
+
         write_plan(result.plan, out)
         err_console.print(f"plan written to {out}")
     if fmt == "json":

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -11,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commap.cli import app
-from tests.support.paths import MAPS
+from tests.support.paths import MAPS, REPO
 from tests.support.specs import default_spec
 
 runner = CliRunner()
@@ -124,3 +128,41 @@ def test_build_map_with_a_truncated_pbf_fails_cleanly(tmp_path: Path) -> None:
     assert code == 2, out
     assert "andorra.osm.pbf" in out
     assert not out_dir.exists()  # no half-written map
+
+
+HEAVY_MODULES = ("pandas", "networkx", "scipy", "ortools", "numpy", "geopandas", "commap.map")
+
+
+def _modules_after(code: str) -> list[str]:
+    """The heavy modules loaded once ``code`` has run in a fresh interpreter (even after exit)."""
+    probe = (
+        "import atexit, sys\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "atexit.register(lambda: print('LOADED', sorted(m for m in heavy if m in sys.modules)))\n"
+        f"{code}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
+    return list(ast.literal_eval(line.removeprefix("LOADED ")))
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    assert _modules_after("import commap.cli") == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["plan", "--help"],
+        ["plan", "--bogus"],
+        ["plan", "--from", "91,1.5", "--to", PAS_DE_LA_CASA],
+        ["route", "--from", "x", "--to", PAS_DE_LA_CASA],
+    ],
+)
+def test_help_and_argument_errors_load_no_heavy_library(args: list[str]) -> None:
+    code = f"import sys; sys.argv = ['commap', *{args!r}]; from commap.cli import run; run()"
+    assert _modules_after(code) == []
