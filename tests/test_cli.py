@@ -38,6 +38,24 @@ def test_route_prints_summary_and_coverage_share(andorra_dir: Path) -> None:
     assert "no network usable on" in out
 
 
+def test_coverage_table_fits_80_columns_and_shows_no_sentinels(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA)
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    # es-lte and fr-lte have no signal in La Vella: "none", not the -160 dBm / -30 dB fill values
+    assert "-160" not in out and "-30.0" not in out
+    assert "es-lte" in out and "none" in out
+    assert "usable: SINR >= -3.9 dB" in out
+
+
+def test_coverage_without_data_says_unknown(cork_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(cork_dir), "--at", "51.87,-8.575")
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "ie-b-lte" in line)  # no drive test there
+    assert row.split()[2:] == ["unknown", "unknown", "-", "unknown", "unknown"]
+
+
 def test_coverage_at_a_point_names_provenance(andorra_dir: Path) -> None:
     code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA)
     assert code == 0, out
@@ -166,3 +184,43 @@ def test_importing_the_cli_loads_no_heavy_library() -> None:
 def test_help_and_argument_errors_load_no_heavy_library(args: list[str]) -> None:
     code = f"import sys; sys.argv = ['commap', *{args!r}]; from commap.cli import run; run()"
     assert _modules_after(code) == []
+
+
+def test_plot_draws_the_plan_file_it_is_given(andorra_dir: Path, tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.geojson"
+    code, out = _run(
+        "plan",
+        "--map",
+        str(andorra_dir),
+        "--from",
+        LA_VELLA,
+        "--to",
+        PAS_DE_LA_CASA,
+        "--app",
+        "teleoperation",
+        "--max-handovers",
+        "6",
+        "--format",
+        "json",
+        "--out",
+        str(plan_file),
+    )
+    assert code == 0, out
+    totals = json.loads(out[out.index("{") :])["totals"]
+    png = tmp_path / "plan.png"
+    code, out = _run(
+        "plot",
+        "--map",
+        str(andorra_dir),
+        "--plan",
+        str(plan_file),
+        "--kind",
+        "strip",
+        "--out",
+        str(png),
+    )
+    assert code == 0, out
+    assert png.stat().st_size > 10_000
+    # the title states the plan's own figures: the teleoperation plan, not a new default one
+    assert "(teleoperation)" in out
+    assert f"{totals['handovers']} handovers, {totals['expected_drops']:.2f} expected drops" in out

@@ -252,9 +252,10 @@ def read_plan_layers(
 ) -> dict[str, gpd.GeoDataFrame]:
     """The ``route``/``handovers``/``drop_risk`` layers of any plan file.
 
-    Accepts the plan JSON of :func:`commap.plan.write_plan` (full detail), its GeoJSON and
-    GeoPackage (stretches and handovers; drop-risk stretches are then whole stretches whose
-    worst segment reaches ``drop_risk_prob``), and the files of :func:`export_plan`.
+    Accepts every file of :func:`commap.plan.write_plan` (full detail), and GeoJSON and
+    GeoPackage files of stretches and handovers only, such as those of :func:`export_plan`
+    (drop-risk stretches are then whole stretches whose worst segment reaches
+    ``drop_risk_prob``).
 
     Raises
     ------
@@ -263,14 +264,12 @@ def read_plan_layers(
     """
     source = Path(path)
     suffix = source.suffix.lower()
-    if suffix == ".json":
+    try:
         return plan_layers(read_plan(source), drop_risk_prob=drop_risk_prob)
-    if suffix not in (".geojson", ".gpkg"):
-        raise InvalidInputError(
-            f"{source}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="plan"
-        )
-    if not source.is_file():
-        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
+    except InvalidInputError:
+        if suffix not in (".geojson", ".gpkg") or not source.is_file():
+            raise
+    # a GeoJSON or GeoPackage without the whole plan: the files of export_plan, older plans
     try:
         layers = (
             {

@@ -7,7 +7,8 @@ gives one, for a plan (what commap expects) and, for a drive-test trace, for wha
     Plan: expected drops of the serving links (sum over segments of the link model's drop
     probability). Trace: entries into outage (a sample without service after one with it).
 ``outage_share``, ``outage_s``, ``longest_outage_s``
-    Time without a usable link: serving SINR below Qout (-5 dB) or no serving network (plan:
+    Time without a usable link: serving SINR below ``USABLE_SINR_DB`` (Qin, -3.9 dB) or no
+    serving network (plan:
     per segment on the map; trace: per sample, a sample lasting until the next one, gaps capped
     at ``max_gap_s``).
 ``handovers_per_km`` (and by kind)
@@ -59,7 +60,7 @@ from commap.geo.geodesy import GEOD
 from commap.out import plot
 from commap.out.style import PROVENANCE_NAMES
 from commap.out.timeline import RouteTimeline
-from commap.radio.quality import QOUT_SINR_DB
+from commap.radio.quality import USABLE_SINR_DB
 from commap.timeutil import format_time
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ def score_plan(
     cols = np.array([ids.index(s) if s in ids else -1 for s in timeline.serving], dtype=np.int64)
     sinr = np.where(cols >= 0, timeline.matrix.sinr_db[rows, np.maximum(cols, 0)], -np.inf)
     # NaN SINR (unknown) is not counted as an outage
-    outage = (cols < 0) | (sinr < QOUT_SINR_DB)
+    outage = (cols < 0) | (sinr < USABLE_SINR_DB)
     changes = [
         (float(h["eta_s"]), str(h["from_network"]), str(h["to_network"]), str(h["kind"]))
         for h in timeline.handovers
@@ -235,14 +236,14 @@ def _trace_arrays(records: pd.DataFrame, max_gap_s: float) -> tuple[FloatArray, 
 
 
 def _measured_outage(records: pd.DataFrame) -> NDArray[np.bool_]:
-    """No service: not connected, SINR below Qout, or (without SINR) RSRP below -125 dBm."""
+    """No usable link: not connected, SINR below usable, or (without SINR) RSRP below -125 dBm."""
     n = len(records)
     out = np.zeros(n, dtype=bool)
     if "connected" in records:
         out |= records["connected"].astype("boolean").fillna(True).to_numpy(dtype=bool) == False  # noqa: E712
     if "sinr_db" in records:
         sinr = records["sinr_db"].to_numpy(dtype=np.float64, na_value=np.nan)
-        out |= sinr < QOUT_SINR_DB
+        out |= sinr < USABLE_SINR_DB
         no_sinr = np.isnan(sinr)
     else:
         no_sinr = np.ones(n, dtype=bool)
@@ -456,7 +457,7 @@ def compare_trace(
     dict
         ``network_id``, ``samples``, per metric (``sinr_db``, ``rsrp_dbm``) ``n``,
         ``bias_db`` (map minus measured), ``mae_db``; ``usable_agreement`` (share of samples
-        where map and measurement agree on SINR >= Qout) and the confusion counts; and the
+        where map and measurement agree on usable, SINR >= ``USABLE_SINR_DB``) and the confusion counts; and the
         per-sample arrays ``distance_m``, ``measured_*``, ``map_*`` for the strip chart.
 
     Raises
@@ -488,7 +489,7 @@ def compare_trace(
         out[f"measured_{metric}"] = measured
         out[f"map_{metric}"] = np.asarray(map_values, dtype=np.float64)
     measured_ok = ~_measured_outage(df)
-    map_ok = q.sinr_db >= QOUT_SINR_DB
+    map_ok = q.sinr_db >= USABLE_SINR_DB
     out["usable_agreement"] = float(np.mean(measured_ok == map_ok))
     out["usable_confusion"] = {
         "both_usable": int(np.sum(measured_ok & map_ok)),
@@ -654,7 +655,8 @@ def _definitions(ping_pong_s: float) -> dict[str, str]:
     return {
         "drops_per_100km": "plan: expected drops of the serving links (link model) per 100 km; "
         "measured: entries into outage per 100 km",
-        "outage": f"serving SINR below Qout ({QOUT_SINR_DB:g} dB) or no serving network; measured "
+        "outage": f"no usable link: serving SINR below {USABLE_SINR_DB:g} dB (Qin) or no serving "
+        "network; measured "
         f"samples without SINR count as out below {UNUSABLE_RSRP_DBM:g} dBm RSRP",
         "handovers": "plan: switches of network by kind; measured: serving-cell changes "
         "(cell_change) and radio-technology changes (technology_change)",
@@ -792,7 +794,7 @@ def _comparison_html(data: Mapping[str, Any]) -> str:
         "measured value (bias = map &minus; measured).</p>"
         + _table(["quantity", "samples", "bias", "mean abs. error"], rows)
         + _table(
-            ["usable (SINR ≥ Qout)", "samples"],
+            [f"usable (SINR ≥ {USABLE_SINR_DB:g} dB)", "samples"],
             [[html.escape(k.replace("_", " ")), str(v)] for k, v in conf.items()]
             + [["agreement", _fmt(c["usable_agreement"], "%", 1)]],
         )
