@@ -5,9 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -224,3 +226,15 @@ def test_plot_draws_the_plan_file_it_is_given(andorra_dir: Path, tmp_path: Path)
     # the title states the plan's own figures: the teleoperation plan, not a new default one
     assert "(teleoperation)" in out
     assert f"{totals['handovers']} handovers, {totals['expected_drops']:.2f} expected drops" in out
+
+
+def test_evaluate_reports_the_whole_run_wall_time(andorra_dir: Path, tmp_path: Path) -> None:
+    start = time.perf_counter()
+    code, out = _run(
+        "evaluate", "--map", str(andorra_dir), "--seeds", "1", "--out", str(tmp_path / "ev")
+    )
+    elapsed_s = time.perf_counter() - start
+    assert code == 0, out
+    found = re.search(r"whole\s+run\s+([\d.]+)\s+s", out)
+    assert found is not None, out
+    assert 0.9 * elapsed_s <= float(found.group(1)) <= elapsed_s
