@@ -3,9 +3,15 @@
 The industry has no common way to score whole-vehicle connectivity on a route; this report
 gives one, for a plan (what commap expects) and, for a drive-test trace, for what was measured:
 
-``drops_per_100km``
-    Plan: expected drops of the serving links (sum over segments of the link model's drop
-    probability). Trace: entries into outage (a sample without service after one with it).
+``drops``, ``drops_per_100km``
+    The same rule for the plan and the trace: entries into outage (a segment or sample without
+    a usable link after one with it, or at the start).
+``expected_drops``, ``expected_drops_per_100km`` (plan only)
+    The plan's own figure: expected drops of its links (the link model's drop probabilities
+    and failed handovers), what ``commap plan`` prints. A trace has no such figure.
+``interruption_s`` (plan only)
+    The plan's planned interruptions: the time each planned switch leaves the vehicle without
+    a link. They count in the plan's outage, as real interruptions count in the trace's.
 ``outage_share``, ``outage_s``, ``longest_outage_s``
     Time without a usable link: serving SINR below ``USABLE_SINR_DB`` (Qin, -3.9 dB) or no
     serving network (plan:
@@ -115,7 +121,8 @@ def _score(
     length_m: float,
     duration_s: FloatArray,
     outage: NDArray[np.bool_],
-    drops: float,
+    expected_drops: float | None,
+    interruption_s: float | None,
     changes: Sequence[tuple[float, str, str, str]],
     time_key: Sequence[str],
     data_mb: Mapping[str, float],
@@ -125,6 +132,8 @@ def _score(
     total_s = float(duration_s.sum())
     km = length_m / 1000.0
     outage_runs = [float(duration_s[a:b].sum()) for a, b in _runs(outage)]
+    drops = len(outage_runs)  # entries into outage: one rule for plans and traces
+    outage_s = float(sum(outage_runs)) + (interruption_s or 0.0)
     by_kind: dict[str, int] = {}
     for _, _, _, kind in changes:
         by_kind[kind] = by_kind.get(kind, 0) + 1
@@ -138,8 +147,13 @@ def _score(
         "duration_s": total_s,
         "drops": drops,
         "drops_per_100km": drops / km * 100.0 if km > 0 else math.nan,
-        "outage_s": float(sum(outage_runs)),
-        "outage_share": float(sum(outage_runs)) / total_s if total_s > 0 else math.nan,
+        "expected_drops": expected_drops,
+        "expected_drops_per_100km": (
+            None if expected_drops is None else expected_drops / km * 100.0 if km > 0 else math.nan
+        ),
+        "interruption_s": interruption_s,
+        "outage_s": outage_s,
+        "outage_share": outage_s / total_s if total_s > 0 else math.nan,
         "longest_outage_s": max(outage_runs, default=0.0),
         "handovers": handovers,
         "handovers_per_km": handovers / km if km > 0 else math.nan,
@@ -175,7 +189,8 @@ def score_plan(
     Returns
     -------
     dict
-        ``length_km``, ``duration_s``, ``drops``, ``drops_per_100km``, ``outage_s``,
+        ``length_km``, ``duration_s``, ``drops``, ``drops_per_100km``, ``expected_drops``,
+        ``expected_drops_per_100km``, ``interruption_s``, ``outage_s``,
         ``outage_share``, ``longest_outage_s``, ``handovers``, ``handovers_per_km``,
         ``handovers_by_kind``, ``handovers_per_km_by_kind``, ``ping_pong``,
         ``ping_pong_ratio``, ``ping_pong_window_s``, ``time_s_by_network``,
@@ -204,11 +219,13 @@ def score_plan(
     for key, d in zip(keys, duration.tolist(), strict=True):
         if key != "none":
             data[key] = data.get(key, 0.0) + d * data_rate_mbps / 8.0
+    totals = timeline.totals or {}
     return _score(
         length_m=c.total_length_m,
         duration_s=duration,
         outage=outage,
-        drops=float(np.nansum(timeline.drop_prob)),
+        expected_drops=float(totals.get("expected_drops", np.nansum(timeline.drop_prob))),
+        interruption_s=float(totals.get("interruption_s", 0.0)),
         changes=changes,
         time_key=keys,
         data_mb=data,
@@ -304,7 +321,6 @@ def score_trace(
     duration, leg_m = _trace_arrays(df, max_gap_s)
     outage = _measured_outage(df)
     t = df["timestamp"].astype("int64").to_numpy() / 1e9
-    entries = int(np.sum(outage[1:] & ~outage[:-1]) + (1 if outage[0] else 0))
     mode = df["network_mode"].astype(str).to_numpy() if "network_mode" in df else None
     changes: list[tuple[float, str, str, str]] = []
     if "cell_id" in df:
@@ -325,7 +341,8 @@ def score_trace(
         length_m=float(leg_m.sum()),
         duration_s=duration,
         outage=outage,
-        drops=float(entries),
+        expected_drops=None,
+        interruption_s=None,
         changes=changes,
         time_key=list(keys),
         data_mb=data,
@@ -653,8 +670,13 @@ def _png(draw: Any, out: Path) -> bytes:
 
 def _definitions(ping_pong_s: float) -> dict[str, str]:
     return {
-        "drops_per_100km": "plan: expected drops of the serving links (link model) per 100 km; "
-        "measured: entries into outage per 100 km",
+        "drops": "plan and measured alike: entries into outage (a segment or sample without a "
+        "usable link after one with it)",
+        "expected_drops": "plan only: the plan's expected drops (link model: drop probabilities "
+        "of its links and failed handovers), what `commap plan` prints",
+        "interruption_s": "plan only: planned interruptions, the time each planned switch "
+        "leaves the vehicle without a link; counted in the plan's outage (the trace's outage "
+        "holds its real interruptions)",
         "outage": f"no usable link: serving SINR below {USABLE_SINR_DB:g} dB (Qin) or no serving "
         "network; measured "
         f"samples without SINR count as out below {UNUSABLE_RSRP_DBM:g} dBm RSRP",
@@ -684,8 +706,11 @@ dt{font-weight:600}footer{margin-top:32px;color:#666;font-size:12px}
 _SCORE_ROWS = (
     ("length_km", "route length", "km", 2),
     ("duration_s", "duration", "s", 0),
-    ("drops", "drops", "", 2),
+    ("drops", "drops (entries into outage)", "", 0),
     ("drops_per_100km", "drops per 100 km", "", 2),
+    ("expected_drops", "expected drops (plan, link model)", "", 2),
+    ("expected_drops_per_100km", "expected drops per 100 km", "", 2),
+    ("interruption_s", "planned interruptions (in outage)", "s", 1),
     ("outage_share", "outage share", "%", 2),
     ("outage_s", "outage", "s", 1),
     ("longest_outage_s", "longest outage", "s", 1),
