@@ -190,7 +190,8 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     Returns
     -------
     geopandas.GeoDataFrame
-        ``piece_id`` (0..n-1), ``highway``, ``name``, ``tunnel``, ``bridge``, ``length_m``,
+        ``piece_id`` (0..n-1, consecutive along each road), ``edge_id`` (the road's row in
+        :func:`road_edges`), ``highway``, ``name``, ``tunnel``, ``bridge``, ``length_m``,
         ``lon``/``lat`` of the piece midpoint and the piece ``geometry`` (EPSG:4326).
 
     Raises
@@ -207,7 +208,17 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     if not (math.isfinite(spacing_m) and spacing_m > 0):
         raise InvalidInputError(f"spacing_m must be > 0, got {spacing_m}", field="spacing_m")
     edges = road_edges(graph)
-    columns = ["piece_id", "highway", "name", "tunnel", "bridge", "length_m", "lon", "lat"]
+    columns = [
+        "piece_id",
+        "edge_id",
+        "highway",
+        "name",
+        "tunnel",
+        "bridge",
+        "length_m",
+        "lon",
+        "lat",
+    ]
     if edges.empty:
         return gpd.GeoDataFrame(
             pd.DataFrame(columns=[*columns, "geometry"]), geometry="geometry", crs=CRS
@@ -231,6 +242,7 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     frame = pd.DataFrame(
         {
             "piece_id": np.arange(len(parts), dtype=np.int64),
+            "edge_id": np.asarray(owner, dtype=np.int64),
             "highway": src["highway"],
             "name": src["name"],
             "tunnel": src["tunnel"],

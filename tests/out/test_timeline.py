@@ -16,6 +16,7 @@ from commap.map.comm_map import CommMap
 from commap.out.gis import (
     export_map,
     export_plan,
+    kml_map_layers,
     map_layers,
     plan_layers,
     read_plan_layers,
@@ -286,3 +287,27 @@ def test_every_plan_file_reads_back_as_the_plan(
     title = route_title(back)
     assert f"{plan.totals.expected_drops:.2f} expected drops" in title
     assert f"{plan.totals.handovers} handovers" in title
+
+
+def test_kml_of_the_default_map_is_light_and_covers_every_road(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    out = export_map(andorra, tmp_path / "andorra.kml")  # the README's export, default spacing
+    assert out.stat().st_size < 5_000_000  # Google Earth opens it at once
+    names = set(pyogrio.list_layers(out)[:, 0])
+    assert names == {"roads"} | {f"coverage {n}" for n in andorra.catalogue.ids}
+    full = map_layers(andorra)
+    light = kml_map_layers(full)
+    utm = "EPSG:32631"
+    for nid in andorra.catalogue.ids:
+        pieces = full["coverage"][full["coverage"]["network_id"] == nid]
+        lines = light[f"coverage {nid}"]
+        # one line set per class, no piece lost: the same road length, give or take simplification
+        assert sorted(lines["label"]) == sorted(set(pieces["label"]))
+        assert lines.to_crs(utm).length.sum() == pytest.approx(
+            pieces.to_crs(utm).length.sum(), rel=0.02
+        )
+    back = gpd.read_file(out, layer="coverage ad-lte", engine="pyogrio")
+    # few attributes: the name and the style; the values stay in the GeoPackage
+    assert not {"network_id", "sinr_db", "rsrp_dbm", "piece_id", "color"} & set(back.columns)
+    assert len(back) == len(light["coverage ad-lte"])
