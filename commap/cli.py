@@ -8,32 +8,27 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import numpy as np
 import typer
+from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from commap.errors import CommapError, InvalidInputError
 from commap.plan import defaults
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+# Only light modules above: ``commap --help`` and argument errors must answer at once, so the
+# heavy libraries (numpy, pandas, scipy, networkx, OR-Tools) and the map code are imported inside
+# the commands that use them (tests/test_cli.py checks the import set).
 
 app = typer.Typer(
     name="commap",
@@ -41,6 +36,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs more than the whole import
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -77,7 +73,7 @@ def parse_latlon(text: str, *, field: str) -> tuple[float, float]:
         raise InvalidInputError(
             f"{field}: expected LAT,LON in degrees, got {text!r}", field=field
         ) from None
-    if not (np.isfinite(lat) and np.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
+    if not (math.isfinite(lat) and math.isfinite(lon)) or abs(lat) > 90 or abs(lon) > 180:
         raise InvalidInputError(f"{field}: {text!r} is not a valid latitude,longitude", field=field)
     return (lon, lat)
 
@@ -93,24 +89,35 @@ def common_options(
     )
 
 
-class _TileRate(ProgressColumn):
-    """Tiles per second (rich's own speed column counts bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- tiles/s" if speed is None else f"{speed:.2f} tiles/s", style="cyan")
-
-
 class _TileProgressBar:
     """A :class:`commap.progress.Progress` as a rich bar on stderr: tiles, tiles/s, ETA."""
 
     def __init__(self, out: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            Task,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class TileRate(ProgressColumn):
+            """Tiles per second (rich's own speed column counts bytes)."""
+
+            def render(self, task: Task) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("-- tiles/s" if speed is None else f"{speed:.2f} tiles/s", style="cyan")
+
         self.console = out
-        self.bar = Progress(
+        self.bar: Progress = Progress(
             TextColumn("[bold]edge table"),
             BarColumn(),
             MofNCompleteColumn(),
-            _TileRate(),
+            TileRate(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
@@ -184,33 +191,54 @@ def coverage(
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
 ) -> None:
     """Quality of every network at one point."""
+    lon, lat = parse_latlon(at, field="--at")
+
     from commap.map.comm_map import CommMap
     from commap.out.style import PROVENANCE_NAMES
+    from commap.radio.quality import (
+        NO_SATELLITE_ELEVATION_DEG,
+        NO_SIGNAL_RSRP_DBM,
+        NO_SIGNAL_SINR_DB,
+        USABLE_SINR_DB,
+        Provenance,
+    )
     from commap.timeutil import format_time, parse_time
 
-    lon, lat = parse_latlon(at, field="--at")
     cmap = CommMap.load(map_name)
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
     qm = cmap.quality_at([lon], [lat], [t_s])
-    table = Table(title=f"{cmap.name} at {lat:.5f}, {lon:.5f}, {format_time(t_s)}")
-    for col in ("network", "kind", "rsrp dBm", "sinr dB", "elevation deg", "usable", "provenance"):
-        table.add_column(col)
+    table = Table(
+        title=f"{cmap.name} at {lat:.5f}, {lon:.5f}, {format_time(t_s)}",
+        caption=f"usable: SINR >= {USABLE_SINR_DB:g} dB; none: no signal; "
+        "unknown: no source covers the point",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    for col in ("network", "kind", "RSRP dBm", "SINR dB", "elev deg", "usable", "source"):
+        table.add_column(col, no_wrap=True)
     for j, nid in enumerate(qm.network_ids):
-        net = cmap.catalogue[nid]
+        known = int(qm.provenance[0, j]) != Provenance.NONE
+        sinr = float(qm.sinr_db[0, j])
         table.add_row(
             nid,
-            net.kind.value,
-            _fmt(qm.rsrp_dbm[0, j]),
-            _fmt(qm.sinr_db[0, j]),
-            _fmt(qm.elevation_deg[0, j]),
-            "yes" if qm.sinr_db[0, j] >= QOUT_SINR_DB else "no",
-            PROVENANCE_NAMES[int(qm.provenance[0, j])],
+            cmap.catalogue[nid].kind.value,
+            _fmt(qm.rsrp_dbm[0, j], none_at=NO_SIGNAL_RSRP_DBM, known=known),
+            _fmt(sinr, none_at=NO_SIGNAL_SINR_DB, known=known),
+            _fmt(qm.elevation_deg[0, j], none_at=NO_SATELLITE_ELEVATION_DEG, known=known),
+            ("yes" if sinr >= USABLE_SINR_DB else "no") if known else "unknown",
+            PROVENANCE_NAMES[int(qm.provenance[0, j])] if known else "unknown",
         )
     console.print(table)
 
 
-def _fmt(value: float) -> str:
-    return "-" if not np.isfinite(value) else f"{value:.1f}"
+def _fmt(value: float, *, none_at: float = -math.inf, known: bool = True) -> str:
+    """A value for a table: ``-`` where it does not apply (NaN), ``unknown`` without data,
+    ``none`` at the no-signal value, else one decimal."""
+    if math.isnan(value):
+        return "-"
+    if not known:
+        return "unknown"
+    return "none" if value <= none_at else f"{value:.1f}"
 
 
 @app.command()
@@ -225,11 +253,15 @@ def route(
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
-    from commap.map.comm_map import CommMap
-    from commap.timeutil import format_time, parse_time
-
     o = parse_latlon(origin, field="--from")
     d = parse_latlon(destination, field="--to")
+
+    import numpy as np
+
+    from commap.map.comm_map import CommMap
+    from commap.radio.quality import NO_SIGNAL_SINR_DB, USABLE_SINR_DB, Provenance
+    from commap.timeutil import format_time, parse_time
+
     cmap = CommMap.load(map_name)
     departure_s = (
         cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
@@ -243,23 +275,29 @@ def route(
             f"{cmap.segment_m:.0f} m, tunnels {corridor.length_m[corridor.in_tunnel].sum() / 1000:.1f} km, "
             f"departure {format_time(departure_s)}"
         )
-        table = Table()
-        for col in ("network", "kind", "coverage share", "measured share", "median sinr dB"):
-            table.add_column(col)
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+        for col in ("network", "kind", "usable share", "measured share", "median SINR dB"):
+            table.add_column(col, no_wrap=True)
         weights = corridor.length_m / max(corridor.total_length_m, 1e-9)
         for j, nid in enumerate(qm.network_ids):
-            usable = qm.sinr_db[:, j] >= QOUT_SINR_DB
+            usable = qm.sinr_db[:, j] >= USABLE_SINR_DB
             measured = qm.provenance[:, j] == Provenance.MEASURED
+            known = qm.provenance[:, j] != Provenance.NONE
             table.add_row(
                 nid,
                 cmap.catalogue[nid].kind.value,
                 f"{100 * float(weights[usable].sum()):.0f} %",
                 f"{100 * float(weights[measured].sum()):.0f} %",
-                _fmt(float(np.median(qm.sinr_db[:, j]))),
+                _fmt(
+                    float(np.median(qm.sinr_db[known, j])) if known.any() else math.nan,
+                    none_at=NO_SIGNAL_SINR_DB,
+                    known=bool(known.any()),
+                ),
             )
-        any_usable = (qm.sinr_db >= QOUT_SINR_DB).any(axis=1)
+        any_usable = (qm.sinr_db >= USABLE_SINR_DB).any(axis=1)
         table.caption = (
-            f"no network usable on {100 * float(weights[~any_usable].sum()):.1f} % of the route"
+            f"usable: SINR >= {USABLE_SINR_DB:g} dB; no network usable on "
+            f"{100 * float(weights[~any_usable].sum()):.1f} % of the route"
         )
         console.print(table)
 
@@ -278,16 +316,21 @@ def _plan_request(
     alternatives: int,
     time_limit_s: float,
 ) -> Any:
+    if route_file is not None and (origin or destination or via):
+        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
+    # bad coordinates are reported before the planner is imported
+    start = parse_latlon(origin, field="--from") if origin else None
+    end = parse_latlon(destination, field="--to") if destination else None
+    waypoints = tuple(parse_latlon(v, field="--via") for v in via)
+
     from commap.geo.routefile import read_route_file
     from commap.service.planning import PlanRequest
     from commap.timeutil import parse_time
 
-    if route_file is not None and (origin or destination or via):
-        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
     return PlanRequest(
-        origin=parse_latlon(origin, field="--from") if origin else None,
-        destination=parse_latlon(destination, field="--to") if destination else None,
-        waypoints=tuple(parse_latlon(v, field="--via") for v in via),
+        origin=start,
+        destination=end,
+        waypoints=waypoints,
         route=read_route_file(route_file) if route_file is not None else None,
         departure_s=parse_time(depart, field="--depart") if depart else None,
         app=app_class,
@@ -339,8 +382,6 @@ def plan(
     """Plan the network for every stretch of a route, and the handover points."""
     import json
 
-    from commap.plan import write_plan
-
     if fmt not in ("table", "json", "geojson"):
         raise InvalidInputError(
             f"--format must be table, json or geojson, not {fmt!r}", field="--format"
@@ -368,6 +409,8 @@ def plan(
 
         result = plan_route(CommMap.load(map_name), request)
     if out is not None:
+        from commap.plan import write_plan
+
         write_plan(result.plan, out)
         err_console.print(f"plan written to {out}")
     if fmt == "json":
@@ -446,17 +489,14 @@ def _print_plan(result: Any) -> None:
 def _timeline(
     cmap: Any, origin: str | None, destination: str | None, plan_file: Path | None, app_class: str
 ) -> Any:
-    """The plan to draw: from a plan file (.json best) or planned now from --from/--to."""
+    """The plan to draw: the plan file as written (any format of ``commap plan --out``), or a
+    plan made now from --from/--to with the default options and ``--app``."""
     from commap.out.timeline import read_plan, timeline_from_plan, with_map_quality
     from commap.service.planning import PlanRequest, plan_route
 
     if plan_file is not None:
         if origin or destination:
             raise InvalidInputError("give --plan or --from/--to, not both", field="--plan")
-        if plan_file.suffix.lower() != ".json":
-            raise InvalidInputError(
-                "plots need the plan as .json (commap plan ... --out plan.json)", field="--plan"
-            )
         return with_map_quality(read_plan(plan_file), cmap)
     if not (origin and destination):
         raise InvalidInputError("give --from and --to, or --plan FILE", field="--from")
@@ -504,10 +544,15 @@ def plot(
     map_name: MapOpt = "andorra",
     origin: Annotated[str | None, typer.Option("--from", help="LAT,LON")] = None,
     destination: Annotated[str | None, typer.Option("--to", help="LAT,LON")] = None,
-    plan_file: Annotated[Path | None, typer.Option("--plan", help="Plan .json")] = None,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option("--plan", help="Plan file of `commap plan --out` (.json, .geojson, .gpkg)."),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="FILE.png")] = Path("plan.png"),
     kind: Annotated[str, typer.Option("--kind", help="map|strip|coverage|all")] = "all",
-    app_class: Annotated[str, typer.Option("--app")] = defaults.APP,
+    app_class: Annotated[
+        str, typer.Option("--app", help="With --from/--to: plan now for this application.")
+    ] = defaults.APP,
 ) -> None:
     """PNGs: the route map (FILE.png), the strip chart (FILE-strip.png), coverage (FILE-coverage.png)."""
     from commap.map.comm_map import CommMap
@@ -531,6 +576,7 @@ def plot(
     if kind in ("coverage", "all"):
         target = out if kind == "coverage" else out.with_name(f"{out.stem}-coverage.png")
         written.append(plots.plot_coverage(cmap, target, timeline=timeline))
+    console.print(plots.route_title(timeline), markup=False)
     for path in written:
         console.print(f"wrote [bold]{path}[/]")
 
@@ -587,7 +633,8 @@ def export(
         "map.gpkg"
     ),
     plan_file: Annotated[
-        Path | None, typer.Option("--plan", help="Export this plan (.json) instead of the map")
+        Path | None,
+        typer.Option("--plan", help="Export this plan (.json, .geojson, .gpkg) instead of the map"),
     ] = None,
     spacing_m: Annotated[float, typer.Option("--spacing-m", min=20.0)] = 200.0,
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
@@ -617,6 +664,9 @@ def evaluate_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
 ) -> None:
     """Score every handover policy on a truth field the planner did not see; write a report."""
+    import dataclasses
+
+    start = time.perf_counter()
     from commap.map.comm_map import CommMap
     from commap.out.evaluation_report import summary_markdown, write_evaluation_report
     from commap.sim import evaluate_map
@@ -629,9 +679,14 @@ def evaluate_command(
             sigma_db=sigma_db,
             progress=lambda msg: status.update(msg),
         )
+        # the report states the run's wall time so far: imports, map load and evaluation
+        result = dataclasses.replace(result, wall_s=time.perf_counter() - start)
         write_evaluation_report(result, out)
     console.print(summary_markdown(result))
-    console.print(f"report written to [bold]{out}[/]")
+    console.print(
+        f"report written to [bold]{out}[/]; whole run {time.perf_counter() - start:.1f} s "
+        "(map load, evaluation, report)"
+    )
 
 
 @app.command("validate")

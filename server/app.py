@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -286,22 +287,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def channel_ready_hint(host: str, port: int, *, tls: bool = False) -> str:
-    """How to query a running server (printed by ``python -m server``)."""
+def channel_ready_hint(host: str, port: int, *, tls: bool = False, pid: int | None = None) -> str:
+    """How to query a running server (printed by ``python -m server``).
+
+    ``pid`` is the server's process id for the reload hint (default this process).
+
+    Examples
+    --------
+    >>> print(channel_ready_hint("127.0.0.1", 50051, pid=4242).splitlines()[4])
+      reload:  kill -HUP 4242, or grpcurl -plaintext 127.0.0.1:50051 commap.v1.CommapService/ReloadMaps
+    """
     target = f"{host}:{port}"
+    pid = os.getpid() if pid is None else pid
     if tls:
         return (
             f"commap gRPC server ready on {target} (TLS)\n"
             f"  health:  grpcurl -cacert CA.pem {target} grpc.health.v1.Health/Check\n"
             f"  maps:    grpcurl -cacert CA.pem -H 'authorization: Bearer TOKEN' {target} "
-            "commap.v1.CommapService/ListMaps"
+            "commap.v1.CommapService/ListMaps\n"
+            f"  reload:  kill -HUP {pid}"
         )
     return (
         f"commap gRPC server ready on {target}\n"
         f"  health:  grpcurl -plaintext {target} grpc.health.v1.Health/Check\n"
         f"  maps:    grpcurl -plaintext {target} commap.v1.CommapService/ListMaps\n"
         f"  plan:    commap plan --server {target} --from 42.5063,1.5218 --to 42.5430,1.7330\n"
-        f"  reload:  kill -HUP <pid>, or grpcurl -plaintext {target} "
+        f"  reload:  kill -HUP {pid}, or grpcurl -plaintext {target} "
         "commap.v1.CommapService/ReloadMaps\n"
         f"  Node:    node clients/node/rig.mjs --target {target}"
     )

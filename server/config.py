@@ -16,6 +16,7 @@ from typing import Any
 
 from commap.config import DEFAULT_MAP, Settings
 from commap.errors import InvalidInputError
+from commap.map.manifest import MANIFEST, MAP_NAME
 from commap.plan import defaults
 from server.auth import AuthClient, AuthPolicy, parse_token_entries, read_token_file
 
@@ -31,7 +32,8 @@ class ServerConfig:
     Parameters
     ----------
     host, port : where to listen; port 0 picks a free port (logged at start).
-    maps : names (or built-map directories) to serve; empty: the default map only.
+    maps : names (or built-map directories) to serve; empty: every built map under the maps
+        directory (the default map first), or the default map when none is built.
     settings : library settings (maps directory, default map).
     measurements_dir : root of the fleet store (a directory or an fsspec URL; partitions
         ``map=<name>/...``); None: ``maps/<name>/measurements`` beside the built map, which
@@ -163,8 +165,21 @@ class ServerConfig:
 
     @property
     def map_names(self) -> tuple[str, ...]:
-        """The maps to serve: ``maps`` or, when empty, the default map."""
-        return self.maps or (self.settings.default_map,)
+        """The maps to serve: ``maps`` or, when empty, every built map under the maps directory.
+
+        The default map comes first; with no built map at all it is the default map alone (so
+        that the server says how to build it).
+        """
+        if self.maps:
+            return self.maps
+        default = self.settings.default_map
+        built = sorted(
+            p.name
+            for p in self.settings.maps_dir.glob("*")
+            if MAP_NAME.match(p.name)
+            and ((p / "built" / MANIFEST).is_file() or (p / MANIFEST).is_file())
+        )
+        return (default, *(name for name in built if name != default))
 
     @property
     def address(self) -> str:
@@ -285,8 +300,10 @@ def load_config(
     0
     >>> load_config([], {"COMMAP_LEAD_TIME_S": "7.5"}).lead_time_s
     7.5
-    >>> load_config([], {}).map_names
-    ('andorra',)
+    >>> load_config([], {}).map_names[0]
+    'andorra'
+    >>> load_config(["--map", "cork"], {}).map_names
+    ('cork',)
     """
     env = dict(os.environ if environ is None else environ)
     try:

@@ -26,7 +26,7 @@ from commap.plan import defaults
 from commap.plan.execution import DEFAULT_EXECUTION_RULES, ExecutionRules
 from commap.plan.plan import Handover, Plan, PlanTotals, SolverReport
 from commap.plan.routes import RouteOption
-from commap.radio.quality import QOUT_SINR_DB, Provenance, QualityMatrix
+from commap.radio.quality import USABLE_SINR_DB, Provenance, QualityMatrix
 from commap.service.drive_session import Fix, Instruction, RouteProgress
 from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
@@ -306,7 +306,7 @@ def coverage_response(
                         int(quality.provenance[i, j]), pb.PROVENANCE_UNSPECIFIED
                     ),
                     sample_count=int(quality.sample_count[i, j]),
-                    usable=sinr >= QOUT_SINR_DB,
+                    usable=sinr >= USABLE_SINR_DB,
                 )
             )
     return response

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from commap.cli import app
-from tests.support.paths import MAPS
+from tests.support.paths import MAPS, REPO
 from tests.support.specs import default_spec
 
 runner = CliRunner()
@@ -33,6 +39,24 @@ def test_route_prints_summary_and_coverage_share(andorra_dir: Path) -> None:
     for network in ("ad-lte", "fr-lte", "starlink", "geo"):
         assert network in out
     assert "no network usable on" in out
+
+
+def test_coverage_table_fits_80_columns_and_shows_no_sentinels(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA)
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    # es-lte and fr-lte have no signal in La Vella: "none", not the -160 dBm / -30 dB fill values
+    assert "-160" not in out and "-30.0" not in out
+    assert "es-lte" in out and "none" in out
+    assert "usable: SINR >= -3.9 dB" in out
+
+
+def test_coverage_without_data_says_unknown(cork_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(cork_dir), "--at", "51.87,-8.575")
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "ie-b-lte" in line)  # no drive test there
+    assert row.split()[2:] == ["unknown", "unknown", "-", "unknown", "unknown"]
 
 
 def test_coverage_at_a_point_names_provenance(andorra_dir: Path) -> None:
@@ -165,3 +189,93 @@ def test_validate_bad_arguments_are_one_line(
     assert line.startswith("error:") and line.count("error:") == 1
     assert message in line
     assert "Traceback" not in out
+
+
+HEAVY_MODULES = ("pandas", "networkx", "scipy", "ortools", "numpy", "geopandas", "commap.map")
+
+
+def _modules_after(code: str) -> list[str]:
+    """The heavy modules loaded once ``code`` has run in a fresh interpreter (even after exit)."""
+    probe = (
+        "import atexit, sys\n"
+        f"heavy = {HEAVY_MODULES!r}\n"
+        "atexit.register(lambda: print('LOADED', sorted(m for m in heavy if m in sys.modules)))\n"
+        f"{code}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("LOADED"))
+    return list(ast.literal_eval(line.removeprefix("LOADED ")))
+
+
+def test_importing_the_cli_loads_no_heavy_library() -> None:
+    assert _modules_after("import commap.cli") == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["plan", "--help"],
+        ["plan", "--bogus"],
+        ["plan", "--from", "91,1.5", "--to", PAS_DE_LA_CASA],
+        ["route", "--from", "x", "--to", PAS_DE_LA_CASA],
+    ],
+)
+def test_help_and_argument_errors_load_no_heavy_library(args: list[str]) -> None:
+    code = f"import sys; sys.argv = ['commap', *{args!r}]; from commap.cli import run; run()"
+    assert _modules_after(code) == []
+
+
+def test_plot_draws_the_plan_file_it_is_given(andorra_dir: Path, tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.geojson"
+    code, out = _run(
+        "plan",
+        "--map",
+        str(andorra_dir),
+        "--from",
+        LA_VELLA,
+        "--to",
+        PAS_DE_LA_CASA,
+        "--app",
+        "teleoperation",
+        "--max-handovers",
+        "6",
+        "--format",
+        "json",
+        "--out",
+        str(plan_file),
+    )
+    assert code == 0, out
+    totals = json.loads(out[out.index("{") :])["totals"]
+    png = tmp_path / "plan.png"
+    code, out = _run(
+        "plot",
+        "--map",
+        str(andorra_dir),
+        "--plan",
+        str(plan_file),
+        "--kind",
+        "strip",
+        "--out",
+        str(png),
+    )
+    assert code == 0, out
+    assert png.stat().st_size > 10_000
+    # the title states the plan's own figures: the teleoperation plan, not a new default one
+    assert "(teleoperation)" in out
+    assert f"{totals['handovers']} handovers, {totals['expected_drops']:.2f} expected drops" in out
+
+
+def test_evaluate_reports_the_whole_run_wall_time(andorra_dir: Path, tmp_path: Path) -> None:
+    start = time.perf_counter()
+    code, out = _run(
+        "evaluate", "--map", str(andorra_dir), "--seeds", "1", "--out", str(tmp_path / "ev")
+    )
+    elapsed_s = time.perf_counter() - start
+    assert code == 0, out
+    found = re.search(r"whole\s+run\s+([\d.]+)\s+s", out)
+    assert found is not None, out
+    assert 0.9 * elapsed_s <= float(found.group(1)) <= elapsed_s

@@ -33,10 +33,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyogrio
-from shapely.geometry import LineString, Point
+import shapely
+from shapely.geometry import LineString, MultiLineString, Point
 
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
+from commap.geo.geodesy import utm_crs
 from commap.networks import NetworkKind
 from commap.out.style import (
     CLASSES,
@@ -64,6 +66,7 @@ __all__ = [
     "FORMATS",
     "export_map",
     "export_plan",
+    "kml_map_layers",
     "map_layers",
     "plan_layers",
     "read_plan_layers",
@@ -105,7 +108,7 @@ def map_layers(
     pieces = road_pieces(graph, spacing_m=spacing_m)
     values = sample_pieces(cmap, pieces, t_s=t_s, network_ids=network_ids)
     geometry = pieces.set_index("piece_id").geometry
-    attrs = pieces[["piece_id", "highway", "name", "tunnel", "bridge", "length_m"]]
+    attrs = pieces[["piece_id", "edge_id", "highway", "name", "tunnel", "bridge", "length_m"]]
     coverage = values.merge(attrs, on="piece_id", how="left")
     coverage["label"] = coverage["network_id"] + ": " + _class_text(coverage)
     coverage["color"] = _class_color(coverage)
@@ -114,6 +117,71 @@ def map_layers(
     )
     roads = roads.drop(columns=["u", "v"]).assign(label=roads["name"], color=ROAD_COLOR)
     return {"roads": roads, "coverage": coverage}
+
+
+KML_TOLERANCE_M = 10.0  # geometry simplification of the KML export
+
+
+def kml_map_layers(
+    layers: Mapping[str, gpd.GeoDataFrame], *, tolerance_m: float = KML_TOLERANCE_M
+) -> dict[str, gpd.GeoDataFrame]:
+    """The map's layers made light for Google Earth (the GeoPackage keeps every value).
+
+    Coverage becomes one folder per network (``coverage <network>``) holding one line set per
+    quality class: consecutive pieces of a road in the same class are merged, then every road
+    of the class; lines are simplified to about ``tolerance_m`` metres and carry only their
+    name (``network: class``) and colour. Roads keep their name, class and colour.
+
+    Examples
+    --------
+    >>> kml_map_layers({})
+    {}
+    """
+    out: dict[str, gpd.GeoDataFrame] = {}
+    for name, frame in layers.items():
+        if frame.empty:
+            out[name] = frame
+        elif name == "coverage":
+            for network_id, part in frame.groupby("network_id", sort=False):
+                out[f"coverage {network_id}"] = _simplified(_merge_classes(part), tolerance_m)
+        else:
+            keep = [c for c in ("label", "highway", "color") if c in frame]
+            out[name] = _simplified(frame[[*keep, "geometry"]], tolerance_m)
+    return out
+
+
+def _merge_classes(coverage: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """One network's pieces as one (multi)line per class: runs of consecutive pieces of a road
+    in one class joined end to end, then the runs of a class merged where they touch."""
+    c = coverage.sort_values("piece_id", kind="stable").reset_index(drop=True)
+    key = c["edge_id"].astype(str) + "|" + c["label"]
+    starts = np.flatnonzero((key != key.shift()).to_numpy())
+    ends = np.append(starts[1:], len(c))
+    coords = [np.asarray(g.coords) for g in c.geometry]
+    # pieces of one road follow each other: each starts where the previous one ends
+    runs = [
+        LineString(np.concatenate([coords[a]] + [p[1:] for p in coords[a + 1 : b]]))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
+    firsts = c.iloc[starts].reset_index(drop=True)
+    rows = []
+    for label, group in firsts.groupby("label", sort=False):
+        lines = [runs[i] for i in group.index]
+        rows.append(
+            {
+                "label": label,
+                "color": group["color"].iloc[0],
+                "geometry": shapely.line_merge(MultiLineString(lines)),
+            }
+        )
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+
+
+def _simplified(frame: gpd.GeoDataFrame, tolerance_m: float) -> gpd.GeoDataFrame:
+    lon0, lat0, lon1, lat1 = frame.total_bounds
+    utm = utm_crs((lon0 + lon1) / 2.0, (lat0 + lat1) / 2.0)
+    geometry = frame.geometry.to_crs(utm).simplify(tolerance_m).to_crs(CRS)
+    return frame.set_geometry(geometry.values).reset_index(drop=True)
 
 
 def _class_text(coverage: pd.DataFrame) -> pd.Series:
@@ -252,9 +320,10 @@ def read_plan_layers(
 ) -> dict[str, gpd.GeoDataFrame]:
     """The ``route``/``handovers``/``drop_risk`` layers of any plan file.
 
-    Accepts the plan JSON of :func:`commap.plan.write_plan` (full detail), its GeoJSON and
-    GeoPackage (stretches and handovers; drop-risk stretches are then whole stretches whose
-    worst segment reaches ``drop_risk_prob``), and the files of :func:`export_plan`.
+    Accepts every file of :func:`commap.plan.write_plan` (full detail), and GeoJSON and
+    GeoPackage files of stretches and handovers only, such as those of :func:`export_plan`
+    (drop-risk stretches are then whole stretches whose worst segment reaches
+    ``drop_risk_prob``).
 
     Raises
     ------
@@ -263,14 +332,12 @@ def read_plan_layers(
     """
     source = Path(path)
     suffix = source.suffix.lower()
-    if suffix == ".json":
+    try:
         return plan_layers(read_plan(source), drop_risk_prob=drop_risk_prob)
-    if suffix not in (".geojson", ".gpkg"):
-        raise InvalidInputError(
-            f"{source}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="plan"
-        )
-    if not source.is_file():
-        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
+    except InvalidInputError:
+        if suffix not in (".geojson", ".gpkg") or not source.is_file():
+            raise
+    # a GeoJSON or GeoPackage without the whole plan: the files of export_plan, older plans
     try:
         layers = (
             {
@@ -387,6 +454,7 @@ def _for_gdal(frame: gpd.GeoDataFrame, *, kml: bool, layer: str = "") -> gpd.Geo
         pen = "PEN(c:" + out["color"].astype(str) + f",w:{width}px)"
         label = "LABEL(c:" + out["color"].astype(str) + ")"
         out["OGR_STYLE"] = label.where(points, pen)
+        out = out.drop(columns="color")  # the style holds it
     if kml and "label" in out.columns and "name" not in out.columns:
         out = out.rename(columns={"label": "name"})
     return out
@@ -456,12 +524,17 @@ def export_map(
 ) -> Path:
     """Write a map's ``roads`` and ``coverage`` layers (see :func:`map_layers`) to ``path``.
 
+    GeoPackage and GeoJSON hold every value; KML holds the light layers of
+    :func:`kml_map_layers`, which Google Earth opens at once.
+
     Returns
     -------
     Path
         The written file.
     """
     layers = map_layers(cmap, spacing_m=spacing_m, t_s=t_s, network_ids=network_ids)
+    if Path(path).suffix.lower() == ".kml":
+        layers = kml_map_layers(layers)
     return write_layers(layers, path)
 
 

@@ -44,7 +44,7 @@ from commap.out.style import (
     network_colors,
 )
 from commap.out.timeline import RouteTimeline, classify, road_edges, road_pieces
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import USABLE_SINR_DB, Provenance
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -59,8 +59,10 @@ __all__ = [
     "plot_route_map",
     "plot_strip",
     "plot_trace_comparison",
+    "route_title",
 ]
 
+_USABLE_LABEL = f"usable from {USABLE_SINR_DB:g} dB"
 _MEASURED_EDGE = PROVENANCE_COLORS[Provenance.MEASURED]
 _MODELLED = PROVENANCE_COLORS[Provenance.MODELLED]
 
@@ -297,7 +299,7 @@ def plot_coverage(
         ax.add_collection(LineCollection(lines, colors=colors, linewidths=widths, zorder=3))
         if timeline is not None:
             ax.plot(timeline.corridor.lon, timeline.corridor.lat, color="black", lw=1.2, zorder=5)
-        usable = float(np.sum(pieces["length_m"].to_numpy()[q.sinr_db >= QOUT_SINR_DB]))
+        usable = float(np.sum(pieces["length_m"].to_numpy()[q.sinr_db >= USABLE_SINR_DB]))
         share = usable / max(float(pieces["length_m"].sum()), 1e-9)
         ax.set_title(
             f"{net.display_name or nid}\nusable on {100 * share:.0f} % of roads", fontsize=9
@@ -450,15 +452,33 @@ def plot_route_map(
         Line2D([], [], marker="s", ls="", color="black", ms=8, label="destination"),
     ]
     ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.92)
-    ax.set_title(title or _route_title(timeline), fontsize=11)
+    ax.set_title(title or route_title(timeline), fontsize=11)
     _footer(fig, _attribution(cmap))
     return _write(figure_png(fig), out)
 
 
-def _route_title(t: RouteTimeline) -> str:
+def route_title(t: RouteTimeline) -> str:
+    """Title of a route's pictures: the plan's own figures, those ``commap plan`` prints.
+
+    A timeline without plan totals states the drop risk of its serving links instead.
+
+    Examples
+    --------
+    >>> from commap.out.timeline import timeline_from_plan
+    >>> from commap.plan.plan import _empty_plan
+    >>> route_title(timeline_from_plan(_empty_plan()))
+    '0.0 km (telemetry), 0 handovers, 0.00 expected drops, outage 0.0 s'
+    """
     km = t.corridor.total_length_m / 1000.0
-    drops = float(np.nansum(t.drop_prob))
     name = f"{t.name}: " if t.name else ""
+    app = f" ({t.app})" if t.app else ""
+    if t.totals is not None:
+        return (
+            f"{name}{km:.1f} km{app}, {int(t.totals['handovers'])} handovers, "
+            f"{float(t.totals['expected_drops']):.2f} expected drops, "
+            f"outage {float(t.totals['outage_s']):.1f} s"
+        )
+    drops = float(np.nansum(t.drop_prob))
     return (
         f"{name}{km:.1f} km, {len(t.handovers)} handovers, "
         f"{drops:.2f} expected drops on the serving links"
@@ -512,9 +532,9 @@ def plot_strip(
 ) -> Path:
     """Quality of every network and the chosen network along the route distance.
 
-    Three rows share the distance axis: SINR of every network (the out-of-sync threshold
-    Qout dashed, tunnels shaded), the serving network as a coloured band with the handovers,
-    and the drop probability of the serving link per segment.
+    Three rows share the distance axis: SINR of every network (the usable threshold dashed,
+    tunnels shaded), the serving network as a coloured band with the handovers, and the drop
+    probability of the serving link per segment.
 
     Returns
     -------
@@ -543,10 +563,10 @@ def plot_strip(
             ls="-" if source == "measured" else (0, (5, 1.5)),
             label=f"{nid} ({source})",
         )
-    ax_q.axhline(QOUT_SINR_DB, color="black", ls="--", lw=1, label=f"Qout {QOUT_SINR_DB:g} dB")
+    ax_q.axhline(USABLE_SINR_DB, color="black", ls="--", lw=1, label=_USABLE_LABEL)
     ax_q.set_ylabel("SINR [dB]")
     finite = timeline.matrix.sinr_db[np.isfinite(timeline.matrix.sinr_db)]
-    low = min(float(finite.min()) if finite.size else -30.0, QOUT_SINR_DB) - 3.0
+    low = min(float(finite.min()) if finite.size else -30.0, USABLE_SINR_DB) - 3.0
     high = max(float(finite.max()) if finite.size else 30.0, 0.0) + 8.0  # room for the legend
     ax_q.set_ylim(max(low, -33.0), min(high, 50.0))
     ax_q.grid(alpha=0.3)
@@ -567,7 +587,7 @@ def plot_strip(
     ax_d.legend(loc="upper right", fontsize=8)
     ax_d.grid(alpha=0.3)
     ax_d.set_xlim(0, c.total_length_m / 1000.0)
-    fig.suptitle(title or _route_title(timeline), fontsize=11)
+    fig.suptitle(title or route_title(timeline), fontsize=11)
     minutes = c.total_duration_s / 60.0
     _footer(fig, f"{len(c)} segments, {minutes:.1f} min travel time. Quality: commap map layers.")
     return _write(figure_png(fig), out)
@@ -660,9 +680,7 @@ def plot_trace_comparison(
         ax.plot(x_km, mapped, color="#0072B2", lw=1.6, label="map")
         ax.scatter(x_km, measured, s=6, color="#D55E00", label="measured", zorder=3)
         if metric == "sinr_db":
-            ax.axhline(
-                QOUT_SINR_DB, color="black", ls="--", lw=1, label=f"Qout {QOUT_SINR_DB:g} dB"
-            )
+            ax.axhline(USABLE_SINR_DB, color="black", ls="--", lw=1, label=_USABLE_LABEL)
         stats = comparison.get(metric, {})
         bias, mae = stats.get("bias_db", math.nan), stats.get("mae_db", math.nan)
         ax.set_title(

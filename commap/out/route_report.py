@@ -3,11 +3,18 @@
 The industry has no common way to score whole-vehicle connectivity on a route; this report
 gives one, for a plan (what commap expects) and, for a drive-test trace, for what was measured:
 
-``drops_per_100km``
-    Plan: expected drops of the serving links (sum over segments of the link model's drop
-    probability). Trace: entries into outage (a sample without service after one with it).
+``drops``, ``drops_per_100km``
+    The same rule for the plan and the trace: entries into outage (a segment or sample without
+    a usable link after one with it, or at the start).
+``expected_drops``, ``expected_drops_per_100km`` (plan only)
+    The plan's own figure: expected drops of its links (the link model's drop probabilities
+    and failed handovers), what ``commap plan`` prints. A trace has no such figure.
+``interruption_s`` (plan only)
+    The plan's planned interruptions: the time each planned switch leaves the vehicle without
+    a link. They count in the plan's outage, as real interruptions count in the trace's.
 ``outage_share``, ``outage_s``, ``longest_outage_s``
-    Time without a usable link: serving SINR below Qout (-5 dB) or no serving network (plan:
+    Time without a usable link: serving SINR below ``USABLE_SINR_DB`` (Qin, -3.9 dB) or no
+    serving network (plan:
     per segment on the map; trace: per sample, a sample lasting until the next one, gaps capped
     at ``max_gap_s``).
 ``handovers_per_km`` (and by kind)
@@ -59,7 +66,7 @@ from commap.geo.geodesy import GEOD
 from commap.out import plot
 from commap.out.style import PROVENANCE_NAMES
 from commap.out.timeline import RouteTimeline
-from commap.radio.quality import QOUT_SINR_DB
+from commap.radio.quality import USABLE_SINR_DB
 from commap.timeutil import format_time
 
 if TYPE_CHECKING:
@@ -114,7 +121,8 @@ def _score(
     length_m: float,
     duration_s: FloatArray,
     outage: NDArray[np.bool_],
-    drops: float,
+    expected_drops: float | None,
+    interruption_s: float | None,
     changes: Sequence[tuple[float, str, str, str]],
     time_key: Sequence[str],
     data_mb: Mapping[str, float],
@@ -124,6 +132,8 @@ def _score(
     total_s = float(duration_s.sum())
     km = length_m / 1000.0
     outage_runs = [float(duration_s[a:b].sum()) for a, b in _runs(outage)]
+    drops = len(outage_runs)  # entries into outage: one rule for plans and traces
+    outage_s = float(sum(outage_runs)) + (interruption_s or 0.0)
     by_kind: dict[str, int] = {}
     for _, _, _, kind in changes:
         by_kind[kind] = by_kind.get(kind, 0) + 1
@@ -137,8 +147,13 @@ def _score(
         "duration_s": total_s,
         "drops": drops,
         "drops_per_100km": drops / km * 100.0 if km > 0 else math.nan,
-        "outage_s": float(sum(outage_runs)),
-        "outage_share": float(sum(outage_runs)) / total_s if total_s > 0 else math.nan,
+        "expected_drops": expected_drops,
+        "expected_drops_per_100km": (
+            None if expected_drops is None else expected_drops / km * 100.0 if km > 0 else math.nan
+        ),
+        "interruption_s": interruption_s,
+        "outage_s": outage_s,
+        "outage_share": outage_s / total_s if total_s > 0 else math.nan,
         "longest_outage_s": max(outage_runs, default=0.0),
         "handovers": handovers,
         "handovers_per_km": handovers / km if km > 0 else math.nan,
@@ -174,7 +189,8 @@ def score_plan(
     Returns
     -------
     dict
-        ``length_km``, ``duration_s``, ``drops``, ``drops_per_100km``, ``outage_s``,
+        ``length_km``, ``duration_s``, ``drops``, ``drops_per_100km``, ``expected_drops``,
+        ``expected_drops_per_100km``, ``interruption_s``, ``outage_s``,
         ``outage_share``, ``longest_outage_s``, ``handovers``, ``handovers_per_km``,
         ``handovers_by_kind``, ``handovers_per_km_by_kind``, ``ping_pong``,
         ``ping_pong_ratio``, ``ping_pong_window_s``, ``time_s_by_network``,
@@ -192,7 +208,7 @@ def score_plan(
     cols = np.array([ids.index(s) if s in ids else -1 for s in timeline.serving], dtype=np.int64)
     sinr = np.where(cols >= 0, timeline.matrix.sinr_db[rows, np.maximum(cols, 0)], -np.inf)
     # NaN SINR (unknown) is not counted as an outage
-    outage = (cols < 0) | (sinr < QOUT_SINR_DB)
+    outage = (cols < 0) | (sinr < USABLE_SINR_DB)
     changes = [
         (float(h["eta_s"]), str(h["from_network"]), str(h["to_network"]), str(h["kind"]))
         for h in timeline.handovers
@@ -203,11 +219,13 @@ def score_plan(
     for key, d in zip(keys, duration.tolist(), strict=True):
         if key != "none":
             data[key] = data.get(key, 0.0) + d * data_rate_mbps / 8.0
+    totals = timeline.totals or {}
     return _score(
         length_m=c.total_length_m,
         duration_s=duration,
         outage=outage,
-        drops=float(np.nansum(timeline.drop_prob)),
+        expected_drops=float(totals.get("expected_drops", np.nansum(timeline.drop_prob))),
+        interruption_s=float(totals.get("interruption_s", 0.0)),
         changes=changes,
         time_key=keys,
         data_mb=data,
@@ -235,14 +253,14 @@ def _trace_arrays(records: pd.DataFrame, max_gap_s: float) -> tuple[FloatArray, 
 
 
 def _measured_outage(records: pd.DataFrame) -> NDArray[np.bool_]:
-    """No service: not connected, SINR below Qout, or (without SINR) RSRP below -125 dBm."""
+    """No usable link: not connected, SINR below usable, or (without SINR) RSRP below -125 dBm."""
     n = len(records)
     out = np.zeros(n, dtype=bool)
     if "connected" in records:
         out |= records["connected"].astype("boolean").fillna(True).to_numpy(dtype=bool) == False  # noqa: E712
     if "sinr_db" in records:
         sinr = records["sinr_db"].to_numpy(dtype=np.float64, na_value=np.nan)
-        out |= sinr < QOUT_SINR_DB
+        out |= sinr < USABLE_SINR_DB
         no_sinr = np.isnan(sinr)
     else:
         no_sinr = np.ones(n, dtype=bool)
@@ -303,7 +321,6 @@ def score_trace(
     duration, leg_m = _trace_arrays(df, max_gap_s)
     outage = _measured_outage(df)
     t = df["timestamp"].astype("int64").to_numpy() / 1e9
-    entries = int(np.sum(outage[1:] & ~outage[:-1]) + (1 if outage[0] else 0))
     mode = df["network_mode"].astype(str).to_numpy() if "network_mode" in df else None
     changes: list[tuple[float, str, str, str]] = []
     if "cell_id" in df:
@@ -324,7 +341,8 @@ def score_trace(
         length_m=float(leg_m.sum()),
         duration_s=duration,
         outage=outage,
-        drops=float(entries),
+        expected_drops=None,
+        interruption_s=None,
         changes=changes,
         time_key=list(keys),
         data_mb=data,
@@ -456,7 +474,7 @@ def compare_trace(
     dict
         ``network_id``, ``samples``, per metric (``sinr_db``, ``rsrp_dbm``) ``n``,
         ``bias_db`` (map minus measured), ``mae_db``; ``usable_agreement`` (share of samples
-        where map and measurement agree on SINR >= Qout) and the confusion counts; and the
+        where map and measurement agree on usable, SINR >= ``USABLE_SINR_DB``) and the confusion counts; and the
         per-sample arrays ``distance_m``, ``measured_*``, ``map_*`` for the strip chart.
 
     Raises
@@ -488,7 +506,7 @@ def compare_trace(
         out[f"measured_{metric}"] = measured
         out[f"map_{metric}"] = np.asarray(map_values, dtype=np.float64)
     measured_ok = ~_measured_outage(df)
-    map_ok = q.sinr_db >= QOUT_SINR_DB
+    map_ok = q.sinr_db >= USABLE_SINR_DB
     out["usable_agreement"] = float(np.mean(measured_ok == map_ok))
     out["usable_confusion"] = {
         "both_usable": int(np.sum(measured_ok & map_ok)),
@@ -652,9 +670,15 @@ def _png(draw: Any, out: Path) -> bytes:
 
 def _definitions(ping_pong_s: float) -> dict[str, str]:
     return {
-        "drops_per_100km": "plan: expected drops of the serving links (link model) per 100 km; "
-        "measured: entries into outage per 100 km",
-        "outage": f"serving SINR below Qout ({QOUT_SINR_DB:g} dB) or no serving network; measured "
+        "drops": "plan and measured alike: entries into outage (a segment or sample without a "
+        "usable link after one with it)",
+        "expected_drops": "plan only: the plan's expected drops (link model: drop probabilities "
+        "of its links and failed handovers), what `commap plan` prints",
+        "interruption_s": "plan only: planned interruptions, the time each planned switch "
+        "leaves the vehicle without a link; counted in the plan's outage (the trace's outage "
+        "holds its real interruptions)",
+        "outage": f"no usable link: serving SINR below {USABLE_SINR_DB:g} dB (Qin) or no serving "
+        "network; measured "
         f"samples without SINR count as out below {UNUSABLE_RSRP_DBM:g} dBm RSRP",
         "handovers": "plan: switches of network by kind; measured: serving-cell changes "
         "(cell_change) and radio-technology changes (technology_change)",
@@ -682,8 +706,11 @@ dt{font-weight:600}footer{margin-top:32px;color:#666;font-size:12px}
 _SCORE_ROWS = (
     ("length_km", "route length", "km", 2),
     ("duration_s", "duration", "s", 0),
-    ("drops", "drops", "", 2),
+    ("drops", "drops (entries into outage)", "", 0),
     ("drops_per_100km", "drops per 100 km", "", 2),
+    ("expected_drops", "expected drops (plan, link model)", "", 2),
+    ("expected_drops_per_100km", "expected drops per 100 km", "", 2),
+    ("interruption_s", "planned interruptions (in outage)", "s", 1),
     ("outage_share", "outage share", "%", 2),
     ("outage_s", "outage", "s", 1),
     ("longest_outage_s", "longest outage", "s", 1),
@@ -792,7 +819,7 @@ def _comparison_html(data: Mapping[str, Any]) -> str:
         "measured value (bias = map &minus; measured).</p>"
         + _table(["quantity", "samples", "bias", "mean abs. error"], rows)
         + _table(
-            ["usable (SINR ≥ Qout)", "samples"],
+            [f"usable (SINR ≥ {USABLE_SINR_DB:g} dB)", "samples"],
             [[html.escape(k.replace("_", " ")), str(v)] for k, v in conf.items()]
             + [["agreement", _fmt(c["usable_agreement"], "%", 1)]],
         )

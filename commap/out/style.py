@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from commap.networks import NetworkKind
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import USABLE_SINR_DB, Provenance
 
 __all__ = [
     "CLASSES",
@@ -92,7 +92,7 @@ class QualityClass:
 
 
 # Classes best first. RSRP and SINR steps are the usual drive-test buckets; the SINR floor is
-# the radio-link-monitoring out-of-sync threshold Qout. Colours run blue (good) to red (bad),
+# the one "usable" threshold (commap.radio.quality.USABLE_SINR_DB). Colours run blue (good) to red (bad),
 # readable with the common colour-vision deficiencies; grey means no signal at all.
 CLASSES: dict[str, tuple[QualityClass, ...]] = {
     "rsrp_dbm": (
@@ -107,8 +107,8 @@ CLASSES: dict[str, tuple[QualityClass, ...]] = {
         QualityClass(">= 20 dB", "excellent", 20.0, "#2c7bb6"),
         QualityClass("13 to 20 dB", "good", 13.0, "#74add1"),
         QualityClass("0 to 13 dB", "fair", 0.0, "#fee090"),
-        QualityClass(f"{QOUT_SINR_DB:g} to 0 dB", "poor", QOUT_SINR_DB, "#f46d43"),
-        QualityClass(f"< {QOUT_SINR_DB:g} dB (out of sync)", "unusable", -math.inf, "#595959"),
+        QualityClass(f"{USABLE_SINR_DB:g} to 0 dB", "poor", USABLE_SINR_DB, "#f46d43"),
+        QualityClass(f"< {USABLE_SINR_DB:g} dB (unusable)", "unusable", -math.inf, "#595959"),
     ),
     "elevation_deg": (
         QualityClass("satellite >= 60 deg", "high", 60.0, "#3f007d"),

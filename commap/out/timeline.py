@@ -41,7 +41,7 @@ from commap.out.style import CLASSES, PROVENANCE_NAMES
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
-    QOUT_SINR_DB,
+    USABLE_SINR_DB,
     Provenance,
     QualityMatrix,
 )
@@ -190,7 +190,8 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     Returns
     -------
     geopandas.GeoDataFrame
-        ``piece_id`` (0..n-1), ``highway``, ``name``, ``tunnel``, ``bridge``, ``length_m``,
+        ``piece_id`` (0..n-1, consecutive along each road), ``edge_id`` (the road's row in
+        :func:`road_edges`), ``highway``, ``name``, ``tunnel``, ``bridge``, ``length_m``,
         ``lon``/``lat`` of the piece midpoint and the piece ``geometry`` (EPSG:4326).
 
     Raises
@@ -207,7 +208,17 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     if not (math.isfinite(spacing_m) and spacing_m > 0):
         raise InvalidInputError(f"spacing_m must be > 0, got {spacing_m}", field="spacing_m")
     edges = road_edges(graph)
-    columns = ["piece_id", "highway", "name", "tunnel", "bridge", "length_m", "lon", "lat"]
+    columns = [
+        "piece_id",
+        "edge_id",
+        "highway",
+        "name",
+        "tunnel",
+        "bridge",
+        "length_m",
+        "lon",
+        "lat",
+    ]
     if edges.empty:
         return gpd.GeoDataFrame(
             pd.DataFrame(columns=[*columns, "geometry"]), geometry="geometry", crs=CRS
@@ -231,6 +242,7 @@ def road_pieces(graph: nx.MultiDiGraph, *, spacing_m: float = 200.0) -> gpd.GeoD
     frame = pd.DataFrame(
         {
             "piece_id": np.arange(len(parts), dtype=np.int64),
+            "edge_id": np.asarray(owner, dtype=np.int64),
             "highway": src["highway"],
             "name": src["name"],
             "tunnel": src["tunnel"],
@@ -273,7 +285,7 @@ def sample_pieces(
         ``technology``, ``rsrp_dbm``, ``sinr_db``, ``elevation_deg``, ``confidence``,
         ``sample_count``, ``provenance`` (name), ``rsrp_class``, ``sinr_class``,
         ``visibility_class`` (class names, empty where not applicable), ``usable``
-        (SINR at or above Qout).
+        (SINR at or above ``USABLE_SINR_DB``, Qin).
 
     Raises
     ------
@@ -315,7 +327,7 @@ def sample_pieces(
                 )
                 if sat
                 else [""] * len(lon),
-                "usable": q.sinr_db >= QOUT_SINR_DB,
+                "usable": q.sinr_db >= USABLE_SINR_DB,
             }
         )
         frames.append(frame)
@@ -342,6 +354,10 @@ class RouteTimeline:
         network), ``from_network``, ``to_network``, ``kind`` (a :class:`~commap.networks.SwitchKind`
         value), ``distance_m``, ``eta_s``, ``lon``, ``lat``.
     name : label of the route or plan.
+    totals : the plan's own totals (the fields of :class:`commap.plan.PlanTotals`:
+        ``expected_drops`` counts the outage drops and the failed handovers, ``handovers``,
+        ``outage_s``, ...), what titles and summaries state; None for a timeline of no plan.
+    app : the application class the plan was made for (``""`` when unknown).
     """
 
     corridor: Corridor
@@ -350,6 +366,8 @@ class RouteTimeline:
     drop_prob: FloatArray
     handovers: tuple[Mapping[str, Any], ...]
     name: str = ""
+    totals: Mapping[str, Any] | None = None
+    app: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.corridor)
@@ -475,6 +493,8 @@ def timeline_from_plan(
         drop_prob=np.asarray(plan.outage_risk, dtype=np.float64),
         handovers=handovers,
         name=label,
+        totals=dataclasses.asdict(plan.totals),
+        app=plan.app,
     )
 
 
@@ -514,10 +534,11 @@ _HANDOVER_KEYS = (
 
 
 def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
-    """A plan written by :func:`commap.plan.write_plan` as JSON (``commap-plan/1``).
+    """A plan file written by :func:`commap.plan.write_plan` (``.json``, ``.geojson``, ``.gpkg``).
 
-    The JSON file holds every segment; the route line is rebuilt from the segment centres and
-    signal levels are unknown (NaN).
+    Every format holds the whole plan (:func:`commap.plan.plan.read_plan_document`): every
+    segment, the handovers and the plan's own totals. The route line is rebuilt from the segment
+    centres and signal levels are unknown (NaN; :func:`with_map_quality` samples them).
 
     Raises
     ------
@@ -531,21 +552,10 @@ def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
     ...
     commap.errors.InvalidInputError: missing.json: cannot read plan (file does not exist)
     """
-    import json
+    from commap.plan.plan import read_plan_document
 
     source = Path(path)
-    if not source.is_file():
-        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
-    try:
-        doc = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"{source}: cannot read plan ({exc})", field="plan") from None
-    if not isinstance(doc, dict) or doc.get("format") != "commap-plan/1":
-        raise InvalidInputError(
-            f"{source}: not a commap plan JSON (format commap-plan/1); write one with "
-            "`commap plan ... --out plan.json`",
-            field="plan",
-        )
+    doc = read_plan_document(source)
     try:
         seg = doc["segments"]
         ids = tuple(str(i) for i in doc["network_ids"])
@@ -566,6 +576,7 @@ def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
         for i, (nid, p) in enumerate(zip(serving, seg["provenance"], strict=True)):
             if nid in ids:
                 prov[i, ids.index(nid)] = codes.get(str(p), 0)
+        totals = dict(doc["totals"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"{source}: plan field missing or malformed: {exc}", field="plan"
@@ -577,6 +588,8 @@ def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
         drop_prob=risk,
         handovers=handovers,
         name=source.stem,
+        totals=totals,
+        app=str(doc.get("app", "")),
     )
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "SolverReport",
     "make_plan",
     "plan_corridor",
+    "read_plan_document",
     "solve",
     "write_plan",
 ]
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SOLVERS = ("auto", "dp", "cpsat")
 _FORMAT = "commap-plan/1"
+_PLAN_TABLE = "plan"  # the GeoPackage table holding the whole plan as JSON
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,8 @@ class Plan:
 
     def to_geojson(self) -> dict[str, Any]:
         """GeoJSON FeatureCollection (EPSG:4326): one LineString per stretch on one network,
-        one Point per handover; totals and solver report as a ``commap`` foreign member.
+        one Point per handover; the whole plan (:meth:`to_dict`: totals, solver report and every
+        segment) as a ``commap`` foreign member, so the file can be drawn again in full.
 
         Examples
         --------
@@ -206,8 +209,9 @@ class Plan:
         """
         features = [self._stretch_feature(s, e, nid) for s, e, nid in self.stretches()]
         features += [_handover_feature(h) for h in self.handovers]
-        meta = {"totals": asdict(self.totals), "solver": asdict(self.solver), "app": self.app}
-        return _json_safe({"type": "FeatureCollection", "features": features, "commap": meta})
+        return _json_safe(
+            {"type": "FeatureCollection", "features": features, "commap": self.to_dict()}
+        )
 
     def _boundary(self, i: int) -> list[float]:
         """Position of the boundary before segment ``i`` (midpoint of the two centres)."""
@@ -500,7 +504,11 @@ def write_plan(plan: Plan, path: str | Path) -> Path:
 
 
 def _write_gpkg(plan: Plan, path: Path) -> None:
+    """Layers ``stretches`` and ``handovers`` for GIS, and ``plan``: one row holding the whole
+    plan as JSON (:meth:`Plan.to_dict`), so the file can be drawn again in full."""
     import geopandas as gpd
+    import pandas as pd
+    import pyogrio
     from shapely.geometry import shape
 
     collection = plan.to_geojson()
@@ -515,7 +523,61 @@ def _write_gpkg(plan: Plan, path: Path) -> None:
             crs="EPSG:4326",
         )
         frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio", geometry_type=geom_type)
+    table = pd.DataFrame({"format": [_FORMAT], "plan_json": [plan.to_json()]})
+    pyogrio.write_dataframe(table, path, layer=_PLAN_TABLE, driver="GPKG")
 
 
 def _gpkg_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def read_plan_document(path: str | Path) -> dict[str, Any]:
+    """The plan dictionary (:meth:`Plan.to_dict`) of any file :func:`write_plan` writes.
+
+    JSON holds it whole, GeoJSON in its ``commap`` member, GeoPackage in its ``plan`` table.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown suffix, unreadable file, or a file without a commap plan (say how to write one).
+
+    Examples
+    --------
+    >>> read_plan_document("missing.geojson")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.geojson: cannot read plan (file does not exist)
+    >>> read_plan_document("plan.csv")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: plan.csv: unknown plan format '.csv'; use .json, .geojson or .gpkg
+    """
+    source = Path(path)
+    suffix = source.suffix.lower()
+    if suffix not in (".json", ".geojson", ".gpkg"):
+        raise InvalidInputError(
+            f"{source}: unknown plan format {suffix!r}; use .json, .geojson or .gpkg", field="plan"
+        )
+    if not source.is_file():
+        raise InvalidInputError(f"{source}: cannot read plan (file does not exist)", field="plan")
+    doc: Any = None
+    try:
+        if suffix == ".gpkg":
+            import pyogrio
+
+            if _PLAN_TABLE in pyogrio.list_layers(source)[:, 0]:
+                table = pyogrio.read_dataframe(source, layer=_PLAN_TABLE, read_geometry=False)
+                doc = json.loads(str(table["plan_json"].iloc[0]))
+        else:
+            doc = json.loads(source.read_text(encoding="utf-8"))
+            if suffix == ".geojson" and isinstance(doc, dict):
+                doc = doc.get("commap")
+    except Exception as exc:  # JSON, OS and GDAL errors: the user needs the file and the reason
+        raise InvalidInputError(f"{source}: cannot read plan ({exc})", field="plan") from None
+    if not isinstance(doc, dict) or doc.get("format") != _FORMAT or "segments" not in doc:
+        raise InvalidInputError(
+            f"{source}: not a commap plan ({_FORMAT}); write one with "
+            f"`commap plan ... --out plan{suffix}`",
+            field="plan",
+        )
+    return doc

@@ -38,6 +38,7 @@ __all__ = [
     "NO_SIGNAL_SINR_DB",
     "QIN_SINR_DB",
     "QOUT_SINR_DB",
+    "USABLE_SINR_DB",
     "CoverageLayer",
     "Provenance",
     "Quality",
@@ -49,9 +50,18 @@ __all__ = [
 NO_SIGNAL_RSRP_DBM = -160.0
 NO_SIGNAL_SINR_DB = -30.0
 NO_SATELLITE_ELEVATION_DEG = -90.0
-# Radio link monitoring thresholds (DESIGN.md, Evaluation): out of sync below Qout, in sync above Qin.
+# Radio link monitoring thresholds (3GPP TS 36.133 / 38.133): a link in service goes out of sync
+# below Qout (and fails if it stays there); a link is in sync, or can be set up, above Qin.
 QOUT_SINR_DB = -5.0
 QIN_SINR_DB = -3.9
+# What "usable" means wherever a person reads it (tables, plots, the viewer, reports, exports):
+# SINR at or above Qin. Above Qin a terminal can attach to the network and hold the link in sync;
+# between Qout and Qin a link already up survives but none can be set up, so a map that called
+# that stretch usable would promise switches that fail. It is also the evaluation's definition
+# (commap.sim.truth: a drop is avoidable where some network was usable). Not to be confused with
+# the closed-loop execution margin (commap.plan.execution.ExecutionRules.min_target_sinr_db,
+# Qin + 3 dB): how far above usable a planned target must measure before a switch is executed.
+USABLE_SINR_DB = QIN_SINR_DB
 
 
 _ALL = slice(None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from commap.out.route_report import (
 )
 from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.radio.measurements import read_gnettrack
-from commap.radio.quality import Quality, QualityMatrix
+from commap.radio.quality import USABLE_SINR_DB, Quality, QualityMatrix
 from commap.service.planning import PlanRequest, plan_route
 from tests.support.paths import TEST_DATA
 
@@ -101,7 +102,9 @@ def test_score_plan_counts_outage_handovers_and_data() -> None:
     t = small_timeline(["a", "a", "a", "b", "a", "a"], [10.0, -10.0, -10.0, 10.0, 10.0, -6.0])
     s = score_plan(t, data_rate_mbps=8.0, ping_pong_s=20.0)
     assert s["length_km"] == pytest.approx(t.corridor.total_length_m / 1000.0)
-    assert s["drops"] == pytest.approx(0.06)
+    # drops: entries into outage, segments 1-2 and segment 5; the link model's figure beside
+    assert s["drops"] == 2
+    assert s["expected_drops"] == pytest.approx(0.06)
     # outages: segments 1-2 (20 s) and segment 5 (10 s); b at segment 3 is fine
     assert s["outage_s"] == pytest.approx(30.0, rel=1e-2)
     assert s["longest_outage_s"] == pytest.approx(20.0, rel=1e-2)
@@ -124,8 +127,8 @@ def test_score_trace_of_the_held_out_drive(trace: pd.DataFrame) -> None:
     changes = int((cell != cell.shift()).sum()) - 1
     assert s["handovers"] == changes == 56
     assert set(s["handovers_by_kind"]) == {"cell_change", "technology_change"}
-    low = int((trace["sinr_db"] < -5.0).sum())
-    # every sample below Qout is out of service for at least the 1 s it stands for
+    low = int((trace["sinr_db"] < USABLE_SINR_DB).sum())
+    # every sample below usable is out of service for at least the 1 s it stands for
     assert low <= s["outage_s"] <= 5 * low
     assert 0 < s["drops"] <= low
     assert 10.0 < s["length_km"] < 11.5 and s["duration_s"] == pytest.approx(1773.0)
@@ -180,7 +183,15 @@ def test_report_files_are_complete_and_deterministic(
     # self-contained: three embedded PNGs, no reference to another file or site
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 3
     assert not re.search(r'(src|href)="(?!data:)', page)
+    # the plan and the trace side by side on equal terms: drops counted by the same rule, the
+    # plan's link-model figure and planned interruptions on rows of their own
+    assert isinstance(data["measured"]["drops"], int) and isinstance(data["plan"]["drops"], int)
+    assert data["measured"]["expected_drops"] is None
+    assert data["plan"]["interruption_s"] is not None
     for label in (
+        "drops (entries into outage)",
+        "expected drops (plan, link model)",
+        "planned interruptions (in outage)",
         "drops per 100 km",
         "outage share",
         "longest outage",
@@ -193,6 +204,14 @@ def test_report_files_are_complete_and_deterministic(
     assert "Raca" in page  # the drive-test data's citation
 
 
+def plan_outage(result: Any) -> np.ndarray:
+    """Segments whose planned network is not usable (the report's outage rule)."""
+    ids = result.matrix.network_ids
+    cols = np.array([ids.index(n) for n in result.plan.segment_networks])
+    sinr = result.matrix.sinr_db[np.arange(len(cols)), cols]
+    return np.asarray(sinr < USABLE_SINR_DB)
+
+
 def test_report_of_a_plan_only(andorra: CommMap, tmp_path: Path) -> None:
     request = PlanRequest(
         origin=(1.5218, 42.5063), destination=(1.7330, 42.5430), app="infotainment"
@@ -203,7 +222,15 @@ def test_report_of_a_plan_only(andorra: CommMap, tmp_path: Path) -> None:
     assert "measured" not in data and data["generated_at"] == "2025-01-23"
     assert data["app"]["name"] == "infotainment"
     assert data["plan"]["handovers"] == len(result.plan.handovers)
-    assert data["plan"]["drops"] == pytest.approx(result.plan.outage_risk.sum(), rel=1e-5)
+    # the plan's own expected drops, and its drops counted as a trace's are
+    plan = data["plan"]
+    assert plan["expected_drops"] == pytest.approx(result.plan.totals.expected_drops, rel=1e-5)
+    assert plan["drops"] == len(_runs(np.asarray(plan_outage(result))))
+    # planned interruptions are not hidden: they count in the outage
+    interruption_s = result.plan.totals.interruption_s
+    assert interruption_s > 0 and plan["interruption_s"] == pytest.approx(interruption_s, rel=1e-5)
+    no_link_s = float(result.corridor.duration_s[plan_outage(result)].sum())
+    assert plan["outage_s"] == pytest.approx(no_link_s + interruption_s, rel=1e-5)
     # tunnels have no network at all: the longest outage is at least the longest tunnel
     corridor = result.corridor
     tunnel_s = max(

@@ -16,11 +16,13 @@ from commap.map.comm_map import CommMap
 from commap.out.gis import (
     export_map,
     export_plan,
+    kml_map_layers,
     map_layers,
     plan_layers,
     read_plan_layers,
     write_layers,
 )
+from commap.out.plot import route_title
 from commap.out.style import CLASSES, network_colors
 from commap.out.timeline import (
     RouteTimeline,
@@ -32,7 +34,7 @@ from commap.out.timeline import (
     with_map_quality,
 )
 from commap.plan import Plan, plan_corridor, write_plan
-from commap.radio.quality import QOUT_SINR_DB
+from commap.radio.quality import USABLE_SINR_DB
 
 # Andorra la Vella -> Pas de la Casa (the CG-2 over the Envalira pass, into France)
 ORIGIN = (1.5218, 42.5063)
@@ -59,7 +61,7 @@ def layers(andorra: CommMap) -> dict[str, gpd.GeoDataFrame]:
 @pytest.mark.parametrize(
     ("metric", "values", "expected"),
     [
-        ("sinr_db", [25.0, 20.0, 19.9, 0.0, QOUT_SINR_DB, -5.1, -30.0], [0, 0, 1, 2, 3, 4, 4]),
+        ("sinr_db", [25.0, 20.0, 19.9, 0.0, USABLE_SINR_DB, -4.0, -30.0], [0, 0, 1, 2, 3, 4, 4]),
         ("rsrp_dbm", [-70.0, -80.0, -95.0, -119.0, -121.0, -160.0], [0, 0, 2, 4, 5, 5]),
         ("elevation_deg", [80.0, 45.0, 25.0, -90.0], [0, 1, 2, 3]),
         ("sinr_db", [math.nan], [-1]),
@@ -135,11 +137,15 @@ def test_map_layers_cover_every_piece_and_network(
     assert set(coverage["provenance"]) == {"modelled"}
     # tunnels block every network, terrestrial and satellite
     assert not coverage.loc[coverage["tunnel"], "usable"].any()
+    # one "usable" everywhere: the flag, the SINR classes and the threshold agree
+    assert (coverage["usable"] == (coverage["sinr_db"] >= USABLE_SINR_DB)).all()
+    unusable = coverage["sinr_class"] == CLASSES["sinr_db"][-1].name
+    assert (unusable == (coverage["sinr_db"] < USABLE_SINR_DB)).all()
     # classes agree with values
     lte = coverage[coverage["network_id"] == "ad-lte"]
     good = lte["sinr_db"] >= 20.0
     assert (lte.loc[good, "sinr_class"] == "excellent").all()
-    assert (lte["usable"] == (lte["sinr_db"] >= QOUT_SINR_DB)).all()
+    assert (lte["usable"] == (lte["sinr_db"] >= USABLE_SINR_DB)).all()
     sat = coverage[coverage["kind"] == "leo"]
     assert (sat["rsrp_class"] == "").all() and (sat["visibility_class"] != "").all()
     # the national LTE network covers most roads, the French one little (it is across the border)
@@ -263,3 +269,45 @@ def test_read_plan_rejects_other_files(tmp_path: Path) -> None:
         read_plan(broken)
     with pytest.raises(InvalidInputError, match="unknown plan format"):
         read_plan_layers(tmp_path / "plan.csv")
+
+
+@pytest.mark.parametrize("suffix", [".json", ".geojson", ".gpkg"])
+def test_every_plan_file_reads_back_as_the_plan(
+    plan_and_timeline: tuple[Plan, RouteTimeline], tmp_path: Path, suffix: str
+) -> None:
+    plan, timeline = plan_and_timeline
+    back = read_plan(write_plan(plan, tmp_path / f"plan{suffix}"))
+    assert back.serving == timeline.serving
+    assert [h["segment"] for h in back.handovers] == [h.segment for h in plan.handovers]
+    assert np.allclose(back.drop_prob, plan.outage_risk)
+    assert back.totals is not None
+    assert back.totals["expected_drops"] == pytest.approx(plan.totals.expected_drops)
+    assert back.app == plan.app
+    # the pictures' title states the plan's own figures, not a sum of its own
+    title = route_title(back)
+    assert f"{plan.totals.expected_drops:.2f} expected drops" in title
+    assert f"{plan.totals.handovers} handovers" in title
+
+
+def test_kml_of_the_default_map_is_light_and_covers_every_road(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    out = export_map(andorra, tmp_path / "andorra.kml")  # the README's export, default spacing
+    assert out.stat().st_size < 5_000_000  # Google Earth opens it at once
+    names = set(pyogrio.list_layers(out)[:, 0])
+    assert names == {"roads"} | {f"coverage {n}" for n in andorra.catalogue.ids}
+    full = map_layers(andorra)
+    light = kml_map_layers(full)
+    utm = "EPSG:32631"
+    for nid in andorra.catalogue.ids:
+        pieces = full["coverage"][full["coverage"]["network_id"] == nid]
+        lines = light[f"coverage {nid}"]
+        # one line set per class, no piece lost: the same road length, give or take simplification
+        assert sorted(lines["label"]) == sorted(set(pieces["label"]))
+        assert lines.to_crs(utm).length.sum() == pytest.approx(
+            pieces.to_crs(utm).length.sum(), rel=0.02
+        )
+    back = gpd.read_file(out, layer="coverage ad-lte", engine="pyogrio")
+    # few attributes: the name and the style; the values stay in the GeoPackage
+    assert not {"network_id", "sinr_db", "rsrp_dbm", "piece_id", "color"} & set(back.columns)
+    assert len(back) == len(light["coverage ad-lte"])

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -24,6 +22,7 @@ from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.out.viewer import ViewerServer, find_leaflet_dir, serve_viewer
 from commap.plan import Plan, plan_corridor
 from commap.service.planning import PlanRequest, plan_route
+from tests.support.browser import PageRun, chromium_path, load_page
 
 pytestmark = pytest.mark.viewer
 
@@ -161,21 +160,6 @@ def test_page_references_only_its_own_server(server: ViewerServer) -> None:
 # -- the page in a browser -----------------------------------------------------------------------
 
 
-# Chromium's own services (component updates, sign-in, network time) that some builds call
-# whatever the flags; matched by exact host name. A page request to anything else (a CDN, a
-# tile server, a font service) fails the test.
-CHROMIUM_OWN_HOSTS = frozenset(
-    {
-        "update.googleapis.com",
-        "accounts.google.com",
-        "clients2.google.com",
-        "clients2.googleusercontent.com",
-        "redirector.gvt1.com",
-        "edgedl.me.gvt1.com",
-    }
-)
-
-
 def requested_host(first_bytes: bytes) -> str:
     """Host of a proxied request line: ``CONNECT host:443`` or ``GET http://host/...``."""
     line = first_bytes.split(b"\r\n", 1)[0].decode("latin-1")
@@ -221,42 +205,20 @@ class _ProxyTrap:
         self.sock.close()
 
 
-def chromium(
-    url: str, profile: Path, proxy_port: int, *extra: str
-) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert exe is not None
-    cmd = [
-        exe,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--hide-scrollbars",
-        f"--user-data-dir={profile}",
-        # everything not on the loopback interface would go through this "proxy"
-        f"--proxy-server=http://127.0.0.1:{proxy_port}",
-        "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,Translate",
-        "--disable-default-apps",
-        "--no-pings",
-        "--disable-domain-reliability",
-        "--disable-client-side-phishing-detection",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-        # virtual time stops while requests are pending: the page loads all its layers first
-        "--virtual-time-budget=20000",
-        *extra,
-        url,
+NO_CHROMIUM = "headless Chromium is not installed (Debian package `chromium`)"
+READY_JS = "document.getElementById('status')?.dataset.ready === '1'"
+
+
+def foreign_requests(run: PageRun, origin: str) -> list[str]:
+    """The page's own requests that went anywhere but ``origin`` (data: and blob: URLs aside)."""
+    return [
+        url
+        for url in run.request_urls
+        if not url.startswith((origin, "data:", "blob:")) and url != "about:blank"
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="headless Chromium is not installed (Debian package `chromium`)",
-)
+@pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)
 def test_page_draws_route_and_markers_offline(
     andorra: CommMap, plan_timeline: tuple[Plan, RouteTimeline], tmp_path: Path
 ) -> None:
@@ -266,16 +228,20 @@ def test_page_draws_route_and_markers_offline(
         with serve_viewer(andorra, plan=timeline, port=0, spacing_m=500.0, live=True) as srv:
             # a live vehicle (as the gRPC Drive stream feeds it) at the route start
             srv.update_vehicle("car-1", lon=ORIGIN[0], lat=ORIGIN[1], network_id="ad-lte")
-            dom = chromium(srv.url, tmp_path / "p1", trap.port, "--dump-dom")
-            shot = tmp_path / "viewer.png"
-            chromium(srv.url, tmp_path / "p2", trap.port, f"--screenshot={shot}")
+            run = load_page(
+                srv.url,
+                tmp_path / "profile",
+                proxy_port=trap.port,
+                window=WINDOW,
+                ready_js=READY_JS,
+            )
             requests = list(srv.requests)
     finally:
         trap.close()
-    html = dom.stdout
+    html = run.html
     # the page finished: every layer drawn, the counts match the plan
     status = re.search(r'<p id="status"([^>]*)>([^<]*)</p>', html)
-    assert status is not None, dom.stderr[-2000:]
+    assert status is not None and run.ready, html[-2000:]
     assert 'data-ready="1"' in status.group(1), status.group(2)
     assert f'data-handovers="{len(plan.handovers)}"' in status.group(1)
     assert f'data-route-pieces="{len(list(plan.stretches()))}"' in status.group(1)
@@ -286,16 +252,18 @@ def test_page_draws_route_and_markers_offline(
     # one circle per handover and one for the live vehicle
     assert marks_pane and marks_pane.group(0).count("<path") == len(plan.handovers) + 1
     assert "OpenStreetMap contributors" in html  # attribution in the corner
-    # nothing left 127.0.0.1: the page asked the proxy for nothing (Chromium's own update and
-    # sign-in pings aside), every request went from and to the local server
-    hosts = {requested_host(c) for c in trap.connections}
-    assert hosts <= CHROMIUM_OWN_HOSTS, hosts
+    # the page's own requests (its DevTools session; the browser's own traffic is not the
+    # page's) all went to the local server, and the server saw them come from 127.0.0.1
+    origin = srv.url.rstrip("/")
+    assert run.request_urls and foreign_requests(run, origin) == []
     assert requests and {r.client for r in requests} == {"127.0.0.1"}
     paths = {r.path for r in requests}
     assert {"/", "/leaflet/leaflet.js", "/api/roads", "/api/coverage", "/api/plan"} <= paths
     assert "/api/vehicles" in paths
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
     # the screenshot shows a drawn map, with the route in its networks' colours
+    shot = tmp_path / "viewer.png"
+    shot.write_bytes(run.screenshot_png)
     px = np.asarray(mpimg.imread(shot))[:, :, :3]
     assert px.shape[:2] == (WINDOW[1], WINDOW[0])
     assert px.std() > 0.1
@@ -307,16 +275,17 @@ def test_page_draws_route_and_markers_offline(
     assert dark > 0.003
 
 
-@pytest.mark.skipif(
-    not (shutil.which("chromium") or shutil.which("chromium-browser")),
-    reason="headless Chromium is not installed (Debian package `chromium`)",
-)
-def test_proxy_trap_catches_a_page_that_reaches_out(tmp_path: Path) -> None:
-    """The check above can fail: a page loading a tile from the internet is caught."""
+@pytest.mark.skipif(chromium_path() is None, reason=NO_CHROMIUM)
+def test_a_page_that_reaches_out_is_caught(tmp_path: Path) -> None:
+    """The checks above can fail: a page loading a tile from the internet is seen in its own
+    requests, and the request ends in the proxy trap instead of the internet."""
     trap = _ProxyTrap()
     try:
         page = "data:text/html,<img src='http://tile.openstreetmap.org/0/0/0.png'>"
-        chromium(page, tmp_path / "p", trap.port, "--dump-dom")
+        run = load_page(
+            page, tmp_path / "p", proxy_port=trap.port, window=WINDOW, ready_js="document.images[0]"
+        )
     finally:
         trap.close()
+    assert foreign_requests(run, "http://127.0.0.1") == ["http://tile.openstreetmap.org/0/0/0.png"]
     assert "tile.openstreetmap.org" in {requested_host(c) for c in trap.connections}

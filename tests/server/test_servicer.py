@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from commap.map.comm_map import CommMap  # noqa: E402
 from commap.map.store import FleetStore  # noqa: E402
 from commap.plan.execution import DEFAULT_EXECUTION_RULES  # noqa: E402
+from commap.radio.quality import USABLE_SINR_DB  # noqa: E402
 from commap.service.planning import PlanRequest, plan_route  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from commap.v1 import commap_service_pb2_grpc as pb_grpc  # noqa: E402
@@ -153,7 +154,7 @@ def test_query_coverage_equals_library(stub: pb_grpc.CommapServiceStub, andorra:
         for j, quality in enumerate(point.networks):
             assert quality.sinr_db == pytest.approx(expected.sinr_db[i, j])
             assert quality.confidence == pytest.approx(expected.confidence[i, j])
-            assert quality.usable == (expected.sinr_db[i, j] >= -5.0)
+            assert quality.usable == (expected.sinr_db[i, j] >= USABLE_SINR_DB)
             rsrp = expected.rsrp_dbm[i, j]
             assert quality.HasField("rsrp_dbm") == bool(np.isfinite(rsrp))
             if np.isfinite(rsrp):

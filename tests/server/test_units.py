@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from commap.errors import (  # noqa: E402
 from commap.map.comm_map import CommMap  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from server import convert  # noqa: E402
+from server.app import channel_ready_hint  # noqa: E402
 from server.config import ServerConfig, load_config  # noqa: E402
 from server.interceptors import status_for  # noqa: E402
 from server.maps import MapStore  # noqa: E402
@@ -49,7 +51,26 @@ def test_map_flag_repeats_and_default_map() -> None:
     config = load_config(["--map", "a", "--map", "b", "--default-map", "b"], {})
     assert config.map_names == ("a", "b")
     assert config.settings.default_map == "b"
-    assert load_config([], {}).map_names == ("andorra",)
+    # no --map: every built map of the repository, the default one first
+    assert load_config([], {}).map_names == ("andorra", "cork", "indianapolis")
+
+
+def test_without_map_flags_every_built_map_is_served(tmp_path: Path) -> None:
+    (tmp_path / "alps" / "built").mkdir(parents=True)
+    (tmp_path / "alps" / "built" / "manifest.json").write_text("{}")
+    (tmp_path / "coast").mkdir()
+    (tmp_path / "coast" / "manifest.json").write_text("{}")
+    (tmp_path / "unbuilt").mkdir()  # a spec folder without a build is not served
+    config = load_config(["--maps-dir", str(tmp_path), "--default-map", "coast"], {})
+    assert config.map_names == ("coast", "alps")
+    # nothing built: the default map alone, so that the server says how to build it
+    empty = load_config(["--maps-dir", str(tmp_path / "unbuilt")], {})
+    assert empty.map_names == ("andorra",)
+
+
+def test_ready_hint_names_the_process_to_signal() -> None:
+    assert f"kill -HUP {os.getpid()}," in channel_ready_hint("127.0.0.1", 50051)
+    assert f"kill -HUP {os.getpid()}" in channel_ready_hint("127.0.0.1", 50051, tls=True)
 
 
 @pytest.mark.parametrize(

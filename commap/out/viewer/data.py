@@ -30,7 +30,7 @@ from commap.out.style import (
     network_colors,
 )
 from commap.out.timeline import classify, road_edges, road_pieces
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import USABLE_SINR_DB, Provenance
 
 if TYPE_CHECKING:
     from commap.map.comm_map import CommMap
@@ -98,7 +98,7 @@ def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> di
             "measured": PROVENANCE_COLORS[Provenance.MEASURED],
             "modelled": PROVENANCE_COLORS[Provenance.MODELLED],
         },
-        "qout_sinr_db": QOUT_SINR_DB,
+        "usable_sinr_db": USABLE_SINR_DB,
         "has_plan": has_plan,
         "live": live,
     }
@@ -240,7 +240,7 @@ def quality_payload(cmap: CommMap, lon: float, lat: float, t_s: float) -> dict[s
                 "elevation_deg": _num(qm.elevation_deg[0, j]),
                 "provenance": PROVENANCE_NAMES[int(qm.provenance[0, j])],
                 "confidence": _num(qm.confidence[0, j], 2),
-                "usable": bool(qm.sinr_db[0, j] >= QOUT_SINR_DB),
+                "usable": bool(qm.sinr_db[0, j] >= USABLE_SINR_DB),
             }
         )
     return {"lon": lon, "lat": lat, "t_s": t_s, "networks": rows}
