@@ -209,6 +209,12 @@ def coverage(
     console.print(table)
 
 
+_ROUTE_HELP = (
+    "Route file (.csv lat,lon[,timestamp], .gpx, .geojson LineString, .polyline) "
+    "or an encoded polyline"
+)
+
+
 def _fmt(value: float) -> str:
     return "-" if not np.isfinite(value) else f"{value:.1f}"
 
@@ -223,18 +229,25 @@ def route(
         int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
     ] = defaults.ALTERNATIVES,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
+    route_file: Annotated[str | None, typer.Option("--route", help=_ROUTE_HELP)] = None,
 ) -> None:
     """Route summary and per-network coverage share along it."""
+    from commap.geo.routefile import load_route
     from commap.map.comm_map import CommMap
     from commap.timeutil import format_time, parse_time
 
-    o = parse_latlon(origin, field="--from")
-    d = parse_latlon(destination, field="--to")
+    if route_file is not None and (origin or destination):
+        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
+    given = [load_route(route_file)] if route_file is not None else None
+    o = parse_latlon(origin, field="--from") if given is None else (0.0, 0.0)
+    d = parse_latlon(destination, field="--to") if given is None else (0.0, 0.0)
     cmap = CommMap.load(map_name)
     departure_s = (
         cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
     )
-    for i, r in enumerate(cmap.routes(o, d, k=alternatives)):
+    if given is not None and depart is None and given[0].t_s is not None:
+        departure_s = float(given[0].t_s[0])  # a recorded drive keeps its own times
+    for i, r in enumerate(given or cmap.routes(o, d, k=alternatives)):
         corridor = cmap.corridor(r, departure_s=departure_s)
         qm = cmap.quality(corridor)
         console.print(
@@ -269,7 +282,7 @@ def _plan_request(
     origin: str | None,
     destination: str | None,
     via: list[str],
-    route_file: Path | None,
+    route_file: str | None,
     depart: str | None,
     app_class: str,
     min_dwell_s: float,
@@ -278,7 +291,7 @@ def _plan_request(
     alternatives: int,
     time_limit_s: float,
 ) -> Any:
-    from commap.geo.routefile import read_route_file
+    from commap.geo.routefile import load_route
     from commap.service.planning import PlanRequest
     from commap.timeutil import parse_time
 
@@ -288,7 +301,7 @@ def _plan_request(
         origin=parse_latlon(origin, field="--from") if origin else None,
         destination=parse_latlon(destination, field="--to") if destination else None,
         waypoints=tuple(parse_latlon(v, field="--via") for v in via),
-        route=read_route_file(route_file) if route_file is not None else None,
+        route=load_route(route_file) if route_file is not None else None,
         departure_s=parse_time(depart, field="--depart") if depart else None,
         app=app_class,
         min_dwell_s=min_dwell_s,
@@ -308,9 +321,7 @@ def plan(
     via: Annotated[
         list[str] | None, typer.Option("--via", help="LAT,LON waypoint (repeat)")
     ] = None,
-    route_file: Annotated[
-        Path | None, typer.Option("--route", help="GeoJSON LineString or CSV lat,lon[,timestamp]")
-    ] = None,
+    route_file: Annotated[str | None, typer.Option("--route", help=_ROUTE_HELP)] = None,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
     app_class: Annotated[
         str, typer.Option("--app", help="teleoperation|telemetry|infotainment")

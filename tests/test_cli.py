@@ -124,3 +124,34 @@ def test_build_map_with_a_truncated_pbf_fails_cleanly(tmp_path: Path) -> None:
     assert code == 2, out
     assert "andorra.osm.pbf" in out
     assert not out_dir.exists()  # no half-written map
+
+
+def test_route_between_points_whose_nearest_nodes_are_cut_off(andorra_dir: Path) -> None:
+    # Sant Julia de Loria -> Pas de la Casa, both on main roads
+    code, out = _run(
+        "route", "--map", str(andorra_dir), "--from", "42.4637,1.4913", "--to", "42.5426,1.7332"
+    )
+    assert code == 0, out
+    assert "route 1" in out
+    assert "node" not in out
+
+
+CORK_ROUTE = Path(__file__).resolve().parent / "data" / "measured" / "cork_heldout_route"
+
+
+@pytest.mark.parametrize("suffix", [".gpx", ".geojson", ".polyline"])
+def test_route_and_plan_take_every_route_format(cork_dir: Path, suffix: str) -> None:
+    path = str(CORK_ROUTE.with_suffix(suffix))
+    code, out = _run("route", "--map", str(cork_dir), "--route", path)
+    assert code == 0, out
+    assert "route 1: 10.6 km" in out
+    code, out = _run("plan", "--map", str(cork_dir), "--route", path, "--format", "json")
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["handovers"] is not None
+
+
+def test_plan_takes_an_encoded_polyline_string(cork_dir: Path) -> None:
+    polyline = CORK_ROUTE.with_suffix(".polyline").read_text().strip()
+    code, out = _run("plan", "--map", str(cork_dir), "--route", polyline)
+    assert code == 0, out
+    assert "10.6 km" in out

@@ -654,3 +654,31 @@ def test_unreadable_parts_are_set_aside_and_the_rest_served(
     assert list(records["trace"].astype(str)) == ["good", "good"]
     assert not bad.exists() and bad.with_name(bad.name + ".unreadable").is_file()
     assert good.is_file() and other.is_file()  # unknown networks: skipped, file kept
+
+
+CORK_ROUTE = Path(__file__).resolve().parents[1] / "data" / "measured" / "cork_heldout_route"
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [(".gpx", "gpx"), (".geojson", ""), (".polyline", "")])
+def test_plan_request_from_a_route_file(suffix: str, fmt: str) -> None:
+    content = CORK_ROUTE.with_suffix(suffix).read_bytes()
+    request = _request(route_file=pb.RouteFile(format=fmt, content=content))
+    plan = convert.plan_request(request, config=ServerConfig(), time_limit_s=1.0)
+    assert plan.route is not None and plan.route.lon.size == 314
+    assert (plan.route.t_s is None) == (suffix == ".polyline")
+
+
+@pytest.mark.parametrize(
+    ("route_file", "field", "match"),
+    [
+        (pb.RouteFile(format="kml", content=b"<kml/>"), "route_file.format", "not one of"),
+        (pb.RouteFile(content=b"<gpx><trk>"), "route_file.content", "invalid GPX"),
+        (pb.RouteFile(format="polyline", content=b"_p~iF"), "route_file.content", "truncated"),
+        (pb.RouteFile(content=b"x" * 200), "route_file.content", "exceed the limit"),
+    ],
+)
+def test_bad_route_files_name_their_field(route_file: pb.RouteFile, field: str, match: str) -> None:
+    config = ServerConfig(max_polyline_points=1)
+    with pytest.raises(InvalidInputError, match=match) as raised:
+        convert.plan_request(_request(route_file=route_file), config=config, time_limit_s=1.0)
+    assert raised.value.field == field
