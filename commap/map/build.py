@@ -69,7 +69,7 @@ from commap.arrays import FloatArray
 from commap.errors import CommapError, InvalidInputError
 from commap.files import fsync_dir, sha256_file
 from commap.geo.corridor import Corridor, Route, cut
-from commap.geo.terrain import Terrain
+from commap.geo.terrain import Terrain, srtm_tile_names
 from commap.map.comm_map import CommMap, verify_files
 from commap.map.executors import PartLog, check_executor, run_tiles
 from commap.map.manifest import (
@@ -1028,6 +1028,15 @@ def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
 
     terrain = None
     terrain_source = None
+    if not spec.terrain:
+        tiles = srtm_tile_names(spec.bbox)
+        warning = (
+            f"{spec.path}: no [terrain]: coverage is modelled over flat earth (no hills, no "
+            f"terrain shadow); in mountains add the SRTM tiles {', '.join(tiles)} "
+            "(files = [...] under [terrain])"
+        )
+        log.warning("%s", warning)
+        say(f"warning: {warning}")
     if spec.terrain:
         say("terrain: loading SRTM tiles")
         tiles = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
@@ -1056,6 +1065,7 @@ def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
         terrain=terrain,
         roads=graph,
         seed=spec.seed,
+        osm_file=spec.source_dir / spec.roads["file"] if spec.roads else None,
     )
     networks = _build_networks(spec, ctx, say)
     return Manifest(

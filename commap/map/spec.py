@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from commap.errors import InvalidInputError
 from commap.map.manifest import MAP_NAME
-from commap.networks import NetworkKind
+from commap.networks import MCC_BY_COUNTRY, NetworkKind
 from commap.radio.layers.measured import DEFAULT_H3_RESOLUTION
 from commap.radio.layers.satellite import (
     DEFAULT_GEO_CONFIDENCE,
@@ -225,6 +225,8 @@ class TerrestrialLayerSection:
         "string",
         "ISO country code (gives the MCC of the written site table).",
         default="",
+        default_doc="none (MCC 0 unless mcc is given)",
+        choices=tuple(sorted(MCC_BY_COUNTRY)),
         example="AD",
     )
     mcc: int | None = key(

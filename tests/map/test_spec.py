@@ -22,6 +22,9 @@ from commap.map.spec import (
     read_spec,
     reference_markdown,
 )
+from commap.networks import Network, NetworkKind
+from commap.radio.layers import terrestrial
+from tests.support.specs import subregion_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(REPO.glob("maps/*/map.toml"))
@@ -252,3 +255,18 @@ def test_generator_command_prints_the_reference() -> None:
     ).stdout
     assert out == reference_markdown()
     assert "| `shadowing_margin_db` | number | dB |" in out
+
+
+def test_unknown_country_code_is_rejected_with_the_known_ones(tmp_path: Path) -> None:
+    spec = subregion_spec(tmp_path, country="XX")
+    with pytest.raises(InvalidInputError, match=r"must be one of AD, AT, .*got 'XX'") as raised:
+        read_spec(spec)
+    assert "country" in str(raised.value)
+    # a layer spec that bypasses the schema is refused too
+    network = Network(
+        id="x-lte", kind=NetworkKind.TERRESTRIAL, operator="x", technology="lte", latency_ms=40.0
+    )
+    with pytest.raises(InvalidInputError, match="unknown country code 'XX'; known: AD"):
+        terrestrial._mcc(network, {"country": "XX"})
+    assert terrestrial._mcc(network, {"country": "XX", "mcc": 999}) == 999
+    assert terrestrial._mcc(network, {"country": "ad"}) == 213

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ import pandas as pd
 from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.terrain import Terrain
-from commap.networks import Network
+from commap.networks import MCC_BY_COUNTRY, Network
 from commap.radio.layers import LayerContext, layer_number
 from commap.radio.pathloss import ENVIRONMENTS, MODELS, ground_distance_m, link_loss_db
 from commap.radio.quality import (
@@ -116,7 +115,6 @@ _CARRIERS: Final = {
     "umts": (5.0, 0.768, 15.0),
     "gsm": (0.2, 1.0, 15.0),
 }
-_MCC: Final = {"AD": 213, "ES": 214, "FR": 208, "IE": 272, "PT": 268, "DE": 262, "US": 310}
 # Defaults of the layer's spec keys (the map spec schema, commap.map.spec, documents them).
 DEFAULT_TX_POWER_DBM: Final = 46.0
 DEFAULT_ANTENNA_HEIGHT_M: Final = 25.0
@@ -430,16 +428,22 @@ def radio_params(network: Network, spec: Mapping[str, Any]) -> RadioParams:
 
 
 def _osm_file(spec: Mapping[str, Any], ctx: LayerContext) -> Path | None:
-    """The OSM extract to search for masts: ``osm_file``, else the map spec's roads file."""
+    """The OSM extract to search for masts: ``osm_file``, else the map's roads file."""
     if spec.get("osm_file"):
         return ctx.source_dir / str(spec["osm_file"])
-    map_toml = ctx.source_dir / "map.toml"
-    try:
-        roads = tomllib.loads(map_toml.read_text(encoding="utf-8")).get("roads") or {}
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    name = roads.get("file") if isinstance(roads, Mapping) else None
-    return ctx.source_dir / str(name) if name else None
+    return ctx.osm_file
+
+
+def _mcc(network: Network, spec: Mapping[str, Any]) -> int:
+    """The MCC of the site table: ``mcc``, else the one of ``country`` (0 without either)."""
+    country = str(spec.get("country", "")).strip().upper()
+    if country and country not in MCC_BY_COUNTRY and "mcc" not in spec:
+        raise InvalidInputError(
+            f"{_where(network, 'country')}: unknown country code {country!r}; known: "
+            f"{', '.join(sorted(MCC_BY_COUNTRY))} (or give mcc)",
+            field="layer.country",
+        )
+    return int(layer_number(network, spec, "mcc", MCC_BY_COUNTRY.get(country, 0)))
 
 
 def _generated_sites(
@@ -556,12 +560,12 @@ def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) 
             field="layer.sites",
         )
     name = f"sites-{network.id}.csv"
-    country = str(spec.get("country", "")).upper()
+    mcc = _mcc(network, spec)
     write_opencellid_csv(
         sites,
         ctx.built_dir / name,
         technology=network.technology,
-        mcc=int(layer_number(network, spec, "mcc", _MCC.get(country, 0))),
+        mcc=mcc,
         net=int(layer_number(network, spec, "mnc", 0)),
     )
     built: dict[str, Any] = dict(spec)
