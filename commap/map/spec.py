@@ -40,6 +40,7 @@ from commap.radio.layers.terrestrial import (
     DEFAULT_SITE_SPACING_M,
     DEFAULT_TARGET_RSRP_DBM,
     DEFAULT_TX_POWER_DBM,
+    TUNNEL_MODES,
     RadioParams,
 )
 from commap.radio.pathloss import ENVIRONMENTS, MODELS
@@ -57,6 +58,8 @@ __all__ = [
     "RoadsSection",
     "TerrainSection",
     "TerrestrialLayerSection",
+    "TunnelCoverageSection",
+    "TunnelSection",
     "key",
     "read_spec",
     "reference_markdown",
@@ -196,6 +199,88 @@ class TerrainSection:
 
 
 _RADIO = RadioParams()
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunnelSection:
+    """``[[networks.layer.tunnel_coverage.tunnels]]``: the coverage of one tunnel, found by its
+    OSM way id or its name."""
+
+    osm_id: int | None = key(
+        "integer",
+        "OSM way id of the tunnel (give this or name).",
+        default=None,
+        default_doc="none (by name)",
+        example=6176755,
+        minimum=1,
+    )
+    name: str = key(
+        "string",
+        "OSM name of the tunnel: every tunnel way of this name (give this or osm_id).",
+        default="",
+        default_doc="none (by osm_id)",
+        example="Túnel d'Envalira",
+    )
+    mode: str = key(
+        "string",
+        "none: no coverage inside; das: a distributed antenna system at the level below.",
+        choices=TUNNEL_MODES,
+        example="das",
+    )
+    rsrp_dbm: float | None = key(
+        "number",
+        "RSRP inside the tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dBm",
+        example=-95.0,
+    )
+    sinr_db: float | None = key(
+        "number",
+        "SINR inside the tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dB",
+        example=10.0,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunnelCoverageSection:
+    """``[networks.layer.tunnel_coverage]``: the network's coverage inside road tunnels (by
+    default none), and per tunnel."""
+
+    mode: str = key(
+        "string",
+        "none: no coverage inside; das: a distributed antenna system at the level below.",
+        default="none",
+        choices=TUNNEL_MODES,
+        example="das",
+    )
+    rsrp_dbm: float | None = key(
+        "number",
+        "RSRP inside every tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dBm",
+        example=-95.0,
+    )
+    sinr_db: float | None = key(
+        "number",
+        "SINR inside every tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dB",
+        example=10.0,
+    )
+    tunnels: tuple[TunnelSection, ...] = key(
+        "sections",
+        "Coverage of single tunnels, overriding the default above.",
+        default=(),
+        default_doc="none",
+        schema=TunnelSection,
+        example=[{"name": "Túnel d'Envalira", "mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0}],
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -366,6 +451,14 @@ class TerrestrialLayerSection:
         unit="m",
         example=30000.0,
         above=0.0,
+    )
+    tunnel_coverage: TunnelCoverageSection | None = key(  # noqa: RUF009 (key() makes a dataclasses.Field)
+        "section",
+        "Coverage inside road tunnels (distributed antenna systems).",
+        default=None,
+        default_doc="none in any tunnel",
+        schema=TunnelCoverageSection,
+        example={"mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0},
     )
     attribution: str = key(
         "string", "Credit line of the site data.", default="", example="Sites: ComReg (MIT)"
@@ -1010,6 +1103,8 @@ _REFERENCE: Final[tuple[tuple[str, type[Any]], ...]] = (
     ("[terrain]", TerrainSection),
     ("[[networks]]", NetworkSection),
     ('[networks.layer] type = "terrestrial"', TerrestrialLayerSection),
+    ("[networks.layer.tunnel_coverage]", TunnelCoverageSection),
+    ("[[networks.layer.tunnel_coverage.tunnels]]", TunnelSection),
     ('[networks.layer] type = "measured"', MeasuredLayerSection),
     ('[networks.layer] type = "leo"', LeoLayerSection),
     ('[networks.layer] type = "geo"', GeoLayerSection),

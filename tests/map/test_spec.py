@@ -270,3 +270,23 @@ def test_unknown_country_code_is_rejected_with_the_known_ones(tmp_path: Path) ->
         terrestrial._mcc(network, {"country": "XX"})
     assert terrestrial._mcc(network, {"country": "XX", "mcc": 999}) == 999
     assert terrestrial._mcc(network, {"country": "ad"}) == 213
+
+
+def test_tunnel_coverage_keys_are_checked(tmp_path: Path) -> None:
+    spec = subregion_spec(tmp_path)
+    text = spec.read_text(encoding="utf-8")
+    das = (
+        'tunnel_coverage = { mode = "das", rsrp_dbm = -95.0, sinr_db = 10.0, '
+        """tunnels = [{ name = "Túnel d'Envalira", mode = "none" }] }\n"""
+    )
+    spec.write_text(text.replace("[networks.layer]\n", "[networks.layer]\n" + das, 1), "utf-8")
+    layer = read_spec(spec).networks[0]["layer"]
+    assert layer["tunnel_coverage"]["tunnels"][0]["mode"] == "none"
+    spec.write_text(
+        text.replace(
+            "[networks.layer]\n", '[networks.layer]\ntunnel_coverage = { mode = "leaky" }\n', 1
+        ),
+        "utf-8",
+    )
+    with pytest.raises(InvalidInputError, match=r"tunnel_coverage\.mode' must be one of none, das"):
+        read_spec(spec)
