@@ -49,6 +49,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 MapOpt = Annotated[
     str, typer.Option("--map", "-m", help="Map name under maps/ or a built map directory.")
 ]
+StaleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-stale-elements",
+        help="Plan even a month or more away from the satellites' orbital elements.",
+    ),
+]
+
+
+def _say_elements(cmap: Any, t_s: Any, *, used: Any, allow_stale: bool) -> None:
+    """The orbital-element epoch of each constellation, and a note when it is far off."""
+
+    notices = cmap.check_elements(t_s, allow_stale=allow_stale, used=used)
+    _say_epochs(cmap.element_epochs(), notices)
+
+
+def _say_epochs(epochs: dict[str, float], notices: Any) -> None:
+    from commap.timeutil import format_time
+
+    if epochs:
+        listed = ", ".join(f"{nid} {format_time(e)}" for nid, e in sorted(epochs.items()))
+        err_console.print(f"orbital elements: {listed}")
+    for line in notices:
+        err_console.print(f"[bold yellow]note:[/] {line}")
 
 
 def _friendly(func: F) -> F:
@@ -176,12 +200,44 @@ def build_map_cmd(
         pass
 
 
+@app.command("update-elements")
+@_friendly
+def update_elements_cmd(
+    map_name: MapOpt = "andorra",
+    tle: Annotated[
+        list[str] | None,
+        typer.Option("--tle", help="NETWORK=FILE: fresh TLEs of a LEO network (repeat)."),
+    ] = None,
+) -> None:
+    """Load fresh orbital elements (TLE files) into a built map, without rebuilding it."""
+    from commap.map.elements import update_elements
+
+    pairs: dict[str, str] = {}
+    for item in tle or []:
+        nid, sep, path = item.partition("=")
+        if not sep or not nid or not path:
+            raise InvalidInputError(f"--tle: expected NETWORK=FILE, got {item!r}", field="--tle")
+        pairs[nid.strip()] = path.strip()
+    manifest = update_elements(map_name, pairs)
+    for nid in pairs:
+        entry = next(e for e in manifest.networks if e.id == nid)
+        console.print(f"{nid}: {entry.layer['satellites']} satellites loaded")
+    _say_epochs(_epochs_of(map_name), ())
+
+
+def _epochs_of(map_name: str) -> dict[str, float]:
+    from commap.map.comm_map import CommMap
+
+    return CommMap.load(map_name).element_epochs()
+
+
 @app.command()
 @_friendly
 def coverage(
     map_name: MapOpt = "andorra",
     at: Annotated[str, typer.Option("--at", help="LAT,LON")] = "",
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Quality of every network at one point."""
     from commap.map.comm_map import CommMap
@@ -191,7 +247,11 @@ def coverage(
     lon, lat = parse_latlon(at, field="--at")
     cmap = CommMap.load(map_name)
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
+    cmap.check_elements(t_s, allow_stale=allow_stale_elements, used=())
     qm = cmap.quality_at([lon], [lat], [t_s])
+    # a constellation out of view here needs no warning about its elements
+    in_view = [nid for j, nid in enumerate(qm.network_ids) if qm.sinr_db[0, j] >= QOUT_SINR_DB]
+    _say_elements(cmap, t_s, used=in_view, allow_stale=allow_stale_elements)
     table = Table(title=f"{cmap.name} at {lat:.5f}, {lon:.5f}, {format_time(t_s)}")
     for col in ("network", "kind", "rsrp dBm", "sinr dB", "elevation deg", "usable", "provenance"):
         table.add_column(col)
@@ -230,6 +290,7 @@ def route(
     ] = defaults.ALTERNATIVES,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
     route_file: Annotated[str | None, typer.Option("--route", help=_ROUTE_HELP)] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Route summary and per-network coverage share along it."""
     from commap.geo.routefile import load_route
@@ -249,7 +310,12 @@ def route(
         departure_s = float(given[0].t_s[0])  # a recorded drive keeps its own times
     for i, r in enumerate(given or cmap.routes(o, d, k=alternatives)):
         corridor = cmap.corridor(r, departure_s=departure_s)
+        cmap.check_elements(corridor.t_s, allow_stale=allow_stale_elements, used=())
         qm = cmap.quality(corridor)
+        if i == 0:
+            in_view = np.flatnonzero((qm.sinr_db >= QOUT_SINR_DB).any(axis=0)).tolist()
+            used = [qm.network_ids[j] for j in in_view]
+            _say_elements(cmap, corridor.t_s, used=used, allow_stale=allow_stale_elements)
         console.print(
             f"[bold]route {i + 1}[/]: {corridor.total_length_m / 1000:.1f} km, "
             f"{corridor.total_duration_s / 60:.1f} min, {len(corridor)} segments of "
@@ -290,6 +356,7 @@ def _plan_request(
     sat_budget_mb: float | None,
     alternatives: int,
     time_limit_s: float,
+    allow_stale_elements: bool = False,
 ) -> Any:
     from commap.geo.routefile import load_route
     from commap.service.planning import PlanRequest
@@ -309,6 +376,7 @@ def _plan_request(
         sat_budget_mb=sat_budget_mb,
         alternatives=alternatives,
         time_limit_s=time_limit_s,
+        allow_stale_elements=allow_stale_elements,
     )
 
 
@@ -346,6 +414,7 @@ def plan(
     server: Annotated[
         str | None, typer.Option("--server", help="HOST:PORT of a commap server")
     ] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Plan the network for every stretch of a route, and the handover points."""
     import json
@@ -368,6 +437,7 @@ def plan(
         sat_budget_mb=sat_budget_mb,
         alternatives=alternatives,
         time_limit_s=time_limit_s,
+        allow_stale_elements=allow_stale_elements,
     )
     if server:
         from server.client import plan_remote
@@ -378,6 +448,7 @@ def plan(
         from commap.service.planning import plan_route
 
         result = plan_route(CommMap.load(map_name), request)
+    _say_epochs(result.plan.element_epochs, getattr(result, "notices", ()))
     if out is not None:
         write_plan(result.plan, out)
         err_console.print(f"plan written to {out}")

@@ -523,6 +523,7 @@ def plan_request(
         )
     kwargs["alternatives"] = alternatives
     kwargs["weights"] = _weights(request.weights)
+    kwargs["allow_stale_elements"] = bool(request.allow_stale_elements)
     if request.HasField("seconds_per_drop"):
         kwargs["seconds_per_drop"] = _finite(request.seconds_per_drop, "seconds_per_drop")
     kwargs["time_limit_s"] = time_limit_s

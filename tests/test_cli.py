@@ -155,3 +155,28 @@ def test_plan_takes_an_encoded_polyline_string(cork_dir: Path) -> None:
     code, out = _run("plan", "--map", str(cork_dir), "--route", polyline)
     assert code == 0, out
     assert "10.6 km" in out
+
+
+def test_element_epochs_are_stated_and_month_old_ones_refused(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA)
+    assert code == 0, out
+    assert "orbital elements: oneweb 2025-01-05" in out and "starlink 2025-01-23" in out
+    late = ("--time", "2025-03-15T12:00:00Z")
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA, *late)
+    assert code == 2 and "--allow-stale-elements" in out
+    code, out = _run(
+        "coverage", "--map", str(andorra_dir), "--at", LA_VELLA, *late, "--allow-stale-elements"
+    )
+    assert code == 0, out
+    assert out.count("note:") >= 1
+
+
+def test_update_elements_loads_fresh_tles(andorra_dir: Path, tmp_path: Path) -> None:
+    built = tmp_path / "built"
+    shutil.copytree(andorra_dir, built)
+    starlink = MAPS / "andorra" / "data" / "starlink.txt"
+    code, out = _run("update-elements", "--map", str(built), "--tle", f"starlink={starlink}")
+    assert code == 0, out
+    assert "starlink:" in out and "satellites loaded" in out
+    code, out = _run("update-elements", "--map", str(built), "--tle", "starlink")
+    assert code == 2 and "NETWORK=FILE" in out

@@ -51,6 +51,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -347,7 +348,12 @@ def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Ind
         name=manifest.name,
         network_ids=manifest.network_ids,
         segment_m=manifest.segment_m,
-        default_departure_s=manifest.default_departure_s,
+        # a map without a departure of its own: the edge table is a snapshot at build time
+        default_departure_s=(
+            manifest.default_departure_s
+            if manifest.default_departure_s is not None
+            else float(math.floor(time.time() / 3600.0) * 3600.0)
+        ),
         tiles=tiles,
         tile_km={t: sum(length[e] for e in edges) / 1000.0 for t, edges in tiles.items()},
         bounds=_map_bounds(geometries, manifest.bbox),

@@ -791,11 +791,11 @@ class MapSection:
         maximum=10_000.0,
     )
     seed: int = key("integer", "Random seed of generated layouts.", default=0, example=20250123)
-    default_departure: str | float = key(
+    default_departure: str | float | None = key(
         "time",
-        "Departure of plans that give none.",
-        default=0.0,
-        default_doc="1970-01-01T00:00:00Z",
+        "Departure of plans that give none (set it near the orbital elements' epoch).",
+        default=None,
+        default_doc="now (the time of each request)",
         example="2025-01-23T12:00:00Z",
     )
     roads: RoadsSection | None = key(  # noqa: RUF009 (key() makes a dataclasses.Field)
@@ -850,7 +850,7 @@ class MapSpec:
     bbox: tuple[float, float, float, float]
     segment_m: float
     seed: int
-    default_departure_s: float
+    default_departure_s: float | None
     roads: Mapping[str, Any] | None
     terrain: Mapping[str, Any] | None
     networks: tuple[Mapping[str, Any], ...]
@@ -1085,7 +1085,11 @@ def read_spec(path: str | Path) -> MapSpec:
         bbox=section.bbox,
         segment_m=section.segment_m,
         seed=section.seed,
-        default_departure_s=parse_time(section.default_departure, field="default_departure"),
+        default_departure_s=(
+            None
+            if section.default_departure is None
+            else parse_time(section.default_departure, field="default_departure")
+        ),
         roads=raw.get("roads"),
         terrain=raw.get("terrain"),
         networks=tuple(raw["networks"]),

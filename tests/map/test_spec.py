@@ -117,7 +117,7 @@ def test_base_spec_reads_with_typed_defaults(tmp_path: Path) -> None:
     assert isinstance(lte.measured, MeasuredOverlaySection) and lte.measured.min_samples == 1
     assert drive.layer.h3_resolution == 11 and drive.layer.network_modes == ("LTE",)
     assert leo.layer.sinr_zenith_db == 12.0 and geo.layer.confidence == 0.9
-    assert spec.title == "tiny" and spec.default_departure_s == 0.0
+    assert spec.title == "tiny" and spec.default_departure_s is None  # now, per request
     assert spec.roads == {"file": "data/roads.osm.pbf"} and spec.terrain is None
 
 

@@ -682,3 +682,12 @@ def test_bad_route_files_name_their_field(route_file: pb.RouteFile, field: str, 
     with pytest.raises(InvalidInputError, match=match) as raised:
         convert.plan_request(_request(route_file=route_file), config=config, time_limit_s=1.0)
     assert raised.value.field == field
+
+
+def test_plan_request_may_allow_stale_elements() -> None:
+    config = ServerConfig()
+    plain = convert.plan_request(_request(endpoints=_ends()), config=config, time_limit_s=1.0)
+    allowed = convert.plan_request(
+        _request(endpoints=_ends(), allow_stale_elements=True), config=config, time_limit_s=1.0
+    )
+    assert not plain.allow_stale_elements and allowed.allow_stale_elements
