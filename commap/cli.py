@@ -45,6 +45,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 MapOpt = Annotated[
     str, typer.Option("--map", "-m", help="Map name under maps/ or a built map directory.")
 ]
+StaleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-stale-elements",
+        help="Plan even a month or more away from the satellites' orbital elements.",
+    ),
+]
+
+
+def _say_elements(cmap: Any, t_s: Any, *, used: Any, allow_stale: bool) -> None:
+    """The orbital-element epoch of each constellation, and a note when it is far off."""
+
+    notices = cmap.check_elements(t_s, allow_stale=allow_stale, used=used)
+    _say_epochs(cmap.element_epochs(), notices)
+
+
+def _say_epochs(epochs: dict[str, float], notices: Any) -> None:
+    from commap.timeutil import format_time
+
+    if epochs:
+        listed = ", ".join(f"{nid} {format_time(e)}" for nid, e in sorted(epochs.items()))
+        err_console.print(f"orbital elements: {listed}")
+    for line in notices:
+        err_console.print(f"[bold yellow]note:[/] {line}")
 
 
 def _friendly(func: F) -> F:
@@ -183,12 +207,44 @@ def build_map_cmd(
         pass
 
 
+@app.command("update-elements")
+@_friendly
+def update_elements_cmd(
+    map_name: MapOpt = "andorra",
+    tle: Annotated[
+        list[str] | None,
+        typer.Option("--tle", help="NETWORK=FILE: fresh TLEs of a LEO network (repeat)."),
+    ] = None,
+) -> None:
+    """Load fresh orbital elements (TLE files) into a built map, without rebuilding it."""
+    from commap.map.elements import update_elements
+
+    pairs: dict[str, str] = {}
+    for item in tle or []:
+        nid, sep, path = item.partition("=")
+        if not sep or not nid or not path:
+            raise InvalidInputError(f"--tle: expected NETWORK=FILE, got {item!r}", field="--tle")
+        pairs[nid.strip()] = path.strip()
+    manifest = update_elements(map_name, pairs)
+    for nid in pairs:
+        entry = next(e for e in manifest.networks if e.id == nid)
+        console.print(f"{nid}: {entry.layer['satellites']} satellites loaded")
+    _say_epochs(_epochs_of(map_name), ())
+
+
+def _epochs_of(map_name: str) -> dict[str, float]:
+    from commap.map.comm_map import CommMap
+
+    return CommMap.load(map_name).element_epochs()
+
+
 @app.command()
 @_friendly
 def coverage(
     map_name: MapOpt = "andorra",
     at: Annotated[str, typer.Option("--at", help="LAT,LON")] = "",
     time: Annotated[str | None, typer.Option("--time", help="ISO 8601 or epoch s")] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Quality of every network at one point."""
     lon, lat = parse_latlon(at, field="--at")
@@ -199,6 +255,7 @@ def coverage(
         NO_SATELLITE_ELEVATION_DEG,
         NO_SIGNAL_RSRP_DBM,
         NO_SIGNAL_SINR_DB,
+        QOUT_SINR_DB,
         USABLE_SINR_DB,
         Provenance,
     )
@@ -206,7 +263,11 @@ def coverage(
 
     cmap = CommMap.load(map_name)
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
+    cmap.check_elements(t_s, allow_stale=allow_stale_elements, used=())
     qm = cmap.quality_at([lon], [lat], [t_s])
+    # a constellation out of view here needs no warning about its elements
+    in_view = [nid for j, nid in enumerate(qm.network_ids) if qm.sinr_db[0, j] >= QOUT_SINR_DB]
+    _say_elements(cmap, t_s, used=in_view, allow_stale=allow_stale_elements)
     table = Table(
         title=f"{cmap.name} at {lat:.5f}, {lon:.5f}, {format_time(t_s)}",
         caption=f"usable: SINR >= {USABLE_SINR_DB:g} dB; none: no signal; "
@@ -231,6 +292,12 @@ def coverage(
     console.print(table)
 
 
+_ROUTE_HELP = (
+    "Route file (.csv lat,lon[,timestamp], .gpx, .geojson LineString, .polyline) "
+    "or an encoded polyline"
+)
+
+
 def _fmt(value: float, *, none_at: float = -math.inf, known: bool = True) -> str:
     """A value for a table: ``-`` where it does not apply (NaN), ``unknown`` without data,
     ``none`` at the no-signal value, else one decimal."""
@@ -251,24 +318,38 @@ def route(
         int, typer.Option("--alternatives", "-k", min=1, max=defaults.MAX_ALTERNATIVES)
     ] = defaults.ALTERNATIVES,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
+    route_file: Annotated[str | None, typer.Option("--route", help=_ROUTE_HELP)] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Route summary and per-network coverage share along it."""
-    o = parse_latlon(origin, field="--from")
-    d = parse_latlon(destination, field="--to")
+    if route_file is not None and (origin or destination):
+        raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
+    # bad coordinates are reported before the map code is imported
+    o = parse_latlon(origin, field="--from") if route_file is None else (0.0, 0.0)
+    d = parse_latlon(destination, field="--to") if route_file is None else (0.0, 0.0)
 
     import numpy as np
 
+    from commap.geo.routefile import load_route
     from commap.map.comm_map import CommMap
-    from commap.radio.quality import NO_SIGNAL_SINR_DB, USABLE_SINR_DB, Provenance
+    from commap.radio.quality import NO_SIGNAL_SINR_DB, QOUT_SINR_DB, USABLE_SINR_DB, Provenance
     from commap.timeutil import format_time, parse_time
 
+    given = [load_route(route_file)] if route_file is not None else None
     cmap = CommMap.load(map_name)
     departure_s = (
         cmap.default_departure_s if depart is None else parse_time(depart, field="--depart")
     )
-    for i, r in enumerate(cmap.routes(o, d, k=alternatives)):
+    if given is not None and depart is None and given[0].t_s is not None:
+        departure_s = float(given[0].t_s[0])  # a recorded drive keeps its own times
+    for i, r in enumerate(given or cmap.routes(o, d, k=alternatives)):
         corridor = cmap.corridor(r, departure_s=departure_s)
+        cmap.check_elements(corridor.t_s, allow_stale=allow_stale_elements, used=())
         qm = cmap.quality(corridor)
+        if i == 0:
+            in_view = np.flatnonzero((qm.sinr_db >= QOUT_SINR_DB).any(axis=0)).tolist()
+            used = [qm.network_ids[j] for j in in_view]
+            _say_elements(cmap, corridor.t_s, used=used, allow_stale=allow_stale_elements)
         console.print(
             f"[bold]route {i + 1}[/]: {corridor.total_length_m / 1000:.1f} km, "
             f"{corridor.total_duration_s / 60:.1f} min, {len(corridor)} segments of "
@@ -307,7 +388,7 @@ def _plan_request(
     origin: str | None,
     destination: str | None,
     via: list[str],
-    route_file: Path | None,
+    route_file: str | None,
     depart: str | None,
     app_class: str,
     min_dwell_s: float,
@@ -315,6 +396,7 @@ def _plan_request(
     sat_budget_mb: float | None,
     alternatives: int,
     time_limit_s: float,
+    allow_stale_elements: bool = False,
 ) -> Any:
     if route_file is not None and (origin or destination or via):
         raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
@@ -323,7 +405,7 @@ def _plan_request(
     end = parse_latlon(destination, field="--to") if destination else None
     waypoints = tuple(parse_latlon(v, field="--via") for v in via)
 
-    from commap.geo.routefile import read_route_file
+    from commap.geo.routefile import load_route
     from commap.service.planning import PlanRequest
     from commap.timeutil import parse_time
 
@@ -331,7 +413,7 @@ def _plan_request(
         origin=start,
         destination=end,
         waypoints=waypoints,
-        route=read_route_file(route_file) if route_file is not None else None,
+        route=load_route(route_file) if route_file is not None else None,
         departure_s=parse_time(depart, field="--depart") if depart else None,
         app=app_class,
         min_dwell_s=min_dwell_s,
@@ -339,6 +421,7 @@ def _plan_request(
         sat_budget_mb=sat_budget_mb,
         alternatives=alternatives,
         time_limit_s=time_limit_s,
+        allow_stale_elements=allow_stale_elements,
     )
 
 
@@ -351,9 +434,7 @@ def plan(
     via: Annotated[
         list[str] | None, typer.Option("--via", help="LAT,LON waypoint (repeat)")
     ] = None,
-    route_file: Annotated[
-        Path | None, typer.Option("--route", help="GeoJSON LineString or CSV lat,lon[,timestamp]")
-    ] = None,
+    route_file: Annotated[str | None, typer.Option("--route", help=_ROUTE_HELP)] = None,
     depart: Annotated[str | None, typer.Option("--depart", help="ISO 8601 departure")] = None,
     app_class: Annotated[
         str, typer.Option("--app", help="teleoperation|telemetry|infotainment")
@@ -378,6 +459,7 @@ def plan(
     server: Annotated[
         str | None, typer.Option("--server", help="HOST:PORT of a commap server")
     ] = None,
+    allow_stale_elements: StaleOpt = False,
 ) -> None:
     """Plan the network for every stretch of a route, and the handover points."""
     import json
@@ -398,6 +480,7 @@ def plan(
         sat_budget_mb=sat_budget_mb,
         alternatives=alternatives,
         time_limit_s=time_limit_s,
+        allow_stale_elements=allow_stale_elements,
     )
     if server:
         from server.client import plan_remote
@@ -408,6 +491,7 @@ def plan(
         from commap.service.planning import plan_route
 
         result = plan_route(CommMap.load(map_name), request)
+    _say_epochs(result.plan.element_epochs, getattr(result, "notices", ()))
     if out is not None:
         from commap.plan import write_plan
 

@@ -15,12 +15,37 @@ from typing import Any
 from commap.errors import InvalidInputError
 
 __all__ = [
+    "MCC_BY_COUNTRY",
     "Network",
     "NetworkCatalogue",
     "NetworkKind",
     "SwitchKind",
     "switch_kind",
 ]
+
+
+# ISO 3166 alpha-2 country -> mobile country code (ITU-T E.212), for the site tables maps write.
+MCC_BY_COUNTRY: dict[str, int] = {
+    "AD": 213,
+    "AT": 232,
+    "BE": 206,
+    "CA": 302,
+    "CH": 228,
+    "DE": 262,
+    "DK": 238,
+    "ES": 214,
+    "FR": 208,
+    "GB": 234,
+    "IE": 272,
+    "IT": 222,
+    "LU": 270,
+    "MC": 212,
+    "NL": 204,
+    "NO": 242,
+    "PT": 268,
+    "SE": 240,
+    "US": 310,
+}
 
 
 class NetworkKind(StrEnum):

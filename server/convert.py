@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
 from commap.geo.geodesy import GEOD
+from commap.geo.routefile import parse_route
 from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
 from commap.plan import defaults
@@ -375,6 +376,42 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
     return route
 
 
+_ROUTE_FILE_FORMATS = ("csv", "gpx", "geojson", "polyline")
+
+
+def _file_route(rf: pb.RouteFile, *, max_bytes: int, max_points: int, max_route_m: float) -> Route:
+    """The route of a RouteFile message, under the same limits as a polyline."""
+    fmt = rf.format.strip().lower() or None
+    if fmt is not None and fmt not in _ROUTE_FILE_FORMATS:
+        raise InvalidInputError(
+            f"route_file.format: {rf.format!r} is not one of {', '.join(_ROUTE_FILE_FORMATS)}",
+            field="route_file.format",
+        )
+    if len(rf.content) > max_bytes:
+        raise InvalidInputError(
+            f"route_file.content: {len(rf.content)} bytes exceed the limit of {max_bytes}",
+            field="route_file.content",
+        )
+    speed = _finite(rf.speed_mps, "route_file.speed_mps") or DEFAULT_SPEED_MPS
+    route = parse_route(
+        rf.content, fmt=fmt, name="route file", source="route_file.content", speed_mps=speed
+    )
+    if route.lon.size > max_points:
+        raise InvalidInputError(
+            f"route_file.content: {route.lon.size} points exceed the limit of {max_points}",
+            field="route_file.content",
+        )
+    _, _, leg_m = GEOD.inv(route.lon[:-1], route.lat[:-1], route.lon[1:], route.lat[1:])
+    length_m = float(np.sum(leg_m))
+    if length_m > max_route_m:
+        raise InvalidInputError(
+            f"route_file.content: route of {length_m / 1000:.0f} km exceeds the limit of "
+            f"{max_route_m / 1000:.0f} km",
+            field="route_file.content",
+        )
+    return route
+
+
 def _endpoints(ends: pb.Endpoints, *, max_points: int) -> dict[str, Any]:
     if not ends.HasField("origin") or not ends.HasField("destination"):
         missing = "endpoints.origin" if not ends.HasField("origin") else "endpoints.destination"
@@ -456,10 +493,18 @@ def plan_request(
     """
     which = request.WhichOneof("route")
     if which is None:
-        raise InvalidInputError("route: give endpoints or a polyline", field="route")
+        raise InvalidInputError("route: give endpoints, a polyline or a route file", field="route")
     kwargs: dict[str, Any] = {}
     if which == "endpoints":
         kwargs.update(_endpoints(request.endpoints, max_points=config.max_polyline_points))
+    elif which == "route_file":
+        kwargs["route"] = _file_route(
+            request.route_file,
+            # a CSV row or GPX point takes well under 128 bytes
+            max_bytes=128 * config.max_polyline_points,
+            max_points=config.max_polyline_points,
+            max_route_m=config.max_route_m,
+        )
     else:
         kwargs["route"] = _polyline_route(
             request.polyline, max_points=config.max_polyline_points, max_route_m=config.max_route_m
@@ -478,6 +523,7 @@ def plan_request(
         )
     kwargs["alternatives"] = alternatives
     kwargs["weights"] = _weights(request.weights)
+    kwargs["allow_stale_elements"] = bool(request.allow_stale_elements)
     if request.HasField("seconds_per_drop"):
         kwargs["seconds_per_drop"] = _finite(request.seconds_per_drop, "seconds_per_drop")
     kwargs["time_limit_s"] = time_limit_s

@@ -279,3 +279,59 @@ def test_evaluate_reports_the_whole_run_wall_time(andorra_dir: Path, tmp_path: P
     found = re.search(r"whole\s+run\s+([\d.]+)\s+s", out)
     assert found is not None, out
     assert 0.9 * elapsed_s <= float(found.group(1)) <= elapsed_s
+
+
+def test_route_between_points_whose_nearest_nodes_are_cut_off(andorra_dir: Path) -> None:
+    # Sant Julia de Loria -> Pas de la Casa, both on main roads
+    code, out = _run(
+        "route", "--map", str(andorra_dir), "--from", "42.4637,1.4913", "--to", "42.5426,1.7332"
+    )
+    assert code == 0, out
+    assert "route 1" in out
+    assert "node" not in out
+
+
+CORK_ROUTE = Path(__file__).resolve().parent / "data" / "measured" / "cork_heldout_route"
+
+
+@pytest.mark.parametrize("suffix", [".gpx", ".geojson", ".polyline"])
+def test_route_and_plan_take_every_route_format(cork_dir: Path, suffix: str) -> None:
+    path = str(CORK_ROUTE.with_suffix(suffix))
+    code, out = _run("route", "--map", str(cork_dir), "--route", path)
+    assert code == 0, out
+    assert "route 1: 10.6 km" in out
+    code, out = _run("plan", "--map", str(cork_dir), "--route", path, "--format", "json")
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["handovers"] is not None
+
+
+def test_plan_takes_an_encoded_polyline_string(cork_dir: Path) -> None:
+    polyline = CORK_ROUTE.with_suffix(".polyline").read_text().strip()
+    code, out = _run("plan", "--map", str(cork_dir), "--route", polyline)
+    assert code == 0, out
+    assert "10.6 km" in out
+
+
+def test_element_epochs_are_stated_and_month_old_ones_refused(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA)
+    assert code == 0, out
+    assert "orbital elements: oneweb 2025-01-05" in out and "starlink 2025-01-23" in out
+    late = ("--time", "2025-03-15T12:00:00Z")
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", LA_VELLA, *late)
+    assert code == 2 and "--allow-stale-elements" in out
+    code, out = _run(
+        "coverage", "--map", str(andorra_dir), "--at", LA_VELLA, *late, "--allow-stale-elements"
+    )
+    assert code == 0, out
+    assert out.count("note:") >= 1
+
+
+def test_update_elements_loads_fresh_tles(andorra_dir: Path, tmp_path: Path) -> None:
+    built = tmp_path / "built"
+    shutil.copytree(andorra_dir, built)
+    starlink = MAPS / "andorra" / "data" / "starlink.txt"
+    code, out = _run("update-elements", "--map", str(built), "--tle", f"starlink={starlink}")
+    assert code == 0, out
+    assert "starlink:" in out and "satellites loaded" in out
+    code, out = _run("update-elements", "--map", str(built), "--tle", "starlink")
+    assert code == 2 and "NETWORK=FILE" in out

@@ -28,6 +28,7 @@ way changes over the day, so either may be used, as in OSMnx); untagged roundabo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -62,7 +63,9 @@ from commap.geo.routefile import read_route_file
 __all__ = [
     "DEFAULT_SPEED_KMH",
     "DRIVABLE_HIGHWAYS",
+    "FAR_FROM_ROAD_M",
     "EdgeKey",
+    "RoadPoint",
     "bridge_geometries",
     "k_routes",
     "load_road_graph",
@@ -72,6 +75,7 @@ __all__ = [
     "route_from_polyline",
     "shortest_route",
     "snap",
+    "snap_to_road",
     "write_road_graph",
 ]
 
@@ -670,6 +674,144 @@ def snap(
     return node
 
 
+# Beyond this distance from the road, a snapped position is reported to the user.
+FAR_FROM_ROAD_M = 200.0
+
+
+@dataclass(frozen=True)
+class RoadPoint:
+    """A position snapped onto a road: an edge, how far along it, and how far off the road.
+
+    ``fraction`` runs from 0 at the edge's start node to 1 at its end node (along the edge's
+    geometry); ``distance_m`` is from the requested position to the snapped one.
+    """
+
+    edge: EdgeKey
+    fraction: float
+    distance_m: float
+
+
+@dataclass(frozen=True)
+class _EdgeIndex:
+    n_edges: int
+    keys: list[EdgeKey]
+    lines: NDArray[Any]  # shapely LineStrings in the local metric projection
+    tree: shapely.STRtree
+    to_local: Transformer
+
+
+_EDGE_CACHE: weakref.WeakKeyDictionary[nx.MultiDiGraph, _EdgeIndex] = weakref.WeakKeyDictionary()
+
+
+def _edge_index(graph: nx.MultiDiGraph) -> _EdgeIndex:
+    """Spatial index over the edges of the largest strongly connected component.
+
+    Snapping there means every snapped origin reaches every snapped destination: OSM extracts
+    hold small islands (car parks, clipped ways, one-way dead ends) that cannot be left.
+    """
+    cached = _EDGE_CACHE.get(graph)
+    if cached is not None and cached.n_edges == graph.number_of_edges():
+        return cached
+    if graph.number_of_edges() == 0:
+        raise InvalidInputError("road graph has no roads to snap to")
+    main = max(nx.strongly_connected_components(graph), key=len)
+    keys = [
+        (int(u), int(v), int(k)) for u, v, k in graph.edges(keys=True) if u in main and v in main
+    ]
+    if not keys:
+        raise InvalidInputError("road graph has no two-way connected roads to snap to")
+    to_local = _snap_index(graph).to_local
+    geoms = [graph.edges[e]["geometry"] for e in keys]
+    coords = shapely.get_coordinates(geoms)
+    counts = shapely.get_num_coordinates(geoms)
+    px, py = to_local.transform(coords[:, 0], coords[:, 1])
+    lines = shapely.linestrings(
+        np.column_stack((px, py)), indices=np.repeat(np.arange(len(keys)), counts)
+    )
+    index = _EdgeIndex(graph.number_of_edges(), keys, lines, shapely.STRtree(lines), to_local)
+    _EDGE_CACHE[graph] = index
+    return index
+
+
+def _road_points(
+    graph: nx.MultiDiGraph, lon: float, lat: float, *, max_distance_m: float, field: str
+) -> list[RoadPoint]:
+    """The nearest road position on every lane of the nearest road (both directions)."""
+    lon_f, lat_f = _check_lonlat(lon, lat, field)
+    if not max_distance_m > 0:
+        raise InvalidInputError(f"max_distance_m must be > 0, got {max_distance_m}")
+    index = _edge_index(graph)
+    point = shapely.Point(*index.to_local.transform(lon_f, lat_f))
+    found, distance = index.tree.query_nearest(point, all_matches=True, return_distance=True)
+    distance_m = float(distance[0])
+    if distance_m > max_distance_m:
+        raise InvalidInputError(
+            f"{field}: ({lat_f:.5f}, {lon_f:.5f}) is {distance_m / 1000:.1f} km from the nearest "
+            f"connected road (limit {max_distance_m:.0f} m)",
+            field=field,
+        )
+    points = []
+    for i in found.tolist():
+        line = index.lines[i]
+        fraction = float(line.project(point, normalized=True)) if line.length > 0 else 0.0
+        points.append(RoadPoint(index.keys[i], fraction, distance_m))
+    if distance_m > FAR_FROM_ROAD_M:
+        log.warning(
+            "%s (%.5f, %.5f) is %.0f m from the nearest connected road; the route starts or "
+            "ends on that road",
+            field,
+            lat_f,
+            lon_f,
+            distance_m,
+        )
+    return points
+
+
+def snap_to_road(
+    graph: nx.MultiDiGraph,
+    lon: float,
+    lat: float,
+    *,
+    max_distance_m: float = 1000.0,
+    field: str = "position",
+) -> RoadPoint:
+    """The nearest position on a road of the largest strongly connected part of the graph.
+
+    Unlike :func:`snap` (nearest node, anywhere), this projects onto the nearest *edge* and
+    ignores the islands of the graph that cannot be driven into and out of again, so routes
+    between two snapped positions always exist. A position more than :data:`FAR_FROM_ROAD_M`
+    from the road is reported with a warning (the log of the command line shows it).
+
+    Parameters
+    ----------
+    graph : networkx.MultiDiGraph
+        Road graph from :func:`load_road_graph`.
+    lon, lat : float
+        Position, WGS84 degrees.
+    max_distance_m : float
+        Largest accepted distance to the road.
+    field : str
+        Name of the position in messages (``"origin"``, ...).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad coordinates, or no connected road within ``max_distance_m``.
+
+    Examples
+    --------
+    >>> graph = load_road_graph("maps/andorra/data/andorra.osm.pbf")
+    >>> point = snap_to_road(graph, 1.5218, 42.5063)
+    >>> 0.0 <= point.fraction <= 1.0, point.distance_m < 50.0
+    (True, True)
+    >>> snap_to_road(graph, 1.0, 42.0)
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: position: (42.00000, 1.00000) is ... km from the nearest ...
+    """
+    return _road_points(graph, lon, lat, max_distance_m=max_distance_m, field=field)[0]
+
+
 # -- routing ------------------------------------------------------------------------------------
 
 
@@ -769,14 +911,100 @@ def _route_name(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey], most: int = 3)
 
 
 def _path_edges(graph: nx.MultiDiGraph, source: int, target: int, weight: Weight) -> list[EdgeKey]:
+    if source == target:
+        return []
     func = _weight_function(graph, weight)
     try:
         _, path = nx.bidirectional_dijkstra(graph, source, target, weight=func)
     except nx.NetworkXNoPath:
         raise InvalidInputError(
-            f"no drivable route from node {source} to node {target}", field="destination"
+            "no drivable route between the origin and the destination", field="destination"
         ) from None
     return [(u, v, _best_key(graph, u, v, weight)) for u, v in itertools.pairwise(path)]
+
+
+def _edge_weight(graph: nx.MultiDiGraph, edge: EdgeKey, weight: Weight) -> float:
+    u, v, k = edge
+    return _weight_function(graph, weight)(u, v, {k: graph.edges[edge]})
+
+
+@dataclass(frozen=True)
+class _Trip:
+    """Whole edges from the origin's edge to the destination's, and where to cut the ends."""
+
+    edges: list[EdgeKey]
+    start: RoadPoint
+    end: RoadPoint
+
+
+def _best_trip(
+    graph: nx.MultiDiGraph,
+    origins: Sequence[RoadPoint],
+    destinations: Sequence[RoadPoint],
+    weight: Weight,
+) -> _Trip:
+    """The cheapest way from one of the origin lanes to one of the destination lanes."""
+    best: tuple[float, _Trip] | None = None
+    for o, d in itertools.product(origins, destinations):
+        w_o, w_d = _edge_weight(graph, o.edge, weight), _edge_weight(graph, d.edge, weight)
+        if o.edge == d.edge and o.fraction <= d.fraction:
+            cost, edges = (d.fraction - o.fraction) * w_o, [o.edge]
+        else:
+            try:
+                middle = _path_edges(graph, o.edge[1], d.edge[0], weight)
+            except InvalidInputError:
+                continue
+            inner = sum(_edge_weight(graph, e, weight) for e in middle)
+            cost = (1.0 - o.fraction) * w_o + inner + d.fraction * w_d
+            edges = [o.edge, *middle, d.edge]
+        if best is None or cost < best[0]:
+            best = (cost, _Trip(edges, o, d))
+    if best is None:
+        raise InvalidInputError(
+            "no drivable route between the origin and the destination", field="destination"
+        )
+    return best[1]
+
+
+def _trim(route: Route, start_m: float, end_m: float) -> Route:
+    """The part of ``route`` from ``start_m`` to ``end_m`` along it (geodesic metres)."""
+    _, _, legs_m = GEOD.inv(route.lon[:-1], route.lat[:-1], route.lon[1:], route.lat[1:])
+    cum = np.concatenate(([0.0], np.cumsum(legs_m)))
+    n_legs = legs_m.size
+    i0 = int(np.clip(np.searchsorted(cum, start_m, side="right") - 1, 0, n_legs - 1))
+    i1 = int(np.clip(np.searchsorted(cum, end_m, side="left") - 1, i0, n_legs - 1))
+
+    def at(i: int, along_m: float) -> tuple[float, float]:
+        f = 0.0 if legs_m[i] <= 0 else min(max((along_m - cum[i]) / legs_m[i], 0.0), 1.0)
+        return (
+            float(route.lon[i] + f * (route.lon[i + 1] - route.lon[i])),
+            float(route.lat[i] + f * (route.lat[i + 1] - route.lat[i])),
+        )
+
+    (lon0, lat0), (lon1, lat1) = at(i0, start_m), at(i1, end_m)
+    legs = slice(i0, i1 + 1)
+    return dataclasses.replace(
+        route,
+        lon=np.concatenate(([lon0], route.lon[i0 + 1 : i1 + 1], [lon1])),
+        lat=np.concatenate(([lat0], route.lat[i0 + 1 : i1 + 1], [lat1])),
+        speed_mps=route.speed_mps[legs].copy(),
+        in_tunnel=route.in_tunnel[legs].copy(),
+        on_bridge=route.on_bridge[legs].copy(),
+    )
+
+
+def _trip_route(graph: nx.MultiDiGraph, trip: _Trip) -> Route:
+    """The trip's edges as a route that starts and ends at the snapped positions."""
+    route = route_from_edges(graph, trip.edges, name=_route_name(graph, trip.edges))
+    total_m = _length_m(graph, trip.edges)
+    first_m = float(graph.edges[trip.edges[0]]["length_m"])
+    last_m = float(graph.edges[trip.edges[-1]]["length_m"])
+    start_m = trip.start.fraction * first_m
+    if len(trip.edges) == 1:
+        end_m = trip.end.fraction * first_m
+    else:
+        end_m = total_m - (1.0 - trip.end.fraction) * last_m
+    return _trim(route, start_m, end_m)
 
 
 def _endpoints(
@@ -784,17 +1012,24 @@ def _endpoints(
     origin: tuple[float, float],
     destination: tuple[float, float],
     max_snap_m: float,
-) -> tuple[int, int]:
-    source = snap(graph, origin[0], origin[1], max_distance_m=max_snap_m, field="origin")
-    target = snap(
+) -> tuple[list[RoadPoint], list[RoadPoint]]:
+    starts = _road_points(graph, origin[0], origin[1], max_distance_m=max_snap_m, field="origin")
+    ends = _road_points(
         graph, destination[0], destination[1], max_distance_m=max_snap_m, field="destination"
     )
-    if source == target:
-        raise InvalidInputError(
-            "origin and destination snap to the same road node: the route would be empty",
-            field="destination",
-        )
-    return source, target
+    for a, b in itertools.product(starts, ends):
+        length_m = float(graph.edges[a.edge]["length_m"])
+        if a.edge == b.edge and abs(a.fraction - b.fraction) * length_m < _SAME_POINT_M:
+            raise InvalidInputError(
+                "origin and destination snap to the same point on the road: the route would "
+                "be empty",
+                field="destination",
+            )
+    return starts, ends
+
+
+# Snapped positions closer than this count as the same point.
+_SAME_POINT_M = 1.0
 
 
 def shortest_route(
@@ -807,12 +1042,16 @@ def shortest_route(
 ) -> Route:
     """Fastest (or least-``weight``) route between two positions.
 
+    The route starts and ends where the positions project onto the nearest road of the
+    graph's largest strongly connected part (:func:`snap_to_road`); ``edges`` lists every
+    edge it drives on, the first and last possibly in part.
+
     Parameters
     ----------
     graph : networkx.MultiDiGraph
         Road graph from :func:`load_road_graph`.
     origin_lonlat, destination_lonlat : (lon, lat)
-        Snapped to the nearest node (:func:`snap`).
+        Snapped to the nearest connected road (:func:`snap_to_road`).
     weight : str or callable
         Edge attribute to minimise, or a networkx weight function ``f(u, v, {key: attrs})``.
     max_snap_m : float
@@ -821,7 +1060,7 @@ def shortest_route(
     Raises
     ------
     InvalidInputError
-        Positions too far from the graph, snapping to the same node, or no path.
+        Positions too far from the roads, snapping to the same point, or no path.
 
     Examples
     --------
@@ -832,11 +1071,10 @@ def shortest_route(
     >>> shortest_route(graph, (1.5218, 42.5063), (1.5218, 42.5063))
     Traceback (most recent call last):
     ...
-    commap.errors.InvalidInputError: origin and destination snap to the same road node: ...
+    commap.errors.InvalidInputError: origin and destination snap to the same point on the road: ...
     """
-    source, target = _endpoints(graph, origin_lonlat, destination_lonlat, max_snap_m)
-    edges = _path_edges(graph, source, target, weight)
-    return route_from_edges(graph, edges, name=_route_name(graph, edges))
+    starts, ends = _endpoints(graph, origin_lonlat, destination_lonlat, max_snap_m)
+    return _trip_route(graph, _best_trip(graph, starts, ends, weight))
 
 
 def _edge_set(edges: Iterable[EdgeKey]) -> set[tuple[int, int]]:
@@ -917,15 +1155,19 @@ def k_routes(
         raise InvalidInputError(
             "k_routes needs penalty > 1, 0 < max_overlap <= 1 and max_ratio >= 1", field="penalty"
         )
-    source, target = _endpoints(graph, origin, destination, max_snap_m)
     _weight_function(graph, weight)  # validates the attribute name
+    starts, ends = _endpoints(graph, origin, destination, max_snap_m)
+    first = _best_trip(graph, starts, ends, weight)
+    if len(first.edges) == 1:  # both on one stretch of road: nothing to vary
+        return [_trip_route(graph, first)]
+    head, tail = first.edges[0], first.edges[-1]
     factor: dict[tuple[int, int], float] = {}
 
     def penalised(u: Any, v: Any, data: dict[Any, Any]) -> float:
         scale = factor.get((min(u, v), max(u, v)), 1.0)
         return scale * min(float(attrs[weight]) for attrs in data.values())
 
-    kept: list[list[EdgeKey]] = [_path_edges(graph, source, target, weight)]
+    kept: list[list[EdgeKey]] = [first.edges]
     best = _total(graph, kept[0], weight)
     seen = {tuple(kept[0])}
     last = kept[0]
@@ -934,7 +1176,7 @@ def k_routes(
             break
         for pair in _edge_set(last):
             factor[pair] = factor.get(pair, 1.0) * penalty
-        last = _path_edges(graph, source, target, penalised)
+        last = [head, *_path_edges(graph, head[1], tail[0], penalised), tail]
         if tuple(last) in seen:
             continue
         seen.add(tuple(last))
@@ -943,7 +1185,7 @@ def k_routes(
         if all(_overlap(graph, last, other) <= max_overlap for other in kept):
             kept.append(last)
     kept.sort(key=lambda edges: _total(graph, edges, weight))
-    return [route_from_edges(graph, edges, name=_route_name(graph, edges)) for edges in kept]
+    return [_trip_route(graph, _Trip(edges, first.start, first.end)) for edges in kept]
 
 
 def _total(graph: nx.MultiDiGraph, edges: Iterable[EdgeKey], weight: str) -> float:

@@ -8,6 +8,7 @@ with the mean of the valid neighbours' tile mean so that profiles stay finite.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -18,12 +19,41 @@ from numpy.typing import NDArray
 
 from commap.errors import InvalidInputError
 
-__all__ = ["HgtTile", "Terrain", "load_hgt"]
+__all__ = ["HgtTile", "Terrain", "load_hgt", "srtm_tile_names"]
 
 log = logging.getLogger(__name__)
 
 _VOID = -32768
 _NAME = re.compile(r"([NS])(\d{2})([EW])(\d{3})", re.IGNORECASE)
+
+
+def srtm_tile_names(bbox: tuple[float, float, float, float]) -> list[str]:
+    """Names of the SRTM tiles (``N42E001.hgt``) covering ``(lon_min, lat_min, lon_max, lat_max)``.
+
+    A tile is named after its south-west corner; a box edge on a whole degree needs no tile
+    beyond it.
+
+    Examples
+    --------
+    >>> srtm_tile_names((1.40, 42.38, 1.80, 42.68))
+    ['N42E001.hgt']
+    >>> srtm_tile_names((-0.5, -1.0, 0.5, 0.0))
+    ['S01W001.hgt', 'S01E000.hgt']
+    >>> srtm_tile_names((2.0, 42.0, 2.0, 42.0))  # a degenerate box still has its tile
+    ['N42E002.hgt']
+    """
+    lon0, lat0, lon1, lat1 = bbox
+
+    def cells(low: float, high: float) -> range:
+        first = math.floor(low)
+        last = max(math.ceil(high) - 1, first)
+        return range(first, last + 1)
+
+    return [
+        f"{'N' if lat >= 0 else 'S'}{abs(lat):02d}{'E' if lon >= 0 else 'W'}{abs(lon):03d}.hgt"
+        for lat in cells(lat0, lat1)
+        for lon in cells(lon0, lon1)
+    ]
 
 
 @dataclass(frozen=True)

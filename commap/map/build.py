@@ -51,6 +51,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -69,7 +70,7 @@ from commap.arrays import FloatArray
 from commap.errors import CommapError, InvalidInputError
 from commap.files import fsync_dir, sha256_file
 from commap.geo.corridor import Corridor, Route, cut
-from commap.geo.terrain import Terrain
+from commap.geo.terrain import Terrain, srtm_tile_names
 from commap.map.comm_map import CommMap, verify_files
 from commap.map.executors import PartLog, check_executor, run_tiles
 from commap.map.manifest import (
@@ -349,7 +350,12 @@ def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Ind
         name=manifest.name,
         network_ids=manifest.network_ids,
         segment_m=manifest.segment_m,
-        default_departure_s=manifest.default_departure_s,
+        # a map without a departure of its own: the edge table is a snapshot at build time
+        default_departure_s=(
+            manifest.default_departure_s
+            if manifest.default_departure_s is not None
+            else float(math.floor(time.time() / 3600.0) * 3600.0)
+        ),
         tiles=tiles,
         tile_km={t: sum(length[e] for e in edges) / 1000.0 for t, edges in tiles.items()},
         bounds=_map_bounds(geometries, manifest.bbox),
@@ -1013,6 +1019,15 @@ def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
 
     terrain = None
     terrain_source = None
+    if not spec.terrain:
+        tiles = srtm_tile_names(spec.bbox)
+        warning = (
+            f"{spec.path}: no [terrain]: coverage is modelled over flat earth (no hills, no "
+            f"terrain shadow); in mountains add the SRTM tiles {', '.join(tiles)} "
+            "(files = [...] under [terrain])"
+        )
+        log.warning("%s", warning)
+        say(f"warning: {warning}")
     if spec.terrain:
         say("terrain: loading SRTM tiles")
         tiles = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")
@@ -1041,6 +1056,7 @@ def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
         terrain=terrain,
         roads=graph,
         seed=spec.seed,
+        osm_file=spec.source_dir / spec.roads["file"] if spec.roads else None,
     )
     networks = _build_networks(spec, ctx, say)
     return Manifest(

@@ -9,7 +9,8 @@ returns the quality of every network along a corridor.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,9 +32,16 @@ from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
 if TYPE_CHECKING:
     import geopandas as gpd
 
-__all__ = ["CommMap", "verify_files"]
+__all__ = ["STALE_REFUSE_DAYS", "STALE_WARN_DAYS", "CommMap", "verify_files"]
 
 log = logging.getLogger(__name__)
+
+# Orbital elements age: SGP4 errors grow by a few km per day. Beyond a week a satellite may sit
+# in another part of the sky than predicted (the user is told); beyond a month the predictions
+# are worthless (refused unless asked for).
+STALE_WARN_DAYS = 7.0
+STALE_REFUSE_DAYS = 30.0
+_DAY_S = 86400.0
 
 # Files above this size are checked for presence only: hashing them would slow every load.
 _CHECKSUM_MAX_BYTES = 1 << 26
@@ -64,7 +72,6 @@ class CommMap:
         self.name = manifest.name
         self.bbox = manifest.bbox
         self.segment_m = manifest.segment_m
-        self.default_departure_s = manifest.default_departure_s
 
     @classmethod
     def load(cls, name_or_path: str | Path, *, settings: Settings | None = None) -> CommMap:
@@ -116,6 +123,65 @@ class CommMap:
             roads=graph,
             terrain=terrain,
         )
+
+    @property
+    def default_departure_s(self) -> float:
+        """Departure of requests that give none: the map's own (its spec's
+        ``default_departure``), else now."""
+        fixed = self.manifest.default_departure_s
+        return time.time() if fixed is None else fixed
+
+    # -- orbital elements -----------------------------------------------------------------------
+    def element_epochs(self) -> dict[str, float]:
+        """Epoch (Unix seconds, median over its TLEs) of every LEO constellation, by network id."""
+        epochs: dict[str, float] = {}
+        for nid, layer in self.layers.items():
+            inner = getattr(layer, "inner", layer)
+            epoch = getattr(inner, "epoch_s", None)
+            if epoch is not None:
+                epochs[nid] = float(round(epoch))  # whole seconds: how it is shown
+        return epochs
+
+    def check_elements(
+        self,
+        t_s: Any,
+        *,
+        allow_stale: bool = False,
+        used: Collection[str] | None = None,
+    ) -> list[str]:
+        """Notices about orbital elements far from the times ``t_s`` (scalar or array).
+
+        Returns one line per LEO constellation more than :data:`STALE_WARN_DAYS` from its
+        elements among ``used`` (every one when None): a constellation the answer does not rely
+        on needs no warning.
+
+        Raises
+        ------
+        InvalidInputError
+            A constellation of the map is more than :data:`STALE_REFUSE_DAYS` from its elements
+            and ``allow_stale`` is False: its positions would be fiction.
+        """
+        from commap.timeutil import format_time
+
+        times = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
+        notices: list[str] = []
+        for nid, epoch in self.element_epochs().items():
+            days = float(np.abs(times - epoch).max(initial=0.0)) / _DAY_S
+            if days > STALE_REFUSE_DAYS and not allow_stale:
+                raise InvalidInputError(
+                    f"departure {format_time(float(times.min()))} is {days:.0f} days from the "
+                    f"{nid} orbital elements (epoch {format_time(epoch)}): its satellite "
+                    f"positions would be wrong. Load fresh elements (commap update-elements --map "
+                    f"{self.name} --tle {nid}=FILE), give a departure near the epoch, or allow "
+                    "stale elements (--allow-stale-elements)",
+                    field="departure",
+                )
+            if days > STALE_WARN_DAYS and (used is None or nid in used):
+                notices.append(
+                    f"{nid}: orbital elements from {format_time(epoch)} are {days:.1f} days from "
+                    "this departure: satellite positions may be off by tens of km"
+                )
+        return notices
 
     # -- geometry -----------------------------------------------------------------------------
     def contains(self, lon: NDArray[np.float64], lat: NDArray[np.float64]) -> NDArray[np.bool_]:

@@ -299,6 +299,10 @@ class BuildInputs:
         }
 
 
+def _optional_number(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Manifest:
     """Everything ``manifest.json`` of a built map records."""
@@ -311,7 +315,7 @@ class Manifest:
     title: str = ""
     description: str = ""
     seed: int = 0
-    default_departure_s: float = 0.0
+    default_departure_s: float | None = None
     roads: RoadsSource | None = None
     terrain: TerrainSource | None = None
     attribution: tuple[str, ...] = ()
@@ -407,7 +411,9 @@ class Manifest:
             bbox=_bbox(top),
             segment_m=segment_m,
             seed=top.get("seed", int, 0),
-            default_departure_s=top.number("default_departure_s", 0.0),
+            default_departure_s=_optional_number(
+                top.get("default_departure_s", (int, float), None)
+            ),
             roads=None if roads is None else RoadsSource._parse(roads),
             terrain=None
             if terrain is None

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from commap.errors import InvalidInputError
 from commap.map.manifest import MAP_NAME
-from commap.networks import NetworkKind
+from commap.networks import MCC_BY_COUNTRY, NetworkKind
 from commap.radio.layers.measured import DEFAULT_H3_RESOLUTION
 from commap.radio.layers.satellite import (
     DEFAULT_GEO_CONFIDENCE,
@@ -40,6 +40,7 @@ from commap.radio.layers.terrestrial import (
     DEFAULT_SITE_SPACING_M,
     DEFAULT_TARGET_RSRP_DBM,
     DEFAULT_TX_POWER_DBM,
+    TUNNEL_MODES,
     RadioParams,
 )
 from commap.radio.pathloss import ENVIRONMENTS, MODELS
@@ -57,6 +58,8 @@ __all__ = [
     "RoadsSection",
     "TerrainSection",
     "TerrestrialLayerSection",
+    "TunnelCoverageSection",
+    "TunnelSection",
     "key",
     "read_spec",
     "reference_markdown",
@@ -199,6 +202,88 @@ _RADIO = RadioParams()
 
 
 @dataclass(frozen=True, kw_only=True)
+class TunnelSection:
+    """``[[networks.layer.tunnel_coverage.tunnels]]``: the coverage of one tunnel, found by its
+    OSM way id or its name."""
+
+    osm_id: int | None = key(
+        "integer",
+        "OSM way id of the tunnel (give this or name).",
+        default=None,
+        default_doc="none (by name)",
+        example=6176755,
+        minimum=1,
+    )
+    name: str = key(
+        "string",
+        "OSM name of the tunnel: every tunnel way of this name (give this or osm_id).",
+        default="",
+        default_doc="none (by osm_id)",
+        example="Túnel d'Envalira",
+    )
+    mode: str = key(
+        "string",
+        "none: no coverage inside; das: a distributed antenna system at the level below.",
+        choices=TUNNEL_MODES,
+        example="das",
+    )
+    rsrp_dbm: float | None = key(
+        "number",
+        "RSRP inside the tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dBm",
+        example=-95.0,
+    )
+    sinr_db: float | None = key(
+        "number",
+        "SINR inside the tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dB",
+        example=10.0,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunnelCoverageSection:
+    """``[networks.layer.tunnel_coverage]``: the network's coverage inside road tunnels (by
+    default none), and per tunnel."""
+
+    mode: str = key(
+        "string",
+        "none: no coverage inside; das: a distributed antenna system at the level below.",
+        default="none",
+        choices=TUNNEL_MODES,
+        example="das",
+    )
+    rsrp_dbm: float | None = key(
+        "number",
+        "RSRP inside every tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dBm",
+        example=-95.0,
+    )
+    sinr_db: float | None = key(
+        "number",
+        "SINR inside every tunnel (das).",
+        default=None,
+        default_doc="required for das",
+        unit="dB",
+        example=10.0,
+    )
+    tunnels: tuple[TunnelSection, ...] = key(
+        "sections",
+        "Coverage of single tunnels, overriding the default above.",
+        default=(),
+        default_doc="none",
+        schema=TunnelSection,
+        example=[{"name": "Túnel d'Envalira", "mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0}],
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class TerrestrialLayerSection:
     """``[networks.layer]`` with ``type = "terrestrial"``: cell sites + path loss + terrain."""
 
@@ -225,6 +310,8 @@ class TerrestrialLayerSection:
         "string",
         "ISO country code (gives the MCC of the written site table).",
         default="",
+        default_doc="none (MCC 0 unless mcc is given)",
+        choices=tuple(sorted(MCC_BY_COUNTRY)),
         example="AD",
     )
     mcc: int | None = key(
@@ -364,6 +451,14 @@ class TerrestrialLayerSection:
         unit="m",
         example=30000.0,
         above=0.0,
+    )
+    tunnel_coverage: TunnelCoverageSection | None = key(  # noqa: RUF009 (key() makes a dataclasses.Field)
+        "section",
+        "Coverage inside road tunnels (distributed antenna systems).",
+        default=None,
+        default_doc="none in any tunnel",
+        schema=TunnelCoverageSection,
+        example={"mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0},
     )
     attribution: str = key(
         "string", "Credit line of the site data.", default="", example="Sites: ComReg (MIT)"
@@ -696,11 +791,11 @@ class MapSection:
         maximum=10_000.0,
     )
     seed: int = key("integer", "Random seed of generated layouts.", default=0, example=20250123)
-    default_departure: str | float = key(
+    default_departure: str | float | None = key(
         "time",
-        "Departure of plans that give none.",
-        default=0.0,
-        default_doc="1970-01-01T00:00:00Z",
+        "Departure of plans that give none (set it near the orbital elements' epoch).",
+        default=None,
+        default_doc="now (the time of each request)",
         example="2025-01-23T12:00:00Z",
     )
     roads: RoadsSection | None = key(  # noqa: RUF009 (key() makes a dataclasses.Field)
@@ -755,7 +850,7 @@ class MapSpec:
     bbox: tuple[float, float, float, float]
     segment_m: float
     seed: int
-    default_departure_s: float
+    default_departure_s: float | None
     roads: Mapping[str, Any] | None
     terrain: Mapping[str, Any] | None
     networks: tuple[Mapping[str, Any], ...]
@@ -990,7 +1085,11 @@ def read_spec(path: str | Path) -> MapSpec:
         bbox=section.bbox,
         segment_m=section.segment_m,
         seed=section.seed,
-        default_departure_s=parse_time(section.default_departure, field="default_departure"),
+        default_departure_s=(
+            None
+            if section.default_departure is None
+            else parse_time(section.default_departure, field="default_departure")
+        ),
         roads=raw.get("roads"),
         terrain=raw.get("terrain"),
         networks=tuple(raw["networks"]),
@@ -1008,6 +1107,8 @@ _REFERENCE: Final[tuple[tuple[str, type[Any]], ...]] = (
     ("[terrain]", TerrainSection),
     ("[[networks]]", NetworkSection),
     ('[networks.layer] type = "terrestrial"', TerrestrialLayerSection),
+    ("[networks.layer.tunnel_coverage]", TunnelCoverageSection),
+    ("[[networks.layer.tunnel_coverage.tunnels]]", TunnelSection),
     ('[networks.layer] type = "measured"', MeasuredLayerSection),
     ('[networks.layer] type = "leo"', LeoLayerSection),
     ('[networks.layer] type = "geo"', GeoLayerSection),

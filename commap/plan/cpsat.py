@@ -401,10 +401,13 @@ def _splice_dwell_ok(
     right = b.plan[j]
     forced_after = ~allowed[safe_after, right]
     # no switch at the cut: the network entered at `before` now leaves at `after`
+    # (or stays to the end: a's own switch at `before` met the end rule in a)
     same_ok = ~has_before | ~has_after | (after >= end[safe_before]) | forced_after
-    # a switch at the cut: a's network must have dwelt, b's network must dwell after it
+    # a switch at the cut: a's network must have dwelt, b's network must dwell after it (or
+    # before the end of the route when b does not switch again)
     left_ok = ~has_before | (j >= end[safe_before]) | ~allowed[j, a.plan[j - 1]]
-    right_ok = ~has_after | (after >= end[j]) | forced_after
+    at_end = problem.switch_ok_at_end[j, right, a.plan[j - 1]]
+    right_ok = np.where(has_after, (after >= end[j]) | forced_after, at_end)
     return np.where(joint, left_ok & right_ok, same_ok)
 
 
@@ -709,14 +712,20 @@ class _CpModel:
         units, xs = self.units, self.x.tolist()
         end = dwell_end_index(units.t_s, units.distance_m, c.min_dwell_s, c.min_dwell_m)
         land = (np.minimum(end[:, None], next_disallowed_index(units.allowed)) - 1).tolist()
+        # [u, n, m]: a switch m -> n at unit u respects the dwell before the route's end
+        at_end = self.problem.switch_ok_at_end[units.start]
         for u in range(1, len(xs)):
             for n, here in enumerate(xs[u]):
-                if here < 0 or land[u][n] <= u:
+                if here < 0:
                     continue
                 before = xs[u - 1][n]
                 tail = [before] if before >= 0 else []
                 for v in range(u + 1, land[u][n] + 1):
                     self._clause([xs[v][n], _neg(here), *tail])
+                if not at_end[u, n].all():
+                    # entering n here is fine only from a network that may not stay
+                    exempt = [x for m, x in enumerate(xs[u - 1]) if x >= 0 and at_end[u, n, m]]
+                    self._clause([_neg(here), *tail, *exempt])
 
     def hint(self, unit_plan: IntArray) -> None:
         """Hint every variable with the value ``unit_plan`` gives it."""

@@ -35,6 +35,7 @@ from commap.plan.problem import (
     Units,
     compress,
     dwell_end_index,
+    end_switch_ok,
     next_disallowed_index,
 )
 
@@ -245,7 +246,9 @@ def viterbi_dwell(
 
     After a switch into ``n`` at unit ``u`` the plan stays on ``n`` until the dwell time and
     distance have passed (measured between unit starts), unless ``n`` stops being allowed
-    earlier (a forced exit) or the route ends.
+    earlier (a forced exit). The route's end (``units.end_s``/``end_m``) counts as a switch: no
+    switch within the dwell before it unless forced (see
+    :func:`commap.plan.problem.end_switch_ok`).
 
     Examples
     --------
@@ -260,6 +263,13 @@ def viterbi_dwell(
     >>> viterbi_dwell(u, sw, 0.0, 0.0).assignment.tolist()  # ping-pong is cheapest
     [[0, 1, 0, 0]]
     >>> viterbi_dwell(u, sw, 3.0, 0.0).assignment.tolist()  # 3 s dwell forbids it
+    [[0, 0, 0, 0]]
+    >>> import dataclasses
+    >>> late = dataclasses.replace(u, node_cost=np.array([[0.0, 1.0]] * 3 + [[1.0, 0.0]]),
+    ...                            end_s=8.0, end_m=200.0)
+    >>> viterbi_dwell(late, sw, 0.0, 0.0).assignment.tolist()  # switch for the last step
+    [[0, 0, 0, 1]]
+    >>> viterbi_dwell(late, sw, 3.0, 0.0).assignment.tolist()  # 2 s before arrival: no
     [[0, 0, 0, 0]]
     """
     w = _checked_weights(units, weights)
@@ -278,6 +288,15 @@ def viterbi_dwell(
     enter = _switch_batch(switch_cost, w)[None] + (
         w.alpha[None, :, None, None] * units.entry_cost[:, None, :, None] + mask[:, None, :, None]
     )
+    at_end = end_switch_ok(
+        units.t_s,
+        units.distance_m,
+        (units.end_s, units.end_m),
+        units.allowed,
+        min_dwell_s,
+        min_dwell_m,
+    )
+    enter += np.where(at_end, 0.0, _INF)[:, None, :, :]
     stay_cost = cube + mask[:, None, :]
     lanes = np.arange(n_w * n_net)
     land_lane = np.tile(land, (1, n_w))  # (U, L*N): lane = l * N + n

@@ -235,4 +235,17 @@ def _dwell_violations(problem: HandoverProblem, a: IntArray, switch_at: IntArray
             )
             if len(out) >= _MAX_REPORTED:
                 break
+    if switch_at.size and len(out) < _MAX_REPORTED:
+        # the arrival counts as the next switch: the last network entered must dwell too
+        i = int(switch_at[-1])
+        end_s = float(eta[-1] + problem.corridor.duration_s[-1])
+        end_m = float(dist[-1] + problem.corridor.length_m[-1])
+        short = end_s - eta[i] < c.min_dwell_s - _EPS or end_m - dist[i] < c.min_dwell_m - _EPS
+        forced = not problem.allowed[i, a[i - 1]]
+        leaves = not problem.allowed[i:, a[i]].all()
+        if short and not forced and not leaves:
+            out.append(
+                f"min_dwell: switch at segment {i} comes {end_s - eta[i]:.1f} s / "
+                f"{end_m - dist[i]:.0f} m before the end of the route"
+            )
     return out

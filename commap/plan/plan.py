@@ -33,6 +33,7 @@ from commap.plan.evaluator import Evaluation, evaluate_plan
 from commap.plan.problem import Constraints, HandoverProblem
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import Provenance, QualityMatrix
+from commap.timeutil import format_time
 
 __all__ = [
     "SOLVERS",
@@ -136,6 +137,8 @@ class Plan:
     app: str
     departure_s: float
     constraints: dict[str, Any] = field(default_factory=dict)
+    # epoch of the orbital elements (Unix seconds) of every LEO constellation the plan considered
+    element_epochs: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.assignment.shape[0])
@@ -176,6 +179,9 @@ class Plan:
             "departure_s": self.departure_s,
             "network_ids": list(self.network_ids),
             "constraints": self.constraints,
+            "element_epochs": {
+                nid: format_time(epoch) for nid, epoch in sorted(self.element_epochs.items())
+            },
             "solver": asdict(self.solver),
             "totals": asdict(self.totals),
             "handovers": [asdict(h) for h in self.handovers],

@@ -20,7 +20,9 @@ A plan is an assignment ``a[i]`` (network column per segment); its cost is
 Minimum dwell: after switching into ``n`` at segment ``i``, the next switch may come only at a
 segment ``j`` with ``eta_s[j] - eta_s[i] >= min_dwell_s`` and ``distance_m[j] - distance_m[i] >=
 min_dwell_m``, unless ``n`` is not allowed at ``j`` (a forced exit). :meth:`HandoverProblem.dwell_end`
-gives that earliest ``j``.
+gives that earliest ``j``. The route's end counts as the next switch: a switch ``m -> n`` at ``i``
+needs the dwell before the arrival too, unless it is forced (``m`` is not allowed at ``i``) or
+``n`` stops being allowed before the end anyway (:meth:`HandoverProblem.switch_ok_at_end`).
 
 Run compression (:func:`compress`) merges consecutive segments whose rows are identical into
 units. Without dwell and satellite budget it is exact when the switch costs obey the triangle
@@ -46,7 +48,7 @@ from commap.plan import defaults
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
 from commap.radio.quality import QualityMatrix
 
-__all__ = ["Constraints", "HandoverProblem", "Units", "compress"]
+__all__ = ["Constraints", "HandoverProblem", "Units", "compress", "end_switch_ok"]
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +272,23 @@ class HandoverProblem:
         )
 
     @cached_property
+    def switch_ok_at_end(self) -> BoolArray:
+        """``[i, n, m]``: a switch ``m -> n`` at segment ``i`` respects the dwell at the end.
+
+        True when the dwell from ``i`` fits before the arrival, when the switch is forced
+        (``m`` not allowed at ``i``), or when ``n`` stops being allowed before the end.
+        """
+        c = self.constraints
+        return end_switch_ok(
+            np.asarray(self.corridor.eta_s, dtype=np.float64),
+            np.asarray(self.corridor.distance_m, dtype=np.float64),
+            _end_of(self.corridor),
+            self.allowed,
+            c.min_dwell_s,
+            c.min_dwell_m,
+        )
+
+    @cached_property
     def next_disallowed(self) -> IntArray:
         """``[i, n]``: first segment ``j > i`` where ``n`` is not allowed (``S`` if none)."""
         return next_disallowed_index(self.allowed)
@@ -357,6 +376,48 @@ def dwell_end_index(
     return np.maximum(np.maximum(by_time, by_dist), idx + 1).astype(np.int64)
 
 
+def end_switch_ok(
+    t_s: FloatArray,
+    distance_m: FloatArray,
+    end: tuple[float, float],
+    allowed: BoolArray,
+    min_dwell_s: float,
+    min_dwell_m: float,
+) -> BoolArray:
+    """``[i, n, m]``: whether a switch ``m -> n`` at step ``i`` respects the dwell at the end.
+
+    ``t_s``/``distance_m`` are the steps' start times and distances, ``end`` the route's
+    ``(arrival time, length)``. A switch is fine when the dwell fits before the arrival, when
+    it is forced (``m`` not allowed at ``i``) or when ``n`` stops being allowed before the end.
+
+    Examples
+    --------
+    >>> ok = end_switch_ok(np.array([0., 8.]), np.array([0., 100.]), (10.0, 125.0),
+    ...                    np.ones((2, 2), bool), 5.0, 0.0)
+    >>> ok[0].all(), ok[1].any()  # 10 s left at step 0; only 2 s left at step 1
+    (np.True_, np.False_)
+    >>> end_switch_ok(np.zeros(0), np.zeros(0), (0.0, 0.0), np.ones((0, 2), bool), 5.0,
+    ...               0.0).shape
+    (0, 2, 2)
+    """
+    end_s, end_m = end
+    fits = (end_s - t_s >= min_dwell_s - _TIME_EPS) & (
+        end_m - distance_m >= min_dwell_m - _TIME_EPS
+    )
+    leaves = next_disallowed_index(allowed) < allowed.shape[0]
+    return fits[:, None, None] | leaves[:, :, None] | ~allowed[:, None, :]
+
+
+def _end_of(corridor: Corridor) -> tuple[float, float]:
+    """``(arrival, length)`` of a corridor, seconds after departure and metres."""
+    if len(corridor) == 0:
+        return 0.0, 0.0
+    return (
+        float(corridor.eta_s[-1] + corridor.duration_s[-1]),
+        float(corridor.distance_m[-1] + corridor.length_m[-1]),
+    )
+
+
 def next_disallowed_index(allowed: BoolArray) -> IntArray:
     """``[i, n]``: the first ``j > i`` with ``allowed[j, n]`` False, else ``len(allowed)``.
 
@@ -390,6 +451,8 @@ class Units:
         Allowed on every segment of the unit.
     t_s, distance_m : (U,)
         Start time and distance of each unit (for dwell).
+    end_s, end_m : float
+        Arrival time and route length (the dwell must fit before them; infinite: no end rule).
 
     Solving over units is exact for the objective and the handover limit (units are single
     segments, or runs of identical rows under the triangle inequality); with a dwell or a
@@ -404,6 +467,8 @@ class Units:
     allowed: BoolArray
     t_s: FloatArray
     distance_m: FloatArray
+    end_s: float = np.inf
+    end_m: float = np.inf
 
     def __len__(self) -> int:
         return int(self.start.shape[0])
@@ -521,4 +586,6 @@ def _units(problem: HandoverProblem, start: IntArray) -> Units:
         allowed=np.ascontiguousarray(allowed),
         t_s=np.asarray(problem.corridor.eta_s, dtype=np.float64)[start],
         distance_m=np.asarray(problem.corridor.distance_m, dtype=np.float64)[start],
+        end_s=_end_of(problem.corridor)[0],
+        end_m=_end_of(problem.corridor)[1],
     )

@@ -45,7 +45,9 @@ class PlanRequest:
 
     Exactly one of ``origin``+``destination`` (optionally with ``waypoints`` between them) or
     ``route`` (an explicit polyline / recorded drive) must be given. ``departure_s`` defaults
-    to the recorded drive's first timestamp, else the map's default departure.
+    to the recorded drive's first timestamp, else the map's default departure (its own, else
+    now). A departure more than a month from a constellation's orbital elements is refused
+    unless ``allow_stale_elements``.
     ``weights`` overrides :class:`commap.radio.link.Objective` fields by name. ``initial_network`` is
     the network the vehicle is on at the start (re-plans during a drive). Unset options take
     the planning defaults of :mod:`commap.plan.defaults`.
@@ -73,6 +75,7 @@ class PlanRequest:
     time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S
     seed: int = defaults.SEED
     initial_network: str | None = None
+    allow_stale_elements: bool = False
 
     def __post_init__(self) -> None:
         has_od = self.origin is not None or self.destination is not None
@@ -147,6 +150,7 @@ class PlanResult:
     corridor: Corridor
     matrix: QualityMatrix
     choice: RouteChoice | None = None
+    notices: tuple[str, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         """Short JSON-ready summary (route length, time, totals, solver)."""
@@ -216,14 +220,31 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         if departure_s is None and route.t_s is None:
             departure_s = cmap.default_departure_s
         corridor = cmap.corridor(route, departure_s=departure_s)
+        # refuse before sampling: positions from month-old elements are fiction
+        cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=())
         candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))
+    epochs = cmap.element_epochs()
     if len(candidates) == 1:
         only = candidates[0]
         plan = plan_corridor(only.corridor, only.matrix, cmap.catalogue, **settings)
-        return PlanResult(plan, only.route, only.corridor, only.matrix)
+        plan = dataclasses.replace(plan, element_epochs=epochs)
+        notices = _element_notices(cmap, request, plan, only.corridor)
+        return PlanResult(plan, only.route, only.corridor, only.matrix, notices=notices)
     choice = choose_route(
         candidates, cmap.catalogue, seconds_per_drop=request.seconds_per_drop, **settings
     )
     picked = candidates[choice.best]
     assert choice.picked.plan is not None
-    return PlanResult(choice.picked.plan, picked.route, picked.corridor, picked.matrix, choice)
+    plan = dataclasses.replace(choice.picked.plan, element_epochs=epochs)
+    notices = _element_notices(cmap, request, plan, picked.corridor)
+    return PlanResult(plan, picked.route, picked.corridor, picked.matrix, choice, notices)
+
+
+def _element_notices(
+    cmap: CommMap, request: PlanRequest, plan: Plan, corridor: Corridor
+) -> tuple[str, ...]:
+    """Stale-element notices for the constellations the plan uses (the others do not matter)."""
+    used = set(plan.segment_networks)
+    return tuple(
+        cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=used)
+    )

@@ -465,12 +465,20 @@ def test_route_structure(andorra: nx.MultiDiGraph) -> None:
     assert route.t_s is None
     for (_, v, _), (u, _, _) in itertools.pairwise(route.edges):
         assert v == u
-    u0, *_ = route.edges[0]
-    *_, (_, v_end, _) = route.edges
-    assert (route.lon[0], route.lat[0]) == (andorra.nodes[u0]["x"], andorra.nodes[u0]["y"])
-    assert (route.lon[-1], route.lat[-1]) == (andorra.nodes[v_end]["x"], andorra.nodes[v_end]["y"])
+    # the ends lie on the first and last edge, where the positions project onto the road
+    first = andorra.edges[route.edges[0]]["geometry"]
+    last = andorra.edges[route.edges[-1]]["geometry"]
+    start, end = (
+        shapely.Point(route.lon[0], route.lat[0]),
+        shapely.Point(route.lon[-1], route.lat[-1]),
+    )
+    assert first.distance(start) < 1e-7 and last.distance(end) < 1e-7
+    assert _min_distance_m(route, ANDORRA_LA_VELLA) < 100.0
+    assert _min_distance_m(route, PAS_DE_LA_CASA) < 100.0
     edge_km = sum(andorra.edges[e]["length_m"] for e in route.edges) / 1000.0
-    assert _route_km(route) == pytest.approx(edge_km, rel=1e-9)
+    first_km = andorra.edges[route.edges[0]]["length_m"] / 1000.0
+    last_km = andorra.edges[route.edges[-1]]["length_m"] / 1000.0
+    assert edge_km - first_km - last_km <= _route_km(route) <= edge_km + 1e-9
 
 
 def test_route_by_length_is_no_longer(andorra: nx.MultiDiGraph) -> None:
@@ -503,14 +511,42 @@ def test_k_routes_edge_cases(andorra: nx.MultiDiGraph) -> None:
         roads.k_routes(andorra, ANDORRA_LA_VELLA, PAS_DE_LA_CASA, penalty=1.0)
 
 
-def test_unreachable_and_same_node(andorra: nx.MultiDiGraph) -> None:
-    main = max(nx.weakly_connected_components(andorra), key=len)
+def test_islands_of_the_graph_are_not_snapped_to(andorra: nx.MultiDiGraph) -> None:
+    main = max(nx.strongly_connected_components(andorra), key=len)
     island = next(n for n in andorra.nodes if n not in main)
     target = (andorra.nodes[island]["x"], andorra.nodes[island]["y"])
-    with pytest.raises(InvalidInputError, match="no drivable route"):
-        roads.shortest_route(andorra, ANDORRA_LA_VELLA, target)
-    with pytest.raises(InvalidInputError, match="same road node"):
+    route = roads.shortest_route(andorra, ANDORRA_LA_VELLA, target)
+    assert all(u in main and v in main for u, v, _ in route.edges)
+    with pytest.raises(InvalidInputError, match="same point on the road"):
         roads.shortest_route(andorra, ANDORRA_LA_VELLA, ANDORRA_LA_VELLA)
+
+
+def test_sant_julia_to_pas_de_la_casa(andorra: nx.MultiDiGraph) -> None:
+    # both on main roads; the nearest nodes sit on pieces of the graph that cannot be left
+    sant_julia, pas_de_la_casa = (1.4913, 42.4637), (1.7332, 42.5426)
+    route = roads.shortest_route(andorra, sant_julia, pas_de_la_casa)
+    assert 30.0 < _route_km(route) < 45.0
+    assert _min_distance_m(route, sant_julia) < 100.0
+    assert _min_distance_m(route, pas_de_la_casa) < 100.0
+    assert "CG-2" in route.name or "CG-1" in route.name
+    assert len(roads.k_routes(andorra, sant_julia, pas_de_la_casa, k=3)) >= 1
+
+
+def test_far_positions_are_reported_without_node_ids(
+    andorra: nx.MultiDiGraph, caplog: pytest.LogCaptureFixture
+) -> None:
+    off_road = (1.4600, 42.4700)  # on the mountainside west of Sant Julia de Loria
+    point = roads.snap_to_road(andorra, *off_road)
+    assert point.distance_m > roads.FAR_FROM_ROAD_M
+    with caplog.at_level("WARNING", logger="commap.geo.roads"):
+        roads.shortest_route(andorra, off_road, PAS_DE_LA_CASA)
+    assert f"{point.distance_m:.0f} m from the nearest connected road" in caplog.text
+    near = roads.snap_to_road(andorra, *ANDORRA_LA_VELLA)
+    assert near.distance_m < 50.0
+    with pytest.raises(InvalidInputError) as raised:
+        roads.shortest_route(andorra, (1.0, 42.0), PAS_DE_LA_CASA)
+    assert "km from the nearest connected road" in str(raised.value)
+    assert not re.search(r"node \d", str(raised.value))
 
 
 def test_route_from_edges_rejects_gaps(andorra: nx.MultiDiGraph) -> None:

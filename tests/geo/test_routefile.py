@@ -1,4 +1,4 @@
-"""Route files: GeoJSON and CSV, with and without timestamps, and their errors."""
+"""Route files: CSV, GPX, GeoJSON and encoded polylines, with and without timestamps, and errors."""
 
 from __future__ import annotations
 
@@ -10,7 +10,13 @@ import pytest
 
 from commap.errors import InvalidInputError
 from commap.geo import roads
-from commap.geo.routefile import read_route_file
+from commap.geo.routefile import (
+    decode_polyline,
+    encode_polyline,
+    load_route,
+    parse_route,
+    read_route_file,
+)
 from tests.support.paths import TEST_DATA
 
 TRACE_CSV = TEST_DATA / "corridor" / "autobahn_a30_trace.csv"
@@ -129,7 +135,19 @@ def test_csv_aliases_and_epoch_times(tmp_path: Path) -> None:
             ),
             "t_s has 2 values for 3 points",
         ),
-        ("r.gpx", "<gpx/>", "unknown route file type"),
+        ("r.gpx", "<gpx/>", "at least 2 points, got 0"),
+        ("r.gpx", "<gpx><trk>", "invalid GPX"),
+        ("r.kml", "<kml/>", "root element is <kml>, not <gpx>"),
+        ("r.gpx", '<!DOCTYPE gpx [<!ENTITY a "b">]><gpx/>', "DOCTYPE"),
+        (
+            "r.gpx",
+            '<gpx><trk><trkseg><trkpt lat="42.5" lon="1.5"><time>2024-01-01T00:00:00Z</time>'
+            '</trkpt><trkpt lat="42.5" lon="1.6"/></trkseg></trk></gpx>',
+            "1 of 2 track points have a <time>",
+        ),
+        ("r.gpx", '<gpx><rte><rtept lat="x" lon="1.5"/></rte></gpx>', "point 1 lat"),
+        ("r.polyline", "_p~iF", "truncated"),
+        ("r.txt", "_p~iF ~ps|U", "is not part of an encoded polyline"),
     ],
 )
 def test_bad_route_files(tmp_path: Path, name: str, text: str, match: str) -> None:
@@ -150,3 +168,51 @@ def test_duplicate_second_in_a_real_trace(tmp_path: Path) -> None:
     path = _write(tmp_path, "dup.csv", "\n".join(lines) + "\n")
     with pytest.raises(InvalidInputError, match=r"t_s\[9\] .* is duplicate"):
         read_route_file(path)
+
+
+CORK = TEST_DATA / "measured" / "cork_heldout_route"
+
+
+@pytest.mark.parametrize("suffix", [".gpx", ".geojson", ".polyline"])
+def test_one_real_drive_in_every_format(suffix: str) -> None:
+    csv_route = read_route_file(CORK.with_suffix(".csv"))
+    route = read_route_file(CORK.with_suffix(suffix))
+    assert route.name == "cork_heldout_route"
+    assert route.lon.size == csv_route.lon.size == 314
+    # the polyline keeps 5 decimals (about a metre)
+    tolerance = 0.6e-5 if suffix == ".polyline" else 1e-12
+    assert np.abs(route.lon - csv_route.lon).max() <= tolerance
+    assert np.abs(route.lat - csv_route.lat).max() <= tolerance
+    if suffix == ".polyline":
+        assert route.t_s is None
+    else:
+        assert route.t_s is not None and csv_route.t_s is not None
+        assert route.t_s.tolist() == csv_route.t_s.tolist()
+
+
+def test_formats_are_recognised_by_content(tmp_path: Path) -> None:
+    for suffix in (".csv", ".gpx", ".geojson", ".polyline"):
+        unnamed = tmp_path / f"drive-{suffix[1:]}.dat"
+        unnamed.write_bytes(CORK.with_suffix(suffix).read_bytes())
+        assert read_route_file(unnamed).lon.size == 314
+    text = CORK.with_suffix(".gpx").read_bytes()
+    assert parse_route(text).lon.size == 314  # bytes, e.g. from a gRPC request
+
+
+def test_polyline_string_or_file_name() -> None:
+    text = CORK.with_suffix(".polyline").read_text().strip()
+    assert load_route(text).lon.size == 314
+    assert load_route(str(CORK.with_suffix(".gpx"))).t_s is not None
+    with pytest.raises(InvalidInputError, match="no such route file"):
+        load_route("drive.gpx")
+
+
+def test_polyline_round_trip() -> None:
+    route = read_route_file(CORK.with_suffix(".csv"))
+    lat, lon = decode_polyline(encode_polyline(route.lat.tolist(), route.lon.tolist()))
+    assert np.abs(np.array(lat) - route.lat).max() <= 0.5e-5 + 1e-12
+    assert np.abs(np.array(lon) - route.lon).max() <= 0.5e-5 + 1e-12
+    assert decode_polyline(encode_polyline([-0.00001, 89.99999], [179.99999, -180.0])) == (
+        [-1e-05, 89.99999],
+        [179.99999, -180.0],
+    )

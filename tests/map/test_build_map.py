@@ -57,3 +57,27 @@ def test_loaded_map_answers_a_quality_query(built: Path) -> None:
     assert np.isfinite(quality.sinr_db).all()
     fixed = cmap.quality(corridor, reference_s=cmap.default_departure_s)
     assert fixed.sinr_db.shape == quality.sinr_db.shape
+
+
+def test_spec_of_any_name_without_terrain(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # two OSM-mapped antennas stand at 1.568-1.571 E, 42.521-42.522 N
+    spec = subregion_spec(
+        tmp_path, name="encamp-flat", bbox=(1.55, 42.51, 1.58, 42.53), terrain=None
+    )
+    renamed = spec.rename(tmp_path / "encamp-flat.toml")
+    messages: list[str] = []
+    with caplog.at_level("WARNING", logger="commap.map.build"):
+        built = build_map(
+            renamed,
+            tmp_path / "built",
+            tile_params=TileParams(resolution=8),
+            progress=messages.append,
+        )
+    # flat earth is said, with the tile that would fix it
+    assert "no [terrain]" in caplog.text and "N42E001.hgt" in caplog.text
+    assert any("N42E001.hgt" in m for m in messages)
+    # the masts were read although the spec is not called map.toml
+    manifest = Manifest.read(built / MANIFEST)
+    layer = next(n.layer for n in manifest.networks if n.network().id == "ad-lte")
+    assert layer["placement"]["osm_file"] == "andorra.osm.pbf"
+    assert layer["placement"]["osm_sites"] >= 1

@@ -22,6 +22,9 @@ from commap.map.spec import (
     read_spec,
     reference_markdown,
 )
+from commap.networks import Network, NetworkKind
+from commap.radio.layers import terrestrial
+from tests.support.specs import subregion_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(REPO.glob("maps/*/map.toml"))
@@ -114,7 +117,7 @@ def test_base_spec_reads_with_typed_defaults(tmp_path: Path) -> None:
     assert isinstance(lte.measured, MeasuredOverlaySection) and lte.measured.min_samples == 1
     assert drive.layer.h3_resolution == 11 and drive.layer.network_modes == ("LTE",)
     assert leo.layer.sinr_zenith_db == 12.0 and geo.layer.confidence == 0.9
-    assert spec.title == "tiny" and spec.default_departure_s == 0.0
+    assert spec.title == "tiny" and spec.default_departure_s is None  # now, per request
     assert spec.roads == {"file": "data/roads.osm.pbf"} and spec.terrain is None
 
 
@@ -252,3 +255,38 @@ def test_generator_command_prints_the_reference() -> None:
     ).stdout
     assert out == reference_markdown()
     assert "| `shadowing_margin_db` | number | dB |" in out
+
+
+def test_unknown_country_code_is_rejected_with_the_known_ones(tmp_path: Path) -> None:
+    spec = subregion_spec(tmp_path, country="XX")
+    with pytest.raises(InvalidInputError, match=r"must be one of AD, AT, .*got 'XX'") as raised:
+        read_spec(spec)
+    assert "country" in str(raised.value)
+    # a layer spec that bypasses the schema is refused too
+    network = Network(
+        id="x-lte", kind=NetworkKind.TERRESTRIAL, operator="x", technology="lte", latency_ms=40.0
+    )
+    with pytest.raises(InvalidInputError, match="unknown country code 'XX'; known: AD"):
+        terrestrial._mcc(network, {"country": "XX"})
+    assert terrestrial._mcc(network, {"country": "XX", "mcc": 999}) == 999
+    assert terrestrial._mcc(network, {"country": "ad"}) == 213
+
+
+def test_tunnel_coverage_keys_are_checked(tmp_path: Path) -> None:
+    spec = subregion_spec(tmp_path)
+    text = spec.read_text(encoding="utf-8")
+    das = (
+        'tunnel_coverage = { mode = "das", rsrp_dbm = -95.0, sinr_db = 10.0, '
+        """tunnels = [{ name = "Túnel d'Envalira", mode = "none" }] }\n"""
+    )
+    spec.write_text(text.replace("[networks.layer]\n", "[networks.layer]\n" + das, 1), "utf-8")
+    layer = read_spec(spec).networks[0]["layer"]
+    assert layer["tunnel_coverage"]["tunnels"][0]["mode"] == "none"
+    spec.write_text(
+        text.replace(
+            "[networks.layer]\n", '[networks.layer]\ntunnel_coverage = { mode = "leaky" }\n', 1
+        ),
+        "utf-8",
+    )
+    with pytest.raises(InvalidInputError, match=r"tunnel_coverage\.mode' must be one of none, das"):
+        read_spec(spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -223,3 +224,46 @@ def test_initial_network_is_kept_at_the_start() -> None:
         HandoverProblem.build(
             cor, m, syn.CATALOGUE, constraints=Constraints(initial_network="nope")
         )
+
+
+def _switches_near_the_end(problem: HandoverProblem, assignment: np.ndarray) -> list[float]:
+    """Seconds from each unforced switch to the arrival, for switches closer than the dwell."""
+    cor, a = problem.corridor, np.asarray(assignment)
+    end_s = float(cor.eta_s[-1] + cor.duration_s[-1])
+    late = []
+    for i in np.flatnonzero(a[1:] != a[:-1]) + 1:
+        forced = not problem.allowed[i, a[i - 1]]
+        leaves = not problem.allowed[i:, a[i]].all()
+        if end_s - cor.eta_s[i] < problem.constraints.min_dwell_s - 1e-9 and not (forced or leaves):
+            late.append(end_s - float(cor.eta_s[i]))
+    return late
+
+
+@pytest.mark.parametrize("seed", range(4000, 4080))
+def test_dwell_holds_before_arrival(seed: int) -> None:
+    # short routes (1.5-6 s segments) with an 8 s dwell: the arrival binds often
+    rng = np.random.default_rng(seed)
+    cor, m = syn.random_instance(rng, int(rng.integers(2, 7)), int(rng.integers(2, 4)))
+    p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=Constraints(min_dwell_s=8.0))
+    cost, best = syn.brute_force(p)
+    dp = solve_dp(p).assignment[0]
+    ev = evaluate_plan(p, dp)
+    assert ev.feasible, ev.violations
+    assert ev.cost == pytest.approx(cost, abs=1e-9)
+    assert _switches_near_the_end(p, dp) == []
+    assert _switches_near_the_end(p, np.array(best)) == []
+
+
+def test_the_arrival_binds_on_some_of_these_routes() -> None:
+    # without the rule at the end (units without an arrival) the DP switches late on some
+    late = 0
+    for seed in range(4000, 4080):
+        rng = np.random.default_rng(seed)
+        cor, m = syn.random_instance(rng, int(rng.integers(2, 7)), int(rng.integers(2, 4)))
+        p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=Constraints(min_dwell_s=8.0))
+        units = dataclasses.replace(single_units(p), end_s=np.inf, end_m=np.inf)
+        loose = viterbi_dwell(units, p.switch_cost, 8.0, 0.0).assignment[0]
+        if _switches_near_the_end(p, loose):
+            late += 1
+            assert not evaluate_plan(p, loose).feasible
+    assert late >= 5

@@ -86,3 +86,26 @@ def test_constrained_plan_on_the_map(
     assert plan.totals.handovers <= limit < free.totals.handovers
     assert plan.solver.name == "cp-sat" and plan.solver.gap < 0.05
     assert plan.totals.cost >= free.totals.cost - 1e-9  # a limit never makes the plan cheaper
+
+
+@pytest.mark.parametrize("solver", ["dp", "cpsat"])
+def test_readme_plan_keeps_the_dwell_up_to_arrival(andorra: CommMap, solver: str) -> None:
+    # the README's plan: teleoperation, 10 s dwell (at most 6 handovers with CP-SAT)
+    route = andorra.routes((1.5218, 42.5063), (1.7330, 42.5430))[0]
+    corridor = andorra.corridor(route)
+    constraints = Constraints(min_dwell_s=DWELL_S, max_handovers=6 if solver == "cpsat" else None)
+    problem = HandoverProblem.build(
+        corridor,
+        andorra.quality(corridor),
+        andorra.catalogue,
+        app="teleoperation",
+        constraints=constraints,
+    )
+    plan = solve(problem, solver=solver)
+    assert evaluate_plan(problem, plan.assignment).feasible
+    arrival_s = float(corridor.eta_s[-1] + corridor.duration_s[-1])
+    a = plan.assignment
+    for i in (np.flatnonzero(a[1:] != a[:-1]) + 1).tolist():
+        forced = not problem.allowed[i, a[i - 1]]
+        if not forced and problem.allowed[i:, a[i]].all():
+            assert arrival_s - corridor.eta_s[i] >= DWELL_S - 1e-9, f"switch at segment {i}"

@@ -9,12 +9,15 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import EARTH_RADIUS_M
 from commap.geo.roads import load_road_graph
 from commap.geo.terrain import Terrain
+from commap.map.comm_map import CommMap
 from commap.networks import Network, NetworkKind
+from commap.plan import HandoverProblem
 from commap.radio import layers
 from commap.radio.layers import LayerContext
 from commap.radio.layers.terrestrial import (
@@ -102,6 +105,7 @@ def andorra_built(
         terrain=terrain,
         roads=roads,
         seed=SPEC["seed"],
+        osm_file=ANDORRA / SPEC["roads"]["file"],
     )
     built = {n["id"]: layers.prepare_layer(_network(n), n["layer"], ctx) for n in TERRESTRIAL}
     return ctx, built
@@ -284,6 +288,7 @@ def test_same_seed_same_sites(
         terrain=ctx.terrain,
         roads=ctx.roads,
         seed=ctx.seed,
+        osm_file=ctx.osm_file,
     )
     prepare_layer(_network(entry), entry["layer"], again)
     name = "sites-ad-nr.csv"
@@ -351,3 +356,89 @@ def test_generated_sites_need_roads(tmp_path: Path) -> None:
         prepare_layer(_network(entry), entry["layer"], ctx)
     with pytest.raises(InvalidInputError, match="names no site file"):
         load_layer(_network(entry), {"sites": "generated"}, ctx)
+
+
+# -- tunnels ---------------------------------------------------------------------------------------
+
+ENVALIRA_WAY = 6176755
+LA_VELLA, ENVALIRA_EAST_PORTAL = (1.5218, 42.5063), (1.7331, 42.5468)
+
+
+def _with_tunnel_coverage(andorra: Any, table: dict[str, Any]) -> Any:
+    """The default map with ad-lte's layer reloaded with ``tunnel_coverage = table``."""
+
+    entry = next(e for e in andorra.manifest.networks if e.network().id == "ad-lte")
+    ctx = LayerContext(
+        source_dir=andorra.directory,
+        built_dir=andorra.directory,
+        bbox=andorra.bbox,
+        terrain=andorra.terrain,
+        roads=andorra.roads,
+    )
+    layer = load_layer(entry.network(), {**entry.layer, "tunnel_coverage": table}, ctx)
+    return CommMap(
+        directory=andorra.directory,
+        manifest=andorra.manifest,
+        catalogue=andorra.catalogue,
+        layers={**andorra.layers, "ad-lte": layer},
+        roads=andorra.roads,
+        terrain=andorra.terrain,
+    )
+
+
+def test_envalira_tunnel_with_a_distributed_antenna_system(andorra: Any) -> None:
+
+    das = {"tunnels": [{"osm_id": ENVALIRA_WAY, "mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0}]}
+    equipped = _with_tunnel_coverage(andorra, das)
+    route = andorra.routes(LA_VELLA, ENVALIRA_EAST_PORTAL)[0]
+    corridor = andorra.corridor(route)
+    tunnel = next(
+        d["geometry"] for *_, d in andorra.roads.edges(data=True) if d["osm_id"] == ENVALIRA_WAY
+    )
+
+    in_envalira = corridor.in_tunnel & (
+        shapely.distance(tunnel, shapely.points(corridor.lon, corridor.lat)) < 1e-5
+    )
+    other_tunnels = corridor.in_tunnel & ~in_envalira
+    assert in_envalira.sum() > 50 and other_tunnels.any()
+    j = andorra.catalogue.ids.index("ad-lte")
+    before = _with_tunnel_coverage(andorra, {}).quality(corridor)
+    after = equipped.quality(corridor)
+    assert (before.rsrp_dbm[in_envalira, j] == NO_SIGNAL_RSRP_DBM).all()
+    assert (after.rsrp_dbm[in_envalira, j] == -95.0).all()
+    assert (after.sinr_db[in_envalira, j] == 10.0).all()
+    assert (after.rsrp_dbm[other_tunnels, j] == NO_SIGNAL_RSRP_DBM).all()  # no DAS there
+    outside = ~corridor.in_tunnel
+    assert np.array_equal(after.rsrp_dbm[outside, j], before.rsrp_dbm[outside, j])
+    # the planner sees it: ad-lte is usable through Envalira
+    problem = HandoverProblem.build(corridor, after, andorra.catalogue)
+    usable = problem.point_outage < problem.link.unusable_outage_prob
+    assert usable[in_envalira, j].all()
+
+
+def test_default_tunnel_coverage_and_by_name(andorra: Any) -> None:
+    table = {
+        "mode": "das",
+        "rsrp_dbm": -100.0,
+        "sinr_db": 5.0,
+        "tunnels": [{"name": "Túnel d'Envalira", "mode": "none"}],
+    }
+    equipped = _with_tunnel_coverage(andorra, table)
+    corridor = andorra.corridor(andorra.routes(LA_VELLA, ENVALIRA_EAST_PORTAL)[0])
+    rsrp = equipped.quality(corridor).rsrp_dbm[:, andorra.catalogue.ids.index("ad-lte")]
+    in_tunnel = rsrp[corridor.in_tunnel]
+    assert (in_tunnel == -100.0).any() and (in_tunnel == NO_SIGNAL_RSRP_DBM).sum() > 50
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ({"mode": "das"}, "needs rsrp_dbm and sinr_db"),
+        ({"tunnels": [{"osm_id": 1, "mode": "none"}]}, "no tunnel 1 on the map's roads"),
+        ({"tunnels": [{"mode": "none"}]}, "give either osm_id or name"),
+        ({"mode": "leaky"}, "mode must be one of none, das"),
+    ],
+)
+def test_bad_tunnel_coverage(andorra: Any, table: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        _with_tunnel_coverage(andorra, table)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.paths import TEST_DATA
 from tests.support.server_harness import ensure_stubs
 
 ensure_stubs()
@@ -734,3 +735,40 @@ def test_unreadable_parts_are_set_aside_and_the_rest_served(
     assert last == other.batch_id
     assert not Path(bad.parts[0]).exists() and Path(bad.parts[0] + ".unreadable").is_file()
     assert Path(good.parts[0]).is_file() and Path(other.parts[0]).is_file()  # kept
+
+
+CORK_ROUTE = TEST_DATA / "measured" / "cork_heldout_route"
+
+
+@pytest.mark.parametrize(("suffix", "fmt"), [(".gpx", "gpx"), (".geojson", ""), (".polyline", "")])
+def test_plan_request_from_a_route_file(suffix: str, fmt: str) -> None:
+    content = CORK_ROUTE.with_suffix(suffix).read_bytes()
+    request = _request(route_file=pb.RouteFile(format=fmt, content=content))
+    plan = convert.plan_request(request, config=ServerConfig(), time_limit_s=1.0)
+    assert plan.route is not None and plan.route.lon.size == 314
+    assert (plan.route.t_s is None) == (suffix == ".polyline")
+
+
+@pytest.mark.parametrize(
+    ("route_file", "field", "match"),
+    [
+        (pb.RouteFile(format="kml", content=b"<kml/>"), "route_file.format", "not one of"),
+        (pb.RouteFile(content=b"<gpx><trk>"), "route_file.content", "invalid GPX"),
+        (pb.RouteFile(format="polyline", content=b"_p~iF"), "route_file.content", "truncated"),
+        (pb.RouteFile(content=b"x" * 200), "route_file.content", "exceed the limit"),
+    ],
+)
+def test_bad_route_files_name_their_field(route_file: pb.RouteFile, field: str, match: str) -> None:
+    config = ServerConfig(max_polyline_points=1)
+    with pytest.raises(InvalidInputError, match=match) as raised:
+        convert.plan_request(_request(route_file=route_file), config=config, time_limit_s=1.0)
+    assert raised.value.field == field
+
+
+def test_plan_request_may_allow_stale_elements() -> None:
+    config = ServerConfig()
+    plain = convert.plan_request(_request(endpoints=_ends()), config=config, time_limit_s=1.0)
+    allowed = convert.plan_request(
+        _request(endpoints=_ends(), allow_stale_elements=True), config=config, time_limit_s=1.0
+    )
+    assert not plain.allow_stale_elements and allowed.allow_stale_elements

@@ -53,6 +53,7 @@ class LayerContext:
     terrain : elevation model, or None when the map has no terrain.
     roads : the map's road graph, or None for maps without roads.
     seed : the map's random seed (generated layouts must be reproducible).
+    osm_file : the map's OSM extract (its roads file), searched for masts; None without one.
     """
 
     source_dir: Path
@@ -61,6 +62,7 @@ class LayerContext:
     terrain: Terrain | None = None
     roads: nx.MultiDiGraph | None = None
     seed: int = 0
+    osm_file: Path | None = None
 
 
 def layer_number(network: Network, spec: Mapping[str, Any], key: str, default: float) -> float:

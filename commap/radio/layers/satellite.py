@@ -617,20 +617,18 @@ class LeoLayer(_SatelliteLayerBase):
         factor = np.clip(1.0 - 0.5 * (age_days - 3.0) / 11.0, 0.5, 1.0)
         return np.asarray(self.confidence * factor)
 
+    @property
+    def epoch_s(self) -> float:
+        """The elements' epoch: the median epoch of the constellation's TLEs (Unix seconds)."""
+        return float(np.median(self.epochs_s))
+
     def _warn_if_stale(self, t_s: FloatArray) -> None:
-        lo, hi = float(self.epochs_s.min()), float(self.epochs_s.max())
-        worst_days = max(lo - float(t_s.min()), float(t_s.max()) - hi, 0.0) / _DAY_S
-        if worst_days > STALE_TLE_DAYS:
-            # once per layer at WARNING: a served map would otherwise log it on every request
-            level = logging.DEBUG if self._warned_stale else logging.WARNING
+        # the front doors tell the user once per request (commap.map.comm_map.CommMap
+        # .check_elements); here only a debug trace, or a served map would log it every time
+        worst_days = float(np.abs(t_s - self.epoch_s).max(initial=0.0)) / _DAY_S
+        if worst_days > STALE_TLE_DAYS and not self._warned_stale:
             self._warned_stale = True
-            log.log(
-                level,
-                "%s: times up to %.1f days away from the TLE epochs; SGP4 positions degrade "
-                "by kilometres per day",
-                self.network_id,
-                worst_days,
-            )
+            log.debug("%s: times up to %.1f days from the TLE epoch", self.network_id, worst_days)
 
     def _best(
         self, lon: FloatArray, lat: FloatArray, t_s: FloatArray

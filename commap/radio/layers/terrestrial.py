@@ -25,6 +25,10 @@ Map spec (``[networks.layer]`` with ``type = "terrestrial"``), keys and defaults
 ``max_range_m``          20000; sites farther away take no part (neither serve nor interfere)
 ``target_rsrp_dbm``      -105; design RSRP for placement ("covered" road)
 ``environment``          force one environment for every site (default: from road density)
+``tunnel_coverage``      coverage inside road tunnels: ``{ mode = "none" }`` (default) or
+                         ``{ mode = "das", rsrp_dbm = -95, sinr_db = 10 }`` (a distributed
+                         antenna system), with ``tunnels = [{ osm_id = ..., mode = ... }, ...]``
+                         or ``name = ...`` for single tunnels (:class:`TunnelCoverage`)
 
 Radio model (per point): every site within ``max_range_m`` contributes
 ``RSRP = P_tx - 10 log10(N_sc) + G_ant - L_model - L_diffraction - margin`` (the reference-signal
@@ -34,26 +38,28 @@ the strongest site; SINR = ``S / (load_factor * I + N)`` with ``I`` the sum over
 other sites on the same carrier frequency (reuse 1) and ``N = -174 dBm/Hz + 10 log10(SCS) + NF``
 over one subcarrier, capped at :data:`MAX_SINR_DB`. Sites are omnidirectional (no source
 gives sector patterns).
-Tunnels have no coverage; bridges do not affect terrestrial signals.
+Inside tunnels the sites do not reach: the coverage there is the tunnel's own (none, or a
+distributed antenna system at a fixed level). Bridges do not affect terrestrial signals.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import networkx as nx
 import numpy as np
 import pandas as pd
+import shapely
 
 from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.terrain import Terrain
-from commap.networks import Network
+from commap.networks import MCC_BY_COUNTRY, Network
 from commap.radio.layers import LayerContext, layer_number
 from commap.radio.pathloss import ENVIRONMENTS, MODELS, ground_distance_m, link_loss_db
 from commap.radio.quality import (
@@ -82,8 +88,11 @@ __all__ = [
     "MAX_SINR_DB",
     "MODELLED_CONFIDENCE",
     "TERRAIN_SHADOWED_CONFIDENCE",
+    "TUNNEL_MODES",
     "RadioParams",
     "TerrestrialLayer",
+    "TunnelCoverage",
+    "TunnelRules",
     "load_layer",
     "prepare_layer",
     "radio_params",
@@ -117,7 +126,6 @@ _CARRIERS: Final = {
     "umts": (5.0, 0.768, 15.0),
     "gsm": (0.2, 1.0, 15.0),
 }
-_MCC: Final = {"AD": 213, "ES": 214, "FR": 208, "IE": 272, "PT": 268, "DE": 262, "US": 310}
 # Defaults of the layer's spec keys (the map spec schema, commap.map.spec, documents them).
 DEFAULT_TX_POWER_DBM: Final = 46.0
 DEFAULT_ANTENNA_HEIGHT_M: Final = 25.0
@@ -192,6 +200,160 @@ class RadioParams:
         )
 
 
+TUNNEL_MODES: Final = ("none", "das")
+# A point flagged in a tunnel takes the coverage of the nearest tunnel road within this distance
+# (segment centres lie on the road); farther away (a polyline's own flags) the default applies.
+_TUNNEL_MATCH_DEG: Final = 0.001
+
+
+@dataclass(frozen=True)
+class TunnelCoverage:
+    """Coverage of a network inside tunnels: ``none`` or a distributed antenna system (``das``).
+
+    Examples
+    --------
+    >>> TunnelCoverage().rsrp_dbm, TunnelCoverage("das", -95.0, 10.0).sinr_db
+    (-160.0, 10.0)
+    >>> TunnelCoverage("das")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: tunnel_coverage: mode "das" needs rsrp_dbm and sinr_db
+    """
+
+    mode: str = "none"
+    rsrp_dbm: float = NO_SIGNAL_RSRP_DBM
+    sinr_db: float = NO_SIGNAL_SINR_DB
+
+    def __post_init__(self) -> None:
+        if self.mode not in TUNNEL_MODES:
+            raise InvalidInputError(
+                f"tunnel_coverage: mode must be one of {', '.join(TUNNEL_MODES)}, got {self.mode!r}",
+                field="tunnel_coverage.mode",
+            )
+        if self.mode == "das" and (
+            self.rsrp_dbm == NO_SIGNAL_RSRP_DBM or self.sinr_db == NO_SIGNAL_SINR_DB
+        ):
+            raise InvalidInputError(
+                'tunnel_coverage: mode "das" needs rsrp_dbm and sinr_db',
+                field="tunnel_coverage",
+            )
+
+    @classmethod
+    def from_spec(cls, table: Mapping[str, Any], where: str) -> TunnelCoverage:
+        """From a ``{mode, rsrp_dbm, sinr_db}`` table (no levels for ``none``)."""
+        mode = str(table.get("mode", "none"))
+        if mode == "none":
+            return cls()
+        if mode not in TUNNEL_MODES:
+            raise InvalidInputError(
+                f"{where}: mode must be one of {', '.join(TUNNEL_MODES)}, got {mode!r}", field=where
+            )
+        try:
+            rsrp, sinr = float(table["rsrp_dbm"]), float(table["sinr_db"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInputError(
+                f'{where}: mode "das" needs rsrp_dbm and sinr_db (numbers)', field=where
+            ) from None
+        return cls(mode, rsrp, sinr)
+
+
+class TunnelRules:
+    """Which coverage each tunnel has: a default, and overrides by OSM way id or name.
+
+    Parameters
+    ----------
+    default : TunnelCoverage
+        Coverage of tunnels without an override.
+    by_osm_id, by_name : mapping
+        Overrides; an id wins over a name.
+    roads : networkx.MultiDiGraph, optional
+        The map's road graph: its tunnel edges locate the overrides.
+
+    Examples
+    --------
+    >>> rules = TunnelRules(TunnelCoverage("das", -95.0, 10.0))
+    >>> rules.coverage(np.array([1.5]), np.array([42.5]))[0].tolist()
+    [-95.0]
+    """
+
+    def __init__(
+        self,
+        default: TunnelCoverage,
+        *,
+        by_osm_id: Mapping[int, TunnelCoverage] | None = None,
+        by_name: Mapping[str, TunnelCoverage] | None = None,
+        roads: nx.MultiDiGraph | None = None,
+    ) -> None:
+        self.default = default
+        self.by_osm_id = dict(by_osm_id or {})
+        self.by_name = dict(by_name or {})
+        self._levels: list[TunnelCoverage] = []
+        self._tree: shapely.STRtree | None = None
+        if (self.by_osm_id or self.by_name) and roads is not None:
+            geoms = []
+            for _, _, data in roads.edges(data=True):
+                if not data.get("tunnel"):
+                    continue
+                found = self.by_osm_id.get(int(data.get("osm_id", 0)))
+                found = found or self.by_name.get(str(data.get("name", "")))
+                geoms.append(data["geometry"])
+                self._levels.append(found or default)
+            self._tree = shapely.STRtree(geoms) if geoms else None
+
+    @classmethod
+    def from_spec(
+        cls, network: Network, spec: Mapping[str, Any], roads: nx.MultiDiGraph | None
+    ) -> TunnelRules:
+        """From a layer spec's ``tunnel_coverage`` table (none in any tunnel without one)."""
+        table = spec.get("tunnel_coverage") or {}
+        where = _where(network, "tunnel_coverage")
+        if not isinstance(table, Mapping):
+            raise InvalidInputError(f"{where} must be a table", field="layer.tunnel_coverage")
+        by_id: dict[int, TunnelCoverage] = {}
+        by_name: dict[str, TunnelCoverage] = {}
+        for i, one in enumerate(table.get("tunnels") or ()):
+            at = f"{where}.tunnels[{i}]"
+            level = TunnelCoverage.from_spec(one, at)
+            if one.get("osm_id") is not None and not one.get("name"):
+                by_id[int(one["osm_id"])] = level
+            elif one.get("name") and one.get("osm_id") is None:
+                by_name[str(one["name"])] = level
+            else:
+                raise InvalidInputError(
+                    f"{at}: give either osm_id or name", field="layer.tunnel_coverage"
+                )
+        if roads is not None and (by_id or by_name):
+            known_ids = {int(d.get("osm_id", 0)) for *_, d in roads.edges(data=True) if d["tunnel"]}
+            known_names = {
+                str(d.get("name", "")) for *_, d in roads.edges(data=True) if d["tunnel"]
+            }
+            unknown = [str(k) for k in by_id if k not in known_ids]
+            unknown += [repr(k) for k in by_name if k not in known_names]
+            if unknown:
+                raise InvalidInputError(
+                    f"{where}: no tunnel {', '.join(unknown)} on the map's roads",
+                    field="layer.tunnel_coverage",
+                )
+        default = TunnelCoverage.from_spec(table, where)
+        return cls(default, by_osm_id=by_id, by_name=by_name, roads=roads)
+
+    def coverage(self, lon: FloatArray, lat: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """RSRP and SINR inside tunnels at points on tunnel roads."""
+        rsrp = np.full(lon.shape, self.default.rsrp_dbm)
+        sinr = np.full(lon.shape, self.default.sinr_db)
+        if self._tree is None or lon.size == 0:
+            return rsrp, sinr
+        points = shapely.points(lon, lat)
+        (which, edge), _ = self._tree.query_nearest(
+            points, max_distance=_TUNNEL_MATCH_DEG, return_distance=True
+        )
+        # several equidistant tunnel edges (both lanes): the last one wins, they agree
+        for i, j in zip(which.tolist(), edge.tolist(), strict=True):
+            rsrp[i] = self._levels[j].rsrp_dbm
+            sinr[i] = self._levels[j].sinr_db
+        return rsrp, sinr
+
+
 class TerrestrialLayer:
     """Best-server RSRP and SINR of one network from its sites (a :class:`CoverageLayer`).
 
@@ -205,6 +367,8 @@ class TerrestrialLayer:
         Link budget.
     terrain : Terrain, optional
         Elevation model for diffraction; flat earth without it.
+    tunnels : TunnelRules, optional
+        Coverage inside tunnels; none without it.
 
     Examples
     --------
@@ -221,10 +385,13 @@ class TerrestrialLayer:
         sites: pd.DataFrame,
         params: RadioParams,
         terrain: Terrain | None = None,
+        *,
+        tunnels: TunnelRules | None = None,
     ) -> None:
         self.network_id = network_id
         self.params = params
         self.terrain = terrain
+        self.tunnels = tunnels or TunnelRules(TunnelCoverage())
         self._sites = sites.reset_index(drop=True)
         self._lon = self._sites["lon"].to_numpy(np.float64)
         self._lat = self._sites["lat"].to_numpy(np.float64)
@@ -265,6 +432,8 @@ class TerrestrialLayer:
         rsrp = np.full(n, NO_SIGNAL_RSRP_DBM)
         sinr = np.full(n, NO_SIGNAL_SINR_DB)
         confidence = np.full(n, MODELLED_CONFIDENCE)
+        if tunnel.any():
+            rsrp[tunnel], sinr[tunnel] = self.tunnels.coverage(lon_a[tunnel], lat_a[tunnel])
         todo = np.flatnonzero(~tunnel)
         chunk = max(1, _MAX_PAIRS_PER_CHUNK // max(1, len(self._sites)))
         for start in range(0, todo.size if len(self._sites) else 0, chunk):
@@ -421,16 +590,22 @@ def radio_params(network: Network, spec: Mapping[str, Any]) -> RadioParams:
 
 
 def _osm_file(spec: Mapping[str, Any], ctx: LayerContext) -> Path | None:
-    """The OSM extract to search for masts: ``osm_file``, else the map spec's roads file."""
+    """The OSM extract to search for masts: ``osm_file``, else the map's roads file."""
     if spec.get("osm_file"):
         return ctx.source_dir / str(spec["osm_file"])
-    map_toml = ctx.source_dir / "map.toml"
-    try:
-        roads = tomllib.loads(map_toml.read_text(encoding="utf-8")).get("roads") or {}
-    except (OSError, tomllib.TOMLDecodeError):
-        return None
-    name = roads.get("file") if isinstance(roads, Mapping) else None
-    return ctx.source_dir / str(name) if name else None
+    return ctx.osm_file
+
+
+def _mcc(network: Network, spec: Mapping[str, Any]) -> int:
+    """The MCC of the site table: ``mcc``, else the one of ``country`` (0 without either)."""
+    country = str(spec.get("country", "")).strip().upper()
+    if country and country not in MCC_BY_COUNTRY and "mcc" not in spec:
+        raise InvalidInputError(
+            f"{_where(network, 'country')}: unknown country code {country!r}; known: "
+            f"{', '.join(sorted(MCC_BY_COUNTRY))} (or give mcc)",
+            field="layer.country",
+        )
+    return int(layer_number(network, spec, "mcc", MCC_BY_COUNTRY.get(country, 0)))
 
 
 def _generated_sites(
@@ -520,6 +695,7 @@ def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) 
         Bad spec values, unreadable site files, or no site at all.
     """
     params = radio_params(network, spec)
+    TunnelRules.from_spec(network, spec, ctx.roads)  # a bad tunnel_coverage stops the build
     source = spec.get("sites")
     placement: dict[str, Any] | None = None
     if source == "generated":
@@ -547,12 +723,12 @@ def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) 
             field="layer.sites",
         )
     name = f"sites-{network.id}.csv"
-    country = str(spec.get("country", "")).upper()
+    mcc = _mcc(network, spec)
     write_opencellid_csv(
         sites,
         ctx.built_dir / name,
         technology=network.technology,
-        mcc=int(layer_number(network, spec, "mcc", _MCC.get(country, 0))),
+        mcc=mcc,
         net=int(layer_number(network, spec, "mnc", 0)),
     )
     built: dict[str, Any] = dict(spec)
@@ -585,4 +761,7 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
             f"{_where(network, 'sites')}: built spec names no site file", field="layer.sites"
         )
     sites = read_sites(ctx.built_dir / name)
-    return TerrestrialLayer(network.id, sites, radio_params(network, spec), ctx.terrain)
+    tunnels = TunnelRules.from_spec(network, spec, ctx.roads)
+    return TerrestrialLayer(
+        network.id, sites, radio_params(network, spec), ctx.terrain, tunnels=tunnels
+    )
