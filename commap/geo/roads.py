@@ -692,22 +692,30 @@ class RoadPoint:
 
 
 @dataclass(frozen=True)
+class _EdgeTree:
+    keys: list[EdgeKey]
+    lines: list[Any]  # shapely LineStrings in the local metric projection
+    tree: shapely.STRtree
+
+
+@dataclass(frozen=True)
 class _EdgeIndex:
     n_edges: int
-    keys: list[EdgeKey]
-    lines: NDArray[Any]  # shapely LineStrings in the local metric projection
-    tree: shapely.STRtree
+    by_role: dict[str, _EdgeTree]
     to_local: Transformer
 
 
 _EDGE_CACHE: weakref.WeakKeyDictionary[nx.MultiDiGraph, _EdgeIndex] = weakref.WeakKeyDictionary()
+_ROLES = ("origin", "destination")
 
 
 def _edge_index(graph: nx.MultiDiGraph) -> _EdgeIndex:
-    """Spatial index over the edges of the largest strongly connected component.
+    """Spatial indexes of the edges a route may start on and end on.
 
-    Snapping there means every snapped origin reaches every snapped destination: OSM extracts
-    hold small islands (car parks, clipped ways, one-way dead ends) that cannot be left.
+    Routes run in the largest strongly connected component: an origin edge must lead into it
+    (its end node in it), a destination edge must be reached from it (its start node in it).
+    So every snapped origin reaches every snapped destination, and the small islands of an OSM
+    extract (car parks, clipped ways, one-way stubs) are never snapped to.
     """
     cached = _EDGE_CACHE.get(graph)
     if cached is not None and cached.n_edges == graph.number_of_edges():
@@ -715,11 +723,10 @@ def _edge_index(graph: nx.MultiDiGraph) -> _EdgeIndex:
     if graph.number_of_edges() == 0:
         raise InvalidInputError("road graph has no roads to snap to")
     main = max(nx.strongly_connected_components(graph), key=len)
-    keys = [
-        (int(u), int(v), int(k)) for u, v, k in graph.edges(keys=True) if u in main and v in main
-    ]
+    keys = [(int(u), int(v), int(k)) for u, v, k in graph.edges(keys=True)]
+    keys = [e for e in keys if e[0] in main or e[1] in main]
     if not keys:
-        raise InvalidInputError("road graph has no two-way connected roads to snap to")
+        raise InvalidInputError("road graph has no connected roads to snap to")
     to_local = _snap_index(graph).to_local
     geoms = [graph.edges[e]["geometry"] for e in keys]
     coords = shapely.get_coordinates(geoms)
@@ -727,22 +734,36 @@ def _edge_index(graph: nx.MultiDiGraph) -> _EdgeIndex:
     px, py = to_local.transform(coords[:, 0], coords[:, 1])
     lines = shapely.linestrings(
         np.column_stack((px, py)), indices=np.repeat(np.arange(len(keys)), counts)
-    )
-    index = _EdgeIndex(graph.number_of_edges(), keys, lines, shapely.STRtree(lines), to_local)
+    ).tolist()
+    by_role = {}
+    for role, end in zip(_ROLES, (1, 0), strict=True):
+        pick = [i for i, e in enumerate(keys) if e[end] in main]
+        chosen = [lines[i] for i in pick]
+        by_role[role] = _EdgeTree([keys[i] for i in pick], chosen, shapely.STRtree(chosen))
+    index = _EdgeIndex(graph.number_of_edges(), by_role, to_local)
     _EDGE_CACHE[graph] = index
     return index
 
 
 def _road_points(
-    graph: nx.MultiDiGraph, lon: float, lat: float, *, max_distance_m: float, field: str
+    graph: nx.MultiDiGraph,
+    lon: float,
+    lat: float,
+    *,
+    max_distance_m: float,
+    field: str,
+    role: str,
 ) -> list[RoadPoint]:
     """The nearest road position on every lane of the nearest road (both directions)."""
     lon_f, lat_f = _check_lonlat(lon, lat, field)
     if not max_distance_m > 0:
         raise InvalidInputError(f"max_distance_m must be > 0, got {max_distance_m}")
+    if role not in _ROLES:
+        raise InvalidInputError(f"role must be origin or destination, not {role!r}", field="role")
     index = _edge_index(graph)
+    edges = index.by_role[role]
     point = shapely.Point(*index.to_local.transform(lon_f, lat_f))
-    found, distance = index.tree.query_nearest(point, all_matches=True, return_distance=True)
+    found, distance = edges.tree.query_nearest(point, all_matches=True, return_distance=True)
     distance_m = float(distance[0])
     if distance_m > max_distance_m:
         raise InvalidInputError(
@@ -752,9 +773,9 @@ def _road_points(
         )
     points = []
     for i in found.tolist():
-        line = index.lines[i]
+        line = edges.lines[i]
         fraction = float(line.project(point, normalized=True)) if line.length > 0 else 0.0
-        points.append(RoadPoint(index.keys[i], fraction, distance_m))
+        points.append(RoadPoint(edges.keys[i], fraction, distance_m))
     if distance_m > FAR_FROM_ROAD_M:
         log.warning(
             "%s (%.5f, %.5f) is %.0f m from the nearest connected road; the route starts or "
@@ -774,12 +795,14 @@ def snap_to_road(
     *,
     max_distance_m: float = 1000.0,
     field: str = "position",
+    role: str = "origin",
 ) -> RoadPoint:
-    """The nearest position on a road of the largest strongly connected part of the graph.
+    """The nearest position on a road connected to the largest strongly connected part.
 
-    Unlike :func:`snap` (nearest node, anywhere), this projects onto the nearest *edge* and
-    ignores the islands of the graph that cannot be driven into and out of again, so routes
-    between two snapped positions always exist. A position more than :data:`FAR_FROM_ROAD_M`
+    Unlike :func:`snap` (nearest node, anywhere), this projects onto the nearest *edge*, and
+    only onto edges leading into the largest strongly connected component (``role="origin"``)
+    or reached from it (``role="destination"``): the islands of the graph that cannot be driven
+    into and out of again are ignored, so routes between snapped positions always exist. A position more than :data:`FAR_FROM_ROAD_M`
     from the road is reported with a warning (the log of the command line shows it).
 
     Parameters
@@ -792,6 +815,8 @@ def snap_to_road(
         Largest accepted distance to the road.
     field : str
         Name of the position in messages (``"origin"``, ...).
+    role : {"origin", "destination"}
+        Where a route starts or where it ends.
 
     Raises
     ------
@@ -809,7 +834,7 @@ def snap_to_road(
     ...
     commap.errors.InvalidInputError: position: (42.00000, 1.00000) is ... km from the nearest ...
     """
-    return _road_points(graph, lon, lat, max_distance_m=max_distance_m, field=field)[0]
+    return _road_points(graph, lon, lat, max_distance_m=max_distance_m, field=field, role=role)[0]
 
 
 # -- routing ------------------------------------------------------------------------------------
@@ -976,6 +1001,9 @@ def _trim(route: Route, start_m: float, end_m: float) -> Route:
 
     def at(i: int, along_m: float) -> tuple[float, float]:
         f = 0.0 if legs_m[i] <= 0 else min(max((along_m - cum[i]) / legs_m[i], 0.0), 1.0)
+        if f in (0.0, 1.0):  # on a vertex: exactly it
+            j = i + int(f)
+            return float(route.lon[j]), float(route.lat[j])
         return (
             float(route.lon[i] + f * (route.lon[i + 1] - route.lon[i])),
             float(route.lat[i] + f * (route.lat[i + 1] - route.lat[i])),
@@ -995,6 +1023,13 @@ def _trim(route: Route, start_m: float, end_m: float) -> Route:
 
 def _trip_route(graph: nx.MultiDiGraph, trip: _Trip) -> Route:
     """The trip's edges as a route that starts and ends at the snapped positions."""
+    # a position on a junction snaps to every edge there: drop the zero-length ends
+    if len(trip.edges) > 1 and trip.end.fraction <= 0.0:
+        end = RoadPoint(trip.edges[-2], 1.0, trip.end.distance_m)
+        trip = _Trip(trip.edges[:-1], trip.start, end)
+    if len(trip.edges) > 1 and trip.start.fraction >= 1.0:
+        start = RoadPoint(trip.edges[1], 0.0, trip.start.distance_m)
+        trip = _Trip(trip.edges[1:], start, trip.end)
     route = route_from_edges(graph, trip.edges, name=_route_name(graph, trip.edges))
     total_m = _length_m(graph, trip.edges)
     first_m = float(graph.edges[trip.edges[0]]["length_m"])
@@ -1013,9 +1048,16 @@ def _endpoints(
     destination: tuple[float, float],
     max_snap_m: float,
 ) -> tuple[list[RoadPoint], list[RoadPoint]]:
-    starts = _road_points(graph, origin[0], origin[1], max_distance_m=max_snap_m, field="origin")
+    starts = _road_points(
+        graph, origin[0], origin[1], max_distance_m=max_snap_m, field="origin", role="origin"
+    )
     ends = _road_points(
-        graph, destination[0], destination[1], max_distance_m=max_snap_m, field="destination"
+        graph,
+        destination[0],
+        destination[1],
+        max_distance_m=max_snap_m,
+        field="destination",
+        role="destination",
     )
     for a, b in itertools.product(starts, ends):
         length_m = float(graph.edges[a.edge]["length_m"])

@@ -85,15 +85,17 @@ log = logging.getLogger(__name__)
 
 # Evaluation routes per map: (name, origin (lon, lat), destination (lon, lat)).
 DEFAULT_ROUTES: dict[str, tuple[tuple[str, tuple[float, float], tuple[float, float]], ...]] = {
+    # The ends are road junctions (OSM nodes) near the places named: the routes, and so the
+    # evaluation's figures, do not move when snapping changes.
     "andorra": (
         # Spanish border -> Andorra la Vella -> Envalira pass -> Pas de la Casa (French border):
         # both roaming operators, the national one, mountain terrain.
-        ("es_border-pas_de_la_casa", (1.4766, 42.4384), (1.7330, 42.5430)),
+        ("es_border-pas_de_la_casa", (1.4765772, 42.4384034), (1.7338324, 42.5422862)),
         # Andorra la Vella -> dos Valires tunnel -> Ordino valley -> El Serrat: a 2.9 km tunnel,
         # 40 bridges, a narrow northern valley.
-        ("la_vella-el_serrat", (1.5218, 42.5063), (1.5393, 42.6213)),
+        ("la_vella-el_serrat", (1.5218558, 42.5062575), (1.534685, 42.6227492)),
         # Encamp -> dos Valires tunnel -> La Massana -> Arinsal.
-        ("encamp-arinsal", (1.5800, 42.5350), (1.4850, 42.5720)),
+        ("encamp-arinsal", (1.5793419, 42.5347253), (1.4864112, 42.5709352)),
     ),
 }
 
