@@ -278,7 +278,8 @@ def test_evaluate_reports_the_whole_run_wall_time(andorra_dir: Path, tmp_path: P
     assert code == 0, out
     found = re.search(r"whole\s+run\s+([\d.]+)\s+s", out)
     assert found is not None, out
-    assert 0.9 * elapsed_s <= float(found.group(1)) <= elapsed_s
+    # printed to 0.1 s: allow the rounding either way
+    assert 0.9 * elapsed_s - 0.05 <= float(found.group(1)) <= elapsed_s + 0.05
 
 
 def test_route_between_points_whose_nearest_nodes_are_cut_off(andorra_dir: Path) -> None:
