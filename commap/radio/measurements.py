@@ -449,29 +449,36 @@ def read_records_parquet(
     return validate_records(raw, source=str(path), known_networks=known_networks)
 
 
-RECORD_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
+RECORD_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
+
+
+def _record_suffix(path: Path) -> str:
+    """The record suffix of a file name (``.csv.gz`` counts as one), else ``""``."""
+    name = path.name.lower()
+    return next((s for s in sorted(RECORD_SUFFIXES, key=len, reverse=True) if name.endswith(s)), "")
 
 
 def read_records(
     path: str | Path, *, known_networks: Collection[str] | None = None
 ) -> pd.DataFrame:
-    """Read a record file by its suffix (``.csv``, ``.parquet``) or every record file of a directory.
+    """Read a record file by its suffix (``.csv``, ``.csv.gz``, ``.parquet``) or a directory of them.
 
     Examples
     --------
     >>> read_records("r.txt")
     Traceback (most recent call last):
     ...
-    commap.errors.InvalidInputError: r.txt: not a record file (.csv, .parquet) or directory
+    commap.errors.InvalidInputError: r.txt: not a record file (.csv, .csv.gz, .parquet) or directory
     """
     path = Path(path)
     if path.is_dir():
         return read_records_dir(path, known_networks=known_networks)
-    if path.suffix.lower() == ".parquet":
+    suffix = _record_suffix(path)
+    if suffix == ".parquet":
         return read_records_parquet(path, known_networks=known_networks)
-    if path.suffix.lower() == ".csv":
+    if suffix:
         return read_records_csv(path, known_networks=known_networks)
-    raise InvalidInputError(f"{path}: not a record file (.csv, .parquet) or directory")
+    raise InvalidInputError(f"{path}: not a record file (.csv, .csv.gz, .parquet) or directory")
 
 
 def read_records_dir(
@@ -492,9 +499,7 @@ def read_records_dir(
     directory = Path(directory)
     if not directory.is_dir():
         raise InvalidInputError(f"{directory}: not a directory")
-    files = sorted(
-        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in RECORD_SUFFIXES
-    )
+    files = sorted(p for p in directory.iterdir() if p.is_file() and _record_suffix(p))
     frames = [read_records(p, known_networks=known_networks) for p in files]
     return _concat(frames)
 
