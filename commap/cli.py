@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
 import typer
@@ -34,6 +34,11 @@ from rich.text import Text
 from commap.errors import CommapError, InvalidInputError
 from commap.plan import defaults
 from commap.radio.quality import QOUT_SINR_DB, Provenance
+
+if TYPE_CHECKING:
+    from commap.geo.corridor import Corridor
+    from commap.networks import NetworkCatalogue
+    from commap.radio.quality import QualityMatrix
 
 app = typer.Typer(
     name="commap",
@@ -185,7 +190,7 @@ def coverage(
 ) -> None:
     """Quality of every network at one point."""
     from commap.map.comm_map import CommMap
-    from commap.out.style import PROVENANCE_NAMES
+    from commap.out.style import PROVENANCE_NAMES, UNKNOWN
     from commap.timeutil import format_time, parse_time
 
     lon, lat = parse_latlon(at, field="--at")
@@ -195,21 +200,25 @@ def coverage(
     table = Table(title=f"{cmap.name} at {lat:.5f}, {lon:.5f}, {format_time(t_s)}")
     for col in ("network", "kind", "rsrp dBm", "sinr dB", "elevation deg", "usable", "provenance"):
         table.add_column(col)
+    unknown = qm.unknown if qm.unknown is not None else np.zeros(qm.shape, dtype=bool)
     for j, nid in enumerate(qm.network_ids):
         net = cmap.catalogue[nid]
+        blind = bool(unknown[0, j])  # no data near: the values are a prior, not a measurement
         table.add_row(
             nid,
             net.kind.value,
-            _fmt(qm.rsrp_dbm[0, j]),
-            _fmt(qm.sinr_db[0, j]),
+            _fmt(qm.rsrp_dbm[0, j], unknown=blind),
+            _fmt(qm.sinr_db[0, j], unknown=blind),
             _fmt(qm.elevation_deg[0, j]),
-            "yes" if qm.sinr_db[0, j] >= QOUT_SINR_DB else "no",
+            UNKNOWN if blind else "yes" if qm.sinr_db[0, j] >= QOUT_SINR_DB else "no",
             PROVENANCE_NAMES[int(qm.provenance[0, j])],
         )
     console.print(table)
 
 
-def _fmt(value: float) -> str:
+def _fmt(value: float, *, unknown: bool = False) -> str:
+    if unknown:
+        return "unknown"  # commap.out.style.UNKNOWN
     return "-" if not np.isfinite(value) else f"{value:.1f}"
 
 
@@ -243,25 +252,42 @@ def route(
             f"{cmap.segment_m:.0f} m, tunnels {corridor.length_m[corridor.in_tunnel].sum() / 1000:.1f} km, "
             f"departure {format_time(departure_s)}"
         )
-        table = Table()
-        for col in ("network", "kind", "coverage share", "measured share", "median sinr dB"):
-            table.add_column(col)
-        weights = corridor.length_m / max(corridor.total_length_m, 1e-9)
-        for j, nid in enumerate(qm.network_ids):
-            usable = qm.sinr_db[:, j] >= QOUT_SINR_DB
-            measured = qm.provenance[:, j] == Provenance.MEASURED
-            table.add_row(
-                nid,
-                cmap.catalogue[nid].kind.value,
-                f"{100 * float(weights[usable].sum()):.0f} %",
-                f"{100 * float(weights[measured].sum()):.0f} %",
-                _fmt(float(np.median(qm.sinr_db[:, j]))),
-            )
-        any_usable = (qm.sinr_db >= QOUT_SINR_DB).any(axis=1)
-        table.caption = (
-            f"no network usable on {100 * float(weights[~any_usable].sum()):.1f} % of the route"
-        )
+        table = route_coverage_table(corridor, qm, cmap.catalogue)
         console.print(table)
+
+
+def route_coverage_table(
+    corridor: Corridor, qm: QualityMatrix, catalogue: NetworkCatalogue
+) -> Table:
+    """Per network: usable, measured and unknown share of the route, median SINR where known.
+
+    Where the map has no data near a stretch (``unknown``), the stretch counts as neither usable
+    nor measured, and a network unknown along the whole route prints ``unknown``.
+    """
+    table = Table()
+    columns = ("network", "kind", "coverage share", "measured share", "unknown share")
+    for col in (*columns, "median sinr dB"):
+        table.add_column(col)
+    weights = corridor.length_m / max(corridor.total_length_m, 1e-9)
+    unknown = np.asarray(qm.unknown, dtype=bool).reshape(qm.shape)
+    for j, nid in enumerate(qm.network_ids):
+        known = ~unknown[:, j]
+        usable = known & (qm.sinr_db[:, j] >= QOUT_SINR_DB)
+        measured = known & (qm.provenance[:, j] == Provenance.MEASURED)
+        sinr = qm.sinr_db[known, j]
+        table.add_row(
+            nid,
+            catalogue[nid].kind.value,
+            f"{100 * float(weights[usable].sum()):.0f} %",
+            f"{100 * float(weights[measured].sum()):.0f} %",
+            f"{100 * float(weights[~known].sum()):.0f} %",
+            _fmt(float(np.median(sinr)) if sinr.size else float("nan"), unknown=not known.any()),
+        )
+    any_usable = ((qm.sinr_db >= QOUT_SINR_DB) & ~unknown).any(axis=1)
+    table.caption = (
+        f"no network usable on {100 * float(weights[~any_usable].sum()):.1f} % of the route"
+    )
+    return table
 
 
 def _plan_request(
