@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 # heavy libraries (numpy, pandas, scipy, networkx, OR-Tools) and the map code are imported inside
 # the commands that use them (tests/test_cli.py checks the import set).
 
+if TYPE_CHECKING:
+    from commap.geo.corridor import Corridor
+    from commap.networks import NetworkCatalogue
+    from commap.radio.quality import QualityMatrix
+
 app = typer.Typer(
     name="commap",
     help="Communication maps for connected vehicles, and where to switch networks along a route.",
@@ -249,8 +254,10 @@ def coverage(
     """Quality of every network at one point."""
     lon, lat = parse_latlon(at, field="--at")
 
+    import numpy as np
+
     from commap.map.comm_map import CommMap
-    from commap.out.style import PROVENANCE_NAMES
+    from commap.out.style import PROVENANCE_NAMES, UNKNOWN
     from commap.radio.quality import (
         NO_SATELLITE_ELEVATION_DEG,
         NO_SIGNAL_RSRP_DBM,
@@ -277,8 +284,10 @@ def coverage(
     )
     for col in ("network", "kind", "RSRP dBm", "SINR dB", "elev deg", "usable", "source"):
         table.add_column(col, no_wrap=True)
+    unknown = np.asarray(qm.unknown, dtype=bool).reshape(qm.shape)
     for j, nid in enumerate(qm.network_ids):
-        known = int(qm.provenance[0, j]) != Provenance.NONE
+        # no source, or no data near (the learned map's prior): not a value to read as coverage
+        known = int(qm.provenance[0, j]) != Provenance.NONE and not bool(unknown[0, j])
         sinr = float(qm.sinr_db[0, j])
         table.add_row(
             nid,
@@ -286,8 +295,8 @@ def coverage(
             _fmt(qm.rsrp_dbm[0, j], none_at=NO_SIGNAL_RSRP_DBM, known=known),
             _fmt(sinr, none_at=NO_SIGNAL_SINR_DB, known=known),
             _fmt(qm.elevation_deg[0, j], none_at=NO_SATELLITE_ELEVATION_DEG, known=known),
-            ("yes" if sinr >= USABLE_SINR_DB else "no") if known else "unknown",
-            PROVENANCE_NAMES[int(qm.provenance[0, j])] if known else "unknown",
+            ("yes" if sinr >= USABLE_SINR_DB else "no") if known else UNKNOWN,
+            PROVENANCE_NAMES[int(qm.provenance[0, j])] if known else UNKNOWN,
         )
     console.print(table)
 
@@ -332,7 +341,7 @@ def route(
 
     from commap.geo.routefile import load_route
     from commap.map.comm_map import CommMap
-    from commap.radio.quality import NO_SIGNAL_SINR_DB, QOUT_SINR_DB, USABLE_SINR_DB, Provenance
+    from commap.radio.quality import QOUT_SINR_DB
     from commap.timeutil import format_time, parse_time
 
     given = [load_route(route_file)] if route_file is not None else None
@@ -356,31 +365,49 @@ def route(
             f"{cmap.segment_m:.0f} m, tunnels {corridor.length_m[corridor.in_tunnel].sum() / 1000:.1f} km, "
             f"departure {format_time(departure_s)}"
         )
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-        for col in ("network", "kind", "usable share", "measured share", "median SINR dB"):
-            table.add_column(col, no_wrap=True)
-        weights = corridor.length_m / max(corridor.total_length_m, 1e-9)
-        for j, nid in enumerate(qm.network_ids):
-            usable = qm.sinr_db[:, j] >= USABLE_SINR_DB
-            measured = qm.provenance[:, j] == Provenance.MEASURED
-            known = qm.provenance[:, j] != Provenance.NONE
-            table.add_row(
-                nid,
-                cmap.catalogue[nid].kind.value,
-                f"{100 * float(weights[usable].sum()):.0f} %",
-                f"{100 * float(weights[measured].sum()):.0f} %",
-                _fmt(
-                    float(np.median(qm.sinr_db[known, j])) if known.any() else math.nan,
-                    none_at=NO_SIGNAL_SINR_DB,
-                    known=bool(known.any()),
-                ),
-            )
-        any_usable = (qm.sinr_db >= USABLE_SINR_DB).any(axis=1)
-        table.caption = (
-            f"usable: SINR >= {USABLE_SINR_DB:g} dB; no network usable on "
-            f"{100 * float(weights[~any_usable].sum()):.1f} % of the route"
-        )
+        table = route_coverage_table(corridor, qm, cmap.catalogue)
         console.print(table)
+
+
+def route_coverage_table(
+    corridor: Corridor, qm: QualityMatrix, catalogue: NetworkCatalogue
+) -> Table:
+    """Per network: usable, measured and unknown share of the route, median SINR where known.
+
+    Where the map has no data near a stretch (``unknown``), the stretch counts as neither usable
+    nor measured, and a network unknown along the whole route prints ``unknown``.
+    """
+    import numpy as np
+
+    from commap.radio.quality import NO_SIGNAL_SINR_DB, USABLE_SINR_DB, Provenance
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for col in ("network", "kind", "usable", "measured", "unknown", "median SINR dB"):
+        table.add_column(col, no_wrap=True)
+    weights = corridor.length_m / max(corridor.total_length_m, 1e-9)
+    unknown = np.asarray(qm.unknown, dtype=bool).reshape(qm.shape)
+    known = ~unknown & (qm.provenance != Provenance.NONE)
+    usable = known & (qm.sinr_db >= USABLE_SINR_DB)
+    for j, nid in enumerate(qm.network_ids):
+        measured = known[:, j] & (qm.provenance[:, j] == Provenance.MEASURED)
+        sinr = qm.sinr_db[known[:, j], j]
+        table.add_row(
+            nid,
+            catalogue[nid].kind.value,
+            f"{100 * float(weights[usable[:, j]].sum()):.0f} %",
+            f"{100 * float(weights[measured].sum()):.0f} %",
+            f"{100 * float(weights[unknown[:, j]].sum()):.0f} %",
+            _fmt(
+                float(np.median(sinr)) if sinr.size else math.nan,
+                none_at=NO_SIGNAL_SINR_DB,
+                known=bool(sinr.size),
+            ),
+        )
+    table.caption = (
+        f"usable: SINR >= {USABLE_SINR_DB:g} dB; no network usable on "
+        f"{100 * float(weights[~usable.any(axis=1)].sum()):.1f} % of the route"
+    )
+    return table
 
 
 def _plan_request(

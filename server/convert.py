@@ -289,6 +289,7 @@ def coverage_response(
 ) -> pb.QueryCoverageResponse:
     """QueryCoverageResponse of a quality matrix (rows = points), restricted to ``network_ids``."""
     columns = [quality.network_ids.index(nid) for nid in network_ids]
+    unknown = np.asarray(quality.unknown, dtype=bool).reshape(quality.sinr_db.shape)
     response = pb.QueryCoverageResponse(map_name=map_name)
     for i in range(len(lon)):
         point = response.points.add(
@@ -307,7 +308,8 @@ def coverage_response(
                         int(quality.provenance[i, j]), pb.PROVENANCE_UNSPECIFIED
                     ),
                     sample_count=int(quality.sample_count[i, j]),
-                    usable=sinr >= USABLE_SINR_DB,
+                    usable=bool(sinr >= USABLE_SINR_DB and not unknown[i, j]),
+                    unknown=bool(unknown[i, j]),
                 )
             )
     return response

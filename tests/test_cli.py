@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
@@ -336,3 +337,49 @@ def test_update_elements_loads_fresh_tles(andorra_dir: Path, tmp_path: Path) -> 
     assert "starlink:" in out and "satellites loaded" in out
     code, out = _run("update-elements", "--map", str(built), "--tle", "starlink")
     assert code == 2 and "NETWORK=FILE" in out
+
+
+def _run_wide(*args: str) -> tuple[int, str]:
+    """As :func:`_run`, on a terminal wide enough for every table column."""
+    result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def test_coverage_prints_unknown_where_the_map_has_no_data(cork_dir: Path) -> None:
+    from tests.support.routes import CORK_FAR_CORNER
+
+    far = f"{CORK_FAR_CORNER[1]},{CORK_FAR_CORNER[0]}"
+    code, out = _run_wide("coverage", "--map", str(cork_dir), "--at", far)
+    assert code == 0, out
+    row = next(line for line in out.splitlines() if "ie-b-lte" in line)
+    assert row.count("unknown") == 4  # RSRP, SINR, usable and source: no value is claimed
+    assert "unknown" not in next(line for line in out.splitlines() if "ie-mno1-3g" in line)
+    code, out = _run_wide("coverage", "--map", str(cork_dir), "--at", "51.935522,-8.387911")
+    row = next(line for line in out.splitlines() if "ie-b-lte" in line)
+    assert code == 0 and "unknown" not in row and "measured" in row
+
+
+def test_route_table_prints_unknown_share_and_unknown_median(cork_dir: Path) -> None:
+    from rich.console import Console
+
+    from commap.cli import route_coverage_table
+    from commap.geo.corridor import route_from_polyline
+    from commap.map.comm_map import CommMap
+    from tests.support.routes import CORK_FAR_CORNER, cork_drive_with_blind_leg
+
+    cmap = CommMap.load(cork_dir)
+
+    def rows(route: Any) -> dict[str, str]:
+        corridor = cmap.corridor(route)
+        console = Console(record=True, width=200)
+        console.print(route_coverage_table(corridor, cmap.quality(corridor), cmap.catalogue))
+        text = console.export_text()
+        return {n: next(x for x in text.splitlines() if n in x) for n in cmap.catalogue.ids}
+
+    mixed = rows(cork_drive_with_blind_leg())
+    cells = [c.strip() for c in re.split(r"\s{2,}", mixed["ie-b-lte"]) if c.strip()]
+    assert cells[4] != "0 %" and cells[5] != "unknown"  # partly unknown, median of the rest
+    lon, lat = CORK_FAR_CORNER
+    blind = rows(route_from_polyline([lon, lon + 0.003], [lat, lat - 0.002]))
+    assert blind["ie-b-lte"].rstrip().endswith("unknown")
+    assert "100 %" in blind["ie-b-lte"] and "unknown" not in blind["ie-mno1-3g"]

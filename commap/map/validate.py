@@ -17,7 +17,8 @@ on the training folds and scored on the held-out fold:
 
 Gridded measurements are already aggregated: each grid square becomes one record at its centre
 with the square's median RSRP and median downlink rate (``sample_count`` kept), and the outage
-label is the rule applied to that median. The grid's SINR is not a measurement (a Shannon
+label is the rule applied to that median. The records are read by the map build's own reader
+(:func:`commap.radio.layers.measured.read_layer_records`). The grid's SINR is not a measurement (a Shannon
 inversion of the rate), so it is not validated. Squares have no drive and no time: validate them
 with ``group="block"``.
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,8 @@ from commap.files import sha256_file
 from commap.map.comm_map import CommMap
 from commap.map.spec import MapSpec, read_spec
 from commap.radio.baselines import fit_constant, fit_nearest
+from commap.radio.layers import LayerContext
+from commap.radio.layers.measured import FusedLayer, read_layer_records
 from commap.radio.learned import (
     KPIS,
     LEVELS,
@@ -54,17 +56,9 @@ from commap.radio.learned import (
     fit_kpi,
     group_folds,
     kpi_rows,
-    normalise_records,
     spatial_blocks,
 )
-from commap.radio.measurements import (
-    read_gnettrack,
-    read_indianapolis_grid,
-    read_records_csv,
-    read_records_dir,
-)
 from commap.radio.quality import CoverageLayer
-from commap.timeutil import parse_time
 
 __all__ = [
     "GROUPS",
@@ -147,65 +141,6 @@ def _spec_of(cmap: CommMap) -> MapSpec:
     return read_spec(path)
 
 
-def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.DataFrame:
-    lon0, lat0, lon1, lat1 = bbox
-    keep = df["lon"].between(lon0, lon1) & df["lat"].between(lat0, lat1)
-    return df[keep].reset_index(drop=True)
-
-
-def _read_grid(network_id: str, spec: dict[str, Any], paths: list[Path]) -> pd.DataFrame:
-    grid = read_indianapolis_grid(
-        paths,
-        bandwidth_mhz=float(spec.get("bandwidth_mhz", 20.0)),
-        grid_deg=float(spec.get("grid_deg", 0.0005)),
-        rss_rat=str(spec.get("rss_rat", "lte")),
-        min_cell_share=float(spec.get("min_cell_share", 0.05)),
-    )
-    grid = grid[grid["sample_count"] >= int(spec.get("min_samples", 1))]
-    # one record per square at its centre, with the square's medians (its SINR is derived
-    # from the rate, not measured: left out)
-    return pd.DataFrame(
-        {
-            "lon": grid["lon"].to_numpy(np.float64),
-            "lat": grid["lat"].to_numpy(np.float64),
-            "network_id": network_id,
-            "rsrp_dbm": grid["rsrp_dbm_median"].to_numpy(np.float64),
-            "throughput_dl_mbps": grid["throughput_dl_mbps_median"].to_numpy(np.float64),
-            "sample_count": grid["sample_count"].to_numpy(np.int64),
-        }
-    )
-
-
-def _read_drives(network_id: str, spec: dict[str, Any], paths: list[Path]) -> pd.DataFrame:
-    frames = []
-    for path in paths:
-        if spec["format"] == "gnettrack":
-            modes = spec.get("network_modes")
-            frames.append(
-                read_gnettrack(
-                    path,
-                    network_id=network_id,
-                    utc_offset_h=float(spec.get("utc_offset_h", 0.0)),
-                    network_modes=None if modes is None else [str(m) for m in modes],
-                )
-            )
-        elif path.is_dir():
-            frames.append(read_records_dir(path))
-        else:
-            frames.append(read_records_csv(path))
-    records = pd.concat(frames, ignore_index=True)
-    if spec["format"] == "records":
-        wanted = str(spec.get("network_id", network_id))
-        records = records[records["network_id"] == wanted].assign(network_id=network_id)
-    t_s = (records["timestamp"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-    keep = np.ones(len(records), dtype=bool)
-    if "start" in spec:
-        keep &= (t_s >= parse_time(spec["start"], field="start")).to_numpy()
-    if "end" in spec:
-        keep &= (t_s < parse_time(spec["end"], field="end")).to_numpy()
-    return records[keep]
-
-
 def measured_sources(
     cmap: CommMap, *, networks: Sequence[str] | None = None
 ) -> list[MeasuredSource]:
@@ -222,8 +157,6 @@ def measured_sources(
         Unknown or unmeasured network named, the map has no measured network, its spec or a
         measurement file is missing.
     """
-    from commap.radio.layers.measured import FusedLayer
-
     spec = _spec_of(cmap)
     tables = {str(n["id"]): n for n in spec.networks}
     measured = {
@@ -250,22 +183,15 @@ def measured_sources(
         wanted = [nid for nid in wanted if nid in networks]
     if not wanted:
         raise InvalidInputError(f"map {cmap.name} has no measured network to validate")
+    ctx = LayerContext(source_dir=spec.source_dir, built_dir=cmap.directory, bbox=cmap.bbox)
     sources = []
     for nid in wanted:
-        layer_spec = measured[nid]
-        paths = [spec.source_dir / name for name in layer_spec["files"]]
-        missing = [p for p in paths if not p.exists()]
-        if missing:
-            raise InvalidInputError(f"network {nid}: measurement file {missing[0]} does not exist")
-        gridded = layer_spec["format"] == "grid"
-        raw = (
-            _read_grid(nid, layer_spec, paths) if gridded else _read_drives(nid, layer_spec, paths)
-        )
+        where = "measured" if "measured" in tables[nid] else "layer"
+        source = read_layer_records(cmap.catalogue[nid], measured[nid], ctx, where=where)
         layer = cmap.layers.get(nid)
         modelled = layer.modelled if isinstance(layer, FusedLayer) else None
-        records = _inside(normalise_records(raw), cmap.bbox)
-        log.info("network %s: %d measurement records", nid, len(records))
-        sources.append(MeasuredSource(nid, records, gridded, modelled))
+        log.info("network %s: %d measurement records", nid, len(source.records))
+        sources.append(MeasuredSource(nid, source.records, source.gridded, modelled))
     return sources
 
 

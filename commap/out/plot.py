@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from commap.arrays import FloatArray
+from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.files import write_bytes_atomic
 from commap.geo.geodesy import to_local_m
@@ -41,9 +41,11 @@ from commap.out.style import (
     PROVENANCE_NAMES,
     ROAD_COLOR,
     TUNNEL_COLOR,
+    UNKNOWN,
+    UNKNOWN_COLOR,
     network_colors,
 )
-from commap.out.timeline import RouteTimeline, classify, road_edges, road_pieces
+from commap.out.timeline import RouteTimeline, classify, road_edges, road_pieces, runs
 from commap.radio.quality import USABLE_SINR_DB, Provenance
 
 if TYPE_CHECKING:
@@ -283,8 +285,12 @@ def plot_coverage(
         m = "elevation_deg" if net.is_satellite else metric
         values = q.elevation_deg if net.is_satellite else getattr(q, metric)
         codes = classify(m, values)
-        colors = [CLASSES[m][c].color if c >= 0 else NO_NETWORK_COLOR for c in codes.tolist()]
-        measured = q.provenance == Provenance.MEASURED
+        unknown = np.asarray(q.unknown, dtype=bool)
+        colors = [
+            UNKNOWN_COLOR if u else CLASSES[m][c].color if c >= 0 else NO_NETWORK_COLOR
+            for c, u in zip(codes.tolist(), unknown.tolist(), strict=True)
+        ]
+        measured = (q.provenance == Provenance.MEASURED) & ~unknown
         _geo_axes(ax, cmap.bbox)
         if measured.any():
             ax.add_collection(
@@ -299,7 +305,9 @@ def plot_coverage(
         ax.add_collection(LineCollection(lines, colors=colors, linewidths=widths, zorder=3))
         if timeline is not None:
             ax.plot(timeline.corridor.lon, timeline.corridor.lat, color="black", lw=1.2, zorder=5)
-        usable = float(np.sum(pieces["length_m"].to_numpy()[q.sinr_db >= USABLE_SINR_DB]))
+        usable = float(
+            np.sum(pieces["length_m"].to_numpy()[(q.sinr_db >= USABLE_SINR_DB) & ~unknown])
+        )
         share = usable / max(float(pieces["length_m"].sum()), 1e-9)
         ax.set_title(
             f"{net.display_name or nid}\nusable on {100 * share:.0f} % of roads", fontsize=9
@@ -323,6 +331,7 @@ def plot_coverage(
             ],
             label=PROVENANCE_NAMES[Provenance.MEASURED],
         ),
+        Line2D([], [], color=UNKNOWN_COLOR, lw=2.0, label=f"{UNKNOWN} (no data near)"),
     ]
     fig.legend(
         handles=handles,
@@ -552,17 +561,27 @@ def plot_strip(
     x_km = (c.distance_m + c.length_m / 2.0) / 1000.0
     colors = network_colors(timeline.matrix.network_ids)
     _shade_tunnels(ax_q, timeline)
+    unknown = np.asarray(timeline.matrix.unknown, dtype=bool).reshape(timeline.matrix.shape)
     for j, nid in enumerate(timeline.matrix.network_ids):
         measured = float(np.mean(timeline.matrix.provenance[:, j] == Provenance.MEASURED))
         source = "measured" if measured >= 0.5 else "modelled"
+        sinr = timeline.matrix.sinr_db[:, j]
         ax_q.plot(
             x_km,
-            timeline.matrix.sinr_db[:, j],
+            np.where(unknown[:, j], np.nan, sinr),  # no value drawn where the map knows nothing
             color=colors[nid],
             lw=1.2,
             ls="-" if source == "measured" else (0, (5, 1.5)),
             label=f"{nid} ({source})",
         )
+        if unknown[:, j].any():  # the prior where the map knows nothing: its own colour
+            ax_q.plot(
+                x_km,
+                np.where(unknown[:, j], sinr, np.nan),
+                color=UNKNOWN_COLOR,
+                lw=3.0,
+                label=f"{UNKNOWN} (prior)" if not unknown[:, :j].any() else None,
+            )
     ax_q.axhline(USABLE_SINR_DB, color="black", ls="--", lw=1, label=_USABLE_LABEL)
     ax_q.set_ylabel("SINR [dB]")
     finite = timeline.matrix.sinr_db[np.isfinite(timeline.matrix.sinr_db)]
@@ -571,7 +590,7 @@ def plot_strip(
     ax_q.set_ylim(max(low, -33.0), min(high, 50.0))
     ax_q.grid(alpha=0.3)
     ax_q.legend(loc="upper right", ncols=min(4, len(colors) + 1), fontsize=8, framealpha=0.9)
-    _serving_band(ax_n, timeline, colors)
+    _serving_band(ax_n, timeline, colors, unknown=unknown)
     drop = np.nan_to_num(timeline.drop_prob)
     ax_d.fill_between(x_km, drop, step="mid", color=DROP_RISK_COLOR, alpha=0.6, lw=0)
     ax_d.axhline(
@@ -593,6 +612,13 @@ def plot_strip(
     return _write(figure_png(fig), out)
 
 
+def _unknown_stretches(t: RouteTimeline, unknown: BoolArray) -> list[tuple[int, int]]:
+    """``[start, stop)`` segment runs where the serving network's quality is unknown."""
+    ids = t.matrix.network_ids
+    flags = [s in ids and bool(unknown[i, ids.index(s)]) for i, s in enumerate(t.serving)]
+    return [(a, b) for a, b in runs(flags) if flags[a]]
+
+
 def _shade_tunnels(ax: Axes, t: RouteTimeline) -> None:
     c = t.corridor
     start = c.distance_m / 1000.0
@@ -605,7 +631,13 @@ def _shade_tunnels(ax: Axes, t: RouteTimeline) -> None:
         first = False
 
 
-def _serving_band(ax: Axes, t: RouteTimeline, colors: Mapping[str, str]) -> None:
+def _serving_band(
+    ax: Axes,
+    t: RouteTimeline,
+    colors: Mapping[str, str],
+    *,
+    unknown: BoolArray | None = None,
+) -> None:
     c = t.corridor
     start = c.distance_m / 1000.0
     width = c.length_m / 1000.0
@@ -628,6 +660,20 @@ def _serving_band(ax: Axes, t: RouteTimeline, colors: Mapping[str, str]) -> None
         Patch(color=colors.get(n, NO_NETWORK_COLOR), label=n or "none") for n in order
     ]
     handles.append(Line2D([], [], color="black", lw=0.8, label=f"handover ({len(t.handovers)})"))
+    # stretches where the serving network's quality is unknown: hatched, in their own colour
+    blind = _unknown_stretches(t, unknown) if unknown is not None else []
+    for a, b in blind:
+        ax.axvspan(
+            start[a],
+            start[b - 1] + width[b - 1],
+            ymax=0.4,
+            facecolor=UNKNOWN_COLOR,
+            edgecolor="black",
+            hatch="//",
+            lw=0,
+        )
+    if blind:
+        handles.append(Patch(facecolor=UNKNOWN_COLOR, edgecolor="black", hatch="//", label=UNKNOWN))
     ax.legend(
         handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False
     )

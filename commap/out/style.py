@@ -9,7 +9,8 @@ everywhere:
 * :data:`KIND_NAMES` / :data:`KIND_COLORS`: network kinds (terrestrial, LEO, GEO);
 * :data:`PROVENANCE_NAMES` / :data:`PROVENANCE_COLORS`: where a value comes from;
 * :data:`POLICY_COLORS`: the handover policies of an evaluation;
-* fixed colours for drop risk, roads, tunnels and "no network".
+* fixed colours for drop risk, roads, tunnels, "no network" and "unknown" (no data near: the
+  learned map answers with its prior, :data:`UNKNOWN` / :data:`UNKNOWN_COLOR`).
 
 Colours are ``#rrggbb`` strings (matplotlib, Leaflet and GDAL styles all read them).
 
@@ -39,6 +40,8 @@ __all__ = [
     "PROVENANCE_NAMES",
     "ROAD_COLOR",
     "TUNNEL_COLOR",
+    "UNKNOWN",
+    "UNKNOWN_COLOR",
     "QualityClass",
     "network_colors",
     "policy_color",
@@ -48,6 +51,9 @@ DROP_RISK_COLOR = "#d7191c"
 NO_NETWORK_COLOR = "#595959"
 ROAD_COLOR = "#9e9e9e"
 TUNNEL_COLOR = "#8c6d46"
+# where the map has no data near (a learned map's prior): shown, never coloured as a quality
+UNKNOWN = "unknown"
+UNKNOWN_COLOR = "#e0b0ff"
 
 # -- data sources and network kinds -----------------------------------------------------------
 
@@ -169,6 +175,8 @@ POLICY_COLORS: dict[str, str] = {
     "oracle": "#1f77b4",
     "commap_open_loop": "#17becf",
     "oracle_open_loop": "#393b79",
+    "best_single": "#bcbd22",
+    "reactive": "#e377c2",
 }
 _OTHER_POLICY_COLOR = "#7f7f7f"
 

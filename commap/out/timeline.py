@@ -421,7 +421,12 @@ def _bare_corridor(
     )
 
 
-def _nan_matrix(ids: tuple[str, ...], n: int, provenance: NDArray[np.int8] | None) -> QualityMatrix:
+def _nan_matrix(
+    ids: tuple[str, ...],
+    n: int,
+    provenance: NDArray[np.int8] | None,
+    unknown: NDArray[np.bool_] | None = None,
+) -> QualityMatrix:
     """A quality matrix without values (plans read from files carry no signal levels)."""
     k = len(ids)
     return QualityMatrix(
@@ -432,6 +437,7 @@ def _nan_matrix(ids: tuple[str, ...], n: int, provenance: NDArray[np.int8] | Non
         confidence=np.zeros((n, k)),
         provenance=np.zeros((n, k), dtype=np.int8) if provenance is None else provenance,
         sample_count=np.zeros((n, k), dtype=np.int32),
+        unknown=unknown,
     )
 
 
@@ -483,7 +489,7 @@ def timeline_from_plan(
     if matrix is None:
         prov = np.zeros((n, len(plan.network_ids)), dtype=np.int8)
         prov[np.arange(n), plan.assignment] = plan.provenance
-        matrix = _nan_matrix(tuple(plan.network_ids), n, prov)
+        matrix = _nan_matrix(tuple(plan.network_ids), n, prov, plan.unknown_matrix)
     handovers = tuple({k: getattr(h, k) for k in _HANDOVER_KEYS} for h in plan.handovers)
     label = name or (corridor.route.name if corridor.route is not None else "")
     return RouteTimeline(
@@ -577,13 +583,18 @@ def read_plan(path: str | os.PathLike[str]) -> RouteTimeline:
             if nid in ids:
                 prov[i, ids.index(nid)] = codes.get(str(p), 0)
         totals = dict(doc["totals"])
+        blind = seg.get("unknown", {})  # plans written before unknown was kept: all known
+        unknown = np.zeros((len(serving), len(ids)), dtype=np.bool_)
+        for j, nid in enumerate(ids):
+            if nid in blind:
+                unknown[:, j] = np.asarray(blind[nid], dtype=np.bool_)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(
             f"{source}: plan field missing or malformed: {exc}", field="plan"
         ) from None
     return RouteTimeline(
         corridor=corridor,
-        matrix=_nan_matrix(ids, len(serving), prov),
+        matrix=_nan_matrix(ids, len(serving), prov, unknown),
         serving=serving,
         drop_prob=risk,
         handovers=handovers,

@@ -118,7 +118,9 @@ class Plan:
     Per-segment arrays (one entry per corridor segment): ``assignment`` (network column),
     ``lon``/``lat`` (segment centres, WGS84), ``distance_m``, ``length_m``, ``eta_s``,
     ``duration_s``, ``provenance`` (of the chosen network's quality, :class:`Provenance` codes)
-    and ``outage_risk`` (drop probability of the chosen network in the segment).
+    and ``outage_risk`` (drop probability of the chosen network in the segment); ``unknown``
+    is ``(segments, networks)``: True where the map had no data near the segment for the
+    network and answered with its prior (None: all known).
     """
 
     network_ids: tuple[str, ...]
@@ -139,9 +141,24 @@ class Plan:
     constraints: dict[str, Any] = field(default_factory=dict)
     # epoch of the orbital elements (Unix seconds) of every LEO constellation the plan considered
     element_epochs: dict[str, float] = field(default_factory=dict)
+    unknown: NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.assignment.shape[0])
+
+    @property
+    def unknown_matrix(self) -> NDArray[np.bool_]:
+        """``unknown`` as a ``(segments, networks)`` array (all False when not given).
+
+        Examples
+        --------
+        >>> _empty_plan().unknown_matrix.shape
+        (0, 1)
+        """
+        shape = (len(self), len(self.network_ids))
+        if self.unknown is None:
+            return np.zeros(shape, dtype=np.bool_)
+        return np.asarray(self.unknown, dtype=np.bool_).reshape(shape)
 
     @property
     def segment_networks(self) -> list[str]:
@@ -188,6 +205,10 @@ class Plan:
             "segments": {
                 "network_id": self.segment_networks,
                 "provenance": [Provenance(int(p)).name.lower() for p in self.provenance],
+                "unknown": {
+                    nid: self.unknown_matrix[:, j].tolist()
+                    for j, nid in enumerate(self.network_ids)
+                },
                 "outage_risk": self.outage_risk.tolist(),
                 "lon": self.lon.tolist(),
                 "lat": self.lat.tolist(),
@@ -254,6 +275,10 @@ class Plan:
             "measured_share": float(
                 (self.provenance[start:stop] == int(Provenance.MEASURED)).mean()
             ),
+            "unknown_share": {
+                nid: float(self.unknown_matrix[start:stop, j].mean())
+                for j, nid in enumerate(self.network_ids)
+            },
         }
         return {
             "type": "Feature",
@@ -344,6 +369,7 @@ def make_plan(problem: HandoverProblem, assignment: IntArray, report: SolverRepo
         app=problem.app.name,
         departure_s=float(cor.departure_s),
         constraints=_constraints_dict(problem.constraints),
+        unknown=problem.unknown,
     )
 
 

@@ -146,6 +146,7 @@ class HandoverProblem:
     node_cost: FloatArray = field(repr=False)
     entry_cost: FloatArray = field(repr=False)
     switch_cost: FloatArray = field(repr=False)
+    unknown: BoolArray | None = None  # (S, N): no data near, the quality is a prior
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -239,6 +240,7 @@ class HandoverProblem:
             node_cost=node,
             entry_cost=entry,
             switch_cost=switch * off,
+            unknown=np.asarray(matrix.unknown, dtype=np.bool_).reshape(point.shape),
         )
 
     # -- derived properties -------------------------------------------------------------------

@@ -452,6 +452,12 @@ def read_records_parquet(
 RECORD_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz", ".parquet")
 
 
+def _record_suffix(path: Path) -> str:
+    """The record suffix of a file name (``.csv.gz`` counts as one), else ``""``."""
+    name = path.name.lower()
+    return next((s for s in sorted(RECORD_SUFFIXES, key=len, reverse=True) if name.endswith(s)), "")
+
+
 def read_records(
     path: str | Path, *, known_networks: Collection[str] | None = None
 ) -> pd.DataFrame:
@@ -467,9 +473,10 @@ def read_records(
     path = Path(path)
     if path.is_dir():
         return read_records_dir(path, known_networks=known_networks)
-    if path.suffix.lower() == ".parquet":
+    suffix = _record_suffix(path)
+    if suffix == ".parquet":
         return read_records_parquet(path, known_networks=known_networks)
-    if path.name.lower().endswith((".csv", ".csv.gz")):
+    if suffix:
         return read_records_csv(path, known_networks=known_networks)
     raise InvalidInputError(f"{path}: not a record file (.csv, .csv.gz, .parquet) or directory")
 
@@ -492,9 +499,7 @@ def read_records_dir(
     directory = Path(directory)
     if not directory.is_dir():
         raise InvalidInputError(f"{directory}: not a directory")
-    files = sorted(
-        p for p in directory.iterdir() if p.is_file() and p.name.lower().endswith(RECORD_SUFFIXES)
-    )
+    files = sorted(p for p in directory.iterdir() if p.is_file() and _record_suffix(p))
     frames = [read_records(p, known_networks=known_networks) for p in files]
     return _concat(frames)
 

@@ -81,3 +81,22 @@ def test_spec_of_any_name_without_terrain(tmp_path: Path, caplog: pytest.LogCapt
     layer = next(n.layer for n in manifest.networks if n.network().id == "ad-lte")
     assert layer["placement"]["osm_file"] == "andorra.osm.pbf"
     assert layer["placement"]["osm_sites"] >= 1
+
+
+def test_measured_map_carries_its_learned_models_under_checksum(hamburg_dir: Path) -> None:
+    from commap.radio.layers.measured import LearnedLayer
+
+    manifest = Manifest.read(hamburg_dir / MANIFEST)
+    models = sorted(f for f in manifest.files if f.startswith("learned/"))
+    assert models == [
+        f"learned/{nid}/rsrp_dbm.npz" for nid in ("de-telefonica", "de-telekom", "de-vodafone")
+    ]
+    for rel in models:
+        assert manifest.files[rel] == sha256_file(hamburg_dir / rel)
+    entry = next(n for n in manifest.networks if n.id == "de-vodafone")
+    assert entry.layer["learned"]["link_kpis"] == ["rsrp_dbm"]  # the extract carries RSRP only
+    cmap = CommMap.load(hamburg_dir)
+    assert all(isinstance(layer, LearnedLayer) for layer in cmap.layers.values())
+    # a point of the map far from every drive: unknown, with the prior, not dead
+    far = cmap.quality_at([8.86], [53.065])
+    assert far.unknown is not None and far.unknown.all() and (far.sinr_db > -30.0).all()

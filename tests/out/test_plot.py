@@ -149,3 +149,22 @@ def test_bad_requests(
 def test_coverage_rejects_unknown_metric(andorra: CommMap, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="metric"):
         plot.plot_coverage(andorra, tmp_path / "c.png", metric="cqi")
+
+
+def test_strip_chart_draws_unknown_stretches_apart(cork: CommMap, tmp_path: Path) -> None:
+    from commap.out.style import UNKNOWN_COLOR
+    from commap.service.planning import PlanRequest, plan_route
+    from tests.support.routes import cork_drive_with_blind_leg
+
+    result = plan_route(cork, PlanRequest(route=cork_drive_with_blind_leg()))
+    blind = timeline_from_plan(result)
+    assert blind.matrix.unknown is not None and blind.matrix.unknown.any()
+    out = plot.plot_strip(blind, tmp_path / "strip.png", size_px=SIZE)
+    assert share_near(pixels(out), UNKNOWN_COLOR) > 0.001
+    # the drive alone (no unknown stretch) has none of that colour
+    known = timeline_from_plan(
+        plan_route(cork, PlanRequest(route=cork_drive_with_blind_leg(leg_points=0)))
+    )
+    assert known.matrix.unknown is not None and not known.matrix.unknown.any()
+    out = plot.plot_strip(known, tmp_path / "known.png", size_px=SIZE)
+    assert share_near(pixels(out), UNKNOWN_COLOR) < 0.0001

@@ -289,3 +289,18 @@ def test_a_page_that_reaches_out_is_caught(tmp_path: Path) -> None:
         trap.close()
     assert foreign_requests(run, "http://127.0.0.1") == ["http://tile.openstreetmap.org/0/0/0.png"]
     assert "tile.openstreetmap.org" in {requested_host(c) for c in trap.connections}
+
+
+def test_quality_payload_marks_unknown(cork: CommMap) -> None:
+    from commap.out.viewer.data import meta_payload, quality_payload
+    from tests.support.routes import CORK_FAR_CORNER
+
+    far = quality_payload(cork, CORK_FAR_CORNER[0], CORK_FAR_CORNER[1], cork.default_departure_s)
+    rows = {n["id"]: n for n in far["networks"]}
+    assert rows["ie-b-lte"]["unknown"] and not rows["ie-b-lte"]["usable"]
+    assert rows["ie-b-lte"]["provenance"] == "none"
+    assert not rows["ie-mno1-3g"]["unknown"]
+    near = quality_payload(cork, -8.387911, 51.935522, cork.default_departure_s)
+    assert not {n["id"]: n for n in near["networks"]}["ie-b-lte"]["unknown"]
+    style = meta_payload(cork, t_s=0.0, has_plan=False, live=False)["style"]
+    assert style["unknown"] not in (style["measured"], style["modelled"], style["no_network"])

@@ -12,6 +12,7 @@ from shapely.geometry import LineString, Point
 
 from commap.errors import InvalidInputError, NoFeasiblePlanError
 from commap.geo.corridor import Route
+from commap.map.comm_map import CommMap
 from commap.plan import (
     Constraints,
     HandoverProblem,
@@ -185,3 +186,26 @@ def test_route_choice_skips_infeasible_routes() -> None:
     assert err.value.constraint == "max_handovers"
     with pytest.raises(InvalidInputError):
         choose_route([fine], syn.CATALOGUE, seconds_per_drop=-1.0)
+
+
+def test_plan_files_carry_unknown_per_network(cork: CommMap, tmp_path: Path) -> None:
+    from commap.service.planning import PlanRequest, plan_route
+    from tests.support.routes import cork_drive_with_blind_leg
+
+    blind = plan_route(cork, PlanRequest(route=cork_drive_with_blind_leg())).plan
+    doc = json.loads(write_plan(blind, tmp_path / "plan.json").read_text())
+    unknown = doc["segments"]["unknown"]
+    assert sorted(unknown) == sorted(blind.network_ids)
+    assert len(unknown["ie-b-lte"]) == len(blind)
+    assert unknown["ie-b-lte"][-1] is True and unknown["ie-b-lte"][0] is False
+    assert not any(unknown["ie-mno1-3g"])  # modelled: always known
+    collection = json.loads(write_plan(blind, tmp_path / "plan.geojson").read_text())
+    stretches = [f for f in collection["features"] if f["properties"]["feature"] == "stretch"]
+    shares = [f["properties"]["unknown_share"]["ie-b-lte"] for f in stretches]
+    assert shares[0] == 0.0 and shares[-1] == 1.0
+    # a plan read back for the viewer and plots keeps the flags
+    from commap.out.timeline import read_plan
+
+    timeline = read_plan(tmp_path / "plan.json")
+    assert timeline.matrix.unknown is not None
+    assert timeline.matrix.unknown[:, 0].tolist() == unknown["ie-b-lte"]

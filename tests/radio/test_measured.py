@@ -20,9 +20,11 @@ from commap.radio.layers import load_layer as registry_load_layer
 from commap.radio.layers.measured import (
     TABLE_COLUMNS,
     FusedLayer,
+    LearnedLayer,
     MeasuredLayer,
     aggregate_records,
     confidence_from_count,
+    link_kpis,
     load_fused_layer,
     load_layer,
     prepare_layer,
@@ -53,6 +55,12 @@ def layer_spec(spec: MapSpec, network_id: str) -> Mapping[str, Any]:
     entry = next(n for n in spec.networks if n["id"] == network_id)
     layer: Mapping[str, Any] = entry["layer"]
     return layer
+
+
+def filled(q: Quality) -> tuple[np.ndarray, np.ndarray]:
+    """``outage_prob`` and ``unknown`` of a quality (always filled by ``Quality``)."""
+    assert q.outage_prob is not None and q.unknown is not None
+    return q.outage_prob, q.unknown
 
 
 class ConstantLayer:
@@ -103,8 +111,16 @@ def cork_prepared(cork_spec: MapSpec, cork_ctx: LayerContext) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cork_layer(cork_prepared: dict[str, Any], cork_ctx: LayerContext) -> MeasuredLayer:
-    return load_layer(network("ie-b-lte"), cork_prepared, cork_ctx)
+def cork_learned(cork_prepared: dict[str, Any], cork_ctx: LayerContext) -> LearnedLayer:
+    layer = load_layer(network("ie-b-lte"), cork_prepared, cork_ctx)
+    assert isinstance(layer, LearnedLayer)
+    return layer
+
+
+@pytest.fixture(scope="module")
+def cork_layer(cork_learned: LearnedLayer) -> MeasuredLayer:
+    """The H3 statistics under the learned layer."""
+    return cork_learned.cells
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +245,8 @@ def test_neighbour_fallback_and_tunnels(
     strict = load_layer(
         network("ie-b-lte"), {**cork_prepared, "neighbour_fallback": False}, cork_ctx
     )
-    assert strict.sample([lon], [lat], [0.0]).provenance.tolist() == [Provenance.NONE]
+    assert isinstance(strict, LearnedLayer)
+    assert strict.cells.sample([lon], [lat], [0.0]).provenance.tolist() == [Provenance.NONE]
 
 
 def test_measured_tunnel_cell_keeps_its_measurement(cork_layer: MeasuredLayer) -> None:
@@ -267,6 +284,99 @@ def test_sample_validates_inputs(cork_layer: MeasuredLayer) -> None:
     with pytest.raises(InvalidInputError, match="in_tunnel"):
         cork_layer.sample([-8.4], [51.9], [0.0], in_tunnel=np.array([True, False]))
     assert isinstance(cork_layer, CoverageLayer)
+
+
+# --- the learned map the layer answers with ----------------------------------------------------
+def test_prepared_layer_holds_the_learned_models(
+    cork_prepared: dict[str, Any], cork_ctx: LayerContext, cork_learned: LearnedLayer
+) -> None:
+    learned = cork_prepared["learned"]
+    assert learned["link_kpis"] == ["sinr_db"]  # the drive tests measure SINR: it decides
+    assert learned["outage"] == {"sinr_db": "< -5"}
+    assert sorted(learned["models"]) == ["rsrp_dbm", "sinr_db"]
+    for rel in learned["models"].values():
+        assert (cork_ctx.built_dir / rel).is_file() and rel.startswith("learned/ie-b-lte/")
+    assert cork_learned.link_kpis == ("sinr_db",)
+
+
+def test_far_from_drives_is_unknown_with_the_prior_not_dead(cork_learned: LearnedLayer) -> None:
+    from commap.radio.link import LinkModel
+
+    q = cork_learned.sample([FAR_FROM_ROUTES[0]], [FAR_FROM_ROUTES[1]], [0.0])
+    outage, unknown = filled(q)
+    assert unknown.tolist() == [True] and q.provenance.tolist() == [Provenance.NONE]
+    assert q.confidence.tolist() == [0.0]
+    model = cork_learned.models["sinr_db"]
+    assert q.sinr_db[0] == pytest.approx(model.prior_quantiles[1])
+    assert q.rsrp_dbm[0] == pytest.approx(cork_learned.models["rsrp_dbm"].prior_quantiles[1])
+    assert outage[0] == pytest.approx(model.prior_rate, abs=1e-3)
+    matrix = QualityMatrix.from_columns(("ie-b-lte",), [q])
+    assert LinkModel().point_outage(matrix, [network("ie-b-lte")])[0, 0] < 0.5
+
+
+def test_learned_layer_predicts_the_heldout_drive(cork_learned: LearnedLayer) -> None:
+    held = read_gnettrack(HELDOUT, network_id="ie-b-lte", network_modes=["LTE", "5G"])
+    held = held.dropna(subset=["sinr_db"]).reset_index(drop=True)
+    q = cork_learned.sample(held["lon"].to_numpy(), held["lat"].to_numpy(), 0.0)
+    outage, unknown = filled(q)
+    known = ~unknown
+    assert known.mean() > 0.8
+    assert ((q.provenance == Provenance.MEASURED) == known).all()
+    assert np.isfinite(outage).all() and (q.sinr_db > NO_SIGNAL_SINR_DB).all()
+    error_db = np.abs(q.rsrp_dbm[known] - held["rsrp_dbm"].to_numpy()[known])
+    constant_db = np.abs(held["rsrp_dbm"] - held["rsrp_dbm"].median())
+    assert np.nanmedian(error_db) < 0.6 * np.nanmedian(constant_db)
+    # where the held-out drive lost the link, the map predicted a higher outage probability
+    lost = held["sinr_db"].to_numpy() < -5.0
+    assert lost.sum() > 20
+    assert outage[lost].mean() > 1.2 * outage[~lost].mean()  # 0.160 vs 0.123
+    # confidence grows with the drives near, and is 0 where unknown
+    assert (q.confidence[~known] == 0).all() and q.confidence[known].max() > 0.5
+
+
+def test_learned_tunnels_count_only_tunnel_data(cork_learned: LearnedLayer) -> None:
+    row = cork_learned.table.iloc[0]
+    cell = _empty_cell_next_to_data(cork_learned.cells)
+    lat, lon = h3i.cell_to_latlng(cell)
+    q = cork_learned.sample(
+        [row["lon"], lon, lon], [row["lat"], lat, lat], 0.0, in_tunnel=[True, True, False]
+    )
+    outage, unknown = filled(q)
+    # a measured tunnel cell keeps its own statistics; the link model judges them
+    assert q.provenance[0] == Provenance.MEASURED and not unknown[0]
+    assert q.rsrp_dbm[0] == row["rsrp_dbm_median"] and np.isnan(outage[0])
+    # an unmeasured tunnel is unknown with the prior: neither dead nor the road outside
+    prior = cork_learned.models["sinr_db"]
+    assert unknown[1] and q.provenance[1] == Provenance.NONE
+    assert q.sinr_db[1] == pytest.approx(prior.prior_quantiles[1]) != NO_SIGNAL_SINR_DB
+    assert outage[1] == pytest.approx(prior.prior_rate, abs=1e-3)
+    assert not unknown[2] and q.sinr_db[2] != q.sinr_db[1]  # the same place in the open
+
+
+def test_fused_learned_layer_leaves_unknown_to_the_modelled_layer(
+    cork_learned: LearnedLayer, cork_records: pd.DataFrame
+) -> None:
+    modelled = ConstantLayer("ie-b-lte", rsrp_dbm=-99.5, sinr_db=3.25)
+    fused = FusedLayer(modelled, cork_learned, dense_min_samples=1000)
+    rec = cork_records.iloc[500]
+    q = fused.sample([rec["lon"], FAR_FROM_ROUTES[0]], [rec["lat"], FAR_FROM_ROUTES[1]], 0.0)
+    outage, unknown = filled(q)
+    # known: the learned map wins, whatever the H3 cell's sample count
+    assert q.provenance[0] == Provenance.MEASURED and np.isfinite(outage[0])
+    # unknown to the learned map: the modelled value stands
+    assert q.provenance[1] == Provenance.MODELLED and not unknown[1]
+    assert (q.rsrp_dbm[1], q.sinr_db[1]) == (-99.5, 3.25) and np.isnan(outage[1])
+    assert modelled.points_sampled == 1
+
+
+def test_link_kpi_choice_follows_the_records() -> None:
+    held = read_gnettrack(HELDOUT, network_id="x")
+    assert link_kpis(held) == ("sinr_db",)
+    assert link_kpis(held.drop(columns="sinr_db")) == ("throughput_dl_mbps",)
+    rsrp_only = held[["lat", "lon", "rsrp_dbm"]]
+    assert link_kpis(rsrp_only) == ("rsrp_dbm",)
+    with pytest.raises(InvalidInputError, match="none of"):
+        link_kpis(held[["lat", "lon"]])
 
 
 # --- fusion ------------------------------------------------------------------------------------
@@ -400,8 +510,8 @@ def indy_layers(
         net = network(entry["id"])
         prepared = prepare_layer(net, entry["layer"], ctx)
         layer = registry_load_layer(net, prepared, ctx)  # through the layer registry
-        assert isinstance(layer, MeasuredLayer)
-        layers[net.id] = layer
+        assert isinstance(layer, LearnedLayer)
+        layers[net.id] = layer.cells
     return layers
 
 

@@ -168,6 +168,33 @@ def test_query_coverage_equals_library(stub: pb_grpc.CommapServiceStub, andorra:
             )
 
 
+def test_query_coverage_says_unknown_where_the_learned_map_has_no_data(
+    cork_dir: Path, tmp_path: Path
+) -> None:
+    from tests.support.routes import CORK_FAR_CORNER
+
+    server = start_server(cork_dir, tmp_path)
+    channel = server.channel()
+    try:
+        lon = np.array([-8.387911, CORK_FAR_CORNER[0]])  # on the drives; far from every drive
+        lat = np.array([51.935522, CORK_FAR_CORNER[1]])
+        request = pb.QueryCoverageRequest(
+            map_name="cork",
+            points=[pb.CoveragePoint(position=latlon(x, y)) for x, y in zip(lon, lat, strict=True)],
+            network_ids=["ie-b-lte", "ie-mno1-3g"],
+        )
+        response = pb_grpc.CommapServiceStub(channel).QueryCoverage(request, timeout=30)
+        lte = [p.networks[0] for p in response.points]
+        assert [q.unknown for q in lte] == [False, True]
+        assert lte[1].provenance == pb.PROVENANCE_NONE and not lte[1].usable
+        assert lte[1].sinr_db > -30.0  # the prior, not the no-signal value
+        assert lte[0].provenance == pb.PROVENANCE_MEASURED
+        assert not any(p.networks[1].unknown for p in response.points)  # modelled 3G
+    finally:
+        channel.close()
+        server.stop()
+
+
 def test_query_coverage_network_filter_and_default_time(stub: pb_grpc.CommapServiceStub) -> None:
     request = pb.QueryCoverageRequest(
         points=[pb.CoveragePoint(position=latlon(*ORIGIN))], network_ids=["starlink", "ad-lte"]

@@ -27,6 +27,7 @@ from commap.out.style import (
     PROVENANCE_NAMES,
     ROAD_COLOR,
     TUNNEL_COLOR,
+    UNKNOWN_COLOR,
     network_colors,
 )
 from commap.out.timeline import classify, road_edges, road_pieces
@@ -97,6 +98,7 @@ def meta_payload(cmap: CommMap, *, t_s: float, has_plan: bool, live: bool) -> di
             "no_network": NO_NETWORK_COLOR,
             "measured": PROVENANCE_COLORS[Provenance.MEASURED],
             "modelled": PROVENANCE_COLORS[Provenance.MODELLED],
+            "unknown": UNKNOWN_COLOR,
         },
         "usable_sinr_db": USABLE_SINR_DB,
         "has_plan": has_plan,
@@ -142,8 +144,9 @@ def coverage_payload(
     dict
         ``pieces``: list of ``[[lat, lon], ...]`` (Leaflet order); ``tunnel``: 0/1 per piece;
         ``networks``: ``{id: {"rsrp_class", "sinr_class", "visibility_class", "provenance",
-        "rsrp_dbm", "sinr_db", "elevation_deg"}}`` with one entry per piece (class index,
-        -1 where not applicable; provenance code of :class:`~commap.radio.quality.Provenance`).
+        "unknown", "rsrp_dbm", "sinr_db", "elevation_deg"}}`` with one entry per piece (class
+        index, -1 where not applicable; provenance code of
+        :class:`~commap.radio.quality.Provenance`; ``unknown`` 1 where the map has no data near).
     """
     if cmap.roads is None:
         return {"pieces": [], "tunnel": [], "networks": {}, "spacing_m": spacing_m}
@@ -163,6 +166,7 @@ def coverage_payload(
                 classify("elevation_deg", q.elevation_deg).tolist() if sat else [-1] * len(lon)
             ),
             "provenance": q.provenance.astype(int).tolist(),
+            "unknown": np.asarray(q.unknown, dtype=int).tolist(),
             "rsrp_dbm": [_num(v) for v in q.rsrp_dbm],
             "sinr_db": [_num(v) for v in q.sinr_db],
             "elevation_deg": [_num(v) for v in q.elevation_deg],
@@ -230,6 +234,7 @@ def quality_payload(cmap: CommMap, lon: float, lat: float, t_s: float) -> dict[s
         The point lies outside the map.
     """
     qm = cmap.quality_at([lon], [lat], [t_s])
+    unknown = np.asarray(qm.unknown, dtype=bool).reshape(qm.shape)
     rows = []
     for j, nid in enumerate(qm.network_ids):
         rows.append(
@@ -240,7 +245,8 @@ def quality_payload(cmap: CommMap, lon: float, lat: float, t_s: float) -> dict[s
                 "elevation_deg": _num(qm.elevation_deg[0, j]),
                 "provenance": PROVENANCE_NAMES[int(qm.provenance[0, j])],
                 "confidence": _num(qm.confidence[0, j], 2),
-                "usable": bool(qm.sinr_db[0, j] >= USABLE_SINR_DB),
+                "usable": bool(qm.sinr_db[0, j] >= USABLE_SINR_DB and not unknown[0, j]),
+                "unknown": bool(unknown[0, j]),
             }
         )
     return {"lon": lon, "lat": lat, "t_s": t_s, "networks": rows}

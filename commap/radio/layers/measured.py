@@ -1,6 +1,17 @@
-"""Measured coverage layers: drive tests, fleet reports and gridded measurements on H3 cells.
+"""Measured coverage layers: drive tests, fleet reports and gridded measurements.
 
-Measurements are aggregated per H3 cell at build time (:func:`prepare_layer`) into one
+A measured network answers with its *learned map* (:class:`LearnedLayer`,
+:mod:`commap.radio.learned`): at build time :func:`prepare_layer` reads the records once
+(:func:`read_layer_records`, also the reader of ``commap validate``), fits
+:func:`~commap.radio.learned.fit_network` on the network's link KPI and its SINR and RSRP
+(:func:`fit_layer_models`) and writes the models to ``learned/<id>/<kpi>.npz`` (listed in the
+manifest's checksummed files). The link KPI is the first the records carry of SINR (``< -5``
+dB), downlink rate (``<= 0.5`` Mbit/s), ``connected`` (``== 0``), RSRP with RSRQ (``< -115``
+dBm or ``< -16`` dB; the larger of the two probabilities), the outage rules of
+:data:`commap.radio.learned.KPIS`. Where no record lies within 300 m the layer answers
+``unknown`` with the network-wide prior, never "no signal".
+
+Measurements are also aggregated per H3 cell at build time (:func:`prepare_layer`) into one
 GeoParquet table per network (``measured/<network id>.parquet`` in the built map: cell, centre,
 ``sample_count``, p10/median/p90 of every numeric KPI (``rsrp_dbm``, ``rsrq_db``, ``sinr_db``,
 ``throughput_dl_mbps``, ``throughput_ul_mbps``, ``rtt_ms``), ``connected_ratio``,
@@ -46,15 +57,17 @@ average gives the measurement against a prior worth ``n_half`` samples. Values f
 k-ring-1 fallback (the six neighbours of an empty cell, sample-weighted) get half of that.
 
 Tunnels: inside a tunnel only the exact cell's measurement counts (no neighbour fallback: the
-road outside the portal says nothing about the tube); a tunnel cell never measured gets the
-no-signal values of :meth:`Quality.empty` (provenance NONE).
+road outside the portal says nothing about the tube). :class:`MeasuredLayer` alone gives a
+tunnel cell never measured the no-signal values of :meth:`Quality.empty` (provenance NONE);
+:class:`LearnedLayer` answers it ``unknown`` with the prior (the map spec has no tunnel setting
+that says otherwise).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +80,13 @@ from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.networks import Network
 from commap.radio.layers import LayerContext
+from commap.radio.learned import (
+    MIN_PROBABILITY,
+    KpiModel,
+    LearnedNetwork,
+    fit_network,
+    normalise_records,
+)
 from commap.radio.measurements import (
     KPI_COLUMNS,
     QUALITY_COLUMNS,
@@ -86,21 +106,28 @@ from commap.radio.quality import (
     Provenance,
     Quality,
     as_points,
+    as_sample_points,
 )
 from commap.timeutil import parse_time
 
 __all__ = [
     "DEFAULT_H3_RESOLUTION",
+    "LINK_KPIS",
     "TABLE_COLUMNS",
     "FusedLayer",
+    "LayerRecords",
+    "LearnedLayer",
     "MeasuredLayer",
     "aggregate_grid",
     "aggregate_records",
     "confidence_from_count",
+    "fit_layer_models",
+    "link_kpis",
     "load_fused_layer",
     "load_layer",
     "prepare_layer",
     "prepare_measured",
+    "read_layer_records",
     "snr_from_rsrp",
 ]
 
@@ -608,6 +635,22 @@ class MeasuredLayer:
         )
         q.provenance[rows] = Provenance.MEASURED
 
+    def cell_samples(self, lon: ArrayLike, lat: ArrayLike) -> NDArray[np.int32]:
+        """Samples of the cell holding each point (0 where the cell serves no value).
+
+        Examples
+        --------
+        >>> layer = MeasuredLayer("x", aggregate_records(pd.DataFrame(
+        ...     {"lat": [51.9, 51.9], "lon": [-8.4, -8.4], "sinr_db": [3.0, 4.0]})))
+        >>> layer.cell_samples([-8.4, 0.0], [51.9, 0.0]).tolist()
+        [2, 0]
+        >>> layer.cell_samples([], []).tolist()
+        []
+        """
+        lon_a, lat_a, _ = as_points(lon, lat)
+        idx, hit = self._find(_cells_of(lat_a, lon_a, self.h3_resolution))
+        return np.where(hit, self._count[idx] if hit.size else 0, 0).astype(np.int32)
+
     def lookup(self, lon: Any, lat: Any) -> pd.DataFrame:
         """Table rows (all statistics, provenance) of the cells holding the points.
 
@@ -630,6 +673,145 @@ class MeasuredLayer:
         return rows.reset_index()
 
 
+class LearnedLayer:
+    """A measured network answered by its learned map, anywhere (:mod:`commap.radio.learned`).
+
+    Per point: ``outage_prob`` is the learned P(outage) of the network's link KPI(s)
+    (:func:`link_kpis`; with RSRP and RSRQ the larger of the two), ``unknown`` where the link
+    model has no record within its unknown radius (the values are then the network-wide prior,
+    never the no-signal sentinel), ``sinr_db`` / ``rsrp_dbm`` the p50 of the learned SINR /
+    RSRP where the records carry them (else the SINR equivalent of the link KPI's p50, as
+    :func:`aggregate_records` derives it, and RSRP NaN), provenance MEASURED where known and
+    NONE where unknown, ``confidence = n / (n + k)`` with ``n`` the drives within the finest
+    disc and ``k`` the fitted shrinkage of the link model (the weight the estimator gives the
+    local evidence), and ``sample_count`` the samples of the point's H3 cell.
+
+    Tunnels: only in-tunnel data counts. A tunnel point whose H3 cell was measured answers with
+    that cell's statistics (as :class:`MeasuredLayer`: the link model derives its outage); an
+    unmeasured tunnel point is ``unknown`` with the prior (provenance NONE), not dead.
+
+    Parameters
+    ----------
+    cells : the network's H3 statistics (tunnels, sample counts, exports).
+    models : fitted :class:`~commap.radio.learned.KpiModel` per KPI (the link KPIs at least).
+    link_kpis : the KPI(s) whose P(outage) is the outage.
+
+    Examples
+    --------
+    >>> from commap.radio.learned import fit_kpi
+    >>> recs = pd.DataFrame({"lat": [51.9] * 4, "lon": [-8.4, -8.4001, -8.4002, -8.4003],
+    ...                      "network_id": "x", "drive_id": ["a", "b", "c", "d"],
+    ...                      "sinr_db": [5.0, 6.0, -9.0, 7.0]})
+    >>> layer = LearnedLayer(MeasuredLayer("x", aggregate_records(recs)),
+    ...                      {"sinr_db": fit_kpi(recs, kpi="sinr_db")}, link_kpis=("sinr_db",))
+    >>> q = layer.sample([-8.4, 0.0], [51.9, 0.0], 0.0)
+    >>> q.unknown.tolist(), q.provenance.tolist(), bool(q.sinr_db[1] > -30.0)
+    ([False, True], [2, 0], True)
+    >>> bool(0.0 < q.outage_prob[0] < 1.0)
+    True
+    >>> len(layer.sample([], [], []))
+    0
+    """
+
+    def __init__(
+        self, cells: MeasuredLayer, models: Mapping[str, KpiModel], *, link_kpis: Sequence[str]
+    ) -> None:
+        missing = [k for k in link_kpis if k not in models]
+        if not link_kpis or missing:
+            raise InvalidInputError(
+                f"learned layer of {cells.network_id}: no model of link KPI "
+                f"{missing[0] if missing else '(none given)'}"
+            )
+        self.network_id = cells.network_id
+        self.cells = cells
+        self.models = dict(models)
+        self.link_kpis = tuple(link_kpis)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The H3 statistics table (see :class:`MeasuredLayer`)."""
+        return self.cells.table
+
+    def lookup(self, lon: Any, lat: Any) -> pd.DataFrame:
+        """H3 statistics of the cells holding the points (see :meth:`MeasuredLayer.lookup`)."""
+        return self.cells.lookup(lon, lat)
+
+    def _prior(self, n: int) -> dict[str, FloatArray]:
+        out = {}
+        for kpi, model in self.models.items():
+            out[kpi] = np.full(n, float(model.prior_quantiles[1]))
+        return out
+
+    def sample(
+        self,
+        lon: ArrayLike,
+        lat: ArrayLike,
+        t_s: ArrayLike,
+        *,
+        in_tunnel: ArrayLike | None = None,
+        under_bridge: ArrayLike | None = None,
+    ) -> Quality:
+        """Learned quality at the points (time-invariant; see the class docstring)."""
+        lon_a, lat_a, t_a, tunnel, bridge = as_sample_points(
+            lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge
+        )
+        n = lon_a.shape[0]
+        preds = {kpi: m.predict(lon_a, lat_a) for kpi, m in self.models.items()}
+        p50 = {kpi: p.p50.copy() for kpi, p in preds.items()}
+        link = [preds[k] for k in self.link_kpis]
+        outage = np.max([p.p_outage for p in link], axis=0) if n else np.zeros(0)
+        unknown = np.logical_or.reduce([p.unknown for p in link]) if n else np.zeros(0, bool)
+        drives = link[0].n_drives_near
+        k = self.models[self.link_kpis[0]].shrink_drives
+        confidence = np.where(unknown, 0.0, drives / (drives + k))
+        # unmeasured tunnels: the prior, unknown; measured tunnel cells: their own statistics
+        hit_tunnel = tunnel & (self.cells.cell_samples(lon_a, lat_a) > 0)
+        prior_tunnel = tunnel & ~hit_tunnel
+        if prior_tunnel.any():
+            prior = self._prior(n)
+            for kpi in p50:
+                p50[kpi][prior_tunnel] = prior[kpi][prior_tunnel]
+            rate = max(float(self.models[k].prior_rate) for k in self.link_kpis)
+            outage[prior_tunnel] = np.clip(rate, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
+            unknown[prior_tunnel] = True
+            confidence[prior_tunnel] = 0.0
+        sinr, rsrp = self._values(p50, n)
+        q = Quality(
+            rsrp_dbm=rsrp,
+            sinr_db=sinr,
+            elevation_deg=np.full(n, np.nan),
+            confidence=confidence,
+            provenance=np.where(unknown, Provenance.NONE, Provenance.MEASURED).astype(np.int8),
+            sample_count=self.cells.cell_samples(lon_a, lat_a),
+            outage_prob=outage,
+            unknown=unknown,
+        )
+        if hit_tunnel.any():
+            rows = np.flatnonzero(hit_tunnel)
+            cell = self.cells.sample(
+                lon_a[rows],
+                lat_a[rows],
+                t_a[rows],
+                in_tunnel=tunnel[rows],
+                under_bridge=bridge[rows],
+            )
+            for name in ("rsrp_dbm", "sinr_db", "confidence", "provenance", "sample_count"):
+                getattr(q, name)[rows] = getattr(cell, name)
+            assert q.outage_prob is not None and q.unknown is not None
+            q.outage_prob[rows] = np.nan  # the link model judges the cell's statistics
+            q.unknown[rows] = False
+        return q
+
+    def _values(self, p50: Mapping[str, FloatArray], n: int) -> tuple[FloatArray, FloatArray]:
+        """SINR and RSRP at the points from the KPIs' p50 (SINR derived where not learned)."""
+        nan = np.full(n, np.nan)
+        values = pd.DataFrame({kpi: p50.get(kpi, nan) for kpi in KPI_COLUMNS})
+        connected = pd.Series(p50["connected"] >= 0.5) if "connected" in p50 else None
+        sinr = _link_sinr_db(values, connected)
+        sinr = np.where(np.isfinite(sinr), sinr, NO_SIGNAL_SINR_DB)
+        return sinr, p50.get("rsrp_dbm", nan)
+
+
 def _flags(values: ArrayLike | None, n: int, name: str) -> BoolArray:
     if values is None:
         return np.zeros(n, dtype=bool)
@@ -643,9 +825,12 @@ class FusedLayer:
     """A modelled layer overridden by measurements where they are dense.
 
     At each point the measured value is used when the measured layer reports provenance
-    MEASURED with ``sample_count >= dense_min_samples``; elsewhere the modelled layer's value
-    (with its own provenance, MODELLED) is used. Every field comes from one source per point,
-    so provenance, confidence and sample count stay consistent with the values.
+    MEASURED and knows the point: a learned prediction (a finite ``outage_prob``, not
+    ``unknown``: :class:`LearnedLayer`), or an H3 statistic with ``sample_count >=
+    dense_min_samples``. Elsewhere (where the learned map is unknown, or the statistics thin)
+    the modelled layer's value (with its own provenance, MODELLED) is used. Every field comes
+    from one source per point, so provenance, confidence and sample count stay consistent with
+    the values.
 
     Parameters
     ----------
@@ -689,8 +874,12 @@ class FusedLayer:
         tunnel = _flags(in_tunnel, n, "in_tunnel")
         bridge = _flags(under_bridge, n, "under_bridge")
         meas = self.measured.sample(lon_a, lat_a, t_a, in_tunnel=tunnel, under_bridge=bridge)
-        dense = (meas.provenance == Provenance.MEASURED) & (
-            meas.sample_count >= self.dense_min_samples
+        assert meas.outage_prob is not None and meas.unknown is not None
+        learned = np.isfinite(meas.outage_prob)
+        dense = (
+            (meas.provenance == Provenance.MEASURED)
+            & ~meas.unknown
+            & (learned | (meas.sample_count >= self.dense_min_samples))
         )
         rest = np.flatnonzero(~dense)
         if rest.size == 0:
@@ -706,6 +895,8 @@ class FusedLayer:
             "confidence",
             "provenance",
             "sample_count",
+            "outage_prob",
+            "unknown",
         )
         merged = {}
         for name in fields:
@@ -880,47 +1071,115 @@ def _inside(df: pd.DataFrame, bbox: tuple[float, float, float, float]) -> pd.Dat
     return df[(lon >= lon0) & (lon <= lon1) & (lat >= lat0) & (lat <= lat1)]
 
 
-def _build_table(
-    network: Network, spec: _Spec, ctx: LayerContext
-) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    paths = _source_paths(network, spec, ctx)
-    raw = spec.raw
-    ingest: dict[str, dict[str, Any]] = {}
-    if spec.format == "grid":
-        grid_deg = float(raw.get("grid_deg", 0.0005))
+@dataclass(frozen=True, eq=False)
+class LayerRecords:
+    """The measurement records a measured layer (or overlay) is made of.
+
+    Attributes
+    ----------
+    network_id : the map's network (``network_id`` of every record, whatever the source named).
+    records : the records inside the map's bbox and time window, with the learned map's column
+        names (:func:`commap.radio.learned.normalise_records`); for a grid, one record per grid
+        square at its centre with the square's median RSRP and median downlink rate.
+    gridded : the records are grid squares (no drives, no times).
+    grid : the grid squares inside the bbox with all their statistics (grids only), which the
+        H3 table is aggregated from.
+    ingest : per quality field, the records used and dropped by reason (drive records only).
+    """
+
+    network_id: str
+    records: pd.DataFrame
+    gridded: bool
+    grid: pd.DataFrame | None = None
+    ingest: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _grid_records(network_id: str, grid: pd.DataFrame, min_samples: int) -> pd.DataFrame:
+    """One record per grid square at its centre, with its median RSRP and downlink rate.
+
+    The grid's SINR is a Shannon inversion of the rate, not a measurement: left out.
+    """
+    grid = grid[grid["sample_count"] >= min_samples]
+    return pd.DataFrame(
+        {
+            "lon": grid["lon"].to_numpy(np.float64),
+            "lat": grid["lat"].to_numpy(np.float64),
+            "network_id": network_id,
+            "rsrp_dbm": grid["rsrp_dbm_median"].to_numpy(np.float64),
+            "throughput_dl_mbps": grid["throughput_dl_mbps_median"].to_numpy(np.float64),
+            "sample_count": grid["sample_count"].to_numpy(np.int64),
+        }
+    )
+
+
+def read_layer_records(
+    network: Network, spec: Mapping[str, Any], ctx: LayerContext, *, where: str = "layer"
+) -> LayerRecords:
+    """Read the records a measured layer spec names (records, G-NetTrack or grid files).
+
+    The one reader of measured sources: the map build (:func:`prepare_layer`,
+    :func:`prepare_measured`) and the learned-map validation (:mod:`commap.map.validate`)
+    both call it. Files are relative to ``ctx.source_dir``; records outside ``ctx.bbox`` or
+    the spec's time window, and (records format) rows of other networks are dropped.
+
+    Parameters
+    ----------
+    network : the map's network.
+    spec : the ``[networks.layer]`` or ``[networks.measured]`` table.
+    ctx : source directory and bbox.
+    where : ``"layer"`` or ``"measured"`` (for messages).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad spec, missing file, no records inside the bbox and time window, records that feed
+        no quality value.
+    """
+    parsed = _spec(network, spec, where)
+    paths = _source_paths(network, parsed, ctx)
+    raw = parsed.raw
+    if parsed.format == "grid":
         grid = read_indianapolis_grid(
             paths,
             bandwidth_mhz=float(raw.get("bandwidth_mhz", 20.0)),
-            grid_deg=grid_deg,
+            grid_deg=float(raw.get("grid_deg", 0.0005)),
             rss_rat=str(raw.get("rss_rat", "lte")),
             min_cell_share=float(raw.get("min_cell_share", 0.05)),
         )
-        table = aggregate_grid(
-            _inside(grid, ctx.bbox), h3_resolution=spec.h3_resolution, grid_deg=grid_deg
+        grid = _inside(grid, ctx.bbox).reset_index(drop=True)
+        records = _grid_records(network.id, grid, parsed.min_samples)
+        return LayerRecords(network.id, normalise_records(records), True, grid=grid)
+    records, ingest = _filter_records(
+        network, parsed, _read_records(network, parsed, paths), ctx.bbox
+    )
+    if len(records) == 0:
+        dropped = next(iter(ingest.values()))["dropped"] if ingest else {}
+        raise InvalidInputError(
+            f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)} "
+            f"and time window (records of {', '.join(parsed.files)} dropped: {dropped})"
         )
+    if not any(counts["used"] for counts in ingest.values()):
+        raise InvalidInputError(
+            f"network {network.id}: the records of {', '.join(parsed.files)} feed no quality "
+            f"value (every {', '.join(ingest)} value is missing: {ingest})"
+        )
+    records = normalise_records(records.assign(network_id=network.id).reset_index(drop=True))
+    return LayerRecords(network.id, records, False, ingest=ingest)
+
+
+def _build_table(spec: _Spec, source: LayerRecords, ctx: LayerContext) -> pd.DataFrame:
+    if source.grid is not None:
+        grid_deg = float(spec.raw.get("grid_deg", 0.0005))
+        table = aggregate_grid(source.grid, h3_resolution=spec.h3_resolution, grid_deg=grid_deg)
     else:
-        records, ingest = _filter_records(
-            network, spec, _read_records(network, spec, paths), ctx.bbox
-        )
-        if len(records) == 0:
-            dropped = next(iter(ingest.values()))["dropped"] if ingest else {}
-            raise InvalidInputError(
-                f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)} "
-                f"and time window (records of {', '.join(spec.files)} dropped: {dropped})"
-            )
-        if not any(counts["used"] for counts in ingest.values()):
-            raise InvalidInputError(
-                f"network {network.id}: the records of {', '.join(spec.files)} feed no quality "
-                f"value (every {', '.join(ingest)} value is missing: {ingest})"
-            )
-        table = aggregate_records(records, h3_resolution=spec.h3_resolution)
+        table = aggregate_records(source.records, h3_resolution=spec.h3_resolution)
     # no bbox filter on the cells: a cell at the edge holds data measured inside the bbox
     table = table[table["sample_count"] >= spec.min_samples].reset_index(drop=True)
     if len(table) == 0:
         raise InvalidInputError(
-            f"network {network.id}: no measurements inside the map bbox {list(ctx.bbox)}"
+            f"network {source.network_id}: no measurements inside the map bbox {list(ctx.bbox)}"
         )
-    return table, ingest
+    return table
 
 
 def _write_table(table: pd.DataFrame, path: Path) -> None:
@@ -935,20 +1194,116 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(tmp, index=False)
 
 
+# the KPI whose outage a measured layer predicts, by preference (see the module docstring)
+LINK_KPIS: tuple[tuple[str, ...], ...] = (
+    ("sinr_db",),
+    ("throughput_dl_mbps",),
+    ("connected",),
+    ("rsrp_dbm", "rsrq_db"),
+)
+# KPIs fitted for the values a layer answers besides the outage (p50 of SINR and RSRP)
+_VALUE_KPIS = ("sinr_db", "rsrp_dbm")
+
+
+def link_kpis(records: pd.DataFrame) -> tuple[str, ...]:
+    """The KPI(s) whose outage the learned layer predicts: the first of :data:`LINK_KPIS` present.
+
+    SINR is what radio link monitoring judges; a downlink rate says whether the link carries
+    data; the connected flag whether there was a serving cell at all; RSRP with RSRQ (either
+    failing is an outage) only say how strong and how clean the serving cell was.
+
+    Raises
+    ------
+    InvalidInputError
+        The records carry none of them.
+
+    Examples
+    --------
+    >>> link_kpis(pd.DataFrame({"rsrp_dbm": [-90.0], "throughput_dl_mbps": [3.0]}))
+    ('throughput_dl_mbps',)
+    >>> link_kpis(pd.DataFrame({"rsrp_dbm": [-90.0], "rsrq_db": [-9.0], "sinr_db": [None]}))
+    ('rsrp_dbm', 'rsrq_db')
+    >>> link_kpis(pd.DataFrame({"rtt_ms": [20.0]}))
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: records carry none of sinr_db, throughput_dl_mbps, connected, rsrp_dbm, rsrq_db
+    """
+    for group in LINK_KPIS:
+        present = tuple(k for k in group if k in records and records[k].notna().any())
+        if present:
+            return present
+    names = ", ".join(k for group in LINK_KPIS for k in group)
+    raise InvalidInputError(f"records carry none of {names}")
+
+
+def _lost_as_no_signal(records: pd.DataFrame) -> pd.DataFrame:
+    """Records where the UE had lost the network read as no signal (as :func:`aggregate_records`)."""
+    if "connected" not in records:
+        return records
+    lost = np.asarray(records["connected"] == 0.0, dtype=bool)
+    if not lost.any():
+        return records
+    out = records.copy()
+    for name in KPI_COLUMNS:
+        if name in out:
+            out[name] = out[name].astype(np.float64).mask(lost, _NO_SIGNAL.get(name, np.nan))
+    return out
+
+
+def fit_layer_models(source: LayerRecords) -> tuple[tuple[str, ...], LearnedNetwork]:
+    """Fit the learned map of a measured network: its link KPI(s) and its SINR and RSRP.
+
+    Records taken while the UE had lost the network count as no signal. Returns the link
+    KPI(s) (:func:`link_kpis`) and the fitted models.
+
+    Raises
+    ------
+    InvalidInputError
+        The records carry no link KPI.
+    """
+    records = _lost_as_no_signal(source.records)
+    link = link_kpis(records)
+    wanted = [*link, *(k for k in _VALUE_KPIS if k not in link)]
+    kpis = [k for k in wanted if k in records and records[k].notna().any()]
+    return link, fit_network(records, source.network_id, kpis=kpis)
+
+
+def _write_models(learned: LearnedNetwork, folder: str, built_dir: Path) -> dict[str, str]:
+    files = {}
+    for kpi, model in learned.models.items():
+        rel = f"{folder}/{kpi}.npz"
+        (built_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        model.write(built_dir / rel)
+        files[kpi] = rel
+    return files
+
+
 def _prepare(
-    network: Network, spec: Mapping[str, Any], ctx: LayerContext, *, where: str, table_name: str
+    network: Network,
+    spec: Mapping[str, Any],
+    ctx: LayerContext,
+    *,
+    where: str,
+    table_name: str,
+    models_dir: str,
 ) -> dict[str, Any]:
     parsed = _spec(network, spec, where)
-    table, ingest = _build_table(network, parsed, ctx)
+    source = read_layer_records(network, spec, ctx, where=where)
+    table = _build_table(parsed, source, ctx)
     _write_table(table, ctx.built_dir / table_name)
+    link, learned = fit_layer_models(source)
+    models = _write_models(learned, models_dir, ctx.built_dir)
     samples = int(table["sample_count"].sum())
     log.info(
-        "network %s: %s measurements -> %d H3 cells (res %d), %d samples",
+        "network %s: %s measurements -> %d H3 cells (res %d), %d samples; learned %s "
+        "(outage of %s)",
         network.id,
         parsed.format,
         len(table),
         parsed.h3_resolution,
         samples,
+        ", ".join(models),
+        " or ".join(link),
     )
     prepared: dict[str, Any] = {
         "type": "measured",
@@ -960,9 +1315,14 @@ def _prepare(
         "cells": len(table),
         "samples": samples,
         "sources": list(parsed.files),
+        "learned": {
+            "link_kpis": list(link),
+            "models": models,
+            "outage": {k: str(learned.models[k].outage) for k in link},
+        },
     }
-    if ingest:  # records and drive tests: per field, records used and dropped by reason
-        prepared["ingest"] = ingest
+    if source.ingest:  # records and drive tests: per field, records used and dropped by reason
+        prepared["ingest"] = dict(source.ingest)
     for key in ("attribution", "description"):
         if key in spec:
             prepared[key] = str(spec[key])
@@ -970,18 +1330,32 @@ def _prepare(
 
 
 def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> dict[str, Any]:
-    """Aggregate a network's measurements into ``measured/<id>.parquet`` (build time).
+    """Aggregate a network's measurements into ``measured/<id>.parquet`` and fit its learned
+    map into ``learned/<id>/<kpi>.npz`` (build time).
 
     Raises
     ------
     InvalidInputError
         Bad spec key or value, missing or bad source file, nothing inside the map bbox.
     """
-    return _prepare(network, spec, ctx, where="layer", table_name=f"measured/{network.id}.parquet")
+    return _prepare(
+        network,
+        spec,
+        ctx,
+        where="layer",
+        table_name=f"measured/{network.id}.parquet",
+        models_dir=f"learned/{network.id}",
+    )
 
 
-def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> MeasuredLayer:
-    """Load the measured layer prepared by :func:`prepare_layer` (load time)."""
+def load_layer(
+    network: Network, spec: Mapping[str, Any], ctx: LayerContext
+) -> MeasuredLayer | LearnedLayer:
+    """Load the measured layer prepared by :func:`prepare_layer` (load time).
+
+    A layer built with learned models (every build of today) answers with them
+    (:class:`LearnedLayer`); a layer of an older build with its H3 statistics alone.
+    """
     if "table" not in spec:
         raise InvalidInputError(
             f"network {network.id}: measured layer spec has no table (not built?)"
@@ -994,7 +1368,17 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
         }
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"network {network.id}: bad measured layer spec ({exc})") from None
-    return MeasuredLayer.read(ctx.built_dir / str(spec["table"]), network.id, **options)
+    cells = MeasuredLayer.read(ctx.built_dir / str(spec["table"]), network.id, **options)
+    learned = spec.get("learned")
+    if not learned:
+        return cells
+    try:
+        link = tuple(str(k) for k in learned["link_kpis"])
+        files = {str(k): str(v) for k, v in learned["models"].items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise InvalidInputError(f"network {network.id}: bad learned-model entry ({exc})") from None
+    models = {kpi: KpiModel.read(ctx.built_dir / rel) for kpi, rel in files.items()}
+    return LearnedLayer(cells, models, link_kpis=link)
 
 
 def prepare_measured(
@@ -1002,7 +1386,8 @@ def prepare_measured(
 ) -> dict[str, Any]:
     """Prepare a ``[networks.measured]`` table that overrides a modelled layer (build time).
 
-    Writes ``measured/<id>.fused.parquet``; the returned spec keeps ``dense_min_samples``.
+    Writes ``measured/<id>.fused.parquet`` and ``learned/<id>.fused/<kpi>.npz``; the returned
+    spec keeps ``dense_min_samples``.
     """
     prepared = _prepare(
         network,
@@ -1010,6 +1395,7 @@ def prepare_measured(
         ctx,
         where="measured",
         table_name=f"measured/{network.id}.fused.parquet",
+        models_dir=f"learned/{network.id}.fused",
     )
     prepared["dense_min_samples"] = _spec(network, measured_spec, "measured").dense_min_samples
     return prepared

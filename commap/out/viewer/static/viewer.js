@@ -106,7 +106,9 @@
       var cls = values[classKey(net)];
       var classes = classList(net);
       var buckets = {};   // "class|measured" -> [latlngs...]
+      var unknown = [];   // no data near: the map's prior, drawn apart in its own colour
       for (var i = 0; i < cov.pieces.length; i++) {
+        if (values.unknown && values.unknown[i]) { unknown.push(cov.pieces[i]); continue; }
         if (cls[i] < 0) { continue; }
         var key = cls[i] + '|' + (values.provenance[i] === 2 ? 1 : 0);
         (buckets[key] = buckets[key] || []).push(cov.pieces[i]);
@@ -130,6 +132,13 @@
         line.addTo(group);
         paths += 1;
       });
+      if (unknown.length) {
+        L.polyline(unknown, { pane: 'coverage', color: state.meta.style.unknown, weight: 4,
+          opacity: 0.9, dashArray: '6 5', className: 'coverage-unknown' })
+          .bindTooltip(escapeHtml(net.display_name) + '<br>unknown (no data near)', { sticky: true })
+          .addTo(group);
+        paths += 1;
+      }
     });
     state.counts.coveragePaths = paths;
   }
@@ -193,7 +202,8 @@
       var rows = q.networks.map(function (n) {
         return '<tr><td>' + escapeHtml(n.id) + '</td><td>' + fmt(n.rsrp_dbm) + '</td><td>' +
           fmt(n.sinr_db) + '</td><td>' + fmt(n.elevation_deg) + '</td><td>' +
-          escapeHtml(n.provenance) + '</td><td>' + (n.usable ? 'yes' : 'no') + '</td></tr>';
+          escapeHtml(n.provenance) + '</td><td>' + (n.unknown ? 'unknown' : (n.usable ? 'yes' : 'no')) +
+          '</td></tr>';
       }).join('');
       L.popup({ maxWidth: 420 }).setLatLng(e.latlng).setContent(
         '<b>' + e.latlng.lat.toFixed(5) + ', ' + e.latlng.lng.toFixed(5) + '</b>' +
@@ -312,6 +322,7 @@
     html += '<div class="legend-title">Source</div>';
     html += row(swatchMeasured(), 'measured (drive tests)');
     html += row(swatchLine(meta.style.modelled, 3.5), 'modelled');
+    html += row(swatchLine(meta.style.unknown, 4), 'unknown (no data near)');
     if (state.counts.route) {
       html += '<div class="legend-title">Plan: serving network</div>';
       var used = {};
