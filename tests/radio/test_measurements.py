@@ -374,7 +374,7 @@ def test_hamburg_bremen_raw_rows_become_one_lte_record_per_operator_and_second()
     lte = raw[raw["tech"] == "Lte"]
     seconds = lte.assign(s=lte["timestamp_ms"] // 1000).groupby("mnc")["s"].nunique()
     counts = records.groupby("network_id").size()
-    assert {HAMBURG_BREMEN_NETWORKS[m]: n for m, n in seconds.items()} == counts.to_dict()
+    assert {HAMBURG_BREMEN_NETWORKS[int(str(m))]: n for m, n in seconds.items()} == counts.to_dict()
     assert set(records["network_mode"]) == {"LTE"} and records["rsrq_db"].notna().all()
     first = lte.sort_values("timestamp_ms").iloc[0]
     row = records.iloc[0]
