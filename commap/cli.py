@@ -397,11 +397,7 @@ def route_coverage_table(
             f"{100 * float(weights[usable[:, j]].sum()):.0f} %",
             f"{100 * float(weights[measured].sum()):.0f} %",
             f"{100 * float(weights[unknown[:, j]].sum()):.0f} %",
-            _fmt(
-                float(np.median(sinr)) if sinr.size else math.nan,
-                none_at=NO_SIGNAL_SINR_DB,
-                known=bool(sinr.size),
-            ),
+            _fmt(float(np.median(sinr)), none_at=NO_SIGNAL_SINR_DB) if sinr.size else "unknown",
         )
     table.caption = (
         f"usable: SINR >= {USABLE_SINR_DB:g} dB; no network usable on "
@@ -838,6 +834,67 @@ def validate_command(
             progress=lambda msg: status.update(msg),
         )
         write_validation_report(result, out)
+    console.print(summary_markdown(result))
+    console.print(f"report written to [bold]{out}[/]")
+
+
+@app.command("replay")
+@_friendly
+def replay_command(
+    map_name: MapOpt = "andorra",
+    drive: Annotated[
+        Path,
+        typer.Option(
+            "--drive",
+            help="Records of several networks measured at the same time (.csv, .csv.gz, "
+            ".parquet, or a directory of them).",
+        ),
+    ] = Path("drive.csv"),
+    network_ids: Annotated[
+        str | None, typer.Option("--network-ids", help="Comma-separated networks to choose from.")
+    ] = None,
+    app_class: Annotated[str, typer.Option("--app", help="Application class.")] = defaults.APP,
+    weight: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--weight",
+            help="Objective weight NAME=VALUE of the plans (repeatable), e.g. interruption_s=0.3.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("replay"),
+) -> None:
+    """Score commap's plan against the best single network, a reactive rule and the oracle."""
+    from commap.map.comm_map import CommMap
+    from commap.out.replay_report import summary_markdown, write_replay_report
+    from commap.radio.measurements import read_records
+    from commap.service.planning import PlanRequest, plan_route
+    from commap.sim.multidrive import replay_drive
+
+    weights = {}
+    for item in weight or []:
+        name, sep, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidInputError(
+                f"--weight {item!r}: give NAME=NUMBER", field="--weight"
+            ) from None
+        if not sep:
+            raise InvalidInputError(f"--weight {item!r}: give NAME=NUMBER", field="--weight")
+    PlanRequest(origin=(0.0, 0.0), destination=(0.0, 0.0), app=app_class, weights=weights)
+    cmap = CommMap.load(map_name)
+    records = read_records(drive)
+    ids = [n.strip() for n in network_ids.split(",") if n.strip()] if network_ids else None
+    with console.status("replaying"):
+        result = replay_drive(
+            cmap,
+            records,
+            planner=lambda m, r: plan_route(
+                m, PlanRequest(route=r, app=app_class, weights=weights)
+            ),
+            network_ids=ids,
+        )
+        write_replay_report(result, out)
     console.print(summary_markdown(result))
     console.print(f"report written to [bold]{out}[/]")
 

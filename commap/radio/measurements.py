@@ -44,6 +44,7 @@ __all__ = [
     "COLUMN_ALIASES",
     "GNETTRACK_COLUMNS",
     "GNETTRACK_OPTIONAL_COLUMNS",
+    "HAMBURG_BREMEN_NETWORKS",
     "KEY_COLUMNS",
     "KPI_COLUMNS",
     "QUALITY_COLUMNS",
@@ -55,6 +56,7 @@ __all__ = [
     "append_records",
     "empty_records",
     "read_gnettrack",
+    "read_hamburg_bremen",
     "read_indianapolis_grid",
     "read_records",
     "read_records_csv",
@@ -759,6 +761,68 @@ def read_gnettrack(
 # ---------------------------------------------------------------------------------------------
 # gridded measurements (Indianapolis "5G in the wild")
 # ---------------------------------------------------------------------------------------------
+# Hamburg - Bremen three-operator drive tests: MNC of the German operators -> network id
+HAMBURG_BREMEN_NETWORKS: dict[int, str] = {1: "de-telekom", 2: "de-vodafone", 3: "de-telefonica"}
+_HAMBURG_BREMEN_COLUMNS = ("drive", "segment", "timestamp_ms", "lat", "lon", "mnc", "tech")
+
+
+def read_hamburg_bremen(path: str | Path) -> pd.DataFrame:
+    """LTE records of the Hamburg - Bremen three-operator drive tests (``hh_bremen_3mno_drive``).
+
+    One record per operator and second of every drive leg with a timestamp: the second's first
+    LTE row (``rsrp_dbm``, ``rsrq_db``, ``cell_id``). ``network_id`` from the MNC
+    (:data:`HAMBURG_BREMEN_NETWORKS`), ``drive_id`` = ``drive/segment`` (the leg). GSM rows are
+    left out: the loggers record GSM cells alongside LTE, and a second with GSM rows but no LTE
+    row is a logging gap (its neighbours' RSRP is the usual), not a fall-back off LTE.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing file or columns, no LTE row.
+
+    Examples
+    --------
+    >>> read_hamburg_bremen("missing.csv.gz")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: missing.csv.gz: file does not exist
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: file does not exist")
+    try:
+        raw = pd.read_csv(path, low_memory=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise InvalidInputError(f"{path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in _HAMBURG_BREMEN_COLUMNS if c not in raw]
+    if missing:
+        raise InvalidInputError(f"{path}: columns {missing} are missing")
+    raw = raw.dropna(subset=["timestamp_ms", "lat", "lon", "mnc"])
+    raw = raw[raw["mnc"].isin(list(HAMBURG_BREMEN_NETWORKS)) & raw["tech"].eq("Lte")]
+    raw = raw.assign(second=(raw["timestamp_ms"] // 1000).astype(np.int64))
+    raw = raw.sort_values(["drive", "segment", "mnc", "timestamp_ms"], kind="stable")
+    first = raw.drop_duplicates(["drive", "segment", "mnc", "second"], keep="first")
+    records = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(
+                first["timestamp_ms"].to_numpy(np.int64), unit="ms", utc=True
+            ),
+            "lat": first["lat"].to_numpy(np.float64),
+            "lon": first["lon"].to_numpy(np.float64),
+            "network_id": first["mnc"].astype(int).map(HAMBURG_BREMEN_NETWORKS).to_numpy(),
+            "rsrp_dbm": first.get("rsrp_dbm", pd.Series(np.nan, index=first.index)).to_numpy(),
+            "rsrq_db": first.get("rsrq_db", pd.Series(np.nan, index=first.index)).to_numpy(),
+            "cell_id": first.get("cell_id", pd.Series(np.nan, index=first.index)).to_numpy(),
+            "network_mode": "LTE",
+            "drive_id": (
+                first["drive"].astype(str) + "/" + first["segment"].astype(str)
+            ).to_numpy(),
+        }
+    )
+    records = records.sort_values(["timestamp", "network_id"], kind="stable")
+    return validate_records(records.reset_index(drop=True), source=str(path))
+
+
 def sinr_from_throughput(
     throughput_mbps: Any,
     *,

@@ -363,3 +363,20 @@ def test_sinr_from_throughput_inverts_shannon() -> None:
     assert np.isnan(sinr_db[2])
     with pytest.raises(InvalidInputError):
         sinr_from_throughput([1.0], bandwidth_mhz=0.0)
+
+
+def test_hamburg_bremen_raw_rows_become_one_lte_record_per_operator_and_second() -> None:
+    from commap.radio.measurements import HAMBURG_BREMEN_NETWORKS, read_hamburg_bremen
+
+    path = TEST_DATA / "measured_multi" / "hamburg_bremen_raw_extract.csv.gz"
+    raw = pd.read_csv(path)
+    records = read_hamburg_bremen(path)
+    lte = raw[raw["tech"] == "Lte"]
+    seconds = lte.assign(s=lte["timestamp_ms"] // 1000).groupby("mnc")["s"].nunique()
+    counts = records.groupby("network_id").size()
+    assert {HAMBURG_BREMEN_NETWORKS[int(str(m))]: n for m, n in seconds.items()} == counts.to_dict()
+    assert set(records["network_mode"]) == {"LTE"} and records["rsrq_db"].notna().all()
+    first = lte.sort_values("timestamp_ms").iloc[0]
+    row = records.iloc[0]
+    assert row["rsrp_dbm"] == first["rsrp_dbm"] and row["lat"] == first["lat"]
+    assert row["drive_id"] == f"{first['drive']}/{first['segment']}"

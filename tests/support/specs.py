@@ -225,8 +225,12 @@ _HAMBURG_OPERATORS = (
 )
 
 
-def hamburg_spec(map_dir: Path, *, name: str = "hamburg") -> Path:
+def hamburg_spec(
+    map_dir: Path, *, name: str = "hamburg", window: tuple[str, str] | None = None
+) -> Path:
     """A measured-only map of the Hamburg - Bremen extract (three operators, both days).
+
+    ``window``: only the records from ``start`` to before ``end`` (ISO times), e.g. one day.
 
     Examples
     --------
@@ -235,6 +239,7 @@ def hamburg_spec(map_dir: Path, *, name: str = "hamburg") -> Path:
     >>> [n["layer"]["network_id"] for n in read_spec_toml(spec)["networks"]]
     ['de-telekom', 'de-vodafone', 'de-telefonica']
     """
+    limits = f'start = "{window[0]}"\nend = "{window[1]}"\n' if window else ""
     networks = "".join(
         f"""
 [[networks]]
@@ -249,7 +254,7 @@ type = "measured"
 format = "records"
 files = ["{HAMBURG_EXTRACT.as_posix()}"]
 network_id = "{nid}"
-attribution = "Drive tests: ENQT GmbH / HAW Hamburg (CC BY-NC 4.0)"
+{limits}attribution = "Drive tests: ENQT GmbH / HAW Hamburg (CC BY-NC 4.0)"
 """
         for nid, label in _HAMBURG_OPERATORS
     )

@@ -6,9 +6,10 @@ A measured network answers with its *learned map* (:class:`LearnedLayer`,
 :func:`~commap.radio.learned.fit_network` on the network's link KPI and its SINR and RSRP
 (:func:`fit_layer_models`) and writes the models to ``learned/<id>/<kpi>.npz`` (listed in the
 manifest's checksummed files). The link KPI is the first the records carry of SINR (``< -5``
-dB), downlink rate (``<= 0.5`` Mbit/s), ``connected`` (``== 0``), RSRP with RSRQ (``< -115``
-dBm or ``< -16`` dB; the larger of the two probabilities), the outage rules of
-:data:`commap.radio.learned.KPIS`. Where no record lies within 300 m the layer answers
+dB), downlink rate (``<= 0.5`` Mbit/s), RSRP with RSRQ (``< -115`` dBm or ``< -16`` dB; the
+larger of the two probabilities), ``connected`` (``== 0``), the outage rules of
+:data:`commap.radio.learned.KPIS`; records that lost the network count as no signal in every
+KPI, so ``connected`` is folded into the others and decides alone only without them. Where no record lies within 300 m the layer answers
 ``unknown`` with the network-wide prior, never "no signal".
 
 Measurements are also aggregated per H3 cell at build time (:func:`prepare_layer`) into one
@@ -1198,8 +1199,8 @@ def _write_table(table: pd.DataFrame, path: Path) -> None:
 LINK_KPIS: tuple[tuple[str, ...], ...] = (
     ("sinr_db",),
     ("throughput_dl_mbps",),
-    ("connected",),
     ("rsrp_dbm", "rsrq_db"),
+    ("connected",),
 )
 # KPIs fitted for the values a layer answers besides the outage (p50 of SINR and RSRP)
 _VALUE_KPIS = ("sinr_db", "rsrp_dbm")
@@ -1209,8 +1210,10 @@ def link_kpis(records: pd.DataFrame) -> tuple[str, ...]:
     """The KPI(s) whose outage the learned layer predicts: the first of :data:`LINK_KPIS` present.
 
     SINR is what radio link monitoring judges; a downlink rate says whether the link carries
-    data; the connected flag whether there was a serving cell at all; RSRP with RSRQ (either
-    failing is an outage) only say how strong and how clean the serving cell was.
+    data; RSRP with RSRQ (either failing is an outage) how strong and how clean the serving
+    cell was. The ``connected`` flag decides only when the records carry none of these: a
+    record that lost the network is already an outage of every other KPI's model (it reads as
+    no signal, see :func:`fit_layer_models`), so it is folded in, not chosen over them.
 
     Raises
     ------
@@ -1221,12 +1224,13 @@ def link_kpis(records: pd.DataFrame) -> tuple[str, ...]:
     --------
     >>> link_kpis(pd.DataFrame({"rsrp_dbm": [-90.0], "throughput_dl_mbps": [3.0]}))
     ('throughput_dl_mbps',)
-    >>> link_kpis(pd.DataFrame({"rsrp_dbm": [-90.0], "rsrq_db": [-9.0], "sinr_db": [None]}))
+    >>> link_kpis(pd.DataFrame({"rsrp_dbm": [-90.0], "rsrq_db": [-9.0], "sinr_db": [None],
+    ...                         "connected": [1.0]}))
     ('rsrp_dbm', 'rsrq_db')
     >>> link_kpis(pd.DataFrame({"rtt_ms": [20.0]}))
     Traceback (most recent call last):
     ...
-    commap.errors.InvalidInputError: records carry none of sinr_db, throughput_dl_mbps, connected, rsrp_dbm, rsrq_db
+    commap.errors.InvalidInputError: records carry none of sinr_db, throughput_dl_mbps, rsrp_dbm, rsrq_db, connected
     """
     for group in LINK_KPIS:
         present = tuple(k for k in group if k in records and records[k].notna().any())

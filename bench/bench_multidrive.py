@@ -1,0 +1,114 @@
+"""Real multi-network drive replay: the full Hamburg - Bremen drive tests, one day -> the other.
+
+``python -m bench --only multidrive``. Reads the published data set shipped in
+``tests/data/measured_multi/hh_bremen_3mno_drive_2021.csv.gz`` (or the file named by
+``COMMAP_HAMBURG_BREMEN``). For each direction (train 13 Sep, test 17 Sep,
+and the reverse) a measured-only map of the training day is built (three operators' LTE RSRP
+and RSRQ, learned) and the test day's drive is replayed with ``commap replay``'s library call:
+commap's plan, the best single network in hindsight, the reactive switch-on-outage rule and
+the oracle, once with the default objective and once with interruption seconds priced at
+0.3 drops each (``--weight interruption_s=0.3``). Reports (summaries; the per-second table is
+left out) go to ``bench/results/multidrive/<train>-to-<test>[-interruption]/``.
+
+Figures: outage seconds and switches per policy, per direction and objective.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from commap.geo.corridor import Route
+from commap.map.build import build_map
+from commap.map.comm_map import CommMap
+from commap.out.replay_report import write_replay_report
+from commap.radio.measurements import HAMBURG_BREMEN_NETWORKS, read_hamburg_bremen
+from commap.service.planning import PlanRequest, PlanResult, plan_route
+from commap.sim.multidrive import replay_drive
+
+__all__ = ["run"]
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "results" / "multidrive"
+SOURCE = Path(
+    os.environ.get(
+        "COMMAP_HAMBURG_BREMEN",
+        str(REPO / "tests" / "data" / "measured_multi" / "hh_bremen_3mno_drive_2021.csv.gz"),
+    )
+)
+DAYS = {
+    "13sep": ("2021-09-13T00:00:00Z", "2021-09-14T00:00:00Z"),
+    "17sep": ("2021-09-17T00:00:00Z", "2021-09-18T00:00:00Z"),
+}
+OBJECTIVES: dict[str, dict[str, float]] = {"": {}, "-interruption": {"interruption_s": 0.3}}
+
+
+def _spec(folder: Path, records_file: str, train: str) -> Path:
+    start, end = DAYS[train]
+    networks = "".join(
+        f"""
+[[networks]]
+id = "{nid}"
+kind = "terrestrial"
+operator = "{nid}"
+technology = "lte"
+latency_ms = 35.0
+[networks.layer]
+type = "measured"
+format = "records"
+files = ["{records_file}"]
+start = "{start}"
+end = "{end}"
+attribution = "Drive tests: ENQT GmbH / HAW Hamburg (CC BY-NC 4.0)"
+"""
+        for nid in HAMBURG_BREMEN_NETWORKS.values()
+    )
+    text = f"""name = "hamburg-bremen-{train}"
+title = "Hamburg - Bremen, three operators measured on {train}"
+bbox = [8.5, 52.7, 10.2, 53.6]
+segment_m = 50.0
+seed = 2021
+default_departure = "{start}"
+{networks}"""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "map.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run() -> dict[str, Any]:
+    """Replay both days on the other day's map and return the figures."""
+    if not SOURCE.is_file():
+        return {"skipped": f"{SOURCE} not found"}
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        records = read_hamburg_bremen(SOURCE)
+        records = records[records["drive_id"].str.startswith(("Messfahrt1", "Messfahrt2"))]
+        records.to_parquet(root / "records.parquet")
+        t = pd.to_datetime(records["timestamp"], utc=True)
+        for train, test in (("13sep", "17sep"), ("17sep", "13sep")):
+            spec = _spec(root / train, str(root / "records.parquet"), train)
+            cmap = CommMap.load(build_map(spec, spec.parent / "built"))
+            start, end = DAYS[test]
+            drive = records[(t >= pd.Timestamp(start)) & (t < pd.Timestamp(end))]
+            for suffix, weights in OBJECTIVES.items():
+
+                def planner(m: CommMap, r: Route, w: dict[str, float] = weights) -> PlanResult:
+                    return plan_route(m, PlanRequest(route=r, weights=w))
+
+                replay = replay_drive(cmap, drive, planner=planner)
+                write_replay_report(replay, OUT / f"{train}-to-{test}{suffix}", serving=False)
+                for policy, score in replay.scores.items():
+                    key = f"{train}_to_{test}{suffix.replace('-', '_')}.{policy}"
+                    figures[f"{key}.outage_s"] = score.outage_s
+                    figures[f"{key}.switches"] = score.switches
+                figures[f"{train}_to_{test}.scored_s"] = len(replay.seconds)
+                figures[f"{train}_to_{test}.unknown_share"] = round(
+                    max(replay.unknown_share.values()), 3
+                )
+    return figures

@@ -1,0 +1,83 @@
+"""The report folder of ``commap replay``: policies scored second by second on a real drive.
+
+Files written by :func:`write_replay_report`:
+
+``summary.csv``
+    one row per policy (:meth:`commap.sim.multidrive.Replay.summary`): outage seconds and
+    share, switches, switch-interruption seconds, scored seconds.
+``summary.md``
+    the same as a Markdown table, with the drive's seconds, legs and per-network outage
+    seconds, and the share of the drive where the map had no data near (``unknown``).
+``serving.csv``
+    per scored second: time, position, each network's outage flag and each policy's network.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from commap.files import write_text_atomic
+from commap.sim.multidrive import Replay
+
+__all__ = ["summary_markdown", "write_replay_report"]
+
+log = logging.getLogger(__name__)
+
+
+def summary_markdown(replay: Replay, *, title: str = "Replay of a multi-network drive") -> str:
+    """The summary as Markdown (see the module docstring)."""
+    s = replay.seconds
+    table = replay.summary()
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    per_network = ", ".join(
+        f"{nid} {int(n)} s" for nid, n in zip(s.network_ids, s.outage.sum(axis=0), strict=True)
+    )
+    unknown = ", ".join(f"{nid} {100 * v:.0f} %" for nid, v in replay.unknown_share.items())
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(s)} seconds scored in {len(s.pieces())} legs ({s.unscored_s} seconds without a "
+        "record of every network not scored).",
+        f"Outage seconds per network: {per_network}.",
+        f"Map unknown (no data near) along the drive: {unknown or 'none'}.",
+        "",
+        header,
+        rule,
+        *rows,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_replay_report(replay: Replay, out_dir: str | Path, *, serving: bool = True) -> Path:
+    """Write ``summary.csv``, ``summary.md`` and (``serving``) ``serving.csv`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "summary.csv", replay.summary().to_csv(index=False))
+    write_text_atomic(out / "summary.md", summary_markdown(replay))
+    if serving:
+        _write_serving(replay, out / "serving.csv")
+    log.info("replay report written to %s", out)
+    return out
+
+
+def _write_serving(replay: Replay, path: Path) -> None:
+    s = replay.seconds
+    frame = pd.DataFrame(
+        {
+            "t": pd.to_datetime(s.t_s, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lat": s.lat.round(6),
+            "lon": s.lon.round(6),
+            "leg": s.piece,
+        }
+    )
+    for j, nid in enumerate(s.network_ids):
+        frame[f"outage_{nid}"] = s.outage[:, j].astype(int)
+    for policy, networks in replay.serving.items():
+        frame[policy] = [s.network_ids[i] for i in networks.tolist()]
+    write_text_atomic(path, frame.to_csv(index=False))

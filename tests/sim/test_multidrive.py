@@ -1,0 +1,166 @@
+"""Multi-network drives as truth: the Hamburg - Bremen extract, a map learned on 13 Sep, replayed
+on 17 Sep (three operators' RSRP measured every second by three modems at once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from commap.errors import InvalidInputError
+from commap.geo.corridor import Route
+from commap.map.build import build_map
+from commap.map.comm_map import CommMap
+from commap.radio.link import LinkModel
+from commap.radio.measurements import read_records
+from commap.service.planning import PlanRequest, PlanResult, plan_route
+from commap.sim.multidrive import (
+    Replay,
+    best_single_policy,
+    drive_seconds,
+    reactive_policy,
+    replay_drive,
+    score_policy,
+)
+from tests.support.specs import HAMBURG_EXTRACT, hamburg_spec
+
+DAY1 = ("2021-09-13T00:00:00Z", "2021-09-14T00:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def records() -> pd.DataFrame:
+    return read_records(HAMBURG_EXTRACT)
+
+
+@pytest.fixture(scope="module")
+def later_drive(records: pd.DataFrame) -> pd.DataFrame:
+    return records[records["timestamp"] >= pd.Timestamp("2021-09-17", tz="UTC")]
+
+
+@pytest.fixture(scope="module")
+def earlier_map(tmp_path_factory: pytest.TempPathFactory) -> CommMap:
+    spec = hamburg_spec(tmp_path_factory.mktemp("maps") / "hamburg-13sep", window=DAY1)
+    return CommMap.load(build_map(spec, spec.parent / "built"))
+
+
+def _planner(cmap: CommMap, route: Route) -> PlanResult:
+    return plan_route(cmap, PlanRequest(route=route))
+
+
+@pytest.fixture(scope="module")
+def replay(earlier_map: CommMap, later_drive: pd.DataFrame) -> Replay:
+    return replay_drive(earlier_map, later_drive, planner=_planner)
+
+
+def test_seconds_and_outages_match_a_hand_count(later_drive: pd.DataFrame) -> None:
+    s = drive_seconds(later_drive, hold_s=0)
+    assert s.network_ids == ("de-telefonica", "de-telekom", "de-vodafone")
+    second = later_drive["timestamp"].astype("int64") // 10**9
+    first = later_drive.assign(second=second).drop_duplicates(["network_id", "second"])
+    table = first.pivot(index="second", columns="network_id", values="rsrp_dbm").dropna()
+    assert len(s) == len(table) and s.t_s.tolist() == table.index.astype(float).tolist()
+    hand = (table[list(s.network_ids)] < -115.0).sum().tolist()
+    assert s.outage.sum(axis=0).tolist() == hand
+    assert hand[2] > 100  # Vodafone loses the cell edge often; the replay has something to do
+    assert len(s.pieces()) >= 2  # legs split at pauses and drive changes
+    held = drive_seconds(later_drive)  # holding a record over 2 s gaps scores more seconds
+    assert len(held) > len(s) and held.unscored_s < s.unscored_s
+
+
+def test_best_single_and_reactive_rules(later_drive: pd.DataFrame) -> None:
+    s = drive_seconds(later_drive)
+    best = best_single_policy(s)
+    assert (best == int(np.argmin(s.outage.sum(axis=0)))).all()
+    reactive = reactive_policy(s)
+    # the rule leaves a network only in a second it is out
+    moves = np.flatnonzero(reactive[1:] != reactive[:-1]) + 1
+    legs_start = {p.start for p in s.pieces()}
+    assert all(s.outage[i, reactive[i - 1]] for i in moves if i not in legs_start)
+
+
+def test_switch_interruptions_are_outage_seconds(
+    earlier_map: CommMap, later_drive: pd.DataFrame
+) -> None:
+    s = drive_seconds(later_drive)
+    nets = [earlier_map.catalogue[n] for n in s.network_ids]
+    always = np.zeros(len(s), dtype=np.int64)
+    flip = always.copy()
+    flip[len(s) // 2 :] = 1
+    stay = score_policy(s, always, nets, policy="stay")
+    moved = score_policy(s, flip, nets, policy="flip")
+    link = LinkModel()
+    pause = link.switch(nets[0], nets[1])[2]  # operators without a handover agreement: 10 s
+    assert moved.switches == 1 and moved.interruption_s == pause == 10.0
+    half = len(s) // 2
+    own = int(s.outage[:half, 0].sum() + s.outage[half:, 1].sum())
+    extra = int((~s.outage[half : half + 10, 1]).sum())
+    assert moved.outage_s == own + extra and stay.outage_s == int(s.outage[:, 0].sum())
+    with pytest.raises(InvalidInputError, match="one serving network per second"):
+        score_policy(s, always[:-1], nets, policy="bad")
+
+
+def test_commap_on_the_earlier_days_map_beats_the_reactive_rule(replay: Replay) -> None:
+    scores = replay.scores
+    assert list(scores) == ["commap", "best_single", "reactive", "oracle"]
+    assert scores["commap"].outage_s <= scores["best_single"].outage_s
+    assert scores["reactive"].switches > 0 and scores["reactive"].outage_s > 0
+    assert scores["commap"].outage_s <= 0.5 * scores["reactive"].outage_s
+    # the extract keeps the roads driven on both days: the map knows the whole drive
+    assert all(v == 0.0 for v in replay.unknown_share.values())
+    summary = replay.summary()
+    assert summary["scored_s"].nunique() == 1 and (summary["outage_s"] >= 0).all()
+
+
+def test_choosing_among_two_networks(earlier_map: CommMap, later_drive: pd.DataFrame) -> None:
+    pair = ["de-vodafone", "de-telefonica"]
+    result = replay_drive(earlier_map, later_drive, planner=_planner, network_ids=pair)
+    assert result.seconds.network_ids == tuple(pair)
+    s = result.scores
+    assert s["commap"].outage_s <= s["best_single"].outage_s < s["reactive"].outage_s
+    with pytest.raises(InvalidInputError, match="not in map"):
+        replay_drive(earlier_map, later_drive, planner=_planner, network_ids=["de-o2"])
+
+
+def test_oracle_plans_on_the_truth(replay: Replay) -> None:
+    # on the truth, the planner's own outage seconds (without its switches) are never more
+    # than those of the best network in hindsight
+    s = replay.scores["oracle"]
+    assert s.outage_s - s.interruption_s <= replay.scores["best_single"].outage_s
+
+
+def test_drive_needs_two_networks_at_once(later_drive: pd.DataFrame) -> None:
+    one = later_drive[later_drive["network_id"] == "de-telekom"]
+    with pytest.raises(InvalidInputError, match="at least two networks"):
+        drive_seconds(one)
+    with pytest.raises(InvalidInputError, match="no record in the drive"):
+        drive_seconds(later_drive, network_ids=["de-telekom", "de-o2"])
+
+
+def test_cli_replay_writes_the_summary(
+    earlier_map: CommMap, later_drive: pd.DataFrame, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from commap.cli import app
+    from commap.radio.measurements import write_records_csv
+
+    drive = tmp_path / "drive.csv"
+    write_records_csv(later_drive, drive)
+    out = tmp_path / "replay"
+    result = CliRunner().invoke(
+        app,
+        ["replay", "--map", str(earlier_map.directory), "--drive", str(drive), "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["policy"].tolist() == ["commap", "best_single", "reactive", "oracle"]
+    assert "| commap |" in (out / "summary.md").read_text()
+    serving = pd.read_csv(out / "serving.csv")
+    assert len(serving) == int(summary["scored_s"].iloc[0])
+    bad = CliRunner().invoke(
+        app, ["replay", "--map", str(earlier_map.directory), "--drive", str(drive),
+              "--weight", "interruption_s"],
+    )  # fmt: skip
+    assert bad.exit_code == 2 and "NAME=NUMBER" in bad.output
