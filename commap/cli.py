@@ -775,7 +775,7 @@ def evaluate_command(
 
     start = time.perf_counter()
     from commap.map.comm_map import CommMap
-    from commap.out.evaluation_report import summary_markdown, write_evaluation_report
+    from commap.out.evaluation_report import evaluation_markdown, write_evaluation_report
     from commap.sim import evaluate_map
 
     cmap = CommMap.load(map_name)
@@ -789,7 +789,7 @@ def evaluate_command(
         # the report states the run's wall time so far: imports, map load and evaluation
         result = dataclasses.replace(result, wall_s=time.perf_counter() - start)
         write_evaluation_report(result, out)
-    console.print(summary_markdown(result))
+    console.print(evaluation_markdown(result))
     console.print(
         f"report written to [bold]{out}[/]; whole run {time.perf_counter() - start:.1f} s "
         "(map load, evaluation, report)"
@@ -815,7 +815,7 @@ def validate_command(
     """Cross-validate the learned map against baselines on the map's own measurements."""
     from commap.map.comm_map import CommMap
     from commap.map.validate import GROUPS, validate_map
-    from commap.out.validation_report import summary_markdown, write_validation_report
+    from commap.out.validation_report import validation_markdown, write_validation_report
 
     if group not in GROUPS:
         raise InvalidInputError(f"--group {group!r} must be one of {', '.join(GROUPS)}")
@@ -834,7 +834,7 @@ def validate_command(
             progress=lambda msg: status.update(msg),
         )
         write_validation_report(result, out)
-    console.print(summary_markdown(result))
+    console.print(validation_markdown(result))
     console.print(f"report written to [bold]{out}[/]")
 
 
@@ -865,7 +865,7 @@ def replay_command(
 ) -> None:
     """Score commap's plan against the best single network, a reactive rule and the oracle."""
     from commap.map.comm_map import CommMap
-    from commap.out.replay_report import summary_markdown, write_replay_report
+    from commap.out.replay_report import replay_markdown, write_replay_report
     from commap.radio.measurements import read_records
     from commap.service.planning import PlanRequest, plan_route
     from commap.sim.multidrive import replay_drive
@@ -895,7 +895,7 @@ def replay_command(
             network_ids=ids,
         )
         write_replay_report(result, out)
-    console.print(summary_markdown(result))
+    console.print(replay_markdown(result))
     console.print(f"report written to [bold]{out}[/]")
 
 

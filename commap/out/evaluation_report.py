@@ -36,12 +36,12 @@ if TYPE_CHECKING:
     from commap.sim.replay import CorkReplay, StarlinkBridges
 
 __all__ = [
+    "evaluation_markdown",
     "plot_cork_replay",
     "plot_drops",
     "plot_evaluation_strip",
     "plot_outage_cdf",
     "plot_starlink_bridges",
-    "summary_markdown",
     "write_evaluation_report",
 ]
 
@@ -92,7 +92,7 @@ def write_evaluation_report(result: EvaluationResult, out_dir: Path) -> list[Pat
         _write_text(
             out_dir / "a3_sweep.csv", result.sweep.to_csv(index=False, float_format="%.6g")
         ),
-        _write_text(out_dir / "summary.md", summary_markdown(result)),
+        _write_text(out_dir / "summary.md", evaluation_markdown(result)),
         plot_drops(result.summary, out_dir / "drops_per_policy.png"),
         plot_outage_cdf(result.outage_durations_s, out_dir / "outage_cdf.png"),
     ]
@@ -116,13 +116,13 @@ def _fmt(value: Any, ci: Any = None) -> str:
     return text
 
 
-def summary_markdown(result: EvaluationResult) -> str:
+def evaluation_markdown(result: EvaluationResult) -> str:
     """The Markdown summary (setup, table with 95 % intervals, targets, tuned A3).
 
     Examples
     --------
-    >>> summary_markdown.__name__
-    'summary_markdown'
+    >>> evaluation_markdown.__name__
+    'evaluation_markdown'
     """
     cfg = result.config
     lines = [

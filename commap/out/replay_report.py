@@ -22,12 +22,12 @@ import pandas as pd
 from commap.files import write_text_atomic
 from commap.sim.multidrive import Replay
 
-__all__ = ["summary_markdown", "write_replay_report"]
+__all__ = ["replay_markdown", "write_replay_report"]
 
 log = logging.getLogger(__name__)
 
 
-def summary_markdown(replay: Replay, *, title: str = "Replay of a multi-network drive") -> str:
+def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network drive") -> str:
     """The summary as Markdown (see the module docstring)."""
     s = replay.seconds
     table = replay.summary()
@@ -59,7 +59,7 @@ def write_replay_report(replay: Replay, out_dir: str | Path, *, serving: bool = 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "summary.csv", replay.summary().to_csv(index=False))
-    write_text_atomic(out / "summary.md", summary_markdown(replay))
+    write_text_atomic(out / "summary.md", replay_markdown(replay))
     if serving:
         _write_serving(replay, out / "serving.csv")
     log.info("replay report written to %s", out)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from commap.files import atomic_path, write_text_atomic
 from commap.map.validate import SUMMARY_COLUMNS, Validation
 
-__all__ = ["plot_reliability", "summary_markdown", "write_validation_report"]
+__all__ = ["plot_reliability", "validation_markdown", "write_validation_report"]
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
-def summary_markdown(validation: Validation) -> str:
+def validation_markdown(validation: Validation) -> str:
     """The summary as Markdown: settings, one table per network and KPI, notes.
 
     Examples
     --------
     >>> v = Validation("m", {"folds": 5}, pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
     ...                pd.DataFrame(), ["nothing measured"])
-    >>> print(summary_markdown(v).splitlines()[0])
+    >>> print(validation_markdown(v).splitlines()[0])
     # Validation of the learned map: m
     """
     s = validation.settings
@@ -120,7 +120,7 @@ def write_validation_report(validation: Validation, out_dir: Path) -> list[Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out_dir / "summary.csv", out_dir / "summary.md"
     write_text_atomic(csv_path, validation.summary.to_csv(index=False, float_format="%.6g"))
-    write_text_atomic(md_path, summary_markdown(validation))
+    write_text_atomic(md_path, validation_markdown(validation))
     files = [csv_path, md_path]
     if len(validation.reliability):
         for (network, kpi), rows in validation.reliability.groupby(["network", "kpi"], sort=False):
