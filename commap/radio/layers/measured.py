@@ -593,9 +593,8 @@ class MeasuredLayer:
         under_bridge: ArrayLike | None = None,
     ) -> Quality:
         """Measured quality at the points (time-invariant; see the module docstring)."""
-        lon_a, lat_a, _ = as_points(lon, lat, t_s)
+        lon_a, lat_a, _, tunnel, _ = as_sample_points(lon, lat, t_s, in_tunnel=in_tunnel)
         n = lon_a.shape[0]
-        tunnel = _flags(in_tunnel, n, "in_tunnel")
         q = Quality.empty(n)
         rsrp, sinr, count = q.rsrp_dbm, q.sinr_db, q.sample_count
         confidence, provenance = q.confidence, q.provenance
@@ -813,15 +812,6 @@ class LearnedLayer:
         return sinr, p50.get("rsrp_dbm", nan)
 
 
-def _flags(values: ArrayLike | None, n: int, name: str) -> BoolArray:
-    if values is None:
-        return np.zeros(n, dtype=bool)
-    flags = np.asarray(values, dtype=bool)
-    if flags.shape != (n,):
-        raise InvalidInputError(f"{name} must have one flag per point ({n})", field=name)
-    return flags
-
-
 class FusedLayer:
     """A modelled layer overridden by measurements where they are dense.
 
@@ -870,10 +860,9 @@ class FusedLayer:
         under_bridge: ArrayLike | None = None,
     ) -> Quality:
         """Measured quality where dense, modelled quality elsewhere."""
-        lon_a, lat_a, t_a = as_points(lon, lat, t_s)
-        n = lon_a.shape[0]
-        tunnel = _flags(in_tunnel, n, "in_tunnel")
-        bridge = _flags(under_bridge, n, "under_bridge")
+        lon_a, lat_a, t_a, tunnel, bridge = as_sample_points(
+            lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge
+        )
         meas = self.measured.sample(lon_a, lat_a, t_a, in_tunnel=tunnel, under_bridge=bridge)
         assert meas.outage_prob is not None and meas.unknown is not None
         learned = np.isfinite(meas.outage_prob)
