@@ -132,39 +132,46 @@ def app_profile(name: str) -> AppProfile:
 
 @dataclass(frozen=True, kw_only=True)
 class Objective:
-    """Weights of the plan cost (all >= 0; the cost is their weighted sum).
+    """Weights of the plan cost: seconds of service lost, then switches and satellite data.
 
-    The defaults order the terms: expected drops first, then handovers, interruption seconds,
-    satellite megabytes and latency violations. One handover weighs as much as 0.01 expected
-    drops, 10 s of interruption as one handover, 100 MB of satellite data as one handover.
+    The plan cost is the expected number of seconds in which the application goes without the
+    service it needs, plus small prices that order plans of equal loss. With the defaults every
+    service term is in seconds, so a switch is made only when the seconds it saves exceed the
+    seconds it costs (its interruption, and its failure risk times ``drops``):
+
+    * ``outage_s``: per expected second the serving network is out (its outage probability
+      times the time on the segment);
+    * ``drops``: per expected link failure (a radio link failure in a segment or a failed
+      switch), the seconds lost beyond the outage itself while the link is re-established:
+      radio link failure detection (T310, 1 s by default in 3GPP TS 36.331) plus RRC
+      re-establishment or cell reselection and the transport's recovery; 5 s by default;
+    * ``interruption_s``: per second of planned interruption (handover execution,
+      re-registration on another operator, LEO reconfiguration);
+    * ``latency_violation_s``: per second on a network slower than the application allows (its
+      service is not met whatever the signal);
+    * ``handovers``: per switch, whatever its kind (0.01 s: a tie-breaker between plans that lose
+      the same service);
+    * ``sat_mb``: per megabyte sent over a satellite network (1e-4 s: 100 MB weigh as one switch).
 
     Parameters
     ----------
-    drops : float
-        Per expected drop (a link failure in a segment or a failed handover).
-    handovers : float
-        Per handover, whatever its kind.
-    interruption_s : float
-        Per second of planned interruption (handover execution, re-registration, LEO
-        reconfiguration).
-    sat_mb : float
-        Per megabyte sent over a satellite network.
-    latency_violation_s : float
-        Per second spent on a network slower than the application allows.
+    outage_s, drops, interruption_s, latency_violation_s, handovers, sat_mb : float
+        The weights (finite, >= 0).
 
     Examples
     --------
     >>> Objective().drops
-    1.0
+    5.0
     >>> Objective(handovers=0.0).handovers
     0.0
     """
 
-    drops: float = 1.0
+    outage_s: float = 1.0
+    drops: float = 5.0
+    interruption_s: float = 1.0
+    latency_violation_s: float = 1.0
     handovers: float = 0.01
-    interruption_s: float = 0.001
     sat_mb: float = 1e-4
-    latency_violation_s: float = 1e-3
 
     def __post_init__(self) -> None:
         for f in fields(self):
