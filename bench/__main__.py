@@ -1,6 +1,7 @@
 """Run every benchmark module and write the figures to ``<out>/results.json`` and ``results.md``.
 
-Usage: ``python -m bench --out bench/results [--only NAME ...]``. Each ``bench/bench_<name>.py``
+Usage: ``python -m bench --out bench/results [--only NAME ...]`` (with ``--only`` the other
+benchmarks' figures of the earlier run are kept, each with the time it ran). Each ``bench/bench_<name>.py``
 exposes ``run() -> dict[str, float | str]``; figures are medians of repeats measured in one run.
 """
 
@@ -20,6 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from commap.files import write_text_atomic
+
+
+def _earlier(path: Path) -> dict[str, Any]:
+    """The benchmarks of an earlier run, kept when only some run again (``--only``)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    benchmarks = earlier.get("benchmarks", {}) if isinstance(earlier, dict) else {}
+    for entry in benchmarks.values():
+        entry.setdefault("when", earlier.get("when", ""))
+    return dict(benchmarks)
 
 
 def _modules(only: list[str]) -> list[str]:
@@ -45,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
         },
-        "benchmarks": {},
+        "benchmarks": _earlier(args.out / "results.json") if args.only else {},
     }
     failed = 0
     for name in _modules(args.only):
@@ -59,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             figures, status = {}, "failed"
             failed += 1
         results["benchmarks"][name] = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "status": status,
             "wall_s": round(time.perf_counter() - start, 2),
             "figures": figures,
@@ -69,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"# commap benchmarks ({results['when']}, {results['machine']['cpus']} cpus)", ""]
     for name, entry in results["benchmarks"].items():
         lines += [
-            f"## {name} ({entry['status']}, {entry['wall_s']} s)",
+            f"## {name} ({entry['status']}, {entry['wall_s']} s, {entry.get('when', '')})",
             "",
             "| figure | value |",
             "|---|---|",

@@ -178,6 +178,8 @@ def _totals(t: pb.PlanTotals) -> PlanTotals:
         time_share=dict(t.time_share),
         length_m=t.length_m,
         duration_s=t.duration_s,
+        expected_loss_s=t.expected_loss_s,
+        loss_events=t.loss_events,
     )
 
 

@@ -715,6 +715,8 @@ def _totals(totals: PlanTotals) -> pb.PlanTotals:
         latency_violation_s=totals.latency_violation_s,
         objective=totals.cost,
         time_share={str(k): float(v) for k, v in totals.time_share.items()},
+        expected_loss_s=totals.expected_loss_s,
+        loss_events=totals.loss_events,
     )
 
 

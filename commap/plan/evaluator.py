@@ -51,6 +51,10 @@ class Evaluation:
     outage_s : float
         Expected seconds out of coverage on the serving networks (networks fast enough for the
         application; the others count in ``latency_violation_s``).
+    loss_events : float
+        Expected gaps the application notices: link failures (each outlasts radio link failure
+        detection, 1 s) plus switches interrupting the link for at least the application's
+        ``tolerated_gap_s``.
     expected_loss_s : float
         Expected seconds without the application's service: the weighted service terms of the
         cost (outage, link-failure recovery, interruption, latency violation); in seconds with
@@ -77,6 +81,7 @@ class Evaluation:
     switch_at: IntArray = field(repr=False)
     outage_s: float
     expected_loss_s: float
+    loss_events: float
     interruption_s: float
     sat_mb: float
     latency_violation_s: float
@@ -144,6 +149,9 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
         switch_at=switch_at,
         outage_s=outage_s,
         expected_loss_s=sum(terms[k] for k in _LOSS_TERMS),
+        loss_events=outage_drops
+        + handover_drops
+        + float(np.count_nonzero(table.interruption_s[prev, new] >= problem.app.tolerated_gap_s)),
         interruption_s=interruption,
         sat_mb=sat_mb,
         latency_violation_s=latency_s,

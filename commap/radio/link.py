@@ -55,7 +55,7 @@ SWITCH_KINDS: tuple[SwitchKind, ...] = tuple(SwitchKind)
 
 @dataclass(frozen=True)
 class AppProfile:
-    """An application class: its latency limit and data rate.
+    """An application class: what it needs from the link, and what it tolerates.
 
     Parameters
     ----------
@@ -65,16 +65,28 @@ class AppProfile:
         Largest acceptable round-trip latency; a network slower than this violates the class.
     data_rate_mbps : float
         Sustained data rate; times the time on a satellite network gives satellite MB.
+    min_dl_mbps, min_ul_mbps : float
+        Throughput the service needs (0: any working link). Recorded with the class and in its
+        plans; the link model judges the downlink need against the SINR it implies, and maps
+        carry no uplink prediction yet.
+    tolerated_gap_s : float
+        Longest interruption the application rides through unnoticed (a buffer, a retry): a
+        switch interrupting the link for at least this long is a loss event of the plan.
 
     Examples
     --------
     >>> AppProfile("idle", max_latency_ms=float("inf"), data_rate_mbps=0.0).mb_per_s
     0.0
+    >>> APP_PROFILES["teleoperation"].min_ul_mbps
+    25.0
     """
 
     name: str
     max_latency_ms: float
     data_rate_mbps: float
+    min_dl_mbps: float = 0.0
+    min_ul_mbps: float = 0.0
+    tolerated_gap_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -83,11 +95,12 @@ class AppProfile:
             raise InvalidInputError(
                 f"app {self.name}: max_latency_ms must be > 0", field="app.max_latency_ms"
             )
-        if not (np.isfinite(self.data_rate_mbps) and self.data_rate_mbps >= 0):
-            raise InvalidInputError(
-                f"app {self.name}: data_rate_mbps must be a finite number >= 0",
-                field="app.data_rate_mbps",
-            )
+        for name in ("data_rate_mbps", "min_dl_mbps", "min_ul_mbps", "tolerated_gap_s"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise InvalidInputError(
+                    f"app {self.name}: {name} must be a finite number >= 0", field=f"app.{name}"
+                )
 
     @property
     def mb_per_s(self) -> float:
@@ -95,12 +108,35 @@ class AppProfile:
         return self.data_rate_mbps / 8.0
 
 
-# Typical classes. Teleoperation needs a round trip well under 100 ms (no GEO); telemetry is
-# small and tolerant; infotainment is video streaming with a client buffer.
+# Typical classes, with the sources of their needs:
+# * teleoperation: 3GPP TS 22.186 (V2X enhanced use cases), Table 5.5-1 "remote driving":
+#   25 Mbit/s uplink, 1 Mbit/s downlink. Its 5 ms end-to-end latency is a target for the radio
+#   leg of a 5G V2X system, not a round trip any public network offers; the class keeps a 100 ms
+#   round trip (no GEO) and tolerates 0.1 s gaps (an assumption: about one video frame at 10 Hz).
+# * telemetry: small, store-and-forward (0.05 Mbit/s); a 30 s gap goes unnoticed (an
+#   assumption: well within the 60 s keep-alive MQTT clients commonly use).
+# * infotainment: video streaming at 5 Mbit/s, the rate Netflix recommends for 1080p (Help
+#   Center, "Internet connection speed recommendations"); a client buffer rides through 10 s
+#   gaps (an assumption; players buffer tens of seconds).
 APP_PROFILES: dict[str, AppProfile] = {
-    "teleoperation": AppProfile("teleoperation", max_latency_ms=100.0, data_rate_mbps=8.0),
-    "telemetry": AppProfile("telemetry", max_latency_ms=1000.0, data_rate_mbps=0.05),
-    "infotainment": AppProfile("infotainment", max_latency_ms=2000.0, data_rate_mbps=5.0),
+    "teleoperation": AppProfile(
+        "teleoperation",
+        max_latency_ms=100.0,
+        data_rate_mbps=8.0,
+        min_dl_mbps=1.0,
+        min_ul_mbps=25.0,
+        tolerated_gap_s=0.1,
+    ),
+    "telemetry": AppProfile(
+        "telemetry", max_latency_ms=1000.0, data_rate_mbps=0.05, tolerated_gap_s=30.0
+    ),
+    "infotainment": AppProfile(
+        "infotainment",
+        max_latency_ms=2000.0,
+        data_rate_mbps=5.0,
+        min_dl_mbps=5.0,
+        tolerated_gap_s=10.0,
+    ),
 }
 
 
