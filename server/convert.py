@@ -779,6 +779,8 @@ def plan_message(
         solver=_solver(plan.solver, time_limit_s),
         constraints=_plan_constraints(plan.constraints),
     )
+    for nid, epoch_s in plan.element_epochs.items():
+        message.element_epochs[nid].CopyFrom(timestamp(epoch_s))
     if include_segments:
         tunnel = (
             corridor.in_tunnel
