@@ -50,14 +50,20 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     for name in REPORT_FILES[-3:]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = pd.read_csv(tmp_path / "summary.csv")
-    assert list(summary.columns[: len(SUMMARY_COLUMNS)]) == list(SUMMARY_COLUMNS)
+    leading = ["truth", "vehicle", *SUMMARY_COLUMNS]
+    assert list(summary.columns[: len(leading)]) == leading
+    assert set(summary["truth"]) == {"synthetic"} and set(summary["vehicle"]) == {"single_modem"}
     assert list(summary["policy"]) == list(POLICY_NAMES + EXTRA_POLICY_NAMES)
+    # every policy states the seconds and gaps its application lost
+    assert (summary["service_loss_s_per_hour"] == summary["outage_s_per_hour"]).all()
+    assert (summary["loss_events_per_hour"] >= 0).all() and summary["switches_per_hour"].gt(0).any()
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == len(POLICY_NAMES + EXTRA_POLICY_NAMES) * 3 * 2  # policies x routes x seeds
     sweep = pd.read_csv(tmp_path / "a3_sweep.csv")
     assert int(sweep["chosen"].sum()) == 3  # one tuned A3 per route
     text = (tmp_path / "summary.md").read_text()
     assert "| commap |" in text and "## Targets" in text
+    assert "## Service loss" in text and "What the plan adds" in text
     # every policy drove the same truth: the same tunnel drops, and the planner's value shows
     rows = summary.set_index("policy")
     assert (
