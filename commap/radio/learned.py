@@ -69,6 +69,7 @@ from commap.geo.geodesy import to_local_m
 
 __all__ = [
     "DEFAULT_RADII_M",
+    "DISC_TAPER",
     "KPIS",
     "LEVELS",
     "MIN_PROBABILITY",
@@ -104,6 +105,8 @@ RADII_CANDIDATES_M: tuple[tuple[float, float, float], ...] = (
 )
 MAX_NEIGHBOURS: tuple[int, int, int] = (32, 48, 64)
 UNKNOWN_BEYOND_M = 300.0
+# a record at distance d in a disc of radius r weighs 1 / (1 + (d / (DISC_TAPER r))^2)
+DISC_TAPER = 0.25
 PASS_MINUTES = 10.0
 BLOCK_M = 300.0
 PRIOR_ATOMS = 51
@@ -516,7 +519,12 @@ def _disc(
     radius_m: float,
     max_records: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Values and drive weights of the records within ``radius_m`` (padded with inf / 0)."""
+    """Values and weights of the records within ``radius_m`` (padded with inf / 0).
+
+    A record weighs 1 / (its drive's records in the disc), tapered by distance
+    (:data:`DISC_TAPER`) and rescaled so that the weights add up to ``n``, the drives in the
+    disc: nearer records shape the distribution, every drive counts once as evidence.
+    """
     q = xy.shape[0]
     k = min(max_records, values.shape[0])
     dist, idx = tree.query(xy, k=k, distance_upper_bound=radius_m)
@@ -530,6 +538,10 @@ def _disc(
     _, inverse, counts = np.unique(key.ravel(), return_inverse=True, return_counts=True)
     weight = np.where(ok, 1.0 / counts[inverse].reshape(q, k), 0.0)
     n = weight.sum(axis=1)
+    # nearer records weigh more inside the disc; the disc's total weight stays its drive count
+    taper = 1.0 / (1.0 + (np.where(ok, dist, 0.0) / (DISC_TAPER * radius_m)) ** 2)
+    weight = weight * taper
+    weight *= (n / np.maximum(weight.sum(axis=1), 1e-12))[:, None]
     rate = (np.where(ok, labels[safe], 0.0) * weight).sum(axis=1) / np.maximum(n, 1e-12)
     return np.where(ok, values[safe], np.inf), weight, n, rate
 

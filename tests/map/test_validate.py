@@ -51,6 +51,15 @@ def test_indianapolis_blocks_learned_beats_knn_on_throughput_for_every_operator(
         )
 
 
+def test_indianapolis_blocks_learned_rsrp_beats_nearest_squares(
+    indianapolis_blocks: Validation,
+) -> None:
+    # a smooth RSRP field rewards the nearest squares: the learned map weighs them most
+    learned = _figure(indianapolis_blocks, "tmobile", "rsrp_dbm", "learned", "mae")
+    for baseline in ("knn1", "knn5", "constant"):
+        assert learned < _figure(indianapolis_blocks, "tmobile", "rsrp_dbm", baseline, "mae")
+
+
 def test_indianapolis_blocks_outage_brier_within_2_percent_of_constant_and_beats_knn(
     indianapolis_blocks: Validation,
 ) -> None:
