@@ -11,22 +11,27 @@ The estimator (``shrink``: the winner of the comparison written up in ``docs/lea
 For every query point, the training records of the network within three discs (by default
 50, 150 and 500 m, at most 32/48/64 records each) form three empirical distributions. Evidence
 is counted in *drives*, not rows: a record weighs ``1 / (its drive's records in the disc)``, so
-``n`` is the number of distinct drives (passes) in the disc. The discs are blended from the finest
-down toward the network-wide prior (51 quantile atoms of every training value)::
+``n`` is the number of distinct drives (passes) in the disc; inside a disc the weights taper with
+distance (``1 / (1 + (d / (DISC_TAPER r))^2)``, rescaled to add up to ``n``), so the nearest
+records shape the distribution. The discs are blended from the finest down toward the
+network-wide prior (51 quantile atoms of every training value)::
 
     a1 = n1 / (n1 + k)        a2 = (1 - a1) n2 / (n2 + k)        a3 = (1 - a1 - a2) n3 / (n3 + k)
     predictive = a1 Emp(50 m) + a2 Emp(150 m) + a3 Emp(500 m) + (1 - a1 - a2 - a3) Prior
 
 and ``p10/p50/p90`` are quantiles of that weighted mixture; ``P(outage)`` is the same cascade
-of the discs' outage rates (with its own ``k_outage``) over the network's outage rate. With
-little nearby evidence the prior dominates, so the model is never much worse than the
-network-wide constant, and it moves to the local distribution where drives agree.
+of the discs' outage rates (with its own ``k_outage >= k``) over the network's outage rate,
+then recalibrated. With little nearby evidence the prior dominates, so the model is never much
+worse than the network-wide constant, and it moves to the local distribution where drives agree.
 
 Fitting runs an inner cross-validation on the training records only (grouped by drive, by
-10-minute pass, or by 300 m block for gridded data) to (i) choose ``k``, ``k_outage`` and the
-disc radii, (ii) recalibrate the quantile levels so that the nominal [p10, p90] covers 80 % of
-held-out values (levels from out-of-fold PIT values) and (iii) recalibrate ``P(outage)`` by
-isotonic regression.
+10-minute pass, or by 300 m block for gridded data) to (i) choose the disc radii and ``k``
+(pinball loss), (ii) choose ``k_outage`` from ``k`` up to 1000 (Brier score; 0/1 outcomes are
+noisier than values, so P(outage) may lean on the prior harder, never less), (iii) recalibrate
+the quantile levels so that the nominal [p10, p90] covers 80 % of held-out values (levels from
+out-of-fold PIT values) and (iv) recalibrate ``P(outage)`` by Platt scaling of the
+out-of-fold probabilities (two parameters, increasing; an uninformative local rate maps to the
+network rate). Ties between candidates go to the stronger shrinkage.
 
 Records
 -------
