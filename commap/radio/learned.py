@@ -11,22 +11,27 @@ The estimator (``shrink``: the winner of the comparison written up in ``docs/lea
 For every query point, the training records of the network within three discs (by default
 50, 150 and 500 m, at most 32/48/64 records each) form three empirical distributions. Evidence
 is counted in *drives*, not rows: a record weighs ``1 / (its drive's records in the disc)``, so
-``n`` is the number of distinct drives (passes) in the disc. The discs are blended from the finest
-down toward the network-wide prior (51 quantile atoms of every training value)::
+``n`` is the number of distinct drives (passes) in the disc; inside a disc the weights taper with
+distance (``1 / (1 + (d / (DISC_TAPER r))^2)``, rescaled to add up to ``n``), so the nearest
+records shape the distribution. The discs are blended from the finest down toward the
+network-wide prior (51 quantile atoms of every training value)::
 
     a1 = n1 / (n1 + k)        a2 = (1 - a1) n2 / (n2 + k)        a3 = (1 - a1 - a2) n3 / (n3 + k)
     predictive = a1 Emp(50 m) + a2 Emp(150 m) + a3 Emp(500 m) + (1 - a1 - a2 - a3) Prior
 
 and ``p10/p50/p90`` are quantiles of that weighted mixture; ``P(outage)`` is the same cascade
-of the discs' outage rates (with its own ``k_outage``) over the network's outage rate. With
-little nearby evidence the prior dominates, so the model is never much worse than the
-network-wide constant, and it moves to the local distribution where drives agree.
+of the discs' outage rates (with its own ``k_outage >= k``) over the network's outage rate,
+then recalibrated. With little nearby evidence the prior dominates, so the model is never much
+worse than the network-wide constant, and it moves to the local distribution where drives agree.
 
 Fitting runs an inner cross-validation on the training records only (grouped by drive, by
-10-minute pass, or by 300 m block for gridded data) to (i) choose ``k``, ``k_outage`` and the
-disc radii, (ii) recalibrate the quantile levels so that the nominal [p10, p90] covers 80 % of
-held-out values (levels from out-of-fold PIT values) and (iii) recalibrate ``P(outage)`` by
-isotonic regression.
+10-minute pass, or by 300 m block for gridded data) to (i) choose the disc radii and ``k``
+(pinball loss), (ii) choose ``k_outage`` from ``k`` up to 1000 (Brier score; 0/1 outcomes are
+noisier than values, so P(outage) may lean on the prior harder, never less), (iii) recalibrate
+the quantile levels so that the nominal [p10, p90] covers 80 % of held-out values (levels from
+out-of-fold PIT values) and (iv) recalibrate ``P(outage)`` by Platt scaling of the
+out-of-fold probabilities (two parameters, increasing; an uninformative local rate maps to the
+network rate). Ties between candidates go to the stronger shrinkage.
 
 Records
 -------
@@ -61,7 +66,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.optimize import isotonic_regression
 from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
@@ -70,10 +74,13 @@ from commap.geo.geodesy import to_local_m
 
 __all__ = [
     "DEFAULT_RADII_M",
+    "DISC_TAPER",
     "KPIS",
     "LEVELS",
     "MIN_PROBABILITY",
+    "OUTAGE_SHRINK_GRID",
     "RADII_CANDIDATES_M",
+    "SHRINK_GRID",
     "UNKNOWN_BEYOND_M",
     "Kpi",
     "KpiModel",
@@ -103,11 +110,16 @@ RADII_CANDIDATES_M: tuple[tuple[float, float, float], ...] = (
 )
 MAX_NEIGHBOURS: tuple[int, int, int] = (32, 48, 64)
 UNKNOWN_BEYOND_M = 300.0
+# a record at distance d in a disc of radius r weighs 1 / (1 + (d / (DISC_TAPER r))^2)
+DISC_TAPER = 0.25
 PASS_MINUTES = 10.0
 BLOCK_M = 300.0
 PRIOR_ATOMS = 51
-SHRINK_GRID = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+SHRINK_GRID = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+# P(outage) may lean on the prior harder than the quantiles: 0/1 outcomes are noisier
+OUTAGE_SHRINK_GRID = (*SHRINK_GRID, 200.0, 500.0, 1000.0)
 MIN_PROBABILITY = 1e-3
+_MIN_OUTCOMES = 10  # outages and non-outages needed to recalibrate P(outage)
 _INNER_FOLDS = 5
 _INNER_MAX_ROWS = 40_000
 _CHUNK = 20_000
@@ -496,7 +508,7 @@ class _Neighbourhood:
     """
 
     values: FloatArray  # (Q, A), sorted; +inf for empty slots (weight 0)
-    level: IntArray  # (Q, A)
+    level: IntArray  # (Q, A), flat: row * (L + 1) + level, an index into a raveled (Q, L + 1)
     base: FloatArray  # (Q, A)
     n: FloatArray  # (Q, L) distinct drives per disc
     rate: FloatArray  # (Q, L) drive-weighted outage rate per disc
@@ -512,7 +524,12 @@ def _disc(
     radius_m: float,
     max_records: int,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Values and drive weights of the records within ``radius_m`` (padded with inf / 0)."""
+    """Values and weights of the records within ``radius_m`` (padded with inf / 0).
+
+    A record weighs 1 / (its drive's records in the disc), tapered by distance
+    (:data:`DISC_TAPER`) and rescaled so that the weights add up to ``n``, the drives in the
+    disc: nearer records shape the distribution, every drive counts once as evidence.
+    """
     q = xy.shape[0]
     k = min(max_records, values.shape[0])
     dist, idx = tree.query(xy, k=k, distance_upper_bound=radius_m)
@@ -526,6 +543,10 @@ def _disc(
     _, inverse, counts = np.unique(key.ravel(), return_inverse=True, return_counts=True)
     weight = np.where(ok, 1.0 / counts[inverse].reshape(q, k), 0.0)
     n = weight.sum(axis=1)
+    # nearer records weigh more inside the disc; the disc's total weight stays its drive count
+    taper = 1.0 / (1.0 + (np.where(ok, dist, 0.0) / (DISC_TAPER * radius_m)) ** 2)
+    weight = weight * taper
+    weight *= (n / np.maximum(weight.sum(axis=1), 1e-12))[:, None]
     rate = (np.where(ok, labels[safe], 0.0) * weight).sum(axis=1) / np.maximum(n, 1e-12)
     return np.where(ok, values[safe], np.inf), weight, n, rate
 
@@ -558,7 +579,8 @@ def _neighbourhood(
     nearest, _ = tree.query(xy, k=1)
     return _Neighbourhood(
         values=np.take_along_axis(values_a, order, axis=1),
-        level=np.take_along_axis(np.concatenate(parts_l, axis=1), order, axis=1),
+        level=np.take_along_axis(np.concatenate(parts_l, axis=1), order, axis=1)
+        + np.arange(q, dtype=np.int64)[:, None] * (len(radii_m) + 1),
         base=np.take_along_axis(np.concatenate(parts_w, axis=1), order, axis=1),
         n=np.column_stack(ns),
         rate=np.column_stack(rates),
@@ -583,7 +605,8 @@ def _weights(hood: _Neighbourhood, k: float) -> FloatArray:
     per_unit = coefficient / np.concatenate(
         [np.maximum(hood.n, 1e-12), np.ones((len(hood.n), 1))], 1
     )
-    return hood.base * np.take_along_axis(per_unit, hood.level, axis=1)
+    result: FloatArray = hood.base * np.take(per_unit.ravel(), hood.level)
+    return result
 
 
 def _mixture_quantiles(hood: _Neighbourhood, k: float, levels: Sequence[float]) -> FloatArray:
@@ -940,8 +963,8 @@ def _tune(
 
     Every inner fold's model sees its training rows only; its held-out rows (at most
     ``_INNER_MAX_ROWS`` in all) give out-of-fold pinball losses (radii and ``k``), Brier
-    scores (``k_outage``), PIT values (quantile levels) and raw outage probabilities
-    (isotonic recalibration).
+    scores (``k_outage``, never below ``k``), PIT values (quantile levels) and raw outage
+    probabilities (Platt's recalibration, :func:`_platt`). Ties go to the stronger shrinkage.
     """
     rng = np.random.default_rng(seed)
     folds = group_folds(groups, folds=_INNER_FOLDS, seed=seed)
@@ -950,8 +973,8 @@ def _tune(
         (train, np.sort(rng.choice(test, cap, replace=False)) if len(test) > cap else test)
         for train, test in folds
     ]
-    best: tuple[float, tuple[float, ...], float] | None = None
-    best_fits: list[tuple[_Neighbourhood, KpiModel, IntArray]] = []
+    sizes = np.array([len(test) for _, test in splits], dtype=np.float64)
+    best: tuple[float, int, list[tuple[_Neighbourhood, KpiModel, IntArray]]] | None = None
     for radii in candidates:
         fits = []
         for train, test in splits:
@@ -961,35 +984,35 @@ def _tune(
                 radii, sub.max_neighbours,
             )  # fmt: skip
             fits.append((hood, sub, test))
-        for k in SHRINK_GRID:
-            loss = sum(
-                _pinball(values[test], _mixture_quantiles(hood, k, LEVELS)) * len(test)
-                for hood, _, test in fits
-            )
-            if best is None or loss < best[0] - 1e-9:
-                best, best_fits = (loss, radii, k), fits
-    assert best is not None
-    _, radii, k = best
-    observed = np.concatenate([labels[test] for _, _, test in best_fits])
-    briers = {
-        k_o: float(
-            np.mean(
-                (
-                    np.concatenate(
-                        [_outage_probability(h, k_o, s.prior_rate) for h, s, _ in best_fits]
-                    )
-                    - observed
-                )
-                ** 2
-            )
+        losses = np.array(
+            [
+                [_pinball(values[t], _mixture_quantiles(h, k, LEVELS)) for h, _, t in fits]
+                for k in SHRINK_GRID
+            ]
         )
-        for k_o in SHRINK_GRID
-    }
-    k_outage = min(briers, key=lambda key: (briers[key], key))
-    pit = np.concatenate([_mixture_pit(h, k, values[t]) for h, _, t in best_fits])
+        k_index = _least_loss(losses @ sizes)
+        loss = float(losses[k_index] @ sizes)
+        if best is None or loss < best[0] - 1e-9:
+            best = (loss, k_index, fits)
+    assert best is not None
+    _, k_index, fits = best
+    k = SHRINK_GRID[k_index]
+    radii = fits[0][1].radii_m
+    observed = np.concatenate([labels[t] for _, _, t in fits])
+    briers = np.array(
+        [
+            np.mean(
+                (np.concatenate([_outage_probability(h, k_o, s.prior_rate) for h, s, _ in fits])
+                 - observed) ** 2
+            )
+            for k_o in OUTAGE_SHRINK_GRID[k_index:]
+        ]
+    )  # fmt: skip
+    k_outage = OUTAGE_SHRINK_GRID[k_index + _least_loss(briers)]
+    pit = np.concatenate([_mixture_pit(h, k, values[t]) for h, _, t in fits])
     levels = tuple(float(np.clip(np.quantile(pit, lv), 0.002, 0.998)) for lv in LEVELS)
-    raw = np.concatenate([_outage_probability(h, k_outage, s.prior_rate) for h, s, _ in best_fits])
-    cal_x, cal_y = _isotonic(raw, observed)
+    raw = np.concatenate([_outage_probability(h, k_outage, s.prior_rate) for h, s, _ in fits])
+    cal_x, cal_y = _platt(raw, observed)
     return {
         "radii_m": radii,
         "shrink_drives": float(k),
@@ -1000,17 +1023,71 @@ def _tune(
     }
 
 
-def _isotonic(p: FloatArray, outcome: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Knots of an increasing map raw P(outage) -> observed rate (empty: too few outcomes)."""
-    if outcome.sum() < 20 or (1.0 - outcome).sum() < 20:
+def _least_loss(losses: FloatArray) -> int:
+    """Index of the least loss; among (near) ties the last, i.e. the strongest shrinkage.
+
+    Examples
+    --------
+    >>> _least_loss(np.array([2.0, 1.0, 1.0, 3.0]))
+    2
+    """
+    return int(np.flatnonzero(losses <= losses.min() + 1e-12).max())
+
+
+def _logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
+    result: FloatArray = np.log(q / (1.0 - q))
+    return result
+
+
+def _sigmoid(z: FloatArray) -> FloatArray:
+    result: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * z))
+    return result
+
+
+def _platt(p: FloatArray, outcome: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Knots of Platt's recalibration ``sigmoid(a logit(p) + b)``, ``a >= 0``.
+
+    ``p`` are out-of-fold raw outage probabilities, ``outcome`` the 0/1 outages. Two
+    parameters, fitted by Newton's method on the log loss: unlike an isotonic step function
+    they cannot chase the noise of a few dozen outages, and an uninformative ``p`` gives
+    ``a = 0``, i.e. the observed rate everywhere (shrinkage all the way to the prior). The
+    knots lie on a logit-spaced grid so that :func:`numpy.interp` reproduces the curve. Empty
+    knots (no recalibration) with fewer than :data:`_MIN_OUTCOMES` outages or non-outages.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.uniform(0.0, 1.0, 4000)
+    >>> x, y = _platt(p, (rng.uniform(size=4000) < 0.2).astype(float))  # p says nothing
+    >>> bool(np.ptp(y) < 0.05 and abs(float(np.median(y)) - 0.2) < 0.03)
+    True
+    >>> x, y = _platt(p, (rng.uniform(size=4000) < p).astype(float))  # p is calibrated
+    >>> bool(np.abs(np.interp([0.1, 0.5, 0.9], x, y) - [0.1, 0.5, 0.9]).max() < 0.05)
+    True
+    >>> _platt(p[:5], np.zeros(5))[0].size
+    0
+    """
+    if min(outcome.sum(), (1.0 - outcome).sum()) < _MIN_OUTCOMES:
         return np.zeros(0), np.zeros(0)
-    order = np.argsort(p, kind="stable")
-    xs, first = np.unique(p[order], return_index=True)
-    sums = np.add.reduceat(outcome[order], first)
-    counts = np.diff(np.append(first, len(p))).astype(np.float64)
-    fitted = isotonic_regression(sums / counts, weights=counts, increasing=True).x
-    knots: FloatArray = np.asarray(xs, dtype=np.float64)
-    return knots, np.clip(fitted, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
+    design = np.column_stack([_logit(p), np.ones(p.shape[0])])
+    rate_logit = float(_logit(np.array([outcome.mean()]))[0])
+    theta = np.array([0.0, rate_logit])
+    for _ in range(50):
+        fitted = _sigmoid(design @ theta)
+        gradient = design.T @ (fitted - outcome)
+        hessian = (design * (fitted * (1.0 - fitted))[:, None]).T @ design + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta = theta - step
+        if np.abs(step).max() < 1e-9:
+            break
+    if not (np.isfinite(theta).all() and theta[0] >= 0.0):
+        theta = np.array([0.0, rate_logit])  # a calibration never turns the ranking round
+    z = np.linspace(_logit(np.zeros(1))[0], _logit(np.ones(1))[0], 201)
+    y = _sigmoid(theta[0] * z + theta[1])
+    knots = np.concatenate([[0.0], _sigmoid(z), [1.0]])
+    fitted_p = np.concatenate([[y[0]], y, [y[-1]]])
+    return knots, np.clip(fitted_p, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,6 +51,59 @@ def test_indianapolis_blocks_learned_beats_knn_on_throughput_for_every_operator(
         )
 
 
+def test_indianapolis_blocks_learned_rsrp_beats_nearest_squares(
+    indianapolis_blocks: Validation,
+) -> None:
+    # a smooth RSRP field rewards the nearest squares: the learned map weighs them most
+    learned = _figure(indianapolis_blocks, "tmobile", "rsrp_dbm", "learned", "mae")
+    for baseline in ("knn1", "knn5", "constant"):
+        assert learned < _figure(indianapolis_blocks, "tmobile", "rsrp_dbm", baseline, "mae")
+
+
+def test_indianapolis_blocks_outage_brier_within_2_percent_of_constant_and_beats_knn(
+    indianapolis_blocks: Validation,
+) -> None:
+    # where nearby squares say little about an outage, P(outage) must fall back on the
+    # network's rate instead of chasing the noise of a few dozen outages
+    for network in ("att", "tmobile", "verizon"):
+        learned = _figure(indianapolis_blocks, network, "throughput_dl_mbps", "learned", "brier")
+        constant = _figure(indianapolis_blocks, network, "throughput_dl_mbps", "constant", "brier")
+        assert learned <= 1.02 * constant, (network, learned, constant)
+        outages = _figure(indianapolis_blocks, network, "throughput_dl_mbps", "learned", "n") * (
+            _figure(indianapolis_blocks, network, "throughput_dl_mbps", "learned", "outage_rate")
+        )
+        if outages < 10:  # Verizon: one outage in 539 squares, nothing to beat k-NN with
+            continue
+        for knn in ("knn1", "knn5"):
+            knn_brier = _figure(indianapolis_blocks, network, "throughput_dl_mbps", knn, "brier")
+            assert learned < knn_brier, (network, knn)
+
+
+def test_indianapolis_blocks_att_outage_probability_is_reliable(
+    indianapolis_blocks: Validation,
+) -> None:
+    # AT&T is the operator with enough outages (11 %) to fill more than one reliability bin
+    assert _figure(indianapolis_blocks, "att", "throughput_dl_mbps", "learned", "brier") < _figure(
+        indianapolis_blocks, "att", "throughput_dl_mbps", "constant", "brier"
+    )
+    assert (
+        _figure(indianapolis_blocks, "att", "throughput_dl_mbps", "learned", "reliability_max_dev")
+        <= 0.05
+    )
+
+
+def test_hamburg_day_to_day_outage_brier_never_worse_than_constant_by_more_than_2_percent(
+    hamburg_days: Validation,
+) -> None:
+    for network in ("de-telekom", "de-vodafone", "de-telefonica"):
+        learned = _figure(hamburg_days, network, "rsrp_dbm", "learned", "brier")
+        assert learned <= 1.02 * _figure(hamburg_days, network, "rsrp_dbm", "constant", "brier")
+    # Vodafone is the operator with outages (10 %): the map knows where they are
+    assert _figure(hamburg_days, "de-vodafone", "rsrp_dbm", "learned", "brier") < 0.8 * _figure(
+        hamburg_days, "de-vodafone", "rsrp_dbm", "constant", "brier"
+    )
+
+
 def test_held_out_intervals_cover_about_80_percent(
     indianapolis_blocks: Validation, hamburg_days: Validation
 ) -> None:

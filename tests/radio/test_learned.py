@@ -143,3 +143,39 @@ def test_every_kpi_has_a_unit_and_an_outage_rule() -> None:
     }  # fmt: skip
     assert KPIS["sinr_db"].outage([-6.0, -4.0]).tolist() == [1.0, 0.0]
     assert KPIS["connected"].outage([0.0, 1.0]).tolist() == [1.0, 0.0]
+
+
+def test_outages_without_a_place_get_the_network_rate() -> None:
+    # a 1 x 1 km grid of squares whose outages fall at random (12 %): nearby squares say
+    # nothing about the next one, so the recalibrated P(outage) must stay near the rate
+    rng = np.random.default_rng(3)
+    side = np.arange(20) * 0.0005
+    lon, lat = np.meshgrid(-86.16 + side, 39.77 + side)
+    rate = rng.uniform(size=lon.size) < 0.12
+    records = pd.DataFrame(
+        {
+            "lon": lon.ravel(),
+            "lat": lat.ravel(),
+            "throughput_dl_mbps": np.where(rate, 0.2, rng.uniform(5.0, 80.0, lon.size)),
+        }
+    )
+    model = fit_kpi(records, kpi="throughput_dl_mbps")
+    p = model.predict(records["lon"] + 0.00025, records["lat"] + 0.00025).p_outage
+    assert abs(float(np.mean(p)) - 0.12) < 0.03
+    assert np.quantile(p, 0.95) - np.quantile(p, 0.05) < 0.1
+
+
+def test_within_a_disc_the_nearer_drive_shapes_the_distribution() -> None:
+    # two drives 60 m and 140 m east of the query point: outside the 50 m disc, inside 150 m
+    records = pd.DataFrame(
+        {
+            "lon": [-8.47 + 60 / 69_000, -8.47 + 140 / 69_000],
+            "lat": [51.89, 51.89],
+            "drive_id": ["near", "far"],
+            "rsrp_dbm": [-80.0, -110.0],
+        }
+    )
+    model = fit_kpi(records, kpi="rsrp_dbm", tune=False, radii_m=[(50.0, 150.0, 500.0)])
+    p = model.predict([-8.47], [51.89])
+    assert p.n_drives_near.tolist() == [0.0]  # no drive within 50 m
+    assert p.p50[0] > -95.0  # the nearer drive's -80 dBm outweighs the farther -110 dBm
