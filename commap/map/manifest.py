@@ -2,7 +2,7 @@
 
 A built map directory holds ``manifest.json`` beside its tables. :class:`Manifest` is its one
 typed form: :meth:`Manifest.read` validates every key it needs (a missing key, a wrong type,
-``segment_m <= 0`` or a duplicate network id raise :class:`~commap.errors.InvalidInputError`
+``segment_m <= 0``, a name that is no identifier or a duplicate network id raise :class:`~commap.errors.InvalidInputError`
 naming the file and the key) and :meth:`Manifest.write` writes it back with the same field
 names, through :func:`commap.files.write_json_atomic`. :func:`resolve_map_dir` finds a built map
 by name or path.
@@ -392,6 +392,10 @@ class Manifest:
         Traceback (most recent call last):
         ...
         commap.errors.InvalidInputError: manifest.json: key 'segment_m' must be above 0, got 0.0
+        >>> Manifest.from_dict({"format": "commap-map/1", "name": "../../evil", "segment_m": 50})
+        Traceback (most recent call last):
+        ...
+        commap.errors.InvalidInputError: manifest.json: key 'name' must be a map identifier ([a-z0-9_-]+), got '../../evil'
         """
         top = _Fields(source, payload)
         if top.get("format", str) != FORMAT:
@@ -402,9 +406,12 @@ class Manifest:
         roads = top.child("roads", None)
         terrain = top.child("terrain", None)
         inputs = top.child("inputs", None)
+        name = top.get("name", str)
+        if not MAP_NAME.match(name):  # it names directories and store partitions: never a path
+            raise top.fail("name", f"must be a map identifier ([a-z0-9_-]+), got {name!r}")
         return cls(
             format=FORMAT,
-            name=top.get("name", str),
+            name=name,
             commap_version=top.get("commap_version", str),
             title=top.get("title", str, ""),
             description=top.get("description", str, ""),
