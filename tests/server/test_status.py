@@ -6,12 +6,17 @@ INTERNAL is left for bugs; a damaged store in read-only storage stops start-up w
 from __future__ import annotations
 
 import calendar
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
+from tests.support.paths import REPO
 from tests.support.server_harness import ServerProcess, ensure_stubs, start_server
 from tests.support.storage import full, read_only, require_mount_namespaces
 
@@ -270,3 +275,24 @@ def test_a_damaged_part_in_a_read_only_store_stops_start_up_with_one_line(
     assert errors[-1].endswith("move the named file away"), errors
     assert "cannot start: map andorra: fleet store" in errors[-1]
     assert "Read-only file system" in errors[-1] and part.name in errors[-1]
+
+
+def test_a_built_map_named_like_a_path_is_refused_at_start(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    built = tmp_path / "maps" / "x" / "built"
+    shutil.copytree(andorra_dir, built)
+    manifest = json.loads((built / "manifest.json").read_text(encoding="utf-8"))
+    manifest["name"] = "../../evil"
+    (built / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    run = subprocess.run(  # measurements where they go by default: beside the built map
+        [sys.executable, "-m", "server", "--port", "0", "--map", str(built)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "key 'name' must be a map identifier ([a-z0-9_-]+), got '../../evil'" in run.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*evil*")) == []

@@ -12,8 +12,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 _READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
 _FULL = 'mount -t tmpfs -o size="$1" commap-full "$0" && shift && exec "$@"'
 
@@ -22,18 +20,25 @@ def _unshare() -> tuple[str, ...]:
     return ("unshare", "--mount", "--map-root-user", "sh", "-c")
 
 
-def require_mount_namespaces() -> None:
-    """Skip the calling test where private mount namespaces are not available."""
+def mount_namespaces_available() -> bool:
+    """True where a process may mount file systems in a private mount namespace."""
     if shutil.which("unshare") is None:
-        pytest.skip("no unshare command")
+        return False
     probe = subprocess.run(
-        [*_unshare(), "mount -t tmpfs none /mnt 2>/dev/null || mount -t tmpfs none /tmp"],
+        [*_unshare(), "mount -t tmpfs commap-probe /mnt 2>/dev/null || mount -t tmpfs x /tmp"],
         capture_output=True,
         check=False,
         timeout=30,
     )
-    if probe.returncode != 0:
-        pytest.skip(f"no private mount namespaces here: {probe.stderr.decode()[:200]}")
+    return probe.returncode == 0
+
+
+def require_mount_namespaces() -> None:
+    """Skip the calling test where private mount namespaces are not available."""
+    import pytest
+
+    if not mount_namespaces_available():
+        pytest.skip("no private mount namespaces (unshare --mount --map-root-user) here")
 
 
 def read_only(directory: Path) -> tuple[str, ...]:
