@@ -12,9 +12,10 @@ Against real servers (``python -m server --port 0`` on the built default map):
   RESOURCE_EXHAUSTED counts and time to reject;
 * **crashes**: 20 SIGKILL-and-restart cycles under ReportMeasurements streams: acknowledged
   records lost (must be 0) and streams stored in part (must be 0);
-* **reload**: ten kinds of damaged map on disk (truncated or missing files, bad checksums, a
+* **reload**: eleven kinds of damaged map on disk (truncated or missing files, bad checksums, a
   half-written manifest, ``segment_m: 0``, no ``networks`` key, a repeated network id, a path as
-  map name, another map's manifest), each rejected while the old version serves;
+  map name, a table outside the map directory, another map's manifest), each rejected while the
+  old version serves;
 * **statuses**: the status of each fault a client or the storage can cause (trips past year
   9999, measurements out of range in ``ReportMeasurements`` and ``Drive``, a read-only and a full
   measurements directory, a damaged store in read-only storage at start-up).

@@ -299,6 +299,15 @@ def path_as_name(map_dir: Path) -> Callable[[], object]:
     return _edited(map_dir, lambda m: m.update(name="../../evil"))
 
 
+def cache_outside(map_dir: Path) -> Callable[[], object]:
+    """A network's table taken from another map's directory (which would pass its checks)."""
+
+    def elsewhere(manifest: dict[str, Any]) -> None:
+        manifest["networks"][0]["cache"] = "../../cork/built/cache/ie-a-lte.parquet"
+
+    return _edited(map_dir, elsewhere)
+
+
 DAMAGE = {
     "truncated parquet": (truncate_parquet, "does not match its checksum"),
     "bad manifest checksum": (bad_checksum, "does not match its checksum"),
@@ -310,4 +319,5 @@ DAMAGE = {
     "no networks key": (no_networks_key, "manifest.json: missing key 'networks'"),
     "repeated network id": (repeated_network_id, "key 'networks[1].id' repeats network id"),
     "a path as map name": (path_as_name, "key 'name' must be a map identifier"),
+    "a table outside the map": (cache_outside, "key 'networks[0].cache' must be a path inside"),
 }
