@@ -9,7 +9,9 @@ elsewhere, calls in flight given ``shutdown_grace_s`` to finish, then the server
 
 Access control: with bearer tokens configured (:mod:`server.auth`) every call but health needs
 a token; reflection can be switched off (``--no-reflection``). Health always answers without
-a token, so probes work; it reveals only SERVING / NOT_SERVING.
+a token, so probes work; it reveals only SERVING / NOT_SERVING. Without tokens the server listens
+on loopback unless ``--insecure`` says otherwise, and ``ReloadMaps`` answers loopback callers
+only.
 """
 
 from __future__ import annotations
