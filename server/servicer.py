@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import logging
 import math
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -436,10 +437,13 @@ def is_local_peer(peer: str) -> bool:
     (True, True)
     >>> is_local_peer("unix:/run/commap.sock"), is_local_peer("ipv4:192.0.2.7:50000")
     (True, False)
-    >>> is_local_peer("ipv6:[::ffff:127.0.0.1]:1"), is_local_peer("")
-    (True, False)
+    >>> is_local_peer("ipv6:%5B::1%5D:50000"), is_local_peer("ipv6:[::ffff:127.0.0.1]:1")
+    (True, True)
+    >>> is_local_peer(""), is_local_peer("ipv6:%5B2001:db8::1%5D:50000")
+    (False, False)
     """
     kind, _, address = peer.partition(":")
+    address = urllib.parse.unquote(address)  # grpc escapes the brackets of IPv6 peers
     if kind in ("unix", "unix-abstract"):
         return True
     if kind not in ("ipv4", "ipv6"):
