@@ -12,7 +12,13 @@ Against real servers (``python -m server --port 0`` on the built default map):
   RESOURCE_EXHAUSTED counts and time to reject;
 * **crashes**: 20 SIGKILL-and-restart cycles under ReportMeasurements streams: acknowledged
   records lost (must be 0) and streams stored in part (must be 0);
-* **reload**: six kinds of damaged map on disk, each rejected while the old version serves.
+* **reload**: eleven kinds of damaged map on disk (truncated or missing files, bad checksums, a
+  half-written manifest, ``segment_m: 0``, no ``networks`` key, a repeated network id, a path as
+  map name, a table outside the map directory, another map's manifest), each rejected while the
+  old version serves;
+* **statuses**: the status of each fault a client or the storage can cause (trips past year
+  9999, measurements out of range in ``ReportMeasurements`` and ``Drive``, a read-only and a full
+  measurements directory, a damaged store in read-only storage at start-up).
 """
 
 from __future__ import annotations
@@ -270,6 +276,129 @@ def _reloads(map_dir: Path, work: Path) -> dict[str, float | int | str]:
     }
 
 
+def _status_of(call: Callable[[], object]) -> str:
+    import grpc
+
+    try:
+        result = call()
+        if hasattr(result, "__next__"):  # a response stream fails when read
+            list(result)  # type: ignore[call-overload]
+    except grpc.RpcError as exc:
+        return str(exc.code().name)
+    return "OK"
+
+
+def _statuses(map_dir: Path, work: Path) -> dict[str, float | int | str]:
+    import calendar
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from commap.map.store import FleetStore
+    from commap.v1 import commap_service_pb2 as pb
+    from commap.v1 import commap_service_pb2_grpc as pb_grpc
+    from tests.support.server_harness import ServerProcess, start_server
+    from tests.support.storage import full, mount_namespaces_available, read_only
+
+    t0 = 1737633600
+    here = pb.LatLon(latitude_deg=42.5063, longitude_deg=1.5218)
+    there = pb.LatLon(latitude_deg=42.5430, longitude_deg=1.7330)
+
+    def trip(speed_mps: float = 0.0) -> pb.PlanRouteRequest:
+        return pb.PlanRouteRequest(
+            polyline=pb.Polyline(points=[here, there], speed_mps=speed_mps), omit_segments=True
+        )
+
+    def measurement(sinr_db: float) -> pb.Measurement:
+        return pb.Measurement(
+            time=Timestamp(seconds=t0), position=here, network_id="ad-lte", sinr_db=sinr_db
+        )
+
+    def report(server: ServerProcess, sinr_db: float = 5.0) -> Callable[[], object]:
+        def call() -> object:
+            with server.channel() as channel:
+                request = pb.ReportMeasurementsRequest(
+                    vehicle_id="bench", measurements=[measurement(sinr_db)]
+                )
+                return pb_grpc.CommapServiceStub(channel).ReportMeasurements(
+                    iter([request]), timeout=60
+                )
+
+        return call
+
+    last_day = trip()
+    last_day.allow_stale_elements = True
+    last_day.departure_time.CopyFrom(Timestamp(seconds=calendar.timegm((9999, 12, 31, 23, 59, 0))))
+    drive_start = pb.DriveRequest(start=pb.DriveStart(plan=trip(), vehicle_id="b"))
+    drive_start.start.plan.departure_time.CopyFrom(Timestamp(seconds=t0))
+    drive_update = pb.DriveRequest(
+        update=pb.PositionUpdate(
+            fix=pb.PositionFix(time=Timestamp(seconds=t0), position=here),
+            measurements=[measurement(1e6)],
+        )
+    )
+    figures: dict[str, float | int | str] = {}
+    measurements = work / "measurements"
+    server = start_server(map_dir, work / "server", measurements_dir=measurements)
+    try:
+        with server.channel() as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            figures["status_speed_1e-300_mps"] = _status_of(
+                lambda: stub.PlanRoute(trip(speed_mps=1e-300), timeout=60)
+            )
+            figures["status_departure_9999_12_31"] = _status_of(
+                lambda: stub.PlanRoute(last_day, timeout=60)
+            )
+            figures["status_drive_sinr_1e6"] = _status_of(
+                lambda: stub.Drive(iter([drive_start, drive_update]), timeout=60)
+            )
+        figures["status_report_sinr_1e6"] = _status_of(report(server, 1e6))
+        _status_of(report(server))  # one stored batch for the read-only store below
+    finally:
+        server.stop()
+    if not mount_namespaces_available():
+        figures["status_storage"] = "not measured: no private mount namespaces"
+        return figures
+    server = start_server(
+        map_dir, work / "ro", measurements_dir=measurements, wrapper=read_only(measurements)
+    )
+    try:
+        figures["status_read_only_store_upload"] = _status_of(report(server))
+    finally:
+        server.stop()
+    empty = work / "full"
+    empty.mkdir()
+    server = start_server(
+        map_dir, work / "full-server", measurements_dir=empty, wrapper=full(empty, 64 * 1024)
+    )
+    try:
+        outcomes = Counter(_status_of(report(server)) for _ in range(60))
+        with server.channel() as channel:
+            info = pb_grpc.CommapServiceStub(channel).GetMap(pb.GetMapRequest(), timeout=30)
+        figures["status_full_store_uploads"] = ", ".join(f"{k} {v}" for k, v in outcomes.items())
+        figures["status_full_store_acknowledged_but_not_served"] = outcomes["OK"] - int(
+            info.map.measurement_count
+        )
+    finally:
+        server.stop()
+    part = Path(FleetStore(measurements).parts("andorra")[0].path)
+    part.write_bytes(part.read_bytes()[:40])
+    try:
+        start_server(
+            map_dir,
+            work / "damaged",
+            measurements_dir=measurements,
+            wrapper=read_only(measurements),
+        ).stop()
+        figures["status_damaged_read_only_store_start"] = "started"
+    except RuntimeError:
+        log = (work / "damaged" / "server.log").read_text(encoding="utf-8")
+        clean = "Traceback" not in log and "cannot start:" in log
+        figures["status_damaged_read_only_store_start"] = (
+            "exit, one line" if clean else "exit with traceback"
+        )
+    return figures
+
+
 def run() -> dict[str, float | int | str]:
     """All reliability figures as a flat dict."""
     from tests.support.server_harness import ensure_stubs
@@ -277,7 +406,7 @@ def run() -> dict[str, float | int | str]:
     ensure_stubs()
     map_dir = _built_map()
     figures: dict[str, float | int | str] = {}
-    for part in (_fuzz, _load, _crashes, _reloads):
+    for part in (_fuzz, _load, _crashes, _reloads, _statuses):
         with tempfile.TemporaryDirectory(prefix="bench-reliability-") as work:
             began = time.perf_counter()
             figures.update(part(map_dir, Path(work)))

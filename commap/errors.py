@@ -6,12 +6,16 @@ to their own vocabulary in one place each (CLI exit messages, gRPC status codes)
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "CommapError",
     "InvalidInputError",
     "MapNotFoundError",
     "NoFeasiblePlanError",
     "SolverTimeoutError",
+    "StorageUnavailableError",
+    "is_storage_fault",
 ]
 
 
@@ -57,3 +61,30 @@ class NoFeasiblePlanError(CommapError):
 
 class SolverTimeoutError(CommapError, TimeoutError):
     """The solver found no plan within its time limit."""
+
+
+class StorageUnavailableError(CommapError):
+    """Storage cannot be used as it must be now (read-only, full, failing): retry later."""
+
+
+# errno values that say the storage, not the request, is at fault
+_STORAGE_ERRNOS = frozenset(
+    {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+)
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """True for an OS error that means storage cannot take writes (read-only, full, failing).
+
+    Examples
+    --------
+    >>> is_storage_fault(OSError(errno.ENOSPC, "No space left on device"))
+    True
+    >>> is_storage_fault(StorageUnavailableError("read-only"))
+    True
+    >>> is_storage_fault(FileNotFoundError(errno.ENOENT, "gone")), is_storage_fault(KeyError())
+    (False, False)
+    """
+    if isinstance(exc, StorageUnavailableError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS

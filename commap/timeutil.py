@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from commap.errors import InvalidInputError
 
-__all__ = ["format_time", "parse_time"]
+__all__ = ["check_trip_times", "format_time", "parse_time"]
 
 
 def parse_time(value: str | float | int | datetime, *, field: str = "time") -> float:
@@ -72,7 +75,50 @@ def format_time(t_s: float) -> str:
 
     Examples
     --------
+    Times no calendar date can name (past year 9999, not finite) are shown in seconds.
+
+    Examples
+    --------
     >>> format_time(0)
     '1970-01-01T00:00:00Z'
+    >>> format_time(1e304)
+    '1e+304 s since 1970 (outside years 1..9999)'
+    >>> format_time(float("nan"))
+    'nan s since 1970 (outside years 1..9999)'
     """
+    if not _MIN_S <= t_s <= _MAX_S:
+        return f"{t_s:g} s since 1970 (outside years 1..9999)"
     return datetime.fromtimestamp(t_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def check_trip_times(departure_s: float, t_s: ArrayLike, *, field: str = "departure") -> None:
+    """Refuse a trip whose times fall outside years 1..9999 UTC (or are not finite).
+
+    Every answer states its times as dates (protobuf ``Timestamp``, ISO 8601): a trip that
+    departs on 9999-12-31 or crawls at 1e-300 m/s ends past the last date they can hold.
+
+    Raises
+    ------
+    InvalidInputError
+        Naming ``field``, the departure and how long the trip would last.
+
+    Examples
+    --------
+    >>> check_trip_times(1737633600.0, [1737633600.0, 1737637200.0])
+    >>> check_trip_times(253402300000.0, [253402300000.0, 253402301000.0])
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: departure: a trip departing 9999-12-31T23:46:40Z and lasting 1000 s ends past 9999-12-31T23:59:59Z, the last time a plan can state: give an earlier departure or realistic speeds
+    >>> check_trip_times(0.0, [])
+    """
+    times = np.asarray(t_s, dtype=np.float64)
+    every = np.append(times, departure_s)
+    if np.isfinite(every).all() and every.min() >= _MIN_S and every.max() <= _MAX_S:
+        return
+    lasting_s = float(np.max(times, initial=departure_s)) - departure_s
+    raise InvalidInputError(
+        f"{field}: a trip departing {format_time(departure_s)} and lasting {lasting_s:.4g} s "
+        f"ends past {format_time(_MAX_S)}, the last time a plan can state: give an earlier "
+        "departure or realistic speeds",
+        field=field,
+    )

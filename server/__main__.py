@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except CommapError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    except RuntimeError as exc:
+    except (RuntimeError, OSError) as exc:  # cannot bind, storage refused: one line, no traceback
         log.error("cannot start: %s", exc)
         return 1
     return 0

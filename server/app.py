@@ -9,16 +9,18 @@ elsewhere, calls in flight given ``shutdown_grace_s`` to finish, then the server
 
 Access control: with bearer tokens configured (:mod:`server.auth`) every call but health needs
 a token; reflection can be switched off (``--no-reflection``). Health always answers without
-a token, so probes work; it reveals only SERVING / NOT_SERVING.
+a token, so probes work; it reveals only SERVING / NOT_SERVING. Without tokens the server listens
+on loopback unless ``--insecure`` says otherwise, and ``ReloadMaps`` answers loopback callers
+only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import signal
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from commap.errors import InvalidInputError
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server.auth import AuthInterceptor
-from server.config import ServerConfig
+from server.config import ServerConfig, is_loopback
 from server.interceptors import ErrorMappingInterceptor
 from server.live import LiveView
 from server.maps import MapStore, ReloadResult
@@ -119,7 +121,7 @@ class CommapServer:
     def _listen(self, server: aio.Server) -> int:
         """Add the one listening port: TLS when configured, plaintext otherwise."""
         if not self.config.tls:
-            if self.config.auth is not None and not _is_loopback(self.config.host):
+            if self.config.auth is not None and not is_loopback(self.config.host):
                 log.warning("bearer tokens over plaintext on %s: configure TLS", self.config.host)
             return server.add_insecure_port(self.config.address)
         credentials = server_credentials(self.config)
@@ -253,11 +255,13 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
     Raises
     ------
     InvalidInputError
-        A file cannot be read or is not PEM (the message names the file, never its content).
+        A file cannot be read or is not PEM, or the key is not the certificate's (the message
+        names the files, never their content).
     """
     assert config.tls_cert is not None and config.tls_key is not None
     cert = _pem(config.tls_cert, "tls_cert", b"CERTIFICATE")
     key = _pem(config.tls_key, "tls_key", b"PRIVATE KEY")
+    _check_key_pair(config.tls_cert, config.tls_key)
     ca = None
     if config.tls_client_ca is not None:
         ca = _pem(config.tls_client_ca, "tls_client_ca", b"CERTIFICATE")
@@ -280,11 +284,19 @@ def _pem(path: Path, field: str, kind: bytes) -> bytes:
     return data
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+def _check_key_pair(cert: Path, key: Path) -> None:
+    """Refuse a private key that is not the certificate's (grpc would say "Failed to bind")."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:  # an encrypted key gets an empty passphrase (grpc cannot read one either)
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        mismatch = "KEY_VALUES_MISMATCH" in str(exc) or "key values mismatch" in str(exc)
+        problem = (
+            f"{key} is not the private key of the certificate in {cert}"
+            if mismatch
+            else f"{key} is no unencrypted private key for the certificate in {cert} ({exc})"
+        )
+        raise InvalidInputError(f"tls_key: {problem}", field="tls_key") from None
 
 
 def channel_ready_hint(host: str, port: int, *, tls: bool = False, pid: int | None = None) -> str:

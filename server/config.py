@@ -7,6 +7,7 @@ server module reads its limits from that object only.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,7 @@ from commap.map.manifest import MANIFEST, MAP_NAME
 from commap.plan import defaults
 from server.auth import AuthClient, AuthPolicy, parse_token_entries, read_token_file
 
-__all__ = ["ServerConfig", "build_parser", "load_config"]
+__all__ = ["ServerConfig", "build_parser", "is_loopback", "load_config"]
 
 _MIB = 1 << 20
 
@@ -60,6 +61,8 @@ class ServerConfig:
     reflection : serve gRPC server reflection.
     viewer_port : serve the live web viewer of the default map on 127.0.0.1 at this port
         (0: any free port); None: no viewer.
+    insecure : allow a host other machines can reach without tokens (anyone who reaches the
+        port may plan, upload and read maps; ``ReloadMaps`` stays loopback-only without tokens).
     """
 
     host: str = "127.0.0.1"
@@ -90,10 +93,18 @@ class ServerConfig:
     auth_clients: tuple[AuthClient, ...] = ()
     reflection: bool = True
     viewer_port: int | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if not self.host:
             raise InvalidInputError("host must not be empty", field="host")
+        if not self.auth_clients and not self.insecure and not is_loopback(self.host):
+            raise InvalidInputError(
+                f"host {self.host} is reachable from other machines and no tokens are "
+                "configured: configure tokens (--tokens-file, COMMAP_TOKENS), listen on "
+                "127.0.0.1, or pass --insecure to serve anyone who reaches the port",
+                field="host",
+            )
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"port {self.port} is not within 0..65535", field="port")
         for name in (
@@ -188,6 +199,22 @@ class ServerConfig:
         return f"{host}:{self.port}"
 
 
+def is_loopback(host: str) -> bool:
+    """True for a host only this machine can reach (``localhost``, 127.0.0.0/8, ``::1``).
+
+    Examples
+    --------
+    >>> is_loopback("127.0.0.1"), is_loopback("[::1]"), is_loopback("localhost")
+    (True, True, True)
+    >>> is_loopback("0.0.0.0"), is_loopback("192.0.2.7"), is_loopback("example.org")
+    (False, False, False)
+    """
+    try:
+        return host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 # flag / env name -> (field, type); the env name is COMMAP_ + the upper-cased flag name.
 _SCALARS: dict[str, tuple[str, type]] = {
     "host": ("host", str),
@@ -267,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-access-log", action="store_true", default=None, help="do not log one line per call"
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback --host without tokens (anyone who reaches the port may call "
+        "every RPC but ReloadMaps)",
+    )
     return parser
 
 
@@ -335,6 +369,10 @@ def load_config(
         values["access_log"] = False
     elif "COMMAP_ACCESS_LOG" in env:
         values["access_log"] = _truthy(env["COMMAP_ACCESS_LOG"])
+    if args.insecure:
+        values["insecure"] = True
+    elif "COMMAP_INSECURE" in env:
+        values["insecure"] = _truthy(env["COMMAP_INSECURE"])
     if args.no_reflection:
         values["reflection"] = False
     elif "COMMAP_REFLECTION" in env:

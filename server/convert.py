@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ __all__ = [
     "PROVENANCE_TO_PB",
     "SWITCH_KIND_FROM_PB",
     "SWITCH_KIND_TO_PB",
+    "checked_measurements",
     "coverage_points",
     "coverage_response",
     "latlon",
@@ -597,8 +598,8 @@ def measurements_frame(
     """Measurement records (commap.radio.measurements schema) of Measurement messages.
 
     Positions, times (within the records' nanosecond range, 1677..2262) and the vehicle id are
-    validated here (naming ``measurements[i]``); value ranges and network ids are validated by
-    the library when the records are stored or fused. A measurement without a ``drive_id``
+    validated here (naming ``measurements[i]``); value ranges and network ids by
+    :func:`checked_measurements`, the same for every RPC that carries measurements. A measurement without a ``drive_id``
     belongs to the drive of ``vehicle_id``.
     """
     cols: dict[str, list[Any]] = {
@@ -667,6 +668,40 @@ def measurements_frame(
         }
     )
     return frame
+
+
+def checked_measurements(
+    records: pd.DataFrame, *, known_networks: Collection[str], field: str = "measurements"
+) -> pd.DataFrame:
+    """Records of :func:`measurements_frame`, range-checked: the one check of every measurement
+    a client sends (``ReportMeasurements`` and ``Drive``), so that a value refused in an upload
+    is refused in a drive too.
+
+    Returns the records with the schema's dtypes (:func:`commap.radio.measurements.validate_records`).
+
+    Raises
+    ------
+    InvalidInputError
+        The first bad value (out of range, unknown network), naming ``field``, row and column.
+
+    Examples
+    --------
+    >>> from google.protobuf.timestamp_pb2 import Timestamp
+    >>> m = pb.Measurement(time=Timestamp(seconds=1737633600), network_id="ad-lte",
+    ...                    position=pb.LatLon(latitude_deg=42.5, longitude_deg=1.5), sinr_db=1e6)
+    >>> frame = measurements_frame([m], vehicle_id="v", field="update.measurements")
+    >>> checked_measurements(frame, known_networks=["ad-lte"], field="update.measurements")
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: update.measurements: row 0, column 'sinr_db': 1e+06 is outside [-50, 60]
+    >>> checked_measurements(frame.iloc[:0], known_networks=["ad-lte"])
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: measurements: holds no records
+    """
+    from commap.radio.measurements import validate_records
+
+    return validate_records(records, source=field, known_networks=known_networks)
 
 
 # -- plans ----------------------------------------------------------------------------------------

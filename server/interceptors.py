@@ -12,6 +12,9 @@ exception                                      status
 :class:`~commap.errors.SolverTimeoutError`,    DEADLINE_EXCEEDED
 ``TimeoutError``
 :class:`~server.pool.ServerOverloadedError`    RESOURCE_EXHAUSTED
+storage that cannot take writes                UNAVAILABLE (retryable: the call had no
+(:func:`~commap.errors.is_storage_fault`:       effect; the path goes to the server log
+read-only, full, failing)                      only)
 :class:`~server.auth.UnauthenticatedError`     UNAUTHENTICATED
 :class:`~server.auth.PermissionDeniedError`    PERMISSION_DENIED
 a request that is not a valid message          INVALID_ARGUMENT (field ``request``)
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +50,7 @@ from commap.errors import (
     MapNotFoundError,
     NoFeasiblePlanError,
     SolverTimeoutError,
+    is_storage_fault,
 )
 from server.auth import PermissionDeniedError, UnauthenticatedError
 from server.pool import ServerOverloadedError
@@ -68,6 +73,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple[tuple[st
     (<StatusCode.INVALID_ARGUMENT: (3, 'invalid argument')>, 'origin.latitude_deg: must be finite')
     >>> status_for(KeyError("secret"))[0]
     <StatusCode.INTERNAL: (13, 'internal')>
+    >>> import errno
+    >>> status_for(OSError(errno.EROFS, "Read-only file system", "/srv/fleet/map=a"))[:2]
+    (<StatusCode.UNAVAILABLE: (14, 'unavailable')>, 'server storage unavailable (Read-only file system): nothing was stored; retry later')
     """
     code, message, metadata = _status_for(exc)
     return code, _bounded(message, MAX_DETAILS_CHARS), metadata
@@ -110,6 +118,13 @@ def _status_for(
         return grpc.StatusCode.DEADLINE_EXCEEDED, str(exc) or "deadline exceeded", ()
     if isinstance(exc, ServerOverloadedError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), ()
+    if is_storage_fault(exc):
+        reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else str(exc)
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            f"server storage unavailable ({reason}): nothing was stored; retry later",
+            (),
+        )
     if isinstance(exc, UnauthenticatedError):
         return grpc.StatusCode.UNAUTHENTICATED, str(exc), ()
     if isinstance(exc, PermissionDeniedError):
@@ -212,6 +227,8 @@ async def _fail(call: _CallLog, exc: BaseException) -> None:
     call.code = code
     if code is grpc.StatusCode.INTERNAL:
         log.error("%s failed (%s)", call.method, message, exc_info=exc)
+    elif code is grpc.StatusCode.UNAVAILABLE:  # the operator must act: say where
+        log.error("%s: %s: %s", call.method, message, exc)
     else:
         log.info("%s: %s %s", call.method, code.name, message)
     await call.context.abort(code, message, metadata)

@@ -32,7 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from commap.errors import InvalidInputError, MapNotFoundError
+from commap.errors import (
+    InvalidInputError,
+    MapNotFoundError,
+    StorageUnavailableError,
+    is_storage_fault,
+)
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
 from commap.map.manifest import MANIFEST, resolve_map_dir
@@ -185,6 +190,10 @@ class MapStore:
         ------
         MapNotFoundError, InvalidInputError
             A configured map is missing or corrupt (the server must not start half-configured).
+        StorageUnavailableError
+            A fleet store holds a damaged part or a crashed writer's file that cannot be set
+            aside (read-only or full storage). A clean read-only store is served: uploads to it
+            then fail as UNAVAILABLE.
         """
         maps: dict[str, ServedMap] = {}
         for name in self._config.map_names:
@@ -200,8 +209,17 @@ class MapStore:
                 source=name,
                 manifest_sha256=digest,
             )
-            served.store.remove_stale_temp_parts(base.name)
-            self._refresh(served)
+            try:
+                served.store.remove_stale_temp_parts(base.name)
+                self._refresh(served)
+            except OSError as exc:
+                if not is_storage_fault(exc):
+                    raise
+                raise StorageUnavailableError(
+                    f"map {base.name}: fleet store {served.store.root} cannot be tidied "
+                    f"({exc.strerror}: {exc.filename or exc}): make it writable, or move "
+                    "the named file away"
+                ) from None
             maps[base.name] = served
             log.info(
                 "serving map %s (%d networks, %d stored measurements)",

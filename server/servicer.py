@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import math
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -30,7 +32,7 @@ from server.live import LiveView
 from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
 from server.pool import ServerOverloadedError, SolvePool
 
-__all__ = ["CommapServicer"]
+__all__ = ["CommapServicer", "is_local_peer"]
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +141,16 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         """Load maps again from disk; each is swapped in only if it passes its checks.
 
         No names: every served map the caller may use. Every name is checked (permission,
-        then existence) before any map is loaded.
+        then existence) before any map is loaded. Without tokens only a caller on the server's
+        own host (loopback) may reload: anyone else could make the server load maps at will.
         """
         client = self._client(context)
+        if client is None and not is_local_peer(context.peer()):
+            raise PermissionDeniedError(
+                "ReloadMaps: the server has no tokens, so maps are reloaded from its own host "
+                "only (loopback, or SIGHUP); configure a token allowed ReloadMaps to reload "
+                "from elsewhere"
+            )
         names = list(dict.fromkeys(request.map_names)) or [
             n for n in self._maps.names if client is None or client.may_use_map(n)
         ]
@@ -226,6 +235,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         async for message in request_iterator:
             if map_name is None:
                 map_name = message.map_name
+                self._served(map_name, context)  # may the caller use it? before reading on
             elif message.map_name != map_name:
                 raise InvalidInputError(
                     f"map_name: changed within the stream ({map_name!r} -> {message.map_name!r})",
@@ -249,11 +259,8 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 "measurements: the stream carried no measurements", field="measurements"
             )
         served = self._served(map_name, context)
-        records = pd.concat(frames, ignore_index=True)
-        from commap.radio.measurements import validate_records
-
-        records = validate_records(
-            records, source="measurements", known_networks=served.base.catalogue.ids
+        records = convert.checked_measurements(
+            pd.concat(frames, ignore_index=True), known_networks=served.base.catalogue.ids
         )
         batch_id, stored = await self._pool.run(
             lambda: self._maps.store_measurements(served.name, records), what="measurement store"
@@ -336,9 +343,13 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             fix = convert.position_fix(message.update.fix)
             measurements = None
             if len(message.update.measurements):
-                measurements = convert.measurements_frame(
-                    message.update.measurements,
-                    vehicle_id=start.vehicle_id,
+                measurements = convert.checked_measurements(
+                    convert.measurements_frame(
+                        message.update.measurements,
+                        vehicle_id=start.vehicle_id,
+                        field="update.measurements",
+                    ),
+                    known_networks=session.cmap.catalogue.ids,
                     field="update.measurements",
                 )
             try:
@@ -415,6 +426,36 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         if progress is not None:
             response.progress.CopyFrom(convert.progress_message(progress))
         return response
+
+
+def is_local_peer(peer: str) -> bool:
+    """True for a gRPC peer on this host (``ipv4:127.0.0.1:port``, ``ipv6:[::1]:port``, unix).
+
+    Examples
+    --------
+    >>> is_local_peer("ipv4:127.0.0.1:50000"), is_local_peer("ipv6:[::1]:50000")
+    (True, True)
+    >>> is_local_peer("unix:/run/commap.sock"), is_local_peer("ipv4:192.0.2.7:50000")
+    (True, False)
+    >>> is_local_peer("ipv6:%5B::1%5D:50000"), is_local_peer("ipv6:[::ffff:127.0.0.1]:1")
+    (True, True)
+    >>> is_local_peer(""), is_local_peer("ipv6:%5B2001:db8::1%5D:50000")
+    (False, False)
+    """
+    kind, _, address = peer.partition(":")
+    address = urllib.parse.unquote(address)  # grpc escapes the brackets of IPv6 peers
+    if kind in ("unix", "unix-abstract"):
+        return True
+    if kind not in ("ipv4", "ipv6"):
+        return False
+    host = address.rpartition(":")[0].strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def _open_session(

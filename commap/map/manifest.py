@@ -2,7 +2,8 @@
 
 A built map directory holds ``manifest.json`` beside its tables. :class:`Manifest` is its one
 typed form: :meth:`Manifest.read` validates every key it needs (a missing key, a wrong type,
-``segment_m <= 0`` or a duplicate network id raise :class:`~commap.errors.InvalidInputError`
+``segment_m <= 0``, a name that is no identifier, a file path leaving the map directory or a
+duplicate network id raise :class:`~commap.errors.InvalidInputError`
 naming the file and the key) and :meth:`Manifest.write` writes it back with the same field
 names, through :func:`commap.files.write_json_atomic`. :func:`resolve_map_dir` finds a built map
 by name or path.
@@ -45,6 +46,7 @@ from commap.files import write_json_atomic
 from commap.networks import Network, NetworkKind
 
 __all__ = [
+    "BUILT_FILE_KEYS",
     "FORMAT",
     "MANIFEST",
     "MAP_NAME",
@@ -61,6 +63,8 @@ __all__ = [
 MANIFEST = "manifest.json"
 FORMAT = "commap-map/1"
 MAP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# layer-spec keys naming files of the built map (layers read them from the built directory)
+BUILT_FILE_KEYS = frozenset({"sites", "tle_file", "horizon_file", "table", "models"})
 # Catalogue fields of a network, in the order the manifest records them.
 NETWORK_FIELDS = (
     "id",
@@ -130,6 +134,38 @@ class _Fields:
             raise self.fail(name, "must map names to strings")
         return dict(items)
 
+    def inside(self, name: str, path: str) -> str:
+        """``path`` if it stays inside the map directory (relative, no ``..``), else an error."""
+        if not _is_inside(path):
+            raise self.fail(name, f"must be a path inside the map directory, got {path!r}")
+        return path
+
+    def no_path_outside(self, name: str, value: Any, *, built_file: bool = False) -> None:
+        """Refuse a file of the built map in ``value`` (a layer spec) that lies outside it.
+
+        Only the keys a layer reads from the built directory are checked (:data:`BUILT_FILE_KEYS`,
+        at any depth): source files a measured layer names for validation may lie anywhere.
+        """
+        if isinstance(value, str) and built_file and _escapes(value):
+            raise self.fail(name, f"must be a path inside the map directory, got {value!r}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                inner = built_file or key in BUILT_FILE_KEYS
+                self.no_path_outside(f"{name}.{key}", item, built_file=inner)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.no_path_outside(f"{name}[{i}]", item, built_file=built_file)
+
+
+def _escapes(text: str) -> bool:
+    """True for text that reads as a path leaving its directory (absolute, ``~``, ``..``)."""
+    parts = text.replace("\\", "/").split("/")
+    return text.startswith(("/", "~", "\\")) or ".." in parts
+
+
+def _is_inside(path: str) -> bool:
+    return bool(path.strip()) and not _escapes(path) and "\x00" not in path
+
 
 @dataclass(frozen=True)
 class NetworkEntry:
@@ -197,11 +233,16 @@ class NetworkEntry:
     def _parse(cls, entry: _Fields) -> NetworkEntry:
         entry.get("id", str)
         ingest = entry.get("ingest", dict, None)
+        layer = entry.get("layer", dict)
+        entry.no_path_outside("layer", layer)
+        cache = entry.get("cache", str, None)
+        measured = entry.get("measured", dict, None)
+        entry.no_path_outside("measured", measured)
         return cls(
             fields={k: entry.value[k] for k in NETWORK_FIELDS if k in entry.value},
-            layer=entry.get("layer", dict),
-            cache=entry.get("cache", str, None),
-            measured=entry.get("measured", dict, None),
+            layer=layer,
+            cache=None if cache is None else entry.inside("cache", cache),
+            measured=measured,
             ingest=None if ingest is None else IngestCount.parse_report(ingest, entry.source),
         )
 
@@ -262,7 +303,7 @@ class RoadsSource:
     @classmethod
     def _parse(cls, roads: _Fields) -> RoadsSource:
         return cls(
-            dir=roads.get("dir", str),
+            dir=roads.inside("dir", roads.get("dir", str)),
             source=roads.get("source", str, ""),
             attribution=roads.get("attribution", str, ""),
             nodes=roads.get("nodes", int, 0),
@@ -392,6 +433,10 @@ class Manifest:
         Traceback (most recent call last):
         ...
         commap.errors.InvalidInputError: manifest.json: key 'segment_m' must be above 0, got 0.0
+        >>> Manifest.from_dict({"format": "commap-map/1", "name": "../../evil", "segment_m": 50})
+        Traceback (most recent call last):
+        ...
+        commap.errors.InvalidInputError: manifest.json: key 'name' must be a map identifier ([a-z0-9_-]+), got '../../evil'
         """
         top = _Fields(source, payload)
         if top.get("format", str) != FORMAT:
@@ -401,10 +446,14 @@ class Manifest:
             raise top.fail("segment_m", f"must be above 0, got {segment_m}")
         roads = top.child("roads", None)
         terrain = top.child("terrain", None)
+        files = top.string_map("files", {})
         inputs = top.child("inputs", None)
+        name = top.get("name", str)
+        if not MAP_NAME.match(name):  # it names directories and store partitions: never a path
+            raise top.fail("name", f"must be a map identifier ([a-z0-9_-]+), got {name!r}")
         return cls(
             format=FORMAT,
-            name=top.get("name", str),
+            name=name,
             commap_version=top.get("commap_version", str),
             title=top.get("title", str, ""),
             description=top.get("description", str, ""),
@@ -415,15 +464,13 @@ class Manifest:
                 top.get("default_departure_s", (int, float), None)
             ),
             roads=None if roads is None else RoadsSource._parse(roads),
-            terrain=None
-            if terrain is None
-            else TerrainSource(terrain.strings("files"), terrain.get("attribution", str, "")),
+            terrain=None if terrain is None else _terrain(terrain),
             networks=_networks(top),
             attribution=top.strings("attribution", []),
             inputs=None if inputs is None else _inputs(inputs),
             build_key=top.get("build_key", str, None),
             edges=top.get("edges", dict, None),
-            files=top.string_map("files", {}),
+            files={top.inside("files", rel): digest for rel, digest in files.items()},
         )
 
 
@@ -435,6 +482,11 @@ def _bbox(top: _Fields) -> tuple[float, float, float, float]:
     if not ok or not (values[0] < values[2] and values[1] < values[3]):
         raise top.fail("bbox", "must be [lon_min, lat_min, lon_max, lat_max]")
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+
+def _terrain(terrain: _Fields) -> TerrainSource:
+    files = tuple(terrain.inside("files", f) for f in terrain.strings("files"))
+    return TerrainSource(files, terrain.get("attribution", str, ""))
 
 
 def _networks(top: _Fields) -> tuple[NetworkEntry, ...]:

@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from commap.errors import InvalidInputError
 from commap.files import atomic_path, fsync_dir
+from commap.map.manifest import MAP_NAME
 from commap.radio.measurements import RECORD_COLUMNS, empty_records, validate_records
 
 __all__ = [
@@ -67,7 +68,6 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "Int64": pa.int64(),
 }
 PART_SCHEMA: pa.Schema = pa.schema([(c.name, _ARROW_TYPES[c.dtype]) for c in RECORD_COLUMNS])
-_MAP_NAME = re.compile(r"^[a-z0-9_-]+$")
 _NETWORK_ID = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _PART = re.compile(
     r"^part-(?P<batch>\d{8}T\d{12}Z-[0-9a-f]{12})-(?P<index>\d+)of(?P<count>\d+)\.parquet$"
@@ -92,7 +92,7 @@ def check_map_name(name: str) -> str:
     ...
     commap.errors.InvalidInputError: map name '' must match [a-z0-9_-]+
     """
-    if not isinstance(name, str) or not _MAP_NAME.match(name):
+    if not isinstance(name, str) or not MAP_NAME.match(name):
         raise InvalidInputError(f"map name {name!r} must match [a-z0-9_-]+", field="map_name")
     return name
 

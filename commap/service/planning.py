@@ -30,6 +30,7 @@ from commap.plan import (
 )
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
+from commap.timeutil import check_trip_times
 
 __all__ = [
     "PlanRequest",
@@ -199,7 +200,7 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
     Raises
     ------
     InvalidInputError
-        Bad request (positions outside the map, unknown app, ...).
+        Bad request (positions outside the map, unknown app, trip times past year 9999, ...).
     NoFeasiblePlanError
         The constraints cannot be met on any candidate route.
     SolverTimeoutError
@@ -220,6 +221,9 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         if departure_s is None and route.t_s is None:
             departure_s = cmap.default_departure_s
         corridor = cmap.corridor(route, departure_s=departure_s)
+        check_trip_times(
+            corridor.departure_s, corridor.t_s
+        )  # every time of the answer must be a date
         # refuse before sampling: positions from month-old elements are fiction
         cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=())
         candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))

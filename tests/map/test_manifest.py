@@ -97,6 +97,18 @@ def _duplicate_network() -> dict[str, Any]:
     return payload
 
 
+def _network_path(key: str, value: Any) -> dict[str, Any]:
+    payload = _valid()
+    payload["networks"][1][key] = value
+    return payload
+
+
+def test_source_files_of_a_layer_may_lie_anywhere(tmp_path: Path) -> None:
+    payload = _network_path("layer", {"type": "measured", "sources": ["/data/drive.csv.gz"]})
+    (tmp_path / MANIFEST).write_text(json.dumps(payload), encoding="utf-8")
+    assert Manifest.read(tmp_path / MANIFEST).networks[1].layer["sources"] == ["/data/drive.csv.gz"]
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
@@ -104,6 +116,21 @@ def _duplicate_network() -> dict[str, Any]:
         (_without("name"), "missing key 'name'"),
         (_without("segment_m"), "missing key 'segment_m'"),
         (_with("name", 7), "key 'name' must be str, got int"),
+        (_with("name", "../../evil"), "key 'name' must be a map identifier ([a-z0-9_-]+)"),
+        (_with("name", "Andorra"), "key 'name' must be a map identifier"),
+        (_with("name", "a" * 65), "key 'name' must be a map identifier"),
+        (_with("roads", {"dir": "../../roads"}), "key 'roads.dir' must be a path inside the map"),
+        (_with("terrain", {"files": ["/etc/x.hgt"]}), "key 'terrain.files' must be a path inside"),
+        (_with("files", {"../../x.parquet": "0" * 64}), "key 'files' must be a path inside"),
+        (_network_path("cache", "../other/cache/x.parquet"), "key 'networks[1].cache' must be"),
+        (
+            _network_path("layer", {"type": "leo", "tle_file": "~/.ssh/id_rsa"}),
+            "key 'networks[1].layer.tle_file' must be a path inside the map directory",
+        ),
+        (
+            _network_path("layer", {"type": "x", "learned": {"models": {"rsrp": "a/../../b"}}}),
+            "key 'networks[1].layer.learned.models.rsrp' must be a path inside the map directory",
+        ),
         (_with("segment_m", "50"), "key 'segment_m' must be number, got str"),
         (_with("segment_m", 0), "key 'segment_m' must be above 0"),
         (_with("segment_m", -5.0), "key 'segment_m' must be above 0"),

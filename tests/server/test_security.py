@@ -396,3 +396,99 @@ def test_bad_tls_files_are_refused_without_echoing_the_key(tmp_path: Path, pki: 
     with pytest.raises(InvalidInputError, match="no PEM CERTIFICATE"):
         server_credentials(ServerConfig(tls_cert=not_pem, tls_key=pki.server_key))
     assert server_credentials(ServerConfig(tls_cert=pki.server_cert, tls_key=pki.server_key))
+
+
+def test_tls_key_of_another_certificate_is_named_as_such(pki: Pki) -> None:
+    run = _run_server("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.client_key))
+    assert run.returncode == 1, run.stderr
+    assert f"{pki.client_key} is not the private key of the certificate in {pki.server_cert}" in (
+        run.stderr
+    )
+    assert "Failed to bind" not in run.stderr and "Traceback" not in run.stderr
+
+
+# -- who may reach the server, and reload it ------------------------------------------------------
+def test_a_non_loopback_host_without_tokens_needs_insecure() -> None:
+    from commap.errors import InvalidInputError
+    from server.config import load_config
+
+    run = _run_server("--host", "0.0.0.0")
+    assert run.returncode == 2 and "pass --insecure" in run.stderr, run.stderr
+    assert load_config(["--host", "0.0.0.0", "--insecure"], {}).insecure
+    assert load_config(["--host", "0.0.0.0"], {"COMMAP_INSECURE": "1"}).insecure
+    assert load_config(["--host", "0.0.0.0"], {"COMMAP_TOKENS": f"rig:{RIG_TOKEN}"}).auth
+    assert not load_config(["--host", "localhost"], {}).insecure  # loopback: nothing to allow
+    with pytest.raises(InvalidInputError, match=r"host 192\.0\.2\.7 is reachable"):
+        load_config(["--host", "192.0.2.7"], {})
+
+
+def _own_address() -> str:
+    """A non-loopback IPv4 address of this machine (the test is skipped without one)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+            address = str(probe.getsockname()[0])
+        except OSError:
+            address = ""
+    if not address or address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("no non-loopback IPv4 address")
+    return address
+
+
+def test_without_tokens_only_loopback_callers_may_reload(andorra_dir: Path, tmp_path: Path) -> None:
+    address = _own_address()
+    server = start_server(andorra_dir, tmp_path, extra_args=("--host", "0.0.0.0", "--insecure"))
+    port = server.target.rsplit(":", 1)[1]
+    request = pb.ReloadMapsRequest(map_names=["andorra"])
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            assert stub.ReloadMaps(request, timeout=60).maps[0].map_name == "andorra"
+        with grpc.insecure_channel(f"{address}:{port}") as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ReloadMaps(request, timeout=60)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "loopback" in str(info.value.details())
+            assert stub.GetMap(pb.GetMapRequest(), timeout=10).map.map_name == "andorra"
+    finally:
+        server.stop()
+
+
+def test_map_permission_is_checked_before_the_stream_is_read(tls_server: ServerProcess) -> None:
+    """A client that may not use the map is refused at the first message, not after the
+    whole upload (the rest of this stream never comes: the refusal cannot wait for it)."""
+    import threading
+    import time
+
+    first = pb.ReportMeasurementsRequest(
+        map_name="andorra",
+        vehicle_id="cork-rig-van",
+        measurements=[
+            pb.Measurement(
+                time=Timestamp(seconds=T0),
+                position=pb.LatLon(latitude_deg=42.5063, longitude_deg=1.5218),
+                network_id="ad-lte",
+                sinr_db=5.0,
+            )
+        ],
+    )
+    release = threading.Event()
+
+    def stream() -> Iterator[pb.ReportMeasurementsRequest]:
+        yield first
+        release.wait(60)  # a long upload still on its way
+
+    with tls_server.channel() as channel:
+        stub = pb_grpc.CommapServiceStub(channel)
+        began = time.monotonic()
+        try:
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ReportMeasurements(stream(), timeout=30, metadata=_bearer(CORK_TOKEN))
+        finally:
+            release.set()
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "may not use map 'andorra'" in str(info.value.details())
+    assert time.monotonic() - began < 10

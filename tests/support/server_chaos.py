@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -270,6 +271,43 @@ def renamed(map_dir: Path) -> Callable[[], object]:
     return lambda: (map_dir / "manifest.json").write_bytes(original)
 
 
+def _edited(map_dir: Path, edit: Callable[[dict[str, Any]], object]) -> Callable[[], object]:
+    """The manifest changed by ``edit`` (in place); returns the function that restores it."""
+    original = (map_dir / "manifest.json").read_bytes()
+    manifest = read_manifest(map_dir)
+    edit(manifest)
+    write_manifest(map_dir, manifest)
+    return lambda: (map_dir / "manifest.json").write_bytes(original)
+
+
+def zero_segments(map_dir: Path) -> Callable[[], object]:
+    return _edited(map_dir, lambda m: m.update(segment_m=0))
+
+
+def no_networks_key(map_dir: Path) -> Callable[[], object]:
+    return _edited(map_dir, lambda m: m.pop("networks"))
+
+
+def repeated_network_id(map_dir: Path) -> Callable[[], object]:
+    def repeat(manifest: dict[str, Any]) -> None:
+        manifest["networks"][1]["id"] = manifest["networks"][0]["id"]
+
+    return _edited(map_dir, repeat)
+
+
+def path_as_name(map_dir: Path) -> Callable[[], object]:
+    return _edited(map_dir, lambda m: m.update(name="../../evil"))
+
+
+def cache_outside(map_dir: Path) -> Callable[[], object]:
+    """A network's table taken from another map's directory (which would pass its checks)."""
+
+    def elsewhere(manifest: dict[str, Any]) -> None:
+        manifest["networks"][0]["cache"] = "../../cork/built/cache/ie-a-lte.parquet"
+
+    return _edited(map_dir, elsewhere)
+
+
 DAMAGE = {
     "truncated parquet": (truncate_parquet, "does not match its checksum"),
     "bad manifest checksum": (bad_checksum, "does not match its checksum"),
@@ -277,4 +315,9 @@ DAMAGE = {
     "half-written manifest": (half_written_manifest, "unreadable manifest"),
     "truncated table, no checksums": (unchecked_truncated_table, ""),
     "other map's manifest": (renamed, "names map 'cork'"),
+    "segment_m 0": (zero_segments, "manifest.json: key 'segment_m' must be above 0, got 0.0"),
+    "no networks key": (no_networks_key, "manifest.json: missing key 'networks'"),
+    "repeated network id": (repeated_network_id, "key 'networks[1].id' repeats network id"),
+    "a path as map name": (path_as_name, "key 'name' must be a map identifier"),
+    "a table outside the map": (cache_outside, "key 'networks[0].cache' must be a path inside"),
 }

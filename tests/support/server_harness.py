@@ -97,11 +97,14 @@ def start_server(
     credentials: grpc.ChannelCredentials | None = None,
     measurements_dir: Path | None = None,
     log_name: str = "server.log",
+    wrapper: tuple[str, ...] = (),
 ) -> ServerProcess:
     """Start ``python -m server --port 0`` on ``map_dir`` and wait until it is SERVING.
 
     ``credentials``: how to reach a TLS server. ``measurements_dir``: default
-    ``work_dir/measurements`` (give the same one to a restarted server).
+    ``work_dir/measurements`` (give the same one to a restarted server). ``wrapper``: a command
+    the server command line is appended to, which must ``exec`` it (e.g. one that mounts the
+    measurements directory read-only first; see ``tests/support/storage.py``).
     """
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -110,6 +113,7 @@ def start_server(
     log_path = work_dir / log_name
     measurements_dir = measurements_dir or work_dir / "measurements"
     args = [
+        *wrapper,
         sys.executable,
         "-m",
         "server",
