@@ -70,7 +70,12 @@ class CommapServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.maps = MapStore(config)
-        self.pool = SolvePool(config.solve_workers, config.solve_queue)
+        self.pool = SolvePool(
+            config.solve_workers,
+            config.solve_queue,
+            per_client=config.max_solves_per_client,
+            max_work_s=config.max_work_s,
+        )
         self.health = HealthServicer()
         self.servicer = CommapServicer(config, self.maps, self.pool)
         self.port = 0

@@ -11,7 +11,9 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -26,9 +28,10 @@ from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
 from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
+from server.ingest import check_batch_key, check_plausible
 from server.live import LiveView
 from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
-from server.pool import ServerOverloadedError, SolvePool
+from server.pool import ServerOverloadedError, SolvePool, WorkTooLargeError
 
 __all__ = ["CommapServicer"]
 
@@ -88,6 +91,9 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._auth = config.auth
         self._drives = 0
         self._reload_lock = asyncio.Lock()
+        self._uploads = ThreadPoolExecutor(
+            max_workers=config.upload_workers, thread_name_prefix="commap-upload"
+        )
         self.live = live
         self.draining = False
 
@@ -111,6 +117,35 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 f"client {client.name!r} may not use map {convert.shown(key)}"
             )
         return self._maps.get(key)
+
+    def _client_key(self, context: Context) -> str:
+        """Who a call counts against for the per-client limits: its token's name, else its host."""
+        client = self._client(context)
+        if client is not None:
+            return f"token:{client.name}"
+        peer = context.peer() or ""
+        return "peer:" + (peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer)
+
+    def _work_check(self, timeout_s: float | None) -> Callable[[int], None] | None:
+        """A plan's admission check: refuse work its estimate says cannot finish in time."""
+        cost_us = self._config.plan_cost_us_per_segment_network
+        if cost_us <= 0:
+            return None
+        limit_s = timeout_s if timeout_s is not None else self._config.max_work_s
+        limit = "the call's deadline" if timeout_s is not None else "the server's work budget"
+        started = time.monotonic()
+
+        def admit(work: int) -> None:
+            estimate_s = work * cost_us * 1e-6
+            left_s = limit_s - (time.monotonic() - started)
+            if estimate_s > left_s:
+                raise WorkTooLargeError(
+                    f"plan too large for its time: {work} segment-networks need about "
+                    f"{estimate_s:.1f} s of work, {max(left_s, 0.0):.1f} s are left of "
+                    f"{limit} ({limit_s:.1f} s); shorten the route or allow more time"
+                )
+
+        return admit
 
     # -- maps ----------------------------------------------------------------------------------
     async def ListMaps(self, request: pb.ListMapsRequest, context: Context) -> pb.ListMapsResponse:  # noqa: N802 (gRPC name)
@@ -188,7 +223,10 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             cmap.check_inside([lon[i]], [lat[i]], field=f"points[{i}].position")
         _, timeout_s = _budget(context, self._config.max_solver_time_limit_s)
         quality = await self._pool.run(
-            lambda: cmap.quality_at(lon, lat, t_s), timeout_s=timeout_s, what="coverage query"
+            lambda: cmap.quality_at(lon, lat, t_s),
+            timeout_s=timeout_s,
+            what="coverage query",
+            client=self._client_key(context),
         )
         return convert.coverage_response(cmap.name, lon, lat, t_s, quality, network_ids)
 
@@ -202,8 +240,12 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             context, convert.requested_time_limit_s(request, self._config)
         )
         plan_request = convert.plan_request(request, config=self._config, time_limit_s=time_limit_s)
+        admit = self._work_check(timeout_s)
         result = await self._pool.run(
-            lambda: plan_route(cmap, plan_request), timeout_s=timeout_s, what="plan"
+            lambda: plan_route(cmap, plan_request, admit=admit),
+            timeout_s=timeout_s,
+            what="plan",
+            client=self._client_key(context),
         )
         return convert.plan_response(
             result,
@@ -220,6 +262,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         """Store a stream of measurements as one batch (all or nothing)."""
         frames: list[pd.DataFrame] = []
         map_name: str | None = None
+        batch_key = ""
         last_t_s: dict[str, float] = {}
         count = 0
         index = 0
@@ -232,6 +275,12 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                     field="map_name",
                 )
             convert.vehicle_id(message.vehicle_id, field="vehicle_id")
+            if message.client_batch_id:
+                if batch_key and message.client_batch_id != batch_key:
+                    raise InvalidInputError(
+                        "client_batch_id: changed within the stream", field="client_batch_id"
+                    )
+                batch_key = check_batch_key(message.client_batch_id)
             count += len(message.measurements)
             if count > self._config.max_measurements_per_stream:
                 raise InvalidInputError(
@@ -255,11 +304,19 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         records = validate_records(
             records, source="measurements", known_networks=served.base.catalogue.ids
         )
-        batch_id, stored = await self._pool.run(
-            lambda: self._maps.store_measurements(served.name, records), what="measurement store"
+        check_plausible(records, bbox=served.base.bbox)
+        # uploads have their own threads: a burst of them never waits for (or delays) solves
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            self._uploads,
+            functools.partial(
+                self._maps.store_measurements, served.name, records, batch_key=batch_key
+            ),
         )
         return pb.ReportMeasurementsResponse(
-            accepted_count=len(records), batch_id=batch_id, stored_count=stored
+            accepted_count=len(records),
+            batch_id=outcome.batch_id,
+            stored_count=outcome.stored_count,
+            already_stored=outcome.already_stored,
         )
 
     # -- live drive ----------------------------------------------------------------------------
@@ -307,6 +364,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 functools.partial(_open_session, cmap, plan_request, options, live),
                 timeout_s=timeout_s,
                 what="drive plan",
+                client=self._client_key(context),
             )
             yield self._plan_message(session, start, time_limit_s)
             async for response in self._follow(
