@@ -1,7 +1,8 @@
 """Bounded, cancellable execution of blocking library work off the event loop.
 
 The event loop must stay free for streams: every solve (plan, re-plan, coverage batch) runs in
-a worker thread. The pool admits at most ``workers + queue`` solves at once, and at most
+a worker thread; solves estimated to be long run on their own threads (one fewer than the
+workers), so a few long plans never keep short ones waiting. The pool admits at most ``workers + queue`` solves at once, and at most
 ``per_client`` of them from one client; one more is refused with
 :class:`ServerOverloadedError` (RESOURCE_EXHAUSTED) instead of queueing without bound, so one
 client cannot take every slot.
@@ -97,6 +98,11 @@ class SolvePool:
         max_work_s: float | None = None,
     ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="commap-solve")
+        # long solves have their own threads, one fewer than the workers: short ones are never
+        # queued behind them
+        self._heavy_executor = ThreadPoolExecutor(
+            max_workers=max(workers - 1, 1), thread_name_prefix="commap-long-solve"
+        )
         self._capacity = workers + queue
         self._per_client = per_client or self._capacity
         self._max_work_s = max_work_s
@@ -145,11 +151,14 @@ class SolvePool:
         timeout_s: float | None = None,
         what: str = "solve",
         client: str = "",
+        long: bool = False,
     ) -> T:
         """Run ``func()`` in a worker thread, stoppable, and await its result.
 
         ``func`` runs inside :func:`commap.plan.cancel.stop_when`: its flag is raised when
         ``timeout_s`` (else the pool's ``max_work_s``) has passed or this call is cancelled.
+        ``long`` work (by the caller's estimate) runs on the long-solve threads, so that it
+        never holds every worker.
 
         Raises
         ------
@@ -169,7 +178,8 @@ class SolvePool:
         loop = asyncio.get_running_loop()
         self._in_flight += 1
         self._by_client[client] += 1
-        future = loop.run_in_executor(self._executor, stoppable)
+        executor = self._heavy_executor if long else self._executor
+        future = loop.run_in_executor(executor, stoppable)
         future.add_done_callback(lambda f: self._release(client, f))
         try:
             # shield: a timeout or cancellation abandons the wait, not the slot accounting
@@ -190,3 +200,4 @@ class SolvePool:
     def shutdown(self) -> None:
         """Stop accepting work; running threads finish on their own."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._heavy_executor.shutdown(wait=False, cancel_futures=True)

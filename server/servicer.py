@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import numpy as np
 import pandas as pd
 from grpc import aio
 
 from commap.errors import InvalidInputError, SolverTimeoutError
+from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.service.planning import PlanRequest, plan_route
 from commap.v1 import commap_service_pb2 as pb
@@ -46,6 +48,11 @@ _SOLVER_SHARE = 0.5
 _MIN_BUDGET_S = 0.05
 # Margin kept before the deadline so that the server, not the transport, reports the timeout.
 _DEADLINE_MARGIN_S = 0.02
+# A plan of more segment-networks (about 350 km on a map of 7 networks, a few seconds of work)
+# runs on the long-solve threads (server.pool).
+_LONG_PLAN_WORK = 50_000
+# Road distance over straight-line distance, for estimating a plan between endpoints.
+_ROAD_DETOUR = 1.4
 
 _PLAN_REASON = {
     ReplanReason.INITIAL: pb.PLAN_REASON_INITIAL,
@@ -241,11 +248,16 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         )
         plan_request = convert.plan_request(request, config=self._config, time_limit_s=time_limit_s)
         admit = self._work_check(timeout_s)
+        work = _expected_work(plan_request, cmap.segment_m, len(cmap.catalogue))
+        if admit is not None and plan_request.route is not None:
+            admit(work)  # the route is known: refuse before taking a worker
+        long = work > _LONG_PLAN_WORK
         result = await self._pool.run(
             lambda: plan_route(cmap, plan_request, admit=admit),
             timeout_s=timeout_s,
             what="plan",
             client=self._client_key(context),
+            long=long,
         )
         return convert.plan_response(
             result,
@@ -473,6 +485,21 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         if progress is not None:
             response.progress.CopyFrom(convert.progress_message(progress))
         return response
+
+
+def _expected_work(request: PlanRequest, segment_m: float, networks: int) -> int:
+    """Segment-networks a plan will sample and solve, from its route (or its endpoints)."""
+    if request.route is not None:
+        lon, lat = request.route.lon, request.route.lat
+        detour = 1.0
+    else:
+        assert request.origin is not None and request.destination is not None
+        stops = [request.origin, *request.waypoints, request.destination]
+        lon = np.array([p[0] for p in stops])
+        lat = np.array([p[1] for p in stops])
+        detour = _ROAD_DETOUR * request.alternatives
+    _, _, legs_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    return int(float(np.sum(legs_m)) * detour / segment_m) * networks
 
 
 def _open_session(

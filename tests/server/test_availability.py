@@ -68,11 +68,14 @@ def test_expired_plans_stop_and_a_normal_plan_answers_soon(unestimated: ServerPr
         threads = [threading.Thread(target=long_plan) for _ in range(2)]
         for thread in threads:
             thread.start()
+        time.sleep(0.5)
+        during_s = timed_plan(stub)  # long plans run apart: they never hold every worker
         for thread in threads:
             thread.join(timeout=60)
         assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 2
         # both solves were told to stop at their deadline: the workers are free again
         loaded_s = timed_plan(stub)
+    assert during_s < 3.0, f"normal plan took {during_s:.2f} s beside two long plans"
     assert loaded_s < 3.0, (
         f"normal plan took {loaded_s:.2f} s after two expired plans (idle {idle_s:.2f} s)"
     )

@@ -536,7 +536,11 @@ def test_too_short_deadline_is_deadline_exceeded_not_a_hang(
     for timeout_s in (0.001, 0.05, 0.2):
         start = time.monotonic()
         error = rpc_error(stub.PlanRoute, trip(alternatives=3), timeout=timeout_s)
-        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        # out of time, or refused at once because its estimated work cannot fit in it
+        refused = error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED or (
+            refused and "deadline" in details(error)
+        ), details(error)
         assert time.monotonic() - start < timeout_s + 2.0
     assert_serving(grpc_channel)
 
