@@ -204,6 +204,8 @@ class CommapServer:
         self.servicer.draining = True
         await self._server.stop(grace)
         self.pool.shutdown()
+        self.servicer.shutdown()
+        self.maps.close()
         if self.live is not None:
             await asyncio.to_thread(self.live.stop)
         self._stopped.set()

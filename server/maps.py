@@ -48,6 +48,7 @@ from commap.map.manifest import MANIFEST, resolve_map_dir
 from commap.map.store import FleetStore, batch_digest, batch_key_digest
 from server.config import ServerConfig
 from server.convert import shown
+from server.pool import lower_thread_priority
 
 __all__ = [
     "FLEET_DENSE_MIN_SAMPLES",
@@ -177,7 +178,10 @@ class MapStore:
         self._maps: dict[str, ServedMap] = {}
         self._default = ""
         # fuses stored measurements into the served maps, apart from uploads and solves
-        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commap-fleet")
+        self._refresher = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="commap-fleet", initializer=lower_thread_priority
+        )
+        self._closing = threading.Event()
 
     @property
     def loaded(self) -> bool:
@@ -242,6 +246,11 @@ class MapStore:
         self._default = default if default in maps else next(iter(maps))
         self._maps = maps
 
+    def close(self) -> None:
+        """Stop refreshing (at shutdown); stored batches are read again at the next start."""
+        self._closing.set()
+        self._refresher.shutdown(wait=False, cancel_futures=True)
+
     def get(self, name: str) -> ServedMap:
         """The served map ``name`` (empty: the default map).
 
@@ -296,8 +305,8 @@ class MapStore:
         self._refresher.submit(self._refresh_later, served, delay_s)
 
     def _refresh_later(self, served: ServedMap, delay_s: float) -> None:
-        if delay_s > 0:
-            time.sleep(delay_s)
+        if self._closing.wait(delay_s):
+            return  # shutting down: the next start reads every stored batch anyway
         with served.lock:
             served.refresh_pending = False
         try:

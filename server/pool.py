@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -28,7 +29,13 @@ from typing import Any, TypeVar
 from commap.errors import SolverTimeoutError
 from commap.plan.cancel import stop_when
 
-__all__ = ["ServerOverloadedError", "SolvePool", "StopFlag", "WorkTooLargeError"]
+__all__ = [
+    "ServerOverloadedError",
+    "SolvePool",
+    "StopFlag",
+    "WorkTooLargeError",
+    "lower_thread_priority",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,18 @@ T = TypeVar("T")
 
 class ServerOverloadedError(Exception):
     """The server is at its concurrency limit; the client should retry later."""
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Make the calling thread yield the CPU to solves (Linux: threads have their own nice value).
+
+    Used as the initializer of background executors (uploads, fleet refreshes), so that their
+    work takes the CPU time solves leave; does nothing where the platform does not allow it.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        log.debug("could not lower the priority of thread %s", threading.current_thread().name)
 
 
 class WorkTooLargeError(ServerOverloadedError):

@@ -32,8 +32,13 @@ from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
 from server.ingest import check_batch_key, check_plausible
 from server.live import LiveView
-from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
-from server.pool import ServerOverloadedError, SolvePool, WorkTooLargeError
+from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap, StoreOutcome
+from server.pool import (
+    ServerOverloadedError,
+    SolvePool,
+    WorkTooLargeError,
+    lower_thread_priority,
+)
 
 __all__ = ["CommapServicer"]
 
@@ -99,7 +104,9 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._drives = 0
         self._reload_lock = asyncio.Lock()
         self._uploads = ThreadPoolExecutor(
-            max_workers=config.upload_workers, thread_name_prefix="commap-upload"
+            max_workers=config.upload_workers,
+            thread_name_prefix="commap-upload",
+            initializer=lower_thread_priority,
         )
         self.live = live
         self.draining = False
@@ -310,26 +317,36 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 "measurements: the stream carried no measurements", field="measurements"
             )
         served = self._served(map_name, context)
-        records = pd.concat(frames, ignore_index=True)
-        from commap.radio.measurements import validate_records
-
-        records = validate_records(
-            records, source="measurements", known_networks=served.base.catalogue.ids
-        )
-        check_plausible(records, bbox=served.base.bbox)
-        # uploads have their own threads: a burst of them never waits for (or delays) solves
-        outcome = await asyncio.get_running_loop().run_in_executor(
-            self._uploads,
-            functools.partial(
-                self._maps.store_measurements, served.name, records, batch_key=batch_key
-            ),
+        # checking and storing have their own threads: uploads never wait for (or delay) solves
+        records, outcome = await asyncio.get_running_loop().run_in_executor(
+            self._uploads, functools.partial(self._check_and_store, served, frames, batch_key)
         )
         return pb.ReportMeasurementsResponse(
-            accepted_count=len(records),
+            accepted_count=records,
             batch_id=outcome.batch_id,
             stored_count=outcome.stored_count,
             already_stored=outcome.already_stored,
         )
+
+    def _check_and_store(
+        self, served: ServedMap, frames: list[pd.DataFrame], batch_key: str
+    ) -> tuple[int, StoreOutcome]:
+        """Validate a stream's records and store them as one batch (blocking: upload thread)."""
+        from commap.radio.measurements import validate_records
+
+        records = validate_records(
+            pd.concat(frames, ignore_index=True),
+            source="measurements",
+            known_networks=served.base.catalogue.ids,
+        )
+        check_plausible(records, bbox=served.base.bbox)
+        return len(records), self._maps.store_measurements(
+            served.name, records, batch_key=batch_key
+        )
+
+    def shutdown(self) -> None:
+        """Stop taking uploads; running ones finish on their own."""
+        self._uploads.shutdown(wait=False, cancel_futures=True)
 
     # -- live drive ----------------------------------------------------------------------------
     async def Drive(  # noqa: N802 (gRPC name)
