@@ -18,7 +18,16 @@ Against real servers (``python -m server --port 0`` on the built default map):
   old version serves;
 * **statuses**: the status of each fault a client or the storage can cause (trips past year
   9999, measurements out of range in ``ReportMeasurements`` and ``Drive``, a read-only and a full
-  measurements directory, a damaged store in read-only storage at start-up).
+  measurements directory, a damaged store in read-only storage at start-up);
+* **availability**: PlanRoute (33 km) idle, then after two 2,400 km zig-zag plans expired at
+  their 5 s deadline (and while they are still in flight); how fast a zig-zag plan too large
+  for its deadline is refused by the work estimate;
+* **uploads**: with 200k records stored, the 1-record ReportMeasurements acknowledgement
+  (median), and PlanRoute idle vs. with 4 vehicles uploading;
+* **retries**: SIGKILL cycles under writers that retry cut batches with their client batch ids:
+  batches stored twice (must be 0) and acknowledged batches missing (must be 0).
+
+``python -m bench.bench_reliability [PART ...]`` runs the named parts only (e.g. ``uploads``).
 """
 
 from __future__ import annotations
@@ -399,14 +408,198 @@ def _statuses(map_dir: Path, work: Path) -> dict[str, float | int | str]:
     return figures
 
 
-def run() -> dict[str, float | int | str]:
-    """All reliability figures as a flat dict."""
+AVAILABILITY_PLANS = 7
+ZIGZAG_DEADLINE_S = 5.0
+UPLOADS_STORED = 200_000
+UPLOAD_ACKS = 30
+UPLOADING_VEHICLES = 4
+RETRY_CYCLES = 10
+
+
+def _median_plan_s(stub: Any, count: int = AVAILABILITY_PLANS) -> float:
+    from tests.support.server_availability import timed_plan
+
+    return float(np.median([timed_plan(stub) for _ in range(count)]))
+
+
+def _availability(map_dir: Path, work: Path) -> dict[str, float | int | str]:
+    import grpc
+
+    from commap.v1 import commap_service_pb2_grpc as pb_grpc
+    from tests.support.server_availability import timed_plan, zigzag_request
+    from tests.support.server_harness import start_server
+
+    figures: dict[str, float | int | str] = {}
+    # the work estimate off: the zig-zag plans start, and only their stop flags end them
+    server = start_server(
+        map_dir,
+        work / "unestimated",
+        extra_args=("--plan-cost-us-per-segment-network", "0", "--no-access-log"),
+    )
+    try:
+        with server.channel() as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            timed_plan(stub)  # warm
+            idle = _median_plan_s(stub)
+            during, after, codes = [], [], Counter[str]()
+            for _ in range(3):
+                calls = [
+                    stub.PlanRoute.future(zigzag_request(), timeout=ZIGZAG_DEADLINE_S)
+                    for _ in range(2)
+                ]
+                began = time.perf_counter()
+                time.sleep(1.0)
+                during.append(timed_plan(stub))  # both workers busy with zig-zags
+                for call in calls:
+                    try:
+                        call.result()
+                        codes["OK"] += 1
+                    except grpc.RpcError as exc:
+                        codes[exc.code().name] += 1
+                time.sleep(max(ZIGZAG_DEADLINE_S + 0.2 - (time.perf_counter() - began), 0.0))
+                after.append(timed_plan(stub))  # the expired zig-zags were told to stop
+    finally:
+        server.stop()
+    figures.update(
+        {
+            "avail_plan_idle_median_s": round(idle, 3),
+            "avail_plan_after_2_expired_zigzags_median_s": round(float(np.median(after)), 3),
+            "avail_plan_after_2_expired_zigzags_max_s": round(max(after), 3),
+            "avail_plan_while_2_zigzags_in_flight_median_s": round(float(np.median(during)), 3),
+            "avail_zigzag_outcomes": ", ".join(f"{k} {v}" for k, v in sorted(codes.items())),
+        }
+    )
+    server = start_server(map_dir, work / "estimated", extra_args=("--no-access-log",))
+    try:
+        with server.channel() as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            timed_plan(stub)
+            refused = []
+            for _ in range(3):
+                began = time.perf_counter()
+                try:
+                    stub.PlanRoute(zigzag_request(), timeout=ZIGZAG_DEADLINE_S)
+                    code = "OK"
+                except grpc.RpcError as exc:
+                    code = exc.code().name
+                refused.append(time.perf_counter() - began)
+            figures["avail_zigzag_estimated_outcome"] = code
+            figures["avail_zigzag_refused_median_ms"] = round(1000 * float(np.median(refused)), 1)
+    finally:
+        server.stop()
+    return figures
+
+
+def _uploads(map_dir: Path, work: Path) -> dict[str, float | int | str]:
+    import threading
+
+    from commap.v1 import commap_service_pb2_grpc as pb_grpc
+    from tests.support.server_availability import T0, measurement, seed_store, upload
+    from tests.support.server_harness import start_server
+
+    measurements = work / "measurements"
+    seed_store(measurements, UPLOADS_STORED)
+    server = start_server(
+        map_dir, work, measurements_dir=measurements, extra_args=("--no-access-log",)
+    )
+    try:
+        with server.channel() as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            acks = []
+            for k in range(UPLOAD_ACKS):
+                began = time.perf_counter()
+                upload(stub, "bench-one", [measurement(T0 + k)])
+                acks.append(time.perf_counter() - began)
+            _median_plan_s(stub, 2)  # warm
+            idle = _median_plan_s(stub)
+            stop = threading.Event()
+            loaded_acks: list[float] = []
+
+            def vehicle(index: int) -> None:
+                with server.channel() as own:
+                    own_stub = pb_grpc.CommapServiceStub(own)
+                    n = 0
+                    while not stop.is_set():
+                        t0 = T0 + 100_000 * (index + 1) + 10 * n
+                        began = time.perf_counter()
+                        upload(
+                            own_stub, f"bench-v{index}", [measurement(t0 + k) for k in range(10)]
+                        )
+                        loaded_acks.append(time.perf_counter() - began)
+                        n += 1
+
+            threads = [
+                threading.Thread(target=vehicle, args=(v,), daemon=True)
+                for v in range(UPLOADING_VEHICLES)
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(1.0)
+            loaded = _median_plan_s(stub)
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=60)
+    finally:
+        server.stop()
+    return {
+        "uploads_stored_records": UPLOADS_STORED,
+        "uploads_1_record_ack_median_s": round(float(np.median(acks)), 3),
+        "uploads_1_record_ack_p90_s": round(float(np.quantile(acks, 0.9)), 3),
+        "uploads_plan_idle_median_s": round(idle, 3),
+        "uploads_plan_with_4_uploading_median_s": round(loaded, 3),
+        "uploads_plan_loaded_over_idle": round(loaded / idle, 2),
+        "uploads_ack_median_while_4_uploading_s": round(float(np.median(loaded_acks)), 3),
+        "uploads_acks_while_planning": len(loaded_acks),
+    }
+
+
+def _retries(map_dir: Path, work: Path) -> dict[str, float | int | str]:
+    from tests.support.server_availability import retry_kill_cycles
+    from tests.support.server_harness import ServerProcess, start_server
+
+    measurements = work / "retries" / "measurements"
+    counter = iter(range(10_000))
+
+    def start() -> ServerProcess:
+        return start_server(
+            map_dir,
+            work / "retries",
+            measurements_dir=measurements,
+            extra_args=("--no-access-log",),
+            log_name=f"server-{next(counter)}.log",
+        )
+
+    report = retry_kill_cycles(start, measurements, cycles=RETRY_CYCLES)
+    return {
+        "retry_kill_cycles": report.cycles,
+        "retry_batches_acknowledged": report.batches,
+        "retry_batches_retried": report.retried,
+        "retry_stored_before_ack": report.stored_before_ack,
+        "retry_duplicates": report.duplicates,
+        "retry_missing": report.missing,
+    }
+
+
+PARTS: dict[str, Callable[[Path, Path], dict[str, float | int | str]]] = {
+    "fuzz": _fuzz,
+    "load": _load,
+    "crashes": _crashes,
+    "reloads": _reloads,
+    "statuses": _statuses,
+    "availability": _availability,
+    "uploads": _uploads,
+    "retries": _retries,
+}
+
+
+def run(parts: tuple[str, ...] = ()) -> dict[str, float | int | str]:
+    """All reliability figures (or those of ``parts``) as a flat dict."""
     from tests.support.server_harness import ensure_stubs
 
     ensure_stubs()
     map_dir = _built_map()
     figures: dict[str, float | int | str] = {}
-    for part in (_fuzz, _load, _crashes, _reloads, _statuses):
+    for part in [PARTS[name] for name in parts or PARTS]:
         with tempfile.TemporaryDirectory(prefix="bench-reliability-") as work:
             began = time.perf_counter()
             figures.update(part(map_dir, Path(work)))
@@ -416,5 +609,5 @@ def run() -> dict[str, float | int | str]:
 
 
 if __name__ == "__main__":
-    for key, value in run().items():
+    for key, value in run(tuple(sys.argv[1:])).items():
         print(f"{key}: {value}")

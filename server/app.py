@@ -72,7 +72,12 @@ class CommapServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.maps = MapStore(config)
-        self.pool = SolvePool(config.solve_workers, config.solve_queue)
+        self.pool = SolvePool(
+            config.solve_workers,
+            config.solve_queue,
+            per_client=config.max_solves_per_client,
+            max_work_s=config.max_work_s,
+        )
         self.health = HealthServicer()
         self.servicer = CommapServicer(config, self.maps, self.pool)
         self.port = 0
@@ -201,6 +206,8 @@ class CommapServer:
         self.servicer.draining = True
         await self._server.stop(grace)
         self.pool.shutdown()
+        self.servicer.shutdown()
+        self.maps.close()
         if self.live is not None:
             await asyncio.to_thread(self.live.stop)
         self._stopped.set()

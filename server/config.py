@@ -41,6 +41,15 @@ class ServerConfig:
         survives map rebuilds.
     solve_workers : solves (plans, re-plans, coverage batches) running at once, in threads.
     solve_queue : solves allowed to wait for a worker; beyond it calls get RESOURCE_EXHAUSTED.
+    max_solves_per_client : solves one client (its token's name, else its address) may have
+        admitted at once; beyond it its calls get RESOURCE_EXHAUSTED, so others still get served.
+    max_work_s : time budget of a solve whose call has no deadline; the work is stopped then.
+    plan_cost_us_per_segment_network : estimated work of a plan per route segment and network
+        (microseconds); a plan whose estimate exceeds the call's remaining time (or
+        ``max_work_s``) is refused at once with RESOURCE_EXHAUSTED; 0: no estimate.
+    upload_workers : threads storing measurement batches (apart from the solve workers).
+    fleet_refresh_interval_s : least time between two refreshes of the map requests use with
+        newly stored measurements (a refresh re-fuses every stored record of the map).
     max_drive_streams : concurrent Drive streams; beyond it RESOURCE_EXHAUSTED.
     max_receive_message_bytes, max_send_message_bytes : gRPC message-size limits.
     max_polyline_points, max_coverage_points, max_measurements_per_stream : request limits.
@@ -72,6 +81,11 @@ class ServerConfig:
     measurements_dir: Path | str | None = None
     solve_workers: int = 2
     solve_queue: int = 32
+    max_solves_per_client: int = 16
+    max_work_s: float = 120.0
+    plan_cost_us_per_segment_network: float = 40.0
+    upload_workers: int = 2
+    fleet_refresh_interval_s: float = 5.0
     max_drive_streams: int = 256
     max_receive_message_bytes: int = 8 * _MIB
     max_send_message_bytes: int = 64 * _MIB
@@ -109,6 +123,8 @@ class ServerConfig:
             raise InvalidInputError(f"port {self.port} is not within 0..65535", field="port")
         for name in (
             "solve_workers",
+            "max_solves_per_client",
+            "upload_workers",
             "max_drive_streams",
             "max_receive_message_bytes",
             "max_send_message_bytes",
@@ -126,11 +142,17 @@ class ServerConfig:
             "max_solver_time_limit_s",
             "lead_time_s",
             "off_route_distance_m",
+            "max_work_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise InvalidInputError(f"{name} must be a positive number", field=name)
-        for name in ("min_replan_interval_s", "shutdown_grace_s"):
+        for name in (
+            "min_replan_interval_s",
+            "shutdown_grace_s",
+            "plan_cost_us_per_segment_network",
+            "fleet_refresh_interval_s",
+        ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidInputError(f"{name} must be >= 0", field=name)
@@ -221,6 +243,11 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "port": ("port", int),
     "solve-workers": ("solve_workers", int),
     "solve-queue": ("solve_queue", int),
+    "max-solves-per-client": ("max_solves_per_client", int),
+    "max-work-s": ("max_work_s", float),
+    "plan-cost-us-per-segment-network": ("plan_cost_us_per_segment_network", float),
+    "upload-workers": ("upload_workers", int),
+    "fleet-refresh-interval-s": ("fleet_refresh_interval_s", float),
     "max-drive-streams": ("max_drive_streams", int),
     "max-receive-message-bytes": ("max_receive_message_bytes", int),
     "max-send-message-bytes": ("max_send_message_bytes", int),

@@ -2,9 +2,16 @@
 
 Each served map keeps the map as built (``base``) and the map requests use (``current``): the
 base with every network that has stored fleet measurements wrapped in a fused layer (measured
-values override modelled ones where dense). Storing a batch appends a durable part file (fsynced
-before the call is acknowledged) and then swaps ``current`` for a map rebuilt from all stored
-records, so calls in flight keep a consistent map and later calls see the new data.
+values override modelled ones where dense). Storing a batch costs O(batch): it appends durable
+part files (fsynced and read back before the call is acknowledged) and nothing stored before is
+read. Apart from the upload, at most once per ``fleet_refresh_interval_s``, a refresh reads the
+new batches and swaps ``current`` for a map fused from all stored records, so calls in flight
+keep a consistent map and later calls see the new data.
+
+Exactly-once uploads: a batch stored with a client's batch key carries the key's digest in its
+batch id (:func:`commap.map.store.batch_key_digest`), written atomically with the batch; the
+index of those digests is rebuilt from the part names at start, so a retry after a crash
+between storing and acknowledging is acknowledged, not stored twice.
 
 Measurements live in a fleet store (:class:`commap.map.store.FleetStore`, a partitioned
 Parquet dataset: ``map=<name>/network=<id>/day=<YYYY-MM-DD>/part-*.parquet``) rooted at
@@ -25,6 +32,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -41,9 +50,10 @@ from commap.errors import (
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
 from commap.map.manifest import MANIFEST, resolve_map_dir
-from commap.map.store import FleetStore
+from commap.map.store import FleetStore, batch_digest, batch_key_digest
 from server.config import ServerConfig
 from server.convert import shown
+from server.pool import lower_thread_priority
 
 __all__ = [
     "FLEET_DENSE_MIN_SAMPLES",
@@ -51,6 +61,7 @@ __all__ = [
     "ReloadOutcome",
     "ReloadResult",
     "ServedMap",
+    "StoreOutcome",
     "fuse_measurements",
 ]
 
@@ -67,6 +78,11 @@ class ServedMap:
     records: pd.DataFrame = field(default_factory=lambda: _no_records(), repr=False)
     last_batch_id: str | None = None  # newest batch in ``records``: where refreshes go on
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # client batch keys: digest -> batch id of every visible batch (exactly-once uploads)
+    batch_ids: dict[str, str] = field(default_factory=dict, repr=False)
+    unfused_count: int = 0  # records stored since the last refresh of ``current``
+    refresh_pending: bool = False  # a refresh is scheduled
+    refreshed_at: float = 0.0  # time.monotonic() of the last refresh
     source: str = ""  # the configured name or directory: where reloads read the map again
     manifest_sha256: str = ""
     generation: int = 1  # versions served since start
@@ -78,8 +94,8 @@ class ServedMap:
 
     @property
     def measurement_count(self) -> int:
-        """Stored records of the map's networks in use."""
-        return len(self.records)
+        """Stored records of the map's networks in use (also those not fused in yet)."""
+        return len(self.records) + self.unfused_count
 
 
 def _no_records() -> pd.DataFrame:
@@ -120,6 +136,15 @@ class ReloadOutcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class StoreOutcome:
+    """What storing one batch did: its id, the map's record count, whether it was a retry."""
+
+    batch_id: str
+    stored_count: int
+    already_stored: bool = False
+
+
+@dataclass(frozen=True)
 class ReloadResult:
     """The outcome of reloading one map (``error`` says why it was rejected)."""
 
@@ -157,6 +182,11 @@ class MapStore:
         self._config = config
         self._maps: dict[str, ServedMap] = {}
         self._default = ""
+        # fuses stored measurements into the served maps, apart from uploads and solves
+        self._refresher = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="commap-fleet", initializer=lower_thread_priority
+        )
+        self._closing = threading.Event()
 
     @property
     def loaded(self) -> bool:
@@ -211,6 +241,9 @@ class MapStore:
             )
             try:
                 served.store.remove_stale_temp_parts(base.name)
+                served.batch_ids = {
+                    batch_digest(p.batch_id): p.batch_id for p in served.store.parts(base.name)
+                }
                 self._refresh(served)
             except OSError as exc:
                 if not is_storage_fault(exc):
@@ -231,6 +264,11 @@ class MapStore:
         self._default = default if default in maps else next(iter(maps))
         self._maps = maps
 
+    def close(self) -> None:
+        """Stop refreshing (at shutdown); stored batches are read again at the next start."""
+        self._closing.set()
+        self._refresher.shutdown(wait=False, cancel_futures=True)
+
     def get(self, name: str) -> ServedMap:
         """The served map ``name`` (empty: the default map).
 
@@ -249,21 +287,59 @@ class MapStore:
             ) from None
 
     def _refresh(self, served: ServedMap) -> None:
-        """Read the batches stored since the last refresh (all at first) and fuse them in."""
-        new, last = self._stored_records_for(served.base, served.store, since=served.last_batch_id)
-        if len(new) == 0 and served.last_batch_id is not None:
+        """Read the batches stored since the last refresh (all at first) and fuse them in.
+
+        The fusion takes time in proportion to every stored record: it runs without holding
+        the map's lock (uploads go on meanwhile), and the result is swapped in only if no reload
+        replaced the map and no other refresh got ahead in the meantime.
+        """
+        with served.lock:
+            base, since, old = served.base, served.last_batch_id, served.records
+        new, last = self._stored_records_for(base, served.store, since=since)
+        if len(new) == 0 and since is not None:
+            with served.lock:
+                served.refreshed_at = time.monotonic()
             return
-        records = new if served.last_batch_id is None else _concat(served.records, new)
-        served.current = fuse_measurements(served.base, records)
-        served.records, served.last_batch_id = records, last
+        records = new if since is None else _concat(old, new)
+        current = fuse_measurements(base, records)
+        with served.lock:
+            if served.base is not base or served.last_batch_id != since:
+                return  # a reload (or another refresh) already serves a newer view
+            served.current, served.records, served.last_batch_id = current, records, last
+            served.unfused_count = max(served.unfused_count - len(new), 0)
+            served.refreshed_at = time.monotonic()
 
-    def store_measurements(self, name: str, records: pd.DataFrame) -> tuple[str, int]:
-        """Store one batch durably, then let later requests use it (blocking: call in a thread).
+    def _schedule_refresh(self, served: ServedMap) -> None:
+        """Fuse newly stored batches in soon: at most one refresh per refresh interval.
 
-        Returns
-        -------
-        tuple of (str, int)
-            The batch id and the number of records the map now holds.
+        Called with ``served.lock`` held. The refresh runs on the map store's own thread, never
+        on the path that acknowledges an upload.
+        """
+        if served.refresh_pending:
+            return
+        served.refresh_pending = True
+        interval_s = self._config.fleet_refresh_interval_s
+        delay_s = max(served.refreshed_at + interval_s - time.monotonic(), 0.0)
+        self._refresher.submit(self._refresh_later, served, delay_s)
+
+    def _refresh_later(self, served: ServedMap, delay_s: float) -> None:
+        if self._closing.wait(delay_s):
+            return  # shutting down: the next start reads every stored batch anyway
+        with served.lock:
+            served.refresh_pending = False
+        try:
+            self._refresh(served)
+        except Exception:  # stored data is safe; the fused view catches up on the next batch
+            log.exception("map %s: measurements stored but not yet fused", served.name)
+
+    def store_measurements(
+        self, name: str, records: pd.DataFrame, *, batch_key: str = ""
+    ) -> StoreOutcome:
+        """Store one batch durably; later requests use it (blocking: call in a thread).
+
+        Costs O(batch): the batch's parts are written and read back, nothing else is read.
+        The map requests use is refreshed with it within ``fleet_refresh_interval_s``, apart
+        from this call. With a ``batch_key`` already stored, nothing is stored again.
 
         Raises
         ------
@@ -271,16 +347,25 @@ class MapStore:
             The batch does not validate (nothing is stored).
         """
         served = self.get(name)
-        with served.lock:  # one writer per map: parts and the fused map stay in step
+        digest = batch_key_digest(served.name, batch_key) if batch_key else None
+        with served.lock:  # one writer per map: parts, key index and counts stay in step
+            if digest is not None and digest in served.batch_ids:
+                stored_id = served.batch_ids[digest]
+                log.info("map %s: batch %s already stored: acknowledged again", name, stored_id)
+                return StoreOutcome(stored_id, served.measurement_count, already_stored=True)
             batch = served.store.append(
-                served.name, records, known_networks=served.base.catalogue.ids
+                served.name,
+                records,
+                known_networks=served.base.catalogue.ids,
+                batch_key=batch_key or None,
             )
             try:  # acknowledged means readable: a batch that does not read back is not kept
-                back = served.store.read_batch(served.name, batch.batch_id)
+                back = served.store.read_stored(batch)
                 if len(back) != batch.record_count:
                     raise InvalidInputError(f"{len(back)} of {batch.record_count} records read")
             except InvalidInputError as exc:
-                served.store.remove_batch(served.name, batch.batch_id)
+                for path in batch.parts:
+                    served.store.fs.rm(path)
                 log.error(
                     "map %s: batch %s did not read back, removed: %s", name, batch.batch_id, exc
                 )
@@ -294,11 +379,10 @@ class MapStore:
                 batch.record_count,
                 batch.batch_id,
             )
-            try:
-                self._refresh(served)
-            except Exception:  # stored data is safe; the fused view catches up on the next batch
-                log.exception("map %s: measurements stored but not yet fused", served.name)
-        return batch.batch_id, served.measurement_count
+            served.batch_ids[batch_digest(batch.batch_id)] = batch.batch_id
+            served.unfused_count += batch.record_count
+            self._schedule_refresh(served)
+            return StoreOutcome(batch.batch_id, served.measurement_count)
 
     # -- hot reload --------------------------------------------------------------------------
     def _load_checked(self, served: ServedMap) -> tuple[CommMap, str]:
@@ -337,6 +421,7 @@ class MapStore:
                     current = fuse_measurements(cmap, records)
                     served.base, served.current = cmap, current
                     served.records, served.last_batch_id = records, last
+                    served.unfused_count = 0
                     served.manifest_sha256 = digest
                     served.generation += 1
                     outcome = ReloadOutcome.RELOADED

@@ -12,15 +12,19 @@ import functools
 import ipaddress
 import logging
 import math
+import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+import numpy as np
 import pandas as pd
 from grpc import aio
 
 from commap.errors import InvalidInputError, SolverTimeoutError
+from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.service.planning import PlanRequest, plan_route
 from commap.v1 import commap_service_pb2 as pb
@@ -28,9 +32,15 @@ from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
 from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
+from server.ingest import check_batch_key, check_plausible
 from server.live import LiveView
-from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
-from server.pool import ServerOverloadedError, SolvePool
+from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap, StoreOutcome
+from server.pool import (
+    ServerOverloadedError,
+    SolvePool,
+    WorkTooLargeError,
+    lower_thread_priority,
+)
 
 __all__ = ["CommapServicer", "is_local_peer"]
 
@@ -45,6 +55,11 @@ _SOLVER_SHARE = 0.5
 _MIN_BUDGET_S = 0.05
 # Margin kept before the deadline so that the server, not the transport, reports the timeout.
 _DEADLINE_MARGIN_S = 0.02
+# A plan of more segment-networks (about 350 km on a map of 7 networks, a few seconds of work)
+# runs on the long-solve threads (server.pool).
+_LONG_PLAN_WORK = 50_000
+# Road distance over straight-line distance, for estimating a plan between endpoints.
+_ROAD_DETOUR = 1.4
 
 _PLAN_REASON = {
     ReplanReason.INITIAL: pb.PLAN_REASON_INITIAL,
@@ -90,6 +105,11 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._auth = config.auth
         self._drives = 0
         self._reload_lock = asyncio.Lock()
+        self._uploads = ThreadPoolExecutor(
+            max_workers=config.upload_workers,
+            thread_name_prefix="commap-upload",
+            initializer=lower_thread_priority,
+        )
         self.live = live
         self.draining = False
 
@@ -113,6 +133,35 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 f"client {client.name!r} may not use map {convert.shown(key)}"
             )
         return self._maps.get(key)
+
+    def _client_key(self, context: Context) -> str:
+        """Who a call counts against for the per-client limits: its token's name, else its host."""
+        client = self._client(context)
+        if client is not None:
+            return f"token:{client.name}"
+        peer = context.peer() or ""
+        return "peer:" + (peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer)
+
+    def _work_check(self, timeout_s: float | None) -> Callable[[int], None] | None:
+        """A plan's admission check: refuse work its estimate says cannot finish in time."""
+        cost_us = self._config.plan_cost_us_per_segment_network
+        if cost_us <= 0:
+            return None
+        limit_s = timeout_s if timeout_s is not None else self._config.max_work_s
+        limit = "the call's deadline" if timeout_s is not None else "the server's work budget"
+        started = time.monotonic()
+
+        def admit(work: int) -> None:
+            estimate_s = work * cost_us * 1e-6
+            left_s = limit_s - (time.monotonic() - started)
+            if estimate_s > left_s:
+                raise WorkTooLargeError(
+                    f"plan too large for its time: {work} segment-networks need about "
+                    f"{estimate_s:.1f} s of work, {max(left_s, 0.0):.1f} s are left of "
+                    f"{limit} ({limit_s:.1f} s); shorten the route or allow more time"
+                )
+
+        return admit
 
     # -- maps ----------------------------------------------------------------------------------
     async def ListMaps(self, request: pb.ListMapsRequest, context: Context) -> pb.ListMapsResponse:  # noqa: N802 (gRPC name)
@@ -197,7 +246,10 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             cmap.check_inside([lon[i]], [lat[i]], field=f"points[{i}].position")
         _, timeout_s = _budget(context, self._config.max_solver_time_limit_s)
         quality = await self._pool.run(
-            lambda: cmap.quality_at(lon, lat, t_s), timeout_s=timeout_s, what="coverage query"
+            lambda: cmap.quality_at(lon, lat, t_s),
+            timeout_s=timeout_s,
+            what="coverage query",
+            client=self._client_key(context),
         )
         return convert.coverage_response(cmap.name, lon, lat, t_s, quality, network_ids)
 
@@ -211,8 +263,17 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             context, convert.requested_time_limit_s(request, self._config)
         )
         plan_request = convert.plan_request(request, config=self._config, time_limit_s=time_limit_s)
+        admit = self._work_check(timeout_s)
+        work = _expected_work(plan_request, cmap.segment_m, len(cmap.catalogue))
+        if admit is not None and plan_request.route is not None:
+            admit(work)  # the route is known: refuse before taking a worker
+        long = work > _LONG_PLAN_WORK
         result = await self._pool.run(
-            lambda: plan_route(cmap, plan_request), timeout_s=timeout_s, what="plan"
+            lambda: plan_route(cmap, plan_request, admit=admit),
+            timeout_s=timeout_s,
+            what="plan",
+            client=self._client_key(context),
+            long=long,
         )
         return convert.plan_response(
             result,
@@ -229,6 +290,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         """Store a stream of measurements as one batch (all or nothing)."""
         frames: list[pd.DataFrame] = []
         map_name: str | None = None
+        batch_key = ""
         last_t_s: dict[str, float] = {}
         count = 0
         index = 0
@@ -242,6 +304,12 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                     field="map_name",
                 )
             convert.vehicle_id(message.vehicle_id, field="vehicle_id")
+            if message.client_batch_id:
+                if batch_key and message.client_batch_id != batch_key:
+                    raise InvalidInputError(
+                        "client_batch_id: changed within the stream", field="client_batch_id"
+                    )
+                batch_key = check_batch_key(message.client_batch_id)
             count += len(message.measurements)
             if count > self._config.max_measurements_per_stream:
                 raise InvalidInputError(
@@ -259,15 +327,32 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 "measurements: the stream carried no measurements", field="measurements"
             )
         served = self._served(map_name, context)
+        # checking and storing have their own threads: uploads never wait for (or delay) solves
+        records, outcome = await asyncio.get_running_loop().run_in_executor(
+            self._uploads, functools.partial(self._check_and_store, served, frames, batch_key)
+        )
+        return pb.ReportMeasurementsResponse(
+            accepted_count=records,
+            batch_id=outcome.batch_id,
+            stored_count=outcome.stored_count,
+            already_stored=outcome.already_stored,
+        )
+
+    def _check_and_store(
+        self, served: ServedMap, frames: list[pd.DataFrame], batch_key: str
+    ) -> tuple[int, StoreOutcome]:
+        """Validate a stream's records and store them as one batch (blocking: upload thread)."""
         records = convert.checked_measurements(
             pd.concat(frames, ignore_index=True), known_networks=served.base.catalogue.ids
         )
-        batch_id, stored = await self._pool.run(
-            lambda: self._maps.store_measurements(served.name, records), what="measurement store"
+        check_plausible(records, bbox=served.base.bbox)
+        return len(records), self._maps.store_measurements(
+            served.name, records, batch_key=batch_key
         )
-        return pb.ReportMeasurementsResponse(
-            accepted_count=len(records), batch_id=batch_id, stored_count=stored
-        )
+
+    def shutdown(self) -> None:
+        """Stop taking uploads; running ones finish on their own."""
+        self._uploads.shutdown(wait=False, cancel_futures=True)
 
     # -- live drive ----------------------------------------------------------------------------
     async def Drive(  # noqa: N802 (gRPC name)
@@ -314,6 +399,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 functools.partial(_open_session, cmap, plan_request, options, live),
                 timeout_s=timeout_s,
                 what="drive plan",
+                client=self._client_key(context),
             )
             yield self._plan_message(session, start, time_limit_s)
             async for response in self._follow(
@@ -456,6 +542,21 @@ def is_local_peer(peer: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_loopback
+
+
+def _expected_work(request: PlanRequest, segment_m: float, networks: int) -> int:
+    """Segment-networks a plan will sample and solve, from its route (or its endpoints)."""
+    if request.route is not None:
+        lon, lat = request.route.lon, request.route.lat
+        detour = 1.0
+    else:
+        assert request.origin is not None and request.destination is not None
+        stops = [request.origin, *request.waypoints, request.destination]
+        lon = np.array([p[0] for p in stops])
+        lat = np.array([p[1] for p in stops])
+        detour = _ROAD_DETOUR * request.alternatives
+    _, _, legs_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    return int(float(np.sum(legs_m)) * detour / segment_m) * networks
 
 
 def _open_session(

@@ -8,6 +8,7 @@ returns the quality of every network along a corridor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -18,6 +19,7 @@ import networkx as nx
 import numpy as np
 from numpy.typing import NDArray
 
+from commap.arrays import FloatArray
 from commap.config import Settings
 from commap.errors import InvalidInputError
 from commap.files import sha256_file
@@ -25,9 +27,10 @@ from commap.geo.corridor import Corridor, Route
 from commap.geo.terrain import Terrain
 from commap.map.manifest import MANIFEST, Manifest, resolve_map_dir
 from commap.networks import NetworkCatalogue
+from commap.plan.cancel import check_stop
 from commap.radio.layers import LayerContext, load_layer
 from commap.radio.layers.cached import CachedLayer
-from commap.radio.quality import CoverageLayer, QualityMatrix, as_points
+from commap.radio.quality import CoverageLayer, Quality, QualityMatrix, as_points
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -243,16 +246,7 @@ class CommMap:
         no journey to time it by).
         """
         t_s = corridor.t_s if reference_s is None else np.full(len(corridor), reference_s)
-        columns = [
-            self.layers[nid].sample(
-                corridor.lon,
-                corridor.lat,
-                t_s,
-                in_tunnel=corridor.in_tunnel,
-                under_bridge=corridor.under_bridge,
-            )
-            for nid in self.catalogue.ids
-        ]
+        columns = [_sample_in_slices(self.layers[nid], corridor, t_s) for nid in self.catalogue.ids]
         return QualityMatrix.from_columns(self.catalogue.ids, columns)
 
     def quality_at(self, lon: Any, lat: Any, t_s: Any | None = None) -> QualityMatrix:
@@ -334,3 +328,34 @@ def verify_files(directory: Path, checksums: Mapping[str, str]) -> None:
             )
         if path.stat().st_size < _CHECKSUM_MAX_BYTES and sha256_file(path) != digest:
             raise InvalidInputError(f"map {directory}: file {rel} does not match its checksum")
+
+
+# A corridor is sampled in slices of this many segments (tens of milliseconds of work each), so
+# that a stopped request (commap.plan.cancel) is seen within a fraction of a second. The slices
+# are fixed, not timed: a plan is the same whether or not it can be stopped.
+SAMPLE_SLICE_SEGMENTS = 512
+
+
+def _sample_in_slices(layer: Any, corridor: Corridor, t_s: FloatArray) -> Quality:
+    """``layer.sample`` over the corridor in slices, checking the request's stop flag between."""
+    n = len(corridor)
+    pieces: list[Quality] = []
+    for start in range(0, max(n, 1), SAMPLE_SLICE_SEGMENTS):
+        check_stop("sampling the map")
+        stop = min(start + SAMPLE_SLICE_SEGMENTS, n)
+        pieces.append(
+            layer.sample(
+                corridor.lon[start:stop],
+                corridor.lat[start:stop],
+                t_s[start:stop],
+                in_tunnel=corridor.in_tunnel[start:stop],
+                under_bridge=corridor.under_bridge[start:stop],
+            )
+        )
+    if len(pieces) == 1:
+        return pieces[0]
+    values = {
+        f.name: np.concatenate([getattr(p, f.name) for p in pieces])
+        for f in dataclasses.fields(Quality)
+    }
+    return Quality(**values)

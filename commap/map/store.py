@@ -28,6 +28,7 @@ become path components, and every local path is resolved and checked to lie insi
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -54,6 +55,8 @@ __all__ = [
     "FleetStore",
     "Part",
     "StoredBatch",
+    "batch_digest",
+    "batch_key_digest",
     "check_map_name",
 ]
 
@@ -127,8 +130,33 @@ class StoredBatch:
     record_count: int
 
 
-def _new_batch_id() -> str:
-    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:12]}"
+def batch_key_digest(map_name: str, batch_key: str) -> str:
+    """The 12 hex digits a client's batch key gives its batch id (see :meth:`FleetStore.append`).
+
+    Examples
+    --------
+    >>> batch_key_digest("andorra", "car-7/000042")
+    'b09479096079'
+    >>> batch_key_digest("andorra", "car-7/000042") == batch_key_digest("cork", "car-7/000042")
+    False
+    """
+    return hashlib.sha256(f"{map_name}\0{batch_key}".encode()).hexdigest()[:12]
+
+
+def batch_digest(batch_id: str) -> str:
+    """The 12 hex digits that end a batch id (random, or from a client's batch key).
+
+    Examples
+    --------
+    >>> batch_digest("20250123T120000000000Z-4b0b1f1d5d8b")
+    '4b0b1f1d5d8b'
+    """
+    return batch_id.rsplit("-", 1)[-1]
+
+
+def _new_batch_id(digest: str | None = None) -> str:
+    suffix = digest or uuid.uuid4().hex[:12]
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{suffix}"
 
 
 class FleetStore:
@@ -192,8 +220,13 @@ class FleetStore:
         records: pd.DataFrame,
         *,
         known_networks: Collection[str] | None = None,
+        batch_key: str | None = None,
     ) -> StoredBatch:
         """Store one batch durably as new parts (one per network and day); never reads stored data.
+
+        ``batch_key`` (a client's idempotency key) makes the batch id end in
+        :func:`batch_key_digest` instead of random digits, so the key is stored atomically with
+        the batch: after a crash, :meth:`batch_for_key` finds whether the batch was stored.
 
         Returns
         -------
@@ -214,7 +247,9 @@ class FleetStore:
         keys = sorted(set(zip(networks.tolist(), days.tolist(), strict=True)))
         for network_id, _ in keys:
             _check_network_id(network_id)
-        batch_id = _new_batch_id()
+        batch_id = _new_batch_id(
+            None if batch_key is None else batch_key_digest(map_name, batch_key)
+        )
         paths = []
         for i, (network_id, day) in enumerate(keys, start=1):
             rows = np.flatnonzero((networks == network_id) & (days == day))
@@ -314,6 +349,26 @@ class FleetStore:
         if not frames:
             return empty_records()
         return _to_frame(pa.concat_tables(frames))
+
+    def batch_for_key(self, map_name: str, batch_key: str) -> str | None:
+        """The visible batch stored with ``batch_key`` (None: none); lists the map's parts."""
+        digest = batch_key_digest(map_name, batch_key)
+        found = [p.batch_id for p in self.parts(map_name) if batch_digest(p.batch_id) == digest]
+        return found[0] if found else None
+
+    def read_stored(self, batch: StoredBatch) -> pd.DataFrame:
+        """The records of a batch just stored, read back from its own parts only (O(batch))."""
+        tables = []
+        for path in batch.parts:
+            part = _parse_part(path)
+            if part is None:
+                raise InvalidInputError(f"{path}: not a part of this store")
+            table = self._read_part(part, set_aside_unreadable=False)
+            if table is not None:
+                tables.append(table)
+        if not tables:
+            return empty_records()
+        return _to_frame(pa.concat_tables(tables))
 
     def read_batch(self, map_name: str, batch_id: str) -> pd.DataFrame:
         """The records of one stored batch (for a read-back check)."""

@@ -38,6 +38,7 @@ from scipy.optimize import linprog
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
 from commap.plan import defaults
+from commap.plan.cancel import StopWatcher, check_stop
 from commap.plan.dp import (
     Weights,
     lagrangian_search,
@@ -250,6 +251,7 @@ def solve_cpsat(
     for run_cap in _refinements(max_run, problem.shape):
         if (use_hint and search.good_enough()) or not search.time_for(run_cap):
             break
+        check_stop("CP-SAT")
         cuts = _switches(search.best[1]) if search.best is not None and use_hint else None
         units = compress(problem, max_run=run_cap, cuts=cuts)
         if len(units) == n_units:
@@ -851,7 +853,9 @@ class _CpModel:
         prm.relative_gap_limit = float(gap_limit)
         # stop at the external bound's target, unless asked to run to the end (gap_limit 0)
         callback = _StopAtTarget(math.floor(target_cost * _COST_SCALE)) if gap_limit > 0 else None
-        status = solver.solve(self.model, callback)
+        with StopWatcher(solver.stop_search):  # a cancelled request stops the search
+            status = solver.solve(self.model, callback)
+        check_stop("CP-SAT")
         name = solver.status_name(status)
         log.info(
             "cp-sat %s in %.2f s over %d units: objective %.6g, bound %.6g",

@@ -30,6 +30,7 @@ from scipy.optimize import linprog
 
 from commap.arrays import FloatArray, IntArray
 from commap.errors import InvalidInputError
+from commap.plan.cancel import check_stop
 from commap.plan.problem import (
     HandoverProblem,
     Units,
@@ -55,6 +56,8 @@ log = logging.getLogger(__name__)
 
 
 _INF = np.inf
+# units between two checks of the request's stop flag (commap.plan.cancel): ~1 ms of work
+STOP_CHECK_UNITS = 256
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.
 _CUBE_ELEMENTS = 24_000_000
 
@@ -216,6 +219,8 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     value = cube[0] + mask[0]
     add, smallest = np.add, np.minimum.reduce
     for u in range(1, n_units):  # the hot loop: two numpy calls per unit
+        if u % STOP_CHECK_UNITS == 0:
+            check_stop("the DP")
         add(value[:, None, :], step[u], out=reached[u])
         smallest(reached[u], axis=2, out=value)
     back = np.ascontiguousarray(reached.argmin(axis=3).transpose(1, 0, 2))  # [l, u, to] -> from
@@ -309,6 +314,8 @@ def viterbi_dwell(
     stayed[0] = free
     add, smallest, minimum = np.add, np.minimum.reduce, np.minimum
     for u in range(1, n_units):
+        if u % STOP_CHECK_UNITS == 0:
+            check_stop("the DP")
         add(free[:, None, :], enter[u], out=entering[u])
         smallest(entering[u], axis=2, out=booked[u])
         booked[u] += block[u]
@@ -468,6 +475,7 @@ def lagrangian_search(
     best_l = (-_INF, 0.0, 0.0)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported below)
+        check_stop("the Lagrangian search")
         result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell)
         h, mb = _unit_counts(units, result.unit_assignment)
         objective = result.value - lam[:, 0] * h - lam[:, 1] * mb

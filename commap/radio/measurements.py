@@ -241,8 +241,10 @@ def _parse_timestamp(raw: pd.Series, col: Column, where: _Where) -> pd.Series:
 
 
 def _parse_text(raw: pd.Series, col: Column, where: _Where, *, required: bool) -> pd.Series:
-    missing = _is_missing(raw)
     text = raw.astype("string").str.strip()
+    # text is taken as written: a drive or vehicle called "null", "NA" or "none" keeps its
+    # name; only a value that is absent or blank is missing
+    missing = np.asarray(text.isna() | text.eq(""), dtype=bool)
     if required:
         if missing.any():
             i = int(np.argmax(missing))

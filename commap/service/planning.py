@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,8 +195,18 @@ def resolve_routes(cmap: CommMap, request: PlanRequest) -> list[Route]:
     return [_join(legs)]
 
 
-def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = None) -> PlanResult:
+def plan_route(
+    cmap: CommMap,
+    request: PlanRequest,
+    *,
+    link: LinkModel | None = None,
+    admit: Callable[[int], None] | None = None,
+) -> PlanResult:
     """Resolve the route(s), sample the map and plan.
+
+    ``admit``, if given, is called with the work ahead (corridor segments times networks, over
+    every candidate route) once the routes are cut and before the map is sampled; it raises to
+    refuse a request too large for its time.
 
     Raises
     ------
@@ -215,7 +226,7 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         "time_limit_s": request.time_limit_s,
         "seed": request.seed,
     }
-    candidates = []
+    corridors = []
     for route in routes:
         departure_s = request.departure_s
         if departure_s is None and route.t_s is None:
@@ -226,7 +237,13 @@ def plan_route(cmap: CommMap, request: PlanRequest, *, link: LinkModel | None = 
         )  # every time of the answer must be a date
         # refuse before sampling: positions from month-old elements are fiction
         cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=())
-        candidates.append(RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name))
+        corridors.append((route, corridor))
+    if admit is not None:
+        admit(sum(len(corridor) for _, corridor in corridors) * len(cmap.catalogue))
+    candidates = [
+        RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name)
+        for route, corridor in corridors
+    ]
     epochs = cmap.element_epochs()
     if len(candidates) == 1:
         only = candidates[0]

@@ -120,6 +120,12 @@ def test_reload_keeps_fleet_measurements(stub: pb_grpc.CommapServiceStub, map_co
         iter([pb.ReportMeasurementsRequest(vehicle_id="keep", measurements=records)]), timeout=30
     )
     query = pb.QueryCoverageRequest(points=[pb.CoveragePoint(position=spot)], network_ids=["ad-nr"])
+    deadline = time.monotonic() + 30  # stored batches reach the served map within its interval
+    while time.monotonic() < deadline and (
+        stub.QueryCoverage(query, timeout=30).points[0].networks[0].provenance
+        != pb.PROVENANCE_MEASURED
+    ):
+        time.sleep(0.2)
     assert (
         stub.QueryCoverage(query, timeout=30).points[0].networks[0].provenance
         == pb.PROVENANCE_MEASURED

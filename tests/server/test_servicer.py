@@ -398,16 +398,15 @@ def test_reported_measurements_are_stored_and_used(
     stored = FleetStore(grpc_server.measurements_dir).read("andorra")
     mine = stored[stored["drive_id"] == "fleet-7"]
     assert len(mine) == 8 and mine["sinr_db"].max() == pytest.approx(-12.0)
-    after = (
-        stub.QueryCoverage(
-            pb.QueryCoverageRequest(
-                points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]
-            ),
-            timeout=30,
-        )
-        .points[0]
-        .networks[0]
+    # the map requests use takes stored batches in apart from the upload, within its interval
+    query = pb.QueryCoverageRequest(
+        points=[pb.CoveragePoint(position=latlon(*spot))], network_ids=["ad-lte"]
     )
+    deadline = time.monotonic() + 30
+    after = stub.QueryCoverage(query, timeout=30).points[0].networks[0]
+    while after.provenance != pb.PROVENANCE_MEASURED and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = stub.QueryCoverage(query, timeout=30).points[0].networks[0]
     assert after.provenance == pb.PROVENANCE_MEASURED and after.sample_count >= 8
     assert after.sinr_db < -5.0 and not after.usable
     info = stub.GetMap(pb.GetMapRequest(), timeout=10).map
@@ -558,7 +557,11 @@ def test_too_short_deadline_is_deadline_exceeded_not_a_hang(
     for timeout_s in (0.001, 0.05, 0.2):
         start = time.monotonic()
         error = rpc_error(stub.PlanRoute, trip(alternatives=3), timeout=timeout_s)
-        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        # out of time, or refused at once because its estimated work cannot fit in it
+        refused = error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.code() is grpc.StatusCode.DEADLINE_EXCEEDED or (
+            refused and "deadline" in details(error)
+        ), details(error)
         assert time.monotonic() - start < timeout_s + 2.0
     assert_serving(grpc_channel)
 

@@ -684,7 +684,8 @@ def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_pa
     from commap.map.store import FleetStore
 
     store = _store(andorra, tmp_path)
-    batch_id, count = store.store_measurements("andorra", _records("a\rb\nc"))
+    outcome = store.store_measurements("andorra", _records("a\rb\nc"))
+    batch_id, count = outcome.batch_id, outcome.stored_count
     assert count == 2
     back = FleetStore(tmp_path).read_batch("andorra", batch_id)
     assert list(back["drive_id"]) == ["a\rb\nc", "a\rb\nc"]
@@ -692,12 +693,29 @@ def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_pa
 
 def test_later_batches_are_read_incrementally(andorra: CommMap, tmp_path: Path) -> None:
     store = _store(andorra, tmp_path)
-    first, _ = store.store_measurements("andorra", _records("one"))
+    first = store.store_measurements("andorra", _records("one")).batch_id
     served = store.get("andorra")
+    store._refresh(served)  # what the refresher thread does within its interval
     assert served.last_batch_id == first
-    second, count = store.store_measurements("andorra", _records("two"))
-    assert count == 4 and served.last_batch_id == second
+    second = store.store_measurements("andorra", _records("two"))
+    assert second.stored_count == 4  # counted at once, fused in by the next refresh
+    store._refresh(served)
+    assert served.measurement_count == 4 and served.last_batch_id == second.batch_id
     assert list(served.records["drive_id"]) == ["one", "one", "two", "two"]
+
+
+def test_a_retried_batch_key_is_acknowledged_without_storing_again(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    from commap.map.store import FleetStore
+
+    store = _store(andorra, tmp_path)
+    first = store.store_measurements("andorra", _records("car"), batch_key="car/1")
+    again = store.store_measurements("andorra", _records("car"), batch_key="car/1")
+    assert again.already_stored and again.batch_id == first.batch_id
+    assert again.stored_count == first.stored_count == 2
+    assert FleetStore(tmp_path).batch_for_key("andorra", "car/1") == first.batch_id
+    assert len(FleetStore(tmp_path).read("andorra")) == 2
 
 
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
@@ -706,13 +724,14 @@ def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     from commap.map.store import FleetStore
 
     store = _store(andorra, tmp_path)
-    batch_id, count = store.store_measurements("andorra", _records("fine"))
+    outcome = store.store_measurements("andorra", _records("fine"))
+    batch_id, count = outcome.batch_id, outcome.stored_count
     assert count == 2 and [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [batch_id]
 
-    def truncated(self: FleetStore, map_name: str, batch_id: str) -> pd.DataFrame:
+    def truncated(self: FleetStore, batch: object) -> pd.DataFrame:
         return _records("half").iloc[:1]  # as if a record had been lost on the way to the disk
 
-    monkeypatch.setattr(FleetStore, "read_batch", truncated)
+    monkeypatch.setattr(FleetStore, "read_stored", truncated)
     with pytest.raises(InvalidInputError, match="nothing stored"):
         store.store_measurements("andorra", _records("lost"))
     monkeypatch.undo()
