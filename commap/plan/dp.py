@@ -404,6 +404,10 @@ class _Blocks:
             self.start_extra[:, :, redo] = extra[:, :, redo - n_w]
         return redo
 
+    def offsets(self) -> FloatArray:
+        """``(lanes,)``: what turns each block's values into values from the route's start."""
+        return np.cumsum(self.shift.reshape(self.n_blocks, self.n_w), axis=0).ravel()
+
     def total(self) -> tuple[FloatArray, IntArray]:
         """The optimal value of each weighting and its best last state."""
         last = self.end[:, -self.n_w :]
@@ -561,7 +565,7 @@ def viterbi_dwell(
     total, ends = blocks.total()
     unit_pend = blocks.join(pend[warm:rows])  # (M, N, L)
     unit_stayed = blocks.join(stayed[warm:])
-    unit_booked = blocks.join(booked[warm:])
+    unit_booked = blocks.join(booked[warm:] + blocks.offsets())  # entries of two blocks meet
 
     def before(m: int, n: int, lane: int) -> int:
         row, column = blocks.step_at(m, lane)
