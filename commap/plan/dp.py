@@ -224,11 +224,13 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
         return value
 
     redo = blocks.next_round(run(steps, reached, state, 0))
-    while redo.size:  # blocks that started off: again, from the end of the block before
-        again = reached[..., redo]
-        end = run(steps[..., redo], again, blocks.start[:, redo], warm)
-        reached[..., redo] = again
-        redo = blocks.next_round(end, redo)
+    while redo.size:  # lanes that started off: again, from the end of the block before
+        lane = blocks.lanes_to_run(redo)
+        again = reached[..., lane]
+        end = run(steps[..., lane], again, blocks.start[:, lane], warm)
+        if isinstance(lane, np.ndarray):  # a gathered copy: put the results back
+            reached[..., lane] = again
+        redo = blocks.next_round(end, lane)
     back = blocks.join(reached[blocks.warm :].argmin(axis=1))  # [m, to, l] -> from
     total, ends = blocks.total()
     out = np.stack([_backtrack(back[:, :, k], int(ends[k])) for k in range(n_w)])
@@ -292,14 +294,14 @@ class _Blocks:
 
     @classmethod
     def plan(cls, n_steps: int, n_w: int, min_len: int = 1) -> _Blocks:
-        """About ``sqrt(M)`` steps per block (at least ``min_len``), warm-ups of a quarter
+        """About ``sqrt(M)`` steps per block (at least ``min_len``), warm-ups of half a
         block.
 
         Examples
         --------
         >>> b = _Blocks.plan(2789, 1)
         >>> b.per_block, b.n_blocks, b.warm
-        (53, 53, 14)
+        (53, 53, 27)
         >>> b = _Blocks.plan(5, 2)
         >>> b.per_block, b.n_blocks, b.warm, b.lanes
         (5, 1, 0, 2)
@@ -307,7 +309,7 @@ class _Blocks:
         per_block = max(min_len, _MIN_BLOCK, int(np.ceil(np.sqrt(n_steps))))
         per_block = max(1, min(per_block, max(n_steps, min_len)))
         n_blocks = max(1, -(-n_steps // per_block))
-        warm = 0 if n_blocks == 1 else -(-per_block // 4)
+        warm = 0 if n_blocks == 1 else -(-per_block // 2)
         return cls(n_steps, n_w, per_block, warm)
 
     def split(self, x: NDArray[Any], fill: Any) -> NDArray[Any]:
@@ -376,11 +378,14 @@ class _Blocks:
         return state
 
     def next_round(
-        self, end: FloatArray, lanes: IntArray | None = None, extra_end: FloatArray | None = None
+        self,
+        end: FloatArray,
+        lanes: IntArray | slice | None = None,
+        extra_end: FloatArray | None = None,
     ) -> IntArray:
-        """Record the end states of ``lanes`` (default all); give every block whose start is
-        off the end of the block before that end as its start, and return the lanes of those
-        blocks (to run again; empty when every start holds)."""
+        """Record the end states of ``lanes`` (default all); give every lane whose start is
+        off the end of the block before that end as its start, and return those lanes (to run
+        again; empty when every start holds)."""
         n_w = self.n_w
         at = slice(None) if lanes is None else lanes
         self.end[:, at] = end
@@ -397,11 +402,17 @@ class _Blocks:
         if self.start_extra is not None and self.end_extra is not None:
             extra = self.end_extra[:, :, :-n_w] - least
             off |= _differs(extra, self.start_extra[:, :, n_w:], self.tol).any(axis=(0, 1))
-        redo = np.flatnonzero(off.reshape(-1, n_w).any(axis=1)) + 1
-        redo = (redo[:, None] * n_w + np.arange(n_w)[None, :]).ravel()
+        redo = np.flatnonzero(off) + n_w
         self.start[:, redo] = proposal[:, redo - n_w]
         if extra is not None and self.start_extra is not None:
             self.start_extra[:, :, redo] = extra[:, :, redo - n_w]
+        return redo
+
+    def lanes_to_run(self, redo: IntArray) -> IntArray | slice:
+        """The lanes a round runs: ``redo`` gathered when they are few, else every lane from
+        the first of them on (views of the tables, no copies)."""
+        if redo.size * 4 > self.lanes:
+            return slice(int(redo[0]), None)
         return redo
 
     def offsets(self) -> FloatArray:
@@ -508,35 +519,43 @@ def viterbi_dwell(
     reach = int(offset.max(initial=0))
     blocks = _Blocks.plan(n_steps, n_w, min_len=reach + 1)
     rows, lanes, warm = blocks.rows, blocks.lanes, blocks.warm
-    # enter[row, from, to, lane]: cost of switching from -> to at that step and booking the
-    # whole dwell block; +inf on the diagonal and where the arrival forbids the switch
-    enter = _switch_table(switch_cost, w)[None, :, :, None, :] + blocks.split(
-        column[1:], _INF
-    ).reshape(rows, 1, n_net, blocks.n_blocks, n_w)
-    step, to, frm = _arrival_bans(units, min_dwell_s, min_dwell_m)
-    for row, block, which in blocks.places(step):
-        enter[row, frm[which], to[which], block, :] = _INF
-    enter = enter.reshape(rows, n_net, n_net, lanes)
+    n_blocks = blocks.n_blocks
+    # switching from -> to costs the switch, then (column) the entry and the dwell block
+    switch = _switch_table(switch_cost, w)  # (F, T, L)
+    switch_lanes = np.ascontiguousarray(
+        np.broadcast_to(switch[:, :, None, :], (n_net, n_net, n_blocks, n_w))
+    ).reshape(n_net, n_net, lanes)
+    columns = blocks.split(column[1:], _INF)  # (rows, N_to, lanes)
     stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
+    # near the arrival some switches are banned: +inf added at those rows
+    ban_step, ban_to, ban_from = _arrival_bans(units, min_dwell_s, min_dwell_m)
+    bans: dict[int, FloatArray] = {}
+    for rows_at, block, which in blocks.places(ban_step):
+        for row, b, t, f in zip(rows_at, block, ban_to[which], ban_from[which], strict=True):
+            ban = bans.setdefault(int(row), np.zeros((n_net, n_net, lanes)))
+            ban[f, t, b * n_w : (b + 1) * n_w] = _INF
     # the pending table's row where each step's booking lands (row + offset)
     lands = np.arange(rows)[:, None, None] + blocks.split(offset[:, :, None], 0).repeat(n_w, 2)
     pend = np.full((rows + reach, n_net, lanes), _INF)
-    entering = np.empty((rows, n_net, n_net, lanes))
     booked = np.empty((rows, n_net, lanes))
     stayed = np.empty((rows, n_net, lanes))
     add, smallest, minimum = np.add, np.minimum.reduce, np.minimum
 
     def run(lane: IntArray | slice, pend: FloatArray, free: FloatArray, first: int) -> FloatArray:
-        """Rows ``first ..`` of the lanes ``lane``; ``pend`` holds just those lanes."""
+        """Rows ``first ..`` of the lanes ``lane``; ``pend`` (contiguous) holds just those."""
         width = pend.shape[-1]
         target = (lands[..., lane] * n_net + np.arange(n_net)[None, :, None]) * width
         target += np.arange(width)
         flat = pend.reshape(-1)
-        enter_l, stays_l = enter[..., lane], stays[..., lane]
-        entering_l, booked_l, stayed_l = entering[..., lane], booked[..., lane], stayed[..., lane]
-        for k in range(first, rows):  # the hot loop: seven numpy calls per step
-            add(free[:, None, :], enter_l[k], out=entering_l[k])
-            smallest(entering_l[k], axis=0, out=booked_l[k])
+        switch_l, columns_l, stays_l = switch_lanes[..., lane], columns[..., lane], stays[..., lane]
+        booked_l, stayed_l = booked[..., lane], stayed[..., lane]
+        entering = np.empty((n_net, n_net, width))
+        for k in range(first, rows):  # the hot loop: eight numpy calls per step
+            add(free[:, None, :], switch_l, out=entering)
+            if k in bans:
+                add(entering, bans[k][..., lane], out=entering)
+            smallest(entering, axis=0, out=booked_l[k])
+            add(booked_l[k], columns_l[k], out=booked_l[k])
             into = target[k]
             flat[into] = minimum(flat[into], booked_l[k])
             add(free, stays_l[k], out=stayed_l[k])
@@ -544,32 +563,38 @@ def viterbi_dwell(
             if k == warm - 1:
                 free = blocks.settle_start(free, pend[warm : warm + reach])
         if isinstance(lane, np.ndarray):  # a gathered copy: put the results back
-            entering[..., lane], booked[..., lane], stayed[..., lane] = (
-                entering_l,
-                booked_l,
-                stayed_l,
-            )
+            booked[..., lane], stayed[..., lane] = booked_l, stayed_l
         return free
 
     free = blocks.first_state(stay[0])
     if warm == 0:
         free = blocks.settle_start(free, pend[:reach])
     redo = blocks.next_round(run(slice(None), pend, free, 0), None, pend[rows:])
-    while redo.size:  # blocks that started off: again, from the end of the block before
+    while redo.size:  # lanes that started off: again, from the end of the block before
         assert blocks.start_extra is not None
-        again = np.full((rows + reach, n_net, redo.size), _INF)
-        again[warm : warm + reach] = blocks.start_extra[..., redo]
-        end = run(redo, again, blocks.start[:, redo], warm)
-        pend[warm:, :, redo] = again[warm:]
-        redo = blocks.next_round(end, redo, again[rows:])
+        lane = blocks.lanes_to_run(redo)
+        again = np.full((rows + reach, n_net, blocks.start[:, lane].shape[-1]), _INF)
+        again[warm : warm + reach] = blocks.start_extra[..., lane]
+        end = run(lane, again, blocks.start[:, lane], warm)
+        pend[warm:, :, lane] = again[warm:]
+        redo = blocks.next_round(end, lane, again[rows:])
     total, ends = blocks.total()
     unit_pend = blocks.join(pend[warm:rows])  # (M, N, L)
     unit_stayed = blocks.join(stayed[warm:])
     unit_booked = blocks.join(booked[warm:] + blocks.offsets())  # entries of two blocks meet
+    banned = {int(m): (ban_to[ban_step == m], ban_from[ban_step == m]) for m in set(ban_step)}
 
     def before(m: int, n: int, lane: int) -> int:
-        row, column = blocks.step_at(m, lane)
-        return int(entering[row, :, n, column].argmin())
+        """The network before a switch into ``n`` at step ``m`` (unit ``m + 1``)."""
+        if m == 0:
+            free = stay[0, :, lane]
+        else:
+            free = np.minimum(unit_pend[m - 1, :, lane], unit_stayed[m - 1, :, lane])
+        cost = free + switch[:, n, lane]
+        if m in banned:
+            to, frm = banned[m]
+            cost[frm[to == n]] = _INF
+        return int(cost.argmin())
 
     out = np.stack(
         [
