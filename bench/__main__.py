@@ -2,6 +2,8 @@
 
 Usage: ``python -m bench --out bench/results [--only NAME ...]``. Each ``bench/bench_<name>.py``
 exposes ``run() -> dict[str, float | str]``; figures are medians of repeats measured in one run.
+With ``--only`` the other benchmarks' figures already in ``results.json`` are kept (each entry
+says when it was measured).
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "benchmarks": {},
     }
+    previous = args.out / "results.json"
+    if args.only and previous.is_file():  # keep the figures of the benchmarks not run now
+        kept = json.loads(previous.read_text(encoding="utf-8")).get("benchmarks", {})
+        results["benchmarks"] = {k: v for k, v in kept.items() if k not in _modules(args.only)}
     failed = 0
     for name in _modules(args.only):
         print(f"[bench] {name} ...", flush=True)
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             figures, status = {}, "failed"
             failed += 1
         results["benchmarks"][name] = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
             "status": status,
             "wall_s": round(time.perf_counter() - start, 2),
             "figures": figures,
@@ -68,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     lines = [f"# commap benchmarks ({results['when']}, {results['machine']['cpus']} cpus)", ""]
     for name, entry in results["benchmarks"].items():
+        when = f", {entry['when']}" if "when" in entry else ""
         lines += [
-            f"## {name} ({entry['status']}, {entry['wall_s']} s)",
+            f"## {name} ({entry['status']}, {entry['wall_s']} s{when})",
             "",
             "| figure | value |",
             "|---|---|",
