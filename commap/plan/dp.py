@@ -199,16 +199,18 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
         return _empty(n_w)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
-    # step[m, from, to, l]: cost of reaching `to` at unit m + 1 from `from` at unit m, node
-    # cost included; the diagonal is staying.
-    step = _switch_table(switch_cost, w)[None] + (
-        units.entry_cost[1:, None, :, None] * w.alpha[None, None, None, :]
-    )
-    diag = np.arange(n_net)
-    step[:, diag, diag, :] = 0.0
-    step += stay[1:, None, :, :]
     blocks = _Blocks.plan(n_units - 1, n_w)
-    steps = blocks.split(step, _identity_step(n_net))
+    # steps[row, from, to, lane]: cost of reaching `to` from `from` at that step (unit m + 1),
+    # node cost included; the diagonal is staying. Padding steps: staying is free, nothing else.
+    stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
+    entries = blocks.split(units.entry_cost[1:, :, None] * w.alpha, _INF)
+    switch = _switch_table(switch_cost, w)
+    switch_lanes = np.broadcast_to(
+        switch[:, :, None, :], (n_net, n_net, blocks.n_blocks, n_w)
+    ).reshape(n_net, n_net, blocks.lanes)
+    steps = switch_lanes[None] + (entries + stays)[:, None, :, :]
+    diag = np.arange(n_net)
+    steps[:, diag, diag, :] = stays
     state = blocks.first_state(stay[0])
     if blocks.warm == 0:
         state = blocks.settle_start(state)
