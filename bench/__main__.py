@@ -1,9 +1,8 @@
 """Run every benchmark module and write the figures to ``<out>/results.json`` and ``results.md``.
 
-Usage: ``python -m bench --out bench/results [--only NAME ...]``. Each ``bench/bench_<name>.py``
+Usage: ``python -m bench --out bench/results [--only NAME ...]`` (with ``--only`` the other
+benchmarks' figures of the earlier run are kept, each with the time it ran). Each ``bench/bench_<name>.py``
 exposes ``run() -> dict[str, float | str]``; figures are medians of repeats measured in one run.
-With ``--only`` the other benchmarks' figures already in ``results.json`` are kept (each entry
-says when it was measured).
 """
 
 from __future__ import annotations
@@ -22,6 +21,18 @@ from pathlib import Path
 from typing import Any
 
 from commap.files import write_text_atomic
+
+
+def _earlier(path: Path) -> dict[str, Any]:
+    """The benchmarks of an earlier run, kept when only some run again (``--only``)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    benchmarks = earlier.get("benchmarks", {}) if isinstance(earlier, dict) else {}
+    for entry in benchmarks.values():
+        entry.setdefault("when", earlier.get("when", ""))
+    return dict(benchmarks)
 
 
 def _modules(only: list[str]) -> list[str]:
@@ -47,12 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
         },
-        "benchmarks": {},
+        "benchmarks": _earlier(args.out / "results.json") if args.only else {},
     }
-    previous = args.out / "results.json"
-    if args.only and previous.is_file():  # keep the figures of the benchmarks not run now
-        kept = json.loads(previous.read_text(encoding="utf-8")).get("benchmarks", {})
-        results["benchmarks"] = {k: v for k, v in kept.items() if k not in _modules(args.only)}
     failed = 0
     for name in _modules(args.only):
         print(f"[bench] {name} ...", flush=True)
@@ -75,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     lines = [f"# commap benchmarks ({results['when']}, {results['machine']['cpus']} cpus)", ""]
     for name, entry in results["benchmarks"].items():
-        when = f", {entry['when']}" if "when" in entry else ""
         lines += [
-            f"## {name} ({entry['status']}, {entry['wall_s']} s{when})",
+            f"## {name} ({entry['status']}, {entry['wall_s']} s, {entry.get('when', '')})",
             "",
             "| figure | value |",
             "|---|---|",

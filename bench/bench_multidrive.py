@@ -6,9 +6,8 @@
 and the reverse) a measured-only map of the training day is built (three operators' LTE RSRP
 and RSRQ, learned) and the test day's drive is replayed with ``commap replay``'s library call:
 commap's plan, the best single network in hindsight, the reactive switch-on-outage rule and
-the oracle, once with the default objective and once with interruption seconds priced at
-0.3 drops each (``--weight interruption_s=0.3``). Reports (summaries; the per-second table is
-left out) go to ``bench/results/multidrive/<train>-to-<test>[-interruption]/``.
+the oracle, with the default objective (expected seconds of lost service). Reports (summaries;
+the per-second table is left out) go to ``bench/results/multidrive/<train>-to-<test>/``.
 
 Figures: outage seconds and switches per policy, per direction and objective.
 """
@@ -44,7 +43,7 @@ DAYS = {
     "13sep": ("2021-09-13T00:00:00Z", "2021-09-14T00:00:00Z"),
     "17sep": ("2021-09-17T00:00:00Z", "2021-09-18T00:00:00Z"),
 }
-OBJECTIVES: dict[str, dict[str, float]] = {"": {}, "-interruption": {"interruption_s": 0.3}}
+OBJECTIVES: dict[str, dict[str, float]] = {"": {}}
 
 
 def _spec(folder: Path, records_file: str, train: str) -> Path:

@@ -543,6 +543,7 @@ def _print_plan(result: Any) -> None:
         f"{p.solver.time_s * 1000:.0f} ms)"
     )
     console.print(
+        f"expected service loss {t.expected_loss_s:.1f} s in {t.loss_events:.2f} gaps; "
         f"expected drops {t.expected_drops:.2f}, handovers {t.handovers} "
         f"({', '.join(f'{k} {v}' for k, v in t.handovers_by_kind.items()) or 'none'}), "
         f"outage {t.outage_s:.1f} s, interruption {t.interruption_s:.1f} s, satellite {t.sat_mb:.1f} MB"

@@ -104,6 +104,7 @@ def plan_request_message(request: PlanRequest, *, map_name: str = "") -> pb.Plan
         solver_time_limit_s=request.time_limit_s,
         weights=dict(request.weights),
         seconds_per_drop=request.seconds_per_drop,
+        allow_stale_elements=request.allow_stale_elements,
         constraints=pb.Constraints(
             min_dwell_s=request.min_dwell_s, min_dwell_m=request.min_dwell_m
         ),
@@ -178,6 +179,8 @@ def _totals(t: pb.PlanTotals) -> PlanTotals:
         time_share=dict(t.time_share),
         length_m=t.length_m,
         duration_s=t.duration_s,
+        expected_loss_s=t.expected_loss_s,
+        loss_events=t.loss_events,
     )
 
 
@@ -230,6 +233,10 @@ def plan_from_message(message: pb.Plan, network_ids: tuple[str, ...]) -> Plan:
         app=message.application_class,
         departure_s=seconds(message.departure_time, field="plan.departure_time"),
         constraints=_constraints(message.constraints),
+        element_epochs={
+            nid: seconds(ts, field=f"plan.element_epochs[{nid}]")
+            for nid, ts in sorted(message.element_epochs.items())
+        },
     )
 
 

@@ -715,6 +715,8 @@ def _totals(totals: PlanTotals) -> pb.PlanTotals:
         latency_violation_s=totals.latency_violation_s,
         objective=totals.cost,
         time_share={str(k): float(v) for k, v in totals.time_share.items()},
+        expected_loss_s=totals.expected_loss_s,
+        loss_events=totals.loss_events,
     )
 
 
@@ -777,6 +779,8 @@ def plan_message(
         solver=_solver(plan.solver, time_limit_s),
         constraints=_plan_constraints(plan.constraints),
     )
+    for nid, epoch_s in plan.element_epochs.items():
+        message.element_epochs[nid].CopyFrom(timestamp(epoch_s))
     if include_segments:
         tunnel = (
             corridor.in_tunnel

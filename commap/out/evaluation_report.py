@@ -152,6 +152,7 @@ def evaluation_markdown(result: EvaluationResult) -> str:
         vs = row.get("avoidable_vs_a3_pct")
         vs_text = "-" if row["policy"] == "a3_default" or vs is None else f"{float(vs):+.0f} %"
         lines.append(f"| {row['policy']} | " + " | ".join(cells) + f" | {vs_text} |")
+    lines += _loss_lines(result.summary)
     lines += ["", "## Targets", ""]
     lines += _bar_lines(result.bar)
     if not result.sweep.empty and "chosen" in result.sweep.columns:
@@ -180,6 +181,47 @@ def evaluation_markdown(result: EvaluationResult) -> str:
     files += ["starlink_bridges.png"] if result.autobahn is not None else []
     lines += ["", "Files: " + ", ".join(f"`{name}`" for name in files) + ".", ""]
     return "\n".join(lines)
+
+
+_LOSS_TABLE = (
+    ("service_loss_s_per_hour", "service loss s/h"),
+    ("loss_events_per_hour", "loss events/h"),
+    ("longest_outage_s", "longest loss s"),
+    ("switches_per_hour", "switches/h"),
+    ("satellite_mb", "satellite MB"),
+)
+
+
+def _loss_lines(summary: pd.DataFrame) -> list[str]:
+    """The service-loss table and what the plan adds over the same rules without it."""
+    lines = ["", "## Service loss (what the application feels)", ""]
+    lines += ["| policy | " + " | ".join(label for _, label in _LOSS_TABLE) + " |"]
+    lines += ["|---" * (len(_LOSS_TABLE) + 1) + "|"]
+    for _, row in summary.iterrows():
+        cells = [_fmt(row.get(c), row.get(f"{c}_ci95")) for c, _ in _LOSS_TABLE]
+        lines.append(f"| {row['policy']} | " + " | ".join(cells) + " |")
+    figures: dict[str, dict[str, float]] = {
+        str(row["policy"]): {c: float(row[c]) for c, _ in _LOSS_TABLE if c in row}
+        for row in summary.to_dict("records")
+    }
+    if "commap" in figures and "rules_without_plan" in figures:
+        plan, rules = figures["commap"], figures["rules_without_plan"]
+        loss, events, switches = (
+            "service_loss_s_per_hour",
+            "loss_events_per_hour",
+            "switches_per_hour",
+        )
+        saved = rules[loss] - plan[loss]
+        lines += [
+            "",
+            "What the plan adds: `rules_without_plan` drives the same closed-loop rules as "
+            "`commap` on a plan made without a map (the home network all the way). With the "
+            f"plan the vehicle loses {plan[loss]:.1f} s of service per hour instead of "
+            f"{rules[loss]:.1f} s ({'saves' if saved >= 0 else 'costs'} {abs(saved):.1f} s/h), "
+            f"in {plan[events]:.1f} instead of {rules[events]:.1f} noticeable gaps per hour, "
+            f"with {plan[switches]:.1f} instead of {rules[switches]:.1f} switches per hour.",
+        ]
+    return lines
 
 
 def _replay_lines(result: EvaluationResult) -> list[str]:

@@ -33,6 +33,7 @@ from typing import cast
 
 import numpy as np
 from ortools.sat.python import cp_model
+from scipy.optimize import linprog
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
@@ -61,7 +62,7 @@ __all__ = ["CpSatResult", "SwitchGroups", "solve_cpsat", "switch_groups"]
 log = logging.getLogger(__name__)
 
 
-_COST_SCALE = 1e7  # objective integer units per cost unit (1e-7 of an expected drop)
+_COST_SCALE = 1e6  # objective integer units per cost unit (a microsecond of lost service)
 # Integer costs are rounded down, so CP-SAT's bound is a bound on the real cost too; a plan
 # within this relative gap of it is reported OPTIMAL (the rest is rounding).
 _OPTIMAL_GAP = 1e-5
@@ -159,12 +160,32 @@ def switch_groups(problem: HandoverProblem) -> SwitchGroups | None:
                 rows.append(into + [o - i for o, i in zip(out, into, strict=True)])
                 target.append(problem.switch_cost[m, k])
     a, b = np.asarray(rows), np.asarray(target)
-    fit = np.linalg.lstsq(a, b, rcond=None)[0]
+    fit = _nonnegative_fit(a, b, g)
+    if fit is None:
+        fit = np.linalg.lstsq(a, b, rcond=None)[0]
     if np.abs(a @ fit - b).max() > 1e-9 * max(1.0, float(np.abs(b).max())):
         return None
     fit[np.abs(fit) < 1e-12] = 0.0  # numerical dust would add needless terms
     total, leave = fit[:g], fit[g:]
     return SwitchGroups(tuple(groups), total - leave, leave)
+
+
+def _nonnegative_fit(a: FloatArray, b: FloatArray, n_groups: int) -> FloatArray | None:
+    """An exact decomposition with every ``enter + leave >= 0``, if one exists.
+
+    Non-negative group totals make the switch cost a tree metric, whose group literals have a
+    tight LP relaxation; the least-squares fit may pick negative totals among many exact ones.
+    """
+    n = a.shape[1]
+    bounds = [(0.0, None)] * n_groups + [(None, None)] * (n - n_groups)
+    res = linprog(
+        np.r_[np.ones(n_groups), np.zeros(n - n_groups)],
+        A_eq=a,
+        b_eq=b,
+        bounds=bounds,
+        method="highs",
+    )
+    return np.asarray(res.x, dtype=np.float64) if res.status == 0 else None
 
 
 # -- entry point --------------------------------------------------------------------------------
@@ -198,7 +219,8 @@ def solve_cpsat(
     use_hint : bool
         Hint CP-SAT with the first plan (else CP-SAT starts cold; for tests).
     encoding : {"auto", "groups", "pairs"}
-        Switch encoding; ``auto`` uses groups when they represent the costs exactly.
+        Switch encoding; ``auto`` uses groups when they represent the costs exactly with
+        non-negative group costs (a tree metric), else pairs.
 
     Raises
     ------
@@ -468,7 +490,34 @@ class _Search:
             Weights.of(1.0, lam_mb, lam_ho),
         )
         self.bound = max(self.bound, float((dw.value - lam_ho * k_ho - lam_mb * b_mb).max()))
-        return list(dw.assignment)
+        pool = list(dw.assignment)
+        if not any(self._within_limits(plan) for plan in pool):
+            # Every plan near the multipliers breaks a limit, so no splice can meet both: add
+            # plans at steeper multipliers, which trade cost for fewer switches and less data.
+            steep = np.array([2.0, 4.0, 16.0, 64.0, 256.0])[:lanes]
+            floor_ho = 1.0 if c.max_handovers is not None else 0.0
+            floor_mb = 1e-3 if c.sat_budget_mb is not None else 0.0
+            extra = viterbi_dwell(
+                segments,
+                p.switch_cost,
+                c.min_dwell_s,
+                c.min_dwell_m,
+                Weights.of(
+                    1.0,
+                    np.maximum(lag.lambda_mb, floor_mb) * steep,
+                    np.maximum(lag.lambda_ho, floor_ho) * steep,
+                ),
+            )
+            pool += list(extra.assignment)
+        return pool
+
+    def _within_limits(self, plan: IntArray) -> bool:
+        c, p = self.problem.constraints, self.problem
+        handovers = int(np.count_nonzero(plan[1:] != plan[:-1]))
+        mb = float(p.sat_mb[np.arange(plan.shape[0]), plan].sum())
+        return (c.max_handovers is None or handovers <= c.max_handovers) and (
+            c.sat_budget_mb is None or mb <= c.sat_budget_mb + 1e-9
+        )
 
     def gap(self) -> float:
         if self.best is None:
@@ -590,6 +639,10 @@ class _CpModel:
         self.model = cp_model.CpModel()
         self.proto = self.model.proto
         groups = None if encoding == "pairs" else switch_groups(problem)
+        if encoding == "auto" and groups is not None and (groups.enter + groups.leave < 0).any():
+            # not a tree metric (e.g. a re-registration dearer than a detour over a satellite
+            # terminal): the pinned group literals relax badly, pair literals with flow rows don't
+            groups = None
         if encoding == "groups" and groups is None:
             raise InvalidInputError(
                 "switch costs do not decompose over network groups; use encoding='pairs'",
@@ -650,8 +703,11 @@ class _CpModel:
                     continue
                 before = [xs[u - 1][k] for k in members if xs[u - 1][k] >= 0]
                 lit = int(self._new_vars(1)[0])
-                for v in now:  # entering the group forces the literal
-                    self._clause([lit, _neg(v), *before])
+                # entering the group forces the literal: lit >= sum(now) - sum(before). One
+                # linear row, not a clause per member: its LP relaxation is the transport cost
+                # between the rows' fractional assignments, which keeps the bound tight when
+                # switches cost as much as many segments do.
+                self._linear_ge([lit, *now, *before], [1] + [-1] * len(now) + [1] * len(before), 0)
                 if total[g] < 0:  # a negative cost would lure the literal up: pin it down too
                     self._clause([_neg(lit), *now])
                     for v in before:
@@ -675,6 +731,8 @@ class _CpModel:
         handovers: list[int] = []
         xs = x.tolist()
         for u in range(1, x.shape[0]):
+            leaving: list[list[int]] = [[] for _ in range(x.shape[1])]
+            entering: list[list[int]] = [[] for _ in range(x.shape[1])]
             for a, va in enumerate(xs[u - 1]):
                 for b, vb in enumerate(xs[u]):
                     if a == b or va < 0 or vb < 0:
@@ -684,7 +742,32 @@ class _CpModel:
                     self._cost(lit, float(sw[a, b] + entry[u, b]))
                     self.lits.append((lit, u, (a, b)))
                     handovers.append(lit)
+                    leaving[a].append(lit)
+                    entering[b].append(lit)
+            # flow rows (leaving a needs a switch out of a, entering b one into b) tighten the
+            # LP bound the pair clauses alone leave loose
+            for k in range(x.shape[1]):
+                if xs[u - 1][k] >= 0 and leaving[k]:
+                    now = [xs[u][k]] if xs[u][k] >= 0 else []
+                    self._linear_ge(
+                        [*leaving[k], xs[u - 1][k], *now],
+                        [1] * len(leaving[k]) + [-1, *[1] * len(now)],
+                        0,
+                    )
+                if xs[u][k] >= 0 and entering[k]:
+                    before = [xs[u - 1][k]] if xs[u - 1][k] >= 0 else []
+                    self._linear_ge(
+                        [*entering[k], xs[u][k], *before],
+                        [1] * len(entering[k]) + [-1, *[1] * len(before)],
+                        0,
+                    )
         return handovers
+
+    def _linear_ge(self, variables: list[int], coefs: list[int], low: int) -> None:
+        linear = self.proto.constraints.add().linear
+        linear.vars.extend(variables)
+        linear.coeffs.extend(coefs)
+        linear.domain.extend([low, 2**62])
 
     def _linear_le(self, variables: list[int], coefs: list[int], cap: int) -> None:
         linear = self.proto.constraints.add().linear

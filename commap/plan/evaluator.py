@@ -49,7 +49,16 @@ class Evaluation:
     switch_at : (H,) int array
         Segments where a new network starts.
     outage_s : float
-        Expected seconds out of coverage on the serving networks.
+        Expected seconds out of coverage on the serving networks (networks fast enough for the
+        application; the others count in ``latency_violation_s``).
+    loss_events : float
+        Expected gaps the application notices: link failures (each outlasts radio link failure
+        detection, 1 s) plus switches interrupting the link for at least the application's
+        ``tolerated_gap_s``.
+    expected_loss_s : float
+        Expected seconds without the application's service: the weighted service terms of the
+        cost (outage, link-failure recovery, interruption, latency violation); in seconds with
+        the default weights.
     interruption_s : float
         Planned interruption: handover execution and LEO reconfiguration.
     sat_mb : float
@@ -71,6 +80,8 @@ class Evaluation:
     handovers_by_kind: dict[str, int]
     switch_at: IntArray = field(repr=False)
     outage_s: float
+    expected_loss_s: float
+    loss_events: float
     interruption_s: float
     sat_mb: float
     latency_violation_s: float
@@ -81,6 +92,10 @@ class Evaluation:
     def feasible(self) -> bool:
         """True when no constraint is broken."""
         return not self.violations
+
+
+# The cost terms that are seconds of lost service (the rest are prices: switches, satellite MB).
+_LOSS_TERMS = ("outage_s", "drops", "interruption_s", "latency_violation_s")
 
 
 def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
@@ -113,7 +128,9 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
     )
     sat_mb = float(problem.sat_mb[rows, a].sum())
     latency_s = float(problem.latency_violation_s[rows, a].sum())
+    outage_s = float(problem.outage_s[rows, a].sum())
     terms = {
+        "outage_s": w.outage_s * outage_s,
         "drops": w.drops * (outage_drops + handover_drops),
         "handovers": w.handovers * float(switch_at.size),
         "interruption_s": w.interruption_s * interruption,
@@ -130,7 +147,11 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
         handovers=int(switch_at.size),
         handovers_by_kind=_by_kind(table.kind_code[prev, new]),
         switch_at=switch_at,
-        outage_s=float((problem.point_outage[rows, a] * duration).sum()),
+        outage_s=outage_s,
+        expected_loss_s=sum(terms[k] for k in _LOSS_TERMS),
+        loss_events=outage_drops
+        + handover_drops
+        + float(np.count_nonzero(table.interruption_s[prev, new] >= problem.app.tolerated_gap_s)),
         interruption_s=interruption,
         sat_mb=sat_mb,
         latency_violation_s=latency_s,

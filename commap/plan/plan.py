@@ -109,6 +109,8 @@ class PlanTotals:
     time_share: dict[str, float]
     length_m: float
     duration_s: float
+    expected_loss_s: float = 0.0  # expected seconds without the application's service
+    loss_events: float = 0.0  # expected gaps the application notices
 
 
 @dataclass(frozen=True, eq=False)
@@ -411,6 +413,8 @@ def _totals(problem: HandoverProblem, ev: Evaluation) -> PlanTotals:
         time_share=dict(ev.time_share),
         length_m=problem.corridor.total_length_m if len(problem.corridor) else 0.0,
         duration_s=problem.corridor.total_duration_s if len(problem.corridor) else 0.0,
+        expected_loss_s=ev.expected_loss_s,
+        loss_events=ev.loss_events,
     )
 
 

@@ -4,12 +4,17 @@ A :class:`HandoverProblem` holds everything a solver needs, computed once from a
 quality matrix, the network catalogue, a :class:`~commap.radio.link.LinkModel`, an application class
 and the objective weights:
 
-* ``node_cost[i, n]``: cost of using network ``n`` on segment ``i`` (expected drops charged to
-  the segment where the serving network is out, LEO reconfiguration, satellite MB, latency);
+* ``node_cost[i, n]``: cost of using network ``n`` on segment ``i``: the expected seconds
+  without service there (outage, and the recovery of expected link failures), LEO
+  reconfiguration, seconds on a network too slow for the application, satellite MB;
 * ``entry_cost[i, n]``: extra cost of switching *into* ``n`` at the start of segment ``i`` (the
   handover fails more often when the target is weak there);
-* ``switch_cost[m, n]``: cost of a switch ``m -> n`` (base failure, the handover itself,
-  interruption);
+* ``switch_cost[m, n]``: cost of a switch ``m -> n`` (its interruption in seconds, the recovery
+  of its base failure risk, and the per-switch price);
+
+With the default :class:`~commap.radio.link.Objective` every service term is in seconds of
+service lost, so the optimal plan switches only where a switch saves more seconds than it
+costs.
 * ``allowed[i, n]``: hard rules. A network that is unusable (outage probability at least
   ``LinkModel.unusable_outage_prob``) is not allowed where another allowed network is usable;
   with ``Constraints.strict_latency`` networks slower than the application are never allowed.
@@ -141,6 +146,7 @@ class HandoverProblem:
     sat_mb: FloatArray
     reconfiguration_s: FloatArray
     latency_violation_s: FloatArray
+    outage_s: FloatArray  # (S, N): expected seconds out, on networks fast enough for the app
     allowed: BoolArray
     switch: SwitchTable
     node_cost: FloatArray = field(repr=False)
@@ -213,8 +219,11 @@ class HandoverProblem:
         allowed = _allowed(point, link, constraints, too_slow, matrix.network_ids)
         table = link.switch_table(networks)
         w = objective
-        node = w.drops * drop + w.interruption_s * reconf + w.sat_mb * sat_mb
-        node = node + w.latency_violation_s * latency_s
+        # A network too slow for the application misses its service whatever the signal:
+        # those seconds count once, as latency violation, not again as outage.
+        outage_s = point * duration[:, None] * (~too_slow)[None, :]
+        node = w.outage_s * outage_s + w.drops * drop + w.interruption_s * reconf
+        node = node + w.latency_violation_s * latency_s + w.sat_mb * sat_mb
         entry = w.drops * link.target_outage_failure_gain * point
         off = 1.0 - np.eye(len(networks))
         switch = (
@@ -235,6 +244,7 @@ class HandoverProblem:
             sat_mb=sat_mb,
             reconfiguration_s=reconf,
             latency_violation_s=latency_s,
+            outage_s=outage_s,
             allowed=allowed,
             switch=table,
             node_cost=node,

@@ -55,7 +55,7 @@ SWITCH_KINDS: tuple[SwitchKind, ...] = tuple(SwitchKind)
 
 @dataclass(frozen=True)
 class AppProfile:
-    """An application class: its latency limit and data rate.
+    """An application class: what it needs from the link, and what it tolerates.
 
     Parameters
     ----------
@@ -65,16 +65,28 @@ class AppProfile:
         Largest acceptable round-trip latency; a network slower than this violates the class.
     data_rate_mbps : float
         Sustained data rate; times the time on a satellite network gives satellite MB.
+    min_dl_mbps, min_ul_mbps : float
+        Throughput the service needs (0: any working link). Recorded with the class and in its
+        plans; the link model judges the downlink need against the SINR it implies, and maps
+        carry no uplink prediction yet.
+    tolerated_gap_s : float
+        Longest interruption the application rides through unnoticed (a buffer, a retry): a
+        switch interrupting the link for at least this long is a loss event of the plan.
 
     Examples
     --------
     >>> AppProfile("idle", max_latency_ms=float("inf"), data_rate_mbps=0.0).mb_per_s
     0.0
+    >>> APP_PROFILES["teleoperation"].min_ul_mbps
+    25.0
     """
 
     name: str
     max_latency_ms: float
     data_rate_mbps: float
+    min_dl_mbps: float = 0.0
+    min_ul_mbps: float = 0.0
+    tolerated_gap_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -83,11 +95,12 @@ class AppProfile:
             raise InvalidInputError(
                 f"app {self.name}: max_latency_ms must be > 0", field="app.max_latency_ms"
             )
-        if not (np.isfinite(self.data_rate_mbps) and self.data_rate_mbps >= 0):
-            raise InvalidInputError(
-                f"app {self.name}: data_rate_mbps must be a finite number >= 0",
-                field="app.data_rate_mbps",
-            )
+        for name in ("data_rate_mbps", "min_dl_mbps", "min_ul_mbps", "tolerated_gap_s"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise InvalidInputError(
+                    f"app {self.name}: {name} must be a finite number >= 0", field=f"app.{name}"
+                )
 
     @property
     def mb_per_s(self) -> float:
@@ -95,12 +108,35 @@ class AppProfile:
         return self.data_rate_mbps / 8.0
 
 
-# Typical classes. Teleoperation needs a round trip well under 100 ms (no GEO); telemetry is
-# small and tolerant; infotainment is video streaming with a client buffer.
+# Typical classes, with the sources of their needs:
+# * teleoperation: 3GPP TS 22.186 (V2X enhanced use cases), Table 5.5-1 "remote driving":
+#   25 Mbit/s uplink, 1 Mbit/s downlink. Its 5 ms end-to-end latency is a target for the radio
+#   leg of a 5G V2X system, not a round trip any public network offers; the class keeps a 100 ms
+#   round trip (no GEO) and tolerates 0.1 s gaps (an assumption: about one video frame at 10 Hz).
+# * telemetry: small, store-and-forward (0.05 Mbit/s); a 30 s gap goes unnoticed (an
+#   assumption: well within the 60 s keep-alive MQTT clients commonly use).
+# * infotainment: video streaming at 5 Mbit/s, the rate Netflix recommends for 1080p (Help
+#   Center, "Internet connection speed recommendations"); a client buffer rides through 10 s
+#   gaps (an assumption; players buffer tens of seconds).
 APP_PROFILES: dict[str, AppProfile] = {
-    "teleoperation": AppProfile("teleoperation", max_latency_ms=100.0, data_rate_mbps=8.0),
-    "telemetry": AppProfile("telemetry", max_latency_ms=1000.0, data_rate_mbps=0.05),
-    "infotainment": AppProfile("infotainment", max_latency_ms=2000.0, data_rate_mbps=5.0),
+    "teleoperation": AppProfile(
+        "teleoperation",
+        max_latency_ms=100.0,
+        data_rate_mbps=8.0,
+        min_dl_mbps=1.0,
+        min_ul_mbps=25.0,
+        tolerated_gap_s=0.1,
+    ),
+    "telemetry": AppProfile(
+        "telemetry", max_latency_ms=1000.0, data_rate_mbps=0.05, tolerated_gap_s=30.0
+    ),
+    "infotainment": AppProfile(
+        "infotainment",
+        max_latency_ms=2000.0,
+        data_rate_mbps=5.0,
+        min_dl_mbps=5.0,
+        tolerated_gap_s=10.0,
+    ),
 }
 
 
@@ -132,39 +168,46 @@ def app_profile(name: str) -> AppProfile:
 
 @dataclass(frozen=True, kw_only=True)
 class Objective:
-    """Weights of the plan cost (all >= 0; the cost is their weighted sum).
+    """Weights of the plan cost: seconds of service lost, then switches and satellite data.
 
-    The defaults order the terms: expected drops first, then handovers, interruption seconds,
-    satellite megabytes and latency violations. One handover weighs as much as 0.01 expected
-    drops, 10 s of interruption as one handover, 100 MB of satellite data as one handover.
+    The plan cost is the expected number of seconds in which the application goes without the
+    service it needs, plus small prices that order plans of equal loss. With the defaults every
+    service term is in seconds, so a switch is made only when the seconds it saves exceed the
+    seconds it costs (its interruption, and its failure risk times ``drops``):
+
+    * ``outage_s``: per expected second the serving network is out (its outage probability
+      times the time on the segment);
+    * ``drops``: per expected link failure (a radio link failure in a segment or a failed
+      switch), the seconds lost beyond the outage itself while the link is re-established:
+      radio link failure detection (T310, 1 s by default in 3GPP TS 36.331) plus RRC
+      re-establishment or cell reselection and the transport's recovery; 5 s by default;
+    * ``interruption_s``: per second of planned interruption (handover execution,
+      re-registration on another operator, LEO reconfiguration);
+    * ``latency_violation_s``: per second on a network slower than the application allows (its
+      service is not met whatever the signal);
+    * ``handovers``: per switch, whatever its kind (0.01 s: a tie-breaker between plans that lose
+      the same service);
+    * ``sat_mb``: per megabyte sent over a satellite network (1e-4 s: 100 MB weigh as one switch).
 
     Parameters
     ----------
-    drops : float
-        Per expected drop (a link failure in a segment or a failed handover).
-    handovers : float
-        Per handover, whatever its kind.
-    interruption_s : float
-        Per second of planned interruption (handover execution, re-registration, LEO
-        reconfiguration).
-    sat_mb : float
-        Per megabyte sent over a satellite network.
-    latency_violation_s : float
-        Per second spent on a network slower than the application allows.
+    outage_s, drops, interruption_s, latency_violation_s, handovers, sat_mb : float
+        The weights (finite, >= 0).
 
     Examples
     --------
     >>> Objective().drops
-    1.0
+    5.0
     >>> Objective(handovers=0.0).handovers
     0.0
     """
 
-    drops: float = 1.0
+    outage_s: float = 1.0
+    drops: float = 5.0
+    interruption_s: float = 1.0
+    latency_violation_s: float = 1.0
     handovers: float = 0.01
-    interruption_s: float = 0.001
     sat_mb: float = 1e-4
-    latency_violation_s: float = 1e-3
 
     def __post_init__(self) -> None:
         for f in fields(self):

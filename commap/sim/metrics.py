@@ -11,7 +11,10 @@ Per run (one policy, one route, one seed):
 * ``ping_pong_<T>s``: network changes ``b -> a`` within ``T`` seconds (1, 2, 5) of the change
   ``a -> b`` before them.
 * ``outage_s``, ``longest_outage_s``: seconds without service (interruptions and a serving link
-  below Qout) and the longest contiguous stretch of them.
+  below Qout) and the longest contiguous stretch of them. They are the application's service
+  loss: ``service_loss_s_per_hour`` is ``outage_s`` per hour of driving.
+* ``loss_events``: stretches without service lasting at least the application's
+  ``tolerated_gap_s`` (the gaps its user notices).
 * ``satellite_mb``: megabytes carried over satellite networks at the application's data rate.
 * ``time_s_<network>``: seconds of service on each network (``time_s_none``: without).
 
@@ -57,6 +60,10 @@ SWITCH_COLUMNS = tuple(f"handovers_{k.value}" for k in SwitchKind if k is not Sw
 # The leading columns of summary.csv, in this order (more follow them).
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "policy",
+    "service_loss_s_per_hour",
+    "loss_events_per_hour",
+    "switches_per_hour",
+    "satellite_mb",
     "rlf_per_hour",
     "hof_per_hour",
     "avoidable_drops_per_hour",
@@ -64,7 +71,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "ping_pong_ratio",
     "outage_s_per_hour",
     "longest_outage_s",
-    "satellite_mb",
 )
 _COUNTS = (
     "rlf",
@@ -75,6 +81,7 @@ _COUNTS = (
     "avoidable_drops",
     "unavoidable_drops",
     "handovers",
+    "loss_events",
     *SWITCH_COLUMNS,
     *(f"ping_pong_{w:g}s" for w in PING_PONG_WINDOWS_S),
 )
@@ -195,6 +202,7 @@ def run_metrics(
         row[f"ping_pong_{w:g}s"] = ping_pong_count(changes, w)
     row["outage_s"] = float(log.outage_s.sum())
     row["longest_outage_s"] = float(durations.max()) if durations.size else 0.0
+    row["loss_events"] = int(np.count_nonzero(durations >= app.tolerated_gap_s - 1e-9))
     sat = np.array([n.is_satellite for n in networks])
     on_sat = (log.serving >= 0) & sat[np.maximum(log.serving, 0)]
     row["satellite_mb"] = float(served_s[on_sat].sum() * app.mb_per_s)
@@ -237,6 +245,7 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
         "avoidable_drops",
         "unavoidable_drops",
         "handovers",
+        "loss_events",
         *SWITCH_COLUMNS,
     ):
         if name in seed.columns:
@@ -244,6 +253,8 @@ def _per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     for name in ("rlf", "hof", "drops", "avoidable_drops"):
         seed[f"{name}_per_100km"] = seed[name] / per100
     seed["outage_s_per_hour"] = seed["outage_s"] / hours
+    seed["service_loss_s_per_hour"] = seed["outage_s_per_hour"]
+    seed["switches_per_hour"] = seed["handovers_per_hour"]
     for w in PING_PONG_WINDOWS_S:
         ratio = seed[f"ping_pong_{w:g}s"] / seed["handovers"].where(seed["handovers"] > 0)
         suffix = "" if w == 1.0 else f"_{w:g}s"

@@ -26,6 +26,9 @@
   ``commap`` and ``oracle`` drive the commap and the oracle plans this way, and
   ``commap_open_loop`` and ``oracle_open_loop`` (:data:`EXTRA_POLICY_NAMES`) drive the same
   plans open loop, to show what the closed loop adds.
+* ``rules_without_plan`` -- the ablation: the very same closed-loop rules following a plan made
+  without any map (:func:`map_free_plan`: the home operator's first terrestrial network all the
+  way), so the difference to ``commap`` is what the plan itself adds.
 
 "Suitable" is the UE's L1 SINR at or above Qin: policies see measurements, never the truth.
 """
@@ -40,7 +43,7 @@ from numpy.typing import NDArray
 
 from commap.arrays import IntArray
 from commap.errors import InvalidInputError
-from commap.networks import NetworkKind
+from commap.networks import Network, NetworkKind
 from commap.plan import defaults
 from commap.plan.execution import DEFAULT_EXECUTION_RULES
 from commap.sim.a3 import A3Params, A3Trigger
@@ -57,12 +60,13 @@ __all__ = [
     "PlanPolicy",
     "StickyPolicy",
     "home_operator",
+    "map_free_plan",
 ]
 
 
 POLICY_NAMES: tuple[str, ...] = ("a3_default", "a3_tuned", "greedy", "sticky", "commap", "oracle")
 # Optional policies (not in the default evaluation): the plan with a measured safety net.
-EXTRA_POLICY_NAMES: tuple[str, ...] = ("commap_open_loop", "oracle_open_loop")
+EXTRA_POLICY_NAMES: tuple[str, ...] = ("commap_open_loop", "oracle_open_loop", "rules_without_plan")
 A3_DEFAULT = A3Params()  # hysteresis 3 dB, TTT 256 ms, L1 200 ms, L3 k = 4 (DESIGN.md)
 # Sweep of the tuned baseline: RRC hysteresis values x RRC time-to-trigger values.
 A3_SWEEP: tuple[A3Params, ...] = tuple(
@@ -87,6 +91,27 @@ def home_operator(ctx: DriveContext) -> str:
     if not ctx.networks:
         raise InvalidInputError("no networks to drive on", field="networks")
     return ctx.networks[0].operator
+
+
+def map_free_plan(networks: Sequence[Network], n_segments: int) -> IntArray:
+    """The plan a vehicle follows without a map: its home network on every segment.
+
+    The home network is the first terrestrial network of the catalogue (the first network when
+    there is none); the closed-loop rules then do all the work.
+
+    Examples
+    --------
+    >>> from commap.networks import Network, NetworkKind
+    >>> sat = Network(id="s", kind=NetworkKind.LEO, operator="s", technology="leo", latency_ms=40)
+    >>> lte = Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a", technology="lte",
+    ...               latency_ms=30)
+    >>> map_free_plan([sat, lte], 3).tolist()
+    [1, 1, 1]
+    """
+    if not networks:
+        raise InvalidInputError("no networks to drive on", field="networks")
+    home = next((j for j, n in enumerate(networks) if not n.is_satellite), 0)
+    return np.full(n_segments, home, dtype=np.int64)
 
 
 def _best(values: NDArray[np.float64], candidates: Sequence[int]) -> int:

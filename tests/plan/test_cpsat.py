@@ -56,7 +56,7 @@ def _dwell_ok(problem: HandoverProblem, a: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("seed", "encoding"), [*((s, "groups") for s in range(6)), *((s, "pairs") for s in range(3))]
+    ("seed", "encoding"), [*((s, "auto") for s in range(6)), *((s, "pairs") for s in range(3))]
 )
 def test_cpsat_equals_dp_when_constraints_are_slack(seed: int, encoding: str) -> None:
     cor, m = _instance(seed, 120)

@@ -75,7 +75,9 @@ def test_run_compression_is_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)
     cor = syn.corridor(int(rng.integers(50, 400)))
     m = syn.matrix(cor, rng, shared_runs=True, run_lo=1, run_hi=int(rng.integers(3, 20)))
-    p = HandoverProblem.build(cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)))
+    p = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)), objective=syn.CHEAP_SWITCHES
+    )
     merged, single = compress(p), single_units(p)
     assert p.triangle_ok and len(merged) < len(single)
     weights = Weights.of(1.0, rng.uniform(0, 1e-2, 3), rng.uniform(0, 0.2, 3))
@@ -108,9 +110,14 @@ def test_no_handover_closer_than_min_dwell(dwell_s: float, dwell_m: float) -> No
     rng = np.random.default_rng(11)
     cor = syn.corridor(2000, speed_mps=rng.choice([14.0, 25.0, 33.0], size=2000))
     m = syn.matrix(cor, rng, run_lo=1, run_hi=6)
-    free = HandoverProblem.build(cor, m, syn.CATALOGUE)
+    cheap = syn.CHEAP_SWITCHES  # switches cheap enough that the free plan ping-pongs
+    free = HandoverProblem.build(cor, m, syn.CATALOGUE, objective=cheap)
     p = HandoverProblem.build(
-        cor, m, syn.CATALOGUE, constraints=Constraints(min_dwell_s=dwell_s, min_dwell_m=dwell_m)
+        cor,
+        m,
+        syn.CATALOGUE,
+        objective=cheap,
+        constraints=Constraints(min_dwell_s=dwell_s, min_dwell_m=dwell_m),
     )
     a = solve_dp(p).assignment[0]
     # direct recount: consecutive switches are far enough apart unless the network had to go
@@ -260,7 +267,13 @@ def test_the_arrival_binds_on_some_of_these_routes() -> None:
     for seed in range(4000, 4080):
         rng = np.random.default_rng(seed)
         cor, m = syn.random_instance(rng, int(rng.integers(2, 7)), int(rng.integers(2, 4)))
-        p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=Constraints(min_dwell_s=8.0))
+        p = HandoverProblem.build(
+            cor,
+            m,
+            syn.CATALOGUE,
+            objective=syn.CHEAP_SWITCHES,
+            constraints=Constraints(min_dwell_s=8.0),
+        )
         units = dataclasses.replace(single_units(p), end_s=np.inf, end_m=np.inf)
         loose = viterbi_dwell(units, p.switch_cost, 8.0, 0.0).assignment[0]
         if _switches_near_the_end(p, loose):

@@ -201,8 +201,12 @@ def test_plan_files_carry_unknown_per_network(cork: CommMap, tmp_path: Path) -> 
     assert not any(unknown["ie-mno1-3g"])  # modelled: always known
     collection = json.loads(write_plan(blind, tmp_path / "plan.geojson").read_text())
     stretches = [f for f in collection["features"] if f["properties"]["feature"] == "stretch"]
-    shares = [f["properties"]["unknown_share"]["ie-b-lte"] for f in stretches]
-    assert shares[0] == 0.0 and shares[-1] == 1.0
+    flags = np.asarray(unknown["ie-b-lte"], dtype=float)
+    for f in stretches:  # each stretch reports the share of its segments that are unknown
+        props = f["properties"]
+        own = flags[props["start_segment"] : props["end_segment"] + 1]
+        assert props["unknown_share"]["ie-b-lte"] == pytest.approx(own.mean())
+    assert stretches[-1]["properties"]["unknown_share"]["ie-b-lte"] == 1.0
     # a plan read back for the viewer and plots keeps the flags
     from commap.out.timeline import read_plan
 

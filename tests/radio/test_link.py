@@ -214,7 +214,9 @@ def test_handover_into_a_weak_network_costs_more() -> None:
     assert p.point_outage[0, 0] > p.point_outage[1, 0]
     assert p.entry_cost[0, 0] > p.entry_cost[1, 0] > 0
     gain = p.link.target_outage_failure_gain
-    assert p.entry_cost[0, 0] == pytest.approx(gain * p.point_outage[0, 0])
+    # a failed switch costs the objective's seconds per drop
+    drop_s = p.objective.drops
+    assert p.entry_cost[0, 0] == pytest.approx(drop_s * gain * p.point_outage[0, 0])
 
 
 def test_a_predicted_outage_is_believed_over_the_signal_model() -> None:

@@ -469,10 +469,31 @@ def test_python_client_returns_the_library_plan(
     assert remote.summary() == {**local.summary(), "length_m": remote.summary()["length_m"]}
     assert remote.summary()["length_m"] == pytest.approx(local.summary()["length_m"])
     assert remote.route.name == local.route.name and remote.choice is None
+    # the reply names the orbital element epoch of every satellite network it planned with
+    assert local.plan.element_epochs and remote.plan.element_epochs.keys() == (
+        local.plan.element_epochs.keys()
+    )
+    for nid, epoch_s in local.plan.element_epochs.items():
+        assert remote.plan.element_epochs[nid] == pytest.approx(epoch_s, abs=1e-6)
     np.testing.assert_allclose(remote.route.lon, local.route.lon)
     assert (
         remote.route.in_tunnel.any() and remote.route.speed_mps.shape == local.route.speed_mps.shape
     )
+
+
+def test_python_client_asks_for_stale_elements_only_when_told(grpc_server: ServerProcess) -> None:
+    from commap.errors import InvalidInputError
+    from server.client import plan_remote
+
+    late = T0 + 60 * 86400.0  # two months after the map's orbital elements
+    request = PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=late)
+    with pytest.raises(InvalidInputError, match="stale"):
+        plan_remote(grpc_server.target, "andorra", request, timeout_s=120)
+    told = PlanRequest(
+        origin=ORIGIN, destination=DESTINATION, departure_s=late, allow_stale_elements=True
+    )
+    plan = plan_remote(grpc_server.target, "andorra", told, timeout_s=120).plan
+    assert plan.departure_s == late and plan.element_epochs
 
 
 def test_python_client_alternatives_table(grpc_server: ServerProcess, andorra: CommMap) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -96,6 +97,10 @@ def test_run_metrics_on_a_hand_made_drive() -> None:
     assert (row["ping_pong_1s"], row["ping_pong_2s"], row["ping_pong_5s"]) == (1, 1, 1)
     assert row["outage_s"] == pytest.approx(2.55)
     assert row["longest_outage_s"] == pytest.approx(2.0)
+    # gaps of 0.05, 2 and 0.5 s: the application notices those as long as its tolerance
+    assert row["loss_events"] == 1  # tolerates 1 s
+    strict = dataclasses.replace(APP, tolerated_gap_s=0.1)
+    assert run_metrics(log, truth, NETS, app=strict)["loss_events"] == 2
     # on the satellite from step 320 with 5 steps out: 67.5 s at 1 MB/s
     assert row["satellite_mb"] == pytest.approx(67.5)
     assert row["time_s_b"] == pytest.approx(0.75)
@@ -149,6 +154,7 @@ def runs_table() -> pd.DataFrame:
                         "avoidable_drops": drops,
                         "unavoidable_drops": 0,
                         "handovers": 10,
+                        "loss_events": drops,
                         "handovers_inter_operator": 10,
                         "ping_pong_1s": 1,
                         "ping_pong_2s": 2,
@@ -175,6 +181,10 @@ def test_aggregate_rates_intervals_and_paired_comparison() -> None:
     assert a3["ping_pong_ratio_5s"] == pytest.approx(0.3)
     assert a3["longest_outage_s"] == pytest.approx(12.0)  # max over routes, mean over seeds
     assert a3["satellite_mb"] == pytest.approx(2.0)
+    # service loss: 2 x 30 s without service per hour, in as many gaps as drops
+    assert a3["service_loss_s_per_hour"] == pytest.approx(60.0)
+    assert a3["loss_events_per_hour"] == pytest.approx(16.0)
+    assert a3["switches_per_hour"] == a3["handovers_per_hour"]
     assert a3["avoidable_drops_per_hour_ci95"] == pytest.approx(
         ci95_halfwidth(2.0 * (6 + np.arange(5)))
     )

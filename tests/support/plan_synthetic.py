@@ -17,6 +17,7 @@ from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import HandoverProblem
+from commap.radio.link import Objective
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
@@ -64,6 +65,12 @@ NETWORKS = (
         min_elevation_deg=10.0,
     ),
 )
+# Switches priced as they were when a drop outweighed every second of interruption: the switch
+# costs then satisfy the triangle inequality (run compression is exact) and plans switch often
+# (the dwell rules bind). Tests of solver mechanics use it; the default objective prices a
+# re-registration at its seconds, which a detour over a satellite can undercut.
+CHEAP_SWITCHES = Objective(interruption_s=0.001)
+
 CATALOGUE = NetworkCatalogue(NETWORKS)
 
 
