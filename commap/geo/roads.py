@@ -517,12 +517,25 @@ def write_road_graph(graph: nx.MultiDiGraph, directory: str | os.PathLike[str]) 
     _write_parquet_atomic(edges, directory / EDGES_FILE, meta)
 
 
-def _read_frame(path: Path, required: Iterable[str]) -> tuple[gpd.GeoDataFrame, dict[str, Any]]:
+def _read_frame(path: Path, required: Iterable[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A road table, its geometry (WKB, as geopandas writes it) decoded to shapely objects.
+
+    Read with pyarrow and shapely directly: geopandas would also parse the table's CRS, which
+    costs more than the rest of the read (the graph keeps its CRS in its own attributes).
+    """
     try:
-        frame = gpd.read_parquet(path)
-        raw = pq.read_schema(path).metadata or {}
-        attrs = json.loads(raw.get(_GRAPH_META_KEY, b"{}"))
-    except (OSError, ValueError) as exc:  # pyarrow errors derive from these
+        table = pq.read_table(path)
+        attrs = json.loads((table.schema.metadata or {}).get(_GRAPH_META_KEY, b"{}"))
+        has_geometry = "geometry" in table.column_names
+        frame = table.drop_columns(["geometry"]).to_pandas() if has_geometry else table.to_pandas()
+        if has_geometry:
+            wkb = table.column("geometry").to_numpy(zero_copy_only=False)
+            frame["geometry"] = shapely.from_wkb(wkb)
+    except (
+        OSError,
+        ValueError,
+        shapely.errors.GEOSException,
+    ) as exc:  # pyarrow: OSError/ValueError
         raise InvalidInputError(f"{path}: unreadable road table ({exc})", field=str(path)) from None
     missing = [c for c in required if c not in frame.columns]
     if missing:
@@ -550,7 +563,7 @@ def read_road_graph(directory: str | os.PathLike[str]) -> nx.MultiDiGraph:
         )
     )
     columns = [c for c in edges.columns if c not in ("u", "v", "key")]
-    values = {c: edges[c].tolist() if c != "geometry" else list(edges.geometry) for c in columns}
+    values = {c: edges[c].tolist() for c in columns}
     for i, (u, v, k) in enumerate(
         zip(edges["u"].tolist(), edges["v"].tolist(), edges["key"].tolist(), strict=True)
     ):

@@ -699,6 +699,7 @@ class _CpModel:
         handovers: list[int] = []
         xs = x.tolist()
         for g, members in enumerate(groups.members):
+            check_stop("building the CP-SAT model")
             for u in range(1, n_units):
                 now = [xs[u][k] for k in members if xs[u][k] >= 0]
                 if not now:
@@ -733,6 +734,8 @@ class _CpModel:
         handovers: list[int] = []
         xs = x.tolist()
         for u in range(1, x.shape[0]):
+            if u % 64 == 0:  # building N^2 literals per boundary takes seconds on long routes
+                check_stop("building the CP-SAT model")
             leaving: list[list[int]] = [[] for _ in range(x.shape[1])]
             entering: list[list[int]] = [[] for _ in range(x.shape[1])]
             for a, va in enumerate(xs[u - 1]):

@@ -21,14 +21,18 @@ the least satellite data, ``(0, 0, 1)`` the fewest handovers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import linprog
 
-from commap.arrays import FloatArray, IntArray
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.plan.cancel import check_stop
 from commap.plan.problem import (
@@ -57,7 +61,7 @@ log = logging.getLogger(__name__)
 
 _INF = np.inf
 # units between two checks of the request's stop flag (commap.plan.cancel): ~1 ms of work
-STOP_CHECK_UNITS = 256
+STOP_CHECK_STEPS = 16  # blocked steps between stop checks (each advances every block)
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.
 _CUBE_ELEMENTS = 24_000_000
 
@@ -125,15 +129,6 @@ def single_units(problem: HandoverProblem) -> Units:
     'single_units'
     """
     return compress(problem, max_run=1)
-
-
-def _switch_batch(switch_cost: FloatArray, w: Weights) -> FloatArray:
-    """``(L, N_to, N_from)`` switch costs, +inf on the diagonal (staying is handled apart)."""
-    n = switch_cost.shape[0]
-    off = 1.0 - np.eye(n)
-    s = w.alpha[:, None, None] * switch_cost.T[None] + w.gamma[:, None, None] * off[None]
-    s[:, np.arange(n), np.arange(n)] = _INF
-    return s
 
 
 def _node_cube(units: Units, w: Weights) -> FloatArray:
@@ -206,38 +201,271 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     if n_units == 0:
         return _empty(n_w)
     cube = _node_cube(units, w)
-    mask = _mask(units)
-    # step[u, l, to, from]: cost of reaching `to` at unit u from `from` at u-1, node cost
-    # included; the diagonal is staying.
-    step = _switch_batch(switch_cost, w)[None] + (
-        w.alpha[None, :, None, None] * units.entry_cost[:, None, :, None]
-    )
+    stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
+    blocks = _Blocks.plan(n_units - 1, n_w)
+    # steps[row, from, to, lane]: cost of reaching `to` from `from` at that step (unit m + 1),
+    # node cost included; the diagonal is staying. Padding steps: staying is free, nothing else.
+    stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
+    entries = blocks.split(units.entry_cost[1:, :, None] * w.alpha, _INF)
+    switch = _switch_table(switch_cost, w)
+    switch_lanes = np.broadcast_to(
+        switch[:, :, None, :], (n_net, n_net, blocks.n_blocks, n_w)
+    ).reshape(n_net, n_net, blocks.lanes)
+    steps = switch_lanes[None] + (entries + stays)[:, None, :, :]
     diag = np.arange(n_net)
-    step[:, :, diag, diag] = 0.0
-    step += (cube + mask[:, None, :])[:, :, :, None]
-    reached = np.empty_like(step)
-    value = cube[0] + mask[0]
-    add, smallest = np.add, np.minimum.reduce
-    for u in range(1, n_units):  # the hot loop: two numpy calls per unit
-        if u % STOP_CHECK_UNITS == 0:
-            check_stop("the DP")
-        add(value[:, None, :], step[u], out=reached[u])
-        smallest(reached[u], axis=2, out=value)
-    back = np.ascontiguousarray(reached.argmin(axis=3).transpose(1, 0, 2))  # [l, u, to] -> from
-    ends = value.argmin(axis=1)
-    out = np.stack([_backtrack(back[k], int(ends[k])) for k in range(n_w)])
+    steps[:, diag, diag, :] = stays
+    state = blocks.first_state(stay[0])
+    if blocks.warm == 0:
+        state = blocks.settle_start(state)
+    reached = np.empty((blocks.rows, n_net, n_net, blocks.lanes))
+    add, smallest, warm = np.add, np.minimum.reduce, blocks.warm
+
+    def run(steps: FloatArray, reached: FloatArray, value: FloatArray, first: int) -> FloatArray:
+        for k in range(first, blocks.rows):  # the hot loop: two numpy calls per step
+            if (k - first) % STOP_CHECK_STEPS == 0:
+                check_stop("the DP")
+            add(value[:, None, :], steps[k], out=reached[k])
+            value = smallest(reached[k], axis=0)
+            if k == warm - 1:
+                value = blocks.settle_start(value)
+        return value
+
+    redo = blocks.next_round(run(steps, reached, state, 0))
+    while redo.size:  # lanes that started off: again, from the end of the block before
+        lane = blocks.lanes_to_run(redo)
+        again = reached[..., lane]
+        end = run(steps[..., lane], again, blocks.start[:, lane], warm)
+        if isinstance(lane, np.ndarray):  # a gathered copy: put the results back
+            reached[..., lane] = again
+        redo = blocks.next_round(end, lane)
+    back = blocks.join(reached[blocks.warm :].argmin(axis=1))  # [m, to, l] -> from
+    total, ends = blocks.total()
+    out = np.stack([_backtrack(back[:, :, k], int(ends[k])) for k in range(n_w)])
     expanded = np.stack([units.expand(row) for row in out])
-    return DPResult(expanded, value[np.arange(n_w), ends], out)
+    return DPResult(expanded, total, out)
+
+
+def _switch_table(switch_cost: FloatArray, w: Weights) -> FloatArray:
+    """``(N_from, N_to, L)`` weighted switch costs, +inf on the diagonal (staying is apart)."""
+    n = switch_cost.shape[0]
+    off = 1.0 - np.eye(n)
+    s = switch_cost[:, :, None] * w.alpha + off[:, :, None] * w.gamma
+    s[np.arange(n), np.arange(n), :] = _INF
+    return s
+
+
+def _identity_step(n_net: int) -> FloatArray:
+    """A padding step: staying costs nothing, switching is impossible."""
+    step = np.full((n_net, n_net, 1), _INF)
+    step[np.arange(n_net), np.arange(n_net), 0] = 0.0
+    return step
+
+
+class _Blocks:
+    """The DP's steps cut into blocks that run side by side, each block a numpy lane.
+
+    A forward DP is sequential in its steps, and numpy pays per call; so the ``M`` steps are
+    cut into ``B`` blocks of ``K`` steps and one numpy call advances every block by a step
+    (lane ``b * L + l``: block ``b``, weighting ``l``). A block needs the state at its start,
+    the end state of the block before. In min-plus algebra a state matters only up to a
+    constant (values are its entries plus path costs), and a DP forgets where it started
+    within a few dozen steps, once every state's best path passes through one state. So:
+
+    1. the first round starts each block ``W`` steps early (its *warm-up*, the last steps of
+       the block before) from all-zero values: by the block's own first step its state is,
+       up to a constant, the true one;
+    2. every start (less its least value, the ``shift``) is checked against the end of the
+       block before (also less its least value); the blocks where one differs by more than
+       ``tol`` run again from the ends before them, and so on. Block 0 starts from the
+       first unit, so the first block that runs again has an exact start: every round
+       settles at least one more block, and the result is exact in every case.
+
+    A start that differs from the truth by at most ``tol`` changes any plan's cost by at
+    most ``tol`` at each block border: the plan found is within ``2 B tol`` of the optimum,
+    and ``tol = 1e-11 / B``. The plan's value is the sum of the shifts and the last block's
+    least end value.
+    """
+
+    def __init__(self, n_steps: int, n_w: int, per_block: int, warm: int) -> None:
+        self.n_steps, self.n_w, self.per_block, self.warm = n_steps, n_w, per_block, warm
+        self.n_blocks = max(1, -(-n_steps // per_block))
+        self.rows = warm + per_block
+        self.lanes = self.n_blocks * n_w
+        self.tol = 1e-11 / self.n_blocks
+        self.shift = np.zeros(self.lanes)
+        self.start = np.empty((0, self.lanes))
+        self.end = np.empty((0, self.lanes))
+        # the dwell DP's pending values ``(D, N, lanes)`` cross block borders with the state
+        self.start_extra: FloatArray | None = None
+        self.end_extra: FloatArray | None = None
+
+    @classmethod
+    def plan(cls, n_steps: int, n_w: int, min_len: int = 1) -> _Blocks:
+        """About ``sqrt(M)`` steps per block (at least ``min_len``), warm-ups of half a
+        block.
+
+        Examples
+        --------
+        >>> b = _Blocks.plan(2789, 1)
+        >>> b.per_block, b.n_blocks, b.warm
+        (53, 53, 27)
+        >>> b = _Blocks.plan(5, 2)
+        >>> b.per_block, b.n_blocks, b.warm, b.lanes
+        (5, 1, 0, 2)
+        """
+        per_block = max(min_len, _MIN_BLOCK, int(np.ceil(np.sqrt(n_steps))))
+        per_block = max(1, min(per_block, max(n_steps, min_len)))
+        n_blocks = max(1, -(-n_steps // per_block))
+        warm = 0 if n_blocks == 1 else -(-per_block // 2)
+        return cls(n_steps, n_w, per_block, warm)
+
+    def split(self, x: NDArray[Any], fill: Any) -> NDArray[Any]:
+        """``(M, *inner, L)`` in step order -> ``(W + K, *inner, B * L)``.
+
+        Row ``W + k`` of block ``b`` is step ``b * K + k``; rows ``0 .. W - 1`` repeat the
+        block before's last steps (the warm-up). Padding (before step 0, after step M - 1)
+        holds ``fill``, broadcast to ``(*inner, L)``.
+        """
+        inner, n_w = x.shape[1:-1], x.shape[-1]
+        k, w, b = self.per_block, self.warm, self.n_blocks
+        padded = np.empty((w + b * k, *inner, n_w), dtype=x.dtype)
+        padded[:w] = fill
+        padded[w : w + self.n_steps] = x
+        padded[w + self.n_steps :] = fill
+        index = np.arange(b)[:, None] * k + np.arange(self.rows)[None, :]
+        order = (1, *range(2, 2 + len(inner)), 0, 2 + len(inner))
+        return np.ascontiguousarray(padded[index].transpose(order)).reshape(
+            self.rows, *inner, b * n_w
+        )
+
+    def join(self, y: NDArray[Any]) -> NDArray[Any]:
+        """Inverse of :meth:`split` without the warm-up rows: ``(K, *inner, B * L)`` ->
+        ``(M, *inner, L)``."""
+        inner = y.shape[1:-1]
+        split = y.reshape(self.per_block, *inner, self.n_blocks, self.n_w)
+        k = len(inner)
+        order = (1 + k, 0, *range(1, 1 + k), 2 + k)
+        return split.transpose(order).reshape(-1, *inner, self.n_w)[: self.n_steps]
+
+    def step_at(self, m: int, lane: int) -> tuple[int, int]:
+        """``(row, lane)`` of step ``m`` of weighting ``lane`` in the split tables."""
+        return self.warm + m % self.per_block, (m // self.per_block) * self.n_w + lane
+
+    def places(self, step: IntArray) -> list[tuple[IntArray, IntArray, BoolArray]]:
+        """``(row, block, which)`` of steps in the split tables: every step's own place, and
+        the warm-up copies in the next block of those (``which``) that have one."""
+        at, block = step % self.per_block, step // self.per_block
+        back = at - (self.per_block - self.warm)
+        copy = (back >= 0) & (block + 1 < self.n_blocks)
+        return [
+            (self.warm + at, block, np.ones(step.shape, bool)),
+            (back[copy], block[copy] + 1, copy),
+        ]
+
+    def first_state(self, state0: FloatArray) -> FloatArray:
+        """``(N, lanes)`` state before the first row: block 0 from the first unit, every other
+        block from zeros (its warm-up does the rest)."""
+        state = np.zeros((state0.shape[0], self.lanes))
+        state[:, : self.n_w] = state0
+        return state
+
+    def settle_start(self, state: FloatArray, extra: FloatArray | None = None) -> FloatArray:
+        """Round 1, end of the warm-ups: normalise every block's state (block 0's constant
+        goes into its shift) and keep it as the block's start; ``extra`` is normalised in
+        place and kept too."""
+        least = _least(state)
+        state = state - least
+        self.shift[: self.n_w] = least[: self.n_w]
+        self.start = state.copy()
+        if extra is not None:
+            extra -= least
+            self.start_extra = extra.copy()
+            self.end_extra = np.full_like(extra, _INF)
+        self.end = np.empty_like(state)
+        return state
+
+    def next_round(
+        self,
+        end: FloatArray,
+        lanes: IntArray | slice | None = None,
+        extra_end: FloatArray | None = None,
+    ) -> IntArray:
+        """Record the end states of ``lanes`` (default all); give every lane whose start is
+        off the end of the block before that end as its start, and return those lanes (to run
+        again; empty when every start holds)."""
+        n_w = self.n_w
+        at = slice(None) if lanes is None else lanes
+        self.end[:, at] = end
+        if self.end_extra is not None and extra_end is not None:
+            self.end_extra[:, :, at] = extra_end
+        if self.lanes == n_w:
+            return np.zeros(0, dtype=np.int64)
+        prev = self.end[:, :-n_w]
+        least = _least(prev)
+        proposal = prev - least
+        self.shift[n_w:] = least
+        off = _differs(proposal, self.start[:, n_w:], self.tol).any(axis=0)
+        extra = None
+        if self.start_extra is not None and self.end_extra is not None:
+            extra = self.end_extra[:, :, :-n_w] - least
+            off |= _differs(extra, self.start_extra[:, :, n_w:], self.tol).any(axis=(0, 1))
+        redo = np.flatnonzero(off) + n_w
+        self.start[:, redo] = proposal[:, redo - n_w]
+        if extra is not None and self.start_extra is not None:
+            self.start_extra[:, :, redo] = extra[:, :, redo - n_w]
+        return redo
+
+    def lanes_to_run(self, redo: IntArray) -> IntArray | slice:
+        """The lanes a round runs: ``redo`` gathered when they are few, else every lane from
+        the first of them on (views of the tables, no copies)."""
+        if redo.size * 4 > self.lanes:
+            return slice(int(redo[0]), None)
+        return redo
+
+    def offsets(self) -> FloatArray:
+        """``(lanes,)``: what turns each block's values into values from the route's start."""
+        return np.cumsum(self.shift.reshape(self.n_blocks, self.n_w), axis=0).ravel()
+
+    def total(self) -> tuple[FloatArray, IntArray]:
+        """The optimal value of each weighting and its best last state."""
+        last = self.end[:, -self.n_w :]
+        ends = last.argmin(axis=0)
+        value = self.shift.reshape(self.n_blocks, self.n_w).sum(axis=0)
+        return value + last[ends, np.arange(self.n_w)], ends
+
+
+_MIN_BLOCK = 16
+
+
+def _least(state: FloatArray) -> FloatArray:
+    """Least value per lane over the first axis (0 where every value is infinite)."""
+    least = state.min(axis=0)
+    return np.where(np.isfinite(least), least, 0.0)
+
+
+def _differs(a: FloatArray, b: FloatArray, tol: float) -> BoolArray:
+    """Where ``a`` and ``b`` differ by more than ``tol`` (equal infinities agree)."""
+    with np.errstate(invalid="ignore"):
+        return ~((a == b) | (np.abs(a - b) <= tol))
 
 
 def _backtrack(back: IntArray, end: int) -> IntArray:
-    rows = back.tolist()
-    out = [0] * len(rows)
-    state = end
-    for u in range(len(rows) - 1, -1, -1):
-        out[u] = state
-        state = rows[u][state]
-    return np.asarray(out, dtype=np.int64)
+    """Walk the back pointers ``back[m, to]`` (``from`` at unit ``m`` for ``to`` at ``m + 1``)
+    from ``end`` at the last unit, one jump per switch."""
+    n_steps, n_net = back.shape
+    steps = np.arange(n_steps)[:, None]
+    switched = np.where(back != np.arange(n_net)[None, :], steps, -1)
+    last = np.maximum.accumulate(switched, axis=0) if n_steps else switched
+    out = np.empty(n_steps + 1, dtype=np.int64)
+    state, m = end, n_steps - 1
+    while m >= 0:
+        j = int(last[m, state])
+        out[j + 1 : m + 2] = state
+        if j < 0:
+            return out
+        state, m = int(back[j, state]), j - 1
+    out[0] = state
+    return out
 
 
 def viterbi_dwell(
@@ -285,82 +513,174 @@ def viterbi_dwell(
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
     cube = _node_cube(units, w)
-    mask = _mask(units)
+    stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
     prefix = np.zeros((n_units + 1, n_w, n_net))
     np.cumsum(cube, axis=0, out=prefix[1:])
-    # block[u, l, n]: cost of the dwell block entered at u (the entry unit's mask is in `enter`)
+    # block[u, l, n]: cost of the dwell block entered at u (the entry unit's mask is apart)
     block = np.take_along_axis(prefix, (land + 1)[:, None, :], axis=0) - prefix[:-1]
-    enter = _switch_batch(switch_cost, w)[None] + (
-        w.alpha[None, :, None, None] * units.entry_cost[:, None, :, None] + mask[:, None, :, None]
-    )
-    at_end = end_switch_ok(
-        units.t_s,
-        units.distance_m,
-        (units.end_s, units.end_m),
-        units.allowed,
-        min_dwell_s,
-        min_dwell_m,
-    )
-    enter += np.where(at_end, 0.0, _INF)[:, None, :, :]
-    stay_cost = cube + mask[:, None, :]
-    lanes = np.arange(n_w * n_net)
-    land_lane = np.tile(land, (1, n_w))  # (U, L*N): lane = l * N + n
-    pend = np.full((n_units, n_w * n_net), _INF)
-    booked = np.empty((n_units, n_w, n_net))  # value of the block entered at u
-    booked[0] = _INF  # no switch into the first unit
-    entering = np.empty_like(enter)
-    stayed = np.empty((n_units, n_w, n_net))
-    free = stay_cost[0].copy()
-    stayed[0] = free
+    column = block.transpose(0, 2, 1) + (
+        units.entry_cost[:, :, None] * w.alpha + _mask(units)[:, :, None]
+    )  # (U, N_to, L): what entering `to` at u costs besides the switch itself
+    n_steps = n_units - 1
+    offset = land[1:] - np.arange(1, n_units)[:, None]  # dwell block length - 1, per step
+    reach = int(offset.max(initial=0))
+    blocks = _Blocks.plan(n_steps, n_w, min_len=reach + 1)
+    rows, lanes, warm = blocks.rows, blocks.lanes, blocks.warm
+    n_blocks = blocks.n_blocks
+    # switching from -> to costs the switch, then (column) the entry and the dwell block
+    switch = _switch_table(switch_cost, w)  # (F, T, L)
+    switch_lanes = np.ascontiguousarray(
+        np.broadcast_to(switch[:, :, None, :], (n_net, n_net, n_blocks, n_w))
+    ).reshape(n_net, n_net, lanes)
+    columns = blocks.split(column[1:], _INF)  # (rows, N_to, lanes)
+    stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
+    # near the arrival some switches are banned: +inf added at those rows
+    ban_step, ban_to, ban_from = _arrival_bans(units, min_dwell_s, min_dwell_m)
+    bans: dict[int, FloatArray] = {}
+    for rows_at, block, which in blocks.places(ban_step):
+        for row, b, t, f in zip(rows_at, block, ban_to[which], ban_from[which], strict=True):
+            ban = bans.setdefault(int(row), np.zeros((n_net, n_net, lanes)))
+            ban[f, t, b * n_w : (b + 1) * n_w] = _INF
+    # the pending table's row where each step's booking lands (row + offset)
+    lands = np.arange(rows)[:, None, None] + blocks.split(offset[:, :, None], 0).repeat(n_w, 2)
+    pend = np.full((rows + reach, n_net, lanes), _INF)
+    booked = np.empty((rows, n_net, lanes))
+    stayed = np.empty((rows, n_net, lanes))
     add, smallest, minimum = np.add, np.minimum.reduce, np.minimum
-    for u in range(1, n_units):
-        if u % STOP_CHECK_UNITS == 0:
-            check_stop("the DP")
-        add(free[:, None, :], enter[u], out=entering[u])
-        smallest(entering[u], axis=2, out=booked[u])
-        booked[u] += block[u]
-        to = land_lane[u]
-        pend[to, lanes] = minimum(pend[to, lanes], booked[u].ravel())
-        add(free, stay_cost[u], out=stayed[u])
-        minimum(pend[u].reshape(n_w, n_net), stayed[u], out=free)
-    ends = free.argmin(axis=1)
-    pend3 = pend.reshape(n_units, n_w, n_net)
+
+    def run(lane: IntArray | slice, pend: FloatArray, free: FloatArray, first: int) -> FloatArray:
+        """Rows ``first ..`` of the lanes ``lane``; ``pend`` (contiguous) holds just those."""
+        width = pend.shape[-1]
+        target = (lands[..., lane] * n_net + np.arange(n_net)[None, :, None]) * width
+        target += np.arange(width)
+        flat = pend.reshape(-1)
+        switch_l, columns_l, stays_l = switch_lanes[..., lane], columns[..., lane], stays[..., lane]
+        booked_l, stayed_l = booked[..., lane], stayed[..., lane]
+        entering = np.empty((n_net, n_net, width))
+        for k in range(first, rows):  # the hot loop: eight numpy calls per step
+            if (k - first) % STOP_CHECK_STEPS == 0:
+                check_stop("the DP")
+            add(free[:, None, :], switch_l, out=entering)
+            if k in bans:
+                add(entering, bans[k][..., lane], out=entering)
+            smallest(entering, axis=0, out=booked_l[k])
+            add(booked_l[k], columns_l[k], out=booked_l[k])
+            into = target[k]
+            flat[into] = minimum(flat[into], booked_l[k])
+            add(free, stays_l[k], out=stayed_l[k])
+            free = minimum(pend[k], stayed_l[k])
+            if k == warm - 1:
+                free = blocks.settle_start(free, pend[warm : warm + reach])
+        if isinstance(lane, np.ndarray):  # a gathered copy: put the results back
+            booked[..., lane], stayed[..., lane] = booked_l, stayed_l
+        return free
+
+    free = blocks.first_state(stay[0])
+    if warm == 0:
+        free = blocks.settle_start(free, pend[:reach])
+    redo = blocks.next_round(run(slice(None), pend, free, 0), None, pend[rows:])
+    while redo.size:  # lanes that started off: again, from the end of the block before
+        assert blocks.start_extra is not None
+        lane = blocks.lanes_to_run(redo)
+        again = np.full((rows + reach, n_net, blocks.start[:, lane].shape[-1]), _INF)
+        again[warm : warm + reach] = blocks.start_extra[..., lane]
+        end = run(lane, again, blocks.start[:, lane], warm)
+        pend[warm:, :, lane] = again[warm:]
+        redo = blocks.next_round(end, lane, again[rows:])
+    total, ends = blocks.total()
+    unit_pend = blocks.join(pend[warm:rows])  # (M, N, L)
+    unit_stayed = blocks.join(stayed[warm:])
+    unit_booked = blocks.join(booked[warm:] + blocks.offsets())  # entries of two blocks meet
+    banned = {int(m): (ban_to[ban_step == m], ban_from[ban_step == m]) for m in set(ban_step)}
+
+    def before(m: int, n: int, lane: int) -> int:
+        """The network before a switch into ``n`` at step ``m`` (unit ``m + 1``)."""
+        if m == 0:
+            free = stay[0, :, lane]
+        else:
+            free = np.minimum(unit_pend[m - 1, :, lane], unit_stayed[m - 1, :, lane])
+        cost = free + switch[:, n, lane]
+        if m in banned:
+            to, frm = banned[m]
+            cost[frm[to == n]] = _INF
+        return int(cost.argmin())
+
     out = np.stack(
         [
             _backtrack_dwell(
-                pend3[:, k], stayed[:, k], booked[:, k], entering[:, k], land, int(ends[k])
+                unit_pend[:, :, k],
+                unit_stayed[:, :, k],
+                unit_booked[:, :, k],
+                functools.partial(before, lane=k),
+                land[1:],
+                int(ends[k]),
             )
             for k in range(n_w)
         ]
     )
     expanded = np.stack([units.expand(row) for row in out])
-    return DPResult(expanded, free[np.arange(n_w), ends], out)
+    return DPResult(expanded, total, out)
+
+
+def _arrival_bans(
+    units: Units, min_dwell_s: float, min_dwell_m: float
+) -> tuple[IntArray, IntArray, IntArray]:
+    """``(step, to, from)`` of the switches the arrival forbids (steps count from unit 1).
+
+    The rule binds only near the end: it is evaluated from a unit at or before the first one
+    whose dwell would end after the arrival (start times and distances only grow).
+    """
+    eps = 1e-6  # wider than the rule's own tolerance: one unit early is only slower
+    by_time = np.searchsorted(units.t_s, units.end_s - min_dwell_s - eps, side="left")
+    by_dist = np.searchsorted(units.distance_m, units.end_m - min_dwell_m - eps, side="left")
+    tail = max(0, int(min(by_time, by_dist)) - 1)
+    ok = end_switch_ok(
+        units.t_s[tail:],
+        units.distance_m[tail:],
+        (units.end_s, units.end_m),
+        units.allowed[tail:],
+        min_dwell_s,
+        min_dwell_m,
+    )
+    unit, to, frm = np.nonzero(~ok)
+    step = unit + tail - 1
+    keep = step >= 0
+    return step[keep], to[keep], frm[keep]
 
 
 def _backtrack_dwell(
     pend: FloatArray,
     stayed: FloatArray,
     booked: FloatArray,
-    entering: FloatArray,
+    before: Callable[[int, int], int],
     land: IntArray,
     end: int,
 ) -> IntArray:
-    """Walk back: a state reached by a block came from the entry whose booked value is least
-    among the entries landing there; the network before is that entry's best predecessor."""
-    n_units = pend.shape[0]
-    out = np.empty(n_units, dtype=np.int64)
-    u, n = n_units - 1, end
-    while u >= 0:
-        if pend[u, n] < stayed[u, n]:
-            lo = int(np.searchsorted(land[:, n], u, side="left"))
-            hi = int(np.searchsorted(land[:, n], u, side="right"))
-            start = lo + int(np.argmin(booked[lo:hi, n]))
-            prev = int(np.argmin(entering[start, n]))
-            out[start : u + 1] = n
-            u, n = start - 1, prev
-        else:
-            out[u] = n
-            u -= 1
+    """Walk back over the steps (units ``1 ..``), one jump per switch.
+
+    A state reached by a dwell block came from the entry whose booked value is least among
+    the entries landing there (the first such entry); ``before(m, n)`` is the network before
+    an entry into ``n`` at step ``m``. Arrays are per step ``(M, N)``; ``land`` holds unit
+    indices.
+    """
+    n_steps, n_net = pend.shape
+    out = np.empty(n_steps + 1, dtype=np.int64)
+    net, step = np.nonzero((pend < stayed).T)  # steps reached by a landing block, per network
+    bounds = np.searchsorted(net, np.arange(n_net + 1)).tolist()
+    landing = np.ascontiguousarray((land - 1).T)  # step where each entry's block ends
+    by_net = np.ascontiguousarray(booked.T)
+    m, n = n_steps - 1, end
+    while m >= 0:
+        lo_n, hi_n = bounds[n], bounds[n + 1]
+        i = int(np.searchsorted(step[lo_n:hi_n], m, side="right")) - 1
+        if i < 0:
+            break
+        j = int(step[lo_n + i])
+        lo, hi = np.searchsorted(landing[n], (j, j + 1)).tolist()
+        entry = lo + int(np.argmin(by_net[n, lo:hi]))
+        out[entry + 1 : m + 2] = n
+        m, n = entry - 1, before(entry, n)
+    out[: m + 2] = n
     return out
 
 

@@ -547,10 +547,12 @@ def compress(
         if not problem.triangle_ok:
             log.info("switch costs break the triangle inequality: no run compression")
         return _units(problem, np.arange(n_seg, dtype=np.int64))
-    changed = np.zeros(n_seg - 1, dtype=bool)
-    for arr in (problem.node_cost, problem.entry_cost, problem.sat_mb, problem.allowed):
-        changed |= (arr[1:] != arr[:-1]).any(axis=1)
-    changes = np.flatnonzero(changed) + 1
+    differs = problem.allowed[1:] != problem.allowed[:-1]
+    for arr in (problem.node_cost, problem.entry_cost, problem.sat_mb):
+        differs |= arr[1:] != arr[:-1]
+    # rows that differ anywhere (a matrix product: numpy's any() along short rows is slow)
+    changes = np.flatnonzero(differs.astype(np.float32) @ np.ones(differs.shape[1], np.float32))
+    changes += 1
     run_start = np.concatenate([[0], changes]).astype(np.int64)
     run_stop = np.concatenate([changes, [n_seg]]).astype(np.int64)
     starts = _unit_starts(problem.entry_cost, run_start, run_stop, max_run)
@@ -582,6 +584,7 @@ def _unit_starts(
 
 def _units(problem: HandoverProblem, start: IntArray) -> Units:
     n_seg = problem.shape[0]
+    end_s, end_m = _end_of(problem.corridor)
     stop = np.concatenate([start[1:], [n_seg]]).astype(np.int64)
     if len(start) == n_seg:  # no merging: avoid the reduction
         node, mb, allowed = problem.node_cost, problem.sat_mb, problem.allowed
@@ -598,6 +601,6 @@ def _units(problem: HandoverProblem, start: IntArray) -> Units:
         allowed=np.ascontiguousarray(allowed),
         t_s=np.asarray(problem.corridor.eta_s, dtype=np.float64)[start],
         distance_m=np.asarray(problem.corridor.distance_m, dtype=np.float64)[start],
-        end_s=_end_of(problem.corridor)[0],
-        end_m=_end_of(problem.corridor)[1],
+        end_s=end_s,
+        end_m=end_m,
     )

@@ -41,7 +41,6 @@ Only the visibility count of usable satellites does not fit :class:`commap.radio
 from __future__ import annotations
 
 import functools
-import io
 import logging
 import math
 import shutil
@@ -54,7 +53,6 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
-from skyfield.iokit import parse_tle_file
 
 from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
@@ -135,6 +133,7 @@ def tle_checksum(line: str) -> int:
 
 
 def _check_tle_line(line: str, number: int, lineno: int, source: str) -> None:
+    """Shape of a TLE line (its checksum is checked by :func:`_check_checksums`)."""
     where = f"{source} line {lineno}"
     if len(line) != 69 or not line.startswith(f"{number} "):
         raise InvalidInputError(
@@ -142,10 +141,23 @@ def _check_tle_line(line: str, number: int, lineno: int, source: str) -> None:
             f"got {line[:20]!r}... ({len(line)} characters)",
             field=source,
         )
-    if not line[68].isdigit() or tle_checksum(line) != int(line[68]):
+
+
+def _check_checksums(lines: list[str], linenos: list[int], source: str) -> None:
+    """The checksums of many 69-character TLE lines at once (as :func:`tle_checksum`)."""
+    if not lines:
+        return
+    chars = np.frombuffer("".join(lines).encode("ascii"), dtype=np.uint8).reshape(len(lines), 69)
+    body = chars[:, :68].astype(np.int64)
+    digit = (body >= ord("0")) & (body <= ord("9"))
+    total = np.where(digit, body - ord("0"), 0).sum(axis=1) + (body == ord("-")).sum(axis=1)
+    stated = chars[:, 68].astype(np.int64) - ord("0")
+    bad = np.flatnonzero((stated < 0) | (stated > 9) | (total % 10 != stated))
+    if bad.size:
+        line = lines[int(bad[0])]
         raise InvalidInputError(
-            f"{where}: TLE checksum mismatch (line says {line[68]!r}, computed "
-            f"{tle_checksum(line)})",
+            f"{source} line {linenos[int(bad[0])]}: TLE checksum mismatch (line says "
+            f"{line[68]!r}, computed {tle_checksum(line)})",
             field=source,
         )
 
@@ -154,6 +166,8 @@ def _split_tle(text: str, source: str) -> list[tuple[str, str, str]]:
     """Validated ``(name, line1, line2)`` records of a 2- or 3-line TLE text."""
     lines = [ln.rstrip() for ln in text.splitlines()]
     records: list[tuple[str, str, str]] = []
+    checked: list[str] = []
+    linenos: list[int] = []
     i, name = 0, ""
     while i < len(lines):
         line = lines[i]
@@ -183,7 +197,10 @@ def _split_tle(text: str, source: str) -> list[tuple[str, str, str]]:
                 field=source,
             )
         records.append((name or line[2:7].strip(), line, lines[i + 1]))
+        checked += [line, lines[i + 1]]
+        linenos += [i + 1, i + 2]
         i, name = i + 2, ""
+    _check_checksums(checked, linenos, source)
     return records
 
 
@@ -226,17 +243,28 @@ def read_tle_file(path: str | Path) -> list[EarthSatellite]:
     records = _split_tle(text, str(path))
     if not records:
         raise InvalidInputError(f"{path}: holds no TLE records", field=str(path))
-    normalised = "\n".join(f"{n}\n{a}\n{b}" for n, a, b in records).encode("ascii")
     try:
-        satellites = list(parse_tle_file(io.BytesIO(normalised), _TS))
+        satellites: list[EarthSatellite] = [_TleSatellite(n, a, b) for n, a, b in records]
     except ValueError as exc:  # sgp4 rejects fields it cannot parse
         raise InvalidInputError(f"{path}: bad TLE field ({exc})", field=str(path)) from exc
-    if len(satellites) != len(records):
-        raise InvalidInputError(
-            f"{path}: skyfield parsed {len(satellites)} of {len(records)} element sets",
-            field=str(path),
-        )
     return satellites
+
+
+class _TleSatellite(EarthSatellite):
+    """A skyfield satellite whose ``epoch`` (a skyfield Time, slow to make) is made when first
+    read: the layers need only the SGP4 model, and a constellation has thousands."""
+
+    def __init__(self, name: str, line1: str, line2: str) -> None:  # as skyfield's, lazily
+        name = name.rstrip()
+        self.name = (name[2:] if name.startswith("0 ") else name).strip()  # 3-line format
+        self.model = Satrec.twoline2rv(line1, line2)
+        self._setup(self.model)
+
+    @functools.cached_property
+    def epoch(self) -> Any:
+        """The element set's epoch (skyfield Time), as :class:`skyfield.api.EarthSatellite`."""
+        year = self.model.epochyr + (2000 if self.model.epochyr < 57 else 1900)
+        return _TS.utc(year, 1, self.model.epochdays)
 
 
 # ---------------------------------------------------------------------------------- geometry
