@@ -3,13 +3,16 @@
 Files written by :func:`write_replay_report`:
 
 ``summary.csv``
-    one row per policy (:meth:`commap.sim.multidrive.Replay.summary`): outage seconds and
-    share, switches, switch-interruption seconds, scored seconds.
+    one row per vehicle set-up and policy (:meth:`commap.sim.multidrive.Replay.summary`):
+    ``truth``, ``vehicle``, ``policy``, service-loss seconds, loss events and switches per
+    hour, the longest loss, satellite MB, then the counts (lost seconds, switches,
+    switch-interruption seconds, scored seconds).
 ``summary.md``
     the same as a Markdown table, with the drive's seconds, legs and per-network outage
     seconds, and the share of the drive where the map had no data near (``unknown``).
 ``serving.csv``
-    per scored second: time, position, each network's outage flag and each policy's network.
+    per scored second: time, position, each network's outage flag and, per set-up and policy
+    (column ``vehicle/policy``), its network (``a+b`` for a bonded pair).
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def _write_serving(replay: Replay, path: Path) -> None:
     )
     for j, nid in enumerate(s.network_ids):
         frame[f"outage_{nid}"] = s.outage[:, j].astype(int)
-    for policy, networks in replay.serving.items():
-        frame[policy] = [s.network_ids[i] for i in networks.tolist()]
+    for vehicle, by_policy in replay.serving.items():
+        for policy, choice in by_policy.items():
+            rows = choice.serving if choice.bonded else choice.serving[:, None]
+            frame[f"{vehicle}/{policy}"] = [
+                "+".join(s.network_ids[i] for i in row) for row in rows.tolist()
+            ]
     write_text_atomic(path, frame.to_csv(index=False))
