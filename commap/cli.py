@@ -875,6 +875,14 @@ def replay_command(
             "--tolerance-s", help="Shortest run of lost seconds that counts as a loss event (s)."
         ),
     ] = 1.0,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="Comma-separated order of the networks for the map-free baselines (primary "
+            "first); default: by signal at the start of each leg.",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("replay"),
 ) -> None:
     """Score commap's plan against map-free baselines and the oracle on each vehicle set-up."""
@@ -910,6 +918,7 @@ def replay_command(
             ),
             network_ids=ids,
             vehicles=vehicle or TERRESTRIAL_SETUPS,
+            priority=[n.strip() for n in priority.split(",") if n.strip()] if priority else None,
             tolerance_s=tolerance_s,
             mb_per_s=app_profile(app_class).mb_per_s,
         )

@@ -41,6 +41,21 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         f"{nid} {int(n)} s" for nid, n in zip(s.network_ids, s.outage.sum(axis=0), strict=True)
     )
     unknown = ", ".join(f"{nid} {100 * v:.0f} %" for nid, v in replay.unknown_share.items())
+    versus = replay.versus()
+    bar: list[str] = []
+    if len(versus):
+        bar = [
+            "## Commap against the best map-free baseline on each set-up",
+            "",
+            "| " + " | ".join(versus.columns) + " |",
+            "|" + "---|" * len(versus.columns),
+            *("| " + " | ".join(str(v) for v in r) + " |" for r in versus.itertuples(index=False)),
+            "",
+            "`excess_ratio`: commap's lost seconds in excess of the oracle's over the best "
+            "map-free baseline's (nan: the oracle loses no fewer seconds than that baseline); "
+            "`met`: ratio at most 0.5 with no more switches than the baseline.",
+            "",
+        ]
     lines = [
         f"# {title}",
         "",
@@ -53,6 +68,7 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         rule,
         *rows,
         "",
+        *bar,
     ]
     return "\n".join(lines)
 

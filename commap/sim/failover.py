@@ -1,7 +1,10 @@
 """Map-free network selection on a multi-network drive, and what each choice costs the user.
 
 Every policy here sees only what a vehicle could see at that second (its links' signal and
-outage now, or its health probes' answers, which come late); none looks ahead. Each returns a
+outage now, or its health probes' answers, which come late); none looks ahead. Where a rule
+needs a configured order of networks (the primary SIM or WAN, the standby, the bonded pair) it
+takes ``priority`` (network columns, e.g. the fleet's experience of the operators on earlier
+drives); without one, the order of the networks' signal at the start of each leg. Each returns a
 :class:`Choice`: the serving network of every second (a pair of networks on a bonded set-up)
 and, with two modems, the network the second modem aims to stay registered on (the standby).
 
@@ -18,18 +21,18 @@ and, with two modems, the network the second modem aims to stay registered on (t
     router learns it ``timeout_s`` later; a success is known at once. On one modem only the
     active SIM can be probed: a link declared down hands over to the next SIM in priority
     order, which is then probed, and there is no fail-back (the primary cannot be probed
-    without leaving the active link). With two modems the priority pair (the two best
-    networks by signal at the start of a leg) is probed all the time.
+    without leaving the active link). With two modems the first two networks of the priority
+    are probed all the time.
 ``greedy_hysteresis`` (:func:`greedy_policy`)
     The network with the best signal, changed when another is ``hysteresis_db`` better for
     ``ttt_s`` (3 dB; the A3 time to trigger of 256 ms is below the 1 s grid, so 1 s), or at
     once when the serving network is in outage (:data:`GREEDY_DEFAULT`).
 ``hot_standby`` (:func:`hot_standby_policy`, two modems)
-    The priority pair as for probes; the modem's own link state (an outage second) moves the
+    The first two networks of the priority as for probes; the modem's own link state (an outage second) moves the
     traffic to the registered standby when the standby is not in outage; it stays there
     (sticky) until that link fails in turn.
 ``bonding`` (:func:`bonding_policy`, two active links)
-    The two best networks by signal at the start of a leg, both carrying traffic all the time.
+    The first two networks of the priority, both carrying traffic all the time.
 ``best_single`` / ``best_pair``
     The network (pair) with the fewest lost seconds on the drive, chosen in hindsight.
 
@@ -175,6 +178,19 @@ def _by_signal(rank_row: np.ndarray) -> list[int]:
     return [int(j) for j in np.argsort(-np.nan_to_num(rank_row, nan=-1e9), kind="stable")]
 
 
+def _order(seconds: DriveSeconds, part: slice, priority: Sequence[int] | None) -> list[int]:
+    """The configured priority, else the networks by signal at the start of the leg."""
+    if priority is not None:
+        order = [int(j) for j in priority]
+        k = len(seconds.network_ids)
+        if sorted(order) != list(range(k)):
+            raise InvalidInputError(
+                f"priority must order every network column 0..{k - 1} once", field="priority"
+            )
+        return order
+    return _by_signal(seconds.rank[part][0])
+
+
 def _best_other(rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
     options = np.where(out_row, -np.inf, np.nan_to_num(rank_row, nan=-1e9))
     options[current] = -np.inf
@@ -204,6 +220,8 @@ def a3_failover_policy(
     seconds: DriveSeconds,
     networks: Sequence[Network] | None = None,
     setup: VehicleSetup | None = None,
+    *,
+    priority: Sequence[int] | None = None,
 ) -> Choice:
     """Stay; in an outage second switch to the best other network (module docstring).
 
@@ -217,7 +235,7 @@ def a3_failover_policy(
     modems = _Modems(setup, networks) if networks is not None else None
     for part in seconds.pieces():
         rank, out = seconds.rank[part], seconds.outage[part]
-        current = _by_signal(rank[0])[0]
+        current = _order(seconds, part, priority)[0]
         busy_until = -1
         if modems:
             modems.reset()
@@ -271,6 +289,8 @@ def probe_failover_policy(
     networks: Sequence[Network],
     setup: VehicleSetup,
     params: ProbeParams = PEPLINK_PROBES,
+    *,
+    priority: Sequence[int] | None = None,
 ) -> Choice:
     """Health-probe failover (module docstring): only what the probes have answered so far."""
     n = len(seconds)
@@ -279,8 +299,8 @@ def probe_failover_policy(
     modems = _Modems(setup, networks)
     for part in seconds.pieces():
         out = seconds.outage[part]
-        priority = _by_signal(seconds.rank[part][0])
-        links = priority[:2] if setup.has_standby else priority
+        order = _order(seconds, part, priority)
+        links = order[:2] if setup.has_standby else order
         health = {j: _Health(params) for j in links}
         current, busy_until, phase = links[0], -1, {j: 0 for j in links}
         modems.reset()
@@ -314,6 +334,8 @@ def greedy_policy(
     networks: Sequence[Network],
     setup: VehicleSetup,
     params: HysteresisParams = GREEDY_DEFAULT,
+    *,
+    priority: Sequence[int] | None = None,
 ) -> Choice:
     """Best signal with hysteresis and time to trigger (module docstring)."""
     n = len(seconds)
@@ -322,7 +344,7 @@ def greedy_policy(
     modems = _Modems(setup, networks)
     for part in seconds.pieces():
         rank, out = seconds.rank[part], seconds.outage[part]
-        current = _by_signal(rank[0])[0]
+        current = _order(seconds, part, priority)[0]
         busy_until, lead, leader = -1, 0, NONE
         modems.reset()
         for i in range(rank.shape[0]):
@@ -345,7 +367,11 @@ def greedy_policy(
 
 
 def hot_standby_policy(
-    seconds: DriveSeconds, networks: Sequence[Network], setup: VehicleSetup
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    *,
+    priority: Sequence[int] | None = None,
 ) -> Choice:
     """Two modems: on an outage second move to the registered standby, and stay there."""
     if not setup.has_standby:
@@ -357,7 +383,7 @@ def hot_standby_policy(
     standby = np.zeros(n, dtype=np.int64)
     for part in seconds.pieces():
         out = seconds.outage[part]
-        pair = _by_signal(seconds.rank[part][0])[:2]
+        pair = _order(seconds, part, priority)[:2]
         current, busy_until = pair[0], -1
         modems = _Modems(setup, networks)
         for i in range(out.shape[0]):
@@ -371,11 +397,11 @@ def hot_standby_policy(
     return Choice(serving, standby)
 
 
-def bonding_policy(seconds: DriveSeconds) -> Choice:
-    """Two active links: the two best networks by signal at the start of each leg."""
+def bonding_policy(seconds: DriveSeconds, *, priority: Sequence[int] | None = None) -> Choice:
+    """Two active links: the first two of the priority (default: best signal at leg start)."""
     pair = np.zeros((len(seconds), 2), dtype=np.int64)
     for part in seconds.pieces():
-        pair[part] = _by_signal(seconds.rank[part][0])[:2]
+        pair[part] = _order(seconds, part, priority)[:2]
     return Choice(pair)
 
 

@@ -43,6 +43,7 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -79,6 +80,7 @@ from commap.sim.failover import (
 from commap.sim.seconds import OUTAGE_RULES, DriveSeconds, drive_seconds
 
 __all__ = [
+    "MAP_FREE",
     "OUTAGE_RULES",
     "POLICIES_BY_SETUP",
     "DriveSeconds",
@@ -103,6 +105,15 @@ _SINGLE_LINK = (
     "probe_failover",
     "probe_failover_fast",
     "greedy_hysteresis",
+)
+# the map-free baselines (hindsight choices such as best_single are not among them)
+MAP_FREE: tuple[str, ...] = (
+    "a3_failover",
+    "probe_failover",
+    "probe_failover_fast",
+    "greedy_hysteresis",
+    "hot_standby",
+    "bonding",
 )
 POLICIES_BY_SETUP: dict[str, tuple[str, ...]] = {
     "single_modem": _SINGLE_LINK,
@@ -272,6 +283,39 @@ class Replay:
         ]
         return pd.DataFrame(rows)
 
+    def versus(self) -> pd.DataFrame:
+        """Per set-up with a plan: commap and the oracle against the best map-free baseline.
+
+        ``excess_ratio`` is commap's lost seconds in excess of the oracle's over the best
+        map-free baseline's excess (NaN where the baseline loses no more than the oracle);
+        ``met`` is the product's bar: ratio at most 0.5 and no more switches than the baseline.
+        """
+        rows = []
+        for vehicle, by_policy in self.scores.items():
+            if "commap" not in by_policy:
+                continue
+            free = [by_policy[p] for p in MAP_FREE if p in by_policy]
+            best = min(free, key=lambda s: s.outage_s)
+            commap, oracle = by_policy["commap"], by_policy["oracle"]
+            base_excess = best.outage_s - oracle.outage_s
+            ratio = (
+                (commap.outage_s - oracle.outage_s) / base_excess if base_excess > 0 else math.nan
+            )
+            rows.append(
+                {
+                    "vehicle": vehicle,
+                    "commap_loss_s_per_hour": round(commap.service_loss_s_per_hour, 1),
+                    "oracle_loss_s_per_hour": round(oracle.service_loss_s_per_hour, 1),
+                    "best_map_free": best.policy,
+                    "best_map_free_loss_s_per_hour": round(best.service_loss_s_per_hour, 1),
+                    "excess_ratio": round(ratio, 2),
+                    "commap_switches_per_hour": round(commap.switches_per_hour, 1),
+                    "best_map_free_switches_per_hour": round(best.switches_per_hour, 1),
+                    "met": bool(ratio <= 0.5 and commap.switches <= best.switches),
+                }
+            )
+        return pd.DataFrame(rows)
+
 
 def _next_planned(serving: IntArray, seconds: DriveSeconds) -> IntArray:
     """Per second, the plan's next different network in the leg (``-1`` none): the standby."""
@@ -291,6 +335,7 @@ def _choices(
     seconds: DriveSeconds,
     networks: Sequence[Network],
     planned: dict[str, IntArray],
+    priority: Sequence[int] | None,
 ) -> dict[str, Choice]:
     """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``."""
     made: dict[str, Callable[[], Choice]] = {
@@ -298,12 +343,16 @@ def _choices(
         "oracle": lambda: Choice(planned["oracle"], _next_planned(planned["oracle"], seconds)),
         "best_single": lambda: best_single_policy(seconds),
         "best_pair": lambda: best_pair_policy(seconds),
-        "a3_failover": lambda: a3_failover_policy(seconds, networks, setup),
-        "probe_failover": lambda: probe_failover_policy(seconds, networks, setup, PEPLINK_PROBES),
-        "probe_failover_fast": lambda: probe_failover_policy(seconds, networks, setup, FAST_PROBES),
-        "greedy_hysteresis": lambda: greedy_policy(seconds, networks, setup),
-        "hot_standby": lambda: hot_standby_policy(seconds, networks, setup),
-        "bonding": lambda: bonding_policy(seconds),
+        "a3_failover": lambda: a3_failover_policy(seconds, networks, setup, priority=priority),
+        "probe_failover": lambda: probe_failover_policy(
+            seconds, networks, setup, PEPLINK_PROBES, priority=priority
+        ),
+        "probe_failover_fast": lambda: probe_failover_policy(
+            seconds, networks, setup, FAST_PROBES, priority=priority
+        ),
+        "greedy_hysteresis": lambda: greedy_policy(seconds, networks, setup, priority=priority),
+        "hot_standby": lambda: hot_standby_policy(seconds, networks, setup, priority=priority),
+        "bonding": lambda: bonding_policy(seconds, priority=priority),
     }
     return {p: made[p]() for p in POLICIES_BY_SETUP[setup.name]}
 
@@ -315,6 +364,7 @@ def replay_drive(
     planner: Planner,
     network_ids: Sequence[str] | None = None,
     vehicles: Sequence[str] = TERRESTRIAL_SETUPS,
+    priority: Sequence[str] | None = None,
     hold_s: int = 2,
     max_gap_s: float = 30.0,
     tolerance_s: float = 1.0,
@@ -331,6 +381,8 @@ def replay_drive(
     network_ids : networks to choose from (default: the map's networks found in the drive).
     vehicles : vehicle set-ups (:data:`commap.radio.vehicle.VEHICLE_SETUPS` names); a
         satellite set-up needs a satellite network, a bonded one at least two networks.
+    priority : the map-free baselines' configured order of networks (primary first; e.g. by
+        their outage share on earlier drives); default: by signal at the start of each leg.
     hold_s, max_gap_s : see :func:`commap.sim.seconds.drive_seconds`.
     tolerance_s : a loss event is a run of lost seconds at least this long.
     mb_per_s : the application's data rate (satellite MB).
@@ -339,8 +391,11 @@ def replay_drive(
     ------
     InvalidInputError
         A network not in the map, a drive without seconds inside the map, an unknown vehicle
-        set-up or a satellite set-up without a satellite network.
+        set-up, a satellite set-up without a satellite network, or a priority that does not
+        name every network once.
     """
+    if not tolerance_s > 0:
+        raise InvalidInputError(f"tolerance_s {tolerance_s}: must be > 0", field="tolerance_s")
     setups = [vehicle_setup(v) for v in dict.fromkeys(vehicles)]
     if not setups:
         raise InvalidInputError("give at least one vehicle set-up", field="vehicle")
@@ -361,6 +416,15 @@ def replay_drive(
         )
     seconds = drive_seconds(records[inside], network_ids=ids, hold_s=hold_s, max_gap_s=max_gap_s)
     networks = [cmap.catalogue[n] for n in seconds.network_ids]
+    order = None
+    if priority is not None:
+        if sorted(priority) != sorted(seconds.network_ids):
+            raise InvalidInputError(
+                f"priority {', '.join(priority)} must name each of "
+                f"{', '.join(seconds.network_ids)} once",
+                field="priority",
+            )
+        order = [seconds.network_ids.index(n) for n in priority]
     for setup in setups:
         if setup.satellite.value != "none" and not any(n.is_satellite for n in networks):
             raise InvalidInputError(
@@ -387,7 +451,7 @@ def replay_drive(
     serving: dict[str, dict[str, Choice]] = {}
     scores: dict[str, dict[str, PolicyScore]] = {}
     for setup in setups:
-        serving[setup.name] = _choices(setup, seconds, networks, planned)
+        serving[setup.name] = _choices(setup, seconds, networks, planned, order)
         scores[setup.name] = {
             p: score_choice(
                 seconds,

@@ -140,3 +140,15 @@ def test_loss_events_count_runs_at_least_the_tolerance() -> None:
     assert (one.outage_s, one.loss_events, one.longest_loss_s) == (7, 3, 4)
     assert score_choice(s, always_a, NETS, ONE, policy="a", tolerance_s=2).loss_events == 2
     assert one.service_loss_s_per_hour == pytest.approx(7 * 3600 / 30)
+
+
+def test_a_configured_priority_names_the_primary_and_the_standby() -> None:
+    s = drive(outage_of_a(60, 20, 30))
+    # without a priority the best signal (a) is primary; with one, b first and c standby
+    assert hot_standby_policy(s, NETS, TWO).serving[0] == 0
+    choice = hot_standby_policy(s, NETS, TWO, priority=[1, 2, 0])
+    assert (choice.serving == 1).all() and (choice.standby == 2).all()
+    assert (bonding_policy(s, priority=[2, 0, 1]).serving == [2, 0]).all()
+    assert probe_failover_policy(s, NETS, ONE, priority=[1, 0, 2]).serving[0] == 1
+    with pytest.raises(InvalidInputError, match="every network column"):
+        a3_failover_policy(s, NETS, ONE, priority=[0, 0, 1])
