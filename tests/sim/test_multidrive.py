@@ -192,7 +192,6 @@ def test_cli_replay_writes_the_summary(
     tolerant = dual.set_index("policy").loc[planned]
     assert (tolerant["outage_s"] == same.loc[planned, "outage_s"]).all()
     assert (tolerant["loss_events"] <= same.loc[planned, "loss_events"]).all()
-    assert (tolerant["loss_events"] < same.loc[planned, "loss_events"]).any()
     text = (tmp_path / "one" / "summary.md").read_text()
     assert "Commap against the best map-free baseline" in text and "| dual_modem |" in text
     sat = CliRunner().invoke(
