@@ -10,7 +10,8 @@ and, with two modems, the network the second modem aims to stay registered on (t
 
 ``a3_failover`` (:func:`a3_failover_policy`)
     Stay; in an outage second switch to the best other network not in outage (RSRP, else
-    SINR, else downlink rate). The radio-link-failure triggered failover of today.
+    SINR, else downlink rate; with two modems the standby first, when it is not in outage).
+    The radio-link-failure triggered failover of today.
 ``probe_failover`` (:func:`probe_failover_policy`)
     Health-probe failover as multi-WAN routers do it, at the Peplink / Pepwave defaults
     (:data:`PEPLINK_PROBES`: a probe every 5 s, timeout 5 s, a link down after 3 consecutive
@@ -198,6 +199,15 @@ def _best_other(rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
     return best if np.isfinite(options[best]) else NONE
 
 
+def _keep_standby(standby: int, rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
+    """The standby a signal rule keeps: the same network unless it is now serving or out, else
+    the best other network not in outage (a re-registration costs the standby modem an attach:
+    it is not chased after every dB)."""
+    if standby not in (NONE, current) and not out_row[standby]:
+        return standby
+    return _best_other(rank_row, out_row, current)
+
+
 # ---------------------------------------------------------------------------------------------
 # policies
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +236,8 @@ def a3_failover_policy(
     """Stay; in an outage second switch to the best other network (module docstring).
 
     Without ``networks`` every switch is taken as instantaneous. With two modems the second
-    modem stays on the best other network by signal.
+    modem stays registered on its network until that network serves or fails, then moves to
+    the best other network not in outage.
     """
     setup = setup or vehicle_setup("single_modem")
     n = len(seconds)
@@ -236,17 +247,18 @@ def a3_failover_policy(
     for part in seconds.pieces():
         rank, out = seconds.rank[part], seconds.outage[part]
         current = _order(seconds, part, priority)[0]
-        busy_until = -1
+        busy_until, other = -1, NONE
         if modems:
             modems.reset()
         for i in range(rank.shape[0]):
             if out[i, current] and i > busy_until:
-                best = _best_other(rank[i], out[i], current)
+                standby_up = setup.has_standby and other != NONE and not out[i, other]
+                best = other if standby_up else _best_other(rank[i], out[i], current)
                 if best != NONE:
                     pause = modems.change(i, current, best) if modems else 0
                     busy_until = i + pause - 1
                     current = best
-            other = _best_other(rank[i], np.zeros_like(out[i]), current)
+            other = _keep_standby(other, rank[i], out[i], current)
             if modems:
                 modems.aim(i, other, current)
             serving[part.start + i] = current
@@ -345,7 +357,7 @@ def greedy_policy(
     for part in seconds.pieces():
         rank, out = seconds.rank[part], seconds.outage[part]
         current = _order(seconds, part, priority)[0]
-        busy_until, lead, leader = -1, 0, NONE
+        busy_until, lead, leader, other = -1, 0, NONE, NONE
         modems.reset()
         for i in range(rank.shape[0]):
             best = _best_other(rank[i], out[i], current)
@@ -359,7 +371,7 @@ def greedy_policy(
             if i > busy_until and ahead and (out[i, current] or lead >= params.ttt_s):
                 busy_until = i + modems.change(i, current, best) - 1
                 current, lead, leader = best, 0, NONE
-            other = _best_other(rank[i], np.zeros_like(out[i]), current)
+            other = _keep_standby(other, rank[i], out[i], current)
             modems.aim(i, other, current)
             serving[part.start + i] = current
             standby[part.start + i] = other

@@ -152,3 +152,14 @@ def test_a_configured_priority_names_the_primary_and_the_standby() -> None:
     assert probe_failover_policy(s, NETS, ONE, priority=[1, 0, 2]).serving[0] == 1
     with pytest.raises(InvalidInputError, match="every network column"):
         a3_failover_policy(s, NETS, ONE, priority=[0, 0, 1])
+
+
+def test_a3_failover_on_two_modems_moves_to_the_kept_standby() -> None:
+    rsrp = np.tile([-90.0, -95.0, -100.0], (60, 1))
+    rsrp[15:, 2] = -93.0  # c edges past b: the standby modem stays on b (no re-attach)
+    s = drive(outage_of_a(60, 20, 30), rsrp=rsrp)
+    choice = a3_failover_policy(s, NETS, TWO)
+    assert (choice.standby[:20] == 1).all() and choice.serving[20] == 1
+    score = score_choice(s, choice, NETS, TWO, policy="a3_failover")
+    assert score.switches == 1 and score.outage_s == 1  # a route change, not an attach
+    assert score_choice(s, a3_failover_policy(s, NETS, ONE), NETS, ONE, policy="a3").outage_s == 10
