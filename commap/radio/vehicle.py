@@ -36,11 +36,12 @@ Interruption times and their sources (each a field, overridable):
 * ``route_change_s`` = 0.5 s: moving traffic to an already registered modem (policy route
   change, SD-WAN failover). Unverified: no published measurement was found; the figure is
   the link model's terrestrial <-> LEO path switch.
-* bonded member change: 0 s while the other member is up (multipath keeps the connection on the
-  remaining subflow; Mohan et al., "Is two greater than one?: Analyzing Multipath TCP over
-  Dual-LTE in the Wild", 2019/2020, measured MPTCP over two LTE operators while driving: the
-  connection survives the loss of one path, with throughput loss). The modem being re-attached
-  is unavailable for ``operator_switch_s``.
+* bonded member change: 0 s while the other member is up. That a multipath connection
+  survives the loss of one subflow is MPTCP's design (RFC 8684), not a measured figure here;
+  Mohan et al., "Is two greater than one?: Analyzing Multipath TCP over Dual-LTE in the Wild"
+  (2019) measured MPTCP over two carriers' LTE at low and high speed (performance drops at speed
+  with signal drops and handovers) but their interruption figures were not checked for this
+  value. The modem being re-attached is unavailable for ``operator_switch_s``.
 * ``satellite_route_change_s`` = 0.5 s (always-on terminal, as ``route_change_s``; unverified).
 * ``satellite_acquisition_s`` = 120 s: a terminal powered on demand boots, finds its position
   and acquires the constellation before it carries traffic. Unverified (no published

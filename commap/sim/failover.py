@@ -26,8 +26,9 @@ and, with two modems, the network the second modem aims to stay registered on (t
     are probed all the time.
 ``greedy_hysteresis`` (:func:`greedy_policy`)
     The network with the best signal, changed when another is ``hysteresis_db`` better for
-    ``ttt_s`` (3 dB; the A3 time to trigger of 256 ms is below the 1 s grid, so 1 s), or at
-    once when the serving network is in outage (:data:`GREEDY_DEFAULT`).
+    ``ttt_s``, or at once when the serving network is in outage (:data:`GREEDY_DEFAULT`). No
+    product documents defaults for this rule between operators: it takes the 3GPP A3 defaults
+    (3 dB; the 256 ms time to trigger is below the 1 s grid, so 1 s).
 ``hot_standby`` (:func:`hot_standby_policy`, two modems)
     The first two networks of the priority as for probes; the modem's own link state (an outage second) moves the
     traffic to the registered standby when the standby is not in outage; it stays there
