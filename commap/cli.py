@@ -863,12 +863,36 @@ def replay_command(
             help="Objective weight NAME=VALUE of the plans (repeatable), e.g. interruption_s=0.3.",
         ),
     ] = None,
+    vehicle: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--vehicle",
+            help="Vehicle set-up (repeatable): single_modem, dual_modem, bonded, "
+            "satellite_always_on, satellite_on_demand. Default: the three terrestrial ones.",
+        ),
+    ] = None,
+    tolerance_s: Annotated[
+        float,
+        typer.Option(
+            "--tolerance-s", help="Shortest run of lost seconds that counts as a loss event (s)."
+        ),
+    ] = 1.0,
+    priority: Annotated[
+        str | None,
+        typer.Option(
+            "--priority",
+            help="Comma-separated order of the networks for the map-free baselines (primary "
+            "first); default: by signal at the start of each leg.",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("replay"),
 ) -> None:
-    """Score commap's plan against the best single network, a reactive rule and the oracle."""
+    """Score commap's plan against map-free baselines and the oracle on each vehicle set-up."""
     from commap.map.comm_map import CommMap
     from commap.out.replay_report import replay_markdown, write_replay_report
+    from commap.radio.link import app_profile
     from commap.radio.measurements import read_records
+    from commap.radio.vehicle import TERRESTRIAL_SETUPS
     from commap.service.planning import PlanRequest, plan_route
     from commap.sim.multidrive import replay_drive
 
@@ -895,6 +919,10 @@ def replay_command(
                 m, PlanRequest(route=r, app=app_class, weights=weights)
             ),
             network_ids=ids,
+            vehicles=vehicle or TERRESTRIAL_SETUPS,
+            priority=[n.strip() for n in priority.split(",") if n.strip()] if priority else None,
+            tolerance_s=tolerance_s,
+            mb_per_s=app_profile(app_class).mb_per_s,
         )
         write_replay_report(result, out)
     console.print(replay_markdown(result))

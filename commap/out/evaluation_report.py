@@ -100,6 +100,9 @@ def write_evaluation_report(result: EvaluationResult, out_dir: Path) -> list[Pat
         files.append(plot_evaluation_strip(result.strip, out_dir / "strip_chart.png"))
     if result.cork is not None:
         files.append(plot_cork_replay(result.cork, out_dir / "cork_a3_replay.png"))
+    if result.a3_calibration is not None:
+        table = result.a3_calibration.table().to_csv(index=False)
+        files.append(_write_text(out_dir / "a3_calibration.csv", table))
     if result.autobahn is not None:
         files.append(plot_starlink_bridges(result.autobahn, out_dir / "starlink_bridges.png"))
     log.info("evaluation report written to %s (%d files)", out_dir, len(files))
@@ -178,6 +181,7 @@ def evaluation_markdown(result: EvaluationResult) -> str:
         "outage_cdf.png",
     ]
     files += ["cork_a3_replay.png"] if result.cork is not None else []
+    files += ["a3_calibration.csv"] if result.a3_calibration is not None else []
     files += ["starlink_bridges.png"] if result.autobahn is not None else []
     lines += ["", "Files: " + ", ".join(f"`{name}`" for name in files) + ".", ""]
     return "\n".join(lines)
@@ -235,9 +239,11 @@ def _replay_lines(result: EvaluationResult) -> list[str]:
             f"Trace `{c.trace}` ({c.t_s[-1] / 60:.0f} min), A3 {c.params.label} on measured "
             f"RSRP (neighbours from the other drives): **{c.predicted_changes.size}** "
             f"serving-cell changes predicted vs **{c.real_changes.size}** real; "
-            f"{c.matched} matched within {c.tolerance_s:g} s (precision {c.precision:.2f}, "
-            f"recall {c.recall:.2f}). Chart: `cork_a3_replay.png`.",
+            f"{c.matched} matched within {c.tolerance_s:g} s and {c.tolerance_m:g} m "
+            f"(precision {c.precision:.2f}, recall {c.recall:.2f}). Chart: `cork_a3_replay.png`.",
         ]
+    if result.a3_calibration is not None:
+        lines += ["", result.a3_calibration.markdown().rstrip()]
     if result.autobahn is not None:
         a = result.autobahn
         (bz, bn), (oz, on) = a.contingency

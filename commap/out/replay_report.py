@@ -3,13 +3,16 @@
 Files written by :func:`write_replay_report`:
 
 ``summary.csv``
-    one row per policy (:meth:`commap.sim.multidrive.Replay.summary`): outage seconds and
-    share, switches, switch-interruption seconds, scored seconds.
+    one row per vehicle set-up and policy (:meth:`commap.sim.multidrive.Replay.summary`):
+    ``truth``, ``vehicle``, ``policy``, service-loss seconds, loss events and switches per
+    hour, the longest loss, satellite MB, then the counts (lost seconds, switches,
+    switch-interruption seconds, scored seconds).
 ``summary.md``
     the same as a Markdown table, with the drive's seconds, legs and per-network outage
     seconds, and the share of the drive where the map had no data near (``unknown``).
 ``serving.csv``
-    per scored second: time, position, each network's outage flag and each policy's network.
+    per scored second: time, position, each network's outage flag and, per set-up and policy
+    (column ``vehicle/policy``), its network (``a+b`` for a bonded pair).
 """
 
 from __future__ import annotations
@@ -38,6 +41,21 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         f"{nid} {int(n)} s" for nid, n in zip(s.network_ids, s.outage.sum(axis=0), strict=True)
     )
     unknown = ", ".join(f"{nid} {100 * v:.0f} %" for nid, v in replay.unknown_share.items())
+    versus = replay.versus()
+    bar: list[str] = []
+    if len(versus):
+        bar = [
+            "## Commap against the best map-free baseline on each set-up",
+            "",
+            "| " + " | ".join(versus.columns) + " |",
+            "|" + "---|" * len(versus.columns),
+            *("| " + " | ".join(str(v) for v in r) + " |" for r in versus.itertuples(index=False)),
+            "",
+            "`excess_ratio`: commap's lost seconds in excess of the oracle's over the best "
+            "map-free baseline's (nan: the oracle loses no fewer seconds than that baseline); "
+            "`met`: ratio at most 0.5 with no more switches than the baseline.",
+            "",
+        ]
     lines = [
         f"# {title}",
         "",
@@ -50,6 +68,7 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         rule,
         *rows,
         "",
+        *bar,
     ]
     return "\n".join(lines)
 
@@ -78,6 +97,10 @@ def _write_serving(replay: Replay, path: Path) -> None:
     )
     for j, nid in enumerate(s.network_ids):
         frame[f"outage_{nid}"] = s.outage[:, j].astype(int)
-    for policy, networks in replay.serving.items():
-        frame[policy] = [s.network_ids[i] for i in networks.tolist()]
+    for vehicle, by_policy in replay.serving.items():
+        for policy, choice in by_policy.items():
+            rows = choice.serving if choice.bonded else choice.serving[:, None]
+            frame[f"{vehicle}/{policy}"] = [
+                "+".join(s.network_ids[i] for i in row) for row in rows.tolist()
+            ]
     write_text_atomic(path, frame.to_csv(index=False))

@@ -10,7 +10,9 @@ Typical use (the ``commap evaluate`` command)::
 Modules: :mod:`~commap.sim.a3` (measurement chain and A3 event), :mod:`~commap.sim.truth`
 (seeded truth field), :mod:`~commap.sim.drive` (100 ms simulator with RLF/HOF),
 :mod:`~commap.sim.policies`, :mod:`~commap.sim.metrics`, :mod:`~commap.sim.evaluate`,
-:mod:`~commap.sim.replay` (Cork drive tests, Starlink on the Autobahn) and
+:mod:`~commap.sim.replay` (Cork drive tests and the A3 calibration, Starlink on the Autobahn),
+:mod:`~commap.sim.seconds`, :mod:`~commap.sim.failover` and :mod:`~commap.sim.multidrive`
+(real multi-network drives: map-free baselines per vehicle set-up) and
 :mod:`~commap.out.evaluation_report` (CSV, Markdown, PNG).
 """
 

@@ -61,7 +61,15 @@ from commap.sim.policies import (
     StickyPolicy,
     map_free_plan,
 )
-from commap.sim.replay import CorkReplay, RealTraces, StarlinkBridges, run_replays
+from commap.sim.replay import (
+    A3_GRID,
+    A3Calibration,
+    CorkReplay,
+    RealTraces,
+    StarlinkBridges,
+    calibrate_cork,
+    run_replays,
+)
 from commap.sim.truth import TruthConfig, TruthField, make_truth
 
 if TYPE_CHECKING:
@@ -123,6 +131,8 @@ class EvaluationConfig:
     return_home_s: float = 360.0
     strip_seed: int = 0  # seed drawn in the strip chart
     real_traces: RealTraces | None = None  # replay real traces too
+    # A3 calibrated on some Cork drives and scored on the others (with real_traces; () skips)
+    a3_calibration_grid: tuple[A3Params, ...] = A3_GRID
 
     def __post_init__(self) -> None:
         known = POLICY_NAMES + EXTRA_POLICY_NAMES
@@ -188,6 +198,7 @@ class EvaluationResult:
     wall_s: float  # seconds of the evaluation, replays included (the CLI adds the map load)
     cork: CorkReplay | None = None
     autobahn: StarlinkBridges | None = None
+    a3_calibration: A3Calibration | None = None
 
 
 def default_routes(cmap: CommMap) -> list[Route]:
@@ -626,5 +637,7 @@ def evaluate_map(
     )
     if cfg.real_traces is not None:
         result.cork, result.autobahn = run_replays(cfg.real_traces)
+        if cfg.a3_calibration_grid:
+            result.a3_calibration = calibrate_cork(cfg.real_traces, grid=cfg.a3_calibration_grid)
     result.wall_s = time.perf_counter() - start  # the whole evaluation, replays included
     return result

@@ -1,36 +1,31 @@
 """Real multi-network drives as truth: score network-selection policies second by second.
 
 A *multi-network drive* is a drive on which several networks were measured at the same time
-(one modem per operator; e.g. the Hamburg - Bremen drive tests, three operators' LTE every
-second). :func:`drive_seconds` puts its records on a one-second grid: per second and network
-the network's record of that second (a record is held for up to ``hold_s`` seconds over
-logging gaps; seconds where a network has no record even then are not scored), and whether
-that second is an **outage second** of the network (:data:`OUTAGE_RULES`: SINR below Qout,
-RSRP below -115 dBm, RSRQ below -16 dB, a downlink rate of at most 0.5 Mbit/s, or no serving
-cell at all; the rules of :data:`commap.radio.learned.KPIS`).
-
-Each policy picks a network for every second (:func:`replay_drive`):
+(:mod:`commap.sim.seconds` puts it on a one-second grid with each network's outage seconds).
+Each policy picks a network for every second, on every vehicle set-up
+(:mod:`commap.radio.vehicle`) it applies to, and :func:`commap.sim.failover.score_choice`
+says what the user felt: seconds of lost service (own outage or switch interruption), loss
+events (runs of lost seconds at least ``tolerance_s`` long), the longest loss, switches and
+satellite MB (:func:`replay_drive`).
 
 ``commap``
     The commap plan made on a built map (learned from earlier drives) along the recorded route
     (:func:`commap.service.planning.plan_route` with the drive's positions and times), executed
-    open loop: the network the plan gives the second's position.
-``best_single``
-    The one network with the fewest outage seconds on this drive (chosen in hindsight).
-``reactive``
-    Start on the network with the best value in the first second and stay; on an outage
-    second (not during a switch interruption) switch to the network with the best value that
-    second among those not in outage (RSRP, else SINR, else downlink rate).
+    open loop: the network the plan gives the second's position. With two modems the standby
+    modem registers on the plan's next network ahead.
 ``oracle``
     The same planner with the same request on the truth (:class:`TruthLayer`: each segment's
     outage probability is the share of the drive's outage seconds of the network near it),
-    executed open loop.
+    executed as ``commap``.
+``best_single`` / ``best_pair``
+    The network (bonded pair) with the fewest lost seconds on this drive, in hindsight.
+``a3_failover``, ``probe_failover``, ``probe_failover_fast``, ``greedy_hysteresis``,
+``hot_standby``, ``bonding``
+    The map-free baselines of :mod:`commap.sim.failover`, each at its documented defaults.
 
-A second is an outage second of a policy when its serving network is in outage that second or
-a switch interrupts the link (the link model's interruption of the switch's kind,
-:meth:`commap.radio.link.LinkModel.switch`: 10 s of re-registration between operators without
-an inter-operator handover agreement), rounded up to whole seconds. Handover failures are not
-drawn: the replay is deterministic.
+Which policies a set-up runs: :data:`POLICIES_BY_SETUP` (a bonded pair is scored with the
+pair policies only: the planner does not choose pairs yet). Handover failures are not drawn:
+the replay is deterministic.
 
 Examples
 --------
@@ -41,13 +36,12 @@ Examples
 >>> s = drive_seconds(records)
 >>> s.network_ids, s.outage.sum(axis=0).tolist()
 (('a', 'b'), [1, 0])
->>> reactive_policy(s).tolist()
+>>> a3_failover_policy(s).serving.tolist()
 [0, 1, 1]
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -58,291 +52,76 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from commap.arrays import BoolArray, FloatArray, IntArray
+from commap.arrays import FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route, route_from_polyline
 from commap.geo.geodesy import GEOD, to_local_m
 from commap.map.comm_map import CommMap
 from commap.networks import Network, NetworkCatalogue
 from commap.plan import Plan
-from commap.radio.learned import KPIS, MIN_PROBABILITY, OutageRule, normalise_records
-from commap.radio.link import LinkModel
+from commap.radio.learned import MIN_PROBABILITY
 from commap.radio.quality import Provenance, Quality, QualityMatrix, as_points
+from commap.radio.vehicle import TERRESTRIAL_SETUPS, VehicleSetup, vehicle_setup
+from commap.sim.failover import (
+    FAST_PROBES,
+    NONE,
+    PEPLINK_PROBES,
+    Choice,
+    PolicyScore,
+    a3_failover_policy,
+    best_pair_policy,
+    best_single_policy,
+    bonding_policy,
+    greedy_policy,
+    hot_standby_policy,
+    probe_failover_policy,
+    score_choice,
+)
+from commap.sim.seconds import OUTAGE_RULES, DriveSeconds, drive_seconds
 
 __all__ = [
+    "MAP_FREE",
     "OUTAGE_RULES",
-    "POLICIES",
+    "POLICIES_BY_SETUP",
     "DriveSeconds",
     "Planned",
     "Planner",
     "PolicyScore",
     "Replay",
     "TruthLayer",
+    "a3_failover_policy",
     "best_single_policy",
     "drive_seconds",
-    "reactive_policy",
     "replay_drive",
-    "score_policy",
 ]
 
 log = logging.getLogger(__name__)
 
-# the outage second of a network: any of these rules holds for its record of that second
-OUTAGE_RULES: dict[str, OutageRule] = {
-    kpi: KPIS[kpi].outage
-    for kpi in ("sinr_db", "rsrp_dbm", "rsrq_db", "throughput_dl_mbps", "connected")
+_SINGLE_LINK = (
+    "commap",
+    "oracle",
+    "best_single",
+    "a3_failover",
+    "probe_failover",
+    "probe_failover_fast",
+    "greedy_hysteresis",
+)
+# the map-free baselines (hindsight choices such as best_single are not among them)
+MAP_FREE: tuple[str, ...] = (
+    "a3_failover",
+    "probe_failover",
+    "probe_failover_fast",
+    "greedy_hysteresis",
+    "hot_standby",
+    "bonding",
+)
+POLICIES_BY_SETUP: dict[str, tuple[str, ...]] = {
+    "single_modem": _SINGLE_LINK,
+    "dual_modem": (*_SINGLE_LINK, "hot_standby"),
+    "bonded": ("best_pair", "bonding"),
+    "satellite_always_on": _SINGLE_LINK,
+    "satellite_on_demand": _SINGLE_LINK,
 }
-# the value the reactive rule ranks networks by (higher is better): the first present
-_RANK_KPIS = ("rsrp_dbm", "sinr_db", "throughput_dl_mbps")
-POLICIES = ("commap", "best_single", "reactive", "oracle")
-
-
-@dataclass(frozen=True, eq=False)
-class DriveSeconds:
-    """A multi-network drive on a one-second grid (``n`` scored seconds, ``k`` networks).
-
-    Attributes
-    ----------
-    network_ids : the networks, in column order.
-    t_s : epoch seconds.
-    lon, lat : position of each second (WGS84 degrees).
-    piece : leg of each second (a new leg at a drive change or a pause over ``max_gap_s``).
-    outage : ``(n, k)``, the network's record fails an outage rule.
-    rank : ``(n, k)``, the value the reactive rule compares (higher is better; NaN unknown).
-    unscored_s : seconds dropped because a network had no record.
-    """
-
-    network_ids: tuple[str, ...]
-    t_s: FloatArray
-    lon: FloatArray
-    lat: FloatArray
-    piece: IntArray
-    outage: BoolArray
-    rank: FloatArray
-    unscored_s: int = 0
-
-    def __len__(self) -> int:
-        return int(self.t_s.shape[0])
-
-    def pieces(self) -> list[slice]:
-        """Index ranges of the legs, in time order."""
-        if len(self) == 0:
-            return []
-        edges = np.flatnonzero(np.diff(self.piece)) + 1
-        bounds = np.concatenate(([0], edges, [len(self)]))
-        return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds.tolist())]
-
-
-def _epoch_s(timestamps: pd.Series) -> FloatArray:
-    t = pd.to_datetime(timestamps, utc=True)
-    return np.asarray((t - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1), dtype=np.float64)
-
-
-def drive_seconds(
-    records: pd.DataFrame,
-    *,
-    network_ids: Sequence[str] | None = None,
-    hold_s: int = 2,
-    max_gap_s: float = 30.0,
-) -> DriveSeconds:
-    """Put a multi-network drive's records on a one-second grid (see the module docstring).
-
-    Parameters
-    ----------
-    records : measurement records (``timestamp``, ``lon``, ``lat``, ``network_id``, KPIs;
-        ``drive_id`` optional) of several networks measured at the same time.
-    network_ids : the networks to score (default: every network of the records, sorted).
-    hold_s : a network's record stands for up to this many following seconds without one.
-    max_gap_s : a pause longer than this starts a new leg.
-
-    Raises
-    ------
-    InvalidInputError
-        No timestamps, fewer than two networks, a named network without records, or no second
-        at which every network has a record.
-    """
-    recs = normalise_records(records)
-    if "timestamp" not in recs or len(recs) == 0:
-        raise InvalidInputError("a multi-network drive needs timestamped records", field="drive")
-    found = sorted(pd.unique(recs["network_id"].astype(str)))
-    ids = tuple(network_ids) if network_ids else tuple(found)
-    missing = [n for n in ids if n not in found]
-    if missing:
-        raise InvalidInputError(
-            f"network {missing[0]} has no record in the drive (found: {', '.join(found)})",
-            field="network_ids",
-        )
-    if len(ids) < 2:
-        raise InvalidInputError("a multi-network drive needs at least two networks", field="drive")
-    recs = recs[recs["network_id"].astype(str).isin(ids)].copy()
-    recs["second"] = np.floor(_epoch_s(recs["timestamp"])).astype(np.int64)
-    recs = recs.sort_values(["second", "network_id"], kind="stable")
-    grid = np.unique(recs["second"].to_numpy())
-    drive = (
-        recs.drop_duplicates("second").set_index("second")["drive_id"].astype(str).reindex(grid)
-        if "drive_id" in recs
-        else pd.Series("", index=grid)
-    )
-    new_piece = np.r_[
-        True, (np.diff(grid) > max_gap_s) | (drive.to_numpy()[1:] != drive.to_numpy()[:-1])
-    ]
-    piece = np.cumsum(new_piece) - 1
-    n, k = grid.size, len(ids)
-    outage = np.zeros((n, k), dtype=bool)
-    rank = np.full((n, k), np.nan)
-    seen = np.zeros((n, k), dtype=bool)
-    lon = np.zeros(n)
-    lat = np.zeros(n)
-    weight = np.zeros(n)
-    for j, nid in enumerate(ids):
-        rows = recs[recs["network_id"].astype(str) == nid].drop_duplicates("second")
-        rows = rows.set_index("second").reindex(grid)
-        rows["piece"] = piece
-        has = rows["lon"].notna().to_numpy()
-        lon += np.where(has, rows["lon"].fillna(0.0).to_numpy(), 0.0)
-        lat += np.where(has, rows["lat"].fillna(0.0).to_numpy(), 0.0)
-        weight += has
-        held = rows.groupby("piece", sort=False).ffill(limit=hold_s)
-        seen[:, j] = held["lon"].notna().to_numpy()
-        for kpi, rule in OUTAGE_RULES.items():
-            if kpi in held:
-                outage[:, j] |= np.nan_to_num(rule(held[kpi].to_numpy(np.float64)), nan=0.0) > 0
-        for kpi in _RANK_KPIS:
-            if kpi in held and held[kpi].notna().any():
-                rank[:, j] = held[kpi].to_numpy(np.float64)
-                break
-    keep = seen.all(axis=1)
-    if not keep.any():
-        raise InvalidInputError(
-            f"no second at which every network ({', '.join(ids)}) has a record", field="drive"
-        )
-    rank = np.where(outage, -np.inf, rank)
-    _, piece_codes = np.unique(piece[keep], return_inverse=True)
-    result = DriveSeconds(
-        network_ids=ids,
-        t_s=grid[keep].astype(np.float64),
-        lon=lon[keep] / weight[keep],
-        lat=lat[keep] / weight[keep],
-        piece=piece_codes.astype(np.int64),
-        outage=outage[keep],
-        rank=rank[keep],
-        unscored_s=int((~keep).sum()),
-    )
-    log.info(
-        "multi-network drive: %d seconds scored in %d legs, %d not (a network without a record)",
-        len(result),
-        len(result.pieces()),
-        result.unscored_s,
-    )
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# policies
-# ---------------------------------------------------------------------------------------------
-def best_single_policy(seconds: DriveSeconds) -> IntArray:
-    """The one network with the fewest outage seconds (ties: the first), every second."""
-    best = int(np.argmin(seconds.outage.sum(axis=0)))
-    return np.full(len(seconds), best, dtype=np.int64)
-
-
-def _interruptions_s(networks: Sequence[Network], link: LinkModel) -> FloatArray:
-    return link.switch_table(networks).interruption_s
-
-
-def reactive_policy(
-    seconds: DriveSeconds,
-    *,
-    networks: Sequence[Network] | None = None,
-    link: LinkModel | None = None,
-) -> IntArray:
-    """Stay; on an outage second switch to the best other network (see the module docstring).
-
-    Without ``networks`` every switch is taken as instantaneous (no interruption blocks the
-    rule).
-    """
-    k = len(seconds.network_ids)
-    pause = (
-        _interruptions_s(networks, link or LinkModel())
-        if networks is not None
-        else np.zeros((k, k))
-    )
-    serving = np.zeros(len(seconds), dtype=np.int64)
-    for part in seconds.pieces():
-        rank = seconds.rank[part]
-        out = seconds.outage[part]
-        current = int(np.nanargmax(np.nan_to_num(rank[0], nan=-np.inf))) if k else 0
-        busy_until = -1
-        for i in range(rank.shape[0]):
-            if out[i, current] and i > busy_until:
-                options = np.where(out[i], -np.inf, np.nan_to_num(rank[i], nan=-1e9))
-                options[current] = -np.inf
-                best = int(np.argmax(options))
-                if np.isfinite(options[best]):
-                    busy_until = i + math.ceil(float(pause[current, best])) - 1
-                    current = best
-            serving[part.start + i] = current
-    return serving
-
-
-@dataclass(frozen=True)
-class PolicyScore:
-    """One policy on one drive."""
-
-    policy: str
-    outage_s: int  # seconds in outage (own outage or switch interruption)
-    switches: int
-    interruption_s: int  # seconds of switch interruption (part of outage_s)
-    scored_s: int
-
-    @property
-    def outage_share(self) -> float:
-        """Outage seconds / scored seconds."""
-        return self.outage_s / self.scored_s if self.scored_s else float("nan")
-
-
-def score_policy(
-    seconds: DriveSeconds,
-    serving: IntArray,
-    networks: Sequence[Network],
-    *,
-    policy: str,
-    link: LinkModel | None = None,
-) -> PolicyScore:
-    """Outage seconds of a policy's network per second (see the module docstring).
-
-    Examples
-    --------
-    >>> from commap.networks import NetworkKind
-    >>> nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
-    ...                 latency_ms=30) for i in ("a", "b")]
-    >>> s = DriveSeconds(("a", "b"), np.arange(12.0), np.zeros(12), np.zeros(12),
-    ...                  np.zeros(12, np.int64), np.zeros((12, 2), bool), np.zeros((12, 2)))
-    >>> score = score_policy(s, np.r_[np.zeros(2, np.int64), np.ones(10, np.int64)], nets,
-    ...                      policy="x")
-    >>> score.switches, score.interruption_s, score.outage_s
-    (1, 10, 10)
-    """
-    serving = np.asarray(serving, dtype=np.int64)
-    if serving.shape != (len(seconds),):
-        raise InvalidInputError("one serving network per second is required", field="serving")
-    pause = _interruptions_s(networks, link or LinkModel())
-    own = seconds.outage[np.arange(len(seconds)), serving]
-    interrupted = np.zeros(len(seconds), dtype=bool)
-    switches = 0
-    for part in seconds.pieces():
-        s = serving[part]
-        for i in np.flatnonzero(s[1:] != s[:-1]) + 1:
-            switches += 1
-            span = math.ceil(float(pause[s[i - 1], s[i]]))
-            interrupted[part.start + i : min(part.start + i + span, part.stop)] = True
-    return PolicyScore(
-        policy=policy,
-        outage_s=int((own | interrupted).sum()),
-        switches=switches,
-        interruption_s=int(interrupted.sum()),
-        scored_s=len(seconds),
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,35 +238,123 @@ Planner = Callable[[CommMap, Route], Planned]
 
 @dataclass(frozen=True, eq=False)
 class Replay:
-    """Every policy on one multi-network drive.
+    """Every policy on every vehicle set-up on one multi-network drive.
 
     Attributes
     ----------
     seconds : the drive on its one-second grid.
-    serving : per policy, the network column of every second.
-    scores : per policy, its :class:`PolicyScore`.
+    serving : per vehicle set-up and policy, its :class:`~commap.sim.failover.Choice`.
+    scores : per vehicle set-up and policy, its :class:`PolicyScore`.
     unknown_share : share of the drive's seconds where the map had no data near (per network).
+    truth : ``"real"`` (measured drives).
     """
 
     seconds: DriveSeconds
-    serving: dict[str, IntArray]
-    scores: dict[str, PolicyScore]
+    serving: dict[str, dict[str, Choice]]
+    scores: dict[str, dict[str, PolicyScore]]
     unknown_share: dict[str, float] = field(default_factory=dict)
+    truth: str = "real"
+
+    def score(self, vehicle: str, policy: str) -> PolicyScore:
+        """The score of ``policy`` on ``vehicle``."""
+        return self.scores[vehicle][policy]
 
     def summary(self) -> pd.DataFrame:
-        """One row per policy: outage seconds and share, switches, interruption seconds."""
+        """One row per vehicle set-up and policy: user-felt figures first, counts after."""
         rows = [
             {
+                "truth": self.truth,
+                "vehicle": s.vehicle,
                 "policy": s.policy,
+                "service_loss_s_per_hour": round(s.service_loss_s_per_hour, 2),
+                "loss_events_per_hour": round(s.loss_events_per_hour, 2),
+                "longest_loss_s": s.longest_loss_s,
+                "switches_per_hour": round(s.switches_per_hour, 2),
+                "satellite_mb": s.satellite_mb,
                 "outage_s": s.outage_s,
                 "outage_share": round(s.outage_share, 5),
+                "loss_events": s.loss_events,
                 "switches": s.switches,
                 "interruption_s": s.interruption_s,
                 "scored_s": s.scored_s,
             }
-            for s in self.scores.values()
+            for by_policy in self.scores.values()
+            for s in by_policy.values()
         ]
         return pd.DataFrame(rows)
+
+    def versus(self) -> pd.DataFrame:
+        """Per set-up with a plan: commap and the oracle against the best map-free baseline.
+
+        ``excess_ratio`` is commap's lost seconds in excess of the oracle's over the best
+        map-free baseline's excess (NaN where the baseline loses no more than the oracle);
+        ``met`` is the product's bar: ratio at most 0.5 and no more switches than the baseline.
+        """
+        rows = []
+        for vehicle, by_policy in self.scores.items():
+            if "commap" not in by_policy:
+                continue
+            free = [by_policy[p] for p in MAP_FREE if p in by_policy]
+            best = min(free, key=lambda s: s.outage_s)
+            commap, oracle = by_policy["commap"], by_policy["oracle"]
+            base_excess = best.outage_s - oracle.outage_s
+            ratio = (
+                (commap.outage_s - oracle.outage_s) / base_excess if base_excess > 0 else math.nan
+            )
+            rows.append(
+                {
+                    "vehicle": vehicle,
+                    "commap_loss_s_per_hour": round(commap.service_loss_s_per_hour, 1),
+                    "oracle_loss_s_per_hour": round(oracle.service_loss_s_per_hour, 1),
+                    "best_map_free": best.policy,
+                    "best_map_free_loss_s_per_hour": round(best.service_loss_s_per_hour, 1),
+                    "excess_ratio": round(ratio, 2),
+                    "commap_switches_per_hour": round(commap.switches_per_hour, 1),
+                    "best_map_free_switches_per_hour": round(best.switches_per_hour, 1),
+                    "met": bool(ratio <= 0.5 and commap.switches <= best.switches),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _next_planned(serving: IntArray, seconds: DriveSeconds) -> IntArray:
+    """Per second, the plan's next different network in the leg (``-1`` none): the standby."""
+    ahead = np.full(serving.shape, NONE, dtype=np.int64)
+    for part in seconds.pieces():
+        s = serving[part]
+        nxt = NONE
+        for i in range(s.shape[0] - 1, -1, -1):
+            if i + 1 < s.shape[0] and s[i + 1] != s[i]:
+                nxt = int(s[i + 1])
+            ahead[part.start + i] = nxt
+    return ahead
+
+
+def _choices(
+    setup: VehicleSetup,
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    planned: dict[str, IntArray],
+    priority: Sequence[int] | None,
+) -> dict[str, Choice]:
+    """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``."""
+    made: dict[str, Callable[[], Choice]] = {
+        "commap": lambda: Choice(planned["commap"], _next_planned(planned["commap"], seconds)),
+        "oracle": lambda: Choice(planned["oracle"], _next_planned(planned["oracle"], seconds)),
+        "best_single": lambda: best_single_policy(seconds),
+        "best_pair": lambda: best_pair_policy(seconds),
+        "a3_failover": lambda: a3_failover_policy(seconds, networks, setup, priority=priority),
+        "probe_failover": lambda: probe_failover_policy(
+            seconds, networks, setup, PEPLINK_PROBES, priority=priority
+        ),
+        "probe_failover_fast": lambda: probe_failover_policy(
+            seconds, networks, setup, FAST_PROBES, priority=priority
+        ),
+        "greedy_hysteresis": lambda: greedy_policy(seconds, networks, setup, priority=priority),
+        "hot_standby": lambda: hot_standby_policy(seconds, networks, setup, priority=priority),
+        "bonding": lambda: bonding_policy(seconds, priority=priority),
+    }
+    return {p: made[p]() for p in POLICIES_BY_SETUP[setup.name]}
 
 
 def replay_drive(
@@ -496,11 +363,14 @@ def replay_drive(
     *,
     planner: Planner,
     network_ids: Sequence[str] | None = None,
-    link: LinkModel | None = None,
+    vehicles: Sequence[str] = TERRESTRIAL_SETUPS,
+    priority: Sequence[str] | None = None,
     hold_s: int = 2,
     max_gap_s: float = 30.0,
+    tolerance_s: float = 1.0,
+    mb_per_s: float = 0.0,
 ) -> Replay:
-    """Score commap's plan, the best single network, the reactive rule and the oracle.
+    """Score commap's plan, the map-free baselines and the oracle on each vehicle set-up.
 
     Parameters
     ----------
@@ -509,15 +379,26 @@ def replay_drive(
     planner : plans a recorded route on the map (``sim`` sits below ``service``: the caller
         passes :func:`commap.service.planning.plan_route` with its request defaults).
     network_ids : networks to choose from (default: the map's networks found in the drive).
-    link : link model of the switch interruptions (give the planner the same).
-    hold_s, max_gap_s : see :func:`drive_seconds`.
+    vehicles : vehicle set-ups (:data:`commap.radio.vehicle.VEHICLE_SETUPS` names); a
+        satellite set-up needs a satellite network, a bonded one at least two networks.
+    priority : the map-free baselines' configured order of networks (primary first; e.g. by
+        their outage share on earlier drives); default: by signal at the start of each leg.
+    hold_s, max_gap_s : see :func:`commap.sim.seconds.drive_seconds`.
+    tolerance_s : a loss event is a run of lost seconds at least this long.
+    mb_per_s : the application's data rate (satellite MB).
 
     Raises
     ------
     InvalidInputError
-        A network not in the map, a drive without seconds inside the map.
+        A network not in the map, a drive without seconds inside the map, an unknown vehicle
+        set-up, a satellite set-up without a satellite network, or a priority that does not
+        name every network once.
     """
-    link = link or LinkModel()
+    if not tolerance_s > 0:
+        raise InvalidInputError(f"tolerance_s {tolerance_s}: must be > 0", field="tolerance_s")
+    setups = [vehicle_setup(v) for v in dict.fromkeys(vehicles)]
+    if not setups:
+        raise InvalidInputError("give at least one vehicle set-up", field="vehicle")
     found = set(pd.unique(records["network_id"].astype(str)))
     ids = list(network_ids) if network_ids else [n for n in cmap.catalogue.ids if n in found]
     for nid in ids:
@@ -535,32 +416,59 @@ def replay_drive(
         )
     seconds = drive_seconds(records[inside], network_ids=ids, hold_s=hold_s, max_gap_s=max_gap_s)
     networks = [cmap.catalogue[n] for n in seconds.network_ids]
+    order = None
+    if priority is not None:
+        if sorted(priority) != sorted(seconds.network_ids):
+            raise InvalidInputError(
+                f"priority {', '.join(priority)} must name each of "
+                f"{', '.join(seconds.network_ids)} once",
+                field="priority",
+            )
+        order = [seconds.network_ids.index(n) for n in priority]
+    for setup in setups:
+        if setup.satellite.value != "none" and not any(n.is_satellite for n in networks):
+            raise InvalidInputError(
+                f"vehicle {setup.name} needs a satellite network among "
+                f"{', '.join(seconds.network_ids)}",
+                field="vehicle",
+            )
     planned = {p: np.zeros(len(seconds), dtype=np.int64) for p in ("commap", "oracle")}
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
-    for part in seconds.pieces():
-        leg = _leg_route(seconds, part)
-        if leg is None:  # standing still: keep the last network
-            for p in planned:
-                planned[p][part] = planned[p][part.start - 1] if part.start else 0
-            continue
-        route, distance = leg
-        result = planner(_restricted(cmap, seconds.network_ids), route)
-        segment = _segment_of(result.corridor, distance)
-        planned["commap"][part] = result.plan.assignment[segment]
-        unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
-        oracle = planner(_truth_map(cmap, seconds, part, cmap.segment_m / 2.0), route)
-        planned["oracle"][part] = oracle.plan.assignment[_segment_of(oracle.corridor, distance)]
-    serving = {
-        "commap": planned["commap"],
-        "best_single": best_single_policy(seconds),
-        "reactive": reactive_policy(seconds, networks=networks, link=link),
-        "oracle": planned["oracle"],
-    }
-    scores = {
-        p: score_policy(seconds, s, networks, policy=p, link=link) for p, s in serving.items()
-    }
-    for s in scores.values():
-        log.info("replay %s: %d outage s, %d switches", s.policy, s.outage_s, s.switches)
+    if any(not s.bonded for s in setups):
+        for part in seconds.pieces():
+            leg = _leg_route(seconds, part)
+            if leg is None:  # standing still: keep the last network
+                for p in planned:
+                    planned[p][part] = planned[p][part.start - 1] if part.start else 0
+                continue
+            route, distance = leg
+            result = planner(_restricted(cmap, seconds.network_ids), route)
+            segment = _segment_of(result.corridor, distance)
+            planned["commap"][part] = result.plan.assignment[segment]
+            unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
+            oracle = planner(_truth_map(cmap, seconds, part, cmap.segment_m / 2.0), route)
+            planned["oracle"][part] = oracle.plan.assignment[_segment_of(oracle.corridor, distance)]
+    serving: dict[str, dict[str, Choice]] = {}
+    scores: dict[str, dict[str, PolicyScore]] = {}
+    for setup in setups:
+        serving[setup.name] = _choices(setup, seconds, networks, planned, order)
+        scores[setup.name] = {
+            p: score_choice(
+                seconds,
+                c,
+                networks,
+                setup,
+                policy=p,
+                tolerance_s=tolerance_s,
+                mb_per_s=mb_per_s,
+            )
+            for p, c in serving[setup.name].items()
+        }
+        for s in scores[setup.name].values():
+            log.info(
+                "replay %s on %s: %d lost s, %d switches", s.policy, s.vehicle, s.outage_s,
+                s.switches,
+            )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
     return Replay(seconds, serving, scores, shares)
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import math
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,13 +44,23 @@ from commap.radio.measurements import read_gnettrack
 from commap.sim.a3 import DEFAULT_STEP_S, A3Params, a3_serving
 
 __all__ = [
+    "A3_GRID",
+    "A3Calibration",
+    "CalibrationFold",
     "CorkReplay",
+    "CorkTrace",
     "RealTraces",
     "StarlinkBridges",
+    "calibrate_a3",
+    "calibrate_cork",
+    "cork_trace",
+    "cork_traces",
     "match_events",
+    "month_groups",
     "read_autobahn_bridges",
     "read_autobahn_throughput",
     "replay_cork",
+    "replay_trace",
     "run_replays",
     "starlink_bridges",
 ]
@@ -57,8 +68,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def match_events(real_s: FloatArray, predicted_s: FloatArray, tolerance_s: float) -> int:
-    """Largest one-to-one matching of event times within ``tolerance_s`` (greedy in time order).
+def match_events(
+    real_s: FloatArray,
+    predicted_s: FloatArray,
+    tolerance_s: float,
+    *,
+    real_xy: FloatArray | None = None,
+    predicted_xy: FloatArray | None = None,
+    tolerance_m: float = math.inf,
+) -> int:
+    """One-to-one matching of events within ``tolerance_s`` (and ``tolerance_m`` where positions
+    are given): each real event in time order takes the earliest unmatched predicted one.
 
     Examples
     --------
@@ -66,20 +86,30 @@ def match_events(real_s: FloatArray, predicted_s: FloatArray, tolerance_s: float
     1
     >>> match_events(np.zeros(0), np.array([1.0]), 5.0)
     0
+    >>> xy = np.array([[0.0, 0.0]]); far = np.array([[0.0, 150.0]])
+    >>> match_events(np.array([1.0]), np.array([2.0]), 5.0, real_xy=xy, predicted_xy=far,
+    ...              tolerance_m=100.0)
+    0
     """
-    real = np.sort(np.asarray(real_s, dtype=np.float64))
-    pred = np.sort(np.asarray(predicted_s, dtype=np.float64))
-    i = j = matched = 0
-    # two sorted lists: the earliest unmatched pair within tolerance is always safe to take
-    while i < real.size and j < pred.size:
-        if abs(real[i] - pred[j]) <= tolerance_s:
+    real = np.asarray(real_s, dtype=np.float64)
+    pred = np.asarray(predicted_s, dtype=np.float64)
+    r_order, p_order = np.argsort(real, kind="stable"), np.argsort(pred, kind="stable")
+    taken = np.zeros(pred.size, dtype=bool)
+    near = (
+        np.hypot(*(real_xy[:, None, :] - predicted_xy[None, :, :]).transpose(2, 0, 1))
+        if real_xy is not None and predicted_xy is not None
+        else np.zeros((real.size, pred.size))
+    )
+    matched = 0
+    for i in r_order.tolist():
+        for j in p_order.tolist():
+            if taken[j] or abs(real[i] - pred[j]) > tolerance_s:
+                continue
+            if near[i, j] > tolerance_m:
+                continue
+            taken[j] = True
             matched += 1
-            i += 1
-            j += 1
-        elif real[i] < pred[j]:
-            i += 1
-        else:
-            j += 1
+            break
     return matched
 
 
@@ -98,6 +128,7 @@ class CorkReplay:
     tolerance_s: float
     matched: int
     mean_candidates: float  # cells with an RSRP value per sample
+    tolerance_m: float = math.inf
 
     @property
     def precision(self) -> float:
@@ -134,6 +165,94 @@ def _reference_field(
     return cells, out
 
 
+@dataclass(frozen=True, eq=False)
+class CorkTrace:
+    """A measured trace ready for A3 replays: its samples and every cell's RSRP along it.
+
+    ``field`` is ``(samples, cells)``: the serving cell's own measurement, the other cells'
+    median reference RSRP within the radius (NaN where never measured there).
+    """
+
+    name: str
+    t_s: FloatArray  # seconds after the first sample
+    xy_m: FloatArray  # (samples, 2) local metres
+    rsrp_dbm: FloatArray  # the serving cell's measured RSRP
+    real_cell: IntArray
+    cells: tuple[int, ...]
+    field: FloatArray
+    first_column: int
+
+
+def cork_trace(test: pd.DataFrame, reference: pd.DataFrame, *, radius_m: float = 50.0) -> CorkTrace:
+    """Prepare one trace's records (``test``) with the other traces' records as reference.
+
+    Raises
+    ------
+    InvalidInputError
+        Fewer than two samples with a serving cell.
+    """
+    test = test.dropna(subset=["cell_id", "rsrp_dbm"])
+    name = str(test["drive_id"].iloc[0]) if len(test) else "?"
+    if len(test) < 2:
+        raise InvalidInputError(f"trace {name}: fewer than 2 samples with a serving cell")
+    lat0 = float(test["lat"].mean())
+    xy = _local_xy(test["lon"].to_numpy(), test["lat"].to_numpy(), lat0)
+    cells, field = _reference_field(reference, xy, lat0, radius_m)
+    real = test["cell_id"].to_numpy(dtype=np.int64)
+    for cell in dict.fromkeys(real.tolist()):
+        if cell not in cells:
+            cells.append(cell)
+            field = np.column_stack([field, np.full(len(test), np.nan)])
+    column = np.array([cells.index(c) for c in real])
+    rsrp = test["rsrp_dbm"].to_numpy(dtype=np.float64)
+    field[np.arange(len(test)), column] = rsrp  # the serving cell: its own measurement
+    t = (test["timestamp"] - test["timestamp"].iloc[0]).dt.total_seconds().to_numpy()
+    return CorkTrace(name, t, xy, rsrp, real, tuple(cells), field, int(column[0]))
+
+
+def replay_trace(
+    trace: CorkTrace,
+    params: A3Params,
+    *,
+    tolerance_s: float = 5.0,
+    tolerance_m: float = 100.0,
+    step_s: float = DEFAULT_STEP_S,
+) -> CorkReplay:
+    """A3 on a prepared trace; changes matched within ``tolerance_s`` and ``tolerance_m``."""
+    t = trace.t_s
+    steps = np.arange(0.0, t[-1] + 1.0 - 1e-9, step_s)
+    hold = np.clip(np.searchsorted(t, steps + 1e-9, side="right") - 1, 0, len(t) - 1)
+    serving, at = a3_serving(trace.field[hold], params, step_s=step_s, initial=trace.first_column)
+    # cell at the end of each sample's second, changes located in the sample they fall in
+    sample_end = np.clip(np.searchsorted(steps, t + 1.0 - 1e-9, side="left") - 1, 0, steps.size - 1)
+    predicted_cell = np.array(trace.cells, dtype=np.int64)[serving[sample_end]]
+    predicted_changes = np.unique(np.clip(hold[at], 0, len(t) - 1))
+    real = trace.real_cell
+    real_changes = np.flatnonzero(real[1:] != real[:-1]) + 1
+    matched = match_events(
+        t[real_changes],
+        t[predicted_changes],
+        tolerance_s,
+        real_xy=trace.xy_m[real_changes],
+        predicted_xy=trace.xy_m[predicted_changes],
+        tolerance_m=tolerance_m,
+    )
+    return CorkReplay(
+        trace=trace.name,
+        params=params,
+        t_s=t,
+        serving_rsrp_dbm=trace.rsrp_dbm,
+        real_cell=real,
+        predicted_cell=predicted_cell,
+        real_changes=real_changes,
+        predicted_changes=predicted_changes,
+        tolerance_s=tolerance_s,
+        matched=matched,
+        mean_candidates=float(np.isfinite(trace.field).sum(axis=1).mean()),
+        tolerance_m=tolerance_m,
+    )
+
+
 def replay_cork(
     trace_path: str | Path,
     reference_path: str | Path,
@@ -142,6 +261,7 @@ def replay_cork(
     params: A3Params | None = None,
     radius_m: float = 50.0,
     tolerance_s: float = 5.0,
+    tolerance_m: float = 100.0,
     network_modes: Sequence[str] = ("LTE", "5G"),
     step_s: float = DEFAULT_STEP_S,
 ) -> CorkReplay:
@@ -159,8 +279,8 @@ def replay_cork(
         A3 parameters (default 3 dB / 256 ms).
     radius_m : float
         Neighbourhood of a position in the reference traces.
-    tolerance_s : float
-        Time tolerance of a matched change.
+    tolerance_s, tolerance_m : float
+        A predicted change matches a real one within this time and this distance.
     network_modes : sequence of str
         Rows kept (LTE and 5G NSA rows carry LTE serving cells and RSRP).
     step_s : float
@@ -186,52 +306,230 @@ def replay_cork(
         raise InvalidInputError(
             f"{trace_path}: no trace {name!r}; traces: {', '.join(names)}", field="trace"
         )
-    test = records[records["drive_id"] == name].dropna(subset=["cell_id", "rsrp_dbm"])
-    if len(test) < 2:
-        raise InvalidInputError(f"{trace_path}:{name}: fewer than 2 samples with a serving cell")
     reference = read_gnettrack(reference_path, network_id="cork", network_modes=network_modes)
-    reference = reference[reference["drive_id"] != name]
-    lat0 = float(test["lat"].mean())
-    xy = _local_xy(test["lon"].to_numpy(), test["lat"].to_numpy(), lat0)
-    cells, field = _reference_field(reference, xy, lat0, radius_m)
-    real = test["cell_id"].to_numpy(dtype=np.int64)
-    for cell in dict.fromkeys(real.tolist()):
-        if cell not in cells:
-            cells.append(cell)
-            field = np.column_stack([field, np.full(len(test), np.nan)])
-    column = np.array([cells.index(c) for c in real])
-    rsrp = test["rsrp_dbm"].to_numpy(dtype=np.float64)
-    field[np.arange(len(test)), column] = rsrp  # the serving cell: its own measurement
-    t = (test["timestamp"] - test["timestamp"].iloc[0]).dt.total_seconds().to_numpy()
-    steps = np.arange(0.0, t[-1] + 1.0 - 1e-9, step_s)
-    hold = np.clip(np.searchsorted(t, steps + 1e-9, side="right") - 1, 0, len(t) - 1)
-    serving, at = a3_serving(field[hold], params, step_s=step_s, initial=int(column[0]))
-    # cell at the end of each sample's second, changes located in the sample they fall in
-    sample_end = np.clip(np.searchsorted(steps, t + 1.0 - 1e-9, side="left") - 1, 0, steps.size - 1)
-    predicted_cell = np.array(cells, dtype=np.int64)[serving[sample_end]]
-    predicted_changes = np.unique(np.clip(hold[at], 0, len(t) - 1))
-    real_changes = np.flatnonzero(real[1:] != real[:-1]) + 1
-    matched = match_events(t[real_changes], t[predicted_changes], tolerance_s)
+    prepared = cork_trace(
+        records[records["drive_id"] == name],
+        reference[reference["drive_id"] != name],
+        radius_m=radius_m,
+    )
+    result = replay_trace(
+        prepared, params, tolerance_s=tolerance_s, tolerance_m=tolerance_m, step_s=step_s
+    )
     log.info(
         "cork replay %s: %d real vs %d A3 changes, %d matched",
         name,
-        real_changes.size,
-        predicted_changes.size,
-        matched,
+        result.real_changes.size,
+        result.predicted_changes.size,
+        result.matched,
     )
-    return CorkReplay(
-        trace=name,
-        params=params,
-        t_s=t,
-        serving_rsrp_dbm=rsrp,
-        real_cell=real,
-        predicted_cell=predicted_cell,
-        real_changes=real_changes,
-        predicted_changes=predicted_changes,
-        tolerance_s=tolerance_s,
-        matched=matched,
-        mean_candidates=float(np.isfinite(field).sum(axis=1).mean()),
+    return result
+
+
+# -- A3 calibrated on some Cork drives, reported on the others ------------------------------------
+
+# Hysteresis and a3-Offset enter the model's entering condition as one sum (no leaving
+# condition is modelled), so the grid runs over that sum and the time to trigger.
+A3_GRID: tuple[A3Params, ...] = tuple(
+    A3Params(hysteresis_db=h, ttt_s=t)
+    for h in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
+    for t in (0.0, 0.256, 0.64, 1.28)
+)
+
+
+def _counts(replays: Sequence[CorkReplay]) -> tuple[int, int, int]:
+    return (
+        sum(r.matched for r in replays),
+        sum(r.predicted_changes.size for r in replays),
+        sum(r.real_changes.size for r in replays),
     )
+
+
+def _pr(matched: int, predicted: int, real: int) -> tuple[float, float, float]:
+    precision = matched / predicted if predicted else 1.0
+    recall = matched / real if real else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+@dataclass(frozen=True)
+class CalibrationFold:
+    """A3 chosen on the drives of the other groups, scored on this group's drives."""
+
+    held_out: str  # group name
+    traces: tuple[str, ...]
+    chosen: A3Params
+    train_f1: float
+    counts: tuple[int, int, int]  # matched, predicted, real changes on the held-out drives
+    default_counts: tuple[int, int, int]  # the same with the 3GPP default parameters
+
+    @property
+    def precision_recall(self) -> tuple[float, float]:
+        """Held-out precision and recall of the chosen parameters."""
+        return _pr(*self.counts)[:2]
+
+    @property
+    def default_precision_recall(self) -> tuple[float, float]:
+        """Held-out precision and recall of the default parameters."""
+        return _pr(*self.default_counts)[:2]
+
+
+@dataclass(frozen=True)
+class A3Calibration:
+    """A3 parameters calibrated on some Cork drives and reported on the others (grouped)."""
+
+    folds: tuple[CalibrationFold, ...]
+    grid: tuple[A3Params, ...]
+    tolerance_s: float
+    tolerance_m: float
+    default: A3Params
+
+    def pooled(self, *, default: bool = False) -> tuple[float, float]:
+        """Precision and recall over every held-out drive (the chosen or default params)."""
+        c = [f.default_counts if default else f.counts for f in self.folds]
+        return _pr(*(sum(x[i] for x in c) for i in range(3)))[:2]
+
+    def table(self) -> pd.DataFrame:
+        """One row per held-out group: chosen parameters and held-out figures."""
+        rows = []
+        for f in self.folds:
+            p, r = f.precision_recall
+            dp, dr = f.default_precision_recall
+            rows.append(
+                {
+                    "held_out": f.held_out,
+                    "drives": len(f.traces),
+                    "chosen": f.chosen.label,
+                    "train_f1": round(f.train_f1, 3),
+                    "real_changes": f.counts[2],
+                    "precision": round(p, 3),
+                    "recall": round(r, 3),
+                    "default_precision": round(dp, 3),
+                    "default_recall": round(dr, 3),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def markdown(self) -> str:
+        """The calibration as a Markdown section."""
+        t = self.table()
+        p, r = self.pooled()
+        dp, dr = self.pooled(default=True)
+        lines = [
+            "## A3 against reality: calibrated on some Cork drives, scored on the others",
+            "",
+            f"Serving-cell changes matched within {self.tolerance_s:g} s and "
+            f"{self.tolerance_m:g} m. Grid: {len(self.grid)} settings of hysteresis + offset "
+            "(one sum in the entering condition) and time to trigger, chosen by F1 on the "
+            "drives of the other group(s), never on the drives scored.",
+            "",
+            "| " + " | ".join(t.columns) + " |",
+            "|" + "---|" * len(t.columns),
+            *("| " + " | ".join(str(v) for v in row) + " |" for row in t.itertuples(index=False)),
+            "",
+            f"Pooled over the held-out drives: precision **{p:.2f}**, recall **{r:.2f}** "
+            f"(3GPP default {self.default.label}: precision {dp:.2f}, recall {dr:.2f}).",
+            "",
+        ]
+        return "\n".join(lines)
+
+
+def cork_traces(
+    paths: Sequence[str | Path],
+    *,
+    radius_m: float = 50.0,
+    network_modes: Sequence[str] = ("LTE", "5G"),
+) -> list[CorkTrace]:
+    """Every trace of the G-NetTrack files, each with all the other traces as reference."""
+    records = pd.concat(
+        [read_gnettrack(p, network_id="cork", network_modes=network_modes) for p in paths],
+        ignore_index=True,
+    )
+    names = sorted(dict.fromkeys(records["drive_id"].astype(str)))
+    return [
+        cork_trace(
+            records[records["drive_id"] == n], records[records["drive_id"] != n], radius_m=radius_m
+        )
+        for n in names
+    ]
+
+
+def month_groups(traces: Sequence[CorkTrace]) -> dict[str, tuple[str, ...]]:
+    """Traces grouped by the month in their G-NetTrack name (``B_2019.11.20_...`` -> 2019-11).
+
+    Examples
+    --------
+    >>> t = [CorkTrace(n, *([np.zeros(0)] * 4), (), np.zeros((0, 0)), 0)
+    ...      for n in ("B_2019.11.20_1", "B_2019.12.03_2", "B_2019.11.23_3")]
+    >>> month_groups(t)
+    {'2019-11': ('B_2019.11.20_1', 'B_2019.11.23_3'), '2019-12': ('B_2019.12.03_2',)}
+    """
+    groups: dict[str, list[str]] = {}
+    for t in traces:
+        parts = t.name.split("_")[1].split(".") if "_" in t.name else [t.name]
+        key = "-".join(parts[:2]) if len(parts) >= 2 else t.name
+        groups.setdefault(key, []).append(t.name)
+    return {k: tuple(v) for k, v in sorted(groups.items())}
+
+
+def calibrate_a3(
+    traces: Sequence[CorkTrace],
+    *,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    grid: Sequence[A3Params] = A3_GRID,
+    tolerance_s: float = 5.0,
+    tolerance_m: float = 100.0,
+    step_s: float = DEFAULT_STEP_S,
+) -> A3Calibration:
+    """Choose A3 parameters on some groups of drives and score them on the held-out group.
+
+    For each group, the grid setting with the best F1 (pooled matched / predicted / real
+    changes) on the drives of all the other groups is replayed on the group's drives.
+
+    Raises
+    ------
+    InvalidInputError
+        Fewer than two groups, or a group naming an unknown trace.
+    """
+    groups = dict(groups) if groups is not None else month_groups(traces)
+    by_name = {t.name: t for t in traces}
+    if len(groups) < 2:
+        raise InvalidInputError("calibration needs at least two groups of drives", field="groups")
+    for members in groups.values():
+        for name in members:
+            if name not in by_name:
+                raise InvalidInputError(f"no trace {name!r} to calibrate on", field="groups")
+    default = A3Params()
+    settings = list(dict.fromkeys([*grid, default]))
+    runs = {
+        (name, p): replay_trace(
+            by_name[name], p, tolerance_s=tolerance_s, tolerance_m=tolerance_m, step_s=step_s
+        )
+        for members in groups.values()
+        for name in members
+        for p in settings
+    }
+    folds = []
+    for group, members in groups.items():
+        train = [n for g, m in groups.items() if g != group for n in m]
+        f1 = {p: _pr(*_counts([runs[(n, p)] for n in train]))[2] for p in grid}
+        chosen = max(grid, key=lambda p: f1[p])  # the first of equals: the grid's order
+        folds.append(
+            CalibrationFold(
+                held_out=group,
+                traces=tuple(members),
+                chosen=chosen,
+                train_f1=f1[chosen],
+                counts=_counts([runs[(n, chosen)] for n in members]),
+                default_counts=_counts([runs[(n, default)] for n in members]),
+            )
+        )
+        log.info("A3 calibration: held out %s, chose %s", group, chosen.label)
+    return A3Calibration(tuple(folds), tuple(grid), tolerance_s, tolerance_m, default)
+
+
+def calibrate_cork(traces: RealTraces, *, grid: Sequence[A3Params] = A3_GRID) -> A3Calibration:
+    """:func:`calibrate_a3` on every Cork drive shipped (grouped by month)."""
+    return calibrate_a3(cork_traces([traces.cork_trace, traces.cork_reference]), grid=grid)
 
 
 # -- Starlink on the Autobahn ---------------------------------------------------------------------

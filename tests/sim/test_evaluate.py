@@ -10,6 +10,7 @@ import pytest
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
 from commap.out.evaluation_report import write_evaluation_report
+from commap.sim.a3 import A3Params
 from commap.sim.evaluate import (
     DEFAULT_ROUTES,
     EvaluationConfig,
@@ -82,7 +83,10 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
 
 def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
     cfg = EvaluationConfig(
-        policies=("a3_default", "commap"), a3_sweep=(), real_traces=RealTraces.in_repository(REPO)
+        policies=("a3_default", "commap"),
+        a3_sweep=(),
+        real_traces=RealTraces.in_repository(REPO),
+        a3_calibration_grid=(A3Params(hysteresis_db=0.0, ttt_s=0.0), A3Params()),
     )
     result = evaluate_map(andorra, seeds=1, routes=default_routes(andorra)[2:], config=cfg)
     write_evaluation_report(result, tmp_path)
@@ -91,6 +95,9 @@ def test_real_traces_join_the_report(andorra: CommMap, tmp_path: Path) -> None:
         assert (tmp_path / name).stat().st_size > 10_000
     text = (tmp_path / "summary.md").read_text()
     assert "Cork drive test" in text and "Autobahn bridges" in text
+    assert "A3 against reality" in text and "within 5 s and 100 m" in text
+    calibration = pd.read_csv(tmp_path / "a3_calibration.csv")
+    assert calibration["held_out"].tolist() == ["2019-11", "2019-12"]
 
 
 def test_evaluation_is_reproducible(andorra: CommMap) -> None:

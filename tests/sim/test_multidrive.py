@@ -13,16 +13,16 @@ from commap.errors import InvalidInputError
 from commap.geo.corridor import Route
 from commap.map.build import build_map
 from commap.map.comm_map import CommMap
-from commap.radio.link import LinkModel
 from commap.radio.measurements import read_records
+from commap.radio.vehicle import vehicle_setup
 from commap.service.planning import PlanRequest, PlanResult, plan_route
+from commap.sim.failover import score_choice
 from commap.sim.multidrive import (
     Replay,
+    a3_failover_policy,
     best_single_policy,
     drive_seconds,
-    reactive_policy,
     replay_drive,
-    score_policy,
 )
 from tests.support.specs import HAMBURG_EXTRACT, hamburg_spec
 
@@ -71,9 +71,9 @@ def test_seconds_and_outages_match_a_hand_count(later_drive: pd.DataFrame) -> No
 
 def test_best_single_and_reactive_rules(later_drive: pd.DataFrame) -> None:
     s = drive_seconds(later_drive)
-    best = best_single_policy(s)
+    best = best_single_policy(s).serving
     assert (best == int(np.argmin(s.outage.sum(axis=0)))).all()
-    reactive = reactive_policy(s)
+    reactive = a3_failover_policy(s).serving
     # the rule leaves a network only in a second it is out
     moves = np.flatnonzero(reactive[1:] != reactive[:-1]) + 1
     legs_start = {p.start for p in s.pieces()}
@@ -88,37 +88,42 @@ def test_switch_interruptions_are_outage_seconds(
     always = np.zeros(len(s), dtype=np.int64)
     flip = always.copy()
     flip[len(s) // 2 :] = 1
-    stay = score_policy(s, always, nets, policy="stay")
-    moved = score_policy(s, flip, nets, policy="flip")
-    link = LinkModel()
-    pause = link.switch(nets[0], nets[1])[2]  # operators without a handover agreement: 10 s
+    stay = score_choice(s, always, nets, policy="stay")
+    moved = score_choice(s, flip, nets, policy="flip")
+    pause = vehicle_setup("single_modem").switch_s(nets[0], nets[1])  # detach / attach: 10 s
     assert moved.switches == 1 and moved.interruption_s == pause == 10.0
     half = len(s) // 2
     own = int(s.outage[:half, 0].sum() + s.outage[half:, 1].sum())
     extra = int((~s.outage[half : half + 10, 1]).sum())
     assert moved.outage_s == own + extra and stay.outage_s == int(s.outage[:, 0].sum())
     with pytest.raises(InvalidInputError, match="one serving network per second"):
-        score_policy(s, always[:-1], nets, policy="bad")
+        score_choice(s, always[:-1], nets, policy="bad")
 
 
 def test_commap_on_the_earlier_days_map_beats_the_reactive_rule(replay: Replay) -> None:
-    scores = replay.scores
-    assert list(scores) == ["commap", "best_single", "reactive", "oracle"]
+    assert list(replay.scores) == ["single_modem", "dual_modem", "bonded"]
+    scores = replay.scores["single_modem"]
+    assert list(scores)[:4] == ["commap", "oracle", "best_single", "a3_failover"]
     assert scores["commap"].outage_s <= scores["best_single"].outage_s
-    assert scores["reactive"].switches > 0 and scores["reactive"].outage_s > 0
-    assert scores["commap"].outage_s <= 0.5 * scores["reactive"].outage_s
+    assert scores["a3_failover"].switches > 0 and scores["a3_failover"].outage_s > 0
+    assert scores["commap"].outage_s <= 0.5 * scores["a3_failover"].outage_s
+    # two modems make a failover cheap, and a bonded pair loses less than either link
+    dual, pair = replay.scores["dual_modem"], replay.scores["bonded"]
+    assert dual["a3_failover"].outage_s < scores["a3_failover"].outage_s
+    assert pair["best_pair"].outage_s <= min(s.outage_s for s in dual.values())
     # the extract keeps the roads driven on both days: the map knows the whole drive
     assert all(v == 0.0 for v in replay.unknown_share.values())
     summary = replay.summary()
     assert summary["scored_s"].nunique() == 1 and (summary["outage_s"] >= 0).all()
+    assert (summary["truth"] == "real").all()
 
 
 def test_choosing_among_two_networks(earlier_map: CommMap, later_drive: pd.DataFrame) -> None:
     pair = ["de-vodafone", "de-telefonica"]
     result = replay_drive(earlier_map, later_drive, planner=_planner, network_ids=pair)
     assert result.seconds.network_ids == tuple(pair)
-    s = result.scores
-    assert s["commap"].outage_s <= s["best_single"].outage_s < s["reactive"].outage_s
+    s = result.scores["single_modem"]
+    assert s["commap"].outage_s <= s["best_single"].outage_s < s["a3_failover"].outage_s
     with pytest.raises(InvalidInputError, match="not in map"):
         replay_drive(earlier_map, later_drive, planner=_planner, network_ids=["de-o2"])
 
@@ -126,8 +131,8 @@ def test_choosing_among_two_networks(earlier_map: CommMap, later_drive: pd.DataF
 def test_oracle_plans_on_the_truth(replay: Replay) -> None:
     # on the truth, the planner's own outage seconds (without its switches) are never more
     # than those of the best network in hindsight
-    s = replay.scores["oracle"]
-    assert s.outage_s - s.interruption_s <= replay.scores["best_single"].outage_s
+    s = replay.score("single_modem", "oracle")
+    assert s.outage_s - s.interruption_s <= replay.score("single_modem", "best_single").outage_s
 
 
 def test_drive_needs_two_networks_at_once(later_drive: pd.DataFrame) -> None:
@@ -155,10 +160,46 @@ def test_cli_replay_writes_the_summary(
     )
     assert result.exit_code == 0, result.output
     summary = pd.read_csv(out / "summary.csv")
-    assert summary["policy"].tolist() == ["commap", "best_single", "reactive", "oracle"]
+    columns = ["truth", "vehicle", "policy", "service_loss_s_per_hour", "loss_events_per_hour",
+               "longest_loss_s", "switches_per_hour", "satellite_mb"]  # fmt: skip
+    assert summary.columns.tolist()[: len(columns)] == columns
+    rows = set(zip(summary["vehicle"], summary["policy"], strict=True))
+    for policy in ("commap", "oracle", "a3_failover", "probe_failover", "greedy_hysteresis"):
+        assert ("single_modem", policy) in rows and ("dual_modem", policy) in rows
+    assert ("dual_modem", "hot_standby") in rows and ("bonded", "bonding") in rows
+    assert ("single_modem", "hot_standby") not in rows  # one modem has no standby
+    assert (summary["truth"] == "real").all() and (summary["satellite_mb"] == 0).all()
+    hours = summary["scored_s"] / 3600.0
+    assert np.allclose(summary["service_loss_s_per_hour"], summary["outage_s"] / hours, atol=0.01)
+    assert np.allclose(summary["loss_events_per_hour"], summary["loss_events"] / hours, atol=0.01)
     assert "| commap |" in (out / "summary.md").read_text()
     serving = pd.read_csv(out / "serving.csv")
     assert len(serving) == int(summary["scored_s"].iloc[0])
+    assert serving["bonded/bonding"].str.contains("+", regex=False).all()
+    one = CliRunner().invoke(
+        app,
+        ["replay", "--map", str(earlier_map.directory), "--drive", str(drive), "--out",
+         str(tmp_path / "one"), "--vehicle", "dual_modem", "--tolerance-s", "5",
+         "--priority", "de-telefonica,de-telekom,de-vodafone"],
+    )  # fmt: skip
+    assert one.exit_code == 0, one.output
+    dual = pd.read_csv(tmp_path / "one" / "summary.csv")
+    assert set(dual["vehicle"]) == {"dual_modem"}
+    same = summary[summary["vehicle"] == "dual_modem"].set_index("policy")
+    # a longer tolerance counts fewer loss events over the same lost seconds (the priority
+    # changes only the map-free baselines)
+    planned = ["commap", "oracle", "best_single"]
+    tolerant = dual.set_index("policy").loc[planned]
+    assert (tolerant["outage_s"] == same.loc[planned, "outage_s"]).all()
+    assert (tolerant["loss_events"] <= same.loc[planned, "loss_events"]).all()
+    text = (tmp_path / "one" / "summary.md").read_text()
+    assert "Commap against the best map-free baseline" in text and "| dual_modem |" in text
+    sat = CliRunner().invoke(
+        app,
+        ["replay", "--map", str(earlier_map.directory), "--drive", str(drive), "--out",
+         str(tmp_path / "sat"), "--vehicle", "satellite_on_demand"],
+    )  # fmt: skip
+    assert sat.exit_code != 0 and "needs a satellite network" in sat.output
     bad = CliRunner().invoke(
         app, ["replay", "--map", str(earlier_map.directory), "--drive", str(drive),
               "--weight", "interruption_s"],

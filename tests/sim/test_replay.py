@@ -11,13 +11,16 @@ from commap.errors import InvalidInputError
 from commap.out.evaluation_report import plot_cork_replay, plot_starlink_bridges
 from commap.sim.a3 import A3Params
 from commap.sim.replay import (
+    RealTraces,
+    calibrate_a3,
+    cork_traces,
     match_events,
     read_autobahn_bridges,
     read_autobahn_throughput,
     replay_cork,
     starlink_bridges,
 )
-from tests.support.paths import MAPS, TEST_DATA
+from tests.support.paths import MAPS, REPO, TEST_DATA
 
 HELDOUT = TEST_DATA / "measured" / "ucc5g_cork_heldout.zip"
 CORK_REFERENCE = MAPS / "cork" / "data" / ("ucc5g_cork_driving.zip")
@@ -66,6 +69,39 @@ def test_cork_a3_replay_against_real_cell_changes(tmp_path: Path) -> None:
     )
     png = plot_cork_replay(default, tmp_path / "cork.png")
     assert png.stat().st_size > 10_000
+
+
+def test_a3_calibrated_on_one_month_and_scored_on_the_other() -> None:
+    traces = cork_traces([HELDOUT, CORK_REFERENCE])
+    assert len(traces) == 9  # every shipped Cork drive, each against the eight others
+    eager, default = A3Params(hysteresis_db=0.0, ttt_s=0.0), A3Params()
+    cal = calibrate_a3(traces, grid=(eager, default))
+    folds = {f.held_out: f for f in cal.folds}
+    assert set(folds) == {"2019-11", "2019-12"}
+    assert len(folds["2019-11"].traces) == 6 and len(folds["2019-12"].traces) == 3
+    assert not set(folds["2019-11"].traces) & set(folds["2019-12"].traces)
+    for fold in cal.folds:
+        assert fold.chosen in (eager, default)
+        matched, predicted, real = fold.counts
+        assert 0 < matched <= min(predicted, real)
+        if fold.chosen == default:  # the default's held-out figures are the chosen ones
+            assert fold.counts == fold.default_counts
+    # the eager setting predicts far more changes than happen: F1 on the other month picks
+    # the 3GPP default, and on real drives it finds about half the changes, half right
+    assert all(f.chosen == default for f in cal.folds)
+    precision, recall = cal.pooled()
+    assert 0.35 <= precision <= 0.75 and 0.35 <= recall <= 0.75
+    text = cal.markdown()
+    assert "within 5 s and 100 m" in text and "never on the drives scored" in text
+    assert RealTraces.in_repository(REPO).cork_trace == HELDOUT
+    with pytest.raises(InvalidInputError, match="two groups"):
+        calibrate_a3(traces, groups={"all": [t.name for t in traces]}, grid=(default,))
+
+
+def test_a3_changes_match_in_time_and_place() -> None:
+    near = replay_cork(HELDOUT, CORK_REFERENCE)
+    anywhere = replay_cork(HELDOUT, CORK_REFERENCE, tolerance_m=float("inf"))
+    assert near.tolerance_m == 100.0 and near.matched <= anywhere.matched
 
 
 def test_match_events_is_one_to_one() -> None:

@@ -1,0 +1,580 @@
+"""Map-free network selection on a multi-network drive, and what each choice costs the user.
+
+Every policy here sees only what a vehicle could see at that second (its links' signal and
+outage now, or its health probes' answers, which come late); none looks ahead. Where a rule
+needs a configured order of networks (the primary SIM or WAN, the standby, the bonded pair) it
+takes ``priority`` (network columns, e.g. the fleet's experience of the operators on earlier
+drives); without one, the order of the networks' signal at the start of each leg. Each returns a
+:class:`Choice`: the serving network of every second (a pair of networks on a bonded set-up)
+and, with two modems, the network the second modem aims to stay registered on (the standby).
+
+``a3_failover`` (:func:`a3_failover_policy`)
+    Stay; in an outage second switch to the best other network not in outage (RSRP, else
+    SINR, else downlink rate; with two modems the standby first, when it is not in outage).
+    The radio-link-failure triggered failover of today.
+``probe_failover`` (:func:`probe_failover_policy`)
+    Health-probe failover as multi-WAN routers do it, at the Peplink / Pepwave defaults
+    (:data:`PEPLINK_PROBES`: a probe every 5 s, timeout 5 s, a link down after 3 consecutive
+    failed probes, up again after 3 consecutive successes; WAN priority with fail-back to the
+    higher priority; Pepwave MAX / Peplink Balance user manuals, "Other Health Check
+    Settings"), and the tuned variant ``probe_failover_fast`` (:data:`FAST_PROBES`: 1 s, down
+    after 2, up after 2). A probe sent in a second the link is in outage fails, and the
+    router learns it ``timeout_s`` later; a success is known at once. On one modem only the
+    active SIM can be probed: a link declared down hands over to the next SIM in priority
+    order, which is then probed, and there is no fail-back (the primary cannot be probed
+    without leaving the active link). With two modems the first two networks of the priority
+    are probed all the time.
+``greedy_hysteresis`` (:func:`greedy_policy`)
+    The network with the best signal, changed when another is ``hysteresis_db`` better for
+    ``ttt_s``, or at once when the serving network is in outage (:data:`GREEDY_DEFAULT`). No
+    product documents defaults for this rule between operators: it takes the 3GPP A3 defaults
+    (3 dB; the 256 ms time to trigger is below the 1 s grid, so 1 s).
+``hot_standby`` (:func:`hot_standby_policy`, two modems)
+    The first two networks of the priority as for probes; the modem's own link state (an outage second) moves the
+    traffic to the registered standby when the standby is not in outage; it stays there
+    (sticky) until that link fails in turn.
+``bonding`` (:func:`bonding_policy`, two active links)
+    The first two networks of the priority, both carrying traffic all the time.
+``best_single`` / ``best_pair``
+    The network (pair) with the fewest lost seconds on the drive, chosen in hindsight.
+
+:func:`score_choice` turns a choice into what the user feels on a :class:`VehicleSetup`: a
+second is lost when the serving network is in outage or a switch interrupts it (rounded up to
+whole seconds; on a bonded pair, when both links are out or re-attaching). With two modems the
+standby is registered on a network once the second modem has aimed at it for
+``operator_switch_s`` seconds; a change to the registered standby is a route change, any other
+change a detach / attach; the modem left behind stays registered on the old network.
+
+Examples
+--------
+>>> from commap.networks import Network, NetworkKind
+>>> nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
+...                 latency_ms=30) for i in "ab"]
+>>> out = np.zeros((20, 2), bool); out[5:15, 0] = True
+>>> s = DriveSeconds(("a", "b"), np.arange(20.0), np.zeros(20), np.zeros(20),
+...                  np.zeros(20, np.int64), out, np.where(out, -np.inf, -90.0))
+>>> score_choice(s, a3_failover_policy(s, nets), nets, vehicle_setup("single_modem"),
+...              policy="a3_failover").outage_s
+10
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from commap.arrays import BoolArray, IntArray
+from commap.errors import InvalidInputError
+from commap.networks import Network
+from commap.radio.vehicle import VehicleSetup, vehicle_setup
+from commap.sim.seconds import DriveSeconds
+
+__all__ = [
+    "FAST_PROBES",
+    "GREEDY_DEFAULT",
+    "PEPLINK_PROBES",
+    "Choice",
+    "HysteresisParams",
+    "PolicyScore",
+    "ProbeParams",
+    "a3_failover_policy",
+    "best_pair_policy",
+    "best_single_policy",
+    "bonding_policy",
+    "greedy_policy",
+    "hot_standby_policy",
+    "loss_runs",
+    "probe_failover_policy",
+    "score_choice",
+]
+
+NONE = -1  # no standby network
+
+
+@dataclass(frozen=True, eq=False)
+class Choice:
+    """A policy's networks on a drive.
+
+    Attributes
+    ----------
+    serving : ``(n,)`` network column per second, or ``(n, 2)`` for a bonded pair.
+    standby : ``(n,)`` network the second modem aims at (``-1``: none, keep what it has).
+    """
+
+    serving: IntArray
+    standby: IntArray | None = None
+
+    @property
+    def bonded(self) -> bool:
+        """A pair of networks per second."""
+        return self.serving.ndim == 2
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeParams:
+    """Health-probe failover settings (see the module docstring)."""
+
+    interval_s: int = 5
+    timeout_s: int = 5
+    failures_to_down: int = 3
+    successes_to_up: int = 3
+    failback: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.interval_s, self.failures_to_down, self.successes_to_up) < 1:
+            raise InvalidInputError("probe interval and counts must be >= 1", field="probes")
+        if self.timeout_s < 0:
+            raise InvalidInputError("probe timeout must be >= 0", field="probes")
+
+
+PEPLINK_PROBES = ProbeParams()  # Pepwave / Peplink manual defaults
+FAST_PROBES = ProbeParams(interval_s=1, timeout_s=1, failures_to_down=2, successes_to_up=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HysteresisParams:
+    """Best-signal rule: margin (dB) and time (s) another network must lead by."""
+
+    hysteresis_db: float = 3.0
+    ttt_s: int = 1
+
+
+GREEDY_DEFAULT = HysteresisParams()
+
+
+# ---------------------------------------------------------------------------------------------
+# the link state the scorer and the policies share
+# ---------------------------------------------------------------------------------------------
+class _Modems:
+    """The standby modem's registration and the interruption of each change."""
+
+    def __init__(self, setup: VehicleSetup, networks: Sequence[Network]) -> None:
+        self.setup = setup
+        self.networks = networks
+        self.standby = NONE
+        self.ready_at = math.inf
+
+    def reset(self) -> None:
+        self.standby, self.ready_at = NONE, math.inf
+
+    def change(self, i: int, a: int, b: int) -> int:
+        """Whole seconds the service is interrupted by a change ``a -> b`` at second ``i``."""
+        ready = self.setup.has_standby and self.standby == b and i >= self.ready_at
+        pause = self.setup.switch_s(self.networks[a], self.networks[b], standby=ready)
+        if self.setup.has_standby:  # the modem left behind stays registered on a
+            self.standby, self.ready_at = a, i
+        return math.ceil(pause - 1e-9)
+
+    def aim(self, i: int, target: int, serving: int) -> None:
+        """The second modem registers on ``target`` (ready ``operator_switch_s`` later)."""
+        if not self.setup.has_standby or target in (NONE, serving, self.standby):
+            return
+        self.standby, self.ready_at = target, i + self.setup.operator_switch_s
+
+
+def _by_signal(rank_row: np.ndarray) -> list[int]:
+    """Network columns, best signal first (unknown last)."""
+    return [int(j) for j in np.argsort(-np.nan_to_num(rank_row, nan=-1e9), kind="stable")]
+
+
+def _order(seconds: DriveSeconds, part: slice, priority: Sequence[int] | None) -> list[int]:
+    """The configured priority, else the networks by signal at the start of the leg."""
+    if priority is not None:
+        order = [int(j) for j in priority]
+        k = len(seconds.network_ids)
+        if sorted(order) != list(range(k)):
+            raise InvalidInputError(
+                f"priority must order every network column 0..{k - 1} once", field="priority"
+            )
+        return order
+    return _by_signal(seconds.rank[part][0])
+
+
+def _best_other(rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
+    options = np.where(out_row, -np.inf, np.nan_to_num(rank_row, nan=-1e9))
+    options[current] = -np.inf
+    best = int(np.argmax(options))
+    return best if np.isfinite(options[best]) else NONE
+
+
+def _keep_standby(standby: int, rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
+    """The standby a signal rule keeps: the same network unless it is now serving or out, else
+    the best other network not in outage (a re-registration costs the standby modem an attach:
+    it is not chased after every dB)."""
+    if standby not in (NONE, current) and not out_row[standby]:
+        return standby
+    return _best_other(rank_row, out_row, current)
+
+
+# ---------------------------------------------------------------------------------------------
+# policies
+# ---------------------------------------------------------------------------------------------
+def best_single_policy(seconds: DriveSeconds) -> Choice:
+    """The one network with the fewest outage seconds (ties: the first), every second."""
+    best = int(np.argmin(seconds.outage.sum(axis=0)))
+    return Choice(np.full(len(seconds), best, dtype=np.int64))
+
+
+def best_pair_policy(seconds: DriveSeconds) -> Choice:
+    """The bonded pair with the fewest seconds where both are out, chosen in hindsight."""
+    k = len(seconds.network_ids)
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
+    lost = [int((seconds.outage[:, a] & seconds.outage[:, b]).sum()) for a, b in pairs]
+    a, b = pairs[int(np.argmin(lost))]
+    return Choice(np.tile(np.array([a, b], dtype=np.int64), (len(seconds), 1)))
+
+
+def a3_failover_policy(
+    seconds: DriveSeconds,
+    networks: Sequence[Network] | None = None,
+    setup: VehicleSetup | None = None,
+    *,
+    priority: Sequence[int] | None = None,
+) -> Choice:
+    """Stay; in an outage second switch to the best other network (module docstring).
+
+    Without ``networks`` every switch is taken as instantaneous. With two modems the second
+    modem stays registered on its network until that network serves or fails, then moves to
+    the best other network not in outage.
+    """
+    setup = setup or vehicle_setup("single_modem")
+    n = len(seconds)
+    serving = np.zeros(n, dtype=np.int64)
+    standby = np.full(n, NONE, dtype=np.int64)
+    modems = _Modems(setup, networks) if networks is not None else None
+    for part in seconds.pieces():
+        rank, out = seconds.rank[part], seconds.outage[part]
+        current = _order(seconds, part, priority)[0]
+        busy_until, other = -1, NONE
+        if modems:
+            modems.reset()
+        for i in range(rank.shape[0]):
+            if out[i, current] and i > busy_until:
+                standby_up = setup.has_standby and other != NONE and not out[i, other]
+                best = other if standby_up else _best_other(rank[i], out[i], current)
+                if best != NONE:
+                    pause = modems.change(i, current, best) if modems else 0
+                    busy_until = i + pause - 1
+                    current = best
+            other = _keep_standby(other, rank[i], out[i], current)
+            if modems:
+                modems.aim(i, other, current)
+            serving[part.start + i] = current
+            standby[part.start + i] = other
+    return Choice(serving, standby if setup.has_standby else None)
+
+
+def _probe(
+    params: ProbeParams, i: int, phase: int, out: bool, pending: list[tuple[int, bool]]
+) -> None:
+    if (i - phase) % params.interval_s == 0:
+        pending.append((i + (params.timeout_s if out else 0), not out))
+
+
+class _Health:
+    """One link's probe state: consecutive results and the up / down verdict."""
+
+    def __init__(self, params: ProbeParams) -> None:
+        self.params = params
+        self.up = True
+        self.fails = self.oks = 0
+        self.pending: list[tuple[int, bool]] = []
+
+    def step(self, i: int, phase: int, out: bool) -> None:
+        """Send this second's probe (if due) and take in the answers known by now."""
+        _probe(self.params, i, phase, out, self.pending)
+        known = sorted(p for p in self.pending if p[0] <= i)
+        self.pending = [p for p in self.pending if p[0] > i]
+        for _, ok in known:
+            self.fails = 0 if ok else self.fails + 1
+            self.oks = self.oks + 1 if ok else 0
+            if self.up and self.fails >= self.params.failures_to_down:
+                self.up = False
+            elif not self.up and self.oks >= self.params.successes_to_up:
+                self.up = True
+
+
+def probe_failover_policy(
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    params: ProbeParams = PEPLINK_PROBES,
+    *,
+    priority: Sequence[int] | None = None,
+) -> Choice:
+    """Health-probe failover (module docstring): only what the probes have answered so far."""
+    n = len(seconds)
+    serving = np.zeros(n, dtype=np.int64)
+    standby = np.full(n, NONE, dtype=np.int64)
+    modems = _Modems(setup, networks)
+    for part in seconds.pieces():
+        out = seconds.outage[part]
+        order = _order(seconds, part, priority)
+        links = order[:2] if setup.has_standby else order
+        health = {j: _Health(params) for j in links}
+        current, busy_until, phase = links[0], -1, {j: 0 for j in links}
+        modems.reset()
+        for i in range(out.shape[0]):
+            probed = links if setup.has_standby else [current]
+            if i > busy_until:
+                for j in probed:
+                    health[j].step(i, phase[j], bool(out[i, j]))
+            target = current
+            if setup.has_standby:
+                up = [j for j in links if health[j].up]
+                if up and (params.failback or not health[current].up):
+                    target = up[0]  # the highest priority link that is up
+            elif not health[current].up:  # next SIM in priority order, probed from now on
+                target = links[(links.index(current) + 1) % len(links)]
+            if target != current and i > busy_until:
+                busy_until = i + modems.change(i, current, target) - 1
+                current = target
+                if not setup.has_standby:
+                    health[current] = _Health(params)
+                    phase[current] = busy_until + 1
+            other = next((j for j in links if j != current), NONE) if setup.has_standby else NONE
+            modems.aim(i, other, current)
+            serving[part.start + i] = current
+            standby[part.start + i] = other
+    return Choice(serving, standby if setup.has_standby else None)
+
+
+def greedy_policy(
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    params: HysteresisParams = GREEDY_DEFAULT,
+    *,
+    priority: Sequence[int] | None = None,
+) -> Choice:
+    """Best signal with hysteresis and time to trigger (module docstring)."""
+    n = len(seconds)
+    serving = np.zeros(n, dtype=np.int64)
+    standby = np.full(n, NONE, dtype=np.int64)
+    modems = _Modems(setup, networks)
+    for part in seconds.pieces():
+        rank, out = seconds.rank[part], seconds.outage[part]
+        current = _order(seconds, part, priority)[0]
+        busy_until, lead, leader, other = -1, 0, NONE, NONE
+        modems.reset()
+        for i in range(rank.shape[0]):
+            best = _best_other(rank[i], out[i], current)
+            ahead = best != NONE and (
+                out[i, current]
+                or np.nan_to_num(rank[i, best], nan=-1e9)
+                > np.nan_to_num(rank[i, current], nan=-1e9) + params.hysteresis_db
+            )
+            lead = lead + 1 if ahead and best == leader else (1 if ahead else 0)
+            leader = best if ahead else NONE
+            if i > busy_until and ahead and (out[i, current] or lead >= params.ttt_s):
+                busy_until = i + modems.change(i, current, best) - 1
+                current, lead, leader = best, 0, NONE
+            other = _keep_standby(other, rank[i], out[i], current)
+            modems.aim(i, other, current)
+            serving[part.start + i] = current
+            standby[part.start + i] = other
+    return Choice(serving, standby if setup.has_standby else None)
+
+
+def hot_standby_policy(
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    *,
+    priority: Sequence[int] | None = None,
+) -> Choice:
+    """Two modems: on an outage second move to the registered standby, and stay there."""
+    if not setup.has_standby:
+        raise InvalidInputError(
+            f"hot standby needs two modems; vehicle {setup.name} has one", field="vehicle"
+        )
+    n = len(seconds)
+    serving = np.zeros(n, dtype=np.int64)
+    standby = np.zeros(n, dtype=np.int64)
+    for part in seconds.pieces():
+        out = seconds.outage[part]
+        pair = _order(seconds, part, priority)[:2]
+        current, busy_until = pair[0], -1
+        modems = _Modems(setup, networks)
+        for i in range(out.shape[0]):
+            other = pair[1] if current == pair[0] else pair[0]
+            if i > busy_until and out[i, current] and not out[i, other]:
+                busy_until = i + modems.change(i, current, other) - 1
+                current, other = other, current
+            modems.aim(i, other, current)
+            serving[part.start + i] = current
+            standby[part.start + i] = other
+    return Choice(serving, standby)
+
+
+def bonding_policy(seconds: DriveSeconds, *, priority: Sequence[int] | None = None) -> Choice:
+    """Two active links: the first two of the priority (default: best signal at leg start)."""
+    pair = np.zeros((len(seconds), 2), dtype=np.int64)
+    for part in seconds.pieces():
+        pair[part] = _order(seconds, part, priority)[:2]
+    return Choice(pair)
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PolicyScore:
+    """One policy on one vehicle set-up on one drive.
+
+    ``outage_s`` is the service-loss seconds (the serving link in outage, or interrupted by
+    a switch); a *loss event* is a run of lost seconds at least ``tolerance_s`` long.
+    """
+
+    policy: str
+    outage_s: int  # seconds of lost service (own outage or switch interruption)
+    switches: int
+    interruption_s: int  # seconds lost to switch interruptions alone (part of outage_s)
+    scored_s: int
+    vehicle: str = "single_modem"
+    loss_events: int = 0
+    longest_loss_s: int = 0
+    satellite_mb: float = 0.0
+
+    @property
+    def outage_share(self) -> float:
+        """Lost seconds / scored seconds."""
+        return self.outage_s / self.scored_s if self.scored_s else float("nan")
+
+    def per_hour(self, value: float) -> float:
+        """``value`` per hour of scored driving."""
+        return 3600.0 * value / self.scored_s if self.scored_s else float("nan")
+
+    @property
+    def service_loss_s_per_hour(self) -> float:
+        """Lost seconds per hour."""
+        return self.per_hour(self.outage_s)
+
+    @property
+    def loss_events_per_hour(self) -> float:
+        """Loss events per hour."""
+        return self.per_hour(self.loss_events)
+
+    @property
+    def switches_per_hour(self) -> float:
+        """Switches per hour."""
+        return self.per_hour(self.switches)
+
+
+def loss_runs(lost: BoolArray, pieces: Sequence[slice]) -> list[int]:
+    """Lengths (s) of the runs of lost seconds, each leg on its own.
+
+    Examples
+    --------
+    >>> loss_runs(np.array([1, 1, 0, 1, 1, 1, 0], bool), [slice(0, 4), slice(4, 7)])
+    [2, 1, 2]
+    """
+    runs: list[int] = []
+    for part in pieces:
+        x = np.r_[0, np.asarray(lost[part], dtype=np.int8), 0]
+        edges = np.flatnonzero(np.diff(x))
+        runs += (edges[1::2] - edges[::2]).tolist()
+    return runs
+
+
+def score_choice(
+    seconds: DriveSeconds,
+    choice: Choice | IntArray,
+    networks: Sequence[Network],
+    setup: VehicleSetup | None = None,
+    *,
+    policy: str,
+    tolerance_s: float = 1.0,
+    mb_per_s: float = 0.0,
+) -> PolicyScore:
+    """What a choice costs the user on a vehicle set-up (see the module docstring).
+
+    Examples
+    --------
+    >>> from commap.networks import NetworkKind
+    >>> nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
+    ...                 latency_ms=30) for i in ("a", "b")]
+    >>> s = DriveSeconds(("a", "b"), np.arange(12.0), np.zeros(12), np.zeros(12),
+    ...                  np.zeros(12, np.int64), np.zeros((12, 2), bool), np.zeros((12, 2)))
+    >>> flip = np.r_[np.zeros(2, np.int64), np.ones(10, np.int64)]
+    >>> one = score_choice(s, flip, nets, policy="x")
+    >>> one.switches, one.interruption_s, one.outage_s, one.loss_events, one.longest_loss_s
+    (1, 10, 10, 1, 10)
+    >>> score_choice(s, Choice(flip, np.zeros(12, np.int64) + 1), nets,
+    ...              vehicle_setup("dual_modem"), policy="x").outage_s  # standby not ready
+    10
+    """
+    setup = setup or vehicle_setup("single_modem")
+    if not isinstance(choice, Choice):
+        choice = Choice(np.asarray(choice, dtype=np.int64))
+    serving = np.asarray(choice.serving, dtype=np.int64)
+    n = len(seconds)
+    if serving.shape[0] != n or serving.ndim != (2 if setup.bonded else 1):
+        raise InvalidInputError(
+            "one serving network per second is required"
+            + (" (a pair on a bonded set-up)" if setup.bonded else ""),
+            field="serving",
+        )
+    if serving.ndim == 2:
+        lost, interrupted, switches = _score_pair(seconds, serving, setup)
+    else:
+        lost, interrupted, switches = _score_single(seconds, choice, networks, setup)
+    runs = [r for r in loss_runs(lost, seconds.pieces()) if r >= tolerance_s]
+    columns = serving if serving.ndim == 2 else serving[:, None]
+    on_satellite = np.array([networks[j].is_satellite for j in range(len(networks))])
+    satellite_s = int(on_satellite[columns].any(axis=1).sum()) if len(networks) else 0
+    return PolicyScore(
+        policy=policy,
+        outage_s=int(lost.sum()),
+        switches=switches,
+        interruption_s=int(interrupted.sum()),
+        scored_s=n,
+        vehicle=setup.name,
+        loss_events=len(runs),
+        longest_loss_s=max(loss_runs(lost, seconds.pieces()), default=0),
+        satellite_mb=round(satellite_s * mb_per_s, 3),
+    )
+
+
+def _score_single(
+    seconds: DriveSeconds, choice: Choice, networks: Sequence[Network], setup: VehicleSetup
+) -> tuple[BoolArray, BoolArray, int]:
+    serving = choice.serving
+    aim = choice.standby if choice.standby is not None else np.full(len(seconds), NONE)
+    own = seconds.outage[np.arange(len(seconds)), serving]
+    interrupted = np.zeros(len(seconds), dtype=bool)
+    switches = 0
+    modems = _Modems(setup, networks)
+    for part in seconds.pieces():
+        s, target = serving[part], aim[part]
+        modems.reset()
+        for i in range(s.shape[0]):
+            if i and s[i] != s[i - 1]:
+                switches += 1
+                span = modems.change(i, int(s[i - 1]), int(s[i]))
+                interrupted[part.start + i : min(part.start + i + span, part.stop)] = True
+            modems.aim(i, int(target[i]), int(s[i]))
+    return own | interrupted, interrupted, switches
+
+
+def _score_pair(
+    seconds: DriveSeconds, pair: IntArray, setup: VehicleSetup
+) -> tuple[BoolArray, BoolArray, int]:
+    n = len(seconds)
+    rows = np.arange(n)
+    down = np.zeros((n, 2), dtype=bool)  # a member re-attaching
+    switches = 0
+    span = math.ceil(setup.operator_switch_s - 1e-9)
+    for part in seconds.pieces():
+        p = pair[part]
+        for slot in range(2):
+            for i in np.flatnonzero(p[1:, slot] != p[:-1, slot]) + 1:
+                switches += 1
+                down[part.start + i : min(part.start + i + span, part.stop), slot] = True
+    out = seconds.outage[rows[:, None], pair] | down
+    lost: BoolArray = np.asarray(out.all(axis=1), dtype=bool)
+    interrupted: BoolArray = lost & ~seconds.outage[rows[:, None], pair].all(axis=1)
+    return lost, interrupted, switches

@@ -1,0 +1,165 @@
+"""Map-free baselines on small hand-made drives: what each rule does second by second, and what
+it costs on each vehicle set-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from commap.errors import InvalidInputError
+from commap.networks import Network, NetworkKind
+from commap.radio.vehicle import vehicle_setup
+from commap.sim.failover import (
+    FAST_PROBES,
+    PEPLINK_PROBES,
+    Choice,
+    HysteresisParams,
+    a3_failover_policy,
+    best_pair_policy,
+    bonding_policy,
+    greedy_policy,
+    hot_standby_policy,
+    probe_failover_policy,
+    score_choice,
+)
+from commap.sim.seconds import DriveSeconds
+
+NETS = [
+    Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte", latency_ms=30.0)
+    for i in ("a", "b", "c")
+]
+ONE, TWO, PAIR = (vehicle_setup(v) for v in ("single_modem", "dual_modem", "bonded"))
+
+
+def drive(outage: np.ndarray, rsrp: np.ndarray | None = None) -> DriveSeconds:
+    """A one-leg drive: ``outage`` (n, k); RSRP -90 dBm for a, -95 for b, -100 for c."""
+    n, k = outage.shape
+    rank = np.tile(np.array([-90.0, -95.0, -100.0][:k]), (n, 1)) if rsrp is None else rsrp
+    z = np.zeros(n)
+    return DriveSeconds(
+        tuple("abc"[:k]), np.arange(float(n)), z, z, np.zeros(n, np.int64), outage,
+        np.where(outage, -np.inf, rank),
+    )  # fmt: skip
+
+
+def outage_of_a(n: int, start: int, stop: int, k: int = 3) -> np.ndarray:
+    out = np.zeros((n, k), dtype=bool)
+    out[start:stop, 0] = True
+    return out
+
+
+def test_probe_failover_declares_down_only_after_three_failed_probes() -> None:
+    s = drive(outage_of_a(80, 10, 60))
+    serving = probe_failover_policy(s, NETS, ONE, PEPLINK_PROBES).serving
+    # probes at 10, 15, 20 fail; the third times out at 25 s: the router leaves a at 25
+    assert serving[:25].tolist() == [0] * 25 and serving[25] == 1
+    assert (serving[25:] == 1).all()  # one modem: no fail-back (a cannot be probed from b)
+    score = score_choice(s, probe_failover_policy(s, NETS, ONE), NETS, ONE, policy="p")
+    assert score.switches == 1 and score.interruption_s == 10  # detach / attach on one modem
+    assert score.outage_s == 15 + 10  # 15 s unnoticed on a, 10 s re-attaching
+    # the tuned probes: every second, down after 2 (timeout 1 s) -> leaves a at 12 s
+    fast = probe_failover_policy(s, NETS, ONE, FAST_PROBES).serving
+    assert fast[:12].tolist() == [0] * 12 and fast[12] == 1
+
+
+def test_probe_failover_ignores_an_outage_shorter_than_its_probes() -> None:
+    s = drive(outage_of_a(60, 10, 18))  # 8 s: probes at 10 and 15 fail, 20 succeeds
+    assert (probe_failover_policy(s, NETS, ONE).serving == 0).all()
+    assert (probe_failover_policy(s, NETS, TWO).serving == 0).all()
+
+
+def test_probe_failover_on_two_modems_fails_back_to_the_primary() -> None:
+    s = drive(outage_of_a(120, 10, 40))
+    serving = probe_failover_policy(s, NETS, TWO).serving
+    assert serving[24] == 0 and serving[25] == 1  # down after 3 failures, as on one modem
+    # a answers again from 40 s: probes at 40, 45, 50 succeed -> back on a at 50 s
+    assert serving[49] == 1 and serving[50] == 0 and (serving[50:] == 0).all()
+    score = score_choice(s, probe_failover_policy(s, NETS, TWO), NETS, TWO, policy="p")
+    assert score.switches == 2 and score.interruption_s == 2  # two route changes of 0.5 s
+
+
+def test_hot_standby_switch_costs_the_dual_modem_route_change() -> None:
+    s = drive(outage_of_a(60, 20, 30))
+    choice = hot_standby_policy(s, NETS, TWO)
+    assert choice.serving[19] == 0 and (choice.serving[20:] == 1).all()  # sticky on b
+    hot = score_choice(s, choice, NETS, TWO, policy="hot_standby")
+    assert hot.switches == 1 and hot.interruption_s == 1 and hot.outage_s == 1
+    # the same failover on one modem is a detach / attach
+    one = score_choice(s, a3_failover_policy(s, NETS, ONE), NETS, ONE, policy="a3")
+    assert one.switches == 1 and one.outage_s == 10
+    with pytest.raises(InvalidInputError, match="two modems"):
+        hot_standby_policy(s, NETS, ONE)
+
+
+def test_a_standby_is_registered_only_after_an_attach() -> None:
+    s = drive(outage_of_a(40, 5, 40, k=2))
+    # at 5 s the second modem has aimed at b for 5 s only: the change costs an attach
+    early = score_choice(s, hot_standby_policy(s, NETS, TWO), NETS, TWO, policy="x")
+    assert early.interruption_s == 10
+    late = drive(outage_of_a(40, 12, 40, k=2))
+    assert score_choice(late, hot_standby_policy(late, NETS, TWO), NETS, TWO,
+                        policy="x").interruption_s == 1  # fmt: skip
+
+
+def test_bonding_loses_service_only_when_both_links_are_out() -> None:
+    out = np.zeros((30, 3), dtype=bool)
+    out[5:15, 0] = True  # a out 10 s
+    out[10:20, 1] = True  # b out 10 s, 5 of them with a
+    out[:, 2] = True  # c never works
+    s = drive(out, rsrp=np.tile([-90.0, -95.0, -100.0], (30, 1)))
+    choice = bonding_policy(s)
+    assert choice.bonded and (choice.serving == [0, 1]).all()
+    score = score_choice(s, choice, NETS, PAIR, policy="bonding")
+    assert score.outage_s == 5 and score.switches == 0 and score.loss_events == 1
+    assert (best_pair_policy(s).serving == [0, 1]).all()
+    # changing a member re-attaches that modem; the other keeps the service meanwhile
+    swap = choice.serving.copy()
+    swap[3:, 1] = 2  # b -> c at 3 s: c is dead, so only a carries 3..29
+    moved = score_choice(s, Choice(swap), NETS, PAIR, policy="swap")
+    assert moved.switches == 1 and moved.outage_s == 10  # a's own 10 s outage
+    with pytest.raises(InvalidInputError, match="pair on a bonded set-up"):
+        score_choice(s, np.zeros(30, np.int64), NETS, PAIR, policy="bad")
+
+
+def test_greedy_changes_after_the_lead_holds_for_the_time_to_trigger() -> None:
+    rsrp = np.tile([-90.0, -95.0, -120.0], (30, 1))
+    rsrp[10:, 1] = -86.0  # b leads a by 4 dB from 10 s
+    s = drive(np.zeros((30, 3), dtype=bool), rsrp=rsrp)
+    serving = greedy_policy(s, NETS, ONE, HysteresisParams(hysteresis_db=3.0, ttt_s=3)).serving
+    assert serving[11] == 0 and serving[12] == 1  # led at 10, 11, 12: triggers at 12 s
+    lazy = greedy_policy(s, NETS, ONE, HysteresisParams(hysteresis_db=5.0, ttt_s=1)).serving
+    assert (lazy == 0).all()  # a 4 dB lead never beats a 5 dB hysteresis
+
+
+def test_loss_events_count_runs_at_least_the_tolerance() -> None:
+    out = np.zeros((30, 2), dtype=bool)
+    out[[2, 3, 10, 20, 21, 22, 23], 0] = True  # runs of 2, 1 and 4 s
+    s = drive(out)
+    always_a = np.zeros(30, np.int64)
+    one = score_choice(s, always_a, NETS, ONE, policy="a")
+    assert (one.outage_s, one.loss_events, one.longest_loss_s) == (7, 3, 4)
+    assert score_choice(s, always_a, NETS, ONE, policy="a", tolerance_s=2).loss_events == 2
+    assert one.service_loss_s_per_hour == pytest.approx(7 * 3600 / 30)
+
+
+def test_a_configured_priority_names_the_primary_and_the_standby() -> None:
+    s = drive(outage_of_a(60, 20, 30))
+    # without a priority the best signal (a) is primary; with one, b first and c standby
+    assert hot_standby_policy(s, NETS, TWO).serving[0] == 0
+    choice = hot_standby_policy(s, NETS, TWO, priority=[1, 2, 0])
+    assert (choice.serving == 1).all() and (choice.standby == 2).all()
+    assert (bonding_policy(s, priority=[2, 0, 1]).serving == [2, 0]).all()
+    assert probe_failover_policy(s, NETS, ONE, priority=[1, 0, 2]).serving[0] == 1
+    with pytest.raises(InvalidInputError, match="every network column"):
+        a3_failover_policy(s, NETS, ONE, priority=[0, 0, 1])
+
+
+def test_a3_failover_on_two_modems_moves_to_the_kept_standby() -> None:
+    rsrp = np.tile([-90.0, -95.0, -100.0], (60, 1))
+    rsrp[15:, 2] = -93.0  # c edges past b: the standby modem stays on b (no re-attach)
+    s = drive(outage_of_a(60, 20, 30), rsrp=rsrp)
+    choice = a3_failover_policy(s, NETS, TWO)
+    assert (choice.standby[:20] == 1).all() and choice.serving[20] == 1
+    score = score_choice(s, choice, NETS, TWO, policy="a3_failover")
+    assert score.switches == 1 and score.outage_s == 1  # a route change, not an attach
+    assert score_choice(s, a3_failover_policy(s, NETS, ONE), NETS, ONE, policy="a3").outage_s == 10
