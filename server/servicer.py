@@ -438,6 +438,8 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                     known_networks=session.cmap.catalogue.ids,
                     field="update.measurements",
                 )
+                # the same plausibility rule as uploads: not from the future, nor far off the map
+                check_plausible(measurements, bbox=session.cmap.bbox, field="update.measurements")
             try:
                 if measurements is None:
                     update = session.observe(fix)  # cheap: stays on the event loop

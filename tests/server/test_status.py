@@ -145,6 +145,25 @@ def test_drive_refuses_the_measurements_report_refuses(
     ).split(": ", 1)[1].replace("update.measurements", "M")
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"time": Timestamp(seconds=4_102_444_800)}, "time"),  # 2100
+        ({"position": pb.LatLon(latitude_deg=48.85, longitude_deg=2.35)}, "position"),  # Paris
+    ],
+    ids=["from the future", "far outside the map"],
+)
+def test_drive_refuses_implausible_measurements_as_uploads_do(
+    stub: pb_grpc.CommapServiceStub, change: dict[str, object], field: str
+) -> None:
+    bad = _measurement()
+    for name, value in change.items():
+        getattr(bad, name).CopyFrom(value)
+    for error in (_error(_report_with, stub, bad), _error(_drive_with, stub, bad)):
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert f"[0].{field}" in str(error.details())
+
+
 def test_drive_and_report_accept_the_same_good_measurement(
     stub: pb_grpc.CommapServiceStub,
 ) -> None:
