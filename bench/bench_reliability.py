@@ -215,19 +215,10 @@ def _load(map_dir: Path, work: Path) -> dict[str, float | int | str]:
 
 def _crashes(map_dir: Path, work: Path) -> dict[str, float | int | str]:
     from tests.support.server_chaos import kill_restart_cycles
-    from tests.support.server_harness import ServerProcess, start_server
+    from tests.support.server_harness import restarting_server
 
     measurements = work / "chaos" / "measurements"
-    counter = iter(range(10_000))
-
-    def start() -> ServerProcess:
-        return start_server(
-            map_dir,
-            work / "chaos",
-            measurements_dir=measurements,
-            extra_args=("--no-access-log",),
-            log_name=f"server-{next(counter)}.log",
-        )
+    start = restarting_server(map_dir, work / "chaos", measurements)
 
     reports = kill_restart_cycles(start, measurements, cycles=KILL_CYCLES)
     restart = np.array([r.restart_s for r in reports])
@@ -555,19 +546,10 @@ def _uploads(map_dir: Path, work: Path) -> dict[str, float | int | str]:
 
 def _retries(map_dir: Path, work: Path) -> dict[str, float | int | str]:
     from tests.support.server_availability import retry_kill_cycles
-    from tests.support.server_harness import ServerProcess, start_server
+    from tests.support.server_harness import restarting_server
 
     measurements = work / "retries" / "measurements"
-    counter = iter(range(10_000))
-
-    def start() -> ServerProcess:
-        return start_server(
-            map_dir,
-            work / "retries",
-            measurements_dir=measurements,
-            extra_args=("--no-access-log",),
-            log_name=f"server-{next(counter)}.log",
-        )
+    start = restarting_server(map_dir, work / "retries", measurements)
 
     report = retry_kill_cycles(start, measurements, cycles=RETRY_CYCLES)
     return {

@@ -68,6 +68,7 @@ from enum import StrEnum
 
 from commap.errors import InvalidInputError
 from commap.networks import Network, SwitchKind, switch_kind
+from commap.radio.link import LinkModel
 
 __all__ = [
     "TERRESTRIAL_SETUPS",
@@ -119,10 +120,11 @@ class VehicleSetup:
     modems: int = 1
     active_links: int = 1
     satellite: SatelliteTerminal = SatelliteTerminal.NONE
-    intra_operator_s: float = 0.05
-    operator_switch_s: float = 10.0
-    route_change_s: float = 0.5
-    satellite_route_change_s: float = 0.5
+    # the link model's interruption times are the one source of these figures
+    intra_operator_s: float = LinkModel.intra_operator_interruption_s
+    operator_switch_s: float = LinkModel.reregistration_s
+    route_change_s: float = LinkModel.terrestrial_leo_interruption_s  # a path switch between modems
+    satellite_route_change_s: float = LinkModel.terrestrial_leo_interruption_s
     satellite_acquisition_s: float = 120.0
 
     def __post_init__(self) -> None:

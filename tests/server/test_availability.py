@@ -14,7 +14,12 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.support.server_harness import ServerProcess, ensure_stubs, start_server
+from tests.support.server_harness import (
+    ServerProcess,
+    ensure_stubs,
+    restarting_server,
+    start_server,
+)
 
 ensure_stubs()
 
@@ -264,16 +269,7 @@ def test_kill_cycles_with_retries_store_every_batch_exactly_once(
     from tests.support.server_availability import retry_kill_cycles
 
     measurements = tmp_path / "measurements"
-    counter = iter(range(100))
-
-    def start() -> ServerProcess:
-        return start_server(
-            andorra_dir,
-            tmp_path,
-            measurements_dir=measurements,
-            extra_args=("--no-access-log",),
-            log_name=f"server-{next(counter)}.log",
-        )
+    start = restarting_server(andorra_dir, tmp_path, measurements)
 
     report = retry_kill_cycles(start, measurements, cycles=3)
     assert report.batches > 10 and report.retried >= 1

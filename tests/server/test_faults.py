@@ -18,7 +18,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support.server_harness import ServerProcess, ensure_stubs, start_server
+from tests.support.server_harness import (
+    ServerProcess,
+    ensure_stubs,
+    restarting_server,
+    start_server,
+)
 
 ensure_stubs()
 
@@ -197,16 +202,7 @@ def test_calls_in_flight_see_one_version_or_the_other(
 # -- kill and restart -------------------------------------------------------------------------------
 def test_acknowledged_measurements_survive_sigkill(andorra_dir: Path, tmp_path: Path) -> None:
     measurements = tmp_path / "measurements"
-    starts = iter(range(1000))
-
-    def start() -> ServerProcess:
-        return start_server(
-            andorra_dir,
-            tmp_path,
-            measurements_dir=measurements,
-            extra_args=("--no-access-log",),
-            log_name=f"server-{next(starts)}.log",
-        )
+    start = restarting_server(andorra_dir, tmp_path, measurements)
 
     reports = kill_restart_cycles(start, measurements, cycles=2)
     assert [r.kill for r in reports] == ["after ack", "mid-stream"]

@@ -9,11 +9,13 @@ directory; :meth:`ServerProcess.stop` stops it with SIGTERM (the graceful path),
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,27 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
         return int(self.process.returncode)
+
+
+def restarting_server(
+    map_dir: Path, work_dir: Path, measurements_dir: Path
+) -> Callable[[], ServerProcess]:
+    """A function that starts a fresh server on the same map and measurements each call.
+
+    For kill-and-restart cycles: every start logs to its own ``server-<n>.log`` in ``work_dir``.
+    """
+    counter = itertools.count()
+
+    def start() -> ServerProcess:
+        return start_server(
+            map_dir,
+            work_dir,
+            measurements_dir=measurements_dir,
+            extra_args=("--no-access-log",),
+            log_name=f"server-{next(counter)}.log",
+        )
+
+    return start
 
 
 def start_server(
