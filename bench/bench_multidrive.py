@@ -105,8 +105,8 @@ def run() -> dict[str, Any]:
             order = np.argsort(known.outage.sum(axis=0), kind="stable")
             priority = [known.network_ids[j] for j in order]
 
-            def planner(m: CommMap, r: Route) -> PlanResult:
-                return plan_route(m, PlanRequest(route=r))
+            def planner(m: CommMap, r: Route, vehicle: str) -> PlanResult:
+                return plan_route(m, PlanRequest(route=r, vehicle=vehicle))
 
             replay = replay_drive(cmap, drive, planner=planner, priority=priority)
             key = f"{train}_to_{test}"
@@ -124,7 +124,7 @@ def run() -> dict[str, Any]:
                 figures[f"{k}.best_map_free"] = row.best_map_free
                 figures[f"{k}.commap_excess_ratio"] = row.excess_ratio
                 figures[f"{k}.bar_met"] = row.met
-            assert all(p in MAP_FREE or p in ("commap", "oracle", "best_single", "best_pair")
+            assert all(p in MAP_FREE or p in ("commap", "commap_open_loop", "oracle", "best_single", "best_pair")
                        for v in replay.scores.values() for p in v)  # fmt: skip
             figures[f"{key}.scored_s"] = len(replay.seconds)
             figures[f"{key}.unknown_share"] = round(max(replay.unknown_share.values()), 3)

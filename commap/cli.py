@@ -421,6 +421,7 @@ def _plan_request(
     alternatives: int,
     time_limit_s: float,
     allow_stale_elements: bool = False,
+    vehicle: str | None = None,
 ) -> Any:
     if route_file is not None and (origin or destination or via):
         raise InvalidInputError("give --route FILE or --from/--to, not both", field="--route")
@@ -446,6 +447,7 @@ def _plan_request(
         alternatives=alternatives,
         time_limit_s=time_limit_s,
         allow_stale_elements=allow_stale_elements,
+        vehicle=vehicle,
     )
 
 
@@ -484,6 +486,15 @@ def plan(
         str | None, typer.Option("--server", help="HOST:PORT of a commap server")
     ] = None,
     allow_stale_elements: StaleOpt = False,
+    vehicle: Annotated[
+        str | None,
+        typer.Option(
+            "--vehicle",
+            help="Vehicle set-up: single_modem, dual_modem, satellite_always_on, "
+            "satellite_on_demand (switch times; no satellite without a terminal). "
+            "Default: one modem, an always-on satellite terminal.",
+        ),
+    ] = None,
 ) -> None:
     """Plan the network for every stretch of a route, and the handover points."""
     import json
@@ -505,6 +516,7 @@ def plan(
         alternatives=alternatives,
         time_limit_s=time_limit_s,
         allow_stale_elements=allow_stale_elements,
+        vehicle=vehicle,
     )
     if server:
         from server.client import plan_remote
@@ -564,10 +576,12 @@ def _print_plan(result: Any) -> None:
     console.print(stretches)
     if p.handovers:
         table = Table(title="handovers")
-        for col in ("km", "eta", "lat, lon", "from", "to", "kind", "failure p"):
+        prepare = any(h.prepare_s > 0 for h in p.handovers)
+        columns = ("km", "eta", "lat, lon", "from", "to", "kind", "failure p")
+        for col in (*columns, "prepare s before") if prepare else columns:
             table.add_column(col)
         for h in p.handovers:
-            table.add_row(
+            row = [
                 f"{h.distance_m / 1000:.2f}",
                 f"{h.eta_s / 60:.1f} min",
                 f"{h.lat:.5f}, {h.lon:.5f}",
@@ -575,7 +589,8 @@ def _print_plan(result: Any) -> None:
                 h.to_network,
                 h.kind,
                 f"{h.failure_prob:.3f}",
-            )
+            ]
+            table.add_row(*row, *([f"{h.prepare_s:g}"] if prepare else []))
         console.print(table)
     if result.choice is not None:
         alt = Table(title="route alternatives (score = travel time + drops x seconds_per_drop)")
@@ -915,8 +930,8 @@ def replay_command(
         result = replay_drive(
             cmap,
             records,
-            planner=lambda m, r: plan_route(
-                m, PlanRequest(route=r, app=app_class, weights=weights)
+            planner=lambda m, r, v: plan_route(
+                m, PlanRequest(route=r, app=app_class, weights=weights, vehicle=v)
             ),
             network_ids=ids,
             vehicles=vehicle or TERRESTRIAL_SETUPS,

@@ -105,6 +105,7 @@ def plan_request_message(request: PlanRequest, *, map_name: str = "") -> pb.Plan
         weights=dict(request.weights),
         seconds_per_drop=request.seconds_per_drop,
         allow_stale_elements=request.allow_stale_elements,
+        vehicle=request.vehicle or "",
         constraints=pb.Constraints(
             min_dwell_s=request.min_dwell_s, min_dwell_m=request.min_dwell_m
         ),
@@ -160,6 +161,7 @@ def _handover(h: pb.Handover) -> Handover:
         kind=SWITCH_KIND_FROM_PB[h.kind].value if h.kind in SWITCH_KIND_FROM_PB else "",
         failure_prob=h.failure_probability,
         interruption_s=h.interruption_s,
+        prepare_s=h.prepare_s,
     )
 
 
@@ -189,7 +191,7 @@ def _constraints(c: pb.Constraints) -> dict[str, Any]:
         "min_dwell_s": c.min_dwell_s,
         "min_dwell_m": c.min_dwell_m,
         "strict_latency": False,
-        "avoid_unusable": True,
+        "avoid_unusable": False,
     }
     if c.HasField("max_handovers"):
         out["max_handovers"] = c.max_handovers

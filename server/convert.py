@@ -527,6 +527,8 @@ def plan_request(
     kwargs["alternatives"] = alternatives
     kwargs["weights"] = _weights(request.weights)
     kwargs["allow_stale_elements"] = bool(request.allow_stale_elements)
+    if request.vehicle:
+        kwargs["vehicle"] = request.vehicle
     if request.HasField("seconds_per_drop"):
         kwargs["seconds_per_drop"] = _finite(request.seconds_per_drop, "seconds_per_drop")
     kwargs["time_limit_s"] = time_limit_s
@@ -728,6 +730,7 @@ def handover_message(handover: Handover, departure_s: float) -> pb.Handover:
         failure_probability=handover.failure_prob,
         interruption_s=handover.interruption_s,
         segment_index=handover.segment,
+        prepare_s=handover.prepare_s,
     )
 
 

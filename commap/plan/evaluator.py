@@ -116,7 +116,7 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
     switch_at = np.flatnonzero(a[1:] != a[:-1]) + 1
     prev, new = a[switch_at - 1], a[switch_at]
     link, w, table = problem.link, problem.objective, problem.switch
-    outage_drops = float(problem.drop_prob[rows, a].sum())
+    outage_drops = float(problem.drop_onsets[rows, a].sum())
     handover_drops = float(
         (
             table.failure_prob[prev, new]
@@ -225,8 +225,13 @@ def _rule_violations(problem: HandoverProblem, a: IntArray) -> list[str]:
             )
     if c.initial_network is not None and a.size and ids[a[0]] != c.initial_network:
         out.append(f"initial_network: plan starts on {ids[a[0]]}, not {c.initial_network}")
+    # a vehicle without a satellite terminal cannot use a satellite network
+    no_terminal = problem.vehicle is not None and problem.vehicle.satellite.value == "none"
+    unreachable = np.array([no_terminal and n.is_satellite for n in problem.networks], dtype=bool)
+    for i in np.flatnonzero(unreachable[a])[:_MAX_REPORTED]:
+        out.append(f"vehicle: {ids[a[i]]} at segment {i} needs a satellite terminal")
     if c.avoid_unusable:
-        usable = problem.point_outage < problem.link.unusable_outage_prob
+        usable = (problem.point_outage < problem.link.unusable_outage_prob) & ~unreachable
         if c.strict_latency:
             usable &= ~np.array(
                 [n.latency_ms > problem.app.max_latency_ms for n in problem.networks]

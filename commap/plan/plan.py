@@ -33,6 +33,7 @@ from commap.plan.evaluator import Evaluation, evaluate_plan
 from commap.plan.problem import Constraints, HandoverProblem
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import Provenance, QualityMatrix
+from commap.radio.vehicle import VehicleSetup
 from commap.timeutil import format_time
 
 __all__ = [
@@ -61,7 +62,9 @@ class Handover:
     """One planned switch, at the start of segment ``segment``.
 
     ``lat``/``lon`` (WGS84) is the boundary between the two segments, ``distance_m`` and
-    ``eta_s`` are measured from the route start and the departure.
+    ``eta_s`` are measured from the route start and the departure. ``prepare_s``: how long
+    before the switch the vehicle starts preparing it (registering the standby modem on the
+    target operator, waking an on-demand satellite terminal); 0 when there is nothing to prepare.
     """
 
     segment: int
@@ -74,6 +77,7 @@ class Handover:
     kind: str
     failure_prob: float
     interruption_s: float
+    prepare_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -393,9 +397,24 @@ def _handovers(problem: HandoverProblem, a: IntArray, ev: Evaluation) -> tuple[H
                 kind=table.kind(m, n).value,
                 failure_prob=float(table.failure_prob[m, n] + gain * problem.point_outage[i, n]),
                 interruption_s=float(table.interruption_s[m, n]),
+                prepare_s=_prepare_s(problem, m, n),
             )
         )
     return tuple(out)
+
+
+def _prepare_s(problem: HandoverProblem, m: int, n: int) -> float:
+    """Lead time the vehicle set-up needs before the switch ``m -> n`` (see :class:`Handover`)."""
+    vehicle = problem.vehicle
+    if vehicle is None:
+        return 0.0
+    a, b = problem.networks[m], problem.networks[n]
+    cold, prepared = vehicle.switch_s(a, b), vehicle.switch_s(a, b, standby=True)
+    if prepared >= cold:
+        return 0.0
+    if b.is_satellite and not a.is_satellite:
+        return vehicle.satellite_acquisition_s
+    return vehicle.operator_switch_s
 
 
 def _totals(problem: HandoverProblem, ev: Evaluation) -> PlanTotals:
@@ -491,6 +510,7 @@ def plan_corridor(
     solver: str = defaults.SOLVER,
     time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
     seed: int = defaults.SEED,
+    vehicle: VehicleSetup | None = None,
 ) -> Plan:
     """Build the problem for a corridor and plan it (:func:`solve`).
 
@@ -507,6 +527,7 @@ def plan_corridor(
         app=app,
         objective=objective,
         constraints=constraints,
+        vehicle=vehicle,
     )
     return solve(problem, solver=solver, time_limit_s=time_limit_s, seed=seed)
 

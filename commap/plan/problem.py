@@ -5,7 +5,8 @@ quality matrix, the network catalogue, a :class:`~commap.radio.link.LinkModel`, 
 and the objective weights:
 
 * ``node_cost[i, n]``: cost of using network ``n`` on segment ``i``: the expected seconds
-  without service there (outage, and the recovery of expected link failures), LEO
+  without service there (outage, and the recovery of the link failures expected to start
+  there: a long stretch of outage is one failure, :meth:`LinkModel.drop_onsets`), LEO
   reconfiguration, seconds on a network too slow for the application, satellite MB;
 * ``entry_cost[i, n]``: extra cost of switching *into* ``n`` at the start of segment ``i`` (the
   handover fails more often when the target is weak there);
@@ -15,9 +16,19 @@ and the objective weights:
 With the default :class:`~commap.radio.link.Objective` every service term is in seconds of
 service lost, so the optimal plan switches only where a switch saves more seconds than it
 costs.
-* ``allowed[i, n]``: hard rules. A network that is unusable (outage probability at least
-  ``LinkModel.unusable_outage_prob``) is not allowed where another allowed network is usable;
-  with ``Constraints.strict_latency`` networks slower than the application are never allowed.
+The vehicle set-up (:class:`~commap.radio.vehicle.VehicleSetup`, optional) sets the
+interruption of each switch: the plan registers the standby modem, or wakes an on-demand
+satellite terminal, ahead of each switch (:attr:`Handover.prepare_s` says how long before), so a
+change of operator with two modems is a route change; a set-up without a satellite terminal
+never plans a satellite network. Without one, the link model's times (one modem, an always-on
+satellite terminal).
+
+* ``allowed[i, n]``: hard rules. With ``Constraints.strict_latency`` networks slower than the
+  application are never allowed; with ``Constraints.avoid_unusable`` a network that is
+  unusable (outage probability at least ``LinkModel.unusable_outage_prob``) is not allowed
+  where another allowed network is usable. That rule is off by default: an unusable stretch
+  already costs its seconds, and fleeing a two-second gap by a ten-second change of operator
+  loses more service than it saves.
 
 A plan is an assignment ``a[i]`` (network column per segment); its cost is
 ``sum node_cost[i, a[i]] + sum over switches (switch_cost[a[i-1], a[i]] + entry_cost[i, a[i]])``.
@@ -39,7 +50,8 @@ last segment is split off as its own unit in that case.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -52,6 +64,7 @@ from commap.networks import Network, NetworkCatalogue
 from commap.plan import defaults
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
 from commap.radio.quality import QualityMatrix
+from commap.radio.vehicle import SatelliteTerminal, VehicleSetup
 
 __all__ = ["Constraints", "HandoverProblem", "Units", "compress", "end_switch_ok"]
 
@@ -77,7 +90,8 @@ class Constraints:
     strict_latency : bool
         Never use a network slower than the application's ``max_latency_ms``.
     avoid_unusable : bool
-        Do not use an unusable network where another allowed network is usable.
+        Do not use an unusable network where another allowed network is usable, even where
+        the switch costs more seconds than the gap (off by default).
     initial_network : str, optional
         The network the vehicle is on at the first segment.
 
@@ -94,7 +108,7 @@ class Constraints:
     max_handovers: int | None = None
     sat_budget_mb: float | None = None
     strict_latency: bool = False
-    avoid_unusable: bool = True
+    avoid_unusable: bool = False
     initial_network: str | None = None
 
     def __post_init__(self) -> None:
@@ -142,7 +156,8 @@ class HandoverProblem:
     constraints: Constraints
     provenance: NDArray[np.int8]
     point_outage: FloatArray
-    drop_prob: FloatArray
+    drop_prob: FloatArray  # (S, N): P(the link fails somewhere in the segment), for display
+    drop_onsets: FloatArray  # (S, N): expected failures starting there, staying on the network
     sat_mb: FloatArray
     reconfiguration_s: FloatArray
     latency_violation_s: FloatArray
@@ -153,6 +168,7 @@ class HandoverProblem:
     entry_cost: FloatArray = field(repr=False)
     switch_cost: FloatArray = field(repr=False)
     unknown: BoolArray | None = None  # (S, N): no data near, the quality is a prior
+    vehicle: VehicleSetup | None = None  # None: the link model's times
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -166,6 +182,7 @@ class HandoverProblem:
         app: AppProfile | str = defaults.APP,
         objective: Objective | None = None,
         constraints: Constraints | None = None,
+        vehicle: VehicleSetup | None = None,
     ) -> HandoverProblem:
         """Compute every cost array of a planning request.
 
@@ -181,11 +198,15 @@ class HandoverProblem:
             Defaults when omitted.
         app : AppProfile or str
             Application class (a name from :data:`commap.radio.link.APP_PROFILES`).
+        vehicle : VehicleSetup, optional
+            The vehicle's modems and satellite terminal (module docstring).
 
         Raises
         ------
         InvalidInputError
-            Mismatched shapes, unknown networks, empty network set.
+            Mismatched shapes, unknown networks, empty network set, a bonded set-up (the
+            planner chooses one network per segment), only satellite networks for a vehicle
+            without a satellite terminal.
         NoFeasiblePlanError
             ``strict_latency`` with no network fast enough (``constraint="strict_latency"``),
             or an ``initial_network`` that does not exist in the matrix.
@@ -210,6 +231,7 @@ class HandoverProblem:
         networks = _networks(matrix, catalogue, len(corridor))
         point = link.point_outage(matrix, networks)
         drop = link.segment_drop(point, corridor.length_m, corridor.duration_s)
+        onsets = link.drop_onsets(point, corridor.length_m, corridor.duration_s)
         duration = np.asarray(corridor.duration_s, dtype=np.float64)
         is_sat = np.array([n.is_satellite for n in networks])
         sat_mb = np.outer(duration * app.mb_per_s, is_sat.astype(np.float64))
@@ -218,11 +240,15 @@ class HandoverProblem:
         latency_s = np.outer(duration, too_slow.astype(np.float64))
         allowed = _allowed(point, link, constraints, too_slow, matrix.network_ids)
         table = link.switch_table(networks)
+        if vehicle is not None:
+            table = _on_vehicle(table, networks, vehicle)
+            allowed = _with_terminal(allowed, networks, vehicle)
         w = objective
         # A network too slow for the application misses its service whatever the signal:
         # those seconds count once, as latency violation, not again as outage.
         outage_s = point * duration[:, None] * (~too_slow)[None, :]
-        node = w.outage_s * outage_s + w.drops * drop + w.interruption_s * reconf
+        # a drop costs its recovery once per failure, not once per segment it spans
+        node = w.outage_s * outage_s + w.drops * onsets + w.interruption_s * reconf
         node = node + w.latency_violation_s * latency_s + w.sat_mb * sat_mb
         entry = w.drops * link.target_outage_failure_gain * point
         off = 1.0 - np.eye(len(networks))
@@ -241,6 +267,7 @@ class HandoverProblem:
             provenance=np.asarray(matrix.provenance, dtype=np.int8).reshape(point.shape),
             point_outage=point,
             drop_prob=drop,
+            drop_onsets=onsets,
             sat_mb=sat_mb,
             reconfiguration_s=reconf,
             latency_violation_s=latency_s,
@@ -251,6 +278,7 @@ class HandoverProblem:
             entry_cost=entry,
             switch_cost=switch * off,
             unknown=np.asarray(matrix.unknown, dtype=np.bool_).reshape(point.shape),
+            vehicle=vehicle,
         )
 
     # -- derived properties -------------------------------------------------------------------
@@ -331,6 +359,51 @@ def _networks(
                 field=f"matrix.{name}",
             )
     return networks
+
+
+def _on_vehicle(
+    table: SwitchTable, networks: Sequence[Network], vehicle: VehicleSetup
+) -> SwitchTable:
+    """The switch interruptions on ``vehicle``, with the standby or terminal prepared ahead.
+
+    The set-up decides the changes between terrestrial networks (a detach / attach on one
+    modem, a route change to a registered standby); where the link model knows a shorter
+    interruption (operators that hand over to each other), it stands. A change to or from a
+    satellite keeps the link model's path switch time: an on-demand terminal is woken ahead
+    (:attr:`commap.plan.plan.Handover.prepare_s`).
+    """
+    if vehicle.bonded:
+        raise InvalidInputError(
+            f"vehicle {vehicle.name}: the planner chooses one network per segment, not a bonded "
+            "pair; plan with dual_modem",
+            field="vehicle",
+        )
+    interruption = table.interruption_s.copy()
+    for i, a in enumerate(networks):
+        for j, b in enumerate(networks):
+            if i != j and not (a.is_satellite or b.is_satellite):
+                prepared = vehicle.switch_s(a, b, standby=True)
+                interruption[i, j] = min(interruption[i, j], prepared)
+    return replace(table, interruption_s=interruption)
+
+
+def _with_terminal(
+    allowed: BoolArray, networks: Sequence[Network], vehicle: VehicleSetup
+) -> BoolArray:
+    """No satellite network for a vehicle without a satellite terminal."""
+    if vehicle.satellite is not SatelliteTerminal.NONE:
+        return allowed
+    satellite = np.array([n.is_satellite for n in networks], dtype=bool)
+    if satellite.all():
+        raise InvalidInputError(
+            f"vehicle {vehicle.name} has no satellite terminal and every network is a "
+            "satellite network",
+            field="vehicle",
+        )
+    kept = allowed & ~satellite[None, :]
+    # where only a satellite was allowed (the rest unusable), every terrestrial network is
+    none_left = ~kept.any(axis=1, keepdims=True)
+    return np.ascontiguousarray(np.where(none_left, ~satellite[None, :], kept))
 
 
 def _allowed(
@@ -533,12 +606,12 @@ def compress(
     >>> from commap.radio.quality import Quality
     >>> cat = NetworkCatalogue([Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
     ...                                 technology="lte", latency_ms=30)])
-    >>> z = np.zeros(3)
-    >>> c = Corridor(z, z, np.arange(3) * 50.0, z + 50, np.arange(3) * 2.0, z + 2, z + 25,
-    ...              *(np.zeros(3, bool),) * 3, departure_s=0.0)
-    >>> p = HandoverProblem.build(c, QualityMatrix.from_columns(("a",), [Quality.empty(3)]), cat)
-    >>> len(compress(p)), len(compress(p, max_run=2))
-    (1, 2)
+    >>> z = np.zeros(4)
+    >>> c = Corridor(z, z, np.arange(4) * 50.0, z + 50, np.arange(4) * 2.0, z + 2, z + 25,
+    ...              *(np.zeros(4, bool),) * 3, departure_s=0.0)
+    >>> p = HandoverProblem.build(c, QualityMatrix.from_columns(("a",), [Quality.empty(4)]), cat)
+    >>> len(compress(p)), len(compress(p, max_run=2))  # the first segment: a failure starts
+    (2, 3)
     """
     n_seg = problem.shape[0]
     if max_run is not None and max_run < 1:

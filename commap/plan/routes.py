@@ -26,6 +26,7 @@ from commap.plan.plan import Plan, plan_corridor
 from commap.plan.problem import Constraints
 from commap.radio.link import AppProfile, LinkModel, Objective
 from commap.radio.quality import QualityMatrix
+from commap.radio.vehicle import VehicleSetup
 
 __all__ = ["RouteCandidate", "RouteChoice", "RouteOption", "choose_route"]
 
@@ -110,6 +111,7 @@ def choose_route(
     solver: str = defaults.SOLVER,
     time_limit_s: float = defaults.SOLVER_TIME_LIMIT_S,
     seed: int = defaults.SEED,
+    vehicle: VehicleSetup | None = None,
 ) -> RouteChoice:
     """Plan every candidate route and pick the best travel-time / drops trade-off.
 
@@ -121,7 +123,7 @@ def choose_route(
         Networks of the map.
     seconds_per_drop : float
         Extra travel time one avoided expected drop is worth (0: fastest route wins).
-    link, app, objective, constraints, solver, time_limit_s, seed
+    link, app, objective, constraints, solver, time_limit_s, seed, vehicle
         Planning settings, the same for every route (``time_limit_s`` per route).
 
     Returns
@@ -165,6 +167,7 @@ def choose_route(
                 solver=solver,
                 time_limit_s=time_limit_s,
                 seed=seed,
+                vehicle=vehicle,
             )
         )
     feasible = [o for o in options if o.feasible]

@@ -469,6 +469,41 @@ class LinkModel:
             drop = -np.expm1(looks[:, None] * np.log1p(-p))
         return np.where(p >= 1.0, 1.0, drop)
 
+    def drop_onsets(
+        self, point_outage: FloatArray, length_m: FloatArray, duration_s: FloatArray
+    ) -> FloatArray:
+        """Expected link failures that *start* in each segment, staying on each network.
+
+        A failure is an event: a stretch of outage that spans many segments is one drop, not
+        one per segment. Neighbouring segments share their shadowing with correlation
+        ``rho = exp(-looks)`` (looks as in :meth:`segment_drop`), so the joint outage of a
+        segment and the one before is ``(1 - rho) p_prev p + rho min(p_prev, p)`` and a failure
+        starts where the link is out but was not before; a segment holding more than one look
+        adds ``(looks - 1) p (1 - p)`` failures inside it.
+
+        Examples
+        --------
+        >>> m = LinkModel()
+        >>> p = np.array([[0.0], [1.0], [1.0], [1.0], [0.0]])  # one stretch of outage
+        >>> m.drop_onsets(p, np.full(5, 50.0), np.full(5, 2.0)).ravel().tolist()
+        [0.0, 1.0, 0.0, 0.0, 0.0]
+        >>> flat = np.full((3, 1), 0.1)  # a steady 10 %: far fewer onsets than segment drops
+        >>> m.drop_onsets(flat, np.full(3, 50.0), np.full(3, 2.0)).ravel().round(3).tolist()
+        [0.1, 0.057, 0.057]
+        """
+        p = np.clip(np.asarray(point_outage, dtype=np.float64), 0.0, 1.0)
+        if p.shape[0] == 0:
+            return p.copy()
+        looks = np.maximum(
+            np.asarray(length_m, dtype=np.float64) / self.decorrelation_m,
+            np.asarray(duration_s, dtype=np.float64) / self.decorrelation_s,
+        )[:, None]
+        rho = np.exp(-looks)
+        before = np.vstack((np.zeros((1, p.shape[1])), p[:-1]))
+        joint = (1.0 - rho) * before * p + rho * np.minimum(before, p)
+        inside = np.maximum(looks - 1.0, 0.0) * p * (1.0 - p)
+        return np.asarray(p - joint + inside, dtype=np.float64)
+
     # -- handovers --------------------------------------------------------------------------
     def _operators_hand_over(self, a: str, b: str) -> bool:
         return (a, b) in self.inter_operator_handover or (b, a) in self.inter_operator_handover

@@ -31,6 +31,7 @@ from commap.plan import (
 )
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
+from commap.radio.vehicle import vehicle_setup
 from commap.timeutil import check_trip_times
 
 __all__ = [
@@ -51,7 +52,9 @@ class PlanRequest:
     now). A departure more than a month from a constellation's orbital elements is refused
     unless ``allow_stale_elements``.
     ``weights`` overrides :class:`commap.radio.link.Objective` fields by name. ``initial_network`` is
-    the network the vehicle is on at the start (re-plans during a drive). Unset options take
+    the network the vehicle is on at the start (re-plans during a drive). ``vehicle`` names a
+    set-up of :data:`commap.radio.vehicle.VEHICLE_SETUPS` (its switch interruptions, whether it
+    carries a satellite terminal); None plans with the link model's times. Unset options take
     the planning defaults of :mod:`commap.plan.defaults`.
 
     Examples
@@ -78,6 +81,7 @@ class PlanRequest:
     seed: int = defaults.SEED
     initial_network: str | None = None
     allow_stale_elements: bool = False
+    vehicle: str | None = None
 
     def __post_init__(self) -> None:
         has_od = self.origin is not None or self.destination is not None
@@ -112,6 +116,12 @@ class PlanRequest:
                 field="alternatives",
             )
         app_profile(self.app)  # raises for an unknown class
+        if self.vehicle is not None and vehicle_setup(self.vehicle).bonded:
+            raise InvalidInputError(
+                f"vehicle {self.vehicle}: the planner chooses one network per segment, not a "
+                "bonded pair; plan with dual_modem",
+                field="vehicle",
+            )
         self.objective()  # raises for unknown weight names
 
     def objective(self) -> Objective:
@@ -225,6 +235,7 @@ def plan_route(
         "constraints": request.constraints(),
         "time_limit_s": request.time_limit_s,
         "seed": request.seed,
+        "vehicle": vehicle_setup(request.vehicle) if request.vehicle else None,
     }
     corridors = []
     for route in routes:

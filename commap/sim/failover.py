@@ -38,6 +38,14 @@ and, with two modems, the network the second modem aims to stay registered on (t
 ``best_single`` / ``best_pair``
     The network (pair) with the fewest lost seconds on the drive, chosen in hindsight.
 
+A plan executed in closed loop (:func:`planned_failover_policy`) follows a per-second plan and
+applies the failover rule of the set-up where the plan's network fails: on one modem the
+health probes of ``probe_failover``, then the network the map ranks next; on two modems the
+modem's own link state and the registered standby, as ``hot_standby``, with the standby
+registered ahead on the plan's next network. After a failover the vehicle stays on the network
+it fled to until the plan's next switch. The rule is map-free; the plan and the fallback order
+are the map's.
+
 :func:`score_choice` turns a choice into what the user feels on a :class:`VehicleSetup`: a
 second is lost when the serving network is in outage or a switch interrupts it (rounded up to
 whole seconds; on a bonded pair, when both links are out or re-attaching). With two modems the
@@ -87,6 +95,7 @@ __all__ = [
     "greedy_policy",
     "hot_standby_policy",
     "loss_runs",
+    "planned_failover_policy",
     "probe_failover_policy",
     "score_choice",
 ]
@@ -162,11 +171,15 @@ class _Modems:
 
     def change(self, i: int, a: int, b: int) -> int:
         """Whole seconds the service is interrupted by a change ``a -> b`` at second ``i``."""
-        ready = self.setup.has_standby and self.standby == b and i >= self.ready_at
+        ready = self.setup.has_standby and self.ready(i, b)
         pause = self.setup.switch_s(self.networks[a], self.networks[b], standby=ready)
         if self.setup.has_standby:  # the modem left behind stays registered on a
             self.standby, self.ready_at = a, i
         return math.ceil(pause - 1e-9)
+
+    def ready(self, i: int, network: int) -> bool:
+        """The second modem is registered on ``network`` at second ``i``."""
+        return network != NONE and self.standby == network and i >= self.ready_at
 
     def aim(self, i: int, target: int, serving: int) -> None:
         """The second modem registers on ``target`` (ready ``operator_switch_s`` later)."""
@@ -416,6 +429,96 @@ def bonding_policy(seconds: DriveSeconds, *, priority: Sequence[int] | None = No
     for part in seconds.pieces():
         pair[part] = _order(seconds, part, priority)[:2]
     return Choice(pair)
+
+
+def _next_change(planned: IntArray) -> tuple[IntArray, IntArray]:
+    """Per second of a leg: the index of the plan's next switch (``len``: none) and its network."""
+    n = planned.shape[0]
+    at = np.full(n, n, dtype=np.int64)
+    to = np.full(n, NONE, dtype=np.int64)
+    for i in range(n - 2, -1, -1):
+        if planned[i + 1] != planned[i]:
+            at[i], to[i] = i + 1, planned[i + 1]
+        else:
+            at[i], to[i] = at[i + 1], to[i + 1]
+    return at, to
+
+
+def planned_failover_policy(
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    planned: IntArray,
+    fallback: IntArray,
+    params: ProbeParams = PEPLINK_PROBES,
+) -> Choice:
+    """A plan executed with the set-up's failover rule (module docstring).
+
+    Parameters
+    ----------
+    seconds : the drive.
+    networks : one per network column.
+    setup : the vehicle set-up (one modem: probe failover; two modems: the standby).
+    planned : ``(n,)`` the plan's network column at each second.
+    fallback : ``(n, k)`` network columns at each second, best first by the map (where a failed
+        link goes, and what the standby holds between planned switches).
+    params : health-probe settings on one modem (the Peplink defaults).
+
+    Examples
+    --------
+    >>> from commap.networks import NetworkKind
+    >>> nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
+    ...                 latency_ms=30) for i in "ab"]
+    >>> out = np.zeros((40, 2), bool); out[5:35, 0] = True
+    >>> s = DriveSeconds(("a", "b"), np.arange(40.0), np.zeros(40), np.zeros(40),
+    ...                  np.zeros(40, np.int64), out, np.where(out, -np.inf, -90.0))
+    >>> plan, order = np.zeros(40, np.int64), np.tile([0, 1], (40, 1))
+    >>> c = planned_failover_policy(s, nets, vehicle_setup("single_modem"), plan, order)
+    >>> int(np.argmax(c.serving == 1))  # probes every 5 s, down after 3 failures (5 s timeout)
+    20
+    >>> two = planned_failover_policy(s, nets, vehicle_setup("dual_modem"), plan, order)
+    >>> int(np.argmax(two.serving == 1))  # the standby, once registered (10 s after the start)
+    10
+    """
+    n = len(seconds)
+    serving = np.zeros(n, dtype=np.int64)
+    standby = np.full(n, NONE, dtype=np.int64)
+    modems = _Modems(setup, networks)
+    lead_s = 2.0 * setup.operator_switch_s  # register the standby this long before a switch
+    for part in seconds.pieces():
+        out, plan, order = seconds.outage[part], planned[part], fallback[part]
+        at, to = _next_change(plan)
+        current, busy_until, other = int(plan[0]), -1, NONE
+        follow = True  # on the plan (False after a failover, until the plan's next switch)
+        health, phase = _Health(params), 0
+        modems.reset()
+        for i in range(out.shape[0]):
+            if i and plan[i] != plan[i - 1]:
+                follow = True
+            target, failover = current, False
+            if follow and plan[i] != current:
+                target = int(plan[i])
+                if setup.has_standby and out[i, target] and not out[i, current]:
+                    target = current  # the standby modem sees the target down: wait
+            elif setup.has_standby:
+                if out[i, current] and modems.ready(i, other) and not out[i, other]:
+                    target, failover = other, True  # a standby still registering costs an attach
+            else:
+                if i > busy_until:
+                    health.step(i, phase, bool(out[i, current]))
+                if not health.up:
+                    target, failover = next(int(j) for j in order[i] if j != current), True
+            if target != current and i > busy_until:
+                busy_until = i + modems.change(i, current, target) - 1
+                current, follow = target, not failover
+                health, phase = _Health(params), busy_until + 1
+            if setup.has_standby:
+                soon = at[i] - i <= lead_s and to[i] not in (NONE, current)
+                other = int(to[i]) if soon else next(int(j) for j in order[i] if j != current)
+                modems.aim(i, other, current)
+            serving[part.start + i] = current
+            standby[part.start + i] = other
+    return Choice(serving, standby if setup.has_standby else None)
 
 
 # ---------------------------------------------------------------------------------------------

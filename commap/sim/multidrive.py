@@ -11,8 +11,14 @@ satellite MB (:func:`replay_drive`).
 ``commap``
     The commap plan made on a built map (learned from earlier drives) along the recorded route
     (:func:`commap.service.planning.plan_route` with the drive's positions and times), executed
-    open loop: the network the plan gives the second's position. With two modems the standby
-    modem registers on the plan's next network ahead.
+    in closed loop as a vehicle does (:func:`commap.sim.failover.planned_failover_policy`): the
+    network the plan gives the second's position, and where that link fails the set-up's
+    failover rule (one modem: the health probes of ``probe_failover`` at their defaults; two
+    modems: the registered standby, as ``hot_standby``), to the network the map ranks next.
+    With two modems the standby registers on the plan's next network ahead of each switch.
+``commap_open_loop``
+    The same plan without the failover rule: the plan's own share (the ablation; the rule
+    without the plan is ``probe_failover`` on one modem, ``hot_standby`` on two).
 ``oracle``
     The same planner with the same request on the truth (:class:`TruthLayer`: each segment's
     outage probability is the share of the drive's outage seconds of the network near it),
@@ -52,7 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from commap.arrays import FloatArray, IntArray
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Corridor, Route, route_from_polyline
 from commap.geo.geodesy import GEOD, to_local_m
@@ -60,6 +66,7 @@ from commap.map.comm_map import CommMap
 from commap.networks import Network, NetworkCatalogue
 from commap.plan import Plan
 from commap.radio.learned import MIN_PROBABILITY
+from commap.radio.link import LinkModel
 from commap.radio.quality import Provenance, Quality, QualityMatrix, as_points
 from commap.radio.vehicle import TERRESTRIAL_SETUPS, VehicleSetup, vehicle_setup
 from commap.sim.failover import (
@@ -74,6 +81,7 @@ from commap.sim.failover import (
     bonding_policy,
     greedy_policy,
     hot_standby_policy,
+    planned_failover_policy,
     probe_failover_policy,
     score_choice,
 )
@@ -99,6 +107,7 @@ log = logging.getLogger(__name__)
 
 _SINGLE_LINK = (
     "commap",
+    "commap_open_loop",
     "oracle",
     "best_single",
     "a3_failover",
@@ -106,6 +115,8 @@ _SINGLE_LINK = (
     "probe_failover_fast",
     "greedy_hysteresis",
 )
+# the window over which the map ranks the networks a failed link or the standby goes to (s)
+_AHEAD_S = 300
 # the map-free baselines (hindsight choices such as best_single are not among them)
 MAP_FREE: tuple[str, ...] = (
     "a3_failover",
@@ -137,6 +148,20 @@ def _leg_route(seconds: DriveSeconds, part: slice) -> tuple[Any, FloatArray] | N
         return None  # a leg standing still: no route to plan
     route = route_from_polyline(lon[moved], lat[moved], t_s=t[moved], name="drive leg")
     return route, distance
+
+
+def _ranked(
+    result: Planned, networks: Sequence[Network], segment: IntArray, ahead_s: int = _AHEAD_S
+) -> IntArray:
+    """Per second, the network columns by the map's mean point outage probability over the
+    next ``ahead_s`` seconds, lowest first (a window, so that a standby is not re-registered
+    after every segment's estimate)."""
+    point = LinkModel().point_outage(result.matrix, networks)[segment]
+    total = np.vstack((np.zeros((1, point.shape[1])), np.cumsum(point, axis=0)))
+    i = np.arange(point.shape[0])
+    end = np.minimum(i + ahead_s, point.shape[0])
+    mean = (total[end] - total[i]) / (end - i)[:, None]
+    return np.argsort(mean, axis=1, kind="stable").astype(np.int64)
 
 
 def _segment_of(corridor: Corridor, distance_m: FloatArray) -> IntArray:
@@ -232,8 +257,9 @@ class Planned(Protocol):
     def matrix(self) -> QualityMatrix: ...
 
 
-# plans a recorded route on a map (the CLI passes commap.service.planning.plan_route)
-Planner = Callable[[CommMap, Route], Planned]
+# plans a recorded route on a map for a vehicle set-up (by name; the CLI passes
+# commap.service.planning.plan_route)
+Planner = Callable[[CommMap, Route, str], Planned]
 
 
 @dataclass(frozen=True, eq=False)
@@ -335,12 +361,20 @@ def _choices(
     seconds: DriveSeconds,
     networks: Sequence[Network],
     planned: dict[str, IntArray],
+    ranked: dict[str, IntArray],
     priority: Sequence[int] | None,
 ) -> dict[str, Choice]:
     """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``."""
     made: dict[str, Callable[[], Choice]] = {
-        "commap": lambda: Choice(planned["commap"], _next_planned(planned["commap"], seconds)),
-        "oracle": lambda: Choice(planned["oracle"], _next_planned(planned["oracle"], seconds)),
+        "commap": lambda: planned_failover_policy(
+            seconds, networks, setup, planned["commap"], ranked["commap"]
+        ),
+        "commap_open_loop": lambda: Choice(
+            planned["commap"], _next_planned(planned["commap"], seconds)
+        ),
+        "oracle": lambda: planned_failover_policy(
+            seconds, networks, setup, planned["oracle"], ranked["oracle"]
+        ),
         "best_single": lambda: best_single_policy(seconds),
         "best_pair": lambda: best_pair_policy(seconds),
         "a3_failover": lambda: a3_failover_policy(seconds, networks, setup, priority=priority),
@@ -376,8 +410,9 @@ def replay_drive(
     ----------
     cmap : a built map that does not hold the drive (learned from earlier drives).
     records : the drive's records (several networks measured at the same time).
-    planner : plans a recorded route on the map (``sim`` sits below ``service``: the caller
-        passes :func:`commap.service.planning.plan_route` with its request defaults).
+    planner : plans a recorded route on the map for a vehicle set-up, given by name (``sim``
+        sits below ``service``: the caller passes :func:`commap.service.planning.plan_route`
+        with its request defaults and that ``vehicle``).
     network_ids : networks to choose from (default: the map's networks found in the drive).
     vehicles : vehicle set-ups (:data:`commap.radio.vehicle.VEHICLE_SETUPS` names); a
         satellite set-up needs a satellite network, a bonded one at least two networks.
@@ -432,26 +467,15 @@ def replay_drive(
                 f"{', '.join(seconds.network_ids)}",
                 field="vehicle",
             )
-    planned = {p: np.zeros(len(seconds), dtype=np.int64) for p in ("commap", "oracle")}
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
-    if any(not s.bonded for s in setups):
-        for part in seconds.pieces():
-            leg = _leg_route(seconds, part)
-            if leg is None:  # standing still: keep the last network
-                for p in planned:
-                    planned[p][part] = planned[p][part.start - 1] if part.start else 0
-                continue
-            route, distance = leg
-            result = planner(_restricted(cmap, seconds.network_ids), route)
-            segment = _segment_of(result.corridor, distance)
-            planned["commap"][part] = result.plan.assignment[segment]
-            unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
-            oracle = planner(_truth_map(cmap, seconds, part, cmap.segment_m / 2.0), route)
-            planned["oracle"][part] = oracle.plan.assignment[_segment_of(oracle.corridor, distance)]
     serving: dict[str, dict[str, Choice]] = {}
     scores: dict[str, dict[str, PolicyScore]] = {}
     for setup in setups:
-        serving[setup.name] = _choices(setup, seconds, networks, planned, order)
+        planned: dict[str, IntArray] = {}
+        ranked: dict[str, IntArray] = {}
+        if not setup.bonded:  # the planner plans for this set-up's switch times
+            planned, ranked, unknown = _plan_drive(cmap, seconds, networks, planner, setup.name)
+        serving[setup.name] = _choices(setup, seconds, networks, planned, ranked, order)
         scores[setup.name] = {
             p: score_choice(
                 seconds,
@@ -471,6 +495,41 @@ def replay_drive(
             )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
     return Replay(seconds, serving, scores, shares)
+
+
+def _plan_drive(
+    cmap: CommMap,
+    seconds: DriveSeconds,
+    networks: Sequence[Network],
+    planner: Planner,
+    vehicle: str,
+) -> tuple[dict[str, IntArray], dict[str, IntArray], BoolArray]:
+    """Plan every leg on the map (``commap``) and on the truth (``oracle``) for ``vehicle``.
+
+    Returns, per planned policy, the plan's network at each second and the networks best first
+    by that policy's map (where a failed link goes); and where the map had no data near.
+    """
+    planned = {p: np.zeros(len(seconds), dtype=np.int64) for p in ("commap", "oracle")}
+    ranked = {p: np.tile(np.arange(len(networks)), (len(seconds), 1)) for p in planned}
+    unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
+    for part in seconds.pieces():
+        leg = _leg_route(seconds, part)
+        if leg is None:  # standing still: keep the last network
+            for p in planned:
+                planned[p][part] = planned[p][part.start - 1] if part.start else 0
+            continue
+        route, distance = leg
+        result = planner(_restricted(cmap, seconds.network_ids), route, vehicle)
+        segment = _segment_of(result.corridor, distance)
+        planned["commap"][part] = result.plan.assignment[segment]
+        ranked["commap"][part] = _ranked(result, networks, segment)
+        unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
+        truth = _truth_map(cmap, seconds, part, cmap.segment_m / 2.0)
+        oracle = planner(truth, route, vehicle)
+        segment = _segment_of(oracle.corridor, distance)
+        planned["oracle"][part] = oracle.plan.assignment[segment]
+        ranked["oracle"][part] = _ranked(oracle, networks, segment)
+    return planned, ranked, unknown
 
 
 def _restricted(cmap: CommMap, network_ids: Sequence[str]) -> CommMap:

@@ -184,7 +184,9 @@ CAT3 = NetworkCatalogue([AD_LTE, ES_LTE, STARLINK])
 def test_handover_limit_below_forced_switches_raises() -> None:
     cor = syn.corridor(20)
     m = _columns(20, {"ad-lte": range(0, 10), "es-lte": range(10, 20)})
-    p = HandoverProblem.build(cor, m, CAT3, constraints=Constraints(max_handovers=0))
+    # the hard rule: an unusable network is left where another is usable, whatever it costs
+    forced = Constraints(max_handovers=0, avoid_unusable=True)
+    p = HandoverProblem.build(cor, m, CAT3, constraints=forced)
     with pytest.raises(NoFeasiblePlanError, match="force at least 1 handover") as err:
         solve(p)
     assert err.value.constraint == "max_handovers"
@@ -194,13 +196,21 @@ def test_budget_below_gap_data_raises() -> None:
     cor = syn.corridor(30)  # 2 s per segment; infotainment 5 Mbit/s = 1.25 MB per segment
     m = _columns(30, {"ad-lte": [*range(0, 10), *range(20, 30)], "starlink": range(30)})
     p = HandoverProblem.build(
-        cor, m, CAT3, app="infotainment", constraints=Constraints(sat_budget_mb=10.0)
+        cor,
+        m,
+        CAT3,
+        app="infotainment",
+        constraints=Constraints(sat_budget_mb=10.0, avoid_unusable=True),
     )
     with pytest.raises(NoFeasiblePlanError, match=r"12\.500 MB") as err:
         solve(p)
     assert err.value.constraint == "sat_budget_mb"
     ok = HandoverProblem.build(
-        cor, m, CAT3, app="infotainment", constraints=Constraints(sat_budget_mb=12.5)
+        cor,
+        m,
+        CAT3,
+        app="infotainment",
+        constraints=Constraints(sat_budget_mb=12.5, avoid_unusable=True),
     )
     assert solve(ok).totals.sat_mb == pytest.approx(12.5)
 
@@ -209,7 +219,7 @@ def test_budget_below_gap_data_with_dwell_raises() -> None:
     cor = syn.corridor(30)
     m = _columns(30, {"ad-lte": [*range(0, 10), *range(12, 30)], "starlink": range(30)})
     # 2 segments without terrestrial cover: 2.5 MB; but a 20 s dwell keeps Starlink 10 segments
-    cons = Constraints(sat_budget_mb=5.0, min_dwell_s=20.0)
+    cons = Constraints(sat_budget_mb=5.0, min_dwell_s=20.0, avoid_unusable=True)
     p = HandoverProblem.build(cor, m, CAT3, app="infotainment", constraints=cons)
     with pytest.raises(NoFeasiblePlanError, match="dwell") as err:
         solve(p)
@@ -228,7 +238,7 @@ def test_limits_that_only_fail_together_raise_with_both_names() -> None:
         m,
         CAT3,
         app="infotainment",
-        constraints=Constraints(max_handovers=1, sat_budget_mb=10.0),
+        constraints=Constraints(max_handovers=1, sat_budget_mb=10.0, avoid_unusable=True),
     )
     with pytest.raises(NoFeasiblePlanError) as err:
         solve(p)

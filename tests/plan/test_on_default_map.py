@@ -25,7 +25,8 @@ def _problem(andorra: CommMap, constraints: Constraints) -> HandoverProblem:
 
 @pytest.fixture(scope="module")
 def envalira(andorra: CommMap) -> tuple[HandoverProblem, Plan]:
-    problem = _problem(andorra, Constraints(min_dwell_s=DWELL_S))
+    # with the hard rule: an unusable network is left wherever another is usable
+    problem = _problem(andorra, Constraints(min_dwell_s=DWELL_S, avoid_unusable=True))
     return problem, solve(problem)
 
 

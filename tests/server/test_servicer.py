@@ -247,6 +247,16 @@ BAD_UNARY = [
         "polyline.points",
     ),
     (
+        "bonded vehicle (the planner picks one network per segment)",
+        "PlanRoute",
+        pb.PlanRouteRequest(
+            endpoints=pb.Endpoints(origin=latlon(*ORIGIN), destination=latlon(*DESTINATION)),
+            vehicle="bonded",
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "vehicle",
+    ),
+    (
         "NaN in coverage",
         "QueryCoverage",
         pb.QueryCoverageRequest(points=[pb.CoveragePoint(position=latlon(1.5, math.nan))]),
@@ -452,6 +462,21 @@ def test_plan_over_grpc_equals_library_plan(
     assert plan.handovers[0].time.seconds == int(T0 + expected.handovers[0].eta_s)
 
 
+def test_a_dual_modem_plan_over_grpc_says_when_to_register_the_standby(
+    grpc_server: ServerProcess, andorra: CommMap
+) -> None:
+    from server.client import plan_remote
+
+    request = PlanRequest(
+        origin=ORIGIN, destination=DESTINATION, departure_s=T0, vehicle="dual_modem"
+    )
+    remote = plan_remote(grpc_server.target, "andorra", request, timeout_s=120)
+    local = plan_route(andorra, request)
+    assert remote.plan.handovers == local.plan.handovers
+    changes = [h for h in remote.plan.handovers if h.kind == "inter_operator"]
+    assert changes and all(h.prepare_s == 10.0 and h.interruption_s == 0.5 for h in changes)
+
+
 def test_python_client_returns_the_library_plan(
     grpc_server: ServerProcess, andorra: CommMap
 ) -> None:
@@ -533,15 +558,15 @@ def test_plan_route_alternatives(stub: pb_grpc.CommapServiceStub) -> None:
     assert all(a.plan.totals.handover_count == a.handover_count for a in feasible)
 
 
-def test_infeasible_constraints_fail_precondition(
+def test_a_plan_without_handovers_is_made_not_refused(
     stub: pb_grpc.CommapServiceStub, grpc_channel: grpc.Channel
 ) -> None:
-    # the Envalira tunnel and the valleys force at least one switch on this trip
-    error = rpc_error(
-        stub.PlanRoute, trip(constraints=pb.Constraints(max_handovers=0)), timeout=120
-    )
-    assert error.code() is grpc.StatusCode.FAILED_PRECONDITION, details(error)
-    assert "max_handovers" in details(error)
+    # the Envalira tunnel and the valleys leave gaps; one network throughout is still a plan,
+    # and it says what it loses
+    free = stub.PlanRoute(trip(), timeout=120).plan
+    still = stub.PlanRoute(trip(constraints=pb.Constraints(max_handovers=0)), timeout=120).plan
+    assert len(still.handovers) == 0 and len({s.network_id for s in still.segments}) == 1
+    assert still.totals.expected_loss_s > free.totals.expected_loss_s
     assert_serving(grpc_channel)
 
 

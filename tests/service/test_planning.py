@@ -170,11 +170,21 @@ def test_departure_and_handover_cap_are_applied(trip: PlanResult, andorra: CommM
     assert evaluate_plan(problem, capped.plan.assignment).feasible
 
 
+def test_a_plan_without_handovers_stays_on_one_network_and_states_what_it_loses(
+    andorra: CommMap, trip: PlanResult
+) -> None:
+    # the pass has coverage gaps: staying on one network is possible, and costs service
+    still = plan_route(andorra, PlanRequest(**TRIP, max_handovers=0)).plan
+    assert still.totals.handovers == 0 and len(set(still.segment_networks)) == 1
+    assert still.totals.expected_loss_s > trip.plan.totals.expected_loss_s
+
+
 def test_impossible_constraints_raise(andorra: CommMap) -> None:
-    # coverage gaps on the pass force a switch: a plan without any cannot be made
-    with pytest.raises(NoFeasiblePlanError, match="max_handovers=0 cannot be met") as caught:
-        plan_route(andorra, PlanRequest(**TRIP, max_handovers=0))
-    assert caught.value.constraint == "max_handovers"
+    # a satellite budget of 0 MB with a handover limit of 0, starting on a satellite
+    request = PlanRequest(**TRIP, max_handovers=0, sat_budget_mb=0.0, initial_network="starlink")
+    with pytest.raises(NoFeasiblePlanError) as caught:
+        plan_route(andorra, request)
+    assert "sat_budget_mb" in caught.value.constraint
 
 
 # ------------------------------------------------------------------------------- waypoints

@@ -19,6 +19,7 @@ from commap.sim.failover import (
     bonding_policy,
     greedy_policy,
     hot_standby_policy,
+    planned_failover_policy,
     probe_failover_policy,
     score_choice,
 )
@@ -163,3 +164,35 @@ def test_a3_failover_on_two_modems_moves_to_the_kept_standby() -> None:
     score = score_choice(s, choice, NETS, TWO, policy="a3_failover")
     assert score.switches == 1 and score.outage_s == 1  # a route change, not an attach
     assert score_choice(s, a3_failover_policy(s, NETS, ONE), NETS, ONE, policy="a3").outage_s == 10
+
+
+def test_a_plan_in_closed_loop_leaves_a_failed_link_for_the_network_the_map_ranks_next() -> None:
+    # the plan says a throughout; a fails for 50 s; the map ranks c before b (b fails too)
+    out = outage_of_a(120, 40, 90)
+    out[40:90, 1] = True
+    s = drive(out)
+    plan = np.zeros(120, dtype=np.int64)
+    order = np.tile(np.array([0, 2, 1]), (120, 1))
+    blind = score_choice(s, plan, NETS, TWO, policy="open loop")
+    closed = planned_failover_policy(s, NETS, TWO, plan, order)
+    assert (closed.standby[:40] == 2).all()  # the standby registers on c ahead
+    assert closed.serving[40] == 2 and (closed.serving[40:] == 2).all()  # then stays there
+    two = score_choice(s, closed, NETS, TWO, policy="closed loop")
+    assert two.outage_s == 1 < blind.outage_s == 50  # a route change to the registered c
+    # one modem: the probes find the failure late and c costs an attach, still a gain
+    one = score_choice(s, planned_failover_policy(s, NETS, ONE, plan, order), NETS, ONE,
+                       policy="closed loop")  # fmt: skip
+    assert one.outage_s == 15 + 10 < blind.outage_s
+
+
+def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None:
+    out = np.zeros((60, 3), dtype=bool)
+    out[30:35, 1] = True  # the planned target b is down when the switch is due
+    s = drive(out)
+    plan = np.r_[np.zeros(30, np.int64), np.ones(30, np.int64)]
+    order = np.tile(np.array([1, 0, 2]), (60, 1))
+    closed = planned_failover_policy(s, NETS, TWO, plan, order)
+    assert (closed.serving[:35] == 0).all()  # the switch waits while the target is down...
+    assert (closed.serving[35:] == 1).all()  # ...and is made once it is up
+    made = score_choice(s, closed, NETS, TWO, policy="x")
+    assert made.outage_s == made.interruption_s == 1  # to the registered b: a route change

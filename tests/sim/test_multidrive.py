@@ -45,8 +45,8 @@ def earlier_map(tmp_path_factory: pytest.TempPathFactory) -> CommMap:
     return CommMap.load(build_map(spec, spec.parent / "built"))
 
 
-def _planner(cmap: CommMap, route: Route) -> PlanResult:
-    return plan_route(cmap, PlanRequest(route=route))
+def _planner(cmap: CommMap, route: Route, vehicle: str) -> PlanResult:
+    return plan_route(cmap, PlanRequest(route=route, vehicle=vehicle))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,9 @@ def test_switch_interruptions_are_outage_seconds(
 def test_commap_on_the_earlier_days_map_beats_the_reactive_rule(replay: Replay) -> None:
     assert list(replay.scores) == ["single_modem", "dual_modem", "bonded"]
     scores = replay.scores["single_modem"]
-    assert list(scores)[:4] == ["commap", "oracle", "best_single", "a3_failover"]
+    assert list(scores)[:5] == [
+        "commap", "commap_open_loop", "oracle", "best_single", "a3_failover"
+    ]  # fmt: skip
     assert scores["commap"].outage_s <= scores["best_single"].outage_s
     assert scores["a3_failover"].switches > 0 and scores["a3_failover"].outage_s > 0
     assert scores["commap"].outage_s <= 0.5 * scores["a3_failover"].outage_s
@@ -205,3 +207,13 @@ def test_cli_replay_writes_the_summary(
               "--weight", "interruption_s"],
     )  # fmt: skip
     assert bad.exit_code == 2 and "NAME=NUMBER" in bad.output
+
+
+def test_the_plan_is_executed_with_the_set_ups_failover_rule(replay: Replay) -> None:
+    # in closed loop the vehicle leaves a failed planned link (never losing more than the plan
+    # followed blindly), and the second modem holds another network than the serving one
+    for vehicle in ("single_modem", "dual_modem"):
+        closed, blind = replay.score(vehicle, "commap"), replay.score(vehicle, "commap_open_loop")
+        assert closed.outage_s <= blind.outage_s
+    standby = replay.serving["dual_modem"]["commap"].standby
+    assert standby is not None and (standby != replay.serving["dual_modem"]["commap"].serving).all()
