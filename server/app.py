@@ -167,6 +167,7 @@ class CommapServer:
             self.port,
         )
         if load_maps:
+            self.servicer.uploads.start()  # spawning takes a second: not at the first upload
             try:
                 await asyncio.to_thread(self.maps.load_all)
                 if self.config.viewer_port is not None:
