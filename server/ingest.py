@@ -191,7 +191,8 @@ class BatchWriter:
 
     The index of stored keys (digest -> batch id) is read from the part names at the first
     batch of a map, so a batch stored by an earlier writer (a crash between storing and
-    acknowledging) is acknowledged again, not stored twice.
+    acknowledging) is acknowledged again, not stored twice; the temporary files of an earlier
+    writer that died mid-batch are removed then.
     """
 
     def __init__(self) -> None:
@@ -215,7 +216,9 @@ class BatchWriter:
         """
         store = self._store(target.store_root)
         keys = self._keys.get((target.store_root, target.map_name))
-        if keys is None:
+        if keys is None:  # this writer's first batch of the map
+            # a writer killed mid-batch (an earlier upload process) left temporary files
+            store.remove_stale_temp_parts(target.map_name)
             keys = {batch_digest(p.batch_id): p.batch_id for p in store.parts(target.map_name)}
             self._keys[(target.store_root, target.map_name)] = keys
         digest = batch_key_digest(target.map_name, batch_key) if batch_key else None

@@ -747,6 +747,32 @@ def test_a_retried_batch_key_is_acknowledged_without_storing_again(
     assert len(FleetStore(tmp_path).read("andorra")) == 2
 
 
+def test_a_new_writer_removes_what_a_killed_one_left_half_written(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from commap.map.store import FleetStore
+    from server.ingest import BatchWriter
+
+    target = _target(andorra, tmp_path)
+    first = BatchWriter().store(target, _records("before"), "")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    part_dir = Path(FleetStore(tmp_path).parts("andorra")[0].path).parent
+    assert first.record_count == 2
+    half = part_dir / f".part-x-1of1.parquet.tmp-{dead}-0badc0de"
+    half.write_bytes(b"PAR1 half")
+    BatchWriter().store(target, _records("after"), "")  # the next upload process
+    assert not half.exists()
+    assert len(FleetStore(tmp_path).read("andorra")) == 4
+
+
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
