@@ -235,7 +235,7 @@ class MapStore:
         self._refresher = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="commap-fleet", initializer=lower_thread_priority
         )
-        self._fusion = WorkerProcess("fleet fusion", niceness=15)
+        self._fusion = WorkerProcess("fleet fusion", niceness=15, preload=("server.maps",))
         self._closing = threading.Event()
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import logging
 import multiprocessing
 import os
@@ -39,8 +40,8 @@ class WorkerLostError(Exception):
     """A worker process ended (crash, kill, out of memory) before it answered: retry the call."""
 
 
-def _child_setup(parent_pid: int, niceness: int, log_level: int) -> None:
-    """In the child: log like the server, yield the CPU to it, and die with it."""
+def _child_setup(parent_pid: int, niceness: int, log_level: int, preload: tuple[str, ...]) -> None:
+    """In the child: log like the server, yield the CPU to it, die with it, import its work."""
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     with contextlib.suppress(OSError):  # not permitted: run at the server's priority
         os.nice(niceness)
@@ -50,6 +51,8 @@ def _child_setup(parent_pid: int, niceness: int, log_level: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the server died before the prctl took effect
         os._exit(1)
+    for module in preload:  # seconds of imports (pandas, pyarrow): before the first job
+        importlib.import_module(module)
 
 
 class WorkerProcess:
@@ -59,6 +62,7 @@ class WorkerProcess:
     ----------
     name : what the process does (in log lines and errors), e.g. ``"upload"``.
     niceness : how much lower the child's CPU priority is than the server's.
+    preload : modules the child imports when it starts (those of its jobs).
 
     Examples
     --------
@@ -68,11 +72,13 @@ class WorkerProcess:
     >>> worker.shutdown()
     """
 
-    def __init__(self, name: str, *, niceness: int = 10) -> None:
+    def __init__(self, name: str, *, niceness: int = 10, preload: tuple[str, ...] = ()) -> None:
         self.name = name
         self._niceness = niceness
+        self._preload = preload
         self._lock = threading.Lock()
         self._executor: ProcessPoolExecutor | None = None
+        self._started_future: Future[int] | None = None
         self._closed = False
         self.pid: int | None = None  # of the running child, once it has answered
 
@@ -81,10 +87,16 @@ class WorkerProcess:
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_child_setup,
-            initargs=(os.getpid(), self._niceness, logging.getLogger().getEffectiveLevel()),
+            initargs=(
+                os.getpid(),
+                self._niceness,
+                logging.getLogger().getEffectiveLevel(),
+                self._preload,
+            ),
         )
         # the first job spawns the child; its pid is logged (operators, tests find it there)
-        executor.submit(os.getpid).add_done_callback(self._started)
+        self._started_future = executor.submit(os.getpid)
+        self._started_future.add_done_callback(self._started)
         return executor
 
     def _started(self, future: Future[int]) -> None:
@@ -98,6 +110,13 @@ class WorkerProcess:
         with self._lock:
             if self._executor is None and not self._closed:
                 self._executor = self._new_executor()
+
+    async def ready(self) -> None:
+        """Wait until the child has started and imported its modules (logged if it failed)."""
+        self.start()
+        if self._started_future is not None:
+            with contextlib.suppress(BrokenProcessPool):  # the next job starts a new one
+                await asyncio.wrap_future(self._started_future)
 
     def _submit(
         self, func: Callable[..., T], args: tuple[Any, ...]

@@ -101,7 +101,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._drives = 0
         self._reload_lock = asyncio.Lock()
         # checks and stores upload batches, one at a time: never shares the GIL with solves
-        self.uploads = WorkerProcess("upload", niceness=5)
+        self.uploads = WorkerProcess("upload", niceness=5, preload=("server.ingest",))
         self.live = live
         self.draining = False
 
