@@ -23,7 +23,8 @@ Against real servers (``python -m server --port 0`` on the built default map):
   their 5 s deadline (and while they are still in flight); how fast a zig-zag plan too large
   for its deadline is refused by the work estimate;
 * **uploads**: with 200k records stored, the 1-record ReportMeasurements acknowledgement
-  (median), and PlanRoute idle vs. with 4 vehicles uploading;
+  (median), and PlanRoute idle (once the fleet refresh those uploads cause is over) vs. with 4
+  vehicles uploading (refreshes included);
 * **retries**: SIGKILL cycles under writers that retry cut batches with their client batch ids:
   batches stored twice (must be 0) and acknowledged batches missing (must be 0).
 
@@ -404,6 +405,10 @@ ZIGZAG_DEADLINE_S = 5.0
 UPLOADS_STORED = 200_000
 UPLOAD_ACKS = 30
 UPLOADING_VEHICLES = 4
+UPLOAD_PLANS = 15  # per median: the loaded ones span a few fleet refreshes
+# after the acknowledgement probes: the refresh they cause starts within the server's refresh
+# interval (5 s) and takes a few seconds with 200k records; idle plans are measured after it
+UPLOAD_SETTLE_S = 10.0
 RETRY_CYCLES = 10
 
 
@@ -502,7 +507,8 @@ def _uploads(map_dir: Path, work: Path) -> dict[str, float | int | str]:
                 upload(stub, "bench-one", [measurement(T0 + k)])
                 acks.append(time.perf_counter() - began)
             _median_plan_s(stub, 2)  # warm
-            idle = _median_plan_s(stub)
+            time.sleep(UPLOAD_SETTLE_S)
+            idle = _median_plan_s(stub, UPLOAD_PLANS)
             stop = threading.Event()
             loaded_acks: list[float] = []
 
@@ -526,7 +532,7 @@ def _uploads(map_dir: Path, work: Path) -> dict[str, float | int | str]:
             for thread in threads:
                 thread.start()
             time.sleep(1.0)
-            loaded = _median_plan_s(stub)
+            loaded = _median_plan_s(stub, UPLOAD_PLANS)
             stop.set()
             for thread in threads:
                 thread.join(timeout=60)

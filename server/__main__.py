@@ -23,6 +23,7 @@ log = logging.getLogger("server")
 def main(argv: list[str] | None = None) -> int:
     """Parse the configuration, serve until SIGTERM/SIGINT, and return the exit status."""
     from server.config import load_config
+    from server.processes import LOG_FORMAT
 
     try:
         config = load_config(sys.argv[1:] if argv is None else argv)
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(
         level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=LOG_FORMAT,  # the server's child processes log alike
         stream=sys.stderr,
     )
     from server.app import CommapServer, channel_ready_hint, serve

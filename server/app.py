@@ -1,9 +1,10 @@
 """The commap gRPC server on ``grpc.aio``: assembly, start-up, readiness and graceful shutdown.
 
 Start-up: bind (port 0 picks a free port; TLS or mutual TLS when configured, then there is no
-plaintext port), start with health NOT_SERVING, load the maps in a thread, start the live
-viewer if asked, then report SERVING. SIGHUP reloads every map (:meth:`CommapServer.reload`:
-atomic, a map that fails its checks keeps its previous version). Shutdown (SIGTERM/SIGINT or
+plaintext port), start with health NOT_SERVING, load the maps in a thread while the upload
+process starts (:mod:`server.processes`), start the live viewer if asked, then report SERVING.
+SIGHUP reloads every map (:meth:`CommapServer.reload`: atomic, a map that fails its checks
+keeps its previous version). Shutdown (SIGTERM/SIGINT or
 :meth:`CommapServer.stop`): health NOT_SERVING at once, Drive streams told to reconnect
 elsewhere, calls in flight given ``shutdown_grace_s`` to finish, then the server stops.
 
@@ -167,8 +168,10 @@ class CommapServer:
             self.port,
         )
         if load_maps:
+            self.servicer.uploads.start()  # spawning takes a second: not at the first upload
             try:
                 await asyncio.to_thread(self.maps.load_all)
+                await self.servicer.uploads.ready()
                 if self.config.viewer_port is not None:
                     await asyncio.to_thread(self._start_viewer, self.config.viewer_port)
             except BaseException:

@@ -47,7 +47,6 @@ class ServerConfig:
     plan_cost_us_per_segment_network : estimated work of a plan per route segment and network
         (microseconds); a plan whose estimate exceeds the call's remaining time (or
         ``max_work_s``) is refused at once with RESOURCE_EXHAUSTED; 0: no estimate.
-    upload_workers : threads storing measurement batches (apart from the solve workers).
     fleet_refresh_interval_s : least time between two refreshes of the map requests use with
         newly stored measurements (a refresh re-fuses every stored record of the map).
     max_drive_streams : concurrent Drive streams; beyond it RESOURCE_EXHAUSTED.
@@ -84,7 +83,6 @@ class ServerConfig:
     max_solves_per_client: int = 16
     max_work_s: float = 120.0
     plan_cost_us_per_segment_network: float = 40.0
-    upload_workers: int = 2
     fleet_refresh_interval_s: float = 5.0
     max_drive_streams: int = 256
     max_receive_message_bytes: int = 8 * _MIB
@@ -124,7 +122,6 @@ class ServerConfig:
         for name in (
             "solve_workers",
             "max_solves_per_client",
-            "upload_workers",
             "max_drive_streams",
             "max_receive_message_bytes",
             "max_send_message_bytes",
@@ -246,7 +243,6 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "max-solves-per-client": ("max_solves_per_client", int),
     "max-work-s": ("max_work_s", float),
     "plan-cost-us-per-segment-network": ("plan_cost_us_per_segment_network", float),
-    "upload-workers": ("upload_workers", int),
     "fleet-refresh-interval-s": ("fleet_refresh_interval_s", float),
     "max-drive-streams": ("max_drive_streams", int),
     "max-receive-message-bytes": ("max_receive_message_bytes", int),

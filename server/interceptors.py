@@ -15,6 +15,9 @@ exception                                      status
 storage that cannot take writes                UNAVAILABLE (retryable: the call had no
 (:func:`~commap.errors.is_storage_fault`:       effect; the path goes to the server log
 read-only, full, failing)                      only)
+:class:`~server.processes.WorkerLostError`     UNAVAILABLE (retryable: the upload process
+                                               died; a retry with the same batch key is
+                                               stored once)
 :class:`~server.auth.UnauthenticatedError`     UNAUTHENTICATED
 :class:`~server.auth.PermissionDeniedError`    PERMISSION_DENIED
 a request that is not a valid message          INVALID_ARGUMENT (field ``request``)
@@ -54,6 +57,7 @@ from commap.errors import (
 )
 from server.auth import PermissionDeniedError, UnauthenticatedError
 from server.pool import ServerOverloadedError
+from server.processes import WorkerLostError
 
 __all__ = ["FIELD_METADATA_KEY", "ErrorMappingInterceptor", "MalformedRequest", "status_for"]
 
@@ -125,6 +129,8 @@ def _status_for(
             f"server storage unavailable ({reason}): nothing was stored; retry later",
             (),
         )
+    if isinstance(exc, WorkerLostError):
+        return grpc.StatusCode.UNAVAILABLE, str(exc), ()
     if isinstance(exc, UnauthenticatedError):
         return grpc.StatusCode.UNAUTHENTICATED, str(exc), ()
     if isinstance(exc, PermissionDeniedError):

@@ -2,16 +2,24 @@
 
 Each served map keeps the map as built (``base``) and the map requests use (``current``): the
 base with every network that has stored fleet measurements wrapped in a fused layer (measured
-values override modelled ones where dense). Storing a batch costs O(batch): it appends durable
-part files (fsynced and read back before the call is acknowledged) and nothing stored before is
-read. Apart from the upload, at most once per ``fleet_refresh_interval_s``, a refresh reads the
-new batches and swaps ``current`` for a map fused from all stored records, so calls in flight
-keep a consistent map and later calls see the new data.
+values override modelled ones where dense). Storing a batch costs O(batch): the server's upload
+process (:func:`server.ingest.store_stream`) appends durable part files (fsynced and read back
+before the call is acknowledged) and reads nothing stored before; :meth:`MapStore.record_stored`
+then counts the batch here. Apart from the upload, at most once per ``fleet_refresh_interval_s``,
+a refresh swaps ``current`` for a map fused from all stored records, so calls in flight keep a
+consistent map and later calls see the new data.
+
+The fusion's cost grows with every stored record (seconds for 200k): it runs in a fusion process
+of its own (:class:`server.processes.WorkerProcess`), which keeps the records read so far, reads
+only the batches stored since and sends back one measured layer per network
+(:func:`fleet_layers`); wrapping them over the map's layers here is cheap. Planning threads never
+share the GIL with it.
 
 Exactly-once uploads: a batch stored with a client's batch key carries the key's digest in its
 batch id (:func:`commap.map.store.batch_key_digest`), written atomically with the batch; the
-index of those digests is rebuilt from the part names at start, so a retry after a crash
-between storing and acknowledging is acknowledged, not stored twice.
+upload process's writer (:class:`server.ingest.BatchWriter`) reads the index of those digests
+from the part names at its first batch, so a retry after a crash between storing and
+acknowledging (of the server or of the upload process) is acknowledged, not stored twice.
 
 Measurements live in a fleet store (:class:`commap.map.store.FleetStore`, a partitioned
 Parquet dataset: ``map=<name>/network=<id>/day=<YYYY-MM-DD>/part-*.parquet``) rooted at
@@ -37,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -50,19 +59,27 @@ from commap.errors import (
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
 from commap.map.manifest import MANIFEST, resolve_map_dir
-from commap.map.store import FleetStore, batch_digest, batch_key_digest
+from commap.map.store import FleetStore
+from commap.service.drive_session import measured_layers, with_measured_layers
 from server.config import ServerConfig
 from server.convert import shown
+from server.ingest import StoredBatch, UploadTarget
 from server.pool import lower_thread_priority
+from server.processes import WorkerProcess
+
+if TYPE_CHECKING:
+    from commap.radio.layers.measured import MeasuredLayer
 
 __all__ = [
     "FLEET_DENSE_MIN_SAMPLES",
+    "FleetLayers",
+    "FusionJob",
     "MapStore",
     "ReloadOutcome",
     "ReloadResult",
     "ServedMap",
     "StoreOutcome",
-    "fuse_measurements",
+    "fleet_layers",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,11 +92,9 @@ class ServedMap:
     base: CommMap
     store: FleetStore
     current: CommMap
-    records: pd.DataFrame = field(default_factory=lambda: _no_records(), repr=False)
-    last_batch_id: str | None = None  # newest batch in ``records``: where refreshes go on
+    fused_count: int = 0  # stored records (of the map's networks) fused into ``current``
+    last_batch_id: str | None = None  # newest batch fused into ``current``: where refreshes go on
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    # client batch keys: digest -> batch id of every visible batch (exactly-once uploads)
-    batch_ids: dict[str, str] = field(default_factory=dict, repr=False)
     unfused_count: int = 0  # records stored since the last refresh of ``current``
     refresh_pending: bool = False  # a refresh is scheduled
     refreshed_at: float = 0.0  # time.monotonic() of the last refresh
@@ -95,13 +110,7 @@ class ServedMap:
     @property
     def measurement_count(self) -> int:
         """Stored records of the map's networks in use (also those not fused in yet)."""
-        return len(self.records) + self.unfused_count
-
-
-def _no_records() -> pd.DataFrame:
-    from commap.radio.measurements import empty_records
-
-    return empty_records()
+        return self.fused_count + self.unfused_count
 
 
 # Fleet data: a cell's measurements override the modelled value once it holds this many (one
@@ -109,22 +118,62 @@ def _no_records() -> pd.DataFrame:
 FLEET_DENSE_MIN_SAMPLES = 5
 
 
-def fuse_measurements(base: CommMap, records: pd.DataFrame) -> CommMap:
-    """``base`` with each measured network's layer fused with its rows of ``records``.
+@dataclass(frozen=True)
+class FusionJob:
+    """Which stored records to fuse (sent to the fusion process)."""
 
-    Networks without records keep their layer object, so nothing is recomputed for them.
+    map_name: str
+    store_root: str
+    known_networks: tuple[str, ...]
+    since: str | None = None  # the newest batch already served: nothing newer, nothing to do
 
-    Examples
-    --------
-    >>> from commap.radio.measurements import empty_records
-    >>> fuse_measurements(None, empty_records()) is None  # no records: the map as it is
-    True
+
+@dataclass(frozen=True)
+class FleetLayers:
+    """Measured layers of every stored record of a map, and which batches they hold.
+
+    ``layers`` is None when nothing was stored after the job's ``since``.
     """
-    if len(records) == 0:
-        return base
-    from commap.service.drive_session import with_measurements
 
-    return with_measurements(base, records, dense_min_samples=FLEET_DENSE_MIN_SAMPLES)
+    layers: dict[str, MeasuredLayer] | None
+    last_batch_id: str | None
+    record_count: int
+
+
+# the fusion process's records read so far, per (store, map, networks): later jobs read only
+# the batches stored since
+_READ: dict[tuple[str, str, tuple[str, ...]], tuple[pd.DataFrame, str | None]] = {}
+
+
+def fleet_layers(job: FusionJob) -> FleetLayers:
+    """Measured layers of every stored record of the job's map (the fusion process's job).
+
+    Blocking, seconds for 200k records. A part that cannot be read is set aside (renamed
+    ``*.unreadable``, logged as an error) rather than keeping the server from starting; records
+    of networks the map no longer has are skipped, their parts kept.
+    """
+    key = (job.store_root, job.map_name, job.known_networks)
+    old, read_up_to = _READ.get(key, (None, None))
+    store = FleetStore(job.store_root)
+    last = store.last_batch_id(job.map_name) or read_up_to
+    if old is not None and last == read_up_to == job.since:
+        return FleetLayers(None, last, len(old))
+    new = store.read(job.map_name, since=read_up_to, until=last, set_aside_unreadable=True)
+    known = new["network_id"].isin(job.known_networks)
+    if not known.all():
+        log.warning(
+            "map %s: %d stored measurements name networks the map does not have: skipped",
+            job.map_name,
+            int((~known).sum()),
+        )
+        new = new[known].reset_index(drop=True)
+    records = new if old is None else pd.concat([old, new], ignore_index=True)
+    for stale in [k for k in _READ if k[:2] == key[:2]]:  # one version of a map's networks
+        del _READ[stale]
+    _READ[key] = (records, last)
+    if last == job.since:
+        return FleetLayers(None, last, len(records))
+    return FleetLayers(measured_layers(records), last, len(records))
 
 
 class ReloadOutcome(StrEnum):
@@ -186,6 +235,7 @@ class MapStore:
         self._refresher = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="commap-fleet", initializer=lower_thread_priority
         )
+        self._fusion = WorkerProcess("fleet fusion", niceness=15, preload=("server.maps",))
         self._closing = threading.Event()
 
     @property
@@ -241,10 +291,8 @@ class MapStore:
             )
             try:
                 served.store.remove_stale_temp_parts(base.name)
-                served.batch_ids = {
-                    batch_digest(p.batch_id): p.batch_id for p in served.store.parts(base.name)
-                }
-                self._refresh(served)
+                if served.store.parts(base.name):  # else no fusion process is needed yet
+                    self._refresh(served)
             except OSError as exc:
                 if not is_storage_fault(exc):
                     raise
@@ -268,6 +316,7 @@ class MapStore:
         """Stop refreshing (at shutdown); stored batches are read again at the next start."""
         self._closing.set()
         self._refresher.shutdown(wait=False, cancel_futures=True)
+        self._fusion.shutdown()
 
     def get(self, name: str) -> ServedMap:
         """The served map ``name`` (empty: the default map).
@@ -286,28 +335,49 @@ class MapStore:
                 f"map {shown(key)} is not served here; served maps: {served}"
             ) from None
 
-    def _refresh(self, served: ServedMap) -> None:
-        """Read the batches stored since the last refresh (all at first) and fuse them in.
+    def upload_target(self, served: ServedMap) -> UploadTarget:
+        """What the upload process needs to store a batch of ``served``."""
+        base = served.base
+        return UploadTarget(served.name, served.store.url, tuple(base.catalogue.ids), base.bbox)
 
-        The fusion takes time in proportion to every stored record: it runs without holding
-        the map's lock (uploads go on meanwhile), and the result is swapped in only if no reload
-        replaced the map and no other refresh got ahead in the meantime.
+    def _fused(self, served: ServedMap, base: CommMap, since: str | None) -> FleetLayers:
+        """Measured layers of every stored record of ``base``'s networks (fusion process)."""
+        job = FusionJob(served.name, served.store.url, tuple(base.catalogue.ids), since)
+        return self._fusion.call(fleet_layers, job)
+
+    def _swap(self, served: ServedMap, base: CommMap, current: CommMap, fused: FleetLayers) -> bool:
+        """Serve ``current`` (``base`` fused with ``fused``), unless newer data or a reload won.
+
+        Called with ``served.lock`` held.
+        """
+        if served.base is not base or (served.last_batch_id or "") > (fused.last_batch_id or ""):
+            return False  # a reload (or another refresh) already serves a newer view
+        newly_fused = fused.record_count - served.fused_count
+        served.current, served.fused_count = current, fused.record_count
+        served.last_batch_id = fused.last_batch_id
+        served.unfused_count = max(served.unfused_count - newly_fused, 0)
+        served.refreshed_at = time.monotonic()
+        return True
+
+    def _refresh(self, served: ServedMap) -> None:
+        """Fuse the batches stored since the last refresh (all at first) into ``current``.
+
+        The fusion takes time in proportion to every stored record: it runs in the fusion
+        process, without holding the map's lock (uploads go on meanwhile), and the result is
+        swapped in only if no reload replaced the map and no other refresh got ahead.
         """
         with served.lock:
-            base, since, old = served.base, served.last_batch_id, served.records
-        new, last = self._stored_records_for(base, served.store, since=since)
-        if len(new) == 0 and since is not None:
+            base, since = served.base, served.last_batch_id
+        fused = self._fused(served, base, since)
+        if fused.layers is None:
             with served.lock:
                 served.refreshed_at = time.monotonic()
             return
-        records = new if since is None else _concat(old, new)
-        current = fuse_measurements(base, records)
+        current = with_measured_layers(
+            base, fused.layers, dense_min_samples=FLEET_DENSE_MIN_SAMPLES
+        )
         with served.lock:
-            if served.base is not base or served.last_batch_id != since:
-                return  # a reload (or another refresh) already serves a newer view
-            served.current, served.records, served.last_batch_id = current, records, last
-            served.unfused_count = max(served.unfused_count - len(new), 0)
-            served.refreshed_at = time.monotonic()
+            self._swap(served, base, current, fused)
 
     def _schedule_refresh(self, served: ServedMap) -> None:
         """Fuse newly stored batches in soon: at most one refresh per refresh interval.
@@ -332,57 +402,17 @@ class MapStore:
         except Exception:  # stored data is safe; the fused view catches up on the next batch
             log.exception("map %s: measurements stored but not yet fused", served.name)
 
-    def store_measurements(
-        self, name: str, records: pd.DataFrame, *, batch_key: str = ""
-    ) -> StoreOutcome:
-        """Store one batch durably; later requests use it (blocking: call in a thread).
+    def record_stored(self, served: ServedMap, stored: StoredBatch) -> StoreOutcome:
+        """Count a batch the upload process stored; requests use it after the next refresh.
 
-        Costs O(batch): the batch's parts are written and read back, nothing else is read.
         The map requests use is refreshed with it within ``fleet_refresh_interval_s``, apart
-        from this call. With a ``batch_key`` already stored, nothing is stored again.
-
-        Raises
-        ------
-        InvalidInputError
-            The batch does not validate (nothing is stored).
+        from the upload. A batch whose key was stored before is not counted again.
         """
-        served = self.get(name)
-        digest = batch_key_digest(served.name, batch_key) if batch_key else None
-        with served.lock:  # one writer per map: parts, key index and counts stay in step
-            if digest is not None and digest in served.batch_ids:
-                stored_id = served.batch_ids[digest]
-                log.info("map %s: batch %s already stored: acknowledged again", name, stored_id)
-                return StoreOutcome(stored_id, served.measurement_count, already_stored=True)
-            batch = served.store.append(
-                served.name,
-                records,
-                known_networks=served.base.catalogue.ids,
-                batch_key=batch_key or None,
-            )
-            try:  # acknowledged means readable: a batch that does not read back is not kept
-                back = served.store.read_stored(batch)
-                if len(back) != batch.record_count:
-                    raise InvalidInputError(f"{len(back)} of {batch.record_count} records read")
-            except InvalidInputError as exc:
-                for path in batch.parts:
-                    served.store.fs.rm(path)
-                log.error(
-                    "map %s: batch %s did not read back, removed: %s", name, batch.batch_id, exc
-                )
-                raise InvalidInputError(
-                    "measurements: the batch does not survive storage unchanged; nothing stored",
-                    field="measurements",
-                ) from None
-            log.info(
-                "map %s: stored %d measurements as batch %s",
-                served.name,
-                batch.record_count,
-                batch.batch_id,
-            )
-            served.batch_ids[batch_digest(batch.batch_id)] = batch.batch_id
-            served.unfused_count += batch.record_count
-            self._schedule_refresh(served)
-            return StoreOutcome(batch.batch_id, served.measurement_count)
+        with served.lock:
+            if not stored.already_stored:
+                served.unfused_count += stored.record_count
+                self._schedule_refresh(served)
+            return StoreOutcome(stored.batch_id, served.measurement_count, stored.already_stored)
 
     # -- hot reload --------------------------------------------------------------------------
     def _load_checked(self, served: ServedMap) -> tuple[CommMap, str]:
@@ -413,18 +443,19 @@ class MapStore:
         served = self.get(name)
         try:
             cmap, digest = self._load_checked(served)
-            with served.lock:  # no measurement batch is fused into the old map meanwhile
-                if digest == served.manifest_sha256:
-                    outcome = ReloadOutcome.UNCHANGED
-                else:
-                    records, last = self._stored_records_for(cmap, served.store)
-                    current = fuse_measurements(cmap, records)
-                    served.base, served.current = cmap, current
-                    served.records, served.last_batch_id = records, last
-                    served.unfused_count = 0
+            if digest == served.manifest_sha256:
+                outcome = ReloadOutcome.UNCHANGED
+            else:
+                fused = self._fused(served, cmap, None)
+                current = with_measured_layers(
+                    cmap, fused.layers or {}, dense_min_samples=FLEET_DENSE_MIN_SAMPLES
+                )
+                with served.lock:  # refreshes of the old map are not swapped in after this
+                    served.base, served.last_batch_id = cmap, None
+                    self._swap(served, cmap, current, fused)
                     served.manifest_sha256 = digest
                     served.generation += 1
-                    outcome = ReloadOutcome.RELOADED
+                outcome = ReloadOutcome.RELOADED
         except Exception as exc:  # whatever breaks the new version, the old one keeps serving
             log.warning(
                 "map %s: reload rejected, version %d keeps serving: %s",
@@ -441,28 +472,3 @@ class MapStore:
             )
         log.info("map %s: reload %s (version %d)", served.name, outcome, served.generation)
         return ReloadResult(served.name, outcome, served.manifest_sha256, served.generation)
-
-    def _stored_records_for(
-        self, cmap: CommMap, store: FleetStore, *, since: str | None = None
-    ) -> tuple[pd.DataFrame, str | None]:
-        """Stored records of the map's networks (batches after ``since``), and the last batch id.
-
-        A part that cannot be read is set aside (renamed ``*.unreadable``, logged as an error)
-        rather than keeping the server from starting; records of networks the map no longer has
-        are skipped, their parts kept.
-        """
-        last = store.last_batch_id(cmap.name) or since
-        records = store.read(cmap.name, since=since, until=last, set_aside_unreadable=True)
-        known = records["network_id"].isin(cmap.catalogue.ids)
-        if not known.all():
-            log.warning(
-                "map %s: %d stored measurements name networks the map does not have: skipped",
-                cmap.name,
-                int((~known).sum()),
-            )
-            records = records[known].reset_index(drop=True)
-        return records, last
-
-
-def _concat(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([old, new], ignore_index=True)

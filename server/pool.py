@@ -49,8 +49,10 @@ class ServerOverloadedError(Exception):
 def lower_thread_priority(niceness: int = 10) -> None:
     """Make the calling thread yield the CPU to solves (Linux: threads have their own nice value).
 
-    Used as the initializer of background executors (uploads, fleet refreshes), so that their
+    Used as the initializer of background threads (the fleet refresh scheduler), so that their
     work takes the CPU time solves leave; does nothing where the platform does not allow it.
+    Threads still share the GIL with solves: CPU-heavy work goes to a child process instead
+    (:mod:`server.processes`).
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)

@@ -15,12 +15,11 @@ import math
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
 import numpy as np
-import pandas as pd
+from google.protobuf.message import DecodeError
 from grpc import aio
 
 from commap.errors import InvalidInputError, SolverTimeoutError
@@ -32,15 +31,11 @@ from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
 from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
-from server.ingest import check_batch_key, check_plausible
+from server.ingest import check_batch_key, check_plausible, check_stream, store_stream
 from server.live import LiveView
-from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap, StoreOutcome
-from server.pool import (
-    ServerOverloadedError,
-    SolvePool,
-    WorkTooLargeError,
-    lower_thread_priority,
-)
+from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
+from server.pool import ServerOverloadedError, SolvePool, WorkTooLargeError
+from server.processes import WorkerProcess
 
 __all__ = ["CommapServicer", "is_local_peer"]
 
@@ -105,11 +100,8 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._auth = config.auth
         self._drives = 0
         self._reload_lock = asyncio.Lock()
-        self._uploads = ThreadPoolExecutor(
-            max_workers=config.upload_workers,
-            thread_name_prefix="commap-upload",
-            initializer=lower_thread_priority,
-        )
+        # checks and stores upload batches, one at a time: never shares the GIL with solves
+        self.uploads = WorkerProcess("upload", niceness=5, preload=("server.ingest",))
         self.live = live
         self.draining = False
 
@@ -287,72 +279,63 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
     async def ReportMeasurements(  # noqa: N802 (gRPC name)
         self, request_iterator: AsyncIterator[pb.ReportMeasurementsRequest], context: Context
     ) -> pb.ReportMeasurementsResponse:
-        """Store a stream of measurements as one batch (all or nothing)."""
-        frames: list[pd.DataFrame] = []
+        """Store a stream of measurements as one batch (all or nothing).
+
+        Here, on the event loop, only each message's header (map, vehicle, batch key, the
+        stream's size) is checked and its bytes kept; the upload process decodes, checks and
+        stores the records (:func:`server.ingest.store_stream`).
+        """
+        messages: list[bytes] = []
         map_name: str | None = None
         batch_key = ""
-        last_t_s: dict[str, float] = {}
         count = 0
-        index = 0
-        async for message in request_iterator:
-            if map_name is None:
-                map_name = message.map_name
-                self._served(map_name, context)  # may the caller use it? before reading on
-            elif message.map_name != map_name:
-                raise InvalidInputError(
-                    f"map_name: changed within the stream ({map_name!r} -> {message.map_name!r})",
-                    field="map_name",
-                )
-            convert.vehicle_id(message.vehicle_id, field="vehicle_id")
-            if message.client_batch_id:
-                if batch_key and message.client_batch_id != batch_key:
+        try:
+            async for message in request_iterator:
+                if map_name is None:
+                    map_name = message.map_name
+                    self._served(map_name, context)  # may the caller use it? before reading on
+                elif message.map_name != map_name:
                     raise InvalidInputError(
-                        "client_batch_id: changed within the stream", field="client_batch_id"
+                        f"map_name: changed within the stream ({map_name!r} -> {message.map_name!r})",
+                        field="map_name",
                     )
-                batch_key = check_batch_key(message.client_batch_id)
-            count += len(message.measurements)
-            if count > self._config.max_measurements_per_stream:
-                raise InvalidInputError(
-                    f"measurements: more than {self._config.max_measurements_per_stream} in one stream",
-                    field="measurements",
-                )
-            frame = convert.measurements_frame(
-                message.measurements, vehicle_id=message.vehicle_id, first_index=index
-            )
-            _check_order(frame, message.vehicle_id, last_t_s, index)
-            frames.append(frame)
-            index += len(message.measurements)
+                convert.vehicle_id(message.vehicle_id, field="vehicle_id")
+                if message.client_batch_id:
+                    if batch_key and message.client_batch_id != batch_key:
+                        raise InvalidInputError(
+                            "client_batch_id: changed within the stream", field="client_batch_id"
+                        )
+                    batch_key = check_batch_key(message.client_batch_id)
+                count += len(message.measurements)
+                if count > self._config.max_measurements_per_stream:
+                    raise InvalidInputError(
+                        f"measurements: more than {self._config.max_measurements_per_stream} in one stream",
+                        field="measurements",
+                    )
+                messages.append(message.SerializeToString())
+        except (InvalidInputError, DecodeError):
+            if count and messages:  # a bad record earlier in the stream is the first error
+                await self.uploads.run(check_stream, messages)
+            raise
         if map_name is None or count == 0:
             raise InvalidInputError(
                 "measurements: the stream carried no measurements", field="measurements"
             )
         served = self._served(map_name, context)
-        # checking and storing have their own threads: uploads never wait for (or delay) solves
-        records, outcome = await asyncio.get_running_loop().run_in_executor(
-            self._uploads, functools.partial(self._check_and_store, served, frames, batch_key)
+        stored = await self.uploads.run(
+            store_stream, self._maps.upload_target(served), messages, batch_key
         )
+        outcome = self._maps.record_stored(served, stored)
         return pb.ReportMeasurementsResponse(
-            accepted_count=records,
+            accepted_count=stored.record_count,
             batch_id=outcome.batch_id,
             stored_count=outcome.stored_count,
             already_stored=outcome.already_stored,
         )
 
-    def _check_and_store(
-        self, served: ServedMap, frames: list[pd.DataFrame], batch_key: str
-    ) -> tuple[int, StoreOutcome]:
-        """Validate a stream's records and store them as one batch (blocking: upload thread)."""
-        records = convert.checked_measurements(
-            pd.concat(frames, ignore_index=True), known_networks=served.base.catalogue.ids
-        )
-        check_plausible(records, bbox=served.base.bbox)
-        return len(records), self._maps.store_measurements(
-            served.name, records, batch_key=batch_key
-        )
-
     def shutdown(self) -> None:
-        """Stop taking uploads; running ones finish on their own."""
-        self._uploads.shutdown(wait=False, cancel_futures=True)
+        """Stop taking uploads; the one running finishes on its own."""
+        self.uploads.shutdown()
 
     # -- live drive ----------------------------------------------------------------------------
     async def Drive(  # noqa: N802 (gRPC name)
@@ -576,20 +559,3 @@ def _replan(session: DriveSession, replan: Replan, cmap: Any, live: LiveView | N
     session.replan(replan, cmap=cmap)
     if live is not None:
         live.plan(session.result)
-
-
-def _check_order(
-    frame: pd.DataFrame, vehicle_id: str, last_t_s: dict[str, float], first_index: int
-) -> None:
-    """Reject measurements that go back in time for one vehicle within a stream."""
-    times = frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
-    previous = last_t_s.get(vehicle_id, -math.inf)
-    for k, t_s in enumerate(times):
-        if t_s < previous:
-            field = f"measurements[{first_index + k}].time"
-            raise InvalidInputError(
-                f"{field}: out of order for vehicle {vehicle_id!r} ({t_s:.3f} s after a record at {previous:.3f} s)",
-                field=field,
-            )
-        previous = float(t_s)
-    last_t_s[vehicle_id] = previous

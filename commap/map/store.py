@@ -195,6 +195,8 @@ class FleetStore:
             self._root_path = None
             self.fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
             self.root = path.rstrip("/")
+        # opens the same store again (e.g. in another process; storage options not included)
+        self.url = self.root if self.is_local else text
 
     def __repr__(self) -> str:
         return f"FleetStore({self.root!r})"

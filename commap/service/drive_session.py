@@ -31,9 +31,10 @@ import dataclasses
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,9 @@ from commap.plan.plan import Handover
 from commap.radio.quality import QOUT_SINR_DB, CoverageLayer
 from commap.service.planning import PlanRequest, PlanResult, plan_route
 
+if TYPE_CHECKING:
+    from commap.radio.layers.measured import MeasuredLayer
+
 __all__ = [
     "DriveOptions",
     "DriveSession",
@@ -57,6 +61,8 @@ __all__ = [
     "Replan",
     "ReplanReason",
     "RouteProgress",
+    "measured_layers",
+    "with_measured_layers",
     "with_measurements",
 ]
 
@@ -279,17 +285,46 @@ def with_measurements(
     """
     if len(records) == 0:
         return cmap
-    from commap.radio.layers.measured import FusedLayer, MeasuredLayer, aggregate_records
+    return with_measured_layers(cmap, measured_layers(records), dense_min_samples=dense_min_samples)
+
+
+def measured_layers(records: pd.DataFrame) -> dict[str, MeasuredLayer]:
+    """One measured layer per network of ``records`` (aggregated per H3 cell).
+
+    The costly half of :func:`with_measurements` (time in proportion to the records): it needs
+    no map, so it can run apart from the map's users (the server's fusion process).
+    """
+    from commap.radio.layers.measured import MeasuredLayer, aggregate_records
+
+    return {
+        str(network_id): MeasuredLayer(
+            str(network_id), aggregate_records(rows.reset_index(drop=True))
+        )
+        for network_id, rows in records.groupby("network_id", sort=True)
+    }
+
+
+def with_measured_layers(
+    cmap: CommMap, measured: Mapping[str, MeasuredLayer], *, dense_min_samples: int = 5
+) -> CommMap:
+    """``cmap`` with each network of ``measured`` fused with its measured layer (cheap).
+
+    Raises
+    ------
+    InvalidInputError
+        A measured network the map does not have.
+    """
+    if not measured:
+        return cmap
+    from commap.radio.layers.measured import FusedLayer
 
     layers: dict[str, CoverageLayer] = dict(cmap.layers)
-    for network_id, rows in records.groupby("network_id", sort=True):
-        nid = str(network_id)
+    for nid, layer in measured.items():
         if nid not in layers:
             raise InvalidInputError(
                 f"measurements name unknown network {nid!r}", field="network_id"
             )
-        measured = MeasuredLayer(nid, aggregate_records(rows.reset_index(drop=True)))
-        layers[nid] = FusedLayer(layers[nid], measured, dense_min_samples=dense_min_samples)
+        layers[nid] = FusedLayer(layers[nid], layer, dense_min_samples=dense_min_samples)
     return CommMap(
         directory=cmap.directory,
         manifest=cmap.manifest,

@@ -4,6 +4,9 @@ batches are stored once, implausible measurements are refused. Real servers on r
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import statistics
 import threading
 import time
@@ -175,6 +178,77 @@ def test_uploads_cost_o_batch_with_200k_records_stored(andorra_dir: Path, tmp_pa
     finally:
         server.stop()
     assert statistics.median(took) < 0.5, f"1-record upload median {statistics.median(took):.3f} s"
+
+
+# -- the upload process ------------------------------------------------------------------------
+def _upload_process(server: ServerProcess, other_than: int = 0) -> int:
+    """The pid of the server's upload process (logged when it starts), once it is running."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pids = [int(p) for p in re.findall(r"upload process (\d+) started", server.log_text())]
+        if pids and pids[-1] != other_than:
+            return pids[-1]
+        time.sleep(0.05)
+    raise AssertionError(f"no upload process started:\n{server.log_text()}")
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_killed_upload_process_is_unavailable_and_loses_nothing_acknowledged(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    server = start_server(andorra_dir, tmp_path, extra_args=("--no-access-log",))
+    big = [measurement(T0 + 1_000 + k) for k in range(50_000)]
+    try:
+        with server.channel() as channel:
+            stub = pb_grpc.CommapServiceStub(channel)
+            for k in range(3):
+                upload(stub, "car-1", [measurement(T0 + k)], batch_id=f"car-1/{k}")
+            worker = _upload_process(server)
+            assert worker != server.pid  # uploads are stored apart from the planning process
+            # killed while it checks a large batch: that uploader is told to retry
+            busy_from = _cpu_s(worker)
+            call = stub.ReportMeasurements.future(
+                iter(
+                    [
+                        pb.ReportMeasurementsRequest(
+                            map_name="andorra",
+                            vehicle_id="big",
+                            measurements=big,
+                            client_batch_id="big/1",
+                        )
+                    ]
+                ),
+                timeout=60,
+            )
+            while _cpu_s(worker) < busy_from + 0.2 and not call.done():
+                time.sleep(0.01)
+            os.kill(worker, signal.SIGKILL)
+            with pytest.raises(grpc.RpcError) as info:
+                call.result()
+            assert info.value.code() is grpc.StatusCode.UNAVAILABLE, info.value.details()
+            assert "retry" in (info.value.details() or "")
+            assert server.process.poll() is None  # the server itself goes on serving
+            # the retry goes to a new upload process and is stored once
+            retry = upload(stub, "big", big, batch_id="big/1", timeout_s=60)
+            assert retry.accepted_count == 50_000
+            assert upload(stub, "big", big, batch_id="big/1", timeout_s=60).already_stored
+            replaced = _upload_process(server, other_than=worker)
+            # killed while idle: the next upload is stored (at once or at its retry)
+            os.kill(replaced, signal.SIGKILL)
+            try:
+                upload(stub, "car-2", [measurement(T0)], batch_id="car-2/1")
+            except grpc.RpcError as exc:
+                assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc.details()
+                upload(stub, "car-2", [measurement(T0)], batch_id="car-2/1")
+            assert stub.GetMap(pb.GetMapRequest(), timeout=10).map.measurement_count == 50_004
+    finally:
+        server.stop()
+    stored = FleetStore(server.measurements_dir).read("andorra")["drive_id"].value_counts()
+    assert stored.to_dict() == {"big": 50_000, "car-1": 3, "car-2": 1}
 
 
 # -- exactly once ------------------------------------------------------------------------------

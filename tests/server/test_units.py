@@ -656,15 +656,10 @@ def test_vehicle_ids_that_would_break_records_or_logs(bad: str) -> None:
     assert convert.vehicle_id("Fahrzeug-Ü 7 (test rig)", field="vehicle_id")
 
 
-def _store(andorra: CommMap, directory: Path) -> MapStore:
-    from commap.map.store import FleetStore
-    from server.maps import MapStore, ServedMap
+def _target(andorra: CommMap, directory: Path) -> Any:
+    from server.ingest import UploadTarget
 
-    store = MapStore(ServerConfig(port=0))
-    served = ServedMap(base=andorra, store=FleetStore(directory), current=andorra)
-    store._maps = {"andorra": served}
-    store._default = "andorra"
-    return store
+    return UploadTarget("andorra", str(directory), tuple(andorra.catalogue.ids), andorra.bbox)
 
 
 def _records(drive_id: str) -> pd.DataFrame:
@@ -682,76 +677,136 @@ def _records(drive_id: str) -> pd.DataFrame:
 
 def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_path: Path) -> None:
     from commap.map.store import FleetStore
+    from server.ingest import BatchWriter
 
-    store = _store(andorra, tmp_path)
-    outcome = store.store_measurements("andorra", _records("a\rb\nc"))
-    batch_id, count = outcome.batch_id, outcome.stored_count
-    assert count == 2
-    back = FleetStore(tmp_path).read_batch("andorra", batch_id)
+    stored = BatchWriter().store(_target(andorra, tmp_path), _records("a\rb\nc"), "")
+    assert stored.record_count == 2 and not stored.already_stored
+    back = FleetStore(tmp_path).read_batch("andorra", stored.batch_id)
     assert list(back["drive_id"]) == ["a\rb\nc", "a\rb\nc"]
 
 
-def test_later_batches_are_read_incrementally(andorra: CommMap, tmp_path: Path) -> None:
-    store = _store(andorra, tmp_path)
-    first = store.store_measurements("andorra", _records("one")).batch_id
-    served = store.get("andorra")
-    store._refresh(served)  # what the refresher thread does within its interval
-    assert served.last_batch_id == first
-    second = store.store_measurements("andorra", _records("two"))
-    assert second.stored_count == 4  # counted at once, fused in by the next refresh
-    store._refresh(served)
-    assert served.measurement_count == 4 and served.last_batch_id == second.batch_id
-    assert list(served.records["drive_id"]) == ["one", "one", "two", "two"]
+def test_later_batches_are_read_incrementally(
+    andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from commap.map.store import FleetStore
+    from server.maps import FusionJob, fleet_layers
+
+    fleet = FleetStore(tmp_path)
+    first = fleet.append("andorra", _records("one")).batch_id
+    job = FusionJob("andorra", str(tmp_path), tuple(andorra.catalogue.ids))
+    fused = fleet_layers(job)  # what the fusion process does at start
+    assert fused.last_batch_id == first and fused.record_count == 2
+    assert fused.layers is not None and list(fused.layers) == ["ad-lte"]
+    second = fleet.append("andorra", _records("two")).batch_id
+    asked: list[str | None] = []
+    read = FleetStore.read
+
+    def spy(self: FleetStore, map_name: str, **kwargs: Any) -> pd.DataFrame:
+        asked.append(kwargs.get("since"))
+        return read(self, map_name, **kwargs)
+
+    monkeypatch.setattr(FleetStore, "read", spy)
+    fused = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=first))
+    assert asked == [first]  # only the batch stored since was read
+    assert fused.last_batch_id == second and fused.record_count == 4
+    assert fused.layers is not None and fused.layers["ad-lte"].cell_count >= 1
+    # nothing stored since the newest batch served: nothing to fuse again
+    again = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=second))
+    assert again.layers is None and again.record_count == 4
+
+
+def test_stored_batches_count_at_once_and_once_per_key(andorra: CommMap, tmp_path: Path) -> None:
+    from commap.map.store import FleetStore
+    from server.ingest import StoredBatch
+    from server.maps import ServedMap
+
+    store = MapStore(ServerConfig(port=0, fleet_refresh_interval_s=3600.0))
+    served = ServedMap(base=andorra, store=FleetStore(tmp_path), current=andorra, fused_count=10)
+    try:
+        first = store.record_stored(served, StoredBatch("b1", 2))
+        assert first.stored_count == 12  # counted at once, fused in by the next refresh
+        again = store.record_stored(served, StoredBatch("b1", 2, already_stored=True))
+        assert again.already_stored and again.stored_count == 12
+    finally:
+        store.close()
 
 
 def test_a_retried_batch_key_is_acknowledged_without_storing_again(
     andorra: CommMap, tmp_path: Path
 ) -> None:
     from commap.map.store import FleetStore
+    from server.ingest import BatchWriter
 
-    store = _store(andorra, tmp_path)
-    first = store.store_measurements("andorra", _records("car"), batch_key="car/1")
-    again = store.store_measurements("andorra", _records("car"), batch_key="car/1")
+    target = _target(andorra, tmp_path)
+    first = BatchWriter().store(target, _records("car"), "car/1")
+    writer = BatchWriter()  # a new upload process: the key index is read from the parts
+    again = writer.store(target, _records("car"), "car/1")
     assert again.already_stored and again.batch_id == first.batch_id
-    assert again.stored_count == first.stored_count == 2
+    assert writer.store(target, _records("car"), "car/1").already_stored
     assert FleetStore(tmp_path).batch_for_key("andorra", "car/1") == first.batch_id
     assert len(FleetStore(tmp_path).read("andorra")) == 2
+
+
+def test_a_new_writer_removes_what_a_killed_one_left_half_written(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from commap.map.store import FleetStore
+    from server.ingest import BatchWriter
+
+    target = _target(andorra, tmp_path)
+    first = BatchWriter().store(target, _records("before"), "")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    part_dir = Path(FleetStore(tmp_path).parts("andorra")[0].path).parent
+    assert first.record_count == 2
+    half = part_dir / f".part-x-1of1.parquet.tmp-{dead}-0badc0de"
+    half.write_bytes(b"PAR1 half")
+    BatchWriter().store(target, _records("after"), "")  # the next upload process
+    assert not half.exists()
+    assert len(FleetStore(tmp_path).read("andorra")) == 4
 
 
 def test_a_batch_that_does_not_read_back_is_not_acknowledged(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from commap.map.store import FleetStore
+    from server.ingest import BatchWriter
 
-    store = _store(andorra, tmp_path)
-    outcome = store.store_measurements("andorra", _records("fine"))
-    batch_id, count = outcome.batch_id, outcome.stored_count
-    assert count == 2 and [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [batch_id]
+    writer, target = BatchWriter(), _target(andorra, tmp_path)
+    stored = writer.store(target, _records("fine"), "")
+    assert [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [stored.batch_id]
 
     def truncated(self: FleetStore, batch: object) -> pd.DataFrame:
         return _records("half").iloc[:1]  # as if a record had been lost on the way to the disk
 
     monkeypatch.setattr(FleetStore, "read_stored", truncated)
     with pytest.raises(InvalidInputError, match="nothing stored"):
-        store.store_measurements("andorra", _records("lost"))
+        writer.store(target, _records("lost"), "")
     monkeypatch.undo()
-    assert [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [batch_id]
+    assert [p.batch_id for p in FleetStore(tmp_path).parts("andorra")] == [stored.batch_id]
 
 
 def test_unreadable_parts_are_set_aside_and_the_rest_served(
     andorra: CommMap, tmp_path: Path
 ) -> None:
     from commap.map.store import FleetStore
+    from server.maps import FusionJob, fleet_layers
 
     fleet = FleetStore(tmp_path)
     good = fleet.append("andorra", _records("good"))
     bad = fleet.append("andorra", _records("torn"))
     Path(bad.parts[0]).write_bytes(b"PAR1 torn on the way to the disk")
     other = fleet.append("andorra", _records("gone-network").assign(network_id="xx-5g"))
-    store = _store(andorra, tmp_path)
-    records, last = store._stored_records_for(andorra, fleet)
-    assert list(records["drive_id"].astype(str)) == ["good", "good"]
-    assert last == other.batch_id
+    fused = fleet_layers(FusionJob("andorra", str(tmp_path), tuple(andorra.catalogue.ids)))
+    assert fused.record_count == 2 and fused.layers is not None and list(fused.layers) == ["ad-lte"]
+    assert fused.last_batch_id == other.batch_id
     assert not Path(bad.parts[0]).exists() and Path(bad.parts[0] + ".unreadable").is_file()
     assert Path(good.parts[0]).is_file() and Path(other.parts[0]).is_file()  # kept
 
