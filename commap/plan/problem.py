@@ -6,8 +6,8 @@ and the objective weights:
 
 * ``node_cost[i, n]``: cost of using network ``n`` on segment ``i``: the expected seconds
   without service there (outage, and the recovery of the link failures expected to start
-  there: a long stretch of outage is one failure, :meth:`LinkModel.drop_onsets`), LEO
-  reconfiguration, seconds on a network too slow for the application, satellite MB;
+  there: a long stretch of outage is one failure, :meth:`LinkModel.drop_onsets`), interruptions
+  while on it (LEO reconfiguration, failovers to a standby modem), seconds on a network too slow for the application, satellite MB;
 * ``entry_cost[i, n]``: extra cost of switching *into* ``n`` at the start of segment ``i`` (the
   handover fails more often when the target is weak there);
 * ``switch_cost[m, n]``: cost of a switch ``m -> n`` (its interruption in seconds, the recovery
@@ -20,8 +20,12 @@ The vehicle set-up (:class:`~commap.radio.vehicle.VehicleSetup`, optional) sets 
 interruption of each switch: the plan registers the standby modem, or wakes an on-demand
 satellite terminal, ahead of each switch (:attr:`Handover.prepare_s` says how long before), so a
 change of operator with two modems is a route change; a set-up without a satellite terminal
-never plans a satellite network. Without one, the link model's times (one modem, an always-on
-satellite terminal).
+never plans a satellite network. With two modems the vehicle fails over to the registered
+standby where its active link fails (as a dual-modem router does), so a segment's outage seconds
+and failures are those of the active network *and* the best other cellular network (taken as
+independent), and each failure of the active link costs its detection and a route change (a
+planned change to the standby only the route change). Without a set-up, the
+link model's times (one modem, an always-on satellite terminal).
 
 * ``allowed[i, n]``: hard rules. With ``Constraints.strict_latency`` networks slower than the
   application are never allowed; with ``Constraints.avoid_unusable`` a network that is
@@ -159,7 +163,7 @@ class HandoverProblem:
     drop_prob: FloatArray  # (S, N): P(the link fails somewhere in the segment), for display
     drop_onsets: FloatArray  # (S, N): expected failures starting there, staying on the network
     sat_mb: FloatArray
-    reconfiguration_s: FloatArray
+    reconfiguration_s: FloatArray  # (S, N): interruption while on it (LEO, failovers to a standby)
     latency_violation_s: FloatArray
     outage_s: FloatArray  # (S, N): expected seconds out, on networks fast enough for the app
     allowed: BoolArray
@@ -247,6 +251,14 @@ class HandoverProblem:
         # A network too slow for the application misses its service whatever the signal:
         # those seconds count once, as latency violation, not again as outage.
         outage_s = point * duration[:, None] * (~too_slow)[None, :]
+        if vehicle is not None and vehicle.has_standby:
+            # the registered standby carries the service while the active link is out
+            standby_out = _standby_outage(point, networks)
+            outage_s = outage_s * standby_out
+            # each failure of the active link: detected, then a route change to the standby
+            failover_s = vehicle.failover_detection_s + vehicle.route_change_s
+            reconf = reconf + onsets * failover_s
+            onsets = onsets * standby_out
         # a drop costs its recovery once per failure, not once per segment it spans
         node = w.outage_s * outage_s + w.drops * onsets + w.interruption_s * reconf
         node = node + w.latency_violation_s * latency_s + w.sat_mb * sat_mb
@@ -385,6 +397,19 @@ def _on_vehicle(
                 prepared = vehicle.switch_s(a, b, standby=True)
                 interruption[i, j] = min(interruption[i, j], prepared)
     return replace(table, interruption_s=interruption)
+
+
+def _standby_outage(point: FloatArray, networks: Sequence[Network]) -> FloatArray:
+    """Per segment and active network, the point outage of the best other cellular network:
+    what the second modem can hold. Operators' outages are taken as independent."""
+    cellular = np.array([not n.is_satellite for n in networks], dtype=bool)
+    out = np.ones_like(point)
+    for j in range(point.shape[1]):
+        others = cellular.copy()
+        others[j] = False
+        if others.any():
+            out[:, j] = point[:, others].min(axis=1)
+    return out
 
 
 def _with_terminal(

@@ -42,6 +42,10 @@ Interruption times and their sources (each a field, overridable):
   (2019) measured MPTCP over two carriers' LTE at low and high speed (performance drops at speed
   with signal drops and handovers) but their interruption figures were not checked for this
   value. The modem being re-attached is unavailable for ``operator_switch_s``.
+* ``failover_detection_s`` = 1 s: with two modems, the time the active modem takes to declare
+  its link failed before the traffic moves to the standby (radio link failure detection, T310
+  = 1 s by default, 3GPP TS 36.331; the link model's ``drops`` recovery starts with the same
+  timer). A planned change to the standby skips it.
 * ``satellite_route_change_s`` = 0.5 s (always-on terminal, as ``route_change_s``; unverified).
 * ``satellite_acquisition_s`` = 120 s: a terminal powered on demand boots, finds its position
   and acquires the constellation before it carries traffic. Unverified (no published
@@ -107,6 +111,9 @@ class VehicleSetup:
     satellite_route_change_s, satellite_acquisition_s : float
         Interruption (s) of a change to or from an always-on terminal, and the acquisition
         time of a terminal woken on demand.
+    failover_detection_s : float
+        With two modems, seconds until a failed active link is declared down and the traffic
+        moves to the standby (an unplanned change costs this plus ``route_change_s``).
 
     Examples
     --------
@@ -126,6 +133,7 @@ class VehicleSetup:
     route_change_s: float = LinkModel.terrestrial_leo_interruption_s  # a path switch between modems
     satellite_route_change_s: float = LinkModel.terrestrial_leo_interruption_s
     satellite_acquisition_s: float = 120.0
+    failover_detection_s: float = 1.0  # T310, 3GPP TS 36.331 default
 
     def __post_init__(self) -> None:
         if self.modems not in (1, 2):

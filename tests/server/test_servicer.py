@@ -462,19 +462,24 @@ def test_plan_over_grpc_equals_library_plan(
     assert plan.handovers[0].time.seconds == int(T0 + expected.handovers[0].eta_s)
 
 
-def test_a_dual_modem_plan_over_grpc_says_when_to_register_the_standby(
+def test_the_vehicle_set_up_travels_with_a_plan_request(
     grpc_server: ServerProcess, andorra: CommMap
 ) -> None:
     from server.client import plan_remote
 
-    request = PlanRequest(
-        origin=ORIGIN, destination=DESTINATION, departure_s=T0, vehicle="dual_modem"
-    )
-    remote = plan_remote(grpc_server.target, "andorra", request, timeout_s=120)
-    local = plan_route(andorra, request)
-    assert remote.plan.handovers == local.plan.handovers
-    changes = [h for h in remote.plan.handovers if h.kind == "inter_operator"]
-    assert changes and all(h.prepare_s == 10.0 and h.interruption_s == 0.5 for h in changes)
+    plans = {}
+    for vehicle in ("single_modem", "dual_modem"):
+        request = PlanRequest(
+            origin=ORIGIN, destination=DESTINATION, departure_s=T0, vehicle=vehicle
+        )
+        remote = plan_remote(grpc_server.target, "andorra", request, timeout_s=120)
+        local = plan_route(andorra, request)
+        assert remote.plan.handovers == local.plan.handovers
+        assert remote.plan.totals == local.plan.totals
+        plans[vehicle] = remote.plan
+    # a standby modem covers the active link's gaps: the server planned for it
+    one, two = plans["single_modem"].totals, plans["dual_modem"].totals
+    assert two.expected_loss_s < one.expected_loss_s
 
 
 def test_python_client_returns_the_library_plan(

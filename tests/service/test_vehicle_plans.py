@@ -41,11 +41,11 @@ def test_a_change_of_operator_costs_the_set_ups_interruption(
     for h in one.handovers:
         if h.kind == "inter_operator":
             assert h.interruption_s == 10.0 and h.prepare_s == 0.0  # detach / attach
-    changes = [h for h in two.handovers if h.kind == "inter_operator"]
-    assert changes  # cheap enough with a registered standby to be worth making
-    assert all(h.interruption_s == 0.5 and h.prepare_s == 10.0 for h in changes)
-    # the second modem only adds options: the plan loses no more service than on one modem
-    assert two.totals.expected_loss_s <= one.totals.expected_loss_s + 1e-9
+    for h in two.handovers:
+        if h.kind == "inter_operator":
+            assert h.interruption_s == 0.5 and h.prepare_s == 10.0  # to the registered standby
+    # the standby carries the service through the active link's gaps
+    assert two.totals.expected_loss_s < one.totals.expected_loss_s
 
 
 def test_an_on_demand_terminal_is_woken_ahead_of_each_switch_to_the_satellite(
