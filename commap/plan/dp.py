@@ -9,6 +9,8 @@ pass scores many Lagrange multipliers at once):
   into ``n`` at unit ``u`` books the whole dwell block ``[u, land[u, n]]`` at once ("pending"
   values that land where the dwell ends or where ``n`` stops being allowed), so the state stays
   ``(network, free)`` and memory stays ``O(units x networks)``.
+* :func:`viterbi_limited`: a handover limit ``K`` in the state (network, switches so far), with
+  or without dwell: exact for the limit, at ``(K + 1)^2`` times the work of the passes above.
 
 A weighting ``(alpha, beta, gamma)`` scores a plan as
 ``alpha * objective + beta * satellite_mb + gamma * handovers``: ``(1, 0, 0)`` is the plain
@@ -16,7 +18,8 @@ objective, ``(1, lambda_mb, lambda_ho)`` the Lagrangian of the global constraint
 the least satellite data, ``(0, 0, 1)`` the fewest handovers.
 
 :func:`solve_dp` is the fast path for requests without global constraints;
-:func:`lagrangian_search` gives lower bounds (and candidate plans) for those with them.
+:func:`viterbi_limited` decides those with a handover limit alone where it fits;
+:func:`lagrangian_search` gives lower bounds (and candidate plans) for the others.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linprog
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
@@ -54,6 +56,7 @@ __all__ = [
     "solve_dp",
     "viterbi",
     "viterbi_dwell",
+    "viterbi_limited",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,9 @@ _INF = np.inf
 STOP_CHECK_STEPS = 16  # blocked steps between stop checks (each advances every block)
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.
 _CUBE_ELEMENTS = 24_000_000
+# Largest units x (networks x (limit + 1))^2 the handover-limit DP takes on (about 0.3 s of
+# work on one core); larger requests go to the Lagrangian search and CP-SAT.
+LIMITED_DP_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -712,6 +718,81 @@ def solve_dp(problem: HandoverProblem) -> DPResult:
     return viterbi(compress(problem), problem.switch_cost)
 
 
+def limited_dp_fits(units: Units, max_handovers: int) -> bool:
+    """True when :func:`viterbi_limited` over ``units`` stays within its work cap.
+
+    Examples
+    --------
+    >>> limited_dp_fits.__name__
+    'limited_dp_fits'
+    """
+    n_units, n_net = units.node_cost.shape
+    return n_units * (n_net * (max_handovers + 1)) ** 2 <= LIMITED_DP_ELEMENTS
+
+
+def viterbi_limited(
+    units: Units,
+    switch_cost: FloatArray,
+    max_handovers: int,
+    min_dwell_s: float = 0.0,
+    min_dwell_m: float = 0.0,
+) -> DPResult:
+    """Best plan with at most ``max_handovers`` switches (and a minimum dwell, if given).
+
+    The count of switches so far joins the state: network ``n`` after ``k`` switches is column
+    ``k * N + n`` of a layered problem where every switch leads from layer ``k`` to ``k + 1``
+    and no switch leaves the last layer, solved by :func:`viterbi` (or :func:`viterbi_dwell`
+    with a dwell; a dwell block never switches, so it stays in its layer). Exact over the
+    units wherever those passes are; the value is ``inf`` when no plan meets the limit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from commap.plan.problem import Units
+    >>> node = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> u = Units(start=np.arange(3), stop=np.arange(1, 4), node_cost=node,
+    ...           entry_cost=np.zeros((3, 2)), sat_mb=np.zeros((3, 2)),
+    ...           allowed=np.ones((3, 2), bool), t_s=np.arange(3) * 2.0,
+    ...           distance_m=np.arange(3) * 50.0)
+    >>> sw = np.array([[0.0, 0.1], [0.1, 0.0]])
+    >>> viterbi_limited(u, sw, 2).assignment.tolist()  # two switches: follow the cheap side
+    [[0, 1, 0]]
+    >>> viterbi_limited(u, sw, 1).assignment.tolist()  # one switch: stay
+    [[0, 0, 0]]
+    >>> viterbi_limited(u, sw, 0, min_dwell_s=3.0).value.tolist()
+    [1.0]
+    """
+    n_net = units.node_cost.shape[1]
+    layers = int(max_handovers) + 1
+    columns = n_net * layers
+
+    def tiled(a: NDArray[Any]) -> NDArray[Any]:
+        return np.ascontiguousarray(np.tile(a, (1, layers)))
+
+    layered = Units(
+        start=units.start,
+        stop=units.stop,
+        node_cost=tiled(units.node_cost),
+        entry_cost=tiled(units.entry_cost),
+        sat_mb=tiled(units.sat_mb),
+        allowed=tiled(units.allowed),
+        t_s=units.t_s,
+        distance_m=units.distance_m,
+        end_s=units.end_s,
+        end_m=units.end_m,
+    )
+    one_switch = np.where(np.eye(n_net, dtype=bool), _INF, switch_cost)
+    layered_switch = np.full((columns, columns), _INF)
+    for k in range(layers - 1):
+        layered_switch[k * n_net : (k + 1) * n_net, (k + 1) * n_net : (k + 2) * n_net] = one_switch
+    np.fill_diagonal(layered_switch, 0.0)  # staying (the passes treat the diagonal apart)
+    if min_dwell_s > 0 or min_dwell_m > 0:
+        result = viterbi_dwell(layered, layered_switch, min_dwell_s, min_dwell_m)
+    else:
+        result = viterbi(layered, layered_switch)
+    return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
+
+
 @dataclass(frozen=True)
 class LagrangianResult:
     """Outcome of :func:`lagrangian_search`.
@@ -854,6 +935,8 @@ class _Cuts:
 
     def propose(self, box: tuple[float, float]) -> tuple[FloatArray, float]:
         """Maximiser of the cutting-plane model over the box, and the model's value there."""
+        from scipy.optimize import linprog  # scipy.optimize takes a while to import
+
         rows = np.asarray(self.rows)
         # variables (l_ho, l_mb, t): maximise t subject to t - l.g_i <= objective_i
         a_ub = np.column_stack(
