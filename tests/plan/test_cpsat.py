@@ -285,13 +285,15 @@ def test_default_switch_costs_decompose_over_groups() -> None:
                 assert cost == pytest.approx(p.switch_cost[a, b], abs=1e-12)
 
 
+@pytest.mark.parametrize("limited_dp", [True, False])
 @pytest.mark.parametrize("seed", range(12))
-def test_cpsat_keeps_the_dwell_before_arrival(seed: int) -> None:
+def test_cpsat_keeps_the_dwell_before_arrival(seed: int, limited_dp: bool) -> None:
+    # with a handover limit alone the exact DP decides; without it CP-SAT must agree
     rng = np.random.default_rng(4000 + seed)
     cor, m = syn.random_instance(rng, int(rng.integers(3, 7)), int(rng.integers(2, 4)))
     cons = Constraints(min_dwell_s=8.0, max_handovers=2)
     p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=cons)
     cost, _ = syn.brute_force(p)
-    res = solve_cpsat(p, gap_limit=0.0, time_limit_s=30.0)
+    res = solve_cpsat(p, gap_limit=0.0, time_limit_s=30.0, limited_dp=limited_dp)
     assert evaluate_plan(p, res.assignment).feasible
     assert res.cost == pytest.approx(cost, abs=1e-9)
