@@ -480,6 +480,8 @@ def viterbi_dwell(
     min_dwell_s: float,
     min_dwell_m: float,
     weights: Weights | None = None,
+    *,
+    layers: int | None = None,
 ) -> DPResult:
     """Best plan with a minimum dwell after every switch (exact over the given units).
 
@@ -488,6 +490,11 @@ def viterbi_dwell(
     earlier (a forced exit). The route's end (``units.end_s``/``end_m``) counts as a switch: no
     switch within the dwell before it unless forced (see
     :func:`commap.plan.problem.end_switch_ok`).
+
+    With ``layers`` given the units' columns are ``layers`` copies of the ``N`` networks of
+    ``switch_cost`` (column ``k * N + n``, the same rows in every copy) and a switch leads from
+    copy ``k`` to copy ``k + 1`` only (:func:`viterbi_limited`); the pass then costs
+    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times.
 
     Examples
     --------
@@ -514,6 +521,11 @@ def viterbi_dwell(
     w = _checked_weights(units, weights)
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
+    base = switch_cost.shape[0]  # networks per layer
+    if base * (layers or 1) != n_net:
+        raise InvalidInputError(
+            f"{n_net} unit columns are not {layers} layers of {base} networks", field="layers"
+        )
     if n_units == 0:
         return _empty(n_w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
@@ -534,18 +546,21 @@ def viterbi_dwell(
     rows, lanes, warm = blocks.rows, blocks.lanes, blocks.warm
     n_blocks = blocks.n_blocks
     # switching from -> to costs the switch, then (column) the entry and the dwell block
-    switch = _switch_table(switch_cost, w)  # (F, T, L)
+    switch = _switch_table(switch_cost, w)  # (F, T, L) within one layer
     switch_lanes = np.ascontiguousarray(
-        np.broadcast_to(switch[:, :, None, :], (n_net, n_net, n_blocks, n_w))
-    ).reshape(n_net, n_net, lanes)
+        np.broadcast_to(switch[:, :, None, :], (base, base, n_blocks, n_w))
+    ).reshape(base, base, lanes)
     columns = blocks.split(column[1:], _INF)  # (rows, N_to, lanes)
     stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
     # near the arrival some switches are banned: +inf added at those rows
     ban_step, ban_to, ban_from = _arrival_bans(units, min_dwell_s, min_dwell_m)
+    # every layer has the same rows, so the bans between the first layer's networks hold in all
+    first = (ban_to < base) & (ban_from < base)
     bans: dict[int, FloatArray] = {}
-    for rows_at, block, which in blocks.places(ban_step):
-        for row, b, t, f in zip(rows_at, block, ban_to[which], ban_from[which], strict=True):
-            ban = bans.setdefault(int(row), np.zeros((n_net, n_net, lanes)))
+    for rows_at, block, which in blocks.places(ban_step[first]):
+        to, frm = ban_to[first][which], ban_from[first][which]
+        for row, b, t, f in zip(rows_at, block, to, frm, strict=True):
+            ban = bans.setdefault(int(row), np.zeros((base, base, lanes)))
             ban[f, t, b * n_w : (b + 1) * n_w] = _INF
     # the pending table's row where each step's booking lands (row + offset)
     lands = np.arange(rows)[:, None, None] + blocks.split(offset[:, :, None], 0).repeat(n_w, 2)
@@ -562,14 +577,26 @@ def viterbi_dwell(
         flat = pend.reshape(-1)
         switch_l, columns_l, stays_l = switch_lanes[..., lane], columns[..., lane], stays[..., lane]
         booked_l, stayed_l = booked[..., lane], stayed[..., lane]
-        entering = np.empty((n_net, n_net, width))
+        if layers is None:
+            entering = np.empty((base, base, width))
+        else:  # (from layer, from, to, lane): the least over `from` enters the next layer
+            entering = np.empty((layers - 1, base, base, width))
+            entered = np.empty((layers - 1, base, width))
         for k in range(first, rows):  # the hot loop: eight numpy calls per step
             if (k - first) % STOP_CHECK_STEPS == 0:
                 check_stop("the DP")
-            add(free[:, None, :], switch_l, out=entering)
-            if k in bans:
-                add(entering, bans[k][..., lane], out=entering)
-            smallest(entering, axis=0, out=booked_l[k])
+            if layers is None:
+                add(free[:, None, :], switch_l, out=entering)
+                if k in bans:
+                    add(entering, bans[k][..., lane], out=entering)
+                smallest(entering, axis=0, out=booked_l[k])
+            else:  # from layer k' (all but the last) into layer k' + 1; nothing enters layer 0
+                add(free[:-base].reshape(layers - 1, base, 1, width), switch_l, out=entering)
+                if k in bans:
+                    add(entering, bans[k][..., lane], out=entering)
+                smallest(entering, axis=1, out=entered)
+                booked_l[k][:base] = _INF
+                booked_l[k][base:] = entered.reshape(-1, width)
             add(booked_l[k], columns_l[k], out=booked_l[k])
             into = target[k]
             flat[into] = minimum(flat[into], booked_l[k])
@@ -598,6 +625,8 @@ def viterbi_dwell(
     unit_stayed = blocks.join(stayed[warm:])
     unit_booked = blocks.join(booked[warm:] + blocks.offsets())  # entries of two blocks meet
     banned = {int(m): (ban_to[ban_step == m], ban_from[ban_step == m]) for m in set(ban_step)}
+    if layers is not None:  # the whole switch table, for the walk back
+        switch = _switch_table(_layered_switch_cost(switch_cost, layers), w)
 
     def before(m: int, n: int, lane: int) -> int:
         """The network before a switch into ``n`` at step ``m`` (unit ``m + 1``)."""
@@ -764,7 +793,6 @@ def viterbi_limited(
     """
     n_net = units.node_cost.shape[1]
     layers = int(max_handovers) + 1
-    columns = n_net * layers
 
     def tiled(a: NDArray[Any]) -> NDArray[Any]:
         return np.ascontiguousarray(np.tile(a, (1, layers)))
@@ -781,16 +809,22 @@ def viterbi_limited(
         end_s=units.end_s,
         end_m=units.end_m,
     )
-    one_switch = np.where(np.eye(n_net, dtype=bool), _INF, switch_cost)
-    layered_switch = np.full((columns, columns), _INF)
-    for k in range(layers - 1):
-        layered_switch[k * n_net : (k + 1) * n_net, (k + 1) * n_net : (k + 2) * n_net] = one_switch
-    np.fill_diagonal(layered_switch, 0.0)  # staying (the passes treat the diagonal apart)
     if min_dwell_s > 0 or min_dwell_m > 0:
-        result = viterbi_dwell(layered, layered_switch, min_dwell_s, min_dwell_m)
+        result = viterbi_dwell(layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers)
     else:
-        result = viterbi(layered, layered_switch)
+        result = viterbi(layered, _layered_switch_cost(switch_cost, layers))
     return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
+
+
+def _layered_switch_cost(switch_cost: FloatArray, layers: int) -> FloatArray:
+    """Switch costs over ``layers`` copies of the networks: each switch goes one copy up."""
+    n_net = switch_cost.shape[0]
+    one_switch = np.where(np.eye(n_net, dtype=bool), _INF, switch_cost)
+    layered = np.full((n_net * layers, n_net * layers), _INF)
+    for k in range(layers - 1):
+        layered[k * n_net : (k + 1) * n_net, (k + 1) * n_net : (k + 2) * n_net] = one_switch
+    np.fill_diagonal(layered, 0.0)  # staying (the passes treat the diagonal apart)
+    return layered
 
 
 @dataclass(frozen=True)

@@ -297,3 +297,24 @@ def test_cpsat_keeps_the_dwell_before_arrival(seed: int, limited_dp: bool) -> No
     res = solve_cpsat(p, gap_limit=0.0, time_limit_s=30.0, limited_dp=limited_dp)
     assert evaluate_plan(p, res.assignment).feasible
     assert res.cost == pytest.approx(cost, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_handover_limit_dp_equals_cpsat_on_long_routes(seed: int) -> None:
+    # long enough for the DP to run in many blocks side by side; CP-SAT run to the end agrees
+    cor, m = _instance(700 + seed, 300)
+    free = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app="infotainment", constraints=Constraints(min_dwell_s=10.0)
+    )
+    limit = max(evaluate_plan(free, solve_dp(free).assignment[0]).handovers // 2, 1)
+    cons = Constraints(min_dwell_s=10.0, max_handovers=limit)
+    p = HandoverProblem.build(cor, m, syn.CATALOGUE, app="infotainment", constraints=cons)
+    by_dp = solve_cpsat(p, time_limit_s=60.0)
+    by_cpsat = solve_cpsat(p, time_limit_s=60.0, gap_limit=0.0, limited_dp=False)
+    assert by_dp.source == "dp" and by_dp.status == "OPTIMAL"
+    ev = evaluate_plan(p, by_dp.assignment)
+    assert ev.feasible and ev.handovers <= limit
+    assert _dwell_ok(p, by_dp.assignment)
+    assert by_cpsat.status == "OPTIMAL"
+    assert by_dp.cost == pytest.approx(by_cpsat.cost, rel=1e-5)  # CP-SAT's optimality gap
+    assert by_dp.cost <= by_cpsat.cost + 1e-9
