@@ -67,9 +67,10 @@ _INF = np.inf
 STOP_CHECK_STEPS = 16  # blocked steps between stop checks (each advances every block)
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.
 _CUBE_ELEMENTS = 24_000_000
-# Largest units x (networks x (limit + 1))^2 the handover-limit DP takes on (about 0.3 s of
-# work on one core); larger requests go to the Lagrangian search and CP-SAT.
-LIMITED_DP_ELEMENTS = 4_000_000
+# Largest units x (networks x (limit + 1))^2 the handover-limit DP takes on: about 0.1 s on one
+# core (656 segments, 7 networks, limit 21); larger requests go to the Lagrangian search and
+# CP-SAT. Below _CUBE_ELEMENTS, which the passes check against the same product.
+LIMITED_DP_ELEMENTS = 16_000_000
 
 
 @dataclass(frozen=True)
