@@ -33,8 +33,14 @@ $(STUBS): $(PROTOS) server/protogen.py | .venv/.synced
 proto: .venv/.synced
 	$(PY) -m server.protogen
 
-# Bytecode of our own packages (uv compiles the installed ones), refreshed when they change:
-# compileall rewrites only what is out of date.
+# Bytecode of the installed packages: uv writes it as it installs them; this covers a
+# virtualenv synced without it (compileall skips whatever is up to date).
+.venv/.bytecode: .venv/.synced
+	$(PY) -m compileall -q .venv/lib
+	touch $@
+
+# Bytecode of our own packages, refreshed when they change: compileall rewrites only what is
+# out of date.
 PY_SOURCES := $(shell find commap server -name '*.py' -not -path 'commap/v1/*')
 
 .venv/.compiled: $(PY_SOURCES) $(STUBS) | .venv/.synced
@@ -46,7 +52,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: .venv/.synced $(STUBS) .venv/.compiled node_modules/.installed
+setup: .venv/.synced .venv/.bytecode $(STUBS) .venv/.compiled node_modules/.installed
 
 # Maps (the default one is maps/andorra): built from the committed spec and source data,
 # rebuilt when they or the library change.
