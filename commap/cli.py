@@ -16,20 +16,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from commap.errors import CommapError, InvalidInputError
 from commap.plan import defaults
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.progress import Progress, TaskID
+    from rich.table import Table
 
 # Only light modules above: ``commap --help`` and argument errors must answer at once, so the
 # heavy libraries (numpy, pandas, scipy, networkx, OR-Tools) and the map code are imported inside
-# the commands that use them (tests/test_cli.py checks the import set).
+# the commands that use them (tests/test_cli.py checks the import set), and rich (tables,
+# progress, markup) when a command first prints with it.
 
 if TYPE_CHECKING:
     from commap.geo.corridor import Corridor
@@ -44,8 +43,30 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: rendering it with rich costs more than the whole import
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _LazyConsole:
+    """A rich console made on first use (importing rich costs an argument error a sixth of
+    its time)."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The console itself (made now if not yet)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+console: Any = _LazyConsole()
+err_console: Any = _LazyConsole(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 MapOpt = Annotated[
@@ -77,6 +98,12 @@ def _say_epochs(epochs: dict[str, float], notices: Any) -> None:
         err_console.print(f"[bold yellow]note:[/] {line}")
 
 
+def _say_error(message: str) -> None:
+    """``error: message`` as one line on stderr (the label red on a terminal)."""
+    typer.secho("error:", fg="red", bold=True, err=True, nl=False)
+    typer.echo(f" {message}", err=True)
+
+
 def _friendly(func: F) -> F:
     """Turn library errors into one line on stderr and a non-zero exit status."""
 
@@ -84,11 +111,11 @@ def _friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except InvalidInputError as exc:  # escaped: "[a-z0-9_-]" in a message is no markup
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        except InvalidInputError as exc:
+            _say_error(str(exc))
             raise typer.Exit(2) from None
         except CommapError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            _say_error(str(exc))
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
@@ -192,7 +219,7 @@ def build_map_cmd(
     from commap.map.region import read_coverage_stats, summary_lines
 
     start = time.perf_counter()
-    bar = _TileProgressBar(err_console) if err_console.is_terminal else None
+    bar = _TileProgressBar(err_console.get()) if err_console.is_terminal else None
     try:
         build_map(
             spec,
@@ -256,6 +283,8 @@ def coverage(
     lon, lat = parse_latlon(at, field="--at")
 
     import numpy as np
+    from rich import box
+    from rich.table import Table
 
     from commap.map.comm_map import CommMap
     from commap.out.style import PROVENANCE_NAMES, UNKNOWN
@@ -379,6 +408,8 @@ def route_coverage_table(
     nor measured, and a network unknown along the whole route prints ``unknown``.
     """
     import numpy as np
+    from rich import box
+    from rich.table import Table
 
     from commap.radio.quality import NO_SIGNAL_SINR_DB, USABLE_SINR_DB, Provenance
 
@@ -545,6 +576,8 @@ def plan(
 
 
 def _print_plan(result: Any) -> None:
+    from rich.table import Table
+
     from commap.timeutil import format_time
 
     p = result.plan

@@ -40,21 +40,24 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import networkx as nx
 import numpy as np
-import osmium
 import pandas as pd
 import pyarrow.parquet as pq
 import shapely
 from numpy.typing import NDArray
 from pyproj import Transformer
-from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
 from commap.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+# pyosmium and geopandas (reading OSM, writing the graph) are imported where a map is built:
+# loading a built map and routing on it need neither.
 from commap.files import atomic_path
 from commap.geo.corridor import Route, route_from_polyline
 from commap.geo.geodesy import GEOD
@@ -175,6 +178,8 @@ def _is_drivable(tags: Mapping[str, str]) -> bool:
 
 def _read_ways(path: Path) -> list[_Way]:
     """All drivable ways of the file, with node locations; invalid locations become NaN."""
+    import osmium
+
     processor = (
         osmium.FileProcessor(str(path), osmium.osm.NODE | osmium.osm.WAY)
         .with_locations()
@@ -493,6 +498,8 @@ def write_road_graph(graph: nx.MultiDiGraph, directory: str | os.PathLike[str]) 
     ...     read_road_graph(d).number_of_edges() == graph.number_of_edges()
     True
     """
+    import geopandas as gpd
+
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = json.dumps(_json_graph_attrs(graph)).encode()
@@ -582,7 +589,7 @@ def read_road_graph(directory: str | os.PathLike[str]) -> nx.MultiDiGraph:
 class _SnapIndex:
     n_nodes: int
     node_ids: NDArray[np.int64]
-    tree: cKDTree
+    xy: NDArray[np.float64]  # (nodes, 2) local metres
     to_local: Transformer
 
 
@@ -606,9 +613,7 @@ def _snap_index(graph: nx.MultiDiGraph) -> _SnapIndex:
         CRS, f"+proj=aeqd +lat_0={lat0} +lon_0={lon0} +datum=WGS84 +units=m", always_xy=True
     )
     px, py = to_local.transform(x, y)
-    index = _SnapIndex(
-        graph.number_of_nodes(), node_ids, cKDTree(np.column_stack((px, py))), to_local
-    )
+    index = _SnapIndex(graph.number_of_nodes(), node_ids, np.column_stack((px, py)), to_local)
     _SNAP_CACHE[graph] = index
     return index
 
@@ -675,8 +680,9 @@ def snap(
         raise InvalidInputError(f"max_distance_m must be > 0, got {max_distance_m}")
     index = _snap_index(graph)
     px, py = index.to_local.transform(lon_f, lat_f)
-    _, i = index.tree.query((px, py))
-    node = int(index.node_ids[int(i)])
+    # one position against every node: a scan is as quick as a tree query for one point
+    i = int(np.argmin((index.xy[:, 0] - px) ** 2 + (index.xy[:, 1] - py) ** 2))
+    node = int(index.node_ids[i])
     _, _, distance_m = GEOD.inv(lon_f, lat_f, graph.nodes[node]["x"], graph.nodes[node]["y"])
     if distance_m > max_distance_m:
         raise InvalidInputError(

@@ -5,6 +5,9 @@ Global constraints (handover limit, satellite budget), with minimum dwell and th
 1. **Infeasibility proofs.** The fewest handovers the coverage rules force and the least
    satellite data the terrestrial gaps force are exact DPs; a limit below them raises
    :class:`~commap.errors.NoFeasiblePlanError` naming the constraint.
+   With a handover limit alone (no satellite budget), the DP with the switch count in its
+   state (:func:`commap.plan.dp.viterbi_limited`) finds the optimum outright when it fits
+   (units x (networks x (limit + 1))^2 within a cap); the steps below are skipped.
 2. **Lower bound.** The Lagrangian dual of the global constraints, maximised by cutting planes
    over exact run-compressed DPs (:func:`commap.plan.dp.lagrangian_search`); with a dwell, exact
    dwell DPs at the best multipliers tighten it. Valid for the unrestricted problem.
@@ -24,16 +27,15 @@ for the restricted model; the reported gap is always against a bound valid for t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from ortools.sat.python import cp_model
-from scipy.optimize import linprog
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, SolverTimeoutError
@@ -42,11 +44,13 @@ from commap.plan.cancel import StopWatcher, check_stop
 from commap.plan.dp import (
     Weights,
     lagrangian_search,
+    limited_dp_fits,
     max_batch,
     single_units,
     solve_dp,
     viterbi,
     viterbi_dwell,
+    viterbi_limited,
 )
 from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import (
@@ -57,6 +61,12 @@ from commap.plan.problem import (
     dwell_end_index,
     next_disallowed_index,
 )
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
+# OR-Tools and scipy.optimize are imported where the model is built and solved: a request that
+# the DP decides (or a plain one: commap.plan.plan imports this module) does not wait for them.
 
 __all__ = ["CpSatResult", "SwitchGroups", "solve_cpsat", "switch_groups"]
 
@@ -177,6 +187,8 @@ def _nonnegative_fit(a: FloatArray, b: FloatArray, n_groups: int) -> FloatArray 
     Non-negative group totals make the switch cost a tree metric, whose group literals have a
     tight LP relaxation; the least-squares fit may pick negative totals among many exact ones.
     """
+    from scipy.optimize import linprog
+
     n = a.shape[1]
     bounds = [(0.0, None)] * n_groups + [(None, None)] * (n - n_groups)
     res = linprog(
@@ -200,6 +212,7 @@ def solve_cpsat(
     gap_limit: float = 1e-3,
     use_hint: bool = True,
     encoding: str = "auto",
+    limited_dp: bool = True,
 ) -> CpSatResult:
     """Best plan under every constraint, with its gap to a proven lower bound.
 
@@ -222,6 +235,9 @@ def solve_cpsat(
     encoding : {"auto", "groups", "pairs"}
         Switch encoding; ``auto`` uses groups when they represent the costs exactly with
         non-negative group costs (a tree metric), else pairs.
+    limited_dp : bool
+        Let the exact handover-limit DP decide a request whose only global constraint is the
+        handover limit (else the Lagrangian search and CP-SAT do; for tests).
 
     Raises
     ------
@@ -242,6 +258,8 @@ def solve_cpsat(
     search = _Search(problem, gap_limit, start + time_limit_s)
     exact_units = compress(problem)
     _check_forced(problem, exact_units)
+    if limited_dp and search.decide_by_dp(exact_units):
+        return search.result("NOT_RUN", 0, time.perf_counter() - start)
     pool = search.bound_and_pool(exact_units)
     for plan in splice_pool(problem, pool):
         search.offer(plan, "splice")
@@ -457,6 +475,37 @@ class _Search:
         expected_units = self.problem.shape[0] / max(run_cap, 1)
         return remaining > 3.0 * self.seconds_per_unit * expected_units + 0.05
 
+    def decide_by_dp(self, exact_units: Units) -> bool:
+        """With a handover limit alone: solve it exactly by DP, if that fits; True if solved.
+
+        The unconstrained optimum decides when it meets the limit; otherwise the DP with the
+        switch count in its state does (over single segments with a dwell, else over the
+        exact run-compressed units).
+        """
+        p, c = self.problem, self.problem.constraints
+        if c.max_handovers is None or c.sat_budget_mb is not None:
+            return False
+        units = single_units(p) if c.has_dwell else exact_units
+        free = solve_dp(
+            dataclasses.replace(p, constraints=dataclasses.replace(c, max_handovers=None))
+        )
+        plan = free.assignment[0]
+        value = float(free.value[0])
+        if np.count_nonzero(plan[1:] != plan[:-1]) > c.max_handovers:
+            if not limited_dp_fits(units, c.max_handovers):
+                return False
+            limited = viterbi_limited(
+                units, p.switch_cost, c.max_handovers, c.min_dwell_s, c.min_dwell_m
+            )
+            plan, value = limited.assignment[0], float(limited.value[0])
+        if not math.isfinite(value):
+            return False  # no plan meets the limit: the search below names the reason
+        self.offer(plan, "dp")
+        if self.best is None:
+            return False
+        self.bound = max(self.bound, value)
+        return True
+
     def bound_and_pool(self, exact_units: Units) -> list[IntArray]:
         """Set the Lagrangian bound; return the DP plans nearest it."""
         p, c = self.problem, self.problem.constraints
@@ -610,16 +659,16 @@ def _joint_infeasible(c: Constraints) -> NoFeasiblePlanError:
 
 
 # -- the CP-SAT model ---------------------------------------------------------------------------
-class _StopAtTarget(cp_model.CpSolverSolutionCallback):
-    """Stop the search once a solution is within the target objective."""
+def _stop_at_target(target: int) -> cp_model.CpSolverSolutionCallback:
+    """A callback that stops the search once a solution is within the target objective."""
+    from ortools.sat.python import cp_model
 
-    def __init__(self, target: int) -> None:
-        super().__init__()
-        self.target = target
+    class StopAtTarget(cp_model.CpSolverSolutionCallback):
+        def on_solution_callback(self) -> None:
+            if self.objective_value <= target:
+                self.stop_search()
 
-    def on_solution_callback(self) -> None:
-        if self.objective_value <= self.target:
-            self.stop_search()
+    return StopAtTarget()
 
 
 def _neg(index: int) -> int:
@@ -637,6 +686,8 @@ class _CpModel:
     """
 
     def __init__(self, problem: HandoverProblem, units: Units, encoding: str) -> None:
+        from ortools.sat.python import cp_model
+
         self.problem, self.units = problem, units
         self.model = cp_model.CpModel()
         self.proto = self.model.proto
@@ -843,6 +894,8 @@ class _CpModel:
         gap_limit: float,
     ) -> tuple[str, IntArray | None, float | None]:
         """Run CP-SAT; return status name, unit plan (OPTIMAL/FEASIBLE only), bound in cost."""
+        from ortools.sat.python import cp_model
+
         solver = cp_model.CpSolver()
         prm = solver.parameters
         prm.max_time_in_seconds = float(time_limit_s)
@@ -855,7 +908,7 @@ class _CpModel:
             prm.extra_subsolvers.append("max_lp")
         prm.relative_gap_limit = float(gap_limit)
         # stop at the external bound's target, unless asked to run to the end (gap_limit 0)
-        callback = _StopAtTarget(math.floor(target_cost * _COST_SCALE)) if gap_limit > 0 else None
+        callback = _stop_at_target(math.floor(target_cost * _COST_SCALE)) if gap_limit > 0 else None
         with StopWatcher(solver.stop_search):  # a cancelled request stops the search
             status = solver.solve(self.model, callback)
         check_stop("CP-SAT")

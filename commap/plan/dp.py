@@ -9,6 +9,9 @@ pass scores many Lagrange multipliers at once):
   into ``n`` at unit ``u`` books the whole dwell block ``[u, land[u, n]]`` at once ("pending"
   values that land where the dwell ends or where ``n`` stops being allowed), so the state stays
   ``(network, free)`` and memory stays ``O(units x networks)``.
+* :func:`viterbi_limited`: a handover limit ``K`` in the state (network, switches so far), with
+  or without dwell: exact for the limit, at about ``K`` times the work of the dwell pass (which
+  moves each switch one layer up itself), ``(K + 1)^2`` times that of :func:`viterbi`.
 
 A weighting ``(alpha, beta, gamma)`` scores a plan as
 ``alpha * objective + beta * satellite_mb + gamma * handovers``: ``(1, 0, 0)`` is the plain
@@ -16,7 +19,8 @@ objective, ``(1, lambda_mb, lambda_ho)`` the Lagrangian of the global constraint
 the least satellite data, ``(0, 0, 1)`` the fewest handovers.
 
 :func:`solve_dp` is the fast path for requests without global constraints;
-:func:`lagrangian_search` gives lower bounds (and candidate plans) for those with them.
+:func:`viterbi_limited` decides those with a handover limit alone where it fits;
+:func:`lagrangian_search` gives lower bounds (and candidate plans) for the others.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import linprog
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
@@ -54,6 +57,7 @@ __all__ = [
     "solve_dp",
     "viterbi",
     "viterbi_dwell",
+    "viterbi_limited",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,10 @@ _INF = np.inf
 STOP_CHECK_STEPS = 16  # blocked steps between stop checks (each advances every block)
 # Memory cap for the batched (units x weightings x networks^2) step tables, float64 elements.
 _CUBE_ELEMENTS = 24_000_000
+# Largest units x (networks x (limit + 1))^2 the handover-limit DP takes on: about 0.1 s on one
+# core (656 segments, 7 networks, limit 21); larger requests go to the Lagrangian search and
+# CP-SAT. Below _CUBE_ELEMENTS, which the passes check against the same product.
+LIMITED_DP_ELEMENTS = 16_000_000
 
 
 @dataclass(frozen=True)
@@ -474,6 +482,8 @@ def viterbi_dwell(
     min_dwell_s: float,
     min_dwell_m: float,
     weights: Weights | None = None,
+    *,
+    layers: int | None = None,
 ) -> DPResult:
     """Best plan with a minimum dwell after every switch (exact over the given units).
 
@@ -482,6 +492,11 @@ def viterbi_dwell(
     earlier (a forced exit). The route's end (``units.end_s``/``end_m``) counts as a switch: no
     switch within the dwell before it unless forced (see
     :func:`commap.plan.problem.end_switch_ok`).
+
+    With ``layers`` given the units' columns are ``layers`` copies of the ``N`` networks of
+    ``switch_cost`` (column ``k * N + n``, the same rows in every copy) and a switch leads from
+    copy ``k`` to copy ``k + 1`` only (:func:`viterbi_limited`); the pass then costs
+    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times.
 
     Examples
     --------
@@ -508,6 +523,11 @@ def viterbi_dwell(
     w = _checked_weights(units, weights)
     n_units, n_net = units.node_cost.shape
     n_w = len(w)
+    base = switch_cost.shape[0]  # networks per layer
+    if base * (layers or 1) != n_net:
+        raise InvalidInputError(
+            f"{n_net} unit columns are not {layers} layers of {base} networks", field="layers"
+        )
     if n_units == 0:
         return _empty(n_w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
@@ -528,18 +548,21 @@ def viterbi_dwell(
     rows, lanes, warm = blocks.rows, blocks.lanes, blocks.warm
     n_blocks = blocks.n_blocks
     # switching from -> to costs the switch, then (column) the entry and the dwell block
-    switch = _switch_table(switch_cost, w)  # (F, T, L)
+    switch = _switch_table(switch_cost, w)  # (F, T, L) within one layer
     switch_lanes = np.ascontiguousarray(
-        np.broadcast_to(switch[:, :, None, :], (n_net, n_net, n_blocks, n_w))
-    ).reshape(n_net, n_net, lanes)
+        np.broadcast_to(switch[:, :, None, :], (base, base, n_blocks, n_w))
+    ).reshape(base, base, lanes)
     columns = blocks.split(column[1:], _INF)  # (rows, N_to, lanes)
     stays = blocks.split(stay[1:], 0.0)  # (rows, N, lanes)
     # near the arrival some switches are banned: +inf added at those rows
     ban_step, ban_to, ban_from = _arrival_bans(units, min_dwell_s, min_dwell_m)
+    # every layer has the same rows, so the bans between the first layer's networks hold in all
+    first = (ban_to < base) & (ban_from < base)
     bans: dict[int, FloatArray] = {}
-    for rows_at, block, which in blocks.places(ban_step):
-        for row, b, t, f in zip(rows_at, block, ban_to[which], ban_from[which], strict=True):
-            ban = bans.setdefault(int(row), np.zeros((n_net, n_net, lanes)))
+    for rows_at, block, which in blocks.places(ban_step[first]):
+        to, frm = ban_to[first][which], ban_from[first][which]
+        for row, b, t, f in zip(rows_at, block, to, frm, strict=True):
+            ban = bans.setdefault(int(row), np.zeros((base, base, lanes)))
             ban[f, t, b * n_w : (b + 1) * n_w] = _INF
     # the pending table's row where each step's booking lands (row + offset)
     lands = np.arange(rows)[:, None, None] + blocks.split(offset[:, :, None], 0).repeat(n_w, 2)
@@ -556,14 +579,26 @@ def viterbi_dwell(
         flat = pend.reshape(-1)
         switch_l, columns_l, stays_l = switch_lanes[..., lane], columns[..., lane], stays[..., lane]
         booked_l, stayed_l = booked[..., lane], stayed[..., lane]
-        entering = np.empty((n_net, n_net, width))
+        if layers is None:
+            entering = np.empty((base, base, width))
+        else:  # (from layer, from, to, lane): the least over `from` enters the next layer
+            entering = np.empty((layers - 1, base, base, width))
+            entered = np.empty((layers - 1, base, width))
         for k in range(first, rows):  # the hot loop: eight numpy calls per step
             if (k - first) % STOP_CHECK_STEPS == 0:
                 check_stop("the DP")
-            add(free[:, None, :], switch_l, out=entering)
-            if k in bans:
-                add(entering, bans[k][..., lane], out=entering)
-            smallest(entering, axis=0, out=booked_l[k])
+            if layers is None:
+                add(free[:, None, :], switch_l, out=entering)
+                if k in bans:
+                    add(entering, bans[k][..., lane], out=entering)
+                smallest(entering, axis=0, out=booked_l[k])
+            else:  # from layer k' (all but the last) into layer k' + 1; nothing enters layer 0
+                add(free[:-base].reshape(layers - 1, base, 1, width), switch_l, out=entering)
+                if k in bans:
+                    add(entering, bans[k][..., lane], out=entering)
+                smallest(entering, axis=1, out=entered)
+                booked_l[k][:base] = _INF
+                booked_l[k][base:] = entered.reshape(-1, width)
             add(booked_l[k], columns_l[k], out=booked_l[k])
             into = target[k]
             flat[into] = minimum(flat[into], booked_l[k])
@@ -592,6 +627,8 @@ def viterbi_dwell(
     unit_stayed = blocks.join(stayed[warm:])
     unit_booked = blocks.join(booked[warm:] + blocks.offsets())  # entries of two blocks meet
     banned = {int(m): (ban_to[ban_step == m], ban_from[ban_step == m]) for m in set(ban_step)}
+    if layers is not None:  # the whole switch table, for the walk back
+        switch = _switch_table(_layered_switch_cost(switch_cost, layers), w)
 
     def before(m: int, n: int, lane: int) -> int:
         """The network before a switch into ``n`` at step ``m`` (unit ``m + 1``)."""
@@ -710,6 +747,86 @@ def solve_dp(problem: HandoverProblem) -> DPResult:
             single_units(problem), problem.switch_cost, c.min_dwell_s, c.min_dwell_m
         )
     return viterbi(compress(problem), problem.switch_cost)
+
+
+def limited_dp_fits(units: Units, max_handovers: int) -> bool:
+    """True when :func:`viterbi_limited` over ``units`` stays within its work cap.
+
+    Examples
+    --------
+    >>> limited_dp_fits.__name__
+    'limited_dp_fits'
+    """
+    n_units, n_net = units.node_cost.shape
+    return n_units * (n_net * (max_handovers + 1)) ** 2 <= LIMITED_DP_ELEMENTS
+
+
+def viterbi_limited(
+    units: Units,
+    switch_cost: FloatArray,
+    max_handovers: int,
+    min_dwell_s: float = 0.0,
+    min_dwell_m: float = 0.0,
+) -> DPResult:
+    """Best plan with at most ``max_handovers`` switches (and a minimum dwell, if given).
+
+    The count of switches so far joins the state: network ``n`` after ``k`` switches is column
+    ``k * N + n`` of a layered problem where every switch leads from layer ``k`` to ``k + 1``
+    and no switch leaves the last layer, solved by :func:`viterbi` (or :func:`viterbi_dwell`
+    with a dwell; a dwell block never switches, so it stays in its layer). Exact over the
+    units wherever those passes are; the value is ``inf`` when no plan meets the limit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from commap.plan.problem import Units
+    >>> node = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    >>> u = Units(start=np.arange(3), stop=np.arange(1, 4), node_cost=node,
+    ...           entry_cost=np.zeros((3, 2)), sat_mb=np.zeros((3, 2)),
+    ...           allowed=np.ones((3, 2), bool), t_s=np.arange(3) * 2.0,
+    ...           distance_m=np.arange(3) * 50.0)
+    >>> sw = np.array([[0.0, 0.1], [0.1, 0.0]])
+    >>> viterbi_limited(u, sw, 2).assignment.tolist()  # two switches: follow the cheap side
+    [[0, 1, 0]]
+    >>> viterbi_limited(u, sw, 1).assignment.tolist()  # one switch: stay
+    [[0, 0, 0]]
+    >>> viterbi_limited(u, sw, 0, min_dwell_s=3.0).value.tolist()
+    [1.0]
+    """
+    n_net = units.node_cost.shape[1]
+    layers = int(max_handovers) + 1
+
+    def tiled(a: NDArray[Any]) -> NDArray[Any]:
+        return np.ascontiguousarray(np.tile(a, (1, layers)))
+
+    layered = Units(
+        start=units.start,
+        stop=units.stop,
+        node_cost=tiled(units.node_cost),
+        entry_cost=tiled(units.entry_cost),
+        sat_mb=tiled(units.sat_mb),
+        allowed=tiled(units.allowed),
+        t_s=units.t_s,
+        distance_m=units.distance_m,
+        end_s=units.end_s,
+        end_m=units.end_m,
+    )
+    if min_dwell_s > 0 or min_dwell_m > 0:
+        result = viterbi_dwell(layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers)
+    else:
+        result = viterbi(layered, _layered_switch_cost(switch_cost, layers))
+    return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
+
+
+def _layered_switch_cost(switch_cost: FloatArray, layers: int) -> FloatArray:
+    """Switch costs over ``layers`` copies of the networks: each switch goes one copy up."""
+    n_net = switch_cost.shape[0]
+    one_switch = np.where(np.eye(n_net, dtype=bool), _INF, switch_cost)
+    layered = np.full((n_net * layers, n_net * layers), _INF)
+    for k in range(layers - 1):
+        layered[k * n_net : (k + 1) * n_net, (k + 1) * n_net : (k + 2) * n_net] = one_switch
+    np.fill_diagonal(layered, 0.0)  # staying (the passes treat the diagonal apart)
+    return layered
 
 
 @dataclass(frozen=True)
@@ -854,6 +971,8 @@ class _Cuts:
 
     def propose(self, box: tuple[float, float]) -> tuple[FloatArray, float]:
         """Maximiser of the cutting-plane model over the box, and the model's value there."""
+        from scipy.optimize import linprog  # scipy.optimize takes a while to import
+
         rows = np.asarray(self.rows)
         # variables (l_ho, l_mb, t): maximise t subject to t - l.g_i <= objective_i
         a_ub = np.column_stack(

@@ -35,8 +35,6 @@ import numpy as np
 import pandas as pd
 import shapely
 from numpy.typing import NDArray
-from scipy import sparse
-from scipy.spatial import cKDTree
 
 from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
@@ -46,6 +44,7 @@ from commap.radio.pathloss import ENVIRONMENTS, link_loss_db, model_loss_db
 
 if TYPE_CHECKING:
     import networkx as nx
+    from scipy import sparse
 
     from commap.geo.terrain import Terrain
 
@@ -625,6 +624,8 @@ def classify_environment(lon: FloatArray, lat: FloatArray, roads: RoadPoints) ->
     out = np.full(lon.shape, "rural", dtype="<U8")
     if len(roads) == 0 or lon.size == 0:
         return out
+    from scipy.spatial import cKDTree  # scipy: only where sites are placed (a map build)
+
     lat0 = float(np.mean(lat))
     tree = cKDTree(_local_xy(roads.lon, roads.lat, lat0))
     neighbours = tree.query_ball_point(_local_xy(lon, lat, lat0), r=ENV_RADIUS_M)
@@ -741,6 +742,9 @@ def _coverage_matrix(
     radio: _Radio,
 ) -> sparse.csr_matrix:
     """Boolean (sites x road points): path loss incl. terrain within the design budget."""
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+
     n_sites = s_lon.size
     if n_sites == 0 or len(pts) == 0 or radio.radius_m <= 0:
         return sparse.csr_matrix((n_sites, len(pts)), dtype=bool)

@@ -295,13 +295,36 @@ def test_default_switch_costs_decompose_over_groups() -> None:
                 assert cost == pytest.approx(p.switch_cost[a, b], abs=1e-12)
 
 
+@pytest.mark.parametrize("limited_dp", [True, False])
 @pytest.mark.parametrize("seed", range(12))
-def test_cpsat_keeps_the_dwell_before_arrival(seed: int) -> None:
+def test_cpsat_keeps_the_dwell_before_arrival(seed: int, limited_dp: bool) -> None:
+    # with a handover limit alone the exact DP decides; without it CP-SAT must agree
     rng = np.random.default_rng(4000 + seed)
     cor, m = syn.random_instance(rng, int(rng.integers(3, 7)), int(rng.integers(2, 4)))
     cons = Constraints(min_dwell_s=8.0, max_handovers=2)
     p = HandoverProblem.build(cor, m, syn.CATALOGUE, constraints=cons)
     cost, _ = syn.brute_force(p)
-    res = solve_cpsat(p, gap_limit=0.0, time_limit_s=30.0)
+    res = solve_cpsat(p, gap_limit=0.0, time_limit_s=30.0, limited_dp=limited_dp)
     assert evaluate_plan(p, res.assignment).feasible
     assert res.cost == pytest.approx(cost, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_handover_limit_dp_equals_cpsat_on_long_routes(seed: int) -> None:
+    # long enough for the DP to run in many blocks side by side; CP-SAT run to the end agrees
+    cor, m = _instance(700 + seed, 300)
+    free = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app="infotainment", constraints=Constraints(min_dwell_s=10.0)
+    )
+    limit = max(evaluate_plan(free, solve_dp(free).assignment[0]).handovers // 2, 1)
+    cons = Constraints(min_dwell_s=10.0, max_handovers=limit)
+    p = HandoverProblem.build(cor, m, syn.CATALOGUE, app="infotainment", constraints=cons)
+    by_dp = solve_cpsat(p, time_limit_s=60.0)
+    by_cpsat = solve_cpsat(p, time_limit_s=60.0, gap_limit=0.0, limited_dp=False)
+    assert by_dp.source == "dp" and by_dp.status == "OPTIMAL"
+    ev = evaluate_plan(p, by_dp.assignment)
+    assert ev.feasible and ev.handovers <= limit
+    assert _dwell_ok(p, by_dp.assignment)
+    assert by_cpsat.status == "OPTIMAL"
+    assert by_dp.cost == pytest.approx(by_cpsat.cost, rel=1e-5)  # CP-SAT's optimality gap
+    assert by_dp.cost <= by_cpsat.cost + 1e-9

@@ -17,7 +17,7 @@ from commap.plan import (
     plan_corridor,
     solve_dp,
 )
-from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell
+from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell, viterbi_limited
 from commap.radio.link import LinkModel
 from commap.radio.quality import NO_SATELLITE_ELEVATION_DEG, NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB
 from tests.support import plan_synthetic as syn
@@ -280,3 +280,30 @@ def test_the_arrival_binds_on_some_of_these_routes() -> None:
             late += 1
             assert not evaluate_plan(p, loose).feasible
     assert late >= 5
+
+
+@pytest.mark.parametrize("seed", range(3000, 3080))
+def test_handover_limit_dp_equals_brute_force(seed: int) -> None:
+    # a limit one or two below what the free plan uses, with and without dwell, on routes
+    # where the switch costs may break the triangle inequality (no run compression then)
+    rng = np.random.default_rng(seed)
+    n_seg, n_net = int(rng.integers(2, 7)), int(rng.integers(2, 4))
+    cor, m = syn.random_instance(rng, n_seg, n_net)
+    dwell = float(rng.choice([0.0, 3.0, 8.0]))
+    free = HandoverProblem.build(
+        cor, m, syn.CATALOGUE, app="infotainment", constraints=Constraints(min_dwell_s=dwell)
+    )
+    used = evaluate_plan(free, solve_dp(free).assignment[0]).handovers
+    limit = max(used - int(rng.integers(1, 3)), 0)
+    p = dataclasses.replace(free, constraints=Constraints(min_dwell_s=dwell, max_handovers=limit))
+    cost, _ = syn.brute_force(p)
+    units = single_units(p) if dwell else compress(p)
+    result = viterbi_limited(units, p.switch_cost, limit, dwell, 0.0)
+    if not np.isfinite(cost):
+        assert not np.isfinite(result.value[0])
+        return
+    ev = evaluate_plan(p, result.assignment[0])
+    assert ev.feasible, ev.violations
+    assert ev.handovers <= limit
+    assert ev.cost == pytest.approx(cost, abs=1e-9)
+    assert result.value[0] == pytest.approx(ev.cost, abs=1e-9)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from commap.map.comm_map import CommMap
-from commap.plan import Constraints, HandoverProblem, Plan, evaluate_plan, solve
+from commap.plan import Constraints, HandoverProblem, Plan, evaluate_plan, solve, solve_cpsat
 
 ANDORRA_LA_VELLA = (1.5218, 42.5063)  # (lon, lat)
 ENVALIRA_EAST_PORTAL = (1.7331, 42.5468)  # through the Envalira road tunnel
@@ -110,3 +110,25 @@ def test_readme_plan_keeps_the_dwell_up_to_arrival(andorra: CommMap, solver: str
         forced = not problem.allowed[i, a[i - 1]]
         if not forced and problem.allowed[i:, a[i]].all():
             assert arrival_s - corridor.eta_s[i] >= DWELL_S - 1e-9, f"switch at segment {i}"
+
+
+def test_readme_handover_limit_is_decided_by_the_dp(andorra: CommMap) -> None:
+    # the README's teleoperation request: the exact handover-limit DP answers without CP-SAT,
+    # and CP-SAT run to the end finds nothing cheaper
+    route = andorra.routes((1.5218, 42.5063), (1.7330, 42.5430))[0]
+    corridor = andorra.corridor(route)
+    problem = HandoverProblem.build(
+        corridor,
+        andorra.quality(corridor),
+        andorra.catalogue,
+        app="teleoperation",
+        constraints=Constraints(min_dwell_s=DWELL_S, max_handovers=6),
+    )
+    by_dp = solve_cpsat(problem, time_limit_s=60.0)
+    by_cpsat = solve_cpsat(problem, time_limit_s=60.0, gap_limit=0.0, limited_dp=False)
+    assert (by_dp.source, by_dp.cp_status, by_dp.status) == ("dp", "NOT_RUN", "OPTIMAL")
+    ev = evaluate_plan(problem, by_dp.assignment)
+    assert ev.feasible and ev.handovers <= 6
+    assert ev.cost == pytest.approx(by_dp.cost, abs=1e-12)
+    assert by_cpsat.status == "OPTIMAL"
+    assert by_dp.cost <= by_cpsat.cost + 1e-9

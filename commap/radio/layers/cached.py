@@ -13,18 +13,18 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.radio.quality import CoverageLayer, Quality
 
-__all__ = ["CachedLayer", "road_sample_points", "write_cache"]
+__all__ = ["CachedLayer", "NearestWithin", "road_sample_points", "write_cache"]
 
 _EARTH_M_PER_DEG = 111_320.0
 _COLUMNS = ("rsrp_dbm", "sinr_db", "elevation_deg", "confidence", "provenance", "sample_count")
+_ROW = 1 << 32  # grid cell key: column * _ROW + row (rows and columns well inside +-2^31)
 
 
 def _local_xy(
@@ -73,6 +73,8 @@ def write_cache(
     layer: CoverageLayer, lon: NDArray[np.float64], lat: NDArray[np.float64], path: Path
 ) -> None:
     """Sample ``layer`` at the points (open road, t = 0) and write the table atomically."""
+    import pandas as pd
+
     quality = layer.sample(lon, lat, np.zeros_like(lon))
     frame = pd.DataFrame({"lon": lon, "lat": lat} | {c: getattr(quality, c) for c in _COLUMNS})
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,14 +97,14 @@ class CachedLayer:
         self.network_id = inner.network_id
         self.max_distance_m = max_distance_m
         try:
-            frame = pd.read_parquet(path)
-        except (OSError, ValueError) as exc:
+            table = pq.read_table(path, columns=["lon", "lat", *_COLUMNS])
+        except (OSError, ValueError, KeyError) as exc:
             raise InvalidInputError(f"{path}: unreadable coverage cache ({exc})") from None
-        self._lat0 = float(frame["lat"].mean()) if len(frame) else 0.0
-        self._tree = cKDTree(
-            _local_xy(frame["lon"].to_numpy(), frame["lat"].to_numpy(), self._lat0)
-        )
-        self._values = {c: frame[c].to_numpy() for c in _COLUMNS}
+        columns = {name: table[name].to_numpy() for name in table.column_names}
+        lon, lat = columns["lon"], columns["lat"]
+        self._lat0 = float(lat.mean()) if lat.size else 0.0
+        self._near = NearestWithin(_local_xy(lon, lat, self._lat0), max_distance_m)
+        self._values = {c: columns[c] for c in _COLUMNS}
 
     def sample(
         self,
@@ -119,9 +121,9 @@ class CachedLayer:
         n = lon.shape[0]
         tunnel = np.zeros(n, bool) if in_tunnel is None else np.asarray(in_tunnel, bool)
         bridge = np.zeros(n, bool) if under_bridge is None else np.asarray(under_bridge, bool)
-        if self._tree.n == 0 or n == 0:
+        if len(self._near) == 0 or n == 0:
             return self.inner.sample(lon, lat, t_s, in_tunnel=tunnel, under_bridge=bridge)
-        distance_m, index = self._tree.query(_local_xy(lon, lat, self._lat0))
+        distance_m, index = self._near.query(_local_xy(lon, lat, self._lat0))
         hit = (distance_m <= self.max_distance_m) & ~tunnel
         out = {c: self._values[c][np.where(hit, index, 0)].copy() for c in _COLUMNS}
         miss = ~hit
@@ -143,3 +145,66 @@ class CachedLayer:
             provenance=out["provenance"].astype(np.int8),
             sample_count=out["sample_count"].astype(np.int32),
         )
+
+
+class NearestWithin:
+    """The nearest of a set of points within ``radius_m`` of each query point.
+
+    Points are bucketed in square cells of ``radius_m``: any point within the radius of a query
+    lies in the query's cell or one of the eight around it, so those nine cells hold the answer.
+    (A k-d tree answers the same, but importing scipy.spatial would cost every command that
+    loads a map a sixth of a second.) Ties go to the point given first.
+
+    Examples
+    --------
+    >>> near = NearestWithin(np.array([[0.0, 0.0], [30.0, 0.0]]), 20.0)
+    >>> d, i = near.query(np.array([[25.0, 1.0], [100.0, 0.0]]))
+    >>> [round(x, 3) for x in d.tolist()], i.tolist()  # none within 20 m of the second
+    ([5.099, inf], [1, 0])
+    >>> len(NearestWithin(np.zeros((0, 2)), 20.0).query(np.zeros((0, 2)))[0])
+    0
+    """
+
+    def __init__(self, xy: NDArray[np.float64], radius_m: float) -> None:
+        if not radius_m > 0:
+            raise InvalidInputError("radius_m must be > 0", field="radius_m")
+        self.radius_m = float(radius_m)
+        self._xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        keys = self._keys(self._xy)
+        self._order = np.argsort(keys, kind="stable")
+        self._sorted_keys = keys[self._order]
+
+    def __len__(self) -> int:
+        return int(self._xy.shape[0])
+
+    def _keys(self, xy: NDArray[np.float64]) -> NDArray[np.int64]:
+        cells = np.floor(xy / self.radius_m).astype(np.int64)
+        return cells[:, 0] * _ROW + cells[:, 1]
+
+    def query(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+        """``(distance_m, index)`` of the nearest point within the radius of each query point
+        (``inf`` and 0 where there is none)."""
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        n = xy.shape[0]
+        distance = np.full(n, np.inf)
+        index = np.zeros(n, dtype=np.int64)
+        if n == 0 or len(self) == 0:
+            return distance, index
+        keys = self._keys(xy)
+        owners, candidates = [], []
+        for offset in (dx * _ROW + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+            lo = np.searchsorted(self._sorted_keys, keys + offset, side="left")
+            hi = np.searchsorted(self._sorted_keys, keys + offset, side="right")
+            count = hi - lo
+            starts = np.repeat(lo - (np.cumsum(count) - count), count)
+            owners.append(np.repeat(np.arange(n), count))
+            candidates.append(self._order[starts + np.arange(int(count.sum()))])
+        owner, candidate = np.concatenate(owners), np.concatenate(candidates)
+        d = np.sqrt(((self._xy[candidate] - xy[owner]) ** 2).sum(axis=1))
+        within = d <= self.radius_m
+        owner, candidate, d = owner[within], candidate[within], d[within]
+        order = np.lexsort((candidate, d, owner))  # per query: nearest first, then first given
+        first = order[np.flatnonzero(np.diff(owner[order], prepend=-1))]
+        distance[owner[first]] = d[first]
+        index[owner[first]] = candidate[first]
+        return distance, index
