@@ -75,6 +75,8 @@ class _Server:
         args = [
             sys.executable, "-m", "server", "--port", "0", "--map", str(map_dir),
             "--measurements-dir", str(work / "measurements"), "--solve-queue", "128",
+            # every simulated vehicle connects from this one host: lift the per-client limit
+            "--max-solves-per-client", str(2 * DRIVE_VEHICLES),
             "--no-access-log", "--log-level", "WARNING",
         ]  # fmt: skip
         self.process = subprocess.Popen(
