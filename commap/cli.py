@@ -819,16 +819,38 @@ def evaluate_command(
         float, typer.Option("--sigma-db", min=0.0, help="Map-error sigma (dB).")
     ] = 6.0,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("evaluation"),
+    real_map: Annotated[
+        str | None,
+        typer.Option(
+            "--real-map",
+            help="Also judge on a real truth: a map learned from earlier drives (with --real-drive).",
+        ),
+    ] = None,
+    real_drive: Annotated[
+        Path | None,
+        typer.Option(
+            "--real-drive",
+            help="A later drive with several networks measured at once (records CSV/Parquet).",
+        ),
+    ] = None,
 ) -> None:
-    """Score every handover policy on a truth field the planner did not see; write a report."""
+    """Score every handover policy on a truth field the planner did not see; write a report.
+
+    With ``--real-map`` and ``--real-drive`` the later drive is replayed second by second on
+    every terrestrial vehicle set-up (as ``commap replay``), its report goes to ``OUT/real/`` and
+    its rows (truth ``real``) join the synthetic ones in ``OUT/summary.csv``.
+    """
     import dataclasses
 
+    if (real_map is None) != (real_drive is None):
+        raise InvalidInputError("--real-map and --real-drive go together", field="--real-drive")
     start = time.perf_counter()
     from commap.map.comm_map import CommMap
     from commap.out.evaluation_report import evaluation_markdown, write_evaluation_report
     from commap.sim import evaluate_map
 
     cmap = CommMap.load(map_name)
+    real = _real_truth(real_map, real_drive) if real_map and real_drive else None
     with console.status("evaluating") as status:
         result = evaluate_map(
             cmap,
@@ -836,14 +858,57 @@ def evaluate_command(
             sigma_db=sigma_db,
             progress=lambda msg: status.update(msg),
         )
+        if real is not None:
+            status.update("replaying the real drive")
+            replay = real()
         # the report states the run's wall time so far: imports, map load and evaluation
         result = dataclasses.replace(result, wall_s=time.perf_counter() - start)
         write_evaluation_report(result, out)
+        if real is not None:
+            from commap.files import write_text_atomic
+            from commap.out.replay_report import replay_markdown, write_replay_report
+
+            write_replay_report(replay, out / "real")
+            both = _with_rows(result.summary, replay)
+            write_text_atomic(out / "summary.csv", both.to_csv(index=False, float_format="%.6g"))
     console.print(evaluation_markdown(result))
+    if real is not None:
+        console.print(replay_markdown(replay))
     console.print(
         f"report written to [bold]{out}[/]; whole run {time.perf_counter() - start:.1f} s "
         "(map load, evaluation, report)"
     )
+
+
+def _real_truth(map_name: str, drive: Path) -> Any:
+    """The replay of ``drive`` on ``map_name``, ready to run (inputs checked first)."""
+    from commap.map.comm_map import CommMap
+    from commap.radio.measurements import read_records
+    from commap.radio.vehicle import TERRESTRIAL_SETUPS
+    from commap.service.planning import PlanRequest, plan_route
+    from commap.sim.multidrive import replay_drive
+
+    if not drive.is_file():
+        raise InvalidInputError(f"--real-drive {drive}: no such file", field="--real-drive")
+    cmap = CommMap.load(map_name)
+    records = read_records(drive)
+
+    def run() -> Any:
+        return replay_drive(
+            cmap,
+            records,
+            planner=lambda m, r, v: plan_route(m, PlanRequest(route=r, vehicle=v)),
+            vehicles=TERRESTRIAL_SETUPS,
+        )
+
+    return run
+
+
+def _with_rows(summary: Any, replay: Any) -> Any:
+    """The evaluation summary with the replay's rows (truth ``real``) below it."""
+    import pandas as pd
+
+    return pd.concat([summary, replay.summary()], ignore_index=True, sort=False)
 
 
 @app.command("validate")

@@ -283,6 +283,35 @@ def test_evaluate_reports_the_whole_run_wall_time(andorra_dir: Path, tmp_path: P
     assert 0.9 * elapsed_s - 0.05 <= float(found.group(1)) <= elapsed_s + 0.05
 
 
+def test_evaluate_judges_on_a_real_drive_too(andorra_dir: Path, tmp_path: Path) -> None:
+    from commap.map.build import build_map
+    from commap.radio.measurements import read_records, write_records_csv
+    from tests.support.specs import HAMBURG_EXTRACT, hamburg_spec
+
+    # the map learned from the first day, the drive of the second as the truth
+    spec = hamburg_spec(tmp_path / "hamburg-13sep", window=("2021-09-13", "2021-09-14"))
+    earlier = build_map(spec, spec.parent / "built")
+    records = read_records(HAMBURG_EXTRACT)
+    later = tmp_path / "later.csv"
+    write_records_csv(records[records["timestamp"] >= pd.Timestamp("2021-09-17", tz="UTC")], later)
+    out = tmp_path / "ev"
+    code, text = _run(
+        "evaluate", "--map", str(andorra_dir), "--seeds", "1", "--out", str(out),
+        "--real-map", str(earlier), "--real-drive", str(later),
+    )  # fmt: skip
+    assert code == 0, text
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.columns.tolist()[:4] == ["truth", "vehicle", "policy", "service_loss_s_per_hour"]
+    rows = set(zip(summary["truth"], summary["vehicle"], summary["policy"], strict=True))
+    assert ("synthetic", "single_modem", "commap") in rows
+    for vehicle in ("single_modem", "dual_modem"):
+        assert ("real", vehicle, "commap") in rows and ("real", vehicle, "probe_failover") in rows
+    assert ("real", "dual_modem", "hot_standby") in rows and ("real", "bonded", "bonding") in rows
+    assert (out / "real" / "summary.md").is_file()
+    code, text = _run("evaluate", "--map", str(andorra_dir), "--real-map", str(earlier))
+    assert code != 0 and "--real-drive" in text
+
+
 def test_route_between_points_whose_nearest_nodes_are_cut_off(andorra_dir: Path) -> None:
     # Sant Julia de Loria -> Pas de la Casa, both on main roads
     code, out = _run(
