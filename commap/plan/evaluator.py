@@ -226,7 +226,7 @@ def _rule_violations(problem: HandoverProblem, a: IntArray) -> list[str]:
     if c.initial_network is not None and a.size and ids[a[0]] != c.initial_network:
         out.append(f"initial_network: plan starts on {ids[a[0]]}, not {c.initial_network}")
     # a vehicle without a satellite terminal cannot use a satellite network
-    no_terminal = problem.vehicle is not None and problem.vehicle.satellite.value == "none"
+    no_terminal = problem.vehicle is not None and not problem.vehicle.has_terminal
     unreachable = np.array([no_terminal and n.is_satellite for n in problem.networks], dtype=bool)
     for i in np.flatnonzero(unreachable[a])[:_MAX_REPORTED]:
         out.append(f"vehicle: {ids[a[i]]} at segment {i} needs a satellite terminal")

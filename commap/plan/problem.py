@@ -68,7 +68,7 @@ from commap.networks import Network, NetworkCatalogue
 from commap.plan import defaults
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, SwitchTable
 from commap.radio.quality import QualityMatrix
-from commap.radio.vehicle import SatelliteTerminal, VehicleSetup
+from commap.radio.vehicle import VehicleSetup
 
 __all__ = ["Constraints", "HandoverProblem", "Units", "compress", "end_switch_ok"]
 
@@ -416,7 +416,7 @@ def _with_terminal(
     allowed: BoolArray, networks: Sequence[Network], vehicle: VehicleSetup
 ) -> BoolArray:
     """No satellite network for a vehicle without a satellite terminal."""
-    if vehicle.satellite is not SatelliteTerminal.NONE:
+    if vehicle.has_terminal:
         return allowed
     satellite = np.array([n.is_satellite for n in networks], dtype=bool)
     if satellite.all():

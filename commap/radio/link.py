@@ -483,15 +483,19 @@ class LinkModel:
         >>> LinkModel().segment_drop(np.zeros((0, 2)), np.zeros(0), np.zeros(0)).shape
         (0, 2)
         """
-        looks = np.maximum(
-            np.asarray(length_m, dtype=np.float64) / self.decorrelation_m,
-            np.asarray(duration_s, dtype=np.float64) / self.decorrelation_s,
-        )
+        looks = self._looks(length_m, duration_s)
         p = np.clip(point_outage, 0.0, 1.0)
         with np.errstate(divide="ignore"):
             # 1 - (1-p)^looks, computed via log1p for small p; p = 1 stays exactly 1.
             drop = -np.expm1(looks[:, None] * np.log1p(-p))
         return np.where(p >= 1.0, 1.0, drop)
+
+    def _looks(self, length_m: FloatArray, duration_s: FloatArray) -> FloatArray:
+        """Independent looks at the shadowing field per segment (see the class docstring)."""
+        return np.maximum(
+            np.asarray(length_m, dtype=np.float64) / self.decorrelation_m,
+            np.asarray(duration_s, dtype=np.float64) / self.decorrelation_s,
+        )
 
     def drop_onsets(
         self, point_outage: FloatArray, length_m: FloatArray, duration_s: FloatArray
@@ -518,10 +522,7 @@ class LinkModel:
         p = np.clip(np.asarray(point_outage, dtype=np.float64), 0.0, 1.0)
         if p.shape[0] == 0:
             return p.copy()
-        looks = np.maximum(
-            np.asarray(length_m, dtype=np.float64) / self.decorrelation_m,
-            np.asarray(duration_s, dtype=np.float64) / self.decorrelation_s,
-        )[:, None]
+        looks = self._looks(length_m, duration_s)[:, None]
         rho = np.exp(-looks)
         before = np.vstack((np.zeros((1, p.shape[1])), p[:-1]))
         joint = (1.0 - rho) * before * p + rho * np.minimum(before, p)

@@ -158,6 +158,11 @@ class VehicleSetup:
         return self.active_links == 2
 
     @property
+    def has_terminal(self) -> bool:
+        """The vehicle carries a satellite terminal (always on or woken on demand)."""
+        return self.satellite is not SatelliteTerminal.NONE
+
+    @property
     def has_standby(self) -> bool:
         """A second modem can stay registered on another operator."""
         return self.modems == 2
@@ -186,7 +191,7 @@ class VehicleSetup:
             return self.intra_operator_s
         if kind is SwitchKind.INTER_OPERATOR:
             return self.route_change_s if standby and self.has_standby else self.operator_switch_s
-        if self.satellite is SatelliteTerminal.NONE:
+        if not self.has_terminal:
             raise InvalidInputError(
                 f"vehicle {self.name} has no satellite terminal ({a.id} -> {b.id})",
                 field="vehicle",

@@ -95,6 +95,7 @@ __all__ = [
     "greedy_policy",
     "hot_standby_policy",
     "loss_runs",
+    "next_switch",
     "planned_failover_policy",
     "probe_failover_policy",
     "score_choice",
@@ -431,8 +432,16 @@ def bonding_policy(seconds: DriveSeconds, *, priority: Sequence[int] | None = No
     return Choice(pair)
 
 
-def _next_change(planned: IntArray) -> tuple[IntArray, IntArray]:
-    """Per second of a leg: the index of the plan's next switch (``len``: none) and its network."""
+def next_switch(planned: IntArray) -> tuple[IntArray, IntArray]:
+    """Per second of a leg: the index of the plan's next switch (``len``: none) and its network
+    (``-1``: none).
+
+    Examples
+    --------
+    >>> at, to = next_switch(np.array([0, 0, 1, 1]))
+    >>> at.tolist(), to.tolist()
+    ([2, 2, 4, 4], [1, 1, -1, -1])
+    """
     n = planned.shape[0]
     at = np.full(n, n, dtype=np.int64)
     to = np.full(n, NONE, dtype=np.int64)
@@ -442,6 +451,11 @@ def _next_change(planned: IntArray) -> tuple[IntArray, IntArray]:
         else:
             at[i], to[i] = at[i + 1], to[i + 1]
     return at, to
+
+
+def _first_other(order_row: IntArray, current: int) -> int:
+    """The first network of a ranking that is not ``current``."""
+    return next(int(j) for j in order_row if j != current)
 
 
 def planned_failover_policy(
@@ -487,7 +501,7 @@ def planned_failover_policy(
     lead_s = 2.0 * setup.operator_switch_s  # register the standby this long before a switch
     for part in seconds.pieces():
         out, plan, order = seconds.outage[part], planned[part], fallback[part]
-        at, to = _next_change(plan)
+        at, to = next_switch(plan)
         current, busy_until, other = int(plan[0]), -1, NONE
         follow = True  # on the plan (False after a failover, until the plan's next switch)
         health, phase = _Health(params), 0
@@ -507,14 +521,14 @@ def planned_failover_policy(
                 if i > busy_until:
                     health.step(i, phase, bool(out[i, current]))
                 if not health.up:
-                    target, failover = next(int(j) for j in order[i] if j != current), True
+                    target, failover = _first_other(order[i], current), True
             if target != current and i > busy_until:
                 busy_until = i + modems.change(i, current, target) - 1
                 current, follow = target, not failover
                 health, phase = _Health(params), busy_until + 1
             if setup.has_standby:
                 soon = at[i] - i <= lead_s and to[i] not in (NONE, current)
-                other = int(to[i]) if soon else next(int(j) for j in order[i] if j != current)
+                other = int(to[i]) if soon else _first_other(order[i], current)
                 modems.aim(i, other, current)
             serving[part.start + i] = current
             standby[part.start + i] = other

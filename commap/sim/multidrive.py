@@ -81,6 +81,7 @@ from commap.sim.failover import (
     bonding_policy,
     greedy_policy,
     hot_standby_policy,
+    next_switch,
     planned_failover_policy,
     probe_failover_policy,
     score_choice,
@@ -347,12 +348,7 @@ def _next_planned(serving: IntArray, seconds: DriveSeconds) -> IntArray:
     """Per second, the plan's next different network in the leg (``-1`` none): the standby."""
     ahead = np.full(serving.shape, NONE, dtype=np.int64)
     for part in seconds.pieces():
-        s = serving[part]
-        nxt = NONE
-        for i in range(s.shape[0] - 1, -1, -1):
-            if i + 1 < s.shape[0] and s[i + 1] != s[i]:
-                nxt = int(s[i + 1])
-            ahead[part.start + i] = nxt
+        ahead[part] = next_switch(serving[part])[1]
     return ahead
 
 
@@ -461,20 +457,24 @@ def replay_drive(
             )
         order = [seconds.network_ids.index(n) for n in priority]
     for setup in setups:
-        if setup.satellite.value != "none" and not any(n.is_satellite for n in networks):
+        if setup.has_terminal and not any(n.is_satellite for n in networks):
             raise InvalidInputError(
                 f"vehicle {setup.name} needs a satellite network among "
                 f"{', '.join(seconds.network_ids)}",
                 field="vehicle",
             )
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
+    legs: list[_Leg] = []  # routes and truths of the legs, made once for every set-up
     serving: dict[str, dict[str, Choice]] = {}
     scores: dict[str, dict[str, PolicyScore]] = {}
     for setup in setups:
         planned: dict[str, IntArray] = {}
         ranked: dict[str, IntArray] = {}
         if not setup.bonded:  # the planner plans for this set-up's switch times
-            planned, ranked, unknown = _plan_drive(cmap, seconds, networks, planner, setup.name)
+            legs = legs or _legs(cmap, seconds)
+            planned, ranked, unknown = _plan_drive(
+                cmap, seconds, networks, planner, setup.name, legs
+            )
         serving[setup.name] = _choices(setup, seconds, networks, planned, ranked, order)
         scores[setup.name] = {
             p: score_choice(
@@ -497,12 +497,36 @@ def replay_drive(
     return Replay(seconds, serving, scores, shares)
 
 
+@dataclass(frozen=True)
+class _Leg:
+    """A leg of the drive: its seconds and, when it moves, its route, each second's distance
+    along it and the truth map the oracle plans on."""
+
+    part: slice
+    route: Route | None = None
+    distance_m: FloatArray | None = None
+    truth: CommMap | None = None
+
+
+def _legs(cmap: CommMap, seconds: DriveSeconds) -> list[_Leg]:
+    legs = []
+    for part in seconds.pieces():
+        leg = _leg_route(seconds, part)
+        if leg is None:  # standing still
+            legs.append(_Leg(part))
+            continue
+        truth = _truth_map(cmap, seconds, part, cmap.segment_m / 2.0)
+        legs.append(_Leg(part, leg[0], leg[1], truth))
+    return legs
+
+
 def _plan_drive(
     cmap: CommMap,
     seconds: DriveSeconds,
     networks: Sequence[Network],
     planner: Planner,
     vehicle: str,
+    legs: Sequence[_Leg],
 ) -> tuple[dict[str, IntArray], dict[str, IntArray], BoolArray]:
     """Plan every leg on the map (``commap``) and on the truth (``oracle``) for ``vehicle``.
 
@@ -512,23 +536,20 @@ def _plan_drive(
     planned = {p: np.zeros(len(seconds), dtype=np.int64) for p in ("commap", "oracle")}
     ranked = {p: np.tile(np.arange(len(networks)), (len(seconds), 1)) for p in planned}
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
-    for part in seconds.pieces():
-        leg = _leg_route(seconds, part)
-        if leg is None:  # standing still: keep the last network
-            for p in planned:
+    only = _restricted(cmap, seconds.network_ids)
+    for leg in legs:
+        part = leg.part
+        if leg.route is None or leg.distance_m is None or leg.truth is None:
+            for p in planned:  # standing still: keep the last network
                 planned[p][part] = planned[p][part.start - 1] if part.start else 0
             continue
-        route, distance = leg
-        result = planner(_restricted(cmap, seconds.network_ids), route, vehicle)
-        segment = _segment_of(result.corridor, distance)
-        planned["commap"][part] = result.plan.assignment[segment]
-        ranked["commap"][part] = _ranked(result, networks, segment)
-        unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
-        truth = _truth_map(cmap, seconds, part, cmap.segment_m / 2.0)
-        oracle = planner(truth, route, vehicle)
-        segment = _segment_of(oracle.corridor, distance)
-        planned["oracle"][part] = oracle.plan.assignment[segment]
-        ranked["oracle"][part] = _ranked(oracle, networks, segment)
+        for policy, on_map in (("commap", only), ("oracle", leg.truth)):
+            result = planner(on_map, leg.route, vehicle)
+            segment = _segment_of(result.corridor, leg.distance_m)
+            planned[policy][part] = result.plan.assignment[segment]
+            ranked[policy][part] = _ranked(result, networks, segment)
+            if policy == "commap":
+                unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
     return planned, ranked, unknown
 
 

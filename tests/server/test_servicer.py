@@ -468,7 +468,7 @@ def test_the_vehicle_set_up_travels_with_a_plan_request(
     from server.client import plan_remote
 
     plans = {}
-    for vehicle in ("single_modem", "dual_modem"):
+    for vehicle in ("single_modem", "dual_modem", "satellite_on_demand"):
         request = PlanRequest(
             origin=ORIGIN, destination=DESTINATION, departure_s=T0, vehicle=vehicle
         )
@@ -480,6 +480,9 @@ def test_the_vehicle_set_up_travels_with_a_plan_request(
     # a standby modem covers the active link's gaps: the server planned for it
     one, two = plans["single_modem"].totals, plans["dual_modem"].totals
     assert two.expected_loss_s < one.expected_loss_s
+    # the lead time crosses the wire: wake the terminal 120 s before each switch to it
+    woken = [h.prepare_s for h in plans["satellite_on_demand"].handovers if h.prepare_s]
+    assert woken and set(woken) == {120.0}
 
 
 def test_python_client_returns_the_library_plan(
