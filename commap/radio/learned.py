@@ -630,6 +630,26 @@ def _mixture_pit(hood: _Neighbourhood, k: float, y: FloatArray) -> FloatArray:
     return result
 
 
+def _mixture_cdf(hood: _Neighbourhood, k: float, y: FloatArray, *, inclusive: bool) -> FloatArray:
+    """The mixture's CDF at the observed values: ``P(X <= y)`` or ``P(X < y)``.
+
+    ``p10 <= y`` holds exactly when ``P(X <= y)`` reaches p10's level, and ``y <= p90``
+    exactly when ``P(X < y)`` stays below p90's; with atoms (many zero rates) the two differ.
+
+    Examples
+    --------
+    >>> hood = _Neighbourhood(values=np.array([[0.0, 0.0, 1.0, 2.0]]),
+    ...                       level=np.zeros((1, 4), dtype=np.int64), base=np.ones((1, 4)),
+    ...                       n=np.ones((1, 0)), rate=np.zeros((1, 0)), nearest_m=np.zeros(1))
+    >>> [float(_mixture_cdf(hood, 1.0, np.array([0.0]), inclusive=i)[0]) for i in (True, False)]
+    [0.5, 0.0]
+    """
+    w = _weights(hood, k)
+    hit = hood.values <= y[:, None] if inclusive else hood.values < y[:, None]
+    result: FloatArray = (w * hit).sum(axis=1) / w.sum(axis=1)
+    return result
+
+
 def _outage_probability(hood: _Neighbourhood, k: float, prior_rate: float) -> FloatArray:
     coefficient = _cascade(hood.n, k)
     result: FloatArray = (coefficient[:, :-1] * hood.rate).sum(axis=1) + coefficient[
@@ -671,6 +691,7 @@ class KpiModel:
     max_neighbours: tuple[int, ...] = MAX_NEIGHBOURS
     shrink_drives: float = 5.0
     shrink_outage: float = 5.0
+    shrink_tails: float = 5.0
     levels: tuple[float, ...] = LEVELS
     calibration_x: FloatArray = field(default_factory=lambda: np.zeros(0))
     calibration_y: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -736,7 +757,10 @@ class KpiModel:
             self.radii_m,
             self.max_neighbours,
         )
-        q = _mixture_quantiles(hood, self.shrink_drives, self.levels)
+        q = _mixture_quantiles(hood, self.shrink_tails, self.levels)
+        q[:, 1] = _mixture_quantiles(hood, self.shrink_drives, self.levels[1:2])[:, 0]
+        q[:, 0] = np.minimum(q[:, 0], q[:, 1])
+        q[:, 2] = np.maximum(q[:, 2], q[:, 1])
         p = self._calibrate(_outage_probability(hood, self.shrink_outage, self.prior_rate))
         unknown = hood.nearest_m > self.unknown_beyond_m
         q[unknown] = self.prior_quantiles
@@ -785,6 +809,9 @@ class KpiModel:
             raise InvalidInputError(f"{path}: model file does not exist") from None
         except (OSError, ValueError) as exc:
             raise InvalidInputError(f"{path}: not a learned model file ({exc})") from None
+        if "shrink_tails" not in arrays and "shrink_drives" in arrays:
+            # files written before the tails had their own shrinkage used one for all
+            arrays["shrink_tails"] = arrays["shrink_drives"]
         try:
             kwargs: dict[str, Any] = {
                 "outage": OutageRule(
@@ -802,6 +829,7 @@ class KpiModel:
                     "prior_rate",
                     "shrink_drives",
                     "shrink_outage",
+                    "shrink_tails",
                     "unknown_beyond_m",
                 ):
                     kwargs[f.name] = float(value)
@@ -1009,18 +1037,60 @@ def _tune(
         ]
     )  # fmt: skip
     k_outage = OUTAGE_SHRINK_GRID[k_index + _least_loss(briers)]
+    k_tails = _tails_shrinkage(fits, values, k_index)
     pit = np.concatenate([_mixture_pit(h, k, values[t]) for h, _, t in fits])
-    levels = tuple(float(np.clip(np.quantile(pit, lv), 0.002, 0.998)) for lv in LEVELS)
+    # p10 <= y exactly when the mixture's CDF at y (atoms at y included) reaches the level,
+    # y <= p90 exactly when the CDF below y stays under it: with ties (zero rates) the
+    # two differ, and only these make [p10, p90] cover the share the levels promise
+    at_or_below = np.concatenate(
+        [_mixture_cdf(h, k_tails, values[t], inclusive=True) for h, _, t in fits]
+    )
+    below = np.concatenate(
+        [_mixture_cdf(h, k_tails, values[t], inclusive=False) for h, _, t in fits]
+    )
+    levels = (
+        float(np.clip(np.quantile(at_or_below, LEVELS[0]), 0.002, 0.998)),
+        float(np.clip(np.quantile(pit, LEVELS[1]), 0.002, 0.998)),
+        float(np.clip(np.quantile(below, LEVELS[2]), 0.002, 0.998)),
+    )
     raw = np.concatenate([_outage_probability(h, k_outage, s.prior_rate) for h, s, _ in fits])
     cal_x, cal_y = _platt(raw, observed)
     return {
         "radii_m": radii,
         "shrink_drives": float(k),
         "shrink_outage": float(k_outage),
+        "shrink_tails": float(k_tails),
         "levels": levels,
         "calibration_x": cal_x,
         "calibration_y": cal_y,
     }
+
+
+def _tails_shrinkage(
+    fits: Sequence[tuple[_Neighbourhood, KpiModel, IntArray]], values: FloatArray, k_index: int
+) -> float:
+    """The shrinkage of p10 and p90: the strongest within one standard error of the best.
+
+    Candidates run from the ``k`` the medians chose up to 1000; the loss is the pinball loss
+    at the nominal tail levels, per inner fold. Tails are fitted on the few extreme values
+    near a point, so they are noisier than the median: of the candidates whose mean
+    fold loss is within one standard error (over folds) of the least, the strongest
+    shrinkage wins, which leans the intervals on the network prior where local tails say
+    little more than it.
+    """
+    tails = (LEVELS[0], LEVELS[-1])
+    grid = OUTAGE_SHRINK_GRID[k_index:]
+    per_fold = np.array(
+        [
+            [_pinball(values[t], _mixture_quantiles(h, k_t, tails), tails) for h, _, t in fits]
+            for k_t in grid
+        ]
+    )  # (candidates, folds)
+    best = int(np.argmin(per_fold.mean(axis=1)))
+    gap = per_fold - per_fold[best]
+    se = gap.std(axis=1, ddof=1) / np.sqrt(gap.shape[1])
+    within = np.flatnonzero(gap.mean(axis=1) <= se + 1e-12)
+    return float(grid[int(within.max())])
 
 
 def _least_loss(losses: FloatArray) -> int:

@@ -79,6 +79,17 @@ def test_indianapolis_blocks_outage_brier_within_2_percent_of_constant_and_beats
             assert learned < knn_brier, (network, knn)
 
 
+def test_indianapolis_blocks_80_percent_intervals_cover_75_to_85_percent(
+    indianapolis_blocks: Validation,
+) -> None:
+    # levels and tail shrinkage are fitted on the training blocks only: on blocks the model
+    # never saw, [p10, p90] must hold about 80 % of the squares for every operator and KPI
+    learned = indianapolis_blocks.summary[indianapolis_blocks.summary["model"] == "learned"]
+    assert len(learned) == 4
+    for _, row in learned.iterrows():
+        assert 0.75 <= row["coverage80"] <= 0.85, (row["network"], row["kpi"], row["coverage80"])
+
+
 def test_indianapolis_blocks_att_outage_probability_is_reliable(
     indianapolis_blocks: Validation,
 ) -> None:
