@@ -19,19 +19,24 @@ network-wide prior (51 quantile atoms of every training value)::
     a1 = n1 / (n1 + k)        a2 = (1 - a1) n2 / (n2 + k)        a3 = (1 - a1 - a2) n3 / (n3 + k)
     predictive = a1 Emp(50 m) + a2 Emp(150 m) + a3 Emp(500 m) + (1 - a1 - a2 - a3) Prior
 
-and ``p10/p50/p90`` are quantiles of that weighted mixture; ``P(outage)`` is the same cascade
-of the discs' outage rates (with its own ``k_outage >= k``) over the network's outage rate,
-then recalibrated. With little nearby evidence the prior dominates, so the model is never much
+and ``p50`` is the median of that weighted mixture; ``p10`` and ``p90`` are quantiles of the
+same mixture with its own, stronger shrinkage ``k_tails >= k``; ``P(outage)`` is the same
+cascade of the discs' outage rates (with its own ``k_outage >= k``) over the network's outage
+rate, then recalibrated. With little nearby evidence the prior dominates, so the model is never much
 worse than the network-wide constant, and it moves to the local distribution where drives agree.
 
 Fitting runs an inner cross-validation on the training records only (grouped by drive, by
 10-minute pass, or by 300 m block for gridded data) to (i) choose the disc radii and ``k``
 (pinball loss), (ii) choose ``k_outage`` from ``k`` up to 1000 (Brier score; 0/1 outcomes are
-noisier than values, so P(outage) may lean on the prior harder, never less), (iii) recalibrate
-the quantile levels so that the nominal [p10, p90] covers 80 % of held-out values (levels from
-out-of-fold PIT values) and (iv) recalibrate ``P(outage)`` by Platt scaling of the
-out-of-fold probabilities (two parameters, increasing; an uninformative local rate maps to the
-network rate). Ties between candidates go to the stronger shrinkage.
+noisier than values, so P(outage) may lean on the prior harder, never less), (iii) choose
+``k_tails`` from ``k`` up to 1000: the strongest shrinkage whose pinball loss at the 10th and
+90th percentiles is within one standard error (over inner folds) of the least (tails rest on
+a few extreme values), (iv) recalibrate the quantile levels so that [p10, p90] covers 80 % of
+held-out values (levels from the out-of-fold mixture CDF at the observed values: ``P(X <= y)``
+for p10, ``P(X < y)`` for p90, which is exact when values tie, e.g. zero rates) and (v)
+recalibrate ``P(outage)`` by Platt scaling of the out-of-fold probabilities (two parameters,
+increasing; an uninformative local rate maps to the network rate). Ties between candidates go
+to the stronger shrinkage.
 
 Records
 -------
@@ -966,13 +971,14 @@ def fit_kpi(
         return make(slice(None), radii_m=candidates[0])
     tuned = _tune(make, xy, values, labels, groups, candidates, seed)
     log.info(
-        "%s %s: %d records, radii %s m, k %.2g, k_outage %.2g, levels %s",
+        "%s %s: %d records, radii %s m, k %.2g, k_outage %.2g, k_tails %.2g, levels %s",
         network_id,
         kpi,
         len(values),
         tuned["radii_m"],
         tuned["shrink_drives"],
         tuned["shrink_outage"],
+        tuned["shrink_tails"],
         tuned["levels"],
     )
     return make(slice(None), **tuned)
@@ -987,12 +993,13 @@ def _tune(
     candidates: Sequence[tuple[float, ...]],
     seed: int,
 ) -> dict[str, Any]:
-    """Inner cross-validation: radii, k, k_outage, quantile levels and P(outage) calibration.
+    """Inner cross-validation: radii, k, k_outage, k_tails, quantile levels, P(outage) calibration.
 
     Every inner fold's model sees its training rows only; its held-out rows (at most
-    ``_INNER_MAX_ROWS`` in all) give out-of-fold pinball losses (radii and ``k``), Brier
-    scores (``k_outage``, never below ``k``), PIT values (quantile levels) and raw outage
-    probabilities (Platt's recalibration, :func:`_platt`). Ties go to the stronger shrinkage.
+    ``_INNER_MAX_ROWS`` in all) give out-of-fold pinball losses (radii and ``k``; ``k_tails``,
+    :func:`_tails_shrinkage`), Brier scores (``k_outage``, never below ``k``), the mixture's
+    CDF at the held-out values (quantile levels) and raw outage probabilities (Platt's
+    recalibration, :func:`_platt`). Ties go to the stronger shrinkage.
     """
     rng = np.random.default_rng(seed)
     folds = group_folds(groups, folds=_INNER_FOLDS, seed=seed)
