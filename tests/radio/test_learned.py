@@ -91,6 +91,22 @@ def test_model_file_and_pickle_round_trip(telekom_model: KpiModel, tmp_path: Pat
         KpiModel.read(tmp_path / "missing.npz")
 
 
+def test_model_files_from_before_the_tail_shrinkage_still_load(
+    telekom_model: KpiModel, tmp_path: Path
+) -> None:
+    # built maps hold model files written before p10/p90 had their own shrinkage
+    path = tmp_path / "telekom_rsrp.npz"
+    telekom_model.write(path)
+    with np.load(path) as data:
+        arrays = {name: data[name] for name in data.files if name != "shrink_tails"}
+    np.savez_compressed(path, **arrays)
+    old = KpiModel.read(path)
+    assert old.shrink_tails == telekom_model.shrink_drives
+    assert telekom_model.shrink_tails >= telekom_model.shrink_drives
+    p = old.predict([8.90, 8.93], [53.03, 53.04])
+    assert (p.p10 <= p.p50).all() and (p.p50 <= p.p90).all()
+
+
 def test_a_stricter_outage_rule_raises_the_outage_probability(telekom: pd.DataFrame) -> None:
     default = fit_kpi(telekom, kpi="rsrp_dbm", tune=False)
     strict = fit_kpi(telekom, kpi="rsrp_dbm", outage=OutageRule("<", -95.0), tune=False)
