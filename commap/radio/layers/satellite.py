@@ -18,6 +18,11 @@ LEO (:class:`LeoLayer`)
     rotated TEME -> earth-fixed by GMST 1982 with UT1 (polar motion, under 20 m, is
     neglected, as skyfield does by default) and turned into topocentric elevation and
     azimuth above the WGS84 ellipsoid.
+    A map's layers know its region (``region``, the map's bbox): the candidates of each node
+    interval are then those of a sky cap holding the whole region, kept for the layer's life
+    with their exact node states (:class:`_RegionSky`), and every point of a call is evaluated
+    at once. Route alternatives and repeated plans around the same departure reuse them; the
+    values are the same as the per-group path's.
 GEO (:class:`GeoLayer`)
     Closed-form look angles of a geostationary satellite on a spherical earth (see
     :func:`geo_look_angles_deg`).
@@ -44,6 +49,8 @@ import functools
 import logging
 import math
 import shutil
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +111,11 @@ _DAY_S = 86_400.0
 _MIN_EARTH_RADIUS_KM = 6350.0  # below the polar radius: a conservative footprint bound
 _PREFILTER_MARGIN_RAD = math.radians(0.5)
 _MAX_PAIRS = 2_000_000  # points x candidates per chunk (memory bound)
+_REGION_MAX_PAIRS = 250_000  # the same for a whole call in a region: arrays of a few MB
+_REGION_GRID = 9  # points per side of the lon/lat grid a region's sky cap is fitted to
+# between the grid points a lon/lat box bulges out of the cap by metres: well inside this
+_REGION_CAP_MARGIN_RAD = 1e-4
+_REGION_INTERVALS = 4096  # node intervals a region keeps (about 10 kB each, 4 days of time)
 
 DEFAULT_LEO_SINR_ZENITH_DB = 12.0
 DEFAULT_GEO_SINR_DB = 10.0
@@ -596,6 +608,12 @@ class LeoLayer(_SatelliteLayerBase):
         SINR at the constellation's median altitude (a satellite at the zenith).
     confidence : float
         Confidence near the TLE epochs.
+    region : tuple of float, optional
+        ``(lon_min, lat_min, lon_max, lat_max)`` of the map the layer serves. Calls whose
+        points all lie inside it take their candidate satellites and exact node states from a
+        cache of node intervals kept for the layer's life (:class:`_RegionSky`), and evaluate
+        every point of the call at once: the same values as the per-group path, without its
+        propagation and per-group overhead for times seen before.
 
     Examples
     --------
@@ -615,6 +633,7 @@ class LeoLayer(_SatelliteLayerBase):
         *,
         sinr_zenith_db: float = DEFAULT_LEO_SINR_ZENITH_DB,
         confidence: float = DEFAULT_LEO_CONFIDENCE,
+        region: tuple[float, float, float, float] | None = None,
     ) -> None:
         super().__init__(network, horizon if horizon is not None else Horizon(None), confidence)
         if not satellites:
@@ -635,6 +654,7 @@ class LeoLayer(_SatelliteLayerBase):
         self.reference_range_km = float(np.median(altitude_km))
         self.sinr_ref_db = float(sinr_zenith_db)
         self._warned_stale = False
+        self._sky = _RegionSky(self, region) if region is not None else None
 
     def _sinr_db(self, range_km: FloatArray) -> FloatArray:
         return _fspl_sinr_db(range_km, self.reference_range_km, self.sinr_ref_db)
@@ -665,6 +685,8 @@ class LeoLayer(_SatelliteLayerBase):
         obs = self._observers(lon, lat)
         profile = self.horizon.profile_deg(lon, lat)
         gmst = _gmst_rad(t_s, _dut1_s(float(np.median(t_s))))
+        if self._sky is not None and self._sky.contains(lon, lat):
+            return self._best_in_region(self._sky, obs, t_s, gmst, profile)
         n = lon.size
         best = (np.full(n, NO_SATELLITE_ELEVATION_DEG), np.full(n, np.nan), np.full(n, np.nan))
         count = np.zeros(n, dtype=np.int32)
@@ -673,13 +695,48 @@ class LeoLayer(_SatelliteLayerBase):
         for kc, block in _groups(lon, lat, t_s, COARSE_STEP_S):
             # two-stage prefilter: per coarse interval over all satellites, then per node
             # interval over the survivors; only the final candidates are propagated exactly
-            superset = self._reachable(prop, every, kc, COARSE_STEP_S, obs.ecef_km[block])
+            superset = self._reachable(prop, every, kc, COARSE_STEP_S, _cap(obs.ecef_km[block]))
             for k, sub in _groups(lon[block], lat[block], t_s[block], NODE_STEP_S):
                 rows = block[sub]
-                cand = self._reachable(prop, superset, k, NODE_STEP_S, obs.ecef_km[rows])
+                cand = self._reachable(prop, superset, k, NODE_STEP_S, _cap(obs.ecef_km[rows]))
                 if cand.size:
                     self._sample_group(prop, cand, k, rows, obs, t_s, gmst, profile, best, count)
         return best[0], best[1], best[2], count
+
+    def _best_in_region(
+        self,
+        sky: _RegionSky,
+        obs: _Observers,
+        t_s: FloatArray,
+        gmst: FloatArray,
+        profile: FloatArray,
+    ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+        """Best usable satellite at points inside the layer's region, all node intervals at once.
+
+        Each point takes its interval's candidates (padded with NaN states, which are never
+        usable) and the arithmetic of :meth:`_sample_group` point by point.
+        """
+        n = t_s.size
+        k = np.floor(t_s / NODE_STEP_S).astype(np.int64)
+        keys, inverse = np.unique(k, return_inverse=True)
+        intervals = sky.intervals(keys)
+        width = max(iv.sats.size for iv in intervals)
+        el, az, rng = np.full(n, NO_SATELLITE_ELEVATION_DEG), np.full(n, np.nan), np.full(n, np.nan)
+        count = np.zeros(n, dtype=np.int32)
+        if width == 0:
+            return el, az, rng, count
+        states = np.full((4, keys.size, width, 3), np.nan)
+        for i, iv in enumerate(intervals):
+            states[:, i, : iv.sats.size] = iv.r0, iv.v0, iv.r1, iv.v1
+        for chunk in np.array_split(np.arange(n), n * width // _REGION_MAX_PAIRS + 1):
+            at = inverse.reshape(-1)[chunk]
+            s = (t_s[chunk] - k[chunk] * NODE_STEP_S) / NODE_STEP_S
+            r0, v0, r1, v1 = (states[j][at] for j in range(4))
+            r_teme = _hermite(s, r0, v0, r1, v1, NODE_STEP_S)
+            sat_ecef = _teme_to_ecef(r_teme, gmst[chunk][:, None])
+            best = _best_usable(obs, chunk, sat_ecef, profile, self.min_elevation_deg)
+            el[chunk], az[chunk], rng[chunk], count[chunk] = best
+        return el, az, rng, count
 
     def _sample_group(
         self,
@@ -709,11 +766,12 @@ class LeoLayer(_SatelliteLayerBase):
         sats: NDArray[np.intp],
         k: int,
         step_s: float,
-        obs_ecef_km: FloatArray,
+        cap: tuple[FloatArray, float],
     ) -> NDArray[np.intp]:
-        """Those of ``sats`` that may rise above the minimum elevation for these points.
+        """Those of ``sats`` that may rise above the minimum elevation over a sky cap.
 
-        The points' times lie in ``[k * step_s, (k + 1) * step_s]``. A satellite at radius
+        ``cap`` (unit centre, angular radius in rad, see :func:`_cap`) holds the points, whose
+        times lie in ``[k * step_s, (k + 1) * step_s]``. A satellite at radius
         ``r`` (at most its apogee radius) is above elevation ``e`` for an observer at radius
         ``R`` only within the earth-central angle ``acos(R cos(e) / r) - e`` of it; during the
         interval it moves at most ``(|v| / r + earth rotation) * step / 2`` from its midpoint
@@ -732,10 +790,93 @@ class LeoLayer(_SatelliteLayerBase):
                 np.arccos(np.clip(_MIN_EARTH_RADIUS_KM * math.cos(e_min) / r_max, -1, 1)) - e_min
             )
             motion = (speed / r_mid + EARTH_ROTATION_RAD_S) * step_s / 2.0 + error_km / r_mid
-            centre, radius = _cap(obs_ecef_km)
+            centre, radius = cap
             bound = np.minimum(reach + motion + radius + _PREFILTER_MARGIN_RAD, np.pi)
             cos_sep = mid @ centre / r_mid
             return sats[cos_sep >= np.cos(bound)]  # NaN (decayed) compares False
+
+
+@dataclass(frozen=True)
+class _Interval:
+    """A region's candidate satellites over one node interval and their exact SGP4 states
+    (TEME km and km/s, shape (candidates, 3)) at the interval's two nodes."""
+
+    sats: NDArray[np.intp]
+    r0: FloatArray
+    v0: FloatArray
+    r1: FloatArray
+    v1: FloatArray
+
+
+class _RegionSky:
+    """A LEO layer's candidates over a fixed region, per node interval, kept across calls.
+
+    Node intervals are absolute (``[k, k + 1] * NODE_STEP_S`` Unix seconds), so every call
+    whose times fall in an interval seen before (route alternatives, the same departure planned
+    again, a fleet planning around now) reuses its candidates and their exact node states. The
+    candidates pass the same two-stage prefilter as the per-group path, for a sky cap holding
+    the whole region instead of the group's points: a superset of every group's candidates,
+    whose extra satellites lie below the minimum elevation at every point and change no value.
+    Least recently used intervals are dropped beyond ``_REGION_INTERVALS``.
+    """
+
+    def __init__(self, layer: LeoLayer, bbox: tuple[float, float, float, float]) -> None:
+        self._layer = layer
+        self.bbox = tuple(float(b) for b in bbox)
+        lon_min, lat_min, lon_max, lat_max = self.bbox
+        lon, lat = np.meshgrid(
+            np.linspace(lon_min, lon_max, _REGION_GRID),
+            np.linspace(lat_min, lat_max, _REGION_GRID),
+        )
+        corners = _Observers.at(lon.ravel(), lat.ravel(), np.zeros(lon.size)).ecef_km
+        centre, radius = _cap(corners)
+        self.cap = (centre, radius + _REGION_CAP_MARGIN_RAD)
+        self._prop = _Propagator(layer._models, layer._array)
+        self._ratio = round(COARSE_STEP_S / NODE_STEP_S)  # node intervals per coarse one
+        self._supersets: OrderedDict[int, NDArray[np.intp]] = OrderedDict()
+        self._intervals: OrderedDict[int, _Interval] = OrderedDict()
+        self._lock = threading.Lock()  # the server samples one map from several threads
+
+    def contains(self, lon: FloatArray, lat: FloatArray) -> bool:
+        """True when every point lies inside the region."""
+        lon_min, lat_min, lon_max, lat_max = self.bbox
+        inside = (lon >= lon_min) & (lon <= lon_max) & (lat >= lat_min) & (lat <= lat_max)
+        return bool(inside.all())
+
+    def intervals(self, keys: NDArray[np.int64]) -> list[_Interval]:
+        """The intervals ``keys`` (ascending), computed where not kept yet."""
+        with self._lock:
+            out = []
+            for key in keys.tolist():
+                interval = self._intervals.get(key)
+                if interval is None:
+                    interval = self._intervals[key] = self._interval(key)
+                self._intervals.move_to_end(key)
+                out.append(interval)
+            while len(self._intervals) > _REGION_INTERVALS:
+                self._intervals.popitem(last=False)
+            return out
+
+    def _superset(self, kc: int) -> NDArray[np.intp]:
+        """Satellites that may reach the region's sky during coarse interval ``kc``."""
+        superset = self._supersets.get(kc)
+        if superset is None:
+            every = np.arange(len(self._layer._models))
+            superset = self._layer._reachable(self._prop, every, kc, COARSE_STEP_S, self.cap)
+            self._supersets[kc] = superset
+            while len(self._supersets) > _REGION_INTERVALS // self._ratio:
+                self._supersets.popitem(last=False)
+        return superset
+
+    def _interval(self, k: int) -> _Interval:
+        # node interval k lies inside coarse interval k // ratio (900 s = 10 x 90 s)
+        superset = self._superset(k // self._ratio)
+        sats = self._layer._reachable(self._prop, superset, k, NODE_STEP_S, self.cap)
+        if sats.size == 0:
+            empty = np.empty((0, 3))
+            return _Interval(sats, empty, empty, empty, empty)
+        r, v = self._prop.exact(sats, np.array([k, k + 1]) * NODE_STEP_S)
+        return _Interval(sats, r[:, 0], v[:, 0], r[:, 1], v[:, 1])
 
 
 def _propagate(array: SatrecArray, t_s: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -761,7 +902,8 @@ class _Propagator:
 
     def _node(self, kc: int) -> tuple[FloatArray, FloatArray]:
         if kc not in self._coarse:
-            for old in [j for j in self._coarse if j < kc - 1]:  # groups come in time order
+            # groups come in time order; a region's propagator also serves later calls
+            for old in [j for j in self._coarse if not kc - 1 <= j <= kc + 1]:
                 del self._coarse[old]
             r, v = _propagate(self._array, np.array([kc * COARSE_STEP_S]))
             self._coarse[kc] = (r[:, 0], v[:, 0])
@@ -973,6 +1115,7 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
         horizon,
         sinr_zenith_db=sinr_zenith_db,
         confidence=confidence,
+        region=ctx.bbox,
     )
 
 
