@@ -116,6 +116,7 @@ _REGION_GRID = 9  # points per side of the lon/lat grid a region's sky cap is fi
 # between the grid points a lon/lat box bulges out of the cap by metres: well inside this
 _REGION_CAP_MARGIN_RAD = 1e-4
 _REGION_INTERVALS = 4096  # node intervals a region keeps (about 10 kB each, 4 days of time)
+_REGION_SPLIT = 6  # sub-intervals (15 s) a region's node interval is narrowed to
 
 DEFAULT_LEO_SINR_ZENITH_DB = 12.0
 DEFAULT_GEO_SINR_DB = 10.0
@@ -718,16 +719,28 @@ class LeoLayer(_SatelliteLayerBase):
         """
         n = t_s.size
         k = np.floor(t_s / NODE_STEP_S).astype(np.int64)
-        keys, inverse = np.unique(k, return_inverse=True)
-        intervals = sky.intervals(keys)
-        width = max(iv.sats.size for iv in intervals)
+        sub = np.clip(
+            ((t_s - k * NODE_STEP_S) * _REGION_SPLIT / NODE_STEP_S).astype(np.int64),
+            0,
+            _REGION_SPLIT - 1,
+        )
+        keys, inverse = np.unique(k * _REGION_SPLIT + sub, return_inverse=True)
+        intervals = sky.intervals(np.unique(keys // _REGION_SPLIT))
+        by_key = {}
+        for iv_key, iv in zip(np.unique(keys // _REGION_SPLIT).tolist(), intervals, strict=True):
+            by_key[iv_key] = iv
+        picks = []
+        for key in keys.tolist():
+            iv = by_key[key // _REGION_SPLIT]
+            picks.append((iv, np.flatnonzero(iv.within[key % _REGION_SPLIT])))
+        width = max(pick.size for _, pick in picks)
         el, az, rng = np.full(n, NO_SATELLITE_ELEVATION_DEG), np.full(n, np.nan), np.full(n, np.nan)
         count = np.zeros(n, dtype=np.int32)
         if width == 0:
             return el, az, rng, count
         states = np.full((4, keys.size, width, 3), np.nan)
-        for i, iv in enumerate(intervals):
-            states[:, i, : iv.sats.size] = iv.r0, iv.v0, iv.r1, iv.v1
+        for i, (iv, pick) in enumerate(picks):
+            states[:, i, : pick.size] = iv.r0[pick], iv.v0[pick], iv.r1[pick], iv.v1[pick]
         for chunk in np.array_split(np.arange(n), n * width // _REGION_MAX_PAIRS + 1):
             at = inverse.reshape(-1)[chunk]
             s = (t_s[chunk] - k[chunk] * NODE_STEP_S) / NODE_STEP_S
@@ -806,6 +819,7 @@ class _Interval:
     v0: FloatArray
     r1: FloatArray
     v1: FloatArray
+    within: NDArray[np.bool_]  # (_REGION_SPLIT, candidates): may be usable in that sub-interval
 
 
 class _RegionSky:
@@ -874,9 +888,45 @@ class _RegionSky:
         sats = self._layer._reachable(self._prop, superset, k, NODE_STEP_S, self.cap)
         if sats.size == 0:
             empty = np.empty((0, 3))
-            return _Interval(sats, empty, empty, empty, empty)
+            return _Interval(sats, empty, empty, empty, empty, np.zeros((_REGION_SPLIT, 0), bool))
         r, v = self._prop.exact(sats, np.array([k, k + 1]) * NODE_STEP_S)
-        return _Interval(sats, r[:, 0], v[:, 0], r[:, 1], v[:, 1])
+        states = r[:, 0], v[:, 0], r[:, 1], v[:, 1]
+        return _Interval(sats, *states, self._within(k, sats, *states))
+
+    def _within(
+        self,
+        k: int,
+        sats: NDArray[np.intp],
+        r0: FloatArray,
+        v0: FloatArray,
+        r1: FloatArray,
+        v1: FloatArray,
+    ) -> NDArray[np.bool_]:
+        """Which candidates may rise above the minimum elevation in each sub-interval.
+
+        The bound of :meth:`LeoLayer._reachable` on the interpolated positions themselves (the
+        ones the points are evaluated on) at each sub-interval's middle, with the motion over
+        half a sub-interval: about 0.5 deg instead of the node interval's 3 deg, so that each
+        point is evaluated against some 40 % fewer satellites. UT1 - UTC (under 0.9 s,
+        0.004 deg of earth rotation) is inside the margin.
+        """
+        half_s = NODE_STEP_S / _REGION_SPLIT / 2.0
+        s: FloatArray = (np.arange(_REGION_SPLIT) * 2.0 + 1.0) * half_s / NODE_STEP_S
+        mid_teme = _hermite(s, r0, v0, r1, v1, NODE_STEP_S)  # (sub-intervals, candidates, 3)
+        mid = _teme_to_ecef(mid_teme, _gmst_rad(k * NODE_STEP_S + s * NODE_STEP_S, 0.0)[:, None])
+        r_mid = np.linalg.norm(mid, axis=2)
+        # the interpolant's speed stays within a few per mille of its end speeds: 1 % is ample
+        speed = 1.01 * np.maximum(np.linalg.norm(v0, axis=1), np.linalg.norm(v1, axis=1))
+        e_min = math.radians(self._layer.min_elevation_deg) - _PREFILTER_MARGIN_RAD
+        r_max = self._layer._apogee_km[sats]
+        centre, radius = self.cap
+        with np.errstate(invalid="ignore"):
+            reach = (
+                np.arccos(np.clip(_MIN_EARTH_RADIUS_KM * math.cos(e_min) / r_max, -1, 1)) - e_min
+            )
+            motion = (speed / r_mid + EARTH_ROTATION_RAD_S) * half_s
+            bound = np.minimum(reach + motion + radius + _PREFILTER_MARGIN_RAD, np.pi)
+            return np.asarray(mid @ centre / r_mid >= np.cos(bound))
 
 
 def _propagate(array: SatrecArray, t_s: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -987,14 +1037,14 @@ def _best_usable(
     # the horizon only matters for satellites above the minimum: look up those few
     p_idx, c_idx = np.nonzero(el >= min_elevation_deg)
     vec = rho[p_idx, c_idx]
+    at = rows[p_idx]
     az = np.degrees(
         np.arctan2(
-            np.einsum("ij,ij->i", vec, obs.east[rows][p_idx]),
-            np.einsum("ij,ij->i", vec, obs.north[rows][p_idx]),
+            np.einsum("ij,ij->i", vec, obs.east[at]), np.einsum("ij,ij->i", vec, obs.north[at])
         )
     )
     az = np.mod(az, 360.0)
-    ok = el[p_idx, c_idx] >= horizon_at_azimuth_deg(profile[rows][p_idx], az)
+    ok = el[p_idx, c_idx] >= horizon_at_azimuth_deg(profile, az, rows=at)
     usable_el = np.full((n_p, n_c), -np.inf)
     usable_el[p_idx[ok], c_idx[ok]] = el[p_idx[ok], c_idx[ok]]
     az_full = np.full((n_p, n_c), np.nan)
