@@ -911,7 +911,8 @@ class _RegionSky:
         0.004 deg of earth rotation) is inside the margin.
         """
         half_s = NODE_STEP_S / _REGION_SPLIT / 2.0
-        s: FloatArray = (np.arange(_REGION_SPLIT) * 2.0 + 1.0) * half_s / NODE_STEP_S
+        s = np.arange(_REGION_SPLIT, dtype=np.float64) * (2.0 * half_s / NODE_STEP_S)
+        s += half_s / NODE_STEP_S
         mid_teme = _hermite(s, r0, v0, r1, v1, NODE_STEP_S)  # (sub-intervals, candidates, 3)
         mid = _teme_to_ecef(mid_teme, _gmst_rad(k * NODE_STEP_S + s * NODE_STEP_S, 0.0)[:, None])
         r_mid = np.linalg.norm(mid, axis=2)
