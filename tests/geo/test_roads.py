@@ -579,7 +579,7 @@ def test_placeholder_names_do_not_name_routes() -> None:
 
 
 def test_routes_by_an_edge_attribute_match_networkx_dijkstra(andorra: nx.MultiDiGraph) -> None:
-    # an attribute weight runs scipy's Dijkstra over a matrix of the graph; networkx's own
+    # an attribute weight runs commap's own Dijkstra over successor lists; networkx's
     # Dijkstra (what a weight function runs) must find the very same roads
     def travel_time_s(u: Any, v: Any, data: dict[Any, Any]) -> float:
         return min(float(attrs["travel_time_s"]) for attrs in data.values())
