@@ -664,11 +664,11 @@ class LeoLayer(_SatelliteLayerBase):
 
     def _confidence(self, t_s: FloatArray) -> FloatArray:
         """Base confidence within 3 days of the median epoch, linearly down to 0.5x at 14."""
-        age_days = np.abs(t_s - float(np.median(self.epochs_s))) / _DAY_S
+        age_days = np.abs(t_s - self.epoch_s) / _DAY_S
         factor = np.clip(1.0 - 0.5 * (age_days - 3.0) / 11.0, 0.5, 1.0)
         return np.asarray(self.confidence * factor)
 
-    @property
+    @functools.cached_property
     def epoch_s(self) -> float:
         """The elements' epoch: the median epoch of the constellation's TLEs (Unix seconds)."""
         return float(np.median(self.epochs_s))
