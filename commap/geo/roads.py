@@ -38,7 +38,7 @@ import os
 import re
 import weakref
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -994,47 +994,57 @@ def _adjacency(graph: nx.MultiDiGraph, name: str) -> _Adjacency | None:
     return found
 
 
-def _heap_path(adjacency: _Adjacency, source: int, target: int) -> list[int] | None:
-    """Least-weight node path by Dijkstra with a binary heap, stopped at the target; None
-    without a path."""
+def _heap_paths(
+    adjacency: _Adjacency, source: int, targets: Collection[int]
+) -> dict[int, list[int]]:
+    """Least-weight node paths from ``source`` to each reachable target, by Dijkstra with a
+    binary heap stopped once every target is settled (a settled node's path is final, so each
+    path is the one a search for that target alone finds)."""
     best = {source: 0.0}
     previous: dict[int, int] = {}
     done: set[int] = set()
+    left = set(targets)
+    found: dict[int, list[int]] = {}
     heap = [(0.0, source)]
     successors = adjacency.successors
-    while heap:
+    while heap and left:
         dist, node = heapq.heappop(heap)
         if node in done:
             continue
-        if node == target:
-            path = [target]
+        done.add(node)
+        if node in left:
+            left.discard(node)
+            path = [node]
             while path[-1] != source:
                 path.append(previous[path[-1]])
-            return path[::-1]
-        done.add(node)
+            found[node] = path[::-1]
         for nxt, weight in successors[node]:
             candidate = dist + weight
             if candidate < best.get(nxt, math.inf):
                 best[nxt] = candidate
                 previous[nxt] = node
                 heapq.heappush(heap, (candidate, nxt))
-    return None
+    return found
 
 
-def _path_edges(graph: nx.MultiDiGraph, source: int, target: int, weight: Weight) -> list[EdgeKey]:
+def _path_edges(
+    graph: nx.MultiDiGraph,
+    source: int,
+    target: int,
+    weight: Weight,
+    paths: Mapping[int, list[int]] | None = None,
+) -> list[EdgeKey]:
+    """Edges of the least-``weight`` path; ``paths`` (by target) from :func:`_heap_paths`
+    answers instead of a search of its own."""
     if source == target:
         return []
-    # an edge attribute: Dijkstra over successor lists kept per graph, a few times faster
-    # than networkx's, which calls a weight function on every edge it relaxes; a weight
-    # function (the penalties of route alternatives) goes to networkx
-    adjacency = _adjacency(graph, weight) if isinstance(weight, str) else None
-    if adjacency is not None:
-        nodes = _heap_path(adjacency, source, target)
-        if nodes is None:
+    if paths is not None:
+        if target not in paths:
             raise InvalidInputError(
                 "no drivable route between the origin and the destination", field="destination"
             )
-        return [(u, v, _best_key(graph, u, v, weight)) for u, v in itertools.pairwise(nodes)]
+        pairs = itertools.pairwise(paths[target])
+        return [(u, v, _best_key(graph, u, v, weight)) for u, v in pairs]
     func = _weight_function(graph, weight)
     try:
         _, path = nx.bidirectional_dijkstra(graph, source, target, weight=func)
@@ -1063,6 +1073,16 @@ def _best_trip(
     """The cheapest way from one of the origin lanes to one of the destination lanes."""
     best: tuple[float, _Trip] | None = None
     func = _weight_function(graph, weight)
+    # an edge attribute: one Dijkstra per origin node over successor lists kept per graph,
+    # to every destination node at once, some 3x faster than networkx's (which calls a weight
+    # function on every edge it relaxes); a weight function (the penalties of route
+    # alternatives) goes to networkx
+    adjacency = _adjacency(graph, weight) if isinstance(weight, str) else None
+    searched: dict[int, dict[int, list[int]]] = {}
+    if adjacency is not None:
+        targets = {d.edge[0] for d in destinations}
+        for source in {o.edge[1] for o in origins}:
+            searched[source] = _heap_paths(adjacency, source, targets)
 
     def edge_weight(edge: EdgeKey) -> float:
         return func(edge[0], edge[1], {edge[2]: graph.edges[edge]})
@@ -1073,7 +1093,8 @@ def _best_trip(
             cost, edges = (d.fraction - o.fraction) * w_o, [o.edge]
         else:
             try:
-                middle = _path_edges(graph, o.edge[1], d.edge[0], weight)
+                paths = searched.get(o.edge[1])
+                middle = _path_edges(graph, o.edge[1], d.edge[0], weight, paths)
             except InvalidInputError:
                 continue
             inner = sum(edge_weight(e) for e in middle)
@@ -1334,6 +1355,12 @@ def _total(graph: nx.MultiDiGraph, edges: Iterable[EdgeKey], weight: str) -> flo
 # -- bridges ------------------------------------------------------------------------------------
 
 
+# every corridor asks for them: kept per graph (and its edge count)
+_BRIDGE_CACHE: weakref.WeakKeyDictionary[nx.MultiDiGraph, tuple[int, tuple[LineString, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def bridge_geometries(graph: nx.MultiDiGraph) -> list[LineString]:
     """Geometries (lon/lat) of the bridge edges, one per road (both lanes counted once).
 
@@ -1347,6 +1374,10 @@ def bridge_geometries(graph: nx.MultiDiGraph) -> list[LineString]:
     >>> bridge_geometries(nx.MultiDiGraph())
     []
     """
+    n_edges = _edge_count(graph)
+    cached = _BRIDGE_CACHE.get(graph)
+    if cached is not None and cached[0] == n_edges:
+        return list(cached[1])
     seen: set[tuple[Hashable, int, int]] = set()
     found: list[LineString] = []
     for u, v, data in graph.edges(data=True):
@@ -1356,4 +1387,5 @@ def bridge_geometries(graph: nx.MultiDiGraph) -> list[LineString]:
         if key not in seen:
             seen.add(key)
             found.append(data["geometry"])
+    _BRIDGE_CACHE[graph] = (n_edges, tuple(found))
     return found
