@@ -149,10 +149,9 @@ def tle_checksum(line: str) -> int:
 
 def _check_tle_line(line: str, number: int, lineno: int, source: str) -> None:
     """Shape of a TLE line (its checksum is checked by :func:`_check_checksums`)."""
-    where = f"{source} line {lineno}"
-    if len(line) != 69 or not line.startswith(f"{number} "):
+    if len(line) != 69 or line[0] != str(number) or line[1] != " ":
         raise InvalidInputError(
-            f"{where}: expected TLE line {number} (69 characters starting {number!r}), "
+            f"{source} line {lineno}: expected TLE line {number} (69 characters starting {number!r}), "
             f"got {line[:20]!r}... ({len(line)} characters)",
             field=source,
         )
