@@ -142,7 +142,9 @@ def horizon_profile_deg(
     return out
 
 
-def horizon_at_azimuth_deg(profile_deg: FloatArray, azimuth_deg: ArrayLike) -> FloatArray:
+def horizon_at_azimuth_deg(
+    profile_deg: FloatArray, azimuth_deg: ArrayLike, rows: ArrayLike | None = None
+) -> FloatArray:
     """Horizon in the direction ``azimuth_deg``, interpolated between a profile's azimuths.
 
     Parameters
@@ -150,7 +152,11 @@ def horizon_at_azimuth_deg(profile_deg: FloatArray, azimuth_deg: ArrayLike) -> F
     profile_deg : ndarray
         Shape ``(n, n_azimuths)`` from :func:`horizon_profile_deg` or :class:`Horizon`.
     azimuth_deg : ndarray
-        Shape ``(n,)``, degrees clockwise from north (any value; wrapped).
+        Shape ``(n,)``, degrees clockwise from north (any value; wrapped); with ``rows``, shape
+        ``(m,)``.
+    rows : ndarray of int, optional
+        The profile row of each azimuth (many looks from one point without copying its
+        profile for each); default: azimuth ``i`` looks from row ``i``.
 
     Examples
     --------
@@ -166,7 +172,7 @@ def horizon_at_azimuth_deg(profile_deg: FloatArray, azimuth_deg: ArrayLike) -> F
     pos = np.mod(np.asarray(azimuth_deg, dtype=np.float64), 360.0) * (n_az / 360.0)
     i0 = np.floor(pos).astype(np.int64) % n_az
     frac = pos - np.floor(pos)
-    rows = np.arange(profile_deg.shape[0])
+    rows = np.arange(profile_deg.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
     lo = profile_deg[rows, i0]
     hi = profile_deg[rows, (i0 + 1) % n_az]
     return np.asarray(lo + (hi - lo) * frac, dtype=np.float64)

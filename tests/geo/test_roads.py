@@ -6,6 +6,7 @@ import gzip
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -575,3 +576,31 @@ def test_placeholder_names_do_not_name_routes() -> None:
     assert "FIXME" not in names
     for route in roads.k_routes(graph, ANDORRA_LA_VELLA, PAS_DE_LA_CASA, k=3):
         assert "FIXME" not in route.name
+
+
+def test_routes_by_an_edge_attribute_match_networkx_dijkstra(andorra: nx.MultiDiGraph) -> None:
+    # an attribute weight runs commap's own Dijkstra over successor lists; networkx's
+    # Dijkstra (what a weight function runs) must find the very same roads
+    def travel_time_s(u: Any, v: Any, data: dict[Any, Any]) -> float:
+        return min(float(attrs["travel_time_s"]) for attrs in data.values())
+
+    rng = np.random.default_rng(3)
+    compared = 0
+    for _ in range(80):
+        origin = (float(rng.uniform(1.46, 1.74)), float(rng.uniform(42.44, 42.64)))
+        destination = (float(rng.uniform(1.46, 1.74)), float(rng.uniform(42.44, 42.64)))
+        try:
+            fast = roads.shortest_route(andorra, origin, destination, max_snap_m=3000.0)
+        except InvalidInputError as exc:
+            with pytest.raises(InvalidInputError, match=re.escape(str(exc))):
+                roads.shortest_route(
+                    andorra, origin, destination, weight=travel_time_s, max_snap_m=3000.0
+                )
+            continue
+        slow = roads.shortest_route(
+            andorra, origin, destination, weight=travel_time_s, max_snap_m=3000.0
+        )
+        assert fast.edges == slow.edges
+        assert np.array_equal(fast.lon, slow.lon) and np.array_equal(fast.lat, slow.lat)
+        compared += 1
+    assert compared >= 30

@@ -64,3 +64,25 @@ def test_cached_layer_answers_as_its_layer_on_and_off_the_roads(andorra: CommMap
     live = layer.inner.sample(lon[off], north[off], t_s[off])
     for got, want in zip(_fields(far), _fields(live), strict=True):
         assert np.allclose(got, want, equal_nan=True)
+
+
+def test_shared_index_answers_again_as_a_fresh_search() -> None:
+    rng = np.random.default_rng(11)
+    points = rng.uniform(-300.0, 300.0, size=(300, 2))
+    shared = NearestWithin.shared(points, 20.0)
+    assert NearestWithin.shared(points.copy(), 20.0) is shared  # same points: one index
+    assert NearestWithin.shared(points, 25.0) is not shared
+    queries = [rng.uniform(-350.0, 350.0, size=(200, 2)) for _ in range(3)]
+    fresh = [NearestWithin(points, 20.0).query(q) for q in queries]
+    first = [shared.query(q) for q in queries]
+    first[0][0][:] = -1.0  # a caller's changes to an answer do not reach the kept one
+    first[0][1][:] = -1
+    for q, (want_d, want_i) in zip(queries, fresh, strict=True):
+        got_d, got_i = shared.query(q)  # answered from the recent queries
+        assert np.array_equal(got_d, want_d) and np.array_equal(got_i, want_i)
+
+
+def test_map_terrestrial_caches_share_one_index(andorra: CommMap) -> None:
+    cached = [layer for layer in andorra.layers.values() if isinstance(layer, CachedLayer)]
+    assert len(cached) >= 2
+    assert len({id(layer._near) for layer in cached}) == 1

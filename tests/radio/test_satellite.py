@@ -499,3 +499,73 @@ def test_registry_rejects_bad_specs(tmp_path: Path) -> None:
     bad_ctx = LayerContext(src, tmp_path / "built2", (1.5, 42.5, 1.51, 42.51))
     with pytest.raises(InvalidInputError, match=r"starlink\.txt line 2: TLE checksum"):
         prepare_layer(STARLINK_NET, {"type": "leo", "tle_file": "data/starlink.txt"}, bad_ctx)
+
+
+# ------------------------------------------------------------------------------- map region
+
+
+ANDORRA_BBOX = (1.40, 42.38, 1.80, 42.68)  # maps/andorra/map.toml
+
+
+def _drive_across_andorra(n: int = 1500) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Andorra la Vella -> Pas de la Casa and back, one point every ~60 m over 2.5 hours."""
+    s = np.concatenate([np.linspace(0.0, 1.0, n // 2), np.linspace(1.0, 0.0, n - n // 2)])
+    lon = VALLEY[0] + s * (1.7330 - VALLEY[0])
+    lat = VALLEY[1] + s * (42.5430 - VALLEY[1]) + 0.01 * np.sin(7.0 * s)
+    times = T0 + 137.0 + np.sort(np.random.default_rng(5).uniform(0.0, 9000.0, n))
+    return lon, lat, times
+
+
+def test_region_layer_matches_the_per_group_path(andorra_terrain: Terrain) -> None:
+    # the map's layers keep candidates per node interval for the whole region; points in the
+    # region must get exactly what the per-group path gives them, from a cold and a warm cache
+    sats = read_tle_file(STARLINK)
+    horizon = Horizon(andorra_terrain)
+    region = LeoLayer(STARLINK_NET, sats, horizon, region=ANDORRA_BBOX)
+    groups = LeoLayer(STARLINK_NET, sats, horizon)
+    lon, lat, times = _drive_across_andorra()
+    tunnel = np.zeros(lon.size, dtype=bool)
+    tunnel[100:130] = True
+    reference = groups.sample_detail(lon, lat, times, in_tunnel=tunnel)
+    assert region._sky is not None and region._sky.contains(lon, lat)
+    for _ in range(2):  # cold, then every interval from the cache
+        got = region.sample_detail(lon, lat, times, in_tunnel=tunnel)
+        assert got.visible_count.tolist() == reference.visible_count.tolist()
+        for name in ("elevation_deg", "sinr_db", "confidence"):
+            want = getattr(reference.quality, name)
+            assert np.allclose(
+                getattr(got.quality, name), want, rtol=0.0, atol=1e-9, equal_nan=True
+            )
+        assert np.allclose(got.azimuth_deg, reference.azimuth_deg, atol=1e-9, equal_nan=True)
+        assert np.allclose(got.range_km, reference.range_km, atol=1e-9, equal_nan=True)
+    assert (
+        reference.visible_count[~tunnel].min() > 0 and (reference.visible_count[tunnel] == 0).all()
+    )
+    # a later call overlapping in time reuses the kept intervals and still agrees
+    part = slice(400, 900)
+    again = region.sample_detail(lon[part], lat[part], times[part] + 30.0)
+    want = groups.sample_detail(lon[part], lat[part], times[part] + 30.0)
+    assert np.allclose(again.quality.elevation_deg, want.quality.elevation_deg, atol=1e-9)
+
+
+def test_region_layer_outside_its_region_takes_the_per_group_path(
+    starlink_sats: list[EarthSatellite],
+) -> None:
+    layer = LeoLayer(STARLINK_NET, read_tle_file(STARLINK), region=ANDORRA_BBOX)
+    times = np.array([T0, T0 + 600.0])
+    lon, lat = np.array([VALLEY[0], CORK[0]]), np.array([VALLEY[1], CORK[1]])
+    assert layer._sky is not None and not layer._sky.contains(lon, lat)
+    detail = layer.sample_detail(lon, lat, times)
+    for i in range(2):
+        el, _ = skyfield_look(starlink_sats, lon[i], lat[i], ANTENNA_HEIGHT_M, times[i : i + 1])
+        assert detail.visible_count[i] == int((el >= 25.0).sum())
+        assert abs(detail.quality.elevation_deg[i] - el.max()) < 0.01
+
+
+def test_region_layer_matches_skyfield_along_a_drive(starlink_sats: list[EarthSatellite]) -> None:
+    layer = LeoLayer(STARLINK_NET, read_tle_file(STARLINK), region=ANDORRA_BBOX)
+    times = T0 + np.linspace(0.0, 4500.0, 61)
+    detail = layer.sample_detail(np.full(61, VALLEY[0]), np.full(61, VALLEY[1]), times)
+    el, _ = skyfield_look(starlink_sats, *VALLEY, ANTENNA_HEIGHT_M, times)
+    assert detail.visible_count.tolist() == (el >= 25.0).sum(axis=0).tolist()
+    assert np.abs(detail.quality.elevation_deg - el.max(axis=0)).max() < 0.01

@@ -9,6 +9,10 @@ off the roads and points in tunnels, whose quality depends on the tunnel flag).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 
 import networkx as nx
@@ -25,6 +29,13 @@ __all__ = ["CachedLayer", "NearestWithin", "road_sample_points", "write_cache"]
 _EARTH_M_PER_DEG = 111_320.0
 _COLUMNS = ("rsrp_dbm", "sinr_db", "elevation_deg", "confidence", "provenance", "sample_count")
 _ROW = 1 << 32  # grid cell key: column * _ROW + row (rows and columns well inside +-2^31)
+# indexes of identical point sets (NearestWithin.shared); weak values: a dropped map frees its own
+_SHARED: weakref.WeakValueDictionary[tuple[str, int, float], NearestWithin] = (
+    weakref.WeakValueDictionary()
+)
+_SHARED_LOCK = threading.Lock()
+# answers an index keeps: a 1,000 km corridor's slices (512 segments each) and some more
+_RECENT_QUERIES = 64
 
 
 def _local_xy(
@@ -103,7 +114,7 @@ class CachedLayer:
         columns = {name: table[name].to_numpy() for name in table.column_names}
         lon, lat = columns["lon"], columns["lat"]
         self._lat0 = float(lat.mean()) if lat.size else 0.0
-        self._near = NearestWithin(_local_xy(lon, lat, self._lat0), max_distance_m)
+        self._near = NearestWithin.shared(_local_xy(lon, lat, self._lat0), max_distance_m)
         self._values = {c: columns[c] for c in _COLUMNS}
 
     def sample(
@@ -173,6 +184,26 @@ class NearestWithin:
         keys = self._keys(self._xy)
         self._order = np.argsort(keys, kind="stable")
         self._sorted_keys = keys[self._order]
+        self._recent: OrderedDict[bytes, tuple[NDArray[np.float64], NDArray[np.int64]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, xy: NDArray[np.float64], radius_m: float) -> NearestWithin:
+        """One index for every caller with the same points and radius.
+
+        A map's terrestrial caches are sampled at the same road points, so their layers share
+        one index, and the index answers a query it has just answered (the next network of
+        a corridor's slices) without searching again.
+        """
+        xy = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2)
+        key = (hashlib.sha256(xy.tobytes()).hexdigest(), xy.shape[0], float(radius_m))
+        with _SHARED_LOCK:
+            found = _SHARED.get(key)
+            if found is None:
+                found = _SHARED[key] = cls(xy, radius_m)
+            return found
 
     def __len__(self) -> int:
         return int(self._xy.shape[0])
@@ -184,7 +215,20 @@ class NearestWithin:
     def query(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         """``(distance_m, index)`` of the nearest point within the radius of each query point
         (``inf`` and 0 where there is none)."""
-        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        xy = np.ascontiguousarray(xy, dtype=np.float64).reshape(-1, 2)
+        asked = xy.tobytes()
+        with self._lock:
+            known = self._recent.get(asked)
+        if known is not None:
+            return known[0].copy(), known[1].copy()
+        answer = self._search(xy)
+        with self._lock:
+            self._recent[asked] = (answer[0].copy(), answer[1].copy())
+            while len(self._recent) > _RECENT_QUERIES:
+                self._recent.popitem(last=False)
+        return answer
+
+    def _search(self, xy: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
         n = xy.shape[0]
         distance = np.full(n, np.inf)
         index = np.zeros(n, dtype=np.int64)
