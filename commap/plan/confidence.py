@@ -21,7 +21,7 @@ made.
 Examples
 --------
 >>> import numpy as np
->>> outage_seconds_var(np.array([[0.5, 0.0]]), np.array([2.0]), np.array([2.0])).tolist()
+>>> outage_seconds_var(np.array([[1.0, 0.0]]), np.array([2.0]), np.array([2.0])).tolist()  # half out
 [[0.5, 0.0]]
 """
 
