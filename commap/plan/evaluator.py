@@ -117,6 +117,8 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
     prev, new = a[switch_at - 1], a[switch_at]
     link, w, table = problem.link, problem.objective, problem.switch
     outage_drops = float(problem.drop_onsets[rows, a].sum())
+    # the recovery of failures already counted as measured outage seconds is not paid twice
+    recovery_drops = float(problem.recovery_onsets[rows, a].sum())
     handover_drops = float(
         (
             table.failure_prob[prev, new]
@@ -131,7 +133,7 @@ def evaluate_plan(problem: HandoverProblem, assignment: object) -> Evaluation:
     outage_s = float(problem.outage_s[rows, a].sum())
     terms = {
         "outage_s": w.outage_s * outage_s,
-        "drops": w.drops * (outage_drops + handover_drops),
+        "drops": w.drops * (recovery_drops + handover_drops),
         "handovers": w.handovers * float(switch_at.size),
         "interruption_s": w.interruption_s * interruption,
         "sat_mb": w.sat_mb * sat_mb,

@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from commap.files import atomic_path, write_text_atomic
 from commap.geo.corridor import Corridor
 from commap.networks import NetworkCatalogue
 from commap.plan import defaults
+from commap.plan.confidence import vouched_assignment
 from commap.plan.cpsat import solve_cpsat
 from commap.plan.dp import solve_dp
 from commap.plan.evaluator import Evaluation, evaluate_plan
@@ -452,6 +453,10 @@ def solve(
 ) -> Plan:
     """Plan a prepared problem.
 
+    The solver's plan of least expected cost then loses the stretches the map cannot vouch
+    for (``Objective.switch_confidence_sd``, :mod:`commap.plan.confidence`); the report keeps
+    the solver's bound and, when stretches went, says how many switches.
+
     Parameters
     ----------
     problem : HandoverProblem
@@ -482,7 +487,7 @@ def solve(
         report = SolverReport(
             "dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start, "exact Viterbi"
         )
-        return make_plan(problem, assignment, report)
+        return _vouched(problem, assignment, report)
     res = solve_cpsat(
         problem,
         time_limit_s=time_limit_s,
@@ -495,7 +500,21 @@ def solve(
         "cp-sat", res.status, res.cost, res.bound, res.gap, time.perf_counter() - start, detail
     )
     log.info("plan %s: cost %.6g, bound %.6g, gap %.2e", res.status, res.cost, res.bound, res.gap)
-    return make_plan(problem, res.assignment, report)
+    return _vouched(problem, res.assignment, report)
+
+
+def _vouched(problem: HandoverProblem, assignment: IntArray, report: SolverReport) -> Plan:
+    """The solver's plan without the stretches the map cannot vouch for
+    (:mod:`commap.plan.confidence`); the report keeps the solver's bound and says what went."""
+    kept = vouched_assignment(problem, assignment, problem.objective.switch_confidence_sd)
+    dropped = int((assignment[1:] != assignment[:-1]).sum() - (kept[1:] != kept[:-1]).sum())
+    if dropped == 0:
+        return make_plan(problem, assignment, report)
+    cost = evaluate_plan(problem, kept).cost
+    gap = (cost - report.bound) / cost if cost > 0 else 0.0
+    detail = f"{report.detail}; {dropped} switches the map cannot vouch for left out"
+    report = replace(report, objective=cost, gap=gap, detail=detail)
+    return make_plan(problem, kept, report)
 
 
 def plan_corridor(

@@ -6,7 +6,9 @@ and the objective weights:
 
 * ``node_cost[i, n]``: cost of using network ``n`` on segment ``i``: the expected seconds
   without service there (outage, and the recovery of the link failures expected to start
-  there: a long stretch of outage is one failure, :meth:`LinkModel.drop_onsets`), interruptions
+  there: a long stretch of outage is one failure, :meth:`LinkModel.drop_onsets`; where the
+  outage probability is a share of measured outage seconds, a learned map's or a drive's, the
+  recovery is already among those seconds and is not added again), interruptions
   while on it (LEO reconfiguration, failovers to a standby modem), seconds on a network too slow for the application, satellite MB;
 * ``entry_cost[i, n]``: extra cost of switching *into* ``n`` at the start of segment ``i`` (the
   handover fails more often when the target is weak there);
@@ -162,6 +164,7 @@ class HandoverProblem:
     point_outage: FloatArray
     drop_prob: FloatArray  # (S, N): P(the link fails somewhere in the segment), for display
     drop_onsets: FloatArray  # (S, N): expected failures starting there, staying on the network
+    recovery_onsets: FloatArray  # (S, N): those failures whose recovery is not in outage_s
     sat_mb: FloatArray
     reconfiguration_s: FloatArray  # (S, N): interruption while on it (LEO, failovers to a standby)
     latency_violation_s: FloatArray
@@ -259,8 +262,10 @@ class HandoverProblem:
             failover_s = vehicle.failover_detection_s + vehicle.route_change_s
             reconf = reconf + onsets * failover_s
             onsets = onsets * standby_out
-        # a drop costs its recovery once per failure, not once per segment it spans
-        node = w.outage_s * outage_s + w.drops * onsets + w.interruption_s * reconf
+        # a drop costs its recovery once per failure, not once per segment it spans, and only
+        # where the outage probability leaves the recovery out (module docstring)
+        recovery = onsets * ~_outage_holds_recovery(matrix)
+        node = w.outage_s * outage_s + w.drops * recovery + w.interruption_s * reconf
         node = node + w.latency_violation_s * latency_s + w.sat_mb * sat_mb
         entry = w.drops * link.target_outage_failure_gain * point
         off = 1.0 - np.eye(len(networks))
@@ -280,6 +285,7 @@ class HandoverProblem:
             point_outage=point,
             drop_prob=drop,
             drop_onsets=onsets,
+            recovery_onsets=recovery,
             sat_mb=sat_mb,
             reconfiguration_s=reconf,
             latency_violation_s=latency_s,
@@ -397,6 +403,19 @@ def _on_vehicle(
                 prepared = vehicle.switch_s(a, b, standby=True)
                 interruption[i, j] = min(interruption[i, j], prepared)
     return replace(table, interruption_s=interruption)
+
+
+def _outage_holds_recovery(matrix: QualityMatrix) -> BoolArray:
+    """``(S, N)``: True where the outage probability is a share of measured outage seconds.
+
+    A layer that predicts the outage itself (a map learned from drive records, a drive's
+    truth) counts every second a record was out, and the seconds a failed link takes to come
+    back (T310, re-establishment, "no serving cell") are outage seconds of those records: its
+    failures cost no recovery on top. A signal-level model's outage is only the time below
+    Qout; the recovery after a failure comes on top of it.
+    """
+    predicted = np.asarray(matrix.outage_prob, dtype=np.float64).reshape(matrix.shape)
+    return np.isfinite(predicted)
 
 
 def _standby_outage(point: FloatArray, networks: Sequence[Network]) -> FloatArray:

@@ -213,10 +213,18 @@ class Objective:
       the same service);
     * ``sat_mb``: per megabyte sent over a satellite network (1e-4 s: 100 MB weigh as one switch).
 
+    ``switch_confidence_sd`` is not a weight: a planned stretch is kept only where the seconds
+    it saves are at least that many standard deviations of their spread under the map (1: the
+    map gives the switch about five chances in six of paying for itself; 0: the expected-cost
+    optimum as it is). A solver's optimum picks the stretches whose gain the map
+    over-estimates most; :mod:`commap.plan.confidence` says why and how.
+
     Parameters
     ----------
     outage_s, drops, interruption_s, latency_violation_s, handovers, sat_mb : float
         The weights (finite, >= 0).
+    switch_confidence_sd : float
+        Standard deviations of its saving a planned stretch must clear (finite, >= 0).
 
     Examples
     --------
@@ -232,6 +240,7 @@ class Objective:
     latency_violation_s: float = 1.0
     handovers: float = 0.01
     sat_mb: float = 1e-4
+    switch_confidence_sd: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,0 +1,125 @@
+"""Switches the map can vouch for: a planned stretch is kept only where its gain is sure enough.
+
+The solvers minimise the *expected* cost on the map. A switch is chosen because the map's
+expected outage seconds say it saves more than it costs; among the many stretches a solver
+weighs, the ones it picks are those whose gain the map over-estimates most (the optimizer's
+curse: Smith and Winkler, "The Optimizer's Curse", Management Science 52(3), 2006). Over a
+stretch the outage seconds are random under the map's own predictive distribution: each
+segment holds ``looks`` independent looks at the field (:meth:`commap.radio.link.LinkModel.
+segment_drop`), each out with the segment's outage probability ``q`` for ``duration / looks``
+seconds, so a segment's outage seconds have variance ``q (1 - q) duration**2 / looks``; two
+networks are taken as independent.
+
+:func:`vouched_assignment` keeps a stretch on a network only where the seconds it saves over
+the better neighbour (the network before or after it, with the switches that change) are at
+least ``switch_confidence_sd`` standard deviations of that saving. Stretches that fail are
+merged into that neighbour, the one with the smallest margin first, until every stretch
+passes. A merge only removes switches, so the minimum dwell and the handover limit still
+hold; a merge that breaks a satellite budget or enters a network not allowed there is not
+made.
+
+Examples
+--------
+>>> import numpy as np
+>>> outage_seconds_var(np.array([[1.0, 0.0]]), np.array([2.0]), np.array([2.0])).tolist()  # half out
+[[0.5, 0.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from commap.arrays import FloatArray, IntArray
+from commap.plan.problem import HandoverProblem
+
+__all__ = ["outage_seconds_var", "vouched_assignment"]
+
+
+def outage_seconds_var(
+    outage_s: FloatArray, duration_s: FloatArray, looks: FloatArray
+) -> FloatArray:
+    """Variance of each segment's outage seconds under the map (module docstring).
+
+    Parameters
+    ----------
+    outage_s : (S, N) expected outage seconds per segment and network.
+    duration_s : (S,) segment durations.
+    looks : (S,) independent looks per segment (at least one is used).
+    """
+    d = np.asarray(duration_s, dtype=np.float64)
+    safe_d = np.where(d > 0, d, 1.0)
+    q = np.clip(np.asarray(outage_s, dtype=np.float64) / safe_d[:, None], 0.0, 1.0)
+    per_look = d * d / np.maximum(np.asarray(looks, dtype=np.float64), 1.0)
+    return np.asarray(q * (1.0 - q) * per_look[:, None], dtype=np.float64)
+
+
+def _switch(problem: HandoverProblem, i: int, m: int, n: int) -> float:
+    """Cost of a switch ``m -> n`` at segment ``i`` (0 for none or at the route's ends)."""
+    if m < 0 or n < 0 or m == n:
+        return 0.0
+    return float(problem.switch_cost[m, n] + problem.entry_cost[i, n])
+
+
+def _worst_stretch(
+    problem: HandoverProblem, a: IntArray, var: FloatArray, z: float
+) -> tuple[int, int, int] | None:
+    """The stretch whose saving falls furthest below ``z`` standard deviations, and the
+    neighbour it merges into; None when every stretch is vouched for."""
+    n_seg = a.shape[0]
+    cuts = np.flatnonzero(a[1:] != a[:-1]) + 1
+    starts, stops = np.r_[0, cuts], np.r_[cuts, n_seg]
+    node = problem.node_cost
+    worst: tuple[float, int, int, int] | None = None
+    for i, j in zip(starts.tolist(), stops.tolist(), strict=True):
+        n = int(a[i])
+        m = int(a[i - 1]) if i > 0 else -1
+        o = int(a[j]) if j < n_seg else -1
+        kept = node[i:j, n].sum() + _switch(problem, i, m, n) + _switch(problem, j, n, o)
+        for alt in (m, o):
+            if alt < 0 or not problem.allowed[i:j, alt].all():
+                continue
+            merged = (
+                node[i:j, alt].sum() + _switch(problem, i, m, alt) + _switch(problem, j, alt, o)
+            )
+            spread = float(np.sqrt(var[i:j, n].sum() + var[i:j, alt].sum()))
+            margin = float(merged - kept) - z * spread
+            if margin < 0 and (worst is None or margin < worst[0]):
+                worst = (margin, i, j, alt)
+    return None if worst is None else worst[1:]
+
+
+def vouched_assignment(
+    problem: HandoverProblem, assignment: IntArray, switch_confidence_sd: float
+) -> IntArray:
+    """``assignment`` with the stretches the map cannot vouch for merged away.
+
+    Parameters
+    ----------
+    problem : the request.
+    assignment : (S,) a plan's network column per segment (a solver's optimum).
+    switch_confidence_sd : standard deviations of its saving a stretch must clear (0: keep
+        the assignment).
+
+    Returns
+    -------
+    (S,) int array: the same plan, or one with fewer switches (deterministic).
+    """
+    a = np.asarray(assignment, dtype=np.int64).copy()
+    if switch_confidence_sd <= 0 or a.shape[0] == 0:
+        return a
+    corridor, link = problem.corridor, problem.link
+    looks = np.maximum(
+        np.asarray(corridor.length_m, dtype=np.float64) / link.decorrelation_m,
+        np.asarray(corridor.duration_s, dtype=np.float64) / link.decorrelation_s,
+    )
+    var = outage_seconds_var(problem.outage_s, corridor.duration_s, looks)
+    budget = problem.constraints.sat_budget_mb
+    while (step := _worst_stretch(problem, a, var, switch_confidence_sd)) is not None:
+        i, j, alt = step
+        trial = a.copy()
+        trial[i:j] = alt
+        rows = np.arange(trial.shape[0])
+        if budget is not None and problem.sat_mb[rows, trial].sum() > budget + 1e-9:
+            break  # the merge would spend satellite data the budget does not have
+        a = trial
+    return a
