@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
+from commap.plan import kernels
 from commap.plan.cancel import check_stop
 from commap.plan.problem import (
     HandoverProblem,
@@ -170,7 +171,13 @@ def _checked_weights(units: Units, weights: Weights | None) -> Weights:
     return w
 
 
-def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = None) -> DPResult:
+def viterbi(
+    units: Units,
+    switch_cost: FloatArray,
+    weights: Weights | None = None,
+    *,
+    engine: str = "auto",
+) -> DPResult:
     """Best plan over ``units`` for each weighting, switches only at unit starts.
 
     Parameters
@@ -181,6 +188,10 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
         Switch costs (zero diagonal).
     weights : Weights, optional
         Batch of weightings; default the plain objective.
+    engine : {"auto", "compiled", "numpy"}
+        The compiled pass (:mod:`commap.plan.kernels`), the blocked numpy pass, or the
+        compiled one where numba is installed (``auto``). Both are exact; among plans of
+        equal cost they may pick different ones.
 
     Returns
     -------
@@ -208,6 +219,12 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     n_w = len(w)
     if n_units == 0:
         return _empty(n_w)
+    if _compiled(engine):
+        check_stop("the DP")
+        value, plans = kernels.viterbi_pass(
+            _raw_costs(units), units.entry_cost, (w.alpha, w.beta), _lane_switch(switch_cost, w)
+        )
+        return DPResult(np.stack([units.expand(row) for row in plans]), value, plans)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
     blocks = _Blocks.plan(n_units - 1, n_w)
@@ -251,6 +268,30 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     out = np.stack([_backtrack(back[:, :, k], int(ends[k])) for k in range(n_w)])
     expanded = np.stack([units.expand(row) for row in out])
     return DPResult(expanded, total, out)
+
+
+_ENGINES = ("auto", "compiled", "numpy")
+
+
+def _raw_costs(units: Units) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """The units' node costs, satellite MB and allowed mask, as the kernels take them."""
+    return (
+        np.ascontiguousarray(units.node_cost, dtype=np.float64),
+        np.ascontiguousarray(units.sat_mb, dtype=np.float64),
+        np.ascontiguousarray(units.allowed, dtype=np.bool_),
+    )
+
+
+def _lane_switch(switch_cost: FloatArray, w: Weights) -> FloatArray:
+    """``(L, N_from, N_to)`` weighted switch costs (the kernels' layout)."""
+    return np.ascontiguousarray(_switch_table(switch_cost, w).transpose(2, 0, 1))
+
+
+def _compiled(engine: str) -> bool:
+    """True when a pass runs the compiled kernel (``engine`` as in :func:`viterbi`)."""
+    if engine not in _ENGINES:
+        raise InvalidInputError(f"engine must be one of {_ENGINES}", field="engine")
+    return engine == "compiled" or (engine == "auto" and kernels.COMPILED)
 
 
 def _switch_table(switch_cost: FloatArray, w: Weights) -> FloatArray:
@@ -484,6 +525,7 @@ def viterbi_dwell(
     weights: Weights | None = None,
     *,
     layers: int | None = None,
+    engine: str = "auto",
 ) -> DPResult:
     """Best plan with a minimum dwell after every switch (exact over the given units).
 
@@ -496,7 +538,8 @@ def viterbi_dwell(
     With ``layers`` given the units' columns are ``layers`` copies of the ``N`` networks of
     ``switch_cost`` (column ``k * N + n``, the same rows in every copy) and a switch leads from
     copy ``k`` to copy ``k + 1`` only (:func:`viterbi_limited`); the pass then costs
-    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times.
+    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times (the compiled pass,
+    ``engine`` as in :func:`viterbi`, takes the whole layered switch table).
 
     Examples
     --------
@@ -532,6 +575,8 @@ def viterbi_dwell(
         return _empty(n_w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
+    if _compiled(engine):
+        return _dwell_compiled(units, switch_cost, (min_dwell_s, min_dwell_m), w, layers, land)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
     prefix = np.zeros((n_units + 1, n_w, n_net))
@@ -659,6 +704,33 @@ def viterbi_dwell(
     return DPResult(expanded, total, out)
 
 
+def _dwell_compiled(
+    units: Units,
+    switch_cost: FloatArray,
+    dwell: tuple[float, float],
+    w: Weights,
+    layers: int | None,
+    land: IntArray,
+) -> DPResult:
+    """:func:`viterbi_dwell` by the compiled pass; ``land (U, N)``: each dwell block's end."""
+    check_stop("the DP")
+    full = switch_cost if layers is None else _layered_switch_cost(switch_cost, layers)
+    ban_step, ban_to, ban_from = _arrival_bans(units, *dwell)
+    first = int(ban_step.min(initial=0)) + 1  # steps count from unit 1
+    span = int(ban_step.max()) + 2 - first if ban_step.size else 0
+    banned = np.zeros((span, full.shape[0], full.shape[0]), dtype=np.bool_)
+    banned[ban_step + 1 - first, ban_to, ban_from] = True
+    value, plans = kernels.dwell_pass(
+        _raw_costs(units),
+        units.entry_cost,
+        (w.alpha, w.beta),
+        _lane_switch(full, w),
+        np.ascontiguousarray(land, dtype=np.int64),
+        (first, banned),
+    )
+    return DPResult(np.stack([units.expand(row) for row in plans]), value, plans)
+
+
 def _arrival_bans(
     units: Units, min_dwell_s: float, min_dwell_m: float
 ) -> tuple[IntArray, IntArray, IntArray]:
@@ -767,6 +839,8 @@ def viterbi_limited(
     max_handovers: int,
     min_dwell_s: float = 0.0,
     min_dwell_m: float = 0.0,
+    *,
+    engine: str = "auto",
 ) -> DPResult:
     """Best plan with at most ``max_handovers`` switches (and a minimum dwell, if given).
 
@@ -775,6 +849,7 @@ def viterbi_limited(
     and no switch leaves the last layer, solved by :func:`viterbi` (or :func:`viterbi_dwell`
     with a dwell; a dwell block never switches, so it stays in its layer). Exact over the
     units wherever those passes are; the value is ``inf`` when no plan meets the limit.
+    ``engine`` as in :func:`viterbi`.
 
     Examples
     --------
@@ -812,9 +887,11 @@ def viterbi_limited(
         end_m=units.end_m,
     )
     if min_dwell_s > 0 or min_dwell_m > 0:
-        result = viterbi_dwell(layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers)
+        result = viterbi_dwell(
+            layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers, engine=engine
+        )
     else:
-        result = viterbi(layered, _layered_switch_cost(switch_cost, layers))
+        result = viterbi(layered, _layered_switch_cost(switch_cost, layers), engine=engine)
     return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
 
 
