@@ -59,6 +59,7 @@ __all__ = [
     "viterbi",
     "viterbi_dwell",
     "viterbi_limited",
+    "warm_up_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,9 +190,10 @@ def viterbi(
     weights : Weights, optional
         Batch of weightings; default the plain objective.
     engine : {"auto", "compiled", "numpy"}
-        The compiled pass (:mod:`commap.plan.kernels`), the blocked numpy pass, or the
-        compiled one where numba is installed (``auto``). Both are exact; among plans of
-        equal cost they may pick different ones.
+        The compiled pass (:mod:`commap.plan.kernels`), the blocked numpy pass, or
+        (``auto``) the compiled one where numba is installed and loaded (the server loads it
+        at start; a constrained solve on a long route does too) or worth loading for this
+        pass alone. Both are exact; among plans of equal cost they may pick different ones.
 
     Returns
     -------
@@ -219,7 +221,7 @@ def viterbi(
     n_w = len(w)
     if n_units == 0:
         return _empty(n_w)
-    if _compiled(engine):
+    if _compiled(engine, n_units * n_net * n_net * n_w):
         check_stop("the DP")
         value, plans = kernels.viterbi_pass(
             _raw_costs(units), units.entry_cost, (w.alpha, w.beta), _lane_switch(switch_cost, w)
@@ -271,6 +273,9 @@ def viterbi(
 
 
 _ENGINES = ("auto", "compiled", "numpy")
+# Units x networks^2 x weightings from which one numpy pass (about 50 ns a cell) takes longer
+# than importing numba and loading the kernels' cached machine code (about 1.5 s).
+WORTH_LOADING_CELLS = 30_000_000
 
 
 def _raw_costs(units: Units) -> tuple[FloatArray, FloatArray, BoolArray]:
@@ -287,11 +292,30 @@ def _lane_switch(switch_cost: FloatArray, w: Weights) -> FloatArray:
     return np.ascontiguousarray(_switch_table(switch_cost, w).transpose(2, 0, 1))
 
 
-def _compiled(engine: str) -> bool:
-    """True when a pass runs the compiled kernel (``engine`` as in :func:`viterbi`)."""
+def _compiled(engine: str, cells: int) -> bool:
+    """True when a pass of ``cells`` (units x networks^2 x weightings) runs the compiled
+    kernel (``engine`` as in :func:`viterbi`). ``auto`` takes it where numba is installed and
+    its machine code is loaded, or where this pass alone would take the numpy passes longer
+    than loading it."""
     if engine not in _ENGINES:
         raise InvalidInputError(f"engine must be one of {_ENGINES}", field="engine")
-    return engine == "compiled" or (engine == "auto" and kernels.COMPILED)
+    if engine == "auto":
+        return kernels.COMPILED and (kernels.loaded() or cells >= WORTH_LOADING_CELLS)
+    return engine == "compiled"
+
+
+def warm_up_for(units: Units, passes: int) -> None:
+    """Load the compiled kernels when ``passes`` DP passes over ``units`` would take the
+    numpy passes longer than loading them (a constrained solve runs dozens).
+
+    Examples
+    --------
+    >>> warm_up_for.__name__
+    'warm_up_for'
+    """
+    n_units, n_net = units.node_cost.shape
+    if kernels.COMPILED and n_units * n_net * n_net * passes >= WORTH_LOADING_CELLS:
+        kernels.warm_up()
 
 
 def _switch_table(switch_cost: FloatArray, w: Weights) -> FloatArray:
@@ -575,7 +599,7 @@ def viterbi_dwell(
         return _empty(n_w)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
-    if _compiled(engine):
+    if _compiled(engine, n_units * n_net * n_net * n_w):
         return _dwell_compiled(units, switch_cost, (min_dwell_s, min_dwell_m), w, layers, land)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
@@ -984,6 +1008,7 @@ def lagrangian_search(
     k_ho = float(c.max_handovers) if c.max_handovers is not None else 0.0
     b_mb = float(c.sat_budget_mb) if c.sat_budget_mb is not None else 0.0
     box = _box(problem, units)
+    warm_up_for(units, 2 * max_iter)
     cuts = _Cuts(k_ho, b_mb)
     lam = np.zeros((1, 2))
     best_l = (-_INF, 0.0, 0.0)

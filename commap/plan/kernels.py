@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -33,30 +34,36 @@ import numpy as np
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 
-__all__ = ["COMPILED", "dwell_pass", "viterbi_pass"]
+__all__ = ["COMPILED", "dwell_pass", "loaded", "viterbi_pass", "warm_up"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# numba is optional at run time: without it the DP keeps its numpy passes. It is imported on
-# the first call of a kernel, not with the package: a command that plans nothing never waits
-# for it (importing it takes about a second).
+# numba is optional at run time: without it the DP keeps its numpy passes. It is imported with
+# the first kernel loaded, not with the package: importing it and loading the cached machine
+# code takes 1-2 s, which a command that plans one short route would wait for in vain.
 COMPILED = importlib.util.find_spec("numba") is not None
+_LOADED: dict[str, Callable[..., Any]] = {}
+
+
+def loaded() -> bool:
+    """True once the kernels' machine code is in this process (:func:`warm_up`)."""
+    return bool(_LOADED)
 
 
 def _compiled(fn: F) -> F:
-    """``fn`` compiled in nopython mode on its first call, with an on-disk cache (as is
+    """``fn`` compiled in nopython mode when first called, with an on-disk cache (as is
     without numba)."""
     if not COMPILED:  # pragma: no cover - depends on the environment
         return fn
-    machine: list[Callable[..., Any]] = []
 
     @functools.wraps(fn)
     def call(*args: Any) -> Any:
-        if not machine:
+        machine = _LOADED.get(fn.__name__)
+        if machine is None:
             from numba import njit
 
-            machine.append(njit(cache=True, nogil=True)(fn))
-        return machine[0](*args)
+            machine = _LOADED[fn.__name__] = njit(cache=True, nogil=True)(fn)
+        return machine(*args)
 
     return cast(F, call)
 
@@ -218,3 +225,25 @@ def dwell_pass(
         if u == 0:
             plans[lane, 0] = net
     return values, plans
+
+
+def warm_up() -> float:
+    """Load (or, in a fresh install, compile) every kernel now; seconds it took.
+
+    A long-running process (the server) calls it at start, so that no request waits for it.
+    Without numba it does nothing.
+
+    Examples
+    --------
+    >>> warm_up() >= 0.0
+    True
+    """
+    if not COMPILED or len(_LOADED) == 2:
+        return 0.0
+    start = time.perf_counter()
+    costs = (np.zeros((2, 1)), np.zeros((2, 1)), np.ones((2, 1), dtype=np.bool_))
+    weights, switch = (np.ones(1), np.zeros(1)), np.full((1, 1, 1), np.inf)
+    viterbi_pass(costs, np.zeros((2, 1)), weights, switch)
+    land = np.array([[0], [1]], dtype=np.int64)
+    dwell_pass(costs, np.zeros((2, 1)), weights, switch, land, (0, np.zeros((0, 1, 1), np.bool_)))
+    return time.perf_counter() - start
