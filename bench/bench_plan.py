@@ -252,4 +252,5 @@ def run() -> dict[str, float | str]:
         "constrained_plan_from": f"{res.source} (cp-sat {res.cp_status})",
         "constrained_feasible": str(final.feasible),
         **_long_route_figures(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }

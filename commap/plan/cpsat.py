@@ -267,10 +267,11 @@ def solve_cpsat(
     if limited_dp and search.decide_by_dp(exact_units):
         return search.result("NOT_RUN", 0, time.perf_counter() - start)
     pool = search.bound_and_pool(exact_units)
-    for plan in splice_pool(problem, pool[:_POOL]):
-        search.offer(plan, "splice")
+    search.recombine(pool)
     if not search.good_enough():
-        search.recombine(pool)
+        for plan in splice_pool(problem, pool[:_POOL]):
+            search.offer(plan, "splice")
+        search.recombine(pool, with_best=True)
     for plan in pool:
         search.offer(plan, "dp")
     cp_status, n_units = "NOT_RUN", 0
@@ -563,20 +564,35 @@ class _Search:
             extra = viterbi(units, p.switch_cost, w)
         return list(extra.assignment)
 
-    def recombine(self, pool: list[IntArray]) -> None:
-        """Offer the best recombination of the pool's plans, then of the best plan so far with
-        each of them (fewer stretches, each smaller)."""
+    def recombine(self, pool: list[IntArray], *, with_best: bool = False) -> None:
+        """Offer the best recombination of the pool's plans; ``with_best``: then of the best
+        plan so far with each of them in turn (fewer stretches, each smaller)."""
         remaining = self.deadline - time.perf_counter()
-        plan = recombine(self.problem, pool, time_limit_s=0.25 * remaining)
-        if plan is not None:
-            self.offer(plan, "recombined")
+        if not with_best:
+            plan = recombine(
+                self.problem, pool, time_limit_s=0.25 * remaining, gap_limit=self._knapsack_gap()
+            )
+            if plan is not None:
+                self.offer(plan, "recombined")
+            return
         for other in pool:
             if self.good_enough() or self.best is None:
                 return
             remaining = self.deadline - time.perf_counter()
-            plan = recombine(self.problem, [self.best[1], other], time_limit_s=0.1 * remaining)
+            plan = recombine(
+                self.problem,
+                [self.best[1], other],
+                time_limit_s=0.1 * remaining,
+                gap_limit=self._knapsack_gap(),
+            )
             if plan is not None:
                 self.offer(plan, "recombined")
+
+    def _knapsack_gap(self) -> float:
+        """The recombination knapsack's own gap: a quarter of the plan's gap limit. Its bound is
+        at least the Lagrangian one (its LP is the dual over fewer plans), so a plan it stops
+        at is within the limit whenever the best recombination is within three quarters."""
+        return 0.25 * self.gap_limit
 
     def _within_limits(self, plan: IntArray) -> bool:
         c, p = self.problem.constraints, self.problem

@@ -7,8 +7,10 @@ These kernels are that loop, for the plain Viterbi and for the minimum-dwell DP,
 cost weightings prepared by :mod:`commap.plan.dp` (which owns their meaning).
 
 Without numba the same functions run as plain Python (slow; the DP then keeps its numpy passes,
-:data:`COMPILED` tells which). The first call in a fresh install compiles them (about a
-second); ``cache=True`` keeps the machine code beside the module for later processes.
+:data:`COMPILED` tells which). The first call in a fresh install compiles them (2-3 s);
+``cache=True`` keeps the machine code beside the module (or in the user's cache where the
+install is read-only), so a later process only loads it: 1-2 s with numba's own import, paid
+once per process (:func:`warm_up`, :func:`commap.plan.dp.warm_up_for`).
 
 Examples
 --------
@@ -181,19 +183,20 @@ def dwell_pass(
             free[n] = stay[0, n]
         for u in range(1, n_units):
             b = u - ban_first
+            ban_here = 0 <= b < n_banned  # only the last units before the arrival
             for n in range(n_net):
+                if not allowed[u, n]:
+                    continue  # no entry here: no block to book
                 best = np.inf
                 frm = 0
                 for m in range(n_net):
-                    if 0 <= b < n_banned and banned[b, n, m]:
+                    if ban_here and banned[b, n, m]:
                         continue
                     c = free[m] + sw[m, n]
                     if c < best:
                         best = c
                         frm = m
                 came_from[u, n] = frm
-                if not allowed[u, n]:
-                    continue
                 at = land[u, n]
                 booked = best + ((prefix[at + 1, n] - prefix[u, n]) + a * entry[u, n])
                 if booked < pend[at, n]:

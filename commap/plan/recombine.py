@@ -5,7 +5,7 @@ most of a route and differ in short stretches, each trading a little cost for fe
 less satellite data. Where every plan agrees around a stretch, the cost, switches and data of a
 plan are sums over the stretches, so choosing one plan's version of each stretch is a
 multiple-choice knapsack with two capacities (the handover limit and the satellite budget):
-a small MILP (HiGHS) whose LP relaxation has at most two fractional stretches, so its optimum
+a small integer program (CP-SAT) whose LP relaxation has at most two fractional stretches, so its optimum
 is close to the Lagrangian bound. Stretches closer together than the minimum dwell are one
 stretch (a choice in one must not break the dwell of the next).
 
@@ -18,10 +18,12 @@ Examples
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 
 from commap.arrays import BoolArray, FloatArray, IntArray
+from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import HandoverProblem
 
 __all__ = ["recombine"]
@@ -29,10 +31,16 @@ __all__ = ["recombine"]
 log = logging.getLogger(__name__)
 
 _MB_EPS = 1e-9
+_MB_UNITS = 1e9  # satellite data in the knapsack: integers of a nano-MB
+_COST_SCALE = 1e6  # knapsack cost units per cost unit
 
 
 def recombine(
-    problem: HandoverProblem, plans: list[IntArray], *, time_limit_s: float = 1.0
+    problem: HandoverProblem,
+    plans: list[IntArray],
+    *,
+    time_limit_s: float = 1.0,
+    gap_limit: float = 0.0,
 ) -> IntArray | None:
     """Cheapest plan made of one of ``plans``' versions of every stretch where they differ,
     within the handover limit and satellite budget.
@@ -44,7 +52,10 @@ def recombine(
     plans : list of (S,) int arrays
         Per-segment plans, each meeting the dwell and the hard rules.
     time_limit_s : float
-        Limit of the MILP.
+        Limit of the knapsack's solve.
+    gap_limit : float
+        The solve stops within this gap (relative to the plan's cost) of its own bound (0: at
+        the best choice).
 
     Returns
     -------
@@ -66,11 +77,13 @@ def recombine(
     start, stop = _stretches(problem, differs)
     cost, handovers, mb = _stretch_sums(problem, stack, start, stop)
     first = stack[0]
+    rows = np.arange(first.shape[0])
     totals = (
+        float(evaluate_plan(problem, first).cost),
         float(np.count_nonzero(first[1:] != first[:-1])),
-        float(problem.sat_mb[np.arange(first.shape[0]), first].sum()),
+        float(problem.sat_mb[rows, first].sum()),
     )
-    choice = _knapsack(problem, (cost, handovers, mb), totals, time_limit_s)
+    choice = _knapsack(problem, (cost, handovers, mb), totals, (time_limit_s, gap_limit))
     if choice is None:
         return None
     out = stack[0].copy()
@@ -118,41 +131,96 @@ def _stretch_sums(
     return sums[0], sums[1], (mb[:, stop] - mb[:, start]).T
 
 
+def _undominated(sums: tuple[FloatArray, FloatArray, FloatArray]) -> BoolArray:
+    """``(R, P)``: the versions of each stretch no other version beats on cost, switches and
+    MB at once (of equal ones the first); the others can be left out of the knapsack."""
+    stacked = np.stack(sums, axis=-1)  # (R, P, 3)
+    n_plans = stacked.shape[1]
+    a, b = stacked[:, :, None, :], stacked[:, None, :, :]  # [r, j, k]: does j beat k?
+    no_worse = (a <= b).all(axis=-1)
+    better = (a < b).any(axis=-1) | (np.arange(n_plans)[:, None] < np.arange(n_plans)[None, :])
+    beaten = (no_worse & better).any(axis=1)
+    return np.asarray(~beaten, dtype=np.bool_)
+
+
 def _knapsack(
     problem: HandoverProblem,
     sums: tuple[FloatArray, FloatArray, FloatArray],
-    totals: tuple[float, float],
-    time_limit_s: float,
+    totals: tuple[float, float, float],
+    limits: tuple[float, float],
 ) -> IntArray | None:
     """Plan index per stretch: least total cost within the limits. ``sums``: ``(R, P)``
-    cost, switches and MB per stretch and plan; ``totals``: plan 0's switches and MB."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-    from scipy.sparse import csr_array, eye_array, kron, vstack
+    cost, switches and MB per stretch and plan; ``totals``: plan 0's cost, switches and MB;
+    ``limits``: time limit and relative gap.
 
+    Data goes in as integers of a nano-MB (rounded to nearest), against the budget loosened
+    by the rounding's largest sum; where the choice then breaks the real budget, it is made
+    again against the budget tightened by as much.
+    """
     c = problem.constraints
-    cost, handovers, mb = sums
-    n_reg, n_plans = cost.shape
-    base = cost[:, 0]
-    rows = [kron(eye_array(n_reg), np.ones((1, n_plans)), format="csr")]
-    low, high = [np.ones(n_reg)], [np.ones(n_reg)]
-    if c.max_handovers is not None:
-        rows.append(csr_array((handovers - handovers[:, :1]).reshape(1, -1)))
-        low.append(np.array([-np.inf]))
-        high.append(np.array([c.max_handovers - totals[0]]))
+    mb = sums[2]
+    room = None
     if c.sat_budget_mb is not None:
-        rows.append(csr_array((mb - mb[:, :1]).reshape(1, -1)))
-        low.append(np.array([-np.inf]))
-        high.append(np.array([c.sat_budget_mb + _MB_EPS - totals[1]]))
-    res = milp(
-        (cost - base[:, None]).ravel(),
-        constraints=LinearConstraint(
-            vstack(rows, format="csr"), np.concatenate(low), np.concatenate(high)
-        ),
-        integrality=np.ones(n_reg * n_plans),
-        bounds=Bounds(0, 1),
-        options={"time_limit": max(time_limit_s, 0.01)},
-    )
-    if res.x is None:
-        log.debug("recombination: no choice fits (%s)", res.message)
+        room = c.sat_budget_mb + _MB_EPS - (totals[2] - float(mb[:, 0].sum()))
+    # first with the budget loosened by the most the rounding can add: every choice within
+    # the real budget is in, so a choice that also keeps it is the best
+    n_reg = mb.shape[0]
+    choice = _choose(sums, totals, limits, c.max_handovers, room, -n_reg)
+    if choice is None or room is None:
+        return choice
+    if float(mb[np.arange(n_reg), choice].sum()) > room:
+        choice = _choose(sums, totals, limits, c.max_handovers, room, n_reg)
+    return choice
+
+
+def _choose(
+    sums: tuple[FloatArray, FloatArray, FloatArray],
+    totals: tuple[float, float, float],
+    limits: tuple[float, float],
+    max_handovers: int | None,
+    room_mb: float | None,
+    margin: int,
+) -> IntArray | None:
+    """The knapsack by CP-SAT (one worker, seeded: the same choice every time); ``margin``
+    nano-MB come off the data room. Costs are integers of a millionth, rounded down."""
+    from ortools.sat.python import cp_model
+
+    cost, handovers, mb = sums
+    n_reg = cost.shape[0]
+    model = cp_model.CpModel()
+    regions, versions = np.nonzero(_undominated(sums))
+    chosen = [
+        (r, k, model.new_bool_var(f"y{r}_{k}"))
+        for r, k in zip(regions.tolist(), versions.tolist(), strict=True)
+    ]
+    by_region: list[list[cp_model.IntVar]] = [[] for _ in range(n_reg)]
+    for r, _, v in chosen:
+        by_region[r].append(v)
+    for options in by_region:
+        model.add_exactly_one(options)
+    if max_handovers is not None:
+        spare = max_handovers - (totals[1] - float(handovers[:, 0].sum()))
+        model.add(sum(round(handovers[r, k]) * v for r, k, v in chosen) <= round(spare))
+    if room_mb is not None:
+        units = np.rint(mb * _MB_UNITS).astype(np.int64)
+        model.add(
+            sum(int(units[r, k]) * v for r, k, v in chosen)
+            <= math.floor(room_mb * _MB_UNITS) - margin
+        )
+    scaled = np.floor((cost - cost[:, :1]) * _COST_SCALE).astype(np.int64)
+    model.minimize(sum(int(scaled[r, k]) * v for r, k, v in chosen))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(limits[0], 0.01)
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    # the gap is relative to the plan's whole cost, not to the change from plan 0
+    solver.parameters.absolute_gap_limit = limits[1] * abs(totals[0]) * _COST_SCALE
+    status = solver.solve(model)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        log.debug("recombination: no choice fits (%s)", solver.status_name(status))
         return None
-    return np.asarray(res.x.reshape(n_reg, n_plans).argmax(axis=1), dtype=np.int64)
+    out = np.zeros(n_reg, dtype=np.int64)
+    for r, k, v in chosen:
+        if solver.boolean_value(v):
+            out[r] = k
+    return out
