@@ -597,10 +597,10 @@ def viterbi_dwell(
         )
     if n_units == 0:
         return _empty(n_w)
+    if _compiled(engine, n_units * n_net * n_net * n_w):
+        return _dwell_compiled(units, switch_cost, (min_dwell_s, min_dwell_m), w, layers)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
-    if _compiled(engine, n_units * n_net * n_net * n_w):
-        return _dwell_compiled(units, switch_cost, (min_dwell_s, min_dwell_m), w, layers, land)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
     prefix = np.zeros((n_units + 1, n_w, n_net))
@@ -734,10 +734,16 @@ def _dwell_compiled(
     dwell: tuple[float, float],
     w: Weights,
     layers: int | None,
-    land: IntArray,
 ) -> DPResult:
-    """:func:`viterbi_dwell` by the compiled pass; ``land (U, N)``: each dwell block's end."""
+    """:func:`viterbi_dwell` by the compiled passes."""
     check_stop("the DP")
+    raw = _raw_costs(units)
+    land = kernels.block_ends(
+        np.ascontiguousarray(units.t_s, dtype=np.float64),
+        np.ascontiguousarray(units.distance_m, dtype=np.float64),
+        (float(dwell[0]), float(dwell[1])),
+        raw[2],
+    )
     full = switch_cost if layers is None else _layered_switch_cost(switch_cost, layers)
     ban_step, ban_to, ban_from = _arrival_bans(units, *dwell)
     first = int(ban_step.min(initial=0)) + 1  # steps count from unit 1
@@ -745,12 +751,7 @@ def _dwell_compiled(
     banned = np.zeros((span, full.shape[0], full.shape[0]), dtype=np.bool_)
     banned[ban_step + 1 - first, ban_to, ban_from] = True
     value, plans = kernels.dwell_pass(
-        _raw_costs(units),
-        units.entry_cost,
-        (w.alpha, w.beta),
-        _lane_switch(full, w),
-        np.ascontiguousarray(land, dtype=np.int64),
-        (first, banned),
+        raw, units.entry_cost, (w.alpha, w.beta), _lane_switch(full, w), land, (first, banned)
     )
     return DPResult(np.stack([units.expand(row) for row in plans]), value, plans)
 

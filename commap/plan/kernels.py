@@ -35,8 +35,9 @@ from typing import Any, TypeVar, cast
 import numpy as np
 
 from commap.arrays import BoolArray, FloatArray, IntArray
+from commap.plan.problem import _TIME_EPS as TIME_EPS  # the dwell rule's own tolerance
 
-__all__ = ["COMPILED", "dwell_pass", "loaded", "viterbi_pass", "warm_up"]
+__all__ = ["COMPILED", "block_ends", "dwell_pass", "loaded", "viterbi_pass", "warm_up"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,6 +134,38 @@ def viterbi_pass(
             net = back[u, net]
         plans[lane, 0] = net
     return values, plans
+
+
+@_compiled
+def block_ends(
+    t_s: FloatArray, distance_m: FloatArray, dwell: tuple[float, float], allowed: BoolArray
+) -> IntArray:
+    """``(U, N)``: the last unit of the dwell block entered at each unit on each network.
+
+    The block ends before the first later unit at least the dwell time and distance on
+    (:func:`commap.plan.problem.dwell_end_index`, the same comparisons) or before the first
+    later unit where the network is not allowed, whichever comes first (start times and
+    distances are non-decreasing, so both are one forward and one backward scan).
+    """
+    n_units, n_net = allowed.shape
+    land = np.empty((n_units, n_net), dtype=np.int64)
+    ends = np.empty(n_units, dtype=np.int64)
+    by_time, by_dist = 0, 0
+    for i in range(n_units):
+        due_s = t_s[i] + dwell[0] - TIME_EPS
+        due_m = distance_m[i] + dwell[1] - TIME_EPS
+        while by_time < n_units and t_s[by_time] < due_s:
+            by_time += 1
+        while by_dist < n_units and distance_m[by_dist] < due_m:
+            by_dist += 1
+        ends[i] = max(by_time, by_dist, i + 1)
+    for n in range(n_net):
+        leaves = n_units  # the first unit after i where n is not allowed
+        for i in range(n_units - 1, -1, -1):
+            land[i, n] = min(ends[i], leaves) - 1
+            if not allowed[i, n]:
+                leaves = i
+    return land
 
 
 @_compiled
@@ -241,12 +274,12 @@ def warm_up() -> float:
     >>> warm_up() >= 0.0
     True
     """
-    if not COMPILED or len(_LOADED) == 2:
+    if not COMPILED or len(_LOADED) == 3:
         return 0.0
     start = time.perf_counter()
     costs = (np.zeros((2, 1)), np.zeros((2, 1)), np.ones((2, 1), dtype=np.bool_))
     weights, switch = (np.ones(1), np.zeros(1)), np.full((1, 1, 1), np.inf)
     viterbi_pass(costs, np.zeros((2, 1)), weights, switch)
-    land = np.array([[0], [1]], dtype=np.int64)
+    land = block_ends(np.zeros(2), np.zeros(2), (1.0, 0.0), costs[2])
     dwell_pass(costs, np.zeros((2, 1)), weights, switch, land, (0, np.zeros((0, 1, 1), np.bool_)))
     return time.perf_counter() - start

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.plan import Constraints, HandoverProblem, compress, evaluate_plan, solve_dp
+from commap.plan import Constraints, HandoverProblem, compress, evaluate_plan, kernels, solve_dp
 from commap.plan.dp import DPResult, Weights, single_units, viterbi, viterbi_dwell, viterbi_limited
+from commap.plan.problem import dwell_end_index, next_disallowed_index
 from commap.radio.link import LinkModel
 from tests.support import plan_synthetic as syn
 
@@ -116,3 +117,17 @@ def test_unknown_engine_is_refused() -> None:
     problem = _problem(1, dwell=False)
     with pytest.raises(InvalidInputError):
         viterbi(compress(problem), problem.switch_cost, engine="fortran")
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_block_ends_match_the_dwell_rule(seed: int) -> None:
+    problem = _problem(8000 + seed, dwell=True)
+    c = problem.constraints
+    units = single_units(problem)
+    dwell_end = dwell_end_index(units.t_s, units.distance_m, c.min_dwell_s, c.min_dwell_m)
+    expected = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1
+    land = kernels.block_ends(
+        units.t_s, units.distance_m, (c.min_dwell_s, c.min_dwell_m), units.allowed
+    )
+    np.testing.assert_array_equal(land, expected)
+    assert (land >= np.arange(len(units))[:, None]).all()  # a block holds its entry unit
