@@ -529,9 +529,19 @@ class _Search:
         # with a dwell the Lagrangian runs the exact dwell DP over single segments: its bound
         # holds the dwell too (the relaxed one is looser by about the dwell's own cost)
         units = single_units(p) if c.has_dwell else exact_units
-        lag = lagrangian_search(
-            p, units, dwell=c.has_dwell, deadline=time.perf_counter() + 0.4 * budget
+        # a small handover limit stays exact in the DP's state: only the budget is relaxed
+        in_state = (
+            c.max_handovers is not None
+            and c.sat_budget_mb is not None
+            # the search runs two weightings a call: the cap with room for both (and more)
+            and limited_dp_fits(units, 2 * c.max_handovers + 1)
         )
+        deadline = time.perf_counter() + 0.4 * budget
+        lag = lagrangian_search(
+            p, units, dwell=c.has_dwell, deadline=deadline, limit_in_state=in_state
+        )
+        if in_state and not math.isfinite(lag.bound):
+            lag = lagrangian_search(p, units, dwell=c.has_dwell, deadline=deadline)
         self.bound = lag.bound
         near = lag.near_best(1e-3)
         order = np.argsort(

@@ -865,6 +865,7 @@ def viterbi_limited(
     min_dwell_s: float = 0.0,
     min_dwell_m: float = 0.0,
     *,
+    weights: Weights | None = None,
     engine: str = "auto",
 ) -> DPResult:
     """Best plan with at most ``max_handovers`` switches (and a minimum dwell, if given).
@@ -874,7 +875,8 @@ def viterbi_limited(
     and no switch leaves the last layer, solved by :func:`viterbi` (or :func:`viterbi_dwell`
     with a dwell; a dwell block never switches, so it stays in its layer). Exact over the
     units wherever those passes are; the value is ``inf`` when no plan meets the limit.
-    ``engine`` as in :func:`viterbi`.
+    ``weights`` and ``engine`` as in :func:`viterbi` (a weight on handovers changes nothing
+    the limit does not already decide only where it is 0).
 
     Examples
     --------
@@ -913,10 +915,10 @@ def viterbi_limited(
     )
     if min_dwell_s > 0 or min_dwell_m > 0:
         result = viterbi_dwell(
-            layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers, engine=engine
+            layered, switch_cost, min_dwell_s, min_dwell_m, weights, layers=layers, engine=engine
         )
     else:
-        result = viterbi(layered, _layered_switch_cost(switch_cost, layers), engine=engine)
+        result = viterbi(layered, _layered_switch_cost(switch_cost, layers), weights, engine=engine)
     return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
 
 
@@ -974,6 +976,7 @@ def lagrangian_search(
     max_iter: int = 40,
     tolerance: float = 1e-6,
     deadline: float | None = None,
+    limit_in_state: bool = False,
 ) -> LagrangianResult:
     """Maximise the Lagrangian dual of the handover limit and satellite budget.
 
@@ -999,6 +1002,9 @@ def lagrangian_search(
         Stop when the LP's value is within this relative distance of the best bound.
     deadline : float, optional
         ``time.perf_counter()`` value at which to stop early.
+    limit_in_state : bool
+        Keep the handover limit exact in the DP (:func:`viterbi_limited`) and relax only the
+        satellite budget: a tighter bound where the limit is small enough for that DP.
 
     Examples
     --------
@@ -1009,14 +1015,20 @@ def lagrangian_search(
     k_ho = float(c.max_handovers) if c.max_handovers is not None else 0.0
     b_mb = float(c.sat_budget_mb) if c.sat_budget_mb is not None else 0.0
     box = _box(problem, units)
-    warm_up_for(units, 2 * max_iter)
+    layers = 1
+    if limit_in_state:
+        box, k_ho = (0.0, box[1]), 0.0  # the limit holds in every plan: no multiplier
+        layers = int(c.max_handovers or 0) + 1
+    warm_up_for(units, 2 * max_iter * layers * layers)
     cuts = _Cuts(k_ho, b_mb)
     lam = np.zeros((1, 2))
     best_l = (-_INF, 0.0, 0.0)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported below)
         check_stop("the Lagrangian search")
-        result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell)
+        result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell, limit_in_state)
+        if not np.isfinite(result.value).any():
+            break  # no plan at all (the limit in the state cannot be met with the dwell)
         h, mb = _unit_counts(units, result.unit_assignment)
         objective = result.value - lam[:, 0] * h - lam[:, 1] * mb
         cuts.add(result.assignment, objective, h, mb)
@@ -1098,8 +1110,20 @@ class _Cuts:
         return plans, rows[:, 0], rows[:, 1].astype(np.int64), rows[:, 2]
 
 
-def _run(problem: HandoverProblem, units: Units, w: Weights, dwell: bool) -> DPResult:
+def _run(
+    problem: HandoverProblem, units: Units, w: Weights, dwell: bool, limited: bool = False
+) -> DPResult:
     c = problem.constraints
+    if limited:
+        on = dwell and c.has_dwell
+        return viterbi_limited(
+            units,
+            problem.switch_cost,
+            int(c.max_handovers or 0),
+            c.min_dwell_s if on else 0.0,
+            c.min_dwell_m if on else 0.0,
+            weights=w,
+        )
     if dwell and c.has_dwell:
         return viterbi_dwell(units, problem.switch_cost, c.min_dwell_s, c.min_dwell_m, w)
     return viterbi(units, problem.switch_cost, w)
