@@ -32,6 +32,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from commap.errors import InvalidInputError
+from commap.plan import kernels
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server.auth import AuthInterceptor
@@ -171,6 +172,9 @@ class CommapServer:
             self.servicer.uploads.start()  # spawning takes a second: not at the first upload
             try:
                 await asyncio.to_thread(self.maps.load_all)
+                # the planner's compiled DP: loaded now, not by the first request
+                warm_s = await asyncio.to_thread(kernels.warm_up)
+                log.info("planner kernels loaded in %.2f s", warm_s)
                 await self.servicer.uploads.ready()
                 if self.config.viewer_port is not None:
                     await asyncio.to_thread(self._start_viewer, self.config.viewer_port)

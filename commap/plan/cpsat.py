@@ -42,6 +42,7 @@ from commap.errors import CommapError, InvalidInputError, NoFeasiblePlanError, S
 from commap.plan import defaults
 from commap.plan.cancel import StopWatcher, check_stop
 from commap.plan.dp import (
+    LagrangianResult,
     Weights,
     lagrangian_search,
     limited_dp_fits,
@@ -61,6 +62,7 @@ from commap.plan.problem import (
     dwell_end_index,
     next_disallowed_index,
 )
+from commap.plan.recombine import recombine
 
 if TYPE_CHECKING:
     from ortools.sat.python import cp_model
@@ -79,7 +81,11 @@ _COST_SCALE = 1e6  # objective integer units per cost unit (a microsecond of los
 _OPTIMAL_GAP = 1e-5
 _MB_SCALE = 1000.0  # budget in kB
 _MB_EPS = 1e-9
-_POOL = 6  # DP plans nearest the bound that get spliced
+_POOL = 6  # DP plans nearest the bound that get spliced (pairs: quadratic)
+_NEAR = 12  # DP plans nearest the bound that get recombined
+# Python time to write one unit's literals and clauses per network pair into the model proto
+# (19 s for 20,000 units x 8 networks with pair literals and dwell, measured)
+_BUILD_S_PER_PAIR = 1.5e-5
 _SMALL_MODEL = 2000  # segments x networks up to which CP-SAT gets the exact model at once
 
 
@@ -261,19 +267,24 @@ def solve_cpsat(
     if limited_dp and search.decide_by_dp(exact_units):
         return search.result("NOT_RUN", 0, time.perf_counter() - start)
     pool = search.bound_and_pool(exact_units)
-    for plan in splice_pool(problem, pool):
-        search.offer(plan, "splice")
+    search.recombine(pool)
+    if not search.good_enough():
+        for plan in splice_pool(problem, pool[:_POOL]):
+            search.offer(plan, "splice")
+        search.recombine(pool, with_best=True)
     for plan in pool:
         search.offer(plan, "dp")
     cp_status, n_units = "NOT_RUN", 0
     for run_cap in _refinements(max_run, problem.shape):
-        if (use_hint and search.good_enough()) or not search.time_for(run_cap):
+        if use_hint and search.good_enough():
             break
         check_stop("CP-SAT")
         cuts = _switches(search.best[1]) if search.best is not None and use_hint else None
         units = compress(problem, max_run=run_cap, cuts=cuts)
         if len(units) == n_units:
             continue  # the same partition as the last run: nothing new to find
+        if not search.time_for(len(units)) and search.best is not None:
+            break  # building the model alone would take the rest of the time
         n_units = len(units)
         cp_status = search.run_cpsat(units, seed, num_workers, use_hint, encoding)
         if search.best is None and cp_status == "INFEASIBLE":
@@ -467,13 +478,14 @@ class _Search:
         self.seconds_per_unit = 0.0  # model build time per unit, measured on the first model
         self.runs = 0
 
-    def time_for(self, run_cap: int) -> bool:
-        """True when a model with units capped at ``run_cap`` can be built and given time."""
+    def time_for(self, n_units: int) -> bool:
+        """True when a model over ``n_units`` units can be built and given time: the build
+        time per unit is measured on the first model, estimated before it."""
         remaining = self.deadline - time.perf_counter()
+        per_unit = self.seconds_per_unit
         if self.runs == 0:
-            return remaining > 0
-        expected_units = self.problem.shape[0] / max(run_cap, 1)
-        return remaining > 3.0 * self.seconds_per_unit * expected_units + 0.05
+            per_unit = _BUILD_S_PER_PAIR * self.problem.shape[1] ** 2
+        return remaining > 3.0 * per_unit * n_units + 0.05
 
     def decide_by_dp(self, exact_units: Units) -> bool:
         """With a handover limit alone: solve it exactly by DP, if that fits; True if solved.
@@ -514,53 +526,83 @@ class _Search:
             self.bound = evaluate_plan(p, plan).cost
             return [plan]
         budget = self.deadline - time.perf_counter()
-        lag = lagrangian_search(p, exact_units, deadline=time.perf_counter() + 0.4 * budget)
-        self.bound = lag.bound
-        if not c.has_dwell:
-            near = lag.near_best(1e-3)
-            order = np.argsort(
-                lag.objective[near]
-                + lag.lambda_ho * lag.handovers[near]
-                + lag.lambda_mb * lag.sat_mb[near],
-                kind="stable",
-            )
-            return [lag.plans[i] for i in near[order][:_POOL]]
-        # with a dwell: exact dwell DPs at the best multipliers and a little either side
-        k_ho, b_mb = float(c.max_handovers or 0), float(c.sat_budget_mb or 0.0)
-        segments = single_units(p)
-        lanes = min(5, max_batch(segments))
-        factor = np.array([1.0, 0.9, 1.1, 0.75, 1.35])[:lanes]
-        lam_ho = lag.lambda_ho * factor if c.max_handovers is not None else np.zeros(lanes)
-        swapped = np.array([1.0, 1.1, 0.9, 1.35, 0.75])[:lanes]
-        lam_mb = lag.lambda_mb * swapped if c.sat_budget_mb is not None else np.zeros(lanes)
-        dw = viterbi_dwell(
-            segments,
-            p.switch_cost,
-            c.min_dwell_s,
-            c.min_dwell_m,
-            Weights.of(1.0, lam_mb, lam_ho),
+        # with a dwell the Lagrangian runs the exact dwell DP over single segments: its bound
+        # holds the dwell too (the relaxed one is looser by about the dwell's own cost)
+        units = single_units(p) if c.has_dwell else exact_units
+        # a small handover limit stays exact in the DP's state: only the budget is relaxed
+        in_state = (
+            c.max_handovers is not None
+            and c.sat_budget_mb is not None
+            # the search runs two weightings a call: the cap with room for both (and more)
+            and limited_dp_fits(units, 2 * c.max_handovers + 1)
         )
-        self.bound = max(self.bound, float((dw.value - lam_ho * k_ho - lam_mb * b_mb).max()))
-        pool = list(dw.assignment)
+        deadline = time.perf_counter() + 0.4 * budget
+        lag = lagrangian_search(
+            p, units, dwell=c.has_dwell, deadline=deadline, limit_in_state=in_state
+        )
+        if in_state and not math.isfinite(lag.bound):
+            lag = lagrangian_search(p, units, dwell=c.has_dwell, deadline=deadline)
+        self.bound = lag.bound
+        near = lag.near_best(1e-3)
+        order = np.argsort(
+            lag.objective[near]
+            + lag.lambda_ho * lag.handovers[near]
+            + lag.lambda_mb * lag.sat_mb[near],
+            kind="stable",
+        )
+        pool = [lag.plans[i] for i in near[order][:_NEAR]]
         if not any(self._within_limits(plan) for plan in pool):
             # Every plan near the multipliers breaks a limit, so no splice can meet both: add
             # plans at steeper multipliers, which trade cost for fewer switches and less data.
-            steep = np.array([2.0, 4.0, 16.0, 64.0, 256.0])[:lanes]
-            floor_ho = 1.0 if c.max_handovers is not None else 0.0
-            floor_mb = 1e-3 if c.sat_budget_mb is not None else 0.0
-            extra = viterbi_dwell(
-                segments,
-                p.switch_cost,
-                c.min_dwell_s,
-                c.min_dwell_m,
-                Weights.of(
-                    1.0,
-                    np.maximum(lag.lambda_mb, floor_mb) * steep,
-                    np.maximum(lag.lambda_ho, floor_ho) * steep,
-                ),
-            )
-            pool += list(extra.assignment)
+            pool += self._steep_plans(units, lag)
         return pool
+
+    def _steep_plans(self, units: Units, lag: LagrangianResult) -> list[IntArray]:
+        """DP plans at multipliers 2 to 256 times the best ones (each at least a floor)."""
+        p, c = self.problem, self.problem.constraints
+        steep = np.array([2.0, 4.0, 16.0, 64.0, 256.0])[: min(5, max_batch(units))]
+        floor_ho = 1.0 if c.max_handovers is not None else 0.0
+        floor_mb = 1e-3 if c.sat_budget_mb is not None else 0.0
+        w = Weights.of(
+            1.0,
+            np.maximum(lag.lambda_mb, floor_mb) * steep,
+            np.maximum(lag.lambda_ho, floor_ho) * steep,
+        )
+        if c.has_dwell:
+            extra = viterbi_dwell(units, p.switch_cost, c.min_dwell_s, c.min_dwell_m, w)
+        else:
+            extra = viterbi(units, p.switch_cost, w)
+        return list(extra.assignment)
+
+    def recombine(self, pool: list[IntArray], *, with_best: bool = False) -> None:
+        """Offer the best recombination of the pool's plans; ``with_best``: then of the best
+        plan so far with each of them in turn (fewer stretches, each smaller)."""
+        remaining = self.deadline - time.perf_counter()
+        if not with_best:
+            plan = recombine(
+                self.problem, pool, time_limit_s=0.25 * remaining, gap_limit=self._knapsack_gap()
+            )
+            if plan is not None:
+                self.offer(plan, "recombined")
+            return
+        for other in pool:
+            if self.good_enough() or self.best is None:
+                return
+            remaining = self.deadline - time.perf_counter()
+            plan = recombine(
+                self.problem,
+                [self.best[1], other],
+                time_limit_s=0.1 * remaining,
+                gap_limit=self._knapsack_gap(),
+            )
+            if plan is not None:
+                self.offer(plan, "recombined")
+
+    def _knapsack_gap(self) -> float:
+        """The recombination knapsack's own gap: a quarter of the plan's gap limit. Its bound is
+        at least the Lagrangian one (its LP is the dual over fewer plans), so a plan it stops
+        at is within the limit whenever the best recombination is within three quarters."""
+        return 0.25 * self.gap_limit
 
     def _within_limits(self, plan: IntArray) -> bool:
         c, p = self.problem.constraints, self.problem

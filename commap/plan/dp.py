@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
+from commap.plan import kernels
 from commap.plan.cancel import check_stop
 from commap.plan.problem import (
     HandoverProblem,
@@ -58,6 +59,7 @@ __all__ = [
     "viterbi",
     "viterbi_dwell",
     "viterbi_limited",
+    "warm_up_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -170,7 +172,13 @@ def _checked_weights(units: Units, weights: Weights | None) -> Weights:
     return w
 
 
-def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = None) -> DPResult:
+def viterbi(
+    units: Units,
+    switch_cost: FloatArray,
+    weights: Weights | None = None,
+    *,
+    engine: str = "auto",
+) -> DPResult:
     """Best plan over ``units`` for each weighting, switches only at unit starts.
 
     Parameters
@@ -181,6 +189,11 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
         Switch costs (zero diagonal).
     weights : Weights, optional
         Batch of weightings; default the plain objective.
+    engine : {"auto", "compiled", "numpy"}
+        The compiled pass (:mod:`commap.plan.kernels`), the blocked numpy pass, or
+        (``auto``) the compiled one where numba is installed and loaded (the server loads it
+        at start; a constrained solve on a long route does too) or worth loading for this
+        pass alone. Both are exact; among plans of equal cost they may pick different ones.
 
     Returns
     -------
@@ -208,6 +221,12 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     n_w = len(w)
     if n_units == 0:
         return _empty(n_w)
+    if _compiled(engine, n_units * n_net * n_net * n_w):
+        check_stop("the DP")
+        value, plans = kernels.viterbi_pass(
+            _raw_costs(units), units.entry_cost, (w.alpha, w.beta), _lane_switch(switch_cost, w)
+        )
+        return DPResult(np.stack([units.expand(row) for row in plans]), value, plans)
     cube = _node_cube(units, w)
     stay = (cube + _mask(units)[:, None, :]).transpose(0, 2, 1)  # (U, N, L)
     blocks = _Blocks.plan(n_units - 1, n_w)
@@ -251,6 +270,52 @@ def viterbi(units: Units, switch_cost: FloatArray, weights: Weights | None = Non
     out = np.stack([_backtrack(back[:, :, k], int(ends[k])) for k in range(n_w)])
     expanded = np.stack([units.expand(row) for row in out])
     return DPResult(expanded, total, out)
+
+
+_ENGINES = ("auto", "compiled", "numpy")
+# Units x networks^2 x weightings from which one numpy pass (about 50 ns a cell) takes longer
+# than importing numba and loading the kernels' cached machine code (about 1.5 s).
+WORTH_LOADING_CELLS = 30_000_000
+
+
+def _raw_costs(units: Units) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """The units' node costs, satellite MB and allowed mask, as the kernels take them."""
+    return (
+        np.ascontiguousarray(units.node_cost, dtype=np.float64),
+        np.ascontiguousarray(units.sat_mb, dtype=np.float64),
+        np.ascontiguousarray(units.allowed, dtype=np.bool_),
+    )
+
+
+def _lane_switch(switch_cost: FloatArray, w: Weights) -> FloatArray:
+    """``(L, N_from, N_to)`` weighted switch costs (the kernels' layout)."""
+    return np.ascontiguousarray(_switch_table(switch_cost, w).transpose(2, 0, 1))
+
+
+def _compiled(engine: str, cells: int) -> bool:
+    """True when a pass of ``cells`` (units x networks^2 x weightings) runs the compiled
+    kernel (``engine`` as in :func:`viterbi`). ``auto`` takes it where numba is installed and
+    its machine code is loaded, or where this pass alone would take the numpy passes longer
+    than loading it."""
+    if engine not in _ENGINES:
+        raise InvalidInputError(f"engine must be one of {_ENGINES}", field="engine")
+    if engine == "auto":
+        return kernels.COMPILED and (kernels.loaded() or cells >= WORTH_LOADING_CELLS)
+    return engine == "compiled"
+
+
+def warm_up_for(units: Units, passes: int) -> None:
+    """Load the compiled kernels when ``passes`` DP passes over ``units`` would take the
+    numpy passes longer than loading them (a constrained solve runs dozens).
+
+    Examples
+    --------
+    >>> warm_up_for.__name__
+    'warm_up_for'
+    """
+    n_units, n_net = units.node_cost.shape
+    if kernels.COMPILED and n_units * n_net * n_net * passes >= WORTH_LOADING_CELLS:
+        kernels.warm_up()
 
 
 def _switch_table(switch_cost: FloatArray, w: Weights) -> FloatArray:
@@ -484,6 +549,7 @@ def viterbi_dwell(
     weights: Weights | None = None,
     *,
     layers: int | None = None,
+    engine: str = "auto",
 ) -> DPResult:
     """Best plan with a minimum dwell after every switch (exact over the given units).
 
@@ -496,7 +562,8 @@ def viterbi_dwell(
     With ``layers`` given the units' columns are ``layers`` copies of the ``N`` networks of
     ``switch_cost`` (column ``k * N + n``, the same rows in every copy) and a switch leads from
     copy ``k`` to copy ``k + 1`` only (:func:`viterbi_limited`); the pass then costs
-    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times.
+    ``layers - 1`` times an ``N``-network one, not ``layers^2`` times (the compiled pass,
+    ``engine`` as in :func:`viterbi`, takes the whole layered switch table).
 
     Examples
     --------
@@ -530,6 +597,8 @@ def viterbi_dwell(
         )
     if n_units == 0:
         return _empty(n_w)
+    if _compiled(engine, n_units * n_net * n_net * n_w):
+        return _dwell_compiled(units, switch_cost, (min_dwell_s, min_dwell_m), w, layers)
     dwell_end = dwell_end_index(units.t_s, units.distance_m, min_dwell_s, min_dwell_m)
     land = np.minimum(dwell_end[:, None], next_disallowed_index(units.allowed)) - 1  # (U, N)
     cube = _node_cube(units, w)
@@ -659,6 +728,34 @@ def viterbi_dwell(
     return DPResult(expanded, total, out)
 
 
+def _dwell_compiled(
+    units: Units,
+    switch_cost: FloatArray,
+    dwell: tuple[float, float],
+    w: Weights,
+    layers: int | None,
+) -> DPResult:
+    """:func:`viterbi_dwell` by the compiled passes."""
+    check_stop("the DP")
+    raw = _raw_costs(units)
+    land = kernels.block_ends(
+        np.ascontiguousarray(units.t_s, dtype=np.float64),
+        np.ascontiguousarray(units.distance_m, dtype=np.float64),
+        (float(dwell[0]), float(dwell[1])),
+        raw[2],
+    )
+    full = switch_cost if layers is None else _layered_switch_cost(switch_cost, layers)
+    ban_step, ban_to, ban_from = _arrival_bans(units, *dwell)
+    first = int(ban_step.min(initial=0)) + 1  # steps count from unit 1
+    span = int(ban_step.max()) + 2 - first if ban_step.size else 0
+    banned = np.zeros((span, full.shape[0], full.shape[0]), dtype=np.bool_)
+    banned[ban_step + 1 - first, ban_to, ban_from] = True
+    value, plans = kernels.dwell_pass(
+        raw, units.entry_cost, (w.alpha, w.beta), _lane_switch(full, w), land, (first, banned)
+    )
+    return DPResult(np.stack([units.expand(row) for row in plans]), value, plans)
+
+
 def _arrival_bans(
     units: Units, min_dwell_s: float, min_dwell_m: float
 ) -> tuple[IntArray, IntArray, IntArray]:
@@ -767,6 +864,9 @@ def viterbi_limited(
     max_handovers: int,
     min_dwell_s: float = 0.0,
     min_dwell_m: float = 0.0,
+    *,
+    weights: Weights | None = None,
+    engine: str = "auto",
 ) -> DPResult:
     """Best plan with at most ``max_handovers`` switches (and a minimum dwell, if given).
 
@@ -775,6 +875,8 @@ def viterbi_limited(
     and no switch leaves the last layer, solved by :func:`viterbi` (or :func:`viterbi_dwell`
     with a dwell; a dwell block never switches, so it stays in its layer). Exact over the
     units wherever those passes are; the value is ``inf`` when no plan meets the limit.
+    ``weights`` and ``engine`` as in :func:`viterbi` (a weight on handovers changes nothing
+    the limit does not already decide only where it is 0).
 
     Examples
     --------
@@ -812,9 +914,11 @@ def viterbi_limited(
         end_m=units.end_m,
     )
     if min_dwell_s > 0 or min_dwell_m > 0:
-        result = viterbi_dwell(layered, switch_cost, min_dwell_s, min_dwell_m, layers=layers)
+        result = viterbi_dwell(
+            layered, switch_cost, min_dwell_s, min_dwell_m, weights, layers=layers, engine=engine
+        )
     else:
-        result = viterbi(layered, _layered_switch_cost(switch_cost, layers))
+        result = viterbi(layered, _layered_switch_cost(switch_cost, layers), weights, engine=engine)
     return DPResult(result.assignment % n_net, result.value, result.unit_assignment % n_net)
 
 
@@ -872,6 +976,7 @@ def lagrangian_search(
     max_iter: int = 40,
     tolerance: float = 1e-6,
     deadline: float | None = None,
+    limit_in_state: bool = False,
 ) -> LagrangianResult:
     """Maximise the Lagrangian dual of the handover limit and satellite budget.
 
@@ -897,6 +1002,9 @@ def lagrangian_search(
         Stop when the LP's value is within this relative distance of the best bound.
     deadline : float, optional
         ``time.perf_counter()`` value at which to stop early.
+    limit_in_state : bool
+        Keep the handover limit exact in the DP (:func:`viterbi_limited`) and relax only the
+        satellite budget: a tighter bound where the limit is small enough for that DP.
 
     Examples
     --------
@@ -907,13 +1015,20 @@ def lagrangian_search(
     k_ho = float(c.max_handovers) if c.max_handovers is not None else 0.0
     b_mb = float(c.sat_budget_mb) if c.sat_budget_mb is not None else 0.0
     box = _box(problem, units)
+    layers = 1
+    if limit_in_state:
+        box, k_ho = (0.0, box[1]), 0.0  # the limit holds in every plan: no multiplier
+        layers = int(c.max_handovers or 0) + 1
+    warm_up_for(units, 2 * max_iter * layers * layers)
     cuts = _Cuts(k_ho, b_mb)
     lam = np.zeros((1, 2))
     best_l = (-_INF, 0.0, 0.0)
     iterations = 0
     for iterations in range(1, max_iter + 1):  # noqa: B007 (reported below)
         check_stop("the Lagrangian search")
-        result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell)
+        result = _run(problem, units, Weights.of(1.0, lam[:, 1], lam[:, 0]), dwell, limit_in_state)
+        if not np.isfinite(result.value).any():
+            break  # no plan at all (the limit in the state cannot be met with the dwell)
         h, mb = _unit_counts(units, result.unit_assignment)
         objective = result.value - lam[:, 0] * h - lam[:, 1] * mb
         cuts.add(result.assignment, objective, h, mb)
@@ -995,8 +1110,20 @@ class _Cuts:
         return plans, rows[:, 0], rows[:, 1].astype(np.int64), rows[:, 2]
 
 
-def _run(problem: HandoverProblem, units: Units, w: Weights, dwell: bool) -> DPResult:
+def _run(
+    problem: HandoverProblem, units: Units, w: Weights, dwell: bool, limited: bool = False
+) -> DPResult:
     c = problem.constraints
+    if limited:
+        on = dwell and c.has_dwell
+        return viterbi_limited(
+            units,
+            problem.switch_cost,
+            int(c.max_handovers or 0),
+            c.min_dwell_s if on else 0.0,
+            c.min_dwell_m if on else 0.0,
+            weights=w,
+        )
     if dwell and c.has_dwell:
         return viterbi_dwell(units, problem.switch_cost, c.min_dwell_s, c.min_dwell_m, w)
     return viterbi(units, problem.switch_cost, w)
