@@ -230,6 +230,39 @@ def test_help_and_argument_errors_load_no_heavy_library(args: list[str]) -> None
     assert _modules_after(code) == []
 
 
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ([], "plan.json"),
+        (
+            [
+                "--app",
+                "teleoperation",
+                "--min-dwell-s",
+                "10",
+                "--max-handovers",
+                "6",
+                "--alternatives",
+                "3",
+            ],
+            "plan.geojson",
+        ),
+    ],
+)
+def test_planning_on_the_default_map_imports_no_pandas(
+    andorra_dir: Path, tmp_path: Path, options: list[str], name: str
+) -> None:
+    # the README's plan lines: map load, routing, tunnel sampling of the terrestrial layers,
+    # the solver and the written plan all work on arrays (pandas costs a third of a second)
+    out_file = tmp_path / name
+    args = ["plan", "--map", str(andorra_dir), "--from", LA_VELLA, "--to", PAS_DE_LA_CASA]
+    args += [*options, "--out", str(out_file)]
+    code = f"import sys; sys.argv = ['commap', *{args!r}]; from commap.cli import run; run()"
+    loaded = _modules_after(code)
+    assert out_file.stat().st_size > 0
+    assert "pandas" not in loaded and "geopandas" not in loaded
+
+
 def test_plot_draws_the_plan_file_it_is_given(andorra_dir: Path, tmp_path: Path) -> None:
     plan_file = tmp_path / "plan.geojson"
     code, out = _run(

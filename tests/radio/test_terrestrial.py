@@ -32,7 +32,7 @@ from commap.radio.layers.terrestrial import (
 )
 from commap.radio.pathloss import K_FACTOR, ground_distance_m
 from commap.radio.quality import NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB, CoverageLayer, Provenance
-from commap.radio.sites import SITE_COLUMNS, read_sites, road_points
+from commap.radio.sites import SITE_COLUMNS, read_site_table, read_sites, road_points
 from tests.support.paths import MAPS
 from tests.support.specs import read_default_spec
 
@@ -442,3 +442,25 @@ def test_default_tunnel_coverage_and_by_name(andorra: Any) -> None:
 def test_bad_tunnel_coverage(andorra: Any, table: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         _with_tunnel_coverage(andorra, table)
+
+
+@pytest.mark.parametrize("network_id", ["ad-lte", "ad-nr", "es-lte", "fr-lte"])
+def test_a_site_table_of_arrays_answers_as_the_site_dataframe(
+    andorra_dir: Path, network_id: str
+) -> None:
+    # a loaded map reads its sites as arrays (no pandas); they must give the same coverage
+    path = andorra_dir / f"sites-{network_id}.csv"
+    table = read_site_table(path)
+    frame = read_sites(path)
+    assert len(table) == len(frame)
+    assert table.to_frame().equals(frame)
+    lon, lat = np.linspace(1.45, 1.75, 40), np.linspace(42.45, 42.60, 40)
+    tunnel = np.arange(40) % 3 == 0
+    answers = [
+        TerrestrialLayer(network_id, sites, RadioParams()).sample(
+            lon, lat, np.zeros(40), in_tunnel=tunnel
+        )
+        for sites in (table, frame)
+    ]
+    for column in ("rsrp_dbm", "sinr_db", "confidence", "provenance"):
+        np.testing.assert_array_equal(getattr(answers[0], column), getattr(answers[1], column))

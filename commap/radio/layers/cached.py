@@ -17,9 +17,9 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
-import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
+from commap.arrays import read_parquet_columns
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.radio.quality import CoverageLayer, Quality
@@ -108,10 +108,10 @@ class CachedLayer:
         self.network_id = inner.network_id
         self.max_distance_m = max_distance_m
         try:
-            table = pq.read_table(path, columns=["lon", "lat", *_COLUMNS])
+            read, _ = read_parquet_columns(path, ["lon", "lat", *_COLUMNS])
         except (OSError, ValueError, KeyError) as exc:
             raise InvalidInputError(f"{path}: unreadable coverage cache ({exc})") from None
-        columns = {name: table[name].to_numpy() for name in table.column_names}
+        columns = {name: np.asarray(values) for name, values in read.items()}
         lon, lat = columns["lon"], columns["lat"]
         self._lat0 = float(lat.mean()) if lat.size else 0.0
         self._near = NearestWithin.shared(_local_xy(lon, lat, self._lat0), max_distance_m)

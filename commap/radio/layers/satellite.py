@@ -61,7 +61,7 @@ from numpy.typing import ArrayLike, NDArray
 from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 
-from commap.arrays import FloatArray
+from commap.arrays import FloatArray, median
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.geo.horizon import (
@@ -653,7 +653,7 @@ class LeoLayer(_SatelliteLayerBase):
         altitude_km = np.array([(m.alta + m.altp) / 2.0 * m.radiusearthkm for m in models])
         # highest orbit radius (mean-element apogee + short-period perturbations), footprints
         self._apogee_km = np.array([(1.0 + m.alta) * m.radiusearthkm + 25.0 for m in models])
-        self.reference_range_km = float(np.median(altitude_km))
+        self.reference_range_km = median(altitude_km)
         self.sinr_ref_db = float(sinr_zenith_db)
         self._warned_stale = False
         self._sky = _RegionSky(self, region) if region is not None else None
@@ -670,7 +670,7 @@ class LeoLayer(_SatelliteLayerBase):
     @functools.cached_property
     def epoch_s(self) -> float:
         """The elements' epoch: the median epoch of the constellation's TLEs (Unix seconds)."""
-        return float(np.median(self.epochs_s))
+        return median(self.epochs_s)
 
     def _warn_if_stale(self, t_s: FloatArray) -> None:
         # the front doors tell the user once per request (commap.map.comm_map.CommMap
@@ -686,7 +686,7 @@ class LeoLayer(_SatelliteLayerBase):
         self._warn_if_stale(t_s)
         obs = self._observers(lon, lat)
         profile = self.horizon.profile_deg(lon, lat)
-        gmst = _gmst_rad(t_s, _dut1_s(float(np.median(t_s))))
+        gmst = _gmst_rad(t_s, _dut1_s(median(t_s)))
         if self._sky is not None and self._sky.contains(lon, lat):
             return self._best_in_region(self._sky, obs, t_s, gmst, profile)
         n = lon.size

@@ -49,11 +49,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import networkx as nx
 import numpy as np
-import pandas as pd
 import shapely
 
 from commap.arrays import BoolArray, FloatArray
@@ -71,13 +70,18 @@ from commap.radio.quality import (
     as_sample_points,
 )
 from commap.radio.sites import (
+    SiteTable,
     classify_environment,
     place_sites,
     read_osm_masts,
+    read_site_table,
     read_sites,
     road_points,
     write_opencellid_csv,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "DEFAULT_ANTENNA_HEIGHT_M",
@@ -361,7 +365,7 @@ class TerrestrialLayer:
     ----------
     network_id : str
         The network this layer answers for.
-    sites : pandas.DataFrame
+    sites : SiteTable or pandas.DataFrame
         Site table (:data:`commap.radio.sites.SITE_COLUMNS`); empty environments count as suburban.
     params : RadioParams
         Link budget.
@@ -382,7 +386,7 @@ class TerrestrialLayer:
     def __init__(
         self,
         network_id: str,
-        sites: pd.DataFrame,
+        sites: SiteTable | pd.DataFrame,
         params: RadioParams,
         terrain: Terrain | None = None,
         *,
@@ -392,21 +396,22 @@ class TerrestrialLayer:
         self.params = params
         self.terrain = terrain
         self.tunnels = tunnels or TunnelRules(TunnelCoverage())
-        self._sites = sites.reset_index(drop=True)
-        self._lon = self._sites["lon"].to_numpy(np.float64)
-        self._lat = self._sites["lat"].to_numpy(np.float64)
-        self._height_m = self._sites["antenna_height_m"].to_numpy(np.float64)
-        self._freq_mhz = self._sites["frequency_mhz"].to_numpy(np.float64)
-        env = self._sites["environment"].fillna("").astype(str).to_numpy()
+        # arrays, not a DataFrame: a loaded map answers without importing pandas
+        self._sites = sites if isinstance(sites, SiteTable) else SiteTable.from_frame(sites)
+        self._lon = self._sites.lon
+        self._lat = self._sites.lat
+        self._height_m = self._sites.antenna_height_m
+        self._freq_mhz = self._sites.frequency_mhz
+        env = self._sites.environment
         self._env = np.where(env == "", "suburban", env).astype("<U8")
-        self._eirp_dbm = params.rs_eirp_dbm(self._sites["tx_power_dbm"].to_numpy(np.float64))
+        self._eirp_dbm = params.rs_eirp_dbm(self._sites.tx_power_dbm)
         # carrier index per site: only sites on the same carrier interfere
         self._freqs, self._carrier = np.unique(self._freq_mhz, return_inverse=True)
 
     @property
     def sites(self) -> pd.DataFrame:
-        """The site table (a copy)."""
-        return self._sites.copy()
+        """The site table (a new DataFrame: imports pandas)."""
+        return self._sites.to_frame()
 
     def __repr__(self) -> str:
         return f"TerrestrialLayer({self.network_id!r}, sites={len(self._sites)})"
@@ -760,7 +765,7 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
         raise InvalidInputError(
             f"{_where(network, 'sites')}: built spec names no site file", field="layer.sites"
         )
-    sites = read_sites(ctx.built_dir / name)
+    sites = read_site_table(ctx.built_dir / name)
     tunnels = TunnelRules.from_spec(network, spec, ctx.roads)
     return TerrestrialLayer(
         network.id, sites, radio_params(network, spec), ctx.terrain, tunnels=tunnels
