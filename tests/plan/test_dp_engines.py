@@ -14,42 +14,23 @@ import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.plan import Constraints, HandoverProblem, compress, evaluate_plan, kernels, solve_dp
+from commap.plan import HandoverProblem, compress, evaluate_plan, kernels, solve_dp
 from commap.plan.dp import DPResult, Weights, single_units, viterbi, viterbi_dwell, viterbi_limited
 from commap.plan.problem import dwell_end_index, next_disallowed_index
-from commap.radio.link import LinkModel
 from tests.support import plan_synthetic as syn
 
 APPS = ("telemetry", "teleoperation", "infotainment")
 
 
 def _problem(seed: int, *, dwell: bool) -> HandoverProblem:
-    rng = np.random.default_rng(seed)
-    n_seg = int(rng.integers(40, 260))
-    speed = rng.choice([8.0, 14.0, 25.0, 33.0], size=n_seg)
-    start = int(rng.integers(0, n_seg - 20))
-    tunnel = (start, start + int(rng.integers(3, 15))) if rng.random() < 0.5 else None
-    cor = syn.corridor(n_seg, speed_mps=speed, tunnel=tunnel)
-    nets = syn.random_networks(rng, int(rng.integers(2, len(syn.NETWORKS) + 1)))
-    m = syn.matrix(
-        cor,
-        rng,
-        networks=nets,
-        gap_rate=float(rng.uniform(0.05, 0.4)),
-        run_lo=1,
-        run_hi=int(rng.integers(2, 12)),
-        shared_runs=bool(rng.random() < 0.5),
-    )
-    cons = Constraints(
-        min_dwell_s=float(rng.choice([3.0, 10.0, 25.0])) if dwell else 0.0,
-        min_dwell_m=float(rng.choice([0.0, 150.0])) if dwell else 0.0,
-        initial_network=nets[0].id if rng.random() < 0.3 else None,
-    )
-    # a re-registration dearer than two satellite switches breaks the triangle inequality
-    # (single units); a quick one keeps it (run compression)
-    link = LinkModel(reregistration_s=float(rng.choice([0.3, 10.0])))
-    return HandoverProblem.build(
-        cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)), constraints=cons, link=link
+    return syn.random_problem(
+        seed,
+        dwell=dwell,
+        segments=(40, 260),
+        longest_tunnel=15,
+        tunnel_room=20,
+        longest_run=12,
+        vary_reregistration=True,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from commap.plan import Constraints, HandoverProblem, evaluate_plan, solve_dp
+from commap.plan import HandoverProblem, evaluate_plan, solve_dp
 from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell
 from tests.support import plan_synthetic as syn
 
@@ -19,28 +19,9 @@ APPS = ("telemetry", "teleoperation", "infotainment")
 
 
 def _problem(seed: int, *, dwell: bool) -> HandoverProblem:
-    rng = np.random.default_rng(seed)
-    n_seg = int(rng.integers(150, 700))
-    speed = rng.choice([8.0, 14.0, 25.0, 33.0], size=n_seg)
-    start = int(rng.integers(0, n_seg - 40))
-    tunnel = (start, start + int(rng.integers(3, 30))) if rng.random() < 0.5 else None
-    cor = syn.corridor(n_seg, speed_mps=speed, tunnel=tunnel)
-    nets = syn.random_networks(rng, int(rng.integers(2, len(syn.NETWORKS) + 1)))
-    m = syn.matrix(
-        cor,
-        rng,
-        networks=nets,
-        gap_rate=float(rng.uniform(0.05, 0.4)),
-        run_lo=1,
-        run_hi=int(rng.integers(2, 20)),
-        shared_runs=bool(rng.random() < 0.5),
+    return syn.random_problem(
+        seed, dwell=dwell, segments=(150, 700), longest_tunnel=30, tunnel_room=40, longest_run=20
     )
-    cons = Constraints(
-        min_dwell_s=float(rng.choice([3.0, 10.0, 25.0])) if dwell else 0.0,
-        min_dwell_m=float(rng.choice([0.0, 150.0])) if dwell else 0.0,
-        initial_network=nets[0].id if rng.random() < 0.3 else None,
-    )
-    return HandoverProblem.build(cor, m, syn.CATALOGUE, app=str(rng.choice(APPS)), constraints=cons)
 
 
 def _reference(problem: HandoverProblem) -> float:

@@ -15,9 +15,10 @@ import numpy as np
 
 from commap.geo.corridor import Corridor
 from commap.networks import Network, NetworkCatalogue, NetworkKind
+from commap.plan import Constraints
 from commap.plan.evaluator import evaluate_plan
 from commap.plan.problem import HandoverProblem
-from commap.radio.link import Objective
+from commap.radio.link import LinkModel, Objective
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
     NO_SIGNAL_RSRP_DBM,
@@ -203,3 +204,51 @@ def brute_force(problem: HandoverProblem) -> tuple[float, tuple[int, ...]]:
         if ev.feasible and ev.cost < best[0] - 1e-12:
             best = (ev.cost, a)
     return best
+
+
+APPS = ("telemetry", "teleoperation", "infotainment")
+
+
+def random_problem(
+    seed: int,
+    *,
+    dwell: bool,
+    segments: tuple[int, int],
+    longest_tunnel: int,
+    tunnel_room: int,
+    longest_run: int,
+    vary_reregistration: bool = False,
+) -> HandoverProblem:
+    """A random route problem: speeds, an optional tunnel, gaps, dwell and an initial network.
+
+    ``vary_reregistration`` draws a re-registration dearer than two satellite switches (which
+    breaks the triangle inequality: single units) or a quick one (run compression).
+    """
+    rng = np.random.default_rng(seed)
+    n_seg = int(rng.integers(*segments))
+    speed = rng.choice([8.0, 14.0, 25.0, 33.0], size=n_seg)
+    start = int(rng.integers(0, n_seg - tunnel_room))
+    tunnel = (start, start + int(rng.integers(3, longest_tunnel))) if rng.random() < 0.5 else None
+    cor = corridor(n_seg, speed_mps=speed, tunnel=tunnel)
+    nets = random_networks(rng, int(rng.integers(2, len(NETWORKS) + 1)))
+    m = matrix(
+        cor,
+        rng,
+        networks=nets,
+        gap_rate=float(rng.uniform(0.05, 0.4)),
+        run_lo=1,
+        run_hi=int(rng.integers(2, longest_run)),
+        shared_runs=bool(rng.random() < 0.5),
+    )
+    cons = Constraints(
+        min_dwell_s=float(rng.choice([3.0, 10.0, 25.0])) if dwell else 0.0,
+        min_dwell_m=float(rng.choice([0.0, 150.0])) if dwell else 0.0,
+        initial_network=nets[0].id if rng.random() < 0.3 else None,
+    )
+    link = (
+        LinkModel(reregistration_s=float(rng.choice([0.3, 10.0]))) if vary_reregistration else None
+    )
+    app = str(rng.choice(APPS))
+    if link is None:
+        return HandoverProblem.build(cor, m, CATALOGUE, app=app, constraints=cons)
+    return HandoverProblem.build(cor, m, CATALOGUE, app=app, constraints=cons, link=link)
