@@ -12,8 +12,10 @@ day (the operators in order of their outage seconds on it: primary SIM / WAN fir
 go to ``bench/results/multidrive/<train>-to-<test>/``.
 
 Figures, per direction, set-up and policy: service-loss seconds, loss events and switches per
-hour; and per direction and set-up, commap's loss in excess of the oracle as a share of the
-best map-free baseline's (the bar of the product: at most 0.5).
+hour; per direction and set-up, commap's loss in excess of the oracle as a share of the
+best map-free baseline's (the bar of the product: at most 0.5), and that excess split by what
+lost the seconds (``excess.*``: :meth:`commap.sim.multidrive.Replay.breakdown`; the full
+split of every policy is in each direction's ``summary.md``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ def run() -> dict[str, Any]:
                     figures[f"{k}.events_per_h"] = round(score.loss_events_per_hour, 2)
                     figures[f"{k}.longest_s"] = score.longest_loss_s
                     figures[f"{k}.switches_per_h"] = round(score.switches_per_hour, 2)
+            split = replay.breakdown()
+            for row in split[split["policy"] == "commap - oracle"].to_dict("records"):
+                for part in ("reactive_switch_s", "proactive_switch_s", "all_out_s",
+                             "standby_fine_s", "other_fine_s"):  # fmt: skip
+                    figures[f"{key}.{row['vehicle']}.excess.{part}_per_h"] = row[part]
             for row in replay.versus().itertuples(index=False):
                 k = f"{key}.{row.vehicle}"
                 figures[f"{k}.best_map_free"] = row.best_map_free

@@ -56,6 +56,23 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
             "`met`: ratio at most 0.5 with no more switches than the baseline.",
             "",
         ]
+    split = replay.breakdown()
+    if len(split):
+        bar += [
+            "## Where the lost seconds go (per hour)",
+            "",
+            "| " + " | ".join(split.columns) + " |",
+            "|" + "---|" * len(split.columns),
+            *("| " + " | ".join(str(v) for v in r) + " |" for r in split.itertuples(index=False)),
+            "",
+            "`reactive_switch_s`: interrupted by a change away from a link in outage (a "
+            "failover); `proactive_switch_s`: by a change away from a working link (a planned "
+            "switch, a return to the plan); `all_out_s`: every network out; `standby_fine_s`: "
+            "the standby's network was up (still registering, or no failover); "
+            "`other_fine_s`: only a network the vehicle was not registered on was up. "
+            "`commap - oracle`: where commap's excess over the oracle comes from.",
+            "",
+        ]
     lines = [
         f"# {title}",
         "",

@@ -86,6 +86,7 @@ __all__ = [
     "PEPLINK_PROBES",
     "Choice",
     "HysteresisParams",
+    "LossBreakdown",
     "PolicyScore",
     "ProbeParams",
     "a3_failover_policy",
@@ -94,6 +95,7 @@ __all__ = [
     "bonding_policy",
     "greedy_policy",
     "hot_standby_policy",
+    "loss_breakdown",
     "loss_runs",
     "next_switch",
     "planned_failover_policy",
@@ -675,6 +677,118 @@ def _score_single(
                 interrupted[part.start + i : min(part.start + i + span, part.stop)] = True
             modems.aim(i, int(target[i]), int(s[i]))
     return own | interrupted, interrupted, switches
+
+
+@dataclass(frozen=True)
+class LossBreakdown:
+    """Where one single-link policy's lost seconds go, second by second (a partition of
+    :attr:`PolicyScore.outage_s`; see :func:`loss_breakdown`)."""
+
+    policy: str
+    vehicle: str
+    reactive_switch_s: int  # interrupted by a change away from a link in outage
+    proactive_switch_s: int  # interrupted by a change away from a working link
+    all_out_s: int  # the serving link out, and every other network out too
+    standby_fine_s: int  # the serving link out while the standby's network was not
+    other_fine_s: int  # the serving link out, the standby (if any) too, another network not
+    scored_s: int
+
+    @property
+    def lost_s(self) -> int:
+        """All lost seconds (the score's ``outage_s``)."""
+        return (
+            self.reactive_switch_s
+            + self.proactive_switch_s
+            + self.all_out_s
+            + self.standby_fine_s
+            + self.other_fine_s
+        )
+
+    def per_hour(self) -> dict[str, float]:
+        """Every part in seconds per hour of scored driving."""
+        parts = ("reactive_switch_s", "proactive_switch_s", "all_out_s", "standby_fine_s")
+        names = (*parts, "other_fine_s", "lost_s")
+        scale = 3600.0 / self.scored_s if self.scored_s else math.nan
+        return {name: getattr(self, name) * scale for name in names}
+
+
+def loss_breakdown(
+    seconds: DriveSeconds,
+    choice: Choice,
+    networks: Sequence[Network],
+    setup: VehicleSetup,
+    *,
+    policy: str,
+    detect_s: int | None = None,
+) -> LossBreakdown:
+    """Split a single-link choice's lost seconds by what lost them.
+
+    A second lost to a switch's interruption is *reactive* when the link left was in outage at
+    the switch or in the ``detect_s`` seconds before it (a failover), else *proactive* (a
+    planned switch, a return to the plan). ``detect_s`` defaults to how late the set-up's
+    failover rule learns of a failure: 1 s with two modems (the modem's own link state), the
+    Peplink health probes' worst case on one modem (:func:`_detect_s`). A second lost to the serving
+    link's own outage is split by what the vehicle could have used instead: nothing
+    (``all_out_s``), the standby's network (two modems: it was still registering, or the
+    rule did not move), or only a network it was not registered on (``other_fine_s``).
+
+    Examples
+    --------
+    >>> from commap.networks import NetworkKind
+    >>> nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
+    ...                 latency_ms=30) for i in "ab"]
+    >>> out = np.zeros((20, 2), bool); out[12:15, 0] = True; out[14, 1] = True
+    >>> s = DriveSeconds(("a", "b"), np.arange(20.0), np.zeros(20), np.zeros(20),
+    ...                  np.zeros(20, np.int64), out, np.where(out, -np.inf, -90.0))
+    >>> two = vehicle_setup("dual_modem")
+    >>> b = loss_breakdown(s, hot_standby_policy(s, nets, two), nets, two, policy="x")
+    >>> b.reactive_switch_s, b.proactive_switch_s, b.all_out_s, b.lost_s  # b is out at 14 too
+    (1, 0, 1, 2)
+    >>> stay = loss_breakdown(s, Choice(np.zeros(20, np.int64)), nets, two, policy="y")
+    >>> stay.all_out_s, stay.other_fine_s  # no standby registered: b was there for 2 s
+    (1, 2)
+    """
+    if choice.bonded:
+        raise InvalidInputError("a bonded pair has no single serving link", field="serving")
+    lost, interrupted, _ = _score_single(seconds, choice, networks, setup)
+    look_s = _detect_s(setup) if detect_s is None else int(detect_s)
+    serving = np.asarray(choice.serving, dtype=np.int64)
+    rows = np.arange(len(seconds))
+    reactive = np.zeros(len(seconds), dtype=bool)
+    for part in seconds.pieces():
+        s = serving[part]
+        for i in np.flatnonzero(s[1:] != s[:-1]) + 1:
+            at = part.start + int(i)
+            left = int(s[i - 1])
+            if seconds.outage[max(part.start, at - look_s) : at + 1, left].any():
+                # the whole interruption of this change is the failover's
+                stop = at + 1
+                while stop < part.stop and interrupted[stop] and serving[stop] == serving[at]:
+                    stop += 1
+                reactive[at:stop] = True
+    own = lost & ~interrupted
+    all_out = own & seconds.outage.all(axis=1)
+    aim = choice.standby if choice.standby is not None else np.full(len(seconds), NONE)
+    has_aim = (aim != NONE) & (aim != serving)
+    aim_fine = has_aim & ~seconds.outage[rows, np.where(has_aim, aim, 0)]
+    standby_fine = own & ~all_out & aim_fine
+    return LossBreakdown(
+        policy=policy,
+        vehicle=setup.name,
+        reactive_switch_s=int((interrupted & reactive).sum()),
+        proactive_switch_s=int((interrupted & ~reactive).sum()),
+        all_out_s=int(all_out.sum()),
+        standby_fine_s=int(standby_fine.sum()),
+        other_fine_s=int((own & ~all_out & ~standby_fine).sum()),
+        scored_s=len(seconds),
+    )
+
+
+def _detect_s(setup: VehicleSetup, params: ProbeParams = PEPLINK_PROBES) -> int:
+    """Seconds after a failure that a set-up's failover rule may still be acting on it."""
+    if setup.has_standby:
+        return 1
+    return params.interval_s * params.failures_to_down + params.timeout_s
 
 
 def _score_pair(

@@ -81,6 +81,7 @@ from commap.sim.failover import (
     bonding_policy,
     greedy_policy,
     hot_standby_policy,
+    loss_breakdown,
     next_switch,
     planned_failover_policy,
     probe_failover_policy,
@@ -274,6 +275,7 @@ class Replay:
     scores : per vehicle set-up and policy, its :class:`PolicyScore`.
     unknown_share : share of the drive's seconds where the map had no data near (per network).
     truth : ``"real"`` (measured drives).
+    networks : one per network column (what a switch between them costs).
     """
 
     seconds: DriveSeconds
@@ -281,6 +283,7 @@ class Replay:
     scores: dict[str, dict[str, PolicyScore]]
     unknown_share: dict[str, float] = field(default_factory=dict)
     truth: str = "real"
+    networks: tuple[Network, ...] = ()
 
     def score(self, vehicle: str, policy: str) -> PolicyScore:
         """The score of ``policy`` on ``vehicle``."""
@@ -308,6 +311,31 @@ class Replay:
             for by_policy in self.scores.values()
             for s in by_policy.values()
         ]
+        return pd.DataFrame(rows)
+
+    def breakdown(self) -> pd.DataFrame:
+        """One row per single-link policy and set-up: its lost seconds per hour by what lost
+        them (:func:`commap.sim.failover.loss_breakdown`), and the same for commap's excess
+        over the oracle (policy ``commap - oracle``): where the plan falls short."""
+        if not self.networks:
+            raise InvalidInputError("the replay does not say its networks", field="networks")
+        rows = []
+        for vehicle, by_policy in self.serving.items():
+            setup = vehicle_setup(vehicle)
+            parts: dict[str, dict[str, float]] = {}
+            for policy, choice in by_policy.items():
+                if choice.bonded:
+                    continue
+                split = loss_breakdown(self.seconds, choice, self.networks, setup, policy=policy)
+                parts[policy] = split.per_hour()
+            if "commap" in parts and "oracle" in parts:
+                parts["commap - oracle"] = {
+                    k: v - parts["oracle"][k] for k, v in parts["commap"].items()
+                }
+            rows += [
+                {"vehicle": vehicle, "policy": p, **{k: round(v, 1) for k, v in split.items()}}
+                for p, split in parts.items()
+            ]
         return pd.DataFrame(rows)
 
     def versus(self) -> pd.DataFrame:
@@ -494,7 +522,7 @@ def replay_drive(
                 s.switches,
             )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
-    return Replay(seconds, serving, scores, shares)
+    return Replay(seconds, serving, scores, shares, networks=tuple(networks))
 
 
 @dataclass(frozen=True)

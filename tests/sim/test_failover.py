@@ -19,6 +19,7 @@ from commap.sim.failover import (
     bonding_policy,
     greedy_policy,
     hot_standby_policy,
+    loss_breakdown,
     planned_failover_policy,
     probe_failover_policy,
     score_choice,
@@ -196,3 +197,38 @@ def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None
     assert (closed.serving[35:] == 1).all()  # ...and is made once it is up
     made = score_choice(s, closed, NETS, TWO, policy="x")
     assert made.outage_s == made.interruption_s == 1  # to the registered b: a route change
+
+
+def test_loss_breakdown_says_which_lost_seconds_a_failover_and_a_planned_switch_cost() -> None:
+    # a fails at 20-24 and b at 22-23 (both out at 22-23; c is up); the plan switches to b at 40
+    out = outage_of_a(60, 20, 25)
+    out[22:24, 1] = True
+    s = drive(out)
+    plan = np.r_[np.zeros(40, np.int64), np.ones(20, np.int64)]
+    order = np.tile(np.array([0, 1, 2]), (60, 1))
+    closed = planned_failover_policy(s, NETS, TWO, plan, order)
+    split = loss_breakdown(s, closed, NETS, TWO, policy="commap")
+    # the failover to the registered b at 20 costs the second a was out anyway; b is out at
+    # 22-23 with a out too and c up, but c is not registered; the planned switch at 40 is a
+    # route change off a working link
+    assert (split.reactive_switch_s, split.other_fine_s, split.all_out_s) == (1, 2, 0)
+    assert split.proactive_switch_s == 0  # already on b when the plan switches to it
+    assert split.lost_s == score_choice(s, closed, NETS, TWO, policy="commap").outage_s == 3
+    blind = loss_breakdown(s, Choice(plan, np.where(plan == 0, 1, 0)), NETS, TWO, policy="plan")
+    assert (blind.proactive_switch_s, blind.standby_fine_s, blind.other_fine_s) == (1, 3, 2)
+    per_hour = blind.per_hour()
+    assert per_hour["lost_s"] == pytest.approx(3600.0 * 6 / 60)
+
+
+def test_loss_breakdown_counts_a_late_probe_failover_as_reactive_on_one_modem() -> None:
+    # the probes declare a down at 20 s, when its outage (5-19 s) is over: still a failover
+    s = drive(outage_of_a(60, 5, 20))
+    plan, order = np.zeros(60, np.int64), np.tile(np.array([0, 1, 2]), (60, 1))
+    closed = planned_failover_policy(s, NETS, ONE, plan, order)
+    split = loss_breakdown(s, closed, NETS, ONE, policy="commap")
+    assert split.reactive_switch_s == 10 and split.proactive_switch_s == 0
+    assert closed.serving[19] == 0 and closed.serving[20] == 1
+    assert split.other_fine_s == 15  # the outage itself, b and c up all along
+    assert loss_breakdown(s, closed, NETS, ONE, policy="x", detect_s=0).proactive_switch_s == 10
+    with pytest.raises(InvalidInputError, match="bonded"):
+        loss_breakdown(s, bonding_policy(s), NETS, PAIR, policy="bonding")

@@ -217,3 +217,23 @@ def test_the_plan_is_executed_with_the_set_ups_failover_rule(replay: Replay) -> 
         assert closed.outage_s <= blind.outage_s
     standby = replay.serving["dual_modem"]["commap"].standby
     assert standby is not None and (standby != replay.serving["dual_modem"]["commap"].serving).all()
+
+
+def test_the_breakdown_says_where_commaps_excess_over_the_oracle_comes_from(
+    replay: Replay,
+) -> None:
+    split = replay.breakdown().set_index(["vehicle", "policy"])
+    parts = ["reactive_switch_s", "proactive_switch_s", "all_out_s", "standby_fine_s",
+             "other_fine_s"]  # fmt: skip
+    for (vehicle, policy), row in split.iterrows():
+        if policy == "commap - oracle":
+            commap, oracle = split.loc[(vehicle, "commap")], split.loc[(vehicle, "oracle")]
+            assert row["lost_s"] == pytest.approx(commap["lost_s"] - oracle["lost_s"], abs=0.2)
+            continue
+        score = replay.score(vehicle, policy)
+        assert row["lost_s"] == pytest.approx(score.service_loss_s_per_hour, abs=0.1)
+        assert row[parts].sum() == pytest.approx(row["lost_s"], abs=0.3)
+    assert "bonded" not in split.index.get_level_values("vehicle")  # a pair has no single link
+    assert ("single_modem", "hot_standby") not in split.index
+    # a map-free rule never plans a switch: its changes are failovers
+    assert split.loc[("dual_modem", "hot_standby"), "proactive_switch_s"] == 0
