@@ -124,7 +124,7 @@ def run() -> dict[str, Any]:
             split = replay.breakdown()
             for row in split[split["policy"] == "commap - oracle"].to_dict("records"):
                 for part in ("reactive_switch_s", "proactive_switch_s", "all_out_s",
-                             "standby_fine_s", "other_fine_s"):  # fmt: skip
+                             "standby_fine_s", "other_fine_s", "on_unknown_s"):  # fmt: skip
                     figures[f"{key}.{row['vehicle']}.excess.{part}_per_h"] = row[part]
             for row in replay.versus().itertuples(index=False):
                 k = f"{key}.{row.vehicle}"

@@ -69,7 +69,8 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
             "failover); `proactive_switch_s`: by a change away from a working link (a planned "
             "switch, a return to the plan); `all_out_s`: every network out; `standby_fine_s`: "
             "the standby's network was up (still registering, or no failover); "
-            "`other_fine_s`: only a network the vehicle was not registered on was up. "
+            "`other_fine_s`: only a network the vehicle was not registered on was up; "
+            "`on_unknown_s`: the lost seconds where the map had no data near. "
             "`commap - oracle`: where commap's excess over the oracle comes from.",
             "",
         ]

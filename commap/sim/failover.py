@@ -720,6 +720,7 @@ def loss_breakdown(
     *,
     policy: str,
     detect_s: int | None = None,
+    within: BoolArray | None = None,
 ) -> LossBreakdown:
     """Split a single-link choice's lost seconds by what lost them.
 
@@ -727,10 +728,12 @@ def loss_breakdown(
     the switch or in the ``detect_s`` seconds before it (a failover), else *proactive* (a
     planned switch, a return to the plan). ``detect_s`` defaults to how late the set-up's
     failover rule learns of a failure: 1 s with two modems (the modem's own link state), the
-    Peplink health probes' worst case on one modem (:func:`_detect_s`). A second lost to the serving
-    link's own outage is split by what the vehicle could have used instead: nothing
-    (``all_out_s``), the standby's network (two modems: it was still registering, or the
-    rule did not move), or only a network it was not registered on (``other_fine_s``).
+    Peplink health probes' worst case on one modem. A second lost to the serving link's own
+    outage is split by what the vehicle could have used instead: nothing (``all_out_s``), the
+    standby's network (two modems: it was still registering, or the rule did not move), or
+    only a network it was not registered on (``other_fine_s``). ``within`` (``(n,)`` bool)
+    counts only the lost seconds it marks (e.g. where the map had no data); ``scored_s``
+    stays the whole drive's, so the parts of complementary masks add up.
 
     Examples
     --------
@@ -772,6 +775,12 @@ def loss_breakdown(
     has_aim = (aim != NONE) & (aim != serving)
     aim_fine = has_aim & ~seconds.outage[rows, np.where(has_aim, aim, 0)]
     standby_fine = own & ~all_out & aim_fine
+    if within is not None:
+        mask = np.asarray(within, dtype=bool)
+        if mask.shape != lost.shape:
+            raise InvalidInputError("within must mark every second of the drive", field="within")
+        interrupted, own, all_out = interrupted & mask, own & mask, all_out & mask
+        reactive, standby_fine = reactive & mask, standby_fine & mask
     return LossBreakdown(
         policy=policy,
         vehicle=setup.name,

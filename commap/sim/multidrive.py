@@ -276,6 +276,7 @@ class Replay:
     unknown_share : share of the drive's seconds where the map had no data near (per network).
     truth : ``"real"`` (measured drives).
     networks : one per network column (what a switch between them costs).
+    unknown : ``(n,)`` the map had no data near the second's position (for any network).
     """
 
     seconds: DriveSeconds
@@ -284,6 +285,7 @@ class Replay:
     unknown_share: dict[str, float] = field(default_factory=dict)
     truth: str = "real"
     networks: tuple[Network, ...] = ()
+    unknown: BoolArray | None = None
 
     def score(self, vehicle: str, policy: str) -> PolicyScore:
         """The score of ``policy`` on ``vehicle``."""
@@ -315,8 +317,9 @@ class Replay:
 
     def breakdown(self) -> pd.DataFrame:
         """One row per single-link policy and set-up: its lost seconds per hour by what lost
-        them (:func:`commap.sim.failover.loss_breakdown`), and the same for commap's excess
-        over the oracle (policy ``commap - oracle``): where the plan falls short."""
+        them (:func:`commap.sim.failover.loss_breakdown`), ``on_unknown_s`` those of them
+        where the map had no data near, and the same for commap's excess over the oracle
+        (policy ``commap - oracle``): where the plan falls short."""
         if not self.networks:
             raise InvalidInputError("the replay does not say its networks", field="networks")
         rows = []
@@ -328,6 +331,12 @@ class Replay:
                     continue
                 split = loss_breakdown(self.seconds, choice, self.networks, setup, policy=policy)
                 parts[policy] = split.per_hour()
+                if self.unknown is not None:
+                    blind = loss_breakdown(
+                        self.seconds, choice, self.networks, setup, policy=policy,
+                        within=self.unknown,
+                    )  # fmt: skip
+                    parts[policy]["on_unknown_s"] = blind.per_hour()["lost_s"]
             if "commap" in parts and "oracle" in parts:
                 parts["commap - oracle"] = {
                     k: v - parts["oracle"][k] for k, v in parts["commap"].items()
@@ -522,7 +531,9 @@ def replay_drive(
                 s.switches,
             )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
-    return Replay(seconds, serving, scores, shares, networks=tuple(networks))
+    return Replay(
+        seconds, serving, scores, shares, networks=tuple(networks), unknown=unknown.any(axis=1)
+    )
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,13 @@ def test_loss_breakdown_says_which_lost_seconds_a_failover_and_a_planned_switch_
     assert (blind.proactive_switch_s, blind.standby_fine_s, blind.other_fine_s) == (1, 3, 2)
     per_hour = blind.per_hour()
     assert per_hour["lost_s"] == pytest.approx(3600.0 * 6 / 60)
+    # seconds counted where a mask says (e.g. the map's unknown stretches): the two halves add up
+    first = np.arange(60) < 30
+    early = loss_breakdown(s, closed, NETS, TWO, policy="commap", within=first)
+    late = loss_breakdown(s, closed, NETS, TWO, policy="commap", within=~first)
+    assert (early.lost_s, late.lost_s) == (3, 0) and early.scored_s == 60
+    with pytest.raises(InvalidInputError, match="every second"):
+        loss_breakdown(s, closed, NETS, TWO, policy="commap", within=first[:10])
 
 
 def test_loss_breakdown_counts_a_late_probe_failover_as_reactive_on_one_modem() -> None:

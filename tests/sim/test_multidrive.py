@@ -233,6 +233,7 @@ def test_the_breakdown_says_where_commaps_excess_over_the_oracle_comes_from(
         score = replay.score(vehicle, policy)
         assert row["lost_s"] == pytest.approx(score.service_loss_s_per_hour, abs=0.1)
         assert row[parts].sum() == pytest.approx(row["lost_s"], abs=0.3)
+        assert row["on_unknown_s"] == 0  # the map knows the whole drive (see above)
     assert "bonded" not in split.index.get_level_values("vehicle")  # a pair has no single link
     assert ("single_modem", "hot_standby") not in split.index
     # a map-free rule never plans a switch: its changes are failovers
