@@ -531,9 +531,8 @@ def replay_drive(
                 s.switches,
             )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
-    return Replay(
-        seconds, serving, scores, shares, networks=tuple(networks), unknown=unknown.any(axis=1)
-    )
+    blind: BoolArray = np.asarray(unknown.any(axis=1), dtype=bool)
+    return Replay(seconds, serving, scores, shares, networks=tuple(networks), unknown=blind)
 
 
 @dataclass(frozen=True)
