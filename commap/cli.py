@@ -575,9 +575,24 @@ def plan(
         _print_plan(result)
 
 
-def _print_plan(result: Any) -> None:
+# The text columns of the plan tables and how narrow each may get: their words wrap on a narrow
+# terminal, while the figures beside them stay on one line.
+_TEXT_COLUMNS = {"lat, lon": 9, "from": 8, "to": 8, "kind": 11, "network": 8, "route": 10}
+
+
+def _plan_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table of ``commap plan`` that fits 80 columns: text wraps, no cell is cut short."""
+    from rich import box
     from rich.table import Table
 
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for col in columns:
+        narrowest = _TEXT_COLUMNS.get(col)
+        table.add_column(col, overflow="fold", no_wrap=narrowest is None, min_width=narrowest)
+    return table
+
+
+def _print_plan(result: Any) -> None:
     from commap.timeutil import format_time
 
     p = result.plan
@@ -594,9 +609,7 @@ def _print_plan(result: Any) -> None:
         f"({', '.join(f'{k} {v}' for k, v in t.handovers_by_kind.items()) or 'none'}), "
         f"outage {t.outage_s:.1f} s, interruption {t.interruption_s:.1f} s, satellite {t.sat_mb:.1f} MB"
     )
-    stretches = Table(title="networks along the route")
-    for col in ("from km", "to km", "network", "share"):
-        stretches.add_column(col)
+    stretches = _plan_table("networks along the route", ("from km", "to km", "network", "share"))
     for start, stop, nid in p.stretches():
         km0 = p.distance_m[start] / 1000
         km1 = (p.distance_m[stop - 1] + p.length_m[stop - 1]) / 1000
@@ -608,27 +621,28 @@ def _print_plan(result: Any) -> None:
         )
     console.print(stretches)
     if p.handovers:
-        table = Table(title="handovers")
         prepare = any(h.prepare_s > 0 for h in p.handovers)
-        columns = ("km", "eta", "lat, lon", "from", "to", "kind", "failure p")
-        for col in (*columns, "prepare s before") if prepare else columns:
-            table.add_column(col)
+        columns = ("km", "eta min", "lat, lon", "from", "to", "kind", "fail p")
+        # prep s: how long before the switch to register the standby or wake the terminal
+        table = _plan_table("handovers", (*columns, "prep s") if prepare else columns)
         for h in p.handovers:
             row = [
                 f"{h.distance_m / 1000:.2f}",
-                f"{h.eta_s / 60:.1f} min",
+                f"{h.eta_s / 60:.1f}",
                 f"{h.lat:.5f}, {h.lon:.5f}",
                 h.from_network,
                 h.to_network,
-                h.kind,
+                # words wrap where an identifier would be cut: "terrestrial leo"
+                str(h.kind).replace("_", " "),
                 f"{h.failure_prob:.3f}",
             ]
             table.add_row(*row, *([f"{h.prepare_s:g}"] if prepare else []))
         console.print(table)
     if result.choice is not None:
-        alt = Table(title="route alternatives (score = travel time + drops x seconds_per_drop)")
-        for col in ("#", "route", "km", "min", "exp. drops", "handovers", "score s", "picked"):
-            alt.add_column(col)
+        alt = _plan_table(
+            "route alternatives (score = travel time + drops x seconds_per_drop)",
+            ("#", "route", "km", "min", "exp. drops", "handovers", "score s", "picked"),
+        )
         for row in result.choice.table():
             alt.add_row(
                 str(row["index"] + 1),

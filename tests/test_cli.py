@@ -445,3 +445,27 @@ def test_route_table_prints_unknown_share_and_unknown_median(cork_dir: Path) -> 
     blind = rows(route_from_polyline([lon, lon + 0.003], [lat, lat - 0.002]))
     assert blind["ie-b-lte"].rstrip().endswith("unknown")
     assert "100 %" in blind["ie-b-lte"] and "unknown" not in blind["ie-mno1-3g"]
+
+
+@pytest.mark.parametrize("vehicle", [[], ["--vehicle", "satellite_on_demand"]])
+def test_plan_tables_fit_80_columns_and_cut_no_cell(
+    andorra_dir: Path, tmp_path: Path, vehicle: list[str]
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    trip = ("--from", LA_VELLA, "--to", PAS_DE_LA_CASA, "--alternatives", "3")
+    code, out = _run(
+        "plan", "--map", str(andorra_dir), *trip, "--out", str(plan_file), *vehicle
+    )  # fmt: skip
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    handovers = json.loads(plan_file.read_text())["handovers"]
+    assert handovers
+    rows = [line for line in out.splitlines() if re.match(r"\s*\d+\.\d\d\s+\d+\.\d\s", line)]
+    for h, row in zip(handovers, rows, strict=True):
+        # every handover's row with its networks whole; its kind in words, wrapped or not
+        assert row.split()[0] == f"{h['distance_m'] / 1000:.2f}"
+        assert h["from_network"] in row and h["to_network"] in row
+        assert all(word in out for word in h["kind"].split("_"))
+    if vehicle:  # how long before the switch to wake the terminal: a column of its own
+        assert "prep s" in out and "120" in out
