@@ -58,7 +58,8 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr)
+            # log lines carry their time; the source line that logged them is noise to a user
+            self._console = Console(stderr=self._stderr, log_path=False)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -192,10 +193,16 @@ class _TileProgressBar:
             self.bar.advance(self.task, steps)
 
     def message(self, text: str) -> None:
-        self.console.log(text)
+        _log_line(self.console, text)
 
     def close(self) -> None:
         self.bar.stop()
+
+
+def _log_line(out: Console, text: str) -> None:
+    """A status line of a long job, with its time, as written: file names and spec sections
+    such as ``[terrain]`` are text, not rich markup."""
+    out.log(text, markup=False, highlight=False)
 
 
 @app.command("build-map")
@@ -224,7 +231,7 @@ def build_map_cmd(
         build_map(
             spec,
             out,
-            progress=bar or err_console.log,
+            progress=bar or (lambda text: _log_line(err_console.get(), text)),
             executor=executor,
             workers=workers,
             scheduler=scheduler,

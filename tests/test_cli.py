@@ -469,3 +469,21 @@ def test_plan_tables_fit_80_columns_and_cut_no_cell(
         assert all(word in out for word in h["kind"].split("_"))
     if vehicle:  # how long before the switch to wake the terminal: a column of its own
         assert "prep s" in out and "120" in out
+
+
+def test_build_map_prints_spec_sections_as_written(tmp_path: Path) -> None:
+    spec_dir = tmp_path / "flat"
+    (spec_dir / "data").mkdir(parents=True)
+    pbf = (MAPS / "andorra" / "data" / "andorra.osm.pbf").read_bytes()
+    (spec_dir / "data" / "andorra.osm.pbf").write_bytes(pbf[: len(pbf) // 3])  # stops the build
+    spec = default_spec(spec_dir, name="flat", data_dir=None)
+    text = spec.read_text()
+    start = text.index("[terrain]")
+    spec.write_text(text[:start] + text[text.index("[[networks]]", start) :])  # no terrain
+    code, out = _run("build-map", str(spec), "--out", str(tmp_path / "built"))
+    assert code == 2, out
+    flat = " ".join(out.split())  # rich wraps long lines
+    # the flat-earth warning names the section to add, not an empty pair of brackets
+    assert "no [terrain]: coverage is modelled over flat earth" in flat
+    assert "under [terrain])" in flat and "no :" not in flat
+    assert "progress.py" not in out
