@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import re
@@ -487,3 +488,47 @@ def test_build_map_prints_spec_sections_as_written(tmp_path: Path) -> None:
     assert "no [terrain]: coverage is modelled over flat earth" in flat
     assert "under [terrain])" in flat and "no :" not in flat
     assert "progress.py" not in out
+
+
+# Options of the tour whose value is a file the command reads.
+_INPUT_OPTIONS = ("--route", "--trace", "--drive", "--plan", "--real-drive", "--tle")
+
+
+def _tour_commands() -> list[list[str]]:
+    """The ``commap`` lines of the README's tour, continuation lines joined, comments cut."""
+    import shlex
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## A short tour")
+    block = text[text.index("```bash", start) + len("```bash") : text.index("```\n", start + 10)]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "commap":
+            commands.append(words[1:])
+    return commands
+
+
+def _placeholder(value: str) -> bool:
+    """An upper-case name the reader replaces (``M``, ``LATER.csv``, ``FILE``)."""
+    stem = value.split(".")[0]
+    return stem.isupper() and stem.replace("_", "").isalpha()
+
+
+def test_every_tour_command_reads_what_a_fresh_clone_has() -> None:
+    commands = _tour_commands()
+    assert len(commands) >= 10
+    written: set[str] = set()
+    for words in commands:
+        given = dict(itertools.pairwise(words))
+        reads = [given[o] for o in _INPUT_OPTIONS if o in given]
+        reads = [v.partition("=")[2] or v for v in reads]  # --tle NETWORK=FILE
+        if words[0] == "build-map":
+            reads.append(words[1])
+        for value in ([given["--map"]] if "--map" in given else []) + reads:
+            if _placeholder(value) or value in written:
+                continue
+            on_disk = (MAPS / value / "map.toml").is_file() or (REPO / value).is_file()
+            assert on_disk, f"README tour: `commap {' '.join(words)}` needs {value!r}"
+        if "--out" in given:
+            written.add(given["--out"])
