@@ -532,3 +532,18 @@ def test_every_tour_command_reads_what_a_fresh_clone_has() -> None:
             assert on_disk, f"README tour: `commap {' '.join(words)}` needs {value!r}"
         if "--out" in given:
             written.add(given["--out"])
+
+
+def test_stale_elements_refusal_names_a_time_of_the_request(andorra_dir: Path) -> None:
+    code, out = _run(
+        "coverage", "--map", str(andorra_dir), "--at", LA_VELLA, "--time", "2025-03-10T00:00:00Z"
+    )
+    assert code == 2
+    assert "2025-03-10T00:00:00Z (of this request) is 45 days from the starlink" in out
+    depart = ("--depart", "2025-03-10T00:00:00Z")
+    code, out = _run("route", "--map", str(andorra_dir), "--from", LA_VELLA, "--to", PAS_DE_LA_CASA, *depart)  # fmt: skip
+    assert code == 2
+    flat = " ".join(out.split())
+    # the trip's last time, in whole seconds; never a segment's time called the departure
+    assert re.search(r"2025-03-10T00:\d\d:\d\dZ \(of this request\) is 45 days from", flat), flat
+    assert "departure 2025-03-10" not in flat
