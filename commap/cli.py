@@ -141,10 +141,19 @@ def common_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """commap command line."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    if verbose:  # the log's time and source help to follow a long job
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:  # only warnings show, and they are for the user: "warning: ..." as errors are
+        handler.setFormatter(_UserFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _UserFormatter(logging.Formatter):
+    """A log record as one line for the user: ``warning: <message>``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
 class _TileProgressBar:
@@ -306,6 +315,7 @@ def coverage(
     from commap.timeutil import format_time, parse_time
 
     cmap = CommMap.load(map_name)
+    cmap.check_inside([lon], [lat], field="--at")  # the option the user gave, named
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
     cmap.check_elements(t_s, allow_stale=allow_stale_elements, used=())
     qm = cmap.quality_at([lon], [lat], [t_s])

@@ -547,3 +547,23 @@ def test_stale_elements_refusal_names_a_time_of_the_request(andorra_dir: Path) -
     # the trip's last time, in whole seconds; never a segment's time called the departure
     assert re.search(r"2025-03-10T00:\d\d:\d\dZ \(of this request\) is 45 days from", flat), flat
     assert "departure 2025-03-10" not in flat
+
+
+def test_far_points_are_named_by_their_option_and_warned_about_plainly(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", "48.85,2.35")  # Paris
+    assert code == 2
+    assert out.startswith("error: --at: point (48.85000, 2.35000) lies outside map andorra")
+    # on a mountainside 810 m from the road: one plain warning line, as the errors are
+    cli = [sys.executable, "-m", "commap.cli", "route", "--map", str(andorra_dir)]
+    done = subprocess.run(
+        [*cli, "--from", "42.4637,1.4913", "--to", "42.47,1.46"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("warning: destination (42.47000, 1.46000) is 8"), first
+    assert "m from the nearest connected road" in first
+    assert "commap.geo.roads" not in done.stderr
