@@ -409,11 +409,27 @@ def route(
         console.print(
             f"[bold]route {i + 1}[/]: {corridor.total_length_m / 1000:.1f} km, "
             f"{corridor.total_duration_s / 60:.1f} min, {len(corridor)} segments of "
-            f"{cmap.segment_m:.0f} m, tunnels {corridor.length_m[corridor.in_tunnel].sum() / 1000:.1f} km, "
+            f"{cmap.segment_m:.0f} m, {_tunnel_summary(corridor, qm)}, "
             f"departure {format_time(departure_s)}"
         )
         table = route_coverage_table(corridor, qm, cmap.catalogue)
         console.print(table)
+
+
+def _tunnel_summary(corridor: Corridor, qm: QualityMatrix) -> str:
+    """``tunnels 3.1 km`` and which networks are usable inside them (a tunnel's own coverage:
+    none, or a distributed antenna system of the map spec's ``tunnel_coverage``)."""
+    from commap.radio.quality import USABLE_SINR_DB
+
+    inside = corridor.in_tunnel
+    text = f"tunnels {corridor.length_m[inside].sum() / 1000:.1f} km"
+    if not inside.any():
+        return text
+    length_m = corridor.length_m[inside]
+    usable = qm.sinr_db[inside] >= USABLE_SINR_DB
+    share = [float(length_m[usable[:, j]].sum() / length_m.sum()) for j in range(usable.shape[1])]
+    covering = [f"{nid} {100 * x:.0f} %" for nid, x in zip(qm.network_ids, share, strict=True) if x]
+    return f"{text}, usable inside: {', '.join(covering) if covering else 'no network'}"
 
 
 def route_coverage_table(

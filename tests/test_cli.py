@@ -567,3 +567,26 @@ def test_far_points_are_named_by_their_option_and_warned_about_plainly(andorra_d
     assert first.startswith("warning: destination (42.47000, 1.46000) is 8"), first
     assert "m from the nearest connected road" in first
     assert "commap.geo.roads" not in done.stderr
+
+
+ENVALIRA_EAST_PORTAL = "42.5468,1.7331"
+
+
+def test_route_says_which_networks_reach_inside_its_tunnels(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    trip = ("--from", LA_VELLA, "--to", ENVALIRA_EAST_PORTAL)  # through the Envalira tunnel
+    code, out = _run("route", "--map", str(andorra_dir), *trip)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "tunnels 3.1 km, usable inside: no network" in flat
+    # the same map with a distributed antenna system of ad-lte in every tunnel
+    das = tmp_path / "andorra-das"
+    shutil.copytree(andorra_dir, das)
+    manifest = json.loads((das / "manifest.json").read_text())
+    entry = next(n for n in manifest["networks"] if n["id"] == "ad-lte")
+    entry["layer"]["tunnel_coverage"] = {"mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0}
+    (das / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _run("route", "--map", str(das), *trip)
+    assert code == 0, out
+    assert "tunnels 3.1 km, usable inside: ad-lte 100 %" in " ".join(out.split())
