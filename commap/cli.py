@@ -58,7 +58,8 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr)
+            # log lines carry their time; the source line that logged them is noise to a user
+            self._console = Console(stderr=self._stderr, log_path=False)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -140,10 +141,19 @@ def common_options(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """commap command line."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    if verbose:  # the log's time and source help to follow a long job
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:  # only warnings show, and they are for the user: "warning: ..." as errors are
+        handler.setFormatter(_UserFormatter())
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+class _UserFormatter(logging.Formatter):
+    """A log record as one line for the user: ``warning: <message>``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
 
 
 class _TileProgressBar:
@@ -192,10 +202,16 @@ class _TileProgressBar:
             self.bar.advance(self.task, steps)
 
     def message(self, text: str) -> None:
-        self.console.log(text)
+        _log_line(self.console, text)
 
     def close(self) -> None:
         self.bar.stop()
+
+
+def _log_line(out: Console, text: str) -> None:
+    """A status line of a long job, with its time, as written: file names and spec sections
+    such as ``[terrain]`` are text, not rich markup."""
+    out.log(text, markup=False, highlight=False)
 
 
 @app.command("build-map")
@@ -224,7 +240,7 @@ def build_map_cmd(
         build_map(
             spec,
             out,
-            progress=bar or err_console.log,
+            progress=bar or (lambda text: _log_line(err_console.get(), text)),
             executor=executor,
             workers=workers,
             scheduler=scheduler,
@@ -299,6 +315,7 @@ def coverage(
     from commap.timeutil import format_time, parse_time
 
     cmap = CommMap.load(map_name)
+    cmap.check_inside([lon], [lat], field="--at")  # the option the user gave, named
     t_s = cmap.default_departure_s if time is None else parse_time(time, field="--time")
     cmap.check_elements(t_s, allow_stale=allow_stale_elements, used=())
     qm = cmap.quality_at([lon], [lat], [t_s])
@@ -392,11 +409,27 @@ def route(
         console.print(
             f"[bold]route {i + 1}[/]: {corridor.total_length_m / 1000:.1f} km, "
             f"{corridor.total_duration_s / 60:.1f} min, {len(corridor)} segments of "
-            f"{cmap.segment_m:.0f} m, tunnels {corridor.length_m[corridor.in_tunnel].sum() / 1000:.1f} km, "
+            f"{cmap.segment_m:.0f} m, {_tunnel_summary(corridor, qm)}, "
             f"departure {format_time(departure_s)}"
         )
         table = route_coverage_table(corridor, qm, cmap.catalogue)
         console.print(table)
+
+
+def _tunnel_summary(corridor: Corridor, qm: QualityMatrix) -> str:
+    """``tunnels 3.1 km`` and which networks are usable inside them (a tunnel's own coverage:
+    none, or a distributed antenna system of the map spec's ``tunnel_coverage``)."""
+    from commap.radio.quality import USABLE_SINR_DB
+
+    inside = corridor.in_tunnel
+    text = f"tunnels {corridor.length_m[inside].sum() / 1000:.1f} km"
+    if not inside.any():
+        return text
+    length_m = corridor.length_m[inside]
+    usable = qm.sinr_db[inside] >= USABLE_SINR_DB
+    share = [float(length_m[usable[:, j]].sum() / length_m.sum()) for j in range(usable.shape[1])]
+    covering = [f"{nid} {100 * x:.0f} %" for nid, x in zip(qm.network_ids, share, strict=True) if x]
+    return f"{text}, usable inside: {', '.join(covering) if covering else 'no network'}"
 
 
 def route_coverage_table(
@@ -575,9 +608,24 @@ def plan(
         _print_plan(result)
 
 
-def _print_plan(result: Any) -> None:
+# The text columns of the plan tables and how narrow each may get: their words wrap on a narrow
+# terminal, while the figures beside them stay on one line.
+_TEXT_COLUMNS = {"lat, lon": 9, "from": 8, "to": 8, "kind": 11, "network": 8, "route": 10}
+
+
+def _plan_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table of ``commap plan`` that fits 80 columns: text wraps, no cell is cut short."""
+    from rich import box
     from rich.table import Table
 
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    for col in columns:
+        narrowest = _TEXT_COLUMNS.get(col)
+        table.add_column(col, overflow="fold", no_wrap=narrowest is None, min_width=narrowest)
+    return table
+
+
+def _print_plan(result: Any) -> None:
     from commap.timeutil import format_time
 
     p = result.plan
@@ -594,9 +642,7 @@ def _print_plan(result: Any) -> None:
         f"({', '.join(f'{k} {v}' for k, v in t.handovers_by_kind.items()) or 'none'}), "
         f"outage {t.outage_s:.1f} s, interruption {t.interruption_s:.1f} s, satellite {t.sat_mb:.1f} MB"
     )
-    stretches = Table(title="networks along the route")
-    for col in ("from km", "to km", "network", "share"):
-        stretches.add_column(col)
+    stretches = _plan_table("networks along the route", ("from km", "to km", "network", "share"))
     for start, stop, nid in p.stretches():
         km0 = p.distance_m[start] / 1000
         km1 = (p.distance_m[stop - 1] + p.length_m[stop - 1]) / 1000
@@ -608,27 +654,28 @@ def _print_plan(result: Any) -> None:
         )
     console.print(stretches)
     if p.handovers:
-        table = Table(title="handovers")
         prepare = any(h.prepare_s > 0 for h in p.handovers)
-        columns = ("km", "eta", "lat, lon", "from", "to", "kind", "failure p")
-        for col in (*columns, "prepare s before") if prepare else columns:
-            table.add_column(col)
+        columns = ("km", "eta min", "lat, lon", "from", "to", "kind", "fail p")
+        # prep s: how long before the switch to register the standby or wake the terminal
+        table = _plan_table("handovers", (*columns, "prep s") if prepare else columns)
         for h in p.handovers:
             row = [
                 f"{h.distance_m / 1000:.2f}",
-                f"{h.eta_s / 60:.1f} min",
+                f"{h.eta_s / 60:.1f}",
                 f"{h.lat:.5f}, {h.lon:.5f}",
                 h.from_network,
                 h.to_network,
-                h.kind,
+                # words wrap where an identifier would be cut: "terrestrial leo"
+                str(h.kind).replace("_", " "),
                 f"{h.failure_prob:.3f}",
             ]
             table.add_row(*row, *([f"{h.prepare_s:g}"] if prepare else []))
         console.print(table)
     if result.choice is not None:
-        alt = Table(title="route alternatives (score = travel time + drops x seconds_per_drop)")
-        for col in ("#", "route", "km", "min", "exp. drops", "handovers", "score s", "picked"):
-            alt.add_column(col)
+        alt = _plan_table(
+            "route alternatives (score = travel time + drops x seconds_per_drop)",
+            ("#", "route", "km", "min", "exp. drops", "handovers", "score s", "picked"),
+        )
         for row in result.choice.table():
             alt.add_row(
                 str(row["index"] + 1),

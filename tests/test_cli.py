@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import re
@@ -445,3 +446,147 @@ def test_route_table_prints_unknown_share_and_unknown_median(cork_dir: Path) -> 
     blind = rows(route_from_polyline([lon, lon + 0.003], [lat, lat - 0.002]))
     assert blind["ie-b-lte"].rstrip().endswith("unknown")
     assert "100 %" in blind["ie-b-lte"] and "unknown" not in blind["ie-mno1-3g"]
+
+
+@pytest.mark.parametrize("vehicle", [[], ["--vehicle", "satellite_on_demand"]])
+def test_plan_tables_fit_80_columns_and_cut_no_cell(
+    andorra_dir: Path, tmp_path: Path, vehicle: list[str]
+) -> None:
+    plan_file = tmp_path / "plan.json"
+    trip = ("--from", LA_VELLA, "--to", PAS_DE_LA_CASA, "--alternatives", "3")
+    code, out = _run(
+        "plan", "--map", str(andorra_dir), *trip, "--out", str(plan_file), *vehicle
+    )  # fmt: skip
+    assert code == 0, out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    handovers = json.loads(plan_file.read_text())["handovers"]
+    assert handovers
+    rows = [line for line in out.splitlines() if re.match(r"\s*\d+\.\d\d\s+\d+\.\d\s", line)]
+    for h, row in zip(handovers, rows, strict=True):
+        # every handover's row with its networks whole; its kind in words, wrapped or not
+        assert row.split()[0] == f"{h['distance_m'] / 1000:.2f}"
+        assert h["from_network"] in row and h["to_network"] in row
+        assert all(word in out for word in h["kind"].split("_"))
+    if vehicle:  # how long before the switch to wake the terminal: a column of its own
+        assert "prep s" in out and "120" in out
+
+
+def test_build_map_prints_spec_sections_as_written(tmp_path: Path) -> None:
+    spec_dir = tmp_path / "flat"
+    (spec_dir / "data").mkdir(parents=True)
+    pbf = (MAPS / "andorra" / "data" / "andorra.osm.pbf").read_bytes()
+    (spec_dir / "data" / "andorra.osm.pbf").write_bytes(pbf[: len(pbf) // 3])  # stops the build
+    spec = default_spec(spec_dir, name="flat", data_dir=None)
+    text = spec.read_text()
+    start = text.index("[terrain]")
+    spec.write_text(text[:start] + text[text.index("[[networks]]", start) :])  # no terrain
+    code, out = _run("build-map", str(spec), "--out", str(tmp_path / "built"))
+    assert code == 2, out
+    flat = " ".join(out.split())  # rich wraps long lines
+    # the flat-earth warning names the section to add, not an empty pair of brackets
+    assert "no [terrain]: coverage is modelled over flat earth" in flat
+    assert "under [terrain])" in flat and "no :" not in flat
+    assert "progress.py" not in out
+
+
+# Options of the tour whose value is a file the command reads.
+_INPUT_OPTIONS = ("--route", "--trace", "--drive", "--plan", "--real-drive", "--tle")
+
+
+def _tour_commands() -> list[list[str]]:
+    """The ``commap`` lines of the README's tour, continuation lines joined, comments cut."""
+    import shlex
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    start = text.index("## A short tour")
+    block = text[text.index("```bash", start) + len("```bash") : text.index("```\n", start + 10)]
+    commands = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words and words[0] == "commap":
+            commands.append(words[1:])
+    return commands
+
+
+def _placeholder(value: str) -> bool:
+    """An upper-case name the reader replaces (``M``, ``LATER.csv``, ``FILE``)."""
+    stem = value.split(".")[0]
+    return stem.isupper() and stem.replace("_", "").isalpha()
+
+
+def test_every_tour_command_reads_what_a_fresh_clone_has() -> None:
+    commands = _tour_commands()
+    assert len(commands) >= 10
+    written: set[str] = set()
+    for words in commands:
+        given = dict(itertools.pairwise(words))
+        reads = [given[o] for o in _INPUT_OPTIONS if o in given]
+        reads = [v.partition("=")[2] or v for v in reads]  # --tle NETWORK=FILE
+        if words[0] == "build-map":
+            reads.append(words[1])
+        for value in ([given["--map"]] if "--map" in given else []) + reads:
+            if _placeholder(value) or value in written:
+                continue
+            on_disk = (MAPS / value / "map.toml").is_file() or (REPO / value).is_file()
+            assert on_disk, f"README tour: `commap {' '.join(words)}` needs {value!r}"
+        if "--out" in given:
+            written.add(given["--out"])
+
+
+def test_stale_elements_refusal_names_a_time_of_the_request(andorra_dir: Path) -> None:
+    code, out = _run(
+        "coverage", "--map", str(andorra_dir), "--at", LA_VELLA, "--time", "2025-03-10T00:00:00Z"
+    )
+    assert code == 2
+    assert "2025-03-10T00:00:00Z (of this request) is 45 days from the starlink" in out
+    depart = ("--depart", "2025-03-10T00:00:00Z")
+    code, out = _run("route", "--map", str(andorra_dir), "--from", LA_VELLA, "--to", PAS_DE_LA_CASA, *depart)  # fmt: skip
+    assert code == 2
+    flat = " ".join(out.split())
+    # the trip's last time, in whole seconds; never a segment's time called the departure
+    assert re.search(r"2025-03-10T00:\d\d:\d\dZ \(of this request\) is 45 days from", flat), flat
+    assert "departure 2025-03-10" not in flat
+
+
+def test_far_points_are_named_by_their_option_and_warned_about_plainly(andorra_dir: Path) -> None:
+    code, out = _run("coverage", "--map", str(andorra_dir), "--at", "48.85,2.35")  # Paris
+    assert code == 2
+    assert out.startswith("error: --at: point (48.85000, 2.35000) lies outside map andorra")
+    # on a mountainside 810 m from the road: one plain warning line, as the errors are
+    cli = [sys.executable, "-m", "commap.cli", "route", "--map", str(andorra_dir)]
+    done = subprocess.run(
+        [*cli, "--from", "42.4637,1.4913", "--to", "42.47,1.46"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("warning: destination (42.47000, 1.46000) is 8"), first
+    assert "m from the nearest connected road" in first
+    assert "commap.geo.roads" not in done.stderr
+
+
+ENVALIRA_EAST_PORTAL = "42.5468,1.7331"
+
+
+def test_route_says_which_networks_reach_inside_its_tunnels(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    trip = ("--from", LA_VELLA, "--to", ENVALIRA_EAST_PORTAL)  # through the Envalira tunnel
+    code, out = _run("route", "--map", str(andorra_dir), *trip)
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "tunnels 3.1 km, usable inside: no network" in flat
+    # the same map with a distributed antenna system of ad-lte in every tunnel
+    das = tmp_path / "andorra-das"
+    shutil.copytree(andorra_dir, das)
+    manifest = json.loads((das / "manifest.json").read_text())
+    entry = next(n for n in manifest["networks"] if n["id"] == "ad-lte")
+    entry["layer"]["tunnel_coverage"] = {"mode": "das", "rsrp_dbm": -95.0, "sinr_db": 10.0}
+    (das / "manifest.json").write_text(json.dumps(manifest))
+    code, out = _run("route", "--map", str(das), *trip)
+    assert code == 0, out
+    assert "tunnels 3.1 km, usable inside: ad-lte 100 %" in " ".join(out.split())

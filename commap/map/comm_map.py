@@ -169,10 +169,14 @@ class CommMap:
         times = np.atleast_1d(np.asarray(t_s, dtype=np.float64))
         notices: list[str] = []
         for nid, epoch in self.element_epochs().items():
-            days = float(np.abs(times - epoch).max(initial=0.0)) / _DAY_S
+            gaps_s = np.abs(times - epoch)
+            days = float(gaps_s.max(initial=0.0)) / _DAY_S
             if days > STALE_REFUSE_DAYS and not allow_stale:
+                # the time furthest from the epoch, whole seconds: a segment's time on a trip is
+                # not the departure the user gave, so it is not called one
+                far = format_time(round(float(times[int(np.argmax(gaps_s))])))
                 raise InvalidInputError(
-                    f"departure {format_time(float(times.min()))} is {days:.0f} days from the "
+                    f"{far} (of this request) is {days:.0f} days from the "
                     f"{nid} orbital elements (epoch {format_time(epoch)}): its satellite "
                     f"positions would be wrong. Load fresh elements (commap update-elements --map "
                     f"{self.name} --tle {nid}=FILE), give a departure near the epoch, or allow "
