@@ -8,6 +8,10 @@
   GeoJSON file: the constrained solver). The solver status and gap of the written plan are
   reported with it (the target: OPTIMAL or a gap under 0.1 %).
 
+* ``map_load_s``: ``CommMap.load`` of the default map in a warm process (its imports done, the
+  map loaded once before), the median of 7 loads (target < 0.1 s): what a server or a batch
+  worker pays per map, and the map's share of every command.
+
 Each command runs once first so that its bytecode is compiled, as it is for an installed
 package (into a temporary ``PYTHONPYCACHEPREFIX``: the shared virtualenv is left untouched).
 Figures: the median wall time ``*_s`` and the median CPU time of the process ``*_cpu_s`` (user +
@@ -70,6 +74,29 @@ def _time(args: list[str], env: dict[str, str], *, expect: int) -> tuple[float, 
     return statistics.median(walls), statistics.median(cpus)
 
 
+_MAP_LOAD = """
+import statistics, time
+from commap.map.comm_map import CommMap
+CommMap.load("andorra")
+times = []
+for _ in range(7):
+    start = time.perf_counter()
+    CommMap.load("andorra")
+    times.append(time.perf_counter() - start)
+print(statistics.median(times))
+"""
+
+
+def _map_load_s(env: dict[str, str]) -> float:
+    """Median seconds of ``CommMap.load`` of the default map in a warm process."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MAP_LOAD], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"map load: exit {done.returncode}\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def run() -> dict[str, Any]:
     """Time the instant commands and the README's plan line; return the figures."""
     with tempfile.TemporaryDirectory(prefix="commap-bench-cli-") as tmp:
@@ -96,6 +123,7 @@ def run() -> dict[str, Any]:
         figures["readme_plan_status"] = solver["status"]
         figures["readme_plan_gap"] = solver["gap"]
         figures["readme_plan_cost"] = solver["objective"]
+        figures["map_load_s"] = round(_map_load_s(env), 3)
         figures["load_average_1min"] = round(os.getloadavg()[0], 2)
     return figures
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 _VOID = -32768
 _NAME = re.compile(r"([NS])(\d{2})([EW])(\d{3})", re.IGNORECASE)
+# guards the first read of on-demand tiles (a served map is sampled from several threads); a
+# module lock keeps Terrain objects picklable
+_READ_LOCK = threading.Lock()
 
 
 def srtm_tile_names(bbox: tuple[float, float, float, float]) -> list[str]:
@@ -116,12 +120,41 @@ class Terrain:
     """
 
     def __init__(self, tiles: list[HgtTile]) -> None:
-        self._tiles = {(t.lat0, t.lon0): t for t in tiles}
+        self._loaded = {(t.lat0, t.lon0): t for t in tiles}
+        self._pending: tuple[Path, ...] = ()
 
     @classmethod
     def from_files(cls, paths: list[str | Path]) -> Terrain:
         """Load every tile in ``paths``."""
         return cls([load_hgt(p) for p in paths])
+
+    @classmethod
+    def on_demand(cls, paths: list[str | Path]) -> Terrain:
+        """Terrain over the tiles in ``paths``, read when heights are first asked for.
+
+        For a built map, whose tiles were checked when it was built: most answers take
+        their terrain from tables made at build time, and unzipping a tile costs a map load
+        more than the rest of it.
+
+        Examples
+        --------
+        >>> terrain = Terrain.on_demand(["maps/andorra/data/N42E001.hgt.zip"])
+        >>> round(float(terrain.elevation_m(np.array([1.5218]), np.array([42.5063]))[0]))
+        1017
+        """
+        terrain = cls([])
+        terrain._pending = tuple(Path(p) for p in paths)
+        return terrain
+
+    @property
+    def _tiles(self) -> dict[tuple[int, int], HgtTile]:
+        if self._pending:
+            with _READ_LOCK:
+                for path in self._pending:
+                    tile = load_hgt(path)
+                    self._loaded[(tile.lat0, tile.lon0)] = tile
+                self._pending = ()
+        return self._loaded
 
     @property
     def tiles(self) -> list[HgtTile]:

@@ -94,7 +94,7 @@ class CommMap:
         verify_files(directory, manifest.files)
         terrain = None
         if manifest.terrain is not None:
-            terrain = Terrain.from_files([directory / f for f in manifest.terrain.files])
+            terrain = Terrain.on_demand([directory / f for f in manifest.terrain.files])
         graph = None
         if manifest.roads is not None:
             graph = roads_mod.read_road_graph(directory / manifest.roads.dir)

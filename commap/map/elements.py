@@ -1,7 +1,8 @@
 """Fresh orbital elements for a built map, without rebuilding the rest.
 
 :func:`update_elements` replaces the TLE file of one or more LEO constellations of a built map.
-The new file is written under a new name and the manifest (checksums, satellite count, epoch)
+The new file (and its stored element table, which map loads read instead of the text) is
+written under a new name and the manifest (checksums, satellite count, epoch)
 then switched to it in one atomic write, so a reader sees either the old map or the new one,
 never a mix; the old file is removed afterwards. Everything else of the map (roads, terrestrial
 layers, the per-edge table made with the old elements) stays as built.
@@ -20,15 +21,12 @@ import numpy as np
 from commap.errors import InvalidInputError
 from commap.files import sha256_file, write_bytes_atomic
 from commap.map.manifest import MANIFEST, Manifest, resolve_map_dir
-from commap.radio.layers.satellite import read_tle_file
+from commap.radio.layers.satellite import ElementTable, write_elements_beside
 from commap.timeutil import format_time
 
 __all__ = ["update_elements"]
 
 log = logging.getLogger(__name__)
-
-_DAY_S = 86400.0
-_UNIX_EPOCH_JD = 2440587.5
 
 
 def update_elements(
@@ -79,22 +77,30 @@ def update_elements(
             data = path.read_bytes()
         except OSError as exc:
             raise InvalidInputError(f"{path}: cannot read TLE file ({exc})", field="tle") from None
-        satellites = read_tle_file(path)  # raises InvalidInputError naming the file
-        epochs = np.array([s.model.jdsatepoch + s.model.jdsatepochF for s in satellites])
-        epoch_s = float((np.median(epochs) - _UNIX_EPOCH_JD) * _DAY_S)
+        elements = ElementTable.from_tle_file(path)  # raises InvalidInputError naming the file
+        epoch_s = float(np.median(elements.epochs_s))
         old = str(entry.layer.get("tle_file", ""))
+        old_elements = str(entry.layer.get("elements_file", ""))
         digest = sha256_file(path)
         name = f"satellite/{nid}-{digest[:12]}.tle"
         if name != old:
             write_bytes_atomic(directory / name, data)
-        files.pop(old, None)
-        if old in manifest.files and name != old:
+        # the stored form of the new elements, beside them: loads read it, not the text
+        stored = write_elements_beside(elements, directory / name, directory)
+        for gone in (old, old_elements):
+            files.pop(gone, None)
+        if old in manifest.files:
             files[name] = digest
-        if old and old != name:
-            replaced.append(directory / old)
-        layer = {**entry.layer, "tle_file": name, "satellites": len(satellites)}
+            files[stored] = sha256_file(directory / stored)
+        replaced += [directory / p for p in (old, old_elements) if p and p not in (name, stored)]
+        layer = {
+            **entry.layer,
+            "tle_file": name,
+            "elements_file": stored,
+            "satellites": len(elements),
+        }
         new_entries[nid] = dataclasses.replace(entry, layer=layer)
-        log.info("%s: %d satellites, epoch %s", nid, len(satellites), format_time(epoch_s))
+        log.info("%s: %d satellites, epoch %s", nid, len(elements), format_time(epoch_s))
     updated = dataclasses.replace(
         manifest,
         networks=tuple(new_entries[e.id] for e in manifest.networks),

@@ -8,12 +8,14 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
 from commap.map.elements import update_elements
 from commap.map.manifest import MANIFEST, Manifest
+from commap.radio.layers.satellite import LeoLayer, read_tle_file
 from commap.service.planning import PlanRequest, plan_route
 from commap.timeutil import parse_time
 from tests.support.paths import MAPS
@@ -94,6 +96,14 @@ def test_fresh_elements_replace_the_old_ones(andorra_dir: Path, tmp_path: Path) 
     assert Manifest.read(built / MANIFEST) == after
     cmap = CommMap.load(built)  # the checksums hold
     assert len(cmap.layers["oneweb"].satellites) == 20  # type: ignore[attr-defined]
+    # the new elements' stored table replaces the old one, and loads read it
+    old_table, new_table = (
+        e.layer["elements_file"] for e in (before, after) for e in e.networks if e.id == "oneweb"
+    )
+    assert new_table in after.files and not (built / old_table).exists()
+    assert cmap.layers["oneweb"].names == tuple(  # type: ignore[attr-defined]
+        s.name for s in read_tle_file(subset)
+    )
     # everything else is as built
     assert dataclasses.replace(after, networks=before.networks, files=before.files) == before
 
@@ -115,3 +125,41 @@ def test_bad_element_updates_leave_the_map_alone(
     with pytest.raises(InvalidInputError, match=match):
         update_elements(built, tles)
     assert (built / MANIFEST).read_bytes() == before
+
+
+def _positions_km(layer: LeoLayer, t_s: np.ndarray) -> np.ndarray:
+    return np.array([m.sgp4_array(*_jd(t_s))[1] for m in layer._models])
+
+
+def _jd(t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    days = np.floor(t_s / DAY_S)
+    return 2440587.5 + days, (t_s - days * DAY_S) / DAY_S
+
+
+def test_built_maps_load_their_stored_elements(andorra_dir: Path, tmp_path: Path) -> None:
+    # a map built before element tables were stored: its layers parse the TLE files
+    old = tmp_path / "old"
+    shutil.copytree(andorra_dir, old)
+    manifest = Manifest.read(old / MANIFEST)
+    networks = []
+    for entry in manifest.networks:
+        layer = {k: v for k, v in entry.layer.items() if k != "elements_file"}
+        networks.append(dataclasses.replace(entry, layer=layer))
+        if "elements_file" in entry.layer:
+            (old / entry.layer["elements_file"]).unlink()
+    files = {f: d for f, d in manifest.files.items() if not f.endswith(".elements.npy")}
+    dataclasses.replace(manifest, networks=tuple(networks), files=files).write(old / MANIFEST)
+    stored, parsed = CommMap.load(andorra_dir), CommMap.load(old)
+    t_s = stored.default_departure_s + np.array([0.0, 600.0, 1800.0])
+    points = (np.array([1.5218, 1.6, 1.733]), np.array([42.5063, 42.52, 42.543]), t_s)
+    for nid in ("starlink", "oneweb"):
+        table, text = stored.layers[nid], parsed.layers[nid]
+        assert isinstance(table, LeoLayer) and isinstance(text, LeoLayer)
+        # the stored table is mapped from the built map, not read into memory
+        assert isinstance(table._elements.rows, np.memmap)  # type: ignore[union-attr]
+        assert table.names == text.names
+        np.testing.assert_array_equal(table.epochs_s, text.epochs_s)
+        np.testing.assert_allclose(_positions_km(table, t_s), _positions_km(text, t_s), atol=1e-9)
+    ours, theirs = stored.quality_at(*points), parsed.quality_at(*points)
+    for field in dataclasses.fields(ours):
+        np.testing.assert_array_equal(getattr(ours, field.name), getattr(theirs, field.name))

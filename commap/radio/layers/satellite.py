@@ -51,7 +51,7 @@ import math
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,9 @@ from commap.radio.quality import (
 )
 
 __all__ = [
+    "ELEMENTS_SUFFIX",
     "GEO_RADIUS_KM",
+    "ElementTable",
     "GeoLayer",
     "LeoLayer",
     "SatelliteSample",
@@ -91,6 +93,7 @@ __all__ = [
     "prepare_layer",
     "read_tle_file",
     "tle_checksum",
+    "write_elements_beside",
 ]
 
 log = logging.getLogger(__name__)
@@ -250,6 +253,11 @@ def read_tle_file(path: str | Path) -> list[EarthSatellite]:
     >>> os.unlink(f.name)
     """
     path = Path(path)
+    return list(_satellites(_read_tle_records(path), path))
+
+
+def _read_tle_records(path: Path) -> list[tuple[str, str, str]]:
+    """The validated ``(name, line1, line2)`` records of a TLE file (at least one)."""
     try:
         text = path.read_bytes().decode("ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -257,11 +265,15 @@ def read_tle_file(path: str | Path) -> list[EarthSatellite]:
     records = _split_tle(text, str(path))
     if not records:
         raise InvalidInputError(f"{path}: holds no TLE records", field=str(path))
+    return records
+
+
+def _satellites(records: Sequence[tuple[str, str, str]], path: Path) -> list[_TleSatellite]:
+    """One satellite per validated record (``path`` names the file in errors)."""
     try:
-        satellites: list[EarthSatellite] = [_TleSatellite(n, a, b) for n, a, b in records]
+        return [_TleSatellite(n, a, b) for n, a, b in records]
     except ValueError as exc:  # sgp4 rejects fields it cannot parse
         raise InvalidInputError(f"{path}: bad TLE field ({exc})", field=str(path)) from exc
-    return satellites
 
 
 class _TleSatellite(EarthSatellite):
@@ -274,11 +286,141 @@ class _TleSatellite(EarthSatellite):
         self.model = Satrec.twoline2rv(line1, line2)
         self._setup(self.model)
 
+    @classmethod
+    def from_model(cls, name: str, model: Satrec) -> _TleSatellite:
+        """A satellite of an already parsed SGP4 model and its final name."""
+        satellite = cls.__new__(cls)
+        satellite.name = name
+        satellite.model = model
+        satellite._setup(model)
+        return satellite
+
     @functools.cached_property
     def epoch(self) -> Any:
         """The element set's epoch (skyfield Time), as :class:`skyfield.api.EarthSatellite`."""
         year = self.model.epochyr + (2000 if self.model.epochyr < 57 else 1900)
         return _TS.utc(year, 1, self.model.epochdays)
+
+
+# The stored form of a constellation's elements, written beside its TLE file in a built map
+# (``ELEMENTS_SUFFIX``): the lines validated at build time and the figures a layer needs before
+# it propagates anything, read memory-mapped. Loading a map then neither splits nor checks the
+# text again (half a second for a large constellation), and the SGP4 models are made from the
+# same lines by the same parser only when the layer first propagates.
+ELEMENTS_SUFFIX = ".elements.npy"
+_ELEMENT_FIELDS = ("name", "line1", "line2", "epoch_s", "altitude_km", "apogee_km")
+
+
+def _orbit_figures(models: Sequence[Satrec]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Epoch (Unix seconds), mean altitude (km) and highest orbit radius (km) of each model."""
+    epochs_s = np.array([(m.jdsatepoch - _UNIX_EPOCH_JD + m.jdsatepochF) * _DAY_S for m in models])
+    altitude_km = np.array([(m.alta + m.altp) / 2.0 * m.radiusearthkm for m in models])
+    # highest orbit radius (mean-element apogee + short-period perturbations), footprints
+    apogee_km = np.array([(1.0 + m.alta) * m.radiusearthkm + 25.0 for m in models])
+    return epochs_s, altitude_km, apogee_km
+
+
+@dataclass(frozen=True)
+class ElementTable:
+    """A constellation's element sets as one structured array, one row per satellite.
+
+    Fields: ``name``, ``line1``, ``line2`` (ASCII bytes, the validated TLE lines), ``epoch_s``
+    (Unix seconds), ``altitude_km`` (mean altitude) and ``apogee_km`` (highest orbit radius
+    with a margin). :meth:`read` maps a stored table into memory; :meth:`models` parses the
+    lines with the parser of :func:`read_tle_file`, so positions equal the TLE file's.
+
+    Examples
+    --------
+    >>> table = ElementTable.from_tle_file("maps/andorra/data/oneweb.txt")
+    >>> len(table), table.names[0]
+    (651, 'ONEWEB-0012')
+    >>> bool(np.all(table.epochs_s == _orbit_figures(table.models())[0]))
+    True
+    """
+
+    rows: NDArray[np.void]
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @classmethod
+    def from_tle_file(cls, path: str | Path) -> ElementTable:
+        """The element sets of a TLE file, validated as by :func:`read_tle_file`.
+
+        Raises
+        ------
+        InvalidInputError
+            As :func:`read_tle_file`.
+        """
+        path = Path(path)
+        records = _read_tle_records(path)
+        satellites = _satellites(records, path)
+        names = [s.name.encode("ascii") for s in satellites]
+        dtype = np.dtype(
+            [
+                ("name", f"S{max(1, *(len(n) for n in names))}"),
+                ("line1", "S69"),
+                ("line2", "S69"),
+                ("epoch_s", "<f8"),
+                ("altitude_km", "<f8"),
+                ("apogee_km", "<f8"),
+            ]
+        )
+        rows = np.empty(len(satellites), dtype=dtype)
+        rows["name"] = names
+        rows["line1"] = [line1.encode("ascii") for _, line1, _ in records]
+        rows["line2"] = [line2.encode("ascii") for _, _, line2 in records]
+        figures = _orbit_figures([s.model for s in satellites])
+        for field, values in zip(_ELEMENT_FIELDS[3:], figures, strict=True):
+            rows[field] = values
+        return cls(rows)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ElementTable:
+        """A stored table (see :meth:`write`), memory-mapped.
+
+        Raises
+        ------
+        InvalidInputError
+            The file is missing, unreadable or not an element table.
+        """
+        try:
+            rows = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{path}: cannot read element table ({exc})") from exc
+        if rows.ndim != 1 or rows.dtype.names != _ELEMENT_FIELDS or rows.shape[0] == 0:
+            raise InvalidInputError(f"{path}: not an element table of commap")
+        return cls(rows)
+
+    def write(self, path: str | Path) -> None:
+        """Store the table (NumPy ``.npy``, atomically)."""
+        with atomic_path(path, keep_suffix=True) as tmp:  # numpy appends .npy to other names
+            np.save(tmp, np.asarray(self.rows), allow_pickle=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The satellites' names, in file order."""
+        return tuple(name.decode("ascii") for name in self.rows["name"].tolist())
+
+    @property
+    def epochs_s(self) -> FloatArray:
+        """Epoch of every element set (Unix seconds)."""
+        return np.array(self.rows["epoch_s"], dtype=np.float64)
+
+    @property
+    def altitude_km(self) -> FloatArray:
+        """Mean altitude of every orbit (km)."""
+        return np.array(self.rows["altitude_km"], dtype=np.float64)
+
+    @property
+    def apogee_km(self) -> FloatArray:
+        """Highest orbit radius of every satellite (km, with short-period margin)."""
+        return np.array(self.rows["apogee_km"], dtype=np.float64)
+
+    def models(self) -> list[Satrec]:
+        """The SGP4 model of every element set, parsed from its lines."""
+        lines = zip(self.rows["line1"].tolist(), self.rows["line2"].tolist(), strict=True)
+        return [Satrec.twoline2rv(a.decode("ascii"), b.decode("ascii")) for a, b in lines]
 
 
 # ---------------------------------------------------------------------------------- geometry
@@ -602,8 +744,9 @@ class LeoLayer(_SatelliteLayerBase):
     ----------
     network : Network
         Kind LEO; its ``min_elevation_deg`` is used.
-    satellites : list of skyfield.api.EarthSatellite
-        The constellation (e.g. from :func:`read_tle_file`).
+    satellites : list of skyfield.api.EarthSatellite, or ElementTable
+        The constellation (e.g. from :func:`read_tle_file`), or its stored element table
+        (:meth:`ElementTable.read`), whose SGP4 models are then made when first needed.
     horizon : Horizon, optional
         Terrain horizon (default: none, a flat 0 deg horizon).
     sinr_zenith_db : float
@@ -630,7 +773,7 @@ class LeoLayer(_SatelliteLayerBase):
     def __init__(
         self,
         network: Network,
-        satellites: list[EarthSatellite],
+        satellites: Sequence[EarthSatellite] | ElementTable,
         horizon: Horizon | None = None,
         *,
         sinr_zenith_db: float = DEFAULT_LEO_SINR_ZENITH_DB,
@@ -638,25 +781,46 @@ class LeoLayer(_SatelliteLayerBase):
         region: tuple[float, float, float, float] | None = None,
     ) -> None:
         super().__init__(network, horizon if horizon is not None else Horizon(None), confidence)
-        if not satellites:
+        if not len(satellites):
             raise InvalidInputError(
                 f"network {network.id}: a LEO layer needs at least one satellite"
             )
-        self.satellites = list(satellites)
-        self.names = tuple(str(s.name) for s in self.satellites)
-        models = [s.model for s in self.satellites]
-        self._models = models
-        self._array = SatrecArray(models)
-        self.epochs_s = np.array(
-            [(m.jdsatepoch - _UNIX_EPOCH_JD + m.jdsatepochF) * _DAY_S for m in models]
-        )
-        altitude_km = np.array([(m.alta + m.altp) / 2.0 * m.radiusearthkm for m in models])
-        # highest orbit radius (mean-element apogee + short-period perturbations), footprints
-        self._apogee_km = np.array([(1.0 + m.alta) * m.radiusearthkm + 25.0 for m in models])
+        self._elements: ElementTable | None = None
+        if isinstance(satellites, ElementTable):
+            self._elements = satellites
+            self.epochs_s = satellites.epochs_s
+            altitude_km, self._apogee_km = satellites.altitude_km, satellites.apogee_km
+        else:  # the cached properties below, filled now
+            self.satellites = list(satellites)
+            self._models = [s.model for s in self.satellites]
+            self.epochs_s, altitude_km, self._apogee_km = _orbit_figures(self._models)
         self.reference_range_km = median(altitude_km)
         self.sinr_ref_db = float(sinr_zenith_db)
         self._warned_stale = False
         self._sky = _RegionSky(self, region) if region is not None else None
+
+    @functools.cached_property
+    def satellites(self) -> list[EarthSatellite]:
+        """The constellation as skyfield satellites, in file order."""
+        names = self.names
+        return [_TleSatellite.from_model(n, m) for n, m in zip(names, self._models, strict=True)]
+
+    @functools.cached_property
+    def names(self) -> tuple[str, ...]:
+        """The satellites' names, in file order."""
+        if self._elements is not None:
+            return self._elements.names
+        return tuple(str(s.name) for s in self.satellites)
+
+    @functools.cached_property
+    def _models(self) -> list[Satrec]:
+        # only a layer made from an element table gets here: the other fills it at once
+        assert self._elements is not None
+        return self._elements.models()
+
+    @functools.cached_property
+    def _array(self) -> SatrecArray:
+        return SatrecArray(self._models)
 
     def _sinr_db(self, range_km: FloatArray) -> FloatArray:
         return _fspl_sinr_db(range_km, self.reference_range_km, self.sinr_ref_db)
@@ -693,7 +857,7 @@ class LeoLayer(_SatelliteLayerBase):
         best = (np.full(n, NO_SATELLITE_ELEVATION_DEG), np.full(n, np.nan), np.full(n, np.nan))
         count = np.zeros(n, dtype=np.int32)
         prop = _Propagator(self._models, self._array)
-        every = np.arange(len(self._models))
+        every = np.arange(self.epochs_s.size)
         for kc, block in _groups(lon, lat, t_s, COARSE_STEP_S):
             # two-stage prefilter: per coarse interval over all satellites, then per node
             # interval over the survivors; only the final candidates are propagated exactly
@@ -846,11 +1010,15 @@ class _RegionSky:
         corners = _Observers.at(lon.ravel(), lat.ravel(), np.zeros(lon.size)).ecef_km
         centre, radius = _cap(corners)
         self.cap = (centre, radius + _REGION_CAP_MARGIN_RAD)
-        self._prop = _Propagator(layer._models, layer._array)
         self._ratio = round(COARSE_STEP_S / NODE_STEP_S)  # node intervals per coarse one
         self._supersets: OrderedDict[int, NDArray[np.intp]] = OrderedDict()
         self._intervals: OrderedDict[int, _Interval] = OrderedDict()
         self._lock = threading.Lock()  # the server samples one map from several threads
+
+    @functools.cached_property
+    def _prop(self) -> _Propagator:
+        # made on the first interval (under the lock): a layer parses its elements when used
+        return _Propagator(self._layer._models, self._layer._array)
 
     def contains(self, lon: FloatArray, lat: FloatArray) -> bool:
         """True when every point lies inside the region."""
@@ -876,7 +1044,7 @@ class _RegionSky:
         """Satellites that may reach the region's sky during coarse interval ``kc``."""
         superset = self._supersets.get(kc)
         if superset is None:
-            every = np.arange(len(self._layer._models))
+            every = np.arange(self._layer.epochs_s.size)
             superset = self._layer._reachable(self._prop, every, kc, COARSE_STEP_S, self.cap)
             self._supersets[kc] = superset
             while len(self._supersets) > _REGION_INTERVALS // self._ratio:
@@ -1199,18 +1367,21 @@ def prepare_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) 
     Returns
     -------
     dict
-        The spec as built: ``tle_file`` (LEO, relative to ``ctx.built_dir``),
-        ``horizon_file`` (``""`` without terrain) and the other keys unchanged.
+        The spec as built: ``tle_file`` and ``elements_file`` (LEO, relative to
+        ``ctx.built_dir``: the TLE file and its :class:`ElementTable`), ``horizon_file``
+        (``""`` without terrain) and the other keys unchanged.
     """
     kind = _kind(network, spec)
     out = dict(spec)
     if kind == "leo":
         source = _tle_source(network, spec, ctx)
-        out["satellites"] = len(read_tle_file(source))  # fail at build time, not when served
+        elements = ElementTable.from_tle_file(source)  # fail at build time, not when served
+        out["satellites"] = len(elements)
         target = ctx.built_dir / "satellite" / f"{network.id}.tle"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         out["tle_file"] = target.relative_to(ctx.built_dir).as_posix()
+        out["elements_file"] = write_elements_beside(elements, target, ctx.built_dir)
     else:
         out["orbital_longitude_deg"] = network.orbital_longitude_deg
     out["horizon_file"] = _prepare_horizon(ctx)
@@ -1230,19 +1401,38 @@ def load_layer(network: Network, spec: Mapping[str, Any], ctx: LayerContext) -> 
         )
     sinr_zenith_db = layer_number(network, spec, "sinr_zenith_db", DEFAULT_LEO_SINR_ZENITH_DB)
     confidence = layer_number(network, spec, "confidence", DEFAULT_LEO_CONFIDENCE)
-    path = ctx.built_dir / str(spec.get("tle_file") or "")
-    if not spec.get("tle_file") or not path.is_file():
-        raise InvalidInputError(
-            f"network {network.id}: prepared TLE file {path} not found", field="layer.tle_file"
-        )
     return LeoLayer(
         network,
-        read_tle_file(path),
+        _built_elements(network, spec, ctx),
         horizon,
         sinr_zenith_db=sinr_zenith_db,
         confidence=confidence,
         region=ctx.bbox,
     )
+
+
+def write_elements_beside(elements: ElementTable, tle_path: Path, built_dir: Path) -> str:
+    """Store ``elements`` beside their TLE file in a built map; the stored file's name
+    (relative to ``built_dir``, as the layer spec's ``elements_file``)."""
+    target = tle_path.with_name(tle_path.stem + ELEMENTS_SUFFIX)
+    elements.write(target)
+    return target.relative_to(built_dir).as_posix()
+
+
+def _built_elements(
+    network: Network, spec: Mapping[str, Any], ctx: LayerContext
+) -> ElementTable | list[EarthSatellite]:
+    """A built LEO layer's elements: its stored table, or for a map built before tables were
+    stored (no ``elements_file``), its TLE file parsed."""
+    stored = str(spec.get("elements_file") or "")
+    if stored:
+        return ElementTable.read(ctx.built_dir / stored)
+    path = ctx.built_dir / str(spec.get("tle_file") or "")
+    if not spec.get("tle_file") or not path.is_file():
+        raise InvalidInputError(
+            f"network {network.id}: prepared TLE file {path} not found", field="layer.tle_file"
+        )
+    return read_tle_file(path)
 
 
 def _kind(network: Network, spec: Mapping[str, Any]) -> str:
