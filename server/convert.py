@@ -201,6 +201,23 @@ def latlon(msg: pb.LatLon, *, field: str) -> tuple[float, float]:
     return lon, lat
 
 
+def _latlon_arrays(points: Sequence[pb.LatLon], *, field: str) -> tuple[FloatArray, FloatArray]:
+    """``(lon, lat)`` arrays of many LatLon messages, validated as :func:`latlon` does each.
+
+    Checked in bulk (a route has tens of thousands of points); the first bad point is
+    converted on its own, for :func:`latlon`'s error naming it.
+    """
+    n = len(points)
+    lon = np.fromiter((p.longitude_deg for p in points), dtype=float, count=n)
+    lat = np.fromiter((p.latitude_deg for p in points), dtype=float, count=n)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(lat) <= 90.0) | ~(np.abs(lon) <= 180.0)  # NaN fails both
+    if bad.any():
+        i = int(np.argmax(bad))
+        latlon(points[i], field=f"{field}[{i}]")  # raises, naming the point and its field
+    return lon, lat
+
+
 def to_latlon(lon: float, lat: float) -> pb.LatLon:
     """LatLon message of a ``(lon, lat)`` position."""
     return pb.LatLon(latitude_deg=float(lat), longitude_deg=float(lon))
@@ -348,10 +365,7 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
         raise InvalidInputError(
             f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points"
         )
-    lon = np.empty(n)
-    lat = np.empty(n)
-    for i, point in enumerate(poly.points):
-        lon[i], lat[i] = latlon(point, field=f"polyline.points[{i}]")
+    lon, lat = _latlon_arrays(poly.points, field="polyline.points")
     t_s: FloatArray | None = None
     if len(poly.times):
         if len(poly.times) != n:

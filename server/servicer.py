@@ -25,7 +25,8 @@ from grpc import aio
 from commap.errors import InvalidInputError, SolverTimeoutError
 from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
-from commap.service.planning import PlanRequest, plan_route
+from commap.service.plan_cache import PlanInputsCache
+from commap.service.planning import PlanRequest, PlanResult, plan_route
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
@@ -99,11 +100,18 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._pool = pool
         self._auth = config.auth
         self._drives = 0
+        # routes, corridors and sampled quality of recent plans, per map version: a fleet plans
+        # the same trips again and again
+        self.plan_inputs = PlanInputsCache()
         self._reload_lock = asyncio.Lock()
         # checks and stores upload batches, one at a time: never shares the GIL with solves
         self.uploads = WorkerProcess("upload", niceness=5, preload=("server.ingest",))
         self.live = live
         self.draining = False
+
+    def _planner(self, cmap: Any, request: PlanRequest) -> PlanResult:
+        """:func:`plan_route` through this server's plan inputs cache (drive sessions' planner)."""
+        return plan_route(cmap, request, cache=self.plan_inputs)
 
     # -- access ----------------------------------------------------------------------------------
     def _client(self, context: Context) -> AuthClient | None:
@@ -261,7 +269,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             admit(work)  # the route is known: refuse before taking a worker
         long = work > _LONG_PLAN_WORK
         result = await self._pool.run(
-            lambda: plan_route(cmap, plan_request, admit=admit),
+            lambda: plan_route(cmap, plan_request, admit=admit, cache=self.plan_inputs),
             timeout_s=timeout_s,
             what="plan",
             client=self._client_key(context),
@@ -379,7 +387,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         key = live.acquire(start.vehicle_id) if live is not None else ""
         try:
             session = await self._pool.run(
-                functools.partial(_open_session, cmap, plan_request, options, live),
+                functools.partial(_open_session, cmap, plan_request, options, live, self._planner),
                 timeout_s=timeout_s,
                 what="drive plan",
                 client=self._client_key(context),
@@ -545,10 +553,14 @@ def _expected_work(request: PlanRequest, segment_m: float, networks: int) -> int
 
 
 def _open_session(
-    cmap: Any, request: PlanRequest, options: DriveOptions, live: LiveView | None
+    cmap: Any,
+    request: PlanRequest,
+    options: DriveOptions,
+    live: LiveView | None,
+    planner: Callable[[Any, PlanRequest], PlanResult],
 ) -> DriveSession:
     """Plan the trip and open its session; show the plan live (blocking: a pool job)."""
-    session = DriveSession.start(cmap, request, options=options)
+    session = DriveSession.start(cmap, request, options=options, planner=planner)
     if live is not None:
         live.plan(session.result)
     return session
