@@ -31,6 +31,7 @@ from commap.radio.quality import USABLE_SINR_DB, Provenance, QualityMatrix
 from commap.service.drive_session import Fix, Instruction, RouteProgress
 from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
+from server import wire
 from server.config import ServerConfig
 
 __all__ = [
@@ -803,8 +804,12 @@ def _route_summary(route: Route | None, corridor: Corridor | None, plan: Plan) -
         summary.tunnel_length_m = float(corridor.length_m[corridor.in_tunnel].sum())
     if route is not None:
         summary.name = route.name
-        summary.points.extend(
-            to_latlon(x, y) for x, y in zip(route.lon.tolist(), route.lat.tolist(), strict=True)
+        summary.MergeFromString(
+            wire.latlon_points(
+                pb.RouteSummary.POINTS_FIELD_NUMBER,
+                np.asarray(route.lon, dtype=np.float64),
+                np.asarray(route.lat, dtype=np.float64),
+            )
         )
     return summary
 
@@ -844,6 +849,22 @@ def plan_message(
             PROVENANCE_TO_PB.get(int(p), pb.PROVENANCE_UNSPECIFIED)
             for p in plan.provenance.tolist()
         ]
+        encoded = wire.plan_segments(
+            pb.Plan.SEGMENTS_FIELD_NUMBER,
+            lon=np.asarray(plan.lon, dtype=np.float64),
+            lat=np.asarray(plan.lat, dtype=np.float64),
+            distance_m=np.asarray(plan.distance_m, dtype=np.float64),
+            length_m=np.asarray(plan.length_m, dtype=np.float64),
+            eta_s=np.asarray(plan.eta_s, dtype=np.float64),
+            duration_s=np.asarray(plan.duration_s, dtype=np.float64),
+            network_ids=ids,
+            provenance=np.asarray(provenance, dtype=np.int64),
+            outage_probability=np.asarray(plan.outage_risk, dtype=np.float64),
+            in_tunnel=np.asarray(tunnel, dtype=bool),
+        )
+        if encoded is not None:  # in bulk (thousands of segments): see server.wire
+            message.MergeFromString(encoded)
+            return message
         message.segments.extend(
             pb.PlanSegment(
                 position=pb.LatLon(latitude_deg=lat, longitude_deg=lon),
