@@ -268,19 +268,24 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         if admit is not None and plan_request.route is not None:
             admit(work)  # the route is known: refuse before taking a worker
         long = work > _LONG_PLAN_WORK
-        result = await self._pool.run(
-            lambda: plan_route(cmap, plan_request, admit=admit, cache=self.plan_inputs),
+
+        def plan_and_answer() -> pb.PlanRouteResponse:
+            # the answer is built in the worker too: thousands of messages, not on the event loop
+            result = plan_route(cmap, plan_request, admit=admit, cache=self.plan_inputs)
+            return convert.plan_response(
+                result,
+                map_name=cmap.name,
+                time_limit_s=time_limit_s,
+                segment_m=cmap.segment_m,
+                include_segments=not request.omit_segments,
+            )
+
+        return await self._pool.run(
+            plan_and_answer,
             timeout_s=timeout_s,
             what="plan",
             client=self._client_key(context),
             long=long,
-        )
-        return convert.plan_response(
-            result,
-            map_name=cmap.name,
-            time_limit_s=time_limit_s,
-            segment_m=cmap.segment_m,
-            include_segments=not request.omit_segments,
         )
 
     # -- measurements --------------------------------------------------------------------------
@@ -386,13 +391,19 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         live = self.live if self.live is not None and self.live.map_name == served.name else None
         key = live.acquire(start.vehicle_id) if live is not None else ""
         try:
-            session = await self._pool.run(
-                functools.partial(_open_session, cmap, plan_request, options, live, self._planner),
+
+            def open_session() -> tuple[DriveSession, pb.DriveResponse]:
+                # the plan message is built in the worker too, not on the event loop
+                session = _open_session(cmap, plan_request, options, live, self._planner)
+                return session, self._plan_message(session, start, time_limit_s)
+
+            session, plan_message = await self._pool.run(
+                open_session,
                 timeout_s=timeout_s,
                 what="drive plan",
                 client=self._client_key(context),
             )
-            yield self._plan_message(session, start, time_limit_s)
+            yield plan_message
             async for response in self._follow(
                 session, request_iterator, context, start, served, live, key
             ):
@@ -457,13 +468,22 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             if update.replan is not None:
                 # re-plans use the map as it is now (fleet measurements, reloads since the start)
                 current = self._maps.get(served.name).current
-                await self._pool.run(
-                    functools.partial(_replan, session, update.replan, current, live),
+
+                def replan(
+                    replan: Replan = update.replan,
+                    progress: Any = update.progress,
+                    cmap: Any = current,
+                ) -> pb.DriveResponse:
+                    # the new plan's message is built in the worker too, not on the event loop
+                    _replan(session, replan, cmap, live)
+                    return self._plan_message(
+                        session, start, session.request.time_limit_s, progress
+                    )
+
+                yield await self._pool.run(
+                    replan,
                     timeout_s=self._config.max_solver_time_limit_s * 2,
                     what="re-plan",
-                )
-                yield self._plan_message(
-                    session, start, session.request.time_limit_s, update.progress
                 )
 
     def _drive_options(self, start: pb.DriveStart) -> DriveOptions:

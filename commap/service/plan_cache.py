@@ -135,7 +135,7 @@ class PlanInputsCache:
             if entry is not None:
                 self._entries.move_to_end(full_key)
                 self.hits += 1
-                return entry[0]  # type: ignore[no-any-return]
+                return entry[0]
             self.misses += 1
         value = make()  # outside the lock: other solves go on meanwhile
         size = _frozen_nbytes(value)
