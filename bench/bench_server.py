@@ -79,7 +79,9 @@ class _Server:
         self.log = (work / "server.log").open("w", encoding="utf-8")
         args = [
             sys.executable, "-m", "server", "--port", "0", "--map", str(map_dir),
-            "--measurements-dir", str(work / "measurements"), "--solve-queue", "128",
+            "--measurements-dir", str(work / "measurements"),
+            # a queue for every vehicle's start: the fleet connects within seconds
+            "--solve-queue", str(DRIVE_VEHICLES + 16),
             # every simulated vehicle connects from this one host: lift the per-client limit
             "--max-solves-per-client", str(2 * DRIVE_VEHICLES),
             "--max-drive-streams", str(DRIVE_VEHICLES + 16),
@@ -210,8 +212,14 @@ def _throughput(stub: Any, request: Any) -> tuple[int, float]:
     return done[0], time.perf_counter() - start
 
 
-async def _start_drive(stub: Any, pb: Any, index: int) -> tuple[Any, asyncio.Queue[Any], Any]:
-    """Open a Drive stream and read its plan; a refused start (server busy) is retried."""
+# a start refused (server busy) or dropped (a busy machine's transport) is tried again
+_START_RETRY = ("RESOURCE_EXHAUSTED", "CANCELLED", "UNAVAILABLE")
+
+
+async def _start_drive(
+    stub: Any, pb: Any, index: int, counts: dict[str, float]
+) -> tuple[Any, asyncio.Queue[Any], Any]:
+    """Open a Drive stream and read its plan; a refused or dropped start is retried."""
     import grpc
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -239,9 +247,12 @@ async def _start_drive(stub: Any, pb: Any, index: int) -> tuple[Any, asyncio.Que
         call = stub.Drive(requests())
         try:
             return call, queue, await call.read()
-        except grpc.aio.AioRpcError as exc:  # RESOURCE_EXHAUSTED: back off like a real client
-            if exc.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+        except grpc.aio.AioRpcError as exc:  # back off like a real client
+            if exc.code().name not in _START_RETRY:
                 raise
+            counts["start_retries"] += 1
+            call.cancel()
+            await queue.put(None)  # ends the refused call's request stream
             await asyncio.sleep(0.2)
 
 
@@ -259,7 +270,7 @@ async def _vehicle(
 
     sent_at: dict[int, float] = {}
     await asyncio.sleep(DRIVE_CONNECT_S * index / vehicles)
-    call, queue, first = await _start_drive(stub, pb, index)
+    call, queue, first = await _start_drive(stub, pb, index, counts)
     segments = first.plan.plan.segments
     departure = first.plan.plan.departure_time.seconds
     # vehicles start spread along the route so that instructions keep coming
@@ -321,7 +332,7 @@ async def _drive_figures(target: str, vehicles: int, prefix: str) -> dict[str, f
 
     latencies: list[float] = []
     rates: list[float] = []
-    counts: dict[str, float] = {"instructions": 0, "updates": 0}
+    counts: dict[str, float] = {"instructions": 0, "updates": 0, "start_retries": 0}
     async with grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.CommapServiceStub(channel)
         await asyncio.gather(
@@ -334,6 +345,7 @@ async def _drive_figures(target: str, vehicles: int, prefix: str) -> dict[str, f
         f"{prefix}_updates_per_s_all_vehicles": round(sum(rates), 1),
         f"{prefix}_updates_per_s_slowest_vehicle": round(min(rates), 2),
         f"{prefix}_instructions": int(counts["instructions"]),
+        f"{prefix}_start_retries": int(counts["start_retries"]),
         f"{prefix}_instruction_p50_ms": round(p50, 2),
         f"{prefix}_instruction_p99_ms": round(p99, 2),
     }
