@@ -23,7 +23,9 @@ log = logging.getLogger("server")
 def main(argv: list[str] | None = None) -> int:
     """Parse the configuration, serve until SIGTERM/SIGINT, and return the exit status."""
     from server.config import load_config
-    from server.processes import LOG_FORMAT
+    from server.processes import LOG_FORMAT, limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any solve thread allocates
 
     try:
         config = load_config(sys.argv[1:] if argv is None else argv)

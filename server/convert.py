@@ -31,6 +31,7 @@ from commap.radio.quality import USABLE_SINR_DB, Provenance, QualityMatrix
 from commap.service.drive_session import Fix, Instruction, RouteProgress
 from commap.service.planning import PlanRequest, PlanResult
 from commap.v1 import commap_service_pb2 as pb
+from server import wire
 from server.config import ServerConfig
 
 __all__ = [
@@ -201,6 +202,23 @@ def latlon(msg: pb.LatLon, *, field: str) -> tuple[float, float]:
     return lon, lat
 
 
+def _latlon_arrays(points: Sequence[pb.LatLon], *, field: str) -> tuple[FloatArray, FloatArray]:
+    """``(lon, lat)`` arrays of many LatLon messages, validated as :func:`latlon` does each.
+
+    Checked in bulk (a route has tens of thousands of points); the first bad point is
+    converted on its own, for :func:`latlon`'s error naming it.
+    """
+    n = len(points)
+    lon = np.fromiter((p.longitude_deg for p in points), dtype=float, count=n)
+    lat = np.fromiter((p.latitude_deg for p in points), dtype=float, count=n)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(lat) <= 90.0) | ~(np.abs(lon) <= 180.0)  # NaN fails both
+    if bad.any():
+        i = int(np.argmax(bad))
+        latlon(points[i], field=f"{field}[{i}]")  # raises, naming the point and its field
+    return lon, lat
+
+
 def to_latlon(lon: float, lat: float) -> pb.LatLon:
     """LatLon message of a ``(lon, lat)`` position."""
     return pb.LatLon(latitude_deg=float(lat), longitude_deg=float(lon))
@@ -348,10 +366,7 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
         raise InvalidInputError(
             f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points"
         )
-    lon = np.empty(n)
-    lat = np.empty(n)
-    for i, point in enumerate(poly.points):
-        lon[i], lat[i] = latlon(point, field=f"polyline.points[{i}]")
+    lon, lat = _latlon_arrays(poly.points, field="polyline.points")
     t_s: FloatArray | None = None
     if len(poly.times):
         if len(poly.times) != n:
@@ -789,8 +804,12 @@ def _route_summary(route: Route | None, corridor: Corridor | None, plan: Plan) -
         summary.tunnel_length_m = float(corridor.length_m[corridor.in_tunnel].sum())
     if route is not None:
         summary.name = route.name
-        summary.points.extend(
-            to_latlon(x, y) for x, y in zip(route.lon.tolist(), route.lat.tolist(), strict=True)
+        summary.MergeFromString(
+            wire.latlon_points(
+                pb.RouteSummary.POINTS_FIELD_NUMBER,
+                np.asarray(route.lon, dtype=np.float64),
+                np.asarray(route.lat, dtype=np.float64),
+            )
         )
     return summary
 
@@ -830,6 +849,22 @@ def plan_message(
             PROVENANCE_TO_PB.get(int(p), pb.PROVENANCE_UNSPECIFIED)
             for p in plan.provenance.tolist()
         ]
+        encoded = wire.plan_segments(
+            pb.Plan.SEGMENTS_FIELD_NUMBER,
+            lon=np.asarray(plan.lon, dtype=np.float64),
+            lat=np.asarray(plan.lat, dtype=np.float64),
+            distance_m=np.asarray(plan.distance_m, dtype=np.float64),
+            length_m=np.asarray(plan.length_m, dtype=np.float64),
+            eta_s=np.asarray(plan.eta_s, dtype=np.float64),
+            duration_s=np.asarray(plan.duration_s, dtype=np.float64),
+            network_ids=ids,
+            provenance=np.asarray(provenance, dtype=np.int64),
+            outage_probability=np.asarray(plan.outage_risk, dtype=np.float64),
+            in_tunnel=np.asarray(tunnel, dtype=bool),
+        )
+        if encoded is not None:  # in bulk (thousands of segments): see server.wire
+            message.MergeFromString(encoded)
+            return message
         message.segments.extend(
             pb.PlanSegment(
                 position=pb.LatLon(latitude_deg=lat, longitude_deg=lon),

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-__all__ = ["LOG_FORMAT", "WorkerLostError", "WorkerProcess"]
+__all__ = ["LOG_FORMAT", "WorkerLostError", "WorkerProcess", "limit_malloc_arenas"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,27 @@ T = TypeVar("T")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Linux prctl option: a signal the kernel sends this process when its parent dies
 _PR_SET_PDEATHSIG = 1
+# glibc mallopt option: most malloc arenas (heaps) the process keeps
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Let glibc's malloc keep at most ``arenas`` heaps; True if it took the setting.
+
+    By default every thread that meets a busy heap gets one of its own (up to 8 per core), and
+    each keeps the memory its large, short-lived arrays (corridors, quality matrices) freed:
+    a server's solve threads held about 110 MiB more after a few hundred varied plans. The
+    threads take turns on the GIL anyway, so sharing two heaps costs them no measurable time.
+    Call it at start, before threads allocate; does nothing where malloc is not glibc's, or
+    where the operator set ``MALLOC_ARENA_MAX`` (glibc's own variable) in the environment.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators differ
+        return False
 
 
 class WorkerLostError(Exception):

@@ -25,7 +25,8 @@ from grpc import aio
 from commap.errors import InvalidInputError, SolverTimeoutError
 from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
-from commap.service.planning import PlanRequest, plan_route
+from commap.service.plan_cache import PlanInputsCache
+from commap.service.planning import PlanRequest, PlanResult, plan_route
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
@@ -99,11 +100,18 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         self._pool = pool
         self._auth = config.auth
         self._drives = 0
+        # routes, corridors and sampled quality of recent plans, per map version: a fleet plans
+        # the same trips again and again
+        self.plan_inputs = PlanInputsCache()
         self._reload_lock = asyncio.Lock()
         # checks and stores upload batches, one at a time: never shares the GIL with solves
         self.uploads = WorkerProcess("upload", niceness=5, preload=("server.ingest",))
         self.live = live
         self.draining = False
+
+    def _planner(self, cmap: Any, request: PlanRequest) -> PlanResult:
+        """:func:`plan_route` through this server's plan inputs cache (drive sessions' planner)."""
+        return plan_route(cmap, request, cache=self.plan_inputs)
 
     # -- access ----------------------------------------------------------------------------------
     def _client(self, context: Context) -> AuthClient | None:
@@ -260,19 +268,24 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         if admit is not None and plan_request.route is not None:
             admit(work)  # the route is known: refuse before taking a worker
         long = work > _LONG_PLAN_WORK
-        result = await self._pool.run(
-            lambda: plan_route(cmap, plan_request, admit=admit),
+
+        def plan_and_answer() -> pb.PlanRouteResponse:
+            # the answer is built in the worker too: thousands of messages, not on the event loop
+            result = plan_route(cmap, plan_request, admit=admit, cache=self.plan_inputs)
+            return convert.plan_response(
+                result,
+                map_name=cmap.name,
+                time_limit_s=time_limit_s,
+                segment_m=cmap.segment_m,
+                include_segments=not request.omit_segments,
+            )
+
+        return await self._pool.run(
+            plan_and_answer,
             timeout_s=timeout_s,
             what="plan",
             client=self._client_key(context),
             long=long,
-        )
-        return convert.plan_response(
-            result,
-            map_name=cmap.name,
-            time_limit_s=time_limit_s,
-            segment_m=cmap.segment_m,
-            include_segments=not request.omit_segments,
         )
 
     # -- measurements --------------------------------------------------------------------------
@@ -378,13 +391,19 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
         live = self.live if self.live is not None and self.live.map_name == served.name else None
         key = live.acquire(start.vehicle_id) if live is not None else ""
         try:
-            session = await self._pool.run(
-                functools.partial(_open_session, cmap, plan_request, options, live),
+
+            def open_session() -> tuple[DriveSession, pb.DriveResponse]:
+                # the plan message is built in the worker too, not on the event loop
+                session = _open_session(cmap, plan_request, options, live, self._planner)
+                return session, self._plan_message(session, start, time_limit_s)
+
+            session, plan_message = await self._pool.run(
+                open_session,
                 timeout_s=timeout_s,
                 what="drive plan",
                 client=self._client_key(context),
             )
-            yield self._plan_message(session, start, time_limit_s)
+            yield plan_message
             async for response in self._follow(
                 session, request_iterator, context, start, served, live, key
             ):
@@ -449,13 +468,22 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             if update.replan is not None:
                 # re-plans use the map as it is now (fleet measurements, reloads since the start)
                 current = self._maps.get(served.name).current
-                await self._pool.run(
-                    functools.partial(_replan, session, update.replan, current, live),
+
+                def replan(
+                    replan: Replan = update.replan,
+                    progress: Any = update.progress,
+                    cmap: Any = current,
+                ) -> pb.DriveResponse:
+                    # the new plan's message is built in the worker too, not on the event loop
+                    _replan(session, replan, cmap, live)
+                    return self._plan_message(
+                        session, start, session.request.time_limit_s, progress
+                    )
+
+                yield await self._pool.run(
+                    replan,
                     timeout_s=self._config.max_solver_time_limit_s * 2,
                     what="re-plan",
-                )
-                yield self._plan_message(
-                    session, start, session.request.time_limit_s, update.progress
                 )
 
     def _drive_options(self, start: pb.DriveStart) -> DriveOptions:
@@ -545,10 +573,14 @@ def _expected_work(request: PlanRequest, segment_m: float, networks: int) -> int
 
 
 def _open_session(
-    cmap: Any, request: PlanRequest, options: DriveOptions, live: LiveView | None
+    cmap: Any,
+    request: PlanRequest,
+    options: DriveOptions,
+    live: LiveView | None,
+    planner: Callable[[Any, PlanRequest], PlanResult],
 ) -> DriveSession:
     """Plan the trip and open its session; show the plan live (blocking: a pool job)."""
-    session = DriveSession.start(cmap, request, options=options)
+    session = DriveSession.start(cmap, request, options=options, planner=planner)
     if live is not None:
         live.plan(session.result)
     return session

@@ -9,11 +9,12 @@ picks by the travel-time / expected-drops trade-off.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -32,7 +33,10 @@ from commap.plan import (
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
 from commap.radio.vehicle import vehicle_setup
+from commap.service.plan_cache import PlanInputsCache, route_key
 from commap.timeutil import check_trip_times
+
+T = TypeVar("T")
 
 __all__ = [
     "PlanRequest",
@@ -192,8 +196,22 @@ def _join(routes: list[Route]) -> Route:
     )
 
 
-def resolve_routes(cmap: CommMap, request: PlanRequest) -> list[Route]:
-    """The candidate routes of a request (one, or up to ``alternatives``)."""
+def resolve_routes(
+    cmap: CommMap, request: PlanRequest, *, cache: PlanInputsCache | None = None
+) -> list[Route]:
+    """The candidate routes of a request (one, or up to ``alternatives``).
+
+    With ``cache``, routes between endpoints found before on the same map are reused.
+    """
+    if request.route is None and cache is not None:
+        key = (
+            "routes",
+            request.origin,
+            request.destination,
+            request.waypoints,
+            request.alternatives,
+        )
+        return list(cache.get(cmap, key, lambda: tuple(resolve_routes(cmap, request))))
     if request.route is not None:
         cmap.check_inside(request.route.lon, request.route.lat, field="route")
         return [request.route]
@@ -211,12 +229,15 @@ def plan_route(
     *,
     link: LinkModel | None = None,
     admit: Callable[[int], None] | None = None,
+    cache: PlanInputsCache | None = None,
 ) -> PlanResult:
     """Resolve the route(s), sample the map and plan.
 
     ``admit``, if given, is called with the work ahead (corridor segments times networks, over
     every candidate route) once the routes are cut and before the map is sampled; it raises to
-    refuse a request too large for its time.
+    refuse a request too large for its time. ``cache``, if given, keeps the routes, corridors
+    and sampled quality of the plan for later plans on the same map (the plan is the same with
+    or without it).
 
     Raises
     ------
@@ -227,7 +248,7 @@ def plan_route(
     SolverTimeoutError
         No plan within ``time_limit_s``.
     """
-    routes = resolve_routes(cmap, request)
+    routes = resolve_routes(cmap, request, cache=cache)
     settings: dict[str, Any] = {
         "link": link,
         "app": request.app,
@@ -242,18 +263,28 @@ def plan_route(
         departure_s = request.departure_s
         if departure_s is None and route.t_s is None:
             departure_s = cmap.default_departure_s
-        corridor = cmap.corridor(route, departure_s=departure_s)
+        # a route's corridor and quality depend on nothing else of the request
+        key = (route_key(route), departure_s) if cache is not None else ()
+        corridor = _through(
+            cache, cmap, ("corridor", *key),
+            functools.partial(cmap.corridor, route, departure_s=departure_s),
+        )  # fmt: skip
         check_trip_times(
             corridor.departure_s, corridor.t_s
         )  # every time of the answer must be a date
         # refuse before sampling: positions from month-old elements are fiction
         cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=())
-        corridors.append((route, corridor))
+        corridors.append((route, corridor, key))
     if admit is not None:
-        admit(sum(len(corridor) for _, corridor in corridors) * len(cmap.catalogue))
+        admit(sum(len(corridor) for _, corridor, _ in corridors) * len(cmap.catalogue))
     candidates = [
-        RouteCandidate(route, corridor, cmap.quality(corridor), name=route.name)
-        for route, corridor in corridors
+        RouteCandidate(
+            route,
+            corridor,
+            _through(cache, cmap, ("quality", *key), functools.partial(cmap.quality, corridor)),
+            name=route.name,
+        )
+        for route, corridor, key in corridors
     ]
     epochs = cmap.element_epochs()
     if len(candidates) == 1:
@@ -270,6 +301,13 @@ def plan_route(
     plan = dataclasses.replace(choice.picked.plan, element_epochs=epochs)
     notices = _element_notices(cmap, request, plan, picked.corridor)
     return PlanResult(plan, picked.route, picked.corridor, picked.matrix, choice, notices)
+
+
+def _through(
+    cache: PlanInputsCache | None, cmap: CommMap, key: tuple[Any, ...], make: Callable[[], T]
+) -> T:
+    """``make()``, through ``cache`` if given."""
+    return make() if cache is None else cache.get(cmap, key, make)
 
 
 def _element_notices(

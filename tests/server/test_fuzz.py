@@ -87,8 +87,26 @@ def caller(fuzz_server: ServerProcess) -> Iterator[Caller]:
 
 @pytest.fixture(scope="module")
 def rss_at_start(fuzz_server: ServerProcess, caller: Caller) -> int:
-    caller.call("PlanRoute", pb.PlanRouteRequest())  # one call: the server is warm
+    """The server's memory once warm: after a round of the same hostile requests.
+
+    A fresh server loads parts of its map on first use (layers, horizon grids, the compiled
+    planner), its bounded caches fill, and every solve thread's first plans reserve heap:
+    measured, a fresh server's RSS rose 1.4-2x over the first round of fuzzed plans and then
+    stayed within 1% over a second round. Measured from a warm server, growth means memory
+    that is not given back: a leak.
+    """
+    for rpc in RPCS:
+        _warm_up(caller, rpc)
     return fuzz_server.rss_bytes()
+
+
+def _warm_up(caller: Caller, rpc: str) -> None:
+    @settings(FUZZ, max_examples=EXAMPLES[rpc] // 2)
+    @given(request=REQUESTS[rpc])
+    def warm(request: object) -> None:
+        caller.call(rpc, request)
+
+    warm()
 
 
 def _serving(server: ServerProcess) -> bool:
@@ -134,8 +152,11 @@ def test_memory_stays_bounded_after_fuzzing(
 ) -> None:
     # runs after the fuzz tests of this module (pytest keeps file order)
     assert fuzz_server.process.poll() is None and _serving(fuzz_server)
+    # after the warm-up only bounded caches may still fill: the plan inputs cache
+    # (PlanInputsCache, 64 MiB) and the satellites' sky intervals (2048 x 15 kB per
+    # constellation); measured, a second round grew a warm server's RSS by 1.07x
     grown = fuzz_server.rss_bytes() / rss_at_start
-    assert grown < 1.5, f"RSS grew {grown:.2f}x"
+    assert grown < 1.25, f"RSS grew {grown:.2f}x from a warm server"
 
 
 # -- limits: huge and oversized ---------------------------------------------------------------------

@@ -846,3 +846,40 @@ def test_plan_request_may_allow_stale_elements() -> None:
         _request(endpoints=_ends(), allow_stale_elements=True), config=config, time_limit_s=1.0
     )
     assert not plain.allow_stale_elements and allowed.allow_stale_elements
+
+
+# -- plan messages in bulk ----------------------------------------------------------------------
+@pytest.mark.parametrize("app", ["telemetry", "teleoperation"])
+def test_plan_message_equals_the_message_built_field_by_field(andorra: CommMap, app: str) -> None:
+    from commap.service.planning import PlanRequest, plan_route
+
+    result = plan_route(
+        andorra,
+        PlanRequest(origin=(1.5218, 42.5063), destination=(1.7330, 42.5430), app=app),
+    )
+    plan, corridor, route = result.plan, result.corridor, result.route
+    message = convert.plan_message(
+        plan, map_name="andorra", time_limit_s=5.0, route=route, corridor=corridor, segment_m=50.0
+    )
+    expected = [
+        pb.PlanSegment(
+            position=pb.LatLon(latitude_deg=plan.lat[i], longitude_deg=plan.lon[i]),
+            distance_m=plan.distance_m[i],
+            length_m=plan.length_m[i],
+            eta_s=plan.eta_s[i],
+            duration_s=plan.duration_s[i],
+            network_id=plan.segment_networks[i],
+            provenance=convert.PROVENANCE_TO_PB[int(plan.provenance[i])],
+            outage_probability=plan.outage_risk[i],
+            in_tunnel=bool(corridor.in_tunnel[i]),
+        )
+        for i in range(len(plan))
+    ]
+    assert list(message.segments) == expected
+    assert sum(s.in_tunnel for s in message.segments) > 0
+    assert list(message.route.points) == [
+        pb.LatLon(latitude_deg=y, longitude_deg=x)
+        for x, y in zip(route.lon, route.lat, strict=True)
+    ]
+    # what goes on the wire parses back to the same message
+    assert pb.Plan.FromString(message.SerializeToString()) == message
