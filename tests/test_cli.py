@@ -193,7 +193,17 @@ def test_validate_bad_arguments_are_one_line(
     assert "Traceback" not in out
 
 
-HEAVY_MODULES = ("pandas", "networkx", "scipy", "ortools", "numpy", "geopandas", "commap.map")
+# pydantic: typer 0.29 coerces every option through it (0.4 s before an argument error)
+HEAVY_MODULES = (
+    "pandas",
+    "networkx",
+    "scipy",
+    "ortools",
+    "numpy",
+    "geopandas",
+    "pydantic",
+    "commap.map",
+)
 
 
 def _modules_after(code: str) -> list[str]:
