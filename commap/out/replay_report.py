@@ -47,9 +47,7 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         bar = [
             "## Commap against the best map-free baseline on each set-up",
             "",
-            "| " + " | ".join(versus.columns) + " |",
-            "|" + "---|" * len(versus.columns),
-            *("| " + " | ".join(str(v) for v in r) + " |" for r in versus.itertuples(index=False)),
+            *_frame_rows(versus),
             "",
             "`excess_ratio`: commap's lost seconds in excess of the oracle's over the best "
             "map-free baseline's (nan: the oracle loses no fewer seconds than that baseline); "
@@ -61,9 +59,7 @@ def replay_markdown(replay: Replay, *, title: str = "Replay of a multi-network d
         bar += [
             "## Where the lost seconds go (per hour)",
             "",
-            "| " + " | ".join(split.columns) + " |",
-            "|" + "---|" * len(split.columns),
-            *("| " + " | ".join(str(v) for v in r) + " |" for r in split.itertuples(index=False)),
+            *_frame_rows(split),
             "",
             "`reactive_switch_s`: interrupted by a change away from a link in outage (a "
             "failover); `proactive_switch_s`: by a change away from a working link (a planned "
@@ -122,3 +118,12 @@ def _write_serving(replay: Replay, path: Path) -> None:
                 "+".join(s.network_ids[i] for i in row) for row in rows.tolist()
             ]
     write_text_atomic(path, frame.to_csv(index=False))
+
+
+def _frame_rows(frame: pd.DataFrame) -> list[str]:
+    """The lines of a Markdown table of ``frame``: header, rule, one line per row."""
+    return [
+        "| " + " | ".join(str(c) for c in frame.columns) + " |",
+        "|" + "---|" * len(frame.columns),
+        *("| " + " | ".join(str(v) for v in r) + " |" for r in frame.itertuples(index=False)),
+    ]
