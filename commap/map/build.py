@@ -89,9 +89,12 @@ from commap.map.region import (
     EDGES_DIR,
     EDGES_FORMAT,
     PARTS_DIR,
+    PartSummary,
     hilbert_sorted,
     merge_region,
     part_path,
+    read_part,
+    summarize_part,
     write_geoparquet,
 )
 from commap.map.spec import MapSpec, read_spec
@@ -644,6 +647,22 @@ def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams
     return path
 
 
+def _summarized_tile(map_dir: str, tile_id: str, params: TileParams) -> tuple[Path, PartSummary]:
+    """The batch task: :func:`build_tile`, and the summary the region merge takes from its part.
+
+    Summarizing where the tile was built spreads that work over the workers; it reads the part
+    back, so the summary is the one the merge would make of the file.
+    """
+    path = build_tile(map_dir, tile_id, params)
+    network_ids = _state(Path(map_dir), params.resolution).cmap.catalogue.ids
+    return path, summarize_part(read_part(path), network_ids)
+
+
+def _load_state(map_dir: Path, resolution: int) -> None:
+    """Load the map of the tile tasks in this process (forked pool workers inherit it)."""
+    _state(map_dir, resolution)
+
+
 # -- the edge stage: every tile, resumable --------------------------------------------------------
 
 
@@ -732,12 +751,15 @@ def run_batch(
     )
     report.total(len(tiles), done=len(finished))
 
-    def done(tile: str, path: Path) -> None:
+    summaries: dict[str, PartSummary] = {}
+
+    def done(tile: str, result: tuple[Path, PartSummary]) -> None:
+        path, summaries[tile] = result
         record.add(tile, sha256_file(path))
         report.advance(1)
 
     run_tiles(
-        build_tile,
+        _summarized_tile,
         root,
         todo,
         params,
@@ -745,6 +767,7 @@ def run_batch(
         workers=workers_n,
         scheduler=scheduler,
         done=done,
+        warm=functools.partial(_load_state, root, params.resolution),
     )
     report.message("edges: merging gaps, statistics and the GeoPackage")
     assert params.reference_s is not None
@@ -755,6 +778,7 @@ def run_batch(
         network_ids=index.network_ids,
         bounds=index.bounds,
         reference_s=params.reference_s,
+        summaries=summaries,
     )
     section = {
         "format": EDGES_FORMAT,
