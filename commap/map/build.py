@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import h3
@@ -97,7 +97,6 @@ from commap.map.region import (
     summarize_part,
     write_geoparquet,
 )
-from commap.map.spec import MapSpec, read_spec
 from commap.networks import NetworkCatalogue
 from commap.progress import ProgressArg, as_progress
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
@@ -116,6 +115,10 @@ __all__ = [
     "run_batch",
     "through_chains",
 ]
+
+if TYPE_CHECKING:  # the spec module imports every layer's reader (scipy, ...): tile tasks
+    # in fresh workers need none of them, and import this module before their first tile
+    from commap.map.spec import MapSpec
 
 log = logging.getLogger(__name__)
 
@@ -850,6 +853,8 @@ def build_map(
     commap.errors.InvalidInputError: map spec no/such/map.toml does not exist
     """
     report = as_progress(progress, label="edges", unit="tiles")
+    from commap.map.spec import read_spec
+
     spec = read_spec(spec_path)
     check_executor(executor, workers, scheduler)
     params = tile_params or TileParams()
