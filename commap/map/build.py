@@ -940,6 +940,23 @@ def _build_key(inputs: BuildInputs, edge_params: Mapping[str, Any] | None) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+# Descriptors of the build locks this process holds. A forked pool worker closes its copies:
+# an flock lasts while any descriptor of it is open, and a worker left behind by a killed
+# build must not keep the lock from the build that resumes it.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_close_held_locks)
+
+
 @contextlib.contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``out``: one build of a directory at a time."""
@@ -951,9 +968,11 @@ def _exclusive(out: Path) -> Iterator[None]:
             raise InvalidInputError(
                 f"{out}: another build is writing this map (lock {lock})", field="out"
             ) from None
+        _HELD_LOCKS.add(handle.fileno())
         try:
             yield
         finally:
+            _HELD_LOCKS.discard(handle.fileno())
             lock.unlink(missing_ok=True)  # still held: no other build got it in between
 
 
