@@ -14,6 +14,14 @@
   ``tests/data/roads``, no terrain) and three nested Andorra boxes, all with one four-network
   spec (two modelled layers, Starlink, GEO); time per edge-km and the
   log-log slope of time over size (1.0 is linear).
+* A region ten times the default map (``tiled_10x``): the Andorra extract's roads copied onto a
+  5 x 2 grid of shifted, disjoint valleys (an OSM file generated here, nothing shipped; no
+  terrain; the NR layer at 800 MHz: at 3.5 GHz no single site covers the 0.5 % of ten valleys'
+  roads the site placement asks for), one edge stage each serial, on 2 processes and on a
+  2-worker dask cluster; edge-km per second per core against the smaller regions.
+* Every edge stage also reports its CPU seconds (the process and every worker it waited for):
+  the machine is shared, and a wall time under load says less than the CPU work it took. The
+  1-minute load average at the start and the end is recorded with the figures.
 """
 
 from __future__ import annotations
@@ -55,6 +63,9 @@ MONACO_BBOX = [7.38, 43.51, 7.51, 43.76]
 _EDGE_STAGE = """
 import json, resource, sys, time
 from commap.map.build import run_batch
+def cpu_s():
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 map_dir, executor, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 scheduler, start_s = None, 0.0
 if executor == "dask":  # a cluster of its own, started first: its start is timed apart
@@ -62,6 +73,7 @@ if executor == "dask":  # a cluster of its own, started first: its start is time
     start = time.perf_counter()
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
     scheduler, start_s = cluster.scheduler_address, time.perf_counter() - start
+cpu_start_s = cpu_s()
 start = time.perf_counter()
 section = run_batch(map_dir, executor=executor, workers=workers, scheduler=scheduler,
                     progress=lambda message: None)
@@ -70,6 +82,7 @@ if executor == "dask":
     cluster.close()  # workers end and are reaped: their peak memory shows in RUSAGE_CHILDREN
 print(json.dumps({
     "wall_s": wall_s,
+    "cpu_s": cpu_s() - cpu_start_s,
     "cluster_start_s": start_s,
     "edge_km": section["totals"]["edge_km"],
     "segments": section["totals"]["segments"],
@@ -138,7 +151,7 @@ def _edge_stage(base: Path, work: Path, executor: str, workers: int) -> dict[str
 def _median_runs(base: Path, work: Path, executor: str, workers: int) -> dict[str, Any]:
     runs = [_edge_stage(base, work, executor, workers) for _ in range(REPEATS)]
     best = dict(runs[0])
-    for key in ("wall_s", "cluster_start_s", "self_rss_mb", "children_rss_mb"):
+    for key in ("wall_s", "cpu_s", "cluster_start_s", "self_rss_mb", "children_rss_mb"):
         best[key] = statistics.median(r[key] for r in runs)
     return best
 
@@ -185,7 +198,7 @@ def _default_map(work: Path, figures: dict[str, float | str]) -> None:
     base = build_map(default_spec(work / "spec-default"), work / "default-base", edges=False)
     serial = _median_runs(base, work, "serial", 1)
     dask2 = _median_runs(base, work, "dask", 2)
-    procs2 = _edge_stage(base, work, "processes", 2)
+    procs2 = _median_runs(base, work, "processes", 2)
     km = float(serial["edge_km"])
     figures["default_edge_km"] = km
     figures["default_tiles"] = serial["tiles"]
@@ -198,6 +211,10 @@ def _default_map(work: Path, figures: dict[str, float | str]) -> None:
     figures["dask2_speedup"] = round(serial["wall_s"] / dask2["wall_s"], 2)
     figures["processes2_edges_s"] = round(procs2["wall_s"], 2)
     figures["processes2_edge_km_per_s_per_core"] = round(km / procs2["wall_s"] / 2, 1)
+    figures["processes2_speedup"] = round(serial["wall_s"] / procs2["wall_s"], 2)
+    figures["serial_cpu_s"] = round(serial["cpu_s"], 2)
+    figures["processes2_cpu_s"] = round(procs2["cpu_s"], 2)
+    figures["dask2_cpu_s"] = round(dask2["cpu_s"], 2)
     figures["serial_peak_rss_mb"] = round(serial["self_rss_mb"], 0)
     figures["dask2_worker_peak_rss_mb"] = round(dask2["children_rss_mb"], 0)
     figures["processes2_worker_peak_rss_mb"] = round(procs2["children_rss_mb"], 0)
@@ -209,6 +226,94 @@ def _default_map(work: Path, figures: dict[str, float | str]) -> None:
         full = _python(_FULL_BUILD, str(work / "spec-default" / "map.toml"),
                        str(work / f"full-{executor}"), executor, "2")  # fmt: skip
         figures[f"default_map_build_2cores_{executor}_s"] = round(full["wall_s"], 1)
+
+
+def _tiled_roads(path: Path, columns: int, rows: int) -> list[float]:
+    """Write ``columns x rows`` shifted copies of the default map's roads to ``path``.
+
+    Takes every highway of the Andorra extract with a node in the default map's bbox; copies
+    are disjoint (shifted by the roads' extent plus 0.01 degrees, node and way ids offset).
+    Returns the bbox of all copies.
+    """
+    import osmium
+
+    lon0, lat0, lon1, lat1 = ANDORRA_BOXES["andorra_l"]
+    ways = []
+    reader = (
+        osmium.FileProcessor(
+            str(ANDORRA_DATA / "andorra.osm.pbf"), osmium.osm.NODE | osmium.osm.WAY
+        )
+        .with_locations()
+        .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY))
+        .with_filter(osmium.filter.KeyFilter("highway"))
+    )
+    for way in reader:
+        nodes = [(n.ref, n.lon, n.lat) for n in way.nodes if n.location.valid()]
+        if any(lon0 <= x <= lon1 and lat0 <= y <= lat1 for _, x, y in nodes):
+            ways.append((way.id, {t.k: t.v for t in way.tags}, nodes))
+    locations = {ref: (x, y) for _, _, nodes in ways for ref, x, y in nodes}
+    xs, ys = [x for x, _ in locations.values()], [y for _, y in locations.values()]
+    dx, dy = max(xs) - min(xs) + 0.01, max(ys) - min(ys) + 0.01
+    id_step = 10 ** len(str(max(max(locations), max(w for w, _, _ in ways))))
+    shifts = [(c % columns * dx, c // columns * dy) for c in range(columns * rows)]
+    writer = osmium.SimpleWriter(str(path))
+    try:  # every node, then every way: a sorted file
+        for copy, (sx, sy) in enumerate(shifts):
+            for ref, (x, y) in sorted(locations.items()):
+                node = osmium.osm.mutable.Node(id=ref + copy * id_step, location=(x + sx, y + sy))
+                writer.add_node(node)
+        for copy in range(len(shifts)):
+            for way_id, tags, nodes in ways:
+                refs = [ref + copy * id_step for ref, _, _ in nodes]
+                writer.add_way(
+                    osmium.osm.mutable.Way(id=way_id + copy * id_step, nodes=refs, tags=tags)
+                )
+    finally:
+        writer.close()
+    return [min(xs), min(ys), min(xs) + columns * dx, min(ys) + rows * dy]
+
+
+def _tiled_base(work: Path) -> Path:
+    """Base tables of the ten-valley region (see the module docstring)."""
+    roads = work / "tiled-10x.osm.pbf"
+    bbox = _tiled_roads(roads, 5, 2)
+    spec = subregion_spec(
+        work / "spec-tiled-10x",
+        name="tiled-10x",
+        title="ten shifted copies of the Andorra roads (bench only)",
+        bbox=bbox,
+        roads=roads,
+        terrain=None,
+        seed=1,
+        operator="op",
+        country=None,
+    )
+    spec.write_text(spec.read_text().replace("frequency_mhz = 3500.0", "frequency_mhz = 800.0"))
+    return build_map(spec, work / "tiled-10x-base", edges=False)
+
+
+def _tiled_region(work: Path, figures: dict[str, float | str]) -> tuple[float, float]:
+    """The 10x region once per executor; its serial (edge-km, seconds) for the size series."""
+    base = _tiled_base(work)
+    serial = _edge_stage(base, work, "serial", 1)
+    km = float(serial["edge_km"])
+    figures["size_tiled_10x_edge_km"] = km
+    figures["size_tiled_10x_tiles"] = serial["tiles"]
+    for executor, workers, run in (
+        ("serial", 1, serial),
+        ("processes", 2, _edge_stage(base, work, "processes", 2)),
+        ("dask", 2, _edge_stage(base, work, "dask", 2)),
+    ):
+        label = executor if executor == "serial" else f"{executor}{workers}"
+        figures[f"tiled_10x_{label}_edges_s"] = round(run["wall_s"], 2)
+        figures[f"tiled_10x_{label}_cpu_s"] = round(run["cpu_s"], 2)
+        figures[f"tiled_10x_{label}_edge_km_per_s_per_core"] = round(
+            km / run["wall_s"] / workers, 1
+        )
+        if executor != "serial":
+            figures[f"tiled_10x_{label}_speedup"] = round(serial["wall_s"] / run["wall_s"], 2)
+    figures["size_tiled_10x_ms_per_edge_km"] = round(1000 * serial["wall_s"] / km, 1)
+    return km, float(serial["wall_s"])
 
 
 def _scaling(work: Path, figures: dict[str, float | str]) -> None:
@@ -224,6 +329,9 @@ def _scaling(work: Path, figures: dict[str, float | str]) -> None:
         figures[f"size_{name}_ms_per_edge_km"] = round(1000 * wall / km, 1)
         sizes.append(km)
         times.append(wall)
+    km, wall = _tiled_region(work, figures)
+    sizes.append(km)
+    times.append(wall)
     slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
     figures["size_loglog_slope"] = round(float(slope), 2)
     # the fixed cost of a run (interpreter, imports, map load), from a linear fit
@@ -234,11 +342,12 @@ def _scaling(work: Path, figures: dict[str, float | str]) -> None:
 
 def run() -> dict[str, float | str]:
     """Measure the edge stage of the default map, memory, and growth with region size."""
-    figures: dict[str, float | str] = {}
+    figures: dict[str, float | str] = {"load_avg_1min_start": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
         _default_map(work, figures)
         _scaling(work, figures)
+    figures["load_avg_1min_end"] = round(os.getloadavg()[0], 2)
     if not all(math.isfinite(v) for v in figures.values() if isinstance(v, float)):
         raise RuntimeError(f"non-finite figure in {figures}")
     return figures

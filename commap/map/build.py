@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import h3
@@ -89,12 +89,14 @@ from commap.map.region import (
     EDGES_DIR,
     EDGES_FORMAT,
     PARTS_DIR,
+    PartSummary,
     hilbert_sorted,
     merge_region,
     part_path,
+    read_part,
+    summarize_part,
     write_geoparquet,
 )
-from commap.map.spec import MapSpec, read_spec
 from commap.networks import NetworkCatalogue
 from commap.progress import ProgressArg, as_progress
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
@@ -113,6 +115,10 @@ __all__ = [
     "run_batch",
     "through_chains",
 ]
+
+if TYPE_CHECKING:  # the spec module imports every layer's reader (scipy, ...): tile tasks
+    # in fresh workers need none of them, and import this module before their first tile
+    from commap.map.spec import MapSpec
 
 log = logging.getLogger(__name__)
 
@@ -644,6 +650,22 @@ def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams
     return path
 
 
+def _summarized_tile(map_dir: str, tile_id: str, params: TileParams) -> tuple[Path, PartSummary]:
+    """The batch task: :func:`build_tile`, and the summary the region merge takes from its part.
+
+    Summarizing where the tile was built spreads that work over the workers; it reads the part
+    back, so the summary is the one the merge would make of the file.
+    """
+    path = build_tile(map_dir, tile_id, params)
+    network_ids = _state(Path(map_dir), params.resolution).cmap.catalogue.ids
+    return path, summarize_part(read_part(path), network_ids)
+
+
+def _load_state(map_dir: Path, resolution: int) -> None:
+    """Load the map of the tile tasks in this process (forked pool workers inherit it)."""
+    _state(map_dir, resolution)
+
+
 # -- the edge stage: every tile, resumable --------------------------------------------------------
 
 
@@ -732,12 +754,15 @@ def run_batch(
     )
     report.total(len(tiles), done=len(finished))
 
-    def done(tile: str, path: Path) -> None:
+    summaries: dict[str, PartSummary] = {}
+
+    def done(tile: str, result: tuple[Path, PartSummary]) -> None:
+        path, summaries[tile] = result
         record.add(tile, sha256_file(path))
         report.advance(1)
 
     run_tiles(
-        build_tile,
+        _summarized_tile,
         root,
         todo,
         params,
@@ -745,6 +770,7 @@ def run_batch(
         workers=workers_n,
         scheduler=scheduler,
         done=done,
+        warm=functools.partial(_load_state, root, params.resolution),
     )
     report.message("edges: merging gaps, statistics and the GeoPackage")
     assert params.reference_s is not None
@@ -755,6 +781,7 @@ def run_batch(
         network_ids=index.network_ids,
         bounds=index.bounds,
         reference_s=params.reference_s,
+        summaries=summaries,
     )
     section = {
         "format": EDGES_FORMAT,
@@ -826,6 +853,8 @@ def build_map(
     commap.errors.InvalidInputError: map spec no/such/map.toml does not exist
     """
     report = as_progress(progress, label="edges", unit="tiles")
+    from commap.map.spec import read_spec
+
     spec = read_spec(spec_path)
     check_executor(executor, workers, scheduler)
     params = tile_params or TileParams()
@@ -911,6 +940,23 @@ def _build_key(inputs: BuildInputs, edge_params: Mapping[str, Any] | None) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+# Descriptors of the build locks this process holds. A forked pool worker closes its copies:
+# an flock lasts while any descriptor of it is open, and a worker left behind by a killed
+# build must not keep the lock from the build that resumes it.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_held_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_close_held_locks)
+
+
 @contextlib.contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
     """Hold ``.<name>.lock`` beside ``out``: one build of a directory at a time."""
@@ -922,9 +968,11 @@ def _exclusive(out: Path) -> Iterator[None]:
             raise InvalidInputError(
                 f"{out}: another build is writing this map (lock {lock})", field="out"
             ) from None
+        _HELD_LOCKS.add(handle.fileno())
         try:
             yield
         finally:
+            _HELD_LOCKS.discard(handle.fileno())
             lock.unlink(missing_ok=True)  # still held: no other build got it in between
 
 

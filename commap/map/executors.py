@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -23,6 +25,7 @@ __all__ = [
     "EXECUTORS",
     "PartLog",
     "check_executor",
+    "pool_start_method",
     "run_tiles",
 ]
 
@@ -31,10 +34,11 @@ log = logging.getLogger(__name__)
 EXECUTORS = ("serial", "processes", "dask")
 
 P = TypeVar("P")
-# A tile task: (map directory, tile id, parameters) -> the part it wrote. It must be a
-# module-level function: process pools and dask send it to workers by reference.
-TileTask = Callable[[str, str, P], Path]
-Done = Callable[[str, Path], None]
+R = TypeVar("R")
+# A tile task: (map directory, tile id, parameters) -> its result (the part it wrote, ...). It
+# must be a module-level function: process pools and dask send it to workers by reference.
+TileTask = Callable[[str, str, P], R]
+Done = Callable[[str, R], None]
 
 
 def check_executor(executor: str, workers: int | None, scheduler: str | None) -> int:
@@ -71,8 +75,25 @@ def check_executor(executor: str, workers: int | None, scheduler: str | None) ->
     return int(workers) if workers is not None else (os.cpu_count() or 1)
 
 
+def pool_start_method() -> str:
+    """How the ``processes`` executor starts its workers in this process: fork or spawn.
+
+    ``fork`` (workers inherit what the caller loaded) only where it is safe: on Linux and other
+    POSIX systems but macOS (whose system libraries do not survive a fork), from a process
+    running one Python thread (a fork copies no other thread, and a lock one of them held would
+    stay locked in the worker). Else ``spawn``: workers start clean.
+
+    Examples
+    --------
+    >>> pool_start_method() in ("fork", "spawn")
+    True
+    """
+    forkable = "fork" in multiprocessing.get_all_start_methods() and sys.platform != "darwin"
+    return "fork" if forkable and threading.active_count() == 1 else "spawn"
+
+
 def run_tiles(
-    task: TileTask[P],
+    task: TileTask[P, R],
     map_dir: Path,
     todo: Sequence[str],
     params: P,
@@ -80,12 +101,15 @@ def run_tiles(
     executor: str,
     workers: int,
     scheduler: str | None,
-    done: Done,
+    done: Done[R],
+    warm: Callable[[], object] | None = None,
 ) -> None:
-    """Run ``task(map_dir, tile, params)`` for every tile of ``todo``; ``done(tile, part)`` each.
+    """Run ``task(map_dir, tile, params)`` for every tile of ``todo``; ``done(tile, result)`` each.
 
     ``done`` runs in the calling process, as tiles finish (in any order). Validate the options
-    with :func:`check_executor` first (``workers`` is its result).
+    with :func:`check_executor` first (``workers`` is its result). ``warm`` loads in the calling
+    process what every task needs (the map): called only before forking pool workers, which
+    then inherit it (:func:`pool_start_method`).
 
     Examples
     --------
@@ -101,18 +125,26 @@ def run_tiles(
         for tile in todo:
             done(tile, task(str(map_dir), tile, params))
     elif executor == "processes":
-        _run_processes(task, map_dir, todo, params, workers, done)
+        _run_processes(task, map_dir, todo, params, workers, done, warm)
     else:
         _run_dask(task, map_dir, todo, params, workers, scheduler, done)
 
 
 def _run_processes(
-    task: TileTask[P], map_dir: Path, todo: Sequence[str], params: P, workers: int, done: Done
+    task: TileTask[P, R],
+    map_dir: Path,
+    todo: Sequence[str],
+    params: P,
+    workers: int,
+    done: Done[R],
+    warm: Callable[[], object] | None,
 ) -> None:
-    # spawn, not fork: workers start clean (no inherited threads or locks of the caller)
-    context = multiprocessing.get_context("spawn")
+    method = pool_start_method()
+    if method == "fork" and warm is not None:
+        warm()  # before the fork: every worker inherits it
+    context = multiprocessing.get_context(method)
     with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-        futures: dict[Future[Path], str] = {
+        futures: dict[Future[R], str] = {
             pool.submit(task, str(map_dir), tile, params): tile for tile in todo
         }
         pending = set(futures)
@@ -146,13 +178,13 @@ def _dask_client(workers: int, scheduler: str | None) -> Any:
 
 
 def _run_dask(
-    task: TileTask[P],
+    task: TileTask[P, R],
     map_dir: Path,
     todo: Sequence[str],
     params: P,
     workers: int,
     scheduler: str | None,
-    done: Done,
+    done: Done[R],
 ) -> None:
     from dask.distributed import as_completed
 
@@ -164,7 +196,7 @@ def _run_dask(
         tiles = {f.key: t for f, t in zip(futures, todo, strict=True)}
         try:
             for future in as_completed(futures):
-                done(tiles[future.key], Path(future.result()))
+                done(tiles[future.key], future.result())
         except BaseException:
             client.cancel(futures)
             raise

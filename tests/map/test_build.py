@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -330,6 +331,57 @@ def test_processes_executor_gives_identical_edge_tables(
         str(p.relative_to(copy)): sha256_file(p) for p in (copy / "edges").rglob("*") if p.is_file()
     }
     assert found == expected
+
+
+def _edge_checksums(map_dir: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(map_dir)): sha256_file(p)
+        for p in (map_dir / "edges").rglob("*")
+        if p.is_file()
+    }
+
+
+def test_processes_executor_from_a_threaded_caller_gives_identical_edge_tables(
+    base_map: Path, serial_map: Path, tmp_path: Path
+) -> None:
+    """A caller running other threads (a server) gets clean spawned workers, same output."""
+    copy = tmp_path / "built"
+    shutil.copytree(base_map, copy)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        assert executors.pool_start_method() == "spawn"
+        section = batch.run_batch(copy, PARAMS, executor="processes", workers=2)
+    finally:
+        stop.set()
+        other.join()
+    assert section == _manifest(serial_map)["edges"]
+    expected = {k: v for k, v in _checksums(serial_map).items() if k.startswith("edges/")}
+    assert _edge_checksums(copy) == expected
+
+
+@pytest.mark.distributed
+def test_dask_cluster_given_by_address_gives_identical_edge_tables(
+    base_map: Path, serial_map: Path, tmp_path: Path
+) -> None:
+    from dask.distributed import Client, LocalCluster
+
+    copy = tmp_path / "built"
+    shutil.copytree(base_map, copy)
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        section = batch.run_batch(
+            copy, PARAMS, executor="dask", scheduler=cluster.scheduler_address
+        )
+        # the build leaves a cluster it did not start running, for the next job
+        with Client(cluster.scheduler_address) as client:
+            assert client.submit(sum, [1, 2]).result() == 3
+            assert len(client.scheduler_info()["workers"]) == 2
+    assert section == _manifest(serial_map)["edges"]
+    expected = {k: v for k, v in _checksums(serial_map).items() if k.startswith("edges/")}
+    assert _edge_checksums(copy) == expected
 
 
 @pytest.mark.distributed
