@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from commap.errors import CommapError, InvalidInputError
+from commap.errors import CommapError, InvalidInputError, MapNotFoundError
 from commap.plan import defaults
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def _friendly(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except InvalidInputError as exc:
+        except (InvalidInputError, MapNotFoundError) as exc:  # the user's input: status 2
             _say_error(str(exc))
             raise typer.Exit(2) from None
         except CommapError as exc:

@@ -34,7 +34,7 @@ Part columns (one row per segment of a directed edge; lengths along the edge):
 ``end_m``, ``length_m``, ``in_tunnel``, ``on_bridge``, ``under_bridge``, ``network`` (the
 recommended one), ``outage_risk`` (its drop probability in the segment), ``handover_from`` and
 ``handover_kind`` (a planned switch at the start of the segment, else ``""``),
-``usable_networks`` (networks with SINR >= :data:`commap.radio.quality.QOUT_SINR_DB`), ``gap`` (no
+``usable_networks`` (networks with SINR >= :data:`commap.radio.quality.USABLE_SINR_DB`), ``gap`` (no
 usable network), and per network ``<id>_sinr_db``, ``<id>_rsrp_dbm`` (terrestrial) or
 ``<id>_elevation_deg`` (satellite), ``<id>_confidence`` (float32) and ``<id>_provenance``
 (:class:`commap.radio.quality.Provenance` code).
@@ -102,7 +102,7 @@ from commap.progress import ProgressArg, as_progress
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
 from commap.radio.layers.cached import road_sample_points, write_cache
 from commap.radio.link import APP_PROFILES
-from commap.radio.quality import QOUT_SINR_DB, QualityMatrix
+from commap.radio.quality import USABLE_SINR_DB, QualityMatrix
 
 __all__ = [
     "CACHED_LAYER_TYPES",
@@ -573,7 +573,7 @@ def _tile_frame(
     matrix = cmap.quality(everything, reference_s=reference_s)
     plans = _plan_chains(joined, matrix, cmap.catalogue, params.app)
     flat = [cut_ for chain in cuts for cut_ in chain]
-    usable = (matrix.sinr_db >= QOUT_SINR_DB).sum(axis=1).astype(np.int8)
+    usable = (matrix.sinr_db >= USABLE_SINR_DB).sum(axis=1).astype(np.int8)
     columns: dict[str, Any] = {
         "tile": np.full(len(everything), tile, dtype=object),
         "chain": np.repeat(np.arange(len(joined), dtype=np.int32), [len(c) for c in joined]),
@@ -788,7 +788,7 @@ def run_batch(
         "parameters": {
             **params.as_dict(),
             "segment_m": index.segment_m,
-            "usable_sinr_db": QOUT_SINR_DB,
+            "usable_sinr_db": USABLE_SINR_DB,
             "through_turn_deg": MAX_THROUGH_TURN_DEG,
             "planner": _PLANNER,
         },
@@ -1036,7 +1036,10 @@ def _build_networks(spec: MapSpec, ctx: LayerContext, progress: _Say) -> list[Ne
         entry = NetworkEntry(fields={k: raw[k] for k in NETWORK_FIELDS if k in raw}, layer={})
         network = entry.network()
         progress(f"network {network.id}: preparing {raw['layer'].get('type')} layer")
-        layer = prepare_layer(network, raw["layer"], ctx)
+        try:
+            layer = prepare_layer(network, raw["layer"], ctx)
+        except InvalidInputError as exc:  # name the spec file whose layer is wrong
+            raise InvalidInputError(f"{spec.path}: {exc}", field=exc.field) from exc
         cache = None
         if ctx.roads is not None and layer.get("type") in CACHED_LAYER_TYPES:
             progress(f"network {network.id}: sampling coverage along every road")
@@ -1074,8 +1077,8 @@ def _build_into(spec: MapSpec, built: Path, say: _Say) -> Manifest:
             f"terrain shadow); in mountains add the SRTM tiles {', '.join(tiles)} "
             "(files = [...] under [terrain])"
         )
+        # the CLI shows warnings as "warning: ..." lines: said once, through the log
         log.warning("%s", warning)
-        say(f"warning: {warning}")
     if spec.terrain:
         say("terrain: loading SRTM tiles")
         tiles = _copy_sources(spec, list(spec.terrain.get("files", [])), built, "terrain")

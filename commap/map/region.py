@@ -28,7 +28,7 @@ from commap.arrays import BoolArray
 from commap.errors import InvalidInputError
 from commap.files import atomic_path, write_json_atomic
 from commap.map.manifest import MANIFEST, Manifest, resolve_map_dir
-from commap.radio.quality import QOUT_SINR_DB, Provenance
+from commap.radio.quality import USABLE_SINR_DB, Provenance
 
 __all__ = [
     "CRS",
@@ -130,7 +130,7 @@ class _PartStats:
         recommended_m: dict[str, float] = {}
         by_provenance: dict[str, dict[str, float]] = {}
         for nid in network_ids:
-            covered = frame[f"{nid}_sinr_db"].to_numpy() >= QOUT_SINR_DB
+            covered = frame[f"{nid}_sinr_db"].to_numpy() >= USABLE_SINR_DB
             covered_m[nid] = float(length[covered].sum())
             recommended_m[nid] = float(length[recommended == nid].sum())
             provenance = frame[f"{nid}_provenance"].to_numpy()

@@ -670,8 +670,14 @@ def _csv_sites(
         raise InvalidInputError(
             f"{_where(network, 'filter')} must be a table", field="layer.filter"
         )
+    path = ctx.source_dir / source
+    if not path.is_file():
+        raise InvalidInputError(
+            f"{_where(network, 'sites')} = {source!r}: file {path} does not exist",
+            field="layer.sites",
+        )
     sites = read_sites(
-        ctx.source_dir / source,
+        path,
         filter=flt,
         tx_power_dbm=layer_number(network, spec, "tx_power_dbm", DEFAULT_TX_POWER_DBM),
         frequency_mhz=network.frequency_mhz or None,
