@@ -636,6 +636,8 @@ def _print_plan(result: Any) -> None:
         f"solver {p.solver.name} {p.solver.status} (gap {100 * p.solver.gap:.2f} %, "
         f"{p.solver.time_s * 1000:.0f} ms)"
     )
+    if p.solver.merge_summary:  # the status and gap above are of the solver's own plan
+        console.print(p.solver.merge_summary)
     console.print(
         f"expected service loss {t.expected_loss_s:.1f} s in {t.loss_events:.2f} gaps; "
         f"expected drops {t.expected_drops:.2f}, handovers {t.handovers} "

@@ -93,6 +93,29 @@ def test_plan_json_and_geojson_file(andorra_dir: Path, tmp_path: Path) -> None:
     assert {"LineString", "Point"} <= set(frame.geometry.geom_type)
 
 
+def test_the_default_plans_report_keeps_the_solvers_status_and_says_what_the_merge_cost(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    out_file = tmp_path / "plan.geojson"
+    args = ("plan", "--map", str(andorra_dir), "--from", LA_VELLA, "--to", PAS_DE_LA_CASA)
+    code, out = _run(*args, "--out", str(out_file))
+    assert code == 0, out
+    status = re.search(r"solver (\S+) (\S+) \(gap ([0-9.]+) %", out)
+    assert status is not None, out
+    # OPTIMAL is said of the solver's own plan, whose gap is 0; the README's route loses
+    # switches the map cannot vouch for after the solver, and a line says what that cost
+    assert status.group(2) != "OPTIMAL" or float(status.group(3)) == 0.0, out
+    merged = re.search(r"(\d+) switches the map cannot vouch for merged away: \+([0-9.]+) s", out)
+    assert merged is not None and int(merged.group(1)) > 0, out
+    solver = json.loads(out_file.read_text(encoding="utf-8"))["commap"]["solver"]
+    assert solver["merged_switches"] == int(merged.group(1))
+    assert solver["merge_loss_s"] == pytest.approx(float(merged.group(2)), abs=0.005)
+    assert solver["merge_loss_s"] > 0 and solver["merge_loss_share"] > 0
+    assert solver["gap"] == pytest.approx(
+        (solver["objective"] - solver["bound"]) / solver["objective"], abs=1e-12
+    )
+
+
 def test_plan_from_a_csv_polyline(andorra_dir: Path, tmp_path: Path) -> None:
     route_csv = tmp_path / "route.csv"
     route_csv.write_text("lat,lon\n42.5063,1.5218\n42.5080,1.5300\n42.5120,1.5400\n")

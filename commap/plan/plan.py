@@ -85,7 +85,13 @@ class Handover:
 class SolverReport:
     """How the plan was made and how good it is proven to be.
 
-    ``status`` is ``OPTIMAL`` or ``FEASIBLE``; ``gap`` is ``(objective - bound) / objective``.
+    ``status`` (``OPTIMAL`` or ``FEASIBLE``), ``objective``, ``bound`` and ``gap`` (``(objective
+    - bound) / objective``) are those of the solver's own plan, the least expected cost it
+    found. The plan returned can differ from it on purpose: ``merged_switches`` switches the
+    map cannot vouch for (:mod:`commap.plan.confidence`) were merged away after the solver,
+    which added ``merge_cost`` to the objective and ``merge_loss_s`` expected seconds of lost
+    service (``merge_loss_share`` of the solver's plan's). The returned plan's own cost is in
+    :attr:`PlanTotals.cost`.
     """
 
     name: str
@@ -95,6 +101,27 @@ class SolverReport:
     gap: float
     time_s: float
     detail: str = ""
+    merged_switches: int = 0
+    merge_cost: float = 0.0
+    merge_loss_s: float = 0.0
+    merge_loss_share: float = 0.0
+
+    @property
+    def merge_summary(self) -> str:
+        """One line on the merge (empty when nothing was merged).
+
+        Examples
+        --------
+        >>> SolverReport("dp", "OPTIMAL", 10.0, 10.0, 0.0, 0.01, merged_switches=2,
+        ...              merge_cost=0.4, merge_loss_s=0.42, merge_loss_share=0.042).merge_summary
+        '2 switches the map cannot vouch for merged away: +0.42 s expected loss (+4.2 %)'
+        """
+        if self.merged_switches == 0:
+            return ""
+        return (
+            f"{self.merged_switches} switches the map cannot vouch for merged away: "
+            f"{self.merge_loss_s:+.2f} s expected loss ({100 * self.merge_loss_share:+.1f} %)"
+        )
 
 
 @dataclass(frozen=True)
@@ -455,7 +482,8 @@ def solve(
 
     The solver's plan of least expected cost then loses the stretches the map cannot vouch
     for (``Objective.switch_confidence_sd``, :mod:`commap.plan.confidence`); the report keeps
-    the solver's bound and, when stretches went, says how many switches.
+    the solver's status, objective, bound and gap (of its own plan) and says apart how many
+    switches went and what that cost (:class:`SolverReport`).
 
     Parameters
     ----------
@@ -505,16 +533,28 @@ def solve(
 
 def _vouched(problem: HandoverProblem, assignment: IntArray, report: SolverReport) -> Plan:
     """The solver's plan without the stretches the map cannot vouch for
-    (:mod:`commap.plan.confidence`); the report keeps the solver's bound and says what went."""
+    (:mod:`commap.plan.confidence`).
+
+    The report keeps the solver's status, objective, bound and gap: they are true of the
+    solver's plan, which the merge deliberately leaves; what the merge cost is reported
+    beside them (:class:`SolverReport`).
+    """
     kept = vouched_assignment(problem, assignment, problem.objective.switch_confidence_sd)
     dropped = int((assignment[1:] != assignment[:-1]).sum() - (kept[1:] != kept[:-1]).sum())
     if dropped == 0:
         return make_plan(problem, assignment, report)
-    cost = evaluate_plan(problem, kept).cost
-    gap = (cost - report.bound) / cost if cost > 0 else 0.0
-    detail = f"{report.detail}; {dropped} switches the map cannot vouch for left out"
-    report = replace(report, objective=cost, gap=gap, detail=detail)
-    return make_plan(problem, kept, report)
+    solved, merged = evaluate_plan(problem, assignment), evaluate_plan(problem, kept)
+    loss_s = merged.expected_loss_s - solved.expected_loss_s
+    report = replace(
+        report,
+        merged_switches=dropped,
+        merge_cost=merged.cost - solved.cost,
+        merge_loss_s=loss_s,
+        merge_loss_share=loss_s / solved.expected_loss_s if solved.expected_loss_s > 0 else 0.0,
+    )
+    return make_plan(
+        problem, kept, replace(report, detail=f"{report.detail}; {report.merge_summary}")
+    )
 
 
 def plan_corridor(

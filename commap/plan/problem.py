@@ -24,10 +24,14 @@ satellite terminal, ahead of each switch (:attr:`Handover.prepare_s` says how lo
 change of operator with two modems is a route change; a set-up without a satellite terminal
 never plans a satellite network. With two modems the vehicle fails over to the registered
 standby where its active link fails (as a dual-modem router does), so a segment's outage seconds
-and failures are those of the active network *and* the best other cellular network (taken as
-independent), and each failure of the active link costs its detection and a route change (a
-planned change to the standby only the route change). Without a set-up, the
-link model's times (one modem, an always-on satellite terminal).
+are those of the active network *and* the best cellular network of another operator (the
+standby, taken as independent); each failure of the active link costs its detection and a route
+change where the standby is up, its recovery where not (a planned change to the standby only
+the route change), and while the active link is out the standby's own failures cost their
+recovery. The active network is the one carrying the service: it is not allowed where it is
+unusable while another cellular network is usable (else the standby would carry the route
+alone, its changes of network uncounted). Without a set-up, the link model's times (one modem,
+an always-on satellite terminal).
 
 * ``allowed[i, n]``: hard rules. With ``Constraints.strict_latency`` networks slower than the
   application are never allowed; with ``Constraints.avoid_unusable`` a network that is
@@ -255,13 +259,10 @@ class HandoverProblem:
         # those seconds count once, as latency violation, not again as outage.
         outage_s = point * duration[:, None] * (~too_slow)[None, :]
         if vehicle is not None and vehicle.has_standby:
-            # the registered standby carries the service while the active link is out
-            standby_out = _standby_outage(point, networks)
-            outage_s = outage_s * standby_out
-            # each failure of the active link: detected, then a route change to the standby
-            failover_s = vehicle.failover_detection_s + vehicle.route_change_s
-            reconf = reconf + onsets * failover_s
-            onsets = onsets * standby_out
+            outage_s, reconf, onsets = _on_standby(
+                point, onsets, outage_s, reconf, networks, vehicle
+            )
+            allowed = _active_carries(allowed, point, link, networks, constraints)
         # a drop costs its recovery once per failure, not once per segment it spans, and only
         # where the outage probability leaves the recovery out (module docstring)
         recovery = onsets * ~_outage_holds_recovery(matrix)
@@ -418,17 +419,74 @@ def _outage_holds_recovery(matrix: QualityMatrix) -> BoolArray:
     return np.isfinite(predicted)
 
 
-def _standby_outage(point: FloatArray, networks: Sequence[Network]) -> FloatArray:
-    """Per segment and active network, the point outage of the best other cellular network:
-    what the second modem can hold. Operators' outages are taken as independent."""
-    cellular = np.array([not n.is_satellite for n in networks], dtype=bool)
-    out = np.ones_like(point)
-    for j in range(point.shape[1]):
-        others = cellular.copy()
-        others[j] = False
+def _on_standby(
+    point: FloatArray,
+    onsets: FloatArray,
+    outage_s: FloatArray,
+    reconf_s: FloatArray,
+    networks: Sequence[Network],
+    vehicle: VehicleSetup,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Outage seconds, interruption seconds and unrecovered failures with a registered standby.
+
+    The standby (:func:`_standby_column`) carries the service while the active link is out, so
+    a second is lost only where both are out. A failure of the active link costs its detection
+    and a route change where the standby is up, and its recovery where it is out too. While
+    the active link is out the standby carries the service alone: its own failures then have
+    nothing to fail over to and cost their recovery. Without that term a network that is out
+    everywhere would be the cheapest "active" link: it never fails, and the standby would
+    carry the whole route for free.
+    """
+    rows = np.arange(point.shape[0])[:, None]
+    standby = _standby_column(point, networks)
+    has = standby >= 0
+    standby_out = np.where(has, point[rows, np.maximum(standby, 0)], 1.0)
+    standby_onsets = np.where(has, onsets[rows, np.maximum(standby, 0)], 0.0)
+    failover_s = vehicle.failover_detection_s + vehicle.route_change_s
+    reconf = reconf_s + onsets * (1.0 - standby_out) * failover_s
+    unrecovered = onsets * standby_out + standby_onsets * point
+    return outage_s * standby_out, reconf, unrecovered
+
+
+def _standby_column(point: FloatArray, networks: Sequence[Network]) -> IntArray:
+    """``(S, N)``: per segment and active network, the column of the standby: the cellular
+    network of another operator with the least point outage (-1: none). The second modem
+    holds a registration on another operator (:class:`~commap.radio.vehicle.VehicleSetup`);
+    operators' outages are taken as independent."""
+    out = np.full(point.shape, -1, dtype=np.int64)
+    for j, active in enumerate(networks):
+        others = np.array(
+            [not n.is_satellite and n.operator != active.operator for n in networks], dtype=bool
+        )
         if others.any():
-            out[:, j] = point[:, others].min(axis=1)
+            cols = np.flatnonzero(others)
+            out[:, j] = cols[np.argmin(point[:, cols], axis=1)]
     return out
+
+
+def _active_carries(
+    allowed: BoolArray,
+    point: FloatArray,
+    link: LinkModel,
+    networks: Sequence[Network],
+    constraints: Constraints,
+) -> BoolArray:
+    """With two modems, no active network where it is unusable while a cellular network the
+    vehicle can use is usable there.
+
+    The plan names the link that carries the service; the standby carries it only through the
+    active link's gaps (:func:`_on_standby`). An active network that is out where another is
+    usable carries nothing: the standby would carry the service alone, and its own changes of
+    network would go uncounted. Where no cellular network is usable (a tunnel) every allowed
+    one stays allowed; so does the network the vehicle starts on.
+    """
+    cellular = np.array([not n.is_satellite for n in networks], dtype=bool)
+    usable = allowed & (point < link.unusable_outage_prob)
+    some_cellular = (usable & cellular[None, :]).any(axis=1, keepdims=True)
+    kept = np.where(some_cellular & cellular[None, :], usable, allowed)
+    if constraints.initial_network is not None and kept.shape[0] > 0:
+        kept[0] = allowed[0]
+    return np.ascontiguousarray(kept)
 
 
 def _with_terminal(

@@ -69,8 +69,10 @@ def test_a_standby_modem_covers_the_active_links_gaps() -> None:
     np.testing.assert_allclose(problem.outage_s[:, 1], expected)
     assert problem.outage_s[:50, 1].sum() < 0.01 * alone.outage_s[:50, 1].sum()
     # each failure of the active link is detected (T310, 1 s), then the route changes (0.5 s)
+    # to the standby, where the standby is up to take it
     failovers = problem.reconfiguration_s - alone.reconfiguration_s
-    np.testing.assert_allclose(failovers, alone.drop_onsets * 1.5)
+    standby_up = 1.0 - problem.point_outage[:, ::-1]  # a's standby is b, b's is a
+    np.testing.assert_allclose(failovers, alone.drop_onsets * standby_up * 1.5)
     assert solve(problem).totals.expected_loss_s < solve(alone).totals.expected_loss_s
 
 
@@ -87,3 +89,28 @@ def test_an_on_demand_terminal_is_woken_ahead_and_no_terminal_means_no_satellite
 def test_a_bonded_pair_is_not_planned() -> None:
     with pytest.raises(Exception, match="bonded pair"):
         _problem("bonded")
+
+
+def test_two_modems_never_ride_a_network_that_is_out_where_another_is_usable() -> None:
+    """Operator a is out all along; b and c take turns being patchy every few segments. An
+    active link that is always out never fails, but it carries nothing: the standby would
+    carry the route alone, changing network for free."""
+    c_net = Network(
+        id="c", kind=NetworkKind.TERRESTRIAL, operator="c", technology="lte", latency_ms=30.0
+    )
+    turn = (np.arange(N_SEG) // 4) % 2 == 0
+    cols = [
+        _quality(np.full(N_SEG, -20.0)),
+        _quality(np.where(turn, -6.0, 12.0)),
+        _quality(np.where(turn, 12.0, -6.0)),
+    ]
+    matrix = QualityMatrix.from_columns(("a", "b", "c"), cols)
+    catalogue = NetworkCatalogue([A, B, c_net])
+    two, one = (
+        solve(
+            HandoverProblem.build(syn.corridor(N_SEG), matrix, catalogue, vehicle=vehicle_setup(v))
+        )
+        for v in ("dual_modem", "single_modem")
+    )
+    assert "a" not in two.segment_networks
+    assert two.totals.expected_loss_s <= one.totals.expected_loss_s

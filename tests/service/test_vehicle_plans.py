@@ -9,6 +9,8 @@ import pytest
 
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
+from commap.networks import Network
+from commap.radio.link import LinkModel
 from commap.service.planning import PlanRequest, PlanResult, plan_route
 
 TRIP: dict[str, Any] = {"origin": (1.5218, 42.5063), "destination": (1.7330, 42.5430)}
@@ -44,6 +46,34 @@ def test_a_change_of_operator_costs_the_set_ups_interruption(
     # (a planned change to a registered standby: tests/plan/test_vehicle_problem.py)
     # the standby carries the service through the active link's gaps
     assert two.totals.expected_loss_s < one.totals.expected_loss_s
+
+
+def test_no_set_up_rides_a_network_usable_nowhere_on_the_route(
+    plans: dict[str, PlanResult], andorra: CommMap
+) -> None:
+    # the Spanish operator reaches nowhere on this trip inside Andorra: a plan on it carries
+    # nothing (with two modems, the standby would carry the whole route uncounted)
+    link = LinkModel()  # the one a plan uses when the request names none
+    outage = link.point_outage(plans["dual_modem"].matrix, _networks(andorra, plans))
+    nowhere = [
+        nid
+        for j, nid in enumerate(plans["dual_modem"].plan.network_ids)
+        if (outage[:, j] >= link.unusable_outage_prob).all()
+    ]
+    assert "es-lte" in nowhere
+    for vehicle, result in plans.items():
+        planned = set(result.plan.segment_networks)
+        assert not planned & set(nowhere), vehicle
+
+
+def test_a_more_capable_set_up_never_expects_more_loss(plans: dict[str, PlanResult]) -> None:
+    loss = {v: r.plan.totals.expected_loss_s for v, r in plans.items()}
+    assert loss["dual_modem"] <= loss["single_modem"]
+    assert loss["satellite_always_on"] <= loss["satellite_on_demand"] <= loss["single_modem"]
+
+
+def _networks(andorra: CommMap, plans: dict[str, PlanResult]) -> tuple[Network, ...]:
+    return tuple(andorra.catalogue[n] for n in plans["dual_modem"].plan.network_ids)
 
 
 def test_an_on_demand_terminal_is_woken_ahead_of_each_switch_to_the_satellite(
