@@ -214,9 +214,9 @@ class Objective:
     * ``sat_mb``: per megabyte sent over a satellite network (1e-4 s: 100 MB weigh as one switch).
 
     ``switch_confidence_sd`` is not a weight: a planned stretch is kept only where the seconds
-    it saves are at least that many standard deviations of their spread under the map (3, the
-    default, chosen on held-out truth seeds; 1: the map gives the switch about five chances in
-    six of paying for itself; 0: the expected-cost optimum as it is). A solver's optimum picks the stretches whose gain the map
+    it saves are at least that many standard deviations of their spread under the map (1: the
+    map gives the switch about five chances in six of paying for itself; 0: the expected-cost
+    optimum as it is). A solver's optimum picks the stretches whose gain the map
     over-estimates most; :mod:`commap.plan.confidence` says why and how.
 
     Parameters
@@ -240,7 +240,7 @@ class Objective:
     latency_violation_s: float = 1.0
     handovers: float = 0.01
     sat_mb: float = 1e-4
-    switch_confidence_sd: float = 3.0
+    switch_confidence_sd: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -18,7 +18,7 @@ from commap.plan import (
     solve_dp,
 )
 from commap.plan.dp import Weights, single_units, viterbi, viterbi_dwell, viterbi_limited
-from commap.radio.link import LinkModel, Objective
+from commap.radio.link import LinkModel
 from commap.radio.quality import NO_SATELLITE_ELEVATION_DEG, NO_SIGNAL_RSRP_DBM, NO_SIGNAL_SINR_DB
 from tests.support import plan_synthetic as syn
 
@@ -153,12 +153,7 @@ def _gap_matrix(cor: syn.Corridor) -> syn.QualityMatrix:
 def test_switches_before_a_coverage_gap_not_after(dwell_s: float) -> None:
     cor = syn.corridor(120)
     plan = plan_corridor(
-        cor,
-        _gap_matrix(cor),
-        syn.CATALOGUE,
-        constraints=Constraints(min_dwell_s=dwell_s),
-        # where the solver puts the switch, not whether the map vouches for the stretch
-        objective=Objective(switch_confidence_sd=1.0),
+        cor, _gap_matrix(cor), syn.CATALOGUE, constraints=Constraints(min_dwell_s=dwell_s)
     )
     sat = {n.id for n in syn.NETWORKS if n.is_satellite}
     on = plan.segment_networks

@@ -8,7 +8,6 @@ import pytest
 
 from commap.networks import Network, NetworkCatalogue, NetworkKind
 from commap.plan import HandoverProblem, solve
-from commap.radio.link import Objective
 from commap.radio.quality import Quality, QualityMatrix
 from commap.radio.vehicle import vehicle_setup
 from tests.support import plan_synthetic as syn
@@ -49,9 +48,6 @@ def _problem(vehicle: str | None, *, satellite: bool = False) -> HandoverProblem
         matrix,
         NetworkCatalogue(nets),
         vehicle=vehicle_setup(vehicle) if vehicle else None,
-        # these tests are about the set-ups' switch times, not about which stretches the map
-        # vouches for: at the default confidence the satellite's short gain over a is merged
-        objective=Objective(switch_confidence_sd=1.0),
     )
 
 
