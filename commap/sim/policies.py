@@ -21,7 +21,8 @@
   plan made on the truth.
 * :class:`FallbackPlanPolicy` -- the same plan in a closed loop (what the gRPC ``Drive`` stream
   is for: act when the measurements contradict the map): a planned switch waits until the
-  target measures well, and a weak serving link is left before it fails.
+  target measures well, and a weak serving link is left before it fails (the vehicle then
+  stays off the plan, on a link that measures well, until the plan's next switch).
   This is how commap executes a plan (the rules travel with the plan to the vehicle), so
   ``commap`` and ``oracle`` drive the commap and the oracle plans this way, and
   ``commap_open_loop`` and ``oracle_open_loop`` (:data:`EXTRA_POLICY_NAMES`) drive the same
@@ -420,8 +421,10 @@ class FallbackPlanPolicy(PlanPolicy):
     ``rejoin_margin_db`` over Qin (and is dropped if its planned run would then last less than
     the dwell); and when the serving network's L3 SINR stays below ``weak_sinr_db`` for
     ``weak_ttt_s``, it switches before the link fails to the suitable network with that margin
-    that costs the shortest interruption (then the best SINR), and comes back to the plan after
-    the dwell like after a recovery. Within the dwell after a switch it leaves again only a
+    that costs the shortest interruption (then the best SINR). Off the plan (after such a
+    fallback or a recovery) it stays on a link that measures well and comes back to the plan
+    at the plan's next switch, or earlier once that link turns weak and the planned network,
+    after the dwell, measures well. Within the dwell after a switch it leaves again only a
     link that is out of sync (no ping-pong on a merely weak link).
 
     Examples
@@ -474,7 +477,10 @@ class FallbackPlanPolicy(PlanPolicy):
                 self.handled = rid
                 return desired
             # else: the planned target measures badly, hold the switch (checked every step)
-        else:
+        elif serving == desired or self.weak[k, serving]:
+            # off the plan on a link that measures well, the vehicle stays: coming back mid-run
+            # costs a second switch for a gain the measurements do not show (it comes back at
+            # the plan's next switch, or here once that link turns weak)
             planned = super().decide(k, serving)
             if planned is not None:
                 return planned
@@ -498,9 +504,16 @@ class FallbackPlanPolicy(PlanPolicy):
 
     def next_check(self, k: int, serving: int) -> int:
         """As the plan, or now while the serving link is weak or a planned switch waits."""
-        if self.weak_since >= 0 or int(self.run_id[k]) != self.handled:
+        rid = int(self.run_id[k])
+        if self.weak_since >= 0 or rid != self.handled:
             return k
-        return min(super().next_check(k, serving), int(self.next_weak[k, serving]))
+        if serving == int(self.plan[k]):
+            nxt = super().next_check(k, serving)
+        else:  # off the plan: the next planned switch (a weak link is checked below)
+            nxt = (
+                int(self.run_start[rid + 1]) if rid + 1 < self.run_start.size else self.ctx.n_steps
+            )
+        return min(nxt, int(self.next_weak[k, serving]))
 
     def on_connect(self, k: int, network: int) -> None:
         """Reset the weak-link timer."""

@@ -176,6 +176,19 @@ def test_fallback_leaves_a_failing_link_and_holds_a_switch_into_a_dead_target() 
     assert switch.step == 175
 
 
+def test_after_a_fallback_the_vehicle_stays_on_a_good_link_until_it_turns_weak() -> None:
+    a = link_drop(n_steps=300, at=100, until=120)  # the planned network fades for 2 s
+    b = link_drop(n_steps=300, at=220)  # the fallback network fades later
+    plan = np.zeros(12, dtype=int)
+    log = drive(field(columns(a, b)), FallbackPlanPolicy(plan))
+    leave, back = [e for e in log.events if e.kind == "handover"]
+    assert (leave.target, back.target) == (1, 0)
+    # no return to the plan while the fallback link measures well: one switch each way, and
+    # the way back only once the link the vehicle fell back to fades
+    assert 101 <= leave.step <= 106 and 220 <= back.step <= 226
+    assert log.count("rlf") == 0 and log.count("hof") == 0
+
+
 def test_interruption_times_come_from_the_link_model() -> None:
     a = np.full(300, 10.0)
     for target, interruption_s in (

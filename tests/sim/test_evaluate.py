@@ -113,6 +113,16 @@ def test_evaluation_is_reproducible(andorra: CommMap) -> None:
     pd.testing.assert_frame_equal(one.runs, two.runs)
 
 
+def test_held_out_seeds_are_other_truths(andorra: CommMap) -> None:
+    route = default_routes(andorra)[2:]  # the shortest route
+    cfg = EvaluationConfig(policies=("a3_default", "commap"), a3_sweep=())
+    reported = evaluate_map(andorra, seeds=1, routes=route, config=cfg)
+    held_out = evaluate_map(andorra, seeds=1, first_seed=100, routes=route, config=cfg)
+    assert held_out.runs["seed"].unique().tolist() == [100]
+    assert reported.runs["seed"].unique().tolist() == [0]
+    assert not held_out.runs["outage_s"].equals(reported.runs["outage_s"])
+
+
 @pytest.mark.slow
 def test_bar_on_the_default_map_at_sigma_6db(andorra: CommMap) -> None:
     result = evaluate_map(andorra, seeds=20, sigma_db=6.0)
