@@ -642,3 +642,8 @@ def test_route_says_which_networks_reach_inside_its_tunnels(
     code, out = _run("route", "--map", str(das), *trip)
     assert code == 0, out
     assert "tunnels 3.1 km, usable inside: ad-lte 100 %" in " ".join(out.split())
+    # and the plan says it too, for the map it planned on
+    for built, inside in ((andorra_dir, "no network"), (das, "ad-lte 100 %")):
+        code, out = _run("plan", "--map", str(built), *trip)
+        assert code == 0, out
+        assert f"tunnels 3.1 km, usable inside: {inside}" in " ".join(out.split())
