@@ -276,7 +276,12 @@ def plot_coverage(
     fig = _figure(size_px)
     cols = min(len(ids), 4 if len(ids) > 6 else 3)
     rows = math.ceil(len(ids) / cols)
-    axes = fig.subplots(rows, cols, squeeze=False)
+    # the legend has a grid row of its own: a figure legend "outside" the axes would ignore the
+    # strip the layout keeps free for the attribution footer, and cover it
+    grid = fig.add_gridspec(rows + 1, cols, height_ratios=[*([1.0] * rows), 0.12])
+    axes = np.array([[fig.add_subplot(grid[r, c]) for c in range(cols)] for r in range(rows)])
+    legend_ax = fig.add_subplot(grid[rows, :])
+    legend_ax.set_axis_off()
     for ax, nid in zip(axes.flat, ids, strict=False):
         net = cmap.catalogue[nid]
         q = cmap.layers[nid].sample(
@@ -333,9 +338,9 @@ def plot_coverage(
         ),
         Line2D([], [], color=UNKNOWN_COLOR, lw=2.0, label=f"{UNKNOWN} (no data near)"),
     ]
-    fig.legend(
+    legend_ax.legend(
         handles=handles,
-        loc="outside lower center",
+        loc="center",
         ncols=min(len(handles), 6),
         fontsize=8,
         frameon=False,

@@ -13,7 +13,7 @@ from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
 from commap.out import plot
 from commap.out.route_report import compare_trace
-from commap.out.style import DROP_RISK_COLOR, network_colors
+from commap.out.style import CLASSES, DROP_RISK_COLOR, network_colors
 from commap.out.timeline import RouteTimeline, timeline_from_plan
 from commap.plan import plan_corridor
 from commap.radio.measurements import read_gnettrack
@@ -98,6 +98,18 @@ def test_coverage_small_multiples(
     )
     assert png_size(out) == (1200, 600)
     assert_not_blank(out)
+
+
+def test_coverage_legend_keeps_clear_of_the_attribution(andorra: CommMap, tmp_path: Path) -> None:
+    # every network: seven panels and a two-row legend, the case where it ran into the footer
+    out = plot.plot_coverage(andorra, tmp_path / "coverage.png", spacing_m=1000.0)
+    px = pixels(out)
+    footer = px[-int(0.022 * px.shape[0]) :]  # the strip kept for the attribution
+    classes = [*CLASSES["sinr_db"], *CLASSES["elevation_deg"]]
+    # the coloured classes (the grey ones look like the footer's antialiased grey text)
+    legend_colours = [c.color for c in classes if c.color != "#595959"]
+    assert all(share_near(footer, colour, tol=0.02) == 0 for colour in legend_colours)
+    assert share_near(footer, "#444444", tol=0.1) > 0  # the attribution is there
 
 
 def test_pictures_are_deterministic(
