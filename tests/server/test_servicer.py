@@ -848,6 +848,27 @@ def test_sigterm_stops_gracefully(small_server: ServerProcess) -> None:
     assert "shutting down" in log and "stopped" in log
 
 
+def test_ctrl_c_stops_server_and_children_without_traceback(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): a clean exit."""
+    import os
+
+    server = start_server(andorra_dir, tmp_path, new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "upload process" not in server.log_text():  # the child has started
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.kill()
+    log = server.log_text()
+    assert "stopped" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+
+
 def test_access_log_has_one_line_per_call_with_latency(
     stub: pb_grpc.CommapServiceStub, grpc_server: ServerProcess
 ) -> None:
