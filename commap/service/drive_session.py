@@ -20,7 +20,8 @@ threads). It holds the current plan and follows the vehicle:
   service) and the plan depends on it: the session asks for a re-plan of the rest of the route
   on a map that includes this drive's measurements.
 
-:meth:`DriveSession.observe` is cheap (numpy on a window of the route) and never plans;
+:meth:`DriveSession.observe` is cheap (a few legs of the route near the last position, in
+scalar math: tens of microseconds) and never plans;
 :meth:`DriveSession.replan` does the blocking work through :func:`commap.service.planning.plan_route`,
 so a server can run it off its event loop.
 """
