@@ -26,7 +26,13 @@ from commap.errors import InvalidInputError, SolverTimeoutError
 from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.service.plan_cache import PlanInputsCache
-from commap.service.planning import PlanRequest, PlanResult, plan_route, plan_route_once
+from commap.service.planning import (
+    PlanRequest,
+    PlanResult,
+    plan_route,
+    plan_route_once,
+    request_key,
+)
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
@@ -401,7 +407,7 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
                 session = _open_session(
                     cmap, plan_request, options, live, self._planner, self._start_planner
                 )
-                return session, self._plan_message(session, start, time_limit_s)
+                return session, self._start_message(session, start, time_limit_s)
 
             session, plan_message = await self._pool.run(
                 open_session,
@@ -504,6 +510,24 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             off_route_distance_m=off,
             min_replan_interval_s=self._config.min_replan_interval_s,
         )
+
+    def _start_message(
+        self, session: DriveSession, start: pb.DriveStart, time_limit_s: float
+    ) -> pb.DriveResponse:
+        """A drive's first plan message: equal starts share their plan, and its message too.
+
+        Tens of kilobytes built in milliseconds under the GIL: a fleet connecting at once
+        would build the same one hundreds of times while its streams wait.
+        """
+        key = ("drive start", request_key(session.request), start.plan.omit_segments)
+        result, message = self.plan_inputs.get(
+            session.cmap,
+            key,
+            lambda: (session.result, self._plan_message(session, start, time_limit_s)),
+        )
+        if result is not session.result:  # the plan was solved again since: its own message
+            return self._plan_message(session, start, time_limit_s)
+        return message
 
     def _plan_message(
         self,
