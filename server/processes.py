@@ -63,6 +63,9 @@ class WorkerLostError(Exception):
 
 def _child_setup(parent_pid: int, niceness: int, log_level: int, preload: tuple[str, ...]) -> None:
     """In the child: log like the server, yield the CPU to it, die with it, import its work."""
+    # Ctrl-C reaches the whole process group: the server shuts its children down itself, so a
+    # child interrupted here would only print a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=LOG_FORMAT)
     with contextlib.suppress(OSError):  # not permitted: run at the server's priority
         os.nice(niceness)

@@ -26,7 +26,13 @@ from commap.errors import InvalidInputError, SolverTimeoutError
 from commap.geo.geodesy import GEOD
 from commap.service.drive_session import DriveOptions, DriveSession, Replan, ReplanReason
 from commap.service.plan_cache import PlanInputsCache
-from commap.service.planning import PlanRequest, PlanResult, plan_route
+from commap.service.planning import (
+    PlanRequest,
+    PlanResult,
+    plan_route,
+    plan_route_once,
+    request_key,
+)
 from commap.v1 import commap_service_pb2 as pb
 from commap.v1 import commap_service_pb2_grpc as pb_grpc
 from server import convert
@@ -112,6 +118,10 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
     def _planner(self, cmap: Any, request: PlanRequest) -> PlanResult:
         """:func:`plan_route` through this server's plan inputs cache (drive sessions' planner)."""
         return plan_route(cmap, request, cache=self.plan_inputs)
+
+    def _start_planner(self, cmap: Any, request: PlanRequest) -> PlanResult:
+        """A drive's first plan: a fleet starts the same trips at once, each is solved once."""
+        return plan_route_once(cmap, request, cache=self.plan_inputs)
 
     # -- access ----------------------------------------------------------------------------------
     def _client(self, context: Context) -> AuthClient | None:
@@ -394,8 +404,10 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
 
             def open_session() -> tuple[DriveSession, pb.DriveResponse]:
                 # the plan message is built in the worker too, not on the event loop
-                session = _open_session(cmap, plan_request, options, live, self._planner)
-                return session, self._plan_message(session, start, time_limit_s)
+                session = _open_session(
+                    cmap, plan_request, options, live, self._planner, self._start_planner
+                )
+                return session, self._start_message(session, start, time_limit_s)
 
             session, plan_message = await self._pool.run(
                 open_session,
@@ -499,6 +511,24 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             min_replan_interval_s=self._config.min_replan_interval_s,
         )
 
+    def _start_message(
+        self, session: DriveSession, start: pb.DriveStart, time_limit_s: float
+    ) -> pb.DriveResponse:
+        """A drive's first plan message: equal starts share their plan, and its message too.
+
+        Tens of kilobytes built in milliseconds under the GIL: a fleet connecting at once
+        would build the same one hundreds of times while its streams wait.
+        """
+        key = ("drive start", request_key(session.request), start.plan.omit_segments)
+        result, message = self.plan_inputs.get(
+            session.cmap,
+            key,
+            lambda: (session.result, self._plan_message(session, start, time_limit_s)),
+        )
+        if result is not session.result:  # the plan was solved again since: its own message
+            return self._plan_message(session, start, time_limit_s)
+        return message
+
     def _plan_message(
         self,
         session: DriveSession,
@@ -578,9 +608,12 @@ def _open_session(
     options: DriveOptions,
     live: LiveView | None,
     planner: Callable[[Any, PlanRequest], PlanResult],
+    start_planner: Callable[[Any, PlanRequest], PlanResult],
 ) -> DriveSession:
     """Plan the trip and open its session; show the plan live (blocking: a pool job)."""
-    session = DriveSession.start(cmap, request, options=options, planner=planner)
+    session = DriveSession(
+        cmap, request, start_planner(cmap, request), options=options, planner=planner
+    )
     if live is not None:
         live.plan(session.result)
     return session

@@ -60,6 +60,7 @@ last segment is split off as its own unit in that case.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -82,6 +83,10 @@ log = logging.getLogger(__name__)
 
 
 _TIME_EPS = 1e-9  # tolerance on dwell comparisons (seconds and metres)
+# network sets whose switch costs were reported breaking the triangle inequality: a server
+# plans on the same map all day, so the notice comes once per map's networks, then at DEBUG
+_TRIANGLE_REPORTED: set[tuple[str, ...]] = set()
+_TRIANGLE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -720,7 +725,7 @@ def compress(
         raise InvalidInputError("max_run must be >= 1", field="max_run")
     if n_seg == 0 or not problem.triangle_ok:
         if not problem.triangle_ok:
-            log.info("switch costs break the triangle inequality: no run compression")
+            _report_no_compression(problem.network_ids)
         return _units(problem, np.arange(n_seg, dtype=np.int64))
     differs = problem.allowed[1:] != problem.allowed[:-1]
     for arr in (problem.node_cost, problem.entry_cost, problem.sat_mb):
@@ -737,6 +742,19 @@ def compress(
             raise InvalidInputError("unit cuts must be segment indices", field="cuts")
         starts = np.union1d(starts, extra).astype(np.int64)
     return _units(problem, starts)
+
+
+def _report_no_compression(network_ids: tuple[str, ...]) -> None:
+    """Say (at INFO the first time for these networks, then at DEBUG) that runs stay unmerged."""
+    with _TRIANGLE_LOCK:
+        first = network_ids not in _TRIANGLE_REPORTED
+        _TRIANGLE_REPORTED.add(network_ids)
+    log.log(
+        logging.INFO if first else logging.DEBUG,
+        "switch costs of %s break the triangle inequality: no run compression%s",
+        ", ".join(network_ids),
+        " (said once for these networks)" if first else "",
+    )
 
 
 def _unit_starts(

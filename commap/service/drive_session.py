@@ -20,13 +20,15 @@ threads). It holds the current plan and follows the vehicle:
   service) and the plan depends on it: the session asks for a re-plan of the rest of the route
   on a map that includes this drive's measurements.
 
-:meth:`DriveSession.observe` is cheap (numpy on a window of the route) and never plans;
+:meth:`DriveSession.observe` is cheap (a few legs of the route near the last position, in
+scalar math: tens of microseconds) and never plans;
 :meth:`DriveSession.replan` does the blocking work through :func:`commap.service.planning.plan_route`,
 so a server can run it off its event loop.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import logging
 import math
@@ -43,7 +45,7 @@ from numpy.typing import NDArray
 from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.corridor import Route
-from commap.geo.geodesy import GEOD, to_local_m
+from commap.geo.geodesy import EARTH_RADIUS_M, GEOD, to_local_m
 from commap.map.comm_map import CommMap
 from commap.plan.plan import Handover
 from commap.radio.quality import QOUT_SINR_DB, CoverageLayer
@@ -196,6 +198,11 @@ class _Track:
         legs = np.asarray(leg_m, dtype=np.float64)[keep[1:]]
         self.cum_m = np.concatenate(([0.0], np.cumsum(legs)))
         self.leg_m = legs
+        # the same as Python floats: a fix looks at a few legs, where numpy's per-call overhead
+        # would cost more than the arithmetic
+        self._lon_list: list[float] = self.lon.tolist()
+        self._lat_list: list[float] = self.lat.tolist()
+        self._cum_list: list[float] = self.cum_m.tolist()
 
     @property
     def length_m(self) -> float:
@@ -225,6 +232,58 @@ class _Track:
         i = int(np.argmin(score))
         return float(along[i]), float(off[i])
 
+    def _nearest_from(
+        self, lon: float, lat: float, lo: int, hi: int, hint_m: float
+    ) -> tuple[float, float]:
+        """:meth:`_nearest` with a hint, the same answer, searched outward from the hint.
+
+        Every leg ahead of the hint scores at least ``_AHEAD_WEIGHT`` times its distance ahead,
+        every leg behind at least ``_BEHIND_WEIGHT`` times its distance behind: the search
+        stops each way at the first leg that cannot beat the best so far. A vehicle a few
+        metres from its route, moving under 100 m between fixes, needs a handful of legs.
+        """
+        cum = self._cum_list
+        kx_m = EARTH_RADIUS_M * math.cos(math.radians(lat))  # as in :func:`to_local_m`
+        start = min(max(bisect.bisect_right(cum, hint_m) - 1, lo), hi - 1)
+        best = (math.inf, 0.0, 0.0, hi)  # score, along, offset, leg
+        for j in range(start, hi):  # legs from the hint's on: all ahead of it
+            if _AHEAD_WEIGHT * (cum[j] - hint_m) > best[0]:
+                break
+            best = self._better(best, self._leg_score(lon, lat, kx_m, j, hint_m))
+        for j in range(start - 1, lo - 1, -1):  # legs before it: all behind it
+            if _BEHIND_WEIGHT * (hint_m - cum[j + 1]) > best[0]:
+                break
+            best = self._better(best, self._leg_score(lon, lat, kx_m, j, hint_m))
+        return best[1], best[2]
+
+    @staticmethod
+    def _better(
+        best: tuple[float, float, float, int], other: tuple[float, float, float, int]
+    ) -> tuple[float, float, float, int]:
+        """The lower score; on a tie the earlier leg (as ``numpy.argmin``)."""
+        if other[0] < best[0] or (other[0] == best[0] and other[3] < best[3]):
+            return other
+        return best
+
+    def _leg_score(
+        self, lon: float, lat: float, kx_m: float, j: int, hint_m: float
+    ) -> tuple[float, float, float, int]:
+        """(score, along, offset, j) of the point of leg ``j`` nearest to a position.
+
+        ``kx_m``: metres per radian of longitude at the fix (the local projection's scale).
+        """
+        ax = math.radians(self._lon_list[j] - lon) * kx_m
+        ay = math.radians(self._lat_list[j] - lat) * EARTH_RADIUS_M
+        dx = math.radians(self._lon_list[j + 1] - lon) * kx_m - ax
+        dy = math.radians(self._lat_list[j + 1] - lat) * EARTH_RADIUS_M - ay
+        d2 = dx * dx + dy * dy
+        t = min(max(-(ax * dx + ay * dy) / d2, 0.0), 1.0) if d2 > 0 else 0.0
+        off = math.hypot(ax + t * dx, ay + t * dy)
+        along = self._cum_list[j] + t * (self._cum_list[j + 1] - self._cum_list[j])
+        ahead = along - hint_m
+        penalty = _AHEAD_WEIGHT * ahead if ahead >= 0 else -_BEHIND_WEIGHT * ahead
+        return off + penalty, along, off, j
+
     def locate(
         self, lon: float, lat: float, hint_m: float | None, near_m: float
     ) -> tuple[float, float]:
@@ -235,12 +294,13 @@ class _Track:
         """
         n_legs = self.leg_m.shape[0]
         if hint_m is not None:
-            lo = max(int(np.searchsorted(self.cum_m, hint_m - _WINDOW_BACK_M, "right")) - 1, 0)
-            hi = min(int(np.searchsorted(self.cum_m, hint_m + _WINDOW_AHEAD_M, "left")) + 1, n_legs)
-            along, off = self._nearest(lon, lat, lo, max(hi, lo + 1), hint_m)
+            cum = self._cum_list
+            lo = max(bisect.bisect_right(cum, hint_m - _WINDOW_BACK_M) - 1, 0)
+            hi = min(bisect.bisect_left(cum, hint_m + _WINDOW_AHEAD_M) + 1, n_legs)
+            along, off = self._nearest_from(lon, lat, lo, max(hi, lo + 1), hint_m)
             if off <= near_m or (lo == 0 and hi == n_legs):
                 return along, off
-            far_along, far_off = self._nearest(lon, lat, 0, n_legs, hint_m)
+            far_along, far_off = self._nearest(lon, lat, 0, n_legs, hint_m)  # rare: numpy
             return (far_along, far_off) if far_off < off else (along, off)
         return self._nearest(lon, lat, 0, n_legs)
 
@@ -414,6 +474,9 @@ class DriveSession:
         self._corridor = corridor
         self._track = _track_of(result)
         self._networks = tuple(result.plan.segment_networks)
+        # segment starts and speeds as Python floats: every fix looks one up (bisect, no numpy)
+        self._segment_start_m: list[float] = corridor.distance_m.tolist()
+        self._segment_speed_mps: list[float] = corridor.speed_mps.tolist()
         self._handovers = _handovers(result)
         self._next_handover = 0
         self._along_m: float | None = None
@@ -424,8 +487,8 @@ class DriveSession:
         self._departure_s = corridor.departure_s if departure_s is None else departure_s
 
     def _segment(self, along_m: float) -> int:
-        i = int(np.searchsorted(self._corridor.distance_m, along_m, side="right")) - 1
-        return min(max(i, 0), len(self._corridor) - 1)
+        i = bisect.bisect_right(self._segment_start_m, along_m) - 1
+        return min(max(i, 0), len(self._segment_start_m) - 1)
 
     def network_at(self, along_m: float) -> str:
         """The planned network at an along-route distance."""
@@ -485,15 +548,17 @@ class DriveSession:
         self._update_speed(fix, along_m)
         self._along_m = along_m
         self._last_fix = fix
+        segment = self._segment(along_m)
         progress = RouteProgress(
-            t_s=fix.t_s, distance_m=along_m, off_route_m=off_m, network_id=self.network_at(along_m)
+            t_s=fix.t_s, distance_m=along_m, off_route_m=off_m, network_id=self._networks[segment]
         )
         replan = self._off_route(fix, off_m)
         if measurements is not None and len(measurements):
             self._remember(measurements)
             if replan is None:
                 replan = self._contradiction(fix, along_m, measurements)
-        instructions = self._due(fix, along_m) if off_m <= self.options.off_route_distance_m else ()
+        on_route = off_m <= self.options.off_route_distance_m
+        instructions = self._due(fix, along_m, segment) if on_route else ()
         if (
             replan is not None
             and fix.t_s - self._last_replan_t_s < self.options.min_replan_interval_s
@@ -502,10 +567,12 @@ class DriveSession:
             replan = None
         return DriveUpdate(progress=progress, instructions=instructions, replan=replan)
 
-    def _due(self, fix: Fix, along_m: float) -> tuple[Instruction, ...]:
+    def _due(self, fix: Fix, along_m: float, segment: int) -> tuple[Instruction, ...]:
         """Instructions whose point is within the announcement horizon (each sent once)."""
+        if self._next_handover >= len(self._handovers):
+            return ()
         horizon_s = self.options.lead_time_s + self.options.announce_margin_s
-        planned_mps = float(self._corridor.speed_mps[self._segment(along_m)])
+        planned_mps = self._segment_speed_mps[segment]
         measured_mps = self._speed_mps if self._speed_mps is not None else 0.0
         fast_mps = max(measured_mps, planned_mps, _MIN_SPEED_MPS)
         out = []

@@ -42,6 +42,8 @@ __all__ = [
     "PlanRequest",
     "PlanResult",
     "plan_route",
+    "plan_route_once",
+    "request_key",
     "resolve_routes",
 ]
 
@@ -317,4 +319,39 @@ def _element_notices(
     used = set(plan.segment_networks)
     return tuple(
         cmap.check_elements(corridor.t_s, allow_stale=request.allow_stale_elements, used=used)
+    )
+
+
+def request_key(request: PlanRequest) -> tuple[Any, ...]:
+    """A hashable digest of every field of ``request`` (equal requests, equal keys).
+
+    Examples
+    --------
+    >>> a = PlanRequest(origin=(1.52, 42.51), destination=(1.73, 42.54), weights={"handovers": 2.0})
+    >>> request_key(a) == request_key(dataclasses.replace(a))
+    True
+    >>> request_key(a) == request_key(dataclasses.replace(a, departure_s=1.0))
+    False
+    """
+    values: list[Any] = []
+    for f in dataclasses.fields(request):
+        value = getattr(request, f.name)
+        if isinstance(value, Route):
+            value = route_key(value)
+        elif isinstance(value, dict):
+            value = tuple(sorted(value.items()))
+        values.append((f.name, value))
+    return tuple(values)
+
+
+def plan_route_once(cmap: CommMap, request: PlanRequest, *, cache: PlanInputsCache) -> PlanResult:
+    """:func:`plan_route`, or the plan of an equal request made before on the same map object.
+
+    A fleet starting its drives from a depot asks for the same trip hundreds of times within
+    seconds: each would take a solve (tens of milliseconds of CPU) for the same plan. The
+    answer is kept in ``cache`` (read-only arrays, shared by every caller: do not change it).
+    Requests that differ in any field (a departure time, a deadline's time limit) are planned.
+    """
+    return cache.get(
+        cmap, ("plan", request_key(request)), lambda: plan_route(cmap, request, cache=cache)
     )

@@ -70,6 +70,19 @@ def test_dp_without_triangle_inequality_equals_brute_force() -> None:
     assert len(compress(p)) == p.shape[0] or p.triangle_ok
 
 
+def test_broken_triangle_inequality_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A server plans on one map all day: the notice must not come with every plan."""
+    link = LinkModel(reregistration_s=3600.0)
+    problems = (_random_problem(2000 + seed, dwell=False, link=link) for seed in range(40))
+    broken = next(p for p in problems if not p.triangle_ok)
+    with caplog.at_level("DEBUG", logger="commap.plan.problem"):
+        for _ in range(3):  # three plans on the same networks
+            assert len(compress(broken)) == broken.shape[0]
+    notices = [r for r in caplog.records if "triangle inequality" in r.getMessage()]
+    assert len(notices) == 3  # every plan still says it at DEBUG
+    assert sum(r.levelname == "INFO" for r in notices) <= 1
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_run_compression_is_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)

@@ -681,6 +681,50 @@ def test_drive_announces_every_handover_ahead_of_time(stub: pb_grpc.CommapServic
     assert call.responses.code() is grpc.StatusCode.OK
 
 
+def test_a_fleet_of_concurrent_drives_all_get_their_plans_and_instructions(
+    stub: pb_grpc.CommapServiceStub, grpc_server: ServerProcess
+) -> None:
+    """Forty vehicles start the same trip at once and drive it, their streams interleaved."""
+    import asyncio
+
+    alone = stub.PlanRoute(trip(), timeout=120).plan
+    vehicles = 40
+
+    async def drive(fleet: pb_grpc.CommapServiceStub, index: int) -> list[pb.DriveResponse]:
+        start = pb.DriveRequest(start=pb.DriveStart(plan=trip(), vehicle_id=f"fleet-{index}"))
+        while True:  # a refused start is retried, as a client does
+            call = fleet.Drive(timeout=120)
+            await call.write(start)
+            try:
+                responses = [await call.read()]
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+                await asyncio.sleep(0.1)
+        for k, (t_s, lon, lat) in enumerate(_segment_fixes(responses[0].plan.plan)):
+            await call.write(_update(t_s, lon, lat))
+            if k % 20 == 0:
+                await asyncio.sleep(0)  # let the other vehicles' fixes in between
+        await call.done_writing()
+        while (response := await call.read()) is not grpc.aio.EOF:
+            responses.append(response)
+        assert await call.code() is grpc.StatusCode.OK
+        return responses
+
+    async def fleet() -> list[list[pb.DriveResponse]]:
+        async with grpc.aio.insecure_channel(grpc_server.target) as channel:
+            fleet_stub = pb_grpc.CommapServiceStub(channel)
+            return await asyncio.gather(*(drive(fleet_stub, i) for i in range(vehicles)))
+
+    handovers = [h.distance_m for h in alone.handovers]
+    assert handovers  # the trip has switches to announce
+    for first, *rest in asyncio.run(fleet()):
+        assert first.plan.plan.totals == alone.totals  # the plan a lone vehicle gets
+        assert [h.distance_m for h in first.plan.plan.handovers] == handovers
+        assert [r.WhichOneof("event") for r in rest] == ["instruction"] * len(handovers)
+        assert [r.instruction.handover.distance_m for r in rest] == handovers
+
+
 def test_drive_replans_when_the_vehicle_leaves_its_route(stub: pb_grpc.CommapServiceStub) -> None:
     call = DriveCall(stub, pb.DriveStart(plan=trip(omit_segments=False), off_route_distance_m=80.0))
     plan = next(call.responses).plan.plan
@@ -850,6 +894,27 @@ def test_sigterm_stops_gracefully(small_server: ServerProcess) -> None:
     assert small_server.process.wait(timeout=30) == 0
     log = small_server.log_text()
     assert "shutting down" in log and "stopped" in log
+
+
+def test_ctrl_c_stops_server_and_children_without_traceback(
+    andorra_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it): a clean exit."""
+    import os
+
+    server = start_server(andorra_dir, tmp_path, new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "upload process" not in server.log_text():  # the child has started
+            assert time.monotonic() < deadline, server.log_text()
+            time.sleep(0.1)
+        os.killpg(server.pid, signal.SIGINT)
+        assert server.process.wait(timeout=60) == 0
+    finally:
+        server.kill()
+    log = server.log_text()
+    assert "stopped" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
 
 
 def test_access_log_has_one_line_per_call_with_latency(

@@ -19,6 +19,7 @@ from commap.service.drive_session import (
     Fix,
     Replan,
     ReplanReason,
+    _Track,
     with_measurements,
 )
 from commap.service.planning import PlanRequest, PlanResult, plan_route
@@ -382,3 +383,49 @@ def test_bad_options(options: dict[str, float], field: str) -> None:
     with pytest.raises(InvalidInputError) as info:
         DriveOptions(**options)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def _reference_locate(
+    track: _Track, lon: float, lat: float, hint_m: float, near_m: float
+) -> tuple[float, float]:
+    """The route search as numpy over every leg of the window (then of the route)."""
+    n_legs = track.leg_m.shape[0]
+    lo = max(int(np.searchsorted(track.cum_m, hint_m - 300.0, "right")) - 1, 0)
+    hi = min(int(np.searchsorted(track.cum_m, hint_m + 3000.0, "left")) + 1, n_legs)
+    along, off = track._nearest(lon, lat, lo, max(hi, lo + 1), hint_m)
+    if off <= near_m or (lo == 0 and hi == n_legs):
+        return along, off
+    far_along, far_off = track._nearest(lon, lat, 0, n_legs, hint_m)
+    return (far_along, far_off) if far_off < off else (along, off)
+
+
+@pytest.mark.parametrize("laps", [1, 2, 3])  # one way; there and back (a U-turn); a loop
+def test_route_search_from_the_last_position_equals_the_full_search(
+    andorra: CommMap, laps: int
+) -> None:
+    """Noisy fixes, GPS gaps that jump ahead, back and off the road: the same answers."""
+    from commap.geo.geodesy import from_local_m
+
+    there = andorra.routes(ORIGIN, (1.5580, 42.5200))[0]
+    lon, lat = [np.asarray(there.lon)], [np.asarray(there.lat)]
+    for k in range(1, laps):
+        lon.append((there.lon[::-1] if k % 2 else there.lon)[1:])
+        lat.append((there.lat[::-1] if k % 2 else there.lat)[1:])
+    track = _Track(np.concatenate(lon), np.concatenate(lat))
+    rng = np.random.default_rng(laps)
+    along_m, hint_m, checked = 0.0, 0.0, 0
+    while along_m < track.length_m:
+        kind = rng.random()
+        step_m = 2_000.0 if kind < 0.01 else (-500.0 if kind < 0.02 else rng.uniform(0, 30))
+        along_m = max(along_m + step_m, 0.0)
+        x0 = float(np.interp(along_m, track.cum_m, track.lon))
+        y0 = float(np.interp(along_m, track.cum_m, track.lat))
+        noise_m = 200.0 if rng.random() < 0.02 else 5.0  # now and then a fix far off the road
+        east, north = rng.normal(0.0, noise_m, 2)
+        x, y = from_local_m([east], [north], lat0=y0)
+        fix_lon, fix_lat = x0 + float(x[0]), y0 + float(y[0])
+        got = track.locate(fix_lon, fix_lat, hint_m, 60.0)
+        assert got == pytest.approx(_reference_locate(track, fix_lon, fix_lat, hint_m, 60.0))
+        hint_m = got[0]
+        checked += 1
+    assert checked > 100

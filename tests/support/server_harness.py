@@ -121,13 +121,16 @@ def start_server(
     measurements_dir: Path | None = None,
     log_name: str = "server.log",
     wrapper: tuple[str, ...] = (),
+    new_session: bool = False,
 ) -> ServerProcess:
     """Start ``python -m server --port 0`` on ``map_dir`` and wait until it is SERVING.
 
     ``credentials``: how to reach a TLS server. ``measurements_dir``: default
     ``work_dir/measurements`` (give the same one to a restarted server). ``wrapper``: a command
     the server command line is appended to, which must ``exec`` it (e.g. one that mounts the
-    measurements directory read-only first; see ``tests/support/storage.py``).
+    measurements directory read-only first; see ``tests/support/storage.py``). ``new_session``:
+    the server and its children in a process group of their own (a terminal's Ctrl-C reaches the
+    whole group: ``os.killpg(server.pid, signal.SIGINT)``).
     """
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -153,7 +156,13 @@ def start_server(
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log_path.open("w", encoding="utf-8") as log_file:
         process = subprocess.Popen(
-            args, cwd=REPO, stdout=subprocess.PIPE, stderr=log_file, text=True, env=full_env
+            args,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=log_file,
+            text=True,
+            env=full_env,
+            start_new_session=new_session,
         )
     assert process.stdout is not None
     target = viewer_url = ""
