@@ -82,18 +82,12 @@ def outage_seconds_var(
     return np.asarray(q * (1.0 - q) * per_look[:, None], dtype=np.float64)
 
 
-def _switch(problem: HandoverProblem, i: int, m: int, n: int) -> float:
-    """Cost of a switch ``m -> n`` at segment ``i`` (0 for none or at the route's ends)."""
-    if m < 0 or n < 0 or m == n:
-        return 0.0
-    return float(problem.switch_cost[m, n] + problem.entry_cost[i, n])
-
-
 class _Sums:
     """Prefix sums along the route (one row more than segments), so that a stretch's node
     cost, variance, satellite data and count of segments where a network is not allowed are
-    each two lookups: the merge loop stays linear in the stretches, not in the segments,
-    which matters on long routes (a 1,000 km plan has 20,000 segments)."""
+    each two lookups, and every stretch of a plan is scored at once: the merge loop costs a
+    few array operations per merge however long the route (a 1,000 km plan has 20,000
+    segments and hundreds of stretches)."""
 
     def __init__(self, problem: HandoverProblem, var: FloatArray) -> None:
         def cumulative(values: FloatArray) -> FloatArray:
@@ -107,39 +101,53 @@ class _Sums:
         self.barred = cumulative((~np.asarray(problem.allowed, dtype=bool)).astype(np.float64))
 
     @staticmethod
-    def over(table: FloatArray, i: int, j: int, n: int) -> float:
-        """Sum of column ``n`` of the summed array over segments ``i..j-1``."""
-        return float(table[j, n] - table[i, n])
+    def over(table: FloatArray, i: IntArray, j: IntArray, n: IntArray) -> FloatArray:
+        """Sums of column ``n`` over segments ``i..j-1``, one per stretch."""
+        return np.asarray(table[j, n] - table[i, n], dtype=np.float64)
+
+
+def _switches(problem: HandoverProblem, at: IntArray, m: IntArray, n: IntArray) -> FloatArray:
+    """Cost of each switch ``m -> n`` at segment ``at`` (0 for none or at the route's ends)."""
+    real = (m >= 0) & (n >= 0) & (m != n)
+    mm, nn = np.where(real, m, 0), np.where(real, n, 0)
+    row = np.minimum(at, problem.entry_cost.shape[0] - 1)  # the route's end: no switch there
+    cost = problem.switch_cost[mm, nn] + problem.entry_cost[row, nn]
+    return np.where(real, cost, 0.0)
 
 
 def _worst_stretch(
     problem: HandoverProblem, a: IntArray, sums: _Sums, z: float
 ) -> tuple[int, int, int] | None:
     """The stretch whose saving falls furthest below ``z`` standard deviations, and the
-    neighbour it merges into; None when every stretch is vouched for."""
+    neighbour it merges into; None when every stretch is vouched for. Ties go to the first
+    stretch along the route, the neighbour before it first."""
     n_seg = a.shape[0]
     cuts = np.flatnonzero(a[1:] != a[:-1]) + 1
-    starts, stops = np.r_[0, cuts], np.r_[cuts, n_seg]
+    i, j = np.r_[0, cuts], np.r_[cuts, n_seg]
+    n = a[i]
+    m = np.where(i > 0, a[np.maximum(i - 1, 0)], -1)
+    o = np.where(j < n_seg, a[np.minimum(j, n_seg - 1)], -1)
     over = _Sums.over
-    worst: tuple[float, int, int, int] | None = None
-    for i, j in zip(starts.tolist(), stops.tolist(), strict=True):
-        n = int(a[i])
-        m = int(a[i - 1]) if i > 0 else -1
-        o = int(a[j]) if j < n_seg else -1
-        kept = over(sums.node, i, j, n) + _switch(problem, i, m, n) + _switch(problem, j, n, o)
-        for alt in (m, o):
-            if alt < 0 or over(sums.barred, i, j, alt) > 0:
-                continue
-            merged = (
-                over(sums.node, i, j, alt)
-                + _switch(problem, i, m, alt)
-                + _switch(problem, j, alt, o)
-            )
-            spread = float(np.sqrt(over(sums.var, i, j, n) + over(sums.var, i, j, alt)))
-            margin = float(merged - kept) - z * spread
-            if margin < 0 and (worst is None or margin < worst[0]):
-                worst = (margin, i, j, alt)
-    return None if worst is None else worst[1:]
+    kept = over(sums.node, i, j, n) + _switches(problem, i, m, n) + _switches(problem, j, n, o)
+    margins = []
+    for alt in (m, o):
+        safe = np.maximum(alt, 0)
+        merged = (
+            over(sums.node, i, j, safe)
+            + _switches(problem, i, m, alt)
+            + _switches(problem, j, alt, o)
+        )
+        spread = np.sqrt(over(sums.var, i, j, n) + over(sums.var, i, j, safe))
+        margin = (merged - kept) - z * spread
+        possible = (alt >= 0) & (over(sums.barred, i, j, safe) <= 0)
+        margins.append(np.where(possible & (margin < 0), margin, np.inf))
+    both = np.column_stack(margins).ravel()  # stretch by stretch, the neighbour before first
+    best = int(np.argmin(both))
+    if not np.isfinite(both[best]):
+        return None
+    k, side = divmod(best, 2)
+    alt_k = m[k] if side == 0 else o[k]
+    return int(i[k]), int(j[k]), int(alt_k)
 
 
 def vouched_assignment(
@@ -174,7 +182,8 @@ def vouched_assignment(
     while (step := _worst_stretch(problem, a, sums, switch_confidence_sd)) is not None:
         i, j, alt = step
         n = int(a[i])  # a stretch is on one network
-        merged_mb = sat_mb - _Sums.over(sums.sat_mb, i, j, n) + _Sums.over(sums.sat_mb, i, j, alt)
+        merged_mb = sat_mb - float(sums.sat_mb[j, n] - sums.sat_mb[i, n])
+        merged_mb += float(sums.sat_mb[j, alt] - sums.sat_mb[i, alt])
         if budget is not None and merged_mb > budget + 1e-9:
             break  # the merge would spend satellite data the budget does not have
         a[i:j] = alt
