@@ -53,9 +53,10 @@ class ExecutionRules:
     rejoin_margin_db: float = 3.0
     weak_sinr_db: float = -3.0
     weak_ttt_s: float = 0.256
+    weak_ttt_per_interruption: float = 4.0
 
     def __post_init__(self) -> None:
-        for name in ("min_dwell_s", "rejoin_margin_db", "weak_ttt_s"):
+        for name in ("min_dwell_s", "rejoin_margin_db", "weak_ttt_s", "weak_ttt_per_interruption"):
             if not getattr(self, name) >= 0:
                 raise InvalidInputError(f"{name} must be >= 0", field=name)
 
