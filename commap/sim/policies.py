@@ -55,6 +55,7 @@ __all__ = [
     "A3_SWEEP",
     "EXTRA_POLICY_NAMES",
     "POLICY_NAMES",
+    "SWITCH_CAUSES",
     "A3Policy",
     "FallbackPlanPolicy",
     "GreedyPolicy",
@@ -75,6 +76,9 @@ A3_SWEEP: tuple[A3Params, ...] = tuple(
     for h in (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
     for t in (0.0, 0.128, 0.256, 0.512, 1.024, 2.56)
 )
+# Why the closed loop switched: the plan's switch, rule 2 (leaving a weak link), rule 3 (back to
+# the plan before its next switch), re-attaching to another network after a link failure.
+SWITCH_CAUSES: tuple[str, ...] = ("planned", "weak_link", "return", "recovery")
 _KIND_RANK = {NetworkKind.TERRESTRIAL: 0, NetworkKind.LEO: 1, NetworkKind.GEO: 2}
 
 
@@ -421,11 +425,17 @@ class FallbackPlanPolicy(PlanPolicy):
     ``rejoin_margin_db`` over Qin (and is dropped if its planned run would then last less than
     the dwell); and when the serving network's L3 SINR stays below ``weak_sinr_db`` for
     ``weak_ttt_s``, it switches before the link fails to the suitable network with that margin
-    that costs the shortest interruption (then the best SINR). Off the plan (after such a
+    that costs the shortest interruption (then the best SINR); unless the serving link is out
+    of sync, the weak link must last ``weak_ttt_per_interruption`` times that interruption
+    longer (a fade shorter than the switch's cost is ridden out). Off the plan (after such a
     fallback or a recovery) it stays on a link that measures well and comes back to the plan
     at the plan's next switch, or earlier once that link turns weak and the planned network,
     after the dwell, measures well. Within the dwell after a switch it leaves again only a
     link that is out of sync (no ping-pong on a merely weak link).
+
+    Every switch it asks for, and every re-attachment to another network, is noted in
+    :attr:`switches` as ``(step, from, to, cause)`` with a cause of :data:`SWITCH_CAUSES`;
+    :meth:`cause_counts` counts them.
 
     Examples
     --------
@@ -442,12 +452,15 @@ class FallbackPlanPolicy(PlanPolicy):
         rejoin_margin_db: float = DEFAULT_EXECUTION_RULES.rejoin_margin_db,
         weak_sinr_db: float = DEFAULT_EXECUTION_RULES.weak_sinr_db,
         weak_ttt_s: float = DEFAULT_EXECUTION_RULES.weak_ttt_s,
+        weak_ttt_per_interruption: float = DEFAULT_EXECUTION_RULES.weak_ttt_per_interruption,
     ) -> None:
         super().__init__(
             assignment, name=name, min_dwell_s=min_dwell_s, rejoin_margin_db=rejoin_margin_db
         )
         self.weak_sinr_db = weak_sinr_db
         self.weak_ttt_s = weak_ttt_s
+        self.weak_ttt_per_interruption = weak_ttt_per_interruption
+        self.switches: list[tuple[int, int, int, str]] = []
 
     def bind(self, ctx: DriveContext) -> None:
         """Precompute weak-link steps and the fallback candidates."""
@@ -464,6 +477,14 @@ class FallbackPlanPolicy(PlanPolicy):
         self.interruption = np.array([[ctx.link.switch(a, b)[2] for b in nets] for a in nets])
         self.weak_since = -1
         self.connected_at = 0
+        self.switches = []
+
+    def cause_counts(self) -> dict[str, int]:
+        """Switches of the run so far per cause (every cause of :data:`SWITCH_CAUSES`)."""
+        counts = dict.fromkeys(SWITCH_CAUSES, 0)
+        for *_, cause in self.switches:
+            counts[cause] += 1
+        return counts
 
     def decide(self, k: int, serving: int) -> int | None:
         """The plan's switch once the target measures well, else a fallback on a weak link."""
@@ -475,16 +496,22 @@ class FallbackPlanPolicy(PlanPolicy):
                 self.handled, self.off_since = rid, k
             elif self.good[k, desired]:
                 self.handled = rid
-                return desired
+                return self._note(k, serving, desired, "planned")
             # else: the planned target measures badly, hold the switch (checked every step)
         elif serving == desired or self.weak[k, serving]:
             # off the plan on a link that measures well, the vehicle stays: coming back mid-run
             # costs a second switch for a gain the measurements do not show (it comes back at
             # the plan's next switch, or here once that link turns weak)
+            new_run = rid != self.handled
             planned = super().decide(k, serving)
             if planned is not None:
-                return planned
-        return self._fallback(k, serving)
+                return self._note(k, serving, planned, "planned" if new_run else "return")
+        target = self._fallback(k, serving)
+        return None if target is None else self._note(k, serving, target, "weak_link")
+
+    def _note(self, k: int, source: int, target: int, cause: str) -> int:
+        self.switches.append((k, source, target, cause))
+        return target
 
     def _fallback(self, k: int, serving: int) -> int | None:
         if not self.weak[k, serving]:
@@ -492,15 +519,24 @@ class FallbackPlanPolicy(PlanPolicy):
             return None
         if self.weak_since < 0:
             self.weak_since = k
-        if k - self.weak_since < self.weak_steps:
+        weak_steps = k - self.weak_since
+        if weak_steps < self.weak_steps:
             return None
-        if k - self.connected_at < self.dwell_steps and not self.ctx.measurements.oos[k, serving]:
+        failing = bool(self.ctx.measurements.oos[k, serving])
+        if k - self.connected_at < self.dwell_steps and not failing:
             return None  # just arrived: leave again only if the link is really failing
         candidates = [c for c in np.flatnonzero(self.good[k]).tolist() if c != serving]
         if not candidates:
             return None
         l3 = self.ctx.measurements.l3_sinr_db[k]
-        return min(candidates, key=lambda c: (self.interruption[serving, c], -float(l3[c])))
+        target = min(candidates, key=lambda c: (self.interruption[serving, c], -float(l3[c])))
+        # a time-to-trigger sized to the switch: a fade shorter than the interruption it would
+        # cost is cheaper to ride out (a link out of sync is heading for a failure: leave now)
+        extra_s = self.weak_ttt_per_interruption * float(self.interruption[serving, target])
+        extra_steps = math.ceil(extra_s / self.ctx.config.step_s - 1e-9)
+        if weak_steps < self.weak_steps + extra_steps and not failing:
+            return None
+        return target
 
     def next_check(self, k: int, serving: int) -> int:
         """As the plan, or now while the serving link is weak or a planned switch waits."""
@@ -514,6 +550,13 @@ class FallbackPlanPolicy(PlanPolicy):
                 int(self.run_start[rid + 1]) if rid + 1 < self.run_start.size else self.ctx.n_steps
             )
         return min(nxt, int(self.next_weak[k, serving]))
+
+    def recover(self, k: int, failed: int) -> int:
+        """As the plan; a re-attachment to another network is noted as a switch."""
+        target = super().recover(k, failed)
+        if failed >= 0 and target >= 0 and target != failed:
+            self._note(k, failed, target, "recovery")
+        return target
 
     def on_connect(self, k: int, network: int) -> None:
         """Reset the weak-link timer."""

@@ -107,3 +107,9 @@ def test_alternatives_cap_is_the_same_everywhere(surface: str) -> None:
 
 def test_execution_rules_keep_their_own_dwell() -> None:
     assert ExecutionRules().min_dwell_s == defaults.EXECUTION_MIN_DWELL_S
+
+
+def test_execution_rules_wait_on_a_weak_link_in_proportion_to_the_switch() -> None:
+    assert ExecutionRules().weak_ttt_per_interruption == 4.0
+    with pytest.raises(InvalidInputError, match="weak_ttt_per_interruption"):
+        ExecutionRules(weak_ttt_per_interruption=-1.0)

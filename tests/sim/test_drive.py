@@ -189,6 +189,35 @@ def test_after_a_fallback_the_vehicle_stays_on_a_good_link_until_it_turns_weak()
     assert log.count("rlf") == 0 and log.count("hof") == 0
 
 
+def test_a_fade_shorter_than_the_switch_costs_is_ridden_out() -> None:
+    # the planned network sags to -4 dB for 1.2 s (weak, still in sync: no service lost); the
+    # satellite measures well until it is blocked later
+    a = np.full(600, 10.0)
+    a[100:112] = -4.0
+    sat = np.full(600, 10.0)
+    sat[300:] = -4.0
+    dead = np.full(600, DEAD)
+    plan = np.zeros(24, dtype=int)
+    log = drive(field(columns(a, dead, dead, sat)), FallbackPlanPolicy(plan))
+    # leaving for the satellite (0.5 s) and coming back (0.5 s) would cost more than the fade
+    assert log.count("handover") == 0
+    assert (log.serving == 0).all() and log.outage_s.sum() == 0.0
+    # the rule without the time-to-trigger sized to the switch ping-pongs, and loses service
+    rule = FallbackPlanPolicy(plan, weak_ttt_per_interruption=0.0)
+    pingpong = drive(field(columns(a, dead, dead, sat)), rule)
+    assert [e.target for e in pingpong.events if e.kind == "handover"] == [3, 0]
+    assert pingpong.outage_s.sum() == pytest.approx(2 * LinkModel().terrestrial_leo_interruption_s)
+
+
+def test_the_closed_loop_notes_why_it_switched() -> None:
+    a = link_drop(n_steps=300, at=100, until=120)
+    b = link_drop(n_steps=300, at=220)
+    policy = FallbackPlanPolicy(np.zeros(12, dtype=int))
+    drive(field(columns(a, b)), policy)
+    assert policy.cause_counts() == {"planned": 0, "weak_link": 1, "return": 1, "recovery": 0}
+    assert [(src, dst) for _, src, dst, _ in policy.switches] == [(0, 1), (1, 0)]
+
+
 def test_interruption_times_come_from_the_link_model() -> None:
     a = np.full(300, 10.0)
     for target, interruption_s in (
