@@ -1039,6 +1039,7 @@ def execution_rules_message(rules: ExecutionRules = DEFAULT_EXECUTION_RULES) -> 
         min_target_sinr_db=rules.min_target_sinr_db,
         weak_sinr_db=rules.weak_sinr_db,
         weak_ttt_s=rules.weak_ttt_s,
+        weak_ttt_per_interruption=rules.weak_ttt_per_interruption,
     )
 
 

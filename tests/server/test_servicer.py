@@ -667,6 +667,9 @@ def test_drive_announces_every_handover_ahead_of_time(stub: pb_grpc.CommapServic
     assert rules.min_target_sinr_db == pytest.approx(DEFAULT_EXECUTION_RULES.min_target_sinr_db)
     assert rules.weak_sinr_db == pytest.approx(DEFAULT_EXECUTION_RULES.weak_sinr_db)
     assert rules.weak_ttt_s == pytest.approx(DEFAULT_EXECUTION_RULES.weak_ttt_s)
+    assert rules.weak_ttt_per_interruption == pytest.approx(
+        DEFAULT_EXECUTION_RULES.weak_ttt_per_interruption
+    )
     for r in instructions:
         ins = r.instruction
         assert ins.plan_version == 0
