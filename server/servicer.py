@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import ipaddress
 import logging
 import math
@@ -238,6 +239,9 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             results = []
             for name in dict.fromkeys(names or self._maps.names):
                 results.append(await asyncio.to_thread(self._maps.reload, name))
+            # the server froze its loaded maps out of the cyclic collector's reach (fewer
+            # pauses); a replaced map's objects in reference cycles are freed only once thawed
+            await asyncio.to_thread(_collect_replaced_objects)
             return results
 
     # -- coverage ------------------------------------------------------------------------------
@@ -624,3 +628,10 @@ def _replan(session: DriveSession, replan: Replan, cmap: Any, live: LiveView | N
     session.replan(replan, cmap=cmap)
     if live is not None:
         live.plan(session.result)
+
+
+def _collect_replaced_objects() -> None:
+    """Collect what a reload left behind, then freeze what lives on (see ``CommapServer.start``)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

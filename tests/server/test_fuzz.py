@@ -33,6 +33,7 @@ from commap.config import Settings  # noqa: E402
 from commap.errors import MapNotFoundError  # noqa: E402
 from commap.map.comm_map import CommMap  # noqa: E402
 from commap.map.manifest import MANIFEST, resolve_map_dir  # noqa: E402
+from commap.service.plan_cache import DEFAULT_MAX_BYTES  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from server.convert import shown  # noqa: E402
 from tests.support.server_fuzz import (  # noqa: E402
@@ -47,6 +48,7 @@ from tests.support.server_fuzz import (  # noqa: E402
 pytestmark = pytest.mark.integration
 
 DEADLINE_S = 20.0
+SLACK_BYTES = 64 << 20  # the allocator's: freed memory a process keeps for reuse
 # examples per RPC: enough to meet every branch of the strategies, a few seconds each
 EXAMPLES = {
     "ListMaps": 5,
@@ -97,6 +99,9 @@ def rss_at_start(fuzz_server: ServerProcess, caller: Caller) -> int:
     """
     for rpc in RPCS:
         _warm_up(caller, rpc)
+    # a reload too: for a moment the old and the new map are both loaded, and the allocator
+    # keeps that peak for reuse
+    assert caller.call("ReloadMaps", pb.ReloadMapsRequest()).code is grpc.StatusCode.OK
     return fuzz_server.rss_bytes()
 
 
@@ -152,11 +157,16 @@ def test_memory_stays_bounded_after_fuzzing(
 ) -> None:
     # runs after the fuzz tests of this module (pytest keeps file order)
     assert fuzz_server.process.poll() is None and _serving(fuzz_server)
-    # after the warm-up only bounded caches may still fill: the plan inputs cache
-    # (PlanInputsCache, 64 MiB) and the satellites' sky intervals (2048 x 15 kB per
-    # constellation); measured, a second round grew a warm server's RSS by 1.07x
-    grown = fuzz_server.rss_bytes() / rss_at_start
-    assert grown < 1.25, f"RSS grew {grown:.2f}x from a warm server"
+    # after the warm-up, fuzzing new routes and departures may still fill the bounded caches:
+    # the plan inputs cache and the satellites' sky intervals (2,048 of about 15 kB per
+    # constellation); beyond them and an allocator's slack, growth is memory not given back.
+    # (A ratio to the warm size would depend on how far the caches filled during the warm-up.)
+    caches_bytes = DEFAULT_MAX_BYTES + 2 * 2048 * 15_000
+    grown_bytes = fuzz_server.rss_bytes() - rss_at_start
+    assert grown_bytes < caches_bytes + SLACK_BYTES, (
+        f"RSS grew {grown_bytes / 2**20:.0f} MiB from a warm server "
+        f"({rss_at_start / 2**20:.0f} MiB)"
+    )
 
 
 # -- limits: huge and oversized ---------------------------------------------------------------------
