@@ -18,7 +18,6 @@ only.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -40,7 +39,7 @@ from server.auth import AuthInterceptor
 from server.config import ServerConfig, is_loopback
 from server.interceptors import ErrorMappingInterceptor
 from server.live import LiveView
-from server.maps import MapStore, ReloadResult
+from server.maps import MapStore, ReloadResult, freeze_long_lived_objects
 from server.pool import SolvePool
 from server.servicer import CommapServicer
 
@@ -182,10 +181,7 @@ class CommapServer:
             except BaseException:
                 await self.stop(grace_s=0)
                 raise
-            # the loaded maps and modules are some 10^5 objects that live as long as the server:
-            # every full collection would scan them again, pausing the event loop (and every
-            # Drive stream) for about a tenth of a second
-            gc.freeze()
+            await asyncio.to_thread(freeze_long_lived_objects)
             await self._set_health(health_pb2.HealthCheckResponse.SERVING)
             log.info(
                 "SERVING maps %s on %s:%d", ", ".join(self.maps.names), self.config.host, self.port

@@ -38,6 +38,7 @@ the previous version keeps serving and the reason is logged and returned.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -80,6 +81,7 @@ __all__ = [
     "ServedMap",
     "StoreOutcome",
     "fleet_layers",
+    "freeze_long_lived_objects",
 ]
 
 log = logging.getLogger(__name__)
@@ -472,3 +474,17 @@ class MapStore:
             )
         log.info("map %s: reload %s (version %d)", served.name, outcome, served.generation)
         return ReloadResult(served.name, outcome, served.manifest_sha256, served.generation)
+
+
+def freeze_long_lived_objects() -> None:
+    """Move the objects alive now (loaded maps, modules) out of the cyclic collector's reach.
+
+    The loaded maps and modules are some 10^5 objects that live as long as the server: every
+    full collection would scan them again, pausing the event loop (and every Drive stream)
+    for about a tenth of a second. Called once the maps are loaded and after every reload:
+    the collection first frees what a replaced map left in reference cycles, which a frozen
+    generation would otherwise keep for good.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()

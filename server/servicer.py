@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import ipaddress
 import logging
 import math
@@ -41,7 +40,7 @@ from server.auth import AuthClient, PermissionDeniedError
 from server.config import ServerConfig
 from server.ingest import check_batch_key, check_plausible, check_stream, store_stream
 from server.live import LiveView
-from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap
+from server.maps import MapStore, ReloadOutcome, ReloadResult, ServedMap, freeze_long_lived_objects
 from server.pool import ServerOverloadedError, SolvePool, WorkTooLargeError
 from server.processes import WorkerProcess
 
@@ -239,9 +238,8 @@ class CommapServicer(pb_grpc.CommapServiceServicer):
             results = []
             for name in dict.fromkeys(names or self._maps.names):
                 results.append(await asyncio.to_thread(self._maps.reload, name))
-            # the server froze its loaded maps out of the cyclic collector's reach (fewer
-            # pauses); a replaced map's objects in reference cycles are freed only once thawed
-            await asyncio.to_thread(_collect_replaced_objects)
+            # a replaced map's objects in reference cycles were frozen with it: freed here
+            await asyncio.to_thread(freeze_long_lived_objects)
             return results
 
     # -- coverage ------------------------------------------------------------------------------
@@ -628,10 +626,3 @@ def _replan(session: DriveSession, replan: Replan, cmap: Any, live: LiveView | N
     session.replan(replan, cmap=cmap)
     if live is not None:
         live.plan(session.result)
-
-
-def _collect_replaced_objects() -> None:
-    """Collect what a reload left behind, then freeze what lives on (see ``CommapServer.start``)."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()

@@ -459,6 +459,7 @@ def _make_dirs_durably(directory: Path, root: Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still write (a zombie cannot: it died, unreaped)."""
     if pid == os.getpid():
         return True
     try:
@@ -466,8 +467,14 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except OSError:  # exists, owned by someone else
-        return True
-    return True
+        pass
+    # a killed writer stays a zombie until its new parent reaps it, which an init process in
+    # a container may do late: its unfinished files are still garbage
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile; or no /proc (not Linux): then take it as alive
+        return not Path("/proc").is_dir()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _to_table(records: pd.DataFrame) -> pa.Table:

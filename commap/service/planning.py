@@ -351,7 +351,11 @@ def plan_route_once(cmap: CommMap, request: PlanRequest, *, cache: PlanInputsCac
     seconds: each would take a solve (tens of milliseconds of CPU) for the same plan. The
     answer is kept in ``cache`` (read-only arrays, shared by every caller: do not change it).
     Requests that differ in any field (a departure time, a deadline's time limit) are planned.
+    A request without a departure is keyed by the one it gets (the map's own, else now), so a
+    trip "from now" is never answered with the plan of an earlier one.
     """
+    if request.departure_s is None and (request.route is None or request.route.t_s is None):
+        request = dataclasses.replace(request, departure_s=cmap.default_departure_s)
     return cache.get(
         cmap, ("plan", request_key(request)), lambda: plan_route(cmap, request, cache=cache)
     )

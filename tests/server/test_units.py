@@ -582,6 +582,29 @@ def test_stale_temp_parts_of_dead_writers_are_removed(tmp_path: Path) -> None:
     assert not stale.exists() and alive.exists() and part.exists()
 
 
+def test_temp_parts_of_killed_writers_not_yet_reaped_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from commap.map.store import FleetStore
+
+    # a writer killed with its server lingers as a zombie until its new parent reaps it
+    killed = subprocess.Popen(["sleep", "60"])
+    killed.kill()
+    stat = Path(f"/proc/{killed.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[-1].split()[0] != "Z":  # dead, not reaped
+        time.sleep(0.01)
+    day = tmp_path / "map=andorra" / "network=ad-lte" / "day=2025-01-23"
+    day.mkdir(parents=True)
+    stale = day / f".part-x.parquet.tmp-{killed.pid}-abcdef12"
+    stale.write_text("x", encoding="utf-8")
+    try:
+        assert FleetStore(tmp_path).remove_stale_temp_parts("andorra") == 1
+    finally:
+        killed.wait()
+    assert not stale.exists()
+
+
 def test_live_view_survives_viewer_failures(caplog: pytest.LogCaptureFixture) -> None:
     from server.live import LiveView
 

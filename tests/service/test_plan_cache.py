@@ -11,7 +11,7 @@ import pytest
 
 from commap.map.comm_map import CommMap
 from commap.service.plan_cache import PlanInputsCache
-from commap.service.planning import PlanRequest, PlanResult, plan_route
+from commap.service.planning import PlanRequest, PlanResult, plan_route, plan_route_once
 
 LA_VELLA = (1.5218, 42.5063)  # (lon, lat)
 PAS_DE_LA_CASA = (1.7330, 42.5430)
@@ -93,3 +93,26 @@ def test_the_cache_is_bounded_in_bytes(andorra: CommMap) -> None:
     too_small = PlanInputsCache(max_bytes=1)
     _same_plan(plan_route(andorra, request, cache=too_small), plan_route(andorra, request))
     assert too_small.nbytes == 0 and len(too_small) == 0
+
+
+def test_a_trip_from_now_is_not_answered_with_an_earlier_plan(andorra: CommMap) -> None:
+    # a map whose spec sets no departure plans requests without one from now
+    own = dataclasses.replace(andorra.manifest, default_departure_s=None)
+    cmap = CommMap(
+        directory=andorra.directory,
+        manifest=own,
+        catalogue=andorra.catalogue,
+        layers=andorra.layers,
+        roads=andorra.roads,
+        terrain=andorra.terrain,
+    )
+    request = PlanRequest(
+        origin=LA_VELLA, destination=PAS_DE_LA_CASA, allow_stale_elements=True
+    )  # the map's elements are old: its own departure is what they are good for
+    cache = PlanInputsCache()
+    first = plan_route_once(cmap, request, cache=cache)
+    later = plan_route_once(cmap, request, cache=cache)
+    assert later.plan.departure_s > first.plan.departure_s
+    # an equal request with its departure given is still solved once
+    fixed = dataclasses.replace(request, departure_s=T0)
+    assert plan_route_once(cmap, fixed, cache=cache) is plan_route_once(cmap, fixed, cache=cache)
