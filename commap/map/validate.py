@@ -339,6 +339,11 @@ def cross_validate(
             "cross-validation needs at least two",
             field="group",
         )
+    # the learned map may weigh records by time of day: it is told when each held-out row was
+    times_s = None
+    if "timestamp" in records and records["timestamp"].notna().all():
+        since = pd.to_datetime(records["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")
+        times_s = np.asarray(since / pd.Timedelta(seconds=1), dtype=np.float64)
     held_out: list[NDArray[np.int64]] = []
     parts: dict[str, list[KpiPrediction]] = {m: [] for m in MODELS if m != "modelled"}
     for train, test in splits:
@@ -351,7 +356,10 @@ def cross_validate(
             "knn5": fit_nearest(fit_on, kpi=kpi, k=5),
         }
         for name, model in models.items():
-            parts[name].append(model.predict(lon, lat))
+            if name == "learned" and times_s is not None:
+                parts[name].append(model.predict(lon, lat, times_s[test]))
+            else:
+                parts[name].append(model.predict(lon, lat))
         held_out.append(test)
     order = np.concatenate(held_out)
     rows = records.iloc[order].reset_index(drop=True)

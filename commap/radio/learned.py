@@ -25,10 +25,18 @@ cascade of the discs' outage rates (with its own ``k_outage >= k``) over the net
 rate, then recalibrated. With little nearby evidence the prior dominates, so the model is never much
 worse than the network-wide constant, and it moves to the local distribution where drives agree.
 
+Where the records carry times and the inner cross-validation finds that it helps (RSRQ, which
+falls with cell load), the model also weighs the *time of day*: a record ``dt`` hours of the day
+from the query's time counts ``1 / (1 + (dt / 3 h)^2)`` times as much in every disc (a drive at
+another time is a fraction of a drive of evidence), and the prior is the network's at the
+query's hour (:meth:`KpiModel.predict` with ``t_s``; without it every time of day counts alike).
+
 Fitting runs an inner cross-validation on the training records only (grouped by drive, by
 10-minute pass, or by 300 m block for gridded data) to (i) choose the disc radii and ``k``
-(pinball loss), (ii) choose ``k_outage`` from ``k`` up to 1000 (Brier score; 0/1 outcomes are
-noisier than values, so P(outage) may lean on the prior harder, never less), (iii) choose
+(pinball loss), then whether to weigh the time of day (only if that lowers the pinball loss
+by more than one standard error over inner folds), (ii) choose ``k_outage`` from ``k`` up to
+1000 (Brier score; 0/1 outcomes are noisier than values, so P(outage) may lean on the prior
+harder, never less), (iii) choose
 ``k_tails`` from ``k`` up to 1000: the strongest shrinkage whose pinball loss at the 10th and
 90th percentiles is within one standard error (over inner folds) of the least (tails rest on
 a few extreme values), (iv) recalibrate the quantile levels so that [p10, p90] covers 80 % of
@@ -86,6 +94,7 @@ __all__ = [
     "OUTAGE_SHRINK_GRID",
     "RADII_CANDIDATES_M",
     "SHRINK_GRID",
+    "TIME_SCALE_GRID_H",
     "UNKNOWN_BEYOND_M",
     "Kpi",
     "KpiModel",
@@ -124,6 +133,9 @@ SHRINK_GRID = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 # P(outage) may lean on the prior harder than the quantiles: 0/1 outcomes are noisier
 OUTAGE_SHRINK_GRID = (*SHRINK_GRID, 200.0, 500.0, 1000.0)
 MIN_PROBABILITY = 1e-3
+# widths (hours) of the time-of-day kernel the inner cross-validation chooses from; inf = off
+TIME_SCALE_GRID_H = (np.inf, 3.0)
+_DAY_S = 86_400.0
 _MIN_OUTCOMES = 10  # outages and non-outages needed to recalibrate P(outage)
 _INNER_FOLDS = 5
 _INNER_MAX_ROWS = 40_000
@@ -518,6 +530,63 @@ class _Neighbourhood:
     n: FloatArray  # (Q, L) distinct drives per disc
     rate: FloatArray  # (Q, L) drive-weighted outage rate per disc
     nearest_m: FloatArray  # (Q,)
+    prior_rate: FloatArray  # (Q,) the prior's outage rate
+
+
+@dataclass(frozen=True, eq=False)
+class _TimeOfDay:
+    """A time-of-day kernel: how much each training record weighs for each query point.
+
+    Cell load, and with it interference, follows the day: a record taken at another time of
+    day than the query's says less about the query. The weight of a record ``dt`` hours of the
+    day away (the shorter way round the clock) is ``1 / (1 + (dt / scale_h)^2)``.
+
+    Examples
+    --------
+    >>> when = _TimeOfDay(np.array([7.0, 19.0]) * 3600.0, np.array([8.0]) * 3600.0, 1.0)
+    >>> when.weights(np.array([[0, 1]])).round(3).tolist()
+    [[0.5, 0.008]]
+    """
+
+    record_s: FloatArray  # seconds of the UTC day of each training record
+    query_s: FloatArray  # seconds of the UTC day of each query point
+    scale_h: float
+
+    def weights(self, records: IntArray) -> FloatArray:
+        """Kernel weights of ``records`` (Q, K indices into the training records)."""
+        gap_s = np.abs(self.record_s[records] - self.query_s[:, None]) % _DAY_S
+        gap_h = np.minimum(gap_s, _DAY_S - gap_s) / 3600.0
+        result: FloatArray = 1.0 / (1.0 + (gap_h / self.scale_h) ** 2)
+        return result
+
+
+def _timed_prior(
+    values: FloatArray, labels: FloatArray, record_s: FloatArray, scale_h: float
+) -> tuple[FloatArray, FloatArray]:
+    """The network-wide prior per hour of the UTC day: (24, atoms) quantiles and (24,) rates.
+
+    The prior of hour ``h`` weighs every record by the time-of-day kernel at ``h:30``: the
+    quantile atoms are weighted quantiles of all values, the rate the weighted outage rate.
+    """
+    order = np.argsort(values, kind="stable")
+    sorted_values, sorted_labels = values[order], labels[order]
+    everyone = np.arange(values.shape[0])[None, :]
+    levels = (np.arange(PRIOR_ATOMS) + 0.5) / PRIOR_ATOMS
+    atoms = np.empty((24, PRIOR_ATOMS))
+    rates = np.empty(24)
+    for hour in range(24):
+        centre_s = np.array([hour * 3600.0 + 1800.0])
+        weights = _TimeOfDay(record_s[order], centre_s, scale_h).weights(everyone)[0]
+        cumulative = np.cumsum(weights) / weights.sum()
+        index = np.minimum(np.searchsorted(cumulative, levels), values.shape[0] - 1)
+        atoms[hour] = sorted_values[index]
+        rates[hour] = float(weights @ sorted_labels / weights.sum())
+    return atoms, rates
+
+
+def _seconds_of_day(t_s: FloatArray) -> FloatArray:
+    result: FloatArray = np.mod(t_s, _DAY_S)
+    return result
 
 
 def _disc(
@@ -528,12 +597,15 @@ def _disc(
     units: IntArray,
     radius_m: float,
     max_records: int,
+    when: _TimeOfDay | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Values and weights of the records within ``radius_m`` (padded with inf / 0).
 
     A record weighs 1 / (its drive's records in the disc), tapered by distance
     (:data:`DISC_TAPER`) and rescaled so that the weights add up to ``n``, the drives in the
-    disc: nearer records shape the distribution, every drive counts once as evidence.
+    disc: nearer records shape the distribution, every drive counts once as evidence. With a
+    time-of-day kernel (``when``), a record also weighs its kernel weight, so ``n`` counts a
+    drive at another time of day as a fraction of a drive.
     """
     q = xy.shape[0]
     k = min(max_records, values.shape[0])
@@ -547,6 +619,8 @@ def _disc(
     )
     _, inverse, counts = np.unique(key.ravel(), return_inverse=True, return_counts=True)
     weight = np.where(ok, 1.0 / counts[inverse].reshape(q, k), 0.0)
+    if when is not None:
+        weight = weight * when.weights(safe)
     n = weight.sum(axis=1)
     # nearer records weigh more inside the disc; the disc's total weight stays its drive count
     taper = 1.0 / (1.0 + (np.where(ok, dist, 0.0) / (DISC_TAPER * radius_m)) ** 2)
@@ -563,20 +637,23 @@ def _neighbourhood(
     labels: FloatArray,
     units: IntArray,
     prior_atoms: FloatArray,
+    prior_rate: FloatArray,
     radii_m: Sequence[float],
     max_neighbours: Sequence[int],
+    when: _TimeOfDay | None = None,
 ) -> _Neighbourhood:
+    """The mixture's atoms at the points; ``prior_atoms`` (Q, M) and ``prior_rate`` (Q,)."""
     q = xy.shape[0]
     parts_v, parts_w, parts_l, ns, rates = [], [], [], [], []
     for level, (radius, cap) in enumerate(zip(radii_m, max_neighbours, strict=True)):
-        v, w, n, rate = _disc(tree, xy, values, labels, units, radius, cap)
+        v, w, n, rate = _disc(tree, xy, values, labels, units, radius, cap, when)
         parts_v.append(v)
         parts_w.append(w)
         parts_l.append(np.full(v.shape, level, dtype=np.int64))
         ns.append(n)
         rates.append(rate)
-    m = prior_atoms.shape[0]
-    parts_v.append(np.broadcast_to(prior_atoms, (q, m)))
+    m = prior_atoms.shape[1]
+    parts_v.append(prior_atoms)
     parts_w.append(np.full((q, m), 1.0 / m))
     parts_l.append(np.full((q, m), len(radii_m), dtype=np.int64))
     values_a = np.concatenate(parts_v, axis=1)
@@ -590,6 +667,7 @@ def _neighbourhood(
         n=np.column_stack(ns),
         rate=np.column_stack(rates),
         nearest_m=np.asarray(nearest, dtype=np.float64).reshape(q),
+        prior_rate=prior_rate,
     )
 
 
@@ -645,7 +723,8 @@ def _mixture_cdf(hood: _Neighbourhood, k: float, y: FloatArray, *, inclusive: bo
     --------
     >>> hood = _Neighbourhood(values=np.array([[0.0, 0.0, 1.0, 2.0]]),
     ...                       level=np.zeros((1, 4), dtype=np.int64), base=np.ones((1, 4)),
-    ...                       n=np.ones((1, 0)), rate=np.zeros((1, 0)), nearest_m=np.zeros(1))
+    ...                       n=np.ones((1, 0)), rate=np.zeros((1, 0)), nearest_m=np.zeros(1),
+    ...                       prior_rate=np.zeros(1))
     >>> [float(_mixture_cdf(hood, 1.0, np.array([0.0]), inclusive=i)[0]) for i in (True, False)]
     [0.5, 0.0]
     """
@@ -655,11 +734,11 @@ def _mixture_cdf(hood: _Neighbourhood, k: float, y: FloatArray, *, inclusive: bo
     return result
 
 
-def _outage_probability(hood: _Neighbourhood, k: float, prior_rate: float) -> FloatArray:
+def _outage_probability(hood: _Neighbourhood, k: float) -> FloatArray:
     coefficient = _cascade(hood.n, k)
     result: FloatArray = (coefficient[:, :-1] * hood.rate).sum(axis=1) + coefficient[
         :, -1
-    ] * prior_rate
+    ] * hood.prior_rate
     return result
 
 
@@ -701,12 +780,19 @@ class KpiModel:
     calibration_x: FloatArray = field(default_factory=lambda: np.zeros(0))
     calibration_y: FloatArray = field(default_factory=lambda: np.zeros(0))
     unknown_beyond_m: float = UNKNOWN_BEYOND_M
+    seconds_of_day: FloatArray = field(default_factory=lambda: np.zeros(0))
+    time_scale_h: float = np.inf
     _tree: cKDTree = field(init=False, repr=False)
+    _hourly_prior: tuple[FloatArray, FloatArray] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.values.shape[0] == 0:
             raise InvalidInputError(f"{self.network_id}: no {self.kpi} records to learn from")
         object.__setattr__(self, "_tree", cKDTree(np.column_stack([self.x_m, self.y_m])))
+        hourly = None
+        if self.uses_time_of_day:
+            hourly = _timed_prior(self.values, self.labels, self.seconds_of_day, self.time_scale_h)
+        object.__setattr__(self, "_hourly_prior", hourly)
 
     def __getstate__(self) -> dict[str, Any]:  # the tree is rebuilt, not pickled
         return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
@@ -731,45 +817,85 @@ class KpiModel:
         x, y = to_local_m(lon, lat, lat0=self.lat0)
         return np.column_stack([x, y])
 
+    @property
+    def uses_time_of_day(self) -> bool:
+        """Whether predictions weigh records by their time of day (see :meth:`predict`)."""
+        return bool(np.isfinite(self.time_scale_h) and self.seconds_of_day.shape[0])
+
+    def _prior_at(self, q: int, t_s: FloatArray | None) -> tuple[FloatArray, FloatArray]:
+        """Prior atoms (Q, M) and outage rates (Q,) of ``q`` points at times ``t_s``.
+
+        The prior of the points' hour of the day when the model weighs the time of day and
+        ``t_s`` is given, else the network-wide prior.
+        """
+        if t_s is not None and self._hourly_prior is not None:
+            hour = (_seconds_of_day(t_s) // 3600.0).astype(np.int64) % 24
+            return self._hourly_prior[0][hour], self._hourly_prior[1][hour]
+        atoms = np.broadcast_to(self.prior_atoms, (q, self.prior_atoms.shape[0]))
+        return atoms, np.full(q, self.prior_rate)
+
+    def _hood(self, xy: FloatArray, t_s: FloatArray | None) -> _Neighbourhood:
+        """The mixture at points ``xy`` (local metres), at UTC times ``t_s`` if given."""
+        atoms, rate = self._prior_at(xy.shape[0], t_s)
+        when = None
+        if t_s is not None and self.uses_time_of_day:
+            when = _TimeOfDay(self.seconds_of_day, _seconds_of_day(t_s), self.time_scale_h)
+        return _neighbourhood(
+            self._tree, xy, self.values, self.labels, self.units, atoms, rate, self.radii_m,
+            self.max_neighbours, when,
+        )  # fmt: skip
+
     def _calibrate(self, p: FloatArray) -> FloatArray:
         if self.calibration_x.shape[0] >= 2:
             p = np.interp(p, self.calibration_x, self.calibration_y)
         return np.clip(p, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
 
-    def predict(self, lon: ArrayLike, lat: ArrayLike) -> KpiPrediction:
-        """The KPI's distribution at points (WGS84 degrees).
+    def predict(
+        self, lon: ArrayLike, lat: ArrayLike, t_s: ArrayLike | None = None
+    ) -> KpiPrediction:
+        """The KPI's distribution at points (WGS84 degrees), at times ``t_s`` if given.
+
+        Parameters
+        ----------
+        lon, lat : the points.
+        t_s : UTC seconds since 1970 of each point (or one for all). A model whose inner
+            cross-validation chose a time-of-day kernel (:attr:`uses_time_of_day`) weighs
+            records taken near the same time of day more; without ``t_s``, or for other models,
+            every time of day counts alike.
 
         Raises
         ------
         InvalidInputError
-            Arrays of different lengths or non-finite coordinates.
+            Arrays of different lengths or non-finite coordinates or times.
         """
         lon_a, lat_a = _points(lon, lat)
+        t_a = None
+        if t_s is not None:
+            t_a = np.broadcast_to(np.asarray(t_s, dtype=np.float64), lon_a.shape)
+            if not np.isfinite(t_a).all():
+                raise InvalidInputError("t_s must be finite")
         parts = [
-            self._predict(lon_a[s : s + _CHUNK], lat_a[s : s + _CHUNK])
+            self._predict(
+                lon_a[s : s + _CHUNK],
+                lat_a[s : s + _CHUNK],
+                None if t_a is None else t_a[s : s + _CHUNK],
+            )
             for s in range(0, lon_a.shape[0], _CHUNK)
         ]
-        return KpiPrediction.concat(parts) if parts else self._predict(lon_a, lat_a)
+        return KpiPrediction.concat(parts) if parts else self._predict(lon_a, lat_a, t_a)
 
-    def _predict(self, lon: FloatArray, lat: FloatArray) -> KpiPrediction:
-        hood = _neighbourhood(
-            self._tree,
-            self._xy(lon, lat),
-            self.values,
-            self.labels,
-            self.units,
-            self.prior_atoms,
-            self.radii_m,
-            self.max_neighbours,
-        )
+    def _predict(self, lon: FloatArray, lat: FloatArray, t_s: FloatArray | None) -> KpiPrediction:
+        hood = self._hood(self._xy(lon, lat), t_s)
         q = _mixture_quantiles(hood, self.shrink_tails, self.levels)
         q[:, 1] = _mixture_quantiles(hood, self.shrink_drives, self.levels[1:2])[:, 0]
         q[:, 0] = np.minimum(q[:, 0], q[:, 1])
         q[:, 2] = np.maximum(q[:, 2], q[:, 1])
-        p = self._calibrate(_outage_probability(hood, self.shrink_outage, self.prior_rate))
+        p = self._calibrate(_outage_probability(hood, self.shrink_outage))
         unknown = hood.nearest_m > self.unknown_beyond_m
-        q[unknown] = self.prior_quantiles
-        p[unknown] = np.clip(self.prior_rate, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
+        if unknown.any():  # far from data: the prior alone (at the query's time of day)
+            atoms, rate = self._prior_at(unknown.sum(), None if t_s is None else t_s[unknown])
+            q[unknown] = np.quantile(atoms, self.levels, axis=1).T
+            p[unknown] = np.clip(rate, MIN_PROBABILITY, 1.0 - MIN_PROBABILITY)
         return KpiPrediction(
             p10=q[:, 0],
             p50=q[:, 1],
@@ -817,6 +943,9 @@ class KpiModel:
         if "shrink_tails" not in arrays and "shrink_drives" in arrays:
             # files written before the tails had their own shrinkage used one for all
             arrays["shrink_tails"] = arrays["shrink_drives"]
+        # files written before the time-of-day kernel: every time of day counts alike
+        arrays.setdefault("seconds_of_day", np.zeros(0))
+        arrays.setdefault("time_scale_h", np.array(np.inf))
         try:
             kwargs: dict[str, Any] = {
                 "outage": OutageRule(
@@ -836,6 +965,7 @@ class KpiModel:
                     "shrink_outage",
                     "shrink_tails",
                     "unknown_beyond_m",
+                    "time_scale_h",
                 ):
                     kwargs[f.name] = float(value)
                 elif f.name in ("radii_m", "levels"):
@@ -958,8 +1088,12 @@ def fit_kpi(
     x, y = to_local_m(recs["lon"].to_numpy(np.float64), recs["lat"].to_numpy(np.float64), lat0=lat0)
     xy = np.column_stack([x, y])
     fixed = {"unknown_beyond_m": float(unknown_beyond_m), "max_neighbours": MAX_NEIGHBOURS}
+    timed = "timestamp" in recs and bool(recs["timestamp"].notna().all())
+    day_s = _seconds_of_day(_epoch_s(recs["timestamp"])) if timed else None
 
     def make(rows: IntArray | slice, **options: Any) -> KpiModel:
+        if day_s is not None and np.isfinite(options.get("time_scale_h", np.inf)):
+            options["seconds_of_day"] = day_s[rows]  # kept only by a model that weighs them
         return _model(
             kpi, network_id, rule, lat0, xy[rows], values[rows], labels[rows], units[rows],
             **fixed, **options,
@@ -969,13 +1103,15 @@ def fit_kpi(
     groups = _inner_groups(recs, units, group_column)
     if not tune or np.unique(groups).size < 2:
         return make(slice(None), radii_m=candidates[0])
-    tuned = _tune(make, xy, values, labels, groups, candidates, seed)
+    tuned = _tune(make, xy, values, labels, groups, candidates, seed, day_s)
     log.info(
-        "%s %s: %d records, radii %s m, k %.2g, k_outage %.2g, k_tails %.2g, levels %s",
+        "%s %s: %d records, radii %s m, time of day %s h, k %.2g, k_outage %.2g, k_tails %.2g, "
+        "levels %s",
         network_id,
         kpi,
         len(values),
         tuned["radii_m"],
+        tuned["time_scale_h"],
         tuned["shrink_drives"],
         tuned["shrink_outage"],
         tuned["shrink_tails"],
@@ -992,11 +1128,14 @@ def _tune(
     groups: IntArray,
     candidates: Sequence[tuple[float, ...]],
     seed: int,
+    day_s: FloatArray | None = None,
 ) -> dict[str, Any]:
-    """Inner cross-validation: radii, k, k_outage, k_tails, quantile levels, P(outage) calibration.
+    """Inner cross-validation: radii, time of day, k, k_outage, k_tails, levels, calibration.
 
     Every inner fold's model sees its training rows only; its held-out rows (at most
-    ``_INNER_MAX_ROWS`` in all) give out-of-fold pinball losses (radii and ``k``; ``k_tails``,
+    ``_INNER_MAX_ROWS`` in all) give out-of-fold pinball losses (radii and ``k``, then, with
+    the radii chosen and records that carry times, the time-of-day kernel,
+    :func:`_time_of_day`; ``k_tails``,
     :func:`_tails_shrinkage`), Brier scores (``k_outage``, never below ``k``), the mixture's
     CDF at the held-out values (quantile levels) and raw outage probabilities (Platt's
     recalibration, :func:`_platt`). Ties go to the stronger shrinkage.
@@ -1008,36 +1147,23 @@ def _tune(
         (train, np.sort(rng.choice(test, cap, replace=False)) if len(test) > cap else test)
         for train, test in folds
     ]
-    sizes = np.array([len(test) for _, test in splits], dtype=np.float64)
-    best: tuple[float, int, list[tuple[_Neighbourhood, KpiModel, IntArray]]] | None = None
+    best: _Trial | None = None
     for radii in candidates:
-        fits = []
-        for train, test in splits:
-            sub = make(train, radii_m=radii)
-            hood = _neighbourhood(
-                sub._tree, xy[test], sub.values, sub.labels, sub.units, sub.prior_atoms,
-                radii, sub.max_neighbours,
-            )  # fmt: skip
-            fits.append((hood, sub, test))
-        losses = np.array(
-            [
-                [_pinball(values[t], _mixture_quantiles(h, k, LEVELS)) for h, _, t in fits]
-                for k in SHRINK_GRID
-            ]
-        )
-        k_index = _least_loss(losses @ sizes)
-        loss = float(losses[k_index] @ sizes)
-        if best is None or loss < best[0] - 1e-9:
-            best = (loss, k_index, fits)
+        trial = _inner_fits(make, xy, values, splits, None, radii_m=radii)
+        if best is None or trial.loss < best.loss - 1e-9:  # a tie goes to the first radii
+            best = trial
     assert best is not None
-    _, k_index, fits = best
+    if day_s is not None:
+        best = _time_of_day(make, xy, values, splits, day_s, best)
+    k_index, fits = best.k_index, best.fits
     k = SHRINK_GRID[k_index]
     radii = fits[0][1].radii_m
+    time_scale_h = fits[0][1].time_scale_h
     observed = np.concatenate([labels[t] for _, _, t in fits])
     briers = np.array(
         [
             np.mean(
-                (np.concatenate([_outage_probability(h, k_o, s.prior_rate) for h, s, _ in fits])
+                (np.concatenate([_outage_probability(h, k_o) for h, _, _ in fits])
                  - observed) ** 2
             )
             for k_o in OUTAGE_SHRINK_GRID[k_index:]
@@ -1060,10 +1186,11 @@ def _tune(
         float(np.clip(np.quantile(pit, LEVELS[1]), 0.002, 0.998)),
         float(np.clip(np.quantile(below, LEVELS[2]), 0.002, 0.998)),
     )
-    raw = np.concatenate([_outage_probability(h, k_outage, s.prior_rate) for h, s, _ in fits])
+    raw = np.concatenate([_outage_probability(h, k_outage) for h, _, _ in fits])
     cal_x, cal_y = _platt(raw, observed)
     return {
         "radii_m": radii,
+        "time_scale_h": float(time_scale_h),
         "shrink_drives": float(k),
         "shrink_outage": float(k_outage),
         "shrink_tails": float(k_tails),
@@ -1071,6 +1198,72 @@ def _tune(
         "calibration_x": cal_x,
         "calibration_y": cal_y,
     }
+
+
+_Fit = tuple[_Neighbourhood, KpiModel, IntArray]
+
+
+@dataclass(frozen=True, eq=False)
+class _Trial:
+    """Inner out-of-fold fits of one option: the ``k`` of least pinball loss and its losses."""
+
+    fits: list[_Fit]
+    k_index: int
+    loss: float  # pinball loss at k, summed over inner test rows
+    fold_losses: FloatArray  # mean pinball loss at k per inner fold
+
+
+def _inner_fits(
+    make: Callable[..., KpiModel],
+    xy: FloatArray,
+    values: FloatArray,
+    splits: Sequence[tuple[IntArray, IntArray]],
+    day_s: FloatArray | None,
+    **option: Any,
+) -> _Trial:
+    """Fit ``make(train, **option)`` on every inner fold and score it on the fold's test rows."""
+    fits = []
+    for train, test in splits:
+        sub = make(train, **option)
+        fits.append((sub._hood(xy[test], None if day_s is None else day_s[test]), sub, test))
+    losses = np.array(
+        [
+            [_pinball(values[t], _mixture_quantiles(h, k, LEVELS)) for h, _, t in fits]
+            for k in SHRINK_GRID
+        ]
+    )  # (shrinkages, folds)
+    sizes = np.array([len(t) for _, _, t in fits], dtype=np.float64)
+    k_index = _least_loss(losses @ sizes)
+    return _Trial(fits, k_index, float(losses[k_index] @ sizes), losses[k_index])
+
+
+def _time_of_day(
+    make: Callable[..., KpiModel],
+    xy: FloatArray,
+    values: FloatArray,
+    splits: Sequence[tuple[IntArray, IntArray]],
+    day_s: FloatArray,
+    without: _Trial,
+) -> _Trial:
+    """The time-of-day kernel's width, or none: a width must earn its place on every fold.
+
+    Each width of :data:`TIME_SCALE_GRID_H` (at the radii chosen without it) is scored on the
+    inner folds with the held-out rows' own times of day. A width is adopted only when its mean
+    fold loss is below the loss without the kernel by more than one standard error of the
+    per-fold differences (few drives share a time of day, so a lucky fold must not decide);
+    of those, the lowest loss wins.
+    """
+    radii = without.fits[0][1].radii_m
+    best = without
+    for scale_h in TIME_SCALE_GRID_H:
+        if not np.isfinite(scale_h):
+            continue
+        trial = _inner_fits(make, xy, values, splits, day_s, radii_m=radii, time_scale_h=scale_h)
+        gain = without.fold_losses - trial.fold_losses
+        se = gain.std(ddof=1) / np.sqrt(gain.shape[0])
+        if gain.mean() > se and trial.loss < best.loss:
+            best = trial
+    return best
 
 
 def _tails_shrinkage(

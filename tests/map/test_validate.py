@@ -9,7 +9,14 @@ import pytest
 
 from commap.errors import InvalidInputError
 from commap.map.comm_map import CommMap
-from commap.map.validate import SUMMARY_COLUMNS, Validation, measured_sources, validate_map
+from commap.map.validate import (
+    SUMMARY_COLUMNS,
+    Validation,
+    cross_validate,
+    measured_sources,
+    score,
+    validate_map,
+)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +163,18 @@ def test_bad_options_name_the_problem(
 ) -> None:
     with pytest.raises(InvalidInputError, match=message.replace("(", r"\(")):
         validate_map(indianapolis, **options)  # type: ignore[arg-type]
+
+
+def test_cork_held_out_drives_rsrq_learned_with_the_time_of_day(cork: CommMap) -> None:
+    # RSRQ moves with cell load, i.e. with the time of day: told when each held-out drive was,
+    # the learned map is a fifth better than the constant on MAE (0.83 without the time of day)
+    # and more than a tenth on Brier (0.91 without)
+    (source,) = measured_sources(cork, networks=["ie-b-lte"])
+    rows, predictions = cross_validate(source, kpi="rsrq_db", group="drive")
+    assert rows["drive_id"].nunique() == 8
+    learned, constant = (
+        score(rows["rsrq_db"], rows["outage"], predictions[m]) for m in ("learned", "constant")
+    )
+    assert learned["mae"] < 0.82 * constant["mae"]
+    assert learned["brier"] < 0.9 * constant["brier"]
+    assert 0.75 <= learned["coverage80"] <= 0.85

@@ -22,7 +22,7 @@ from commap.radio.learned import (
 )
 from commap.radio.measurements import read_gnettrack, read_records_csv
 from commap.radio.quality import NO_SIGNAL_RSRP_DBM
-from tests.support.paths import TEST_DATA
+from tests.support.paths import MAPS, TEST_DATA
 from tests.support.specs import HAMBURG_EXTRACT
 
 
@@ -195,3 +195,52 @@ def test_within_a_disc_the_nearer_drive_shapes_the_distribution() -> None:
     p = model.predict([-8.47], [51.89])
     assert p.n_drives_near.tolist() == [0.0]  # no drive within 50 m
     assert p.p50[0] > -95.0  # the nearer drive's -80 dBm outweighs the farther -110 dBm
+
+
+@pytest.fixture(scope="module")
+def cork_drives() -> pd.DataFrame:
+    # the Cork map's 8 drives of operator B (LTE and 5G NSA anchor rows), as the map reads them
+    return read_gnettrack(
+        MAPS / "cork" / "data" / "ucc5g_cork_driving.zip",
+        network_id="ie-b-lte",
+        network_modes=["LTE", "5G"],
+    )
+
+
+def _utc_s(when: str) -> float:
+    return float((pd.Timestamp(when) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1))
+
+
+def test_rsrq_is_learned_by_time_of_day_where_cell_load_moves_it(
+    cork_drives: pd.DataFrame, tmp_path: Path
+) -> None:
+    # RSRQ falls with cell load: the three early-morning drives lost RSRQ (< -16 dB) in 1-9 %
+    # of their seconds, the afternoon ones in 15-19 %; the inner cross-validation finds it
+    model = fit_kpi(cork_drives, kpi="rsrq_db")
+    assert model.uses_time_of_day
+    lon, lat = cork_drives["lon"], cork_drives["lat"]
+    morning = model.predict(lon, lat, _utc_s("2019-12-10T07:30Z"))
+    afternoon = model.predict(lon, lat, _utc_s("2019-12-10T15:30Z"))
+    assert morning.p_outage.mean() < 0.6 * afternoon.p_outage.mean()
+    assert np.median(morning.p50) > np.median(afternoon.p50)
+    # far from every drive: the prior of that time of day, not of the whole day
+    far = [model.predict([-8.0], [52.5], _utc_s(f"2019-12-10T{h}Z")) for h in ("07:30", "15:30")]
+    assert far[0].unknown[0] and far[0].p_outage[0] < far[1].p_outage[0]
+    # the model file keeps the kernel
+    model.write(tmp_path / "rsrq.npz")
+    again = KpiModel.read(tmp_path / "rsrq.npz").predict(
+        lon[:50], lat[:50], _utc_s("2019-12-10T15:30Z")
+    )
+    pd.testing.assert_frame_equal(again.to_frame(), afternoon.to_frame().iloc[:50])
+
+
+def test_rsrp_is_learned_without_the_time_of_day(cork_drives: pd.DataFrame) -> None:
+    # received power does not follow the cell load: the time of day is weighed only where the
+    # inner cross-validation finds that it helps, and a time changes nothing otherwise
+    model = fit_kpi(cork_drives, kpi="rsrp_dbm")
+    assert not model.uses_time_of_day
+    lon, lat = cork_drives["lon"].iloc[:200], cork_drives["lat"].iloc[:200]
+    pd.testing.assert_frame_equal(
+        model.predict(lon, lat, _utc_s("2019-12-10T07:30Z")).to_frame(),
+        model.predict(lon, lat).to_frame(),
+    )

@@ -751,12 +751,12 @@ class LearnedLayer:
         in_tunnel: ArrayLike | None = None,
         under_bridge: ArrayLike | None = None,
     ) -> Quality:
-        """Learned quality at the points (time-invariant; see the class docstring)."""
+        """Learned quality at the points at times ``t_s`` (see the class docstring)."""
         lon_a, lat_a, t_a, tunnel, bridge = as_sample_points(
             lon, lat, t_s, in_tunnel=in_tunnel, under_bridge=under_bridge
         )
         n = lon_a.shape[0]
-        preds = {kpi: m.predict(lon_a, lat_a) for kpi, m in self.models.items()}
+        preds = {kpi: m.predict(lon_a, lat_a, t_a) for kpi, m in self.models.items()}
         p50 = {kpi: p.p50.copy() for kpi, p in preds.items()}
         link = [preds[k] for k in self.link_kpis]
         outage = np.max([p.p_outage for p in link], axis=0) if n else np.zeros(0)
