@@ -11,6 +11,7 @@ import pytest
 
 from commap.errors import InvalidInputError
 from commap.radio.baselines import fit_constant, fit_nearest
+from commap.radio.layers.measured import LearnedLayer, MeasuredLayer, aggregate_records
 from commap.radio.learned import (
     KPIS,
     KpiModel,
@@ -211,12 +212,17 @@ def _utc_s(when: str) -> float:
     return float((pd.Timestamp(when) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1))
 
 
+@pytest.fixture(scope="module")
+def cork_rsrq(cork_drives: pd.DataFrame) -> KpiModel:
+    return fit_kpi(cork_drives, kpi="rsrq_db")
+
+
 def test_rsrq_is_learned_by_time_of_day_where_cell_load_moves_it(
-    cork_drives: pd.DataFrame, tmp_path: Path
+    cork_drives: pd.DataFrame, cork_rsrq: KpiModel, tmp_path: Path
 ) -> None:
     # RSRQ falls with cell load: the three early-morning drives lost RSRQ (< -16 dB) in 1-9 %
     # of their seconds, the afternoon ones in 15-19 %; the inner cross-validation finds it
-    model = fit_kpi(cork_drives, kpi="rsrq_db")
+    model = cork_rsrq
     assert model.uses_time_of_day
     lon, lat = cork_drives["lon"], cork_drives["lat"]
     morning = model.predict(lon, lat, _utc_s("2019-12-10T07:30Z"))
@@ -244,3 +250,20 @@ def test_rsrp_is_learned_without_the_time_of_day(cork_drives: pd.DataFrame) -> N
         model.predict(lon, lat, _utc_s("2019-12-10T07:30Z")).to_frame(),
         model.predict(lon, lat).to_frame(),
     )
+
+
+def test_the_map_layer_answers_at_the_time_it_is_asked(
+    cork_drives: pd.DataFrame, cork_rsrq: KpiModel
+) -> None:
+    # a network whose link KPI is RSRQ: a plan departing in the afternoon sees more outages
+    # on the same roads than one departing in the morning
+    layer = LearnedLayer(
+        MeasuredLayer("ie-b-lte", aggregate_records(cork_drives)),
+        {"rsrq_db": cork_rsrq},
+        link_kpis=("rsrq_db",),
+    )
+    lon, lat = cork_drives["lon"].iloc[::20], cork_drives["lat"].iloc[::20]
+    morning = layer.sample(lon, lat, _utc_s("2019-12-10T07:30Z"))
+    afternoon = layer.sample(lon, lat, _utc_s("2019-12-10T15:30Z"))
+    assert morning.outage_prob is not None and afternoon.outage_prob is not None
+    assert morning.outage_prob.mean() < 0.6 * afternoon.outage_prob.mean()

@@ -676,8 +676,9 @@ class MeasuredLayer:
 class LearnedLayer:
     """A measured network answered by its learned map, anywhere (:mod:`commap.radio.learned`).
 
-    Per point: ``outage_prob`` is the learned P(outage) of the network's link KPI(s)
-    (:func:`link_kpis`; with RSRP and RSRQ the larger of the two), ``unknown`` where the link
+    Per point and time: ``outage_prob`` is the learned P(outage) of the network's link KPI(s)
+    (:func:`link_kpis`; with RSRP and RSRQ the larger of the two; at the point's time of day
+    for a model that weighs it, :attr:`~commap.radio.learned.KpiModel.uses_time_of_day`), ``unknown`` where the link
     model has no record within its unknown radius (the values are then the network-wide prior,
     never the no-signal sentinel), ``sinr_db`` / ``rsrp_dbm`` the p50 of the learned SINR /
     RSRP where the records carry them (else the SINR equivalent of the link KPI's p50, as
