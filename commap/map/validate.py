@@ -7,7 +7,8 @@ rows: neighbouring 1 Hz rows of one drive would leak into the test), and every m
 on the training folds and scored on the held-out fold:
 
 ``learned``
-    :func:`commap.radio.learned.fit_kpi` (the shrinkage estimator).
+    :func:`commap.radio.learned.fit_kpi` (the shrinkage estimator), told the held-out records'
+    times (it weighs the time of day where its inner cross-validation chose to).
 ``constant``, ``knn1``, ``knn5``
     :mod:`commap.radio.baselines`.
 ``modelled``

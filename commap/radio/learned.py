@@ -1245,7 +1245,7 @@ def _time_of_day(
     day_s: FloatArray,
     without: _Trial,
 ) -> _Trial:
-    """The time-of-day kernel's width, or none: a width must earn its place on every fold.
+    """The time-of-day kernel's trial if it earns its place over the folds, else ``without``.
 
     Each width of :data:`TIME_SCALE_GRID_H` (at the radii chosen without it) is scored on the
     inner folds with the held-out rows' own times of day. A width is adopted only when its mean

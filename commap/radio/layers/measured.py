@@ -678,10 +678,10 @@ class LearnedLayer:
 
     Per point and time: ``outage_prob`` is the learned P(outage) of the network's link KPI(s)
     (:func:`link_kpis`; with RSRP and RSRQ the larger of the two; at the point's time of day
-    for a model that weighs it, :attr:`~commap.radio.learned.KpiModel.uses_time_of_day`), ``unknown`` where the link
-    model has no record within its unknown radius (the values are then the network-wide prior,
-    never the no-signal sentinel), ``sinr_db`` / ``rsrp_dbm`` the p50 of the learned SINR /
-    RSRP where the records carry them (else the SINR equivalent of the link KPI's p50, as
+    for a model that weighs it, :attr:`~commap.radio.learned.KpiModel.uses_time_of_day`),
+    ``unknown`` where the link model has no record within its unknown radius (the values are
+    then the network-wide prior, never the no-signal sentinel), ``sinr_db`` / ``rsrp_dbm`` the
+    p50 of the learned SINR / RSRP where the records carry them (else the SINR equivalent of the link KPI's p50, as
     :func:`aggregate_records` derives it, and RSRP NaN), provenance MEASURED where known and
     NONE where unknown, ``confidence = n / (n + k)`` with ``n`` the drives within the finest
     disc and ``k`` the fitted shrinkage of the link model (the weight the estimator gives the
