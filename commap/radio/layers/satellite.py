@@ -62,6 +62,7 @@ from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 
 from commap.arrays import FloatArray, median
+from commap.compiled import compiled, loaded
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.geo.horizon import (
@@ -93,6 +94,7 @@ __all__ = [
     "prepare_layer",
     "read_tle_file",
     "tle_checksum",
+    "warm_up_kernels",
     "write_elements_beside",
 ]
 
@@ -905,16 +907,27 @@ class LeoLayer(_SatelliteLayerBase):
         for i, iv in enumerate(intervals):
             counts[i] = (iv.pick < iv.sats.size).sum(axis=1)
         inverse = inverse.reshape(-1)
+        # where numba is in the process already (a server), the looks are one compiled pass
+        fused = loaded()
         # chunks of points in time order: each as wide as its own sub-intervals need
         for chunk in np.array_split(np.arange(n), n * width // _REGION_MAX_PAIRS + 1):
             need = int(counts[inverse[chunk], sub_i[chunk]].max(initial=0))
-            cols = columns[inverse[chunk], sub_i[chunk], :need]  # (points, need)
-            # np.take keeps the (points, candidates) planes contiguous, as the arithmetic needs
-            states = np.take(table, cols.ravel(), axis=1).reshape(4, 3, chunk.size, need)
             s = (t_s[chunk] - k[chunk] * NODE_STEP_S) / NODE_STEP_S
-            best = _best_usable_components(
-                obs, chunk, states, s, gmst[chunk], profile, self.min_elevation_deg
-            )
+            if fused and chunk.size:
+                turn = (np.cos(gmst[chunk]), np.sin(gmst[chunk]))
+                span = (int(chunk[0]), int(chunk[-1]) + 1, need)
+                looks = _looks_compiled(
+                    table, columns, (inverse, sub_i), span, s, turn, obs.ecef_km, obs.up
+                )
+                best = _best_of_looks(obs, chunk, *looks, profile, self.min_elevation_deg)
+            else:
+                cols = columns[inverse[chunk], sub_i[chunk], :need]  # (points, need)
+                # np.take keeps the (points, candidates) planes contiguous, as the arithmetic
+                # needs
+                states = np.take(table, cols.ravel(), axis=1).reshape(4, 3, chunk.size, need)
+                best = _best_usable_components(
+                    obs, chunk, states, s, gmst[chunk], profile, self.min_elevation_deg
+                )
             el[chunk], az[chunk], rng[chunk], count[chunk] = best
         return el, az, rng, count
 
@@ -1245,7 +1258,6 @@ def _best_usable_components(
     """:func:`_hermite`, :func:`_teme_to_ecef` and :func:`_best_usable` on states laid out
     (r0, v0, r1, v1) x (x, y, z) x (points, candidates): the same operations in the same
     order, on contiguous (points, candidates) arrays instead of 3-vectors."""
-    n_p = states.shape[2]
     s2, s3 = s * s, s * s * s
     h00 = (2 * s3 - 3 * s2 + 1)[:, None]
     h10 = ((s3 - 2 * s2 + s) * NODE_STEP_S)[:, None]
@@ -1261,7 +1273,105 @@ def _best_usable_components(
     range_km = np.sqrt(rho[0] * rho[0] + rho[1] * rho[1] + rho[2] * rho[2])
     up = obs.up[rows]
     dot = rho[0] * up[:, 0:1] + rho[1] * up[:, 1:2] + rho[2] * up[:, 2:3]
-    el = np.degrees(np.arcsin(dot / range_km))
+    return _best_of_looks(obs, rows, rho, range_km, dot / range_km, profile, min_elevation_deg)
+
+
+@compiled
+def _looks_compiled(
+    table: FloatArray,
+    columns: NDArray[np.intp],
+    at: tuple[NDArray[np.intp], NDArray[np.intp]],
+    span: tuple[int, int, int],
+    s: FloatArray,
+    turn: tuple[FloatArray, FloatArray],
+    ecef_km: FloatArray,
+    up: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The looks of :func:`_best_usable_components` in one compiled pass, without gathering
+    the candidates' states first: the same operations in the same order (no fused
+    multiply-adds), so the same values to the bit.
+
+    ``table`` (12, states) and ``columns`` (intervals, sub-intervals, width) are those of
+    :meth:`LeoLayer._best_in_region`, ``at`` each point's interval and sub-interval,
+    ``span`` the points ``lo:hi`` and the candidates ``need`` to look at, ``s`` the points'
+    interval fractions, ``turn`` cos and sin of their GMST. Returns the looks
+    ``rho (3, points, need)``, their ``range_km`` and the sine of their elevation.
+    """
+    inverse, sub_i = at
+    lo, hi, need = span
+    cos_g, sin_g = turn
+    n = hi - lo
+    rho = np.empty((3, n, need))
+    range_km = np.empty((n, need))
+    sine = np.empty((n, need))
+    for p in range(n):
+        g = lo + p
+        sp = s[p]
+        s2 = sp * sp
+        s3 = sp * sp * sp
+        h00 = 2 * s3 - 3 * s2 + 1
+        h10 = (s3 - 2 * s2 + sp) * NODE_STEP_S
+        h01 = 3 * s2 - 2 * s3
+        h11 = (s3 - s2) * NODE_STEP_S
+        c, sn = cos_g[p], sin_g[p]
+        for q in range(need):
+            col = columns[inverse[g], sub_i[g], q]
+            x = (
+                h00 * table[0, col]
+                + h10 * table[3, col]
+                + h01 * table[6, col]
+                + h11 * table[9, col]
+            )
+            y = (
+                h00 * table[1, col]
+                + h10 * table[4, col]
+                + h01 * table[7, col]
+                + h11 * table[10, col]
+            )
+            z = (
+                h00 * table[2, col]
+                + h10 * table[5, col]
+                + h01 * table[8, col]
+                + h11 * table[11, col]
+            )
+            r0 = c * x + sn * y - ecef_km[g, 0]
+            r1 = c * y - sn * x - ecef_km[g, 1]
+            r2 = z - ecef_km[g, 2]
+            rng = np.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+            rho[0, p, q], rho[1, p, q], rho[2, p, q] = r0, r1, r2
+            range_km[p, q] = rng
+            sine[p, q] = (r0 * up[g, 0] + r1 * up[g, 1] + r2 * up[g, 2]) / rng
+    return rho, range_km, sine
+
+
+def warm_up_kernels() -> None:
+    """Load (or, in a fresh install, compile) the compiled pass of the LEO layers now.
+
+    Examples
+    --------
+    >>> warm_up_kernels()
+    """
+    table, columns = np.zeros((12, 1)), np.zeros((1, 1, 1), dtype=np.intp)
+    at = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    turn = (np.ones(1), np.zeros(1))
+    _looks_compiled(
+        table, columns, at, (0, 1, 1), np.zeros(1), turn, np.ones((1, 3)), np.ones((1, 3))
+    )
+
+
+def _best_of_looks(
+    obs: _Observers,
+    rows: NDArray[np.intp],
+    rho: Sequence[FloatArray] | FloatArray,
+    range_km: FloatArray,
+    sine: FloatArray,
+    profile: FloatArray,
+    min_elevation_deg: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+    """Best usable satellite per point from its looks (x, y, z) x (points, candidates) at the
+    candidates, their ranges and the sines of their elevations."""
+    n_p = range_km.shape[0]
+    el = np.degrees(np.arcsin(sine))
     # the horizon only matters for satellites above the minimum and below the highest
     # horizon around the point (any horizon interpolated from its profile is lower): look up
     # those few
@@ -1282,7 +1392,7 @@ def _best_usable_components(
 def _azimuth_deg(
     obs: _Observers,
     rows: NDArray[np.intp],
-    rho: tuple[FloatArray, FloatArray, FloatArray],
+    rho: Sequence[FloatArray] | FloatArray,
     p_idx: NDArray[np.intp],
     c_idx: NDArray[np.intp],
 ) -> FloatArray:
