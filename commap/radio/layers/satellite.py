@@ -61,7 +61,7 @@ from numpy.typing import ArrayLike, NDArray
 from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 
-from commap.arrays import FloatArray, median
+from commap.arrays import FloatArray, RecentArrays, median
 from commap.compiled import compiled, loaded
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
@@ -84,6 +84,7 @@ from commap.radio.quality import (
 
 __all__ = [
     "ELEMENTS_SUFFIX",
+    "GEOMETRY_MAX_BYTES",
     "GEO_RADIUS_KM",
     "ElementTable",
     "GeoLayer",
@@ -124,6 +125,8 @@ _REGION_INTERVALS = 2048  # node intervals a region keeps (about 15 kB each, 2 d
 _REGION_SPLIT = 12  # sub-intervals (7.5 s) a region's node interval is narrowed to
 _SUB_ELEVATION_MARGIN_DEG = 0.25  # geodetic vs geocentric vertical, UT1 (see _within)
 _SUB_ANGLE_MARGIN_RAD = math.radians(0.05)
+# observers and horizon profiles a layer keeps for the points it was asked about last
+GEOMETRY_MAX_BYTES = 12 << 20
 
 DEFAULT_LEO_SINR_ZENITH_DB = 12.0
 DEFAULT_GEO_SINR_DB = 10.0
@@ -587,8 +590,23 @@ class _SatelliteLayerBase:
         self.min_elevation_deg = float(network.min_elevation_deg)
         self.horizon = horizon
         self.confidence = confidence
+        # where the points are depends on no time: a new trip on a road sampled before finds
+        # its observers and horizons here (a 1,000 km corridor takes about 8 MB)
+        self._recent = RecentArrays(max_bytes=GEOMETRY_MAX_BYTES)
 
     def _observers(self, lon: FloatArray, lat: FloatArray) -> _Observers:
+        """Observers at the points (kept for the points asked last: trips on known roads)."""
+        return self._recent.get(
+            RecentArrays.key("observers", lon, lat), lambda: self._observers_at(lon, lat)
+        )
+
+    def _profile_deg(self, lon: FloatArray, lat: FloatArray) -> FloatArray:
+        """The horizon profiles at the points (kept as :meth:`_observers` are)."""
+        return self._recent.get(
+            RecentArrays.key("profile", lon, lat), lambda: self.horizon.profile_deg(lon, lat)
+        )
+
+    def _observers_at(self, lon: FloatArray, lat: FloatArray) -> _Observers:
         terrain = self.horizon.terrain
         ground_m = terrain.elevation_m(lon, lat) if terrain is not None else np.zeros_like(lon)
         # SRTM heights are above the geoid, not the ellipsoid: the ~50 m undulation moves
@@ -728,7 +746,7 @@ class GeoLayer(_SatelliteLayerBase):
         el, az, range_km = geo_look_angles_deg(lon, lat, self.orbital_longitude_deg)
         floor_deg = np.maximum(
             self.min_elevation_deg,
-            horizon_at_azimuth_deg(self.horizon.profile_deg(lon, lat), az),
+            horizon_at_azimuth_deg(self._profile_deg(lon, lat), az),
         )
         return el, az, range_km, (el >= floor_deg).astype(np.int32)
 
@@ -851,7 +869,7 @@ class LeoLayer(_SatelliteLayerBase):
     ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
         self._warn_if_stale(t_s)
         obs = self._observers(lon, lat)
-        profile = self.horizon.profile_deg(lon, lat)
+        profile = self._profile_deg(lon, lat)
         gmst = _gmst_rad(t_s, _dut1_s(median(t_s)))
         if self._sky is not None and self._sky.contains(lon, lat):
             return self._best_in_region(self._sky, obs, t_s, gmst, profile)
@@ -1354,9 +1372,9 @@ def warm_up_kernels() -> None:
     table, columns = np.zeros((12, 1)), np.zeros((1, 1, 1), dtype=np.intp)
     at = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
     turn = (np.ones(1), np.zeros(1))
-    _looks_compiled(
-        table, columns, at, (0, 1, 1), np.zeros(1), turn, np.ones((1, 3)), np.ones((1, 3))
-    )
+    observer = np.ones((1, 3))
+    observer.flags.writeable = False  # as the layers keep them (numba types read-only apart)
+    _looks_compiled(table, columns, at, (0, 1, 1), np.zeros(1), turn, observer, observer)
 
 
 def _best_of_looks(
