@@ -249,9 +249,12 @@ def warm_up() -> float:
     viterbi_pass(costs, np.zeros((2, 1)), weights, switch)
     land = block_ends(np.zeros(2), np.zeros(2), (1.0, 0.0), costs[2])
     dwell_pass(costs, np.zeros((2, 1)), weights, switch, land, (0, np.zeros((0, 1, 1), np.bool_)))
-    # the satellite layers' compiled pass too: the process that plans also samples the map
-    # (imported here, not with this module: a short plan imports no satellite code for it)
-    from commap.radio.layers.satellite import warm_up_kernels
+    # the radio layer's compiled passes too: the process that plans also samples the map and
+    # turns quality into outage (imported here, not with this module: a short plan imports no
+    # satellite code for it)
+    from commap.radio import link
+    from commap.radio.layers import satellite
 
-    warm_up_kernels()
+    satellite.warm_up_kernels()
+    link.warm_up_kernels()
     return time.perf_counter() - start
