@@ -937,7 +937,7 @@ class LeoLayer(_SatelliteLayerBase):
                 looks = _looks_compiled(
                     table, columns, (inverse, sub_i), span, s, turn, obs.ecef_km, obs.up
                 )
-                best = _best_of_looks(obs, chunk, *looks, profile, self.min_elevation_deg)
+                best = _best_of_looks_compiled(obs, chunk, *looks, profile, self.min_elevation_deg)
             else:
                 cols = columns[inverse[chunk], sub_i[chunk], :need]  # (points, need)
                 # np.take keeps the (points, candidates) planes contiguous, as the arithmetic
@@ -1374,7 +1374,13 @@ def warm_up_kernels() -> None:
     turn = (np.ones(1), np.zeros(1))
     observer = np.ones((1, 3))
     observer.flags.writeable = False  # as the layers keep them (numba types read-only apart)
-    _looks_compiled(table, columns, at, (0, 1, 1), np.zeros(1), turn, observer, observer)
+    rho, range_km, _ = _looks_compiled(
+        table, columns, at, (0, 1, 1), np.zeros(1), turn, observer, observer
+    )
+    el, frame = np.zeros((1, 1)), (observer, observer)
+    p_idx, c_idx, _, _ = _horizon_looks_compiled(el, 25.0, np.ones(1), rho, frame, 0)
+    looked = (p_idx, c_idx, np.zeros(p_idx.size, dtype=np.bool_))
+    _best_looks_compiled(el, 25.0, looked, range_km, rho, frame, 0)
 
 
 def _best_of_looks(
@@ -1405,6 +1411,109 @@ def _best_of_looks(
     hit = np.flatnonzero(count)  # azimuths only where a satellite is up
     best_az[hit] = _azimuth_deg(obs, rows, rho, hit, best[hit])
     return el[ar, best], best_az, range_km[ar, best], count
+
+
+def _best_of_looks_compiled(
+    obs: _Observers,
+    rows: NDArray[np.intp],
+    rho: FloatArray,
+    range_km: FloatArray,
+    sine: FloatArray,
+    profile: FloatArray,
+    min_elevation_deg: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+    """:func:`_best_of_looks` with its per-look loops compiled (``rows`` consecutive): numpy
+    still takes the arc sines and tangents (its own vectorised functions, whose last bits
+    libm's do not always match), so the values are the same to the bit."""
+    el = np.degrees(np.arcsin(sine))
+    lo, frame = int(rows[0]) if rows.size else 0, (obs.east, obs.north)
+    peak = profile[rows].max(axis=1)  # no horizon around a point is higher
+    p_idx, c_idx, east, north = _horizon_looks_compiled(el, min_elevation_deg, peak, rho, frame, lo)
+    az = np.mod(np.degrees(np.arctan2(east, north)), 360.0)
+    ok = el[p_idx, c_idx] >= horizon_at_azimuth_deg(profile, az, rows=rows[p_idx])
+    best_el, best_range, count, east, north = _best_looks_compiled(
+        el, min_elevation_deg, (p_idx, c_idx, ok), range_km, rho, frame, lo
+    )
+    best_az = np.full(count.size, np.nan)
+    hit = np.flatnonzero(count)  # azimuths only where a satellite is up
+    best_az[hit] = np.mod(np.degrees(np.arctan2(east[hit], north[hit])), 360.0)
+    return best_el, best_az, best_range, count
+
+
+@compiled
+def _horizon_looks_compiled(
+    el: FloatArray,
+    min_elevation_deg: float,
+    peak: FloatArray,
+    rho: FloatArray,
+    frame: tuple[FloatArray, FloatArray],
+    lo: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray]:
+    """The looks whose elevation is at least the minimum and below the point's highest
+    horizon, in ``np.nonzero`` order, and their east and north components (as
+    :func:`_azimuth_deg` computes them; the observers' frame from row ``lo``)."""
+    east, north = frame
+    n, need = el.shape
+    p_idx = np.empty(n * need, dtype=np.intp)
+    c_idx = np.empty(n * need, dtype=np.intp)
+    e_dot = np.empty(n * need)
+    n_dot = np.empty(n * need)
+    m = 0
+    for p in range(n):
+        g = lo + p
+        for q in range(need):
+            e = el[p, q]
+            if e >= min_elevation_deg and e < peak[p]:
+                v0, v1, v2 = rho[0, p, q], rho[1, p, q], rho[2, p, q]
+                e_dot[m] = v0 * east[g, 0] + v1 * east[g, 1] + v2 * east[g, 2]
+                n_dot[m] = v0 * north[g, 0] + v1 * north[g, 1] + v2 * north[g, 2]
+                p_idx[m], c_idx[m] = p, q
+                m += 1
+    return p_idx[:m].copy(), c_idx[:m].copy(), e_dot[:m].copy(), n_dot[:m].copy()
+
+
+@compiled
+def _best_looks_compiled(
+    el: FloatArray,
+    min_elevation_deg: float,
+    looked: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.bool_]],
+    range_km: FloatArray,
+    rho: FloatArray,
+    frame: tuple[FloatArray, FloatArray],
+    lo: int,
+) -> tuple[FloatArray, FloatArray, NDArray[np.int32], FloatArray, FloatArray]:
+    """Per point: the highest usable look (the first of equals, as ``np.argmax``), its
+    range, the usable count and the best look's east and north components. A look is usable
+    at or above the minimum elevation, and for the looks in ``looked`` (point, candidate,
+    above its horizon) where it clears the horizon."""
+    p_idx, c_idx, ok = looked
+    east, north = frame
+    n, need = el.shape
+    usable = np.empty((n, need), dtype=np.bool_)
+    for p in range(n):
+        for q in range(need):
+            usable[p, q] = el[p, q] >= min_elevation_deg
+    for i in range(p_idx.shape[0]):
+        usable[p_idx[i], c_idx[i]] = ok[i]
+    best_el = np.empty(n)
+    best_range = np.empty(n)
+    count = np.zeros(n, dtype=np.int32)
+    e_dot = np.full(n, np.nan)
+    n_dot = np.full(n, np.nan)
+    for p in range(n):
+        best, top = 0, -np.inf
+        for q in range(need):
+            if usable[p, q]:
+                count[p] += 1
+                if el[p, q] > top:
+                    best, top = q, el[p, q]
+        best_el[p], best_range[p] = el[p, best], range_km[p, best]
+        if count[p] > 0:
+            g = lo + p
+            v0, v1, v2 = rho[0, p, best], rho[1, p, best], rho[2, p, best]
+            e_dot[p] = v0 * east[g, 0] + v1 * east[g, 1] + v2 * east[g, 2]
+            n_dot[p] = v0 * north[g, 0] + v1 * north[g, 1] + v2 * north[g, 2]
+    return best_el, best_range, count, e_dot, n_dot
 
 
 def _azimuth_deg(
