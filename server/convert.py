@@ -7,6 +7,7 @@ optional numbers stand for "not applicable" (e.g. the RSRP of a satellite networ
 
 from __future__ import annotations
 
+import hashlib
 import math
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
@@ -17,6 +18,7 @@ import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
+from commap.arrays import RecentArrays
 from commap.errors import InvalidInputError
 from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
 from commap.geo.routefile import parse_route
@@ -363,6 +365,11 @@ _POLYLINE_FIELDS = {
 }
 
 
+# polylines read lately, by a digest of their encoding: a fleet sends the same routes again
+# (a trip per departure), and reading and measuring 30,000 points takes tens of milliseconds
+_RECENT_POLYLINES = RecentArrays(max_bytes=16 << 20)
+
+
 def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -> Route:
     n = len(poly.points)
     if n > max_points:
@@ -373,9 +380,18 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
         raise InvalidInputError(
             f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points"
         )
-    lon, lat = _latlon_arrays(
-        poly.points, field="polyline.points", wire_bytes=poly.SerializeToString()
+    wire = poly.SerializeToString()
+    digest = hashlib.blake2b(wire, digest_size=20).digest()
+    return _RECENT_POLYLINES.get(
+        ("polyline", digest, max_points, max_route_m),
+        lambda: _read_polyline(poly, wire, max_route_m=max_route_m),
     )
+
+
+def _read_polyline(poly: pb.Polyline, wire: bytes, *, max_route_m: float) -> Route:
+    """The route of a polyline (``wire``: its encoding), checked (its size is, already)."""
+    n = len(poly.points)
+    lon, lat = _latlon_arrays(poly.points, field="polyline.points", wire_bytes=wire)
     t_s: FloatArray | None = None
     if len(poly.times):
         if len(poly.times) != n:
