@@ -918,12 +918,10 @@ class LeoLayer(_SatelliteLayerBase):
         offsets = np.cumsum([0] + [iv.states.shape[2] for iv in intervals])
         table = np.concatenate([iv.states for iv in intervals], axis=2).reshape(12, -1)
         columns = np.empty((keys.size, _REGION_SPLIT, width), dtype=np.intp)
+        columns[...] = (offsets[1:] - 1)[:, None, None]
         for i, iv in enumerate(intervals):
             columns[i, :, : iv.pick.shape[1]] = iv.pick + offsets[i]
-            columns[i, :, iv.pick.shape[1] :] = offsets[i + 1] - 1
-        counts = np.zeros((keys.size, _REGION_SPLIT), dtype=np.intp)
-        for i, iv in enumerate(intervals):
-            counts[i] = (iv.pick < iv.sats.size).sum(axis=1)
+        counts = np.stack([iv.counts for iv in intervals])
         inverse = inverse.reshape(-1)
         # where numba is in the process already (a server), the looks are one compiled pass
         fused = loaded()
@@ -1016,6 +1014,11 @@ class _Interval:
     states: FloatArray  # (r0, v0, r1, v1) x (x, y, z) x (candidates + 1): a last NaN column
     pick: NDArray[np.intp]  # (_REGION_SPLIT, width): each sub-interval's candidate columns,
     # padded with the NaN column
+
+    @functools.cached_property
+    def counts(self) -> NDArray[np.intp]:
+        """Candidates of each sub-interval (the columns of ``pick`` before the padding)."""
+        return np.asarray((self.pick < self.sats.size).sum(axis=1), dtype=np.intp)
 
 
 class _RegionSky:
