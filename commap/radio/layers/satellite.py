@@ -743,6 +743,12 @@ class GeoLayer(_SatelliteLayerBase):
     def _best(
         self, lon: FloatArray, lat: FloatArray, t_s: FloatArray
     ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+        # a geostationary satellite stands still in the sky: the points decide alone
+        return self._recent.get(RecentArrays.key("best", lon, lat), lambda: self._best_at(lon, lat))
+
+    def _best_at(
+        self, lon: FloatArray, lat: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
         el, az, range_km = geo_look_angles_deg(lon, lat, self.orbital_longitude_deg)
         floor_deg = np.maximum(
             self.min_elevation_deg,
