@@ -22,7 +22,11 @@ LEO (:class:`LeoLayer`)
     interval are then those of a sky cap holding the whole region, kept for the layer's life
     with their exact node states (:class:`_RegionSky`), and every point of a call is evaluated
     at once. Route alternatives and repeated plans around the same departure reuse them; the
-    values are the same as the per-group path's.
+    values are the same as the per-group path's. Where numba is loaded (the server), the
+    looks at the candidates and the choice of the best usable one run as compiled loops
+    (:mod:`commap.compiled`), the arc sines and tangents still numpy's: the same values to the
+    bit. Observers and horizon profiles, which depend on the points alone, are kept for the
+    points a layer was asked last.
 GEO (:class:`GeoLayer`)
     Closed-form look angles of a geostationary satellite on a spherical earth (see
     :func:`geo_look_angles_deg`).
