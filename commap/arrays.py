@@ -45,7 +45,8 @@ class RecentArrays:
     Keys are built by the caller, usually from the input arrays' bytes (:meth:`key`); values
     are arrays or tuples of arrays, made read-only when kept, so that a caller changing one in
     place fails loudly instead of changing later answers. Least recently used values go first
-    beyond ``max_bytes``; a value larger than that is returned and not kept. Thread-safe (two
+    beyond ``max_bytes`` or ``max_entries`` (many answers of a few points weigh more than their
+    arrays); a value larger than ``max_bytes`` is returned and not kept. Thread-safe (two
     threads missing one key at once both make it; the values are equal).
 
     Examples
@@ -58,10 +59,15 @@ class RecentArrays:
     [2.0, 4.0]
     >>> recent.get(RecentArrays.key("big", x), lambda: np.zeros(9)).shape, len(recent)
     ((9,), 1)
+    >>> one = RecentArrays(max_bytes=1 << 20, max_entries=1)
+    >>> _ = [one.get(RecentArrays.key("x", np.array([v])), lambda: np.zeros(1)) for v in (1, 2)]
+    >>> len(one)
+    1
     """
 
-    def __init__(self, *, max_bytes: int) -> None:
+    def __init__(self, *, max_bytes: int, max_entries: int = 256) -> None:
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -100,7 +106,7 @@ class RecentArrays:
                 return value
             self._values[key] = (value, size)
             self._bytes += size
-            while self._bytes > self.max_bytes:
+            while self._bytes > self.max_bytes or len(self._values) > self.max_entries:
                 _, (_, dropped) = self._values.popitem(last=False)
                 self._bytes -= dropped
         return value
