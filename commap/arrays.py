@@ -1,5 +1,6 @@
 """Array type aliases shared by every module (numpy arrays of one dtype), and Parquet columns
-read into numpy arrays without pandas (:func:`read_parquet_columns`), and :func:`median`.
+read into numpy arrays without pandas (:func:`read_parquet_columns`), :func:`median`, and
+:class:`RecentArrays` (results of pure functions of arrays, for the inputs asked last).
 
 Examples
 --------
@@ -12,8 +13,10 @@ dtype('float64')
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -21,11 +24,100 @@ from numpy.typing import ArrayLike, NDArray
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["BoolArray", "FloatArray", "IntArray", "median", "read_parquet_columns"]
+__all__ = [
+    "BoolArray",
+    "FloatArray",
+    "IntArray",
+    "RecentArrays",
+    "median",
+    "read_parquet_columns",
+]
 
 FloatArray: TypeAlias = NDArray[np.float64]
 IntArray: TypeAlias = NDArray[np.int64]
 BoolArray: TypeAlias = NDArray[np.bool_]
+T = TypeVar("T")
+
+
+class RecentArrays:
+    """Results of pure functions of arrays for the inputs asked most recently, bounded in bytes.
+
+    Keys are built by the caller, usually from the input arrays' bytes (:meth:`key`); values
+    are arrays or tuples of arrays, made read-only when kept, so that a caller changing one in
+    place fails loudly instead of changing later answers. Least recently used values go first
+    beyond ``max_bytes`` or ``max_entries`` (many answers of a few points weigh more than their
+    arrays); a value larger than ``max_bytes`` is returned and not kept. Thread-safe (two
+    threads missing one key at once both make it; the values are equal).
+
+    Examples
+    --------
+    >>> recent = RecentArrays(max_bytes=16)
+    >>> x = np.array([1.0, 2.0])
+    >>> recent.get(RecentArrays.key("double", x), lambda: 2 * x).tolist()
+    [2.0, 4.0]
+    >>> recent.get(RecentArrays.key("double", x), lambda: 3 * x).tolist()  # kept
+    [2.0, 4.0]
+    >>> recent.get(RecentArrays.key("big", x), lambda: np.zeros(9)).shape, len(recent)
+    ((9,), 1)
+    >>> one = RecentArrays(max_bytes=1 << 20, max_entries=1)
+    >>> _ = [one.get(RecentArrays.key("x", np.array([v])), lambda: np.zeros(1)) for v in (1, 2)]
+    >>> len(one)
+    1
+    """
+
+    def __init__(self, *, max_bytes: int, max_entries: int = 256) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._values: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def nbytes(self) -> int:
+        """Array bytes held."""
+        return self._bytes
+
+    @staticmethod
+    def key(name: str, *arrays: NDArray[Any]) -> tuple[Any, ...]:
+        """A key of ``name`` and the arrays' values (dtype, shape and bytes)."""
+        parts: list[Any] = [name]
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            parts += [array.dtype.str, array.shape, array.tobytes()]
+        return tuple(parts)
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The value of ``key``: kept, else ``make()`` (then kept)."""
+        with self._lock:
+            entry = self._values.get(key)
+            if entry is not None:
+                self._values.move_to_end(key)
+                return entry[0]
+        value = make()
+        size = 0
+        for array in _arrays_of(value):
+            array.flags.writeable = False
+            size += int(array.nbytes)
+        with self._lock:
+            if size > self.max_bytes or key in self._values:
+                return value
+            self._values[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes or len(self._values) > self.max_entries:
+                _, (_, dropped) = self._values.popitem(last=False)
+                self._bytes -= dropped
+        return value
+
+
+def _arrays_of(value: Any) -> list[NDArray[Any]]:
+    """The arrays of an array, a tuple or a dataclass instance (one level down)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    items = value if isinstance(value, tuple) else getattr(value, "__dict__", {}).values()
+    return [item for item in items if isinstance(item, np.ndarray)]
 
 
 def median(values: ArrayLike) -> float:

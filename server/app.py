@@ -172,9 +172,10 @@ class CommapServer:
             self.servicer.uploads.start()  # spawning takes a second: not at the first upload
             try:
                 await asyncio.to_thread(self.maps.load_all)
-                # the planner's compiled DP: loaded now, not by the first request
+                # the planner's compiled DP and the map's compiled sampling passes: loaded
+                # now, not by the first request (a fresh install compiles them once)
                 warm_s = await asyncio.to_thread(kernels.warm_up)
-                log.info("planner kernels loaded in %.2f s", warm_s)
+                log.info("compiled kernels loaded in %.2f s", warm_s)
                 await self.servicer.uploads.ready()
                 if self.config.viewer_port is not None:
                     await asyncio.to_thread(self._start_viewer, self.config.viewer_port)

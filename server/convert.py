@@ -7,6 +7,7 @@ optional numbers stand for "not applicable" (e.g. the RSRP of a satellite networ
 
 from __future__ import annotations
 
+import hashlib
 import math
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
@@ -17,9 +18,9 @@ import pandas as pd
 from google.protobuf.timestamp_pb2 import Timestamp
 from numpy.typing import NDArray
 
+from commap.arrays import RecentArrays
 from commap.errors import InvalidInputError
 from commap.geo.corridor import DEFAULT_SPEED_MPS, Corridor, Route, route_from_polyline
-from commap.geo.geodesy import GEOD
 from commap.geo.routefile import parse_route
 from commap.map.comm_map import CommMap
 from commap.networks import NetworkKind, SwitchKind
@@ -202,15 +203,23 @@ def latlon(msg: pb.LatLon, *, field: str) -> tuple[float, float]:
     return lon, lat
 
 
-def _latlon_arrays(points: Sequence[pb.LatLon], *, field: str) -> tuple[FloatArray, FloatArray]:
+def _latlon_arrays(
+    points: Sequence[pb.LatLon], *, field: str, wire_bytes: bytes | None = None
+) -> tuple[FloatArray, FloatArray]:
     """``(lon, lat)`` arrays of many LatLon messages, validated as :func:`latlon` does each.
 
     Checked in bulk (a route has tens of thousands of points); the first bad point is
-    converted on its own, for :func:`latlon`'s error naming it.
+    converted on its own, for :func:`latlon`'s error naming it. ``wire_bytes``, the encoded
+    message whose field 1 holds ``points``, is read in bulk where it is laid out as usual
+    (:func:`wire.read_latlon_points`), instead of asking every message for its fields.
     """
     n = len(points)
-    lon = np.fromiter((p.longitude_deg for p in points), dtype=float, count=n)
-    lat = np.fromiter((p.latitude_deg for p in points), dtype=float, count=n)
+    columns = None if wire_bytes is None else wire.read_latlon_points(wire_bytes, n)
+    if columns is not None:
+        lon, lat = columns
+    else:
+        lon = np.fromiter((p.longitude_deg for p in points), dtype=float, count=n)
+        lat = np.fromiter((p.latitude_deg for p in points), dtype=float, count=n)
     with np.errstate(invalid="ignore"):
         bad = ~(np.abs(lat) <= 90.0) | ~(np.abs(lon) <= 180.0)  # NaN fails both
     if bad.any():
@@ -356,6 +365,11 @@ _POLYLINE_FIELDS = {
 }
 
 
+# polylines read lately, by a digest of their encoding: a fleet sends the same routes again
+# (a trip per departure), and reading and measuring 30,000 points takes tens of milliseconds
+_RECENT_POLYLINES = RecentArrays(max_bytes=16 << 20)
+
+
 def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -> Route:
     n = len(poly.points)
     if n > max_points:
@@ -366,7 +380,18 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
         raise InvalidInputError(
             f"polyline.points: a route needs at least 2 points, got {n}", field="polyline.points"
         )
-    lon, lat = _latlon_arrays(poly.points, field="polyline.points")
+    wire = poly.SerializeToString()
+    digest = hashlib.blake2b(wire, digest_size=20).digest()
+    return _RECENT_POLYLINES.get(
+        ("polyline", digest, max_points, max_route_m),
+        lambda: _read_polyline(poly, wire, max_route_m=max_route_m),
+    )
+
+
+def _read_polyline(poly: pb.Polyline, wire: bytes, *, max_route_m: float) -> Route:
+    """The route of a polyline (``wire``: its encoding), checked (its size is, already)."""
+    n = len(poly.points)
+    lon, lat = _latlon_arrays(poly.points, field="polyline.points", wire_bytes=wire)
     t_s: FloatArray | None = None
     if len(poly.times):
         if len(poly.times) != n:
@@ -383,8 +408,7 @@ def _polyline_route(poly: pb.Polyline, *, max_points: int, max_route_m: float) -
     except InvalidInputError as exc:
         field = _POLYLINE_FIELDS.get(exc.field or "", "polyline")
         raise InvalidInputError(f"{field}: {exc}", field=field) from None
-    _, _, leg_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
-    length_m = float(np.sum(leg_m))
+    length_m = float(np.sum(route.geodesic_legs[0]))
     if length_m > max_route_m:
         raise InvalidInputError(
             f"polyline.points: route of {length_m / 1000:.0f} km exceeds the limit of "
@@ -419,8 +443,7 @@ def _file_route(rf: pb.RouteFile, *, max_bytes: int, max_points: int, max_route_
             f"route_file.content: {route.lon.size} points exceed the limit of {max_points}",
             field="route_file.content",
         )
-    _, _, leg_m = GEOD.inv(route.lon[:-1], route.lat[:-1], route.lon[1:], route.lat[1:])
-    length_m = float(np.sum(leg_m))
+    length_m = float(np.sum(route.geodesic_legs[0]))
     if length_m > max_route_m:
         raise InvalidInputError(
             f"route_file.content: route of {length_m / 1000:.0f} km exceeds the limit of "

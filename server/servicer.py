@@ -591,15 +591,13 @@ def is_local_peer(peer: str) -> bool:
 
 def _expected_work(request: PlanRequest, segment_m: float, networks: int) -> int:
     """Segment-networks a plan will sample and solve, from its route (or its endpoints)."""
-    if request.route is not None:
-        lon, lat = request.route.lon, request.route.lat
-        detour = 1.0
-    else:
-        assert request.origin is not None and request.destination is not None
-        stops = [request.origin, *request.waypoints, request.destination]
-        lon = np.array([p[0] for p in stops])
-        lat = np.array([p[1] for p in stops])
-        detour = _ROAD_DETOUR * request.alternatives
+    if request.route is not None:  # its legs are measured once, for every use
+        return int(float(np.sum(request.route.geodesic_legs[0])) / segment_m) * networks
+    assert request.origin is not None and request.destination is not None
+    stops = [request.origin, *request.waypoints, request.destination]
+    lon = np.array([p[0] for p in stops])
+    lat = np.array([p[1] for p in stops])
+    detour = _ROAD_DETOUR * request.alternatives
     _, _, legs_m = GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
     return int(float(np.sum(legs_m)) * detour / segment_m) * networks
 

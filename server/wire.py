@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["latlon_points", "plan_segments"]
+__all__ = ["latlon_points", "plan_segments", "read_latlon_points"]
 
 _DOUBLE, _VARINT, _BYTES = 1, 0, 2
 _ONE_BYTE = 128  # varints (lengths, enum values) below this take one byte
@@ -62,6 +62,44 @@ def latlon_points(field_number: int, lon: NDArray[np.float64], lat: NDArray[np.f
     rows["size"] = 18  # the point's length: two keyed doubles
     rows["lat"], rows["lon"] = lat, lon
     return rows.tobytes()
+
+
+def read_latlon_points(
+    data: bytes, n: int, field_number: int = 1
+) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+    """``(lon, lat)`` of the first ``n`` ``LatLon`` messages of a message's encoding ``data``,
+    where they open it as :func:`latlon_points` writes them (the usual encoding: the points
+    field first, each point with both fields in order); None where they do not (a point at
+    0 deg, whose field is left out, a field written twice, ...): read the messages instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lon, lat = read_latlon_points(latlon_points(1, np.array([1.5]), np.array([42.5])), 1)
+    >>> lon.tolist(), lat.tolist()
+    ([1.5], [42.5])
+    >>> read_latlon_points(latlon_points(1, np.array([0.0]), np.array([42.5]))[:-9], 1) is None
+    True
+    >>> [c.shape for c in read_latlon_points(b"", 0)]
+    [(0,), (0,)]
+    """
+    rows = _rows(
+        [("size", "u1", _key(field_number, _BYTES)), ("lat", "<f8", _key(1, _DOUBLE)),
+         ("lon", "<f8", _key(2, _DOUBLE))],
+        0,
+    )  # fmt: skip
+    if len(data) < n * rows.dtype.itemsize:
+        return None
+    read = np.frombuffer(data, dtype=rows.dtype, count=n)
+    laid_out = (
+        (read["k_size"] == _key(field_number, _BYTES)).all()
+        and (read["size"] == 18).all()
+        and (read["k_lat"] == _key(1, _DOUBLE)).all()
+        and (read["k_lon"] == _key(2, _DOUBLE)).all()
+    )
+    if not laid_out:
+        return None
+    return read["lon"].astype(np.float64), read["lat"].astype(np.float64)
 
 
 def plan_segments(

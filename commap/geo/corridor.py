@@ -12,6 +12,7 @@ spans several UTM zones; segment centres are placed along the geodesic of their 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
@@ -30,7 +31,7 @@ from commap.arrays import BoolArray, FloatArray
 from commap.errors import InvalidInputError
 from commap.geo.geodesy import GEOD, offset_deg, utm_crs
 
-__all__ = ["DEFAULT_SPEED_MPS", "Corridor", "Route", "cut", "route_from_polyline"]
+__all__ = ["DEFAULT_SPEED_MPS", "Corridor", "Route", "cut", "depart", "route_from_polyline"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,17 @@ class Route:
     t_s: FloatArray | None = None
     edges: tuple[tuple[int, int, int], ...] = ()
     name: str = ""
+
+    @functools.cached_property
+    def geodesic_legs(self) -> tuple[FloatArray, FloatArray]:
+        """Geodesic length (m) and forward azimuth (deg) of every leg, computed once.
+
+        Checking, estimating and cutting a route all need them: tens of milliseconds for a
+        polyline of tens of thousands of points, paid once per route.
+        """
+        lon = np.asarray(self.lon, dtype=np.float64)
+        lat = np.asarray(self.lat, dtype=np.float64)
+        return _leg_lengths_m(lon, lat)
 
 
 @dataclass(frozen=True)
@@ -205,7 +217,7 @@ def route_from_polyline(
     """
     lon_a, lat_a = _float_array(lon, "lon"), _float_array(lat, "lat")
     _check_positions(lon_a, lat_a)
-    length_m, _ = _leg_lengths_m(lon_a, lat_a)
+    length_m, azimuth = _leg_lengths_m(lon_a, lat_a)
     if not (length_m > _MIN_LEG_M).any():
         raise InvalidInputError("route has zero length: all points coincide", field="lon")
     times: FloatArray | None = None
@@ -218,7 +230,7 @@ def route_from_polyline(
             raise InvalidInputError(f"speed_mps must be > 0, got {speed_mps}", field="speed_mps")
         speed = np.full(lon_a.shape[0] - 1, float(speed_mps))
     legs = lon_a.shape[0] - 1
-    return Route(
+    route = Route(
         lon=lon_a,
         lat=lat_a,
         speed_mps=speed,
@@ -227,6 +239,8 @@ def route_from_polyline(
         t_s=times,
         name=name,
     )
+    route.__dict__["geodesic_legs"] = (length_m, azimuth)  # the cached property, known already
+    return route
 
 
 # -- cutting ------------------------------------------------------------------------------------
@@ -262,7 +276,7 @@ def _legs(route: Route) -> _Legs:
                 f"{np.shape(getattr(route, name))}",
                 field=f"route.{name}",
             )
-    length_m, azimuth = _leg_lengths_m(lon, lat)
+    length_m, azimuth = route.geodesic_legs
     keep = length_m > _MIN_LEG_M
     if not keep.any():
         raise InvalidInputError("route has zero length: all points coincide", field="route")
@@ -417,6 +431,44 @@ def cut(
         departure_s=departure,
         route=route,
     )
+
+
+def depart(corridor: Corridor, departure_s: float | None) -> Corridor:
+    """``corridor`` leaving at ``departure_s``: what :func:`cut` returns for that departure.
+
+    A corridor's segments, distances and durations do not depend on the departure (only its
+    times do, through ``departure_s``), so a route cut once serves every later departure
+    without cutting it again. A recorded drive keeps its own first timestamp, as in
+    :func:`cut`.
+
+    Raises
+    ------
+    InvalidInputError
+        A missing or non-finite departure for a route without timestamps.
+
+    Examples
+    --------
+    >>> c = cut(route_from_polyline([1.5000, 1.5025], [42.5, 42.5]), departure_s=0.0)
+    >>> later = depart(c, 60.0)
+    >>> later.departure_s, bool(np.allclose(later.t_s - c.t_s, 60.0)), later.lon is c.lon
+    (60.0, True, True)
+    >>> depart(c, None)
+    Traceback (most recent call last):
+    ...
+    commap.errors.InvalidInputError: departure_s (epoch seconds) is required for a route without timestamps
+    """
+    if corridor.route is not None:
+        departure = _departure(corridor.route, departure_s)
+    elif departure_s is None or not math.isfinite(departure_s):
+        raise InvalidInputError(
+            "departure_s (epoch seconds) is required for a route without timestamps",
+            field="departure_s",
+        )
+    else:
+        departure = float(departure_s)
+    if departure == corridor.departure_s:
+        return corridor
+    return dataclasses.replace(corridor, departure_s=departure)
 
 
 # -- under a bridge -----------------------------------------------------------------------------

@@ -26,49 +26,16 @@ Examples
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar, cast
 
 import numpy as np
 
 from commap.arrays import BoolArray, FloatArray, IntArray
+from commap.compiled import COMPILED, loaded
+from commap.compiled import compiled as _compiled
 from commap.plan.problem import _TIME_EPS as TIME_EPS  # the dwell rule's own tolerance
 
 __all__ = ["COMPILED", "block_ends", "dwell_pass", "loaded", "viterbi_pass", "warm_up"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-# numba is optional at run time: without it the DP keeps its numpy passes. It is imported with
-# the first kernel loaded, not with the package: importing it and loading the cached machine
-# code takes 1-2 s, which a command that plans one short route would wait for in vain.
-COMPILED = importlib.util.find_spec("numba") is not None
-_LOADED: dict[str, Callable[..., Any]] = {}
-
-
-def loaded() -> bool:
-    """True once the kernels' machine code is in this process (:func:`warm_up`)."""
-    return bool(_LOADED)
-
-
-def _compiled(fn: F) -> F:
-    """``fn`` compiled in nopython mode when first called, with an on-disk cache (as is
-    without numba)."""
-    if not COMPILED:  # pragma: no cover - depends on the environment
-        return fn
-
-    @functools.wraps(fn)
-    def call(*args: Any) -> Any:
-        machine = _LOADED.get(fn.__name__)
-        if machine is None:
-            from numba import njit
-
-            machine = _LOADED[fn.__name__] = njit(cache=True, nogil=True)(fn)
-        return machine(*args)
-
-    return cast(F, call)
 
 
 @_compiled
@@ -282,4 +249,12 @@ def warm_up() -> float:
     viterbi_pass(costs, np.zeros((2, 1)), weights, switch)
     land = block_ends(np.zeros(2), np.zeros(2), (1.0, 0.0), costs[2])
     dwell_pass(costs, np.zeros((2, 1)), weights, switch, land, (0, np.zeros((0, 1, 1), np.bool_)))
+    # the radio layer's compiled passes too: the process that plans also samples the map and
+    # turns quality into outage (imported here, not with this module: a short plan imports no
+    # satellite code for it)
+    from commap.radio import link
+    from commap.radio.layers import satellite
+
+    satellite.warm_up_kernels()
+    link.warm_up_kernels()
     return time.perf_counter() - start

@@ -3,7 +3,9 @@
 A server plans the same trips again and again (a fleet drives the same roads; every Drive of a
 trip starts with its plan). Finding the route, cutting the corridor and sampling every network
 along it are pure functions of the map and the request's route and departure, and are most of
-a plan's work: :class:`PlanInputsCache` keeps their results for :func:`plan_route`.
+a plan's work: :class:`PlanInputsCache` keeps their results for :func:`plan_route`. A corridor
+is kept by its route alone (its segments do not depend on the departure; a new trip shifts its
+times), the sampled quality by route and departure.
 
 Entries belong to one map *object*: a reloaded or fleet-refreshed map is a new object, so it
 never sees the entries of the one it replaces (those age out). The cache is bounded by the

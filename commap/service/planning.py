@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from commap.errors import InvalidInputError
-from commap.geo.corridor import Corridor, Route
+from commap.geo.corridor import Corridor, Route, depart
 from commap.map.comm_map import CommMap
 from commap.plan import (
     Constraints,
@@ -265,11 +265,16 @@ def plan_route(
         departure_s = request.departure_s
         if departure_s is None and route.t_s is None:
             departure_s = cmap.default_departure_s
-        # a route's corridor and quality depend on nothing else of the request
-        key = (route_key(route), departure_s) if cache is not None else ()
-        corridor = _through(
-            cache, cmap, ("corridor", *key),
-            functools.partial(cmap.corridor, route, departure_s=departure_s),
+        # a route's corridor and quality depend on nothing else of the request; its segments
+        # not even on the departure: a new trip on a route cut before only shifts the times
+        route_id = route_key(route) if cache is not None else ""
+        key = (route_id, departure_s) if cache is not None else ()
+        corridor = depart(
+            _through(
+                cache, cmap, ("corridor", route_id),
+                functools.partial(cmap.corridor, route, departure_s=departure_s),
+            ),
+            departure_s,
         )  # fmt: skip
         check_trip_times(
             corridor.departure_s, corridor.t_s

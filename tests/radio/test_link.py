@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from commap.errors import InvalidInputError
 from commap.networks import Network, NetworkKind, SwitchKind
 from commap.plan.problem import Constraints, HandoverProblem
+from commap.radio import link
 from commap.radio.link import APP_PROFILES, AppProfile, LinkModel, Objective, app_profile
 from commap.radio.quality import (
     NO_SATELLITE_ELEVATION_DEG,
@@ -239,3 +242,14 @@ def test_a_predicted_outage_is_believed_over_the_signal_model() -> None:
     outage = LinkModel().point_outage(matrix, [net])[:, 0]
     assert outage.tolist() == [0.02, 1.0, 0.5]  # NaN: the signal model (no signal: certain)
     assert matrix.take(slice(2, 3)).unknown.tolist() == [[True]]
+
+
+def test_the_compiled_normal_cdf_gives_the_python_values_to_the_bit() -> None:
+    # a server (numba loaded) and a one-shot command (math.erfc per value) must plan alike
+    rng = np.random.default_rng(3)
+    x = np.concatenate(
+        [rng.normal(0.0, 8.0, 50_000), np.linspace(-40.0, 40.0, 8001), [np.inf, -np.inf, 0.0]]
+    )
+    compiled = link._ndtr_compiled(x, -math.sqrt(0.5))
+    python = np.asarray(link._ERFC(x * -math.sqrt(0.5)), dtype=np.float64) * 0.5
+    np.testing.assert_array_equal(compiled, python)

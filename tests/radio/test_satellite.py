@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from commap.geo.horizon import (
 )
 from commap.geo.terrain import HgtTile, Terrain
 from commap.networks import Network, NetworkKind
+from commap.plan import kernels
 from commap.radio.layers import LayerContext, load_layer, prepare_layer
 from commap.radio.layers.satellite import (
     GEO_RADIUS_KM,
@@ -42,7 +45,7 @@ from commap.radio.quality import (
     CoverageLayer,
     Provenance,
 )
-from tests.support.paths import MAPS
+from tests.support.paths import MAPS, REPO
 from tests.support.specs import read_default_spec
 
 MAP_DIR = MAPS / "andorra"
@@ -546,6 +549,49 @@ def test_region_layer_matches_the_per_group_path(andorra_terrain: Terrain) -> No
     again = region.sample_detail(lon[part], lat[part], times[part] + 30.0)
     want = groups.sample_detail(lon[part], lat[part], times[part] + 30.0)
     assert np.allclose(again.quality.elevation_deg, want.quality.elevation_deg, atol=1e-9)
+
+
+_NUMPY_PASS = """
+import sys
+import numpy as np
+from commap import compiled
+from commap.geo.horizon import Horizon
+from commap.geo.terrain import Terrain
+from commap.radio.layers.satellite import LeoLayer, read_tle_file
+from tests.radio.test_satellite import (
+    ANDORRA_BBOX, HGT, STARLINK, STARLINK_NET, _drive_across_andorra,
+)
+layer = LeoLayer(STARLINK_NET, read_tle_file(STARLINK), Horizon(Terrain.from_files([HGT])),
+                 region=ANDORRA_BBOX)
+lon, lat, times = _drive_across_andorra()
+got = layer.sample_detail(lon, lat, times)
+assert not compiled.loaded()  # numba never came into this process: the numpy passes ran
+np.savez(sys.argv[1], elevation=got.quality.elevation_deg, sinr=got.quality.sinr_db,
+         count=got.visible_count, azimuth=got.azimuth_deg, range=got.range_km)
+"""
+
+
+def test_the_compiled_pass_gives_the_numpy_values_to_the_bit(
+    andorra_terrain: Terrain, tmp_path: Path
+) -> None:
+    # a server (numba loaded) and a one-shot command (numpy passes) must plan alike
+    out = tmp_path / "numpy.npz"
+    subprocess.run([sys.executable, "-c", _NUMPY_PASS, str(out)], cwd=REPO, check=True)
+    kernels.warm_up()
+    layer = LeoLayer(
+        STARLINK_NET, read_tle_file(STARLINK), Horizon(andorra_terrain), region=ANDORRA_BBOX
+    )
+    lon, lat, times = _drive_across_andorra()
+    got = layer.sample_detail(lon, lat, times)
+    want = np.load(out)
+    assert got.visible_count.tolist() == want["count"].tolist()
+    for name, values in (
+        ("elevation", got.quality.elevation_deg),
+        ("sinr", got.quality.sinr_db),
+        ("azimuth", got.azimuth_deg),
+        ("range", got.range_km),
+    ):
+        np.testing.assert_array_equal(values, want[name], err_msg=name)
 
 
 def test_region_layer_outside_its_region_takes_the_per_group_path(

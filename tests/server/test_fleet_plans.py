@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ ensure_stubs()
 
 from google.protobuf.timestamp_pb2 import Timestamp  # noqa: E402
 
+from commap.geo.corridor import Route, route_from_polyline  # noqa: E402
 from commap.map.comm_map import CommMap  # noqa: E402
-from commap.service.planning import PlanRequest, plan_route  # noqa: E402
+from commap.service.planning import PlanRequest, PlanResult, plan_route  # noqa: E402
 from commap.v1 import commap_service_pb2 as pb  # noqa: E402
 from commap.v1 import commap_service_pb2_grpc as pb_grpc  # noqa: E402
 from server.client import plan_from_message  # noqa: E402
@@ -84,6 +86,52 @@ def test_concurrent_plans_equal_the_library_plan(
         np.testing.assert_array_equal(remote.provenance, local.provenance)
         assert len(response.plan.route.points) == len(expected[t].route.lon)
     assert expected[departures[0]].plan.totals != expected[departures[1]].plan.totals
+
+
+def _polyline_trip(route: Route, departure_s: int) -> pb.PlanRouteRequest:
+    points = [
+        pb.LatLon(latitude_deg=y, longitude_deg=x)
+        for x, y in zip(route.lon, route.lat, strict=True)
+    ]
+    return pb.PlanRouteRequest(
+        polyline=pb.Polyline(points=points), departure_time=Timestamp(seconds=departure_s)
+    )
+
+
+def _assert_library_plan(response: pb.PlanRouteResponse, local: PlanResult, ids: Any) -> None:
+    remote = plan_from_message(response.plan, ids)
+    assert remote.segment_networks == local.plan.segment_networks
+    assert abs(remote.totals.cost - local.plan.totals.cost) <= 1e-9
+    assert remote.totals == local.plan.totals
+    assert remote.handovers == local.plan.handovers
+
+
+def test_new_trips_equal_the_library_plans_before_and_after_a_reload(
+    stub: pb_grpc.CommapServiceStub, andorra: CommMap
+) -> None:
+    """Trips no cache can answer (each at a departure of its own) on roads the server has
+    planned before: what the server keeps of those roads (corridors, observers, horizons)
+    and its compiled passes give the plans the library makes from scratch, and so does the
+    map it reloads."""
+    road = plan_route(
+        andorra, PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=T0)
+    ).route
+    polyline = route_from_polyline(road.lon, road.lat)
+    for round_s in (0, 7200):  # then again on the reloaded map
+        for minutes in (11, 12, 50):
+            t = T0 + round_s + 60 * minutes
+            local = plan_route(
+                andorra, PlanRequest(origin=ORIGIN, destination=DESTINATION, departure_s=t)
+            )
+            _assert_library_plan(
+                stub.PlanRoute(_trip(t), timeout=120), local, andorra.catalogue.ids
+            )
+            local = plan_route(andorra, PlanRequest(route=polyline, departure_s=t + 30))
+            response = stub.PlanRoute(_polyline_trip(road, t + 30), timeout=120)
+            _assert_library_plan(response, local, andorra.catalogue.ids)
+        if not round_s:
+            reload = stub.ReloadMaps(pb.ReloadMapsRequest(map_names=["andorra"]), timeout=120)
+            assert reload.maps[0].map_name == "andorra"
 
 
 def _longest_run_middle(networks: list[str]) -> int:

@@ -265,6 +265,32 @@ def test_plan_request_errors_name_the_field(request_: pb.PlanRouteRequest, field
     assert info.value.field == field
 
 
+def test_a_polyline_sent_again_is_read_once_and_a_bad_one_always_refused() -> None:
+    # a fleet sends its routes again with each departure: the route read before is reused
+    lon = 1.5 + np.arange(500) * 1e-4
+    points = [
+        pb.LatLon(latitude_deg=42.5 + (i % 3) * 1e-5, longitude_deg=x) for i, x in enumerate(lon)
+    ]
+    points[7] = pb.LatLon(latitude_deg=42.5)  # longitude 0 is left out: read one by one
+    bad = pb.Polyline(points=[*points[:3], pb.LatLon(latitude_deg=91.0, longitude_deg=1.5)])
+    for speed in (0.0, 20.0):
+        poly = pb.Polyline(points=points, speed_mps=speed)
+        first = convert.plan_request(
+            _request(polyline=poly), config=ServerConfig(), time_limit_s=1.0
+        )
+        again = convert.plan_request(
+            _request(polyline=poly), config=ServerConfig(), time_limit_s=1.0
+        )
+        assert first.route is not None and again.route is first.route
+        assert first.route.lon.tolist() == [p.longitude_deg for p in points]
+        assert first.route.lon[7] == 0.0 and first.route.speed_mps[0] == (speed or 13.9)
+        for _ in range(2):
+            with pytest.raises(InvalidInputError, match=r"polyline.points\[3\]"):
+                convert.plan_request(
+                    _request(polyline=bad), config=ServerConfig(), time_limit_s=1.0
+                )
+
+
 def test_polyline_point_limit() -> None:
     points = [pb.LatLon(latitude_deg=42.5, longitude_deg=1.5 + i * 1e-4) for i in range(11)]
     with pytest.raises(InvalidInputError, match="limit of 10") as info:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from commap.geo.corridor import route_from_polyline
 from commap.map.comm_map import CommMap
 from commap.service.plan_cache import PlanInputsCache
 from commap.service.planning import PlanRequest, PlanResult, plan_route, plan_route_once
@@ -57,6 +58,32 @@ def test_another_departure_is_sampled_again(andorra: CommMap) -> None:
     later = plan_route(andorra, evening, cache=cache)
     _same_plan(later, plan_route(andorra, evening))
     assert later.corridor.departure_s == T0 + 6 * 3600
+
+
+def test_new_trips_on_a_known_route_reuse_its_corridor_and_plan_as_if_cut_afresh(
+    andorra: CommMap,
+) -> None:
+    """A new departure on a route cut before shifts that corridor's times, no more: the same
+    plans as without the cache, for a road route and a polyline driven again."""
+    polyline = plan_route(
+        andorra, PlanRequest(origin=LA_VELLA, destination=PAS_DE_LA_CASA, departure_s=T0)
+    ).route
+    trips = [
+        {"origin": LA_VELLA, "destination": PAS_DE_LA_CASA},
+        {"route": route_from_polyline(polyline.lon[::-1], polyline.lat[::-1], speed_mps=20.0)},
+    ]
+    cache = PlanInputsCache()
+    for fields in trips:
+        first = plan_route(andorra, PlanRequest(departure_s=T0, **fields), cache=cache)
+        for minutes in (1, 7, 95):
+            request = PlanRequest(departure_s=T0 + 60 * minutes, **fields)
+            later = plan_route(andorra, request, cache=cache)
+            assert later.corridor.lon is first.corridor.lon  # not cut again
+            assert later.corridor.departure_s == T0 + 60 * minutes
+            fresh = plan_route(andorra, request)
+            _same_plan(later, fresh)
+            np.testing.assert_array_equal(later.corridor.t_s, fresh.corridor.t_s)
+            np.testing.assert_array_equal(later.matrix.sinr_db, fresh.matrix.sinr_db)
 
 
 def test_entries_belong_to_one_map_object(andorra: CommMap, andorra_dir: Any) -> None:

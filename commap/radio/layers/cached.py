@@ -9,6 +9,7 @@ off the roads and points in tunnels, whose quality depends on the tunnel flag).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import weakref
@@ -19,12 +20,18 @@ import networkx as nx
 import numpy as np
 from numpy.typing import NDArray
 
-from commap.arrays import read_parquet_columns
+from commap.arrays import RecentArrays, read_parquet_columns
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.radio.quality import CoverageLayer, Quality
 
-__all__ = ["CachedLayer", "NearestWithin", "road_sample_points", "write_cache"]
+__all__ = [
+    "RECENT_MAX_BYTES",
+    "CachedLayer",
+    "NearestWithin",
+    "road_sample_points",
+    "write_cache",
+]
 
 _EARTH_M_PER_DEG = 111_320.0
 _COLUMNS = ("rsrp_dbm", "sinr_db", "elevation_deg", "confidence", "provenance", "sample_count")
@@ -36,6 +43,8 @@ _SHARED: weakref.WeakValueDictionary[tuple[str, int, float], NearestWithin] = (
 _SHARED_LOCK = threading.Lock()
 # answers an index keeps: a 1,000 km corridor's slices (512 segments each) and some more
 _RECENT_QUERIES = 64
+# a layer's answers kept for the points it was asked last (a 1,000 km corridor takes 1 MB)
+RECENT_MAX_BYTES = 4 << 20
 
 
 def _local_xy(
@@ -116,6 +125,7 @@ class CachedLayer:
         self._lat0 = float(lat.mean()) if lat.size else 0.0
         self._near = NearestWithin.shared(_local_xy(lon, lat, self._lat0), max_distance_m)
         self._values = {c: columns[c] for c in _COLUMNS}
+        self._recent = RecentArrays(max_bytes=RECENT_MAX_BYTES)
 
     def sample(
         self,
@@ -132,6 +142,27 @@ class CachedLayer:
         n = lon.shape[0]
         tunnel = np.zeros(n, bool) if in_tunnel is None else np.asarray(in_tunnel, bool)
         bridge = np.zeros(n, bool) if under_bridge is None else np.asarray(under_bridge, bool)
+        # the layer does not change with time: the points asked last are answered again
+        key = RecentArrays.key("quality", lon, lat, tunnel, bridge)
+        kept = self._recent.get(key, lambda: self._sample(lon, lat, t_s, tunnel, bridge))
+        # copies: callers may change their answer in place (a fused layer writes over it)
+        return Quality(
+            **{
+                f.name: value.copy() if isinstance(value, np.ndarray) else value
+                for f in dataclasses.fields(Quality)
+                for value in (getattr(kept, f.name),)
+            }
+        )
+
+    def _sample(
+        self,
+        lon: NDArray[np.float64],
+        lat: NDArray[np.float64],
+        t_s: NDArray[np.float64],
+        tunnel: NDArray[np.bool_],
+        bridge: NDArray[np.bool_],
+    ) -> Quality:
+        n = lon.shape[0]
         if len(self._near) == 0 or n == 0:
             return self.inner.sample(lon, lat, t_s, in_tunnel=tunnel, under_bridge=bridge)
         distance_m, index = self._near.query(_local_xy(lon, lat, self._lat0))

@@ -22,7 +22,11 @@ LEO (:class:`LeoLayer`)
     interval are then those of a sky cap holding the whole region, kept for the layer's life
     with their exact node states (:class:`_RegionSky`), and every point of a call is evaluated
     at once. Route alternatives and repeated plans around the same departure reuse them; the
-    values are the same as the per-group path's.
+    values are the same as the per-group path's. Where numba is loaded (the server), the
+    looks at the candidates and the choice of the best usable one run as compiled loops
+    (:mod:`commap.compiled`), the arc sines and tangents still numpy's: the same values to the
+    bit. Observers and horizon profiles, which depend on the points alone, are kept for the
+    points a layer was asked last.
 GEO (:class:`GeoLayer`)
     Closed-form look angles of a geostationary satellite on a spherical earth (see
     :func:`geo_look_angles_deg`).
@@ -61,7 +65,8 @@ from numpy.typing import ArrayLike, NDArray
 from sgp4.api import Satrec, SatrecArray
 from skyfield.api import EarthSatellite, load
 
-from commap.arrays import FloatArray, median
+from commap.arrays import FloatArray, RecentArrays, median
+from commap.compiled import compiled, loaded
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
 from commap.geo.horizon import (
@@ -83,6 +88,7 @@ from commap.radio.quality import (
 
 __all__ = [
     "ELEMENTS_SUFFIX",
+    "GEOMETRY_MAX_BYTES",
     "GEO_RADIUS_KM",
     "ElementTable",
     "GeoLayer",
@@ -93,6 +99,7 @@ __all__ = [
     "prepare_layer",
     "read_tle_file",
     "tle_checksum",
+    "warm_up_kernels",
     "write_elements_beside",
 ]
 
@@ -122,6 +129,8 @@ _REGION_INTERVALS = 2048  # node intervals a region keeps (about 15 kB each, 2 d
 _REGION_SPLIT = 12  # sub-intervals (7.5 s) a region's node interval is narrowed to
 _SUB_ELEVATION_MARGIN_DEG = 0.25  # geodetic vs geocentric vertical, UT1 (see _within)
 _SUB_ANGLE_MARGIN_RAD = math.radians(0.05)
+# observers and horizon profiles a layer keeps for the points it was asked about last
+GEOMETRY_MAX_BYTES = 12 << 20
 
 DEFAULT_LEO_SINR_ZENITH_DB = 12.0
 DEFAULT_GEO_SINR_DB = 10.0
@@ -585,8 +594,23 @@ class _SatelliteLayerBase:
         self.min_elevation_deg = float(network.min_elevation_deg)
         self.horizon = horizon
         self.confidence = confidence
+        # where the points are depends on no time: a new trip on a road sampled before finds
+        # its observers and horizons here (a 1,000 km corridor takes about 8 MB)
+        self._recent = RecentArrays(max_bytes=GEOMETRY_MAX_BYTES)
 
     def _observers(self, lon: FloatArray, lat: FloatArray) -> _Observers:
+        """Observers at the points (kept for the points asked last: trips on known roads)."""
+        return self._recent.get(
+            RecentArrays.key("observers", lon, lat), lambda: self._observers_at(lon, lat)
+        )
+
+    def _profile_deg(self, lon: FloatArray, lat: FloatArray) -> FloatArray:
+        """The horizon profiles at the points (kept as :meth:`_observers` are)."""
+        return self._recent.get(
+            RecentArrays.key("profile", lon, lat), lambda: self.horizon.profile_deg(lon, lat)
+        )
+
+    def _observers_at(self, lon: FloatArray, lat: FloatArray) -> _Observers:
         terrain = self.horizon.terrain
         ground_m = terrain.elevation_m(lon, lat) if terrain is not None else np.zeros_like(lon)
         # SRTM heights are above the geoid, not the ellipsoid: the ~50 m undulation moves
@@ -723,10 +747,16 @@ class GeoLayer(_SatelliteLayerBase):
     def _best(
         self, lon: FloatArray, lat: FloatArray, t_s: FloatArray
     ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+        # a geostationary satellite stands still in the sky: the points decide alone
+        return self._recent.get(RecentArrays.key("best", lon, lat), lambda: self._best_at(lon, lat))
+
+    def _best_at(
+        self, lon: FloatArray, lat: FloatArray
+    ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
         el, az, range_km = geo_look_angles_deg(lon, lat, self.orbital_longitude_deg)
         floor_deg = np.maximum(
             self.min_elevation_deg,
-            horizon_at_azimuth_deg(self.horizon.profile_deg(lon, lat), az),
+            horizon_at_azimuth_deg(self._profile_deg(lon, lat), az),
         )
         return el, az, range_km, (el >= floor_deg).astype(np.int32)
 
@@ -849,7 +879,7 @@ class LeoLayer(_SatelliteLayerBase):
     ) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
         self._warn_if_stale(t_s)
         obs = self._observers(lon, lat)
-        profile = self.horizon.profile_deg(lon, lat)
+        profile = self._profile_deg(lon, lat)
         gmst = _gmst_rad(t_s, _dut1_s(median(t_s)))
         if self._sky is not None and self._sky.contains(lon, lat):
             return self._best_in_region(self._sky, obs, t_s, gmst, profile)
@@ -898,23 +928,32 @@ class LeoLayer(_SatelliteLayerBase):
         offsets = np.cumsum([0] + [iv.states.shape[2] for iv in intervals])
         table = np.concatenate([iv.states for iv in intervals], axis=2).reshape(12, -1)
         columns = np.empty((keys.size, _REGION_SPLIT, width), dtype=np.intp)
+        columns[...] = (offsets[1:] - 1)[:, None, None]
         for i, iv in enumerate(intervals):
             columns[i, :, : iv.pick.shape[1]] = iv.pick + offsets[i]
-            columns[i, :, iv.pick.shape[1] :] = offsets[i + 1] - 1
-        counts = np.zeros((keys.size, _REGION_SPLIT), dtype=np.intp)
-        for i, iv in enumerate(intervals):
-            counts[i] = (iv.pick < iv.sats.size).sum(axis=1)
+        counts = np.stack([iv.counts for iv in intervals])
         inverse = inverse.reshape(-1)
+        # where numba is in the process already (a server), the looks are one compiled pass
+        fused = loaded()
         # chunks of points in time order: each as wide as its own sub-intervals need
         for chunk in np.array_split(np.arange(n), n * width // _REGION_MAX_PAIRS + 1):
             need = int(counts[inverse[chunk], sub_i[chunk]].max(initial=0))
-            cols = columns[inverse[chunk], sub_i[chunk], :need]  # (points, need)
-            # np.take keeps the (points, candidates) planes contiguous, as the arithmetic needs
-            states = np.take(table, cols.ravel(), axis=1).reshape(4, 3, chunk.size, need)
             s = (t_s[chunk] - k[chunk] * NODE_STEP_S) / NODE_STEP_S
-            best = _best_usable_components(
-                obs, chunk, states, s, gmst[chunk], profile, self.min_elevation_deg
-            )
+            if fused and chunk.size:
+                turn = (np.cos(gmst[chunk]), np.sin(gmst[chunk]))
+                span = (int(chunk[0]), int(chunk[-1]) + 1, need)
+                looks = _looks_compiled(
+                    table, columns, (inverse, sub_i), span, s, turn, obs.ecef_km, obs.up
+                )
+                best = _best_of_looks_compiled(obs, chunk, *looks, profile, self.min_elevation_deg)
+            else:
+                cols = columns[inverse[chunk], sub_i[chunk], :need]  # (points, need)
+                # np.take keeps the (points, candidates) planes contiguous, as the arithmetic
+                # needs
+                states = np.take(table, cols.ravel(), axis=1).reshape(4, 3, chunk.size, need)
+                best = _best_usable_components(
+                    obs, chunk, states, s, gmst[chunk], profile, self.min_elevation_deg
+                )
             el[chunk], az[chunk], rng[chunk], count[chunk] = best
         return el, az, rng, count
 
@@ -985,6 +1024,11 @@ class _Interval:
     states: FloatArray  # (r0, v0, r1, v1) x (x, y, z) x (candidates + 1): a last NaN column
     pick: NDArray[np.intp]  # (_REGION_SPLIT, width): each sub-interval's candidate columns,
     # padded with the NaN column
+
+    @functools.cached_property
+    def counts(self) -> NDArray[np.intp]:
+        """Candidates of each sub-interval (the columns of ``pick`` before the padding)."""
+        return np.asarray((self.pick < self.sats.size).sum(axis=1), dtype=np.intp)
 
 
 class _RegionSky:
@@ -1245,7 +1289,6 @@ def _best_usable_components(
     """:func:`_hermite`, :func:`_teme_to_ecef` and :func:`_best_usable` on states laid out
     (r0, v0, r1, v1) x (x, y, z) x (points, candidates): the same operations in the same
     order, on contiguous (points, candidates) arrays instead of 3-vectors."""
-    n_p = states.shape[2]
     s2, s3 = s * s, s * s * s
     h00 = (2 * s3 - 3 * s2 + 1)[:, None]
     h10 = ((s3 - 2 * s2 + s) * NODE_STEP_S)[:, None]
@@ -1261,7 +1304,111 @@ def _best_usable_components(
     range_km = np.sqrt(rho[0] * rho[0] + rho[1] * rho[1] + rho[2] * rho[2])
     up = obs.up[rows]
     dot = rho[0] * up[:, 0:1] + rho[1] * up[:, 1:2] + rho[2] * up[:, 2:3]
-    el = np.degrees(np.arcsin(dot / range_km))
+    return _best_of_looks(obs, rows, rho, range_km, dot / range_km, profile, min_elevation_deg)
+
+
+@compiled
+def _looks_compiled(
+    table: FloatArray,
+    columns: NDArray[np.intp],
+    at: tuple[NDArray[np.intp], NDArray[np.intp]],
+    span: tuple[int, int, int],
+    s: FloatArray,
+    turn: tuple[FloatArray, FloatArray],
+    ecef_km: FloatArray,
+    up: FloatArray,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The looks of :func:`_best_usable_components` in one compiled pass, without gathering
+    the candidates' states first: the same operations in the same order (no fused
+    multiply-adds), so the same values to the bit.
+
+    ``table`` (12, states) and ``columns`` (intervals, sub-intervals, width) are those of
+    :meth:`LeoLayer._best_in_region`, ``at`` each point's interval and sub-interval,
+    ``span`` the points ``lo:hi`` and the candidates ``need`` to look at, ``s`` the points'
+    interval fractions, ``turn`` cos and sin of their GMST. Returns the looks
+    ``rho (3, points, need)``, their ``range_km`` and the sine of their elevation.
+    """
+    inverse, sub_i = at
+    lo, hi, need = span
+    cos_g, sin_g = turn
+    n = hi - lo
+    rho = np.empty((3, n, need))
+    range_km = np.empty((n, need))
+    sine = np.empty((n, need))
+    for p in range(n):
+        g = lo + p
+        sp = s[p]
+        s2 = sp * sp
+        s3 = sp * sp * sp
+        h00 = 2 * s3 - 3 * s2 + 1
+        h10 = (s3 - 2 * s2 + sp) * NODE_STEP_S
+        h01 = 3 * s2 - 2 * s3
+        h11 = (s3 - s2) * NODE_STEP_S
+        c, sn = cos_g[p], sin_g[p]
+        for q in range(need):
+            col = columns[inverse[g], sub_i[g], q]
+            x = (
+                h00 * table[0, col]
+                + h10 * table[3, col]
+                + h01 * table[6, col]
+                + h11 * table[9, col]
+            )
+            y = (
+                h00 * table[1, col]
+                + h10 * table[4, col]
+                + h01 * table[7, col]
+                + h11 * table[10, col]
+            )
+            z = (
+                h00 * table[2, col]
+                + h10 * table[5, col]
+                + h01 * table[8, col]
+                + h11 * table[11, col]
+            )
+            r0 = c * x + sn * y - ecef_km[g, 0]
+            r1 = c * y - sn * x - ecef_km[g, 1]
+            r2 = z - ecef_km[g, 2]
+            rng = np.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
+            rho[0, p, q], rho[1, p, q], rho[2, p, q] = r0, r1, r2
+            range_km[p, q] = rng
+            sine[p, q] = (r0 * up[g, 0] + r1 * up[g, 1] + r2 * up[g, 2]) / rng
+    return rho, range_km, sine
+
+
+def warm_up_kernels() -> None:
+    """Load (or, in a fresh install, compile) the compiled pass of the LEO layers now.
+
+    Examples
+    --------
+    >>> warm_up_kernels()
+    """
+    table, columns = np.zeros((12, 1)), np.zeros((1, 1, 1), dtype=np.intp)
+    at = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    turn = (np.ones(1), np.zeros(1))
+    observer = np.ones((1, 3))
+    observer.flags.writeable = False  # as the layers keep them (numba types read-only apart)
+    rho, range_km, _ = _looks_compiled(
+        table, columns, at, (0, 1, 1), np.zeros(1), turn, observer, observer
+    )
+    el, frame = np.zeros((1, 1)), (observer, observer)
+    p_idx, c_idx, _, _ = _horizon_looks_compiled(el, 25.0, np.ones(1), rho, frame, 0)
+    looked = (p_idx, c_idx, np.zeros(p_idx.size, dtype=np.bool_))
+    _best_looks_compiled(el, 25.0, looked, range_km, rho, frame, 0)
+
+
+def _best_of_looks(
+    obs: _Observers,
+    rows: NDArray[np.intp],
+    rho: Sequence[FloatArray] | FloatArray,
+    range_km: FloatArray,
+    sine: FloatArray,
+    profile: FloatArray,
+    min_elevation_deg: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+    """Best usable satellite per point from its looks (x, y, z) x (points, candidates) at the
+    candidates, their ranges and the sines of their elevations."""
+    n_p = range_km.shape[0]
+    el = np.degrees(np.arcsin(sine))
     # the horizon only matters for satellites above the minimum and below the highest
     # horizon around the point (any horizon interpolated from its profile is lower): look up
     # those few
@@ -1279,10 +1426,113 @@ def _best_usable_components(
     return el[ar, best], best_az, range_km[ar, best], count
 
 
+def _best_of_looks_compiled(
+    obs: _Observers,
+    rows: NDArray[np.intp],
+    rho: FloatArray,
+    range_km: FloatArray,
+    sine: FloatArray,
+    profile: FloatArray,
+    min_elevation_deg: float,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int32]]:
+    """:func:`_best_of_looks` with its per-look loops compiled (``rows`` consecutive): numpy
+    still takes the arc sines and tangents (its own vectorised functions, whose last bits
+    libm's do not always match), so the values are the same to the bit."""
+    el = np.degrees(np.arcsin(sine))
+    lo, frame = int(rows[0]) if rows.size else 0, (obs.east, obs.north)
+    peak = profile[rows].max(axis=1)  # no horizon around a point is higher
+    p_idx, c_idx, east, north = _horizon_looks_compiled(el, min_elevation_deg, peak, rho, frame, lo)
+    az = np.mod(np.degrees(np.arctan2(east, north)), 360.0)
+    ok = el[p_idx, c_idx] >= horizon_at_azimuth_deg(profile, az, rows=rows[p_idx])
+    best_el, best_range, count, east, north = _best_looks_compiled(
+        el, min_elevation_deg, (p_idx, c_idx, ok), range_km, rho, frame, lo
+    )
+    best_az = np.full(count.size, np.nan)
+    hit = np.flatnonzero(count)  # azimuths only where a satellite is up
+    best_az[hit] = np.mod(np.degrees(np.arctan2(east[hit], north[hit])), 360.0)
+    return best_el, best_az, best_range, count
+
+
+@compiled
+def _horizon_looks_compiled(
+    el: FloatArray,
+    min_elevation_deg: float,
+    peak: FloatArray,
+    rho: FloatArray,
+    frame: tuple[FloatArray, FloatArray],
+    lo: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], FloatArray, FloatArray]:
+    """The looks whose elevation is at least the minimum and below the point's highest
+    horizon, in ``np.nonzero`` order, and their east and north components (as
+    :func:`_azimuth_deg` computes them; the observers' frame from row ``lo``)."""
+    east, north = frame
+    n, need = el.shape
+    p_idx = np.empty(n * need, dtype=np.intp)
+    c_idx = np.empty(n * need, dtype=np.intp)
+    e_dot = np.empty(n * need)
+    n_dot = np.empty(n * need)
+    m = 0
+    for p in range(n):
+        g = lo + p
+        for q in range(need):
+            e = el[p, q]
+            if e >= min_elevation_deg and e < peak[p]:
+                v0, v1, v2 = rho[0, p, q], rho[1, p, q], rho[2, p, q]
+                e_dot[m] = v0 * east[g, 0] + v1 * east[g, 1] + v2 * east[g, 2]
+                n_dot[m] = v0 * north[g, 0] + v1 * north[g, 1] + v2 * north[g, 2]
+                p_idx[m], c_idx[m] = p, q
+                m += 1
+    return p_idx[:m].copy(), c_idx[:m].copy(), e_dot[:m].copy(), n_dot[:m].copy()
+
+
+@compiled
+def _best_looks_compiled(
+    el: FloatArray,
+    min_elevation_deg: float,
+    looked: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.bool_]],
+    range_km: FloatArray,
+    rho: FloatArray,
+    frame: tuple[FloatArray, FloatArray],
+    lo: int,
+) -> tuple[FloatArray, FloatArray, NDArray[np.int32], FloatArray, FloatArray]:
+    """Per point: the highest usable look (the first of equals, as ``np.argmax``), its
+    range, the usable count and the best look's east and north components. A look is usable
+    at or above the minimum elevation, and for the looks in ``looked`` (point, candidate,
+    above its horizon) where it clears the horizon."""
+    p_idx, c_idx, ok = looked
+    east, north = frame
+    n, need = el.shape
+    usable = np.empty((n, need), dtype=np.bool_)
+    for p in range(n):
+        for q in range(need):
+            usable[p, q] = el[p, q] >= min_elevation_deg
+    for i in range(p_idx.shape[0]):
+        usable[p_idx[i], c_idx[i]] = ok[i]
+    best_el = np.empty(n)
+    best_range = np.empty(n)
+    count = np.zeros(n, dtype=np.int32)
+    e_dot = np.full(n, np.nan)
+    n_dot = np.full(n, np.nan)
+    for p in range(n):
+        best, top = 0, -np.inf
+        for q in range(need):
+            if usable[p, q]:
+                count[p] += 1
+                if el[p, q] > top:
+                    best, top = q, el[p, q]
+        best_el[p], best_range[p] = el[p, best], range_km[p, best]
+        if count[p] > 0:
+            g = lo + p
+            v0, v1, v2 = rho[0, p, best], rho[1, p, best], rho[2, p, best]
+            e_dot[p] = v0 * east[g, 0] + v1 * east[g, 1] + v2 * east[g, 2]
+            n_dot[p] = v0 * north[g, 0] + v1 * north[g, 1] + v2 * north[g, 2]
+    return best_el, best_range, count, e_dot, n_dot
+
+
 def _azimuth_deg(
     obs: _Observers,
     rows: NDArray[np.intp],
-    rho: tuple[FloatArray, FloatArray, FloatArray],
+    rho: Sequence[FloatArray] | FloatArray,
     p_idx: NDArray[np.intp],
     c_idx: NDArray[np.intp],
 ) -> FloatArray:
