@@ -97,6 +97,7 @@ __all__ = [
     "hot_standby_policy",
     "loss_breakdown",
     "loss_runs",
+    "map_free_plan_seconds",
     "next_switch",
     "planned_failover_policy",
     "probe_failover_policy",
@@ -453,6 +454,37 @@ def next_switch(planned: IntArray) -> tuple[IntArray, IntArray]:
         else:
             at[i], to[i] = at[i + 1], to[i + 1]
     return at, to
+
+
+def map_free_plan_seconds(
+    seconds: DriveSeconds, priority: Sequence[int] | None = None
+) -> tuple[IntArray, IntArray]:
+    """The plan and fallback order a vehicle has without a map, per second.
+
+    The plan is the first network of the map-free baselines' order (the configured
+    ``priority``, else the networks by signal at the start of each leg) all the way, and a
+    failed link goes to the next of that order: :func:`planned_failover_policy` on it is the
+    closed-loop rules without the plan (the ablation).
+
+    Examples
+    --------
+    >>> out = np.zeros((3, 2), bool)
+    >>> s = DriveSeconds(("a", "b"), np.arange(3.0), np.zeros(3), np.zeros(3),
+    ...                  np.zeros(3, np.int64), out, np.array([[-100.0, -90.0]] * 3))
+    >>> plan, order = map_free_plan_seconds(s)
+    >>> plan.tolist(), order[0].tolist()
+    ([1, 1, 1], [1, 0])
+    >>> map_free_plan_seconds(s, priority=[0, 1])[0].tolist()
+    [0, 0, 0]
+    """
+    k = len(seconds.network_ids)
+    plan = np.zeros(len(seconds), dtype=np.int64)
+    order = np.zeros((len(seconds), k), dtype=np.int64)
+    for part in seconds.pieces():
+        leg = _order(seconds, part, priority)
+        plan[part] = leg[0]
+        order[part] = leg
+    return plan, order
 
 
 def _first_other(order_row: IntArray, current: int) -> int:
