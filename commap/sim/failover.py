@@ -218,8 +218,15 @@ def _order(seconds: DriveSeconds, part: slice, priority: Sequence[int] | None) -
     return _by_signal(seconds.rank[part][0])
 
 
+def _ranks(rank: np.ndarray) -> np.ndarray:
+    """Signal ranks with unknown (NaN) ranked last, cleaned once per leg (not every second)."""
+    return np.nan_to_num(rank, nan=-1e9)
+
+
 def _best_other(rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
-    options = np.where(out_row, -np.inf, np.nan_to_num(rank_row, nan=-1e9))
+    """The best ranked network other than ``current`` not in outage (``rank_row`` from
+    :func:`_ranks`; -1: none)."""
+    options = np.where(out_row, -np.inf, rank_row)
     options[current] = -np.inf
     best = int(np.argmax(options))
     return best if np.isfinite(options[best]) else NONE
@@ -271,7 +278,7 @@ def a3_failover_policy(
     standby = np.full(n, NONE, dtype=np.int64)
     modems = _Modems(setup, networks) if networks is not None else None
     for part in seconds.pieces():
-        rank, out = seconds.rank[part], seconds.outage[part]
+        rank, out = _ranks(seconds.rank[part]), seconds.outage[part]
         current = _order(seconds, part, priority)[0]
         busy_until, other = -1, NONE
         if modems:
@@ -381,16 +388,14 @@ def greedy_policy(
     standby = np.full(n, NONE, dtype=np.int64)
     modems = _Modems(setup, networks)
     for part in seconds.pieces():
-        rank, out = seconds.rank[part], seconds.outage[part]
+        rank, out = _ranks(seconds.rank[part]), seconds.outage[part]
         current = _order(seconds, part, priority)[0]
         busy_until, lead, leader, other = -1, 0, NONE, NONE
         modems.reset()
         for i in range(rank.shape[0]):
             best = _best_other(rank[i], out[i], current)
             ahead = best != NONE and (
-                out[i, current]
-                or np.nan_to_num(rank[i, best], nan=-1e9)
-                > np.nan_to_num(rank[i, current], nan=-1e9) + params.hysteresis_db
+                out[i, current] or rank[i, best] > rank[i, current] + params.hysteresis_db
             )
             lead = lead + 1 if ahead and best == leader else (1 if ahead else 0)
             leader = best if ahead else NONE
