@@ -309,6 +309,7 @@ def _seconds_lines(result: EvaluationResult) -> list[str]:
         lines += ["", "### The bar per set-up", ""]
         records = [{str(k): v for k, v in row.items()} for row in versus.to_dict("records")]
         lines += [_bar_line(row) for row in records]
+        lines += _unplanned_lines(summary, {str(r["vehicle"]) for r in records})
         lines += ["", "### What the plan adds", ""]
         lines += [_ablation_line(row) for row in records]
     split = result.seconds.breakdown()
@@ -325,6 +326,21 @@ def _seconds_lines(result: EvaluationResult) -> list[str]:
             "network the vehicle was not registered on up. `commap - oracle`: where commap's "
             "excess comes from.",
         ]
+    return lines
+
+
+def _unplanned_lines(summary: pd.DataFrame, planned: set[str]) -> list[str]:
+    """The set-ups without a plan (a bonded pair): their policies' loss, best first."""
+    lines = []
+    for vehicle, rows in summary.groupby("vehicle", sort=False):
+        if vehicle in planned:
+            continue
+        ranked = rows.sort_values("service_loss_s_per_hour")
+        figures = ", ".join(
+            f"`{r['policy']}` {float(r['service_loss_s_per_hour']):.1f} s/h"
+            for r in ranked.to_dict("records")
+        )
+        lines.append(f"* {vehicle}: no plan (the planner picks one network per segment); {figures}")
     return lines
 
 

@@ -94,7 +94,7 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     assert "| commap |" in text and "## Targets" in text
     assert "## Service loss" in text and "What the plan adds" in text
     # the bar and the ablation per set-up with a plan
-    assert "### The bar per set-up" in text
+    assert "### The bar per set-up" in text and "* bonded: no plan" in text
     for vehicle in ("single_modem", "dual_modem", "satellite_always_on"):
         assert f"* {vehicle}: commap " in text and f"* {vehicle}: with the plan" in text
     assert all(p in MAP_FREE for p in result.seconds.versus()["best_map_free"])
