@@ -1,16 +1,18 @@
 """Drops benchmark: every policy on the default map's routes, plus the real traces.
 
 * The evaluation of ``commap evaluate --map andorra --seeds 20 --sigma-db 6``: three routes
-  (about 75 km, 66 min per seed), 20 seeds, six policies and the 36-entry A3 sweep. The report
-  folder goes to ``bench/results/evaluate/`` (``summary.md``, ``summary.csv``, ``runs.csv``,
-  ``a3_sweep.csv`` and the PNG charts).
+  (about 75 km, 66 min per seed), 20 seeds, the drive simulator's policies and the 36-entry A3
+  sweep, and the same truths second by second on every vehicle set-up with every map-free
+  baseline. The report folder goes to ``bench/results/evaluate/`` (``summary.md``,
+  ``summary.csv``, ``drops_3gpp.csv``, ``runs.csv``, ``a3_sweep.csv`` and the PNG charts).
 * The real traces (``EvaluationConfig.real_traces``): A3 replayed on the held-out Cork drive
   test (serving-cell changes predicted vs real, ``cork_a3_replay.png``) and the Starlink
   Autobahn run (bridge-blocked seconds vs measured zero-throughput seconds,
   ``starlink_bridges.png``), in the same report.
 
-Figures: the targets (avoidable RLF+HOF per hour, handovers, ping-pong, distance to the oracle), the
-main rates per policy, the replay figures and wall times.
+Figures: per set-up and policy the service-loss seconds and switches per hour second by second
+and the bar (``seconds.*``), the simulator's targets (avoidable RLF+HOF per hour, handovers,
+ping-pong, distance to the oracle), its main rates per policy, the replay figures and wall times.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from commap.map.comm_map import CommMap
 from commap.out.evaluation_report import write_evaluation_report
-from commap.sim.evaluate import EvaluationConfig, evaluate_map
+from commap.sim.evaluate import EvaluationConfig, EvaluationResult, evaluate_map
 from commap.sim.replay import CorkReplay, RealTraces, StarlinkBridges
 
 __all__ = ["run"]
@@ -53,8 +55,24 @@ def _evaluation(out: Path) -> dict[str, Any]:
             "outage_s_per_hour",
         ):
             figures[f"{policy}_{column}"] = round(float(rows.loc[policy, column]), 3)
+    figures.update(_seconds_figures(result))
     if result.cork is not None and result.autobahn is not None:
         figures.update(_replay_figures(result.cork, result.autobahn))
+    return figures
+
+
+def _seconds_figures(result: EvaluationResult) -> dict[str, Any]:
+    """Per set-up and policy, loss and switches per hour; per set-up with a plan, the bar."""
+    figures: dict[str, Any] = {}
+    for row in result.seconds.summary().to_dict("records"):
+        key = f"seconds.{row['vehicle']}.{row['policy']}"
+        figures[f"{key}.loss_s_per_h"] = round(float(row["service_loss_s_per_hour"]), 1)
+        figures[f"{key}.switches_per_h"] = round(float(row["switches_per_hour"]), 2)
+    for row in result.seconds.versus().to_dict("records"):
+        key = f"seconds.{row['vehicle']}"
+        figures[f"{key}.best_map_free"] = row["best_map_free"]
+        figures[f"{key}.commap_excess_ratio"] = row["excess_ratio"]
+        figures[f"{key}.bar_met"] = row["met"]
     return figures
 
 

@@ -131,7 +131,7 @@ def run() -> dict[str, Any]:
                 figures[f"{k}.best_map_free"] = row.best_map_free
                 figures[f"{k}.commap_excess_ratio"] = row.excess_ratio
                 figures[f"{k}.bar_met"] = row.met
-            assert all(p in MAP_FREE or p in ("commap", "commap_open_loop", "oracle", "best_single", "best_pair")
+            assert all(p in MAP_FREE or p in ("commap", "commap_open_loop", "oracle", "best_single", "best_pair", "rules_without_plan")
                        for v in replay.scores.values() for p in v)  # fmt: skip
             figures[f"{key}.scored_s"] = len(replay.seconds)
             figures[f"{key}.unknown_share"] = round(max(replay.unknown_share.values()), 3)

@@ -897,7 +897,11 @@ def evaluate_command(
         raise InvalidInputError("--real-map and --real-drive go together", field="--real-drive")
     start = time.perf_counter()
     from commap.map.comm_map import CommMap
-    from commap.out.evaluation_report import evaluation_markdown, write_evaluation_report
+    from commap.out.evaluation_report import (
+        evaluation_markdown,
+        summary_rows,
+        write_evaluation_report,
+    )
     from commap.sim import evaluate_map
 
     cmap = CommMap.load(map_name)
@@ -920,7 +924,7 @@ def evaluate_command(
             from commap.out.replay_report import replay_markdown, write_replay_report
 
             write_replay_report(replay, out / "real")
-            both = _with_rows(result.summary, replay)
+            both = _with_rows(summary_rows(result), replay)
             write_text_atomic(out / "summary.csv", both.to_csv(index=False, float_format="%.6g"))
     console.print(evaluation_markdown(result))
     if real is not None:

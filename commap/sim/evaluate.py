@@ -12,8 +12,11 @@
    ``(seed, route index)``), the oracle plan on it, and one drive per policy; the A3 sweep runs
    on the same truth and ``a3_tuned`` takes, per route, the sweep entry with the fewest mean
    avoidable drops (then fewest handovers);
-4. :func:`commap.sim.metrics.aggregate`, the targets (:func:`check_bar`) and the report folder
-   (:mod:`commap.out.evaluation_report`).
+4. per seed and route the same truth second by second on every vehicle set-up of
+   ``config.vehicles``, with every map-free baseline of the real drives
+   (:mod:`commap.sim.synthetic`): the rows of ``summary.csv`` and the bar per set-up;
+5. :func:`commap.sim.metrics.aggregate` (the simulator's 3GPP counts), the targets
+   (:func:`check_bar`) and the report folder (:mod:`commap.out.evaluation_report`).
 
 ``commap`` and ``oracle`` execute their plans the way commap does in a vehicle: in a closed loop
 (:class:`commap.sim.policies.FallbackPlanPolicy`; the execution rules travel with the plan).
@@ -46,6 +49,7 @@ from commap.plan import defaults
 from commap.progress import ProgressArg, as_progress
 from commap.radio.link import LinkModel, Objective, app_profile
 from commap.radio.quality import QualityMatrix
+from commap.radio.vehicle import VehicleSetup, vehicle_setup
 from commap.sim.a3 import A3Params
 from commap.sim.drive import DriveLog, Measurements, Policy, SimConfig, simulate
 from commap.sim.metrics import aggregate, outage_durations_s, run_metrics
@@ -70,6 +74,7 @@ from commap.sim.replay import (
     calibrate_cork,
     run_replays,
 )
+from commap.sim.synthetic import SYNTHETIC_SETUPS, SecondsTotals, judge_truth
 from commap.sim.truth import TruthConfig, TruthField, make_truth
 
 if TYPE_CHECKING:
@@ -133,6 +138,8 @@ class EvaluationConfig:
     real_traces: RealTraces | None = None  # replay real traces too
     # A3 calibrated on some Cork drives and scored on the others (with real_traces; () skips)
     a3_calibration_grid: tuple[A3Params, ...] = A3_GRID
+    # the vehicle set-ups the truth is also judged on second by second (() skips)
+    vehicles: tuple[str, ...] = SYNTHETIC_SETUPS
 
     def __post_init__(self) -> None:
         known = POLICY_NAMES + EXTRA_POLICY_NAMES
@@ -148,6 +155,8 @@ class EvaluationConfig:
         if "a3_tuned" in self.policies and not self.a3_sweep:
             raise InvalidInputError("a3_tuned needs a non-empty a3_sweep", field="a3_sweep")
         app_profile(self.app)
+        for name in self.vehicles:
+            vehicle_setup(name)
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,8 @@ class EvaluationResult:
     cork: CorkReplay | None = None
     autobahn: StarlinkBridges | None = None
     a3_calibration: A3Calibration | None = None
+    # the truth second by second on every vehicle set-up (the rows of summary.csv)
+    seconds: SecondsTotals = field(default_factory=SecondsTotals)
 
 
 def default_routes(cmap: CommMap) -> list[Route]:
@@ -240,11 +251,13 @@ def plan_assignment(
     catalogue: NetworkCatalogue,
     *,
     config: EvaluationConfig,
+    vehicle: VehicleSetup | None = None,
 ) -> IntArray:
     """The optimizer's plan (network column per segment) on ``matrix``.
 
     :func:`commap.plan.plan_corridor` with the exact DP and the link model, objective,
-    application and minimum dwell of ``config`` (no global constraints, so the DP is optimal).
+    application and minimum dwell of ``config`` (no global constraints, so the DP is optimal),
+    for ``vehicle`` (default: the link model's switch times).
 
     Examples
     --------
@@ -262,6 +275,7 @@ def plan_assignment(
         objective=config.objective,
         constraints=Constraints(min_dwell_s=config.min_dwell_s),
         solver="dp",
+        vehicle=vehicle,
     )
     return np.asarray(plan.assignment, dtype=np.int64)
 
@@ -330,6 +344,30 @@ class _SeedRun:
         )
         return log_, row
 
+    def judge_seconds(self, commap_plans: dict[str, IntArray], totals: SecondsTotals) -> None:
+        """The truth second by second on every configured set-up, added to ``totals``
+        (``commap_plans``: this route's commap plan per set-up, made once for every seed)."""
+        cfg = self.config
+        scenario = self.scenario
+
+        def planner(matrix: QualityMatrix, setup: VehicleSetup) -> IntArray:
+            catalogue = NetworkCatalogue([self.catalogue[n] for n in matrix.network_ids])
+            return plan_assignment(scenario.corridor, matrix, catalogue, config=cfg, vehicle=setup)
+
+        scores, splits = judge_truth(
+            self.truth,
+            scenario.corridor,
+            scenario.matrix,
+            self.networks,
+            setups=[vehicle_setup(v) for v in cfg.vehicles],
+            planner=planner,
+            commap_plans=commap_plans,
+            link=cfg.link,
+            tolerance_s=self.app.tolerated_gap_s,
+            mb_per_s=self.app.mb_per_s,
+        )
+        totals.add(scores, splits)
+
     def oracle_plan(self) -> IntArray:
         """The plan made on the truth (cached: both oracle policies drive it)."""
         if self._oracle is None:
@@ -369,11 +407,13 @@ def evaluate_scenarios(
     config: EvaluationConfig,
     progress: ProgressArg = None,
     first_seed: int = 0,
+    seconds: SecondsTotals | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, StripData | None, dict[str, FloatArray]]:
     """Drive every policy on every (route, seed): ``runs``, ``sweep``, strip data, outages.
 
     ``progress`` counts (route, seed) pairs; each drives every policy on one truth. The seeds
-    are ``first_seed .. first_seed + seeds - 1``.
+    are ``first_seed .. first_seed + seeds - 1``. With ``seconds`` every truth is also judged
+    second by second on ``config.vehicles`` and added to it.
     """
     report = as_progress(progress, label="evaluation", unit="route drives")
     report.total(len(scenarios) * seeds)
@@ -384,8 +424,11 @@ def evaluate_scenarios(
     strip: StripData | None = None
     direct = [p for p in config.policies if p != "a3_tuned"]
     for ri, scenario in enumerate(scenarios):
+        commap_plans: dict[str, IntArray] = {}
         for seed in range(first_seed, first_seed + seeds):
             run = _SeedRun(scenario, networks, catalogue, config, seed, ri)
+            if seconds is not None and config.vehicles:
+                run.judge_seconds(commap_plans, seconds)
             logs: dict[str, DriveLog] = {}
             for name in direct:
                 logs[name], row = run.drive(run.policy(name))
@@ -623,15 +666,23 @@ def evaluate_map(
         raise InvalidInputError("no routes to evaluate", field="routes")
     report = as_progress(progress, label="evaluation", unit="route drives")
     scenarios = prepare_scenarios(cmap, chosen, cfg, report)
+    totals = SecondsTotals(seeds=seeds)
     runs, sweep, strip, outages = evaluate_scenarios(
-        scenarios, cmap.catalogue, seeds=seeds, config=cfg, progress=report, first_seed=first_seed
+        scenarios,
+        cmap.catalogue,
+        seeds=seeds,
+        config=cfg,
+        progress=report,
+        first_seed=first_seed,
+        seconds=totals,
     )
     summary = aggregate(runs)
     order = {p: i for i, p in enumerate(cfg.policies)}
     summary = summary.sort_values("policy", key=lambda s: s.map(order)).reset_index(drop=True)
     # what the figures were judged on and which vehicle drove: the drive simulator's truth, one
-    # modem with a SIM per operator (an operator switch re-registers) and a satellite terminal
-    summary.insert(0, "vehicle", "single_modem")
+    # modem with a SIM per operator (an operator switch re-registers) and an always-on
+    # satellite terminal (a change to or from it is a route change)
+    summary.insert(0, "vehicle", "satellite_always_on")
     summary.insert(0, "truth", "synthetic")
     result = EvaluationResult(
         map_name=cmap.name,
@@ -646,6 +697,7 @@ def evaluate_map(
         strip=strip,
         outage_durations_s=outages,
         wall_s=math.nan,
+        seconds=totals,
     )
     if cfg.real_traces is not None:
         result.cork, result.autobahn = run_replays(cfg.real_traces)

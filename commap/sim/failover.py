@@ -40,9 +40,13 @@ and, with two modems, the network the second modem aims to stay registered on (t
 
 A plan executed in closed loop (:func:`planned_failover_policy`) follows a per-second plan and
 applies the failover rule of the set-up where the plan's network fails: on one modem the
-health probes of ``probe_failover``, then the network the map ranks next; on two modems the
-modem's own link state and the registered standby, as ``hot_standby``, with the standby
-registered ahead on the plan's next network. After a failover the vehicle stays on the network
+modem's own link state, a link out for :data:`LEAVE_AFTER_S` consecutive seconds left for the
+first network of the map's ranking not in outage (the health probes of ``probe_failover``
+learn of a failure 15-20 s late: on the synthetic truth, whose dead stretches last, that lost
+75 s/h more on held-out seeds; a shorter wait, as ``a3_failover``'s one second, leaves links
+for the short outages of real drives at 10 s an attach each); on two modems the modem's own
+link state and the registered standby, as ``hot_standby``, with the standby registered ahead
+on the plan's next network. After a failover the vehicle stays on the network
 it fled to until the plan's next switch. The rule is map-free; the plan and the fallback order
 are the map's.
 
@@ -83,6 +87,7 @@ from commap.sim.seconds import DriveSeconds
 __all__ = [
     "FAST_PROBES",
     "GREEDY_DEFAULT",
+    "LEAVE_AFTER_S",
     "PEPLINK_PROBES",
     "Choice",
     "HysteresisParams",
@@ -97,6 +102,7 @@ __all__ = [
     "hot_standby_policy",
     "loss_breakdown",
     "loss_runs",
+    "map_free_plan_seconds",
     "next_switch",
     "planned_failover_policy",
     "probe_failover_policy",
@@ -155,6 +161,9 @@ class HysteresisParams:
 
 
 GREEDY_DEFAULT = HysteresisParams()
+# one modem executing a plan: consecutive outage seconds of its own link before it leaves it
+# (chosen on synthetic truth seeds 100-119 from 1, 2, 3, 5 s and the Peplink probes)
+LEAVE_AFTER_S = 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,8 +218,15 @@ def _order(seconds: DriveSeconds, part: slice, priority: Sequence[int] | None) -
     return _by_signal(seconds.rank[part][0])
 
 
+def _ranks(rank: np.ndarray) -> np.ndarray:
+    """Signal ranks with unknown (NaN) ranked last, cleaned once per leg (not every second)."""
+    return np.nan_to_num(rank, nan=-1e9)
+
+
 def _best_other(rank_row: np.ndarray, out_row: BoolArray, current: int) -> int:
-    options = np.where(out_row, -np.inf, np.nan_to_num(rank_row, nan=-1e9))
+    """The best ranked network other than ``current`` not in outage (``rank_row`` from
+    :func:`_ranks`; -1: none)."""
+    options = np.where(out_row, -np.inf, rank_row)
     options[current] = -np.inf
     best = int(np.argmax(options))
     return best if np.isfinite(options[best]) else NONE
@@ -262,7 +278,7 @@ def a3_failover_policy(
     standby = np.full(n, NONE, dtype=np.int64)
     modems = _Modems(setup, networks) if networks is not None else None
     for part in seconds.pieces():
-        rank, out = seconds.rank[part], seconds.outage[part]
+        rank, out = _ranks(seconds.rank[part]), seconds.outage[part]
         current = _order(seconds, part, priority)[0]
         busy_until, other = -1, NONE
         if modems:
@@ -372,16 +388,14 @@ def greedy_policy(
     standby = np.full(n, NONE, dtype=np.int64)
     modems = _Modems(setup, networks)
     for part in seconds.pieces():
-        rank, out = seconds.rank[part], seconds.outage[part]
+        rank, out = _ranks(seconds.rank[part]), seconds.outage[part]
         current = _order(seconds, part, priority)[0]
         busy_until, lead, leader, other = -1, 0, NONE, NONE
         modems.reset()
         for i in range(rank.shape[0]):
             best = _best_other(rank[i], out[i], current)
             ahead = best != NONE and (
-                out[i, current]
-                or np.nan_to_num(rank[i, best], nan=-1e9)
-                > np.nan_to_num(rank[i, current], nan=-1e9) + params.hysteresis_db
+                out[i, current] or rank[i, best] > rank[i, current] + params.hysteresis_db
             )
             lead = lead + 1 if ahead and best == leader else (1 if ahead else 0)
             leader = best if ahead else NONE
@@ -455,6 +469,42 @@ def next_switch(planned: IntArray) -> tuple[IntArray, IntArray]:
     return at, to
 
 
+def map_free_plan_seconds(
+    seconds: DriveSeconds, priority: Sequence[int] | None = None
+) -> tuple[IntArray, IntArray]:
+    """The plan and fallback order a vehicle has without a map, per second.
+
+    The plan is the first network of the map-free baselines' order (the configured
+    ``priority``, else the networks by signal at the start of each leg) all the way, and a
+    failed link goes to the next of that order: :func:`planned_failover_policy` on it is the
+    closed-loop rules without the plan (the ablation).
+
+    Examples
+    --------
+    >>> out = np.zeros((3, 2), bool)
+    >>> s = DriveSeconds(("a", "b"), np.arange(3.0), np.zeros(3), np.zeros(3),
+    ...                  np.zeros(3, np.int64), out, np.array([[-100.0, -90.0]] * 3))
+    >>> plan, order = map_free_plan_seconds(s)
+    >>> plan.tolist(), order[0].tolist()
+    ([1, 1, 1], [1, 0])
+    >>> map_free_plan_seconds(s, priority=[0, 1])[0].tolist()
+    [0, 0, 0]
+    """
+    k = len(seconds.network_ids)
+    plan = np.zeros(len(seconds), dtype=np.int64)
+    order = np.zeros((len(seconds), k), dtype=np.int64)
+    for part in seconds.pieces():
+        leg = _order(seconds, part, priority)
+        plan[part] = leg[0]
+        order[part] = leg
+    return plan, order
+
+
+def _first_usable(order_row: IntArray, out_row: BoolArray, current: int) -> int:
+    """The first network of a ranking that is neither ``current`` nor in outage (-1: none)."""
+    return next((int(j) for j in order_row if j != current and not out_row[j]), NONE)
+
+
 def _first_other(order_row: IntArray, current: int) -> int:
     """The first network of a ranking that is not ``current``."""
     return next(int(j) for j in order_row if j != current)
@@ -467,6 +517,8 @@ def planned_failover_policy(
     planned: IntArray,
     fallback: IntArray,
     params: ProbeParams = PEPLINK_PROBES,
+    *,
+    leave_after_s: int | None = LEAVE_AFTER_S,
 ) -> Choice:
     """A plan executed with the set-up's failover rule (module docstring).
 
@@ -478,7 +530,10 @@ def planned_failover_policy(
     planned : ``(n,)`` the plan's network column at each second.
     fallback : ``(n, k)`` network columns at each second, best first by the map (where a failed
         link goes, and what the standby holds between planned switches).
-    params : health-probe settings on one modem (the Peplink defaults).
+    params : health-probe settings on one modem, with ``leave_after_s=None``.
+    leave_after_s : one modem: consecutive outage seconds of the link before it is left for
+        the first network of ``fallback`` not in outage; ``None``: the health probes instead,
+        to the first other network of ``fallback``.
 
     Examples
     --------
@@ -490,7 +545,11 @@ def planned_failover_policy(
     ...                  np.zeros(40, np.int64), out, np.where(out, -np.inf, -90.0))
     >>> plan, order = np.zeros(40, np.int64), np.tile([0, 1], (40, 1))
     >>> c = planned_failover_policy(s, nets, vehicle_setup("single_modem"), plan, order)
-    >>> int(np.argmax(c.serving == 1))  # probes every 5 s, down after 3 failures (5 s timeout)
+    >>> int(np.argmax(c.serving == 1))  # out from 5 s: left after 5 outage seconds
+    9
+    >>> probes = planned_failover_policy(s, nets, vehicle_setup("single_modem"), plan, order,
+    ...                                  leave_after_s=None)
+    >>> int(np.argmax(probes.serving == 1))  # probes every 5 s, down after 3 failures (5 s timeout)
     20
     >>> two = planned_failover_policy(s, nets, vehicle_setup("dual_modem"), plan, order)
     >>> int(np.argmax(two.serving == 1))  # the standby, once registered (10 s after the start)
@@ -507,6 +566,7 @@ def planned_failover_policy(
         current, busy_until, other = int(plan[0]), -1, NONE
         follow = True  # on the plan (False after a failover, until the plan's next switch)
         health, phase = _Health(params), 0
+        down_s = 0  # consecutive outage seconds of the current link
         modems.reset()
         for i in range(out.shape[0]):
             if i and plan[i] != plan[i - 1]:
@@ -519,6 +579,11 @@ def planned_failover_policy(
             elif setup.has_standby:
                 if out[i, current] and modems.ready(i, other) and not out[i, other]:
                     target, failover = other, True  # a standby still registering costs an attach
+            elif leave_after_s is not None:
+                down_s = down_s + 1 if out[i, current] else 0
+                usable = _first_usable(order[i], out[i], current)
+                if down_s >= leave_after_s and usable != NONE:
+                    target, failover = usable, True
             else:
                 if i > busy_until:
                     health.step(i, phase, bool(out[i, current]))
@@ -527,7 +592,7 @@ def planned_failover_policy(
             if target != current and i > busy_until:
                 busy_until = i + modems.change(i, current, target) - 1
                 current, follow = target, not failover
-                health, phase = _Health(params), busy_until + 1
+                health, phase, down_s = _Health(params), busy_until + 1, 0
             if setup.has_standby:
                 soon = at[i] - i <= lead_s and to[i] not in (NONE, current)
                 other = int(to[i]) if soon else _first_other(order[i], current)

@@ -17,8 +17,12 @@ satellite MB (:func:`replay_drive`).
     modems: the registered standby, as ``hot_standby``), to the network the map ranks next.
     With two modems the standby registers on the plan's next network ahead of each switch.
 ``commap_open_loop``
-    The same plan without the failover rule: the plan's own share (the ablation; the rule
-    without the plan is ``probe_failover`` on one modem, ``hot_standby`` on two).
+    The same plan without the failover rule.
+``rules_without_plan``
+    The same failover rule as ``commap`` without the plan: the first network of the map-free
+    baselines' order all the way, a failed link to the next of that order
+    (:func:`commap.sim.failover.map_free_plan_seconds`). With ``commap`` it is the ablation:
+    the plan's own share.
 ``oracle``
     The same planner with the same request on the truth (:class:`TruthLayer`: each segment's
     outage probability is the share of the drive's outage seconds of the network near it),
@@ -50,7 +54,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +86,7 @@ from commap.sim.failover import (
     greedy_policy,
     hot_standby_policy,
     loss_breakdown,
+    map_free_plan_seconds,
     next_switch,
     planned_failover_policy,
     probe_failover_policy,
@@ -102,7 +107,11 @@ __all__ = [
     "a3_failover_policy",
     "best_single_policy",
     "drive_seconds",
+    "policy_choices",
+    "rank_by_outage",
     "replay_drive",
+    "summary_frame",
+    "versus_frame",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,6 +125,7 @@ _SINGLE_LINK = (
     "probe_failover",
     "probe_failover_fast",
     "greedy_hysteresis",
+    "rules_without_plan",
 )
 # the window over which the map ranks the networks a failed link or the standby goes to (s)
 _AHEAD_S = 300
@@ -155,13 +165,33 @@ def _leg_route(seconds: DriveSeconds, part: slice) -> tuple[Any, FloatArray] | N
 def _ranked(
     result: Planned, networks: Sequence[Network], segment: IntArray, ahead_s: int = _AHEAD_S
 ) -> IntArray:
-    """Per second, the network columns by the map's mean point outage probability over the
-    next ``ahead_s`` seconds, lowest first (a window, so that a standby is not re-registered
-    after every segment's estimate)."""
-    point = LinkModel().point_outage(result.matrix, networks)[segment]
-    total = np.vstack((np.zeros((1, point.shape[1])), np.cumsum(point, axis=0)))
-    i = np.arange(point.shape[0])
-    end = np.minimum(i + ahead_s, point.shape[0])
+    """Per second, the network columns best first by the plan's map (:func:`rank_by_outage`)."""
+    return rank_by_outage(LinkModel().point_outage(result.matrix, networks), segment, ahead_s)
+
+
+def rank_by_outage(point: FloatArray, segment: IntArray, ahead_s: int = _AHEAD_S) -> IntArray:
+    """Per second, the network columns by a map's mean point outage probability over the next
+    ``ahead_s`` seconds, lowest first (a window, so that a standby is not re-registered after
+    every segment's estimate).
+
+    Parameters
+    ----------
+    point : ``(segments, k)`` the map's outage probability per segment and network.
+    segment : ``(n,)`` the segment of each second.
+    ahead_s : the window (s).
+
+    Examples
+    --------
+    >>> point = np.array([[0.1, 0.5], [0.9, 0.0]])
+    >>> rank_by_outage(point, np.array([0, 0, 1]), ahead_s=1).tolist()
+    [[0, 1], [0, 1], [1, 0]]
+    >>> rank_by_outage(point, np.zeros(0, np.int64)).shape
+    (0, 2)
+    """
+    per_second = point[segment]
+    total = np.vstack((np.zeros((1, per_second.shape[1])), np.cumsum(per_second, axis=0)))
+    i = np.arange(per_second.shape[0])
+    end = np.minimum(i + ahead_s, per_second.shape[0])
     mean = (total[end] - total[i]) / (end - i)[:, None]
     return np.argsort(mean, axis=1, kind="stable").astype(np.int64)
 
@@ -292,28 +322,8 @@ class Replay:
         return self.scores[vehicle][policy]
 
     def summary(self) -> pd.DataFrame:
-        """One row per vehicle set-up and policy: user-felt figures first, counts after."""
-        rows = [
-            {
-                "truth": self.truth,
-                "vehicle": s.vehicle,
-                "policy": s.policy,
-                "service_loss_s_per_hour": round(s.service_loss_s_per_hour, 2),
-                "loss_events_per_hour": round(s.loss_events_per_hour, 2),
-                "longest_loss_s": s.longest_loss_s,
-                "switches_per_hour": round(s.switches_per_hour, 2),
-                "satellite_mb": s.satellite_mb,
-                "outage_s": s.outage_s,
-                "outage_share": round(s.outage_share, 5),
-                "loss_events": s.loss_events,
-                "switches": s.switches,
-                "interruption_s": s.interruption_s,
-                "scored_s": s.scored_s,
-            }
-            for by_policy in self.scores.values()
-            for s in by_policy.values()
-        ]
-        return pd.DataFrame(rows)
+        """One row per vehicle set-up and policy (:func:`summary_frame`)."""
+        return summary_frame(self.scores, self.truth)
 
     def breakdown(self) -> pd.DataFrame:
         """One row per single-link policy and set-up: its lost seconds per hour by what lost
@@ -348,37 +358,89 @@ class Replay:
         return pd.DataFrame(rows)
 
     def versus(self) -> pd.DataFrame:
-        """Per set-up with a plan: commap and the oracle against the best map-free baseline.
+        """Per set-up with a plan: commap and the oracle against the best map-free baseline
+        (:func:`versus_frame`)."""
+        return versus_frame(self.scores)
 
-        ``excess_ratio`` is commap's lost seconds in excess of the oracle's over the best
-        map-free baseline's excess (NaN where the baseline loses no more than the oracle);
-        ``met`` is the product's bar: ratio at most 0.5 and no more switches than the baseline.
-        """
-        rows = []
-        for vehicle, by_policy in self.scores.items():
-            if "commap" not in by_policy:
-                continue
-            free = [by_policy[p] for p in MAP_FREE if p in by_policy]
-            best = min(free, key=lambda s: s.outage_s)
-            commap, oracle = by_policy["commap"], by_policy["oracle"]
-            base_excess = best.outage_s - oracle.outage_s
-            ratio = (
-                (commap.outage_s - oracle.outage_s) / base_excess if base_excess > 0 else math.nan
-            )
-            rows.append(
-                {
-                    "vehicle": vehicle,
-                    "commap_loss_s_per_hour": round(commap.service_loss_s_per_hour, 1),
-                    "oracle_loss_s_per_hour": round(oracle.service_loss_s_per_hour, 1),
-                    "best_map_free": best.policy,
-                    "best_map_free_loss_s_per_hour": round(best.service_loss_s_per_hour, 1),
-                    "excess_ratio": round(ratio, 2),
-                    "commap_switches_per_hour": round(commap.switches_per_hour, 1),
-                    "best_map_free_switches_per_hour": round(best.switches_per_hour, 1),
-                    "met": bool(ratio <= 0.5 and commap.switches <= best.switches),
-                }
-            )
-        return pd.DataFrame(rows)
+
+def summary_frame(scores: Mapping[str, Mapping[str, PolicyScore]], truth: str) -> pd.DataFrame:
+    """One row per vehicle set-up and policy: user-felt figures first, counts after.
+
+    Examples
+    --------
+    >>> s = PolicyScore("x", outage_s=36, switches=2, interruption_s=20, scored_s=3600)
+    >>> row = summary_frame({"single_modem": {"x": s}}, "real").iloc[0]
+    >>> row["truth"], row["vehicle"], row["policy"], float(row["service_loss_s_per_hour"])
+    ('real', 'single_modem', 'x', 36.0)
+    """
+    rows = [
+        {
+            "truth": truth,
+            "vehicle": s.vehicle,
+            "policy": s.policy,
+            "service_loss_s_per_hour": round(s.service_loss_s_per_hour, 2),
+            "loss_events_per_hour": round(s.loss_events_per_hour, 2),
+            "longest_loss_s": s.longest_loss_s,
+            "switches_per_hour": round(s.switches_per_hour, 2),
+            "satellite_mb": s.satellite_mb,
+            "outage_s": s.outage_s,
+            "outage_share": round(s.outage_share, 5),
+            "loss_events": s.loss_events,
+            "switches": s.switches,
+            "interruption_s": s.interruption_s,
+            "scored_s": s.scored_s,
+        }
+        for by_policy in scores.values()
+        for s in by_policy.values()
+    ]
+    return pd.DataFrame(rows)
+
+
+def versus_frame(scores: Mapping[str, Mapping[str, PolicyScore]]) -> pd.DataFrame:
+    """Per set-up with a plan: commap and the oracle against the best map-free baseline.
+
+    ``excess_ratio`` is commap's lost seconds in excess of the oracle's over the best
+    map-free baseline's excess (NaN where the baseline loses no more than the oracle);
+    ``met`` is the product's bar: ratio at most 0.5 and no more switches than the baseline.
+    ``rules_without_plan_loss_s_per_hour`` is the same closed-loop rules without the plan
+    (the ablation), where scored.
+
+    Examples
+    --------
+    >>> def score(policy, lost, switches):
+    ...     return PolicyScore(policy, outage_s=lost, switches=switches, interruption_s=0,
+    ...                        scored_s=3600)
+    >>> row = versus_frame({"single_modem": {p: score(p, lost, sw) for p, lost, sw in (
+    ...     ("commap", 12, 3), ("oracle", 10, 3), ("probe_failover", 20, 4))}}).iloc[0]
+    >>> row["best_map_free"], float(row["excess_ratio"]), bool(row["met"])
+    ('probe_failover', 0.2, True)
+    """
+    rows = []
+    for vehicle, by_policy in scores.items():
+        if "commap" not in by_policy:
+            continue
+        free = [by_policy[p] for p in MAP_FREE if p in by_policy]
+        best = min(free, key=lambda s: s.outage_s)
+        commap, oracle = by_policy["commap"], by_policy["oracle"]
+        base_excess = best.outage_s - oracle.outage_s
+        ratio = (commap.outage_s - oracle.outage_s) / base_excess if base_excess > 0 else math.nan
+        row = {
+            "vehicle": vehicle,
+            "commap_loss_s_per_hour": round(commap.service_loss_s_per_hour, 1),
+            "oracle_loss_s_per_hour": round(oracle.service_loss_s_per_hour, 1),
+            "best_map_free": best.policy,
+            "best_map_free_loss_s_per_hour": round(best.service_loss_s_per_hour, 1),
+            "excess_ratio": round(ratio, 2),
+            "commap_switches_per_hour": round(commap.switches_per_hour, 1),
+            "best_map_free_switches_per_hour": round(best.switches_per_hour, 1),
+            "met": bool(ratio <= 0.5 and commap.switches <= best.switches),
+        }
+        if "rules_without_plan" in by_policy:
+            rules = by_policy["rules_without_plan"]
+            row["rules_without_plan_loss_s_per_hour"] = round(rules.service_loss_s_per_hour, 1)
+            row["rules_without_plan_switches_per_hour"] = round(rules.switches_per_hour, 1)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _next_planned(serving: IntArray, seconds: DriveSeconds) -> IntArray:
@@ -389,21 +451,36 @@ def _next_planned(serving: IntArray, seconds: DriveSeconds) -> IntArray:
     return ahead
 
 
-def _choices(
+def policy_choices(
     setup: VehicleSetup,
     seconds: DriveSeconds,
     networks: Sequence[Network],
-    planned: dict[str, IntArray],
-    ranked: dict[str, IntArray],
-    priority: Sequence[int] | None,
+    planned: Mapping[str, IntArray],
+    ranked: Mapping[str, IntArray],
+    priority: Sequence[int] | None = None,
 ) -> dict[str, Choice]:
-    """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``."""
+    """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``.
+
+    Parameters
+    ----------
+    setup : the vehicle set-up.
+    seconds : the drive (the truth, second by second).
+    networks : one per network column.
+    planned : per planned policy (``commap``, ``oracle``; not needed on a bonded set-up) the
+        plan's network column at each second.
+    ranked : per planned policy, ``(n, k)`` the network columns best first by its map.
+    priority : the map-free rules' configured order (default: by signal at each leg's start).
+    """
+    free_plan, free_order = map_free_plan_seconds(seconds, priority)
     made: dict[str, Callable[[], Choice]] = {
         "commap": lambda: planned_failover_policy(
             seconds, networks, setup, planned["commap"], ranked["commap"]
         ),
         "commap_open_loop": lambda: Choice(
             planned["commap"], _next_planned(planned["commap"], seconds)
+        ),
+        "rules_without_plan": lambda: planned_failover_policy(
+            seconds, networks, setup, free_plan, free_order
         ),
         "oracle": lambda: planned_failover_policy(
             seconds, networks, setup, planned["oracle"], ranked["oracle"]
@@ -512,7 +589,7 @@ def replay_drive(
             planned, ranked, unknown = _plan_drive(
                 cmap, seconds, networks, planner, setup.name, legs
             )
-        serving[setup.name] = _choices(setup, seconds, networks, planned, ranked, order)
+        serving[setup.name] = policy_choices(setup, seconds, networks, planned, ranked, order)
         scores[setup.name] = {
             p: score_choice(
                 seconds,

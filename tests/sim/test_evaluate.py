@@ -20,6 +20,7 @@ from commap.sim.evaluate import (
     evaluate_map,
 )
 from commap.sim.metrics import SUMMARY_COLUMNS
+from commap.sim.multidrive import MAP_FREE, POLICIES_BY_SETUP
 from commap.sim.policies import EXTRA_POLICY_NAMES, POLICY_NAMES
 from commap.sim.replay import RealTraces
 from tests.support.paths import REPO
@@ -27,6 +28,7 @@ from tests.support.paths import REPO
 REPORT_FILES = (
     "summary.md",
     "summary.csv",
+    "drops_3gpp.csv",
     "runs.csv",
     "a3_sweep.csv",
     "drops_per_policy.png",
@@ -51,10 +53,31 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
         assert (tmp_path / name).stat().st_size > 200, name
     for name in REPORT_FILES[-3:]:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    summary = pd.read_csv(tmp_path / "summary.csv")
+    seconds = pd.read_csv(tmp_path / "summary.csv")
+    assert seconds.columns.tolist()[:4] == ["truth", "vehicle", "policy", "service_loss_s_per_hour"]
+    assert set(seconds["truth"]) == {"synthetic"}
+    # every set-up the synthetic truth is judged on, with each of its policies and baselines
+    rows = set(zip(seconds["vehicle"], seconds["policy"], strict=True))
+    expected = {(v, p) for v in result.config.vehicles for p in POLICIES_BY_SETUP[v]}
+    assert rows == expected and len(rows) == len(seconds)
+    assert {"single_modem", "dual_modem", "bonded", "satellite_always_on"} == set(
+        seconds["vehicle"]
+    )
+    for vehicle in ("single_modem", "dual_modem"):
+        policies = set(seconds.loc[seconds["vehicle"] == vehicle, "policy"])
+        assert {"commap", "oracle", "rules_without_plan", "a3_failover", "probe_failover"} <= (
+            policies
+        )
+        assert {"greedy_hysteresis", "probe_failover_fast"} <= policies
+    assert ("dual_modem", "hot_standby") in rows and ("bonded", "bonding") in rows
+    # only a set-up with a satellite terminal uses the satellites
+    on_sat = seconds.set_index(["vehicle", "policy"])["satellite_mb"]
+    assert (on_sat.drop("satellite_always_on", level="vehicle") == 0).all()
+    assert on_sat.loc["satellite_always_on"].gt(0).any()
+    summary = pd.read_csv(tmp_path / "drops_3gpp.csv")
     leading = ["truth", "vehicle", *SUMMARY_COLUMNS]
     assert list(summary.columns[: len(leading)]) == leading
-    assert set(summary["truth"]) == {"synthetic"} and set(summary["vehicle"]) == {"single_modem"}
+    assert set(summary["truth"]) == {"synthetic"}
     assert list(summary["policy"]) == list(POLICY_NAMES + EXTRA_POLICY_NAMES)
     # every policy states the seconds and gaps its application lost
     assert (summary["service_loss_s_per_hour"] == summary["outage_s_per_hour"]).all()
@@ -70,6 +93,11 @@ def test_short_evaluation_writes_every_report_file(andorra: CommMap, tmp_path: P
     text = (tmp_path / "summary.md").read_text()
     assert "| commap |" in text and "## Targets" in text
     assert "## Service loss" in text and "What the plan adds" in text
+    # the bar and the ablation per set-up with a plan
+    assert "### The bar per set-up" in text and "* bonded: no plan" in text
+    for vehicle in ("single_modem", "dual_modem", "satellite_always_on"):
+        assert f"* {vehicle}: commap " in text and f"* {vehicle}: with the plan" in text
+    assert all(p in MAP_FREE for p in result.seconds.versus()["best_map_free"])
     # every policy drove the same truth: the same tunnel drops, and the planner's value shows
     rows = summary.set_index("policy")
     assert (

@@ -180,10 +180,31 @@ def test_a_plan_in_closed_loop_leaves_a_failed_link_for_the_network_the_map_rank
     assert closed.serving[40] == 2 and (closed.serving[40:] == 2).all()  # then stays there
     two = score_choice(s, closed, NETS, TWO, policy="closed loop")
     assert two.outage_s == 1 < blind.outage_s == 50  # a route change to the registered c
-    # one modem: the probes find the failure late and c costs an attach, still a gain
-    one = score_choice(s, planned_failover_policy(s, NETS, ONE, plan, order), NETS, ONE,
-                       policy="closed loop")  # fmt: skip
-    assert one.outage_s == 15 + 10 < blind.outage_s
+    # one modem: the link is left after 5 outage seconds, and c costs an attach, still a gain
+    one_modem = planned_failover_policy(s, NETS, ONE, plan, order)
+    assert (one_modem.serving[:44] == 0).all() and (one_modem.serving[44:] == 2).all()
+    one = score_choice(s, one_modem, NETS, ONE, policy="closed loop")
+    assert one.outage_s == 4 + 10 < blind.outage_s
+    # the health probes instead find the failure late
+    probes = planned_failover_policy(s, NETS, ONE, plan, order, leave_after_s=None)
+    late = score_choice(s, probes, NETS, ONE, policy="probes")
+    assert late.outage_s == 15 + 10 > one.outage_s
+
+
+def test_one_modem_leaves_its_plan_only_for_an_outage_of_five_seconds() -> None:
+    # a blinks out for 4 s (a real drive's short outage): the modem rides it through; then a
+    # is out for 20 s with b out too: the modem goes to c, the first usable network of the map
+    out = outage_of_a(80, 10, 14)
+    out[40:60, 0] = out[40:60, 1] = True
+    s = drive(out)
+    plan, order = np.zeros(80, np.int64), np.tile(np.array([0, 1, 2]), (80, 1))
+    closed = planned_failover_policy(s, NETS, ONE, plan, order)
+    assert (closed.serving[:44] == 0).all() and (closed.serving[44:] == 2).all()
+    assert score_choice(s, closed, NETS, ONE, policy="x").switches == 1
+    # with nothing usable the modem stays
+    dead = drive(np.ones((20, 3), dtype=bool))
+    stay = planned_failover_policy(dead, NETS, ONE, np.zeros(20, np.int64), order[:20])
+    assert (stay.serving == 0).all()
 
 
 def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None:
@@ -231,7 +252,7 @@ def test_loss_breakdown_counts_a_late_probe_failover_as_reactive_on_one_modem() 
     # the probes declare a down at 20 s, when its outage (5-19 s) is over: still a failover
     s = drive(outage_of_a(60, 5, 20))
     plan, order = np.zeros(60, np.int64), np.tile(np.array([0, 1, 2]), (60, 1))
-    closed = planned_failover_policy(s, NETS, ONE, plan, order)
+    closed = planned_failover_policy(s, NETS, ONE, plan, order, leave_after_s=None)
     split = loss_breakdown(s, closed, NETS, ONE, policy="commap")
     assert split.reactive_switch_s == 10 and split.proactive_switch_s == 0
     assert closed.serving[19] == 0 and closed.serving[20] == 1
