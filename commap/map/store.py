@@ -380,6 +380,28 @@ class FleetStore:
         tables = [self._read_part(p, set_aside_unreadable=False) for p in parts]
         return _to_frame(pa.concat_tables([t for t in tables if t is not None]))
 
+    def read_part(
+        self,
+        part: Part,
+        *,
+        columns: Collection[str] | None = None,
+        set_aside_unreadable: bool = False,
+    ) -> pd.DataFrame | None:
+        """The records of one part (None: unreadable and set aside), e.g. on a dask worker.
+
+        ``columns``: only these record columns (those a caller uses: text columns cost the
+        most to convert); None: all.
+
+        Raises
+        ------
+        InvalidInputError
+            An unreadable part (unless set aside).
+        """
+        table = self._read_part(part, set_aside_unreadable=set_aside_unreadable)
+        if table is None:
+            return None
+        return _to_frame(table if columns is None else table.select(list(columns)))
+
     def _read_part(self, part: Part, *, set_aside_unreadable: bool) -> pa.Table | None:
         try:
             with self.fs.open(part.path, "rb") as f:
@@ -494,6 +516,8 @@ def _to_table(records: pd.DataFrame) -> pa.Table:
 
 def _iter_columns(table: pa.Table) -> Iterator[tuple[str, pd.Series]]:
     for column in RECORD_COLUMNS:
+        if column.name not in table.column_names:  # a selection of columns
+            continue
         chunked = table.column(column.name)
         if column.dtype == "str" and column.role == "key":
             yield column.name, pd.Series(chunked.to_numpy(zero_copy_only=False)).astype("str")

@@ -711,7 +711,7 @@ def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_pa
 def test_later_batches_are_read_incrementally(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from commap.map.store import FleetStore
+    from commap.map.store import FleetStore, Part
     from server.maps import FusionJob, fleet_layers
 
     fleet = FleetStore(tmp_path)
@@ -721,16 +721,17 @@ def test_later_batches_are_read_incrementally(
     assert fused.last_batch_id == first and fused.record_count == 2
     assert fused.layers is not None and list(fused.layers) == ["ad-lte"]
     second = fleet.append("andorra", _records("two")).batch_id
-    asked: list[str | None] = []
-    read = FleetStore.read
+    asked: list[str] = []
+    read_part = FleetStore.read_part
 
-    def spy(self: FleetStore, map_name: str, **kwargs: Any) -> pd.DataFrame:
-        asked.append(kwargs.get("since"))
-        return read(self, map_name, **kwargs)
+    def spy(self: FleetStore, part: Part, **kwargs: Any) -> pd.DataFrame | None:
+        asked.append(part.batch_id)
+        return read_part(self, part, **kwargs)
 
-    monkeypatch.setattr(FleetStore, "read", spy)
+    monkeypatch.setattr(FleetStore, "read", None)  # never every stored record again
+    monkeypatch.setattr(FleetStore, "read_part", spy)
     fused = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=first))
-    assert asked == [first]  # only the batch stored since was read
+    assert asked == [second]  # only the batch stored since was read
     assert fused.last_batch_id == second and fused.record_count == 4
     assert fused.layers is not None and fused.layers["ad-lte"].cell_count >= 1
     # nothing stored since the newest batch served: nothing to fuse again
