@@ -83,6 +83,7 @@ __all__ = [
     "ReloadResult",
     "ServedMap",
     "StoreOutcome",
+    "close_fleet_runners",
     "fleet_layers",
     "freeze_long_lived_objects",
 ]
@@ -160,6 +161,16 @@ def _runner(job: FusionJob) -> TaskRunner:
     return _RUNNERS[key]
 
 
+def close_fleet_runners() -> None:
+    """Close the dask clients (and clusters started) of this process's fleet refreshes."""
+    while _RUNNERS:
+        _, runner = _RUNNERS.popitem()
+        try:
+            runner.close()
+        except Exception:  # a cluster that is gone already: nothing left to close
+            log.warning("a fleet refresh's dask client did not close cleanly", exc_info=True)
+
+
 def fleet_layers(job: FusionJob) -> FleetLayers:
     """Measured layers of every stored record of the job's map (the fusion process's job).
 
@@ -180,6 +191,8 @@ def fleet_layers(job: FusionJob) -> FleetLayers:
         fusion.refresh(runner=_runner(job))
     except BaseException:
         del _FUSIONS[key]  # half a refresh is no state to go on from: the next reads all again
+        if job.executor != "serial":  # a lost cluster: the next refresh connects (starts) anew
+            close_fleet_runners()
         raise
     if fusion.last_batch_id == job.since:
         return FleetLayers(None, fusion.last_batch_id, fusion.record_count)

@@ -84,6 +84,8 @@ def test_ready_hint_names_the_process_to_signal() -> None:
         (["--off-route-distance-m", "-5"], {}, "off_route_distance_m"),
         (["--log-level", "LOUD"], {}, "log_level"),
         (["--default-solver-time-limit-s", "90"], {}, "default_solver_time_limit_s"),
+        (["--fleet-executor", "processes"], {}, "fleet_executor"),
+        (["--fleet-scheduler", "tcp://127.0.0.1:8786"], {}, "fleet_scheduler"),
     ],
 )
 def test_bad_configuration_names_the_field(
@@ -737,6 +739,43 @@ def test_later_batches_are_read_incrementally(
     # nothing stored since the newest batch served: nothing to fuse again
     again = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=second))
     assert again.layers is None and again.record_count == 4
+
+
+@pytest.mark.distributed
+def test_a_refresh_on_a_dask_cluster_serves_the_layers_of_one_in_process(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    from dask.distributed import LocalCluster
+
+    from commap.map.store import FleetStore
+    from server.maps import FusionJob, close_fleet_runners, fleet_layers
+
+    fleet = FleetStore(tmp_path)
+    for drive in ("one", "two"):
+        fleet.append("andorra", _records(drive).assign(sinr_db=[3.0, 9.0]))
+    known = tuple(andorra.catalogue.ids)
+    local = fleet_layers(FusionJob("andorra", str(tmp_path), known))
+    config = load_config(["--fleet-executor", "dask"], {})
+    assert config.fleet_executor == "dask"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        # another map name: a fusion state of its own, all parts read on the cluster
+        other = FleetStore(tmp_path / "other")
+        for drive in ("one", "two"):
+            other.append("andorra", _records(drive).assign(sinr_db=[3.0, 9.0]))
+        job = FusionJob(
+            "andorra",
+            str(tmp_path / "other"),
+            known,
+            executor=config.fleet_executor,
+            scheduler=cluster.scheduler_address,
+        )
+        on_dask = fleet_layers(job)
+        close_fleet_runners()
+    assert local.layers is not None and on_dask.layers is not None
+    assert on_dask.record_count == local.record_count == 4
+    pd.testing.assert_frame_equal(on_dask.layers["ad-lte"].table, local.layers["ad-lte"].table)
 
 
 def test_stored_batches_count_at_once_and_once_per_key(andorra: CommMap, tmp_path: Path) -> None:
