@@ -49,7 +49,7 @@ def _full_fusion(store: FleetStore, map_name: str) -> dict[str, pd.DataFrame]:
 def _assert_same_layers(layers: dict[str, MeasuredLayer], full: dict[str, pd.DataFrame]) -> None:
     assert sorted(layers) == sorted(full)
     for nid, table in full.items():
-        pd.testing.assert_frame_equal(layers[nid].table, table, check_exact=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(layers[nid].table, table, check_exact=True)  # bit for bit
         expected = MeasuredLayer(nid, table)
         lon, lat = table["lon"].to_numpy(), table["lat"].to_numpy()
         # cell centres and points between cells (neighbour fallback) answer alike
