@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing.util
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +158,10 @@ _RUNNERS: dict[tuple[str, str | None], TaskRunner] = {}
 def _runner(job: FusionJob) -> TaskRunner:
     key = (job.executor, job.scheduler)
     if key not in _RUNNERS:
+        if not _RUNNERS and job.executor != "serial":
+            # a worker process exits without atexit handlers: multiprocessing's finalizers
+            # still run, so a LocalCluster started here is closed, not left to its nannies
+            multiprocessing.util.Finalize(None, close_fleet_runners, exitpriority=10)
         _RUNNERS[key] = TaskRunner(job.executor, scheduler=job.scheduler)
     return _RUNNERS[key]
 
