@@ -14,11 +14,13 @@
   in-process and on a dask ``LocalCluster`` (``DASK_WORKERS`` worker processes, started once):
   the median seconds of each and records per second of the new batch. The full re-fusion that
   refreshes did before (every stored record read and aggregated again) is timed at 1 M and 3 M
-  stored for comparison.
+  stored for comparison; at the end, refreshes of ``SMALL_BATCH``-record batches show the cost
+  following the size of the new batch.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import sys
@@ -43,6 +45,7 @@ CHECKPOINTS = (1_000_000, 3_000_000, 10_000_000)  # stored records at which refr
 FULL_FUSION_AT = (1_000_000, 3_000_000)  # stored records at which the full re-fusion is timed
 PAIRED = 6  # batches before each checkpoint: refreshed alternately in-process and on dask
 DASK_WORKERS = 2
+SMALL_BATCH = 10_000  # a batch a tenth the size, refreshed at the end: the cost follows the batch
 
 
 def _batch(rng: np.random.Generator, k: int, n: int) -> pd.DataFrame:
@@ -80,6 +83,23 @@ def _full_fusion_s(store: FleetStore) -> float:
     for _, rows in stored.groupby("network_id", sort=True):
         aggregate_records(rows.reset_index(drop=True))
     return time.perf_counter() - began
+
+
+def _small_batch_refreshes(
+    store: FleetStore,
+    fusion: FleetFusion,
+    rng: np.random.Generator,
+    first: int,
+    runner: TaskRunner,
+) -> list[float]:
+    """Seconds of refreshes of ``SMALL_BATCH``-record batches with everything else fused."""
+    times = []
+    for k in range(first, first + 3):
+        store.append("bench", _batch(rng, k, SMALL_BATCH))
+        began = time.perf_counter()
+        assert fusion.refresh(runner=runner).new_records == SMALL_BATCH
+        times.append(time.perf_counter() - began)
+    return times
 
 
 def _checkpoint_batches(n_batches: int, batch_records: int) -> dict[int, int]:
@@ -129,6 +149,7 @@ def run(total_records: int = TOTAL_RECORDS, batch_records: int = BATCH_RECORDS) 
             stored = (k + 1) * batch_records
             if stored in FULL_FUSION_AT:
                 full_s[stored] = _full_fusion_s(store)
+        small_s = _small_batch_refreshes(store, fusion, rng, n_batches, in_process)
         ingest_s = sum(append_s)
         tenth = max(n_batches // 10, 1)
         rss_ingest = _peak_rss_mb()
@@ -163,6 +184,10 @@ def run(total_records: int = TOTAL_RECORDS, batch_records: int = BATCH_RECORDS) 
                 figures[f"full_refusion_at_{stored // 1_000_000}M_stored_s"] = round(
                     full_s[stored], 2
                 )
+        figures[
+            f"refresh_{SMALL_BATCH // 1000}k_at_{n_batches * batch_records // 1_000_000}M_stored_in_process_s"
+        ] = round(statistics.median(small_s), 3)
+        figures["load_avg_1min_after_refreshes"] = round(os.getloadavg()[0], 1)
         del fusion  # its rows are not what the reads below measure
         for share in (0.01, 0.10, 1.0):
             new_batches = max(round(n_batches * share), 1)
@@ -173,7 +198,7 @@ def run(total_records: int = TOTAL_RECORDS, batch_records: int = BATCH_RECORDS) 
                 began = time.perf_counter()
                 got = len(store.read("bench", since=since))
                 times.append(time.perf_counter() - began)
-            assert got == new_batches * batch_records
+            assert got == new_batches * batch_records + len(small_s) * SMALL_BATCH  # and the small
             label = f"read_{round(share * 100)}pct"
             figures[f"{label}_records"] = got
             figures[f"{label}_s"] = round(statistics.median(times), 2)

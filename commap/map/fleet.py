@@ -84,28 +84,47 @@ class PartParams:
 
 @dataclass(frozen=True)
 class PartValues:
-    """One part's records as (cell, values) rows, in record order."""
+    """Some parts' records (of one network) as (cell, values) rows, in record order."""
 
     network_id: str
     cells: NDArray[np.int64]
     values: FloatArray
 
 
-def part_values(part: Part, params: PartParams) -> PartValues | None:
-    """Read one stored part and give each record's H3 cell and values (None: set aside).
+def part_values(parts: tuple[Part, ...], params: PartParams) -> PartValues:
+    """Read some parts of one network and give each record's H3 cell and values.
 
-    The per-partition aggregation of a refresh: a pure function of the part file, so it runs
+    The per-partition aggregation of a refresh: a pure function of the part files, so it runs
     alike in-process and on dask workers (which must reach the store: a shared path or an
-    object-storage URL, not ``memory://``).
+    object-storage URL, not ``memory://``). Parts that cannot be read are set aside (as
+    ``params`` says) and give no rows. Several parts per task: each costs milliseconds of
+    fixed work, which a refresh of many small parts would otherwise pay per part.
     """
-    store = FleetStore(params.store_url)
-    records = store.read_part(
-        part, columns=_VALUE_SOURCES, set_aside_unreadable=params.set_aside_unreadable
+    records = FleetStore(params.store_url).read_parts(
+        parts, columns=_VALUE_SOURCES, set_aside_unreadable=params.set_aside_unreadable
     )
-    if records is None:
-        return None
     cells, values = record_values(records, h3_resolution=params.h3_resolution)
-    return PartValues(part.network_id, cells, values)
+    return PartValues(parts[0].network_id, cells, values)
+
+
+def _tasks(parts: list[Part], workers: int) -> list[tuple[Part, ...]]:
+    """The parts split into tasks: per network, ``workers`` runs of consecutive parts.
+
+    Examples
+    --------
+    >>> p = [Part(f"p{i}", n, "d", "b", i, 4) for i, n in enumerate("aaab")]
+    >>> [[x.path for x in task] for task in _tasks(p, 2)]
+    [['p0', 'p1'], ['p2'], ['p3']]
+    """
+    by_network: dict[str, list[Part]] = {}
+    for part in parts:
+        by_network.setdefault(part.network_id, []).append(part)
+    tasks = []
+    for nid in sorted(by_network):
+        group = by_network[nid]
+        for chunk in np.array_split(np.arange(len(group)), min(workers, len(group))):
+            tasks.append(tuple(group[i] for i in chunk))
+    return tasks
 
 
 @dataclass(frozen=True)
@@ -193,10 +212,10 @@ class FleetFusion:
         parts, newest = self._new_parts(until)
         params = PartParams(self.store.url, self.h3_resolution, set_aside_unreadable)
         runner = runner or TaskRunner()
-        results = [r for r in runner.map(part_values, parts, params) if r is not None]
         by_network: dict[str, list[PartValues]] = {}
-        for result in results:  # in batch order: records keep their arrival order
-            by_network.setdefault(result.network_id, []).append(result)
+        for result in runner.map(part_values, _tasks(parts, runner.workers), params):
+            if len(result.cells):  # in batch order: records keep their arrival order
+                by_network.setdefault(result.network_id, []).append(result)
         new_records = touched = 0
         for nid, found in sorted(by_network.items()):
             cells = np.concatenate([r.cells for r in found])

@@ -380,27 +380,32 @@ class FleetStore:
         tables = [self._read_part(p, set_aside_unreadable=False) for p in parts]
         return _to_frame(pa.concat_tables([t for t in tables if t is not None]))
 
-    def read_part(
+    def read_parts(
         self,
-        part: Part,
+        parts: Collection[Part],
         *,
         columns: Collection[str] | None = None,
         set_aside_unreadable: bool = False,
-    ) -> pd.DataFrame | None:
-        """The records of one part (None: unreadable and set aside), e.g. on a dask worker.
+    ) -> pd.DataFrame:
+        """The records of some parts, in the order given (e.g. the new parts, on a dask worker).
 
         ``columns``: only these record columns (those a caller uses: text columns cost the
-        most to convert); None: all.
+        most to convert); None: all. Parts that cannot be read and are set aside give no rows.
 
         Raises
         ------
         InvalidInputError
             An unreadable part (unless set aside).
         """
-        table = self._read_part(part, set_aside_unreadable=set_aside_unreadable)
-        if table is None:
-            return None
-        return _to_frame(table if columns is None else table.select(list(columns)))
+        tables = []
+        for part in parts:
+            table = self._read_part(part, set_aside_unreadable=set_aside_unreadable)
+            if table is not None:
+                tables.append(table if columns is None else table.select(list(columns)))
+        if not tables:
+            records = empty_records()
+            return records if columns is None else records[list(columns)]
+        return _to_frame(pa.concat_tables(tables))
 
     def _read_part(self, part: Part, *, set_aside_unreadable: bool) -> pa.Table | None:
         try:

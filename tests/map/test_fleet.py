@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,13 +68,13 @@ def test_each_refresh_reads_only_new_parts_and_equals_a_full_fusion(
     networks = sorted(records["network_id"].unique())
     fusion = FleetFusion(store, "fleet", networks)
     read: list[str] = []
-    read_part = FleetStore.read_part
+    read_parts = FleetStore.read_parts
 
-    def spy(self: FleetStore, part: Part, **kwargs: bool) -> pd.DataFrame | None:
-        read.append(part.batch_id)
-        return read_part(self, part, **kwargs)
+    def spy(self: FleetStore, parts: list[Part], **kwargs: Any) -> pd.DataFrame:
+        read.extend(part.batch_id for part in parts)
+        return read_parts(self, parts, **kwargs)
 
-    monkeypatch.setattr(FleetStore, "read_part", spy)
+    monkeypatch.setattr(FleetStore, "read_parts", spy)
     for batch in _batches(records):
         stored = store.append("fleet", batch)
         read.clear()

@@ -724,14 +724,14 @@ def test_later_batches_are_read_incrementally(
     assert fused.layers is not None and list(fused.layers) == ["ad-lte"]
     second = fleet.append("andorra", _records("two")).batch_id
     asked: list[str] = []
-    read_part = FleetStore.read_part
+    read_parts = FleetStore.read_parts
 
-    def spy(self: FleetStore, part: Part, **kwargs: Any) -> pd.DataFrame | None:
-        asked.append(part.batch_id)
-        return read_part(self, part, **kwargs)
+    def spy(self: FleetStore, parts: list[Part], **kwargs: Any) -> pd.DataFrame:
+        asked.extend(part.batch_id for part in parts)
+        return read_parts(self, parts, **kwargs)
 
     monkeypatch.setattr(FleetStore, "read", None)  # never every stored record again
-    monkeypatch.setattr(FleetStore, "read_part", spy)
+    monkeypatch.setattr(FleetStore, "read_parts", spy)
     fused = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=first))
     assert asked == [second]  # only the batch stored since was read
     assert fused.last_batch_id == second and fused.record_count == 4
