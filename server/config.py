@@ -48,7 +48,13 @@ class ServerConfig:
         (microseconds); a plan whose estimate exceeds the call's remaining time (or
         ``max_work_s``) is refused at once with RESOURCE_EXHAUSTED; 0: no estimate.
     fleet_refresh_interval_s : least time between two refreshes of the map requests use with
-        newly stored measurements (a refresh re-fuses every stored record of the map).
+        newly stored measurements (a refresh reads the new batches only and computes again
+        only the cells they fall in: :mod:`commap.map.fleet`).
+    fleet_executor : where a refresh reads and aggregates the new parts: ``serial`` (in the
+        server's fusion process) or ``dask`` (a ``LocalCluster`` started by the fusion
+        process, or the cluster at ``fleet_scheduler``; the store must then be reachable from
+        its workers: a shared directory or an object-storage URL).
+    fleet_scheduler : address of a dask scheduler for ``fleet_executor = "dask"``.
     max_drive_streams : concurrent Drive streams; beyond it RESOURCE_EXHAUSTED.
     max_receive_message_bytes, max_send_message_bytes : gRPC message-size limits.
     max_polyline_points, max_coverage_points, max_measurements_per_stream : request limits.
@@ -84,6 +90,8 @@ class ServerConfig:
     max_work_s: float = 120.0
     plan_cost_us_per_segment_network: float = 40.0
     fleet_refresh_interval_s: float = 5.0
+    fleet_executor: str = "serial"
+    fleet_scheduler: str | None = None
     max_drive_streams: int = 256
     max_receive_message_bytes: int = 8 * _MIB
     max_send_message_bytes: int = 64 * _MIB
@@ -157,6 +165,15 @@ class ServerConfig:
             raise InvalidInputError(
                 "default_solver_time_limit_s exceeds max_solver_time_limit_s",
                 field="default_solver_time_limit_s",
+            )
+        if self.fleet_executor not in ("serial", "dask"):
+            raise InvalidInputError(
+                f"fleet_executor {self.fleet_executor!r} must be serial or dask",
+                field="fleet_executor",
+            )
+        if self.fleet_scheduler and self.fleet_executor != "dask":
+            raise InvalidInputError(
+                "fleet_scheduler needs fleet_executor dask", field="fleet_scheduler"
             )
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise InvalidInputError(f"unknown log level {self.log_level!r}", field="log_level")
@@ -244,6 +261,8 @@ _SCALARS: dict[str, tuple[str, type]] = {
     "max-work-s": ("max_work_s", float),
     "plan-cost-us-per-segment-network": ("plan_cost_us_per_segment_network", float),
     "fleet-refresh-interval-s": ("fleet_refresh_interval_s", float),
+    "fleet-executor": ("fleet_executor", str),
+    "fleet-scheduler": ("fleet_scheduler", str),
     "max-drive-streams": ("max_drive_streams", int),
     "max-receive-message-bytes": ("max_receive_message_bytes", int),
     "max-send-message-bytes": ("max_send_message_bytes", int),

@@ -6,14 +6,16 @@ values override modelled ones where dense). Storing a batch costs O(batch): the 
 process (:func:`server.ingest.store_stream`) appends durable part files (fsynced and read back
 before the call is acknowledged) and reads nothing stored before; :meth:`MapStore.record_stored`
 then counts the batch here. Apart from the upload, at most once per ``fleet_refresh_interval_s``,
-a refresh swaps ``current`` for a map fused from all stored records, so calls in flight keep a
+a refresh swaps ``current`` for a map fused with every stored record, so calls in flight keep a
 consistent map and later calls see the new data.
 
-The fusion's cost grows with every stored record (seconds for 200k): it runs in a fusion process
-of its own (:class:`server.processes.WorkerProcess`), which keeps the records read so far, reads
-only the batches stored since and sends back one measured layer per network
-(:func:`fleet_layers`); wrapping them over the map's layers here is cheap. Planning threads never
-share the GIL with it.
+The fusion runs in a fusion process of its own (:class:`server.processes.WorkerProcess`) and is
+incremental (:class:`commap.map.fleet.FleetFusion`): the process keeps every record's H3 cell
+and values, reads only the parts of batches stored since the last refresh (in-process, or on a
+dask cluster: ``--fleet-executor dask [--fleet-scheduler ADDRESS]``), computes again only the
+cells they fall in and sends back one measured layer per network (:func:`fleet_layers`), equal
+to a full re-fusion of every stored record; wrapping them over the map's layers here is cheap.
+Planning threads never share the GIL with it.
 
 Exactly-once uploads: a batch stored with a client's batch key carries the key's digest in its
 batch id (:func:`commap.map.store.batch_key_digest`), written atomically with the batch; the
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing.util
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +52,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from commap.errors import (
     InvalidInputError,
@@ -59,9 +61,11 @@ from commap.errors import (
 )
 from commap.files import sha256_file
 from commap.map.comm_map import CommMap
+from commap.map.executors import TaskRunner
+from commap.map.fleet import FleetFusion
 from commap.map.manifest import MANIFEST, resolve_map_dir
 from commap.map.store import FleetStore
-from commap.service.drive_session import measured_layers, with_measured_layers
+from commap.service.drive_session import with_measured_layers
 from server.config import ServerConfig
 from server.convert import shown
 from server.ingest import StoredBatch, UploadTarget
@@ -80,6 +84,7 @@ __all__ = [
     "ReloadResult",
     "ServedMap",
     "StoreOutcome",
+    "close_fleet_runners",
     "fleet_layers",
     "freeze_long_lived_objects",
 ]
@@ -128,6 +133,8 @@ class FusionJob:
     store_root: str
     known_networks: tuple[str, ...]
     since: str | None = None  # the newest batch already served: nothing newer, nothing to do
+    executor: str = "serial"  # where the new parts are read and aggregated: serial | dask
+    scheduler: str | None = None  # dask: a scheduler's address (None: a LocalCluster)
 
 
 @dataclass(frozen=True)
@@ -142,40 +149,59 @@ class FleetLayers:
     record_count: int
 
 
-# the fusion process's records read so far, per (store, map, networks): later jobs read only
-# the batches stored since
-_READ: dict[tuple[str, str, tuple[str, ...]], tuple[pd.DataFrame, str | None]] = {}
+# the fusion process's state per (store, map, networks): every record's cell and values so far
+_FUSIONS: dict[tuple[str, str, tuple[str, ...]], FleetFusion] = {}
+# where the fusion process runs the per-part work, kept between refreshes (a dask cluster)
+_RUNNERS: dict[tuple[str, str | None], TaskRunner] = {}
+
+
+def _runner(job: FusionJob) -> TaskRunner:
+    key = (job.executor, job.scheduler)
+    if key not in _RUNNERS:
+        if not _RUNNERS and job.executor != "serial":
+            # a worker process exits without atexit handlers: multiprocessing's finalizers
+            # still run, so a LocalCluster started here is closed, not left to its nannies
+            multiprocessing.util.Finalize(None, close_fleet_runners, exitpriority=10)
+        _RUNNERS[key] = TaskRunner(job.executor, scheduler=job.scheduler)
+    return _RUNNERS[key]
+
+
+def close_fleet_runners() -> None:
+    """Close the dask clients (and clusters started) of this process's fleet refreshes."""
+    while _RUNNERS:
+        _, runner = _RUNNERS.popitem()
+        try:
+            runner.close()
+        except Exception:  # a cluster that is gone already: nothing left to close
+            log.warning("a fleet refresh's dask client did not close cleanly", exc_info=True)
 
 
 def fleet_layers(job: FusionJob) -> FleetLayers:
     """Measured layers of every stored record of the job's map (the fusion process's job).
 
-    Blocking, seconds for 200k records. A part that cannot be read is set aside (renamed
-    ``*.unreadable``, logged as an error) rather than keeping the server from starting; records
-    of networks the map no longer has are skipped, their parts kept.
+    Blocking. Incremental: reads only the parts stored since the previous job of the same map
+    and networks, and computes again only the cells they fall in (:class:`FleetFusion`); the
+    first job of a map reads every part. A part that cannot be read is set aside (renamed
+    ``*.unreadable``, logged as an error) rather than keeping the server from starting; parts
+    of networks the map no longer has are skipped and kept.
     """
     key = (job.store_root, job.map_name, job.known_networks)
-    old, read_up_to = _READ.get(key, (None, None))
-    store = FleetStore(job.store_root)
-    last = store.last_batch_id(job.map_name) or read_up_to
-    if old is not None and last == read_up_to == job.since:
-        return FleetLayers(None, last, len(old))
-    new = store.read(job.map_name, since=read_up_to, until=last, set_aside_unreadable=True)
-    known = new["network_id"].isin(job.known_networks)
-    if not known.all():
-        log.warning(
-            "map %s: %d stored measurements name networks the map does not have: skipped",
-            job.map_name,
-            int((~known).sum()),
-        )
-        new = new[known].reset_index(drop=True)
-    records = new if old is None else pd.concat([old, new], ignore_index=True)
-    for stale in [k for k in _READ if k[:2] == key[:2]]:  # one version of a map's networks
-        del _READ[stale]
-    _READ[key] = (records, last)
-    if last == job.since:
-        return FleetLayers(None, last, len(records))
-    return FleetLayers(measured_layers(records), last, len(records))
+    fusion = _FUSIONS.get(key)
+    if fusion is None:
+        for stale in [k for k in _FUSIONS if k[:2] == key[:2]]:  # one version of a map's networks
+            del _FUSIONS[stale]
+        fusion = FleetFusion(FleetStore(job.store_root), job.map_name, job.known_networks)
+        _FUSIONS[key] = fusion
+    try:
+        fusion.refresh(runner=_runner(job))
+    except BaseException:
+        del _FUSIONS[key]  # half a refresh is no state to go on from: the next reads all again
+        if job.executor != "serial":  # a lost cluster: the next refresh connects (starts) anew
+            close_fleet_runners()
+        raise
+    if fusion.last_batch_id == job.since:
+        return FleetLayers(None, fusion.last_batch_id, fusion.record_count)
+    return FleetLayers(fusion.layers, fusion.last_batch_id, fusion.record_count)
 
 
 class ReloadOutcome(StrEnum):
@@ -344,7 +370,15 @@ class MapStore:
 
     def _fused(self, served: ServedMap, base: CommMap, since: str | None) -> FleetLayers:
         """Measured layers of every stored record of ``base``'s networks (fusion process)."""
-        job = FusionJob(served.name, served.store.url, tuple(base.catalogue.ids), since)
+        config = self._config
+        job = FusionJob(
+            served.name,
+            served.store.url,
+            tuple(base.catalogue.ids),
+            since,
+            executor=config.fleet_executor,
+            scheduler=config.fleet_scheduler,
+        )
         return self._fusion.call(fleet_layers, job)
 
     def _swap(self, served: ServedMap, base: CommMap, current: CommMap, fused: FleetLayers) -> bool:
@@ -364,8 +398,8 @@ class MapStore:
     def _refresh(self, served: ServedMap) -> None:
         """Fuse the batches stored since the last refresh (all at first) into ``current``.
 
-        The fusion takes time in proportion to every stored record: it runs in the fusion
-        process, without holding the map's lock (uploads go on meanwhile), and the result is
+        The fusion takes time in proportion to the new batches (and to the records of the
+        cells they touch): it runs in the fusion process, without holding the map's lock (uploads go on meanwhile), and the result is
         swapped in only if no reload replaced the map and no other refresh got ahead.
         """
         with served.lock:

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from commap.errors import InvalidInputError
@@ -24,6 +25,7 @@ from commap.errors import InvalidInputError
 __all__ = [
     "EXECUTORS",
     "PartLog",
+    "TaskRunner",
     "check_executor",
     "pool_start_method",
     "run_tiles",
@@ -35,6 +37,7 @@ EXECUTORS = ("serial", "processes", "dask")
 
 P = TypeVar("P")
 R = TypeVar("R")
+T = TypeVar("T")
 # A tile task: (map directory, tile id, parameters) -> its result (the part it wrote, ...). It
 # must be a module-level function: process pools and dask send it to workers by reference.
 TileTask = Callable[[str, str, P], R]
@@ -204,6 +207,70 @@ def _run_dask(
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+class TaskRunner:
+    """Runs one task over many items, in-process or on dask, keeping the cluster between runs.
+
+    For work that comes again every few seconds (a fleet refresh: one task per new part file),
+    where starting a ``LocalCluster`` (seconds) or connecting to a scheduler per run would cost
+    more than the work. ``serial`` runs in the calling process; ``dask`` on a ``LocalCluster`` of
+    ``workers`` processes, or on the cluster at ``scheduler``, connected at the first run.
+    Results come back in the items' order; the task must be a module-level function.
+
+    Examples
+    --------
+    >>> with TaskRunner() as runner:
+    ...     runner.map(pow, [2, 3], 2)
+    [4, 9]
+    """
+
+    def __init__(
+        self, executor: str = "serial", *, workers: int | None = None, scheduler: str | None = None
+    ) -> None:
+        if executor == "processes":
+            raise InvalidInputError(
+                "a task runner runs serial or on dask, not on a process pool", field="executor"
+            )
+        self.workers = check_executor(executor, workers, scheduler)
+        self.executor = executor
+        self.scheduler = scheduler
+        self._client: Any = None
+
+    def map(self, task: Callable[[T, P], R], items: Sequence[T], params: P) -> list[R]:
+        """``[task(item, params) for item in items]``, on the runner's executor."""
+        if self.executor == "serial" or not items:
+            return [task(item, params) for item in items]
+        if self._client is None:
+            self._client = _dask_client(self.workers, self.scheduler)
+        # pure=False: random keys, so two runs on one shared cluster never share results
+        futures = self._client.map(task, list(items), params=params, pure=False)
+        try:
+            return list(self._client.gather(futures))
+        except BaseException:
+            self._client.cancel(futures)
+            raise
+
+    def close(self) -> None:
+        """Close the dask client (and the ``LocalCluster`` it started)."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        cluster = None if self.scheduler else client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    def __enter__(self) -> TaskRunner:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class PartLog:

@@ -84,6 +84,8 @@ def test_ready_hint_names_the_process_to_signal() -> None:
         (["--off-route-distance-m", "-5"], {}, "off_route_distance_m"),
         (["--log-level", "LOUD"], {}, "log_level"),
         (["--default-solver-time-limit-s", "90"], {}, "default_solver_time_limit_s"),
+        (["--fleet-executor", "processes"], {}, "fleet_executor"),
+        (["--fleet-scheduler", "tcp://127.0.0.1:8786"], {}, "fleet_scheduler"),
     ],
 )
 def test_bad_configuration_names_the_field(
@@ -737,7 +739,7 @@ def test_text_with_line_breaks_is_stored_and_reads_back(andorra: CommMap, tmp_pa
 def test_later_batches_are_read_incrementally(
     andorra: CommMap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from commap.map.store import FleetStore
+    from commap.map.store import FleetStore, Part
     from server.maps import FusionJob, fleet_layers
 
     fleet = FleetStore(tmp_path)
@@ -747,21 +749,59 @@ def test_later_batches_are_read_incrementally(
     assert fused.last_batch_id == first and fused.record_count == 2
     assert fused.layers is not None and list(fused.layers) == ["ad-lte"]
     second = fleet.append("andorra", _records("two")).batch_id
-    asked: list[str | None] = []
-    read = FleetStore.read
+    asked: list[str] = []
+    read_parts = FleetStore.read_parts
 
-    def spy(self: FleetStore, map_name: str, **kwargs: Any) -> pd.DataFrame:
-        asked.append(kwargs.get("since"))
-        return read(self, map_name, **kwargs)
+    def spy(self: FleetStore, parts: list[Part], **kwargs: Any) -> pd.DataFrame:
+        asked.extend(part.batch_id for part in parts)
+        return read_parts(self, parts, **kwargs)
 
-    monkeypatch.setattr(FleetStore, "read", spy)
+    monkeypatch.setattr(FleetStore, "read", None)  # never every stored record again
+    monkeypatch.setattr(FleetStore, "read_parts", spy)
     fused = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=first))
-    assert asked == [first]  # only the batch stored since was read
+    assert asked == [second]  # only the batch stored since was read
     assert fused.last_batch_id == second and fused.record_count == 4
     assert fused.layers is not None and fused.layers["ad-lte"].cell_count >= 1
     # nothing stored since the newest batch served: nothing to fuse again
     again = fleet_layers(FusionJob("andorra", str(tmp_path), job.known_networks, since=second))
     assert again.layers is None and again.record_count == 4
+
+
+@pytest.mark.distributed
+def test_a_refresh_on_a_dask_cluster_serves_the_layers_of_one_in_process(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    from dask.distributed import LocalCluster
+
+    from commap.map.store import FleetStore
+    from server.maps import FusionJob, close_fleet_runners, fleet_layers
+
+    fleet = FleetStore(tmp_path)
+    for drive in ("one", "two"):
+        fleet.append("andorra", _records(drive).assign(sinr_db=[3.0, 9.0]))
+    known = tuple(andorra.catalogue.ids)
+    local = fleet_layers(FusionJob("andorra", str(tmp_path), known))
+    config = load_config(["--fleet-executor", "dask"], {})
+    assert config.fleet_executor == "dask"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        # another map name: a fusion state of its own, all parts read on the cluster
+        other = FleetStore(tmp_path / "other")
+        for drive in ("one", "two"):
+            other.append("andorra", _records(drive).assign(sinr_db=[3.0, 9.0]))
+        job = FusionJob(
+            "andorra",
+            str(tmp_path / "other"),
+            known,
+            executor=config.fleet_executor,
+            scheduler=cluster.scheduler_address,
+        )
+        on_dask = fleet_layers(job)
+        close_fleet_runners()
+    assert local.layers is not None and on_dask.layers is not None
+    assert on_dask.record_count == local.record_count == 4
+    pd.testing.assert_frame_equal(on_dask.layers["ad-lte"].table, local.layers["ad-lte"].table)
 
 
 def test_stored_batches_count_at_once_and_once_per_key(andorra: CommMap, tmp_path: Path) -> None:

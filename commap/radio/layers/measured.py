@@ -115,13 +115,16 @@ __all__ = [
     "DEFAULT_H3_RESOLUTION",
     "LINK_KPIS",
     "TABLE_COLUMNS",
+    "VALUE_COLUMNS",
     "FusedLayer",
     "LayerRecords",
     "LearnedLayer",
     "MeasuredLayer",
     "aggregate_grid",
     "aggregate_records",
+    "cell_statistics",
     "confidence_from_count",
+    "finish_cell_table",
     "fit_layer_models",
     "link_kpis",
     "load_fused_layer",
@@ -129,6 +132,7 @@ __all__ = [
     "prepare_layer",
     "prepare_measured",
     "read_layer_records",
+    "record_values",
     "snr_from_rsrp",
 ]
 
@@ -146,6 +150,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "link_sinr_db",
     "provenance",
 )
+# the per-record values a cell's statistics are computed from (:func:`record_values`)
+VALUE_COLUMNS: tuple[str, ...] = (*KPI_COLUMNS, "link_sinr_db", "connected")
 # a sample taken while the UE had lost the network counts as no signal
 _NO_SIGNAL: dict[str, float] = {
     "rsrp_dbm": NO_SIGNAL_RSRP_DBM,
@@ -337,32 +343,77 @@ def aggregate_records(
     0
     """
     resolution = _check_resolution(h3_resolution)
+    if len(records) == 0:
+        _check_position_columns(records)
+        return _empty_table()
+    cells, values = record_values(records, h3_resolution=resolution)
+    table = cell_statistics(cells, values)
+    return _finish_table(table.reset_index(drop=True), table.index.to_numpy(np.int64))
+
+
+def _check_position_columns(records: pd.DataFrame) -> None:
     for name in ("lat", "lon"):
         if name not in records:
             raise InvalidInputError(f"records need a {name!r} column", field=name)
-    if len(records) == 0:
-        return _empty_table()
-    values = pd.DataFrame(index=records.index)
+
+
+def record_values(
+    records: pd.DataFrame, *, h3_resolution: int = DEFAULT_H3_RESOLUTION
+) -> tuple[NDArray[np.int64], FloatArray]:
+    """Each record's H3 cell and the values :func:`aggregate_records` summarises per cell.
+
+    The per-record half of :func:`aggregate_records` (no record depends on another): the
+    statistics of a cell can be computed again from its rows here alone, which is what an
+    incremental refresh keeps (:mod:`commap.radio.layers.cell_samples`).
+
+    Returns
+    -------
+    cells : int64 H3 cell of every record, in record order.
+    values : ``(records, len(VALUE_COLUMNS))`` float64, the columns of :data:`VALUE_COLUMNS`
+        (lost-network samples at the no-signal values, the link SINR, ``connected`` as 0/1/NaN).
+
+    Examples
+    --------
+    >>> cells, values = record_values(pd.DataFrame({"lat": [51.9], "lon": [-8.4],
+    ...                                             "connected": [False]}))
+    >>> values[0, VALUE_COLUMNS.index("sinr_db")], values[0, VALUE_COLUMNS.index("connected")]
+    (np.float64(-30.0), np.float64(0.0))
+    """
+    resolution = _check_resolution(h3_resolution)
+    _check_position_columns(records)
+    n = len(records)
     connected = records.get("connected")
-    lost = np.zeros(len(records), dtype=bool)
+    lost = np.zeros(n, dtype=bool)
     if connected is not None:
         lost = np.asarray(connected.eq(False).fillna(False), dtype=bool)
-    for name in KPI_COLUMNS:
+    # numpy columns, one frame built at once: a column set at a time costs milliseconds each,
+    # which a refresh pays per part
+    out = np.full((n, len(VALUE_COLUMNS)), np.nan)
+    for j, name in enumerate(KPI_COLUMNS):
+        # a lost sample is no signal even where the record does not carry the KPI
         column = (
-            records[name].astype(np.float64)
-            if name in records
-            else pd.Series(np.nan, index=records.index)
+            records[name].astype(np.float64).to_numpy(np.float64) if name in records else out[:, j]
         )
-        values[name] = column.mask(lost, _NO_SIGNAL.get(name, np.nan))
-    values["link_sinr_db"] = _link_sinr_db(values, connected)
-    values["connected"] = (
-        connected.astype("Float64").astype(np.float64) if connected is not None else np.nan
-    )
+        out[:, j] = np.where(lost, _NO_SIGNAL.get(name, np.nan), column)
+    kpis = pd.DataFrame(out[:, : len(KPI_COLUMNS)], columns=list(KPI_COLUMNS), copy=False)
+    out[:, VALUE_COLUMNS.index("link_sinr_db")] = _link_sinr_db(kpis, connected)
+    if connected is not None:
+        out[:, VALUE_COLUMNS.index("connected")] = connected.astype("Float64").astype(np.float64)
     cells = _cells_of(
         records["lat"].to_numpy(np.float64), records["lon"].to_numpy(np.float64), resolution
     )
-    values["cell"] = cells
-    grouped = values.groupby("cell", sort=True)
+    return cells, out
+
+
+def cell_statistics(cells: NDArray[np.int64], values: FloatArray) -> pd.DataFrame:
+    """Per cell, ``sample_count`` and the statistics of :func:`aggregate_records`.
+
+    ``cells`` and ``values`` as :func:`record_values` returns them (any subset of whole cells:
+    a cell's statistics depend on its own rows only, in their order). Indexed by cell, sorted.
+    """
+    frame = pd.DataFrame(values, columns=list(VALUE_COLUMNS))
+    frame["cell"] = cells
+    grouped = frame.groupby("cell", sort=True)
     table = pd.DataFrame({"sample_count": grouped.size()})
     quantiles = grouped[list(KPI_COLUMNS)].quantile(np.array(list(_QUANTILES.values())))
     for name in KPI_COLUMNS:
@@ -370,6 +421,13 @@ def aggregate_records(
             table[f"{name}_{stat}"] = quantiles[name].xs(q, level=1)
     table["connected_ratio"] = grouped["connected"].mean()
     table["link_sinr_db"] = grouped["link_sinr_db"].median()
+    return table
+
+
+def finish_cell_table(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`cell_statistics`' table as :data:`TABLE_COLUMNS` rows (ids, centres, provenance)."""
+    if len(table) == 0:
+        return _empty_table()
     return _finish_table(table.reset_index(drop=True), table.index.to_numpy(np.int64))
 
 
@@ -454,6 +512,21 @@ def _upgrade_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[list(TABLE_COLUMNS)]
 
 
+def _in_sorted(values: NDArray[np.int64], sorted_set: NDArray[np.int64]) -> BoolArray:
+    """Whether each value is in ``sorted_set`` (sorted, unique), by binary search.
+
+    Examples
+    --------
+    >>> _in_sorted(np.array([3, 4, 9]), np.array([1, 3, 9])).tolist()
+    [True, False, True]
+    """
+    if sorted_set.shape[0] == 0:
+        return np.zeros(values.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), sorted_set.shape[0] - 1)
+    found: BoolArray = sorted_set[pos] == values
+    return found
+
+
 class MeasuredLayer:
     """Coverage of one network from measurements aggregated per H3 cell.
 
@@ -511,18 +584,76 @@ class MeasuredLayer:
         self.confidence_half_samples = float(confidence_half_samples)
         confidence_from_count(0, half_samples=self.confidence_half_samples)  # validates
         self.neighbour_fallback = bool(neighbour_fallback)
-        served = table[
-            np.isfinite(table["link_sinr_db"].to_numpy(np.float64)) & (table["sample_count"] > 0)
-        ]
-        cells = self._parse_cells(served["h3_cell"])
+        none = np.zeros(0, dtype=np.int64)
+        self._serve(self._parse_cells(table["h3_cell"]), none, none)
+
+    def _serve(
+        self, table_cells: NDArray[np.int64], near: NDArray[np.int64], ringed: NDArray[np.int64]
+    ) -> None:
+        """Index the cells of :attr:`table` that serve values.
+
+        ``near`` is a ring index known already: the rings of the (sorted) cells ``ringed``.
+        """
+        self._table_cells = table_cells  # the table's cells as integers, in table order
+        table = self.table
+        served = np.isfinite(table["link_sinr_db"].to_numpy(np.float64)) & (
+            table["sample_count"].to_numpy(np.int64) > 0
+        )
+        cells = table_cells[served]
         order = np.argsort(cells, kind="stable")
         self._cells = cells[order]
-        self._rsrp = served["rsrp_dbm_median"].to_numpy(np.float64)[order]
-        self._sinr = served["link_sinr_db"].to_numpy(np.float64)[order]
-        self._count = served["sample_count"].to_numpy(np.int64)[order]
-        # every cell within one ring of data (sorted), for the fallback's fast pre-check
-        ring = [c for cell in self._cells.tolist() for c in h3i.grid_disk(cell, 1)]
-        self._near = np.unique(np.array(ring, dtype=np.int64))
+        self._rsrp = table["rsrp_dbm_median"].to_numpy(np.float64)[served][order]
+        self._sinr = table["link_sinr_db"].to_numpy(np.float64)[served][order]
+        self._count = table["sample_count"].to_numpy(np.int64)[served][order]
+        # every cell within one ring of data (sorted), for the fallback's fast pre-check; only
+        # the rings of cells not ringed yet are listed (an update adds a few)
+        fresh = self._cells[~_in_sorted(self._cells, ringed)]
+        ring = [c for cell in fresh.tolist() for c in h3i.grid_disk(cell, 1)]
+        added = np.unique(np.array(ring, dtype=np.int64))
+        added = added[~_in_sorted(added, near)]
+        # a sorted insert: linear in the index, where a union would hash all of it again
+        self._near = np.insert(near, np.searchsorted(near, added), added)
+
+    def updated(self, rows: pd.DataFrame, cells: NDArray[np.int64]) -> MeasuredLayer:
+        """This layer with the table rows of ``cells`` replaced or added (a new layer).
+
+        The cost grows with ``rows`` and, in vectorised copies only, with the table: what an
+        incremental refresh needs (:class:`commap.map.fleet.FleetFusion`).
+
+        Parameters
+        ----------
+        rows : :data:`TABLE_COLUMNS` rows (:func:`finish_cell_table`), one per cell of ``cells``.
+        cells : the rows' H3 cells as integers, sorted and unique (the rows' order).
+
+        Examples
+        --------
+        >>> recs = pd.DataFrame({"lat": [51.9], "lon": [-8.4], "sinr_db": [5.0]})
+        >>> empty = MeasuredLayer("x", aggregate_records(recs.iloc[:0]))
+        >>> cells, values = record_values(recs)
+        >>> layer = empty.updated(finish_cell_table(cell_statistics(cells, values)), cells)
+        >>> layer.cell_count, layer.sample([-8.4], [51.9], 0.0).sinr_db.tolist()
+        (1, [5.0])
+        """
+        old, table = self._table_cells, self.table
+        if old.shape[0] > 1 and not (np.diff(old) > 0).all():  # a table given unsorted
+            by_cell = np.argsort(old, kind="stable")
+            old, table = old[by_cell], table.take(by_cell)
+        pos = np.searchsorted(old, cells)
+        known = pos < old.shape[0]
+        known[known] = old[pos[known]] == cells[known]
+        kept = np.ones(old.shape[0], dtype=bool)
+        kept[pos[known]] = False
+        merged_cells = np.concatenate([old[kept], cells])
+        order = np.argsort(merged_cells, kind="stable")
+        table = pd.concat([table[kept], rows[list(TABLE_COLUMNS)]], ignore_index=True)
+        layer = object.__new__(MeasuredLayer)
+        layer.network_id = self.network_id
+        layer.table = table.take(order).reset_index(drop=True)
+        layer.h3_resolution = self.h3_resolution
+        layer.confidence_half_samples = self.confidence_half_samples
+        layer.neighbour_fallback = self.neighbour_fallback
+        layer._serve(merged_cells[order], self._near, self._cells)
+        return layer
 
     def _parse_cells(self, cells: pd.Series) -> NDArray[np.int64]:
         try:
