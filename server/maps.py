@@ -102,7 +102,9 @@ class ServedMap:
     fused_count: int = 0  # stored records (of the map's networks) fused into ``current``
     last_batch_id: str | None = None  # newest batch fused into ``current``: where refreshes go on
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    unfused_count: int = 0  # records stored since the last refresh of ``current``
+    # records per batch stored since the last refresh of ``current``: by batch id, because a
+    # refresh may fuse a batch before its upload is counted here (then it is not counted again)
+    unfused: dict[str, int] = field(default_factory=dict, repr=False)
     refresh_pending: bool = False  # a refresh is scheduled
     refreshed_at: float = 0.0  # time.monotonic() of the last refresh
     source: str = ""  # the configured name or directory: where reloads read the map again
@@ -117,7 +119,7 @@ class ServedMap:
     @property
     def measurement_count(self) -> int:
         """Stored records of the map's networks in use (also those not fused in yet)."""
-        return self.fused_count + self.unfused_count
+        return self.fused_count + sum(self.unfused.values())
 
 
 # Fleet data: a cell's measurements override the modelled value once it holds this many (one
@@ -388,10 +390,10 @@ class MapStore:
         """
         if served.base is not base or (served.last_batch_id or "") > (fused.last_batch_id or ""):
             return False  # a reload (or another refresh) already serves a newer view
-        newly_fused = fused.record_count - served.fused_count
         served.current, served.fused_count = current, fused.record_count
         served.last_batch_id = fused.last_batch_id
-        served.unfused_count = max(served.unfused_count - newly_fused, 0)
+        newest = fused.last_batch_id or ""
+        served.unfused = {b: n for b, n in served.unfused.items() if b > newest}
         served.refreshed_at = time.monotonic()
         return True
 
@@ -445,8 +447,9 @@ class MapStore:
         from the upload. A batch whose key was stored before is not counted again.
         """
         with served.lock:
-            if not stored.already_stored:
-                served.unfused_count += stored.record_count
+            fused_already = stored.batch_id <= (served.last_batch_id or "")
+            if not stored.already_stored and not fused_already:
+                served.unfused[stored.batch_id] = stored.record_count
                 self._schedule_refresh(served)
             return StoreOutcome(stored.batch_id, served.measurement_count, stored.already_stored)
 

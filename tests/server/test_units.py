@@ -820,6 +820,30 @@ def test_stored_batches_count_at_once_and_once_per_key(andorra: CommMap, tmp_pat
         store.close()
 
 
+def test_a_batch_fused_before_its_upload_is_counted_is_counted_once(
+    andorra: CommMap, tmp_path: Path
+) -> None:
+    """A refresh may read a batch the upload process stored before the server counts it."""
+    from commap.map.store import FleetStore
+    from server.ingest import StoredBatch
+    from server.maps import FleetLayers, ServedMap
+
+    store = MapStore(ServerConfig(port=0, fleet_refresh_interval_s=3600.0))
+    served = ServedMap(base=andorra, store=FleetStore(tmp_path), current=andorra)
+    try:
+        assert store.record_stored(served, StoredBatch("b1", 3)).stored_count == 3
+        # a refresh fuses b1 and b2 (just stored, not yet counted)
+        assert store._swap(served, andorra, andorra, FleetLayers(None, "b2", 5))
+        assert served.measurement_count == 5
+        assert store.record_stored(served, StoredBatch("b2", 2)).stored_count == 5
+        assert store.record_stored(served, StoredBatch("b3", 4)).stored_count == 9
+        # a refresh that read up to b2 only leaves b3 counted as unfused
+        assert store._swap(served, andorra, andorra, FleetLayers(None, "b2", 5))
+        assert served.measurement_count == 9
+    finally:
+        store.close()
+
+
 def test_a_retried_batch_key_is_acknowledged_without_storing_again(
     andorra: CommMap, tmp_path: Path
 ) -> None:
