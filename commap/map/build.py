@@ -25,8 +25,9 @@ through road.
 
 :func:`run_batch` runs the missing tiles with an executor (:mod:`commap.map.executors`),
 skips parts whose checksum is already recorded (resume after a crash), and merges the region
-outputs (:mod:`commap.map.region`): the gap list, per-network coverage statistics and a
-GeoPackage. :func:`build_map` calls it as the last stage of a map build.
+outputs (:mod:`commap.map.region`) as tiles arrive: the gap list, per-network coverage
+statistics and a GeoPackage. A worker process loads the map once for all its tiles, and keeps
+it for later builds of the same map version (a long-lived dask cluster). :func:`build_map` calls it as the last stage of a map build.
 
 Part columns (one row per segment of a directed edge; lengths along the edge):
 ``tile``, ``chain``, ``chain_pos`` (segment order along the chain), ``u``, ``v``, ``key``,
