@@ -25,8 +25,9 @@ through road.
 
 :func:`run_batch` runs the missing tiles with an executor (:mod:`commap.map.executors`),
 skips parts whose checksum is already recorded (resume after a crash), and merges the region
-outputs (:mod:`commap.map.region`): the gap list, per-network coverage statistics and a
-GeoPackage. :func:`build_map` calls it as the last stage of a map build.
+outputs (:mod:`commap.map.region`) as tiles arrive: the gap list, per-network coverage
+statistics and a GeoPackage. A worker process loads the map once for all its tiles, and keeps
+it for later builds of the same map version (a long-lived dask cluster). :func:`build_map` calls it as the last stage of a map build.
 
 Part columns (one row per segment of a directed edge; lengths along the edge):
 ``tile``, ``chain``, ``chain_pos`` (segment order along the chain), ``u``, ``v``, ``key``,
@@ -91,9 +92,9 @@ from commap.map.region import (
     PARTS_DIR,
     PartSummary,
     hilbert_sorted,
-    merge_region,
     part_path,
     read_part,
+    region_writer,
     summarize_part,
     write_geoparquet,
 )
@@ -307,16 +308,21 @@ def through_chains(graph: nx.MultiDiGraph, edges: Sequence[EdgeKey]) -> list[lis
 
 
 # -- per-process state ----------------------------------------------------------------------------
+#
+# A worker process (pool or dask) loads a map once and keeps it for every later tile, and for
+# every later build on the same worker (a long-lived dask cluster): the caches below are keyed by
+# the map's resolved directory and its version, the checksum of its manifest. The manifest lists
+# the checksum of every table, so a map rebuilt or replaced at the same path has another key and
+# is loaded afresh, whatever the file times say.
 
 
-def _stamp(map_dir: Path) -> tuple[str, tuple[int, int]]:
-    """Resolved map directory and its manifest's (mtime, size): the key of the caches below."""
+def _version(map_dir: Path) -> tuple[str, str]:
+    """Resolved map directory and the SHA-256 of its manifest: the key of the caches below."""
     manifest = Path(map_dir).resolve() / MANIFEST
     try:
-        info = manifest.stat()
+        return str(manifest.parent), sha256_file(manifest)
     except OSError:
         raise InvalidInputError(f"{map_dir} is not a built map (no {MANIFEST})") from None
-    return str(manifest.parent), (info.st_mtime_ns, info.st_size)
 
 
 @dataclass(frozen=True)
@@ -333,10 +339,10 @@ class _Index:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Index:
+def _cached_index(map_dir: str, version: str, resolution: int) -> _Index:
     from commap.geo.roads import EDGES_FILE
 
-    del stamp  # cache key only
+    del version  # cache key only
     root = Path(map_dir)
     manifest = Manifest.read(root / MANIFEST)
     if manifest.roads is None:
@@ -369,7 +375,7 @@ def _cached_index(map_dir: str, stamp: tuple[int, int], resolution: int) -> _Ind
 
 
 def _index(map_dir: Path, resolution: int) -> _Index:
-    return _cached_index(*_stamp(map_dir), resolution)
+    return _cached_index(*_version(map_dir), resolution)
 
 
 @dataclass(frozen=True)
@@ -385,10 +391,10 @@ class _MapState:
 
 
 @functools.lru_cache(maxsize=2)
-def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapState:
+def _map_state(map_dir: str, version: str, resolution: int) -> _MapState:
     from commap.geo import roads as roads_mod
 
-    del stamp  # cache key only
+    del version  # cache key only
     cmap = CommMap.load(Path(map_dir))
     if cmap.roads is None:
         raise InvalidInputError(f"map {map_dir} has no road graph: no edge table to build")
@@ -406,7 +412,7 @@ def _map_state(map_dir: str, stamp: tuple[int, int], resolution: int) -> _MapSta
 
 
 def _state(map_dir: Path, resolution: int) -> _MapState:
-    return _map_state(*_stamp(map_dir), resolution)
+    return _map_state(*_version(map_dir), resolution)
 
 
 def _clear_state() -> None:
@@ -650,15 +656,19 @@ def build_tile(map_dir: str | os.PathLike[str], tile_id: str, params: TileParams
     return path
 
 
-def _summarized_tile(map_dir: str, tile_id: str, params: TileParams) -> tuple[Path, PartSummary]:
-    """The batch task: :func:`build_tile`, and the summary the region merge takes from its part.
+def _summarized_tile(
+    map_dir: str, tile_id: str, params: TileParams
+) -> tuple[Path, str, PartSummary]:
+    """The batch task: :func:`build_tile`, the part's checksum and the summary the region merge
+    takes from it.
 
-    Summarizing where the tile was built spreads that work over the workers; it reads the part
-    back, so the summary is the one the merge would make of the file.
+    Both are computed where the tile was built, which spreads that work over the workers and
+    leaves the calling process only the merge; the summary is made of the part read back, so it
+    is the one the merge would make of the file.
     """
     path = build_tile(map_dir, tile_id, params)
     network_ids = _state(Path(map_dir), params.resolution).cmap.catalogue.ids
-    return path, summarize_part(read_part(path), network_ids)
+    return path, sha256_file(path), summarize_part(read_part(path), network_ids)
 
 
 def _load_state(map_dir: Path, resolution: int) -> None:
@@ -747,42 +757,45 @@ def run_batch(
     record = PartLog(root / PART_LOG)
     _clean_parts(root, tiles)
     finished = _finished(root, tiles, record)
-    # largest tiles first: the last tile to start is a small one, so workers finish together
-    todo = sorted((t for t in tiles if t not in finished), key=lambda t: (-index.tile_km[t], t))
+    # largest tiles first: the last tile to start is a small one, so workers finish together;
+    # the GeoPackage takes the segments in this order too, most of them while tiles still run
+    order = sorted(tiles, key=lambda t: (-index.tile_km[t], t))
+    todo = [t for t in order if t not in finished]
     report.message(
         f"edges: {len(tiles)} tiles ({len(finished)} already built), executor {executor}"
     )
     report.total(len(tiles), done=len(finished))
-
-    summaries: dict[str, PartSummary] = {}
-
-    def done(tile: str, result: tuple[Path, PartSummary]) -> None:
-        path, summaries[tile] = result
-        record.add(tile, sha256_file(path))
-        report.advance(1)
-
-    run_tiles(
-        _summarized_tile,
-        root,
-        todo,
-        params,
-        executor=executor,
-        workers=workers_n,
-        scheduler=scheduler,
-        done=done,
-        warm=functools.partial(_load_state, root, params.resolution),
-    )
-    report.message("edges: merging gaps, statistics and the GeoPackage")
     assert params.reference_s is not None
-    region = merge_region(
-        root,
-        tiles={tile: len(index.tiles[tile]) for tile in index.tiles},
-        checksums=record.done,
-        network_ids=index.network_ids,
-        bounds=index.bounds,
-        reference_s=params.reference_s,
-        summaries=summaries,
-    )
+    with region_writer(
+        root, order=order, network_ids=index.network_ids, reference_s=params.reference_s
+    ) as merge:
+        for tile in order:
+            if tile in finished:
+                merge.add(tile)
+
+        def done(tile: str, result: tuple[Path, str, PartSummary]) -> None:
+            _, sha256, summary = result
+            record.add(tile, sha256)
+            merge.add(tile, summary)
+            report.advance(1)
+
+        run_tiles(
+            _summarized_tile,
+            root,
+            todo,
+            params,
+            executor=executor,
+            workers=workers_n,
+            scheduler=scheduler,
+            done=done,
+            warm=functools.partial(_load_state, root, params.resolution),
+        )
+        report.message("edges: merging gaps, statistics and the GeoPackage")
+        region = merge.finish(
+            tiles={tile: len(index.tiles[tile]) for tile in index.tiles},
+            checksums=record.done,
+            bounds=index.bounds,
+        )
     section = {
         "format": EDGES_FORMAT,
         "parameters": {

@@ -387,6 +387,77 @@ def test_dask_cluster_given_by_address_gives_identical_edge_tables(
     assert _edge_checksums(copy) == expected
 
 
+@pytest.fixture(scope="module")
+def dask_scheduler() -> Any:
+    """Address of a two-worker cluster that lives for the module's tests (a long-lived cluster)."""
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+def _worker_map_loads(scheduler: str) -> int:
+    """How many times the cluster's workers have loaded a map for tiles, all told."""
+    from dask.distributed import Client
+
+    def loads() -> int:
+        from commap.map import build
+
+        return int(build._map_state.cache_info().misses)
+
+    with Client(scheduler) as client:
+        return sum(client.run(loads).values())
+
+
+def _serial_edges(base: Path, copy: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The edge section and edge-file checksums of a serial edge stage on a copy of ``base``."""
+    shutil.copytree(base, copy)
+    section = batch.run_batch(copy, PARAMS)
+    return section, _edge_checksums(copy)
+
+
+@pytest.mark.distributed
+def test_a_long_lived_dask_cluster_builds_twice_from_the_map_its_workers_loaded(
+    base_map: Path, serial_map: Path, dask_scheduler: str, tmp_path: Path
+) -> None:
+    expected = {k: v for k, v in _checksums(serial_map).items() if k.startswith("edges/")}
+    copy = tmp_path / "built"
+    loads = []
+    for _ in range(2):  # the same map again: a build run twice, or resumed from scratch
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(base_map, copy)
+        section = batch.run_batch(copy, PARAMS, executor="dask", scheduler=dask_scheduler)
+        assert section == _manifest(serial_map)["edges"]
+        assert _edge_checksums(copy) == expected
+        loads.append(_worker_map_loads(dask_scheduler))
+    assert loads[1] == loads[0]  # no worker loaded the map again
+
+
+@pytest.mark.distributed
+def test_dask_workers_never_build_from_a_replaced_map_they_loaded_before(
+    base_map: Path, dask_scheduler: str, tmp_path: Path
+) -> None:
+    """Another version of the map at the same path, even with the manifest's size and time."""
+    other_base = build_map(
+        subregion_spec(tmp_path / "spec-other", seed=8), tmp_path / "other-base", edges=False
+    )
+    other_section, other_files = _serial_edges(other_base, tmp_path / "other-serial")
+    copy = tmp_path / "built"
+    shutil.copytree(base_map, copy)
+    first = batch.run_batch(copy, PARAMS, executor="dask", scheduler=dask_scheduler)
+    assert first["totals"] != other_section["totals"]  # the two versions differ
+    before = (copy / "manifest.json").stat()
+    shutil.rmtree(copy)
+    shutil.copytree(other_base, copy)
+    assert (copy / "manifest.json").stat().st_size == before.st_size
+    os.utime(copy / "manifest.json", ns=(before.st_atime_ns, before.st_mtime_ns))
+    second = batch.run_batch(copy, PARAMS, executor="dask", scheduler=dask_scheduler)
+    assert second == other_section
+    assert _edge_checksums(copy) == other_files
+
+
 @pytest.mark.distributed
 def test_dask_executor_gives_identical_output(
     sub_spec: Path, serial_map: Path, tmp_path: Path
