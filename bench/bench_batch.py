@@ -80,7 +80,8 @@ scheduler, start_s, client = None, 0.0, None
 if executor == "dask":  # a cluster of its own, started first: its start is timed apart
     from dask.distributed import Client, LocalCluster
     start = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     scheduler, start_s = cluster.scheduler_address, time.perf_counter() - start
     client = Client(cluster)
 def edge_stage(map_dir):

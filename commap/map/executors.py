@@ -178,10 +178,16 @@ def _dask_client(workers: int, scheduler: str | None) -> Any:
 
     # Without a dashboard nobody reads the workers' statistical profiler; it samples the task
     # thread every 10 ms and cost a tenth of a worker's CPU on tiles. A cluster given by address
-    # keeps its own settings.
+    # keeps its own settings. The scheduler's HTTP server (health routes) starts even without a
+    # dashboard, on port 8787 unless told otherwise: any free local port, so that two builds on
+    # one machine neither collide nor warn.
     with dask.config.set({"distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         )
     return Client(cluster)
 

@@ -7,6 +7,7 @@ killed build to stop midway; one slow test builds the whole default map.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -462,8 +463,17 @@ def test_dask_workers_never_build_from_a_replaced_map_they_loaded_before(
 def test_dask_executor_gives_identical_output(
     sub_spec: Path, serial_map: Path, tmp_path: Path
 ) -> None:
+    import socket
+    import warnings
+
     out = tmp_path / "built"
-    build_map(sub_spec, out, tile_params=PARAMS, executor="dask", workers=2)
+    # another cluster on this machine holds the usual dashboard port: no clash, no warning
+    with socket.socket() as taken, warnings.catch_warnings():
+        with contextlib.suppress(OSError):  # somebody else holds it already: the same case
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        warnings.simplefilter("error", UserWarning)
+        build_map(sub_spec, out, tile_params=PARAMS, executor="dask", workers=2)
     assert _checksums(out) == _checksums(serial_map)
     import dask_geopandas
 
