@@ -106,6 +106,7 @@ __all__ = [
     "TruthLayer",
     "a3_failover_policy",
     "best_single_policy",
+    "breakdown_rows",
     "drive_seconds",
     "policy_choices",
     "rank_by_outage",
@@ -347,20 +348,33 @@ class Replay:
                         within=self.unknown,
                     )  # fmt: skip
                     parts[policy]["on_unknown_s"] = blind.per_hour()["lost_s"]
-            if "commap" in parts and "oracle" in parts:
-                parts["commap - oracle"] = {
-                    k: v - parts["oracle"][k] for k, v in parts["commap"].items()
-                }
-            rows += [
-                {"vehicle": vehicle, "policy": p, **{k: round(v, 1) for k, v in split.items()}}
-                for p, split in parts.items()
-            ]
+            rows += breakdown_rows(vehicle, parts)
         return pd.DataFrame(rows)
 
     def versus(self) -> pd.DataFrame:
         """Per set-up with a plan: commap and the oracle against the best map-free baseline
         (:func:`versus_frame`)."""
         return versus_frame(self.scores)
+
+
+def breakdown_rows(vehicle: str, parts: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """One set-up's rows of a loss-breakdown table (seconds per hour by what lost them), with
+    the row ``commap - oracle`` (where commap's excess comes from) when both are given.
+
+    Examples
+    --------
+    >>> rows = breakdown_rows("single_modem", {"commap": {"lost_s": 12.04},
+    ...                                        "oracle": {"lost_s": 10.0}})
+    >>> [(r["policy"], r["lost_s"]) for r in rows]
+    [('commap', 12.0), ('oracle', 10.0), ('commap - oracle', 2.0)]
+    """
+    if "commap" in parts and "oracle" in parts:
+        parts = dict(parts)
+        parts["commap - oracle"] = {k: v - parts["oracle"][k] for k, v in parts["commap"].items()}
+    return [
+        {"vehicle": vehicle, "policy": p, **{k: round(v, 1) for k, v in split.items()}}
+        for p, split in parts.items()
+    ]
 
 
 def summary_frame(scores: Mapping[str, Mapping[str, PolicyScore]], truth: str) -> pd.DataFrame:

@@ -45,7 +45,13 @@ from commap.radio.link import LinkModel
 from commap.radio.quality import QualityMatrix
 from commap.radio.vehicle import VehicleSetup
 from commap.sim.failover import LossBreakdown, PolicyScore, loss_breakdown, score_choice
-from commap.sim.multidrive import policy_choices, rank_by_outage, summary_frame, versus_frame
+from commap.sim.multidrive import (
+    breakdown_rows,
+    policy_choices,
+    rank_by_outage,
+    summary_frame,
+    versus_frame,
+)
 from commap.sim.seconds import OUTAGE_RULES, DriveSeconds
 from commap.sim.truth import TruthField
 
@@ -188,15 +194,7 @@ class SecondsTotals:
         row ``commap - oracle`` (where commap's excess comes from)."""
         rows = []
         for vehicle, by_policy in self.breakdowns.items():
-            parts = {p: b.per_hour() for p, b in by_policy.items()}
-            if "commap" in parts and "oracle" in parts:
-                parts["commap - oracle"] = {
-                    k: v - parts["oracle"][k] for k, v in parts["commap"].items()
-                }
-            rows += [
-                {"vehicle": vehicle, "policy": p, **{k: round(v, 1) for k, v in split.items()}}
-                for p, split in parts.items()
-            ]
+            rows += breakdown_rows(vehicle, {p: b.per_hour() for p, b in by_policy.items()})
         return pd.DataFrame(rows)
 
 
