@@ -644,8 +644,11 @@ def _print_plan(result: Any) -> None:
         f"({', '.join(f'{k} {v}' for k, v in t.handovers_by_kind.items()) or 'none'}), "
         f"outage {t.outage_s:.1f} s, interruption {t.interruption_s:.1f} s, satellite {t.sat_mb:.1f} MB"
     )
-    if result.corridor.in_tunnel.any():  # what the plan can count on inside the tunnels
-        console.print(_tunnel_summary(result.corridor, result.matrix))
+    # what the plan can count on inside the tunnels (a local plan: a server's answer carries
+    # no quality matrix)
+    corridor = getattr(result, "corridor", None)
+    if corridor is not None and corridor.in_tunnel.any():
+        console.print(_tunnel_summary(corridor, result.matrix))
     stretches = _plan_table("networks along the route", ("from km", "to km", "network", "share"))
     for start, stop, nid in p.stretches():
         km0 = p.distance_m[start] / 1000

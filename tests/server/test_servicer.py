@@ -489,6 +489,22 @@ def test_the_vehicle_set_up_travels_with_a_plan_request(
     assert woken and set(woken) == {120.0}
 
 
+def test_commap_plan_prints_a_plan_made_by_the_server(grpc_server: ServerProcess) -> None:
+    """The README's ``commap plan --server``: the same tables as a local plan, no traceback."""
+    from typer.testing import CliRunner
+
+    from commap.cli import app
+
+    done = CliRunner().invoke(
+        app,
+        ["plan", "--server", grpc_server.target, "--map", "andorra",
+         "--from", "42.5063,1.5218", "--to", "42.5430,1.7330"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "networks along the route" in done.output and "handovers" in done.output
+    assert "expected service loss" in done.output
+
+
 def test_python_client_returns_the_library_plan(
     grpc_server: ServerProcess, andorra: CommMap
 ) -> None:
