@@ -76,6 +76,23 @@ class CommMap:
         self.bbox = manifest.bbox
         self.segment_m = manifest.segment_m
 
+    def replaced(
+        self,
+        *,
+        manifest: Manifest | None = None,
+        catalogue: NetworkCatalogue | None = None,
+        layers: Mapping[str, CoverageLayer] | None = None,
+    ) -> CommMap:
+        """The same map with some parts replaced (the rest shared, not copied)."""
+        return CommMap(
+            directory=self.directory,
+            manifest=self.manifest if manifest is None else manifest,
+            catalogue=self.catalogue if catalogue is None else catalogue,
+            layers=self.layers if layers is None else layers,
+            roads=self.roads,
+            terrain=self.terrain,
+        )
+
     @classmethod
     def load(cls, name_or_path: str | Path, *, settings: Settings | None = None) -> CommMap:
         """Load a built map by name or directory.

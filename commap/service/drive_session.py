@@ -385,14 +385,7 @@ def with_measured_layers(
                 f"measurements name unknown network {nid!r}", field="network_id"
             )
         layers[nid] = FusedLayer(layers[nid], layer, dense_min_samples=dense_min_samples)
-    return CommMap(
-        directory=cmap.directory,
-        manifest=cmap.manifest,
-        catalogue=cmap.catalogue,
-        layers=layers,
-        roads=cmap.roads,
-        terrain=cmap.terrain,
-    )
+    return cmap.replaced(layers=layers)
 
 
 def _column(frame: pd.DataFrame, name: str) -> FloatArray:

@@ -267,14 +267,8 @@ def _truth_map(cmap: CommMap, seconds: DriveSeconds, part: slice, radius_m: floa
         )
         for j, nid in enumerate(seconds.network_ids)
     }
-    return CommMap(
-        directory=cmap.directory,
-        manifest=cmap.manifest,
-        catalogue=NetworkCatalogue([cmap.catalogue[n] for n in seconds.network_ids]),
-        layers=layers,
-        roads=cmap.roads,
-        terrain=cmap.terrain,
-    )
+    catalogue = NetworkCatalogue([cmap.catalogue[n] for n in seconds.network_ids])
+    return cmap.replaced(catalogue=catalogue, layers=layers)
 
 
 class Planned(Protocol):
@@ -686,11 +680,7 @@ def _restricted(cmap: CommMap, network_ids: Sequence[str]) -> CommMap:
     """The map with only ``network_ids`` (in that order)."""
     if tuple(network_ids) == cmap.catalogue.ids:
         return cmap
-    return CommMap(
-        directory=cmap.directory,
-        manifest=cmap.manifest,
+    return cmap.replaced(
         catalogue=NetworkCatalogue([cmap.catalogue[n] for n in network_ids]),
         layers={n: cmap.layers[n] for n in network_ids},
-        roads=cmap.roads,
-        terrain=cmap.terrain,
     )

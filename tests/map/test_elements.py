@@ -69,14 +69,7 @@ def test_plans_state_epochs_and_refuse_month_old_elements(andorra: CommMap) -> N
 
 def test_a_map_without_a_departure_plans_from_now(andorra: CommMap) -> None:
     own = dataclasses.replace(andorra.manifest, default_departure_s=None)
-    cmap = CommMap(
-        directory=andorra.directory,
-        manifest=own,
-        catalogue=andorra.catalogue,
-        layers=andorra.layers,
-        roads=andorra.roads,
-        terrain=andorra.terrain,
-    )
+    cmap = andorra.replaced(manifest=own)
     assert abs(cmap.default_departure_s - time.time()) < 60.0
 
 

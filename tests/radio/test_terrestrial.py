@@ -15,7 +15,6 @@ from commap.errors import InvalidInputError
 from commap.geo.geodesy import EARTH_RADIUS_M
 from commap.geo.roads import load_road_graph
 from commap.geo.terrain import Terrain
-from commap.map.comm_map import CommMap
 from commap.networks import Network, NetworkKind
 from commap.plan import HandoverProblem
 from commap.radio import layers
@@ -376,14 +375,7 @@ def _with_tunnel_coverage(andorra: Any, table: dict[str, Any]) -> Any:
         roads=andorra.roads,
     )
     layer = load_layer(entry.network(), {**entry.layer, "tunnel_coverage": table}, ctx)
-    return CommMap(
-        directory=andorra.directory,
-        manifest=andorra.manifest,
-        catalogue=andorra.catalogue,
-        layers={**andorra.layers, "ad-lte": layer},
-        roads=andorra.roads,
-        terrain=andorra.terrain,
-    )
+    return andorra.replaced(layers={**andorra.layers, "ad-lte": layer})
 
 
 def test_envalira_tunnel_with_a_distributed_antenna_system(andorra: Any) -> None:

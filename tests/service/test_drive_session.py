@@ -199,13 +199,9 @@ def test_replan_on_a_map_without_the_current_network_starts_free(
     current = drive.current_network()
     from commap.networks import NetworkCatalogue
 
-    reduced = CommMap(
-        directory=andorra.directory,
-        manifest=andorra.manifest,
+    reduced = andorra.replaced(
         catalogue=NetworkCatalogue([n for n in andorra.catalogue.networks if n.id != current]),
         layers={k: v for k, v in andorra.layers.items() if k != current},
-        roads=andorra.roads,
-        terrain=andorra.terrain,
     )
     drive.replan(replan, cmap=reduced)
     drive.replan(replan, cmap=andorra)

@@ -125,14 +125,7 @@ def test_the_cache_is_bounded_in_bytes(andorra: CommMap) -> None:
 def test_a_trip_from_now_is_not_answered_with_an_earlier_plan(andorra: CommMap) -> None:
     # a map whose spec sets no departure plans requests without one from now
     own = dataclasses.replace(andorra.manifest, default_departure_s=None)
-    cmap = CommMap(
-        directory=andorra.directory,
-        manifest=own,
-        catalogue=andorra.catalogue,
-        layers=andorra.layers,
-        roads=andorra.roads,
-        terrain=andorra.terrain,
-    )
+    cmap = andorra.replaced(manifest=own)
     request = PlanRequest(
         origin=LA_VELLA, destination=PAS_DE_LA_CASA, allow_stale_elements=True
     )  # the map's elements are old: its own departure is what they are good for
