@@ -78,7 +78,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from commap.arrays import BoolArray, IntArray
+from commap.arrays import BoolArray, FloatArray, IntArray
 from commap.errors import InvalidInputError
 from commap.networks import Network
 from commap.radio.vehicle import VehicleSetup, vehicle_setup
@@ -161,9 +161,11 @@ class HysteresisParams:
 
 
 GREEDY_DEFAULT = HysteresisParams()
-# one modem executing a plan: consecutive outage seconds of its own link before it leaves it
-# (chosen on synthetic truth seeds 100-119 from 1, 2, 3, 5 s and the Peplink probes)
+# one modem executing a plan: outage seconds of its own link, each counted by the map's
+# probability that the link was up then, before it leaves it (chosen on synthetic truth seeds
+# 100-119 from 1, 2, 3, 5 s and the Peplink probes, counting every outage second in full)
 LEAVE_AFTER_S = 5
+_EPS_S = 1e-9  # unforeseen seconds are sums of probabilities: compare with a tolerance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,6 +512,21 @@ def _first_other(order_row: IntArray, current: int) -> int:
     return next(int(j) for j in order_row if j != current)
 
 
+def _up_prob(seconds: DriveSeconds, foreseen: FloatArray | None) -> FloatArray:
+    """Per second and network, the map's probability that the link is up (1 without a map)."""
+    shape = (len(seconds), len(seconds.network_ids))
+    if foreseen is None:
+        return np.ones(shape)
+    prob = np.asarray(foreseen, dtype=np.float64)
+    if prob.shape != shape:
+        raise InvalidInputError(
+            f"foreseen must be one outage probability per second and network {shape}, "
+            f"got {prob.shape}",
+            field="foreseen",
+        )
+    return np.clip(1.0 - np.nan_to_num(prob, nan=0.0), 0.0, 1.0)
+
+
 def planned_failover_policy(
     seconds: DriveSeconds,
     networks: Sequence[Network],
@@ -519,6 +536,7 @@ def planned_failover_policy(
     params: ProbeParams = PEPLINK_PROBES,
     *,
     leave_after_s: int | None = LEAVE_AFTER_S,
+    foreseen: FloatArray | None = None,
 ) -> Choice:
     """A plan executed with the set-up's failover rule (module docstring).
 
@@ -531,9 +549,14 @@ def planned_failover_policy(
     fallback : ``(n, k)`` network columns at each second, best first by the map (where a failed
         link goes, and what the standby holds between planned switches).
     params : health-probe settings on one modem, with ``leave_after_s=None``.
-    leave_after_s : one modem: consecutive outage seconds of the link before it is left for
-        the first network of ``fallback`` not in outage; ``None``: the health probes instead,
-        to the first other network of ``fallback``.
+    leave_after_s : one modem: unforeseen outage seconds of the link (see ``foreseen``) in one
+        run before it is left for the first network of ``fallback`` not in outage; ``None``:
+        the health probes instead, to the first other network of ``fallback``.
+    foreseen : ``(n, k)`` the outage probability of each network at each second on the map
+        the plan was made on. One modem: an outage second of the link counts towards
+        ``leave_after_s`` by the map's probability that the link was up then, so an outage
+        the map foresaw (and the plan priced) is ridden out, an unforeseen one is left.
+        ``None`` (no map): every outage second counts in full.
 
     Examples
     --------
@@ -554,19 +577,26 @@ def planned_failover_policy(
     >>> two = planned_failover_policy(s, nets, vehicle_setup("dual_modem"), plan, order)
     >>> int(np.argmax(two.serving == 1))  # the standby, once registered (10 s after the start)
     10
+    >>> known = np.where(out, 0.9, 0.01)  # a map that foresaw the outage of a
+    >>> ride = planned_failover_policy(s, nets, vehicle_setup("single_modem"), plan, order,
+    ...                                foreseen=known)
+    >>> bool((ride.serving == 0).all())  # 30 outage seconds count as 3 unforeseen ones
+    True
     """
     n = len(seconds)
     serving = np.zeros(n, dtype=np.int64)
     standby = np.full(n, NONE, dtype=np.int64)
     modems = _Modems(setup, networks)
     lead_s = 2.0 * setup.operator_switch_s  # register the standby this long before a switch
+    up_prob = _up_prob(seconds, foreseen)
     for part in seconds.pieces():
         out, plan, order = seconds.outage[part], planned[part], fallback[part]
+        up = up_prob[part]
         at, to = next_switch(plan)
         current, busy_until, other = int(plan[0]), -1, NONE
         follow = True  # on the plan (False after a failover, until the plan's next switch)
         health, phase = _Health(params), 0
-        down_s = 0  # consecutive outage seconds of the current link
+        down_s = 0.0  # unforeseen outage seconds of the current link's ongoing outage
         modems.reset()
         for i in range(out.shape[0]):
             if i and plan[i] != plan[i - 1]:
@@ -580,9 +610,9 @@ def planned_failover_policy(
                 if out[i, current] and modems.ready(i, other) and not out[i, other]:
                     target, failover = other, True  # a standby still registering costs an attach
             elif leave_after_s is not None:
-                down_s = down_s + 1 if out[i, current] else 0
+                down_s = down_s + float(up[i, current]) if out[i, current] else 0.0
                 usable = _first_usable(order[i], out[i], current)
-                if down_s >= leave_after_s and usable != NONE:
+                if down_s >= leave_after_s - _EPS_S and usable != NONE:
                     target, failover = usable, True
             else:
                 if i > busy_until:
@@ -592,7 +622,7 @@ def planned_failover_policy(
             if target != current and i > busy_until:
                 busy_until = i + modems.change(i, current, target) - 1
                 current, follow = target, not failover
-                health, phase, down_s = _Health(params), busy_until + 1, 0
+                health, phase, down_s = _Health(params), busy_until + 1, 0.0
             if setup.has_standby:
                 soon = at[i] - i <= lead_s and to[i] not in (NONE, current)
                 other = int(to[i]) if soon else _first_other(order[i], current)

@@ -163,13 +163,6 @@ def _leg_route(seconds: DriveSeconds, part: slice) -> tuple[Any, FloatArray] | N
     return route, distance
 
 
-def _ranked(
-    result: Planned, networks: Sequence[Network], segment: IntArray, ahead_s: int = _AHEAD_S
-) -> IntArray:
-    """Per second, the network columns best first by the plan's map (:func:`rank_by_outage`)."""
-    return rank_by_outage(LinkModel().point_outage(result.matrix, networks), segment, ahead_s)
-
-
 def rank_by_outage(point: FloatArray, segment: IntArray, ahead_s: int = _AHEAD_S) -> IntArray:
     """Per second, the network columns by a map's mean point outage probability over the next
     ``ahead_s`` seconds, lowest first (a window, so that a standby is not re-registered after
@@ -466,6 +459,7 @@ def policy_choices(
     planned: Mapping[str, IntArray],
     ranked: Mapping[str, IntArray],
     priority: Sequence[int] | None = None,
+    foreseen: Mapping[str, FloatArray] | None = None,
 ) -> dict[str, Choice]:
     """Every policy of :data:`POLICIES_BY_SETUP` on ``setup``.
 
@@ -478,11 +472,20 @@ def policy_choices(
         plan's network column at each second.
     ranked : per planned policy, ``(n, k)`` the network columns best first by its map.
     priority : the map-free rules' configured order (default: by signal at each leg's start).
+    foreseen : per planned policy, ``(n, k)`` its map's outage probability of each network at
+        each second (the one-modem rule rides out the outages the map foresaw; default: none
+        foreseen, every outage second counts).
     """
     free_plan, free_order = map_free_plan_seconds(seconds, priority)
+    known = foreseen or {}
     made: dict[str, Callable[[], Choice]] = {
         "commap": lambda: planned_failover_policy(
-            seconds, networks, setup, planned["commap"], ranked["commap"]
+            seconds,
+            networks,
+            setup,
+            planned["commap"],
+            ranked["commap"],
+            foreseen=known.get("commap"),
         ),
         "commap_open_loop": lambda: Choice(
             planned["commap"], _next_planned(planned["commap"], seconds)
@@ -491,7 +494,12 @@ def policy_choices(
             seconds, networks, setup, free_plan, free_order
         ),
         "oracle": lambda: planned_failover_policy(
-            seconds, networks, setup, planned["oracle"], ranked["oracle"]
+            seconds,
+            networks,
+            setup,
+            planned["oracle"],
+            ranked["oracle"],
+            foreseen=known.get("oracle"),
         ),
         "best_single": lambda: best_single_policy(seconds),
         "best_pair": lambda: best_pair_policy(seconds),
@@ -590,14 +598,13 @@ def replay_drive(
     serving: dict[str, dict[str, Choice]] = {}
     scores: dict[str, dict[str, PolicyScore]] = {}
     for setup in setups:
-        planned: dict[str, IntArray] = {}
-        ranked: dict[str, IntArray] = {}
+        drive = _PlannedDrive({}, {}, {})
         if not setup.bonded:  # the planner plans for this set-up's switch times
             legs = legs or _legs(cmap, seconds)
-            planned, ranked, unknown = _plan_drive(
-                cmap, seconds, networks, planner, setup.name, legs
-            )
-        serving[setup.name] = policy_choices(setup, seconds, networks, planned, ranked, order)
+            drive, unknown = _plan_drive(cmap, seconds, networks, planner, setup.name, legs)
+        serving[setup.name] = policy_choices(
+            setup, seconds, networks, drive.planned, drive.ranked, order, drive.foreseen
+        )
         scores[setup.name] = {
             p: score_choice(
                 seconds,
@@ -643,6 +650,17 @@ def _legs(cmap: CommMap, seconds: DriveSeconds) -> list[_Leg]:
     return legs
 
 
+@dataclass(frozen=True)
+class _PlannedDrive:
+    """Per planned policy (``commap``, ``oracle``), per second of the drive: the plan's
+    network, the networks best first by the policy's map (where a failed link goes) and that
+    map's outage probability of each network."""
+
+    planned: dict[str, IntArray]
+    ranked: dict[str, IntArray]
+    foreseen: dict[str, FloatArray]
+
+
 def _plan_drive(
     cmap: CommMap,
     seconds: DriveSeconds,
@@ -650,14 +668,15 @@ def _plan_drive(
     planner: Planner,
     vehicle: str,
     legs: Sequence[_Leg],
-) -> tuple[dict[str, IntArray], dict[str, IntArray], BoolArray]:
+) -> tuple[_PlannedDrive, BoolArray]:
     """Plan every leg on the map (``commap``) and on the truth (``oracle``) for ``vehicle``.
 
-    Returns, per planned policy, the plan's network at each second and the networks best first
-    by that policy's map (where a failed link goes); and where the map had no data near.
+    Returns the plans per second (:class:`_PlannedDrive`) and where the map had no data near.
     """
     planned = {p: np.zeros(len(seconds), dtype=np.int64) for p in ("commap", "oracle")}
     ranked = {p: np.tile(np.arange(len(networks)), (len(seconds), 1)) for p in planned}
+    # standing still there is no plan, and no outage foreseen
+    foreseen = {p: np.zeros((len(seconds), len(networks))) for p in planned}
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
     only = _restricted(cmap, seconds.network_ids)
     for leg in legs:
@@ -669,11 +688,13 @@ def _plan_drive(
         for policy, on_map in (("commap", only), ("oracle", leg.truth)):
             result = planner(on_map, leg.route, vehicle)
             segment = _segment_of(result.corridor, leg.distance_m)
+            point = LinkModel().point_outage(result.matrix, networks)
             planned[policy][part] = result.plan.assignment[segment]
-            ranked[policy][part] = _ranked(result, networks, segment)
+            ranked[policy][part] = rank_by_outage(point, segment)
+            foreseen[policy][part] = point[segment]
             if policy == "commap":
                 unknown[part] = np.asarray(result.matrix.unknown, dtype=bool)[segment]
-    return planned, ranked, unknown
+    return _PlannedDrive(planned, ranked, foreseen), unknown
 
 
 def _restricted(cmap: CommMap, network_ids: Sequence[str]) -> CommMap:

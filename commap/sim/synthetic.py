@@ -263,6 +263,7 @@ def judge_truth(
         nets = [by_id[n] for n in ids]
         planned: dict[str, IntArray] = {}
         ranked: dict[str, IntArray] = {}
+        foreseen: dict[str, FloatArray] = {}
         if not setup.bonded:
             segment = truth.segment[np.searchsorted(truth.t_s - truth.t_s[0], seconds.t_s)]
             segment = np.clip(segment, 0, len(corridor) - 1)
@@ -273,9 +274,11 @@ def judge_truth(
                 ("commap", commap_plans[setup.name], on_map),
                 ("oracle", planner(on_truth, setup), on_truth),
             ):
+                point = link.point_outage(m, nets)
                 planned[policy] = plan[segment]
-                ranked[policy] = rank_by_outage(link.point_outage(m, nets), segment)
-        choices = policy_choices(setup, seconds, nets, planned, ranked)
+                ranked[policy] = rank_by_outage(point, segment)
+                foreseen[policy] = point[segment]
+        choices = policy_choices(setup, seconds, nets, planned, ranked, foreseen=foreseen)
         scores[setup.name] = {
             p: score_choice(
                 seconds, c, nets, setup, policy=p, tolerance_s=tolerance_s, mb_per_s=mb_per_s

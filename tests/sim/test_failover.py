@@ -207,6 +207,27 @@ def test_one_modem_leaves_its_plan_only_for_an_outage_of_five_seconds() -> None:
     assert (stay.serving == 0).all()
 
 
+def test_one_modem_rides_out_an_outage_its_map_foresaw_and_leaves_an_unforeseen_one() -> None:
+    # a is out for 9 s where the map gave it P(outage) 0.9: the plan priced that outage, and
+    # riding it out costs its 9 s, where leaving after 5 s costs 4 s and a 10 s attach
+    s = drive(outage_of_a(60, 20, 29))
+    plan, order = np.zeros(60, np.int64), np.tile(np.array([0, 1, 2]), (60, 1))
+    foreseen = np.zeros((60, 3))
+    foreseen[15:35, 0] = 0.9
+    ride = planned_failover_policy(s, NETS, ONE, plan, order, foreseen=foreseen)
+    assert (ride.serving == 0).all()
+    knowing = score_choice(s, ride, NETS, ONE, policy="map")
+    assert (knowing.outage_s, knowing.switches) == (9, 0)
+    # an outage the map did not foresee (or no map) is left after 5 s, as before
+    for unforeseen in (np.zeros((60, 3)), None):
+        fled = planned_failover_policy(s, NETS, ONE, plan, order, foreseen=unforeseen)
+        assert (fled.serving[:24] == 0).all() and (fled.serving[24:] == 1).all()
+        lost = score_choice(s, fled, NETS, ONE, policy="no map")
+        assert (lost.outage_s, lost.switches) == (4 + 10, 1)
+    with pytest.raises(InvalidInputError, match="per second and network"):
+        planned_failover_policy(s, NETS, ONE, plan, order, foreseen=foreseen[:10])
+
+
 def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None:
     out = np.zeros((60, 3), dtype=bool)
     out[30:35, 1] = True  # the planned target b is down when the switch is due
