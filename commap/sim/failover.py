@@ -39,16 +39,25 @@ and, with two modems, the network the second modem aims to stay registered on (t
     The network (pair) with the fewest lost seconds on the drive, chosen in hindsight.
 
 A plan executed in closed loop (:func:`planned_failover_policy`) follows a per-second plan and
-applies the failover rule of the set-up where the plan's network fails: on one modem the
-modem's own link state, a link out for :data:`LEAVE_AFTER_S` consecutive seconds left for the
-first network of the map's ranking not in outage (the health probes of ``probe_failover``
-learn of a failure 15-20 s late: on the synthetic truth, whose dead stretches last, that lost
-75 s/h more on held-out seeds; a shorter wait, as ``a3_failover``'s one second, leaves links
-for the short outages of real drives at 10 s an attach each); on two modems the modem's own
-link state and the registered standby, as ``hot_standby``, with the standby registered ahead
-on the plan's next network. After a failover the vehicle stays on the network
-it fled to until the plan's next switch. The rule is map-free; the plan and the fallback order
-are the map's.
+applies the failover rule of the set-up where the plan's network fails. On one modem, from the
+modem's own link state and the map the plan was made on, a link in outage is left for the
+first network of the map's ranking not in outage
+
+* at once where the map expects the outage to go on for at least the interruption of that
+  change (:func:`outage_run_ahead_s`: a dead stretch the map knows, as a tunnel), and
+* otherwise once its outage has lasted :data:`LEAVE_AFTER_S` seconds more than the map
+  expected: each outage second counts by the map's probability that the link was up then. An
+  outage the map foresaw is one the plan priced when it chose the link, and leaving it costs
+  a 10 s attach for outages that on real drives mostly end within a few seconds; an outage the
+  map did not foresee says the map is wrong there. Without a map every outage second counts.
+
+(The health probes of ``probe_failover`` learn of a failure 15-20 s late: on the synthetic
+truth, whose dead stretches last, that lost 75 s/h more on held-out seeds; a shorter wait, as
+``a3_failover``'s one second, leaves links for the short outages of real drives at 10 s an
+attach each.) On two modems the rule is the modem's own link state and the registered standby,
+as ``hot_standby``, with the standby registered ahead on the plan's next network. After a
+failover the vehicle stays on the network it fled to until the plan's next switch. The plan,
+the fallback order and what the map foresaw are the map's; the constants are not tuned per map.
 
 :func:`score_choice` turns a choice into what the user feels on a :class:`VehicleSetup`: a
 second is lost when the serving network is in outage or a switch interrupts it (rounded up to
@@ -104,6 +113,7 @@ __all__ = [
     "loss_runs",
     "map_free_plan_seconds",
     "next_switch",
+    "outage_run_ahead_s",
     "planned_failover_policy",
     "probe_failover_policy",
     "score_choice",
@@ -512,6 +522,28 @@ def _first_other(order_row: IntArray, current: int) -> int:
     return next(int(j) for j in order_row if j != current)
 
 
+def outage_run_ahead_s(outage_prob: FloatArray) -> FloatArray:
+    """Per second, the outage seconds a map expects to follow it without a break.
+
+    Each second is taken as out with its probability on its own (``sum over m of the product
+    of p[i + 1 .. i + m]``): a floor, as real outages come in runs.
+
+    Parameters
+    ----------
+    outage_prob : ``(n, ...)`` outage probability per second (and network).
+
+    Examples
+    --------
+    >>> outage_run_ahead_s(np.array([0.5, 1.0, 1.0, 0.5, 0.0])).tolist()
+    [2.5, 1.5, 0.5, 0.0, 0.0]
+    """
+    prob = np.asarray(outage_prob, dtype=np.float64)
+    run = np.zeros((prob.shape[0] + 1, *prob.shape[1:]))
+    for i in range(prob.shape[0] - 1, -1, -1):
+        run[i] = prob[i] * (1.0 + run[i + 1])
+    return run[1:]
+
+
 def _up_prob(seconds: DriveSeconds, foreseen: FloatArray | None) -> FloatArray:
     """Per second and network, the map's probability that the link is up (1 without a map)."""
     shape = (len(seconds), len(seconds.network_ids))
@@ -555,8 +587,10 @@ def planned_failover_policy(
     foreseen : ``(n, k)`` the outage probability of each network at each second on the map
         the plan was made on. One modem: an outage second of the link counts towards
         ``leave_after_s`` by the map's probability that the link was up then, so an outage
-        the map foresaw (and the plan priced) is ridden out, an unforeseen one is left.
-        ``None`` (no map): every outage second counts in full.
+        the map foresaw (and the plan priced) is ridden out, an unforeseen one is left; and a
+        link is left at once where the map expects its outage to last at least the
+        interruption of the change (:func:`outage_run_ahead_s`). ``None`` (no map): every
+        outage second counts in full.
 
     Examples
     --------
@@ -592,6 +626,7 @@ def planned_failover_policy(
     for part in seconds.pieces():
         out, plan, order = seconds.outage[part], planned[part], fallback[part]
         up = up_prob[part]
+        ahead = outage_run_ahead_s(1.0 - up)
         at, to = next_switch(plan)
         current, busy_until, other = int(plan[0]), -1, NONE
         follow = True  # on the plan (False after a failover, until the plan's next switch)
@@ -612,8 +647,10 @@ def planned_failover_policy(
             elif leave_after_s is not None:
                 down_s = down_s + float(up[i, current]) if out[i, current] else 0.0
                 usable = _first_usable(order[i], out[i], current)
-                if down_s >= leave_after_s - _EPS_S and usable != NONE:
-                    target, failover = usable, True
+                if usable != NONE and out[i, current]:
+                    attach_s = setup.switch_s(networks[current], networks[usable])
+                    if down_s >= leave_after_s - _EPS_S or 0 < attach_s <= ahead[i, current]:
+                        target, failover = usable, True
             else:
                 if i > busy_until:
                     health.step(i, phase, bool(out[i, current]))

@@ -228,6 +228,20 @@ def test_one_modem_rides_out_an_outage_its_map_foresaw_and_leaves_an_unforeseen_
         planned_failover_policy(s, NETS, ONE, plan, order, foreseen=foreseen[:10])
 
 
+def test_one_modem_leaves_at_once_an_outage_its_map_expects_to_outlast_an_attach() -> None:
+    # a is out for 40 s where the map gave it P(outage) 0.95 (a tunnel): the map expects the
+    # outage to go on for longer than the 10 s attach, so the modem leaves at its first second
+    s = drive(outage_of_a(80, 20, 60))
+    plan, order = np.zeros(80, np.int64), np.tile(np.array([0, 1, 2]), (80, 1))
+    foreseen = np.zeros((80, 3))
+    foreseen[20:60, 0] = 0.95
+    early = planned_failover_policy(s, NETS, ONE, plan, order, foreseen=foreseen)
+    assert (early.serving[:20] == 0).all() and (early.serving[20:] == 1).all()
+    assert score_choice(s, early, NETS, ONE, policy="map").outage_s == 10
+    late = planned_failover_policy(s, NETS, ONE, plan, order)  # no map: after 5 s
+    assert score_choice(s, late, NETS, ONE, policy="no map").outage_s == 4 + 10
+
+
 def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None:
     out = np.zeros((60, 3), dtype=bool)
     out[30:35, 1] = True  # the planned target b is down when the switch is due
