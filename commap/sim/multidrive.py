@@ -13,20 +13,23 @@ satellite MB (:func:`replay_drive`).
     (:func:`commap.service.planning.plan_route` with the drive's positions and times), executed
     in closed loop as a vehicle does (:func:`commap.sim.failover.planned_failover_policy`): the
     network the plan gives the second's position, and where that link fails the set-up's
-    failover rule (one modem: the health probes of ``probe_failover`` at their defaults; two
-    modems: the registered standby, as ``hot_standby``), to the network the map ranks next.
-    With two modems the standby registers on the plan's next network ahead of each switch.
+    failover rule (one modem: the link's own state, an outage left at once where the map
+    expects it to outlast the attach, else after :data:`commap.sim.failover.LEAVE_AFTER_S`
+    outage seconds the map did not foresee; two modems: the registered standby, as
+    ``hot_standby``), to the network the map ranks next. With two modems the standby registers
+    on the plan's next network ahead of each switch.
 ``commap_open_loop``
     The same plan without the failover rule.
 ``rules_without_plan``
-    The same failover rule as ``commap`` without the plan: the first network of the map-free
+    The same failover rule as ``commap`` without the map: the first network of the map-free
     baselines' order all the way, a failed link to the next of that order
-    (:func:`commap.sim.failover.map_free_plan_seconds`). With ``commap`` it is the ablation:
-    the plan's own share.
+    (:func:`commap.sim.failover.map_free_plan_seconds`), every outage second unforeseen. With
+    ``commap`` it is the ablation: the share of the plan and of what its map foresaw.
 ``oracle``
     The same planner with the same request on the truth (:class:`TruthLayer`: each segment's
     outage probability is the share of the drive's outage seconds of the network near it),
-    executed as ``commap``.
+    executed as ``commap`` with the truth as the map the rule consults (it foresees the
+    outages it planned on, so it does not flee them).
 ``best_single`` / ``best_pair``
     The network (bonded pair) with the fewest lost seconds on this drive, in hindsight.
 ``a3_failover``, ``probe_failover``, ``probe_failover_fast``, ``greedy_hysteresis``,

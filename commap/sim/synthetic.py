@@ -18,8 +18,10 @@ Per route and seed (:func:`judge_truth`), each set-up drives on the networks it 
 set-up without a satellite terminal on the terrestrial networks only): ``commap`` is the plan
 made on the planner's map for the set-up, ``oracle`` the same planner on the truth's segment
 matrix (:meth:`commap.sim.truth.TruthField.segment_matrix`), both executed in closed loop with
-the set-up's failover rule, the failed link going to the network their map ranks next;
-``rules_without_plan`` the same rule without a plan. :class:`SecondsTotals` adds the routes
+the set-up's failover rule, the failed link going to the network their map ranks next (on one
+modem the rule also asks their map which outages it foresaw:
+:func:`commap.sim.failover.planned_failover_policy`); ``rules_without_plan`` the same rule
+without a plan or a map. :class:`SecondsTotals` adds the routes
 and seeds up (pooled seconds: every seed drives every route once).
 
 Examples
