@@ -80,6 +80,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
+from scipy.special import stdtrit
 
 from commap.errors import InvalidInputError
 from commap.files import atomic_path
@@ -1294,13 +1295,13 @@ def clear_gain(fold_gains: ArrayLike, *, confidence: float = ADOPT_CONFIDENCE) -
     >>> clear_gain([0.01])  # one fold gives no spread to judge by
     False
     """
-    from scipy.stats import t as student_t  # scipy.stats only when a model is tuned
-
     gain = np.asarray(fold_gains, dtype=np.float64)
     if gain.shape[0] < 2:
         return False
     se = float(gain.std(ddof=1)) / np.sqrt(gain.shape[0])
-    return bool(gain.mean() > float(student_t.ppf(confidence, gain.shape[0] - 1)) * se)
+    # stdtrit: the Student t quantile (scipy.special, which scipy.spatial loads anyway; the
+    # same function in scipy.stats would add its import time to every process that tunes)
+    return bool(gain.mean() > float(stdtrit(gain.shape[0] - 1, confidence)) * se)
 
 
 def _tails_shrinkage(
