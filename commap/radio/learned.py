@@ -36,9 +36,10 @@ Fitting runs an inner cross-validation on the training records only (grouped by 
 (pinball loss), then whether to weigh the time of day (only if the pinball loss it saves
 over the inner folds passes a one-sided paired t test at 90 %, :func:`clear_gain`), (ii)
 choose ``k_outage`` from ``k`` up to 1000 (Brier score; 0/1 outcomes are noisier than
-values, so P(outage) may lean on the prior harder, never less), (iii) choose ``k_tails`` from ``k`` up to 1000: the strongest shrinkage whose pinball loss at the 10th and
-90th percentiles is within one standard error (over inner folds) of the least (tails rest on
-a few extreme values), (iv) recalibrate the quantile levels so that [p10, p90] covers 80 % of
+values, so P(outage) may lean on the prior harder, never less), (iii) choose ``k_tails``
+from ``k`` up to 1000: the strongest shrinkage whose pinball loss at the 10th and 90th
+percentiles is within one standard error (over inner folds) of the least (tails rest on a few
+extreme values), (iv) recalibrate the quantile levels so that [p10, p90] covers 80 % of
 held-out values (levels from the out-of-fold mixture CDF at the observed values: ``P(X <= y)``
 for p10, ``P(X < y)`` for p90, which is exact when values tie, e.g. zero rates) and (v)
 recalibrate ``P(outage)`` by Platt scaling of the out-of-fold probabilities (two parameters,
