@@ -942,7 +942,6 @@ def _real_truth(map_name: str, drive: Path) -> Any:
     """The replay of ``drive`` on ``map_name``, ready to run (inputs checked first)."""
     from commap.map.comm_map import CommMap
     from commap.radio.measurements import read_records
-    from commap.radio.vehicle import TERRESTRIAL_SETUPS
     from commap.service.planning import PlanRequest, plan_route
     from commap.sim.multidrive import replay_drive
 
@@ -956,7 +955,6 @@ def _real_truth(map_name: str, drive: Path) -> Any:
             cmap,
             records,
             planner=lambda m, r, v: plan_route(m, PlanRequest(route=r, vehicle=v)),
-            vehicles=TERRESTRIAL_SETUPS,
         )
 
     return run
@@ -1039,7 +1037,8 @@ def replay_command(
         typer.Option(
             "--vehicle",
             help="Vehicle set-up (repeatable): single_modem, dual_modem, bonded, "
-            "satellite_always_on, satellite_on_demand. Default: the three terrestrial ones.",
+            "satellite_always_on, satellite_on_demand. Default: the three terrestrial ones, and "
+            "satellite_always_on where the drive has a satellite network.",
         ),
     ] = None,
     tolerance_s: Annotated[
@@ -1063,7 +1062,6 @@ def replay_command(
     from commap.out.replay_report import replay_markdown, write_replay_report
     from commap.radio.link import app_profile
     from commap.radio.measurements import read_records
-    from commap.radio.vehicle import TERRESTRIAL_SETUPS
     from commap.service.planning import PlanRequest, plan_route
     from commap.sim.multidrive import replay_drive
 
@@ -1090,7 +1088,7 @@ def replay_command(
                 m, PlanRequest(route=r, app=app_class, weights=weights, vehicle=v)
             ),
             network_ids=ids,
-            vehicles=vehicle or TERRESTRIAL_SETUPS,
+            vehicles=vehicle or None,
             priority=[n.strip() for n in priority.split(",") if n.strip()] if priority else None,
             tolerance_s=tolerance_s,
             mb_per_s=app_profile(app_class).mb_per_s,

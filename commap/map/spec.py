@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import json
 import math
 import re
@@ -67,12 +68,13 @@ __all__ = [
 
 NETWORK_ID: Final = re.compile(r"^\S+$")
 MEASURED_FORMATS: Final = ("records", "gnettrack", "grid")
-# Which layer types a network of each kind may use.
+# Which kinds of network may use each layer type. Measurements need no orbital elements: a
+# satellite terminal's own records (a dish reporting throughput) make a measured satellite network.
 LAYER_KINDS: Final = {
-    "terrestrial": NetworkKind.TERRESTRIAL,
-    "measured": NetworkKind.TERRESTRIAL,
-    "leo": NetworkKind.LEO,
-    "geo": NetworkKind.GEO,
+    "terrestrial": (NetworkKind.TERRESTRIAL,),
+    "measured": tuple(NetworkKind),
+    "leo": (NetworkKind.LEO,),
+    "geo": (NetworkKind.GEO,),
 }
 
 # What each value type accepts, in words (reference page and error messages).
@@ -598,7 +600,11 @@ class _MeasuredKeys:
 
 @dataclass(frozen=True, kw_only=True)
 class MeasuredLayerSection(_MeasuredKeys):
-    """``[networks.layer]`` with ``type = "measured"``: measurements aggregated on H3 cells."""
+    """``[networks.layer]`` with ``type = "measured"``: measurements aggregated on H3 cells.
+
+    Any kind of network may use it: a satellite terminal's own records (a dish on the car
+    reporting throughput) make a measured satellite network, planned without orbital elements.
+    """
 
     type: str = key("string", "Layer type.", example="measured", choices=("measured",))
     dense_min_samples: int = key(
@@ -1030,7 +1036,7 @@ def _check_networks(reader: _Reader, networks: Sequence[NetworkSection]) -> None
             )
         seen[net.id] = i
         layer_type = net.layer.type
-        if LAYER_KINDS[layer_type] != net.kind:
+        if net.kind not in LAYER_KINDS[layer_type]:
             raise reader.fail(
                 f"networks[{i}] ({net.id}) of kind {net.kind!r} cannot use a {layer_type!r} layer",
                 f"networks[{i}].layer.type",
@@ -1185,7 +1191,13 @@ def reference_markdown() -> str:
         "Types: " + "; ".join(f"{kind}: {words}" for kind, words in TYPE_WORDS.items()) + ".",
     ]
     for heading, cls in _REFERENCE:
-        lines += ["", f"## {heading}", "", str(cls.__doc__).strip().replace("``", "`"), ""]
+        lines += [
+            "",
+            f"## {heading}",
+            "",
+            inspect.cleandoc(str(cls.__doc__)).replace("``", "`"),
+            "",
+        ]
         lines += [
             "| key | type | unit | default | example | description |",
             "| --- | --- | --- | --- | --- | --- |",

@@ -112,11 +112,10 @@ def _write_serving(replay: Replay, path: Path) -> None:
     for j, nid in enumerate(s.network_ids):
         frame[f"outage_{nid}"] = s.outage[:, j].astype(int)
     for vehicle, by_policy in replay.serving.items():
+        ids = replay.setup_view(vehicle)[0].network_ids
         for policy, choice in by_policy.items():
             rows = choice.serving if choice.bonded else choice.serving[:, None]
-            frame[f"{vehicle}/{policy}"] = [
-                "+".join(s.network_ids[i] for i in row) for row in rows.tolist()
-            ]
+            frame[f"{vehicle}/{policy}"] = ["+".join(ids[i] for i in row) for row in rows.tolist()]
     write_text_atomic(path, frame.to_csv(index=False))
 
 

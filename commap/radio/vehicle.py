@@ -67,6 +67,7 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
@@ -166,6 +167,24 @@ class VehicleSetup:
     def has_standby(self) -> bool:
         """A second modem can stay registered on another operator."""
         return self.modems == 2
+
+    def usable(self, networks: Sequence[Network]) -> tuple[Network, ...]:
+        """The networks this set-up can use: all with a satellite terminal, else the
+        terrestrial ones (a satellite network needs the terminal).
+
+        Examples
+        --------
+        >>> from commap.networks import NetworkKind
+        >>> nets = [Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a",
+        ...                 technology="lte", latency_ms=30),
+        ...         Network(id="s", kind=NetworkKind.LEO, operator="s", technology="leo",
+        ...                 latency_ms=40)]
+        >>> [n.id for n in vehicle_setup("dual_modem").usable(nets)]
+        ['a']
+        >>> [n.id for n in vehicle_setup("satellite_on_demand").usable(nets)]
+        ['a', 's']
+        """
+        return tuple(n for n in networks if self.has_terminal or not n.is_satellite)
 
     def switch_s(self, a: Network, b: Network, *, standby: bool = False) -> float:
         """Interruption (s) of the service link changing from ``a`` to ``b``.

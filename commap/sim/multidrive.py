@@ -298,6 +298,8 @@ class Replay:
     truth : ``"real"`` (measured drives).
     networks : one per network column (what a switch between them costs).
     unknown : ``(n,)`` the map had no data near the second's position (for any network).
+    columns : per vehicle set-up, the networks it can use (a set-up without a satellite
+        terminal drives the terrestrial ones only): its choices index these (default: all).
     """
 
     seconds: DriveSeconds
@@ -307,6 +309,15 @@ class Replay:
     truth: str = "real"
     networks: tuple[Network, ...] = ()
     unknown: BoolArray | None = None
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def setup_view(self, vehicle: str) -> tuple[DriveSeconds, tuple[Network, ...]]:
+        """The drive's seconds and networks as ``vehicle``'s choices index them."""
+        ids = self.columns.get(vehicle, self.seconds.network_ids)
+        if ids == self.seconds.network_ids:
+            return self.seconds, self.networks
+        by_id = {n.id: n for n in self.networks}
+        return self.seconds.columns(ids), tuple(by_id[n] for n in ids)
 
     def score(self, vehicle: str, policy: str) -> PolicyScore:
         """The score of ``policy`` on ``vehicle``."""
@@ -326,15 +337,16 @@ class Replay:
         rows = []
         for vehicle, by_policy in self.serving.items():
             setup = vehicle_setup(vehicle)
+            seconds, networks = self.setup_view(vehicle)
             parts: dict[str, dict[str, float]] = {}
             for policy, choice in by_policy.items():
                 if choice.bonded:
                     continue
-                split = loss_breakdown(self.seconds, choice, self.networks, setup, policy=policy)
+                split = loss_breakdown(seconds, choice, networks, setup, policy=policy)
                 parts[policy] = split.per_hour()
                 if self.unknown is not None:
                     blind = loss_breakdown(
-                        self.seconds, choice, self.networks, setup, policy=policy,
+                        seconds, choice, networks, setup, policy=policy,
                         within=self.unknown,
                     )  # fmt: skip
                     parts[policy]["on_unknown_s"] = blind.per_hour()["lost_s"]
@@ -526,7 +538,7 @@ def replay_drive(
     *,
     planner: Planner,
     network_ids: Sequence[str] | None = None,
-    vehicles: Sequence[str] = TERRESTRIAL_SETUPS,
+    vehicles: Sequence[str] | None = None,
     priority: Sequence[str] | None = None,
     hold_s: int = 2,
     max_gap_s: float = 30.0,
@@ -544,7 +556,9 @@ def replay_drive(
         with its request defaults and that ``vehicle``).
     network_ids : networks to choose from (default: the map's networks found in the drive).
     vehicles : vehicle set-ups (:data:`commap.radio.vehicle.VEHICLE_SETUPS` names); a
-        satellite set-up needs a satellite network, a bonded one at least two networks.
+        satellite set-up needs a satellite network, and every set-up two networks it can use
+        (one without a satellite terminal drives the terrestrial networks only). Default: the
+        terrestrial set-ups, and ``satellite_always_on`` where the drive has a satellite network.
     priority : the map-free baselines' configured order of networks (primary first; e.g. by
         their outage share on earlier drives); default: by signal at the start of each leg.
     hold_s, max_gap_s : see :func:`commap.sim.seconds.drive_seconds`.
@@ -560,9 +574,10 @@ def replay_drive(
     """
     if not tolerance_s > 0:
         raise InvalidInputError(f"tolerance_s {tolerance_s}: must be > 0", field="tolerance_s")
-    setups = [vehicle_setup(v) for v in dict.fromkeys(vehicles)]
-    if not setups:
+    if vehicles is not None and not vehicles:
         raise InvalidInputError("give at least one vehicle set-up", field="vehicle")
+    for name in vehicles or ():
+        vehicle_setup(name)  # an unknown name fails before any work
     found = set(pd.unique(records["network_id"].astype(str)))
     ids = list(network_ids) if network_ids else [n for n in cmap.catalogue.ids if n in found]
     for nid in ids:
@@ -580,39 +595,40 @@ def replay_drive(
         )
     seconds = drive_seconds(records[inside], network_ids=ids, hold_s=hold_s, max_gap_s=max_gap_s)
     networks = [cmap.catalogue[n] for n in seconds.network_ids]
-    order = None
-    if priority is not None:
-        if sorted(priority) != sorted(seconds.network_ids):
-            raise InvalidInputError(
-                f"priority {', '.join(priority)} must name each of "
-                f"{', '.join(seconds.network_ids)} once",
-                field="priority",
-            )
-        order = [seconds.network_ids.index(n) for n in priority]
-    for setup in setups:
-        if setup.has_terminal and not any(n.is_satellite for n in networks):
-            raise InvalidInputError(
-                f"vehicle {setup.name} needs a satellite network among "
-                f"{', '.join(seconds.network_ids)}",
-                field="vehicle",
-            )
+    if vehicles is None:
+        with_terminal = ("satellite_always_on",) if any(n.is_satellite for n in networks) else ()
+        vehicles = TERRESTRIAL_SETUPS + with_terminal
+    setups = [vehicle_setup(v) for v in dict.fromkeys(vehicles)]
+    if priority is not None and sorted(priority) != sorted(seconds.network_ids):
+        raise InvalidInputError(
+            f"priority {', '.join(priority)} must name each of "
+            f"{', '.join(seconds.network_ids)} once",
+            field="priority",
+        )
+    columns = {setup.name: _setup_columns(setup, seconds, networks) for setup in setups}
     unknown = np.zeros((len(seconds), len(networks)), dtype=bool)
     legs: list[_Leg] = []  # routes and truths of the legs, made once for every set-up
     serving: dict[str, dict[str, Choice]] = {}
     scores: dict[str, dict[str, PolicyScore]] = {}
     for setup in setups:
+        # a set-up without a satellite terminal drives the terrestrial networks only
+        own = seconds.columns(columns[setup.name])
+        own_networks = [cmap.catalogue[n] for n in own.network_ids]
+        order = None if priority is None else [own.network_ids.index(n) for n in priority
+                                               if n in own.network_ids]  # fmt: skip
         drive = _PlannedDrive({}, {}, {})
         if not setup.bonded:  # the planner plans for this set-up's switch times
             legs = legs or _legs(cmap, seconds)
-            drive, unknown = _plan_drive(cmap, seconds, networks, planner, setup.name, legs)
+            drive, own_unknown = _plan_drive(cmap, own, own_networks, planner, setup.name, legs)
+            unknown[:, [seconds.network_ids.index(n) for n in own.network_ids]] |= own_unknown
         serving[setup.name] = policy_choices(
-            setup, seconds, networks, drive.planned, drive.ranked, order, drive.foreseen
+            setup, own, own_networks, drive.planned, drive.ranked, order, drive.foreseen
         )
         scores[setup.name] = {
             p: score_choice(
-                seconds,
+                own,
                 c,
-                networks,
+                own_networks,
                 setup,
                 policy=p,
                 tolerance_s=tolerance_s,
@@ -620,14 +636,36 @@ def replay_drive(
             )
             for p, c in serving[setup.name].items()
         }
-        for s in scores[setup.name].values():
+        for sc in scores[setup.name].values():
             log.info(
-                "replay %s on %s: %d lost s, %d switches", s.policy, s.vehicle, s.outage_s,
-                s.switches,
+                "replay %s on %s: %d lost s, %d switches", sc.policy, sc.vehicle, sc.outage_s,
+                sc.switches,
             )  # fmt: skip
     shares = {nid: float(unknown[:, j].mean()) for j, nid in enumerate(seconds.network_ids)}
     blind: BoolArray = np.asarray(unknown.any(axis=1), dtype=bool)
-    return Replay(seconds, serving, scores, shares, networks=tuple(networks), unknown=blind)
+    return Replay(
+        seconds, serving, scores, shares, networks=tuple(networks), unknown=blind, columns=columns
+    )
+
+
+def _setup_columns(
+    setup: VehicleSetup, seconds: DriveSeconds, networks: Sequence[Network]
+) -> tuple[str, ...]:
+    """The drive's networks ``setup`` can use; an error where they cannot make its policies."""
+    ids = tuple(n.id for n in setup.usable(networks))
+    if setup.has_terminal and not any(n.is_satellite for n in networks):
+        raise InvalidInputError(
+            f"vehicle {setup.name} needs a satellite network among "
+            f"{', '.join(seconds.network_ids)}",
+            field="vehicle",
+        )
+    if len(ids) < 2:
+        raise InvalidInputError(
+            f"vehicle {setup.name} can use only {', '.join(ids) or 'none'} of "
+            f"{', '.join(seconds.network_ids)}: a replay needs two networks it can use",
+            field="vehicle",
+        )
+    return ids
 
 
 @dataclass(frozen=True)
@@ -688,7 +726,8 @@ def _plan_drive(
             for p in planned:  # standing still: keep the last network
                 planned[p][part] = planned[p][part.start - 1] if part.start else 0
             continue
-        for policy, on_map in (("commap", only), ("oracle", leg.truth)):
+        truth = _restricted(leg.truth, seconds.network_ids)
+        for policy, on_map in (("commap", only), ("oracle", truth)):
             result = planner(on_map, leg.route, vehicle)
             segment = _segment_of(result.corridor, leg.distance_m)
             point = LinkModel().point_outage(result.matrix, networks)

@@ -8,7 +8,8 @@ logging gaps; seconds where a network has no record even then are not scored), a
 that second is an **outage second** of the network (:data:`OUTAGE_RULES`: SINR below Qout,
 RSRP below -115 dBm, RSRQ below -16 dB, a downlink rate of at most 0.5 Mbit/s, or no serving
 cell at all; the rules of :data:`commap.radio.learned.KPIS`), and the value a signal-based rule
-ranks networks by (RSRP, else SINR, else downlink rate; ``-inf`` in an outage second).
+ranks networks by (RSRP, else SINR, else downlink rate in dB, 10 log10 Mbit/s; ``-inf`` in an
+outage second).
 
 Examples
 --------
@@ -26,7 +27,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,19 @@ OUTAGE_RULES: dict[str, OutageRule] = {
 }
 # the value a signal rule ranks networks by (higher is better): the first present
 _RANK_KPIS = ("rsrp_dbm", "sinr_db", "throughput_dl_mbps")
+
+
+def _rank_value(kpi: str, values: FloatArray) -> FloatArray:
+    """A KPI as a rank value in dB: a rate as 10 log10 of Mbit/s, so that a hysteresis in dB
+    (3 dB: twice the rate) means the same on every drive, not 3 Mbit/s at 2 and at 200.
+
+    >>> _rank_value("throughput_dl_mbps", np.array([2.0, 200.0, 0.0])).round(1).tolist()
+    [3.0, 23.0, -inf]
+    """
+    if kpi != "throughput_dl_mbps":
+        return values
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.maximum(values, 0.0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,6 +88,25 @@ class DriveSeconds:
 
     def __len__(self) -> int:
         return int(self.t_s.shape[0])
+
+    def columns(self, network_ids: Sequence[str]) -> DriveSeconds:
+        """The same seconds with only ``network_ids`` (in that order).
+
+        Examples
+        --------
+        >>> out = np.array([[True, False, False]])
+        >>> s = DriveSeconds(("a", "b", "c"), np.zeros(1), np.zeros(1), np.zeros(1),
+        ...                  np.zeros(1, np.int64), out, np.zeros((1, 3)))
+        >>> s.columns(["c", "a"]).outage.tolist()
+        [[False, True]]
+        """
+        cols = [self.network_ids.index(n) for n in network_ids]
+        return replace(
+            self,
+            network_ids=tuple(network_ids),
+            outage=self.outage[:, cols],
+            rank=self.rank[:, cols],
+        )
 
     def pieces(self) -> list[slice]:
         """Index ranges of the legs, in time order."""
@@ -160,7 +193,7 @@ def drive_seconds(
                 outage[:, j] |= np.nan_to_num(rule(held[kpi].to_numpy(np.float64)), nan=0.0) > 0
         for kpi in _RANK_KPIS:
             if kpi in held and held[kpi].notna().any():
-                rank[:, j] = held[kpi].to_numpy(np.float64)
+                rank[:, j] = _rank_value(kpi, held[kpi].to_numpy(np.float64))
                 break
     keep = seen.all(axis=1)
     if not keep.any():

@@ -78,22 +78,8 @@ SetupPlanner = Callable[[QualityMatrix, VehicleSetup], IntArray]
 
 
 def setup_network_ids(networks: Sequence[Network], setup: VehicleSetup) -> tuple[str, ...]:
-    """The networks a set-up can use: all with a satellite terminal, else the terrestrial ones.
-
-    Examples
-    --------
-    >>> from commap.networks import NetworkKind
-    >>> from commap.radio.vehicle import vehicle_setup
-    >>> nets = [Network(id="a", kind=NetworkKind.TERRESTRIAL, operator="a", technology="lte",
-    ...                 latency_ms=30),
-    ...         Network(id="s", kind=NetworkKind.LEO, operator="s", technology="leo",
-    ...                 latency_ms=40)]
-    >>> setup_network_ids(nets, vehicle_setup("dual_modem"))
-    ('a',)
-    >>> setup_network_ids(nets, vehicle_setup("satellite_on_demand"))
-    ('a', 's')
-    """
-    return tuple(n.id for n in networks if setup.has_terminal or not n.is_satellite)
+    """The ids of the networks a set-up can use (:meth:`VehicleSetup.usable`)."""
+    return tuple(n.id for n in setup.usable(networks))
 
 
 def _per_second_median(values: FloatArray, second: IntArray, n: int) -> FloatArray:

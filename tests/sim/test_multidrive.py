@@ -10,13 +10,15 @@ import pandas as pd
 import pytest
 
 from commap.errors import InvalidInputError
-from commap.geo.corridor import Route
+from commap.geo.corridor import Route, route_from_polyline
 from commap.map.build import build_map
 from commap.map.comm_map import CommMap
+from commap.networks import Network, NetworkKind
+from commap.radio.link import LinkModel
 from commap.radio.measurements import read_records
 from commap.radio.vehicle import vehicle_setup
 from commap.service.planning import PlanRequest, PlanResult, plan_route
-from commap.sim.failover import score_choice
+from commap.sim.failover import greedy_policy, score_choice
 from commap.sim.multidrive import (
     Replay,
     a3_failover_policy,
@@ -238,3 +240,98 @@ def test_the_breakdown_says_where_commaps_excess_over_the_oracle_comes_from(
     assert ("single_modem", "hot_standby") not in split.index
     # a map-free rule never plans a switch: its changes are failovers
     assert split.loc[("dual_modem", "hot_standby"), "proactive_switch_s"] == 0
+
+
+# --- a satellite terminal measured beside the operators -------------------------------------------
+_DISH = "starlink-dish"
+_DISH_SECTION = """
+[[networks]]
+id = "{nid}"
+kind = "leo"
+operator = "starlink"
+technology = "starlink"
+latency_ms = 45.0
+[networks.layer]
+type = "measured"
+format = "records"
+files = ["{path}"]
+network_id = "{nid}"
+start = "{start}"
+end = "{end}"
+"""
+
+
+def _dish_records(records: pd.DataFrame) -> pd.DataFrame:
+    """A dish on the car beside the three modems: throughput and connection state only (what
+    a terminal reports), out for the first 20 s of every 5 minutes (obstructions)."""
+    rows = records[records["network_id"] == "de-telekom"]
+    out = (rows["timestamp"].astype("int64") // 10**9) % 300 < 20
+    return pd.DataFrame(
+        {
+            "timestamp": rows["timestamp"],
+            "lat": rows["lat"],
+            "lon": rows["lon"],
+            "network_id": _DISH,
+            "throughput_mbps": np.where(out, 0.0, 80.0),
+            "connected": np.where(out, 0, 1),
+        }
+    )
+
+
+def test_a_measured_satellite_terminal_is_planned_and_replayed(
+    records: pd.DataFrame, later_drive: pd.DataFrame, tmp_path: Path
+) -> None:
+    dish = _dish_records(records)
+    dish.to_csv(tmp_path / "dish.csv", index=False)
+    spec = hamburg_spec(tmp_path / "with-dish", window=DAY1)
+    section = _DISH_SECTION.format(
+        nid=_DISH, path=(tmp_path / "dish.csv").as_posix(), start=DAY1[0], end=DAY1[1]
+    )
+    spec.write_text(spec.read_text(encoding="utf-8") + section, encoding="utf-8")
+    cmap = CommMap.load(build_map(spec, tmp_path / "built"))  # no orbital elements needed
+    assert cmap.catalogue[_DISH].is_satellite
+
+    drive = pd.concat([later_drive, dish[dish["timestamp"] >= later_drive["timestamp"].min()]])
+    replay = replay_drive(cmap, drive, planner=_planner)
+    # the terminal adds its set-up; a vehicle without one drives the operators only
+    assert list(replay.scores) == ["single_modem", "dual_modem", "bonded", "satellite_always_on"]
+    for vehicle, by_policy in replay.serving.items():
+        ids = replay.setup_view(vehicle)[0].network_ids
+        used = {ids[i] for c in by_policy.values() for i in np.unique(c.serving)}
+        assert (_DISH in used) == (vehicle == "satellite_always_on"), vehicle
+    # one more network to choose from never loses more seconds in hindsight
+    with_dish, without = (
+        replay.score(v, "best_single") for v in ("satellite_always_on", "single_modem")
+    )
+    assert with_dish.outage_s <= without.outage_s
+    # the measured dish is judged by its records, not as a satellite out of sight
+    track = later_drive[later_drive["network_id"] == "de-telekom"].drop_duplicates(["lon", "lat"])
+    route = route_from_polyline(track["lon"].iloc[:300], track["lat"].iloc[:300])
+    planned = _planner(cmap, route, "satellite_always_on")
+    j = planned.matrix.network_ids.index(_DISH)
+    assert np.isnan(planned.matrix.elevation_deg[:, j]).all()
+    outage = LinkModel().point_outage(
+        planned.matrix, [cmap.catalogue[n] for n in planned.matrix.network_ids]
+    )
+    assert float(np.median(outage[:, j])) < 0.5
+
+
+def test_a_hysteresis_in_db_is_a_ratio_of_rates() -> None:
+    # two operators reporting only their rate, 100 and 104 Mbit/s by turns: 4 Mbit/s is not
+    # 3 dB, so the best-signal rule stays where it is
+    t = pd.to_datetime(np.repeat(np.arange(60), 2), unit="s", utc=True)
+    rate = np.where(np.arange(60) % 2 == 0, 100.0, 104.0)
+    records = pd.DataFrame(
+        {
+            "timestamp": t,
+            "lon": 8.9,
+            "lat": 53.0,
+            "network_id": ["a", "b"] * 60,
+            "throughput_mbps": np.column_stack([rate, rate[::-1]]).ravel(),
+        }
+    )
+    s = drive_seconds(records)
+    nets = [Network(id=i, kind=NetworkKind.TERRESTRIAL, operator=i, technology="lte",
+                    latency_ms=30) for i in s.network_ids]  # fmt: skip
+    choice = greedy_policy(s, nets, vehicle_setup("single_modem"))
+    assert len(np.unique(choice.serving)) == 1
