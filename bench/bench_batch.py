@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from commap.map import build as batch
+from commap.map import tile as tile_job
 from commap.map.build import build_map
 from tests.support.paths import MAPS, REPO, TEST_DATA
 from tests.support.specs import default_spec, subregion_spec
@@ -195,7 +196,7 @@ def _traced_peak_mb(base: Path, work: Path) -> float:
     """tracemalloc peak of the largest tile of the map at ``base`` (Python allocations)."""
     copy = work / "traced"
     shutil.copytree(base, copy)
-    state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+    state = tile_job._state(copy, batch.DEFAULT_TILE_RESOLUTION)
     largest = max(state.tiles, key=lambda t: len(state.tiles[t]))
     params = batch.TileParams(reference_s=state.cmap.default_departure_s)
     tracemalloc.start()
@@ -215,7 +216,7 @@ def _warm_rates(base: Path, work: Path) -> tuple[float, float]:
     shutil.copytree(base, copy)
     try:
         start = time.perf_counter()
-        state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+        state = tile_job._state(copy, batch.DEFAULT_TILE_RESOLUTION)
         load_s = time.perf_counter() - start
         params = batch.TileParams(reference_s=state.cmap.default_departure_s)
         start = time.perf_counter()
