@@ -96,6 +96,9 @@ DEFAULT_TILE_RESOLUTION = 6
 MAX_THROUGH_TURN_DEG = 60.0
 
 _GEOD = Geod(ellps="WGS84")
+# Bridges searched around an edge (~160 m of longitude at 42 deg N): more than the 100 m cut
+# looks for overpasses
+_BRIDGE_SEARCH_DEG = 0.002
 
 
 # -- the edge table: parameters ------------------------------------------------------------------
@@ -362,7 +365,11 @@ def _cut_edge(state: _MapState, edge: EdgeKey, reference_s: float) -> _EdgeCut:
 
     graph = state.roads
     route = roads_mod.route_from_edges(graph, [edge])
-    near = state.bridge_tree.query(graph.edges[edge]["geometry"].buffer(0.002))
+    # candidates only (cut keeps the overpasses within 100 m of the route): the edge's box
+    # widened by _BRIDGE_SEARCH_DEG holds every bridge a buffer of that radius would find
+    lon0, lat0, lon1, lat1 = graph.edges[edge]["geometry"].bounds
+    d = _BRIDGE_SEARCH_DEG
+    near = state.bridge_tree.query(shapely.box(lon0 - d, lat0 - d, lon1 + d, lat1 + d))
     corridor = cut(
         route,
         segment_m=state.cmap.segment_m,
