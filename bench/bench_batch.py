@@ -4,8 +4,10 @@
   serial versus a 2-worker dask ``LocalCluster`` (and a 2-process pool), in edge-km per second
   per core; the whole build (``build_map``, base tables + edge table) on 2 cores against the
   2-minute target. Every run is a fresh process on a fresh copy of the base tables, so map loading
-  in each worker is included; the dask cluster is started first and its start timed apart
-  (``dask2_cluster_start_s``); medians of 3 runs. ``dask2_*`` is the first build on that fresh
+  in each worker is included; the dask cluster (the one ``run_batch`` starts,
+  :func:`commap.map.executors.local_cluster`: one-thread worker processes, no statistical
+  profiler) is started first and its start timed apart (``dask2_cluster_start_s``); medians of
+  3 runs. ``dask2_*`` is the first build on that fresh
   cluster: its workers import the tile code and load the map within the timed stage.
   ``dask2_warm_*`` is the next build on the same cluster, of another fresh copy of the map (a
   batch user's long-lived cluster): imports done, the map loaded again (another path).
@@ -47,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from commap.map import build as batch
+from commap.map import tile as tile_job
 from commap.map.build import build_map
 from tests.support.paths import MAPS, REPO, TEST_DATA
 from tests.support.specs import default_spec, subregion_spec
@@ -77,11 +80,11 @@ def worker_cpu_s():
     return usage.ru_utime + usage.ru_stime
 map_dirs, executor, workers = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3])
 scheduler, start_s, client = None, 0.0, None
-if executor == "dask":  # a cluster of its own, started first: its start is timed apart
-    from dask.distributed import Client, LocalCluster
+if executor == "dask":  # a cluster as run_batch starts one, started first: timed apart
+    from dask.distributed import Client
+    from commap.map.executors import local_cluster
     start = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
-                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
+    cluster = local_cluster(workers)
     scheduler, start_s = cluster.scheduler_address, time.perf_counter() - start
     client = Client(cluster)
 def edge_stage(map_dir):
@@ -195,7 +198,7 @@ def _traced_peak_mb(base: Path, work: Path) -> float:
     """tracemalloc peak of the largest tile of the map at ``base`` (Python allocations)."""
     copy = work / "traced"
     shutil.copytree(base, copy)
-    state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+    state = tile_job._state(copy, batch.DEFAULT_TILE_RESOLUTION)
     largest = max(state.tiles, key=lambda t: len(state.tiles[t]))
     params = batch.TileParams(reference_s=state.cmap.default_departure_s)
     tracemalloc.start()
@@ -215,7 +218,7 @@ def _warm_rates(base: Path, work: Path) -> tuple[float, float]:
     shutil.copytree(base, copy)
     try:
         start = time.perf_counter()
-        state = batch._state(copy, batch.DEFAULT_TILE_RESOLUTION)
+        state = tile_job._state(copy, batch.DEFAULT_TILE_RESOLUTION)
         load_s = time.perf_counter() - start
         params = batch.TileParams(reference_s=state.cmap.default_departure_s)
         start = time.perf_counter()

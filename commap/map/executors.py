@@ -27,6 +27,7 @@ __all__ = [
     "PartLog",
     "TaskRunner",
     "check_executor",
+    "local_cluster",
     "pool_start_method",
     "run_tiles",
 ]
@@ -164,8 +165,30 @@ def _run_processes(
 _SCHEDULER_TIMEOUT_S = 20.0  # connecting to an existing scheduler
 
 
+def local_cluster(workers: int) -> Any:
+    """A ``dask.distributed.LocalCluster`` of ``workers`` one-thread processes, as commap starts it.
+
+    Without a dashboard nobody reads the workers' statistical profiler; it samples the task
+    thread every 10 ms and cost a tenth of a worker's CPU on tiles, so it is off. The
+    scheduler's HTTP server (health routes) starts even without a dashboard, on port 8787
+    unless told otherwise: any free local port, so that two clusters on one machine neither
+    collide nor warn. A cluster given by address keeps its own settings.
+    """
+    import dask
+    from dask.distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )
+
+
 def _dask_client(workers: int, scheduler: str | None) -> Any:
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     if scheduler:
         try:
@@ -174,22 +197,7 @@ def _dask_client(workers: int, scheduler: str | None) -> Any:
             raise InvalidInputError(
                 f"cannot reach the dask scheduler at {scheduler}: {exc}", field="scheduler"
             ) from None
-    import dask
-
-    # Without a dashboard nobody reads the workers' statistical profiler; it samples the task
-    # thread every 10 ms and cost a tenth of a worker's CPU on tiles. A cluster given by address
-    # keeps its own settings. The scheduler's HTTP server (health routes) starts even without a
-    # dashboard, on port 8787 unless told otherwise: any free local port, so that two builds on
-    # one machine neither collide nor warn.
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
-        cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        )
-    return Client(cluster)
+    return Client(local_cluster(workers))
 
 
 def _run_dask(

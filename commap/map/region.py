@@ -11,25 +11,37 @@ GeoPackage for QGIS (``edges/edges.gpkg``: layers ``segments``, ``gaps``, ``hand
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyproj
-import shapely
-from numpy.typing import NDArray
 
-from commap.arrays import BoolArray
 from commap.errors import InvalidInputError
 from commap.files import atomic_path, write_json_atomic
 from commap.map.manifest import MANIFEST, Manifest, resolve_map_dir
-from commap.radio.quality import USABLE_SINR_DB, Provenance
+from commap.map.parts import (
+    EDGES_DIR,
+    GEOMETRY,
+    PARTS_DIR,
+    PROVENANCE_NAMES,
+    PartStats,
+    PartSummary,
+    hilbert_order,
+    numpy_column,
+    part_path,
+    read_part_table,
+    summarize_part,
+    table_columns,
+    write_geoparquet_table,
+)
 
 __all__ = [
     "CRS",
@@ -41,7 +53,6 @@ __all__ = [
     "STATS_FILE",
     "PartSummary",
     "RegionWriter",
-    "hilbert_sorted",
     "merge_region",
     "part_path",
     "read_coverage_stats",
@@ -51,47 +62,28 @@ __all__ = [
     "region_writer",
     "summarize_part",
     "summary_lines",
-    "write_geoparquet",
 ]
 
 
 EDGES_FORMAT = "commap-edges/1"
-EDGES_DIR = "edges"
-PARTS_DIR = f"{EDGES_DIR}/parts"
 GAPS_FILE = f"{EDGES_DIR}/gaps.parquet"
 STATS_FILE = f"{EDGES_DIR}/stats.json"
 GPKG_FILE = f"{EDGES_DIR}/edges.gpkg"
 CRS = pyproj.CRS.from_epsg(4326)  # parsed once: every GeoDataFrame shares it
 
 
-def part_path(map_dir: str | os.PathLike[str], tile: str) -> Path:
-    """Where the part of ``tile`` lives in a (partial or built) map directory.
-
-    Examples
-    --------
-    >>> part_path("built", "86396238fffffff").as_posix()
-    'built/edges/parts/86396238fffffff.parquet'
-    """
-    return Path(map_dir) / PARTS_DIR / f"{tile}.parquet"
-
-
-def write_geoparquet(frame: gpd.GeoDataFrame, path: Path) -> None:
-    """Write ``frame`` as GeoParquet with a bbox covering column, atomically."""
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False, write_covering_bbox=True)
-
-
 def read_part(path: Path) -> gpd.GeoDataFrame:
-    """A part written by :func:`write_geoparquet`, as ``geopandas.read_parquet`` reads it.
+    """A part (:func:`commap.map.parts.write_geoparquet_table`) as ``geopandas.read_parquet`` reads it.
 
     Every part is in :data:`CRS`: taking that CRS instead of parsing the file's PROJJSON saves
     ~20 ms per part (pyproj), a third of the read.
 
     Examples
     --------
-    >>> import tempfile
+    >>> import tempfile, shapely
+    >>> from commap.map.parts import geo_table, write_geoparquet_table
     >>> path = Path(tempfile.mkdtemp()) / "part.parquet"
-    >>> write_geoparquet(gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.Point(1, 2)], crs=CRS), path)
+    >>> write_geoparquet_table(geo_table({"a": np.array([1])}, np.array([shapely.Point(1, 2)])), path)
     >>> frame = read_part(path)
     >>> list(frame.columns), frame.crs == CRS, frame.geometry[0].wkt
     (['a', 'geometry'], True, 'POINT (1 2)')
@@ -108,52 +100,6 @@ def read_part(path: Path) -> gpd.GeoDataFrame:
 
 # -- region outputs -------------------------------------------------------------------------------
 
-_PROVENANCE_NAMES = {int(p): p.name.lower() for p in Provenance}
-
-
-@dataclass(frozen=True)
-class _PartStats:
-    """The sums of one part that the region totals add up (lengths in metres)."""
-
-    edge_m: float
-    tunnel_m: float
-    segments: int
-    gap_m: float
-    handovers: dict[str, int]
-    covered_m: dict[str, float]
-    recommended_m: dict[str, float]
-    by_provenance: dict[str, dict[str, float]]
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame, network_ids: Sequence[str]) -> _PartStats:
-        length = frame["length_m"].to_numpy()
-        kinds = frame["handover_kind"].to_numpy()
-        recommended = frame["network"].to_numpy()
-        covered_m: dict[str, float] = {}
-        recommended_m: dict[str, float] = {}
-        by_provenance: dict[str, dict[str, float]] = {}
-        for nid in network_ids:
-            covered = frame[f"{nid}_sinr_db"].to_numpy() >= USABLE_SINR_DB
-            covered_m[nid] = float(length[covered].sum())
-            recommended_m[nid] = float(length[recommended == nid].sum())
-            provenance = frame[f"{nid}_provenance"].to_numpy()
-            by_provenance[nid] = {
-                name: float(length[covered & (provenance == code)].sum())
-                for code, name in _PROVENANCE_NAMES.items()
-            }
-        return cls(
-            edge_m=float(length.sum()),
-            tunnel_m=float(length[frame["in_tunnel"].to_numpy()].sum()),
-            segments=len(frame),
-            gap_m=float(length[frame["gap"].to_numpy()].sum()),
-            handovers={
-                kind: int((kinds == kind).sum()) for kind in sorted(set(kinds.tolist()) - {""})
-            },
-            covered_m=covered_m,
-            recommended_m=recommended_m,
-            by_provenance=by_provenance,
-        )
-
 
 class _Stats:
     """Region totals accumulated part by part (in tile order, so sums are reproducible)."""
@@ -168,10 +114,10 @@ class _Stats:
         self.covered_m = dict.fromkeys(self.ids, 0.0)
         self.recommended_m = dict.fromkeys(self.ids, 0.0)
         self.by_provenance = {
-            nid: dict.fromkeys(_PROVENANCE_NAMES.values(), 0.0) for nid in self.ids
+            nid: dict.fromkeys(PROVENANCE_NAMES.values(), 0.0) for nid in self.ids
         }
 
-    def add(self, part: _PartStats) -> None:
+    def add(self, part: PartStats) -> None:
         """Add one part's sums (parts in tile order: the float sums are reproducible)."""
         self.edge_m += part.edge_m
         self.tunnel_m += part.tunnel_m
@@ -215,173 +161,69 @@ class _Stats:
         }
 
 
-def _runs(flags: BoolArray, groups: NDArray[np.int64]) -> list[tuple[int, int]]:
-    """``[start, stop)`` of each run of True within one group (rows already in order)."""
-    if flags.size == 0:
-        return []
-    new_group = np.concatenate(([True], groups[1:] != groups[:-1]))
-    starts = flags & (new_group | ~np.concatenate(([False], flags[:-1])))
-    last = np.concatenate((new_group[1:], [True]))
-    stops = flags & (last | ~np.concatenate((flags[1:], [False])))
-    return list(
-        zip(np.flatnonzero(starts).tolist(), (np.flatnonzero(stops) + 1).tolist(), strict=True)
-    )
-
-
-def _gaps(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Stretches of consecutive gap segments along each chain of one part."""
-    ordered = frame.sort_values(["chain", "chain_pos"], kind="stable").reset_index(drop=True)
-    runs = _runs(ordered["gap"].to_numpy(), ordered["chain"].to_numpy().astype(np.int64))
-    rows: list[dict[str, Any]] = []
-    lines = []
-    for start, stop in runs:
-        first, last = ordered.iloc[start], ordered.iloc[stop - 1]
-        part = ordered.iloc[start:stop]
-        coords = shapely.get_coordinates(part.geometry.to_numpy())
-        keep = np.concatenate(([True], np.any(np.diff(coords, axis=0) != 0, axis=1)))
-        lines.append(
-            shapely.linestrings(coords[keep])
-            if keep.sum() >= 2
-            else shapely.linestrings(coords[:2])
-        )
-        length = part["length_m"].to_numpy()
-        rows.append(
-            {
-                "tile": first["tile"],
-                "chain": int(first["chain"]),
-                "from_u": int(first["u"]),
-                "from_v": int(first["v"]),
-                "from_key": int(first["key"]),
-                "from_m": float(first["start_m"]),
-                "to_u": int(last["u"]),
-                "to_v": int(last["v"]),
-                "to_key": int(last["key"]),
-                "to_m": float(last["end_m"]),
-                "length_m": float(length.sum()),
-                "tunnel_m": float(length[part["in_tunnel"].to_numpy()].sum()),
-                "segments": stop - start,
-            }
-        )
-    table = pd.DataFrame(rows, columns=list(_GAP_TYPES)).astype(_GAP_TYPES)
-    return gpd.GeoDataFrame(table, geometry=lines, crs=CRS)
-
-
-_GAP_TYPES = {
-    "tile": str, "chain": np.int32, "from_u": np.int64, "from_v": np.int64,
-    "from_key": np.int64, "from_m": np.float64, "to_u": np.int64, "to_v": np.int64,
-    "to_key": np.int64, "to_m": np.float64, "length_m": np.float64, "tunnel_m": np.float64,
-    "segments": np.int32,
-}  # fmt: skip
-
-
-def _handover_points(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    switched = frame[frame["handover_kind"] != ""]
-    columns = [
-        "tile",
-        "chain",
-        "u",
-        "v",
-        "key",
-        "start_m",
-        "handover_from",
-        "network",
-        "handover_kind",
-    ]
-    points = shapely.points(
-        shapely.get_coordinates(shapely.get_point(switched.geometry.to_numpy(), 0))
-    )
-    table = pd.DataFrame(switched[columns].to_numpy(), columns=columns).rename(
-        columns={
-            "start_m": "at_m",
-            "handover_from": "from_network",
-            "network": "to_network",
-            "handover_kind": "kind",
-        }
-    )
-    return gpd.GeoDataFrame(table.astype(_HANDOVER_TYPES), geometry=points, crs=CRS)
-
-
-_HANDOVER_TYPES = {
-    "tile": str, "chain": np.int32, "u": np.int64, "v": np.int64, "key": np.int64,
-    "at_m": np.float64, "from_network": str, "to_network": str, "kind": str,
-}  # fmt: skip
-
-
 class _GpkgWriter:
     """GeoPackage export into ``path`` (a temporary file the caller renames when complete).
 
     Reproducible bytes: GDAL stamps ``last_change`` with OGR_CURRENT_DATE (set to the reference
-    time while writing). Segment rows are buffered into large batches: every write call costs a
-    transaction, whatever its size. Rows go to GDAL as an Arrow stream: half the time of the
-    row-by-row path for the same table read back (columns, types, geometries).
+    time while writing). SQLite does not sync while writing: the caller's atomic_path syncs the
+    finished file. Segment rows are buffered into large batches: every write call costs a
+    transaction, whatever its size. Rows go to GDAL as the Arrow tables the parts were read as
+    (no DataFrame on the way: the columns, types and geometries GDAL gets are the same).
     """
 
     def __init__(self, path: Path, reference_s: float) -> None:
         import pyogrio
+        from pyogrio.raw import write_arrow
 
         self.pyogrio = pyogrio
+        self.write_arrow = write_arrow
         self.path = path
-        self.date = pd.Timestamp(reference_s, unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = datetime.datetime.fromtimestamp(reference_s, tz=datetime.UTC)
+        self.date = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         self.layers: set[str] = set()
-        self.pending: list[gpd.GeoDataFrame] = []
+        self.pending: list[pa.Table] = []
         self.pending_rows = 0
 
-    def add_segments(self, frame: gpd.GeoDataFrame) -> None:
-        self.pending.append(frame)
-        self.pending_rows += len(frame)
+    def add_segments(self, table: pa.Table) -> None:
+        self.pending.append(table)
+        self.pending_rows += table.num_rows
         if self.pending_rows >= _GPKG_BATCH_ROWS:
             self.flush_segments()
 
     def flush_segments(self) -> None:
         if self.pending:
-            self.write(pd.concat(self.pending, ignore_index=True), "segments", "LineString")
+            self.write(pa.concat_tables(self.pending), "segments", "LineString")
         self.pending, self.pending_rows = [], 0
 
-    def write(self, frame: gpd.GeoDataFrame, layer: str, geometry_type: str) -> None:
-        previous = self.pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
-        self.pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": self.date})
+    def write(self, table: pa.Table, layer: str, geometry_type: str) -> None:
+        options = {
+            "OGR_CURRENT_DATE": self.date,
+            # SQLite syncs every transaction (~30 ms each, most of a small layer's write);
+            # the file is a temporary one that atomic_path fsyncs before renaming it into
+            # place, so those syncs bought nothing. The bytes are the same.
+            "OGR_SQLITE_SYNCHRONOUS": "OFF",
+        }
+        previous = {k: self.pyogrio.get_gdal_config_option(k) for k in options}
+        self.pyogrio.set_gdal_config_options(options)
         try:
-            self.pyogrio.write_dataframe(
-                frame,
+            self.write_arrow(
+                table,
                 self.path,
                 layer=layer,
                 driver="GPKG",
-                append=layer in self.layers,
+                geometry_name=GEOMETRY,
                 geometry_type=geometry_type,
-                use_arrow=True,
+                crs=f"EPSG:{CRS.to_epsg()}",
+                append=layer in self.layers,
             )
         finally:
-            self.pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
+            self.pyogrio.set_gdal_config_options(previous)
         self.layers.add(layer)
 
 
 # Each GeoPackage write call costs ~15 ms besides its rows: batches of this many rows keep that
 # small, and leave most segments of a large region written before its last tile arrives.
 _GPKG_BATCH_ROWS = 50_000
-
-
-@dataclass(frozen=True)
-class PartSummary:
-    """What the region outputs take from one part, besides its segments for the GeoPackage.
-
-    Computed where the part was built (:func:`summarize_part`), so that a parallel build does
-    this work in its workers rather than in a serial merge at the end.
-    """
-
-    segments: int
-    stats: _PartStats
-    gaps: gpd.GeoDataFrame
-    handovers: gpd.GeoDataFrame
-
-
-def summarize_part(frame: gpd.GeoDataFrame, network_ids: Sequence[str]) -> PartSummary:
-    """Sums, gap stretches and handover points of one part (as read by :func:`read_part`)."""
-    return PartSummary(
-        segments=len(frame),
-        stats=_PartStats.of(frame, network_ids),
-        gaps=_gaps(frame),
-        handovers=_handover_points(frame),
-    )
 
 
 class RegionWriter:
@@ -418,10 +260,10 @@ class RegionWriter:
             self.next += 1
 
     def _write(self, tile: str) -> None:
-        frame = read_part(part_path(self.root, tile))
+        table = read_part_table(part_path(self.root, tile))
         summary = self.arrived.pop(tile)
-        self.summaries[tile] = summary or summarize_part(frame, self.network_ids)
-        self.gpkg.add_segments(frame)
+        self.summaries[tile] = summary or summarize_part(table_columns(table), self.network_ids)
+        self.gpkg.add_segments(table)
 
     def finish(
         self,
@@ -464,13 +306,13 @@ class RegionWriter:
                     "sha256": checksums[tile],
                 }
             )
-        gap_frame = _hilbert_gaps([self.summaries[t].gaps for t in tiles], bounds)
-        handovers = pd.concat([self.summaries[t].handovers for t in tiles], ignore_index=True)
+        gaps = _hilbert_gaps([self.summaries[t].gaps for t in tiles], bounds)
+        handovers = pa.concat_tables([self.summaries[t].handovers for t in tiles])
         self.gpkg.flush_segments()
-        self.gpkg.write(gap_frame, "gaps", "LineString")
+        self.gpkg.write(gaps, "gaps", "LineString")
         self.gpkg.write(handovers, "handovers", "Point")
-        write_geoparquet(gap_frame, self.root / GAPS_FILE)
-        totals = stats.as_dict(gaps=len(gap_frame))
+        write_geoparquet_table(gaps, self.root / GAPS_FILE)
+        totals = stats.as_dict(gaps=gaps.num_rows)
         write_json_atomic(self.root / STATS_FILE, totals, indent=2)
         return {
             "outputs": {
@@ -563,49 +405,13 @@ def merge_region(
         return writer.finish(tiles=tiles, checksums=checksums, bounds=bounds)
 
 
-def _hilbert_gaps(
-    gaps: Sequence[gpd.GeoDataFrame], bounds: tuple[float, float, float, float]
-) -> gpd.GeoDataFrame:
-    frame = gpd.GeoDataFrame(pd.concat(gaps, ignore_index=True), geometry="geometry", crs=CRS)
-    if frame.empty:
-        return frame
-    return hilbert_sorted(frame, bounds, ties=("from_u", "from_v", "from_key", "from_m"))
-
-
-def hilbert_sorted(
-    frame: gpd.GeoDataFrame,
-    bounds: tuple[float, float, float, float],
-    *,
-    ties: Sequence[str] = (),
-) -> gpd.GeoDataFrame:
-    """Rows in Hilbert order of their geometry (spatial locality), ties broken by columns.
-
-    Parameters
-    ----------
-    frame : GeoDataFrame
-        Rows to order (not changed).
-    bounds : (lon_min, lat_min, lon_max, lat_max)
-        The extent the Hilbert curve spans.
-    ties : sequence of str
-        Columns that order rows of equal Hilbert distance, most significant first.
-
-    Returns
-    -------
-    GeoDataFrame
-        The rows in that order, with a fresh index.
-
-    Examples
-    --------
-    >>> from shapely.geometry import Point
-    >>> frame = gpd.GeoDataFrame({"k": [2, 1, 0]}, geometry=[Point(1, 1), Point(0, 0), Point(0, 0)])
-    >>> hilbert_sorted(frame, (0.0, 0.0, 1.0, 1.0), ties=("k",))["k"].tolist()
-    [0, 1, 2]
-    >>> len(hilbert_sorted(frame.iloc[:0], (0.0, 0.0, 1.0, 1.0)))
-    0
-    """
-    distance = frame.geometry.hilbert_distance(total_bounds=bounds).to_numpy()
-    order = np.lexsort((*(frame[c].to_numpy() for c in reversed(ties)), distance))
-    return frame.iloc[order].reset_index(drop=True)
+def _hilbert_gaps(gaps: Sequence[pa.Table], bounds: tuple[float, float, float, float]) -> pa.Table:
+    """Every part's gap stretches in one table, in Hilbert order (ties by their start)."""
+    table = pa.concat_tables(gaps)
+    ties = [numpy_column(table[c]) for c in ("from_u", "from_v", "from_key", "from_m")]
+    geometry = table_columns(table.select([GEOMETRY]))[GEOMETRY]
+    order = hilbert_order(geometry, bounds, ties=ties)
+    return table.take(pa.array(order)) if len(order) else table
 
 
 # -- reading a built map's edge table ---------------------------------------------------------------

@@ -33,6 +33,7 @@ from commap.files import sha256_file
 from commap.geo.roads import route_from_edges
 from commap.map import build as batch
 from commap.map import executors, region
+from commap.map import tile as tile_job
 from commap.map.build import TileParams, build_map
 from commap.map.comm_map import CommMap
 from commap.progress import Progress
@@ -262,7 +263,7 @@ def test_parts_are_hilbert_sorted_geoparquet(serial_map: Path, sub_map: CommMap)
         assert part.crs.to_epsg() == 4326 and len(part) == tile["segments"]
         assert (part.geometry.geom_type == "LineString").all()
         assert (part["tile"] == tile["id"]).all()
-        bounds = batch._state(serial_map, PARAMS.resolution).bounds
+        bounds = tile_job._state(serial_map, PARAMS.resolution).bounds
         distance = part.geometry.hilbert_distance(total_bounds=bounds).to_numpy()
         assert (np.diff(distance) >= 0).all()
 
@@ -383,6 +384,9 @@ def test_dask_cluster_given_by_address_gives_identical_edge_tables(
         with Client(cluster.scheduler_address) as client:
             assert client.submit(sum, [1, 2]).result() == 3
             assert len(client.scheduler_info()["workers"]) == 2
+            # fresh workers built every tile without importing pandas or geopandas, whose
+            # import costs more CPU than a small tile
+            assert sorted(client.run(_heavy_modules_probe()).values()) == [[], []]
     assert section == _manifest(serial_map)["edges"]
     expected = {k: v for k, v in _checksums(serial_map).items() if k.startswith("edges/")}
     assert _edge_checksums(copy) == expected
@@ -399,14 +403,27 @@ def dask_scheduler() -> Any:
         yield cluster.scheduler_address
 
 
+def _heavy_modules_probe() -> Any:
+    """A function listing the libraries a tile task does without that its process imported.
+
+    For ``client.run`` on dask workers: a nested function travels by value, so the workers do
+    not import this test module (which imports pandas).
+    """
+
+    def loaded() -> list[str]:
+        return [name for name in ("pandas", "geopandas", "pyogrio") if name in sys.modules]
+
+    return loaded
+
+
 def _worker_map_loads(scheduler: str) -> int:
     """How many times the cluster's workers have loaded a map for tiles, all told."""
     from dask.distributed import Client
 
     def loads() -> int:
-        from commap.map import build
+        from commap.map import tile
 
-        return int(build._map_state.cache_info().misses)
+        return int(tile._map_state.cache_info().misses)
 
     with Client(scheduler) as client:
         return sum(client.run(loads).values())
