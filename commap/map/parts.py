@@ -268,37 +268,33 @@ def table_columns(table: pa.Table) -> dict[str, NDArray[Any]]:
 _HILBERT_LEVEL = 16
 
 
-def _interleave(x: NDArray[Any]) -> NDArray[Any]:
-    x = (x | (x << 8)) & 0x00FF00FF
-    x = (x | (x << 4)) & 0x0F0F0F0F
-    x = (x | (x << 2)) & 0x33333333
-    return (x | (x << 1)) & 0x55555555
+def _hilbert_index(x: NDArray[np.uint32], y: NDArray[np.uint32]) -> NDArray[np.uint32]:
+    """Distance along the level-16 Hilbert curve of integer cells ``x``, ``y`` (0 .. 2**16 - 1).
 
+    The curve is walked from the largest quadrant down: each level adds the quadrant's rank
+    along the curve, then turns the coordinates so the next level sees its sub-square in the
+    curve's base orientation.
 
-def _hilbert_encode(x: NDArray[Any], y: NDArray[Any]) -> NDArray[Any]:
-    """Distance along the level-16 Hilbert curve (http://threadlocalmutex.com/, public domain)."""
-    a = x ^ y
-    b = 0xFFFF ^ a
-    c = 0xFFFF ^ (x | y)
-    d = x & (y ^ 0xFFFF)
-    aa = a | (b >> 1)
-    bb = (a >> 1) ^ a
-    cc = ((c >> 1) ^ (b & (d >> 1))) ^ c
-    dd = ((a & (c >> 1)) ^ (d >> 1)) ^ d
-    for shift in (2, 4):
-        a, b, c, d = aa, bb, cc, dd
-        aa = (a & (a >> shift)) ^ (b & (b >> shift))
-        bb = (a & (b >> shift)) ^ (b & ((a ^ b) >> shift))
-        cc = c ^ (a & (c >> shift)) ^ (b & (d >> shift))
-        dd = d ^ (b & (c >> shift)) ^ ((a ^ b) & (d >> shift))
-    a, b, c, d = aa, bb, cc, dd
-    c = c ^ (a & (c >> 8)) ^ (b & (d >> 8))
-    d = d ^ (b & (c >> 8)) ^ ((a ^ b) & (d >> 8))
-    a = c ^ (c >> 1)
-    b = d ^ (d >> 1)
-    i0 = x ^ y
-    i1 = b | (0xFFFF ^ (i0 | a))
-    return (_interleave(i1) << 1) | _interleave(i0)
+    The curve starts in one corner, passes the two beside it and ends in the fourth:
+
+    >>> top = 2**16 - 1
+    >>> x, y = np.array([0, 0, top, top], np.uint32), np.array([0, top, top, 0], np.uint32)
+    >>> (_hilbert_index(x, y) / (2**32 - 1)).round(3).tolist()
+    [0.0, 0.333, 0.667, 1.0]
+    """
+    side = 1 << _HILBERT_LEVEL
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    distance = np.zeros(x.shape, dtype=np.int64)
+    half = side >> 1
+    while half:
+        right, top = (x & half) > 0, (y & half) > 0
+        distance += half * half * ((3 * right) ^ top)
+        mirror = right & ~top
+        x = np.where(mirror, side - 1 - x, x)
+        y = np.where(mirror, side - 1 - y, y)
+        x, y = np.where(top, x, y), np.where(top, y, x)
+        half >>= 1
+    return distance.astype(np.uint32)
 
 
 def _discrete(values: NDArray[np.float64], low: float, high: float) -> NDArray[np.uint32]:
@@ -324,7 +320,7 @@ def hilbert_distance(
     box = shapely.bounds(np.asarray(geometries, dtype=object)).reshape(-1, 4)
     x = _discrete((box[:, 0] + box[:, 2]) / 2.0, bounds[0], bounds[2])
     y = _discrete((box[:, 1] + box[:, 3]) / 2.0, bounds[1], bounds[3])
-    return _hilbert_encode(x, y)
+    return _hilbert_index(x, y)
 
 
 def hilbert_order(
