@@ -16,8 +16,10 @@ satellite MB (:func:`replay_drive`).
     failover rule (one modem: the link's own state, an outage left at once where the map
     expects it to outlast the attach, else after :data:`commap.sim.failover.LEAVE_AFTER_S`
     outage seconds the map did not foresee; two modems: the registered standby, as
-    ``hot_standby``), to the network the map ranks next. With two modems the standby registers
-    on the plan's next network ahead of each switch.
+    ``hot_standby``, else an attach where the map expects the outage to outlast it), to the
+    network the map ranks next. With two modems the standby registers on the plan's next
+    network ahead of each switch, between switches on the network the map ranks next, moved
+    off it while it is in an outage the map expects to outlast a registration.
 ``commap_open_loop``
     The same plan without the failover rule.
 ``rules_without_plan``

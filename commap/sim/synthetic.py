@@ -19,7 +19,8 @@ set-up without a satellite terminal on the terrestrial networks only): ``commap`
 made on the planner's map for the set-up, ``oracle`` the same planner on the truth's segment
 matrix (:meth:`commap.sim.truth.TruthField.segment_matrix`), both executed in closed loop with
 the set-up's failover rule, the failed link going to the network their map ranks next (on one
-modem the rule also asks their map which outages it foresaw:
+modem the rule asks their map which outages it foresaw, on two modems where the standby
+registers and whether to attach where no standby is up:
 :func:`commap.sim.failover.planned_failover_policy`); ``rules_without_plan`` the same rule
 without a plan or a map. :class:`SecondsTotals` adds the routes
 and seeds up (pooled seconds: every seed drives every route once).

@@ -242,6 +242,44 @@ def test_one_modem_leaves_at_once_an_outage_its_map_expects_to_outlast_an_attach
     assert score_choice(s, late, NETS, ONE, policy="no map").outage_s == 4 + 10
 
 
+def test_two_modems_re_register_a_standby_the_map_expects_to_stay_out() -> None:
+    # the plan holds a; the map ranks b as the standby, but b goes out at 15 s where the map
+    # expects a long outage of b (P 0.95): the second modem registers on c instead, which is
+    # ready when a fails at 30 s, and the failover is a route change, not a lost outage
+    out = outage_of_a(80, 30, 60)
+    out[15:60, 1] = True
+    s = drive(out)
+    plan, order = np.zeros(80, np.int64), np.tile(np.array([0, 1, 2]), (80, 1))
+    foreseen = np.zeros((80, 3))
+    foreseen[15:60, :2] = 0.95
+    closed = planned_failover_policy(s, NETS, TWO, plan, order, foreseen=foreseen)
+    assert (closed.standby[:15] == 1).all() and (closed.standby[15:30] == 2).all()
+    assert (closed.serving[:30] == 0).all() and (closed.serving[30:] == 2).all()
+    assert score_choice(s, closed, NETS, TWO, policy="map").outage_s == 1
+    # an outage of b the map did not foresee keeps b (a real drive's outages are short)
+    kept = planned_failover_policy(s, NETS, TWO, plan, order, foreseen=np.zeros((80, 3)))
+    assert (kept.standby[:30] == 1).all() and (kept.serving == 0).all()
+    assert score_choice(s, kept, NETS, TWO, policy="no map").outage_s == 30
+
+
+def test_two_modems_attach_where_the_map_expects_the_link_and_the_standby_out() -> None:
+    # a and its standby b fail together at 20 s, for 40 s, where the map expects both out:
+    # with no standby to take over, the modem attaches to c at once (a 10 s attach) rather
+    # than sit out the 40 s; without the map it waits on a
+    out = outage_of_a(80, 20, 60)
+    out[20:60, 1] = True
+    s = drive(out)
+    plan, order = np.zeros(80, np.int64), np.tile(np.array([0, 1, 2]), (80, 1))
+    foreseen = np.zeros((80, 3))
+    foreseen[20:60, :2] = 0.95
+    closed = planned_failover_policy(s, NETS, TWO, plan, order, foreseen=foreseen)
+    assert (closed.serving[:20] == 0).all() and (closed.serving[20:] == 2).all()
+    assert score_choice(s, closed, NETS, TWO, policy="map").outage_s == 10
+    blind = planned_failover_policy(s, NETS, TWO, plan, order)
+    assert (blind.serving == 0).all()
+    assert score_choice(s, blind, NETS, TWO, policy="no map").outage_s == 40
+
+
 def test_a_planned_switch_waits_while_the_standby_sees_its_target_down() -> None:
     out = np.zeros((60, 3), dtype=bool)
     out[30:35, 1] = True  # the planned target b is down when the switch is due
