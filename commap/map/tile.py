@@ -353,9 +353,9 @@ def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDAr
     counts = inner + 2
     first = np.cumsum(counts) - counts  # row of each line's first point
     coords = np.empty((int(counts.sum()), 2), dtype=np.float64)
-    coords[first, 0], coords[first, 1] = np.interp(start_m, cum, lon), np.interp(start_m, cum, lat)
-    last = first + counts - 1
-    coords[last, 0], coords[last, 1] = np.interp(end_m, cum, lon), np.interp(end_m, cum, lat)
+    ends = np.concatenate((first, first + counts - 1))  # first and last point of every line
+    ends_m = np.concatenate((start_m, end_m))
+    coords[ends, 0], coords[ends, 1] = np.interp(ends_m, cum, lon), np.interp(ends_m, cum, lat)
     # vertex k of a line's inside: route vertex lo + k at row first + 1 + k
     k = np.arange(int(inner.sum())) - np.repeat(np.cumsum(inner) - inner, inner)
     vertex = np.repeat(lo, inner) + k
