@@ -44,6 +44,7 @@ __all__ = [
     "offset_deg",
     "to_local_m",
     "utm_crs",
+    "utm_epsg",
 ]
 
 
@@ -146,10 +147,26 @@ def utm_crs(lon: float, lat: float) -> pyproj.CRS:
     >>> utm_crs(-58.4, -34.6).to_epsg()
     32721
     """
+    return _utm_zone_crs(utm_epsg(lon, lat))
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of :func:`utm_crs`: a plain int, a cheap cache key (a CRS hashes its WKT).
+
+    Raises
+    ------
+    InvalidInputError
+        A coordinate that is not finite.
+
+    Examples
+    --------
+    >>> utm_epsg(1.5, 42.5), utm_epsg(-58.4, -34.6)
+    (32631, 32721)
+    """
     if not (math.isfinite(lon) and math.isfinite(lat)):
         raise InvalidInputError(f"no UTM zone for ({lon}, {lat})")
     zone = min(60, max(1, int((lon + 180.0) // 6.0) + 1))
-    return _utm_zone_crs((32600 if lat >= 0.0 else 32700) + zone)
+    return (32600 if lat >= 0.0 else 32700) + zone
 
 
 @functools.lru_cache(maxsize=16)

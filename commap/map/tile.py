@@ -45,14 +45,13 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h3
 import networkx as nx
 import numpy as np
 import shapely
 from numpy.typing import NDArray
-from pyproj import Geod
 
 from commap.arrays import FloatArray
 from commap.errors import InvalidInputError
@@ -70,8 +69,11 @@ from commap.map.parts import (
     write_geoparquet_table,
 )
 from commap.networks import NetworkCatalogue
-from commap.radio.link import APP_PROFILES
+from commap.radio.link import APP_PROFILES, LinkModel, Objective
 from commap.radio.quality import USABLE_SINR_DB, QualityMatrix
+
+if TYPE_CHECKING:
+    from commap.plan import Constraints
 
 __all__ = [
     "DEFAULT_TILE_RESOLUTION",
@@ -95,7 +97,6 @@ DEFAULT_TILE_RESOLUTION = 6
 # A road continues "through" a junction onto an edge turning at most this much.
 MAX_THROUGH_TURN_DEG = 60.0
 
-_GEOD = Geod(ellps="WGS84")
 # Bridges searched around an edge (~160 m of longitude at 42 deg N): more than the 100 m cut
 # looks for overpasses
 _BRIDGE_SEARCH_DEG = 0.002
@@ -339,42 +340,61 @@ class _EdgeCut:
 
 
 def _segment_lines(route: Route, start_m: FloatArray, end_m: FloatArray) -> NDArray[np.object_]:
-    """LineString of every segment: the route between ``start_m`` and ``end_m``."""
+    """LineString of every segment: the route between ``start_m`` and ``end_m``.
+
+    Each line is the point at ``start_m``, the route's vertices strictly inside the segment and
+    the point at ``end_m``, all lines filled into one coordinate array at once.
+    """
     lon, lat = route.lon, route.lat
-    _, _, leg_m = _GEOD.inv(lon[:-1], lat[:-1], lon[1:], lat[1:])
+    leg_m, _ = route.geodesic_legs  # cut() measured them already
     cum = np.concatenate(([0.0], np.cumsum(leg_m)))
-    a = np.column_stack((np.interp(start_m, cum, lon), np.interp(start_m, cum, lat)))
-    b = np.column_stack((np.interp(end_m, cum, lon), np.interp(end_m, cum, lat)))
     lo = np.searchsorted(cum, start_m, side="right")
-    hi = np.searchsorted(cum, end_m, side="left")
-    vertices = np.column_stack((lon, lat))
-    coords: list[FloatArray] = []
-    index: list[NDArray[np.int64]] = []
-    for i in range(start_m.size):
-        part = np.vstack((a[i : i + 1], vertices[lo[i] : max(lo[i], hi[i])], b[i : i + 1]))
-        coords.append(part)
-        index.append(np.full(part.shape[0], i, dtype=np.int64))
+    inner = np.maximum(np.searchsorted(cum, end_m, side="left") - lo, 0)
+    counts = inner + 2
+    first = np.cumsum(counts) - counts  # row of each line's first point
+    coords = np.empty((int(counts.sum()), 2), dtype=np.float64)
+    ends = np.concatenate((first, first + counts - 1))  # first and last point of every line
+    ends_m = np.concatenate((start_m, end_m))
+    coords[ends, 0], coords[ends, 1] = np.interp(ends_m, cum, lon), np.interp(ends_m, cum, lat)
+    # vertex k of a line's inside: route vertex lo + k at row first + 1 + k
+    k = np.arange(int(inner.sum())) - np.repeat(np.cumsum(inner) - inner, inner)
+    vertex = np.repeat(lo, inner) + k
+    rows = np.repeat(first + 1, inner) + k
+    coords[rows, 0], coords[rows, 1] = lon[vertex], lat[vertex]
     lines: NDArray[np.object_] = shapely.linestrings(
-        np.vstack(coords), indices=np.concatenate(index)
+        coords, indices=np.repeat(np.arange(start_m.size), counts)
     )
     return lines
 
 
-def _cut_edge(state: _MapState, edge: EdgeKey, reference_s: float) -> _EdgeCut:
+def _near_bridges(state: _MapState, edges: Sequence[EdgeKey]) -> list[NDArray[np.intp]]:
+    """Per edge, the sorted indices of the bridges in its box widened by _BRIDGE_SEARCH_DEG.
+
+    Candidates only (cut keeps the overpasses within 100 m of the route): that box holds every
+    bridge a buffer of that radius would find. One tree query for all the edges of a tile.
+    """
+    bounds = shapely.bounds([state.roads.edges[e]["geometry"] for e in edges])
+    d = _BRIDGE_SEARCH_DEG
+    boxes = shapely.box(bounds[:, 0] - d, bounds[:, 1] - d, bounds[:, 2] + d, bounds[:, 3] + d)
+    edge_i, bridge_i = state.bridge_tree.query(boxes)
+    order = np.lexsort((bridge_i, edge_i))
+    edge_i, bridge_i = edge_i[order], bridge_i[order]
+    ends = np.searchsorted(edge_i, np.arange(len(edges) + 1), side="left")
+    return [bridge_i[ends[i] : ends[i + 1]] for i in range(len(edges))]
+
+
+def _cut_edge(
+    state: _MapState, edge: EdgeKey, reference_s: float, near: NDArray[np.intp]
+) -> _EdgeCut:
+    """The edge cut into the map's segments; ``near``: bridges that may pass over it."""
     from commap.geo import roads as roads_mod
 
-    graph = state.roads
-    route = roads_mod.route_from_edges(graph, [edge])
-    # candidates only (cut keeps the overpasses within 100 m of the route): the edge's box
-    # widened by _BRIDGE_SEARCH_DEG holds every bridge a buffer of that radius would find
-    lon0, lat0, lon1, lat1 = graph.edges[edge]["geometry"].bounds
-    d = _BRIDGE_SEARCH_DEG
-    near = state.bridge_tree.query(shapely.box(lon0 - d, lat0 - d, lon1 + d, lat1 + d))
+    route = roads_mod.route_from_edges(state.roads, [edge])
     corridor = cut(
         route,
         segment_m=state.cmap.segment_m,
         departure_s=reference_s,
-        overpasses=state.bridges[np.sort(near)],
+        overpasses=state.bridges[near],
     )
     end_m = corridor.distance_m + corridor.length_m
     return _EdgeCut(edge, corridor, _segment_lines(route, corridor.distance_m, end_m))
@@ -414,11 +434,24 @@ class _ChainPlan:
 
 
 def _plan_chain(
-    corridor: Corridor, matrix: QualityMatrix, catalogue: NetworkCatalogue, app: str
+    corridor: Corridor,
+    matrix: QualityMatrix,
+    catalogue: NetworkCatalogue,
+    app: str,
+    settings: tuple[LinkModel, Objective, Constraints],
 ) -> _ChainPlan:
     from commap.plan import HandoverProblem, solve
 
-    problem = HandoverProblem.build(corridor, matrix, catalogue, app=app)
+    link, objective, constraints = settings
+    problem = HandoverProblem.build(
+        corridor,
+        matrix,
+        catalogue,
+        app=app,
+        link=link,
+        objective=objective,
+        constraints=constraints,
+    )
     plan = solve(problem, solver="dp")
     n = len(plan)
     ids = np.asarray(plan.network_ids, dtype=object)
@@ -433,11 +466,15 @@ def _plan_chains(
     chains: Sequence[Corridor], matrix: QualityMatrix, catalogue: NetworkCatalogue, app: str
 ) -> list[_ChainPlan]:
     """Plan every chain on its rows of the tile's quality matrix (chains in row order)."""
+    from commap.plan import Constraints
+
+    # the defaults every chain plans with, made (and validated) once per tile
+    settings = (LinkModel(), Objective(), Constraints())
     plans: list[_ChainPlan] = []
     start = 0
     for corridor in chains:
         rows = slice(start, start + len(corridor))
-        plans.append(_plan_chain(corridor, matrix.take(rows), catalogue, app))
+        plans.append(_plan_chain(corridor, matrix.take(rows), catalogue, app, settings))
         start = rows.stop
     return plans
 
@@ -486,7 +523,9 @@ def _tile_columns(
         params.reference_s if params.reference_s is not None else cmap.default_departure_s
     )
     chains = through_chains(cmap.roads, edges)
-    cuts = [[_cut_edge(state, e, reference_s) for e in chain] for chain in chains]
+    in_order = [e for chain in chains for e in chain]
+    near = iter(_near_bridges(state, in_order))
+    cuts = [[_cut_edge(state, e, reference_s, next(near)) for e in chain] for chain in chains]
     joined = [_join(c, reference_s) for c in cuts]
     everything = _join([cut_ for chain in cuts for cut_ in chain], reference_s)
     matrix = cmap.quality(everything, reference_s=reference_s)

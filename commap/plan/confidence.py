@@ -167,8 +167,8 @@ def vouched_assignment(
     (S,) int array: the same plan, or one with fewer switches (deterministic).
     """
     a = np.asarray(assignment, dtype=np.int64).copy()
-    if switch_confidence_sd <= 0 or a.shape[0] == 0:
-        return a
+    if switch_confidence_sd <= 0 or a.shape[0] == 0 or (a[1:] == a[0]).all():
+        return a  # nothing to merge: no switch, one stretch without a neighbour
     corridor, link = problem.corridor, problem.link
     looks = np.maximum(
         np.asarray(corridor.length_m, dtype=np.float64) / link.decorrelation_m,

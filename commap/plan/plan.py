@@ -369,15 +369,23 @@ def _empty_plan() -> Plan:
 
 
 # -- building plans -----------------------------------------------------------------------------
-def make_plan(problem: HandoverProblem, assignment: IntArray, report: SolverReport) -> Plan:
+def make_plan(
+    problem: HandoverProblem,
+    assignment: IntArray,
+    report: SolverReport,
+    evaluation: Evaluation | None = None,
+) -> Plan:
     """Wrap an assignment into a :class:`Plan`, scored by the independent evaluator.
+
+    ``evaluation`` is the evaluator's score of this very assignment when the caller has it
+    already (the evaluator is a pure function: scoring it again gives the same).
 
     Raises
     ------
     CommapError
         If the evaluator finds a broken constraint (a solver bug, never a user error).
     """
-    ev = evaluate_plan(problem, assignment)
+    ev = evaluation if evaluation is not None else evaluate_plan(problem, assignment)
     if ev.violations:
         raise CommapError(
             f"internal error: {report.name} produced a plan that breaks constraints: "
@@ -511,11 +519,17 @@ def solve(
     start = time.perf_counter()
     if solver == "dp" or (solver == "auto" and not problem.constraints.is_global):
         assignment = solve_dp(problem).assignment[0]
-        cost = evaluate_plan(problem, assignment).cost
+        solved = evaluate_plan(problem, assignment)
         report = SolverReport(
-            "dp", "OPTIMAL", cost, cost, 0.0, time.perf_counter() - start, "exact Viterbi"
+            "dp",
+            "OPTIMAL",
+            solved.cost,
+            solved.cost,
+            0.0,
+            time.perf_counter() - start,
+            "exact Viterbi",
         )
-        return _vouched(problem, assignment, report)
+        return _vouched(problem, assignment, report, solved)
     res = solve_cpsat(
         problem,
         time_limit_s=time_limit_s,
@@ -531,19 +545,25 @@ def solve(
     return _vouched(problem, res.assignment, report)
 
 
-def _vouched(problem: HandoverProblem, assignment: IntArray, report: SolverReport) -> Plan:
+def _vouched(
+    problem: HandoverProblem,
+    assignment: IntArray,
+    report: SolverReport,
+    solved: Evaluation | None = None,
+) -> Plan:
     """The solver's plan without the stretches the map cannot vouch for
     (:mod:`commap.plan.confidence`).
 
     The report keeps the solver's status, objective, bound and gap: they are true of the
     solver's plan, which the merge deliberately leaves; what the merge cost is reported
-    beside them (:class:`SolverReport`).
+    beside them (:class:`SolverReport`). ``solved``: the solver's plan scored already.
     """
     kept = vouched_assignment(problem, assignment, problem.objective.switch_confidence_sd)
     dropped = int((assignment[1:] != assignment[:-1]).sum() - (kept[1:] != kept[:-1]).sum())
     if dropped == 0:
-        return make_plan(problem, assignment, report)
-    solved, merged = evaluate_plan(problem, assignment), evaluate_plan(problem, kept)
+        return make_plan(problem, assignment, report, solved)
+    solved = solved if solved is not None else evaluate_plan(problem, assignment)
+    merged = evaluate_plan(problem, kept)
     loss_s = merged.expected_loss_s - solved.expected_loss_s
     report = replace(
         report,
@@ -553,7 +573,7 @@ def _vouched(problem: HandoverProblem, assignment: IntArray, report: SolverRepor
         merge_loss_share=loss_s / solved.expected_loss_s if solved.expected_loss_s > 0 else 0.0,
     )
     return make_plan(
-        problem, kept, replace(report, detail=f"{report.detail}; {report.merge_summary}")
+        problem, kept, replace(report, detail=f"{report.detail}; {report.merge_summary}"), merged
     )
 
 

@@ -609,15 +609,12 @@ class LinkModel:
         >>> LinkModel().switch_table([]).failure_prob.shape
         (0, 0)
         """
-        n = len(networks)
-        code = np.zeros((n, n), dtype=np.int8)
-        prob = np.zeros((n, n))
-        interruption = np.zeros((n, n))
-        for i, a in enumerate(networks):
-            for j, b in enumerate(networks):
-                kind, prob[i, j], interruption[i, j] = self.switch(a, b)
-                code[i, j] = SWITCH_KINDS.index(kind)
-        return SwitchTable(kind_code=code, failure_prob=prob, interruption_s=interruption)
+        # cached: every chain a map build plans asks for the same table
+        code, prob, interruption = _pair_tables(self, networks)
+        # copies: a caller may adjust its table (a vehicle set-up's switch times)
+        return SwitchTable(
+            kind_code=code.copy(), failure_prob=prob.copy(), interruption_s=interruption.copy()
+        )
 
     def reconfiguration_s_per_s(self, network: Network) -> float:
         """Interruption seconds per second of use from LEO reconfiguration (0 for others).
@@ -633,3 +630,31 @@ class LinkModel:
         if network.kind is not NetworkKind.LEO:
             return 0.0
         return self.leo_reconfiguration_interruption_s / self.leo_reconfiguration_period_s
+
+
+_PairTables = tuple[NDArray[np.int8], FloatArray, FloatArray]
+# (link model, what every switch depends on) -> tables; a handful of entries per process
+_PAIR_TABLES: dict[tuple[LinkModel, tuple[tuple[str, NetworkKind, str], ...]], _PairTables] = {}
+_PAIR_TABLES_MAX = 32
+
+
+def _pair_tables(link: LinkModel, networks: Sequence[Network]) -> _PairTables:
+    """Kind codes, failure probabilities and interruptions of every ordered pair, cached by
+    the fields a switch depends on (:func:`commap.networks.switch_kind`: id, kind, operator;
+    a network itself is unhashable, its ``params`` being a dict)."""
+    key = (link, tuple((n.id, n.kind, n.operator) for n in networks))
+    tables = _PAIR_TABLES.get(key)
+    if tables is not None:
+        return tables
+    n = len(networks)
+    code = np.zeros((n, n), dtype=np.int8)
+    prob = np.zeros((n, n))
+    interruption = np.zeros((n, n))
+    for i, a in enumerate(networks):
+        for j, b in enumerate(networks):
+            kind, prob[i, j], interruption[i, j] = link.switch(a, b)
+            code[i, j] = SWITCH_KINDS.index(kind)
+    if len(_PAIR_TABLES) >= _PAIR_TABLES_MAX:
+        _PAIR_TABLES.clear()
+    _PAIR_TABLES[key] = (code, prob, interruption)
+    return code, prob, interruption

@@ -17,6 +17,7 @@ from commap.geo.geodesy import (
     offset_deg,
     to_local_m,
     utm_crs,
+    utm_epsg,
 )
 
 
@@ -121,6 +122,18 @@ def test_reference_latitude_at_a_pole_is_refused(lat0: float) -> None:
 def test_utm_crs_matches_geopandas_estimate(lon: float, lat: float) -> None:
     expected = gpd.GeoSeries([Point(lon, lat)], crs="EPSG:4326").estimate_utm_crs()
     assert utm_crs(lon, lat) == expected
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat"), [(1.5, 42.5), (-58.4, -34.6), (139.7, 35.7), (-179.9, 10.0), (180.0, -10.0)]
+)
+def test_utm_epsg_is_the_code_of_utm_crs(lon: float, lat: float) -> None:
+    assert utm_epsg(lon, lat) == utm_crs(lon, lat).to_epsg()
+
+
+def test_utm_epsg_refuses_non_finite_points() -> None:
+    with pytest.raises(InvalidInputError):
+        utm_epsg(1.5, float("inf"))
 
 
 def test_utm_crs_refuses_non_finite_points() -> None:

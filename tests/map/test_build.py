@@ -169,6 +169,23 @@ def test_build_tile_rejects_an_unknown_tile(serial_map: Path) -> None:
 # -- the edge table ------------------------------------------------------------------------------
 
 
+def test_segment_lines_trace_their_edge_end_to_end(sub_map: CommMap, table: Any) -> None:
+    """An edge's segment lines, in order, run from its first vertex to its last through every
+    vertex of its geometry, each line's ends where the next one starts."""
+    graph = sub_map.roads
+    assert graph is not None
+    for (u, v, k), rows in itertools.islice(table.groupby(["u", "v", "key"]), 200):
+        rows = rows.sort_values("seg")
+        parts = [shapely.get_coordinates(g) for g in rows.geometry]
+        for before, after in itertools.pairwise(parts):
+            np.testing.assert_allclose(before[-1], after[0], rtol=0, atol=1e-12)
+        traced = np.vstack([parts[0], *(p[1:] for p in parts[1:])])
+        edge = shapely.get_coordinates(graph.edges[u, v, k]["geometry"])
+        np.testing.assert_array_equal(traced[[0, -1]], edge[[0, -1]])
+        inside = {tuple(xy) for xy in traced.tolist()}
+        assert all(tuple(xy) in inside for xy in edge.tolist())
+
+
 def test_every_directed_edge_is_cut_into_map_segments(sub_map: CommMap, table: Any) -> None:
     graph = sub_map.roads
     assert graph is not None
