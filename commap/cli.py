@@ -784,10 +784,15 @@ def plot(
                 timeline, out if kind == "strip" else out.with_name(f"{out.stem}-strip.png")
             )
         )
-    if kind in ("coverage", "all"):
+    if kind == "coverage" or (kind == "all" and cmap.roads is not None):
         target = out if kind == "coverage" else out.with_name(f"{out.stem}-coverage.png")
         written.append(plots.plot_coverage(cmap, target, timeline=timeline))
     console.print(plots.route_title(timeline), markup=False)
+    if kind == "all" and cmap.roads is None:
+        console.print(
+            f"map {cmap.name} has no road graph: no coverage picture along its roads "
+            "(the route map and the strip chart show the plan)"
+        )
     for path in written:
         console.print(f"wrote [bold]{path}[/]")
 

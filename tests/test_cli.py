@@ -647,3 +647,29 @@ def test_route_says_which_networks_reach_inside_its_tunnels(
         code, out = _run("plan", "--map", str(built), *trip)
         assert code == 0, out
         assert f"tunnels 3.1 km, usable inside: {inside}" in " ".join(out.split())
+
+
+def test_plot_of_a_map_without_roads_draws_the_route(hamburg_dir: Path, tmp_path: Path) -> None:
+    from commap.radio.measurements import read_records
+    from tests.support.specs import HAMBURG_EXTRACT
+
+    # a measured-only map (no road graph) and a recorded drive as the route
+    drive = read_records(HAMBURG_EXTRACT)
+    drive = drive[drive["network_id"] == "de-telekom"].drop_duplicates(["lat", "lon"]).iloc[:300]
+    route = tmp_path / "drive.csv"
+    drive[["lat", "lon"]].to_csv(route, index=False)
+    plan_file = tmp_path / "plan.geojson"
+    code, out = _run(
+        "plan", "--map", str(hamburg_dir), "--route", str(route), "--out", str(plan_file)
+    )
+    assert code == 0, out
+    png = tmp_path / "plan.png"
+    code, out = _run("plot", "--map", str(hamburg_dir), "--plan", str(plan_file), "--out", str(png))
+    assert code == 0, out
+    assert png.stat().st_size > 0 and (tmp_path / "plan-strip.png").stat().st_size > 0
+    assert not (tmp_path / "plan-coverage.png").exists() and "no road graph" in out
+    code, out = _run(
+        "plot", "--map", str(hamburg_dir), "--plan", str(plan_file), "--kind", "coverage",
+        "--out", str(tmp_path / "coverage.png"),
+    )  # fmt: skip
+    assert code != 0 and "has no road graph to draw" in out

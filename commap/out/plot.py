@@ -226,7 +226,8 @@ def plot_coverage(
     """Coverage along the roads, one panel per network (small multiples).
 
     Terrestrial networks are coloured by ``metric`` class (``"sinr_db"`` or ``"rsrp_dbm"``),
-    satellites by visibility (best elevation). Modelled values are drawn thin, measured ones
+    modelled satellites by visibility (best elevation), measured ones (a terminal's own records,
+    no elevation) by ``metric``. Modelled values are drawn thin, measured ones
     thick with a dark edge. A route, if given, is drawn in black on every panel.
 
     Parameters
@@ -287,8 +288,10 @@ def plot_coverage(
         q = cmap.layers[nid].sample(
             lon, lat, np.full(lon.shape, time_s), in_tunnel=pieces["tunnel"].to_numpy(bool)
         )
-        m = "elevation_deg" if net.is_satellite else metric
-        values = q.elevation_deg if net.is_satellite else getattr(q, metric)
+        # a modelled satellite by its elevation; a measured one (no elevation) by its signal
+        by_sky = net.is_satellite and bool(np.isfinite(q.elevation_deg).any())
+        m = "elevation_deg" if by_sky else metric
+        values = q.elevation_deg if by_sky else getattr(q, metric)
         codes = classify(m, values)
         unknown = np.asarray(q.unknown, dtype=bool)
         colors = [
