@@ -12,9 +12,11 @@ from pathlib import Path
 
 from commap.errors import InvalidInputError
 
-__all__ = ["DEFAULT_MAP", "Settings", "default_maps_dir"]
+__all__ = ["DEFAULT_MAP", "REPO_DIR", "Settings", "default_maps_dir"]
 
 DEFAULT_MAP = "andorra"
+# the checkout holding this package (maps/, node_modules/ of a source install)
+REPO_DIR = Path(__file__).resolve().parents[1]
 
 
 def default_maps_dir() -> Path:
@@ -22,7 +24,7 @@ def default_maps_dir() -> Path:
     env = os.environ.get("COMMAP_MAPS_DIR")
     if env:
         return Path(env)
-    repo_maps = Path(__file__).resolve().parents[1] / "maps"
+    repo_maps = REPO_DIR / "maps"
     return repo_maps if repo_maps.is_dir() else Path.cwd() / "maps"
 
 

@@ -23,6 +23,7 @@ from commap.out.viewer import ViewerServer, find_leaflet_dir, serve_viewer
 from commap.plan import Plan, plan_corridor
 from commap.service.planning import PlanRequest, plan_route
 from tests.support.browser import PageRun, chromium_path, load_page
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.viewer
 
@@ -304,3 +305,13 @@ def test_quality_payload_marks_unknown(cork: CommMap) -> None:
     assert not {n["id"]: n for n in near["networks"]}["ie-b-lte"]["unknown"]
     style = meta_payload(cork, t_s=0.0, has_plan=False, live=False)["style"]
     assert style["unknown"] not in (style["measured"], style["modelled"], style["no_network"])
+
+
+def test_leaflet_is_found_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `commap view` run from outside the checkout finds the npm package `make setup` installed
+    monkeypatch.delenv("COMMAP_LEAFLET_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    found = find_leaflet_dir()
+    assert (found / "leaflet.js").is_file() and found.is_relative_to(REPO)

@@ -37,6 +37,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+from commap.config import REPO_DIR
 from commap.errors import CommapError, InvalidInputError
 from commap.out.gis import plan_layers
 from commap.out.style import network_colors
@@ -85,7 +86,7 @@ def find_leaflet_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         env = os.environ.get(_LEAFLET_ENV)
         candidates = [Path(env)] if env else []
         rel = Path("node_modules") / "leaflet" / "dist"
-        candidates += [Path(__file__).resolve().parents[2] / rel, Path.cwd() / rel]
+        candidates += [REPO_DIR / rel, Path.cwd() / rel]
     for path in candidates:
         if (path / "leaflet.js").is_file() and (path / "leaflet.css").is_file():
             return path.resolve()
