@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from numpy.typing import NDArray
 
-from commap.arrays import FloatArray
+from commap.arrays import FloatArray, RecentArrays
 from commap.compiled import compiled, loaded
 from commap.errors import InvalidInputError
 from commap.networks import Network, NetworkKind, SwitchKind, switch_kind
@@ -634,27 +634,24 @@ class LinkModel:
 
 _PairTables = tuple[NDArray[np.int8], FloatArray, FloatArray]
 # (link model, what every switch depends on) -> tables; a handful of entries per process
-_PAIR_TABLES: dict[tuple[LinkModel, tuple[tuple[str, NetworkKind, str], ...]], _PairTables] = {}
-_PAIR_TABLES_MAX = 32
+_PAIR_TABLES = RecentArrays(max_bytes=1 << 20, max_entries=32)
 
 
 def _pair_tables(link: LinkModel, networks: Sequence[Network]) -> _PairTables:
-    """Kind codes, failure probabilities and interruptions of every ordered pair, cached by
-    the fields a switch depends on (:func:`commap.networks.switch_kind`: id, kind, operator;
-    a network itself is unhashable, its ``params`` being a dict)."""
+    """Kind codes, failure probabilities and interruptions of every ordered pair, kept by the
+    fields a switch depends on (:func:`commap.networks.switch_kind`: id, kind, operator; a
+    network itself is unhashable, its ``params`` being a dict). The tables are read-only."""
+
+    def make() -> _PairTables:
+        n = len(networks)
+        code = np.zeros((n, n), dtype=np.int8)
+        prob = np.zeros((n, n))
+        interruption = np.zeros((n, n))
+        for i, a in enumerate(networks):
+            for j, b in enumerate(networks):
+                kind, prob[i, j], interruption[i, j] = link.switch(a, b)
+                code[i, j] = SWITCH_KINDS.index(kind)
+        return code, prob, interruption
+
     key = (link, tuple((n.id, n.kind, n.operator) for n in networks))
-    tables = _PAIR_TABLES.get(key)
-    if tables is not None:
-        return tables
-    n = len(networks)
-    code = np.zeros((n, n), dtype=np.int8)
-    prob = np.zeros((n, n))
-    interruption = np.zeros((n, n))
-    for i, a in enumerate(networks):
-        for j, b in enumerate(networks):
-            kind, prob[i, j], interruption[i, j] = link.switch(a, b)
-            code[i, j] = SWITCH_KINDS.index(kind)
-    if len(_PAIR_TABLES) >= _PAIR_TABLES_MAX:
-        _PAIR_TABLES.clear()
-    _PAIR_TABLES[key] = (code, prob, interruption)
-    return code, prob, interruption
+    return _PAIR_TABLES.get(key, make)
